@@ -1,2 +1,17 @@
-// Filled by a later issue; see README.md. Deliberately exports nothing yet.
-export {};
+export {
+  SafetensorsError,
+  SafetensorsFile,
+  bfloat16BitsToFloat32,
+  dtypeByteSize,
+  float16BitsToFloat32,
+  float32ToBfloat16Bits,
+  float32ToFloat16Bits,
+  parseSafetensors,
+  serializeSafetensors,
+  type ParseOptions,
+  type SafetensorsDtype,
+  type SafetensorsErrorCode,
+  type SafetensorsTensor,
+  type SafetensorsTensorInfo,
+  type TensorData,
+} from './safetensors.js';

@@ -1,0 +1,36 @@
+/** Median of `runs` timings of `fn`, in seconds, after one warm-up call. */
+export function medianSeconds(fn: () => unknown, runs: number): number {
+  fn();
+  const times: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const start = performance.now();
+    fn();
+    times.push((performance.now() - start) / 1000);
+  }
+  times.sort((a, b) => a - b);
+  return times[Math.floor(times.length / 2)]!;
+}
+
+/** Deterministic pseudo-text: mostly ASCII words with some multi-byte UTF-8, like real corpora. */
+export function syntheticText(bytes: number, seed = 1): Uint8Array {
+  const words = ['the', 'byte', 'latent', 'transformer', 'patch', 'entropy', 'of', 'and', 'naïve', 'größe', '日本語', 'model', 'a', 'to', 'in'];
+  const enc = new TextEncoder();
+  const out = new Uint8Array(bytes);
+  let s = seed >>> 0;
+  let n = 0;
+  while (n < bytes) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    const w = enc.encode(`${words[s % words.length]}${s % 11 === 0 ? '.\n' : ' '}`);
+    out.set(w.subarray(0, Math.min(w.length, bytes - n)), n);
+    n += w.length;
+  }
+  return out;
+}
+
+/** Prints the bench's single JSON line; numbers rounded to 4 significant digits. */
+export function report(figures: Record<string, string | number | boolean>): void {
+  const rounded = Object.fromEntries(
+    Object.entries(figures).map(([k, v]) => [k, typeof v === 'number' && !Number.isInteger(v) ? Number(v.toPrecision(4)) : v]),
+  );
+  console.log(JSON.stringify(rounded));
+}

@@ -1,0 +1,8 @@
+import type { GoldenCheck } from './check.js';
+import { hashCheck } from './hash-check.js';
+import { tokenizerCheck } from './tokenizer-check.js';
+
+export type { GoldenCheck } from './check.js';
+
+/** Every implemented check, in report order. Later pieces (entropies, patches, activations) add theirs here. */
+export const GOLDEN_CHECKS: readonly GoldenCheck[] = [tokenizerCheck, hashCheck];

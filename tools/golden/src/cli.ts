@@ -1,0 +1,32 @@
+#!/usr/bin/env node
+import { resolve } from 'node:path';
+import { runGoldenCheck } from './run-golden.js';
+
+const USAGE = `usage: npm run golden -- [DIR]
+
+Checks every implemented piece of bytelatent against a folder of reference test vectors in the
+layout of shared/golden/tiny (config.json, index.json, cases/<name>.{json,safetensors}).
+DIR defaults to $BYTELATENT_GOLDEN_DIR, else ../shared/golden/tiny.
+Exit status: 0 all checked groups match, 1 a mismatch or unreadable case, 2 the folder cannot be read.`;
+
+async function main(argv: readonly string[]): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    console.log(USAGE);
+    return 0;
+  }
+  const unknown = argv.filter((a) => a.startsWith('-'));
+  if (unknown.length > 0 || argv.length > 1) {
+    console.error(`golden: unexpected argument(s): ${argv.join(' ')}\n\n${USAGE}`);
+    return 2;
+  }
+  const dir = resolve(argv[0] ?? process.env['BYTELATENT_GOLDEN_DIR'] ?? '../shared/golden/tiny');
+  try {
+    const report = await runGoldenCheck(dir);
+    return report.failed > 0 ? 1 : 0;
+  } catch (e) {
+    console.error(`golden: ${(e as Error).message}`);
+    return 2;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));

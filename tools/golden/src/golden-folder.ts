@@ -1,0 +1,104 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { type SafetensorsFile, parseSafetensors } from '@bytelatent/nn';
+
+/** `config.json` of a golden folder: every argument of every component (see shared/golden/README.md). */
+export interface GoldenConfig {
+  readonly blt_args: Readonly<Record<string, unknown>>;
+  readonly entropy_model_args?: Readonly<Record<string, unknown>>;
+  readonly [key: string]: unknown;
+}
+
+/** One entry of `index.json`. */
+export interface GoldenCaseRef {
+  readonly name: string;
+  readonly seq_len?: number;
+  readonly num_patches?: number;
+  readonly loss?: number;
+}
+
+/** A loaded case: its JSON (integer data, scalars, texts) and its tensors. */
+export interface GoldenCase {
+  readonly name: string;
+  readonly json: Readonly<Record<string, unknown>>;
+  readonly tensors: SafetensorsFile;
+  readonly config: GoldenConfig;
+}
+
+/** A golden folder: configuration and case list, cases loaded on demand. */
+export interface GoldenFolder {
+  readonly dir: string;
+  readonly config: GoldenConfig;
+  readonly cases: readonly GoldenCaseRef[];
+  loadCase(ref: GoldenCaseRef): Promise<GoldenCase>;
+}
+
+/** A golden folder that cannot be read: missing file, bad JSON, corrupt tensors. */
+export class GoldenFolderError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'GoldenFolderError';
+  }
+}
+
+async function readJson(path: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    throw new GoldenFolderError(`cannot read ${path}: ${(e as Error).message}`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new GoldenFolderError(`${path} is not valid JSON: ${(e as Error).message}`);
+  }
+}
+
+function isObject(x: unknown): x is Record<string, unknown> {
+  return typeof x === 'object' && x !== null && !Array.isArray(x);
+}
+
+/**
+ * Opens a folder in the layout of `shared/golden/tiny`: `config.json`, `index.json` (the case list)
+ * and `cases/<name>.{json,safetensors}`. Nothing about the cases is hard-coded.
+ *
+ * @param dir - the folder
+ * @returns the folder, with cases loaded lazily
+ * @throws {GoldenFolderError} when `config.json` or `index.json` is missing or malformed
+ */
+export async function openGoldenFolder(dir: string): Promise<GoldenFolder> {
+  const config = await readJson(join(dir, 'config.json'));
+  if (!isObject(config) || !isObject(config['blt_args'])) {
+    throw new GoldenFolderError(`${join(dir, 'config.json')} has no "blt_args" object`);
+  }
+  const index = await readJson(join(dir, 'index.json'));
+  const cases = isObject(index) ? index['cases'] : undefined;
+  if (!Array.isArray(cases) || !cases.every((c) => isObject(c) && typeof c['name'] === 'string')) {
+    throw new GoldenFolderError(`${join(dir, 'index.json')} must hold {"cases": [{"name": ...}, ...]}`);
+  }
+  const goldenConfig = config as GoldenConfig;
+  return {
+    dir,
+    config: goldenConfig,
+    cases: cases as GoldenCaseRef[],
+    async loadCase(ref: GoldenCaseRef): Promise<GoldenCase> {
+      const json = await readJson(join(dir, 'cases', `${ref.name}.json`));
+      if (!isObject(json)) throw new GoldenFolderError(`cases/${ref.name}.json is not a JSON object`);
+      const path = join(dir, 'cases', `${ref.name}.safetensors`);
+      let bytes: Uint8Array;
+      try {
+        bytes = await readFile(path);
+      } catch (e) {
+        throw new GoldenFolderError(`cannot read ${path}: ${(e as Error).message}`);
+      }
+      let tensors: SafetensorsFile;
+      try {
+        tensors = parseSafetensors(bytes);
+      } catch (e) {
+        throw new GoldenFolderError(`${path}: ${(e as Error).message}`);
+      }
+      return { name: ref.name, json, tensors, config: goldenConfig };
+    },
+  };
+}

@@ -1,0 +1,11 @@
+export { GOLDEN_CHECKS, type GoldenCheck } from './checks/index.js';
+export { FLOAT_TOLERANCE, compareArrays, mergeComparisons, type Comparison } from './compare.js';
+export {
+  GoldenFolderError,
+  openGoldenFolder,
+  type GoldenCase,
+  type GoldenCaseRef,
+  type GoldenConfig,
+  type GoldenFolder,
+} from './golden-folder.js';
+export { runGoldenCheck, type GoldenReport, type GoldenRunOptions } from './run-golden.js';

@@ -1,0 +1,120 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { byteGroupHashIdsReference, rollingPolynomialHashReference } from '@bytelatent/ngram-hash';
+import { type SafetensorsTensor, serializeSafetensors } from '@bytelatent/nn';
+import { afterAll, describe, expect, it } from 'vitest';
+import { runGoldenCheck } from './run-golden.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const TINY = process.env['BYTELATENT_GOLDEN_DIR'] ?? resolve(here, '../../../../shared/golden/tiny');
+const CLI = resolve(here, '../dist/cli.js');
+
+function run(dir: string) {
+  const lines: string[] = [];
+  return runGoldenCheck(dir, { log: (l) => lines.push(l) }).then((report) => ({ report, lines }));
+}
+
+describe('golden checker on shared/golden/tiny', () => {
+  it('reproduces every token and hash of every case exactly', async () => {
+    expect(existsSync(join(TINY, 'index.json')), `golden folder expected at ${TINY}`).toBe(true);
+    const { report, lines } = await run(TINY);
+    expect(report.failed).toBe(0);
+    expect(report.maxAbsDiff).toBe(0);
+    const cases = lines.filter((l) => /^\[\w+\] ok {3}hash_ids /.test(l));
+    expect(cases.length).toBeGreaterThanOrEqual(4);
+    // 4 cases × (tokens, targets, 18 hash tensors, 18 raw hash arrays) + 5 texts' utf8 lists = 157.
+    expect(report.checked).toBe(157);
+    expect(report.skipped).toBeGreaterThan(0);
+    expect(lines.at(-1)).toBe(`max_abs_diff=0 checked=157 skipped=${report.skipped}`);
+    expect(lines.some((l) => l.includes('skip') && l.includes('entropies'))).toBe(true);
+  });
+});
+
+// A folder of the same layout with another configuration: 3 hash functions, other n, another
+// table size, a batch of 2 rows. Expected values come from the BigInt reference, not the fast path.
+const tmpDirs: string[] = [];
+afterAll(async () => {
+  await Promise.all(tmpDirs.map((d) => rm(d, { recursive: true, force: true })));
+});
+
+async function writeSyntheticFolder(corrupt: boolean): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'golden-synthetic-'));
+  tmpDirs.push(dir);
+  await mkdir(join(dir, 'cases'));
+  const vocab = 777;
+  const sizes = [2, 5, 9];
+  await writeFile(
+    join(dir, 'config.json'),
+    JSON.stringify({ blt_args: { encoder_hash_byte_group_vocab: vocab, encoder_hash_byte_group_size: sizes, encoder_hash_byte_group_nb_functions: 3 } }),
+  );
+  const texts = ['Über 9000 — naïve', 'second row!!!!!!!!'];
+  const rows = texts.map((t) => [1, ...Array.from(new TextEncoder().encode(t), (b) => b + 4), 2]);
+  const len = Math.max(...rows.map((r) => r.length));
+  const batch = rows.flatMap((r) => [...r, ...new Array<number>(len - r.length).fill(0)]);
+  const tensors: Record<string, SafetensorsTensor> = {
+    tokens: { dtype: 'I64', shape: [2, len], data: BigInt64Array.from(batch, BigInt) },
+    entropies: { dtype: 'F32', shape: [2, len], data: new Float32Array(2 * len).fill(0.5) },
+  };
+  const raw: Record<string, string[]> = {};
+  for (let f = 0; f < 3; f++) {
+    for (const n of sizes) {
+      const ids = byteGroupHashIdsReference(batch, n, { vocabSize: vocab, hashFunction: f, rowLength: len });
+      if (corrupt && f === 1 && n === 5) ids[3] = (ids[3]! + 1) % vocab;
+      tensors[`hash_ids.f${f}.n${n}`] = { dtype: 'I64', shape: [2, len], data: BigInt64Array.from(ids, BigInt) };
+      raw[`f${f}.n${n}`] = Array.from(rollingPolynomialHashReference(batch, n, f, len), String);
+    }
+  }
+  await writeFile(join(dir, 'cases', 'batch.safetensors'), serializeSafetensors(tensors));
+  await writeFile(join(dir, 'cases', 'batch.json'), JSON.stringify({ name: 'batch', hash_raw_int64_before_mod: raw }));
+  await writeFile(join(dir, 'index.json'), JSON.stringify({ cases: [{ name: 'batch' }] }));
+  return dir;
+}
+
+describe('golden checker on another configuration', () => {
+  it('passes unchanged with other sizes, functions, table size and a batch', async () => {
+    const { report, lines } = await run(await writeSyntheticFolder(false));
+    expect(report.failed).toBe(0);
+    expect(report.checked).toBe(18); // 9 hash tensors + 9 raw arrays; no texts, so no token check
+    expect(report.skipped).toBe(2); // tokens (no texts to derive them from) and entropies
+    expect(lines.some((l) => l.includes('skip tokenizer: case JSON has no "texts" list'))).toBe(true);
+  });
+
+  it('fails and names the first mismatching value', async () => {
+    const { report, lines } = await run(await writeSyntheticFolder(true));
+    expect(report.failed).toBe(1);
+    const fail = lines.find((l) => l.includes('FAIL'));
+    expect(fail).toContain('hash_ids');
+    expect(fail).toContain('first mismatch: hash_ids.f1.n5[3]');
+  });
+
+  it('reports a missing case file as a failure without stopping', async () => {
+    const dir = await writeSyntheticFolder(false);
+    await writeFile(join(dir, 'index.json'), JSON.stringify({ cases: [{ name: 'missing' }, { name: 'batch' }] }));
+    const { report, lines } = await run(dir);
+    expect(report.failed).toBe(1);
+    expect(report.checked).toBe(18);
+    expect(lines.some((l) => l.startsWith('[missing] ERROR'))).toBe(true);
+  });
+});
+
+describe('golden CLI', () => {
+  const exitCode = (args: string[]): number => {
+    try {
+      execFileSync(process.execPath, [CLI, ...args], { stdio: 'pipe' });
+      return 0;
+    } catch (e) {
+      return (e as { status: number }).status;
+    }
+  };
+
+  it('exits 0 on a match, 1 on a mismatch, 2 on an unreadable folder or bad arguments', async () => {
+    expect(exitCode([await writeSyntheticFolder(false)])).toBe(0);
+    expect(exitCode([await writeSyntheticFolder(true)])).toBe(1);
+    expect(exitCode([join(tmpdir(), 'no-such-golden-folder')])).toBe(2);
+    expect(exitCode(['--bogus'])).toBe(2);
+  });
+});

@@ -1,0 +1,104 @@
+import { GOLDEN_CHECKS, type GoldenCheck } from './checks/index.js';
+import type { Comparison } from './compare.js';
+import { openGoldenFolder } from './golden-folder.js';
+
+/** Outcome of {@link runGoldenCheck}. */
+export interface GoldenReport {
+  /** Largest absolute difference over every comparison (NaN if any value was NaN). */
+  readonly maxAbsDiff: number;
+  /** Items compared: tensors, plus JSON-only arrays such as raw int64 hashes. */
+  readonly checked: number;
+  /** Tensors present in the cases that no implemented check compares yet. */
+  readonly skipped: number;
+  /** Report lines (groups) that failed, plus cases that could not be loaded. */
+  readonly failed: number;
+  readonly comparisons: ReadonlyArray<{ readonly caseName: string; readonly comparison: Comparison }>;
+}
+
+/** Options of {@link runGoldenCheck}. */
+export interface GoldenRunOptions {
+  /** The checks to run (default: every implemented one). */
+  readonly checks?: readonly GoldenCheck[];
+  /** Receives each report line (default: `console.log`). */
+  readonly log?: (line: string) => void;
+}
+
+function formatDiff(x: number): string {
+  if (x === 0 || !Number.isFinite(x)) return String(x);
+  return x >= 1e-3 && x < 1e6 ? String(Number(x.toPrecision(4))) : x.toExponential(2);
+}
+
+/** Groups skipped tensor names by their first segment for a short notice: `encoder.* (5)`. */
+function summariseNames(names: readonly string[]): string {
+  const groups = new Map<string, number>();
+  for (const name of names) {
+    const head = /^[^.[]+/.exec(name)?.[0] ?? name;
+    groups.set(head, (groups.get(head) ?? 0) + 1);
+  }
+  return [...groups]
+    .map(([head, count]) => (count === 1 && names.includes(head) ? head : `${head}.* (${count})`))
+    .join(', ');
+}
+
+/**
+ * Checks every implemented piece against a golden folder (layout of `shared/golden/tiny`): reads
+ * the cases from `index.json`, runs each check on the tensors it claims, prints one line per
+ * tensor group with its largest absolute difference, a notice for the tensors nothing checks yet,
+ * and a final `max_abs_diff=<x> checked=<n> skipped=<m>` line.
+ *
+ * @param dir - the golden folder
+ * @param options - checks to run, line sink
+ * @returns the figures of the report; `failed > 0` means a mismatch or an unreadable case
+ * @throws {GoldenFolderError} when the folder's `config.json` or `index.json` cannot be read
+ */
+export async function runGoldenCheck(dir: string, options: GoldenRunOptions = {}): Promise<GoldenReport> {
+  const { checks = GOLDEN_CHECKS, log = console.log } = options;
+  const folder = await openGoldenFolder(dir);
+  log(`golden: ${dir} (${folder.cases.length} cases; checks: ${checks.map((c) => c.name).join(', ')})`);
+  const comparisons: Array<{ caseName: string; comparison: Comparison }> = [];
+  let maxAbsDiff = 0;
+  let checked = 0;
+  let skipped = 0;
+  let failed = 0;
+  for (const ref of folder.cases) {
+    let goldenCase;
+    try {
+      goldenCase = await folder.loadCase(ref);
+    } catch (e) {
+      log(`[${ref.name}] ERROR ${(e as Error).message}`);
+      failed++;
+      continue;
+    }
+    const unclaimed = new Set(goldenCase.tensors.names());
+    for (const check of checks) {
+      const claimed = [...unclaimed].filter((n) => check.claims(n));
+      if (claimed.length === 0) continue;
+      const result = check.run(goldenCase);
+      if (typeof result === 'string') {
+        log(`[${ref.name}] skip ${check.name}: ${result}`);
+        continue;
+      }
+      claimed.forEach((n) => unclaimed.delete(n));
+      for (const comparison of result) {
+        comparisons.push({ caseName: ref.name, comparison });
+        checked += comparison.items.length;
+        if (Number.isNaN(comparison.maxAbsDiff) || comparison.maxAbsDiff > maxAbsDiff) maxAbsDiff = comparison.maxAbsDiff;
+        const status = comparison.ok ? 'ok  ' : 'FAIL';
+        const kind = comparison.tolerance === 0 ? 'exact' : `tol=${comparison.tolerance}`;
+        let line = `[${ref.name}] ${status} ${comparison.group.padEnd(16)} max_abs_diff=${formatDiff(comparison.maxAbsDiff)} (${kind}; ${comparison.items.length} item(s), ${comparison.values} values)`;
+        if (!comparison.ok) {
+          failed++;
+          line += ` first mismatch: ${comparison.firstMismatch ?? 'NaN'}`;
+        }
+        log(line);
+      }
+    }
+    if (unclaimed.size > 0) {
+      const names = [...unclaimed];
+      skipped += names.length;
+      log(`[${ref.name}] skip ${names.length} tensor(s) not implemented yet: ${summariseNames(names)}`);
+    }
+  }
+  log(`max_abs_diff=${formatDiff(maxAbsDiff)} checked=${checked} skipped=${skipped}`);
+  return { maxAbsDiff, checked, skipped, failed, comparisons };
+}
