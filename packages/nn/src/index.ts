@@ -1,3 +1,5 @@
+import './register-gradients.js';
+
 export {
   SafetensorsError,
   SafetensorsFile,
@@ -15,3 +17,37 @@ export {
   type SafetensorsTensorInfo,
   type TensorData,
 } from './safetensors.js';
+export {
+  Attention,
+  CrossAttention,
+  Embedding,
+  FeedForward,
+  Linear,
+  NnError,
+  ParameterRegistry,
+  ParameterScope,
+  RMSNorm,
+  RotaryEmbedding,
+  TransformerBlock,
+  applyRotary,
+  causalMask,
+  documentIds,
+  ffnHiddenDim,
+  groupMask,
+  initStdDivisor,
+  loadReferenceWeights,
+  maskTensors,
+  referenceStateDict,
+  scaledDotProductAttention,
+  seededUniform,
+  truncatedNormal,
+  type AttentionConfig,
+  type CausalMaskOptions,
+  type InitStdFactor,
+  type LoadWeightsOptions,
+  type MaskTensors,
+  type NnErrorCode,
+  type Parameter,
+  type TransformerBlockConfig,
+  type WeightInit,
+} from './layers/index.js';

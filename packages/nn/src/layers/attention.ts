@@ -1,0 +1,155 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { NnError, checkInt } from './errors.js';
+import { Linear, type WeightInit } from './linear.js';
+import type { MaskTensors } from './masks.js';
+import type { ParameterScope } from './parameters.js';
+import { RMSNorm } from './rms-norm.js';
+import { applyRotary } from './rotary.js';
+
+/**
+ * Multi-head softmax attention with an additive mask; rows whose keys are all masked give 0
+ * (golden Semantics 8: flex_attention and torch >= 2.5 SDPA do the same).
+ *
+ * @param q - `[B, H, Q, D]`
+ * @param k - `[B, H, K, D]`
+ * @param v - `[B, H, K, D]`
+ * @param mask - from {@link maskTensors}
+ * @returns `[B, H, Q, D]`
+ */
+export function scaledDotProductAttention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, mask: MaskTensors): tf.Tensor {
+  return tf.tidy(() => {
+    const scale = 1 / Math.sqrt(q.shape[3]!);
+    const scores = tf.add(tf.mul(tf.matMul(q, k, false, true), scale), mask.bias);
+    let probs = tf.softmax(scores);
+    if (mask.rowValid) probs = tf.mul(probs, mask.rowValid);
+    return tf.matMul(probs, v);
+  });
+}
+
+/** `[B, S, H·D]` → `[B, H, S, D]`. */
+function splitHeads(x: tf.Tensor, heads: number, headDim: number): tf.Tensor {
+  const [b, s] = x.shape as [number, number];
+  return tf.transpose(tf.reshape(x, [b, s, heads, headDim]), [0, 2, 1, 3]);
+}
+
+/** `[B, H, S, D]` → `[B, S, H·D]`. */
+function mergeHeads(x: tf.Tensor): tf.Tensor {
+  const [b, h, s, d] = x.shape as [number, number, number, number];
+  return tf.reshape(tf.transpose(x, [0, 2, 1, 3]), [b, s, h * d]);
+}
+
+/** Sizes of an attention layer, with the reference's argument names. */
+export interface AttentionConfig {
+  readonly dim: number;
+  readonly nHeads: number;
+  /** Grouped-query attention: fewer key/value heads. Default `nHeads`. */
+  readonly nKvHeads?: number;
+  /** Default `dim / nHeads`. */
+  readonly headDim?: number;
+}
+
+function resolveHeads(config: AttentionConfig): { nHeads: number; nKvHeads: number; headDim: number } {
+  checkInt('dim', config.dim, 1);
+  checkInt('nHeads', config.nHeads, 1);
+  const nKvHeads = config.nKvHeads ?? config.nHeads;
+  checkInt('nKvHeads', nKvHeads, 1);
+  if (config.nHeads % nKvHeads !== 0) {
+    throw new NnError('INVALID_ARGUMENT', `nHeads (${config.nHeads}) must be a multiple of nKvHeads (${nKvHeads})`);
+  }
+  const headDim = config.headDim ?? config.dim / config.nHeads;
+  checkInt('headDim', headDim, 1);
+  return { nHeads: config.nHeads, nKvHeads, headDim };
+}
+
+/** Repeats each key/value head `r` times: kv head j serves query heads j·r .. j·r+r−1 (spec §5.1). */
+function repeatKv(x: tf.Tensor, r: number): tf.Tensor {
+  if (r === 1) return x;
+  const [b, h, s, d] = x.shape as [number, number, number, number];
+  return tf.reshape(tf.tile(tf.reshape(x, [b, h, 1, s, d]), [1, 1, r, 1, 1]), [b, h * r, s, d]);
+}
+
+/** Self-attention (`wq`, `wk`, `wv`, `wo`, no biases) with RoPE on queries and keys. */
+export class Attention {
+  readonly wq: Linear;
+  readonly wk: Linear;
+  readonly wv: Linear;
+  readonly wo: Linear;
+  readonly nHeads: number;
+  readonly nKvHeads: number;
+  readonly headDim: number;
+
+  constructor(scope: ParameterScope, config: AttentionConfig, init: WeightInit) {
+    ({ nHeads: this.nHeads, nKvHeads: this.nKvHeads, headDim: this.headDim } = resolveHeads(config));
+    this.wq = new Linear(scope.child('wq'), config.dim, this.nHeads * this.headDim, init);
+    this.wk = new Linear(scope.child('wk'), config.dim, this.nKvHeads * this.headDim, init);
+    this.wv = new Linear(scope.child('wv'), config.dim, this.nKvHeads * this.headDim, init);
+    this.wo = new Linear(scope.child('wo'), this.nHeads * this.headDim, config.dim, init);
+  }
+
+  /**
+   * @param x - `[B, S, dim]`
+   * @param mask - `[B, S, S]` as tensors
+   * @param rope - cos/sin `[S, headDim/2]` for the positions of `x`, or null for no RoPE
+   * @returns `[B, S, dim]` (after `wo`)
+   */
+  apply(x: tf.Tensor, mask: MaskTensors, rope: { cos: tf.Tensor; sin: tf.Tensor } | null): tf.Tensor {
+    return tf.tidy(() => {
+      const [b, s] = x.shape as [number, number];
+      let q = tf.reshape(this.wq.apply(x), [b, s, this.nHeads, this.headDim]);
+      let k = tf.reshape(this.wk.apply(x), [b, s, this.nKvHeads, this.headDim]);
+      if (rope) {
+        q = applyRotary(q, rope.cos, rope.sin);
+        k = applyRotary(k, rope.cos, rope.sin);
+      }
+      const r = this.nHeads / this.nKvHeads;
+      const qh = tf.transpose(q, [0, 2, 1, 3]);
+      const kh = repeatKv(tf.transpose(k, [0, 2, 1, 3]), r);
+      const vh = repeatKv(splitHeads(this.wv.apply(x), this.nKvHeads, this.headDim), r);
+      return this.wo.apply(mergeHeads(scaledDotProductAttention(qh, kh, vh, mask)));
+    });
+  }
+}
+
+/**
+ * Cross-attention block of BLT (spec §5.3): `cross_attn_norm_q`, `cross_attn_norm_kv`, `wq..wo`, no
+ * RoPE. Returns `x + wo(attn)` — the residual is inside, as in the reference; callers that add `x`
+ * again reproduce the reference's doubled residual on purpose (spec §5.2, §16 item 1).
+ */
+export class CrossAttention {
+  readonly normQ: RMSNorm;
+  readonly normKv: RMSNorm;
+  readonly wq: Linear;
+  readonly wk: Linear;
+  readonly wv: Linear;
+  readonly wo: Linear;
+  readonly nHeads: number;
+  readonly headDim: number;
+
+  constructor(scope: ParameterScope, config: { dim: number; nHeads: number; normEps?: number }, init: WeightInit) {
+    const { nHeads, headDim } = resolveHeads({ dim: config.dim, nHeads: config.nHeads });
+    this.nHeads = nHeads;
+    this.headDim = headDim;
+    this.normQ = new RMSNorm(scope.child('cross_attn_norm_q'), config.dim, config.normEps);
+    this.normKv = new RMSNorm(scope.child('cross_attn_norm_kv'), config.dim, config.normEps);
+    this.wq = new Linear(scope.child('wq'), config.dim, config.dim, init);
+    this.wk = new Linear(scope.child('wk'), config.dim, config.dim, init);
+    this.wv = new Linear(scope.child('wv'), config.dim, config.dim, init);
+    this.wo = new Linear(scope.child('wo'), config.dim, config.dim, init);
+  }
+
+  /**
+   * @param x - queries `[B, Q, dim]`
+   * @param kv - keys/values `[B, K, dim]`
+   * @param mask - `[B, Q, K]` as tensors; rows with no key give `x` unchanged (attention 0)
+   * @returns `[B, Q, dim]` = `x + wo(attn)`
+   */
+  apply(x: tf.Tensor, kv: tf.Tensor, mask: MaskTensors): tf.Tensor {
+    return tf.tidy(() => {
+      const q = splitHeads(this.wq.apply(this.normQ.apply(x)), this.nHeads, this.headDim);
+      const kvn = this.normKv.apply(kv);
+      const k = splitHeads(this.wk.apply(kvn), this.nHeads, this.headDim);
+      const v = splitHeads(this.wv.apply(kvn), this.nHeads, this.headDim);
+      return tf.add(x, this.wo.apply(mergeHeads(scaledDotProductAttention(q, k, v, mask))));
+    });
+  }
+}

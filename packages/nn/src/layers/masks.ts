@@ -1,0 +1,134 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { NnError, checkInt } from './errors.js';
+
+/**
+ * Attention masks. Every mask of the model is built here, once: the entropy model, local encoder
+ * and local decoder use windowed document-split causal self-attention, the latent transformer
+ * block-causal self-attention over patches, and both cross-attentions a group-matching mask.
+ * A mask is a `Uint8Array` of `[batch, queries, keys]`, 1 = may attend.
+ */
+
+/** Document index of each position: documents split *after* each EOS (the EOS ends its document). */
+export function documentIds(tokens: ArrayLike<number>, eosId = 2): Int32Array {
+  const ids = new Int32Array(tokens.length);
+  let doc = 0;
+  for (let t = 0; t < tokens.length; t++) {
+    ids[t] = doc;
+    if (tokens[t] === eosId) doc++;
+  }
+  return ids;
+}
+
+/** Options of {@link causalMask}. */
+export interface CausalMaskOptions {
+  /** Query i sees key j only if `i - window < j <= i` (xformers local attention). Default: unlimited. */
+  readonly window?: number;
+  /** Per row, the document of each position (see {@link documentIds}); keys of other documents are hidden. */
+  readonly documents?: readonly Int32Array[];
+}
+
+/**
+ * Causal self-attention mask, optionally windowed and split into documents.
+ *
+ * @param batch - number of rows
+ * @param seqLen - positions per row
+ * @returns `[batch, seqLen, seqLen]`
+ */
+export function causalMask(batch: number, seqLen: number, options: CausalMaskOptions = {}): Uint8Array {
+  checkInt('batch', batch, 1);
+  checkInt('seqLen', seqLen, 0);
+  const window = options.window ?? Number.POSITIVE_INFINITY;
+  if (!(window >= 1)) throw new NnError('INVALID_ARGUMENT', `window must be >= 1, got ${window}`);
+  if (options.documents && options.documents.length !== batch) {
+    throw new NnError('INVALID_ARGUMENT', `documents must have one entry per row (${batch}), got ${options.documents.length}`);
+  }
+  const mask = new Uint8Array(batch * seqLen * seqLen);
+  for (let b = 0; b < batch; b++) {
+    const docs = options.documents?.[b];
+    if (docs && docs.length !== seqLen) {
+      throw new NnError('INVALID_ARGUMENT', `documents[${b}] has ${docs.length} positions, expected ${seqLen}`);
+    }
+    for (let i = 0; i < seqLen; i++) {
+      const row = (b * seqLen + i) * seqLen;
+      const from = Math.max(0, i - window + 1);
+      for (let j = from; j <= i; j++) {
+        if (!docs || docs[i] === docs[j]) mask[row + j] = 1;
+      }
+    }
+  }
+  return mask;
+}
+
+/**
+ * Cross-attention mask by group: query q sees key k iff `queryGroups[q] == keyGroups[k]` (and, with
+ * a window, iff `keyGroup <= queryGroup < keyGroup + window`, spec §5.4).
+ *
+ * @param queryGroups - per row, the group of each query (e.g. patch index of each patch row)
+ * @param keyGroups - per row, the group of each key (e.g. patch id of each byte)
+ * @param window - optional window in groups
+ * @returns `[batch, queries, keys]`
+ */
+export function groupMask(queryGroups: readonly Int32Array[], keyGroups: readonly Int32Array[], window?: number): Uint8Array {
+  if (queryGroups.length !== keyGroups.length || queryGroups.length === 0) {
+    throw new NnError('INVALID_ARGUMENT', `queryGroups and keyGroups need the same non-zero number of rows`);
+  }
+  const q = queryGroups[0]!.length;
+  const k = keyGroups[0]!.length;
+  const mask = new Uint8Array(queryGroups.length * q * k);
+  queryGroups.forEach((qg, b) => {
+    const kg = keyGroups[b]!;
+    if (qg.length !== q || kg.length !== k) throw new NnError('INVALID_ARGUMENT', `row ${b} has ragged group arrays`);
+    for (let i = 0; i < q; i++) {
+      const row = (b * q + i) * k;
+      for (let j = 0; j < k; j++) {
+        const ok = window === undefined ? qg[i] === kg[j] : kg[j]! <= qg[i]! && qg[i]! < kg[j]! + window;
+        if (ok) mask[row + j] = 1;
+      }
+    }
+  });
+  return mask;
+}
+
+/** A mask ready for attention: additive bias and, when some row sees nothing, a row-valid factor. */
+export interface MaskTensors {
+  /** `[B, 1, Q, K]`: 0 where allowed, -1e9 where masked. */
+  readonly bias: tf.Tensor;
+  /** `[B, 1, Q, 1]`: 0 for rows with no allowed key (their output must be 0), else 1; null if every row has one. */
+  readonly rowValid: tf.Tensor | null;
+}
+
+// A large finite negative instead of -inf: a fully masked row would otherwise give NaN, and NaN
+// times a zero weight still poisons a matMul (spec §14 item 5). exp(-1e9 - max) is exactly 0 in
+// float32, so partially masked rows equal the -inf result.
+const MASKED = -1e9;
+
+/**
+ * Turns a `[batch, queries, keys]` mask into attention tensors. The caller owns (disposes) them.
+ *
+ * @param mask - 1 = may attend
+ * @param batch - rows
+ * @param queries - queries per row
+ * @param keys - keys per row
+ */
+export function maskTensors(mask: Uint8Array, batch: number, queries: number, keys: number): MaskTensors {
+  if (mask.length !== batch * queries * keys) {
+    throw new NnError('SHAPE_MISMATCH', `mask has ${mask.length} entries, expected ${batch}×${queries}×${keys}`);
+  }
+  const bias = new Float32Array(mask.length);
+  const valid = new Float32Array(batch * queries);
+  let emptyRows = 0;
+  for (let r = 0; r < batch * queries; r++) {
+    let any = 0;
+    for (let j = 0; j < keys; j++) {
+      const m = mask[r * keys + j]!;
+      bias[r * keys + j] = m ? 0 : MASKED;
+      any |= m;
+    }
+    valid[r] = any;
+    if (!any) emptyRows++;
+  }
+  return {
+    bias: tf.tensor4d(bias, [batch, 1, queries, keys]),
+    rowValid: emptyRows > 0 ? tf.tensor4d(valid, [batch, 1, queries, 1]) : null,
+  };
+}

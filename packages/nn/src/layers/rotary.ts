@@ -1,0 +1,78 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { NnError, checkInt } from './errors.js';
+
+/**
+ * Rotary position embedding tables in the reference's layout: adjacent pairs (2i, 2i+1) of each
+ * head rotate by `pos · theta^(-2i/headDim)` (golden Semantics 9, spec §5.1). Frequencies and
+ * angles are rounded to float32 at each step, as torch computes them in fp32.
+ */
+export class RotaryEmbedding {
+  /** `cos[pos * half + i]`, `half = headDim / 2`. */
+  readonly cos: Float32Array;
+  readonly sin: Float32Array;
+  readonly half: number;
+
+  constructor(
+    readonly headDim: number,
+    readonly theta: number,
+    readonly maxSeqLen: number,
+  ) {
+    checkInt('headDim', headDim, 2);
+    checkInt('maxSeqLen', maxSeqLen, 1);
+    if (headDim % 2 !== 0) throw new NnError('INVALID_ARGUMENT', `headDim must be even for RoPE, got ${headDim}`);
+    if (!(theta > 0)) throw new NnError('INVALID_ARGUMENT', `theta must be > 0, got ${theta}`);
+    const half = headDim / 2;
+    this.half = half;
+    const f = Math.fround;
+    const freqs = Float32Array.from({ length: half }, (_, i) => f(1 / f(theta ** f((2 * i) / headDim))));
+    this.cos = new Float32Array(maxSeqLen * half);
+    this.sin = new Float32Array(maxSeqLen * half);
+    for (let pos = 0; pos < maxSeqLen; pos++) {
+      for (let i = 0; i < half; i++) {
+        const angle = f(pos * freqs[i]!);
+        this.cos[pos * half + i] = Math.cos(angle);
+        this.sin[pos * half + i] = Math.sin(angle);
+      }
+    }
+  }
+
+  /**
+   * cos and sin for positions `start .. start + length - 1`, each `[length, headDim / 2]`.
+   *
+   * @throws {NnError} when the positions exceed `maxSeqLen`
+   */
+  tables(start: number, length: number): { cos: tf.Tensor2D; sin: tf.Tensor2D } {
+    if (start < 0 || start + length > this.maxSeqLen) {
+      throw new NnError('INVALID_ARGUMENT', `positions ${start}..${start + length - 1} exceed the RoPE table of ${this.maxSeqLen}`);
+    }
+    const from = start * this.half;
+    const to = (start + length) * this.half;
+    return {
+      cos: tf.tensor2d(this.cos.subarray(from, to), [length, this.half]),
+      sin: tf.tensor2d(this.sin.subarray(from, to), [length, this.half]),
+    };
+  }
+}
+
+/**
+ * Rotates adjacent pairs: `out0 = x0 cos − x1 sin`, `out1 = x0 sin + x1 cos`.
+ *
+ * @param x - `[B, S, H, headDim]`
+ * @param cos - `[S, headDim / 2]`
+ * @param sin - `[S, headDim / 2]`
+ * @returns same shape as `x`
+ */
+export function applyRotary(x: tf.Tensor, cos: tf.Tensor, sin: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => {
+    const [b, s, h, d] = x.shape as [number, number, number, number];
+    const half = d / 2;
+    const pairs = tf.reshape(x, [b, s, h, half, 2]);
+    // split/concat, not strided slices: tfjs has no gradient for stridedSlice.
+    const [x0, x1] = tf.split(pairs, 2, 4) as [tf.Tensor, tf.Tensor];
+    const c = tf.reshape(cos, [1, s, 1, half, 1]);
+    const sn = tf.reshape(sin, [1, s, 1, half, 1]);
+    const out0 = tf.sub(tf.mul(x0, c), tf.mul(x1, sn));
+    const out1 = tf.add(tf.mul(x0, sn), tf.mul(x1, c));
+    return tf.reshape(tf.concat([out0, out1], 4), [b, s, h, d]);
+  });
+}

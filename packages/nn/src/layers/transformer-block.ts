@@ -1,0 +1,62 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { Attention, type AttentionConfig } from './attention.js';
+import { FeedForward, ffnHiddenDim } from './feed-forward.js';
+import { type InitStdFactor, initStdDivisor } from './init.js';
+import type { MaskTensors } from './masks.js';
+import type { ParameterScope } from './parameters.js';
+import { RMSNorm } from './rms-norm.js';
+
+/** Arguments of a pre-norm block, named as the reference's `BaseTransformerArgs`. */
+export interface TransformerBlockConfig extends AttentionConfig {
+  readonly multipleOf?: number;
+  readonly ffnDimMultiplier?: number | null;
+  readonly normEps?: number;
+}
+
+/**
+ * The pre-norm Llama block used by every transformer of BLT (golden Semantics 11):
+ * `h = x + attention(attention_norm(x))`, `out = h + feed_forward(ffn_norm(h))`.
+ * Weight names: `attention.{wq,wk,wv,wo}.weight`, `feed_forward.{w1,w2,w3}.weight`,
+ * `attention_norm.weight`, `ffn_norm.weight`.
+ */
+export class TransformerBlock {
+  readonly attentionNorm: RMSNorm;
+  readonly attention: Attention;
+  readonly ffnNorm: RMSNorm;
+  readonly feedForward: FeedForward;
+
+  /**
+   * @param scope - e.g. `layers.0`
+   * @param config - sizes
+   * @param init - generator, and the depth scaling of the reference init (spec §11)
+   */
+  constructor(
+    scope: ParameterScope,
+    config: TransformerBlockConfig,
+    init: { random: () => number; layerIndex: number; nLayers: number; factor: InitStdFactor },
+  ) {
+    const divisor = initStdDivisor(init.factor, init.layerIndex, init.nLayers, config.dim);
+    const hidden = ffnHiddenDim(config.dim, config.multipleOf ?? 256, config.ffnDimMultiplier ?? null);
+    const inStd = config.dim ** -0.5 / divisor;
+    this.attentionNorm = new RMSNorm(scope.child('attention_norm'), config.dim, config.normEps);
+    this.attention = new Attention(scope.child('attention'), config, { std: inStd, random: init.random });
+    this.ffnNorm = new RMSNorm(scope.child('ffn_norm'), config.dim, config.normEps);
+    this.feedForward = new FeedForward(scope.child('feed_forward'), config.dim, hidden, {
+      in: { std: inStd, random: init.random },
+      out: { std: hidden ** -0.5 / divisor, random: init.random },
+    });
+  }
+
+  /**
+   * @param x - `[B, S, dim]`
+   * @param mask - self-attention mask `[B, S, S]` as tensors
+   * @param rope - cos/sin for the positions of `x`, or null
+   * @returns `[B, S, dim]`
+   */
+  apply(x: tf.Tensor, mask: MaskTensors, rope: { cos: tf.Tensor; sin: tf.Tensor } | null): tf.Tensor {
+    return tf.tidy(() => {
+      const h = tf.add(x, this.attention.apply(this.attentionNorm.apply(x), mask, rope));
+      return tf.add(h, this.feedForward.apply(this.ffnNorm.apply(h)));
+    });
+  }
+}
