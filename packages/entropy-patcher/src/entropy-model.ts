@@ -1,0 +1,274 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { BOE_ID, EOS_ID, VOCAB_SIZE } from '@bytelatent/bytes';
+import {
+  Embedding,
+  type InitStdFactor,
+  Linear,
+  NnError,
+  ParameterRegistry,
+  ParameterScope,
+  RMSNorm,
+  RotaryEmbedding,
+  type SafetensorsFile,
+  TransformerBlock,
+  causalMask,
+  documentIds,
+  loadReferenceWeights,
+  maskTensors,
+  seededUniform,
+} from '@bytelatent/nn';
+import { PatcherError } from './errors.js';
+
+/**
+ * Arguments of the entropy model with the reference's names (`LMTransformerArgs`), so a reference
+ * `params.json` / golden `entropy_model_args` object can be passed as it is. Unknown keys are ignored.
+ */
+export interface EntropyModelArgs {
+  readonly dim: number;
+  readonly n_layers: number;
+  readonly n_heads: number;
+  readonly head_dim?: number | null;
+  readonly n_kv_heads?: number | null;
+  readonly ffn_dim_multiplier?: number | null;
+  readonly multiple_of?: number;
+  readonly norm_eps?: number;
+  readonly rope_theta?: number;
+  /** RoPE table length: the longest sequence the model accepts. */
+  readonly max_seqlen: number;
+  readonly vocab_size?: number;
+  /** `local_block_causal` (window + documents, the released model), `block_causal` (documents) or `causal`. */
+  readonly attn_bias_type?: string;
+  /** Window of `local_block_causal` attention (released: 512). */
+  readonly sliding_window?: number | null;
+  readonly eos_id?: number;
+  readonly init_std_factor?: string;
+}
+
+interface ResolvedArgs {
+  dim: number;
+  nLayers: number;
+  nHeads: number;
+  nKvHeads: number;
+  headDim: number;
+  ffnDimMultiplier: number | null;
+  multipleOf: number;
+  normEps: number;
+  ropeTheta: number;
+  maxSeqLen: number;
+  vocabSize: number;
+  window: number | undefined;
+  splitDocuments: boolean;
+  eosId: number;
+  initStdFactor: InitStdFactor;
+}
+
+function resolve(args: EntropyModelArgs): ResolvedArgs {
+  const bad = (field: string, why: string) => new PatcherError('CONFIG_MISMATCH', `entropy model args: ${field} ${why}`);
+  for (const f of ['dim', 'n_layers', 'n_heads', 'max_seqlen'] as const) {
+    const v = args[f];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw bad(f, `must be an integer >= 1, got ${String(v)}`);
+  }
+  const type = args.attn_bias_type ?? 'causal';
+  if (!['local_block_causal', 'block_causal', 'causal'].includes(type)) {
+    throw bad('attn_bias_type', `must be local_block_causal, block_causal or causal, got ${type}`);
+  }
+  const window = type === 'local_block_causal' ? args.sliding_window ?? undefined : undefined;
+  if (type === 'local_block_causal' && (typeof window !== 'number' || window < 1)) {
+    throw bad('sliding_window', `must be set (>= 1) for local_block_causal attention, got ${String(args.sliding_window)}`);
+  }
+  const factor = (args.init_std_factor ?? 'disabled') as InitStdFactor;
+  return {
+    dim: args.dim,
+    nLayers: args.n_layers,
+    nHeads: args.n_heads,
+    nKvHeads: args.n_kv_heads ?? args.n_heads,
+    headDim: args.head_dim ?? args.dim / args.n_heads,
+    ffnDimMultiplier: args.ffn_dim_multiplier ?? null,
+    multipleOf: args.multiple_of ?? 256,
+    normEps: args.norm_eps ?? 1e-5,
+    ropeTheta: args.rope_theta ?? 10000,
+    maxSeqLen: args.max_seqlen,
+    vocabSize: args.vocab_size ?? VOCAB_SIZE,
+    window,
+    splitDocuments: type !== 'causal',
+    eosId: args.eos_id ?? EOS_ID,
+    initStdFactor: factor,
+  };
+}
+
+/** Receives intermediate outputs by reference module path (`tok_embeddings`, `layers.0`, `norm`, `output`). */
+export type ActivationTap = (modulePath: string, value: tf.Tensor) => void;
+
+/**
+ * The entropy model: the reference's byte-level `LMTransformer` (spec §4) — token embedding, pre-norm
+ * blocks with sliding-window, document-split causal attention, final norm, output head — built from
+ * the shared `@bytelatent/nn` blocks. Weight names are the reference `state_dict` keys.
+ */
+export class EntropyModel {
+  readonly args: Readonly<ResolvedArgs>;
+  readonly registry = new ParameterRegistry();
+  private readonly tokEmbeddings: Embedding;
+  private readonly layers: TransformerBlock[];
+  private readonly norm: RMSNorm;
+  private readonly output: Linear;
+  private readonly rope: RotaryEmbedding;
+
+  /**
+   * A randomly initialised model (reference init, spec §11).
+   *
+   * @param args - reference arguments
+   * @param seed - initialisation seed
+   * @throws {PatcherError} `CONFIG_MISMATCH` for invalid arguments
+   */
+  constructor(args: EntropyModelArgs, seed = 0) {
+    this.args = resolve(args);
+    const a = this.args;
+    const random = seededUniform(seed);
+    const root = new ParameterScope(this.registry);
+    const std = a.dim ** -0.5;
+    try {
+      this.tokEmbeddings = new Embedding(root.child('tok_embeddings'), a.vocabSize, a.dim, { std, random });
+      this.layers = Array.from(
+        { length: a.nLayers },
+        (_, i) =>
+          new TransformerBlock(
+            root.child(`layers.${i}`),
+            { dim: a.dim, nHeads: a.nHeads, nKvHeads: a.nKvHeads, headDim: a.headDim, multipleOf: a.multipleOf, ffnDimMultiplier: a.ffnDimMultiplier, normEps: a.normEps },
+            { random, layerIndex: i, nLayers: a.nLayers, factor: a.initStdFactor },
+          ),
+      );
+      this.norm = new RMSNorm(root.child('norm'), a.dim, a.normEps);
+      this.output = new Linear(root.child('output'), a.dim, a.vocabSize, { std, random });
+      this.rope = new RotaryEmbedding(a.headDim, a.ropeTheta, a.maxSeqLen);
+    } catch (e) {
+      this.registry.dispose();
+      if (e instanceof NnError) throw new PatcherError('CONFIG_MISMATCH', `entropy model args: ${e.message}`);
+      throw e;
+    }
+  }
+
+  /**
+   * Builds the model and loads reference weights (`tok_embeddings.weight`, `layers.N...`, `norm.weight`,
+   * `output.weight`).
+   *
+   * @param file - a parsed safetensors file with reference names
+   * @param args - the model's arguments
+   * @throws {PatcherError} `INVALID_CHECKPOINT` listing every missing, unexpected or mis-shaped weight;
+   *   `CONFIG_MISMATCH` for invalid arguments
+   */
+  static fromSafetensors(file: SafetensorsFile, args: EntropyModelArgs): EntropyModel {
+    const model = new EntropyModel(args);
+    try {
+      loadReferenceWeights(model.registry, file);
+    } catch (e) {
+      model.dispose();
+      if (e instanceof NnError) throw new PatcherError('INVALID_CHECKPOINT', e.message);
+      throw e;
+    }
+    return model;
+  }
+
+  /** Longest row the model accepts (its RoPE table). */
+  get maxSeqLen(): number {
+    return this.args.maxSeqLen;
+  }
+
+  /**
+   * Next-byte logits for a batch of rows. Rows are right-padded to the longest one; each row has its
+   * own causal mask, so rows never see each other (unlike the reference's `calculate_entropies`,
+   * which concatenates the batch, spec §3.2) and padding never reaches real positions.
+   *
+   * @param rows - token ids per row (each non-empty, within `[0, vocab)`, at most `maxSeqLen`)
+   * @param tap - optional receiver of intermediate activations
+   * @returns `[rows.length, longest, vocab]` logits; positions past a row's end are padding
+   * @throws {PatcherError} `EMPTY_INPUT`, `INPUT_TOO_LONG`, `INVALID_ARGUMENT` (bad id)
+   */
+  logits(rows: readonly ArrayLike<number>[], tap?: ActivationTap): tf.Tensor3D {
+    const { ids, batch, seqLen } = this.packRows(rows);
+    const a = this.args;
+    const docs = a.splitDocuments
+      ? rows.map((r) => {
+          const d = documentIds(r, a.eosId);
+          const full = new Int32Array(seqLen);
+          full.set(d);
+          // Padding forms its own document, so it never reaches a real position either way.
+          full.fill((d[d.length - 1] ?? 0) + 1, d.length);
+          return full;
+        })
+      : undefined;
+    const mask = maskTensors(causalMask(batch, seqLen, { window: a.window, documents: docs }), batch, seqLen, seqLen);
+    const rope = this.rope.tables(0, seqLen);
+    try {
+      return tf.tidy(() => {
+        let h = this.tokEmbeddings.apply(tf.tensor2d(ids, [batch, seqLen], 'int32'));
+        tap?.('tok_embeddings', h);
+        this.layers.forEach((layer, i) => {
+          h = layer.apply(h, mask, rope);
+          tap?.(`layers.${i}`, h);
+        });
+        const n = this.norm.apply(h);
+        tap?.('norm', n);
+        const out = this.output.apply(n) as tf.Tensor3D;
+        tap?.('output', out);
+        return out;
+      });
+    } finally {
+      tf.dispose([mask.bias, mask.rowValid ?? [], rope.cos, rope.sin]);
+    }
+  }
+
+  /**
+   * Next-byte entropy in nats at every position, `H_t = −Σ p log p` over the logits at t
+   * (the uncertainty about byte t+1, spec §3.2), computed per row.
+   *
+   * @param rows - token ids per row
+   * @returns one Float32Array per row, of the row's length
+   */
+  async entropies(rows: readonly ArrayLike<number>[]): Promise<Float32Array[]> {
+    const h = tf.tidy(() => entropyFromLogits(this.logits(rows)));
+    const flat = (await h.data()) as Float32Array;
+    const seqLen = h.shape[1]!;
+    h.dispose();
+    return rows.map((r, b) => flat.slice(b * seqLen, b * seqLen + r.length));
+  }
+
+  /** Frees the weights. */
+  dispose(): void {
+    this.registry.dispose();
+  }
+
+  private packRows(rows: readonly ArrayLike<number>[]): { ids: Int32Array; batch: number; seqLen: number } {
+    if (rows.length === 0) throw new PatcherError('EMPTY_INPUT', 'no rows to run the entropy model on');
+    const seqLen = Math.max(...rows.map((r) => r.length));
+    rows.forEach((r, b) => {
+      if (r.length === 0) throw new PatcherError('EMPTY_INPUT', `row ${b} is empty`);
+      if (r.length > this.args.maxSeqLen) {
+        throw new PatcherError('INPUT_TOO_LONG', `row ${b} has ${r.length} ids, more than the entropy model's max_seqlen ${this.args.maxSeqLen}`);
+      }
+    });
+    const ids = new Int32Array(rows.length * seqLen).fill(BOE_ID);
+    rows.forEach((r, b) => {
+      for (let t = 0; t < r.length; t++) {
+        const id = r[t]!;
+        if (!Number.isInteger(id) || id < 0 || id >= this.args.vocabSize) {
+          throw new PatcherError('INVALID_ARGUMENT', `rows[${b}][${t}] = ${id} is not a token id in [0, ${this.args.vocabSize})`);
+        }
+        ids[b * seqLen + t] = id;
+      }
+    });
+    return { ids, batch: rows.length, seqLen };
+  }
+}
+
+/**
+ * Shannon entropy in nats of the softmax over the last axis: `−Σ softmax · log_softmax`.
+ *
+ * @param logits - `[..., vocab]`
+ * @returns `[...]`
+ */
+export function entropyFromLogits(logits: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => {
+    const logp = tf.logSoftmax(logits);
+    return tf.neg(tf.sum(tf.mul(tf.exp(logp), logp), -1));
+  });
+}
