@@ -1,2 +1,25 @@
-// Filled by a later issue; see README.md. Deliberately exports nothing yet.
-export {};
+export { EntropyModel, entropyFromLogits, type ActivationTap, type EntropyModelArgs } from './entropy-model.js';
+export { PatcherError, type PatcherErrorCode } from './errors.js';
+export {
+  ARGS_METADATA_KEY,
+  EntropyPatcher,
+  PATCHER_METADATA_KEY,
+  type EntropyPatcherOptions,
+  type PatchCallOptions,
+  type PatchResult,
+  type PatchSegment,
+  type PatcherDefaults,
+} from './patcher.js';
+export {
+  calibrateThreshold,
+  decoderPatchIdsFromLengths,
+  findPatchBoundaries,
+  patchIdsFromLengths,
+  splitLongPatches,
+  type Calibration,
+  type CalibrationOptions,
+  type CalibrationRow,
+  type PatchBoundaries,
+  type PatchOptions,
+  type PatchingMode,
+} from './patching.js';

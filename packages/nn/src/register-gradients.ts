@@ -1,4 +1,5 @@
-// `@tensorflow/tfjs-core` alone registers no gradient functions (the `@tensorflow/tfjs` umbrella
-// does, through this same module). Every model of bytelatent trains, so importing `@bytelatent/nn`
-// registers them; the registration is idempotent across copies of this import.
-import '@tensorflow/tfjs-core/dist/register_all_gradients.js';
+// `@tensorflow/tfjs-core` alone registers no gradient functions, and no build of it that Node can
+// import contains them: the `@tensorflow/tfjs` umbrella bundles them into its own builds. Every
+// model of bytelatent trains, so importing `@bytelatent/nn` loads the umbrella (which our users'
+// stack has anyway); it shares the engine and the kernel and gradient registries with tfjs-core.
+import '@tensorflow/tfjs';

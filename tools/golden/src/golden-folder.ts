@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type SafetensorsFile, parseSafetensors } from '@bytelatent/nn';
@@ -23,6 +24,8 @@ export interface GoldenCase {
   readonly json: Readonly<Record<string, unknown>>;
   readonly tensors: SafetensorsFile;
   readonly config: GoldenConfig;
+  /** A weights file of the folder (e.g. `entropy_model.safetensors`), or why it cannot be read. */
+  weights(fileName: string): SafetensorsFile | string;
 }
 
 /** A golden folder: configuration and case list, cases loaded on demand. */
@@ -78,6 +81,20 @@ export async function openGoldenFolder(dir: string): Promise<GoldenFolder> {
     throw new GoldenFolderError(`${join(dir, 'index.json')} must hold {"cases": [{"name": ...}, ...]}`);
   }
   const goldenConfig = config as GoldenConfig;
+  // Weight files are read once per folder and shared by every case.
+  const weightFiles = new Map<string, SafetensorsFile | string>();
+  const weights = (fileName: string): SafetensorsFile | string => {
+    const cached = weightFiles.get(fileName);
+    if (cached !== undefined) return cached;
+    let result: SafetensorsFile | string;
+    try {
+      result = parseSafetensors(readFileSync(join(dir, fileName)));
+    } catch (e) {
+      result = `cannot read ${fileName}: ${(e as Error).message}`;
+    }
+    weightFiles.set(fileName, result);
+    return result;
+  };
   return {
     dir,
     config: goldenConfig,
@@ -98,7 +115,7 @@ export async function openGoldenFolder(dir: string): Promise<GoldenFolder> {
       } catch (e) {
         throw new GoldenFolderError(`${path}: ${(e as Error).message}`);
       }
-      return { name: ref.name, json, tensors, config: goldenConfig };
+      return { name: ref.name, json, tensors, config: goldenConfig, weights };
     },
   };
 }

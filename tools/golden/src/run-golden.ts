@@ -1,3 +1,4 @@
+import { useCpuBackend } from './backend.js';
 import { GOLDEN_CHECKS, type GoldenCheck } from './checks/index.js';
 import type { Comparison } from './compare.js';
 import { openGoldenFolder } from './golden-folder.js';
@@ -53,6 +54,7 @@ function summariseNames(names: readonly string[]): string {
  */
 export async function runGoldenCheck(dir: string, options: GoldenRunOptions = {}): Promise<GoldenReport> {
   const { checks = GOLDEN_CHECKS, log = console.log } = options;
+  await useCpuBackend();
   const folder = await openGoldenFolder(dir);
   log(`golden: ${dir} (${folder.cases.length} cases; checks: ${checks.map((c) => c.name).join(', ')})`);
   const comparisons: Array<{ caseName: string; comparison: Comparison }> = [];
@@ -73,7 +75,7 @@ export async function runGoldenCheck(dir: string, options: GoldenRunOptions = {}
     for (const check of checks) {
       const claimed = [...unclaimed].filter((n) => check.claims(n));
       if (claimed.length === 0) continue;
-      const result = check.run(goldenCase);
+      const result = await check.run(goldenCase);
       if (typeof result === 'string') {
         log(`[${ref.name}] skip ${check.name}: ${result}`);
         continue;
@@ -85,7 +87,7 @@ export async function runGoldenCheck(dir: string, options: GoldenRunOptions = {}
         if (Number.isNaN(comparison.maxAbsDiff) || comparison.maxAbsDiff > maxAbsDiff) maxAbsDiff = comparison.maxAbsDiff;
         const status = comparison.ok ? 'ok  ' : 'FAIL';
         const kind = comparison.tolerance === 0 ? 'exact' : `tol=${comparison.tolerance}`;
-        let line = `[${ref.name}] ${status} ${comparison.group.padEnd(16)} max_abs_diff=${formatDiff(comparison.maxAbsDiff)} (${kind}; ${comparison.items.length} item(s), ${comparison.values} values)`;
+        let line = `[${ref.name}] ${status} ${comparison.group.padEnd(21)} max_abs_diff=${formatDiff(comparison.maxAbsDiff)} (${kind}; ${comparison.items.length} item(s), ${comparison.values} values)`;
         if (!comparison.ok) {
           failed++;
           line += ` first mismatch: ${comparison.firstMismatch ?? 'NaN'}`;

@@ -3,7 +3,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import '../register-gradients.js';
+import '../register-gradients.js'; // gradients: see that file
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parseSafetensors, serializeSafetensors } from '../safetensors.js';
 import { CrossAttention, scaledDotProductAttention } from './attention.js';

@@ -16,5 +16,5 @@ export interface GoldenCheck {
    * @returns one comparison per report line; or a string saying why the case cannot be checked
    *   (its claimed tensors are then counted as skipped)
    */
-  run(goldenCase: GoldenCase): Comparison[] | string;
+  run(goldenCase: GoldenCase): Comparison[] | string | Promise<Comparison[] | string>;
 }

@@ -1,0 +1,253 @@
+import { BYTE_OFFSET, decodeUtf8, encode } from '@bytelatent/bytes';
+import { type SafetensorsFile, parseSafetensors } from '@bytelatent/nn';
+import { EntropyModel, type EntropyModelArgs } from './entropy-model.js';
+import { PatcherError } from './errors.js';
+import {
+  type PatchOptions,
+  type PatchingMode,
+  calibrateThreshold,
+  decoderPatchIdsFromLengths,
+  findPatchBoundaries,
+  patchIdsFromLengths,
+} from './patching.js';
+
+/** Metadata key under which our checkpoints store the entropy model's arguments (JSON). */
+export const ARGS_METADATA_KEY = 'entropy_model_args';
+/** Metadata key for the patcher defaults (JSON `{ mode, threshold, maxPatchLength }`). */
+export const PATCHER_METADATA_KEY = 'patcher_defaults';
+
+/** Defaults of a patcher; every field can be overridden per call. */
+export interface PatcherDefaults {
+  readonly mode?: PatchingMode;
+  readonly threshold?: number;
+  readonly thresholdAdd?: number;
+  readonly patchSize?: number;
+  readonly maxPatchLength?: number;
+  readonly includeNextToken?: boolean;
+}
+
+/** Options of {@link EntropyPatcher.fromSafetensors}. */
+export interface EntropyPatcherOptions extends PatcherDefaults {
+  /**
+   * The entropy model's arguments, with the reference's names. Default: the JSON stored in the
+   * file's metadata under `entropy_model_args` (our checkpoints carry it).
+   */
+  readonly args?: EntropyModelArgs;
+  /** Refuse inputs longer than this many bytes. Default: the model's context (`max_seqlen` − 1). */
+  readonly maxBytes?: number;
+}
+
+/** Options of {@link EntropyPatcher.patch}. */
+export interface PatchCallOptions extends PatcherDefaults {
+  /** Prepend BOS, as the reference does (default true). The first patch is then `[BOS]` alone. */
+  readonly bos?: boolean;
+}
+
+/** One patch of the input, in bytes. */
+export interface PatchSegment {
+  /** Byte offsets in the input, half-open. */
+  readonly start: number;
+  readonly end: number;
+  /** The bytes decoded as UTF-8 (U+FFFD for invalid or split characters). */
+  readonly text: string;
+}
+
+/** What {@link EntropyPatcher.patch} returns. Positions are token positions (BOS = position 0). */
+export interface PatchResult {
+  /** The token ids the entropy model read: `[BOS] bytes+4` (no EOS, as for generation). */
+  readonly tokens: Int32Array;
+  /** Next-byte entropy in nats at every token position. */
+  readonly entropies: Float32Array;
+  /** Patch lengths after the max-length split; sum = tokens + 1 with `includeNextToken`. */
+  readonly patchLengths: Int32Array;
+  /** Start position of each patch. */
+  readonly patchStarts: Int32Array;
+  /** Before the max-length split. */
+  readonly patchLengthsUnsplit: Int32Array;
+  readonly patchStartsUnsplit: Int32Array;
+  /** Patch index of every token position. */
+  readonly patchIds: Int32Array;
+  /** The patch whose latent state each position's decoder reads (the previous patch, spec §7.1). */
+  readonly decoderPatchIds: Int32Array;
+  /** The options that produced this result. */
+  readonly options: Required<Pick<PatchOptions, 'mode' | 'includeNextToken'>> & PatcherDefaults;
+  /** The patches as byte ranges of the input with their text (BOS and the next-byte slot left out). */
+  segments(): PatchSegment[];
+}
+
+const isNode = typeof process !== 'undefined' && typeof process.versions?.node === 'string';
+
+async function readSource(source: Uint8Array | string): Promise<Uint8Array> {
+  if (source instanceof Uint8Array) return source;
+  if (typeof source !== 'string') {
+    throw new PatcherError('INVALID_ARGUMENT', 'source must be the bytes of a safetensors file, a file path (Node) or a URL');
+  }
+  try {
+    if (isNode && !/^https?:\/\//.test(source)) {
+      const { readFile } = await import('node:fs/promises');
+      return await readFile(source);
+    }
+    const response = await fetch(source);
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    return new Uint8Array(await response.arrayBuffer());
+  } catch (e) {
+    throw new PatcherError('INVALID_CHECKPOINT', `cannot read ${source}: ${(e as Error).message}`);
+  }
+}
+
+function argsFromMetadata(file: SafetensorsFile): EntropyModelArgs | undefined {
+  const raw = file.metadata[ARGS_METADATA_KEY];
+  if (raw === undefined) return undefined;
+  try {
+    return JSON.parse(raw) as EntropyModelArgs;
+  } catch {
+    throw new PatcherError('INVALID_CHECKPOINT', `metadata "${ARGS_METADATA_KEY}" is not valid JSON`);
+  }
+}
+
+function defaultsFromMetadata(file: SafetensorsFile): PatcherDefaults {
+  const raw = file.metadata[PATCHER_METADATA_KEY];
+  if (raw === undefined) return {};
+  try {
+    return JSON.parse(raw) as PatcherDefaults;
+  } catch {
+    throw new PatcherError('INVALID_CHECKPOINT', `metadata "${PATCHER_METADATA_KEY}" is not valid JSON`);
+  }
+}
+
+/**
+ * Splits bytes into patches where a small byte-level language model finds the next byte hard to
+ * predict (BLT's entropy patching), or by any of the reference's other rules.
+ *
+ * @example
+ * const patcher = await EntropyPatcher.fromSafetensors('entropy_model.safetensors', { threshold: 1.34 });
+ * const { patchLengths, entropies } = await patcher.patch('Hello, world!');
+ */
+export class EntropyPatcher {
+  private constructor(
+    /** The underlying model (for entropies of your own token rows). */
+    readonly model: EntropyModel,
+    /** Defaults applied to every call. */
+    readonly defaults: PatcherDefaults,
+    private readonly maxBytes: number,
+  ) {}
+
+  /**
+   * Loads an entropy model saved with the reference's `state_dict` names (the reference's own
+   * `LMTransformer` weights, or ours).
+   *
+   * @param source - file bytes, a path (Node) or a URL
+   * @param options - model arguments (unless stored in the file) and patching defaults
+   * @returns the patcher
+   * @throws {PatcherError} `INVALID_CHECKPOINT` (unreadable, corrupt, or weights that do not fit,
+   *   each problem named), `CONFIG_MISMATCH` (missing or invalid arguments)
+   */
+  static async fromSafetensors(source: Uint8Array | string, options: EntropyPatcherOptions = {}): Promise<EntropyPatcher> {
+    const bytes = await readSource(source);
+    let file: SafetensorsFile;
+    try {
+      file = parseSafetensors(bytes);
+    } catch (e) {
+      throw new PatcherError('INVALID_CHECKPOINT', `not a valid safetensors file: ${(e as Error).message}`);
+    }
+    const args = options.args ?? argsFromMetadata(file);
+    if (!args) {
+      throw new PatcherError('CONFIG_MISMATCH', `no entropy model arguments: pass options.args or store them in the file metadata "${ARGS_METADATA_KEY}"`);
+    }
+    const model = EntropyModel.fromSafetensors(file, args);
+    const { args: _args, maxBytes, ...defaults } = options;
+    return new EntropyPatcher(model, { ...defaultsFromMetadata(file), ...defaults }, maxBytes ?? model.maxSeqLen - 1);
+  }
+
+  /**
+   * Patches one input.
+   *
+   * @param input - text (UTF-8 encoded) or raw bytes (any bytes, valid UTF-8 or not)
+   * @param options - mode, thresholds, max patch length; default: the patcher's defaults, entropy mode
+   * @returns lengths, starts, ids and entropies
+   * @throws {PatcherError} `INPUT_TOO_LONG` past the model's context; `INVALID_ARGUMENT` for bad options
+   */
+  async patch(input: string | Uint8Array, options: PatchCallOptions = {}): Promise<PatchResult> {
+    const [result] = await this.patchBatch([input], options);
+    return result!;
+  }
+
+  /**
+   * Patches several inputs in one model call; each row is computed independently (no leakage
+   * between rows, unlike the reference).
+   */
+  async patchBatch(inputs: ReadonlyArray<string | Uint8Array>, options: PatchCallOptions = {}): Promise<PatchResult[]> {
+    const { bos = true, ...rest } = options;
+    const merged = { mode: 'entropy' as PatchingMode, includeNextToken: true, ...this.defaults, ...rest };
+    const rows = inputs.map((input, i) => {
+      const tokens = encode(input, { bos, eos: false });
+      const byteCount = tokens.length - (bos ? 1 : 0);
+      if (byteCount > this.maxBytes) {
+        throw new PatcherError('INPUT_TOO_LONG', `input ${i} has ${byteCount} bytes, more than this patcher's limit of ${this.maxBytes}`);
+      }
+      return tokens;
+    });
+    const needsModel = merged.mode === 'entropy' || merged.mode === 'monotonic' || merged.mode === 'combined';
+    const nonEmpty = rows.filter((r) => r.length > 0);
+    const computed = needsModel && nonEmpty.length > 0 ? await this.model.entropies(nonEmpty) : [];
+    let next = 0;
+    return rows.map((tokens) => {
+      const entropies = needsModel && tokens.length > 0 ? computed[next++]! : new Float32Array(tokens.length);
+      const b = findPatchBoundaries(tokens, needsModel ? entropies : undefined, merged);
+      const n = tokens.length;
+      const patchIds = patchIdsFromLengths(b.patchLengths, n);
+      const decoderPatchIds = decoderPatchIdsFromLengths(b.patchLengths, n);
+      return {
+        tokens,
+        entropies,
+        ...b,
+        patchIds,
+        decoderPatchIds,
+        options: merged,
+        segments: () => segmentsOf(tokens, b.patchStarts, b.patchLengths, bos),
+      };
+    });
+  }
+
+  /**
+   * The threshold that gives a mean patch size closest to `targetMeanPatchSize` on these texts
+   * (entropy or monotonic mode). Nothing in the reference does this; users tune it by trial.
+   *
+   * @param texts - representative inputs
+   * @param targetMeanPatchSize - bytes per patch wanted, e.g. 4.5
+   * @returns the threshold and the mean patch size it gives on `texts`
+   */
+  async calibrate(
+    texts: ReadonlyArray<string | Uint8Array>,
+    targetMeanPatchSize: number,
+    options: { mode?: 'entropy' | 'monotonic'; maxPatchLength?: number } = {},
+  ): Promise<{ threshold: number; meanPatchSize: number; patches: number; bytes: number }> {
+    const rows = texts.map((t) => encode(t, { bos: true, eos: false }));
+    const entropies = await this.model.entropies(rows);
+    return calibrateThreshold(
+      rows.map((tokens, i) => ({ tokens, entropies: entropies[i]! })),
+      targetMeanPatchSize,
+      { includeNextToken: false, ...options },
+    );
+  }
+
+  /** Frees the model's weights. */
+  dispose(): void {
+    this.model.dispose();
+  }
+}
+
+/** Byte ranges of the patches: positions map to bytes by −1 when BOS leads; BOS and the next-byte slot are dropped. */
+function segmentsOf(tokens: Int32Array, starts: Int32Array, lengths: Int32Array, bos: boolean): PatchSegment[] {
+  const offset = bos ? 1 : 0;
+  const byteCount = tokens.length - offset;
+  const bytes = new Uint8Array(byteCount);
+  for (let i = 0; i < byteCount; i++) bytes[i] = tokens[i + offset]! - BYTE_OFFSET;
+  const out: PatchSegment[] = [];
+  for (let p = 0; p < starts.length; p++) {
+    const start = Math.max(starts[p]! - offset, 0);
+    const end = Math.min(starts[p]! + lengths[p]! - offset, byteCount);
+    if (end > start) out.push({ start, end, text: decodeUtf8(bytes.subarray(start, end)) });
+  }
+  return out;
+}

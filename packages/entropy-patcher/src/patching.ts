@@ -1,0 +1,623 @@
+import { PatcherError } from './errors.js';
+
+/**
+ * How a row is cut into patches (spec §3):
+ * - `'entropy'`: a patch starts after every position whose entropy is above a global threshold (§3.3);
+ * - `'monotonic'`: ... whose entropy rose by more than a relative threshold (§3.4);
+ * - `'combined'`: both the global and the relative test must pass (§3.5);
+ * - `'space'`: a patch ends at the first space-like byte of a run (§3.7);
+ * - `'static'`: fixed-size patches, the first one forced to a single token (§3.7, §14.10);
+ * - `'byte'`: one patch per token (§3.7).
+ */
+export type PatchingMode = 'entropy' | 'monotonic' | 'combined' | 'space' | 'static' | 'byte';
+
+/** Options of {@link findPatchBoundaries}. Options a mode does not use are ignored (except as noted). */
+export interface PatchOptions {
+  readonly mode: PatchingMode;
+  /**
+   * `'entropy'`: the global threshold θ in nats (a patch starts after H[t] > θ, strict);
+   * `'monotonic'`: the relative threshold (H[t] − H[t−1] > θ); `'combined'`: the global θ.
+   * Required by those three modes. The reference's default is 1.335442066192627.
+   */
+  readonly threshold?: number;
+  /** `'combined'` mode: the relative threshold (the reference's `threshold_add`). Required there. */
+  readonly thresholdAdd?: number;
+  /** `'static'` mode: k tokens per patch (the reference's `patch_size`), an integer >= 1. */
+  readonly patchSize?: number;
+  /** Split every patch longer than this (spec §3.8) after any mode; an integer >= 1. Default: no cap. */
+  readonly maxPatchLength?: number;
+  /**
+   * The reference's `include_next_token`: the lengths cover N+1 slots, the last one being the
+   * not-yet-seen next token, as the model's forward and generation use. Default `true` (the
+   * reference's `Patcher.patch` defaults to `False`; its training pipeline passes `False`).
+   */
+  readonly includeNextToken?: boolean;
+}
+
+/** What {@link findPatchBoundaries} returns for one row. Every array is freshly allocated. */
+export interface PatchBoundaries {
+  /** Start offset of every patch (after the max-length split), in token positions. */
+  readonly patchStarts: Int32Array;
+  /** Lengths after the split, all >= 1; they sum to N+1 (`includeNextToken`) or N. */
+  readonly patchLengths: Int32Array;
+  /** Starts before the max-length split, without the reference's padding entries. */
+  readonly patchStartsUnsplit: Int32Array;
+  /** Lengths before the max-length split, all >= 1, same sum as `patchLengths`. */
+  readonly patchLengthsUnsplit: Int32Array;
+}
+
+/** A row given to {@link calibrateThreshold}. */
+export interface CalibrationRow {
+  /** The row's token ids; only their count N is read. */
+  readonly tokens: ArrayLike<number>;
+  /** The row's N entropies in nats. */
+  readonly entropies: ArrayLike<number>;
+}
+
+/** Options of {@link calibrateThreshold}. */
+export interface CalibrationOptions {
+  /** `'entropy'` (default) calibrates the global threshold, `'monotonic'` the relative one. */
+  readonly mode?: 'entropy' | 'monotonic';
+  /** As {@link PatchOptions.includeNextToken}; default `true`. With `false`, bytes = tokens (the training statistic). */
+  readonly includeNextToken?: boolean;
+  /** As {@link PatchOptions.maxPatchLength}: the split patches are counted. */
+  readonly maxPatchLength?: number;
+}
+
+/** What {@link calibrateThreshold} returns. */
+export interface Calibration {
+  /** The threshold to pass as {@link PatchOptions.threshold} (a float32 value). */
+  readonly threshold: number;
+  /** `bytes / patches` over all rows at that threshold. */
+  readonly meanPatchSize: number;
+  /** Number of patches over all rows at that threshold (after any max-length split). */
+  readonly patches: number;
+  /** Sum of all patch lengths: Σ (N+1) with `includeNextToken`, else Σ N. */
+  readonly bytes: number;
+}
+
+const MODES: ReadonlySet<string> = new Set<PatchingMode>(['entropy', 'monotonic', 'combined', 'space', 'static', 'byte']);
+
+/** Token ids below this are special (BOE 0, BOS 1, EOS 2, BPE 3); byte b has id b + 4. */
+const OFFSET = 4;
+
+/** Options after validation, with defaults filled in. */
+interface Resolved {
+  readonly mode: PatchingMode;
+  readonly threshold: number;
+  readonly thresholdAdd: number;
+  readonly patchSize: number;
+  readonly maxPatchLength: number | undefined;
+  readonly includeNextToken: boolean;
+}
+
+function invalid(message: string): PatcherError {
+  return new PatcherError('INVALID_ARGUMENT', message);
+}
+
+function show(value: unknown): string {
+  return typeof value === 'number' || typeof value === 'boolean' ? String(value) : typeof value;
+}
+
+function requireNumber(name: string, value: unknown, mode: string): number {
+  if (typeof value !== 'number' || Number.isNaN(value)) {
+    throw invalid(`mode '${mode}' needs ${name} to be a number, got ${show(value)}`);
+  }
+  return value;
+}
+
+function checkMaxPatchLength(value: unknown): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
+    throw invalid(`maxPatchLength must be an integer >= 1, got ${show(value)}`);
+  }
+  return value;
+}
+
+function checkIncludeNextToken(value: unknown): boolean {
+  if (value === undefined) return true;
+  if (typeof value !== 'boolean') throw invalid(`includeNextToken must be a boolean, got ${show(value)}`);
+  return value;
+}
+
+function resolveOptions(options: PatchOptions): Resolved {
+  if (typeof options !== 'object' || options === null) throw invalid('options must be an object');
+  const { mode } = options;
+  if (typeof mode !== 'string' || !MODES.has(mode)) {
+    throw invalid(`mode must be one of ${[...MODES].join(', ')}, got ${show(mode)}`);
+  }
+  let threshold = NaN;
+  let thresholdAdd = NaN;
+  let patchSize = 0;
+  if (mode === 'entropy' || mode === 'monotonic' || mode === 'combined') {
+    threshold = requireNumber('threshold', options.threshold, mode);
+  }
+  if (mode === 'combined') thresholdAdd = requireNumber('thresholdAdd', options.thresholdAdd, mode);
+  if (mode === 'entropy' && options.thresholdAdd != null) {
+    // In the reference, threshold_add with monotonicity off is what selects the combined rule
+    // (spec §3.5); silently ignoring it here would patch differently from such a config.
+    throw invalid("thresholdAdd is the combined rule's relative threshold: use mode 'combined'");
+  }
+  if (mode === 'static') {
+    const k = options.patchSize;
+    // The reference fills an integer tensor with a float patch_size (default 4.5 truncates to 4
+    // while the patch count uses 4.5), which breaks its own sum assert: only integers make sense.
+    if (typeof k !== 'number' || !Number.isInteger(k) || k < 1) {
+      throw invalid(`mode 'static' needs patchSize to be an integer >= 1, got ${show(k)}`);
+    }
+    patchSize = k;
+  }
+  return {
+    mode: mode as PatchingMode,
+    threshold,
+    thresholdAdd,
+    patchSize,
+    maxPatchLength: checkMaxPatchLength(options.maxPatchLength),
+    includeNextToken: checkIncludeNextToken(options.includeNextToken),
+  };
+}
+
+function checkTokens(tokens: ArrayLike<number>): number {
+  if (tokens === null || typeof tokens !== 'object' || typeof tokens.length !== 'number') {
+    throw invalid('tokens must be an array of token ids');
+  }
+  if (tokens.length === 0) throw new PatcherError('EMPTY_INPUT', 'tokens is empty: a row needs at least one token (BOS)');
+  return tokens.length;
+}
+
+function checkEntropies(entropies: ArrayLike<number> | undefined, n: number, where: string): ArrayLike<number> {
+  if (entropies === undefined || entropies === null || typeof entropies.length !== 'number') {
+    throw new PatcherError('INVALID_ENTROPIES', `${where}: entropies are required, one per token (${n})`);
+  }
+  if (entropies.length !== n) {
+    throw new PatcherError('INVALID_ENTROPIES', `${where}: got ${entropies.length} entropies for ${n} tokens`);
+  }
+  for (let i = 0; i < n; i++) {
+    const h = entropies[i];
+    // Checked as float32, the precision the reference compares in (see findStarts).
+    if (typeof h !== 'number' || !Number.isFinite(Math.fround(h))) {
+      throw new PatcherError('INVALID_ENTROPIES', `${where}: entropy at position ${i} is ${show(h)}, not a finite float32 number`);
+    }
+  }
+  return entropies;
+}
+
+/**
+ * Whether byte id `id` is "space-like" for the space patcher (spec §3.7): anything but an ASCII
+ * letter or digit or a UTF-8 continuation byte (128..191); lead bytes >= 192 and special ids count.
+ */
+function isSpaceLike(id: number): boolean {
+  const b = id - OFFSET;
+  return b < 48 || (b > 57 && b < 65) || (b > 90 && b < 97) || (b > 122 && b < 128) || b >= 192;
+}
+
+/**
+ * Writes the patch starts of one row into `starts` (room for `total` entries) and returns how many
+ * there are. Starts are strictly increasing and all below `total`.
+ */
+function findStarts(tokens: ArrayLike<number>, h: ArrayLike<number> | undefined, o: Resolved, starts: Int32Array): number {
+  const n = tokens.length;
+  const total = o.includeNextToken ? n + 1 : n;
+  // Last position t whose entropy may open a patch at t+1: with include_next_token the reference
+  // may open one at N (the unseen next token); without, it drops the last mask column (spec §3.3).
+  const last = o.includeNextToken ? n - 1 : n - 2;
+  let k = 0;
+  starts[k++] = 0;
+  switch (o.mode) {
+    case 'entropy': {
+      // Positions 0 and 1 always start a patch, so H[0] is never read (spec §3.3).
+      if (total > 1) starts[k++] = 1;
+      // The reference casts entropies to float32 and torch compares a float32 tensor with a Python
+      // float in float32, so θ is rounded to float32 too; fround on both sides reproduces that.
+      const th = Math.fround(o.threshold);
+      for (let t = 1; t <= last; t++) if (Math.fround(h![t]!) > th) starts[k++] = t + 1;
+      break;
+    }
+    case 'monotonic':
+    case 'combined': {
+      if (total > 1) starts[k++] = 1;
+      // The first element of the truncated mask is forced True, so position 2 always starts a patch
+      // whenever that mask is non-empty, i.e. when `last >= 1` (spec §3.4, §3.5).
+      if (last >= 1) starts[k++] = 2;
+      const th = Math.fround(o.threshold);
+      if (o.mode === 'monotonic') {
+        // t+1 starts iff H[t] − H[t−1] > θ for t >= 2 (spec §3.4). fround(a − b) is exactly the
+        // float32 subtraction the reference does: rounding twice, through float64 first, is
+        // harmless because 53 >= 2·24 + 2 bits.
+        for (let t = 2; t <= last; t++) {
+          if (Math.fround(Math.fround(h![t]!) - Math.fround(h![t - 1]!)) > th) starts[k++] = t + 1;
+        }
+      } else {
+        const add = Math.fround(o.thresholdAdd);
+        // Position 3 never starts a patch: the reference's "previous was not a start" test only sees
+        // the forced start at 2; from t = 3 on it is always true (spec §3.5).
+        for (let t = 3; t <= last; t++) {
+          const ht = Math.fround(h![t]!);
+          if (Math.fround(ht - Math.fround(h![t - 1]!)) > add && ht > th) starts[k++] = t + 1;
+        }
+      }
+      break;
+    }
+    case 'space': {
+      if (total > 1) starts[k++] = 1;
+      // A space-like byte ends its patch only if the previous byte was not space-like, tested on the
+      // original flags (runs of spaces join the next patch); special ids always end one. Position
+      // i+1 starts a patch for an end at i >= 1, so candidates reach N whatever include_next_token
+      // says; a start at N without it would be a zero-length patch that the reference trims (§3.7).
+      let prevSpace = isSpaceLike(tokens[0]!);
+      for (let i = 1; i < n; i++) {
+        const id = tokens[i]!;
+        const space = isSpaceLike(id);
+        if (((space && !prevSpace) || id < OFFSET) && i + 1 < total) starts[k++] = i + 1;
+        prevSpace = space;
+      }
+      break;
+    }
+    case 'static': {
+      // DEVIATION from the reference (spec §3.7), on purpose: it starts patches at 0, k, 2k, … so
+      // its first patch holds k tokens, which the model rejects (first patch = one token). We follow
+      // spec §14.10 and also start a patch at 1, as the training packer rewrites the first patch (§8.3).
+      if (total > 1) starts[k++] = 1;
+      for (let p = o.patchSize; p < total; p += o.patchSize) if (p > 1) starts[k++] = p;
+      break;
+    }
+    case 'byte': {
+      for (let p = 1; p < total; p++) starts[k++] = p;
+      break;
+    }
+  }
+  return k;
+}
+
+/** Cumulative starts of `lengths`: 0, L0, L0+L1, … (one per length). */
+function startsFromLengths(lengths: Int32Array): Int32Array {
+  const starts = new Int32Array(lengths.length);
+  let acc = 0;
+  for (let i = 0; i < lengths.length; i++) {
+    starts[i] = acc;
+    acc += lengths[i]!;
+  }
+  return starts;
+}
+
+/**
+ * Cuts one row into patches, as the reference's `Patcher.patch` does for a batch of one row
+ * (spec §3): patch starts by mode, lengths from consecutive starts, then the optional
+ * `maxPatchLength` split (§3.8). The first patch always holds exactly one token (BOS).
+ *
+ * Reproduced reference behaviour: strict `>` tests in float32; positions 0 and 1 always start a
+ * patch; the monotonic and combined rules always start one at 2 and the combined rule never at 3;
+ * a row whose entropies never pass the threshold gives `[1, N]` (`[1, N − 1]` without the next
+ * slot; the reference's padding entries are not returned). One deliberate deviation: `'static'` starts a patch at position 1 so
+ * the first patch is a single token (spec §14.10); the reference's first static patch holds k tokens.
+ *
+ * Runs in O(N) with a few typed-array allocations; rows are independent (call once per row).
+ *
+ * @param tokens - the row's N token ids (byte + 4; BOS = 1, EOS = 2); values are read by `'space'` only
+ * @param entropies - the row's N entropies in nats (H[t] is the uncertainty about token t+1); needed
+ *   by `'entropy'`, `'monotonic'` and `'combined'`, ignored otherwise
+ * @param options - the mode and its parameters
+ * @returns the patch starts and lengths, before and after the max-length split
+ * @throws {PatcherError} `EMPTY_INPUT` for N = 0; `INVALID_ENTROPIES` when entropies are missing,
+ *   of a length other than N, or hold a NaN or infinite value (the message names the position);
+ *   `INVALID_ARGUMENT` for an unknown mode, a missing or NaN threshold, a missing or non-integer
+ *   `patchSize`, a `maxPatchLength` below 1 or not an integer, a non-boolean `includeNextToken`,
+ *   `thresholdAdd` with mode `'entropy'`, or a non-integer token in `'space'` mode
+ */
+export function findPatchBoundaries(
+  tokens: ArrayLike<number>,
+  entropies: ArrayLike<number> | undefined,
+  options: PatchOptions,
+): PatchBoundaries {
+  const o = resolveOptions(options);
+  const n = checkTokens(tokens);
+  let h: ArrayLike<number> | undefined;
+  if (o.mode === 'entropy' || o.mode === 'monotonic' || o.mode === 'combined') {
+    h = checkEntropies(entropies, n, 'findPatchBoundaries');
+  } else if (o.mode === 'space') {
+    for (let i = 0; i < n; i++) {
+      if (!Number.isInteger(tokens[i])) throw invalid(`tokens[${i}] = ${show(tokens[i])} is not an integer token id`);
+    }
+  }
+  const total = o.includeNextToken ? n + 1 : n;
+  const buffer = new Int32Array(total);
+  const count = findStarts(tokens, h, o, buffer);
+  const patchStartsUnsplit = buffer.slice(0, count);
+  const patchLengthsUnsplit = new Int32Array(count);
+  for (let i = 0; i < count; i++) {
+    const end = i + 1 < count ? patchStartsUnsplit[i + 1]! : total;
+    patchLengthsUnsplit[i] = end - patchStartsUnsplit[i]!;
+  }
+  if (o.maxPatchLength === undefined) {
+    return {
+      patchStarts: patchStartsUnsplit.slice(),
+      patchLengths: patchLengthsUnsplit.slice(),
+      patchStartsUnsplit,
+      patchLengthsUnsplit,
+    };
+  }
+  const patchLengths = splitLongPatches(patchLengthsUnsplit, o.maxPatchLength);
+  return { patchStarts: startsFromLengths(patchLengths), patchLengths, patchStartsUnsplit, patchLengthsUnsplit };
+}
+
+function checkLengths(lengths: ArrayLike<number>, name: string): void {
+  if (lengths === null || typeof lengths !== 'object' || typeof lengths.length !== 'number') {
+    throw invalid(`${name} must be an array of patch lengths`);
+  }
+  for (let i = 0; i < lengths.length; i++) {
+    const l = lengths[i];
+    if (typeof l !== 'number' || !Number.isInteger(l) || l < 0) {
+      throw invalid(`${name}[${i}] = ${show(l)} is not a non-negative integer`);
+    }
+  }
+}
+
+/**
+ * Replaces every length L > m by ⌊L/m⌋ copies of m followed by the remainder when non-zero, e.g.
+ * 10 with m = 4 gives 4, 4, 2 (spec §3.8, the reference's `split_large_numbers`). Other lengths,
+ * zeros included, are kept as they are. The sum is unchanged.
+ *
+ * @param lengths - patch lengths (non-negative integers)
+ * @param maxPatchLength - the cap m, an integer >= 1
+ * @returns the split lengths, a new array
+ * @throws {PatcherError} `INVALID_ARGUMENT` if `maxPatchLength` is not an integer >= 1 or a length
+ *   is not a non-negative integer
+ */
+export function splitLongPatches(lengths: ArrayLike<number>, maxPatchLength: number): Int32Array {
+  const m = checkMaxPatchLength(maxPatchLength);
+  if (m === undefined) throw invalid('maxPatchLength must be an integer >= 1, got undefined');
+  checkLengths(lengths, 'lengths');
+  let count = 0;
+  for (let i = 0; i < lengths.length; i++) {
+    const l = lengths[i]!;
+    count += l > m ? Math.ceil(l / m) : 1;
+  }
+  const out = new Int32Array(count);
+  let j = 0;
+  for (let i = 0; i < lengths.length; i++) {
+    let l = lengths[i]!;
+    while (l > m) {
+      out[j++] = m;
+      l -= m;
+    }
+    out[j++] = l;
+  }
+  return out;
+}
+
+/** `patch_ids_from_lengths` over `lengths[from..]`. */
+function patchIds(lengths: ArrayLike<number>, from: number, seqLen: number): Int32Array {
+  const out = new Int32Array(seqLen);
+  const end = lengths.length;
+  // id(t) = #{j : cum[j] <= t} − 1 with cum = [0, L0, L0+L1, …] (spec §3.9). cum is non-decreasing,
+  // so one pointer walks it; zero lengths repeat a cum value and are counted as in the reference,
+  // and positions past the sum get the number of patches, as the reference's formula gives.
+  let next = from; // index (into lengths) of the next cum entry to consume, offset by `from`
+  let cum = 0;
+  let id = -1;
+  for (let t = 0; t < seqLen; t++) {
+    while (next <= end && cum <= t) {
+      id++;
+      if (next < end) cum += lengths[next]!;
+      next++;
+    }
+    out[t] = id;
+  }
+  return out;
+}
+
+function checkSeqLen(seqLen: unknown): asserts seqLen is number {
+  if (typeof seqLen !== 'number' || !Number.isInteger(seqLen) || seqLen < 0) {
+    throw invalid(`seqLen must be an integer >= 0, got ${show(seqLen)}`);
+  }
+}
+
+/**
+ * The patch index of each of the first `seqLen` positions (the reference's `patch_ids_from_lengths`,
+ * spec §3.9): the number of cumulative boundaries `[0, L0, L0+L1, …]` that are <= t, minus one.
+ * Computed over the N real positions even when the lengths sum to N+1. Positions past the sum of the
+ * lengths get `lengths.length`, as the reference's formula does.
+ *
+ * @param lengths - patch lengths (non-negative integers)
+ * @param seqLen - how many positions to label (N)
+ * @returns `seqLen` patch ids, non-decreasing from 0
+ * @throws {PatcherError} `INVALID_ARGUMENT` for a negative or non-integer length or `seqLen`
+ */
+export function patchIdsFromLengths(lengths: ArrayLike<number>, seqLen: number): Int32Array {
+  checkLengths(lengths, 'lengths');
+  checkSeqLen(seqLen);
+  return patchIds(lengths, 0, seqLen);
+}
+
+/**
+ * The patch whose global output each byte's decoder cross-attention reads: patch ids computed from
+ * `lengths[1:]` (the reference's `decoder_patch_ids_from_lengths(lengths, 0, N)`; spec §7.1, golden
+ * README semantics 7). With next-token lengths this is `patchId(t+1) − 1`: byte t reads the patch
+ * before the one holding the byte it predicts.
+ *
+ * @param lengths - patch lengths whose first entry is 1 (the lone BOS patch)
+ * @param seqLen - how many positions to label (N)
+ * @returns `seqLen` decoder patch ids
+ * @throws {PatcherError} `INVALID_ARGUMENT` if `lengths` is empty or its first length is not 1 (the
+ *   reference asserts one non-BOE token in the first patch), or for a bad length or `seqLen`
+ */
+export function decoderPatchIdsFromLengths(lengths: ArrayLike<number>, seqLen: number): Int32Array {
+  checkLengths(lengths, 'lengths');
+  checkSeqLen(seqLen);
+  if (lengths.length === 0 || lengths[0] !== 1) {
+    throw invalid(`the first patch must hold exactly one token, got lengths[0] = ${show(lengths[0])}`);
+  }
+  return patchIds(lengths, 1, seqLen);
+}
+
+/** The largest float32 strictly below the (finite, float32) value `x`. */
+function float32Below(x: number): number {
+  if (x === 0) return -1.401298464324817e-45; // minus the smallest subnormal
+  const f = new Float32Array([x]);
+  const bits = new Int32Array(f.buffer);
+  // For positive values the bit pattern grows with the value, for negative ones it shrinks.
+  bits[0] = x > 0 ? bits[0]! - 1 : bits[0]! + 1;
+  return f[0]!;
+}
+
+/**
+ * Indices of `key` in increasing key order: a stable LSD radix sort (two 16-bit passes) on the
+ * float32 bits mapped to unsigned integers that sort like the values. O(M), where a comparator sort
+ * of millions of indices would dominate the calibration time.
+ */
+function sortIndicesByKey(key: Float32Array): Int32Array {
+  const m = key.length;
+  const bits = new Uint32Array(key.buffer, key.byteOffset, m);
+  const sortable = new Uint32Array(m);
+  for (let i = 0; i < m; i++) {
+    const b = bits[i]!;
+    // Negative values: flip every bit (larger magnitude sorts first); others: set the sign bit.
+    sortable[i] = b & 0x80000000 ? ~b >>> 0 : (b | 0x80000000) >>> 0;
+  }
+  let order = new Int32Array(m);
+  let spare = new Int32Array(m);
+  for (let i = 0; i < m; i++) order[i] = i;
+  const counts = new Int32Array(0x10001);
+  for (const shift of [0, 16]) {
+    counts.fill(0);
+    for (let i = 0; i < m; i++) counts[((sortable[order[i]!]! >>> shift) & 0xffff) + 1]!++;
+    for (let d = 1; d <= 0x10000; d++) counts[d]! += counts[d - 1]!;
+    for (let i = 0; i < m; i++) {
+      const idx = order[i]!;
+      spare[counts[(sortable[idx]! >>> shift) & 0xffff]!++] = idx;
+    }
+    [order, spare] = [spare, order];
+  }
+  return order;
+}
+
+/**
+ * Finds the threshold whose mean patch size over `rows` is closest to `targetMeanPatchSize`. The
+ * mean patch size is a step function of θ that only changes at the candidate values (the distinct
+ * float32 entropies in `'entropy'` mode, the distinct float32 entropy rises in `'monotonic'` mode,
+ * over the positions that can open a patch), so the search is exact: candidates are visited in
+ * increasing order (radix-sorted), removing one patch start at a time from a linked list, max-length
+ * splits included: O(M) time and memory for M tokens in all.
+ *
+ * The returned threshold is the candidate value itself (patches start where the value is strictly
+ * greater), or the float32 just below the smallest candidate for the "every candidate starts a
+ * patch" step. Ties go to the larger threshold (fewer patches). Calling {@link findPatchBoundaries}
+ * on every row with this threshold and the same options gives exactly `patches` and `bytes`.
+ *
+ * @param rows - the rows' tokens (only their count N is read) and N entropies each
+ * @param targetMeanPatchSize - the wanted bytes per patch, > 0 (the paper targets e.g. 4.5)
+ * @param options - the rule to calibrate (`'entropy'` by default), `includeNextToken` (default
+ *   `true`) and `maxPatchLength`, as in {@link PatchOptions}
+ * @returns the threshold, the mean patch size it gives, and the patch and byte counts
+ * @throws {PatcherError} `EMPTY_INPUT` if there are no rows, a row is empty, or no position of any
+ *   row can open a patch (nothing to calibrate); `INVALID_ENTROPIES` for a row whose entropies do
+ *   not match its tokens or are not finite; `INVALID_ARGUMENT` for a bad target or option
+ */
+export function calibrateThreshold(
+  rows: ReadonlyArray<CalibrationRow>,
+  targetMeanPatchSize: number,
+  options: CalibrationOptions = {},
+): Calibration {
+  if (typeof options !== 'object' || options === null) throw invalid('options must be an object');
+  const mode = options.mode ?? 'entropy';
+  if (mode !== 'entropy' && mode !== 'monotonic') {
+    throw invalid(`calibrateThreshold mode must be 'entropy' or 'monotonic', got ${show(mode)}`);
+  }
+  const include = checkIncludeNextToken(options.includeNextToken);
+  const m = checkMaxPatchLength(options.maxPatchLength);
+  if (typeof targetMeanPatchSize !== 'number' || !Number.isFinite(targetMeanPatchSize) || targetMeanPatchSize <= 0) {
+    throw invalid(`targetMeanPatchSize must be a finite number > 0, got ${show(targetMeanPatchSize)}`);
+  }
+  if (!Array.isArray(rows) || rows.length === 0) throw new PatcherError('EMPTY_INPUT', 'no rows to calibrate on');
+
+  // First pass: validate and size the node arrays. Per row, nodes are the forced starts, the
+  // candidate starts (one per position t whose value decides whether t+1 starts), and a sentinel
+  // at the row's end; they are laid out in position order, so a row's list is contiguous.
+  const firstCandidate = mode === 'entropy' ? 1 : 2;
+  let nodes = 0;
+  let candidates = 0;
+  let bytes = 0;
+  for (let r = 0; r < rows.length; r++) {
+    const row = rows[r]!;
+    if (typeof row !== 'object' || row === null) throw invalid(`rows[${r}] must be { tokens, entropies }`);
+    const n = row.tokens?.length;
+    if (typeof n !== 'number') throw invalid(`rows[${r}].tokens must be an array of token ids`);
+    if (n === 0) throw new PatcherError('EMPTY_INPUT', `rows[${r}] has no token`);
+    checkEntropies(row.entropies, n, `rows[${r}]`);
+    const total = include ? n + 1 : n;
+    const last = include ? n - 1 : n - 2;
+    const forced = 1 + (total > 1 ? 1 : 0) + (mode === 'monotonic' && last >= 1 ? 1 : 0);
+    const cand = Math.max(0, last - firstCandidate + 1);
+    nodes += forced + cand + 1;
+    candidates += cand;
+    bytes += total;
+  }
+  if (candidates === 0) {
+    throw new PatcherError('EMPTY_INPUT', 'no position of any row can open a patch: the rows are too short to calibrate on');
+  }
+
+  const pos = new Int32Array(nodes);
+  const next = new Int32Array(nodes);
+  const prev = new Int32Array(nodes);
+  const key = new Float32Array(candidates);
+  const candNode = new Int32Array(candidates);
+  let node = 0;
+  let c = 0;
+  for (const row of rows) {
+    const n = row.tokens.length;
+    const h = row.entropies;
+    const total = include ? n + 1 : n;
+    const last = include ? n - 1 : n - 2;
+    const push = (p: number): void => {
+      pos[node] = p;
+      prev[node] = node - 1; // the row's first node (position 0) is never removed, so never read
+      next[node] = node + 1;
+      node++;
+    };
+    push(0);
+    if (total > 1) push(1);
+    if (mode === 'monotonic' && last >= 1) push(2); // forced start at 2 (spec §3.4)
+    for (let t = firstCandidate; t <= last; t++) {
+      // The same float32 values findPatchBoundaries compares (see findStarts).
+      key[c] =
+        mode === 'entropy' ? Math.fround(h[t]!) : Math.fround(Math.fround(h[t]!) - Math.fround(h[t - 1]!));
+      candNode[c++] = node;
+      push(t + 1);
+    }
+    push(total); // sentinel: the row's end, not a patch
+  }
+
+  const patchCount = (length: number): number => (m === undefined ? 1 : Math.ceil(length / m));
+  // Start with θ below every candidate: every candidate starts a patch. Sentinels are skipped:
+  // a sentinel's pos is the row total and its next is the following row's first node.
+  let patches = 0;
+  for (let i = 0; i + 1 < nodes; i++) {
+    const len = pos[i + 1]! - pos[i]!;
+    if (len > 0) patches += patchCount(len);
+  }
+
+  const order = sortIndicesByKey(key);
+
+  let bestThreshold = float32Below(key[order[0]!]!);
+  let bestPatches = patches;
+  let bestDistance = Math.abs(bytes / patches - targetMeanPatchSize);
+  for (let i = 0; i < candidates; ) {
+    const value = key[order[i]!]!;
+    // θ = value: every candidate with key == value stops starting a patch (strict >).
+    for (; i < candidates && key[order[i]!] === value; i++) {
+      const v = candNode[order[i]!]!;
+      const p = prev[v]!;
+      const q = next[v]!;
+      patches += patchCount(pos[q]! - pos[p]!) - patchCount(pos[v]! - pos[p]!) - patchCount(pos[q]! - pos[v]!);
+      next[p] = q;
+      prev[q] = p;
+    }
+    const distance = Math.abs(bytes / patches - targetMeanPatchSize);
+    if (distance <= bestDistance) {
+      bestDistance = distance;
+      bestThreshold = value;
+      bestPatches = patches;
+    }
+  }
+  return { threshold: bestThreshold, meanPatchSize: bytes / bestPatches, patches: bestPatches, bytes };
+}

@@ -1,0 +1,76 @@
+import { RotaryEmbedding, causalMask, documentIds, groupMask } from '@bytelatent/nn';
+import { type Comparison, compareArrays } from '../compare.js';
+import type { GoldenCase } from '../golden-folder.js';
+import type { GoldenCheck } from './check.js';
+
+const MASKS = ['mask.entropy_self', 'mask.local_self', 'mask.global_self', 'mask.cross_encoder', 'mask.cross_decoder'];
+const ROPES = ['rope.entropy', 'rope.local', 'rope.global'];
+
+function num(args: Readonly<Record<string, unknown>> | undefined, key: string): number | undefined {
+  const v = args?.[key];
+  return typeof v === 'number' ? v : undefined;
+}
+
+/** The reference mask of that name built by `@bytelatent/nn`, or why it cannot be. */
+function buildMask(c: GoldenCase, name: string): Uint8Array | string {
+  const tokens = c.tensors.toInt32('tokens');
+  const n = tokens.length;
+  const blt = c.config.blt_args;
+  const eos = num(blt, 'eos_id') ?? 2;
+  const k = num(blt, 'cross_attn_k') ?? 1;
+  switch (name) {
+    case 'mask.entropy_self':
+      return causalMask(1, n, { window: num(c.config.entropy_model_args, 'sliding_window'), documents: [documentIds(tokens, eos)] });
+    case 'mask.local_self':
+      return causalMask(1, n, { window: num(blt, 'local_attention_window_len'), documents: [documentIds(tokens, eos)] });
+    case 'mask.global_self': {
+      if (!c.tensors.has('global.tokens')) return 'no global.tokens';
+      const patchTokens = c.tensors.toInt32('global.tokens');
+      return causalMask(1, patchTokens.length, { documents: [documentIds(patchTokens, eos)] });
+    }
+    case 'mask.cross_encoder':
+    case 'mask.cross_decoder': {
+      const ids = name === 'mask.cross_encoder' ? 'patch_ids' : 'decoder_patch_ids';
+      if (!c.tensors.has(ids) || !c.tensors.has('patch_lengths')) return `no ${ids}`;
+      const p = c.tensors.info('patch_lengths').shape.at(-1)!;
+      const rows = Int32Array.from({ length: p * k }, (_, r) => Math.floor(r / k)); // row p·k+j belongs to patch p
+      const bytes = c.tensors.toInt32(ids);
+      return name === 'mask.cross_encoder' ? groupMask([rows], [bytes]) : groupMask([bytes], [rows]);
+    }
+    default:
+      return `unknown mask ${name}`;
+  }
+}
+
+/** Reference RoPE table `[L, half, 2, 2]` = `[[cos, -sin], [sin, cos]]` from our tables. */
+function buildRope(c: GoldenCase, name: string, length: number, half: number): Float32Array | string {
+  const blt = c.config.blt_args;
+  const theta = name === 'rope.entropy' ? num(c.config.entropy_model_args, 'rope_theta') ?? 10000 : num(blt, 'rope_theta');
+  if (theta === undefined) return 'no rope_theta in config.json';
+  const rope = new RotaryEmbedding(half * 2, theta, length);
+  const out = new Float32Array(length * half * 4);
+  for (let i = 0; i < length * half; i++) out.set([rope.cos[i]!, -rope.sin[i]!, rope.sin[i]!, rope.cos[i]!], i * 4);
+  return out;
+}
+
+/** Attention masks and RoPE tables of every component, built by the shared `nn` code (exact / 1e-5 for RoPE). */
+export const nnCheck: GoldenCheck = {
+  name: 'nn-masks-rope',
+  claims: (name) => MASKS.includes(name) || ROPES.includes(name),
+  run(c) {
+    if (!c.tensors.has('tokens')) return 'case has no "tokens" tensor';
+    const out: Comparison[] = [];
+    for (const name of c.tensors.names()) {
+      let ours: Uint8Array | Float32Array | string | undefined;
+      if (MASKS.includes(name)) ours = buildMask(c, name);
+      else if (ROPES.includes(name)) {
+        const [length, half] = c.tensors.info(name).shape as [number, number];
+        ours = buildRope(c, name, length, half);
+      } else continue;
+      if (typeof ours === 'string') continue;
+      const expected = ours instanceof Uint8Array ? c.tensors.toInt32(name) : c.tensors.toFloat32(name);
+      out.push(compareArrays(name, name, expected, ours, ours instanceof Uint8Array ? 0 : 1e-5));
+    }
+    return out;
+  },
+};
