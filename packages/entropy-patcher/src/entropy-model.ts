@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { BOE_ID, EOS_ID, VOCAB_SIZE } from '@bytelatent/bytes';
 import {
+  type AttentionMask,
   Embedding,
   type InitStdFactor,
   Linear,
@@ -18,6 +19,11 @@ import {
   seededUniform,
 } from '@bytelatent/nn';
 import { PatcherError } from './errors.js';
+
+/** Queries per block of windowed attention on long rows. */
+const LOCAL_BLOCK = 256;
+/** Contexts per model call when a long input is cut into contexts. */
+const CONTEXT_BATCH = 4;
 
 /**
  * Arguments of the entropy model with the reference's names (`LMTransformerArgs`), so a reference
@@ -196,7 +202,11 @@ export class EntropyModel {
           return full;
         })
       : undefined;
-    const mask = maskTensors(causalMask(batch, seqLen, { window: a.window, documents: docs }), batch, seqLen, seqLen);
+    // Long windowed rows are computed block by block (memory N·window, not N²).
+    const mask: AttentionMask =
+      a.window !== undefined && seqLen > LOCAL_BLOCK
+        ? { kind: 'local', batch, seqLen, window: a.window, documents: docs ?? [], blockSize: LOCAL_BLOCK }
+        : maskTensors(causalMask(batch, seqLen, { window: a.window, documents: docs }), batch, seqLen, seqLen);
     const rope = this.rope.tables(0, seqLen);
     try {
       return tf.tidy(() => {
@@ -213,7 +223,8 @@ export class EntropyModel {
         return out;
       });
     } finally {
-      tf.dispose([mask.bias, mask.rowValid ?? [], rope.cos, rope.sin]);
+      if (!('kind' in mask)) tf.dispose([mask.bias, mask.rowValid ?? []]);
+      tf.dispose([rope.cos, rope.sin]);
     }
   }
 
@@ -221,15 +232,34 @@ export class EntropyModel {
    * Next-byte entropy in nats at every position, `H_t = −Σ p log p` over the logits at t
    * (the uncertainty about byte t+1, spec §3.2), computed per row.
    *
-   * @param rows - token ids per row
+   * A row longer than `maxSeqLen` is cut into contexts of `maxSeqLen` ids, each run on its own —
+   * exactly what the reference's `calculate_entropies` does for one sequence (its 8192-id chunks,
+   * spec §3.2 and §14 item 9) — so memory stays bounded by the context, whatever the input length.
+   *
+   * @param rows - token ids per row (any length)
    * @returns one Float32Array per row, of the row's length
    */
   async entropies(rows: readonly ArrayLike<number>[]): Promise<Float32Array[]> {
-    const h = tf.tidy(() => entropyFromLogits(this.logits(rows)));
-    const flat = (await h.data()) as Float32Array;
-    const seqLen = h.shape[1]!;
-    h.dispose();
-    return rows.map((r, b) => flat.slice(b * seqLen, b * seqLen + r.length));
+    const out = rows.map((r) => new Float32Array(r.length));
+    const contexts: Array<{ row: number; start: number; ids: ArrayLike<number> }> = [];
+    rows.forEach((r, row) => {
+      if (r.length === 0) throw new PatcherError('EMPTY_INPUT', `row ${row} is empty`);
+      for (let start = 0; start < r.length; start += this.args.maxSeqLen) {
+        const end = Math.min(start + this.args.maxSeqLen, r.length);
+        contexts.push({ row, start, ids: Array.prototype.slice.call(r, start, end) as number[] });
+      }
+    });
+    // Contexts go through the model a few at a time, so a huge input never holds more than
+    // CONTEXT_BATCH contexts of activations.
+    for (let i = 0; i < contexts.length; i += CONTEXT_BATCH) {
+      const group = contexts.slice(i, i + CONTEXT_BATCH);
+      const h = tf.tidy(() => entropyFromLogits(this.logits(group.map((c) => c.ids))));
+      const flat = (await h.data()) as Float32Array;
+      const seqLen = h.shape[1]!;
+      h.dispose();
+      group.forEach((c, b) => out[c.row]!.set(flat.subarray(b * seqLen, b * seqLen + c.ids.length), c.start));
+    }
+    return out;
   }
 
   /** Frees the weights. */

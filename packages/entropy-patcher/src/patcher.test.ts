@@ -81,12 +81,35 @@ describe.skipIf(!existsSync(WEIGHTS))('EntropyPatcher on the golden entropy mode
     patcher.dispose();
   });
 
-  it('refuses inputs longer than the model context with a typed error', async () => {
+  it('cuts inputs longer than the context into fresh contexts, as the reference does', async () => {
     const patcher = await EntropyPatcher.fromSafetensors(WEIGHTS, { args: { ...args, max_seqlen: 16 }, threshold: 5.1 });
-    const e = await errorOf(patcher.patch('x'.repeat(16)));
+    const text = 'a text of forty bytes, longer than 16..';
+    const whole = await patcher.patch(text);
+    const tokens = Array.from(whole.tokens);
+    const chunks = await patcher.model.entropies([tokens.slice(0, 16), tokens.slice(16, 32), tokens.slice(32)]);
+    const expected = chunks.flatMap((c) => Array.from(c));
+    whole.entropies.forEach((h, t) => expect(Math.abs(h - expected[t]!)).toBeLessThan(1e-6));
+    patcher.dispose();
+  });
+
+  it('refuses inputs over maxBytes with a typed error', async () => {
+    const patcher = await EntropyPatcher.fromSafetensors(WEIGHTS, { args, threshold: 5.1, maxBytes: 10 });
+    const e = await errorOf(patcher.patch('x'.repeat(11)));
     expect(e.code).toBe('INPUT_TOO_LONG');
-    expect(e.message).toContain('16 bytes, more than');
-    expect((await patcher.patch('x'.repeat(15))).tokens).toHaveLength(16);
+    expect(e.message).toContain('11 bytes, more than');
+    expect((await patcher.patch('x'.repeat(10))).tokens).toHaveLength(11);
+    patcher.dispose();
+  });
+
+  it('computes long windowed rows block by block, depending only on the receptive field', async () => {
+    const patcher = await EntropyPatcher.fromSafetensors(WEIGHTS, { args, threshold: 5.1 });
+    const text = 'The quick brown fox jumps over the lazy dog. '.repeat(14); // 630 bytes: 3 blocks of 256 queries
+    const ids = [1, ...Array.from(new TextEncoder().encode(text), (b) => b + 4)];
+    const [full] = await patcher.model.entropies([ids]);
+    // 2 layers with window 16 see 2·15 = 30 positions back: from t >= 280 a row starting at 250
+    // has the same context, at other absolute positions and another block alignment.
+    const [tail] = await patcher.model.entropies([ids.slice(250)]);
+    for (let t = 280; t < ids.length; t++) expect(Math.abs(full![t]! - tail![t - 250]!)).toBeLessThan(1e-4);
     patcher.dispose();
   });
 

@@ -33,7 +33,11 @@ export interface EntropyPatcherOptions extends PatcherDefaults {
    * file's metadata under `entropy_model_args` (our checkpoints carry it).
    */
   readonly args?: EntropyModelArgs;
-  /** Refuse inputs longer than this many bytes. Default: the model's context (`max_seqlen` − 1). */
+  /**
+   * Refuse inputs longer than this many bytes (`INPUT_TOO_LONG`), e.g. to bound a server's work.
+   * Default: no limit — inputs longer than the model's context are cut into contexts as the
+   * reference does (see {@link EntropyModel.entropies}).
+   */
   readonly maxBytes?: number;
 }
 
@@ -156,7 +160,7 @@ export class EntropyPatcher {
     }
     const model = EntropyModel.fromSafetensors(file, args);
     const { args: _args, maxBytes, ...defaults } = options;
-    return new EntropyPatcher(model, { ...defaultsFromMetadata(file), ...defaults }, maxBytes ?? model.maxSeqLen - 1);
+    return new EntropyPatcher(model, { ...defaultsFromMetadata(file), ...defaults }, maxBytes ?? Number.POSITIVE_INFINITY);
   }
 
   /**

@@ -1,10 +1,13 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { NnError, checkInt } from './errors.js';
 import { Linear, type WeightInit } from './linear.js';
-import type { MaskTensors } from './masks.js';
+import { type LocalAttentionSpec, type MaskTensors, causalMaskBlock, maskTensors } from './masks.js';
 import type { ParameterScope } from './parameters.js';
 import { RMSNorm } from './rms-norm.js';
 import { applyRotary } from './rotary.js';
+
+/** A mask as tensors, or a causal window to compute block by block. */
+export type AttentionMask = MaskTensors | LocalAttentionSpec;
 
 /**
  * Multi-head softmax attention with an additive mask; rows whose keys are all masked give 0
@@ -13,16 +16,46 @@ import { applyRotary } from './rotary.js';
  * @param q - `[B, H, Q, D]`
  * @param k - `[B, H, K, D]`
  * @param v - `[B, H, K, D]`
- * @param mask - from {@link maskTensors}
+ * @param mask - from {@link maskTensors}, or a {@link LocalAttentionSpec} (self-attention, Q = K)
  * @returns `[B, H, Q, D]`
  */
-export function scaledDotProductAttention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, mask: MaskTensors): tf.Tensor {
+export function scaledDotProductAttention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, mask: AttentionMask): tf.Tensor {
+  if ('kind' in mask) return blockedLocalAttention(q, k, v, mask);
   return tf.tidy(() => {
     const scale = 1 / Math.sqrt(q.shape[3]!);
     const scores = tf.add(tf.mul(tf.matMul(q, k, false, true), scale), mask.bias);
     let probs = tf.softmax(scores);
     if (mask.rowValid) probs = tf.mul(probs, mask.rowValid);
     return tf.matMul(probs, v);
+  });
+}
+
+/** Windowed causal self-attention, one block of queries at a time against the keys in reach. */
+function blockedLocalAttention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, spec: LocalAttentionSpec): tf.Tensor {
+  const seqLen = q.shape[2]!;
+  if (seqLen !== spec.seqLen || k.shape[2] !== seqLen) {
+    throw new NnError('SHAPE_MISMATCH', `local attention spec is for ${spec.seqLen} positions, got queries ${seqLen} and keys ${k.shape[2]}`);
+  }
+  const blockSize = spec.blockSize ?? 256;
+  checkInt('blockSize', blockSize, 1);
+  return tf.tidy(() => {
+    const outputs: tf.Tensor[] = [];
+    for (let qs = 0; qs < seqLen; qs += blockSize) {
+      const ql = Math.min(blockSize, seqLen - qs);
+      const ks = Math.max(0, qs - spec.window + 1);
+      const kl = qs + ql - ks;
+      const block = causalMaskBlock(spec.batch, { start: qs, length: ql }, { start: ks, length: kl }, spec);
+      const mask = maskTensors(block, spec.batch, ql, kl);
+      outputs.push(
+        scaledDotProductAttention(
+          tf.slice(q, [0, 0, qs, 0], [-1, -1, ql, -1]),
+          tf.slice(k, [0, 0, ks, 0], [-1, -1, kl, -1]),
+          tf.slice(v, [0, 0, ks, 0], [-1, -1, kl, -1]),
+          mask,
+        ),
+      );
+    }
+    return outputs.length === 1 ? outputs[0]! : tf.concat(outputs, 2);
   });
 }
 
@@ -88,11 +121,11 @@ export class Attention {
 
   /**
    * @param x - `[B, S, dim]`
-   * @param mask - `[B, S, S]` as tensors
+   * @param mask - `[B, S, S]` as tensors, or a local attention spec
    * @param rope - cos/sin `[S, headDim/2]` for the positions of `x`, or null for no RoPE
    * @returns `[B, S, dim]` (after `wo`)
    */
-  apply(x: tf.Tensor, mask: MaskTensors, rope: { cos: tf.Tensor; sin: tf.Tensor } | null): tf.Tensor {
+  apply(x: tf.Tensor, mask: AttentionMask, rope: { cos: tf.Tensor; sin: tf.Tensor } | null): tf.Tensor {
     return tf.tidy(() => {
       const [b, s] = x.shape as [number, number];
       let q = tf.reshape(this.wq.apply(x), [b, s, this.nHeads, this.headDim]);

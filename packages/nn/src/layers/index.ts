@@ -1,10 +1,19 @@
-export { Attention, CrossAttention, scaledDotProductAttention, type AttentionConfig } from './attention.js';
+export { Attention, CrossAttention, scaledDotProductAttention, type AttentionConfig, type AttentionMask } from './attention.js';
 export { loadReferenceWeights, referenceStateDict, type LoadWeightsOptions } from './checkpoint.js';
 export { NnError, type NnErrorCode } from './errors.js';
 export { FeedForward, ffnHiddenDim } from './feed-forward.js';
 export { initStdDivisor, seededUniform, truncatedNormal, type InitStdFactor } from './init.js';
 export { Embedding, Linear, type WeightInit } from './linear.js';
-export { causalMask, documentIds, groupMask, maskTensors, type CausalMaskOptions, type MaskTensors } from './masks.js';
+export {
+  causalMask,
+  causalMaskBlock,
+  documentIds,
+  groupMask,
+  maskTensors,
+  type CausalMaskOptions,
+  type LocalAttentionSpec,
+  type MaskTensors,
+} from './masks.js';
 export { ParameterRegistry, ParameterScope, type Parameter } from './parameters.js';
 export { RMSNorm } from './rms-norm.js';
 export { RotaryEmbedding, applyRotary } from './rotary.js';

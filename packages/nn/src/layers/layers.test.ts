@@ -12,7 +12,7 @@ import { NnError } from './errors.js';
 import { ffnHiddenDim } from './feed-forward.js';
 import { seededUniform, truncatedNormal } from './init.js';
 import { Linear } from './linear.js';
-import { causalMask, documentIds, groupMask, maskTensors } from './masks.js';
+import { causalMask, causalMaskBlock, documentIds, groupMask, maskTensors } from './masks.js';
 import { ParameterRegistry, ParameterScope } from './parameters.js';
 import { RMSNorm } from './rms-norm.js';
 import { RotaryEmbedding, applyRotary } from './rotary.js';
@@ -283,5 +283,35 @@ describe('truncatedNormal', () => {
     expect(std).toBeGreaterThan(0.47);
     expect(std).toBeLessThan(0.5);
     expect(truncatedNormal(5, 1, seededUniform(7))).toEqual(truncatedNormal(5, 1, seededUniform(7)));
+  });
+});
+
+describe('blocked local attention', () => {
+  it('equals the dense mask for any block size, window and document split, gradients included', async () => {
+    const [b, h, s, d] = [2, 2, 23, 4];
+    const q = randomTensor([b, h, s, d], 11);
+    const k = randomTensor([b, h, s, d], 12);
+    const v = randomTensor([b, h, s, d], 13);
+    const documents = [documentIds([1, 5, 6, 2, 1, 7, 8, 9, 2, 1, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 2, 1, 5]), documentIds(new Array(s).fill(5))];
+    for (const window of [1, 3, 8, 100]) {
+      const dense = maskTensors(causalMask(b, s, { window, documents }), b, s, s);
+      const expected = await scaledDotProductAttention(q, k, v, dense).data();
+      for (const blockSize of [1, 4, 7, 23, 64]) {
+        const spec = { kind: 'local' as const, batch: b, seqLen: s, window, documents, blockSize };
+        close(await scaledDotProductAttention(q, k, v, spec).data(), expected, 1e-6);
+      }
+      const loss = (mask: Parameters<typeof scaledDotProductAttention>[3]) => (x: tf.Tensor) => tf.sum(tf.square(scaledDotProductAttention(x, k, v, mask)));
+      const gDense = await tf.grad(loss(dense))(q).data();
+      const gBlocked = await tf.grad(loss({ kind: 'local', batch: b, seqLen: s, window, documents, blockSize: 5 }))(q).data();
+      close(gBlocked, gDense, 1e-5);
+      tf.dispose([dense.bias, dense.rowValid ?? []]);
+    }
+  });
+
+  it('builds any block of the causal mask consistently with the full mask', () => {
+    const docs = [documentIds([1, 5, 2, 1, 6, 7, 2, 1])];
+    const full = causalMask(1, 8, { window: 3, documents: docs });
+    const block = causalMaskBlock(1, { start: 5, length: 3 }, { start: 2, length: 6 }, { window: 3, documents: docs });
+    for (let i = 0; i < 3; i++) for (let j = 0; j < 6; j++) expect(block[i * 6 + j]).toBe(full[(5 + i) * 8 + 2 + j]);
   });
 });

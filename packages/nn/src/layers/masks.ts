@@ -35,28 +35,66 @@ export interface CausalMaskOptions {
  * @returns `[batch, seqLen, seqLen]`
  */
 export function causalMask(batch: number, seqLen: number, options: CausalMaskOptions = {}): Uint8Array {
-  checkInt('batch', batch, 1);
   checkInt('seqLen', seqLen, 0);
+  return causalMaskBlock(batch, { start: 0, length: seqLen }, { start: 0, length: seqLen }, options);
+}
+
+/**
+ * A rectangular block of the causal mask: queries at absolute positions `queries.start ..` against
+ * keys at `keys.start ..`. Blocked local attention builds only the blocks it needs, so a windowed
+ * mask never exists as `N × N`.
+ *
+ * @returns `[batch, queries.length, keys.length]`
+ */
+export function causalMaskBlock(
+  batch: number,
+  queries: { start: number; length: number },
+  keys: { start: number; length: number },
+  options: CausalMaskOptions = {},
+): Uint8Array {
+  checkInt('batch', batch, 1);
   const window = options.window ?? Number.POSITIVE_INFINITY;
   if (!(window >= 1)) throw new NnError('INVALID_ARGUMENT', `window must be >= 1, got ${window}`);
   if (options.documents && options.documents.length !== batch) {
     throw new NnError('INVALID_ARGUMENT', `documents must have one entry per row (${batch}), got ${options.documents.length}`);
   }
-  const mask = new Uint8Array(batch * seqLen * seqLen);
+  const q = queries.length;
+  const k = keys.length;
+  const mask = new Uint8Array(batch * q * k);
   for (let b = 0; b < batch; b++) {
     const docs = options.documents?.[b];
-    if (docs && docs.length !== seqLen) {
-      throw new NnError('INVALID_ARGUMENT', `documents[${b}] has ${docs.length} positions, expected ${seqLen}`);
+    const needed = Math.max(queries.start + q, keys.start + k);
+    if (docs && docs.length < needed) {
+      throw new NnError('INVALID_ARGUMENT', `documents[${b}] has ${docs.length} positions, expected at least ${needed}`);
     }
-    for (let i = 0; i < seqLen; i++) {
-      const row = (b * seqLen + i) * seqLen;
-      const from = Math.max(0, i - window + 1);
-      for (let j = from; j <= i; j++) {
-        if (!docs || docs[i] === docs[j]) mask[row + j] = 1;
+    for (let i = 0; i < q; i++) {
+      const qi = queries.start + i;
+      const row = (b * q + i) * k;
+      // Key kj is visible iff qi - window < kj <= qi (xformers local attention) and same document.
+      const from = Math.max(keys.start, qi - window + 1);
+      const to = Math.min(keys.start + k - 1, qi);
+      for (let kj = from; kj <= to; kj++) {
+        if (!docs || docs[qi] === docs[kj]) mask[row + kj - keys.start] = 1;
       }
     }
   }
   return mask;
+}
+
+/**
+ * Causal attention described instead of materialised: {@link scaledDotProductAttention} then
+ * computes it block by block (queries in blocks of `blockSize`, each against the keys its window
+ * can reach), so memory grows with `N · window`, not `N²`. Results equal the dense mask's up to
+ * float summation order.
+ */
+export interface LocalAttentionSpec {
+  readonly kind: 'local';
+  readonly batch: number;
+  readonly seqLen: number;
+  readonly window: number;
+  readonly documents?: readonly Int32Array[];
+  /** Queries per block (default 256). */
+  readonly blockSize?: number;
 }
 
 /**

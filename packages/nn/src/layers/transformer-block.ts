@@ -1,8 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { Attention, type AttentionConfig } from './attention.js';
+import { Attention, type AttentionConfig, type AttentionMask } from './attention.js';
 import { FeedForward, ffnHiddenDim } from './feed-forward.js';
 import { type InitStdFactor, initStdDivisor } from './init.js';
-import type { MaskTensors } from './masks.js';
 import type { ParameterScope } from './parameters.js';
 import { RMSNorm } from './rms-norm.js';
 
@@ -49,11 +48,11 @@ export class TransformerBlock {
 
   /**
    * @param x - `[B, S, dim]`
-   * @param mask - self-attention mask `[B, S, S]` as tensors
+   * @param mask - self-attention mask `[B, S, S]` as tensors, or a local attention spec
    * @param rope - cos/sin for the positions of `x`, or null
    * @returns `[B, S, dim]`
    */
-  apply(x: tf.Tensor, mask: MaskTensors, rope: { cos: tf.Tensor; sin: tf.Tensor } | null): tf.Tensor {
+  apply(x: tf.Tensor, mask: AttentionMask, rope: { cos: tf.Tensor; sin: tf.Tensor } | null): tf.Tensor {
     return tf.tidy(() => {
       const h = tf.add(x, this.attention.apply(this.attentionNorm.apply(x), mask, rope));
       return tf.add(h, this.feedForward.apply(this.ffnNorm.apply(h)));
