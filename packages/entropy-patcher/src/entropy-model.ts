@@ -16,9 +16,14 @@ import {
   documentIds,
   loadReferenceWeights,
   maskTensors,
+  referenceStateDict,
+  serializeSafetensors,
   seededUniform,
 } from '@bytelatent/nn';
 import { PatcherError } from './errors.js';
+
+/** Metadata key under which our checkpoints store the entropy model's arguments (JSON). */
+export const ARGS_METADATA_KEY = 'entropy_model_args';
 
 /** Queries per block of windowed attention on long rows. */
 const LOCAL_BLOCK = 256;
@@ -112,6 +117,8 @@ export type ActivationTap = (modulePath: string, value: tf.Tensor) => void;
  */
 export class EntropyModel {
   readonly args: Readonly<ResolvedArgs>;
+  /** The arguments as given, with the reference's names (stored with the weights by {@link toSafetensors}). */
+  readonly referenceArgs: Readonly<EntropyModelArgs>;
   readonly registry = new ParameterRegistry();
   private readonly tokEmbeddings: Embedding;
   private readonly layers: TransformerBlock[];
@@ -128,6 +135,7 @@ export class EntropyModel {
    */
   constructor(args: EntropyModelArgs, seed = 0) {
     this.args = resolve(args);
+    this.referenceArgs = { ...args };
     const a = this.args;
     const random = seededUniform(seed);
     const root = new ParameterScope(this.registry);
@@ -260,6 +268,17 @@ export class EntropyModel {
       group.forEach((c, b) => out[c.row]!.set(flat.subarray(b * seqLen, b * seqLen + c.ids.length), c.start));
     }
     return out;
+  }
+
+  /**
+   * The weights as a safetensors file with the reference's names, the arguments stored in the
+   * metadata (key `entropy_model_args`) so that {@link EntropyPatcher.fromSafetensors} needs nothing else.
+   *
+   * @param metadata - extra metadata entries (e.g. patcher defaults)
+   */
+  async toSafetensors(metadata: Readonly<Record<string, string>> = {}): Promise<Uint8Array> {
+    const tensors = await referenceStateDict(this.registry);
+    return serializeSafetensors(tensors, { ...metadata, [ARGS_METADATA_KEY]: JSON.stringify(this.referenceArgs) });
   }
 
   /** Frees the weights. */

@@ -199,3 +199,20 @@ describe.skipIf(!existsSync(WEIGHTS))('entropy-patcher CLI', () => {
     expect(status(['--model', WEIGHTS, '--threshold', 'abc', 'x'])).toBe(1);
   });
 });
+
+describe('EntropyPatcher without a reference checkpoint', () => {
+  it('round-trips a model through toSafetensors and patches the same', async () => {
+    const small: EntropyModelArgs = { dim: 16, n_layers: 1, n_heads: 2, max_seqlen: 64, attn_bias_type: 'local_block_causal', sliding_window: 8, multiple_of: 16 };
+    const { EntropyModel } = await import('./entropy-model.js');
+    const model = new EntropyModel(small, 42);
+    const direct = EntropyPatcher.fromModel(model, { threshold: 5.5 });
+    const bytes = await model.toSafetensors({ patcher_defaults: JSON.stringify({ threshold: 5.5 }) });
+    const loaded = await EntropyPatcher.fromSafetensors(bytes);
+    const a = await direct.patch('round trip through safetensors');
+    const b = await loaded.patch('round trip through safetensors');
+    expect(Array.from(b.entropies)).toEqual(Array.from(a.entropies));
+    expect(Array.from(b.patchLengths)).toEqual(Array.from(a.patchLengths));
+    direct.dispose();
+    loaded.dispose();
+  });
+});

@@ -1,6 +1,8 @@
 import { BYTE_OFFSET, decodeUtf8, encode } from '@bytelatent/bytes';
 import { type SafetensorsFile, parseSafetensors } from '@bytelatent/nn';
-import { EntropyModel, type EntropyModelArgs } from './entropy-model.js';
+import { ARGS_METADATA_KEY, EntropyModel, type EntropyModelArgs } from './entropy-model.js';
+
+export { ARGS_METADATA_KEY };
 import { PatcherError } from './errors.js';
 import {
   type PatchOptions,
@@ -11,8 +13,6 @@ import {
   patchIdsFromLengths,
 } from './patching.js';
 
-/** Metadata key under which our checkpoints store the entropy model's arguments (JSON). */
-export const ARGS_METADATA_KEY = 'entropy_model_args';
 /** Metadata key for the patcher defaults (JSON `{ mode, threshold, maxPatchLength }`). */
 export const PATCHER_METADATA_KEY = 'patcher_defaults';
 
@@ -161,6 +161,17 @@ export class EntropyPatcher {
     const model = EntropyModel.fromSafetensors(file, args);
     const { args: _args, maxBytes, ...defaults } = options;
     return new EntropyPatcher(model, { ...defaultsFromMetadata(file), ...defaults }, maxBytes ?? Number.POSITIVE_INFINITY);
+  }
+
+  /**
+   * Wraps a model you already have (trained in-process, or composed by hand).
+   *
+   * @param model - the entropy model; the patcher owns it afterwards (`dispose` frees it)
+   * @param defaults - patching defaults
+   */
+  static fromModel(model: EntropyModel, defaults: PatcherDefaults & { maxBytes?: number } = {}): EntropyPatcher {
+    const { maxBytes, ...rest } = defaults;
+    return new EntropyPatcher(model, rest, maxBytes ?? Number.POSITIVE_INFINITY);
   }
 
   /**

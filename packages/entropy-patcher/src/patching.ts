@@ -157,15 +157,46 @@ function resolveOptions(options: PatchOptions): Resolved {
   };
 }
 
+function isArrayLike(value: unknown): value is ArrayLike<number> {
+  return value !== null && typeof value === 'object' && typeof (value as ArrayLike<number>).length === 'number';
+}
+
 function checkTokens(tokens: ArrayLike<number>): number {
-  if (tokens === null || typeof tokens !== 'object' || typeof tokens.length !== 'number') {
-    throw invalid('tokens must be an array of token ids');
-  }
+  if (!isArrayLike(tokens)) throw invalid('tokens must be an array of token ids');
   if (tokens.length === 0) throw new PatcherError('EMPTY_INPUT', 'tokens is empty: a row needs at least one token (BOS)');
   return tokens.length;
 }
 
-function checkEntropies(entropies: ArrayLike<number> | undefined, n: number, where: string): ArrayLike<number> {
+/** Whether `mode` reads entropies (and so needs them). */
+function usesEntropies(mode: PatchingMode): boolean {
+  return mode === 'entropy' || mode === 'monotonic' || mode === 'combined';
+}
+
+/**
+ * Validates what `mode` reads of a piece of a row whose first token is at position `offset`: the
+ * entropies (returned) for the entropy modes, integer token ids for `'space'`. Positions in the
+ * messages are row positions.
+ */
+function checkInputs(
+  tokens: ArrayLike<number>,
+  entropies: ArrayLike<number> | undefined,
+  o: Resolved,
+  where: string,
+  offset: number,
+): ArrayLike<number> | undefined {
+  if (usesEntropies(o.mode)) return checkEntropies(entropies, tokens.length, where, offset);
+  if (o.mode === 'space') {
+    for (let i = 0; i < tokens.length; i++) {
+      if (!Number.isInteger(tokens[i])) {
+        const at = offset === 0 ? '' : ` (position ${offset + i})`;
+        throw invalid(`tokens[${i}]${at} = ${show(tokens[i])} is not an integer token id`);
+      }
+    }
+  }
+  return undefined;
+}
+
+function checkEntropies(entropies: ArrayLike<number> | undefined, n: number, where: string, offset = 0): ArrayLike<number> {
   if (entropies === undefined || entropies === null || typeof entropies.length !== 'number') {
     throw new PatcherError('INVALID_ENTROPIES', `${where}: entropies are required, one per token (${n})`);
   }
@@ -174,9 +205,12 @@ function checkEntropies(entropies: ArrayLike<number> | undefined, n: number, whe
   }
   for (let i = 0; i < n; i++) {
     const h = entropies[i];
-    // Checked as float32, the precision the reference compares in (see findStarts).
+    // Checked as float32, the precision the reference compares in (see scanCandidates).
     if (typeof h !== 'number' || !Number.isFinite(Math.fround(h))) {
-      throw new PatcherError('INVALID_ENTROPIES', `${where}: entropy at position ${i} is ${show(h)}, not a finite float32 number`);
+      throw new PatcherError(
+        'INVALID_ENTROPIES',
+        `${where}: entropy at position ${offset + i} is ${show(h)}, not a finite float32 number`,
+      );
     }
   }
   return entropies;
@@ -192,87 +226,130 @@ function isSpaceLike(id: number): boolean {
 }
 
 /**
- * Writes the patch starts of one row into `starts` (room for `total` entries) and returns how many
- * there are. Starts are strictly increasing and all below `total`.
+ * What the start rule for position t+1 reads of token t−1, carried from one piece of a row to the
+ * next (streaming) so that no piece needs the ones before it.
  */
-function findStarts(tokens: ArrayLike<number>, h: ArrayLike<number> | undefined, o: Resolved, starts: Int32Array): number {
-  const n = tokens.length;
-  const total = o.includeNextToken ? n + 1 : n;
-  // Last position t whose entropy may open a patch at t+1: with include_next_token the reference
-  // may open one at N (the unseen next token); without, it drops the last mask column (spec §3.3).
-  const last = o.includeNextToken ? n - 1 : n - 2;
-  let k = 0;
-  starts[k++] = 0;
+interface Carry {
+  /** The float32 entropy of the previous token (`'monotonic'`, `'combined'`). */
+  h: number;
+  /** Whether the previous token is space-like (`'space'`). */
+  space: boolean;
+}
+
+function newCarry(): Carry {
+  return { h: 0, space: false };
+}
+
+/**
+ * The start rules of spec §3.3–§3.7, one token at a time: for each token t = `offset` + i of the
+ * piece (`tokens[i]`, `h[i]`; `h` is read by the entropy modes only), decides whether position t+1 is
+ * a candidate start and if so writes t+1 to `out[k++]`; returns the new k. The decision reads tokens
+ * t and t−1 only, the latter through `carry`, which is updated; position 0 (always a start) is not
+ * written. A candidate p is a start iff p < N+1 (`includeNextToken`) or p < N: every candidate is one
+ * except one at N without the next slot, which the caller drops once it knows N. Candidates come out
+ * strictly increasing. Shared by {@link findPatchBoundaries} and {@link StreamingPatcher}.
+ */
+function scanCandidates(
+  o: Resolved,
+  tokens: ArrayLike<number>,
+  h: ArrayLike<number> | undefined,
+  offset: number,
+  carry: Carry,
+  out: Int32Array,
+  k: number,
+): number {
+  const count = tokens.length;
   switch (o.mode) {
     case 'entropy': {
-      // Positions 0 and 1 always start a patch, so H[0] is never read (spec §3.3).
-      if (total > 1) starts[k++] = 1;
-      // The reference casts entropies to float32 and torch compares a float32 tensor with a Python
-      // float in float32, so θ is rounded to float32 too; fround on both sides reproduces that.
+      // Positions 0 and 1 always start a patch, so H[0] is never read; then t+1 starts iff
+      // H[t] > θ, for t = 1 up to N−1 with the next slot, N−2 without (spec §3.3). The reference
+      // casts entropies to float32 and torch compares a float32 tensor with a Python float in
+      // float32, so θ is rounded to float32 too; fround on both sides reproduces that.
       const th = Math.fround(o.threshold);
-      for (let t = 1; t <= last; t++) if (Math.fround(h![t]!) > th) starts[k++] = t + 1;
+      for (let i = 0; i < count; i++) {
+        const t = offset + i;
+        if (t === 0 || Math.fround(h![i]!) > th) out[k++] = t + 1;
+      }
       break;
     }
     case 'monotonic':
     case 'combined': {
-      if (total > 1) starts[k++] = 1;
-      // The first element of the truncated mask is forced True, so position 2 always starts a patch
-      // whenever that mask is non-empty, i.e. when `last >= 1` (spec §3.4, §3.5).
-      if (last >= 1) starts[k++] = 2;
+      // Starts 0, 1 and, whenever the truncated mask is non-empty (N >= 2 with the next slot, N >= 3
+      // without, i.e. 2 is below the slot count), 2: its first element is forced True (§3.4, §3.5).
       const th = Math.fround(o.threshold);
-      if (o.mode === 'monotonic') {
-        // t+1 starts iff H[t] − H[t−1] > θ for t >= 2 (spec §3.4). fround(a − b) is exactly the
-        // float32 subtraction the reference does: rounding twice, through float64 first, is
-        // harmless because 53 >= 2·24 + 2 bits.
-        for (let t = 2; t <= last; t++) {
-          if (Math.fround(Math.fround(h![t]!) - Math.fround(h![t - 1]!)) > th) starts[k++] = t + 1;
+      const add = Math.fround(o.thresholdAdd);
+      const combined = o.mode === 'combined';
+      let prev = carry.h;
+      for (let i = 0; i < count; i++) {
+        const t = offset + i;
+        const ht = Math.fround(h![i]!);
+        // fround(a − b) is exactly the float32 subtraction the reference does: rounding twice,
+        // through float64 first, is harmless because 53 >= 2·24 + 2 bits.
+        if (t <= 1) out[k++] = t + 1;
+        else if (!combined) {
+          // t+1 starts iff H[t] − H[t−1] > θ for t >= 2 (spec §3.4).
+          if (Math.fround(ht - prev) > th) out[k++] = t + 1;
+        } else if (t >= 3 && Math.fround(ht - prev) > add && ht > th) {
+          // Position 3 never starts a patch: the reference's "previous was not a start" test only
+          // sees the forced start at 2; from t = 3 on it is always true (spec §3.5).
+          out[k++] = t + 1;
         }
-      } else {
-        const add = Math.fround(o.thresholdAdd);
-        // Position 3 never starts a patch: the reference's "previous was not a start" test only sees
-        // the forced start at 2; from t = 3 on it is always true (spec §3.5).
-        for (let t = 3; t <= last; t++) {
-          const ht = Math.fround(h![t]!);
-          if (Math.fround(ht - Math.fround(h![t - 1]!)) > add && ht > th) starts[k++] = t + 1;
-        }
+        prev = ht;
       }
+      carry.h = prev;
       break;
     }
     case 'space': {
-      if (total > 1) starts[k++] = 1;
       // A space-like byte ends its patch only if the previous byte was not space-like, tested on the
       // original flags (runs of spaces join the next patch); special ids always end one. Position
       // i+1 starts a patch for an end at i >= 1, so candidates reach N whatever include_next_token
       // says; a start at N without it would be a zero-length patch that the reference trims (§3.7).
-      let prevSpace = isSpaceLike(tokens[0]!);
-      for (let i = 1; i < n; i++) {
+      let prevSpace = carry.space;
+      for (let i = 0; i < count; i++) {
+        const t = offset + i;
         const id = tokens[i]!;
         const space = isSpaceLike(id);
-        if (((space && !prevSpace) || id < OFFSET) && i + 1 < total) starts[k++] = i + 1;
+        if (t === 0 || (space && !prevSpace) || id < OFFSET) out[k++] = t + 1;
         prevSpace = space;
       }
+      carry.space = prevSpace;
       break;
     }
     case 'static': {
       // DEVIATION from the reference (spec §3.7), on purpose: it starts patches at 0, k, 2k, … so
       // its first patch holds k tokens, which the model rejects (first patch = one token). We follow
       // spec §14.10 and also start a patch at 1, as the training packer rewrites the first patch (§8.3).
-      if (total > 1) starts[k++] = 1;
-      for (let p = o.patchSize; p < total; p += o.patchSize) if (p > 1) starts[k++] = p;
+      const size = o.patchSize;
+      for (let i = 0; i < count; i++) {
+        const p = offset + i + 1;
+        if (p === 1 || p % size === 0) out[k++] = p;
+      }
       break;
     }
     case 'byte': {
-      for (let p = 1; p < total; p++) starts[k++] = p;
+      for (let i = 0; i < count; i++) out[k++] = offset + i + 1;
       break;
     }
   }
   return k;
 }
 
-/** Cumulative starts of `lengths`: 0, L0, L0+L1, … (one per length). */
-function startsFromLengths(lengths: Int32Array): Int32Array {
+/**
+ * Writes the patch starts of one row into `starts` (room for N+1 entries) and returns how many
+ * there are. Starts are strictly increasing and all below the slot count (N+1 or N).
+ */
+function findStarts(tokens: ArrayLike<number>, h: ArrayLike<number> | undefined, o: Resolved, starts: Int32Array): number {
+  starts[0] = 0;
+  const k = scanCandidates(o, tokens, h, 0, newCarry(), starts, 1);
+  // Without the next slot a candidate at N would open an empty patch: the reference drops the last
+  // mask column (entropy modes) or trims the zero length (space, static, byte).
+  return !o.includeNextToken && starts[k - 1] === tokens.length ? k - 1 : k;
+}
+
+/** Cumulative starts of `lengths`: first, first+L0, first+L0+L1, … (one per length). */
+function startsFromLengths(lengths: Int32Array, first = 0): Int32Array {
   const starts = new Int32Array(lengths.length);
-  let acc = 0;
+  let acc = first;
   for (let i = 0; i < lengths.length; i++) {
     starts[i] = acc;
     acc += lengths[i]!;
@@ -311,16 +388,9 @@ export function findPatchBoundaries(
 ): PatchBoundaries {
   const o = resolveOptions(options);
   const n = checkTokens(tokens);
-  let h: ArrayLike<number> | undefined;
-  if (o.mode === 'entropy' || o.mode === 'monotonic' || o.mode === 'combined') {
-    h = checkEntropies(entropies, n, 'findPatchBoundaries');
-  } else if (o.mode === 'space') {
-    for (let i = 0; i < n; i++) {
-      if (!Number.isInteger(tokens[i])) throw invalid(`tokens[${i}] = ${show(tokens[i])} is not an integer token id`);
-    }
-  }
+  const h = checkInputs(tokens, entropies, o, 'findPatchBoundaries', 0);
   const total = o.includeNextToken ? n + 1 : n;
-  const buffer = new Int32Array(total);
+  const buffer = new Int32Array(n + 1);
   const count = findStarts(tokens, h, o, buffer);
   const patchStartsUnsplit = buffer.slice(0, count);
   const patchLengthsUnsplit = new Int32Array(count);
@@ -338,6 +408,166 @@ export function findPatchBoundaries(
   }
   const patchLengths = splitLongPatches(patchLengthsUnsplit, o.maxPatchLength);
   return { patchStarts: startsFromLengths(patchLengths), patchLengths, patchStartsUnsplit, patchLengthsUnsplit };
+}
+
+/** Patches returned by {@link StreamingPatcher}: starts in row positions and lengths, after the max-length split. */
+export interface StreamedPatches {
+  /** Start of every patch, in positions of the whole row (not of the piece). */
+  readonly starts: Int32Array;
+  /** Length of every patch, all >= 1, at most `maxPatchLength` when set. */
+  readonly lengths: Int32Array;
+}
+
+/** The largest row position a stream may reach: starts are Int32 and the slot count is N+1. */
+const MAX_STREAM_TOKENS = 0x7ffffffe;
+
+/**
+ * The patches from `open` up to each of the starts `ends[0..count)` in turn, each split under the
+ * cap `m` (Infinity for none), then the m-slot chunks of the still-open patch that no later start
+ * can change, `frontier` being its first undecided position. Returns them and the new open start.
+ */
+function emitPatches(
+  open: number,
+  ends: Int32Array,
+  count: number,
+  frontier: number,
+  m: number,
+): { readonly patches: StreamedPatches; readonly open: number } {
+  let cur = open;
+  let n = 0;
+  for (let i = 0; i < count; i++) {
+    n += splitCount(ends[i]! - cur, m);
+    cur = ends[i]!;
+  }
+  // The open patch [cur, end) has end >= frontier; while frontier − cur > m its split starts with an
+  // m-slot chunk whatever the end turns out to be (spec §3.8), so that chunk is final.
+  const eager = frontier - cur > m ? Math.floor((frontier - cur - 1) / m) : 0;
+  const lengths = new Int32Array(n + eager);
+  let j = 0;
+  cur = open;
+  for (let i = 0; i < count; i++) {
+    j = writeSplit(ends[i]! - cur, m, lengths, j);
+    cur = ends[i]!;
+  }
+  for (let e = 0; e < eager; e++) lengths[j++] = m;
+  // (eager * m would be NaN for m = Infinity, where eager is 0.)
+  return { patches: { starts: startsFromLengths(lengths, open), lengths }, open: eager === 0 ? cur : cur + eager * m };
+}
+
+/**
+ * Patches one row fed in pieces, emitting each patch as soon as it is final: the concatenation of
+ * what every {@link push} and the closing {@link finish} return equals the `patchStarts` /
+ * `patchLengths` of {@link findPatchBoundaries} on the whole row, for every mode, option and way of
+ * cutting the row (pieces of any length, empty ones included).
+ *
+ * Between calls the patcher keeps O(1) state: the position, the open patch's start, and what the
+ * start rule reads of the last token (its float32 entropy, its space flag) — never the history.
+ * Each call runs in O(piece length + patches returned).
+ *
+ * When a patch becomes final: the start rule decides position t+1 from tokens t and t−1, so with
+ * `includeNextToken` the patch ending at t+1 is returned by the push that brings token t; without
+ * it, position t+1 starts a patch only if a token t+1 exists, so it waits for the next non-empty
+ * push (or is dropped by {@link finish}). With `maxPatchLength` = m, every m-slot chunk of an open
+ * patch is returned as soon as the open patch is known to be longer than m.
+ *
+ * After {@link finish} (or a fresh construction) the patcher is ready for a new row. A call that
+ * throws leaves the state as it was.
+ *
+ * @example
+ * ```ts
+ * const sp = new StreamingPatcher({ mode: 'entropy', threshold: 1.335442066192627 });
+ * for (const { tokens, entropies } of pieces) consume(sp.push(tokens, entropies));
+ * consume(sp.finish());
+ * ```
+ */
+export class StreamingPatcher {
+  private readonly options: Resolved;
+  private readonly cap: number;
+  private received = 0;
+  /** Start of the open (not yet returned) patch; always below the slot count. */
+  private open = 0;
+  /** Without the next slot: position `received` is a candidate start, a start once a token follows. */
+  private pending = false;
+  private readonly carry: Carry = newCarry();
+
+  /**
+   * @param options - as for {@link findPatchBoundaries}
+   * @throws {PatcherError} `INVALID_ARGUMENT` for the options {@link findPatchBoundaries} rejects
+   */
+  constructor(options: PatchOptions) {
+    this.options = resolveOptions(options);
+    this.cap = this.options.maxPatchLength ?? Infinity;
+  }
+
+  /** Tokens received so far in the current row (0 after {@link finish}). */
+  get position(): number {
+    return this.received;
+  }
+
+  /**
+   * Appends tokens to the row.
+   *
+   * @param tokens - the next token ids (byte + 4); may be empty
+   * @param entropies - their entropies in nats, one per token: required by `'entropy'`,
+   *   `'monotonic'` and `'combined'` (even for an empty piece), ignored otherwise
+   * @returns the patches that became final, in row positions, after the max-length split
+   * @throws {PatcherError} `INVALID_ENTROPIES` when entropies are missing, of a length other than
+   *   the tokens', or hold a NaN or infinite value (the message names the row position);
+   *   `INVALID_ARGUMENT` when `tokens` is not array-like or, in `'space'` mode, holds a non-integer;
+   *   `INPUT_TOO_LONG` when the row would pass 2^31 − 2 tokens. The state is then unchanged.
+   */
+  push(tokens: ArrayLike<number>, entropies?: ArrayLike<number>): StreamedPatches {
+    const o = this.options;
+    if (!isArrayLike(tokens)) throw invalid('tokens must be an array of token ids');
+    const offset = this.received;
+    const count = tokens.length;
+    if (count > MAX_STREAM_TOKENS - offset) {
+      throw new PatcherError('INPUT_TOO_LONG', `StreamingPatcher.push: a row is limited to ${MAX_STREAM_TOKENS} tokens`);
+    }
+    const h = checkInputs(tokens, entropies, o, 'StreamingPatcher.push', offset);
+    if (count === 0) return { starts: new Int32Array(0), lengths: new Int32Array(0) };
+    // Nothing below throws: the state changes only once the piece is known to be valid.
+    const starts = new Int32Array(count + 1);
+    let k = 0;
+    // A token now exists at `offset`, so the candidate there is below N: a start.
+    if (this.pending) starts[k++] = offset;
+    k = scanCandidates(o, tokens, h, offset, this.carry, starts, k);
+    const end = offset + count;
+    if (!o.includeNextToken) {
+      // A candidate at `end` is a start only if another token comes (see findStarts).
+      this.pending = k > 0 && starts[k - 1] === end;
+      if (this.pending) k--;
+    }
+    // Positions below `frontier` are decided: with the next slot, up to `end` itself.
+    const frontier = o.includeNextToken ? end + 1 : end;
+    const out = emitPatches(this.open, starts, k, frontier, this.cap);
+    this.open = out.open;
+    this.received = end;
+    return out.patches;
+  }
+
+  /**
+   * Ends the row: closes the last patch at N+1 (`includeNextToken`) or N, returns the patches not
+   * yet returned and resets the patcher for a new row.
+   *
+   * @returns the remaining patches, in row positions, after the max-length split
+   * @throws {PatcherError} `EMPTY_INPUT` when no token was pushed, as {@link findPatchBoundaries}
+   *   does for an empty row (the patcher stays ready for a row)
+   */
+  finish(): StreamedPatches {
+    const n = this.received;
+    if (n === 0) {
+      throw new PatcherError('EMPTY_INPUT', 'StreamingPatcher.finish: no token was pushed: a row needs at least one token (BOS)');
+    }
+    const total = this.options.includeNextToken ? n + 1 : n;
+    const out = emitPatches(this.open, Int32Array.of(total), 1, total, this.cap);
+    this.received = 0;
+    this.open = 0;
+    this.pending = false;
+    this.carry.h = 0;
+    this.carry.space = false;
+    return out.patches;
+  }
 }
 
 function checkLengths(lengths: ArrayLike<number>, name: string): void {
@@ -368,21 +598,26 @@ export function splitLongPatches(lengths: ArrayLike<number>, maxPatchLength: num
   if (m === undefined) throw invalid('maxPatchLength must be an integer >= 1, got undefined');
   checkLengths(lengths, 'lengths');
   let count = 0;
-  for (let i = 0; i < lengths.length; i++) {
-    const l = lengths[i]!;
-    count += l > m ? Math.ceil(l / m) : 1;
-  }
+  for (let i = 0; i < lengths.length; i++) count += splitCount(lengths[i]!, m);
   const out = new Int32Array(count);
   let j = 0;
-  for (let i = 0; i < lengths.length; i++) {
-    let l = lengths[i]!;
-    while (l > m) {
-      out[j++] = m;
-      l -= m;
-    }
-    out[j++] = l;
-  }
+  for (let i = 0; i < lengths.length; i++) j = writeSplit(lengths[i]!, m, out, j);
   return out;
+}
+
+/** How many patches one of length `l` becomes under the cap `m` (spec §3.8); `m` may be Infinity. */
+function splitCount(l: number, m: number): number {
+  return l > m ? Math.ceil(l / m) : 1;
+}
+
+/** Writes the split of one length `l` under the cap `m` to `out` from `j`; returns the next j. */
+function writeSplit(l: number, m: number, out: Int32Array, j: number): number {
+  while (l > m) {
+    out[j++] = m;
+    l -= m;
+  }
+  out[j++] = l;
+  return j;
 }
 
 /** `patch_ids_from_lengths` over `lengths[from..]`. */
@@ -578,7 +813,7 @@ export function calibrateThreshold(
     if (total > 1) push(1);
     if (mode === 'monotonic' && last >= 1) push(2); // forced start at 2 (spec §3.4)
     for (let t = firstCandidate; t <= last; t++) {
-      // The same float32 values findPatchBoundaries compares (see findStarts).
+      // The same float32 values findPatchBoundaries compares (see scanCandidates).
       key[c] =
         mode === 'entropy' ? Math.fround(h[t]!) : Math.fround(Math.fround(h[t]!) - Math.fround(h[t - 1]!));
       candNode[c++] = node;

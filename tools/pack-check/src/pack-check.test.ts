@@ -43,6 +43,15 @@ const SMOKE: Record<string, string> = {
     if (parseSafetensors(bytes).toFloat32('w').join() !== '1,2') throw new Error('nn broken');
     await writeSafetensorsFile('w.safetensors', { w: { dtype: 'F32', shape: [1], data: Float32Array.of(3) } });
     if ((await readSafetensorsFile('w.safetensors')).toFloat32('w')[0] !== 3) throw new Error('nn/node broken');`,
+  '@bytelatent/entropy-patcher': `
+    import { initBackend } from '@bytelatent/nn';
+    import { EntropyModel, EntropyPatcher } from '@bytelatent/entropy-patcher';
+    const backend = await initBackend({ backend: 'wasm' }); // wasm binaries must resolve from the install
+    if (backend.name !== 'wasm') throw new Error('wasm backend unavailable');
+    const model = new EntropyModel({ dim: 16, n_layers: 1, n_heads: 2, max_seqlen: 64, attn_bias_type: 'local_block_causal', sliding_window: 8, multiple_of: 16 }, 1);
+    const patcher = await EntropyPatcher.fromSafetensors(await model.toSafetensors(), { threshold: 5.5 });
+    const r = await patcher.patch('hello world');
+    if (r.patchLengths.reduce((a, b) => a + b, 0) !== 13 || r.entropies.some((h) => !(h > 0))) throw new Error('entropy-patcher broken');`,
 };
 
 let work: string;

@@ -1,0 +1,15 @@
+/**
+ * Backend selection for TensorFlow.js. Only `./select-backend.js` is re-exported: it loads every
+ * backend (and the wasm kernel fixes, through {@link loadWasmKernelFixes}) with a dynamic import,
+ * so importing `@bytelatent/nn` registers no backend and no kernel.
+ */
+export {
+  BackendError,
+  initBackend,
+  loadWasmKernelFixes,
+  type BackendErrorCode,
+  type BackendInfo,
+  type BackendName,
+  type InitBackendOptions,
+  type WasmKernelFixes,
+} from './select-backend.js';

@@ -1,0 +1,414 @@
+/**
+ * Choosing and initialising the TensorFlow.js backend: WebGPU, wasm or cpu, in the browser and in
+ * Node.
+ *
+ * Every backend is loaded with a dynamic `import()`, so importing this module registers nothing:
+ * code that never calls {@link initBackend} keeps tfjs's own default, users without a GPU never
+ * load the WebGPU code, and bundlers can split each backend into its own chunk. (A statically
+ * imported wasm backend would register itself at priority 2 and make every synchronous tfjs call
+ * made before `await tf.ready()` throw "backend 'wasm' has not yet been initialized".)
+ */
+import { engine, findBackendFactory, getBackend, setBackend } from '@tensorflow/tfjs-core';
+import type * as WasmKernelFixesModule from './wasm-kernels.js';
+
+/** A backend {@link initBackend} can select. */
+export type BackendName = 'webgpu' | 'wasm' | 'cpu';
+
+/** Machine-readable reason of a {@link BackendError}. */
+export type BackendErrorCode = 'BACKEND_UNAVAILABLE' | 'INVALID_ARGUMENT';
+
+/**
+ * Errors of backend selection: `BACKEND_UNAVAILABLE` when a requested backend cannot be
+ * initialised (the message says why), `INVALID_ARGUMENT` for malformed options.
+ */
+export class BackendError extends Error {
+  readonly code: BackendErrorCode;
+
+  constructor(code: BackendErrorCode, message: string) {
+    super(message);
+    this.name = 'BackendError';
+    this.code = code;
+  }
+}
+
+/** Options of {@link initBackend}. */
+export interface InitBackendOptions {
+  /**
+   * `'auto'` (default): WebGPU on a hardware adapter, else wasm, else cpu. A named backend is used
+   * or the call fails; it never falls back to another one.
+   */
+  readonly backend?: 'auto' | BackendName;
+  /**
+   * Where the wasm backend's `.wasm` files are served (a URL prefix ending in `/`), passed to
+   * `setWasmPaths`. Needed in the browser when a bundler does not serve them next to the script;
+   * Node finds them in `node_modules` by itself. Only takes effect before the wasm backend's first
+   * initialisation in the process.
+   */
+  readonly wasmPaths?: string;
+  /**
+   * Accept a software WebGPU adapter (SwiftShader, lavapipe/llvmpipe, a fallback adapter). Default
+   * `false`: these run about 70x slower than wasm, so they are only useful for correctness tests.
+   * In Node this also lets {@link initBackend} point Vulkan at Chromium's SwiftShader.
+   */
+  readonly allowSoftwareGpu?: boolean;
+}
+
+/** The backend {@link initBackend} selected. */
+export interface BackendInfo {
+  readonly name: BackendName;
+  /** WebGPU only: the adapter's description (or vendor and architecture where that is empty). */
+  readonly adapter?: string;
+  /** WebGPU only: whether the adapter is a software rasterizer. */
+  readonly software?: boolean;
+  /** Why this backend was chosen, e.g. `'webgpu unavailable: no adapter; wasm'`. */
+  readonly reason: string;
+}
+
+/** The functions of the wasm kernel fixes module, see {@link loadWasmKernelFixes}. */
+export type WasmKernelFixes = Pick<typeof WasmKernelFixesModule, 'registerWasmKernelFixes' | 'withOriginalWasmKernels'>;
+
+const BACKEND_CHOICES: readonly string[] = ['auto', 'webgpu', 'wasm', 'cpu'];
+
+/** Chromium's SwiftShader Vulkan driver, the software WebGPU of Debian machines (`apt-get install chromium libvulkan1`). */
+const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
+
+/** Adapter names of CPU rasterizers: SwiftShader, Mesa's lavapipe (llvmpipe), softpipe, Windows WARP. */
+const SOFTWARE_ADAPTER = /swiftshader|llvmpipe|lavapipe|softpipe|microsoft basic render/i;
+
+// Minimal structural types of the WebGPU objects used here. The `@webgpu/types` declarations are
+// not part of this package's compilation (tsconfig `types: ["node"]`), and only these members are
+// read.
+interface GpuAdapterInfoLike {
+  readonly vendor?: string;
+  readonly architecture?: string;
+  readonly device?: string;
+  readonly description?: string;
+  readonly isFallbackAdapter?: boolean;
+}
+interface GpuAdapterLike {
+  readonly info?: GpuAdapterInfoLike;
+  /** Older spelling, before it moved to `info`. */
+  readonly isFallbackAdapter?: boolean;
+}
+interface GpuLike {
+  requestAdapter(options?: { powerPreference?: 'low-power' | 'high-performance' }): Promise<GpuAdapterLike | null>;
+}
+interface WebgpuPackage {
+  create(options: string[]): GpuLike;
+  globals: object;
+}
+
+type Attempt = { ok: true; adapter?: string; software?: boolean } | { ok: false; why: string; skipped?: boolean };
+
+interface Resolved {
+  readonly backend: 'auto' | BackendName;
+  readonly wasmPaths: string | undefined;
+  readonly allowSoftwareGpu: boolean;
+}
+
+/** The last successful selection, returned as is while the options and tfjs's backend are unchanged. */
+let current: { key: string; info: BackendInfo } | undefined;
+/** Calls run one after another: two concurrent selections would race on tfjs's global backend. */
+let queue: Promise<unknown> = Promise.resolve();
+/** The Dawn GPU created in Node, and the `VK_ICD_FILENAMES` it was created under. */
+let nodeGpu: { icd: string | undefined; gpu: GpuLike } | undefined;
+/** The adapter tfjs's WebGPU backend was initialised on (tfjs keeps that backend for the process). */
+let webgpuAdapter: { adapter: string; software: boolean } | undefined;
+
+function isNode(): boolean {
+  return typeof process !== 'undefined' && typeof process.versions?.node === 'string';
+}
+
+/**
+ * Whether tfjs has created this backend. (Not `tf.findBackend`, which starts initialising a
+ * registered backend that is not.)
+ */
+function isInitialised(name: BackendName): boolean {
+  return engine().registry[name] !== undefined;
+}
+
+function errorMessage(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+function isModuleNotFound(e: unknown): boolean {
+  const code = (e as { code?: unknown } | null)?.code;
+  return code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND';
+}
+
+/**
+ * `import()` of a Node-only module (the `webgpu` native addon, `node:fs`). The specifier is a
+ * variable so that bundlers building for the browser leave it alone instead of trying to bundle a
+ * native addon; it only runs in Node.
+ */
+async function importNodeOnly<T>(specifier: string): Promise<T> {
+  return (await import(/* @vite-ignore */ /* webpackIgnore: true */ specifier)) as T;
+}
+
+function resolveOptions(options: unknown): Resolved {
+  if (options === undefined || options === null) return { backend: 'auto', wasmPaths: undefined, allowSoftwareGpu: false };
+  if (typeof options !== 'object' || Array.isArray(options)) {
+    throw new BackendError('INVALID_ARGUMENT', `initBackend: options must be an object, got ${Array.isArray(options) ? 'an array' : typeof options}`);
+  }
+  const { backend = 'auto', wasmPaths, allowSoftwareGpu = false } = options as Record<string, unknown>;
+  if (typeof backend !== 'string' || !BACKEND_CHOICES.includes(backend)) {
+    throw new BackendError('INVALID_ARGUMENT', `initBackend: backend must be one of ${BACKEND_CHOICES.join(', ')}, got ${JSON.stringify(backend) ?? String(backend)}`);
+  }
+  if (wasmPaths !== undefined && typeof wasmPaths !== 'string') {
+    throw new BackendError('INVALID_ARGUMENT', `initBackend: wasmPaths must be a string, got ${typeof wasmPaths}`);
+  }
+  if (typeof allowSoftwareGpu !== 'boolean') {
+    throw new BackendError('INVALID_ARGUMENT', `initBackend: allowSoftwareGpu must be a boolean, got ${typeof allowSoftwareGpu}`);
+  }
+  return { backend: backend as Resolved['backend'], wasmPaths, allowSoftwareGpu };
+}
+
+/**
+ * Selects and initialises the tfjs backend (`tf.setBackend`) and says which one it is and why.
+ *
+ * `'auto'` takes WebGPU only on a hardware adapter: a software adapter (SwiftShader,
+ * lavapipe/llvmpipe, any `isFallbackAdapter`) rasterises on the CPU and measured ~70x slower than
+ * the wasm backend on the same machine (0.4 vs 23-31 GFLOP/s for a 1024² matmul), so it is skipped
+ * unless `allowSoftwareGpu` is set. Next comes wasm (SIMD; 30-40x the pure-JS cpu backend), then
+ * cpu.
+ *
+ * WebGPU comes from `navigator.gpu` in the browser and from the optional `webgpu` package (Dawn) in
+ * Node, which is then installed as `navigator.gpu` before `@tensorflow/tfjs-backend-webgpu` is
+ * imported (that package registers itself only if `navigator.gpu` exists when it is first
+ * imported). Choosing wasm also registers the wasm kernel fixes (`./wasm-kernels.js`).
+ *
+ * A second call with the same options while tfjs still runs that backend returns the same (frozen)
+ * info object at once; different options switch backends. Calls are serialised.
+ *
+ * @param options - see {@link InitBackendOptions}; default `{ backend: 'auto' }`
+ * @returns the selected backend, its adapter for WebGPU, and the reason for the choice
+ * @throws {BackendError} `INVALID_ARGUMENT` for an unknown backend name or option of the wrong
+ *   type; `BACKEND_UNAVAILABLE` when a named backend cannot be initialised (never a silent
+ *   fallback), or when even cpu fails under `'auto'`
+ */
+export async function initBackend(options?: InitBackendOptions): Promise<BackendInfo> {
+  const resolved = resolveOptions(options);
+  const key = JSON.stringify([resolved.backend, resolved.wasmPaths ?? null, resolved.allowSoftwareGpu]);
+  const run = queue.then(async () => {
+    if (current !== undefined && current.key === key && getBackend() === current.info.name) return current.info;
+    const info = Object.freeze(await select(resolved));
+    current = { key, info };
+    return info;
+  });
+  queue = run.catch(() => undefined);
+  return run;
+}
+
+/**
+ * Loads the wasm backend with its kernel fixes (registering both) and returns the fixes' functions:
+ * `registerWasmKernelFixes()` (idempotent, already done by loading) and
+ * `withOriginalWasmKernels(fn)`, which runs `fn` with tfjs's own wasm matmul kernels, for
+ * benchmarks. Loaded lazily, like every backend here, so that importing `@bytelatent/nn` does not
+ * register the wasm backend.
+ *
+ * @returns the functions of `./wasm-kernels.js`
+ * @throws {BackendError} `BACKEND_UNAVAILABLE` if `@tensorflow/tfjs-backend-wasm` cannot be loaded
+ */
+export async function loadWasmKernelFixes(): Promise<WasmKernelFixes> {
+  try {
+    const { registerWasmKernelFixes, withOriginalWasmKernels } = await import('./wasm-kernels.js');
+    return { registerWasmKernelFixes, withOriginalWasmKernels };
+  } catch (e) {
+    throw new BackendError('BACKEND_UNAVAILABLE', `the wasm backend could not be loaded: ${errorMessage(e)}`);
+  }
+}
+
+async function select(options: Resolved): Promise<BackendInfo> {
+  const forced = `forced (backend: '${options.backend}')`;
+  switch (options.backend) {
+    case 'cpu': {
+      const cpu = await tryCpu();
+      if (!cpu.ok) throw new BackendError('BACKEND_UNAVAILABLE', `cpu unavailable: ${cpu.why}`);
+      return { name: 'cpu', reason: forced };
+    }
+    case 'wasm': {
+      const wasm = await tryWasm(options.wasmPaths);
+      if (!wasm.ok) throw new BackendError('BACKEND_UNAVAILABLE', `wasm unavailable: ${wasm.why}`);
+      return { name: 'wasm', reason: forced };
+    }
+    case 'webgpu': {
+      const gpu = await tryWebgpu(options.allowSoftwareGpu);
+      if (!gpu.ok) throw new BackendError('BACKEND_UNAVAILABLE', `webgpu ${gpu.skipped === true ? 'skipped' : 'unavailable'}: ${gpu.why}`);
+      return { name: 'webgpu', adapter: gpu.adapter, software: gpu.software, reason: forced };
+    }
+    case 'auto': {
+      // WebGPU only on real hardware, then wasm, then cpu; see initBackend's documentation for the
+      // measurements behind this order.
+      const notes: string[] = [];
+      const gpu = await tryWebgpu(options.allowSoftwareGpu);
+      if (gpu.ok) {
+        return { name: 'webgpu', adapter: gpu.adapter, software: gpu.software, reason: `auto: webgpu on ${gpu.software === true ? 'software' : 'hardware'} adapter ${JSON.stringify(gpu.adapter)}` };
+      }
+      notes.push(`webgpu ${gpu.skipped === true ? 'skipped' : 'unavailable'}: ${gpu.why}`);
+      const wasm = await tryWasm(options.wasmPaths);
+      if (wasm.ok) return { name: 'wasm', reason: `${notes.join('; ')}; wasm` };
+      notes.push(`wasm unavailable: ${wasm.why}`);
+      const cpu = await tryCpu();
+      if (cpu.ok) return { name: 'cpu', reason: `${notes.join('; ')}; cpu` };
+      throw new BackendError('BACKEND_UNAVAILABLE', `no backend could be initialised: ${notes.join('; ')}; cpu unavailable: ${cpu.why}`);
+    }
+  }
+}
+
+async function activate(name: BackendName): Promise<Attempt> {
+  const previous = getBackend() as string | null | undefined;
+  let attempt: Attempt;
+  try {
+    // setBackend resolves to false (after tfjs logs the cause as a warning) when the factory fails.
+    attempt = (await setBackend(name)) ? { ok: true } : { ok: false, why: `tf.setBackend('${name}') failed (tfjs logged the cause above)` };
+  } catch (e) {
+    attempt = { ok: false, why: `tf.setBackend('${name}') threw: ${errorMessage(e)}` };
+  }
+  // A failed setBackend leaves tfjs with no backend selected; a failed attempt must not change
+  // what was running before.
+  if (!attempt.ok && typeof previous === 'string' && previous !== name && isInitialised(previous as BackendName)) {
+    await setBackend(previous).catch(() => false);
+  }
+  return attempt;
+}
+
+async function tryCpu(): Promise<Attempt> {
+  try {
+    await import('@tensorflow/tfjs-backend-cpu');
+  } catch (e) {
+    return { ok: false, why: `@tensorflow/tfjs-backend-cpu could not be loaded: ${errorMessage(e)}` };
+  }
+  return activate('cpu');
+}
+
+async function tryWasm(wasmPaths: string | undefined): Promise<Attempt> {
+  try {
+    // The kernel fixes import the backend itself; loading them first means they are registered
+    // before the backend's setupFuncs run in setBackend.
+    await import('./wasm-kernels.js');
+    if (wasmPaths !== undefined && !isInitialised('wasm')) {
+      const { setWasmPaths } = await import('@tensorflow/tfjs-backend-wasm');
+      setWasmPaths(wasmPaths);
+    }
+  } catch (e) {
+    return { ok: false, why: `@tensorflow/tfjs-backend-wasm could not be loaded: ${errorMessage(e)}` };
+  }
+  return activate('wasm');
+}
+
+function describeAdapter(info: GpuAdapterInfoLike | undefined): string {
+  const description = info?.description?.trim() ?? '';
+  if (description !== '') return description;
+  const vendorArch = [info?.vendor, info?.architecture, info?.device].filter((s) => s !== undefined && s.trim() !== '').join(' ');
+  return vendorArch !== '' ? vendorArch : 'unknown adapter';
+}
+
+function isSoftwareAdapter(adapter: GpuAdapterLike): boolean {
+  const info = adapter.info;
+  if (info?.isFallbackAdapter === true || adapter.isFallbackAdapter === true) return true;
+  return SOFTWARE_ADAPTER.test([info?.vendor, info?.architecture, info?.device, info?.description].join(' '));
+}
+
+function existingGpu(): GpuLike | undefined {
+  const nav = (globalThis as { navigator?: { gpu?: GpuLike } }).navigator;
+  return nav?.gpu ?? undefined;
+}
+
+/**
+ * Makes `navigator.gpu` the given GPU in Node. Node 20 has no `globalThis.navigator`; Node 21+ has
+ * one (an accessor on `globalThis`) without `gpu`.
+ */
+function installNavigatorGpu(gpu: GpuLike): void {
+  const holder = globalThis as { navigator?: object };
+  if (holder.navigator === undefined || holder.navigator === null) {
+    Object.defineProperty(globalThis, 'navigator', { value: { gpu }, configurable: true, writable: true, enumerable: false });
+    return;
+  }
+  try {
+    Object.defineProperty(holder.navigator, 'gpu', { value: gpu, configurable: true, writable: true, enumerable: true });
+  } catch {
+    // A non-extensible navigator: replace it with one that inherits everything else from it.
+    const replacement = Object.create(holder.navigator, { gpu: { value: gpu, configurable: true, writable: true, enumerable: true } }) as object;
+    Object.defineProperty(globalThis, 'navigator', { value: replacement, configurable: true, writable: true, enumerable: false });
+  }
+}
+
+/** The Node WebGPU (Dawn) GPU object, or why there is none. */
+async function nodeWebgpu(allowSoftwareGpu: boolean): Promise<{ gpu: GpuLike; hint: string } | { why: string }> {
+  let hint = '';
+  const fs = await importNodeOnly<typeof import('node:fs')>('node:fs');
+  const swiftshader = fs.existsSync(SWIFTSHADER_ICD);
+  // Vulkan reads VK_ICD_FILENAMES when Dawn creates its instance and then sees only the listed
+  // drivers. Pointing it at SwiftShader therefore hides any real GPU, so it is done only when a
+  // software adapter is acceptable, and never over a value the user set.
+  if (process.env['VK_ICD_FILENAMES'] === undefined && swiftshader) {
+    if (allowSoftwareGpu) process.env['VK_ICD_FILENAMES'] = SWIFTSHADER_ICD;
+    else hint = ` (SwiftShader at ${SWIFTSHADER_ICD} is ignored without allowSoftwareGpu: true)`;
+  }
+  let webgpu: WebgpuPackage;
+  try {
+    webgpu = await importNodeOnly<WebgpuPackage>('webgpu');
+  } catch (e) {
+    return { why: isModuleNotFound(e) ? 'the optional `webgpu` package is not installed' : `the \`webgpu\` package failed to load: ${errorMessage(e)}` };
+  }
+  // The GPUBufferUsage, GPUMapMode, ... constants that tfjs-backend-webgpu reads from the global scope.
+  Object.assign(globalThis, webgpu.globals);
+  const icd = process.env['VK_ICD_FILENAMES'];
+  // A GPU created under another VK_ICD_FILENAMES keeps the drivers it saw; make a new one.
+  if (nodeGpu === undefined || nodeGpu.icd !== icd) nodeGpu = { icd, gpu: webgpu.create([]) };
+  return { gpu: nodeGpu.gpu, hint };
+}
+
+async function tryWebgpu(allowSoftwareGpu: boolean): Promise<Attempt> {
+  // tfjs keeps one WebGPU backend (and device) per process: reuse it with the adapter it was made on.
+  if (isInitialised('webgpu') && webgpuAdapter !== undefined) {
+    if (webgpuAdapter.software && !allowSoftwareGpu) return softwareSkipped(webgpuAdapter.adapter);
+    const active = await activate('webgpu');
+    return active.ok ? { ok: true, ...webgpuAdapter } : active;
+  }
+
+  let gpu = existingGpu();
+  let hint = '';
+  const ownGpu = gpu === undefined;
+  if (gpu === undefined) {
+    if (!isNode()) return { ok: false, why: 'navigator.gpu is missing (no WebGPU in this browser, or not a secure context)' };
+    const found = await nodeWebgpu(allowSoftwareGpu);
+    if ('why' in found) return { ok: false, why: found.why };
+    ({ gpu, hint } = found);
+  }
+
+  let adapter: GpuAdapterLike | null;
+  try {
+    // The power preference tfjs-backend-webgpu requests by default, so that it gets this adapter.
+    adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
+  } catch (e) {
+    return { ok: false, why: `requestAdapter failed: ${errorMessage(e)}` };
+  }
+  if (adapter === null) return { ok: false, why: `no adapter${hint}` };
+  const description = describeAdapter(adapter.info);
+  const software = isSoftwareAdapter(adapter);
+  if (software && !allowSoftwareGpu) return softwareSkipped(description);
+
+  // tfjs-backend-webgpu registers its backend at import time only if navigator.gpu exists then.
+  if (ownGpu) installNavigatorGpu(gpu);
+  try {
+    await import('@tensorflow/tfjs-backend-webgpu');
+  } catch (e) {
+    return { ok: false, why: isModuleNotFound(e) ? 'the optional @tensorflow/tfjs-backend-webgpu package is not installed' : `@tensorflow/tfjs-backend-webgpu failed to load: ${errorMessage(e)}` };
+  }
+  if (findBackendFactory('webgpu') == null) {
+    return { ok: false, why: '@tensorflow/tfjs-backend-webgpu was first imported before navigator.gpu existed, so it did not register itself' };
+  }
+  const active = await activate('webgpu');
+  if (!active.ok) return active;
+  webgpuAdapter = { adapter: description, software };
+  return { ok: true, adapter: description, software };
+}
+
+function softwareSkipped(adapter: string): Attempt {
+  return {
+    ok: false,
+    skipped: true,
+    why: `software adapter ${JSON.stringify(adapter)} (a CPU rasterizer, ~70x slower than wasm; allowSoftwareGpu: true accepts it)`,
+  };
+}

@@ -1,0 +1,403 @@
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
+import '../register-gradients.js';
+import { WasmKernelError, registerWasmKernelFixes, withOriginalWasmKernels } from './wasm-kernels.js';
+
+// Each case runs on cpu and on wasm with the same input data; tfjs backend state is per worker.
+beforeAll(async () => {
+  expect(await tf.setBackend('wasm')).toBe(true);
+});
+
+/** Deterministic uniform floats in [-1, 1) (mulberry32). */
+function randomFloats(n: number, seed: number): Float32Array {
+  let s = seed >>> 0;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    out[i] = (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
+  }
+  return out;
+}
+
+function randomInts(n: number, lo: number, hi: number, seed: number): Int32Array {
+  const f = randomFloats(n, seed);
+  return Int32Array.from(f, (v) => lo + Math.floor(((v + 1) / 2) * (hi - lo)));
+}
+
+const size = (shape: readonly number[]) => shape.reduce((p, d) => p * d, 1);
+
+interface Result {
+  readonly dtype: string;
+  readonly shape: number[];
+  readonly values: Float32Array | Int32Array | Uint8Array;
+}
+
+/** Runs `fn` on `backend`, returns every output's dtype, shape and values, disposing everything. */
+async function on(backend: 'cpu' | 'wasm', fn: () => tf.Tensor | tf.Tensor[]): Promise<Result[]> {
+  const previous = tf.getBackend();
+  expect(await tf.setBackend(backend)).toBe(true);
+  try {
+    const outs = tf.tidy(fn);
+    const list = Array.isArray(outs) ? outs : [outs];
+    const results = list.map((t) => ({ dtype: t.dtype, shape: t.shape.slice(), values: t.dataSync() as Result['values'] }));
+    tf.dispose(list);
+    return results;
+  } finally {
+    await tf.setBackend(previous);
+  }
+}
+
+function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  expect(a.length).toBe(b.length);
+  let max = 0;
+  for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i]! - b[i]!));
+  return max;
+}
+
+/** wasm and cpu give the same dtypes and shapes and values within `tol` (absolute). */
+async function expectWasmMatchesCpu(fn: () => tf.Tensor | tf.Tensor[], tol: number): Promise<Result[]> {
+  const cpu = await on('cpu', fn);
+  const wasm = await on('wasm', fn);
+  expect(wasm.length).toBe(cpu.length);
+  cpu.forEach((c, i) => {
+    const w = wasm[i]!;
+    expect(w.dtype).toBe(c.dtype);
+    expect(w.shape).toEqual(c.shape);
+    if (tol === 0) expect(Array.from(w.values)).toEqual(Array.from(c.values));
+    else expect(maxAbsDiff(w.values, c.values)).toBeLessThanOrEqual(tol);
+  });
+  return wasm;
+}
+
+/** Live tensors (engine) and live buffers on the wasm backend (which also counts kernel temporaries). */
+function liveCounts(): { tensors: number; wasmBuffers: number } {
+  return { tensors: tf.memory().numTensors, wasmBuffers: tf.engine().registry['wasm']!.numDataIds() };
+}
+
+describe('UnsortedSegmentSum on wasm', () => {
+  const cases: Array<{ name: string; shape: number[]; ids: number[]; numSegments: number }> = [
+    { name: '1-D data', shape: [12], ids: [0, 3, 3, 1, 0, 5, 2, 2, 2, 4, 1, 0], numSegments: 6 },
+    { name: '2-D data, numSegments above the largest id', shape: [9, 5], ids: [1, 1, 1, 0, 2, 1, 0, 2, 2], numSegments: 7 },
+    { name: '3-D data, repeated ids', shape: [10, 3, 4], ids: [4, 0, 4, 4, 2, 0, 2, 4, 1, 1], numSegments: 5 },
+    { name: 'ids out of range (negative, == numSegments, far above) are ignored', shape: [8, 3], ids: [0, -1, 2, 3, 99, 1, -7, 2], numSegments: 3 },
+    { name: 'empty segments and a single row', shape: [1, 6], ids: [2], numSegments: 4 },
+  ];
+
+  for (const [index, c] of cases.entries()) {
+    it(`float32 equals cpu exactly: ${c.name}`, async () => {
+      const data = randomFloats(size(c.shape), 100 + index);
+      const [out] = await expectWasmMatchesCpu(
+        () => tf.unsortedSegmentSum(tf.tensor(data, c.shape, 'float32'), tf.tensor1d(c.ids, 'int32'), c.numSegments),
+        0,
+      );
+      expect(out!.shape).toEqual([c.numSegments, ...c.shape.slice(1)]);
+    });
+
+    it(`int32 equals cpu exactly (float32 output, as cpu): ${c.name}`, async () => {
+      const data = randomInts(size(c.shape), -1000, 1000, 200 + index);
+      const [out] = await expectWasmMatchesCpu(
+        () => tf.unsortedSegmentSum(tf.tensor(data, c.shape, 'int32'), tf.tensor1d(c.ids, 'int32'), c.numSegments),
+        0,
+      );
+      expect(out!.dtype).toBe('float32');
+    });
+  }
+
+  it('computes the right sums (not only the same as cpu)', async () => {
+    const [out] = await on('wasm', () =>
+      tf.unsortedSegmentSum(tf.tensor2d([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [5, 2]), tf.tensor1d([2, 0, 2, -1, 5], 'int32'), 4),
+    );
+    expect(Array.from(out!.values)).toEqual([3, 4, 0, 0, 1 + 5, 2 + 6, 0, 0]);
+  });
+
+  it('int32 values above 2^24 are rounded to float32 before summing, as on cpu', async () => {
+    // Rounded first: 16777216 + 1 and 16777220 + 3 (round to 16777216 and 16777224); summed exactly
+    // first they would give 16777218 and 16777222.
+    const big = [16777217, 1, 16777219, 3];
+    const [out] = await expectWasmMatchesCpu(() => tf.unsortedSegmentSum(tf.tensor1d(big, 'int32'), tf.tensor1d([0, 0, 1, 1], 'int32'), 2), 0);
+    expect(Array.from(out!.values)).toEqual([16777216, 16777224]);
+  });
+
+  it('sums in ascending position order, as cpu (order matters under cancellation)', async () => {
+    // Ascending: (1e20 - 1e20) + 1 = 1; descending: (1 - 1e20) + 1e20 = 0.
+    const huge = Math.fround(1e20);
+    const [out] = await expectWasmMatchesCpu(
+      () => tf.unsortedSegmentSum(tf.tensor1d([huge, -huge, 1, 5]), tf.tensor1d([0, 0, 0, 1], 'int32'), 2),
+      0,
+    );
+    expect(Array.from(out!.values)).toEqual([1, 5]);
+  });
+
+  it('2-D segment ids sum over both id axes, as in TensorFlow (the cpu kernel mishandles k-D ids)', async () => {
+    const data = randomFloats(6 * 4 * 3, 7);
+    const ids = randomInts(6 * 4, -1, 5, 8);
+    // tfjs types segmentIds as 1-D; the kernel accepts any prefix of x's shape, as TensorFlow does.
+    const ids2d = () => tf.tensor2d(ids, [6, 4], 'int32') as unknown as tf.Tensor1D;
+    const [out] = await on('wasm', () => tf.unsortedSegmentSum(tf.tensor3d(data, [6, 4, 3]), ids2d(), 5));
+    expect(out!.shape).toEqual([5, 3]);
+    // Same as the 1-D kernel on the flattened ids and data, and as a plain loop in float64.
+    const [flat] = await expectWasmMatchesCpu(() => tf.unsortedSegmentSum(tf.tensor2d(data, [24, 3]), tf.tensor1d(ids, 'int32'), 5), 0);
+    expect(Array.from(out!.values)).toEqual(Array.from(flat!.values));
+    const expected = new Float64Array(5 * 3);
+    ids.forEach((s, i) => {
+      if (s >= 0) for (let k = 0; k < 3; k++) expected[s * 3 + k]! += data[i * 3 + k]!;
+    });
+    expect(Array.from(out!.values)).toEqual(Array.from(Float32Array.from(expected)));
+  });
+
+  it('a large random case equals cpu exactly', async () => {
+    const rows = 1000;
+    const data = randomFloats(rows * 16, 11);
+    const ids = randomInts(rows, 0, 97, 12);
+    await expectWasmMatchesCpu(() => tf.unsortedSegmentSum(tf.tensor2d(data, [rows, 16]), tf.tensor1d(ids, 'int32'), 100), 0);
+  });
+
+  it('keeps a NaN in its own segment (the cpu kernel spreads it to all segments)', async () => {
+    const [out] = await on('wasm', () =>
+      tf.unsortedSegmentSum(tf.tensor1d([1, Number.NaN, 3]), tf.tensor1d([0, 1, 2], 'int32'), 3),
+    );
+    expect(Array.from(out!.values)).toEqual([1, Number.NaN, 3]);
+  });
+
+  it('rejects segment ids whose shape is not a prefix of the data shape', async () => {
+    await tf.setBackend('wasm');
+    const x = tf.zeros([4, 2]);
+    const ids = tf.zeros([3], 'int32') as tf.Tensor1D;
+    expect(() => tf.unsortedSegmentSum(x, ids, 2)).toThrow(WasmKernelError);
+    tf.dispose([x, ids]);
+  });
+
+  it('tf.grad through tf.gather (an embedding) equals the cpu gradient, with repeated ids', async () => {
+    const vocab = 37;
+    const dim = 8;
+    const table = randomFloats(vocab * dim, 21);
+    const ids = [3, 3, 0, 36, 5, 3, 12, 0, 0, 36, 7, 3];
+    const w = randomFloats(ids.length * dim, 22);
+    const [grad] = await expectWasmMatchesCpu(() => {
+      const loss = (t: tf.Tensor) => tf.sum(tf.mul(tf.gather(t, tf.tensor1d(ids, 'int32')), tf.tensor2d(w, [ids.length, dim])));
+      return tf.grad(loss)(tf.tensor2d(table, [vocab, dim]));
+    }, 1e-6);
+    // Row 3 appears four times: its gradient is the sum of the four matching rows of w.
+    const expected = [0, 1, 5, 11].map((r) => w.subarray(r * dim, (r + 1) * dim)).reduce((acc, row) => acc.map((v, k) => v + row[k]!), new Array<number>(dim).fill(0));
+    expect(maxAbsDiff(grad!.values.subarray(3 * dim, 4 * dim), expected)).toBeLessThan(1e-6);
+  });
+
+  it('leaks no tensor and no wasm buffer', async () => {
+    await tf.setBackend('wasm');
+    const x = tf.tensor2d(randomFloats(40, 1), [10, 4]);
+    const ids = tf.tensor1d([0, 1, 1, 2, 9, -1, 0, 2, 2, 1], 'int32');
+    const before = liveCounts();
+    for (let i = 0; i < 5; i++) tf.dispose(tf.unsortedSegmentSum(x, ids, 3));
+    expect(liveCounts()).toEqual(before);
+    tf.dispose([x, ids]);
+  });
+});
+
+describe('BatchMatMul and _FusedMatMul on wasm (explicit transposes)', () => {
+  const [M, K, N] = [5, 7, 3];
+  const flags: Array<[boolean, boolean]> = [
+    [false, false],
+    [true, false],
+    [false, true],
+    [true, true],
+  ];
+  const operand = (shape: number[], seed: number) => tf.tensor(randomFloats(size(shape), seed), shape);
+  const aShape = (batch: number[], ta: boolean) => [...batch, ...(ta ? [K, M] : [M, K])];
+  const bShape = (batch: number[], tb: boolean) => [...batch, ...(tb ? [N, K] : [K, N])];
+  // Batch shapes the wasm kernels support: equal, or one side without batch (broadcast).
+  const batches: Array<{ name: string; a: number[]; b: number[]; out: number[] }> = [
+    { name: '2-D', a: [], b: [], out: [M, N] },
+    { name: '3-D', a: [4], b: [4], out: [4, M, N] },
+    { name: '3-D broadcast over a batch of 1', a: [1], b: [4], out: [4, M, N] },
+    { name: '4-D against 2-D (b broadcast)', a: [2, 3], b: [], out: [2, 3, M, N] },
+  ];
+
+  for (const batch of batches) {
+    for (const [ta, tb] of flags) {
+      it(`matMul ${batch.name}, transposeA=${ta}, transposeB=${tb}: equals cpu`, async () => {
+        const [out] = await expectWasmMatchesCpu(() => tf.matMul(operand(aShape(batch.a, ta), 1), operand(bShape(batch.b, tb), 2), ta, tb), 1e-4);
+        expect(out!.shape).toEqual(batch.out);
+      });
+    }
+  }
+
+  for (const [ta, tb] of flags) {
+    it(`fused matMul with bias and relu, transposeA=${ta}, transposeB=${tb}: equals cpu`, async () => {
+      const [out] = await expectWasmMatchesCpu(
+        () =>
+          tf.fused.matMul({
+            a: operand(aShape([3], ta), 3),
+            b: operand(bShape([3], tb), 4),
+            transposeA: ta,
+            transposeB: tb,
+            bias: operand([N], 5),
+            activation: 'relu',
+          }),
+        1e-4,
+      );
+      expect(out!.shape).toEqual([3, M, N]);
+      // relu really ran: some outputs are clamped to 0, none negative.
+      expect(Math.min(...out!.values)).toBe(0);
+    });
+  }
+
+  // The original wasm _FusedMatMul applies the bias wrongly on batched inputs; the replacement folds
+  // the batch into the rows when b has no batch, and adds bias and activation separately otherwise.
+  const activations = ['linear', 'relu', 'relu6', 'elu', 'sigmoid', 'leakyrelu', 'prelu'] as const;
+  const fusedBatches = [
+    { name: 'a batched, b not (folded)', a: [2, 3], b: [], out: [2, 3, M, N] },
+    { name: 'both batched', a: [4], b: [4], out: [4, M, N] },
+    { name: 'a batch of 1, b batched', a: [1], b: [4], out: [4, M, N] },
+  ];
+  for (const batch of fusedBatches) {
+    for (const activation of activations) {
+      it(`fused matMul with bias, ${batch.name}, ${activation}, transposeB: equals cpu`, async () => {
+        const [out] = await expectWasmMatchesCpu(
+          () =>
+            tf.fused.matMul({
+              a: operand(aShape(batch.a, false), 11),
+              b: operand(bShape(batch.b, true), 12),
+              transposeB: true,
+              bias: operand([N], 13),
+              activation,
+              preluActivationWeights: activation === 'prelu' ? operand([N], 14) : undefined,
+              leakyreluAlpha: 0.3,
+            }),
+          1e-4,
+        );
+        expect(out!.shape).toEqual(batch.out);
+      });
+    }
+  }
+
+  const biasShapes: Array<{ name: string; a: number[]; b: number[]; bias: number[] }> = [
+    { name: '[1] bias, 2-D', a: [], b: [], bias: [1] },
+    { name: '[1] bias, a batched (foldable shapes)', a: [3], b: [], bias: [1] },
+    { name: '[1] bias, both batched', a: [3], b: [3], bias: [1] },
+    { name: '[rows, columns] bias, a batched', a: [3], b: [], bias: [M, N] },
+  ];
+  for (const c of biasShapes) {
+    it(`fused matMul with a ${c.name}, transposeA, relu: equals cpu`, async () => {
+      await expectWasmMatchesCpu(
+        () =>
+          tf.fused.matMul({ a: operand(aShape(c.a, true), 21), b: operand(bShape(c.b, false), 22), transposeA: true, bias: operand(c.bias, 23), activation: 'relu' }),
+        1e-4,
+      );
+    });
+  }
+
+  it('the original wasm _FusedMatMul gets a batched bias wrong (the bug worked around here)', async () => {
+    const run = () =>
+      tf.fused.matMul({ a: operand([3, M, K], 15), b: operand([K, N], 16), bias: operand([N], 17) });
+    const [cpu] = await on('cpu', run);
+    await tf.setBackend('wasm');
+    const original = withOriginalWasmKernels(run);
+    // If this fails, tfjs fixed the bug and the workaround in fixedFusedMatMul can go.
+    expect(maxAbsDiff(original.dataSync(), cpu!.values)).toBeGreaterThan(0.01);
+    original.dispose();
+  });
+
+  it('the fixed kernels equal the original wasm kernels to float rounding', async () => {
+    await tf.setBackend('wasm');
+    for (const [ta, tb] of flags) {
+      const a = operand(aShape([2], ta), 6);
+      const b = operand(bShape([2], tb), 7);
+      const fixed = tf.matMul(a, b, ta, tb);
+      const original = withOriginalWasmKernels(() => tf.matMul(a, b, ta, tb));
+      const fusedFixed = tf.fused.matMul({ a, b, transposeA: ta, transposeB: tb, activation: 'relu' });
+      const fusedOriginal = withOriginalWasmKernels(() => tf.fused.matMul({ a, b, transposeA: ta, transposeB: tb, activation: 'relu' }));
+      expect(maxAbsDiff(fixed.dataSync(), original.dataSync())).toBeLessThan(1e-5);
+      expect(maxAbsDiff(fusedFixed.dataSync(), fusedOriginal.dataSync())).toBeLessThan(1e-5);
+      tf.dispose([a, b, fixed, original, fusedFixed, fusedOriginal]);
+    }
+  });
+
+  it('really transposes explicitly: one wasm Transpose per transposed operand', async () => {
+    await tf.setBackend('wasm');
+    const transpose = tf.getKernel('Transpose', 'wasm')!;
+    const spy = vi.fn(transpose.kernelFunc);
+    tf.unregisterKernel('Transpose', 'wasm');
+    tf.registerKernel({ ...transpose, kernelFunc: spy });
+    try {
+      const a = operand([K, M], 8);
+      const b = operand([N, K], 9);
+      tf.dispose(tf.matMul(a, b, true, true));
+      expect(spy).toHaveBeenCalledTimes(2);
+      spy.mockClear();
+      tf.dispose(tf.tidy(() => tf.fused.matMul({ a, b: tf.transpose(b), transposeA: true })));
+      expect(spy).toHaveBeenCalledTimes(2); // tf.transpose(b) and the fused kernel's own
+      spy.mockClear();
+      tf.dispose(withOriginalWasmKernels(() => tf.matMul(a, b, true, true)));
+      expect(spy).not.toHaveBeenCalled();
+      tf.dispose([a, b]);
+    } finally {
+      tf.unregisterKernel('Transpose', 'wasm');
+      tf.registerKernel(transpose);
+    }
+  });
+
+  it('the gradient of a small matmul chain equals cpu', async () => {
+    const x = randomFloats(6 * 4, 31);
+    const w1 = randomFloats(4 * 8, 32);
+    const b1 = randomFloats(8, 33);
+    const w2 = randomFloats(8 * 3, 34);
+    await expectWasmMatchesCpu(() => {
+      const f = (...[w1t, b1t, w2t]: tf.Tensor[]) => {
+        const h = tf.fused.matMul({ a: tf.tensor2d(x, [6, 4]), b: w1t as tf.Tensor2D, bias: b1t, activation: 'relu' });
+        const y = tf.matMul(h, w2t as tf.Tensor2D);
+        return tf.sum(tf.square(tf.matMul(y, y, false, true)));
+      };
+      return tf.grads(f)([tf.tensor2d(w1, [4, 8]), tf.tensor1d(b1), tf.tensor2d(w2, [8, 3])]);
+    }, 1e-4);
+  });
+
+  it('leaks no tensor and no wasm buffer (the transposed copies are freed)', async () => {
+    await tf.setBackend('wasm');
+    const a = operand([2, K, M], 41);
+    const b = operand([2, N, K], 42);
+    const bias = operand([N], 43);
+    const before = liveCounts();
+    for (let i = 0; i < 5; i++) {
+      tf.dispose(tf.matMul(a, b, true, true));
+      tf.dispose(tf.tidy(() => tf.matMul(a, tf.transpose(b, [0, 2, 1]), true, false)));
+      tf.dispose(tf.fused.matMul({ a, b, transposeA: true, transposeB: true, bias, activation: 'relu' }));
+      tf.dispose(tf.tidy(() => tf.grads((p: tf.Tensor, q: tf.Tensor) => tf.sum(tf.matMul(p, q, true, true)))([a, b])));
+    }
+    expect(liveCounts()).toEqual(before);
+    tf.dispose([a, b, bias]);
+  });
+});
+
+describe('registration', () => {
+  it('is idempotent, also for a second copy of the module evaluated after the backend started', async () => {
+    const kernels = ['BatchMatMul', '_FusedMatMul', 'UnsortedSegmentSum'].map((name) => tf.getKernel(name, 'wasm'));
+    expect(kernels.every((k) => k !== undefined)).toBe(true);
+    expect(() => registerWasmKernelFixes()).not.toThrow();
+    vi.resetModules();
+    const copy = await import('./wasm-kernels.js');
+    expect(copy.registerWasmKernelFixes).not.toBe(registerWasmKernelFixes);
+    copy.registerWasmKernelFixes();
+    // Still the same configs: not wrapped a second time.
+    expect(['BatchMatMul', '_FusedMatMul', 'UnsortedSegmentSum'].map((name) => tf.getKernel(name, 'wasm'))).toEqual(kernels);
+    for (const [i, name] of ['BatchMatMul', '_FusedMatMul', 'UnsortedSegmentSum'].entries()) expect(tf.getKernel(name, 'wasm')).toBe(kernels[i]);
+  });
+
+  it('withOriginalWasmKernels restores the fixes, even when fn throws, and refuses async fns', async () => {
+    const fixed = tf.getKernel('BatchMatMul', 'wasm');
+    let inside: unknown;
+    expect(() =>
+      withOriginalWasmKernels(() => {
+        inside = tf.getKernel('BatchMatMul', 'wasm');
+        throw new Error('boom');
+      }),
+    ).toThrow('boom');
+    expect(inside).not.toBe(fixed);
+    expect(tf.getKernel('BatchMatMul', 'wasm')).toBe(fixed);
+    expect(() => withOriginalWasmKernels(async () => 1)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    expect(tf.getKernel('BatchMatMul', 'wasm')).toBe(fixed);
+  });
+});

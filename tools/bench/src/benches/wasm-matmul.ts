@@ -1,0 +1,43 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { initBackend, loadWasmKernelFixes } from '@bytelatent/nn';
+import { medianSeconds, report } from '../measure.js';
+
+// [512, 512] float32 matmuls on the wasm backend: the two transposed products that backprop runs
+// (aᵀ·b for weight gradients, a·bᵀ for input gradients) with @bytelatent/nn's kernel fixes
+// (explicit transpose, then a plain product) and with tfjs-backend-wasm's original kernels, against
+// the plain product a·b. Measured in the same process on the same tensors.
+const SIZE = 512;
+const FAST_RUNS = 21;
+const ORIGINAL_RUNS = 7;
+
+const info = await initBackend({ backend: 'wasm' });
+const { withOriginalWasmKernels } = await loadWasmKernelFixes();
+const a = tf.randomUniform([SIZE, SIZE], -1, 1, 'float32', 1);
+const b = tf.randomUniform([SIZE, SIZE], -1, 1, 'float32', 2);
+
+// The wasm kernels run synchronously, so the product is complete when matMul returns.
+const seconds = (transposeA: boolean, transposeB: boolean, runs: number) =>
+  medianSeconds(() => tf.dispose(tf.matMul(a, b, transposeA, transposeB)), runs);
+
+const plain = seconds(false, false, FAST_RUNS);
+const fixedTN = seconds(true, false, FAST_RUNS);
+const fixedNT = seconds(false, true, FAST_RUNS);
+const originalTN = withOriginalWasmKernels(() => seconds(true, false, ORIGINAL_RUNS));
+const originalNT = withOriginalWasmKernels(() => seconds(false, true, ORIGINAL_RUNS));
+tf.dispose([a, b]);
+
+const ms = (s: number) => s * 1000;
+report({
+  bench: 'wasm-matmul',
+  config: `${SIZE}x${SIZE} float32, backend ${info.name}`,
+  plain_ms: ms(plain),
+  fixed_tn_ms: ms(fixedTN),
+  fixed_nt_ms: ms(fixedNT),
+  original_tn_ms: ms(originalTN),
+  original_nt_ms: ms(originalNT),
+  speedup_tn: originalTN / fixedTN,
+  speedup_nt: originalNT / fixedNT,
+  fixed_tn_over_plain: fixedTN / plain,
+  fixed_nt_over_plain: fixedNT / plain,
+  plain_gflop_s: (2 * SIZE ** 3) / plain / 1e9,
+});
