@@ -16,6 +16,8 @@ export {
   findPatchBoundaries,
   patchIdsFromLengths,
   splitLongPatches,
+  StreamingPatcher,
+  type StreamedPatches,
   type Calibration,
   type CalibrationOptions,
   type CalibrationRow,

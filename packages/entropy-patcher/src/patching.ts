@@ -246,8 +246,9 @@ function newCarry(): Carry {
  * a candidate start and if so writes t+1 to `out[k++]`; returns the new k. The decision reads tokens
  * t and t−1 only, the latter through `carry`, which is updated; position 0 (always a start) is not
  * written. A candidate p is a start iff p < N+1 (`includeNextToken`) or p < N: every candidate is one
- * except one at N without the next slot, which the caller drops once it knows N. Candidates come out
- * strictly increasing. Shared by {@link findPatchBoundaries} and {@link StreamingPatcher}.
+ * except one at N without the next slot, which is the row's end instead (findStarts drops it; the
+ * streaming patcher closes a patch there either way). Candidates come out strictly increasing.
+ * Shared by {@link findPatchBoundaries} and {@link StreamingPatcher}.
  */
 function scanCandidates(
   o: Resolved,
@@ -335,6 +336,25 @@ function scanCandidates(
 }
 
 /**
+ * Whether {@link scanCandidates} makes position p >= 1 a candidate whatever token p−1 and its
+ * entropy are: p = 1; p = 2 for `'monotonic'` and `'combined'`; every multiple of k for `'static'`;
+ * every position for `'byte'`. Must agree with scanCandidates (the streaming tests check it).
+ */
+function forcedStart(o: Resolved, p: number): boolean {
+  switch (o.mode) {
+    case 'monotonic':
+    case 'combined':
+      return p <= 2;
+    case 'static':
+      return p === 1 || p % o.patchSize === 0;
+    case 'byte':
+      return true;
+    default:
+      return p === 1;
+  }
+}
+
+/**
  * Writes the patch starts of one row into `starts` (room for N+1 entries) and returns how many
  * there are. Starts are strictly increasing and all below the slot count (N+1 or N).
  */
@@ -418,13 +438,15 @@ export interface StreamedPatches {
   readonly lengths: Int32Array;
 }
 
-/** The largest row position a stream may reach: starts are Int32 and the slot count is N+1. */
+/** The most tokens a streamed row may hold: starts are Int32 and the slot count is N+1. */
 const MAX_STREAM_TOKENS = 0x7ffffffe;
 
 /**
- * The patches from `open` up to each of the starts `ends[0..count)` in turn, each split under the
- * cap `m` (Infinity for none), then the m-slot chunks of the still-open patch that no later start
- * can change, `frontier` being its first undecided position. Returns them and the new open start.
+ * The patches from `open` up to each boundary of `ends[0..count)` (increasing; those not past the
+ * running start are skipped) in turn, each split under the cap `m` (Infinity for none), then the
+ * m-slot chunks of the still-open patch that are already final because the patch is known to end
+ * at or after `frontier` (spec §3.8: a patch of at least m slots starts with an m-slot chunk,
+ * whether it is split or not). Returns them and the new open start.
  */
 function emitPatches(
   open: number,
@@ -436,39 +458,43 @@ function emitPatches(
   let cur = open;
   let n = 0;
   for (let i = 0; i < count; i++) {
-    n += splitCount(ends[i]! - cur, m);
-    cur = ends[i]!;
+    const e = ends[i]!;
+    if (e <= cur) continue;
+    n += splitCount(e - cur, m);
+    cur = e;
   }
-  // The open patch [cur, end) has end >= frontier; while frontier − cur > m its split starts with an
-  // m-slot chunk whatever the end turns out to be (spec §3.8), so that chunk is final.
-  const eager = frontier - cur > m ? Math.floor((frontier - cur - 1) / m) : 0;
-  const lengths = new Int32Array(n + eager);
+  const chunks = frontier - cur >= m ? Math.floor((frontier - cur) / m) : 0;
+  const lengths = new Int32Array(n + chunks);
   let j = 0;
   cur = open;
   for (let i = 0; i < count; i++) {
-    j = writeSplit(ends[i]! - cur, m, lengths, j);
-    cur = ends[i]!;
+    const e = ends[i]!;
+    if (e <= cur) continue;
+    j = writeSplit(e - cur, m, lengths, j);
+    cur = e;
   }
-  for (let e = 0; e < eager; e++) lengths[j++] = m;
-  // (eager * m would be NaN for m = Infinity, where eager is 0.)
-  return { patches: { starts: startsFromLengths(lengths, open), lengths }, open: eager === 0 ? cur : cur + eager * m };
+  for (let c = 0; c < chunks; c++) lengths[j++] = m;
+  // (chunks * m would be NaN for m = Infinity, where chunks is 0.)
+  return { patches: { starts: startsFromLengths(lengths, open), lengths }, open: chunks === 0 ? cur : cur + chunks * m };
 }
 
 /**
- * Patches one row fed in pieces, emitting each patch as soon as it is final: the concatenation of
+ * Patches one row fed in pieces, returning each patch as soon as it is final: the concatenation of
  * what every {@link push} and the closing {@link finish} return equals the `patchStarts` /
  * `patchLengths` of {@link findPatchBoundaries} on the whole row, for every mode, option and way of
- * cutting the row (pieces of any length, empty ones included).
+ * cutting the row (pieces of any length, empty ones included). It runs the same start rules.
  *
  * Between calls the patcher keeps O(1) state: the position, the open patch's start, and what the
- * start rule reads of the last token (its float32 entropy, its space flag) — never the history.
+ * start rule reads of the last token (its float32 entropy, its space flag), never the history.
  * Each call runs in O(piece length + patches returned).
  *
- * When a patch becomes final: the start rule decides position t+1 from tokens t and t−1, so with
- * `includeNextToken` the patch ending at t+1 is returned by the push that brings token t; without
- * it, position t+1 starts a patch only if a token t+1 exists, so it waits for the next non-empty
- * push (or is dropped by {@link finish}). With `maxPatchLength` = m, every m-slot chunk of an open
- * patch is returned as soon as the open patch is known to be longer than m.
+ * When a patch is final: its end must be a boundary whatever comes next. Once tokens 0..n−1 are in,
+ * every position up to n is decided (the rule for t+1 reads tokens t and t−1). Without
+ * `includeNextToken` a start at n is final at once (if no token follows, n ends the row anyway);
+ * with it, the row ends at n+1 at the earliest, so n+1 is final only where the rule starts a patch
+ * there whatever token n is (positions 1 and, monotonic/combined, 2; every `'static'` k-th and
+ * every `'byte'` position). With `maxPatchLength` = m, an m-slot chunk of the open patch is final as
+ * soon as the open patch is known to reach m slots.
  *
  * After {@link finish} (or a fresh construction) the patcher is ready for a new row. A call that
  * throws leaves the state as it was.
@@ -484,10 +510,8 @@ export class StreamingPatcher {
   private readonly options: Resolved;
   private readonly cap: number;
   private received = 0;
-  /** Start of the open (not yet returned) patch; always below the slot count. */
+  /** Start of the open (not yet returned) patch or m-slot chunk; never past the slot count. */
   private open = 0;
-  /** Without the next slot: position `received` is a candidate start, a start once a token follows. */
-  private pending = false;
   private readonly carry: Carry = newCarry();
 
   /**
@@ -527,20 +551,13 @@ export class StreamingPatcher {
     const h = checkInputs(tokens, entropies, o, 'StreamingPatcher.push', offset);
     if (count === 0) return { starts: new Int32Array(0), lengths: new Int32Array(0) };
     // Nothing below throws: the state changes only once the piece is known to be valid.
-    const starts = new Int32Array(count + 1);
-    let k = 0;
-    // A token now exists at `offset`, so the candidate there is below N: a start.
-    if (this.pending) starts[k++] = offset;
-    k = scanCandidates(o, tokens, h, offset, this.carry, starts, k);
+    const ends = new Int32Array(count + 1);
+    let k = scanCandidates(o, tokens, h, offset, this.carry, ends, 0);
     const end = offset + count;
-    if (!o.includeNextToken) {
-      // A candidate at `end` is a start only if another token comes (see findStarts).
-      this.pending = k > 0 && starts[k - 1] === end;
-      if (this.pending) k--;
-    }
-    // Positions below `frontier` are decided: with the next slot, up to `end` itself.
-    const frontier = o.includeNextToken ? end + 1 : end;
-    const out = emitPatches(this.open, starts, k, frontier, this.cap);
+    // Every candidate up to `end` is a boundary: a start, or (only `end`, without the next slot)
+    // the row's end. With the next slot the row ends at end+1 at the earliest.
+    if (o.includeNextToken && forcedStart(o, end + 1)) ends[k++] = end + 1;
+    const out = emitPatches(this.open, ends, k, o.includeNextToken ? end + 1 : end, this.cap);
     this.open = out.open;
     this.received = end;
     return out.patches;
@@ -563,7 +580,6 @@ export class StreamingPatcher {
     const out = emitPatches(this.open, Int32Array.of(total), 1, total, this.cap);
     this.received = 0;
     this.open = 0;
-    this.pending = false;
     this.carry.h = 0;
     this.carry.space = false;
     return out.patches;
