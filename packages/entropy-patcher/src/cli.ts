@@ -1,10 +1,15 @@
 #!/usr/bin/env node
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
+import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '@bytelatent/nn';
 import { PatcherError } from './errors.js';
 import { EntropyPatcher, type PatchResult } from './patcher.js';
 import type { PatchingMode } from './patching.js';
+
+// A command-line tool: silence tfjs's console advice ("install tfjs-node"), which would clutter
+// the output and which cannot be followed here (tfjs-node downloads a binary at install).
+tf.env().set('PROD', true);
 
 const USAGE = `usage: entropy-patcher --model FILE [options] "text"
        entropy-patcher --model FILE [options] --file PATH
@@ -31,7 +36,10 @@ const SPARK = '▁▂▃▄▅▆▇█';
 function picture(result: PatchResult, color: boolean): string {
   const segments = result.segments();
   const offset = result.tokens.length - segments.reduce((s, g) => s + g.end - g.start, 0);
-  const max = Math.max(1e-9, ...result.entropies);
+  // Scaled between the row's lowest and highest entropy, so contrast shows whatever the model.
+  const min = Math.min(...result.entropies);
+  const max = Math.max(...result.entropies);
+  const span = Math.max(max - min, 1e-9);
   let text = '';
   let spark = '';
   segments.forEach((seg, i) => {
@@ -44,7 +52,7 @@ function picture(result: PatchResult, color: boolean): string {
       const width = new TextEncoder().encode(ch).length;
       let h = 0;
       for (let b = byte; b < Math.min(byte + width, seg.end); b++) h = Math.max(h, result.entropies[b + offset] ?? 0);
-      spark += SPARK[Math.min(SPARK.length - 1, Math.floor((h / max) * SPARK.length))];
+      spark += SPARK[Math.min(SPARK.length - 1, Math.floor(((h - min) / span) * SPARK.length))];
       byte += width;
     }
   });
@@ -52,7 +60,7 @@ function picture(result: PatchResult, color: boolean): string {
   const mean = segments.length > 0 ? bytes / segments.length : 0;
   return `${text}\n${spark}\n${segments.length} patches over ${bytes} bytes (mean ${mean.toFixed(2)} bytes/patch), mode ${result.options.mode}${
     result.options.threshold !== undefined ? `, threshold ${result.options.threshold}` : ''
-  }; entropy max ${max.toFixed(3)} nats`;
+  }; entropy ${min.toFixed(3)}..${max.toFixed(3)} nats`;
 }
 
 async function main(argv: string[]): Promise<number> {

@@ -1,3 +1,8 @@
+import * as tf from '@tensorflow/tfjs-core';
+
+// Benches print one JSON line: keep tfjs's console advice out of the output.
+tf.env().set('PROD', true);
+
 /** Median of `runs` timings of `fn`, in seconds, after one warm-up call. */
 export function medianSeconds(fn: () => unknown, runs: number): number {
   fn();
