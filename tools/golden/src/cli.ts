@@ -1,12 +1,14 @@
 #!/usr/bin/env node
 import { resolve } from 'node:path';
+import type { GoldenBackend } from './backend.js';
 import { runGoldenCheck } from './run-golden.js';
 
-const USAGE = `usage: npm run golden -- [DIR]
+const USAGE = `usage: npm run golden -- [DIR] [--backend cpu|wasm|webgpu]
 
 Checks every implemented piece of bytelatent against a folder of reference test vectors in the
 layout of shared/golden/tiny (config.json, index.json, cases/<name>.{json,safetensors}).
-DIR defaults to $BYTELATENT_GOLDEN_DIR, else ../shared/golden/tiny.
+DIR defaults to $BYTELATENT_GOLDEN_DIR, else ../shared/golden/tiny. --backend picks the TensorFlow.js
+backend for the model pieces (default cpu; webgpu may use a software adapter).
 Exit status: 0 all checked groups match, 1 a mismatch or unreadable case, 2 the folder cannot be read.`;
 
 async function main(argv: readonly string[]): Promise<number> {
@@ -14,14 +16,26 @@ async function main(argv: readonly string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  const unknown = argv.filter((a) => a.startsWith('-'));
-  if (unknown.length > 0 || argv.length > 1) {
+  const args = [...argv];
+  let backend: GoldenBackend = 'cpu';
+  const at = args.indexOf('--backend');
+  if (at >= 0) {
+    const value = args[at + 1];
+    if (value !== 'cpu' && value !== 'wasm' && value !== 'webgpu') {
+      console.error(`golden: --backend must be cpu, wasm or webgpu, got ${value ?? 'nothing'}\n\n${USAGE}`);
+      return 2;
+    }
+    backend = value;
+    args.splice(at, 2);
+  }
+  const unknown = args.filter((a) => a.startsWith('-'));
+  if (unknown.length > 0 || args.length > 1) {
     console.error(`golden: unexpected argument(s): ${argv.join(' ')}\n\n${USAGE}`);
     return 2;
   }
-  const dir = resolve(argv[0] ?? process.env['BYTELATENT_GOLDEN_DIR'] ?? '../shared/golden/tiny');
+  const dir = resolve(args[0] ?? process.env['BYTELATENT_GOLDEN_DIR'] ?? '../shared/golden/tiny');
   try {
-    const report = await runGoldenCheck(dir);
+    const report = await runGoldenCheck(dir, { backend });
     return report.failed > 0 ? 1 : 0;
   } catch (e) {
     console.error(`golden: ${(e as Error).message}`);

@@ -9,3 +9,4 @@ export {
   type GoldenFolder,
 } from './golden-folder.js';
 export { runGoldenCheck, type GoldenReport, type GoldenRunOptions } from './run-golden.js';
+export { useBackend, type GoldenBackend } from './backend.js';

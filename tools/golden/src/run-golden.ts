@@ -1,4 +1,4 @@
-import { useCpuBackend } from './backend.js';
+import { type GoldenBackend, useBackend } from './backend.js';
 import { GOLDEN_CHECKS, type GoldenCheck } from './checks/index.js';
 import type { Comparison } from './compare.js';
 import { openGoldenFolder } from './golden-folder.js';
@@ -22,6 +22,8 @@ export interface GoldenRunOptions {
   readonly checks?: readonly GoldenCheck[];
   /** Receives each report line (default: `console.log`). */
   readonly log?: (line: string) => void;
+  /** TensorFlow.js backend for the model pieces (default `cpu`). */
+  readonly backend?: GoldenBackend;
 }
 
 function formatDiff(x: number): string {
@@ -53,10 +55,10 @@ function summariseNames(names: readonly string[]): string {
  * @throws {GoldenFolderError} when the folder's `config.json` or `index.json` cannot be read
  */
 export async function runGoldenCheck(dir: string, options: GoldenRunOptions = {}): Promise<GoldenReport> {
-  const { checks = GOLDEN_CHECKS, log = console.log } = options;
-  await useCpuBackend();
+  const { checks = GOLDEN_CHECKS, log = console.log, backend = 'cpu' } = options;
+  const info = await useBackend(backend);
   const folder = await openGoldenFolder(dir);
-  log(`golden: ${dir} (${folder.cases.length} cases; checks: ${checks.map((c) => c.name).join(', ')})`);
+  log(`golden: ${dir} (${folder.cases.length} cases; backend ${info.name}${info.adapter ? ` on ${info.adapter}` : ''}; checks: ${checks.map((c) => c.name).join(', ')})`);
   const comparisons: Array<{ caseName: string; comparison: Comparison }> = [];
   let maxAbsDiff = 0;
   let checked = 0;

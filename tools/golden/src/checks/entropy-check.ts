@@ -28,19 +28,22 @@ export function goldenEntropyModel(c: GoldenCase): EntropyModel | string {
 export const entropyCheck: GoldenCheck = {
   name: 'entropy-model',
   claims: (name) => name === 'entropy.logits' || name === 'entropies' || TAPPED.test(name),
-  run(c) {
+  async run(c) {
     if (!c.tensors.has('tokens')) return 'case has no "tokens" tensor';
     const model = goldenEntropyModel(c);
     if (typeof model === 'string') return model;
     const tokens = c.tensors.toInt32('tokens');
-    const captured = new Map<string, Float32Array>();
-    const entropies = tf.tidy(() => {
-      const logits = model.logits([tokens], (path, value) => captured.set(`act.entropy.${path}`, value.dataSync() as Float32Array));
-      captured.set('entropy.logits', logits.dataSync() as Float32Array);
+    // Tensors are kept and read asynchronously: WebGPU in Node cannot read back synchronously.
+    const kept = new Map<string, tf.Tensor>();
+    tf.tidy(() => {
+      const logits = model.logits([tokens], (path, value) => kept.set(`act.entropy.${path}`, tf.keep(tf.clone(value))));
+      kept.set('entropy.logits', tf.keep(tf.clone(logits)));
       const logp = tf.logSoftmax(logits);
-      return tf.neg(tf.sum(tf.mul(tf.exp(logp), logp), -1)).dataSync() as Float32Array;
+      kept.set('entropies', tf.keep(tf.neg(tf.sum(tf.mul(tf.exp(logp), logp), -1))));
     });
-    captured.set('entropies', entropies);
+    const captured = new Map<string, Float32Array>();
+    for (const [name, t] of kept) captured.set(name, (await t.data()) as Float32Array);
+    tf.dispose([...kept.values()]);
     const out: Comparison[] = [];
     const acts: Comparison[] = [];
     for (const name of c.tensors.names()) {
