@@ -9,6 +9,7 @@ export {
   type PatchResult,
   type PatchSegment,
   type PatcherDefaults,
+  type StreamedPatchBatch,
 } from './patcher.js';
 export {
   calibrateThreshold,

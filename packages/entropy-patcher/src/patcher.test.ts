@@ -216,3 +216,37 @@ describe('EntropyPatcher without a reference checkpoint', () => {
     loaded.dispose();
   });
 });
+
+describe.skipIf(!existsSync(WEIGHTS))('EntropyPatcher.patchStream', () => {
+  it('equals the one-shot call for any chunking, across model contexts, in every mode', async () => {
+    const patcher = await EntropyPatcher.fromSafetensors(WEIGHTS, { args: { ...args, max_seqlen: 16 }, threshold: 5.1, maxPatchLength: 6 });
+    const text = 'Streams cross context boundaries: naïve café, 日本語 text and emoji 😀 split anywhere.';
+    let seed = 3;
+    const rand = () => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+    for (const mode of ['entropy', 'monotonic', 'space'] as const) {
+      const threshold = mode === 'monotonic' ? 0.05 : 5.1;
+      const whole = await patcher.patch(text, { mode, threshold });
+      for (let trial = 0; trial < 4; trial++) {
+        const chunks: string[] = [];
+        for (let i = 0; i < text.length; ) {
+          const n = Math.floor(rand() * 9);
+          chunks.push(text.slice(i, i + n)); // may cut a surrogate pair, may be empty
+          i += n;
+        }
+        const starts: number[] = [];
+        const lengths: number[] = [];
+        const entropies: number[] = [];
+        for await (const batch of patcher.patchStream(chunks, { mode, threshold })) {
+          starts.push(...batch.starts);
+          lengths.push(...batch.lengths);
+          expect(batch.entropyOffset).toBe(entropies.length);
+          entropies.push(...batch.entropies);
+        }
+        expect(starts).toEqual(Array.from(whole.patchStarts));
+        expect(lengths).toEqual(Array.from(whole.patchLengths));
+        if (mode !== 'space') entropies.forEach((h, t) => expect(Math.abs(h - whole.entropies[t]!)).toBeLessThan(1e-5));
+      }
+    }
+    patcher.dispose();
+  });
+});

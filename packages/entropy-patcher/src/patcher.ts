@@ -11,6 +11,7 @@ import {
   decoderPatchIdsFromLengths,
   findPatchBoundaries,
   patchIdsFromLengths,
+  StreamingPatcher,
 } from './patching.js';
 
 /** Metadata key for the patcher defaults (JSON `{ mode, threshold, maxPatchLength }`). */
@@ -45,6 +46,15 @@ export interface EntropyPatcherOptions extends PatcherDefaults {
 export interface PatchCallOptions extends PatcherDefaults {
   /** Prepend BOS, as the reference does (default true). The first patch is then `[BOS]` alone. */
   readonly bos?: boolean;
+}
+
+/** Patches that became final in a {@link EntropyPatcher.patchStream}, in token positions (BOS = 0). */
+export interface StreamedPatchBatch {
+  readonly starts: Int32Array;
+  readonly lengths: Int32Array;
+  /** Entropies of the positions computed since the previous batch, starting at `entropyOffset`. */
+  readonly entropies: Float32Array;
+  readonly entropyOffset: number;
 }
 
 /** One patch of the input, in bytes. */
@@ -225,6 +235,63 @@ export class EntropyPatcher {
   }
 
   /**
+   * Patches a stream (a file read in chunks, a network body, generated text) with bounded memory:
+   * bytes are buffered only up to one model context (`max_seqlen` ids), whose entropies are then
+   * computed and fed to a {@link StreamingPatcher}. The contexts are the ones the one-shot call
+   * uses, so the patches equal `patch()` on the whole input, for any chunking.
+   *
+   * @param source - chunks of text or bytes (a string chunk may end inside a surrogate pair)
+   * @param options - as for {@link patch}
+   * @returns batches of patches as soon as they are final; the last one follows the end of the source
+   */
+  async *patchStream(
+    source: AsyncIterable<string | Uint8Array> | Iterable<string | Uint8Array>,
+    options: PatchCallOptions = {},
+  ): AsyncGenerator<StreamedPatchBatch, void, undefined> {
+    const { bos = true, ...rest } = options;
+    const merged = { mode: 'entropy' as PatchingMode, includeNextToken: true, ...this.defaults, ...rest };
+    const needsModel = merged.mode === 'entropy' || merged.mode === 'monotonic' || merged.mode === 'combined';
+    const streaming = new StreamingPatcher(merged);
+    const context = needsModel ? this.model.maxSeqLen : 4096;
+    let pending: number[] = bos ? [encode('', { bos: true, eos: false })[0]!] : [];
+    let position = 0;
+    let carry = ''; // a high surrogate waiting for its pair in the next string chunk
+    let bytesSeen = 0;
+    const flush = async (count: number): Promise<StreamedPatchBatch> => {
+      const tokens = pending.slice(0, count);
+      pending = pending.slice(count);
+      const entropies = needsModel ? (await this.model.entropies([tokens]))[0]! : new Float32Array(0);
+      const out = streaming.push(tokens, needsModel ? entropies : undefined);
+      const batch = { ...out, entropies, entropyOffset: position };
+      position += tokens.length;
+      return batch;
+    };
+    for await (const chunk of source) {
+      let piece = chunk;
+      if (typeof piece === 'string') {
+        piece = carry + piece;
+        carry = '';
+        const last = piece.charCodeAt(piece.length - 1);
+        if (last >= 0xd800 && last <= 0xdbff) {
+          carry = piece.slice(-1);
+          piece = piece.slice(0, -1);
+        }
+      }
+      const ids = encode(piece, { bos: false, eos: false });
+      bytesSeen += ids.length;
+      if (bytesSeen > this.maxBytes) {
+        throw new PatcherError('INPUT_TOO_LONG', `stream has more than this patcher's limit of ${this.maxBytes} bytes`);
+      }
+      for (const id of ids) pending.push(id);
+      while (pending.length >= context) yield await flush(context);
+    }
+    if (carry) for (const id of encode(carry, { bos: false, eos: false })) pending.push(id);
+    const tail = pending.length > 0 ? await flush(pending.length) : { starts: new Int32Array(0), lengths: new Int32Array(0), entropies: new Float32Array(0), entropyOffset: position };
+    const remaining = streaming.finish();
+    yield { ...tail, starts: concat(tail.starts, remaining.starts), lengths: concat(tail.lengths, remaining.lengths) };
+  }
+
+  /**
    * The threshold that gives a mean patch size closest to `targetMeanPatchSize` on these texts
    * (entropy or monotonic mode). Nothing in the reference does this; users tune it by trial.
    *
@@ -264,5 +331,12 @@ function segmentsOf(tokens: Int32Array, starts: Int32Array, lengths: Int32Array,
     const end = Math.min(starts[p]! + lengths[p]! - offset, byteCount);
     if (end > start) out.push({ start, end, text: decodeUtf8(bytes.subarray(start, end)) });
   }
+  return out;
+}
+
+function concat(a: Int32Array, b: Int32Array): Int32Array {
+  const out = new Int32Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
   return out;
 }
