@@ -372,6 +372,242 @@ describe('BatchMatMul and _FusedMatMul on wasm (explicit transposes)', () => {
   });
 });
 
+describe('batched BatchMatMul and _FusedMatMul on wasm (one batch-1 product per batch element)', () => {
+  const operand = (shape: number[], seed: number) => tf.tensor(randomFloats(size(shape), seed), shape);
+  const maxAbs = (v: ArrayLike<number>) => Array.from(v).reduce((m, x) => Math.max(m, Math.abs(x)), 0);
+
+  /** wasm equals cpu within `rel` of the largest cpu output (float rounding of long dot products). */
+  async function expectWasmMatchesCpuRelative(fn: () => tf.Tensor | tf.Tensor[], rel = 1e-5): Promise<Result[]> {
+    const cpu = await on('cpu', fn);
+    const wasm = await on('wasm', fn);
+    expect(wasm.length).toBe(cpu.length);
+    cpu.forEach((c, i) => {
+      const w = wasm[i]!;
+      expect(w.shape).toEqual(c.shape);
+      expect(maxAbsDiff(w.values, c.values)).toBeLessThanOrEqual(rel * Math.max(1, maxAbs(c.values)));
+    });
+    return wasm;
+  }
+
+  /** Operand shapes for `rows x inner x columns` products, stored transposed where the flags say. */
+  const shapeA = (batch: number[], m: number, k: number, ta: boolean) => [...batch, ...(ta ? [k, m] : [m, k])];
+  const shapeB = (batch: number[], k: number, n: number, tb: boolean) => [...batch, ...(tb ? [n, k] : [k, n])];
+  const flags: Array<[boolean, boolean]> = [
+    [false, false],
+    [true, false],
+    [false, true],
+    [true, true],
+  ];
+
+  /** Counts the views (tensors over another tensor's memory) the kernels make while `fn` runs. */
+  function countViews(fn: () => void): number {
+    const backend = tf.backend() as unknown as { makeOutput: (...args: unknown[]) => unknown };
+    const spy = vi.spyOn(backend, 'makeOutput');
+    try {
+      fn();
+      return spy.mock.calls.filter((call) => call[2] !== undefined).length;
+    } finally {
+      spy.mockRestore();
+    }
+  }
+
+  for (let batch = 2; batch <= 8; batch++) {
+    it(`batch ${batch}, [${batch}, 24, 40] x [${batch}, 40, 19]: equals cpu`, async () => {
+      const [out] = await expectWasmMatchesCpuRelative(() => tf.matMul(operand([batch, 24, 40], batch), operand([batch, 40, 19], 10 + batch)));
+      expect(out!.shape).toEqual([batch, 24, 19]);
+    });
+  }
+
+  // Attention: scores q·kᵀ ([B, H, Q, D] x [B, H, K, D]ᵀ) and context p·v ([B, H, Q, K] x [B, H, K, D]).
+  const [B, H, Q, D, K] = [2, 3, 16, 32, 37];
+  for (const [ta, tb] of flags) {
+    it(`4-D [B, H, Q, D] x [B, H, D, K], transposeA=${ta}, transposeB=${tb}: equals cpu`, async () => {
+      const [out] = await expectWasmMatchesCpuRelative(() => tf.matMul(operand(shapeA([B, H], Q, D, ta), 51), operand(shapeB([B, H], D, K, tb), 52), ta, tb));
+      expect(out!.shape).toEqual([B, H, Q, K]);
+    });
+  }
+
+  for (const [ta, tb] of flags) {
+    it(`odd sizes [4, 256, 32] x [4, 32, 767] (767 keys), transposeA=${ta}, transposeB=${tb}: equals cpu`, async () => {
+      const [out] = await expectWasmMatchesCpuRelative(() => tf.matMul(operand(shapeA([4], 256, 32, ta), 53), operand(shapeB([4], 32, 767, tb), 54), ta, tb));
+      expect(out!.shape).toEqual([4, 256, 767]);
+    });
+  }
+
+  it('odd sizes [2, 2, 33, 767] x [2, 2, 767, 31] (inner 767): equals cpu', async () => {
+    await expectWasmMatchesCpuRelative(() => tf.matMul(operand([2, 2, 33, 767], 55), operand([2, 2, 767, 31], 56)));
+  });
+
+  const broadcasts: Array<{ name: string; a: number[]; b: number[]; out: number[] }> = [
+    { name: '[1, H] against [B, H]', a: [1, H], b: [B, H], out: [B, H] },
+    { name: '[B, H] against [1, H]', a: [B, H], b: [1, H], out: [B, H] },
+    { name: '[H] against [B, H] (lower rank)', a: [H], b: [B, H], out: [B, H] },
+    { name: 'a batch of 1 against [4]', a: [1], b: [4], out: [4] },
+    { name: '2-D a against [B, H]', a: [], b: [B, H], out: [B, H] },
+    { name: '[B, H] against a batch of 1 (folded)', a: [B, H], b: [1], out: [B, H] },
+    { name: '[B, H] against 2-D b (folded)', a: [B, H], b: [], out: [B, H] },
+  ];
+  for (const c of broadcasts) {
+    for (const [ta, tb] of [flags[0]!, flags[2]!, flags[3]!]) {
+      it(`broadcast ${c.name}, transposeA=${ta}, transposeB=${tb}: equals cpu`, async () => {
+        const [out] = await expectWasmMatchesCpuRelative(() => tf.matMul(operand(shapeA(c.a, Q, D, ta), 61), operand(shapeB(c.b, D, K, tb), 62), ta, tb));
+        expect(out!.shape).toEqual([...c.out, Q, K]);
+      });
+    }
+  }
+
+  it('broadcast [2, 1] against [1, 3] (which the cpu kernel gets wrong) equals cpu on broadcast operands', async () => {
+    const a = randomFloats(2 * Q * D, 63);
+    const b = randomFloats(3 * D * K, 64);
+    const [expected] = await on('cpu', () => tf.matMul(tf.broadcastTo(tf.tensor(a, [2, 1, Q, D]), [2, 3, Q, D]), tf.broadcastTo(tf.tensor(b, [1, 3, D, K]), [2, 3, D, K])));
+    for (const size of [Q, 2]) {
+      // Both sizes: the loop (large) and the small products that the original would get wrong.
+      const [out] = await on('wasm', () => tf.matMul(tf.tensor(a, [2, 1, Q, D]).slice([0, 0, 0, 0], [2, 1, size, D]), tf.tensor(b, [1, 3, D, K])));
+      expect(out!.shape).toEqual([2, 3, size, K]);
+      const want = tf.tidy(() => tf.tensor(expected!.values, expected!.shape).slice([0, 0, 0, 0], [2, 3, size, K]).dataSync());
+      expect(maxAbsDiff(out!.values, want)).toBeLessThanOrEqual(1e-5 * Math.max(1, maxAbs(want)));
+    }
+  });
+
+  it('small products keep the original batched kernel and still equal cpu', async () => {
+    for (const [ta, tb] of flags) {
+      await expectWasmMatchesCpuRelative(() => tf.matMul(operand(shapeA([2, 3], 4, 5, ta), 65), operand(shapeB([2, 3], 5, 6, tb), 66), ta, tb));
+      await expectWasmMatchesCpuRelative(() => tf.matMul(operand(shapeA([5], 2, 64, ta), 67), operand(shapeB([5], 64, 256, tb), 68), ta, tb));
+    }
+  });
+
+  it('takes the planned path: a loop on views for attention, a fold for a batch-less b, the original when small', async () => {
+    await tf.setBackend('wasm');
+    const q = operand([B, H, Q, D], 71);
+    const k = operand([B, H, K, D], 72);
+    const w = operand([D, K], 73);
+    const small = operand([B, H, 4, 5], 74);
+    const smallB = operand([B, H, 5, 6], 75);
+    // One view of each operand per batch element: B·H products.
+    expect(countViews(() => tf.dispose(tf.matMul(q, k, false, true)))).toBe(2 * B * H);
+    // b broadcast over B: one view per head of b, shared by the B products that read it (so
+    // XNNPACK packs it once).
+    expect(countViews(() => tf.dispose(tf.tidy(() => tf.matMul(q, tf.slice(k, [0, 0, 0, 0], [1, H, K, D]), false, true))))).toBe(B * H + H);
+    // b with one batch (or none): folded into a single product, no views.
+    expect(countViews(() => tf.dispose(tf.tidy(() => tf.matMul(q, tf.slice(k, [0, 0, 0, 0], [1, 1, K, D]), false, true))))).toBe(0);
+    expect(countViews(() => tf.dispose(tf.matMul(q, w)))).toBe(0);
+    expect(countViews(() => tf.dispose(tf.matMul(small, smallB)))).toBe(0);
+    expect(countViews(() => tf.dispose(tf.fused.matMul({ a: q, b: k, transposeB: true, activation: 'relu' })))).toBe(2 * B * H);
+    tf.dispose([q, k, w, small, smallB]);
+  });
+
+  it('small batched products keep their transpose flags (no explicit Transpose), large ones transpose once', async () => {
+    await tf.setBackend('wasm');
+    const transpose = tf.getKernel('Transpose', 'wasm')!;
+    const spy = vi.fn(transpose.kernelFunc);
+    tf.unregisterKernel('Transpose', 'wasm');
+    tf.registerKernel({ ...transpose, kernelFunc: spy });
+    try {
+      const small = operand([6, 5, 4], 76);
+      const smallB = operand([6, 3, 5], 79);
+      tf.dispose(tf.matMul(small, smallB, true, true));
+      tf.dispose(tf.fused.matMul({ a: small, b: smallB, transposeA: true, transposeB: true, activation: 'relu' }));
+      expect(spy).not.toHaveBeenCalled();
+      const q = operand([B, H, Q, D], 77);
+      const k = operand([B, H, K, D], 78);
+      tf.dispose(tf.matMul(q, k, false, true));
+      expect(spy).toHaveBeenCalledTimes(1);
+      tf.dispose([small, smallB, q, k]);
+    } finally {
+      tf.unregisterKernel('Transpose', 'wasm');
+      tf.registerKernel(transpose);
+    }
+  });
+
+  it('the fixed kernel equals the original batched kernel to float rounding', async () => {
+    await tf.setBackend('wasm');
+    for (const [ta, tb] of flags) {
+      const a = operand(shapeA([4], 256, 32, ta), 81);
+      const b = operand(shapeB([4], 32, 767, tb), 82);
+      const fixed = tf.matMul(a, b, ta, tb);
+      const original = withOriginalWasmKernels(() => tf.matMul(a, b, ta, tb));
+      const expected = original.dataSync();
+      expect(maxAbsDiff(fixed.dataSync(), expected)).toBeLessThanOrEqual(1e-5 * maxAbs(expected));
+      tf.dispose([a, b, fixed, original]);
+    }
+  });
+
+  const activations = ['linear', 'relu', 'elu', 'prelu'] as const;
+  for (const activation of activations) {
+    for (const bias of [undefined, [K], [1], [Q, K]]) {
+      it(`fused matMul, [B, H] batches on both sides, ${activation}, bias ${bias === undefined ? 'none' : `[${bias.join(', ')}]`}: equals cpu`, async () => {
+        const [out] = await expectWasmMatchesCpuRelative(() =>
+          tf.fused.matMul({
+            a: operand([B * H, Q, D], 91),
+            b: operand([B * H, K, D], 92),
+            transposeB: true,
+            bias: bias === undefined ? undefined : operand(bias, 93),
+            activation,
+            preluActivationWeights: activation === 'prelu' ? operand([K], 94) : undefined,
+          }),
+        );
+        expect(out!.shape).toEqual([B * H, Q, K]);
+      });
+    }
+  }
+
+  it('fused matMul without bias, a batched and b not (folded), prelu: equals cpu', async () => {
+    await expectWasmMatchesCpuRelative(() =>
+      tf.fused.matMul({ a: operand([B, H, Q, D], 95), b: operand([D, K], 96), activation: 'prelu', preluActivationWeights: operand([K], 97) }),
+    );
+  });
+
+  it('the gradient of batched attention softmax(q kᵀ / √d) v equals cpu', async () => {
+    const [b, h, n, m, d] = [2, 2, 32, 40, 16];
+    const q = randomFloats(b * h * n * d, 101);
+    const k = randomFloats(b * h * m * d, 102);
+    const v = randomFloats(b * h * m * d, 103);
+    const w = randomFloats(b * h * n * d, 104);
+    await expectWasmMatchesCpuRelative(() => {
+      const f = (qt: tf.Tensor, kt: tf.Tensor, vt: tf.Tensor) => {
+        const scores = tf.div(tf.matMul(qt, kt, false, true), Math.sqrt(d));
+        const context = tf.matMul(tf.softmax(scores), vt);
+        return tf.sum(tf.mul(context, tf.tensor(w, [b, h, n, d])));
+      };
+      return tf.grads(f)([tf.tensor(q, [b, h, n, d]), tf.tensor(k, [b, h, m, d]), tf.tensor(v, [b, h, m, d])]);
+    }, 1e-4);
+  });
+
+  it('inner shapes that do not match still throw tfjs\'s error', async () => {
+    await tf.setBackend('wasm');
+    const a = operand([3, 16, 32], 111);
+    const b = operand([3, 31, 40], 112);
+    const before = liveCounts();
+    expect(() => tf.matMul(a, b)).toThrow(/inner shapes/);
+    expect(liveCounts()).toEqual(before);
+    tf.dispose([a, b]);
+  });
+
+  it('leaks no tensor, no byte and no wasm buffer (views and partial products are freed)', async () => {
+    await tf.setBackend('wasm');
+    const q = operand([B, H, Q, D], 121);
+    const k = operand([B, H, K, D], 122);
+    const v = operand([B, H, K, D], 123);
+    const bias = operand([1], 124);
+    const bytes = () => tf.memory().numBytes;
+    const before = { ...liveCounts(), bytes: bytes() };
+    for (let i = 0; i < 3; i++) {
+      tf.dispose(tf.matMul(q, k, false, true));
+      tf.dispose(tf.matMul(q, q, true, false));
+      tf.dispose(tf.tidy(() => tf.matMul(tf.slice(q, [0, 0, 0, 0], [1, H, Q, D]), k, false, true)));
+      tf.dispose(tf.tidy(() => tf.matMul(q, tf.reshape(tf.slice(k, [0, 0, 0, 0], [1, 1, K, D]), [K, D]), false, true)));
+      tf.dispose(tf.fused.matMul({ a: q, b: k, transposeB: true, bias, activation: 'relu' }));
+      tf.dispose(
+        tf.tidy(() =>
+          tf.grads((qt: tf.Tensor, kt: tf.Tensor, vt: tf.Tensor) => tf.sum(tf.matMul(tf.softmax(tf.matMul(qt, kt, false, true)), vt)))([q, k, v]),
+        ),
+      );
+    }
+    expect({ ...liveCounts(), bytes: bytes() }).toEqual(before);
+    tf.dispose([q, k, v, bias]);
+  });
+});
+
 describe('registration', () => {
   it('is idempotent, also for a second copy of the module evaluated after the backend started', async () => {
     const kernels = ['BatchMatMul', '_FusedMatMul', 'UnsortedSegmentSum'].map((name) => tf.getKernel(name, 'wasm'));

@@ -5,12 +5,20 @@
  *   segment sum, so without it every embedding lookup fails to train on wasm.
  * - `BatchMatMul` and `_FusedMatMul` replacements that, when `transposeA` or `transposeB` is set,
  *   transpose the operand explicitly (with the wasm `Transpose` kernel) and run the original kernel
- *   without the flag. The original's transposed path is about 10x slower than a transpose followed
- *   by a plain matmul, and backprop through a matmul uses exactly those flags (the gradient of
- *   `a @ b` is `dy @ bᵀ` and `aᵀ @ dy`): on [512, 512] the fixes measured 30x faster for `aᵀ @ b`
- *   and 11x for `a @ bᵀ` (tools/bench `wasm-matmul`), and a small MLP train step went from
- *   ~700 ms to ~120 ms. The `_FusedMatMul` replacement also corrects the original's bias on
+ *   without the flag (except for small batched products, see below). The original's transposed
+ *   path is about 10x slower than a transpose followed by a plain matmul, and backprop through a
+ *   matmul uses exactly those flags (the gradient of `a @ b` is `dy @ bᵀ` and `aᵀ @ dy`): on
+ *   [512, 512] the fixes measured 30x faster for `aᵀ @ b` and 11x for `a @ bᵀ` (tools/bench
+ *   `wasm-matmul`), and a small MLP train step went from ~700 ms to ~120 ms. The `_FusedMatMul` replacement also corrects the original's bias on
  *   batched inputs and for broadcast (`[1]`) biases (see `fixedFusedMatMul`).
+ * - Batched products (batch > 1 after broadcasting) run as batch-1 products: the original kernel
+ *   is fast (XNNPACK) only for one batch and transpose flags off, and falls back to a naive loop
+ *   otherwise (~1.5 GFLOP/s). When `b` has no batch, the batches are folded into the rows (one
+ *   product); otherwise, when each product is large enough, one product per batch element runs on
+ *   zero-copy views of the operands (see {@link planProduct} for the rule and its measurements).
+ *   Attention's `[4, 256, 32] x [4, 767, 32]ᵀ` went from ~30 ms to ~3 ms. Smaller batched
+ *   products stay on the original's loop, with their transpose flags (faster there than explicit
+ *   transposes).
  *
  * Registration is idempotent and shared through the global kernel registry, so importing this
  * module twice (or two copies of it) changes nothing, and it works whether or not the wasm backend
@@ -25,7 +33,6 @@ import {
   _FusedMatMul,
   Transpose,
   UnsortedSegmentSum,
-  broadcast_util,
   engine,
   getKernel,
   registerKernel,
@@ -157,17 +164,211 @@ function withExplicitTransposes<T>(
   }
 }
 
-/** `BatchMatMul` replacement: transposed operands are materialised, then the original runs. */
+/**
+ * The broadcast of two batch shapes (numpy rules), or `undefined` if they do not broadcast (then
+ * the original kernel runs and reports the error in tfjs's words).
+ */
+function broadcastBatch(a: readonly number[], b: readonly number[]): number[] | undefined {
+  const rank = Math.max(a.length, b.length);
+  const out: number[] = [];
+  for (let i = 0; i < rank; i++) {
+    const da = a[a.length - rank + i] ?? 1;
+    const db = b[b.length - rank + i] ?? 1;
+    if (da !== db && da !== 1 && db !== 1) return undefined;
+    out.push(da === 1 ? db : da);
+  }
+  return out;
+}
+
+/**
+ * For each flat index of the batch shape `out`, the flat index of the batch it reads in an operand
+ * of batch shape `operand` (which broadcasts to `out`).
+ */
+function broadcastIndices(out: readonly number[], operand: readonly number[]): Int32Array {
+  const rank = out.length;
+  const dims = Array.from({ length: rank }, (_, i) => operand[operand.length - rank + i] ?? 1);
+  // Strides of the operand's batches, 0 along broadcast axes.
+  const strides = new Array<number>(rank).fill(0);
+  for (let i = rank - 1, s = 1; i >= 0; i--) {
+    strides[i] = dims[i] === 1 ? 0 : s;
+    s *= dims[i]!;
+  }
+  const indices = new Int32Array(sizeOf(out));
+  for (let flat = 0; flat < indices.length; flat++) {
+    let rest = flat;
+    let index = 0;
+    for (let i = rank - 1; i >= 0; i--) {
+      index += (rest % out[i]!) * strides[i]!;
+      rest = Math.floor(rest / out[i]!);
+    }
+    indices[flat] = index;
+  }
+  return indices;
+}
+
+/**
+ * Smallest product per batch element that {@link planProduct} runs one product at a time: at
+ * least `LOOP_MIN_ROWS` rows and `LOOP_MIN_MACS` multiply-adds (`rows · inner · columns`).
+ *
+ * Measured on tfjs-backend-wasm 4.22 (Node 20, SIMD, one thread): each batch-1 product costs a
+ * fixed ~5 µs plus XNNPACK's packing of its `[inner, columns]` operand (~4 ns an element), against
+ * ~1.25 ns a multiply-add for the original's batched loop, so the loop pays off from some size and
+ * with enough rows to amortise the packing. Original time / loop time, batch 8 (best of two
+ * medians), rows x inner x columns: with 4 rows 0.3 (4x4x8) to 1.1 (4x64x256), never better;
+ * 8x8x32 0.85, 8x16x16 0.74, 8x32x32 1.2, 8x64x64 1.7, 8x64x256 2.1; 16x16x16 1.2, 16x8x32 1.4,
+ * 16x32x32 2.1; 32x4x8 0.7, 32x8x32 2.3, 32x32x32 3.6; 256x4x8 3.1, 64x64x64 7.4, 256x32x767 11.
+ * A first pass over batches 2 to 32 agreed (8x64x8 0.8-1.1, 64x64x1 0.7-1.0, 16x16x16 1.0-1.7,
+ * 2x512x512 0.6-1.0, 1x64x256 0.3), hence the margin: below 8192 the gain is small or negative.
+ */
+const LOOP_MIN_ROWS = 8;
+const LOOP_MIN_MACS = 8192;
+
+/** How a product of plain (untransposed) operands runs; see {@link planProduct}. */
+interface ProductPlan {
+  /**
+   * `original`: the original kernel on the whole operands; `fold`: `b` has no batch, so the
+   * batches of `a` are folded into its rows, one batch-1 product; `loop`: one batch-1 product per
+   * batch element (of the broadcast batch shape), on views of the operands.
+   */
+  readonly strategy: 'original' | 'fold' | 'loop';
+  readonly outBatch: readonly number[];
+  /** Size of `outBatch`. */
+  readonly batch: number;
+  readonly rows: number;
+  readonly inner: number;
+  readonly columns: number;
+  /** Batches of `a` and `b` (product of their batch dimensions). */
+  readonly batchA: number;
+  readonly batchB: number;
+}
+
+/**
+ * The plan for `a · b` with the transposes applied first, or `undefined` if the shapes do not match
+ * (the original kernel then reports the error). The original kernel is fast only for one batch
+ * without transpose flags (XNNPACK); for more batches it runs a naive loop (~1.5 GFLOP/s), so:
+ *
+ * - `b` without batch (a `[batch, rows, inner]` input times a weight matrix): always `fold`, it was
+ *   1.8x to 29x faster than the original in every measured shape;
+ * - otherwise `loop` when each product has at least {@link LOOP_MIN_ROWS} rows and
+ *   {@link LOOP_MIN_MACS} multiply-adds, else the original;
+ * - batch shapes the original gets wrong (it indexes batches modulo each operand's batch count,
+ *   which is wrong for e.g. `[2, 1]` against `[1, 3]`) always `loop`.
+ */
+function planProduct(aShape: readonly number[], bShape: readonly number[], transposeA: boolean, transposeB: boolean): ProductPlan | undefined {
+  const ra = aShape.length;
+  const rb = bShape.length;
+  const rows = aShape[ra - (transposeA ? 1 : 2)]!;
+  const inner = aShape[ra - (transposeA ? 2 : 1)]!;
+  const innerB = bShape[rb - (transposeB ? 1 : 2)]!;
+  const columns = bShape[rb - (transposeB ? 2 : 1)]!;
+  const outBatch = broadcastBatch(aShape.slice(0, -2), bShape.slice(0, -2));
+  if (inner !== innerB || outBatch === undefined) return undefined;
+  const batch = sizeOf(outBatch);
+  const batchA = sizeOf(aShape.slice(0, -2));
+  const batchB = sizeOf(bShape.slice(0, -2));
+  const plan = { outBatch, batch, rows, inner, columns, batchA, batchB };
+  if (batch <= 1 || rows * inner * columns === 0) return { ...plan, strategy: 'original' };
+  if (batchB === 1) return { ...plan, strategy: 'fold' };
+  const originalHandles = batchA === 1 || (batchA === batch && batchB === batch);
+  const large = rows >= LOOP_MIN_ROWS && rows * inner * columns >= LOOP_MIN_MACS;
+  return { ...plan, strategy: !originalHandles || large ? 'loop' : 'original' };
+}
+
+/**
+ * `true` if the plan leaves a batched product to the original's naive loop. That loop reads the
+ * transpose flags itself, as fast as or faster than after explicit transposes (measured with
+ * batches of 8 and 32 on products of 4x4x8 to 4x64x256: equal for `aᵀ·b`, up to 1.3x faster for
+ * `a·bᵀ` and 1.8x for `aᵀ·bᵀ`), so the operands go to it unchanged.
+ */
+function nativeFlags(plan: ProductPlan): boolean {
+  return plan.strategy === 'original' && plan.batch > 1;
+}
+
+/**
+ * A wasm tensor of `shape` over the float32 elements of `parent` from `offset` on, sharing its
+ * memory (no copy). Release it with {@link dropView}, never `backend.disposeData` (which would free
+ * the parent's memory from the middle).
+ */
+function makeView(backend: BackendWasm, parent: TensorInfo, offset: number, shape: number[]): TensorInfo {
+  return backend.makeOutput(shape, 'float32', backend.getMemoryOffset(parent.dataId) + offset * Float32Array.BYTES_PER_ELEMENT);
+}
+
+/** Unregisters a view made by {@link makeView} (the wasm side drops its cached XNNPACK operators too). */
+function dropView(backend: BackendWasm, view: TensorInfo): void {
+  const data = backend.dataIdMap.get(view.dataId);
+  if (data === undefined) return;
+  backend.wasm.tfjs.disposeData(data.id);
+  backend.dataIdMap.delete(view.dataId);
+}
+
+/**
+ * Runs a product planned by {@link planProduct} on plain operands `a` `[...batchA, rows, inner]` and
+ * `b` `[...batchB, inner, columns]`; `run` computes one product with the original kernel (for
+ * `original`, on the whole operands; otherwise on batch-1 operands of rank 3). Returns a new wasm
+ * tensor `[...outBatch, rows, columns]` owned by the caller.
+ */
+function runProduct(plan: ProductPlan, a: TensorInfo, b: TensorInfo, backend: BackendWasm, run: (a: TensorInfo, b: TensorInfo) => TensorInfo): TensorInfo {
+  const { outBatch, rows, inner, columns } = plan;
+  const outShape = [...outBatch, rows, columns];
+  if (plan.strategy === 'original') return run(a, b);
+  if (plan.strategy === 'fold') {
+    return withShape(run(withShape(a, [1, plan.batchA * rows, inner]), withShape(b, [1, inner, columns])), outShape);
+  }
+  const indicesA = broadcastIndices(outBatch, a.shape.slice(0, -2));
+  const indicesB = broadcastIndices(outBatch, b.shape.slice(0, -2));
+  const out = backend.makeOutput(outShape, 'float32');
+  // One view per distinct operand batch: a broadcast `b` keeps its id, so XNNPACK's operator
+  // (with the packed `b`) is built once and reused from its cache.
+  const viewsA = new Map<number, TensorInfo>();
+  const viewsB = new Map<number, TensorInfo>();
+  const viewOf = (views: Map<number, TensorInfo>, parent: TensorInfo, index: number, r: number, c: number) => {
+    let view = views.get(index);
+    if (view === undefined) {
+      view = makeView(backend, parent, index * r * c, [1, r, c]);
+      views.set(index, view);
+    }
+    return view;
+  };
+  try {
+    const size = rows * columns;
+    for (let i = 0; i < indicesA.length; i++) {
+      const part = run(viewOf(viewsA, a, indicesA[i]!, rows, inner), viewOf(viewsB, b, indicesB[i]!, inner, columns));
+      try {
+        // Views of the heap taken after the kernel ran: an allocation may have grown (detached) it.
+        (backend.typedArrayFromHeap(out) as Float32Array).set(backend.typedArrayFromHeap(part) as Float32Array, i * size);
+      } finally {
+        backend.disposeData(part.dataId);
+      }
+    }
+  } catch (error) {
+    backend.disposeData(out.dataId);
+    throw error;
+  } finally {
+    for (const view of [...viewsA.values(), ...viewsB.values()]) dropView(backend, view);
+  }
+  return out;
+}
+
+/**
+ * `BatchMatMul` replacement: transposed operands are materialised, then the product runs as
+ * planned by {@link planProduct} with the original kernel; small batched products go to the
+ * original unchanged (see {@link nativeFlags}).
+ */
 function fixedBatchMatMul(original: KernelConfig): KernelFunc {
   return ((args: KernelArgs) => {
     const { inputs, backend, attrs } = args;
     const operands = floatOperands(inputs);
     const transposeA = attrs?.['transposeA'] === true;
     const transposeB = attrs?.['transposeB'] === true;
-    if ((!transposeA && !transposeB) || operands === undefined) return original.kernelFunc(args as Parameters<KernelFunc>[0]);
+    if (operands === undefined) return original.kernelFunc(args as Parameters<KernelFunc>[0]);
     const { a, b } = operands;
+    const plan = planProduct(a.shape, b.shape, transposeA, transposeB);
+    if (plan === undefined || nativeFlags(plan) || (!transposeA && !transposeB && plan.strategy === 'original')) {
+      return original.kernelFunc(args as Parameters<KernelFunc>[0]);
+    }
+    const plainAttrs: NamedAttrMap = { ...attrs, transposeA: false, transposeB: false };
     return withExplicitTransposes(a, b, transposeA, transposeB, backend, (a2, b2) =>
-      original.kernelFunc({ inputs: { ...inputs, a: a2, b: b2 }, backend, attrs: { ...attrs, transposeA: false, transposeB: false } }),
+      runProduct(plan, a2, b2, backend, (x, y) => original.kernelFunc({ inputs: { ...inputs, a: x, b: y }, backend, attrs: plainAttrs }) as TensorInfo),
     );
   }) as KernelFunc;
 }
@@ -202,13 +403,16 @@ function runActivation(activation: string, x: TensorInfo, backend: BackendWasm, 
  *
  * The original is right for a bias of shape `[columns]` on a single batch, and for no bias. So:
  *
- * - a `[columns]` bias on batches of `a` with a batch-less `b` (a `Linear` layer on
+ * - a `[columns]` bias or none on batches of `a` with a batch-less `b` (a `Linear` layer on
  *   `[batch, rows, in]` input, the common case): the batches are folded into the rows, one
  *   `[1, batch*rows, in]` product, which is correct and faster than a product per batch;
- * - any other bias with several batches, or any bias of another shape (including the `[rows,
- *   columns]` bias that tfjs-core accepts and the original rejects): the product runs without bias
- *   and activation, then the bias (wasm `Add`, broadcasting) and the activation (its own wasm
- *   kernel) follow.
+ * - any other bias with several batches, any bias of another shape (including the `[rows,
+ *   columns]` bias that tfjs-core accepts and the original rejects), and no bias with batched
+ *   operands large enough for {@link planProduct} to loop: the product runs without bias and
+ *   activation (as planned by {@link planProduct}), then the bias (wasm `Add`, broadcasting) and the
+ *   activation (its own wasm kernel) follow;
+ * - no bias with small batched operands: the original, transpose flags included (see
+ *   {@link nativeFlags}).
  */
 function fixedFusedMatMul(original: KernelConfig): KernelFunc {
   return ((args: KernelArgs) => {
@@ -219,35 +423,46 @@ function fixedFusedMatMul(original: KernelConfig): KernelFunc {
     const transposeB = attrs?.['transposeB'] === true;
     if (operands === undefined) return original.kernelFunc(args as Parameters<KernelFunc>[0]);
     const { a, b } = operands;
-    const batchA = sizeOf(a.shape.slice(0, -2));
-    const batchB = sizeOf(b.shape.slice(0, -2));
-    const columns = b.shape[b.shape.length - (transposeB ? 2 : 1)]!;
+    const plan = planProduct(a.shape, b.shape, transposeA, transposeB);
+    if (plan === undefined) return original.kernelFunc(args as Parameters<KernelFunc>[0]);
+    const { columns } = plan;
     const columnBias = bias !== undefined && bias.shape.length === 1 && bias.shape[0] === columns;
-    const batched = Math.max(batchA, batchB) > 1;
-    const mode: 'fused' | 'fold' | 'separate' =
-      bias === undefined || (columnBias && !batched) ? 'fused' : columnBias && batchB === 1 ? 'fold' : 'separate';
-    if (!transposeA && !transposeB && mode === 'fused') return original.kernelFunc(args as Parameters<KernelFunc>[0]);
-    const plainAttrs: NamedAttrMap = { ...attrs, transposeA: false, transposeB: false };
+    const fusable = bias === undefined || columnBias;
+    const batched = plan.batch > 1;
+    const mode: 'fused' | 'fold' | 'separate' = !batched
+      ? fusable
+        ? 'fused'
+        : 'separate'
+      : fusable && plan.batchB === 1
+        ? 'fold'
+        : bias === undefined && plan.strategy === 'original'
+          ? 'fused'
+          : 'separate';
+    // A batched 'fused' is the original's naive loop, which takes the transpose flags itself.
+    const native = nativeFlags(plan);
+    if (mode === 'fused' && (native || (!transposeA && !transposeB))) return original.kernelFunc(args as Parameters<KernelFunc>[0]);
+    const plainAttrs: NamedAttrMap = native ? { ...attrs } : { ...attrs, transposeA: false, transposeB: false };
 
-    return withExplicitTransposes(a, b, transposeA, transposeB, backend, (a2, b2): TensorInfo | TensorInfo[] => {
+    return withExplicitTransposes(a, b, transposeA && !native, transposeB && !native, backend, (a2, b2): TensorInfo | TensorInfo[] => {
       if (mode === 'fused') return original.kernelFunc({ inputs: { ...inputs, a: a2, b: b2 }, backend, attrs: plainAttrs });
       if (mode === 'fold') {
-        const rows = a2.shape[a2.shape.length - 2]!;
-        const inner = a2.shape[a2.shape.length - 1]!;
-        const outShape = [...broadcast_util.assertAndGetBroadcastShape(a.shape.slice(0, -2), b.shape.slice(0, -2)), rows, columns];
+        const { rows, inner, batchA, outBatch } = plan;
         const out = original.kernelFunc({
           inputs: { ...inputs, a: withShape(a2, [1, batchA * rows, inner]), b: withShape(b2, [1, inner, columns]) },
           backend,
           attrs: plainAttrs,
         }) as TensorInfo;
-        return withShape(out, outShape);
+        return withShape(out, [...outBatch, rows, columns]);
       }
-      const product = original.kernelFunc({ inputs: { a: a2, b: b2 }, backend, attrs: { ...plainAttrs, activation: 'linear' } }) as TensorInfo;
-      let biased: TensorInfo;
-      try {
-        biased = runWasm('Add', backend, { a: product, b: bias! });
-      } finally {
-        backend.disposeData(product.dataId);
+      const linearAttrs: NamedAttrMap = { ...plainAttrs, activation: 'linear' };
+      const product = runProduct(plan, a2, b2, backend, (x, y) => original.kernelFunc({ inputs: { a: x, b: y }, backend, attrs: linearAttrs }) as TensorInfo);
+      let biased = product;
+      if (bias !== undefined) {
+        try {
+          biased = runWasm('Add', backend, { a: product, b: bias });
+        } finally {
+          backend.disposeData(product.dataId);
+        }
       }
       const activation = typeof attrs?.['activation'] === 'string' ? attrs['activation'] : 'linear';
       if (activation === 'linear') return biased;
