@@ -1,2 +1,3 @@
-// Filled by a later issue; see README.md. Deliberately exports nothing yet.
-export {};
+export { BltError, type BltErrorCode } from '@bytelatent/local-encoder';
+export { resolveBltArgs, type BltArgs, type ResolvedBltArgs } from './blt-args.js';
+export { BLT_ARGS_METADATA_KEY, ByteLatentTransformer, type BltActivationTap, type PreparedBatch } from './blt-model.js';

@@ -1,2 +1,2 @@
-// Filled by a later issue; see README.md. Deliberately exports nothing yet.
-export {};
+export { BltError, type ActivationTap, type BltErrorCode } from '@bytelatent/local-encoder';
+export { LocalDecoder, type LocalDecoderConfig } from './local-decoder.js';

@@ -1,2 +1,21 @@
-// Filled by a later issue; see README.md. Deliberately exports nothing yet.
-export {};
+export { BltError, type BltErrorCode } from './errors.js';
+export {
+  LocalEncoder,
+  maxPoolPatches,
+  type EncoderPatches,
+  type LocalEncoderConfig,
+  type LocalEncoderOutput,
+  type LocalEncoderScopes,
+} from './local-encoder.js';
+export {
+  applyBlock,
+  applyCrossAttention,
+  blockCausalMask,
+  disposeMask,
+  groupCrossMask,
+  localSelfAttentionMask,
+  patchRowGroups,
+  type ActivationTap,
+  type LocalMaskOptions,
+  type RopeTables,
+} from './model-parts.js';

@@ -1,4 +1,5 @@
 import type { GoldenCheck } from './check.js';
+import { bltCheck } from './blt-check.js';
 import { entropyCheck } from './entropy-check.js';
 import { hashCheck } from './hash-check.js';
 import { nnCheck } from './nn-check.js';
@@ -8,4 +9,4 @@ import { tokenizerCheck } from './tokenizer-check.js';
 export type { GoldenCheck } from './check.js';
 
 /** Every implemented check, in report order. Later pieces (entropies, patches, activations) add theirs here. */
-export const GOLDEN_CHECKS: readonly GoldenCheck[] = [tokenizerCheck, hashCheck, nnCheck, entropyCheck, patchCheck];
+export const GOLDEN_CHECKS: readonly GoldenCheck[] = [tokenizerCheck, hashCheck, nnCheck, entropyCheck, patchCheck, bltCheck];

@@ -1,0 +1,159 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { type ActivationTap, BltError, applyBlock, blockCausalMask, disposeMask } from '@bytelatent/local-encoder';
+import { type InitStdFactor, Linear, NnError, type ParameterScope, RotaryEmbedding, TransformerBlock } from '@bytelatent/nn';
+
+/**
+ * Sizes and flags of the global transformer, resolved from the reference's arguments
+ * (`create_global_transformer`: `dim_global`, `n_layers_global`, `n_heads_global`,
+ * `n_kv_heads_global`, `max_seqlen`, `attn_bias_type`, ...).
+ */
+export interface GlobalTransformerConfig {
+  /** `dim_global` (d_G). */
+  readonly dim: number;
+  /** `n_layers_global`. */
+  readonly nLayers: number;
+  /** `n_heads_global`. */
+  readonly nHeads: number;
+  /** `n_kv_heads_global` (default `nHeads`). */
+  readonly nKvHeads?: number;
+  /** `head_dim` (default `dim / nHeads`). */
+  readonly headDim?: number;
+  readonly multipleOf?: number;
+  readonly ffnDimMultiplier?: number | null;
+  readonly normEps?: number;
+  /** `rope_theta`. */
+  readonly ropeTheta: number;
+  /** `max_seqlen`: RoPE table length in patches, the most patches a row may have. */
+  readonly maxSeqLen: number;
+  /**
+   * Width of the incoming patch vectors (`get_global_dim_patch_emb`: d_E·k). When it differs from
+   * `dim`, a `token_embedding_projection` (dimTokenEmb → dim) is created and applied (spec §6).
+   */
+  readonly dimTokenEmb: number;
+  /** `attn_bias_type` `block_causal` (true: documents split after EOS patches) or `causal` (false). */
+  readonly splitDocuments: boolean;
+  /** `eos_id` (default 2). */
+  readonly eosId?: number;
+  /** `init_std_factor` (random initialisation only). */
+  readonly initStdFactor?: InitStdFactor;
+}
+
+function configError(message: string): BltError {
+  return new BltError('CONFIG_MISMATCH', `global transformer: ${message}`);
+}
+
+/**
+ * The latent (global) transformer of BLT (spec §6): optional `token_embedding_projection`, then
+ * pre-norm blocks over the patch vectors with RoPE over patch index 0..P−1 and a block-causal mask
+ * split after every patch holding an EOS. **No final norm**: the raw residual stream goes to the
+ * decoder. Weight names: `layers.{i}...`, `token_embedding_projection.weight` (when present).
+ */
+export class GlobalTransformer {
+  readonly config: Readonly<GlobalTransformerConfig>;
+  readonly layers: readonly TransformerBlock[];
+  readonly tokenEmbeddingProjection: Linear | null;
+  readonly rope: RotaryEmbedding;
+  private readonly path: string;
+
+  /**
+   * Creates the weights (reference initialisation, spec §11) in the scope.
+   *
+   * @param scope - normally `root.child('global_transformer')`
+   * @param config - sizes and flags
+   * @param random - uniform generator in [0, 1) for the initial weights
+   * @throws {BltError} `CONFIG_MISMATCH` for invalid sizes
+   */
+  constructor(scope: ParameterScope, config: GlobalTransformerConfig, random: () => number) {
+    for (const f of ['dim', 'nLayers', 'nHeads', 'maxSeqLen', 'dimTokenEmb'] as const) {
+      const v = config[f];
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw configError(`${f} must be an integer >= 1, got ${String(v)}`);
+    }
+    this.config = { ...config };
+    this.path = scope.prefix;
+    const factor = config.initStdFactor ?? 'disabled';
+    try {
+      this.layers = Array.from(
+        { length: config.nLayers },
+        (_, i) =>
+          new TransformerBlock(
+            scope.child(`layers.${i}`),
+            {
+              dim: config.dim,
+              nHeads: config.nHeads,
+              nKvHeads: config.nKvHeads,
+              headDim: config.headDim,
+              multipleOf: config.multipleOf,
+              ffnDimMultiplier: config.ffnDimMultiplier,
+              normEps: config.normEps,
+            },
+            { random, layerIndex: i, nLayers: config.nLayers, factor },
+          ),
+      );
+      this.tokenEmbeddingProjection =
+        config.dimTokenEmb !== config.dim
+          ? new Linear(scope.child('token_embedding_projection'), config.dimTokenEmb, config.dim, { std: config.dimTokenEmb ** -0.5, random })
+          : null;
+      this.rope = new RotaryEmbedding(config.headDim ?? config.dim / config.nHeads, config.ropeTheta, config.maxSeqLen);
+    } catch (e) {
+      if (e instanceof NnError) throw configError(e.message);
+      throw e;
+    }
+  }
+
+  /**
+   * @param embeds - `[B, P, dimTokenEmb]` patch vectors (the encoder's patch rows reshaped, spec §8.1 step 5)
+   * @param tokens - per row, one token per patch (BOE, or EOS for a patch holding one: see
+   *   {@link patchTokens}); rows shorter than P are padded and never reach real patches (causal)
+   * @param tap - receives `<scope>.token_embedding_projection`, `<scope>.layers.{i}[...]`
+   * @returns `[B, P, dim]`
+   * @throws {BltError} `SHAPE_MISMATCH` / `INVALID_ARGUMENT` for inconsistent inputs
+   */
+  forward(embeds: tf.Tensor3D, tokens: readonly ArrayLike<number>[], tap?: ActivationTap): tf.Tensor3D {
+    const [batch, numPatches, width] = embeds.shape;
+    if (width !== this.config.dimTokenEmb) {
+      throw new BltError('SHAPE_MISMATCH', `global transformer: input width ${width}, expected ${this.config.dimTokenEmb}`);
+    }
+    if (tokens.length !== batch) throw new BltError('SHAPE_MISMATCH', `global transformer: ${tokens.length} token rows for a batch of ${batch}`);
+    if (numPatches > this.config.maxSeqLen) {
+      throw new BltError('INVALID_ARGUMENT', `global transformer: ${numPatches} patches exceed max_seqlen ${this.config.maxSeqLen}`);
+    }
+    const mask = blockCausalMask(tokens, numPatches, this.config.splitDocuments, this.config.eosId ?? 2);
+    const rope = this.rope.tables(0, numPatches);
+    try {
+      return tf.tidy(() => {
+        let h: tf.Tensor = embeds;
+        if (this.tokenEmbeddingProjection) {
+          h = this.tokenEmbeddingProjection.apply(h);
+          tap?.(`${this.path}.token_embedding_projection`, h);
+        }
+        this.layers.forEach((layer, i) => {
+          h = applyBlock(layer, h, mask, rope, `${this.path}.layers.${i}`, tap);
+        });
+        return h as tf.Tensor3D;
+      });
+    } finally {
+      disposeMask(mask);
+      tf.dispose([rope.cos, rope.sin]);
+    }
+  }
+}
+
+/**
+ * The global transformer's token per patch (spec §6, the reference's forward): BOE everywhere, EOS
+ * for every patch that holds an EOS byte. Only the `patchIds.length` real positions are looked at.
+ *
+ * @param tokens - the row's token ids
+ * @param patchIds - patch of each position (−1 = none)
+ * @param numPatches - P
+ * @param eosId - default 2
+ * @param boeId - default 0
+ * @returns `numPatches` ids
+ */
+export function patchTokens(tokens: ArrayLike<number>, patchIds: ArrayLike<number>, numPatches: number, eosId = 2, boeId = 0): Int32Array {
+  const out = new Int32Array(numPatches).fill(boeId);
+  for (let t = 0; t < Math.min(tokens.length, patchIds.length); t++) {
+    const p = patchIds[t]!;
+    if (tokens[t] === eosId && p >= 0 && p < numPatches) out[p] = eosId;
+  }
+  return out;
+}

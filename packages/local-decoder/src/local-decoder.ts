@@ -1,0 +1,219 @@
+import * as tf from '@tensorflow/tfjs-core';
+import {
+  type ActivationTap,
+  BltError,
+  applyBlock,
+  applyCrossAttention,
+  disposeMask,
+  groupCrossMask,
+  patchRowGroups,
+} from '@bytelatent/local-encoder';
+import {
+  type AttentionMask,
+  CrossAttention,
+  type InitStdFactor,
+  Linear,
+  NnError,
+  type ParameterScope,
+  RMSNorm,
+  RotaryEmbedding,
+  TransformerBlock,
+  initStdDivisor,
+} from '@bytelatent/nn';
+
+/**
+ * Sizes and flags of the local decoder, resolved from the reference's arguments
+ * (`create_local_decoder`: `dim_local_decoder`, `n_layers_local_decoder`, `n_heads_local_decoder`,
+ * `cross_attn_*`, `max_encoder_seq_length`, ...).
+ */
+export interface LocalDecoderConfig {
+  /** `dim_local_decoder` (d_D); must equal the encoder width (the decoder reads the encoder's byte states). */
+  readonly dim: number;
+  /** `n_layers_local_decoder`. */
+  readonly nLayers: number;
+  /** `n_heads_local_decoder`. */
+  readonly nHeads: number;
+  /** `n_kv_heads` (default `nHeads`). */
+  readonly nKvHeads?: number;
+  /** `head_dim` (default `dim / nHeads`). */
+  readonly headDim?: number;
+  readonly multipleOf?: number;
+  readonly ffnDimMultiplier?: number | null;
+  readonly normEps?: number;
+  /** `rope_theta`. */
+  readonly ropeTheta: number;
+  /** `max_encoder_seq_length`: RoPE table length, the longest row accepted. */
+  readonly maxSeqLen: number;
+  /** `vocab_size + pm_size`: outputs of the head. */
+  readonly vocabSize: number;
+  /** Width of the global transformer's output (`dim_global`, the reference's decoder `dim_patch_emb`). */
+  readonly dimPatchEmb: number;
+  /** `cross_attn_k`: patch rows per patch. */
+  readonly crossAttnK: number;
+  /** `cross_attn_nheads`. */
+  readonly crossAttnNHeads: number;
+  /** `cross_attn_all_layers_decoder`: cross-attention before every layer instead of the first only. */
+  readonly crossAttnAllLayers: boolean;
+  /** `cross_attn_window_decoder`: a byte sees the rows of its last `window` patches; undefined = one patch. */
+  readonly crossAttnWindow?: number;
+  /** `init_std_factor` (random initialisation only). */
+  readonly initStdFactor?: InitStdFactor;
+}
+
+function configError(message: string): BltError {
+  return new BltError('CONFIG_MISMATCH', `local decoder: ${message}`);
+}
+
+/**
+ * The BLT local decoder (spec §7, golden Semantics 7): `patch_embedding_projection` of the global
+ * output (d_G → d_D·k, reshaped to k rows per patch), then per layer cross-attention from every
+ * byte to the rows of patch `decoder_patch_ids[t]` (the patch *before* the one holding the byte it
+ * predicts) with the doubled residual, then the block; final `norm` and `output` head.
+ * Weight names: `layers.{i}...`, `cross_attn_layers.{i}...`, `patch_embedding_projection.weight`,
+ * `norm.weight`, `output.weight`.
+ */
+export class LocalDecoder {
+  readonly config: Readonly<LocalDecoderConfig>;
+  readonly layers: readonly TransformerBlock[];
+  readonly crossAttnLayers: readonly CrossAttention[];
+  /** Present when `dimPatchEmb != dim` (the reference's `_should_create_patch_projection`). */
+  readonly patchEmbeddingProjection: Linear | null;
+  readonly norm: RMSNorm;
+  readonly output: Linear;
+  readonly rope: RotaryEmbedding;
+  private readonly path: string;
+
+  /**
+   * Creates the weights (reference initialisation, spec §11) in the scope.
+   *
+   * @param scope - normally `root.child('local_decoder')`
+   * @param config - sizes and flags
+   * @param random - uniform generator in [0, 1) for the initial weights
+   * @throws {BltError} `CONFIG_MISMATCH` for invalid sizes or an unsupported combination
+   */
+  constructor(scope: ParameterScope, config: LocalDecoderConfig, random: () => number) {
+    for (const f of ['dim', 'nLayers', 'nHeads', 'maxSeqLen', 'vocabSize', 'dimPatchEmb', 'crossAttnK', 'crossAttnNHeads'] as const) {
+      const v = config[f];
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw configError(`${f} must be an integer >= 1, got ${String(v)}`);
+    }
+    if (config.crossAttnWindow !== undefined && !(Number.isInteger(config.crossAttnWindow) && config.crossAttnWindow >= 1)) {
+      throw configError(`crossAttnWindow must be an integer >= 1, got ${String(config.crossAttnWindow)}`);
+    }
+    if (config.dimPatchEmb === config.dim && config.crossAttnK !== 1) {
+      // Without the projection the reference never reshapes to k rows, and its mask no longer fits.
+      throw configError(`dim_global == dim_local_decoder (${config.dim}) leaves no patch projection, which needs cross_attn_k = 1, got ${config.crossAttnK}`);
+    }
+    if (config.dim % config.crossAttnNHeads !== 0) throw configError(`dim ${config.dim} is not a multiple of crossAttnNHeads ${config.crossAttnNHeads}`);
+    this.config = { ...config };
+    this.path = scope.prefix;
+    const d = config.dim;
+    const std = d ** -0.5;
+    const factor = config.initStdFactor ?? 'disabled';
+    try {
+      this.layers = Array.from(
+        { length: config.nLayers },
+        (_, i) =>
+          new TransformerBlock(
+            scope.child(`layers.${i}`),
+            {
+              dim: d,
+              nHeads: config.nHeads,
+              nKvHeads: config.nKvHeads,
+              headDim: config.headDim,
+              multipleOf: config.multipleOf,
+              ffnDimMultiplier: config.ffnDimMultiplier,
+              normEps: config.normEps,
+            },
+            { random, layerIndex: i, nLayers: config.nLayers, factor },
+          ),
+      );
+      this.patchEmbeddingProjection =
+        config.dimPatchEmb !== d
+          ? new Linear(scope.child('patch_embedding_projection'), config.dimPatchEmb, d * config.crossAttnK, { std: config.dimPatchEmb ** -0.5, random })
+          : null;
+      const nCross = config.crossAttnAllLayers ? config.nLayers : 1;
+      this.crossAttnLayers = Array.from(
+        { length: nCross },
+        (_, i) =>
+          new CrossAttention(
+            scope.child(`cross_attn_layers.${i}`),
+            { dim: d, nHeads: config.crossAttnNHeads, normEps: config.normEps },
+            { std: std / initStdDivisor(factor, i, config.nLayers, d), random },
+          ),
+      );
+      this.norm = new RMSNorm(scope.child('norm'), d, config.normEps);
+      this.output = new Linear(scope.child('output'), d, config.vocabSize, { std, random });
+      this.rope = new RotaryEmbedding(config.headDim ?? d / config.nHeads, config.ropeTheta, config.maxSeqLen);
+    } catch (e) {
+      if (e instanceof NnError) throw configError(e.message);
+      throw e;
+    }
+  }
+
+  /**
+   * Next-byte logits (spec §7.2).
+   *
+   * @param h - `[B, S, dim]` the encoder's byte states
+   * @param patchStates - `[B, P, dimPatchEmb]` the global transformer's output
+   * @param selfMask - the local self-attention mask (same as the encoder's)
+   * @param decoderPatchIds - per row, the patch each position reads (`decoder_patch_ids`); −1 = none (padding)
+   * @param tap - receives `<scope>.patch_embedding_projection[:input]`, `<scope>.cross_attn_layers.{i}[...]`,
+   *   `<scope>.layers.{i}[...]`, `<scope>.norm[:input]`, `<scope>.output[:input]`
+   * @returns `[B, S, vocabSize]` float32 logits
+   * @throws {BltError} `SHAPE_MISMATCH` / `INVALID_ARGUMENT` for inconsistent inputs
+   */
+  forward(h: tf.Tensor3D, patchStates: tf.Tensor3D, selfMask: AttentionMask, decoderPatchIds: readonly Int32Array[], tap?: ActivationTap): tf.Tensor3D {
+    const [batch, seqLen, dim] = h.shape;
+    const [pb, numPatches, width] = patchStates.shape;
+    if (dim !== this.config.dim) throw new BltError('SHAPE_MISMATCH', `local decoder: byte states have width ${dim}, expected ${this.config.dim}`);
+    if (pb !== batch || width !== this.config.dimPatchEmb) {
+      throw new BltError('SHAPE_MISMATCH', `local decoder: patch states must be [${batch}, P, ${this.config.dimPatchEmb}], got [${patchStates.shape.join(', ')}]`);
+    }
+    if (seqLen > this.config.maxSeqLen) {
+      throw new BltError('INVALID_ARGUMENT', `local decoder: ${seqLen} positions exceed max_encoder_seq_length ${this.config.maxSeqLen}`);
+    }
+    if (decoderPatchIds.length !== batch || decoderPatchIds.some((r) => r.length !== seqLen)) {
+      throw new BltError('SHAPE_MISMATCH', `local decoder: decoderPatchIds must have ${batch} rows of ${seqLen} ids`);
+    }
+    if (decoderPatchIds.some((r) => r.some((p) => p >= numPatches))) {
+      throw new BltError('INVALID_ARGUMENT', `local decoder: decoder patch ids must be < the number of patches (${numPatches})`);
+    }
+    const k = this.patchEmbeddingProjection ? this.config.crossAttnK : 1;
+    const crossMask = groupCrossMask(
+      decoderPatchIds,
+      decoderPatchIds.map(() => patchRowGroups(numPatches, k)),
+      this.config.crossAttnWindow,
+    );
+    const rope = this.rope.tables(0, seqLen);
+    try {
+      return tf.tidy(() => {
+        let kv: tf.Tensor = patchStates;
+        if (this.patchEmbeddingProjection) {
+          tap?.(`${this.path}.patch_embedding_projection:input`, patchStates);
+          const projected = this.patchEmbeddingProjection.apply(patchStates);
+          tap?.(`${this.path}.patch_embedding_projection`, projected);
+          kv = tf.reshape(projected, [batch, numPatches * k, dim]);
+        }
+        let x: tf.Tensor = h;
+        this.layers.forEach((layer, i) => {
+          if (i === 0 || this.config.crossAttnAllLayers) {
+            const cross = applyCrossAttention(this.crossAttnLayers[i]!, x, kv, crossMask, `${this.path}.cross_attn_layers.${i}`, tap);
+            // Doubled residual: CrossAttention already returns x + wo(attn) (spec §7.2 step 3, golden Semantics 7).
+            x = tf.add(x, cross);
+          }
+          x = applyBlock(layer, x, selfMask, rope, `${this.path}.layers.${i}`, tap);
+        });
+        tap?.(`${this.path}.norm:input`, x);
+        const n = this.norm.apply(x);
+        tap?.(`${this.path}.norm`, n);
+        tap?.(`${this.path}.output:input`, n);
+        const logits = this.output.apply(n);
+        tap?.(`${this.path}.output`, logits);
+        return logits as tf.Tensor3D;
+      });
+    } finally {
+      disposeMask(crossMask);
+      tf.dispose([rope.cos, rope.sin]);
+    }
+  }
+}

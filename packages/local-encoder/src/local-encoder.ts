@@ -1,0 +1,321 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { type HashNgramConfig, hashNgramTables, validateHashNgramConfig } from '@bytelatent/ngram-hash';
+import {
+  type AttentionMask,
+  CrossAttention,
+  Embedding,
+  type InitStdFactor,
+  Linear,
+  NnError,
+  type ParameterScope,
+  RotaryEmbedding,
+  TransformerBlock,
+  initStdDivisor,
+} from '@bytelatent/nn';
+import { BltError } from './errors.js';
+import { type ActivationTap, applyBlock, applyCrossAttention, disposeMask, groupCrossMask, patchRowGroups } from './model-parts.js';
+
+/**
+ * Sizes and flags of the local encoder, resolved from the reference's `ByteLatentTransformerArgs`
+ * (`dim_local_encoder`, `n_layers_local_encoder`, `n_heads_local_encoder`, `cross_attn_*`,
+ * `encoder_hash_byte_group_*`, `max_encoder_seq_length`, ...; see `create_local_encoder`).
+ */
+export interface LocalEncoderConfig {
+  /** `dim_local_encoder` (d_E). */
+  readonly dim: number;
+  /** `n_layers_local_encoder`, >= 1. */
+  readonly nLayers: number;
+  /** `n_heads_local_encoder`. */
+  readonly nHeads: number;
+  /** `n_kv_heads` (default `nHeads`). */
+  readonly nKvHeads?: number;
+  /** `head_dim` (default `dim / nHeads`). */
+  readonly headDim?: number;
+  readonly multipleOf?: number;
+  readonly ffnDimMultiplier?: number | null;
+  readonly normEps?: number;
+  /** `rope_theta`. */
+  readonly ropeTheta: number;
+  /** `max_encoder_seq_length`: the RoPE table length, the longest row accepted. */
+  readonly maxSeqLen: number;
+  /** `vocab_size + pm_size`: rows of `tok_embeddings`. */
+  readonly vocabSize: number;
+  /** `cross_attn_k`: patch rows per patch (d_E·k is the global input width). */
+  readonly crossAttnK: number;
+  /** `cross_attn_nheads`. */
+  readonly crossAttnNHeads: number;
+  /** `cross_attn_all_layers_encoder`: cross-attention after every layer instead of the last only. */
+  readonly crossAttnAllLayers: boolean;
+  /** `cross_attn_window_encoder`: a patch row sees the bytes of its last `window` patches; undefined = its own. */
+  readonly crossAttnWindow?: number;
+  /** The hash n-gram tables (`encoder_hash_byte_group_*`), or null for none. */
+  readonly hash: HashNgramConfig | null;
+  /** `init_std_factor` (random initialisation only). */
+  readonly initStdFactor?: InitStdFactor;
+}
+
+/** Where the encoder's weights live: its own module and the model-level hash tables. */
+export interface LocalEncoderScopes {
+  /** Scope of the encoder module, e.g. `local_encoder`. */
+  readonly encoder: ParameterScope;
+  /**
+   * Scope of the hash embedding tables. The reference keeps them on the composed model
+   * (`encoder_hash_tok_embedding.{i}`, not under `local_encoder.`), so this is normally
+   * `root.child('encoder_hash_tok_embedding')`.
+   */
+  readonly hashEmbeddings: ParameterScope;
+}
+
+/** Which patch each byte belongs to, for pooling and the cross-attention mask. */
+export interface EncoderPatches {
+  /** Per row, the patch of each of the `seqLen` positions; −1 marks a padding position. */
+  readonly patchIds: readonly Int32Array[];
+  /** Patches per row (rows with fewer are padded with empty patches). */
+  readonly numPatches: number;
+}
+
+/** What {@link LocalEncoder.forward} returns. */
+export interface LocalEncoderOutput {
+  /** Byte states after the last layer, `[B, S, dim]` (no final norm): the decoder's input. */
+  readonly h: tf.Tensor3D;
+  /** Patch states after cross-attention, `[B, P·k, dim]` (the reference's `h_cross`). */
+  readonly patchEmbeds: tf.Tensor3D;
+}
+
+function configError(message: string): BltError {
+  return new BltError('CONFIG_MISMATCH', `local encoder: ${message}`);
+}
+
+function checkPositiveInt(name: string, value: unknown): void {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) throw configError(`${name} must be an integer >= 1, got ${String(value)}`);
+}
+
+/**
+ * The BLT local encoder (spec §5.2): byte embedding plus hash n-gram embeddings (spec §2.3), local
+ * transformer layers (windowed, document-split causal self-attention, RoPE over positions 0..S−1),
+ * per-patch max pooling of the byte states, `patch_embedding_projection` (d_E → d_E·k) reshaped to
+ * k rows per patch, and cross-attention from those rows to exactly the bytes of their patch.
+ *
+ * Weight names are the reference `state_dict` keys: `tok_embeddings.weight`, `layers.{i}...`,
+ * `patch_embedding_projection.weight`, `cross_attn_layers.{i}...` under the encoder scope and
+ * `{t}.weight` under the hash scope.
+ */
+export class LocalEncoder {
+  readonly config: Readonly<LocalEncoderConfig>;
+  readonly tokEmbeddings: Embedding;
+  readonly hashEmbeddings: readonly Embedding[];
+  readonly layers: readonly TransformerBlock[];
+  readonly patchEmbeddingProjection: Linear;
+  readonly crossAttnLayers: readonly CrossAttention[];
+  readonly rope: RotaryEmbedding;
+  private readonly path: string;
+  private readonly hashPath: string;
+
+  /**
+   * Creates the weights (reference initialisation, spec §11) in the given scopes.
+   *
+   * @param scopes - the encoder's scope and the hash tables' scope
+   * @param config - sizes and flags
+   * @param random - uniform generator in [0, 1) for the initial weights
+   * @throws {BltError} `CONFIG_MISMATCH` for invalid sizes
+   */
+  constructor(scopes: LocalEncoderScopes, config: LocalEncoderConfig, random: () => number) {
+    for (const f of ['dim', 'nLayers', 'nHeads', 'maxSeqLen', 'vocabSize', 'crossAttnK', 'crossAttnNHeads'] as const) checkPositiveInt(f, config[f]);
+    if (config.crossAttnWindow !== undefined) checkPositiveInt('crossAttnWindow', config.crossAttnWindow);
+    if (config.dim % config.crossAttnNHeads !== 0) throw configError(`dim ${config.dim} is not a multiple of crossAttnNHeads ${config.crossAttnNHeads}`);
+    if (config.hash) {
+      try {
+        validateHashNgramConfig(config.hash);
+      } catch (e) {
+        throw configError((e as Error).message);
+      }
+    }
+    this.config = { ...config };
+    this.path = scopes.encoder.prefix;
+    this.hashPath = scopes.hashEmbeddings.prefix;
+    const d = config.dim;
+    const std = d ** -0.5;
+    const factor = config.initStdFactor ?? 'disabled';
+    try {
+      this.tokEmbeddings = new Embedding(scopes.encoder.child('tok_embeddings'), config.vocabSize, d, { std, random });
+      this.layers = Array.from(
+        { length: config.nLayers },
+        (_, i) =>
+          new TransformerBlock(
+            scopes.encoder.child(`layers.${i}`),
+            {
+              dim: d,
+              nHeads: config.nHeads,
+              nKvHeads: config.nKvHeads,
+              headDim: config.headDim,
+              multipleOf: config.multipleOf,
+              ffnDimMultiplier: config.ffnDimMultiplier,
+              normEps: config.normEps,
+            },
+            { random, layerIndex: i, nLayers: config.nLayers, factor },
+          ),
+      );
+      // Input width dim_patch_emb = d_E (pooling init, `get_encoder_dim_patch_emb`); std = d_E^-0.5.
+      this.patchEmbeddingProjection = new Linear(scopes.encoder.child('patch_embedding_projection'), d, d * config.crossAttnK, { std, random });
+      const nCross = config.crossAttnAllLayers ? config.nLayers : 1;
+      this.crossAttnLayers = Array.from(
+        { length: nCross },
+        (_, i) =>
+          new CrossAttention(
+            scopes.encoder.child(`cross_attn_layers.${i}`),
+            { dim: d, nHeads: config.crossAttnNHeads, normEps: config.normEps },
+            { std: std / initStdDivisor(factor, i, config.nLayers, d), random },
+          ),
+      );
+      const tables = config.hash ? config.hash.numFunctions * config.hash.groupSizes.length : 0;
+      this.hashEmbeddings = Array.from(
+        { length: tables },
+        (_, t) => new Embedding(scopes.hashEmbeddings.child(String(t)), config.hash!.vocabSize, d, { std, random }),
+      );
+      this.rope = new RotaryEmbedding(config.headDim ?? d / config.nHeads, config.ropeTheta, config.maxSeqLen);
+    } catch (e) {
+      if (e instanceof NnError) throw configError(e.message);
+      throw e;
+    }
+  }
+
+  /** Patch rows per patch (`cross_attn_k`). */
+  get k(): number {
+    return this.config.crossAttnK;
+  }
+
+  /**
+   * The encoder input (the reference's `compute_hash_embeddings`, spec §2.3, golden Semantics 4):
+   * `tok_embeddings[x] + Σ_t encoder_hash_tok_embedding[t][hash_t(x)]`, no normalisation.
+   * Hash windows read zeros before the start of each row and run across documents.
+   *
+   * @param tokens - `[B·S]` token ids, row-major (padding included), each in `[0, vocabSize)`
+   * @param batch - rows B
+   * @param seqLen - positions per row S
+   * @param tap - receives `<encoder>.tok_embeddings` and `<hash>.{t}`
+   * @returns `[B, S, dim]`
+   * @throws {BltError} `INVALID_ARGUMENT` for a size mismatch or a bad token id
+   */
+  embed(tokens: Int32Array, batch: number, seqLen: number, tap?: ActivationTap): tf.Tensor3D {
+    if (tokens.length !== batch * seqLen || seqLen < 1) {
+      throw new BltError('INVALID_ARGUMENT', `expected ${batch}×${seqLen} token ids, got ${tokens.length}`);
+    }
+    const bad = tokens.findIndex((t) => t < 0 || t >= this.config.vocabSize);
+    if (bad >= 0) throw new BltError('INVALID_ARGUMENT', `token ${tokens[bad]} at flat index ${bad} is not in [0, ${this.config.vocabSize})`);
+    const tables = this.config.hash ? hashNgramTables(tokens, this.config.hash, seqLen) : [];
+    return tf.tidy(() => {
+      let e = this.tokEmbeddings.apply(tf.tensor2d(tokens, [batch, seqLen], 'int32'));
+      tap?.(`${this.path}.tok_embeddings`, e);
+      for (const t of tables) {
+        const v = this.hashEmbeddings[t.tableIndex]!.apply(tf.tensor2d(t.ids, [batch, seqLen], 'int32'));
+        tap?.(`${this.hashPath}.${t.tableIndex}`, v);
+        e = tf.add(e, v);
+      }
+      return e as tf.Tensor3D;
+    });
+  }
+
+  /**
+   * The encoder layers, pooling and cross-attention (spec §5.2, golden Semantics 5).
+   *
+   * After layer i (the last one, or each with `crossAttnAllLayers`): the first time, the byte states
+   * are max-pooled per patch (an empty patch gives 0), projected and reshaped to `[B, P·k, dim]`;
+   * then `P ← P + CrossAttention(P, h)`. `CrossAttention` already returns `P + wo(attn)`, so the
+   * update is `2·P + wo(attn)`: the reference's doubled residual, kept on purpose (spec §5.2, §16).
+   *
+   * @param embeds - `[B, S, dim]` from {@link embed}
+   * @param selfMask - the local self-attention mask (`localSelfAttentionMask` with `local_attention_window_len`)
+   * @param patches - patch id of every position, number of patches
+   * @param tap - receives `<encoder>.layers.{i}[...]`, `<encoder>.patch_embedding_projection[:input]`,
+   *   `<encoder>.cross_attn_layers.{i}[...]`
+   * @returns byte states and patch states
+   * @throws {BltError} `SHAPE_MISMATCH` / `INVALID_ARGUMENT` for inconsistent inputs
+   */
+  forward(embeds: tf.Tensor3D, selfMask: AttentionMask, patches: EncoderPatches, tap?: ActivationTap): LocalEncoderOutput {
+    const [batch, seqLen, dim] = embeds.shape;
+    if (dim !== this.config.dim) throw new BltError('SHAPE_MISMATCH', `local encoder: embeds have width ${dim}, expected ${this.config.dim}`);
+    if (seqLen > this.config.maxSeqLen) {
+      throw new BltError('INVALID_ARGUMENT', `local encoder: ${seqLen} positions exceed max_encoder_seq_length ${this.config.maxSeqLen}`);
+    }
+    const { patchIds, numPatches } = patches;
+    if (patchIds.length !== batch || patchIds.some((r) => r.length !== seqLen)) {
+      throw new BltError('SHAPE_MISMATCH', `local encoder: patchIds must have ${batch} rows of ${seqLen} ids`);
+    }
+    if (!Number.isInteger(numPatches) || numPatches < 1 || patchIds.some((r) => r.some((p) => p >= numPatches))) {
+      throw new BltError('INVALID_ARGUMENT', `local encoder: patch ids must be < numPatches (${numPatches})`);
+    }
+    const k = this.config.crossAttnK;
+    const crossMask = groupCrossMask(
+      patchIds.map(() => patchRowGroups(numPatches, k)),
+      patchIds,
+      this.config.crossAttnWindow,
+    );
+    const rope = this.rope.tables(0, seqLen);
+    try {
+      return tf.tidy(() => {
+        let h: tf.Tensor = embeds;
+        let pe: tf.Tensor | null = null;
+        const last = this.layers.length - 1;
+        this.layers.forEach((layer, i) => {
+          h = applyBlock(layer, h, selfMask, rope, `${this.path}.layers.${i}`, tap);
+          if (i !== last && !this.config.crossAttnAllLayers) return;
+          if (pe === null) {
+            const pooled = maxPoolPatches(h, patchIds, numPatches);
+            tap?.(`${this.path}.patch_embedding_projection:input`, pooled);
+            const projected = this.patchEmbeddingProjection.apply(pooled);
+            tap?.(`${this.path}.patch_embedding_projection`, projected);
+            // Row p·k + j is slice j of patch p's vector (spec §5.2).
+            pe = tf.reshape(projected, [batch, numPatches * k, dim]);
+          }
+          const index = this.config.crossAttnAllLayers ? i : 0;
+          const cross = applyCrossAttention(this.crossAttnLayers[index]!, pe, h, crossMask, `${this.path}.cross_attn_layers.${index}`, tap);
+          // Doubled residual, as the reference's `apply_cross_attention` (spec §5.2, golden Semantics 5).
+          pe = tf.add(pe, cross);
+        });
+        return { h: h as tf.Tensor3D, patchEmbeds: pe! as tf.Tensor3D };
+      });
+    } finally {
+      disposeMask(crossMask);
+      tf.dispose([rope.cos, rope.sin]);
+    }
+  }
+}
+
+/**
+ * Per-patch elementwise max of the byte states (the reference's `downsample` with `max` pooling:
+ * `scatter_reduce(amax, include_self=False)` into zeros). A patch with no byte gives 0 (golden
+ * Semantics 5, 8); positions with patch id −1 (padding) belong to no patch.
+ *
+ * @param h - `[B, S, d]`
+ * @param patchIds - per row, the patch of each position
+ * @param numPatches - P
+ * @returns `[B, P, d]`
+ */
+export function maxPoolPatches(h: tf.Tensor, patchIds: readonly Int32Array[], numPatches: number): tf.Tensor3D {
+  const [batch, seqLen, d] = h.shape as [number, number, number];
+  const members: number[][] = Array.from({ length: batch * numPatches }, () => []);
+  patchIds.forEach((row, b) => {
+    row.forEach((p, t) => {
+      if (p >= 0) members[b * numPatches + p]!.push(b * seqLen + t);
+    });
+  });
+  const width = Math.max(1, ...members.map((m) => m.length));
+  const index = new Int32Array(batch * numPatches * width);
+  // 0 for a real slot, a large negative number for an unused one: max ignores it as long as the
+  // patch has a byte; an empty patch is then zeroed by `nonEmpty` (-1e30 · 0 = -0, where -inf would
+  // give NaN; adding 0 turns -0 into the reference's +0).
+  const bias = new Float32Array(batch * numPatches * width);
+  const nonEmpty = new Float32Array(batch * numPatches);
+  members.forEach((m, slot) => {
+    nonEmpty[slot] = m.length > 0 ? 1 : 0;
+    for (let j = 0; j < width; j++) {
+      index[slot * width + j] = m[j] ?? 0;
+      if (j >= m.length) bias[slot * width + j] = -1e30;
+    }
+  });
+  return tf.tidy(() => {
+    const gathered = tf.reshape(tf.gather(tf.reshape(h, [batch * seqLen, d]), tf.tensor1d(index, 'int32')), [batch, numPatches, width, d]);
+    const pooled = tf.max(tf.add(gathered, tf.tensor4d(bias, [batch, numPatches, width, 1])), 2);
+    return tf.add(tf.mul(pooled, tf.tensor3d(nonEmpty, [batch, numPatches, 1])), 0) as tf.Tensor3D;
+  });
+}

@@ -1,0 +1,222 @@
+import * as tf from '@tensorflow/tfjs-core';
+import {
+  type AttentionMask,
+  type CrossAttention,
+  type MaskTensors,
+  type TransformerBlock,
+  causalMask,
+  documentIds,
+  maskTensors,
+} from '@bytelatent/nn';
+import { BltError } from './errors.js';
+
+/**
+ * Receives intermediate outputs, named by the reference module path whose forward hook would see
+ * them (`local_encoder.layers.0`, `local_decoder.cross_attn_layers.1.wq`, ...), a `:input` suffix for
+ * a module's input (`local_decoder.norm:input`). The tensors are only valid during the call: keep a
+ * clone (`tf.keep(tf.clone(t))`) to use them afterwards.
+ */
+export type ActivationTap = (modulePath: string, value: tf.Tensor) => void;
+
+/** cos/sin RoPE tables for the positions of one call, each `[S, headDim / 2]`. */
+export interface RopeTables {
+  readonly cos: tf.Tensor;
+  readonly sin: tf.Tensor;
+}
+
+/** Queries per block of windowed attention on long rows (memory N·window instead of N²). */
+const LOCAL_BLOCK = 256;
+
+/**
+ * One pre-norm block (golden Semantics 11). Without a tap this is `block.apply`; with a tap the same
+ * operations run one by one so that every sub-module output is reported under its reference path
+ * (`<path>.attention_norm`, `.attention.wq|wk|wv|wo`, `.attention`, `.ffn_norm`,
+ * `.feed_forward.w1|w3|w2`, `.feed_forward`, and `<path>` itself). `wq/wk/wv/w1/w3` are computed a
+ * second time for the tap only.
+ *
+ * @param block - the block
+ * @param x - `[B, S, dim]`
+ * @param mask - self-attention mask
+ * @param rope - RoPE tables for the positions of `x`, or null
+ * @param path - reference module path of the block, e.g. `local_encoder.layers.0`
+ * @param tap - optional receiver of intermediate activations
+ * @returns `[B, S, dim]`
+ */
+export function applyBlock(
+  block: TransformerBlock,
+  x: tf.Tensor,
+  mask: AttentionMask,
+  rope: RopeTables | null,
+  path: string,
+  tap?: ActivationTap,
+): tf.Tensor {
+  if (!tap) return block.apply(x, mask, rope);
+  return tf.tidy(() => {
+    const n = block.attentionNorm.apply(x);
+    tap(`${path}.attention_norm`, n);
+    const att = block.attention;
+    tap(`${path}.attention.wq`, att.wq.apply(n));
+    tap(`${path}.attention.wk`, att.wk.apply(n));
+    tap(`${path}.attention.wv`, att.wv.apply(n));
+    const a = att.apply(n, mask, rope);
+    // The Attention module's output is its wo output.
+    tap(`${path}.attention.wo`, a);
+    tap(`${path}.attention`, a);
+    const h = tf.add(x, a);
+    const m = block.ffnNorm.apply(h);
+    tap(`${path}.ffn_norm`, m);
+    const ff = block.feedForward;
+    tap(`${path}.feed_forward.w1`, ff.w1.apply(m));
+    tap(`${path}.feed_forward.w3`, ff.w3.apply(m));
+    const f = ff.apply(m);
+    tap(`${path}.feed_forward.w2`, f);
+    tap(`${path}.feed_forward`, f);
+    const out = tf.add(h, f);
+    tap(path, out);
+    return out;
+  });
+}
+
+/**
+ * One cross-attention module, `x + wo(attn(norm_q(x), norm_kv(kv)))` (spec §5.3). The caller adds
+ * `x` once more, reproducing the reference's doubled residual (spec §5.2, §7.2). With a tap, also
+ * reports `<path>.cross_attn_norm_q|cross_attn_norm_kv|wq|wk|wv|wo` (computed again for the tap;
+ * `wo` as `output − x`) and `<path>`.
+ *
+ * @param layer - the module
+ * @param x - queries `[B, Q, dim]`
+ * @param kv - keys/values `[B, K, dim]`
+ * @param mask - `[B, Q, K]`; a query with no visible key gets attention 0 (golden Semantics 8)
+ * @param path - reference module path, e.g. `local_encoder.cross_attn_layers.0`
+ * @param tap - optional receiver of intermediate activations
+ * @returns `[B, Q, dim]`, the module's output (residual included once)
+ */
+export function applyCrossAttention(
+  layer: CrossAttention,
+  x: tf.Tensor,
+  kv: tf.Tensor,
+  mask: MaskTensors,
+  path: string,
+  tap?: ActivationTap,
+): tf.Tensor {
+  if (!tap) return layer.apply(x, kv, mask);
+  return tf.tidy(() => {
+    const nq = layer.normQ.apply(x);
+    const nkv = layer.normKv.apply(kv);
+    tap(`${path}.cross_attn_norm_q`, nq);
+    tap(`${path}.cross_attn_norm_kv`, nkv);
+    tap(`${path}.wq`, layer.wq.apply(nq));
+    tap(`${path}.wk`, layer.wk.apply(nkv));
+    tap(`${path}.wv`, layer.wv.apply(nkv));
+    const out = layer.apply(x, kv, mask);
+    tap(`${path}.wo`, tf.sub(out, x));
+    tap(path, out);
+    return out;
+  });
+}
+
+/** Options of {@link localSelfAttentionMask}. */
+export interface LocalMaskOptions {
+  /** Query i sees key j only if `i − window < j ≤ i`; undefined = unlimited. */
+  readonly window?: number;
+  /** Documents are split after each token with this id (default 2, EOS). */
+  readonly eosId?: number;
+  /** Compute windowed attention block by block above this many positions (default 256). */
+  readonly blockSize?: number;
+}
+
+/**
+ * The self-attention mask of the local encoder and decoder (spec §5.2 step 2, golden Semantics 5):
+ * causal, split into documents after each EOS, windowed. Rows shorter than `seqLen` are padded at
+ * the end; the padding forms a document of its own, and being causal it never reaches a real position.
+ *
+ * @param rows - token ids of each row (each at most `seqLen` long)
+ * @param seqLen - padded row length
+ * @param options - window, EOS id
+ * @returns tensors (or a block-wise spec for long windowed rows); free with {@link disposeMask}
+ */
+export function localSelfAttentionMask(rows: readonly ArrayLike<number>[], seqLen: number, options: LocalMaskOptions = {}): AttentionMask {
+  const docs = paddedDocuments(rows, seqLen, options.eosId ?? 2);
+  const batch = rows.length;
+  const blockSize = options.blockSize ?? LOCAL_BLOCK;
+  if (options.window !== undefined && seqLen > blockSize) {
+    return { kind: 'local', batch, seqLen, window: options.window, documents: docs, blockSize };
+  }
+  return maskTensors(causalMask(batch, seqLen, { window: options.window, documents: docs }), batch, seqLen, seqLen);
+}
+
+/**
+ * Block-causal self-attention over `seqLen` positions, documents split after each EOS (the global
+ * transformer's `block_causal`, spec §6), or plainly causal.
+ *
+ * @param rows - per row, the token of each position (global: BOE or EOS per patch)
+ * @param seqLen - padded row length
+ * @param splitDocuments - false for plain `causal`
+ * @param eosId - the EOS id
+ * @returns mask tensors; free with {@link disposeMask}
+ */
+export function blockCausalMask(rows: readonly ArrayLike<number>[], seqLen: number, splitDocuments: boolean, eosId = 2): MaskTensors {
+  const docs = splitDocuments ? paddedDocuments(rows, seqLen, eosId) : undefined;
+  return maskTensors(causalMask(rows.length, seqLen, { documents: docs }), rows.length, seqLen, seqLen);
+}
+
+function paddedDocuments(rows: readonly ArrayLike<number>[], seqLen: number, eosId: number): Int32Array[] {
+  return rows.map((r, b) => {
+    if (r.length > seqLen) throw new BltError('INVALID_ARGUMENT', `row ${b} has ${r.length} positions, more than ${seqLen}`);
+    const d = documentIds(r, eosId);
+    const full = new Int32Array(seqLen);
+    full.set(d);
+    full.fill((d[d.length - 1] ?? 0) + 1, d.length);
+    return full;
+  });
+}
+
+/**
+ * Cross-attention mask between patch rows and bytes by group (the reference's
+ * `create_patch_mask_from_ids`, spec §5.4 and §7.2 step 4): query q sees key k iff
+ * `kg == qg` (no window) or `kg ≤ qg < kg + window`. A negative group (padding) sees and is seen by nothing.
+ *
+ * @param queryGroups - per row, the group of each query
+ * @param keyGroups - per row, the group of each key
+ * @param window - optional window in groups (`cross_attn_window_encoder/decoder`)
+ * @returns mask tensors `[B, Q, K]`; free with {@link disposeMask}
+ */
+export function groupCrossMask(queryGroups: readonly Int32Array[], keyGroups: readonly Int32Array[], window?: number): MaskTensors {
+  const batch = queryGroups.length;
+  if (batch === 0 || keyGroups.length !== batch) {
+    throw new BltError('INVALID_ARGUMENT', `queryGroups and keyGroups need the same non-zero number of rows, got ${batch} and ${keyGroups.length}`);
+  }
+  const q = queryGroups[0]!.length;
+  const k = keyGroups[0]!.length;
+  const mask = new Uint8Array(batch * q * k);
+  for (let b = 0; b < batch; b++) {
+    const qg = queryGroups[b]!;
+    const kg = keyGroups[b]!;
+    if (qg.length !== q || kg.length !== k) throw new BltError('INVALID_ARGUMENT', `row ${b} has ragged group arrays`);
+    for (let i = 0; i < q; i++) {
+      const g = qg[i]!;
+      if (g < 0) continue;
+      const row = (b * q + i) * k;
+      for (let j = 0; j < k; j++) {
+        const h = kg[j]!;
+        if (h >= 0 && (window === undefined ? h === g : h <= g && g < h + window)) mask[row + j] = 1;
+      }
+    }
+  }
+  return maskTensors(mask, batch, q, k);
+}
+
+/**
+ * The group of each of the `numPatches · k` patch rows: row `p·k + r` belongs to patch p (spec §5.2:
+ * the k sub-vectors of a patch share its mask).
+ */
+export function patchRowGroups(numPatches: number, k: number): Int32Array {
+  const out = new Int32Array(numPatches * k);
+  for (let p = 0; p < numPatches; p++) out.fill(p, p * k, p * k + k);
+  return out;
+}
+
+/** Frees a mask made by this module (a block-wise spec holds no tensor). */
+export function disposeMask(mask: AttentionMask): void {
+  if (!('kind' in mask)) tf.dispose([mask.bias, mask.rowValid ?? []]);
+}
