@@ -16,6 +16,7 @@ import {
   documentIds,
   loadReferenceWeights,
   maskTensors,
+  prefixTap,
   referenceStateDict,
   serializeSafetensors,
   seededUniform,
@@ -107,7 +108,10 @@ function resolve(args: EntropyModelArgs): ResolvedArgs {
   };
 }
 
-/** Receives intermediate outputs by reference module path (`tok_embeddings`, `layers.0`, `norm`, `output`). */
+/**
+ * Receives intermediate outputs by reference module path (`tok_embeddings`, `layers.0`,
+ * `layers.0.attention.wq`, `layers.0.feed_forward.w1`, ..., `norm`, `output`).
+ */
 export type ActivationTap = (modulePath: string, value: tf.Tensor) => void;
 
 /**
@@ -221,7 +225,7 @@ export class EntropyModel {
         let h = this.tokEmbeddings.apply(tf.tensor2d(ids, [batch, seqLen], 'int32'));
         tap?.('tok_embeddings', h);
         this.layers.forEach((layer, i) => {
-          h = layer.apply(h, mask, rope);
+          h = layer.apply(h, mask, rope, prefixTap(tap, `layers.${i}`));
           tap?.(`layers.${i}`, h);
         });
         const n = this.norm.apply(h);

@@ -6,7 +6,9 @@ import {
   type TransformerBlock,
   causalMask,
   documentIds,
+  groupMask,
   maskTensors,
+  prefixTap,
 } from '@bytelatent/nn';
 import { BltError } from './errors.js';
 
@@ -28,11 +30,9 @@ export interface RopeTables {
 const LOCAL_BLOCK = 256;
 
 /**
- * One pre-norm block (golden Semantics 11). Without a tap this is `block.apply`; with a tap the same
- * operations run one by one so that every sub-module output is reported under its reference path
- * (`<path>.attention_norm`, `.attention.wq|wk|wv|wo`, `.attention`, `.ffn_norm`,
- * `.feed_forward.w1|w3|w2`, `.feed_forward`, and `<path>` itself). `wq/wk/wv/w1/w3` are computed a
- * second time for the tap only.
+ * One pre-norm block (golden Semantics 11), reporting every sub-module output under its reference
+ * path through the block's own tap (`<path>.attention_norm`, `.attention.wq|wk|wv|wo`, `.attention`,
+ * `.ffn_norm`, `.feed_forward.w1|w3|w2`, `.feed_forward`), and `<path>` itself.
  *
  * @param block - the block
  * @param x - `[B, S, dim]`
@@ -50,38 +50,15 @@ export function applyBlock(
   path: string,
   tap?: ActivationTap,
 ): tf.Tensor {
-  if (!tap) return block.apply(x, mask, rope);
-  return tf.tidy(() => {
-    const n = block.attentionNorm.apply(x);
-    tap(`${path}.attention_norm`, n);
-    const att = block.attention;
-    tap(`${path}.attention.wq`, att.wq.apply(n));
-    tap(`${path}.attention.wk`, att.wk.apply(n));
-    tap(`${path}.attention.wv`, att.wv.apply(n));
-    const a = att.apply(n, mask, rope);
-    // The Attention module's output is its wo output.
-    tap(`${path}.attention.wo`, a);
-    tap(`${path}.attention`, a);
-    const h = tf.add(x, a);
-    const m = block.ffnNorm.apply(h);
-    tap(`${path}.ffn_norm`, m);
-    const ff = block.feedForward;
-    tap(`${path}.feed_forward.w1`, ff.w1.apply(m));
-    tap(`${path}.feed_forward.w3`, ff.w3.apply(m));
-    const f = ff.apply(m);
-    tap(`${path}.feed_forward.w2`, f);
-    tap(`${path}.feed_forward`, f);
-    const out = tf.add(h, f);
-    tap(path, out);
-    return out;
-  });
+  const out = block.apply(x, mask, rope, prefixTap(tap, path));
+  tap?.(path, out);
+  return out;
 }
 
 /**
  * One cross-attention module, `x + wo(attn(norm_q(x), norm_kv(kv)))` (spec §5.3). The caller adds
- * `x` once more, reproducing the reference's doubled residual (spec §5.2, §7.2). With a tap, also
- * reports `<path>.cross_attn_norm_q|cross_attn_norm_kv|wq|wk|wv|wo` (computed again for the tap;
- * `wo` as `output − x`) and `<path>`.
+ * `x` once more, reproducing the reference's doubled residual (spec §5.2, §7.2). With a tap, the
+ * module reports `<path>.cross_attn_norm_q|cross_attn_norm_kv|wq|wk|wv|wo`, and this `<path>`.
  *
  * @param layer - the module
  * @param x - queries `[B, Q, dim]`
@@ -99,20 +76,9 @@ export function applyCrossAttention(
   path: string,
   tap?: ActivationTap,
 ): tf.Tensor {
-  if (!tap) return layer.apply(x, kv, mask);
-  return tf.tidy(() => {
-    const nq = layer.normQ.apply(x);
-    const nkv = layer.normKv.apply(kv);
-    tap(`${path}.cross_attn_norm_q`, nq);
-    tap(`${path}.cross_attn_norm_kv`, nkv);
-    tap(`${path}.wq`, layer.wq.apply(nq));
-    tap(`${path}.wk`, layer.wk.apply(nkv));
-    tap(`${path}.wv`, layer.wv.apply(nkv));
-    const out = layer.apply(x, kv, mask);
-    tap(`${path}.wo`, tf.sub(out, x));
-    tap(path, out);
-    return out;
-  });
+  const out = layer.apply(x, kv, mask, prefixTap(tap, path));
+  tap?.(path, out);
+  return out;
 }
 
 /** Options of {@link localSelfAttentionMask}. */
@@ -186,24 +152,7 @@ export function groupCrossMask(queryGroups: readonly Int32Array[], keyGroups: re
   if (batch === 0 || keyGroups.length !== batch) {
     throw new BltError('INVALID_ARGUMENT', `queryGroups and keyGroups need the same non-zero number of rows, got ${batch} and ${keyGroups.length}`);
   }
-  const q = queryGroups[0]!.length;
-  const k = keyGroups[0]!.length;
-  const mask = new Uint8Array(batch * q * k);
-  for (let b = 0; b < batch; b++) {
-    const qg = queryGroups[b]!;
-    const kg = keyGroups[b]!;
-    if (qg.length !== q || kg.length !== k) throw new BltError('INVALID_ARGUMENT', `row ${b} has ragged group arrays`);
-    for (let i = 0; i < q; i++) {
-      const g = qg[i]!;
-      if (g < 0) continue;
-      const row = (b * q + i) * k;
-      for (let j = 0; j < k; j++) {
-        const h = kg[j]!;
-        if (h >= 0 && (window === undefined ? h === g : h <= g && g < h + window)) mask[row + j] = 1;
-      }
-    }
-  }
-  return maskTensors(mask, batch, q, k);
+  return maskTensors(groupMask(queryGroups, keyGroups, window), batch, queryGroups[0]!.length, keyGroups[0]!.length);
 }
 
 /**

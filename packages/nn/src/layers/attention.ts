@@ -6,6 +6,18 @@ import type { ParameterScope } from './parameters.js';
 import { RMSNorm } from './rms-norm.js';
 import { applyRotary } from './rotary.js';
 
+/**
+ * Receives a module's intermediate outputs under their reference-relative module paths (`wq`,
+ * `attention.wq`, `feed_forward.w1`...), as PyTorch forward hooks would see them: the golden
+ * checker and debugging read activations through it. Tensors are valid only during the call.
+ */
+export type ModuleTap = (path: string, value: tf.Tensor) => void;
+
+/** A tap that prefixes every path with `prefix.`; undefined stays undefined. */
+export function prefixTap(tap: ModuleTap | undefined, prefix: string): ModuleTap | undefined {
+  return tap && ((path, value) => tap(`${prefix}.${path}`, value));
+}
+
 /** A mask as tensors, or a causal window to compute block by block. */
 export type AttentionMask = MaskTensors | LocalAttentionSpec;
 
@@ -123,13 +135,20 @@ export class Attention {
    * @param x - `[B, S, dim]`
    * @param mask - `[B, S, S]` as tensors, or a local attention spec
    * @param rope - cos/sin `[S, headDim/2]` for the positions of `x`, or null for no RoPE
+   * @param tap - receives `wq`, `wk`, `wv`, `wo` outputs
    * @returns `[B, S, dim]` (after `wo`)
    */
-  apply(x: tf.Tensor, mask: AttentionMask, rope: { cos: tf.Tensor; sin: tf.Tensor } | null): tf.Tensor {
+  apply(x: tf.Tensor, mask: AttentionMask, rope: { cos: tf.Tensor; sin: tf.Tensor } | null, tap?: ModuleTap): tf.Tensor {
     return tf.tidy(() => {
       const [b, s] = x.shape as [number, number];
-      let q = tf.reshape(this.wq.apply(x), [b, s, this.nHeads, this.headDim]);
-      let k = tf.reshape(this.wk.apply(x), [b, s, this.nKvHeads, this.headDim]);
+      const wq = this.wq.apply(x);
+      const wk = this.wk.apply(x);
+      const wv = this.wv.apply(x);
+      tap?.('wq', wq);
+      tap?.('wk', wk);
+      tap?.('wv', wv);
+      let q = tf.reshape(wq, [b, s, this.nHeads, this.headDim]);
+      let k = tf.reshape(wk, [b, s, this.nKvHeads, this.headDim]);
       if (rope) {
         q = applyRotary(q, rope.cos, rope.sin);
         k = applyRotary(k, rope.cos, rope.sin);
@@ -137,8 +156,10 @@ export class Attention {
       const r = this.nHeads / this.nKvHeads;
       const qh = tf.transpose(q, [0, 2, 1, 3]);
       const kh = repeatKv(tf.transpose(k, [0, 2, 1, 3]), r);
-      const vh = repeatKv(splitHeads(this.wv.apply(x), this.nKvHeads, this.headDim), r);
-      return this.wo.apply(mergeHeads(scaledDotProductAttention(qh, kh, vh, mask)));
+      const vh = repeatKv(splitHeads(wv, this.nKvHeads, this.headDim), r);
+      const out = this.wo.apply(mergeHeads(scaledDotProductAttention(qh, kh, vh, mask)));
+      tap?.('wo', out);
+      return out;
     });
   }
 }
@@ -174,15 +195,23 @@ export class CrossAttention {
    * @param x - queries `[B, Q, dim]`
    * @param kv - keys/values `[B, K, dim]`
    * @param mask - `[B, Q, K]` as tensors; rows with no key give `x` unchanged (attention 0)
+   * @param tap - receives `cross_attn_norm_q`, `cross_attn_norm_kv`, `wq`, `wk`, `wv`, `wo` outputs
    * @returns `[B, Q, dim]` = `x + wo(attn)`
    */
-  apply(x: tf.Tensor, kv: tf.Tensor, mask: MaskTensors): tf.Tensor {
+  apply(x: tf.Tensor, kv: tf.Tensor, mask: MaskTensors, tap?: ModuleTap): tf.Tensor {
     return tf.tidy(() => {
-      const q = splitHeads(this.wq.apply(this.normQ.apply(x)), this.nHeads, this.headDim);
+      const xn = this.normQ.apply(x);
       const kvn = this.normKv.apply(kv);
-      const k = splitHeads(this.wk.apply(kvn), this.nHeads, this.headDim);
-      const v = splitHeads(this.wv.apply(kvn), this.nHeads, this.headDim);
-      return tf.add(x, this.wo.apply(mergeHeads(scaledDotProductAttention(q, k, v, mask))));
+      tap?.('cross_attn_norm_q', xn);
+      tap?.('cross_attn_norm_kv', kvn);
+      const [wq, wk, wv] = [this.wq.apply(xn), this.wk.apply(kvn), this.wv.apply(kvn)];
+      tap?.('wq', wq);
+      tap?.('wk', wk);
+      tap?.('wv', wv);
+      const attn = scaledDotProductAttention(splitHeads(wq, this.nHeads, this.headDim), splitHeads(wk, this.nHeads, this.headDim), splitHeads(wv, this.nHeads, this.headDim), mask);
+      const wo = this.wo.apply(mergeHeads(attn));
+      tap?.('wo', wo);
+      return tf.add(x, wo);
     });
   }
 }

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { checkInt } from './errors.js';
+import type { ModuleTap } from './attention.js';
 import { Linear, type WeightInit } from './linear.js';
 import type { ParameterScope } from './parameters.js';
 
@@ -27,12 +28,17 @@ export class FeedForward {
     this.w2 = new Linear(scope.child('w2'), hiddenDim, dim, init.out);
   }
 
-  /** @param x - `[..., dim]` @returns `[..., dim]` */
-  apply(x: tf.Tensor): tf.Tensor {
+  /** @param x - `[..., dim]` @param tap - receives `w1`, `w3`, `w2` outputs @returns `[..., dim]` */
+  apply(x: tf.Tensor, tap?: ModuleTap): tf.Tensor {
     return tf.tidy(() => {
       const gate = this.w1.apply(x);
+      const up = this.w3.apply(x);
+      tap?.('w1', gate);
+      tap?.('w3', up);
       // silu(g) = g · sigmoid(g); tf.sigmoid has a gradient on every backend.
-      return this.w2.apply(tf.mul(tf.mul(gate, tf.sigmoid(gate)), this.w3.apply(x)));
+      const out = this.w2.apply(tf.mul(tf.mul(gate, tf.sigmoid(gate)), up));
+      tap?.('w2', out);
+      return out;
     });
   }
 }

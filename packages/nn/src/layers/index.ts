@@ -1,4 +1,12 @@
-export { Attention, CrossAttention, scaledDotProductAttention, type AttentionConfig, type AttentionMask } from './attention.js';
+export {
+  Attention,
+  CrossAttention,
+  prefixTap,
+  scaledDotProductAttention,
+  type AttentionConfig,
+  type AttentionMask,
+  type ModuleTap,
+} from './attention.js';
 export { loadReferenceWeights, referenceStateDict, type LoadWeightsOptions } from './checkpoint.js';
 export { NnError, type NnErrorCode } from './errors.js';
 export { FeedForward, ffnHiddenDim } from './feed-forward.js';

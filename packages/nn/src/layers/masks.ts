@@ -99,7 +99,8 @@ export interface LocalAttentionSpec {
 
 /**
  * Cross-attention mask by group: query q sees key k iff `queryGroups[q] == keyGroups[k]` (and, with
- * a window, iff `keyGroup <= queryGroup < keyGroup + window`, spec §5.4).
+ * a window, iff `keyGroup <= queryGroup < keyGroup + window`, spec §5.4). A negative group marks
+ * padding (a padded byte or an empty patch row of a batch): it matches nothing.
  *
  * @param queryGroups - per row, the group of each query (e.g. patch index of each patch row)
  * @param keyGroups - per row, the group of each key (e.g. patch id of each byte)
@@ -119,7 +120,9 @@ export function groupMask(queryGroups: readonly Int32Array[], keyGroups: readonl
     for (let i = 0; i < q; i++) {
       const row = (b * q + i) * k;
       for (let j = 0; j < k; j++) {
-        const ok = window === undefined ? qg[i] === kg[j] : kg[j]! <= qg[i]! && qg[i]! < kg[j]! + window;
+        const g = qg[i]!;
+        const h = kg[j]!;
+        const ok = g >= 0 && h >= 0 && (window === undefined ? g === h : h <= g && g < h + window);
         if (ok) mask[row + j] = 1;
       }
     }

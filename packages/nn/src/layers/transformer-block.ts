@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { Attention, type AttentionConfig, type AttentionMask } from './attention.js';
+import { Attention, type AttentionConfig, type AttentionMask, type ModuleTap, prefixTap } from './attention.js';
 import { FeedForward, ffnHiddenDim } from './feed-forward.js';
 import { type InitStdFactor, initStdDivisor } from './init.js';
 import type { ParameterScope } from './parameters.js';
@@ -50,12 +50,22 @@ export class TransformerBlock {
    * @param x - `[B, S, dim]`
    * @param mask - self-attention mask `[B, S, S]` as tensors, or a local attention spec
    * @param rope - cos/sin for the positions of `x`, or null
+   * @param tap - receives `attention_norm`, `attention`, `attention.{wq,wk,wv,wo}`, `ffn_norm`,
+   *   `feed_forward`, `feed_forward.{w1,w3,w2}` (the block's own output is the return value)
    * @returns `[B, S, dim]`
    */
-  apply(x: tf.Tensor, mask: AttentionMask, rope: { cos: tf.Tensor; sin: tf.Tensor } | null): tf.Tensor {
+  apply(x: tf.Tensor, mask: AttentionMask, rope: { cos: tf.Tensor; sin: tf.Tensor } | null, tap?: ModuleTap): tf.Tensor {
     return tf.tidy(() => {
-      const h = tf.add(x, this.attention.apply(this.attentionNorm.apply(x), mask, rope));
-      return tf.add(h, this.feedForward.apply(this.ffnNorm.apply(h)));
+      const n = this.attentionNorm.apply(x);
+      tap?.('attention_norm', n);
+      const a = this.attention.apply(n, mask, rope, prefixTap(tap, 'attention'));
+      tap?.('attention', a);
+      const h = tf.add(x, a);
+      const m = this.ffnNorm.apply(h);
+      tap?.('ffn_norm', m);
+      const f = this.feedForward.apply(m, prefixTap(tap, 'feed_forward'));
+      tap?.('feed_forward', f);
+      return tf.add(h, f);
     });
   }
 }

@@ -4,8 +4,6 @@ import { type Comparison, FLOAT_TOLERANCE, compareArrays, mergeComparisons } fro
 import type { GoldenCase } from '../golden-folder.js';
 import type { GoldenCheck } from './check.js';
 
-// Layer-level activations the model exposes through its tap; finer ones (wq, w1...) stay skipped.
-const TAPPED = /^act\.entropy\.(tok_embeddings|layers\.\d+|norm|output)$/;
 
 /** Loads the entropy model of a folder once per folder (weights file + `entropy_model_args`). */
 const models = new WeakMap<object, EntropyModel>();
@@ -22,12 +20,12 @@ export function goldenEntropyModel(c: GoldenCase): EntropyModel | string {
 }
 
 /**
- * The entropy model end to end from the case's `tokens`: `entropy.logits`, `entropies` and the
- * layer outputs `act.entropy.{tok_embeddings, layers.N, norm, output}` (floats, 1e-4).
+ * The entropy model end to end from the case's `tokens`: `entropy.logits`, `entropies` and every
+ * module output `act.entropy.*` (embeddings, each block and its sub-modules, norm, output), floats 1e-4.
  */
 export const entropyCheck: GoldenCheck = {
   name: 'entropy-model',
-  claims: (name) => name === 'entropy.logits' || name === 'entropies' || TAPPED.test(name),
+  claims: (name) => name === 'entropy.logits' || name === 'entropies' || name.startsWith('act.entropy.'),
   async run(c) {
     if (!c.tensors.has('tokens')) return 'case has no "tokens" tensor';
     const model = goldenEntropyModel(c);
@@ -49,7 +47,11 @@ export const entropyCheck: GoldenCheck = {
     for (const name of c.tensors.names()) {
       if (!entropyCheck.claims(name)) continue;
       const ours = captured.get(name);
-      if (!ours) continue;
+      if (!ours) {
+        // Claimed but not produced: a failure, never a silent gap in the report.
+        acts.push({ group: 'act.entropy', items: [name], values: 0, maxAbsDiff: Number.POSITIVE_INFINITY, tolerance: FLOAT_TOLERANCE, ok: false, firstMismatch: `${name}: not produced by the model` });
+        continue;
+      }
       const cmp = compareArrays(name.startsWith('act.') ? 'act.entropy' : name, name, c.tensors.toFloat32(name), ours, FLOAT_TOLERANCE);
       (name.startsWith('act.') ? acts : out).push(cmp);
     }
