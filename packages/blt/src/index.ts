@@ -1,3 +1,15 @@
 export { BltError, type BltErrorCode } from '@bytelatent/local-encoder';
 export { resolveBltArgs, type BltArgs, type ResolvedBltArgs } from './blt-args.js';
 export { BLT_ARGS_METADATA_KEY, ByteLatentTransformer, type BltActivationTap, type PreparedBatch } from './blt-model.js';
+export {
+  BLT_CHECKPOINT_FORMAT,
+  BLT_CHECKPOINT_VERSION,
+  BLT_MODEL_JSON,
+  BLT_WEIGHTS_BIN,
+  fromBltArtifacts,
+  loadBlt,
+  saveBlt,
+  toBltArtifacts,
+  type BltCheckpointTopology,
+} from './checkpoint.js';
+export { bitsPerByte, scoreBytes, type ByteScore } from './metrics.js';

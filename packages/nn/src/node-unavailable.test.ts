@@ -1,0 +1,10 @@
+import { describe, expect, it } from 'vitest';
+import { readSafetensorsFile, writeFileAtomic, writeSafetensorsFile } from './node-unavailable.js';
+
+describe('the non-Node stand-in for @bytelatent/nn/node', () => {
+  it('fails every call with a typed error naming the Node-only function', async () => {
+    await expect(readSafetensorsFile('x')).rejects.toMatchObject({ name: 'SafetensorsError', code: 'INVALID_ARGUMENT', message: expect.stringContaining('readSafetensorsFile needs Node') });
+    await expect(writeSafetensorsFile('x', {})).rejects.toThrow(/writeSafetensorsFile needs Node/);
+    await expect(writeFileAtomic('x', new Uint8Array(1))).rejects.toThrow(/writeFileAtomic needs Node/);
+  });
+});

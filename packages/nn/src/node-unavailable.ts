@@ -1,0 +1,23 @@
+// What `@bytelatent/nn/node` resolves to outside Node (the `default` export condition): the same
+// names, failing clearly when called, so that bundlers can resolve a dynamic import of the Node
+// entry that a browser build never takes.
+import { SafetensorsError } from './safetensors.js';
+
+function unavailable(name: string): never {
+  throw new SafetensorsError('INVALID_ARGUMENT', `${name} needs Node's file system; it is not available in this environment`);
+}
+
+/** Node only: see `@bytelatent/nn/node`. */
+export async function readSafetensorsFile(_path: string): Promise<never> {
+  return unavailable('readSafetensorsFile');
+}
+
+/** Node only: see `@bytelatent/nn/node`. */
+export async function writeSafetensorsFile(_path: string, ..._rest: unknown[]): Promise<never> {
+  return unavailable('writeSafetensorsFile');
+}
+
+/** Node only: see `@bytelatent/nn/node`. */
+export async function writeFileAtomic(_path: string, _data: Uint8Array): Promise<never> {
+  return unavailable('writeFileAtomic');
+}
