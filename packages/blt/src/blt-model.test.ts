@@ -1,54 +1,18 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, parseSafetensors } from '@bytelatent/nn';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { BltArgs } from './blt-args.js';
 import { BLT_ARGS_METADATA_KEY, ByteLatentTransformer } from './blt-model.js';
 import { BltError } from './index.js';
-
-const here = dirname(fileURLToPath(import.meta.url));
-const GOLDEN = process.env['BYTELATENT_GOLDEN_DIR'] ?? resolve(here, '../../../../shared/golden/tiny');
-const WEIGHTS = join(GOLDEN, 'blt_model.safetensors');
+import { GOLDEN, GOLDEN_WEIGHTS, SMALL_ARGS } from './test-fixtures.js';
 
 beforeAll(async () => {
   await initBackend({ backend: 'cpu' });
 });
 
 /** A small model in the released layout, with a short window and two hash functions. */
-const ARGS: BltArgs = {
-  vocab_size: 260,
-  dim_global: 48,
-  dim_local_encoder: 16,
-  dim_local_decoder: 16,
-  n_layers_global: 2,
-  n_layers_local_encoder: 2,
-  n_layers_local_decoder: 2,
-  n_heads_global: 4,
-  n_heads_local_encoder: 2,
-  n_heads_local_decoder: 2,
-  ffn_dim_multiplier: 1.0,
-  rope_theta: 500000,
-  max_seqlen: 32,
-  max_encoder_seq_length: 64,
-  local_attention_window_len: 5,
-  attn_bias_type: 'block_causal',
-  init_std_factor: 'current_depth',
-  patching_mode: 'entropy',
-  use_local_encoder_transformer: true,
-  cross_attn_encoder: true,
-  cross_attn_decoder: true,
-  cross_attn_init_by_pooling: true,
-  cross_attn_k: 2,
-  cross_attn_nheads: 2,
-  cross_attn_all_layers_encoder: true,
-  cross_attn_all_layers_decoder: true,
-  downsampling_by_pooling: 'max',
-  encoder_hash_byte_group_size: [3, 4, 5],
-  encoder_hash_byte_group_vocab: 97,
-  encoder_hash_byte_group_nb_functions: 2,
-};
 
 function errorOf(f: () => unknown): BltError {
   try {
@@ -66,13 +30,13 @@ async function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): Promise<numb
   return m;
 }
 
-describe.skipIf(!existsSync(WEIGHTS))('ByteLatentTransformer on the golden tiny model', () => {
+describe.skipIf(!existsSync(GOLDEN_WEIGHTS))('ByteLatentTransformer on the golden tiny model', () => {
   const config = existsSync(GOLDEN) ? JSON.parse(readFileSync(join(GOLDEN, 'config.json'), 'utf8')) : {};
   const index = existsSync(GOLDEN) ? JSON.parse(readFileSync(join(GOLDEN, 'index.json'), 'utf8')) : { cases: [] };
 
   it('loads the reference checkpoint by name and reproduces logits, token losses and loss of every case', async () => {
-    const model = ByteLatentTransformer.fromSafetensors(parseSafetensors(readFileSync(WEIGHTS)), config.blt_args as BltArgs);
-    expect(model.registry.list().length).toBe(parseSafetensors(readFileSync(WEIGHTS)).names().length);
+    const model = ByteLatentTransformer.fromSafetensors(parseSafetensors(readFileSync(GOLDEN_WEIGHTS)), config.blt_args as BltArgs);
+    expect(model.registry.list().length).toBe(parseSafetensors(readFileSync(GOLDEN_WEIGHTS)).names().length);
     for (const ref of index.cases as Array<{ name: string }>) {
       const c = parseSafetensors(readFileSync(join(GOLDEN, 'cases', `${ref.name}.safetensors`)));
       const tokens = c.toInt32('tokens');
@@ -90,7 +54,7 @@ describe.skipIf(!existsSync(WEIGHTS))('ByteLatentTransformer on the golden tiny 
   });
 
   it('reports a checkpoint that does not fit, listing every problem', () => {
-    const file = parseSafetensors(readFileSync(WEIGHTS));
+    const file = parseSafetensors(readFileSync(GOLDEN_WEIGHTS));
     const e = errorOf(() => ByteLatentTransformer.fromSafetensors(file, { ...config.blt_args, n_layers_global: 3, encoder_hash_byte_group_vocab: 999 }));
     expect(e.code).toBe('INVALID_CHECKPOINT');
     expect(e.message).toContain('missing "global_transformer.layers.2.attention.wq.weight"');
@@ -113,7 +77,7 @@ describe('ByteLatentTransformer', () => {
   const targets = rows.map((r) => [...r.slice(1), 5]);
 
   it('gives, for a padded batch, what each row gives alone (logits, losses, global states)', async () => {
-    const model = new ByteLatentTransformer(ARGS, 11);
+    const model = new ByteLatentTransformer(SMALL_ARGS, 11);
     const batchTaps = new Map<string, tf.Tensor>();
     const logits = model.forward(rows, lengths, (p, v) => {
       if (p === 'global.output') batchTaps.set(p, tf.keep(tf.clone(v)));
@@ -155,12 +119,12 @@ describe('ByteLatentTransformer', () => {
   });
 
   it('saves and reloads its weights with reference names, bit for bit', async () => {
-    const model = new ByteLatentTransformer(ARGS, 3);
+    const model = new ByteLatentTransformer(SMALL_ARGS, 3);
     const file = parseSafetensors(await model.toSafetensors());
     expect(file.names()).toContain('encoder_hash_tok_embedding.5.weight');
     expect(file.names()).toContain('local_encoder.cross_attn_layers.1.wq.weight');
-    expect(JSON.parse(file.metadata[BLT_ARGS_METADATA_KEY]!)).toEqual(ARGS);
-    const copy = ByteLatentTransformer.fromSafetensors(file, ARGS);
+    expect(JSON.parse(file.metadata[BLT_ARGS_METADATA_KEY]!)).toEqual(SMALL_ARGS);
+    const copy = ByteLatentTransformer.fromSafetensors(file, SMALL_ARGS);
     const a = await model.forward([rows[0]!], [lengths[0]!]).data();
     const b = await copy.forward([rows[0]!], [lengths[0]!]).data();
     expect(Array.from(b)).toEqual(Array.from(a));
@@ -169,7 +133,7 @@ describe('ByteLatentTransformer', () => {
   });
 
   it('creates a token_embedding_projection in the global transformer when k·d_E differs from dim_global', () => {
-    const model = new ByteLatentTransformer({ ...ARGS, dim_global: 40 });
+    const model = new ByteLatentTransformer({ ...SMALL_ARGS, dim_global: 40 });
     expect(model.registry.get('global_transformer.token_embedding_projection.weight').referenceShape).toEqual([40, 32]);
     const logits = model.forward([rows[1]!], [lengths[1]!]);
     expect(logits.shape).toEqual([1, 5, 260]);
@@ -187,12 +151,12 @@ describe('ByteLatentTransformer', () => {
       { init_std_factor: 'nope' },
       { vocab_size: undefined },
     ]) {
-      expect(errorOf(() => new ByteLatentTransformer({ ...ARGS, ...bad })).code).toBe('CONFIG_MISMATCH');
+      expect(errorOf(() => new ByteLatentTransformer({ ...SMALL_ARGS, ...bad })).code).toBe('CONFIG_MISMATCH');
     }
   });
 
   it('rejects bad batches with INVALID_ARGUMENT', () => {
-    const model = new ByteLatentTransformer(ARGS);
+    const model = new ByteLatentTransformer(SMALL_ARGS);
     const cases: Array<[number[][], number[][]]> = [
       [[], []],
       [[[1, 2]], []],

@@ -1,53 +1,18 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, readdir, rm, truncate, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, parseSafetensors } from '@bytelatent/nn';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BltArgs } from './blt-args.js';
 import { ByteLatentTransformer } from './blt-model.js';
+import { GOLDEN, GOLDEN_WEIGHTS, SMALL_ARGS } from './test-fixtures.js';
 import { BLT_CHECKPOINT_FORMAT, fromBltArtifacts, loadBlt, saveBlt, toBltArtifacts } from './checkpoint.js';
 import { BltError } from './index.js';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const GOLDEN = process.env['BYTELATENT_GOLDEN_DIR'] ?? resolve(here, '../../../../shared/golden/tiny');
-const WEIGHTS = join(GOLDEN, 'blt_model.safetensors');
-
 /** The small model of blt-model.test.ts. */
-const ARGS: BltArgs = {
-  vocab_size: 260,
-  dim_global: 48,
-  dim_local_encoder: 16,
-  dim_local_decoder: 16,
-  n_layers_global: 2,
-  n_layers_local_encoder: 2,
-  n_layers_local_decoder: 2,
-  n_heads_global: 4,
-  n_heads_local_encoder: 2,
-  n_heads_local_decoder: 2,
-  ffn_dim_multiplier: 1.0,
-  rope_theta: 500000,
-  max_seqlen: 32,
-  max_encoder_seq_length: 64,
-  local_attention_window_len: 5,
-  attn_bias_type: 'block_causal',
-  init_std_factor: 'current_depth',
-  patching_mode: 'entropy',
-  use_local_encoder_transformer: true,
-  cross_attn_encoder: true,
-  cross_attn_decoder: true,
-  cross_attn_init_by_pooling: true,
-  cross_attn_k: 2,
-  cross_attn_nheads: 2,
-  cross_attn_all_layers_encoder: true,
-  cross_attn_all_layers_decoder: true,
-  downsampling_by_pooling: 'max',
-  encoder_hash_byte_group_size: [3, 4, 5],
-  encoder_hash_byte_group_vocab: 97,
-  encoder_hash_byte_group_nb_functions: 2,
-};
 
 const ROW = [1, 20, 21, 2, 1, 22, 23, 24, 25, 26, 27];
 const LENGTHS = [1, 3, 0, 4, 2, 2];
@@ -59,7 +24,7 @@ let expected: Float32Array;
 beforeAll(async () => {
   await initBackend({ backend: 'cpu' });
   tmp = await mkdtemp(join(tmpdir(), 'blt-checkpoint-'));
-  model = new ByteLatentTransformer(ARGS, 7);
+  model = new ByteLatentTransformer(SMALL_ARGS, 7);
   expected = await logitsOf(model);
 });
 
@@ -125,7 +90,7 @@ describe('saveBlt / loadBlt (Node directory)', () => {
     const json = JSON.parse(await readFile(join(dir, 'model.json'), 'utf8'));
     expect(json.format).toBe(BLT_CHECKPOINT_FORMAT);
     expect(json.generatedBy).toBe('@bytelatent/blt');
-    expect(json.modelTopology).toEqual({ format: 'bytelatent-blt', version: 1, blt_args: ARGS });
+    expect(json.modelTopology).toEqual({ format: 'bytelatent-blt', version: 1, blt_args: SMALL_ARGS });
     expect(json.weightsManifest).toHaveLength(1);
     expect(json.weightsManifest[0].paths).toEqual(['weights.bin']);
     const specs = json.weightsManifest[0].weights as tf.io.WeightsManifestEntry[];
@@ -138,7 +103,7 @@ describe('saveBlt / loadBlt (Node directory)', () => {
     expect((await readFile(join(dir, 'weights.bin'))).byteLength).toBe(model.parameterCount() * 4);
 
     const copy = await loadBlt(dir);
-    expect(copy.referenceArgs).toEqual(ARGS);
+    expect(copy.referenceArgs).toEqual(SMALL_ARGS);
     expectBitIdentical(await logitsOf(copy), expected);
     copy.dispose();
   });
@@ -146,7 +111,7 @@ describe('saveBlt / loadBlt (Node directory)', () => {
   it('overwrites an existing checkpoint and leaves no temporary files; file:// URLs work too', async () => {
     const dir = join(tmp, 'overwrite');
     await saveBlt(model, dir);
-    const other = new ByteLatentTransformer(ARGS, 99);
+    const other = new ByteLatentTransformer(SMALL_ARGS, 99);
     await saveBlt(other, pathToFileURL(dir).href);
     expect((await readdir(dir)).sort()).toEqual(['model.json', 'weights.bin']);
     const copy = await loadBlt(pathToFileURL(dir).href);
@@ -200,14 +165,14 @@ describe('saveBlt / loadBlt (Node directory)', () => {
   it('reports blt_args that do not match the weights, listing every problem', async () => {
     const dir = await savedDir();
     const json = JSON.parse(await readFile(join(dir, 'model.json'), 'utf8'));
-    json.modelTopology.blt_args = { ...ARGS, n_layers_global: 3, encoder_hash_byte_group_vocab: 98 };
+    json.modelTopology.blt_args = { ...SMALL_ARGS, n_layers_global: 3, encoder_hash_byte_group_vocab: 98 };
     await writeFile(join(dir, 'model.json'), JSON.stringify(json));
     const e = await rejection(loadBlt(dir));
     expect(e.code).toBe('INVALID_CHECKPOINT');
     expect(e.message).toContain('missing "global_transformer.layers.2.attention.wq.weight"');
     expect(e.message).toContain('"encoder_hash_tok_embedding.0.weight" has shape [97, 16], expected [98, 16]');
 
-    json.modelTopology.blt_args = { ...ARGS, downsampling_by_pooling: 'avg' };
+    json.modelTopology.blt_args = { ...SMALL_ARGS, downsampling_by_pooling: 'avg' };
     await writeFile(join(dir, 'model.json'), JSON.stringify(json));
     expect((await rejection(loadBlt(dir))).code).toBe('CONFIG_MISMATCH');
   });
@@ -224,7 +189,7 @@ describe('saveBlt / loadBlt (IOHandler)', () => {
   it('round-trips through a custom in-memory handler bit for bit', async () => {
     const handler = memoryHandler();
     await saveBlt(model, handler);
-    expect(handler.stored?.modelTopology).toEqual({ format: 'bytelatent-blt', version: 1, blt_args: ARGS });
+    expect(handler.stored?.modelTopology).toEqual({ format: 'bytelatent-blt', version: 1, blt_args: SMALL_ARGS });
     const copy = await loadBlt(handler);
     expectBitIdentical(await logitsOf(copy), expected);
     copy.dispose();
@@ -241,9 +206,9 @@ describe('saveBlt / loadBlt (IOHandler)', () => {
   it('rejects a wrong format, a wrong version and missing weights', () => {
     const base = { weightSpecs: [], weightData: new ArrayBuffer(0) };
     for (const [topology, text] of [
-      [{ format: 'layers-model', version: 1, blt_args: ARGS }, 'not a BLT checkpoint'],
-      [{ version: 1, blt_args: ARGS }, 'not a BLT checkpoint'],
-      [{ format: 'bytelatent-blt', version: 2, blt_args: ARGS }, 'unsupported BLT checkpoint version 2'],
+      [{ format: 'layers-model', version: 1, blt_args: SMALL_ARGS }, 'not a BLT checkpoint'],
+      [{ version: 1, blt_args: SMALL_ARGS }, 'not a BLT checkpoint'],
+      [{ format: 'bytelatent-blt', version: 2, blt_args: SMALL_ARGS }, 'unsupported BLT checkpoint version 2'],
       [{ format: 'bytelatent-blt', version: 1 }, 'blt_args'],
       [new ArrayBuffer(4), 'not a BLT checkpoint'],
     ] as const) {
@@ -251,7 +216,7 @@ describe('saveBlt / loadBlt (IOHandler)', () => {
       expect(e.code).toBe('INVALID_CHECKPOINT');
       expect(e.message).toContain(text);
     }
-    const topology = { format: 'bytelatent-blt', version: 1, blt_args: ARGS };
+    const topology = { format: 'bytelatent-blt', version: 1, blt_args: SMALL_ARGS };
     expect(errorOf(() => fromBltArtifacts({ modelTopology: topology })).message).toContain('no weight specs');
     expect(errorOf(() => fromBltArtifacts({ modelTopology: topology, weightSpecs: [] })).message).toContain('no weight data');
   });
@@ -314,10 +279,10 @@ describe('saveBlt / loadBlt (IOHandler)', () => {
   });
 });
 
-describe.skipIf(!existsSync(WEIGHTS))('BLT checkpoint of the golden tiny model', () => {
+describe.skipIf(!existsSync(GOLDEN_WEIGHTS))('BLT checkpoint of the golden tiny model', () => {
   it('converts the reference safetensors to our format and back with identical logits', async () => {
     const config = JSON.parse(readFileSync(join(GOLDEN, 'config.json'), 'utf8'));
-    const reference = ByteLatentTransformer.fromSafetensors(parseSafetensors(readFileSync(WEIGHTS)), config.blt_args as BltArgs);
+    const reference = ByteLatentTransformer.fromSafetensors(parseSafetensors(readFileSync(GOLDEN_WEIGHTS)), config.blt_args as BltArgs);
     const c = parseSafetensors(readFileSync(join(GOLDEN, 'cases', 'ascii.safetensors')));
     const tokens = c.toInt32('tokens');
     const lengths = c.toInt32('patch_lengths');

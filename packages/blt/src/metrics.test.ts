@@ -1,53 +1,16 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { initBackend, parseSafetensors } from '@bytelatent/nn';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { BltArgs } from './blt-args.js';
 import { ByteLatentTransformer } from './blt-model.js';
+import { GOLDEN, GOLDEN_WEIGHTS, SMALL_ARGS } from './test-fixtures.js';
 import { BltError } from './index.js';
 import { bitsPerByte, scoreBytes } from './metrics.js';
-
-const here = dirname(fileURLToPath(import.meta.url));
-const GOLDEN = process.env['BYTELATENT_GOLDEN_DIR'] ?? resolve(here, '../../../../shared/golden/tiny');
-const WEIGHTS = join(GOLDEN, 'blt_model.safetensors');
 
 beforeAll(async () => {
   await initBackend({ backend: 'cpu' });
 });
-
-const ARGS: BltArgs = {
-  vocab_size: 260,
-  dim_global: 48,
-  dim_local_encoder: 16,
-  dim_local_decoder: 16,
-  n_layers_global: 2,
-  n_layers_local_encoder: 2,
-  n_layers_local_decoder: 2,
-  n_heads_global: 4,
-  n_heads_local_encoder: 2,
-  n_heads_local_decoder: 2,
-  ffn_dim_multiplier: 1.0,
-  rope_theta: 500000,
-  max_seqlen: 32,
-  max_encoder_seq_length: 64,
-  local_attention_window_len: 5,
-  attn_bias_type: 'block_causal',
-  init_std_factor: 'current_depth',
-  patching_mode: 'entropy',
-  use_local_encoder_transformer: true,
-  cross_attn_encoder: true,
-  cross_attn_decoder: true,
-  cross_attn_init_by_pooling: true,
-  cross_attn_k: 2,
-  cross_attn_nheads: 2,
-  cross_attn_all_layers_encoder: true,
-  cross_attn_all_layers_decoder: true,
-  downsampling_by_pooling: 'max',
-  encoder_hash_byte_group_size: [3, 4, 5],
-  encoder_hash_byte_group_vocab: 97,
-  encoder_hash_byte_group_nb_functions: 2,
-};
 
 function errorOf(f: () => unknown): BltError {
   try {
@@ -103,7 +66,7 @@ describe('scoreBytes', () => {
   const targets = rows.map((r) => [...r.slice(1), 2]);
 
   it('sums token losses over every real target of a padded batch, and over the mask when given', async () => {
-    const model = new ByteLatentTransformer(ARGS, 5);
+    const model = new ByteLatentTransformer(SMALL_ARGS, 5);
     const losses = model.tokenLosses(rows, lengths, targets);
     const values = await losses.data();
     losses.dispose();
@@ -132,7 +95,7 @@ describe('scoreBytes', () => {
   });
 
   it('rejects a bad mask or batch with INVALID_ARGUMENT', async () => {
-    const model = new ByteLatentTransformer(ARGS, 5);
+    const model = new ByteLatentTransformer(SMALL_ARGS, 5);
     expect((await rejection(scoreBytes(model, rows, lengths, targets, [[1]]))).code).toBe('INVALID_ARGUMENT');
     expect((await rejection(scoreBytes(model, rows, lengths, targets, [rows[0]!.map(() => 0), [0, 0, 0, 0, 0]]))).message).toContain('no byte');
     expect((await rejection(scoreBytes(model, rows, lengths, [[1]]))).code).toBe('INVALID_ARGUMENT');
@@ -140,10 +103,10 @@ describe('scoreBytes', () => {
   });
 });
 
-describe.skipIf(!existsSync(WEIGHTS))('scoreBytes on the golden tiny model', () => {
+describe.skipIf(!existsSync(GOLDEN_WEIGHTS))('scoreBytes on the golden tiny model', () => {
   it('gives loss / ln 2 bits per byte on the ascii case', async () => {
     const config = JSON.parse(readFileSync(join(GOLDEN, 'config.json'), 'utf8'));
-    const model = ByteLatentTransformer.fromSafetensors(parseSafetensors(readFileSync(WEIGHTS)), config.blt_args as BltArgs);
+    const model = ByteLatentTransformer.fromSafetensors(parseSafetensors(readFileSync(GOLDEN_WEIGHTS)), config.blt_args as BltArgs);
     const c = parseSafetensors(readFileSync(join(GOLDEN, 'cases', 'ascii.safetensors')));
     const tokens = c.toInt32('tokens');
     const loss = c.toFloat32('loss')[0]!;
