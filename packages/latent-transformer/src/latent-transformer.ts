@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { type ActivationTap, BltError, applyBlock, blockCausalMask, disposeMask } from '@bytelatent/local-encoder';
+import { type ActivationTap, BltError, applyBlock, blockCausalMask, checkPositiveInts, disposeMask } from '@bytelatent/local-encoder';
 import { type InitStdFactor, Linear, NnError, type ParameterScope, RotaryEmbedding, TransformerBlock } from '@bytelatent/nn';
 
 /**
@@ -64,10 +64,7 @@ export class GlobalTransformer {
    * @throws {BltError} `CONFIG_MISMATCH` for invalid sizes
    */
   constructor(scope: ParameterScope, config: GlobalTransformerConfig, random: () => number) {
-    for (const f of ['dim', 'nLayers', 'nHeads', 'maxSeqLen', 'dimTokenEmb'] as const) {
-      const v = config[f];
-      if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw configError(`${f} must be an integer >= 1, got ${String(v)}`);
-    }
+    checkPositiveInts('global transformer', config, ['dim', 'nLayers', 'nHeads', 'maxSeqLen', 'dimTokenEmb']);
     this.config = { ...config };
     this.path = scope.prefix;
     const factor = config.initStdFactor ?? 'disabled';

@@ -4,6 +4,7 @@ import {
   BltError,
   applyBlock,
   applyCrossAttention,
+  checkPositiveInts,
   disposeMask,
   groupCrossMask,
   patchRowGroups,
@@ -92,13 +93,7 @@ export class LocalDecoder {
    * @throws {BltError} `CONFIG_MISMATCH` for invalid sizes or an unsupported combination
    */
   constructor(scope: ParameterScope, config: LocalDecoderConfig, random: () => number) {
-    for (const f of ['dim', 'nLayers', 'nHeads', 'maxSeqLen', 'vocabSize', 'dimPatchEmb', 'crossAttnK', 'crossAttnNHeads'] as const) {
-      const v = config[f];
-      if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw configError(`${f} must be an integer >= 1, got ${String(v)}`);
-    }
-    if (config.crossAttnWindow !== undefined && !(Number.isInteger(config.crossAttnWindow) && config.crossAttnWindow >= 1)) {
-      throw configError(`crossAttnWindow must be an integer >= 1, got ${String(config.crossAttnWindow)}`);
-    }
+    checkPositiveInts('local decoder', config, ['dim', 'nLayers', 'nHeads', 'maxSeqLen', 'vocabSize', 'dimPatchEmb', 'crossAttnK', 'crossAttnNHeads'], ['crossAttnWindow']);
     if (config.dimPatchEmb === config.dim && config.crossAttnK !== 1) {
       // Without the projection the reference never reshapes to k rows, and its mask no longer fits.
       throw configError(`dim_global == dim_local_decoder (${config.dim}) leaves no patch projection, which needs cross_attn_k = 1, got ${config.crossAttnK}`);

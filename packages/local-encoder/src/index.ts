@@ -11,6 +11,7 @@ export {
   applyBlock,
   applyCrossAttention,
   blockCausalMask,
+  checkPositiveInts,
   disposeMask,
   groupCrossMask,
   localSelfAttentionMask,

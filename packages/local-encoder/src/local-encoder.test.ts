@@ -174,3 +174,13 @@ describe('LocalEncoder forward', () => {
     registry.dispose();
   });
 });
+
+describe('checkPositiveInts', () => {
+  it('names the component, field and value; checks optional fields only when set', async () => {
+    const { checkPositiveInts } = await import('./model-parts.js');
+    expect(() => checkPositiveInts('local decoder', { dim: 0 }, ['dim'])).toThrow('local decoder: dim must be an integer >= 1, got 0');
+    expect(() => checkPositiveInts('x', { dim: 2.5 }, ['dim'])).toThrow(/dim must be an integer >= 1, got 2.5/);
+    expect(() => checkPositiveInts('x', { dim: 4, window: undefined as number | undefined }, ['dim'], ['window'])).not.toThrow();
+    expect(() => checkPositiveInts('x', { dim: 4, window: 0 }, ['dim'], ['window'])).toThrow(/window must be/);
+  });
+});

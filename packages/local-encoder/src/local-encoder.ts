@@ -13,7 +13,7 @@ import {
   initStdDivisor,
 } from '@bytelatent/nn';
 import { BltError } from './errors.js';
-import { type ActivationTap, applyBlock, applyCrossAttention, disposeMask, groupCrossMask, patchRowGroups } from './model-parts.js';
+import { type ActivationTap, applyBlock, applyCrossAttention, checkPositiveInts, disposeMask, groupCrossMask, patchRowGroups } from './model-parts.js';
 
 /**
  * Sizes and flags of the local encoder, resolved from the reference's `ByteLatentTransformerArgs`
@@ -86,10 +86,6 @@ function configError(message: string): BltError {
   return new BltError('CONFIG_MISMATCH', `local encoder: ${message}`);
 }
 
-function checkPositiveInt(name: string, value: unknown): void {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) throw configError(`${name} must be an integer >= 1, got ${String(value)}`);
-}
-
 /**
  * The BLT local encoder (spec §5.2): byte embedding plus hash n-gram embeddings (spec §2.3), local
  * transformer layers (windowed, document-split causal self-attention, RoPE over positions 0..S−1),
@@ -120,8 +116,7 @@ export class LocalEncoder {
    * @throws {BltError} `CONFIG_MISMATCH` for invalid sizes
    */
   constructor(scopes: LocalEncoderScopes, config: LocalEncoderConfig, random: () => number) {
-    for (const f of ['dim', 'nLayers', 'nHeads', 'maxSeqLen', 'vocabSize', 'crossAttnK', 'crossAttnNHeads'] as const) checkPositiveInt(f, config[f]);
-    if (config.crossAttnWindow !== undefined) checkPositiveInt('crossAttnWindow', config.crossAttnWindow);
+    checkPositiveInts('local encoder', config, ['dim', 'nLayers', 'nHeads', 'maxSeqLen', 'vocabSize', 'crossAttnK', 'crossAttnNHeads'], ['crossAttnWindow']);
     if (config.dim % config.crossAttnNHeads !== 0) throw configError(`dim ${config.dim} is not a multiple of crossAttnNHeads ${config.crossAttnNHeads}`);
     if (config.hash) {
       try {

@@ -81,6 +81,23 @@ export function applyCrossAttention(
   return out;
 }
 
+/**
+ * Validates size fields of a component's config: each required field, and each optional one that
+ * is set, must be an integer >= 1.
+ *
+ * @param component - prefix of the message, e.g. `local decoder`
+ * @throws {BltError} `CONFIG_MISMATCH` naming the component, the field and the value
+ */
+export function checkPositiveInts<T extends object>(component: string, config: T, required: ReadonlyArray<keyof T & string>, optional: ReadonlyArray<keyof T & string> = []): void {
+  const fields = [...required, ...optional.filter((f) => config[f] !== undefined)];
+  for (const f of fields) {
+    const v = config[f];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) {
+      throw new BltError('CONFIG_MISMATCH', `${component}: ${f} must be an integer >= 1, got ${String(v)}`);
+    }
+  }
+}
+
 /** Options of {@link localSelfAttentionMask}. */
 export interface LocalMaskOptions {
   /** Query i sees key j only if `i − window < j ≤ i`; undefined = unlimited. */
