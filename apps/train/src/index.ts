@@ -1,2 +1,11 @@
-// Filled by a later issue; see README.md. Deliberately exports nothing yet.
-export {};
+export { TrainError, type TrainErrorCode } from './errors.js';
+export { HELD_OUT_BOOKS, KJV_CAP_BYTES, normaliseText, prepareCorpus, type CorpusFileEntry, type CorpusManifest, type PrepareCorpusOptions } from './corpus.js';
+export { ByteDataset, evaluationRows, mulberry32, resolveDataFiles, seededPermutation, type ByteDatasetOptions, type TrainingRow } from './dataset.js';
+export { AdamW, learningRate, type AdamWOptions, type ScheduleOptions, type UpdateStats } from './optimizer.js';
+export { BltTrainable, EntropyTrainable, type PreparedRows, type TrainableModel } from './models.js';
+export { RowPatcher, type RowPatchingOptions } from './row-patcher.js';
+export { CHECKPOINT_FORMAT, readCheckpoint, restoreCheckpoint, saveCheckpoint, type CheckpointState } from './checkpoint.js';
+export { CHECKPOINT_FILE, CURVE_FILE, METRICS_FILE, Trainer, type MetricsRecord, type TrainSummary, type TrainerEvents, type TrainerOptions } from './trainer.js';
+export { renderCurveSvg, type CurveOptions } from './plot.js';
+export { PRESETS, type RunConfig } from './presets.js';
+export { buildTrainable, entropyModelBitsPerByte, exportPatcher, type ExportPatcherOptions } from './run.js';

@@ -4,6 +4,7 @@ export {
   ARGS_METADATA_KEY,
   EntropyPatcher,
   PATCHER_METADATA_KEY,
+  PRETRAINED_MODEL_FILE,
   type EntropyPatcherOptions,
   type PatchCallOptions,
   type PatchResult,

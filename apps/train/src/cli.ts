@@ -1,0 +1,299 @@
+#!/usr/bin/env node
+/**
+ * `bytelatent-train`: prepare the corpus, train entropy models and BLTs, export a trained entropy
+ * model as a ready-to-use patcher. Run `bytelatent-train --help`.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import * as tf from '@tensorflow/tfjs-core';
+import { initBackend, type BackendName } from '@bytelatent/nn';
+import { TrainError } from './errors.js';
+import { PRESETS, type RunConfig } from './presets.js';
+import { prepareCorpus } from './corpus.js';
+import { resolveDataFiles } from './dataset.js';
+import { buildTrainable, exportPatcher } from './run.js';
+import { Trainer, type TrainerOptions } from './trainer.js';
+import { ProgressBar, formatDuration, formatRate } from './progress.js';
+
+// tfjs's console advice ("install tfjs-node") cannot be followed here and clutters the progress bar.
+tf.env().set('PROD', true);
+
+const USAGE = `usage: bytelatent-train [train] --preset NAME [options]
+       bytelatent-train corpus [--corpus DIR]
+       bytelatent-train export-patcher --run DIR --out FILE [--target-mean-patch 4.5]
+
+Trains BLT entropy models and BLTs on text files with TensorFlow.js in Node. Ctrl-C stops after the
+current step and saves a checkpoint; --resume continues exactly where it stopped.
+
+presets:
+${Object.entries(PRESETS)
+  .map(([k, v]) => `  ${k.padEnd(15)} ${v.description}`)
+  .join('\n')}
+
+train options (override the preset; --config FILE gives a JSON object with the same fields):
+  --preset NAME           one of the presets above (default tiny)
+  --config FILE           JSON RunConfig (kind, model, patching, seqLen, batchSize, steps, lr, ...)
+  --data PATH             training files: a file, a folder or a glob; repeatable
+                          (default: the prepared corpus, <corpus>/train)
+  --heldout PATH          evaluation files (default: <corpus>/heldout/books)
+  --corpus DIR            corpus folder (default .cache/corpus, built on first use)
+  --out DIR               run folder: checkpoint, metrics.jsonl, curve.svg (default runs/<preset>)
+  --resume                continue from <out>/checkpoint.safetensors
+  --steps N               total steps of the schedule
+  --stop-after N          stop after N steps of this invocation (saves a checkpoint)
+  --batch-size N          rows per micro-batch
+  --grad-accumulation N   micro-batches per step
+  --seq-len N             tokens per row
+  --lr X                  peak learning rate
+  --warmup-steps N        linear warm-up steps
+  --weight-decay X        AdamW decoupled weight decay
+  --clip-norm X           global gradient-norm clip (0: off)
+  --seed N                data order and initialisation seed
+  --eval-every N          held-out bits-per-byte every N steps
+  --checkpoint-every N    checkpoint every N steps
+  --entropy-model FILE    BLT: patch with this entropy model ("pretrained": the shipped one)
+  --patching MODE         BLT: entropy | space | static
+  --threshold X           BLT entropy patching threshold (nats)
+  --patch-size K          BLT static patching: bytes per patch
+  --backend NAME          auto (default: fastest available) | wasm | cpu | webgpu
+  --json                  print the summary as one JSON line
+  -h, --help              this text`;
+
+const OPTIONS = {
+  preset: { type: 'string' },
+  config: { type: 'string' },
+  data: { type: 'string', multiple: true },
+  heldout: { type: 'string', multiple: true },
+  corpus: { type: 'string' },
+  out: { type: 'string' },
+  run: { type: 'string' },
+  resume: { type: 'boolean' },
+  steps: { type: 'string' },
+  'stop-after': { type: 'string' },
+  'batch-size': { type: 'string' },
+  'grad-accumulation': { type: 'string' },
+  'seq-len': { type: 'string' },
+  lr: { type: 'string' },
+  'warmup-steps': { type: 'string' },
+  'weight-decay': { type: 'string' },
+  'clip-norm': { type: 'string' },
+  seed: { type: 'string' },
+  'eval-every': { type: 'string' },
+  'checkpoint-every': { type: 'string' },
+  'entropy-model': { type: 'string' },
+  patching: { type: 'string' },
+  threshold: { type: 'string' },
+  'patch-size': { type: 'string' },
+  'target-mean-patch': { type: 'string' },
+  backend: { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+function numberFlag(name: string, value: string | undefined, integer: boolean): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || (integer && !Number.isInteger(n))) {
+    throw new TrainError('INVALID_ARGUMENT', `--${name} must be ${integer ? 'an integer' : 'a number'}, got "${value}"`);
+  }
+  return n;
+}
+
+/** The directory the user ran the command from (npm scripts change cwd to the package root). */
+const userCwd = process.env['INIT_CWD'] ?? process.cwd();
+
+async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  const command = positionals[0] ?? 'train';
+  if (positionals.length > 1 || !['train', 'corpus', 'export-patcher'].includes(command)) {
+    throw new TrainError('INVALID_ARGUMENT', `unknown command "${positionals.join(' ')}" (train, corpus or export-patcher; see --help)`);
+  }
+  const corpusDir = resolve(userCwd, values.corpus ?? '.cache/corpus');
+  const backendName = (values.backend ?? 'auto') as 'auto' | BackendName;
+  if (!['auto', 'wasm', 'cpu', 'webgpu'].includes(backendName)) throw new TrainError('INVALID_ARGUMENT', `--backend must be auto, wasm, cpu or webgpu, got "${backendName}"`);
+
+  if (command === 'corpus') {
+    await ensureCorpus(corpusDir, true);
+    return 0;
+  }
+  const backend = await initBackend({ backend: backendName });
+  if (command === 'export-patcher') {
+    if (!values.run || !values.out) throw new TrainError('INVALID_ARGUMENT', 'export-patcher needs --run DIR and --out FILE');
+    await ensureCorpus(corpusDir, false);
+    const heldout = resolveDataFiles(values.heldout ?? [join(corpusDir, 'heldout', 'books')]);
+    const result = await exportPatcher({
+      runDir: resolve(userCwd, values.run),
+      outFile: resolve(userCwd, values.out),
+      calibrationFiles: heldout,
+      targetMeanPatch: numberFlag('target-mean-patch', values['target-mean-patch'], false) ?? 4.5,
+      onLog: (m) => process.stderr.write(`${m}\n`),
+    });
+    process.stdout.write(`${JSON.stringify(result)}\n`);
+    return 0;
+  }
+
+  const presetName = values.preset ?? 'tiny';
+  const preset = PRESETS[presetName];
+  if (!preset) throw new TrainError('INVALID_ARGUMENT', `unknown preset "${presetName}" (${Object.keys(PRESETS).join(', ')})`);
+  const { description: _d, ...base } = preset;
+  let config: RunConfig = base;
+  if (values.config) {
+    let fromFile: Partial<RunConfig>;
+    try {
+      fromFile = JSON.parse(readFileSync(resolve(userCwd, values.config), 'utf8')) as Partial<RunConfig>;
+    } catch (e) {
+      throw new TrainError('CONFIG_INVALID', `cannot read --config ${values.config}: ${(e as Error).message}`);
+    }
+    config = { ...config, ...fromFile };
+  }
+  const int = (flag: string) => numberFlag(flag, values[flag as keyof typeof values] as string | undefined, true);
+  const num = (flag: string) => numberFlag(flag, values[flag as keyof typeof values] as string | undefined, false);
+  const override: Partial<Record<keyof RunConfig, number | undefined>> = {
+    steps: int('steps'),
+    batchSize: int('batch-size'),
+    gradAccumulation: int('grad-accumulation'),
+    seqLen: int('seq-len'),
+    lr: num('lr'),
+    warmupSteps: int('warmup-steps'),
+    weightDecay: num('weight-decay'),
+    clipNorm: num('clip-norm'),
+    seed: int('seed'),
+    evalEvery: int('eval-every'),
+    checkpointEvery: int('checkpoint-every'),
+  };
+  config = { ...config, ...Object.fromEntries(Object.entries(override).filter(([, v]) => v !== undefined)) };
+  if (config.kind === 'blt') {
+    const mode = (values.patching ?? config.patching?.mode ?? 'entropy') as 'entropy' | 'space' | 'static';
+    if (!['entropy', 'space', 'static'].includes(mode)) throw new TrainError('INVALID_ARGUMENT', `--patching must be entropy, space or static, got "${mode}"`);
+    config = {
+      ...config,
+      patching: {
+        ...config.patching,
+        mode,
+        ...(values['entropy-model'] ? { entropyModel: values['entropy-model'] === 'pretrained' ? 'pretrained' : resolve(userCwd, values['entropy-model']) } : {}),
+        ...(values.threshold !== undefined ? { threshold: num('threshold')! } : {}),
+        ...(values['patch-size'] !== undefined ? { patchSize: int('patch-size')! } : {}),
+      },
+    };
+  }
+
+  const usesCorpus = !values.data || !values.heldout;
+  if (usesCorpus) await ensureCorpus(corpusDir, false);
+  const trainFiles = resolveDataFiles((values.data ?? [join(corpusDir, 'train')]).map((p) => resolve(userCwd, p)));
+  const heldoutFiles = resolveDataFiles((values.heldout ?? [join(corpusDir, 'heldout', 'books')]).map((p) => resolve(userCwd, p)));
+  const outDir = resolve(userCwd, values.out ?? join('runs', presetName));
+  const cacheDir = join(corpusDir, '..', 'patch-cache');
+
+  const trainable = await buildTrainable(config, { cacheDir });
+  const options: TrainerOptions = {
+    outDir,
+    trainFiles,
+    heldoutFiles,
+    seqLen: config.seqLen,
+    batchSize: config.batchSize,
+    gradAccumulation: config.gradAccumulation,
+    steps: config.steps,
+    lr: config.lr,
+    warmupSteps: config.warmupSteps,
+    minLrRatio: config.minLrRatio,
+    weightDecay: config.weightDecay,
+    beta1: config.beta1,
+    beta2: config.beta2,
+    clipNorm: config.clipNorm,
+    seed: config.seed,
+    evalEvery: config.evalEvery,
+    evalBytesPerFile: config.evalBytesPerFile,
+    checkpointEvery: config.checkpointEvery,
+    ...(values['stop-after'] !== undefined ? { stopAfter: int('stop-after')! } : {}),
+  };
+  const bar = new ProgressBar();
+  let lastLoss = NaN;
+  const trainer = new Trainer(trainable, options, { kind: config.kind, model: config.model, patching: config.patching ?? null }, {
+    onStep: (r, total) => {
+      lastLoss = r.loss;
+      const eta = ((total - r.step) * r.elapsedSec) / Math.max(1, r.step - startStep);
+      bar.update(r.step, total, { loss: r.loss.toFixed(3), 'B/s': formatRate(r.bytesPerSec), lr: r.lr.toExponential(1) }, eta);
+    },
+    onEval: (r) => bar.log(`step ${r.step}: held-out ${r.bpb.toFixed(3)} bits/byte over ${r.bytes} bytes`),
+    onCheckpoint: (step, path) => bar.log(`step ${step}: checkpoint ${path}`),
+    onLog: (m) => bar.log(m),
+  });
+  let startStep = 0;
+  bar.log(
+    `${config.kind} model, ${trainable.registry.count().toLocaleString('en-US')} parameters, backend ${backend.name}; ` +
+      `${trainFiles.length} training files (${(trainer.dataset.totalBytes / 1e6).toFixed(1)} MB), ${heldoutFiles.length} held-out; run folder ${outDir}`,
+  );
+  let interrupts = 0;
+  const onSigint = () => {
+    interrupts += 1;
+    if (interrupts > 1) {
+      bar.log('second interrupt: exiting now (the last checkpoint is intact)');
+      process.exit(130);
+    }
+    bar.log('interrupt: finishing this step, then saving a checkpoint (Ctrl-C again to quit at once)');
+    trainer.requestStop();
+  };
+  process.on('SIGINT', onSigint);
+  process.on('SIGTERM', onSigint);
+  try {
+    if (values.resume) startStep = (await import('./checkpoint.js').then((m) => m.readCheckpoint(trainer.checkpointPath))).state.step;
+    const summary = await trainer.run(Boolean(values.resume));
+    bar.done();
+    const line = { ...summary, preset: presetName, backend: backend.name, parameters: trainable.registry.count(), lastLoss: summary.lastLoss ?? lastLoss };
+    if (values.json) process.stdout.write(`${JSON.stringify(line)}\n`);
+    else {
+      process.stdout.write(
+        `${summary.stoppedEarly ? 'stopped' : 'finished'} at step ${summary.endStep}/${config.steps}` +
+          (summary.lastEvalBpb !== undefined ? `, held-out ${summary.lastEvalBpb.toFixed(3)} bits/byte` : '') +
+          `, ${formatRate(summary.trainBytesPerSec)} bytes/s; checkpoint ${summary.checkpoint}` +
+          (summary.stoppedEarly ? `\nresume with the same command and --resume` : '') +
+          '\n',
+      );
+    }
+    return summary.stoppedEarly && interrupts > 0 ? 130 : 0;
+  } finally {
+    process.off('SIGINT', onSigint);
+    process.off('SIGTERM', onSigint);
+    trainer.dispose();
+    trainable.dispose();
+  }
+}
+
+async function ensureCorpus(dir: string, force: boolean): Promise<void> {
+  if (!force && existsSync(join(dir, 'manifest.json'))) return;
+  process.stderr.write(`preparing the corpus in ${dir} ...\n`);
+  const started = Date.now();
+  const manifest = await prepareCorpus({
+    outDir: dir,
+    onProgress: (done, total) => {
+      if (done === total || done % 100 === 0) process.stderr.write(`  ${done}/${total} files\n`);
+    },
+  });
+  process.stderr.write(
+    `corpus ready: ${(manifest.trainBytes / 1e6).toFixed(1)} MB training, ${(manifest.heldoutBytes / 1e6).toFixed(1)} MB held out, ` +
+      `${manifest.files.length} files in ${formatDuration((Date.now() - started) / 1000)}` +
+      (manifest.missing.length ? ` (missing sources: ${manifest.missing.join(', ')})` : '') +
+      '\n',
+  );
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    if (e instanceof TrainError || (e instanceof Error && 'code' in e)) {
+      process.stderr.write(`error: ${(e as Error).message}\n`);
+      process.exit(2);
+    }
+    if (e instanceof TypeError && (e as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`error: ${e.message}\n${USAGE}\n`);
+      process.exit(2);
+    }
+    process.stderr.write(`${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    process.exit(1);
+  },
+);

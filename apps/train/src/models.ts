@@ -1,0 +1,123 @@
+/**
+ * The two things this app trains — the entropy model and the BLT — behind one small interface, so
+ * the trainer, checkpoints and evaluation are written once.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { ByteLatentTransformer, type BltArgs } from '@bytelatent/blt';
+import { EntropyModel, type EntropyModelArgs } from '@bytelatent/entropy-patcher';
+import type { ParameterRegistry } from '@bytelatent/nn';
+import type { RowPatcher } from './row-patcher.js';
+import type { TrainingRow } from './dataset.js';
+
+/** Rows ready for a model call (patch lengths computed for a BLT). */
+export interface PreparedRows {
+  readonly tokens: Int32Array[];
+  readonly targets: Int32Array[];
+  readonly patchLengths?: Int32Array[];
+}
+
+/** A model the trainer can train. */
+export interface TrainableModel {
+  readonly kind: 'entropy' | 'blt';
+  readonly registry: ParameterRegistry;
+  /** The model's arguments, reference names. */
+  readonly args: Readonly<Record<string, unknown>>;
+  /** Adds what the model needs besides tokens (patch lengths). */
+  prepare(rows: readonly TrainingRow[]): Promise<PreparedRows>;
+  /** Next-byte cross-entropy summed over every target position (nats), as a scalar tensor. */
+  sumLoss(batch: PreparedRows): tf.Scalar;
+  /** Weights with reference names, arguments in the metadata. */
+  toSafetensors(metadata?: Readonly<Record<string, string>>): Promise<Uint8Array>;
+  dispose(): void;
+}
+
+/** Σ −log p(target) over the real positions of right-padded `[B, T, V]` logits. */
+function summedCrossEntropy(logits: tf.Tensor3D, targets: readonly Int32Array[]): tf.Scalar {
+  const [batch, seqLen, vocab] = logits.shape;
+  const flat = new Int32Array(batch * seqLen);
+  const valid = new Float32Array(batch * seqLen);
+  targets.forEach((t, b) => {
+    flat.set(t, b * seqLen);
+    valid.fill(1, b * seqLen, b * seqLen + t.length);
+  });
+  return tf.tidy(() => {
+    const logp = tf.logSoftmax(logits);
+    const picked = tf.sum(tf.mul(logp, tf.oneHot(tf.tensor2d(flat, [batch, seqLen], 'int32'), vocab)), -1);
+    return tf.neg(tf.sum(tf.mul(picked, tf.tensor2d(valid, [batch, seqLen])))) as tf.Scalar;
+  });
+}
+
+/** The entropy model (the reference's byte-level `LMTransformer`). */
+export class EntropyTrainable implements TrainableModel {
+  readonly kind = 'entropy' as const;
+  /** @param model - the model to train (owned: disposed with this) */
+  constructor(readonly model: EntropyModel) {}
+
+  /** A randomly initialised model. */
+  static create(args: EntropyModelArgs, seed: number): EntropyTrainable {
+    return new EntropyTrainable(new EntropyModel(args, seed));
+  }
+
+  get registry(): ParameterRegistry {
+    return this.model.registry;
+  }
+
+  get args(): Readonly<Record<string, unknown>> {
+    return this.model.referenceArgs as unknown as Record<string, unknown>;
+  }
+
+  async prepare(rows: readonly TrainingRow[]): Promise<PreparedRows> {
+    return { tokens: rows.map((r) => r.tokens), targets: rows.map((r) => r.targets) };
+  }
+
+  sumLoss(batch: PreparedRows): tf.Scalar {
+    return tf.tidy(() => summedCrossEntropy(this.model.logits(batch.tokens), batch.targets));
+  }
+
+  toSafetensors(metadata?: Readonly<Record<string, string>>): Promise<Uint8Array> {
+    return this.model.toSafetensors(metadata);
+  }
+
+  dispose(): void {
+    this.model.dispose();
+  }
+}
+
+/** A BLT; its patch lengths come from a {@link RowPatcher}. */
+export class BltTrainable implements TrainableModel {
+  readonly kind = 'blt' as const;
+  readonly model: ByteLatentTransformer;
+
+  constructor(
+    args: BltArgs,
+    seed: number,
+    readonly patcher: RowPatcher,
+  ) {
+    this.model = new ByteLatentTransformer(args, seed);
+  }
+
+  get registry(): ParameterRegistry {
+    return this.model.registry;
+  }
+
+  get args(): Readonly<Record<string, unknown>> {
+    return this.model.referenceArgs as unknown as Record<string, unknown>;
+  }
+
+  async prepare(rows: readonly TrainingRow[]): Promise<PreparedRows> {
+    const tokens = rows.map((r) => r.tokens);
+    return { tokens, targets: rows.map((r) => r.targets), patchLengths: await this.patcher.lengths(tokens) };
+  }
+
+  sumLoss(batch: PreparedRows): tf.Scalar {
+    return tf.tidy(() => tf.sum(this.model.tokenLosses(batch.tokens, batch.patchLengths!, batch.targets)) as tf.Scalar);
+  }
+
+  toSafetensors(metadata?: Readonly<Record<string, string>>): Promise<Uint8Array> {
+    return this.model.toSafetensors(metadata);
+  }
+
+  dispose(): void {
+    this.model.dispose();
+  }
+}

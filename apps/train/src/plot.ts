@@ -1,0 +1,89 @@
+/**
+ * A dependency-free SVG training curve: training loss (in bits per byte, smoothed) and held-out
+ * bits-per-byte against training bytes.
+ */
+import type { MetricsRecord } from './trainer.js';
+
+export interface CurveOptions {
+  readonly title?: string;
+  readonly width?: number;
+  readonly height?: number;
+  /** Exponential smoothing of the training curve (0: none; default 0.9). */
+  readonly smoothing?: number;
+}
+
+const escapeXml = (s: string) => s.replace(/[<>&"]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;' })[c]!);
+
+function niceTicks(lo: number, hi: number, count: number): number[] {
+  const span = hi - lo || 1;
+  const raw = span / count;
+  const mag = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw) ?? raw;
+  const out: number[] = [];
+  for (let v = Math.ceil(lo / step) * step; v <= hi + 1e-9; v += step) out.push(Number(v.toPrecision(6)));
+  return out;
+}
+
+function formatBytes(n: number): string {
+  if (n >= 1e9) return `${(n / 1e9).toPrecision(3)} GB`;
+  if (n >= 1e6) return `${(n / 1e6).toPrecision(3)} MB`;
+  if (n >= 1e3) return `${(n / 1e3).toPrecision(3)} kB`;
+  return `${n} B`;
+}
+
+/**
+ * Renders the curve.
+ *
+ * @param records - the run's metrics records, in order
+ * @returns an SVG document
+ */
+export function renderCurveSvg(records: readonly MetricsRecord[], options: CurveOptions = {}): string {
+  const width = options.width ?? 720;
+  const height = options.height ?? 400;
+  const alpha = options.smoothing ?? 0.9;
+  const margin = { left: 60, right: 20, top: 40, bottom: 50 };
+  const train = records.filter((r): r is Extract<MetricsRecord, { type: 'train' }> => r.type === 'train');
+  const bytesAt = new Map(train.map((r) => [r.step, r.bytes]));
+  const evals = records.filter((r): r is Extract<MetricsRecord, { type: 'eval' }> => r.type === 'eval');
+  // Exponential moving average started at 0 and bias-corrected (as in Adam), so the start of the
+  // curve is not pulled toward the first value.
+  let ema = 0;
+  const trainPts = train.map((r, i) => {
+    ema = alpha * ema + (1 - alpha) * r.bpb;
+    return [r.bytes, alpha > 0 ? ema / (1 - alpha ** (i + 1)) : r.bpb] as const;
+  });
+  const evalPts = evals.map((r) => [bytesAt.get(r.step) ?? 0, r.bpb] as const);
+  const all = [...trainPts, ...evalPts];
+  const x1 = Math.max(1, ...all.map((p) => p[0]));
+  const ys = all.map((p) => p[1]).filter(Number.isFinite);
+  const y0 = ys.length ? Math.max(0, Math.min(...ys) - 0.1) : 0;
+  const y1 = ys.length ? Math.max(...ys) + 0.1 : 1;
+  const px = (x: number) => margin.left + (x / x1) * (width - margin.left - margin.right);
+  const py = (y: number) => height - margin.bottom - ((y - y0) / (y1 - y0 || 1)) * (height - margin.top - margin.bottom);
+  const path = (pts: ReadonlyArray<readonly [number, number]>) => pts.map((p, i) => `${i ? 'L' : 'M'}${px(p[0]).toFixed(1)},${py(p[1]).toFixed(1)}`).join('');
+  const parts: string[] = [];
+  parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`);
+  parts.push(`<rect width="100%" height="100%" fill="white"/>`);
+  parts.push(`<text x="${width / 2}" y="22" text-anchor="middle" font-size="15">${escapeXml(options.title ?? 'training curve')}</text>`);
+  for (const t of niceTicks(y0, y1, 6)) {
+    parts.push(`<line x1="${margin.left}" x2="${width - margin.right}" y1="${py(t).toFixed(1)}" y2="${py(t).toFixed(1)}" stroke="#e5e5e5"/>`);
+    parts.push(`<text x="${margin.left - 6}" y="${(py(t) + 4).toFixed(1)}" text-anchor="end">${t}</text>`);
+  }
+  for (const t of niceTicks(0, x1, 6)) {
+    parts.push(`<text x="${px(t).toFixed(1)}" y="${height - margin.bottom + 18}" text-anchor="middle">${formatBytes(t)}</text>`);
+  }
+  parts.push(`<text x="${width / 2}" y="${height - 10}" text-anchor="middle">training bytes</text>`);
+  parts.push(`<text transform="translate(16 ${height / 2}) rotate(-90)" text-anchor="middle">bits per byte</text>`);
+  parts.push(`<line x1="${margin.left}" x2="${margin.left}" y1="${margin.top}" y2="${height - margin.bottom}" stroke="#444"/>`);
+  parts.push(`<line x1="${margin.left}" x2="${width - margin.right}" y1="${height - margin.bottom}" y2="${height - margin.bottom}" stroke="#444"/>`);
+  if (trainPts.length) parts.push(`<path d="${path(trainPts)}" fill="none" stroke="#1f77b4" stroke-width="1.5"/>`);
+  if (evalPts.length) {
+    parts.push(`<path d="${path(evalPts)}" fill="none" stroke="#d62728" stroke-width="1.5" stroke-dasharray="4 3"/>`);
+    for (const p of evalPts) parts.push(`<circle cx="${px(p[0]).toFixed(1)}" cy="${py(p[1]).toFixed(1)}" r="3" fill="#d62728"/>`);
+  }
+  const lx = width - margin.right - 190;
+  parts.push(`<line x1="${lx}" x2="${lx + 20}" y1="${margin.top + 6}" y2="${margin.top + 6}" stroke="#1f77b4" stroke-width="2"/><text x="${lx + 26}" y="${margin.top + 10}">train (smoothed)</text>`);
+  parts.push(`<line x1="${lx}" x2="${lx + 20}" y1="${margin.top + 24}" y2="${margin.top + 24}" stroke="#d62728" stroke-width="2" stroke-dasharray="4 3"/><text x="${lx + 26}" y="${margin.top + 28}">held-out</text>`);
+  parts.push('</svg>\n');
+  return parts.join('\n');
+}

@@ -1,0 +1,165 @@
+/**
+ * Named configurations. A preset fixes the model and sensible hyper-parameters; a config file and
+ * flags override any field.
+ */
+import type { BltArgs } from '@bytelatent/blt';
+import type { EntropyModelArgs } from '@bytelatent/entropy-patcher';
+import type { RowPatchingOptions } from './row-patcher.js';
+
+/** Everything a run needs, as read from presets, a config file and flags. */
+export interface RunConfig {
+  readonly kind: 'entropy' | 'blt';
+  readonly model: EntropyModelArgs | BltArgs;
+  /** BLT only: how rows are patched; `entropyModel` is a file or `"pretrained"` (the shipped patcher). */
+  readonly patching?: RowPatchingOptions & { readonly entropyModel?: string };
+  readonly seqLen: number;
+  readonly batchSize: number;
+  readonly gradAccumulation: number;
+  readonly steps: number;
+  readonly lr: number;
+  readonly warmupSteps: number;
+  readonly minLrRatio: number;
+  readonly weightDecay: number;
+  readonly beta1: number;
+  readonly beta2: number;
+  readonly clipNorm: number;
+  readonly seed: number;
+  readonly evalEvery: number;
+  readonly evalBytesPerFile: number;
+  readonly checkpointEvery: number;
+}
+
+const COMMON = {
+  gradAccumulation: 1,
+  minLrRatio: 0.1,
+  weightDecay: 0.1,
+  beta1: 0.9,
+  beta2: 0.95,
+  clipNorm: 1.0,
+  seed: 0,
+  evalBytesPerFile: 16_384,
+} as const;
+
+function entropyArgs(dim: number, layers: number, seqLen: number): EntropyModelArgs {
+  return {
+    dim,
+    n_layers: layers,
+    n_heads: Math.max(1, dim / 32),
+    max_seqlen: seqLen,
+    vocab_size: 260,
+    attn_bias_type: 'local_block_causal',
+    sliding_window: seqLen,
+    multiple_of: 64,
+    norm_eps: 1e-5,
+    rope_theta: 10000,
+    init_std_factor: 'current_depth',
+    eos_id: 2,
+  };
+}
+
+function bltArgs(o: {
+  global: number;
+  local: number;
+  layersGlobal: number;
+  layersEncoder: number;
+  layersDecoder: number;
+  seqLen: number;
+  window: number;
+  hashVocab: number;
+}): BltArgs {
+  return {
+    vocab_size: 260,
+    dim_global: o.global,
+    dim_local_encoder: o.local,
+    dim_local_decoder: o.local,
+    n_layers_global: o.layersGlobal,
+    n_layers_local_encoder: o.layersEncoder,
+    n_layers_local_decoder: o.layersDecoder,
+    n_heads_global: Math.max(1, o.global / 32),
+    n_heads_local_encoder: Math.max(1, o.local / 32),
+    n_heads_local_decoder: Math.max(1, o.local / 32),
+    ffn_dim_multiplier: 1.0,
+    multiple_of: 64,
+    rope_theta: 10000,
+    max_seqlen: o.seqLen,
+    max_encoder_seq_length: o.seqLen,
+    local_attention_window_len: o.window,
+    attn_bias_type: 'block_causal',
+    init_std_factor: 'current_depth',
+    patching_mode: 'entropy',
+    use_local_encoder_transformer: true,
+    cross_attn_encoder: true,
+    cross_attn_decoder: true,
+    cross_attn_init_by_pooling: true,
+    cross_attn_k: 2,
+    cross_attn_nheads: Math.max(1, o.local / 32),
+    cross_attn_all_layers_encoder: false,
+    cross_attn_all_layers_decoder: true,
+    downsampling_by_pooling: 'max',
+    encoder_hash_byte_group_size: [3, 4, 5, 6, 7, 8],
+    encoder_hash_byte_group_vocab: o.hashVocab,
+    encoder_hash_byte_group_nb_functions: 1,
+    eos_id: 2,
+  } as BltArgs;
+}
+
+const PRETRAINED_ENTROPY = { mode: 'entropy', entropyModel: 'pretrained' } as const;
+
+export const PRESETS: Readonly<Record<string, RunConfig & { readonly description: string }>> = {
+  'entropy-tiny': {
+    description: 'entropy model, dim 32 x 1 layer (smoke tests, seconds)',
+    kind: 'entropy',
+    model: entropyArgs(32, 1, 64),
+    ...COMMON,
+    seqLen: 64,
+    batchSize: 4,
+    steps: 50,
+    lr: 3e-3,
+    warmupSteps: 5,
+    evalEvery: 25,
+    evalBytesPerFile: 2048,
+    checkpointEvery: 25,
+  },
+  'entropy-small': {
+    description: 'the shipped entropy model: dim 128 x 2 layers, context 256 (~0.5M parameters)',
+    kind: 'entropy',
+    model: entropyArgs(128, 2, 256),
+    ...COMMON,
+    seqLen: 256,
+    batchSize: 16,
+    steps: 3000,
+    lr: 3e-3,
+    warmupSteps: 100,
+    evalEvery: 250,
+    checkpointEvery: 100,
+  },
+  tiny: {
+    description: 'BLT, global dim 64, local dim 32, entropy patching by the shipped patcher (a few minutes)',
+    kind: 'blt',
+    model: bltArgs({ global: 64, local: 32, layersGlobal: 2, layersEncoder: 1, layersDecoder: 1, seqLen: 128, window: 128, hashVocab: 1024 }),
+    patching: { ...PRETRAINED_ENTROPY, maxPatchLength: 16 },
+    ...COMMON,
+    seqLen: 128,
+    batchSize: 4,
+    steps: 200,
+    lr: 3e-3,
+    warmupSteps: 10,
+    evalEvery: 50,
+    evalBytesPerFile: 2048,
+    checkpointEvery: 50,
+  },
+  demo: {
+    description: 'the BLT shipped with the serve app: global dim 192 x 4, local dim 96, entropy patching',
+    kind: 'blt',
+    model: bltArgs({ global: 192, local: 96, layersGlobal: 4, layersEncoder: 1, layersDecoder: 2, seqLen: 256, window: 256, hashVocab: 4096 }),
+    patching: { ...PRETRAINED_ENTROPY, maxPatchLength: 16 },
+    ...COMMON,
+    seqLen: 256,
+    batchSize: 8,
+    steps: 1500,
+    lr: 2e-3,
+    warmupSteps: 100,
+    evalEvery: 250,
+    checkpointEvery: 50,
+  },
+};

@@ -1,0 +1,99 @@
+/** Building the model of a run, and exporting a trained entropy model as a patcher. */
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { BltArgs } from '@bytelatent/blt';
+import { EntropyModel, EntropyPatcher, PATCHER_METADATA_KEY, type EntropyModelArgs } from '@bytelatent/entropy-patcher';
+import { loadReferenceWeights } from '@bytelatent/nn';
+import { writeFileAtomic } from '@bytelatent/nn/node';
+import { readCheckpoint } from './checkpoint.js';
+import { CHECKPOINT_FILE } from './trainer.js';
+import { BltTrainable, EntropyTrainable, type TrainableModel } from './models.js';
+import type { RunConfig } from './presets.js';
+import { RowPatcher } from './row-patcher.js';
+import { TrainError } from './errors.js';
+import { evaluationRows } from './dataset.js';
+
+/**
+ * The model a configuration describes, randomly initialised with the run's seed; for a BLT, with its
+ * row patcher (loading the entropy model when the patching needs one).
+ *
+ * @param config - the run configuration
+ * @param options - where the patch-length cache lives
+ */
+export async function buildTrainable(config: RunConfig, options: { cacheDir: string }): Promise<TrainableModel> {
+  if (config.kind === 'entropy') return EntropyTrainable.create(config.model as EntropyModelArgs, config.seed);
+  if (config.kind !== 'blt') throw new TrainError('CONFIG_INVALID', `kind must be "entropy" or "blt", got ${String(config.kind)}`);
+  const patching = config.patching ?? { mode: 'entropy' as const, entropyModel: 'pretrained' };
+  let patcher: EntropyPatcher | undefined;
+  let cache: { dir: string; modelKey: string } | undefined;
+  if (patching.mode === 'entropy') {
+    const source = patching.entropyModel ?? 'pretrained';
+    const bytes = source === 'pretrained' ? await EntropyPatcher.pretrainedBytes() : await readFile(source).catch((e: Error) => {
+      throw new TrainError('DATA_UNAVAILABLE', `cannot read the entropy model ${source}: ${e.message}`);
+    });
+    patcher = await EntropyPatcher.fromSafetensors(bytes);
+    cache = { dir: options.cacheDir, modelKey: createHash('sha256').update(bytes).digest('hex') };
+  }
+  const rowPatcher = new RowPatcher(patching, patcher, cache);
+  return new BltTrainable(config.model as BltArgs, config.seed, rowPatcher);
+}
+
+export interface ExportPatcherOptions {
+  /** A run folder of an entropy-model run. */
+  readonly runDir: string;
+  readonly outFile: string;
+  /** Texts the threshold is calibrated on (and the held-out BPB measured on). */
+  readonly calibrationFiles: readonly string[];
+  /** Mean patch size wanted, in bytes (default 4.5). */
+  readonly targetMeanPatch: number;
+  readonly onLog?: (message: string) => void;
+}
+
+/**
+ * Loads the entropy model of a run's checkpoint, calibrates the entropy threshold so that the mean
+ * patch on `calibrationFiles` is `targetMeanPatch` bytes, measures its bits-per-byte there, and writes
+ * a safetensors file that `EntropyPatcher.fromSafetensors` loads with no other argument (model
+ * arguments and patcher defaults in the metadata).
+ *
+ * @returns the threshold, mean patch size, bits per byte and file size
+ * @throws {TrainError} `CHECKPOINT_INVALID` when the run is not an entropy-model run
+ */
+export async function exportPatcher(options: ExportPatcherOptions): Promise<{ threshold: number; meanPatchSize: number; bitsPerByte: number; bytes: number; file: string }> {
+  const { state, file } = await readCheckpoint(join(options.runDir, CHECKPOINT_FILE));
+  if (state.kind !== 'entropy') throw new TrainError('CHECKPOINT_INVALID', `${options.runDir} trains a ${state.kind} model, not an entropy model`);
+  const args = state.config['model'] as EntropyModelArgs;
+  const model = new EntropyModel(args);
+  try {
+    loadReferenceWeights(model.registry, file, { prefix: 'model.' });
+    const patcher = EntropyPatcher.fromModel(model, { mode: 'entropy' });
+    const texts = await Promise.all(options.calibrationFiles.map((f) => readFile(f)));
+    options.onLog?.(`calibrating the threshold on ${texts.length} files (${texts.reduce((s, t) => s + t.length, 0)} bytes)`);
+    const calibration = await patcher.calibrate(texts.map((t) => new Uint8Array(t)), options.targetMeanPatch);
+    const bitsPerByte = await entropyModelBitsPerByte(model, options.calibrationFiles);
+    const bytes = await model.toSafetensors({
+      [PATCHER_METADATA_KEY]: JSON.stringify({ mode: 'entropy', threshold: calibration.threshold }),
+      trained_by: 'bytelatent apps/train',
+      heldout_bits_per_byte: bitsPerByte.toFixed(4),
+      calibrated_mean_patch_bytes: calibration.meanPatchSize.toFixed(3),
+    });
+    await writeFileAtomic(options.outFile, bytes);
+    return { threshold: calibration.threshold, meanPatchSize: calibration.meanPatchSize, bitsPerByte, bytes: bytes.length, file: options.outFile };
+  } finally {
+    model.dispose();
+  }
+}
+
+/** Bits per byte of an entropy model over whole files (contexts of `max_seqlen`). */
+export async function entropyModelBitsPerByte(model: EntropyModel, files: readonly string[]): Promise<number> {
+  const trainable = new EntropyTrainable(model);
+  const { rows, byteTargets } = evaluationRows(files, model.maxSeqLen);
+  let nats = 0;
+  for (let i = 0; i < rows.length; i += 8) {
+    const batch = rows.slice(i, i + 8);
+    const s = trainable.sumLoss({ tokens: batch.map((r) => r.tokens), targets: batch.map((r) => r.targets) });
+    nats += (await s.data())[0]!;
+    s.dispose();
+  }
+  return nats / Math.LN2 / byteTargets;
+}
