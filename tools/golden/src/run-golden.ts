@@ -58,7 +58,9 @@ export async function runGoldenCheck(dir: string, options: GoldenRunOptions = {}
   const { checks = GOLDEN_CHECKS, log = console.log, backend = 'cpu' } = options;
   const info = await useBackend(backend);
   const folder = await openGoldenFolder(dir);
-  log(`golden: ${dir} (${folder.cases.length} cases; backend ${info.name}${info.adapter ? ` on ${info.adapter}` : ''}; checks: ${checks.map((c) => c.name).join(', ')})`);
+  // Which matmuls ran matters for wasm (OpenBLAS or the wasm kernels): both must pass.
+  const matmuls = info.nativeMatMul === undefined ? '' : info.nativeMatMul.active ? ', matmuls on OpenBLAS' : ', wasm matmuls';
+  log(`golden: ${dir} (${folder.cases.length} cases; backend ${info.name}${info.adapter ? ` on ${info.adapter}` : ''}${matmuls}; checks: ${checks.map((c) => c.name).join(', ')})`);
   const comparisons: Array<{ caseName: string; comparison: Comparison }> = [];
   let maxAbsDiff = 0;
   let checked = 0;

@@ -48,17 +48,46 @@ const SMOKE: Record<string, string> = {
     import { EntropyModel, EntropyPatcher } from '@bytelatent/entropy-patcher';
     const backend = await initBackend({ backend: 'wasm' }); // wasm binaries must resolve from the install
     if (backend.name !== 'wasm') throw new Error('wasm backend unavailable');
+    // The optional peer @bytelatent/native-sgemm is not installed here: reported, not an error.
+    if (backend.nativeMatMul?.active !== false || !/not installed/.test(backend.nativeMatMul.reason)) throw new Error('nativeMatMul: ' + JSON.stringify(backend.nativeMatMul));
     const model = new EntropyModel({ dim: 16, n_layers: 1, n_heads: 2, max_seqlen: 64, attn_bias_type: 'local_block_causal', sliding_window: 8, multiple_of: 16 }, 1);
     const patcher = await EntropyPatcher.fromSafetensors(await model.toSafetensors(), { threshold: 5.5 });
     const r = await patcher.patch('hello world');
     if (r.patchLengths.reduce((a, b) => a + b, 0) !== 13 || r.entropies.some((h) => !(h > 0))) throw new Error('entropy-patcher broken');`,
+  // Installed with --ignore-scripts, then rebuilt (its install script compiles the addon from the
+  // shipped C source). Where this machine builds the addon in the monorepo, the installed copy must
+  // build and compute too; elsewhere it must say why it is unavailable.
+  '@bytelatent/native-sgemm': `
+    import { loadNativeSgemm, nativeSgemmUnavailableReason } from '@bytelatent/native-sgemm';
+    const s = loadNativeSgemm();
+    if (s === undefined) {
+      if (process.env.EXPECT_NATIVE === '1') throw new Error('native-sgemm did not build from its tarball: ' + nativeSgemmUnavailableReason());
+      if (!nativeSgemmUnavailableReason()) throw new Error('native-sgemm unavailable without a reason');
+    } else {
+      const c = new Float32Array(4);
+      s.sgemm(true, false, 2, 2, 2, 1, Float32Array.of(1, 3, 2, 4), 0, 2, Float32Array.of(5, 6, 7, 8), 0, 2, 0, c, 0, 2);
+      if (c.join() !== '19,22,43,50') throw new Error('native-sgemm broken: ' + c.join());
+    }`,
 };
 
+/** Packages whose install script must run after the --ignore-scripts install (they build native code). */
+const REBUILD = new Set(['@bytelatent/native-sgemm']);
+
+/** Whether the monorepo's own native-sgemm addon loads here: then the packed one must build too. */
+async function monorepoNativeSgemm(): Promise<boolean> {
+  try {
+    return (await import('@bytelatent/native-sgemm')).loadNativeSgemm() !== undefined;
+  } catch {
+    return false;
+  }
+}
+
 let work: string;
+let expectNative = false;
 const tarballs = new Map<string, string>();
 
-function run(cmd: string, args: string[], cwd: string): string {
-  return execFileSync(cmd, args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+function run(cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = process.env): string {
+  return execFileSync(cmd, args, { cwd, env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
 /** The package and, transitively, its @bytelatent dependencies. */
@@ -71,7 +100,7 @@ function closure(name: string, seen = new Set<string>()): Set<string> {
   return seen;
 }
 
-beforeAll(() => {
+beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'bytelatent-pack-'));
   for (const [name, { dir }] of manifests) {
     const out = run('npm', ['pack', '--json', '--pack-destination', work], dir);
@@ -82,12 +111,18 @@ beforeAll(() => {
     expect(paths, name).toContain('dist/index.js');
     expect(paths, name).toContain('dist/index.d.ts');
     expect(paths.filter((p) => p.includes('.test.') || p.endsWith('.tsbuildinfo')), name).toEqual([]);
+    // Native code ships as source, built on the user's machine; never a binary built here.
+    expect(paths.filter((p) => p.endsWith('.node')), name).toEqual([]);
+    if (name === '@bytelatent/native-sgemm') expect(paths).toEqual(expect.arrayContaining(['native/sgemm.c', 'scripts/build-native.mjs']));
   }
+  expectNative = await monorepoNativeSgemm();
 }, 120_000);
 
+// Eleven installs with tfjs each: removing them can take longer than vitest's default 10 s hook
+// timeout on a busy disk.
 afterAll(() => {
   if (work) rmSync(work, { recursive: true, force: true });
-});
+}, 120_000);
 
 describe('every publishable package installs and works alone', () => {
   it('lists types first in every export condition', () => {
@@ -105,11 +140,12 @@ describe('every publishable package installs and works alone', () => {
       writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, type: 'module' }));
       const needed = [...closure(name)].map((n) => tarballs.get(n)!);
       run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--ignore-scripts', ...needed], app);
+      for (const pkg of closure(name)) if (REBUILD.has(pkg)) run('npm', ['rebuild', pkg], app);
       // Nothing but the package's own closure (and third-party dependencies) is installed.
       const installed = readdirSync(join(app, 'node_modules', '@bytelatent')).map((d) => `@bytelatent/${d}`);
       expect(installed.sort()).toEqual([...closure(name)].sort());
       writeFileSync(join(app, 'smoke.mjs'), SMOKE[name] ?? `await import('${name}');`);
-      expect(() => run(process.execPath, ['smoke.mjs'], app)).not.toThrow();
+      expect(() => run(process.execPath, ['smoke.mjs'], app, { ...process.env, EXPECT_NATIVE: expectNative ? '1' : '0' })).not.toThrow();
     }, 120_000);
   }
 });

@@ -11,5 +11,7 @@ export {
   type BackendInfo,
   type BackendName,
   type InitBackendOptions,
+  type NativeMatMulInfo,
   type WasmKernelFixes,
+  type WasmMatMulKind,
 } from './select-backend.js';

@@ -45,7 +45,17 @@ describe('initBackend', () => {
   });
 
   it('rejects unknown backends and malformed options with INVALID_ARGUMENT', async () => {
-    const bad: unknown[] = [{ backend: 'gpu' }, { backend: 'WASM' }, { backend: 3 }, { allowSoftwareGpu: 'yes' }, { wasmPaths: 1 }, 'wasm', [1]];
+    const bad: unknown[] = [
+      { backend: 'gpu' },
+      { backend: 'WASM' },
+      { backend: 3 },
+      { allowSoftwareGpu: 'yes' },
+      { wasmPaths: 1 },
+      { nativeMatMul: 'on' },
+      { nativeMatMul: false },
+      'wasm',
+      [1],
+    ];
     for (const options of bad) {
       const result = initBackend(options as InitBackendOptions);
       await expect(result).rejects.toBeInstanceOf(BackendError);
@@ -69,6 +79,33 @@ describe('initBackend', () => {
     expect(Array.from(await matMulValues())).toEqual(EXPECTED);
     const { withOriginalWasmKernels } = await loadWasmKernelFixes();
     expect(withOriginalWasmKernels(() => tf.getKernel('BatchMatMul', 'wasm'))).not.toBe(tf.getKernel('BatchMatMul', 'wasm'));
+  });
+
+  it("reports whether wasm's matmuls run natively; nativeMatMul: 'off' restores the wasm kernels", async () => {
+    const { activeWasmMatMul, withWasmMatMul } = await loadWasmKernelFixes();
+    let available = false;
+    try {
+      available = (await import('@bytelatent/native-sgemm')).loadNativeSgemm() !== undefined;
+    } catch {
+      // Not installed: the info must say so.
+    }
+    const info = await initBackend({ backend: 'wasm' });
+    expect(info.nativeMatMul?.active).toBe(available);
+    expect(info.nativeMatMul?.reason).toMatch(available ? /OpenBLAS/ : /native-sgemm/);
+    expect(activeWasmMatMul()).toBe(available ? 'native' : 'fixed');
+    if (!available) console.warn(`native matmul not checked here: ${info.nativeMatMul?.reason}`);
+
+    const off = await initBackend({ backend: 'wasm', nativeMatMul: 'off' });
+    expect(off.nativeMatMul).toEqual({ active: false, reason: "off (nativeMatMul: 'off')" });
+    expect(activeWasmMatMul()).toBe('fixed');
+    expect(Array.from(await matMulValues())).toEqual(EXPECTED);
+    expect(() => withWasmMatMul('native', () => 1)).toThrow(/not enabled/);
+
+    const again = await initBackend({ backend: 'wasm', nativeMatMul: 'auto' });
+    expect(again.nativeMatMul?.active).toBe(available);
+    expect(Array.from(await matMulValues())).toEqual(EXPECTED);
+    // Other backends say nothing about it.
+    expect((await initBackend({ backend: 'cpu' })).nativeMatMul).toBeUndefined();
   });
 
   it('returns the same info for the same choice, and switches for another', async () => {

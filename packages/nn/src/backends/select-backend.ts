@@ -10,6 +10,9 @@
  */
 import { engine, findBackendFactory, getBackend, setBackend } from '@tensorflow/tfjs-core';
 import type * as WasmKernelFixesModule from './wasm-kernels.js';
+import type { NativeSgemmLike } from './wasm-native-matmul.js';
+
+export type { WasmMatMulKind } from './wasm-kernels.js';
 
 /** A backend {@link initBackend} can select. */
 export type BackendName = 'webgpu' | 'wasm' | 'cpu';
@@ -51,6 +54,24 @@ export interface InitBackendOptions {
    * In Node this also lets {@link initBackend} point Vulkan at Chromium's SwiftShader.
    */
   readonly allowSoftwareGpu?: boolean;
+  /**
+   * wasm in Node only: `'auto'` (default) runs the wasm backend's float32 matmuls (`BatchMatMul`,
+   * `_FusedMatMul`) through OpenBLAS when the optional `@bytelatent/native-sgemm` package is
+   * installed and its addon built, on the wasm heap without copies: ~200 against ~25 GFLOP/s on a
+   * two-core machine. `'off'` keeps (or restores) the wasm kernels. The results differ from the
+   * wasm kernels' by float32 rounding only. {@link BackendInfo.nativeMatMul} says what happened.
+   */
+  readonly nativeMatMul?: 'auto' | 'off';
+}
+
+/** Whether the wasm backend's matmuls run natively (OpenBLAS), see {@link InitBackendOptions.nativeMatMul}. */
+export interface NativeMatMulInfo {
+  readonly active: boolean;
+  /**
+   * When active, what runs them (e.g. `'OpenBLAS 0.3.21 ... (core Zen), 2 threads'`); otherwise why
+   * not (e.g. `'the optional @bytelatent/native-sgemm package is not installed'`).
+   */
+  readonly reason: string;
 }
 
 /** The backend {@link initBackend} selected. */
@@ -62,10 +83,20 @@ export interface BackendInfo {
   readonly software?: boolean;
   /** Why this backend was chosen, e.g. `'webgpu unavailable: no adapter; wasm'`. */
   readonly reason: string;
+  /** wasm only: whether its matmuls run natively through OpenBLAS, and why (not). */
+  readonly nativeMatMul?: NativeMatMulInfo;
 }
 
 /** The functions of the wasm kernel fixes module, see {@link loadWasmKernelFixes}. */
-export type WasmKernelFixes = Pick<typeof WasmKernelFixesModule, 'registerWasmKernelFixes' | 'withOriginalWasmKernels'>;
+export type WasmKernelFixes = Pick<typeof WasmKernelFixesModule, 'registerWasmKernelFixes' | 'withOriginalWasmKernels' | 'withWasmMatMul' | 'activeWasmMatMul'>;
+
+/** The exports of `@bytelatent/native-sgemm` used here (declared structurally: it is optional). */
+interface NativeSgemmPackage {
+  loadNativeSgemm(): (NativeSgemmLike & { readonly config: string; getNumThreads(): number }) | undefined;
+  nativeSgemmUnavailableReason(): string | undefined;
+}
+
+const NATIVE_MATMUL_CHOICES: readonly string[] = ['auto', 'off'];
 
 const BACKEND_CHOICES: readonly string[] = ['auto', 'webgpu', 'wasm', 'cpu'];
 
@@ -104,6 +135,7 @@ interface Resolved {
   readonly backend: 'auto' | BackendName;
   readonly wasmPaths: string | undefined;
   readonly allowSoftwareGpu: boolean;
+  readonly nativeMatMul: 'auto' | 'off';
 }
 
 /** The last successful selection, returned as is while the options and tfjs's backend are unchanged. */
@@ -146,11 +178,11 @@ async function importNodeOnly<T>(specifier: string): Promise<T> {
 }
 
 function resolveOptions(options: unknown): Resolved {
-  if (options === undefined || options === null) return { backend: 'auto', wasmPaths: undefined, allowSoftwareGpu: false };
+  if (options === undefined || options === null) return { backend: 'auto', wasmPaths: undefined, allowSoftwareGpu: false, nativeMatMul: 'auto' };
   if (typeof options !== 'object' || Array.isArray(options)) {
     throw new BackendError('INVALID_ARGUMENT', `initBackend: options must be an object, got ${Array.isArray(options) ? 'an array' : typeof options}`);
   }
-  const { backend = 'auto', wasmPaths, allowSoftwareGpu = false } = options as Record<string, unknown>;
+  const { backend = 'auto', wasmPaths, allowSoftwareGpu = false, nativeMatMul = 'auto' } = options as Record<string, unknown>;
   if (typeof backend !== 'string' || !BACKEND_CHOICES.includes(backend)) {
     throw new BackendError('INVALID_ARGUMENT', `initBackend: backend must be one of ${BACKEND_CHOICES.join(', ')}, got ${JSON.stringify(backend) ?? String(backend)}`);
   }
@@ -160,7 +192,10 @@ function resolveOptions(options: unknown): Resolved {
   if (typeof allowSoftwareGpu !== 'boolean') {
     throw new BackendError('INVALID_ARGUMENT', `initBackend: allowSoftwareGpu must be a boolean, got ${typeof allowSoftwareGpu}`);
   }
-  return { backend: backend as Resolved['backend'], wasmPaths, allowSoftwareGpu };
+  if (typeof nativeMatMul !== 'string' || !NATIVE_MATMUL_CHOICES.includes(nativeMatMul)) {
+    throw new BackendError('INVALID_ARGUMENT', `initBackend: nativeMatMul must be one of ${NATIVE_MATMUL_CHOICES.join(', ')}, got ${JSON.stringify(nativeMatMul) ?? String(nativeMatMul)}`);
+  }
+  return { backend: backend as Resolved['backend'], wasmPaths, allowSoftwareGpu, nativeMatMul: nativeMatMul as Resolved['nativeMatMul'] };
 }
 
 /**
@@ -175,20 +210,22 @@ function resolveOptions(options: unknown): Resolved {
  * WebGPU comes from `navigator.gpu` in the browser and from the optional `webgpu` package (Dawn) in
  * Node, which is then installed as `navigator.gpu` before `@tensorflow/tfjs-backend-webgpu` is
  * imported (that package registers itself only if `navigator.gpu` exists when it is first
- * imported). Choosing wasm also registers the wasm kernel fixes (`./wasm-kernels.js`).
+ * imported). Choosing wasm also registers the wasm kernel fixes (`./wasm-kernels.js`) and, in Node
+ * with `nativeMatMul: 'auto'`, the OpenBLAS matmul kernels when `@bytelatent/native-sgemm` loads.
  *
  * A second call with the same options while tfjs still runs that backend returns the same (frozen)
  * info object at once; different options switch backends. Calls are serialised.
  *
  * @param options - see {@link InitBackendOptions}; default `{ backend: 'auto' }`
- * @returns the selected backend, its adapter for WebGPU, and the reason for the choice
+ * @returns the selected backend, its adapter for WebGPU, the reason for the choice, and for wasm
+ *   whether its matmuls run natively
  * @throws {BackendError} `INVALID_ARGUMENT` for an unknown backend name or option of the wrong
  *   type; `BACKEND_UNAVAILABLE` when a named backend cannot be initialised (never a silent
  *   fallback), or when even cpu fails under `'auto'`
  */
 export async function initBackend(options?: InitBackendOptions): Promise<BackendInfo> {
   const resolved = resolveOptions(options);
-  const key = JSON.stringify([resolved.backend, resolved.wasmPaths ?? null, resolved.allowSoftwareGpu]);
+  const key = JSON.stringify([resolved.backend, resolved.wasmPaths ?? null, resolved.allowSoftwareGpu, resolved.nativeMatMul]);
   const run = queue.then(async () => {
     if (current !== undefined && current.key === key && getBackend() === current.info.name) return current.info;
     const info = Object.freeze(await select(resolved));
@@ -201,9 +238,10 @@ export async function initBackend(options?: InitBackendOptions): Promise<Backend
 
 /**
  * Loads the wasm backend with its kernel fixes (registering both) and returns the fixes' functions:
- * `registerWasmKernelFixes()` (idempotent, already done by loading) and
- * `withOriginalWasmKernels(fn)`, which runs `fn` with tfjs's own wasm matmul kernels, for
- * benchmarks. Loaded lazily, like every backend here, so that importing `@bytelatent/nn` does not
+ * `registerWasmKernelFixes()` (idempotent, already done by loading),
+ * `withOriginalWasmKernels(fn)`, which runs `fn` with tfjs's own wasm matmul kernels,
+ * `withWasmMatMul(kind, fn)`, which runs it with the `'original'`, `'fixed'` or (once
+ * `initBackend` enabled them) `'native'` ones, for benchmarks, and `activeWasmMatMul()`. Loaded lazily, like every backend here, so that importing `@bytelatent/nn` does not
  * register the wasm backend.
  *
  * @returns the functions of `./wasm-kernels.js`
@@ -211,8 +249,8 @@ export async function initBackend(options?: InitBackendOptions): Promise<Backend
  */
 export async function loadWasmKernelFixes(): Promise<WasmKernelFixes> {
   try {
-    const { registerWasmKernelFixes, withOriginalWasmKernels } = await import('./wasm-kernels.js');
-    return { registerWasmKernelFixes, withOriginalWasmKernels };
+    const { registerWasmKernelFixes, withOriginalWasmKernels, withWasmMatMul, activeWasmMatMul } = await import('./wasm-kernels.js');
+    return { registerWasmKernelFixes, withOriginalWasmKernels, withWasmMatMul, activeWasmMatMul };
   } catch (e) {
     throw new BackendError('BACKEND_UNAVAILABLE', `the wasm backend could not be loaded: ${errorMessage(e)}`);
   }
@@ -229,7 +267,7 @@ async function select(options: Resolved): Promise<BackendInfo> {
     case 'wasm': {
       const wasm = await tryWasm(options.wasmPaths);
       if (!wasm.ok) throw new BackendError('BACKEND_UNAVAILABLE', `wasm unavailable: ${wasm.why}`);
-      return { name: 'wasm', reason: forced };
+      return { name: 'wasm', reason: forced, nativeMatMul: await configureNativeMatMul(options.nativeMatMul) };
     }
     case 'webgpu': {
       const gpu = await tryWebgpu(options.allowSoftwareGpu);
@@ -246,7 +284,7 @@ async function select(options: Resolved): Promise<BackendInfo> {
       }
       notes.push(`webgpu ${gpu.skipped === true ? 'skipped' : 'unavailable'}: ${gpu.why}`);
       const wasm = await tryWasm(options.wasmPaths);
-      if (wasm.ok) return { name: 'wasm', reason: `${notes.join('; ')}; wasm` };
+      if (wasm.ok) return { name: 'wasm', reason: `${notes.join('; ')}; wasm`, nativeMatMul: await configureNativeMatMul(options.nativeMatMul) };
       notes.push(`wasm unavailable: ${wasm.why}`);
       const cpu = await tryCpu();
       if (cpu.ok) return { name: 'cpu', reason: `${notes.join('; ')}; cpu` };
@@ -294,6 +332,43 @@ async function tryWasm(wasmPaths: string | undefined): Promise<Attempt> {
     return { ok: false, why: `@tensorflow/tfjs-backend-wasm could not be loaded: ${errorMessage(e)}` };
   }
   return activate('wasm');
+}
+
+/**
+ * Registers the OpenBLAS matmul kernels for wasm (or, for `'off'` or without the addon, makes sure
+ * the wasm ones are registered) and says which. Never throws: the native kernels are optional.
+ */
+async function configureNativeMatMul(mode: 'auto' | 'off'): Promise<NativeMatMulInfo> {
+  // Only Node can load the addon; in the browser this module's import stays unreached.
+  if (!isNode()) return { active: false, reason: 'Node only (a native addon)' };
+  let native: typeof import('./wasm-native-matmul.js');
+  try {
+    native = await import('./wasm-native-matmul.js');
+  } catch (e) {
+    return { active: false, reason: `the native matmul kernels could not be loaded: ${errorMessage(e)}` };
+  }
+  if (mode === 'off') {
+    native.disableNativeWasmMatMul();
+    return { active: false, reason: "off (nativeMatMul: 'off')" };
+  }
+  let pkg: NativeSgemmPackage;
+  try {
+    pkg = await importNodeOnly<NativeSgemmPackage>('@bytelatent/native-sgemm');
+  } catch (e) {
+    native.disableNativeWasmMatMul();
+    return {
+      active: false,
+      reason: isModuleNotFound(e) ? 'the optional @bytelatent/native-sgemm package is not installed' : `@bytelatent/native-sgemm failed to load: ${errorMessage(e)}`,
+    };
+  }
+  const sgemm = pkg.loadNativeSgemm();
+  if (sgemm === undefined) {
+    native.disableNativeWasmMatMul();
+    return { active: false, reason: `@bytelatent/native-sgemm: ${pkg.nativeSgemmUnavailableReason() ?? 'unavailable'}` };
+  }
+  native.enableNativeWasmMatMul(sgemm);
+  const threads = sgemm.getNumThreads();
+  return { active: true, reason: `${sgemm.config}, ${threads} thread${threads === 1 ? '' : 's'}` };
 }
 
 function describeAdapter(info: GpuAdapterInfoLike | undefined): string {

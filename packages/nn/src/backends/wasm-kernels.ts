@@ -23,6 +23,11 @@
  * Registration is idempotent and shared through the global kernel registry, so importing this
  * module twice (or two copies of it) changes nothing, and it works whether or not the wasm backend
  * has been initialised yet.
+ *
+ * In Node, `./wasm-native-matmul.ts` can put OpenBLAS matmul kernels in place of these fixes
+ * ({@link setNativeMatMulConfigs}); they keep the fixes as their fallback and share
+ * {@link addBiasAndActivate}, {@link planProduct} and {@link broadcastIndices} with them.
+ * {@link withWasmMatMul} runs code with any of the three sets (`original`, `fixed`, `native`).
  */
 // Registers the wasm backend and its kernels; the originals must be registered before they can be
 // wrapped, and ES module evaluation order guarantees that this import runs first.
@@ -47,7 +52,14 @@ import {
 const WASM = 'wasm';
 
 /** The wasm kernels this module replaces. */
-const MATMUL_KERNELS = [BatchMatMul, _FusedMatMul] as const;
+export const MATMUL_KERNELS = [BatchMatMul, _FusedMatMul] as const;
+
+/**
+ * Which `BatchMatMul` and `_FusedMatMul` the wasm backend runs: tfjs's own (`original`), this
+ * module's replacements (`fixed`), or OpenBLAS through `@bytelatent/native-sgemm` (`native`, see
+ * `./wasm-native-matmul.ts`; only once enabled there).
+ */
+export type WasmMatMulKind = 'original' | 'fixed' | 'native';
 
 /** Machine-readable reason of a {@link WasmKernelError}. */
 export type WasmKernelErrorCode = 'KERNEL_MISSING' | 'INVALID_ARGUMENT';
@@ -74,6 +86,11 @@ interface FixState {
   readonly patched: Map<string, KernelConfig>;
   /** Every config registered by this module, to recognise them in the registry. */
   readonly ours: WeakSet<KernelConfig>;
+  /**
+   * The native (OpenBLAS) replacements while they are enabled (`./wasm-native-matmul.ts`), by
+   * kernel name; they then take the place of `patched` in the registry.
+   */
+  native: Map<string, KernelConfig> | undefined;
 }
 
 // tfjs-core keeps its kernel registry on the global object, so two copies of this module (the
@@ -84,11 +101,12 @@ const STATE_KEY = Symbol.for('@bytelatent/nn/wasm-kernel-fixes');
 
 function fixState(): FixState {
   const holder = globalThis as { [STATE_KEY]?: FixState };
-  holder[STATE_KEY] ??= { originals: new Map(), patched: new Map(), ours: new WeakSet() };
+  holder[STATE_KEY] ??= { originals: new Map(), patched: new Map(), ours: new WeakSet(), native: undefined };
   return holder[STATE_KEY];
 }
 
-interface KernelArgs {
+/** The arguments tfjs passes to a wasm kernel function. */
+export interface KernelArgs {
   inputs: NamedTensorInfoMap;
   backend: BackendWasm;
   attrs?: NamedAttrMap;
@@ -134,7 +152,7 @@ function withShape(x: TensorInfo, shape: number[]): TensorInfo {
  * The operands `a` and `b` if the replacements handle them: float32 and of rank >= 2. Anything
  * else goes to the original unchanged, so its validation and error messages stay exactly tfjs's.
  */
-function floatOperands(inputs: NamedTensorInfoMap): { a: TensorInfo; b: TensorInfo } | undefined {
+export function floatOperands(inputs: NamedTensorInfoMap): { a: TensorInfo; b: TensorInfo } | undefined {
   const { a, b } = inputs;
   if (a === undefined || b === undefined || a.dtype !== 'float32' || b.dtype !== 'float32') return undefined;
   return a.shape.length >= 2 && b.shape.length >= 2 ? { a, b } : undefined;
@@ -184,7 +202,7 @@ function broadcastBatch(a: readonly number[], b: readonly number[]): number[] | 
  * For each flat index of the batch shape `out`, the flat index of the batch it reads in an operand
  * of batch shape `operand` (which broadcasts to `out`).
  */
-function broadcastIndices(out: readonly number[], operand: readonly number[]): Int32Array {
+export function broadcastIndices(out: readonly number[], operand: readonly number[]): Int32Array {
   const rank = out.length;
   const dims = Array.from({ length: rank }, (_, i) => operand[operand.length - rank + i] ?? 1);
   // Strides of the operand's batches, 0 along broadcast axes.
@@ -224,7 +242,7 @@ const LOOP_MIN_ROWS = 8;
 const LOOP_MIN_MACS = 8192;
 
 /** How a product of plain (untransposed) operands runs; see {@link planProduct}. */
-interface ProductPlan {
+export interface ProductPlan {
   /**
    * `original`: the original kernel on the whole operands; `fold`: `b` has no batch, so the
    * batches of `a` are folded into its rows, one batch-1 product; `loop`: one batch-1 product per
@@ -254,7 +272,7 @@ interface ProductPlan {
  * - batch shapes the original gets wrong (it indexes batches modulo each operand's batch count,
  *   which is wrong for e.g. `[2, 1]` against `[1, 3]`) always `loop`.
  */
-function planProduct(aShape: readonly number[], bShape: readonly number[], transposeA: boolean, transposeB: boolean): ProductPlan | undefined {
+export function planProduct(aShape: readonly number[], bShape: readonly number[], transposeA: boolean, transposeB: boolean): ProductPlan | undefined {
   const ra = aShape.length;
   const rb = bShape.length;
   const rows = aShape[ra - (transposeA ? 1 : 2)]!;
@@ -280,7 +298,7 @@ function planProduct(aShape: readonly number[], bShape: readonly number[], trans
  * batches of 8 and 32 on products of 4x4x8 to 4x64x256: equal for `aᵀ·b`, up to 1.3x faster for
  * `a·bᵀ` and 1.8x for `aᵀ·bᵀ`), so the operands go to it unchanged.
  */
-function nativeFlags(plan: ProductPlan): boolean {
+function originalTakesFlags(plan: ProductPlan): boolean {
   return plan.strategy === 'original' && plan.batch > 1;
 }
 
@@ -352,7 +370,7 @@ function runProduct(plan: ProductPlan, a: TensorInfo, b: TensorInfo, backend: Ba
 /**
  * `BatchMatMul` replacement: transposed operands are materialised, then the product runs as
  * planned by {@link planProduct} with the original kernel; small batched products go to the
- * original unchanged (see {@link nativeFlags}).
+ * original unchanged (see {@link originalTakesFlags}).
  */
 function fixedBatchMatMul(original: KernelConfig): KernelFunc {
   return ((args: KernelArgs) => {
@@ -363,7 +381,7 @@ function fixedBatchMatMul(original: KernelConfig): KernelFunc {
     if (operands === undefined) return original.kernelFunc(args as Parameters<KernelFunc>[0]);
     const { a, b } = operands;
     const plan = planProduct(a.shape, b.shape, transposeA, transposeB);
-    if (plan === undefined || nativeFlags(plan) || (!transposeA && !transposeB && plan.strategy === 'original')) {
+    if (plan === undefined || originalTakesFlags(plan) || (!transposeA && !transposeB && plan.strategy === 'original')) {
       return original.kernelFunc(args as Parameters<KernelFunc>[0]);
     }
     const plainAttrs: NamedAttrMap = { ...attrs, transposeA: false, transposeB: false };
@@ -401,7 +419,9 @@ function runActivation(activation: string, x: TensorInfo, backend: BackendWasm, 
  * - with more than one batch, only the first row of each batch gets the right bias;
  * - a bias that must broadcast (shape `[1]`) is read as if it had one value per column.
  *
- * The original is right for a bias of shape `[columns]` on a single batch, and for no bias. So:
+ * The original is right for a bias of shape `[columns]` on a single batch without transpose flags,
+ * and for no bias. (With `transposeA` and a bias it is wrong even on one batch, errors of order 1;
+ * the explicit transposes below never take that path.) So:
  *
  * - a `[columns]` bias or none on batches of `a` with a batch-less `b` (a `Linear` layer on
  *   `[batch, rows, in]` input, the common case): the batches are folded into the rows, one
@@ -412,7 +432,7 @@ function runActivation(activation: string, x: TensorInfo, backend: BackendWasm, 
  *   activation (as planned by {@link planProduct}), then the bias (wasm `Add`, broadcasting) and the
  *   activation (its own wasm kernel) follow;
  * - no bias with small batched operands: the original, transpose flags included (see
- *   {@link nativeFlags}).
+ *   {@link originalTakesFlags}).
  */
 function fixedFusedMatMul(original: KernelConfig): KernelFunc {
   return ((args: KernelArgs) => {
@@ -439,11 +459,11 @@ function fixedFusedMatMul(original: KernelConfig): KernelFunc {
           ? 'fused'
           : 'separate';
     // A batched 'fused' is the original's naive loop, which takes the transpose flags itself.
-    const native = nativeFlags(plan);
-    if (mode === 'fused' && (native || (!transposeA && !transposeB))) return original.kernelFunc(args as Parameters<KernelFunc>[0]);
-    const plainAttrs: NamedAttrMap = native ? { ...attrs } : { ...attrs, transposeA: false, transposeB: false };
+    const takesFlags = originalTakesFlags(plan);
+    if (mode === 'fused' && (takesFlags || (!transposeA && !transposeB))) return original.kernelFunc(args as Parameters<KernelFunc>[0]);
+    const plainAttrs: NamedAttrMap = takesFlags ? { ...attrs } : { ...attrs, transposeA: false, transposeB: false };
 
-    return withExplicitTransposes(a, b, transposeA && !native, transposeB && !native, backend, (a2, b2): TensorInfo | TensorInfo[] => {
+    return withExplicitTransposes(a, b, transposeA && !takesFlags, transposeB && !takesFlags, backend, (a2, b2): TensorInfo | TensorInfo[] => {
       if (mode === 'fused') return original.kernelFunc({ inputs: { ...inputs, a: a2, b: b2 }, backend, attrs: plainAttrs });
       if (mode === 'fold') {
         const { rows, inner, batchA, outBatch } = plan;
@@ -456,24 +476,44 @@ function fixedFusedMatMul(original: KernelConfig): KernelFunc {
       }
       const linearAttrs: NamedAttrMap = { ...plainAttrs, activation: 'linear' };
       const product = runProduct(plan, a2, b2, backend, (x, y) => original.kernelFunc({ inputs: { a: x, b: y }, backend, attrs: linearAttrs }) as TensorInfo);
-      let biased = product;
-      if (bias !== undefined) {
-        try {
-          biased = runWasm('Add', backend, { a: product, b: bias });
-        } finally {
-          backend.disposeData(product.dataId);
-        }
-      }
-      const activation = typeof attrs?.['activation'] === 'string' ? attrs['activation'] : 'linear';
-      if (activation === 'linear') return biased;
-      try {
-        const leakyreluAlpha = typeof attrs?.['leakyreluAlpha'] === 'number' ? attrs['leakyreluAlpha'] : 0;
-        return runActivation(activation, biased, backend, preluActivationWeights, leakyreluAlpha);
-      } finally {
-        backend.disposeData(biased.dataId);
-      }
+      return addBiasAndActivate(product, bias, preluActivationWeights, attrs, backend);
     });
   }) as KernelFunc;
+}
+
+/**
+ * The rest of a `_FusedMatMul` after its product: `product + bias` (wasm `Add`, so any bias shape
+ * that broadcasts works) and then the `activation` attribute (its own wasm kernel, with
+ * `preluActivationWeights` or the `leakyreluAlpha` attribute). Takes ownership of `product`: it is
+ * returned as is when there is neither bias nor activation, else freed (also when a kernel throws).
+ *
+ * @param product - a wasm tensor owned by the caller until this call
+ * @returns a new wasm tensor owned by the caller
+ * @throws {WasmKernelError} `INVALID_ARGUMENT` for an unknown activation, or prelu without weights
+ */
+export function addBiasAndActivate(
+  product: TensorInfo,
+  bias: TensorInfo | undefined,
+  preluActivationWeights: TensorInfo | undefined,
+  attrs: NamedAttrMap | undefined,
+  backend: BackendWasm,
+): TensorInfo {
+  let biased = product;
+  if (bias !== undefined) {
+    try {
+      biased = runWasm('Add', backend, { a: product, b: bias });
+    } finally {
+      backend.disposeData(product.dataId);
+    }
+  }
+  const activation = typeof attrs?.['activation'] === 'string' ? attrs['activation'] : 'linear';
+  if (activation === 'linear') return biased;
+  try {
+    const leakyreluAlpha = typeof attrs?.['leakyreluAlpha'] === 'number' ? attrs['leakyreluAlpha'] : 0;
+    return runActivation(activation, biased, backend, preluActivationWeights, leakyreluAlpha);
+  } finally {
+    backend.disposeData(biased.dataId);
+  }
 }
 
 /** The replacement config of a wasm matmul kernel. */
@@ -631,10 +671,88 @@ export function registerWasmKernelFixes(): void {
   }
 }
 
+/** The matmul configs of `kind`, by kernel name (the native ones only while enabled). */
+function configsOf(state: FixState, kind: WasmMatMulKind): Map<string, KernelConfig> | undefined {
+  return kind === 'original' ? state.originals : kind === 'fixed' ? state.patched : state.native;
+}
+
+/**
+ * Which matmul kernels the wasm backend runs by default now: `native` while the OpenBLAS kernels
+ * are enabled (see `initBackend`'s `nativeMatMul` option), else `fixed`.
+ */
+export function activeWasmMatMul(): Exclude<WasmMatMulKind, 'original'> {
+  registerWasmKernelFixes();
+  return fixState().native !== undefined ? 'native' : 'fixed';
+}
+
+/** The fixed matmul configs by kernel name, registering the fixes first. For `./wasm-native-matmul.ts`. */
+export function fixedMatMulConfigs(): ReadonlyMap<string, KernelConfig> {
+  registerWasmKernelFixes();
+  return fixState().patched;
+}
+
+/**
+ * Makes `configs` (the native replacements, by kernel name) the registered wasm matmul kernels, or
+ * the fixed ones again when `undefined`. For `./wasm-native-matmul.ts`.
+ */
+export function setNativeMatMulConfigs(configs: Map<string, KernelConfig> | undefined): void {
+  registerWasmKernelFixes();
+  const state = fixState();
+  if (configs !== undefined) for (const config of configs.values()) state.ours.add(config);
+  state.native = configs;
+  for (const name of MATMUL_KERNELS) {
+    const config = (configs ?? state.patched).get(name);
+    if (config !== undefined) replaceKernel(config);
+  }
+}
+
+/**
+ * Runs `fn` with the given matmul kernels registered for wasm (see {@link WasmMatMulKind}), then
+ * registers again the ones registered before, even if `fn` throws. For benchmarks and tests that
+ * compare implementations in one process. `fn` must be synchronous: the swap ends when it returns.
+ *
+ * @param kind - `original` (tfjs's own), `fixed` (this module's), `native` (OpenBLAS, only while
+ *   enabled)
+ * @param fn - synchronous code to run with those kernels
+ * @returns what `fn` returns
+ * @throws {WasmKernelError} `INVALID_ARGUMENT` for `native` while it is not enabled, for an unknown
+ *   kind, or if `fn` returns a promise (the kernels are restored before it settles, so it would not
+ *   measure what it seems to)
+ * @throws whatever `fn` throws
+ */
+export function withWasmMatMul<T>(kind: WasmMatMulKind, fn: () => T): T {
+  registerWasmKernelFixes();
+  const state = fixState();
+  if (kind !== 'original' && kind !== 'fixed' && kind !== 'native') {
+    throw new WasmKernelError('INVALID_ARGUMENT', `withWasmMatMul: kind must be 'original', 'fixed' or 'native', got ${JSON.stringify(kind)}`);
+  }
+  const wanted = configsOf(state, kind);
+  if (wanted === undefined) {
+    throw new WasmKernelError('INVALID_ARGUMENT', "withWasmMatMul: the native matmul kernels are not enabled (initBackend({ backend: 'wasm' }) enables them when @bytelatent/native-sgemm loads)");
+  }
+  // Restored as found, so that nested calls unwind correctly.
+  const before = MATMUL_KERNELS.map((name) => getKernel(name, WASM));
+  for (const name of MATMUL_KERNELS) {
+    const config = wanted.get(name);
+    if (config !== undefined) replaceKernel(config);
+  }
+  let result: T;
+  try {
+    result = fn();
+  } finally {
+    for (const config of before) if (config !== undefined) replaceKernel(config);
+  }
+  if (typeof (result as { then?: unknown } | null)?.then === 'function') {
+    throw new WasmKernelError('INVALID_ARGUMENT', 'withWasmMatMul: fn must be synchronous, it returned a promise');
+  }
+  return result;
+}
+
 /**
  * Runs `fn` with the wasm backend's own `BatchMatMul` and `_FusedMatMul` registered instead of the
- * fixes, then restores the fixes, even if `fn` throws. For benchmarks and tests that compare the
- * two. `fn` must be synchronous: the swap ends when it returns.
+ * fixes (or the native kernels), then restores what was registered, even if `fn` throws. For
+ * benchmarks and tests that compare the two. `fn` must be synchronous: the swap ends when it
+ * returns. Same as `withWasmMatMul('original', fn)`.
  *
  * @param fn - synchronous code to run with the original kernels
  * @returns what `fn` returns
@@ -643,25 +761,7 @@ export function registerWasmKernelFixes(): void {
  * @throws whatever `fn` throws
  */
 export function withOriginalWasmKernels<T>(fn: () => T): T {
-  registerWasmKernelFixes();
-  const state = fixState();
-  const swap = (from: Map<string, KernelConfig>) => {
-    for (const name of MATMUL_KERNELS) {
-      const config = from.get(name);
-      if (config !== undefined) replaceKernel(config);
-    }
-  };
-  swap(state.originals);
-  let result: T;
-  try {
-    result = fn();
-  } finally {
-    swap(state.patched);
-  }
-  if (typeof (result as { then?: unknown } | null)?.then === 'function') {
-    throw new WasmKernelError('INVALID_ARGUMENT', 'withOriginalWasmKernels: fn must be synchronous, it returned a promise');
-  }
-  return result;
+  return withWasmMatMul('original', fn);
 }
 
 registerWasmKernelFixes();

@@ -31,7 +31,9 @@ const lengths = [findPatchBoundaries(tokens[0]!, undefined, { mode: 'static', pa
 const figures: Record<string, number | string> = { bench: 'blt', bytes_per_step: BYTES, patches: 'static 4 bytes' };
 for (const backend of ['cpu', 'wasm', 'webgpu'] as const) {
   try {
-    await initBackend({ backend, allowSoftwareGpu: true });
+    const info = await initBackend({ backend, allowSoftwareGpu: true });
+    // wasm runs its matmuls on OpenBLAS when @bytelatent/native-sgemm is built: say which ran.
+    if (info.nativeMatMul !== undefined) figures[`${backend}_matmul`] = info.nativeMatMul.active ? 'OpenBLAS' : 'wasm';
   } catch {
     figures[`${backend}`] = 'unavailable';
     continue;

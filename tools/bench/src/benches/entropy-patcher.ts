@@ -35,6 +35,8 @@ for (const backend of ['cpu', 'wasm', 'webgpu'] as const) {
   const seconds = await timeAsync(() => patcher.patch(text), 3);
   figures[`${backend}_bytes_s`] = text.length / seconds;
   if (info.software) figures[`${backend}_adapter`] = `${info.adapter ?? ''} (software)`;
+  // wasm runs its matmuls on OpenBLAS when @bytelatent/native-sgemm is built: say which ran.
+  if (info.nativeMatMul !== undefined) figures[`${backend}_matmul`] = info.nativeMatMul.active ? 'OpenBLAS' : 'wasm';
   patcher.dispose();
 }
 if (typeof figures['wasm_bytes_s'] === 'number' && typeof figures['cpu_bytes_s'] === 'number') {

@@ -1,0 +1,205 @@
+/**
+ * `BatchMatMul` and `_FusedMatMul` for the tfjs `wasm` backend computed by OpenBLAS `sgemm` through
+ * the optional `@bytelatent/native-sgemm` addon, in Node.
+ *
+ * The wasm backend runs single-threaded XNNPACK (~25 GFLOP/s here) and threads are impossible in
+ * Node; OpenBLAS on two threads reaches ~200 GFLOP/s on the same machine, and a training step
+ * spends most of its time in matmuls. The addon works on `Float32Array` views of the wasm heap, so
+ * these kernels read the operands and write the result where tfjs keeps them: no copy, and the
+ * transposes of backprop (`dy·bᵀ`, `aᵀ·dy`) are BLAS flags instead of materialised transposes.
+ * Batched products run in one addon call (strided, or with per-batch offsets for broadcast batch
+ * shapes); a batch-less `b` folds the batches of `a` into its rows.
+ *
+ * `_FusedMatMul` runs its product here, then its bias and activation with the same code as the
+ * fixed kernels ({@link addBiasAndActivate}). Anything these kernels do not handle (non-float32
+ * operands, shapes that do not match) goes to the fixed kernels of `./wasm-kernels.ts`, so
+ * validation and error messages stay tfjs's.
+ *
+ * This module never imports the addon itself: `initBackend` loads `@bytelatent/native-sgemm` (Node
+ * only, optional) and passes it to {@link enableNativeWasmMatMul}. Results differ from XNNPACK's by
+ * float32 rounding only (summation order).
+ */
+import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { _FusedMatMul, type KernelConfig, type KernelFunc, type TensorInfo } from '@tensorflow/tfjs-core';
+import {
+  MATMUL_KERNELS,
+  activeWasmMatMul,
+  addBiasAndActivate,
+  broadcastIndices,
+  fixedMatMulConfigs,
+  floatOperands,
+  planProduct,
+  setNativeMatMulConfigs,
+  type KernelArgs,
+  type ProductPlan,
+} from './wasm-kernels.js';
+
+/**
+ * The products of `@bytelatent/native-sgemm` these kernels call (its `NativeSgemm`, declared here
+ * structurally so that `@bytelatent/nn` has no type dependency on that optional package). Row-major,
+ * offsets and leading dimensions in elements; see that package for the full contract.
+ */
+export interface NativeSgemmLike {
+  sgemm(
+    transA: boolean,
+    transB: boolean,
+    m: number,
+    n: number,
+    k: number,
+    alpha: number,
+    a: Float32Array,
+    aOffset: number,
+    lda: number,
+    b: Float32Array,
+    bOffset: number,
+    ldb: number,
+    beta: number,
+    c: Float32Array,
+    cOffset: number,
+    ldc: number,
+  ): void;
+  sgemmBatched(
+    transA: boolean,
+    transB: boolean,
+    m: number,
+    n: number,
+    k: number,
+    alpha: number,
+    a: Float32Array,
+    aOffset: number,
+    aStride: number | Int32Array,
+    lda: number,
+    b: Float32Array,
+    bOffset: number,
+    bStride: number | Int32Array,
+    ldb: number,
+    beta: number,
+    c: Float32Array,
+    cOffset: number,
+    cStride: number,
+    ldc: number,
+    batch: number,
+  ): void;
+}
+
+/** A `Float32Array` over the whole wasm heap, remade only when the memory grew (a new buffer). */
+let heapView: Float32Array | undefined;
+
+function heapF32(backend: BackendWasm): Float32Array {
+  // HEAPU8 is Emscripten's view of the module memory (typed in @types/emscripten, which this
+  // package does not compile against); tfjs-backend-wasm's own typedArrayFromHeap reads it too.
+  const buffer = (backend.wasm as unknown as { HEAPU8: Uint8Array }).HEAPU8.buffer;
+  if (heapView === undefined || heapView.buffer !== buffer) heapView = new Float32Array(buffer);
+  return heapView;
+}
+
+/** The element offset of a float32 tensor in the wasm heap, or `undefined` if not 4-byte aligned. */
+function elementOffset(backend: BackendWasm, x: TensorInfo): number | undefined {
+  const bytes = backend.getMemoryOffset(x.dataId);
+  return bytes % Float32Array.BYTES_PER_ELEMENT === 0 ? bytes / Float32Array.BYTES_PER_ELEMENT : undefined;
+}
+
+/**
+ * How an operand's batch elements are found for a batched product: a stride of one matrix when it
+ * has every batch, 0 when it has one (broadcast), else one offset per output batch element (batch
+ * shapes that broadcast on both sides, e.g. `[2, 1]` against `[1, 3]`).
+ */
+function batchStride(plan: ProductPlan, shape: readonly number[], batches: number, matrix: number): number | Int32Array {
+  if (batches === plan.batch) return matrix;
+  if (batches === 1) return 0;
+  const offsets = broadcastIndices(plan.outBatch, shape.slice(0, -2));
+  for (let i = 0; i < offsets.length; i++) offsets[i]! *= matrix;
+  return offsets;
+}
+
+/**
+ * `op(a) · op(b)` by OpenBLAS into a new wasm tensor `[...outBatch, rows, columns]` owned by the
+ * caller, or `undefined` when an operand is not 4-byte aligned in the heap (never seen: tfjs
+ * allocates with malloc), for the caller to fall back.
+ */
+function nativeProduct(sgemm: NativeSgemmLike, plan: ProductPlan, a: TensorInfo, b: TensorInfo, transposeA: boolean, transposeB: boolean, backend: BackendWasm): TensorInfo | undefined {
+  const aOffset = elementOffset(backend, a);
+  const bOffset = elementOffset(backend, b);
+  if (aOffset === undefined || bOffset === undefined) return undefined;
+  const { outBatch, batch, rows, inner, columns, batchA, batchB } = plan;
+  const out = backend.makeOutput([...outBatch, rows, columns], 'float32');
+  if (batch * rows * columns === 0) return out;
+  try {
+    const cOffset = elementOffset(backend, out);
+    if (cOffset === undefined) {
+      backend.disposeData(out.dataId);
+      return undefined;
+    }
+    // Taken after makeOutput, which may grow (and so replace) the heap's buffer.
+    const heap = heapF32(backend);
+    // Leading dimensions are the stored last axes; BLAS wants at least 1 even for empty ones.
+    const lda = Math.max(1, a.shape[a.shape.length - 1]!);
+    const ldb = Math.max(1, b.shape[b.shape.length - 1]!);
+    const ldc = Math.max(1, columns);
+    if (batch === 1) {
+      sgemm.sgemm(transposeA, transposeB, rows, columns, inner, 1, heap, aOffset, lda, heap, bOffset, ldb, 0, heap, cOffset, ldc);
+    } else if (batchB === 1 && !transposeA) {
+      // `[...batch, rows, inner]` rows are contiguous: one product of `batch · rows` rows.
+      sgemm.sgemm(false, transposeB, batchA * rows, columns, inner, 1, heap, aOffset, lda, heap, bOffset, ldb, 0, heap, cOffset, ldc);
+    } else {
+      const strideA = batchStride(plan, a.shape, batchA, rows * inner);
+      const strideB = batchStride(plan, b.shape, batchB, inner * columns);
+      sgemm.sgemmBatched(transposeA, transposeB, rows, columns, inner, 1, heap, aOffset, strideA, lda, heap, bOffset, strideB, ldb, 0, heap, cOffset, rows * columns, ldc, batch);
+    }
+  } catch (error) {
+    backend.disposeData(out.dataId);
+    throw error;
+  }
+  return out;
+}
+
+/** The product of a matmul kernel call by OpenBLAS, or `undefined` to leave the call to `fallback`. */
+function tryNative(sgemm: NativeSgemmLike, args: KernelArgs): TensorInfo | undefined {
+  const operands = floatOperands(args.inputs);
+  if (operands === undefined) return undefined;
+  const transposeA = args.attrs?.['transposeA'] === true;
+  const transposeB = args.attrs?.['transposeB'] === true;
+  const plan = planProduct(operands.a.shape, operands.b.shape, transposeA, transposeB);
+  if (plan === undefined) return undefined;
+  return nativeProduct(sgemm, plan, operands.a, operands.b, transposeA, transposeB, args.backend);
+}
+
+/** The native config of one matmul kernel; `fallback` is the fixed kernel it replaces. */
+function nativeConfig(sgemm: NativeSgemmLike, fallback: KernelConfig): KernelConfig {
+  const fused = fallback.kernelName === _FusedMatMul;
+  const kernelFunc = ((args: KernelArgs) => {
+    const product = tryNative(sgemm, args);
+    if (product === undefined) return fallback.kernelFunc(args as Parameters<KernelFunc>[0]);
+    if (!fused) return product;
+    const { bias, preluActivationWeights } = args.inputs;
+    return addBiasAndActivate(product, bias, preluActivationWeights, args.attrs, args.backend);
+  }) as KernelFunc;
+  // The fallback (fixed, then original) kernels need the original's setupFunc to have bound their
+  // wasm entry points; the engine runs the registered config's setupFunc at setBackend.
+  const config: KernelConfig = { kernelName: fallback.kernelName, backendName: 'wasm', kernelFunc };
+  if (fallback.setupFunc !== undefined) config.setupFunc = fallback.setupFunc;
+  if (fallback.disposeFunc !== undefined) config.disposeFunc = fallback.disposeFunc;
+  return config;
+}
+
+/**
+ * Registers the OpenBLAS `BatchMatMul` and `_FusedMatMul` for the wasm backend (replacing the
+ * fixed kernels of `./wasm-kernels.ts`, which remain their fallback). Calling it again with
+ * another addon object replaces the kernels; {@link disableNativeWasmMatMul} undoes it.
+ *
+ * @param sgemm - the loaded addon (`loadNativeSgemm()` of `@bytelatent/native-sgemm`)
+ */
+export function enableNativeWasmMatMul(sgemm: NativeSgemmLike): void {
+  const fixed = fixedMatMulConfigs();
+  const configs = new Map<string, KernelConfig>();
+  for (const name of MATMUL_KERNELS) {
+    const fallback = fixed.get(name);
+    if (fallback !== undefined) configs.set(name, nativeConfig(sgemm, fallback));
+  }
+  setNativeMatMulConfigs(configs);
+}
+
+/** Registers the fixed kernels again in place of the native ones (no-op when they are not enabled). */
+export function disableNativeWasmMatMul(): void {
+  if (activeWasmMatMul() === 'native') setNativeMatMulConfigs(undefined);
+}
