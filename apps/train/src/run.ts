@@ -1,7 +1,7 @@
 /** Building the model of a run, and exporting a trained entropy model as a patcher. */
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import type { BltArgs } from '@bytelatent/blt';
 import { EntropyModel, EntropyPatcher, PATCHER_METADATA_KEY, type EntropyModelArgs } from '@bytelatent/entropy-patcher';
 import { loadReferenceWeights } from '@bytelatent/nn';
@@ -59,7 +59,14 @@ export interface ExportPatcherOptions {
  * @returns the threshold, mean patch size, bits per byte and file size
  * @throws {TrainError} `CHECKPOINT_INVALID` when the run is not an entropy-model run
  */
-export async function exportPatcher(options: ExportPatcherOptions): Promise<{ threshold: number; meanPatchSize: number; bitsPerByte: number; bytes: number; file: string }> {
+export async function exportPatcher(options: ExportPatcherOptions): Promise<{
+  threshold: number;
+  meanPatchSize: number;
+  bitsPerByte: number;
+  perFile: Array<{ file: string; bitsPerByte: number; meanPatchSize: number; wordStartShare: number }>;
+  bytes: number;
+  file: string;
+}> {
   const { state, file } = await readCheckpoint(join(options.runDir, CHECKPOINT_FILE));
   if (state.kind !== 'entropy') throw new TrainError('CHECKPOINT_INVALID', `${options.runDir} trains a ${state.kind} model, not an entropy model`);
   const args = state.config['model'] as EntropyModelArgs;
@@ -71,6 +78,12 @@ export async function exportPatcher(options: ExportPatcherOptions): Promise<{ th
     options.onLog?.(`calibrating the threshold on ${texts.length} files (${texts.reduce((s, t) => s + t.length, 0)} bytes)`);
     const calibration = await patcher.calibrate(texts.map((t) => new Uint8Array(t)), options.targetMeanPatch);
     const bitsPerByte = await entropyModelBitsPerByte(model, options.calibrationFiles);
+    const perFile: Array<{ file: string; bitsPerByte: number; meanPatchSize: number; wordStartShare: number }> = [];
+    for (const [i, f] of options.calibrationFiles.entries()) {
+      const stats = patchStatistics((await patcher.patch(texts[i]!, { threshold: calibration.threshold })).segments(), texts[i]!);
+      perFile.push({ file: basename(f), bitsPerByte: await entropyModelBitsPerByte(model, [f]), ...stats });
+      options.onLog?.(`${basename(f)}: ${perFile.at(-1)!.bitsPerByte.toFixed(3)} bits/byte, mean patch ${stats.meanPatchSize.toFixed(2)} bytes, ${(100 * stats.wordStartShare).toFixed(1)}% of patch starts on a word's first byte`);
+    }
     const bytes = await model.toSafetensors({
       [PATCHER_METADATA_KEY]: JSON.stringify({ mode: 'entropy', threshold: calibration.threshold }),
       trained_by: 'bytelatent apps/train',
@@ -78,7 +91,7 @@ export async function exportPatcher(options: ExportPatcherOptions): Promise<{ th
       calibrated_mean_patch_bytes: calibration.meanPatchSize.toFixed(3),
     });
     await writeFileAtomic(options.outFile, bytes);
-    return { threshold: calibration.threshold, meanPatchSize: calibration.meanPatchSize, bitsPerByte, bytes: bytes.length, file: options.outFile };
+    return { threshold: calibration.threshold, meanPatchSize: calibration.meanPatchSize, bitsPerByte, perFile, bytes: bytes.length, file: options.outFile };
   } finally {
     model.dispose();
   }
@@ -96,4 +109,16 @@ export async function entropyModelBitsPerByte(model: EntropyModel, files: readon
     s.dispose();
   }
   return nats / Math.LN2 / byteTargets;
+}
+
+const isWordByte = (b: number) => (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a) || b >= 0x80;
+
+/**
+ * Mean patch size, and the share of patches (after the first) that start on a word's first byte: a
+ * letter, digit or non-ASCII byte preceded by a byte that is none of those.
+ */
+export function patchStatistics(segments: ReadonlyArray<{ start: number; end: number }>, bytes: Uint8Array): { meanPatchSize: number; wordStartShare: number } {
+  const starts = segments.filter((s) => s.end > s.start && s.start > 0).map((s) => s.start);
+  const onWordStart = starts.filter((p) => isWordByte(bytes[p]!) && !isWordByte(bytes[p - 1]!)).length;
+  return { meanPatchSize: bytes.length / Math.max(1, segments.length), wordStartShare: starts.length ? onWordStart / starts.length : 0 };
 }
