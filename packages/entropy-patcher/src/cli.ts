@@ -11,14 +11,15 @@ import type { PatchingMode } from './patching.js';
 // the output and which cannot be followed here (tfjs-node downloads a binary at install).
 tf.env().set('PROD', true);
 
-const USAGE = `usage: entropy-patcher --model FILE [options] "text"
-       entropy-patcher --model FILE [options] --file PATH
+const USAGE = `usage: entropy-patcher [--model FILE] [options] "text"
+       entropy-patcher [--model FILE] [options] --file PATH
 
 Splits text into BLT patches with an entropy model and shows the boundaries and a per-character
 entropy sparkline (highest entropy of the character's bytes).
 
 options:
-  --model FILE        entropy model weights (safetensors, reference state_dict names)
+  --model FILE        entropy model weights (safetensors, reference state_dict names);
+                      default: the pretrained model shipped in this package
   --config FILE       JSON with the model arguments: either the arguments themselves or an object
                       holding them under "entropy_model_args" (as a golden config.json); not needed
                       when the weights file carries them in its metadata
@@ -85,10 +86,6 @@ async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  if (!values.model) {
-    console.error(`entropy-patcher: --model is required (a pretrained model ships with a later release)\n\n${USAGE}`);
-    return 2;
-  }
   if ((values.file === undefined) === (positionals.length === 0)) {
     console.error(`entropy-patcher: give either text or --file\n\n${USAGE}`);
     return 2;
@@ -105,7 +102,7 @@ async function main(argv: string[]): Promise<number> {
     const json = JSON.parse(await readFile(values.config, 'utf8')) as Record<string, unknown>;
     args = (json['entropy_model_args'] ?? json) as never;
   }
-  const patcher = await EntropyPatcher.fromSafetensors(values.model, args ? { args } : {});
+  const patcher = values.model ? await EntropyPatcher.fromSafetensors(values.model, args ? { args } : {}) : await EntropyPatcher.pretrained();
   const input = values.file !== undefined ? new Uint8Array(await readFile(values.file)) : positionals.join(' ');
   const options = Object.fromEntries(
     Object.entries({

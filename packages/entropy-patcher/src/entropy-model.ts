@@ -4,6 +4,7 @@ import {
   type AttentionMask,
   Embedding,
   type InitStdFactor,
+  KvCache,
   Linear,
   NnError,
   ParameterRegistry,
@@ -238,6 +239,45 @@ export class EntropyModel {
       if (!('kind' in mask)) tf.dispose([mask.bias, mask.rowValid ?? []]);
       tf.dispose([rope.cos, rope.sin]);
     }
+  }
+
+  /**
+   * A KV cache for {@link logitsCached}, with this model's window and document split.
+   *
+   * @returns an empty cache (the caller disposes it)
+   */
+  createCache(): KvCache {
+    const a = this.args;
+    return new KvCache({ nLayers: a.nLayers, window: a.window, eosId: a.splitDocuments ? a.eosId : undefined });
+  }
+
+  /**
+   * Next-byte logits of new positions of one row whose earlier positions are in `cache` (spec §9.2:
+   * the entropy model is causal, so earlier positions never change). Equal to the last S positions
+   * of {@link logits} over the whole row, at the cost of S positions. The cache advances by S.
+   *
+   * @param tokens - the S >= 1 new token ids
+   * @param cache - from {@link createCache}, holding the row's earlier positions
+   * @returns `[1, S, vocab]` logits
+   * @throws {PatcherError} `INPUT_TOO_LONG` past `maxSeqLen` positions (start a new cache for a new
+   *   context, as {@link entropies} does), `EMPTY_INPUT`, `INVALID_ARGUMENT` (bad id)
+   */
+  logitsCached(tokens: ArrayLike<number>, cache: KvCache): tf.Tensor3D {
+    const { ids, seqLen } = this.packRows([tokens]);
+    if (cache.position + seqLen > this.args.maxSeqLen) {
+      throw new PatcherError('INPUT_TOO_LONG', `positions ${cache.position}..${cache.position + seqLen - 1} exceed the entropy model's max_seqlen ${this.args.maxSeqLen}`);
+    }
+    return tf.tidy(() => {
+      const step = cache.plan(ids, this.rope);
+      let h = this.tokEmbeddings.apply(tf.tensor2d(ids, [1, seqLen], 'int32'));
+      const kvs = this.layers.map((layer, i) => {
+        const r = layer.applyCached(h, step, cache.layer(i));
+        h = r.out;
+        return r.kv;
+      });
+      cache.commit(ids, kvs);
+      return this.output.apply(this.norm.apply(h)) as tf.Tensor3D;
+    });
   }
 
   /**

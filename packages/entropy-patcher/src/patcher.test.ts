@@ -185,7 +185,7 @@ describe.skipIf(!existsSync(WEIGHTS))('entropy-patcher CLI', () => {
     expect(picture).toMatch(/^H.*\|.*\n[▁▂▃▄▅▆▇█ ]+\n\d+ patches over 11 bytes/);
   });
 
-  it('exits with a usage error without a model or input', () => {
+  it('exits with a usage error without input, and patches with the shipped model by default', () => {
     const status = (args: string[]) => {
       try {
         execFileSync(process.execPath, [cli, ...args], { stdio: 'pipe' });
@@ -194,8 +194,10 @@ describe.skipIf(!existsSync(WEIGHTS))('entropy-patcher CLI', () => {
         return (e as { status: number }).status;
       }
     };
-    expect(status(['text'])).toBe(2);
+    expect(status([])).toBe(2);
     expect(status(['--model', WEIGHTS])).toBe(2);
+    const json = JSON.parse(execFileSync(process.execPath, [cli, '--json', 'Hello there, world.'], { encoding: 'utf8' })) as { segments?: unknown; patches?: unknown };
+    expect(JSON.stringify(json)).toContain('Hello');
     expect(status(['--model', WEIGHTS, '--threshold', 'abc', 'x'])).toBe(1);
   });
 });
@@ -247,6 +249,28 @@ describe.skipIf(!existsSync(WEIGHTS))('EntropyPatcher.patchStream', () => {
         if (mode !== 'space') entropies.forEach((h, t) => expect(Math.abs(h - whole.entropies[t]!)).toBeLessThan(1e-5));
       }
     }
+    patcher.dispose();
+  });
+});
+
+describe('EntropyPatcher.pretrained', () => {
+  it('loads the shipped model with its calibrated threshold and patches prose into ~4.5-byte patches', async () => {
+    const patcher = await EntropyPatcher.pretrained();
+    expect(patcher.defaults.mode).toBe('entropy');
+    expect(patcher.defaults.threshold).toBeGreaterThan(0);
+    const text =
+      'Alice was beginning to get very tired of sitting by her sister on the bank, and of having nothing to do: once or twice she had peeped into the book her sister was reading.';
+    const before = tf.memory().numTensors;
+    const result = await patcher.patch(text);
+    const segments = result.segments();
+    expect(segments.map((s) => s.text).join('')).toBe(text);
+    const mean = text.length / segments.length;
+    expect(mean).toBeGreaterThan(3);
+    expect(mean).toBeLessThan(7);
+    // A trained model is far from uniform: its mean entropy is well below ln 260 = 5.56 nats.
+    const meanEntropy = result.entropies.reduce((s, h) => s + h, 0) / result.entropies.length;
+    expect(meanEntropy).toBeLessThan(3);
+    expect(tf.memory().numTensors).toBe(before);
     patcher.dispose();
   });
 });
