@@ -1,2 +1,6 @@
-// Filled by a later issue; see README.md. Deliberately exports nothing yet.
-export {};
+export { createApiServer, type ServerOptions } from './server.js';
+export { ModelService, type GenerateChunk, type GenerateParams, type GenerateResult, type Generator, type PatchResponse, type ScoreResponse } from './model-service.js';
+export { createGenerator } from './generator.js';
+export { loadServeModels, DEFAULT_BLT_MODEL } from './load-models.js';
+export { HttpError, type ApiErrorCode } from './http-error.js';
+export { ConcurrencyLimiter } from './limiter.js';

@@ -12,7 +12,7 @@ import { TrainError } from './errors.js';
 import { PRESETS, type RunConfig } from './presets.js';
 import { prepareCorpus } from './corpus.js';
 import { resolveDataFiles } from './dataset.js';
-import { buildTrainable, exportPatcher } from './run.js';
+import { buildTrainable, exportBlt, exportPatcher } from './run.js';
 import { Trainer, type TrainerOptions } from './trainer.js';
 import { ProgressBar, formatDuration, formatRate } from './progress.js';
 
@@ -22,6 +22,7 @@ tf.env().set('PROD', true);
 const USAGE = `usage: bytelatent-train [train] --preset NAME [options]
        bytelatent-train corpus [--corpus DIR]
        bytelatent-train export-patcher --run DIR --out FILE [--target-mean-patch 4.5]
+       bytelatent-train export-blt --run DIR --out FILE
 
 Trains BLT entropy models and BLTs on text files with TensorFlow.js in Node. Ctrl-C stops after the
 current step and saves a checkpoint; --resume continues exactly where it stopped.
@@ -110,8 +111,8 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const command = positionals[0] ?? 'train';
-  if (positionals.length > 1 || !['train', 'corpus', 'export-patcher'].includes(command)) {
-    throw new TrainError('INVALID_ARGUMENT', `unknown command "${positionals.join(' ')}" (train, corpus or export-patcher; see --help)`);
+  if (positionals.length > 1 || !['train', 'corpus', 'export-patcher', 'export-blt'].includes(command)) {
+    throw new TrainError('INVALID_ARGUMENT', `unknown command "${positionals.join(' ')}" (train, corpus, export-patcher or export-blt; see --help)`);
   }
   const corpusDir = resolve(userCwd, values.corpus ?? '.cache/corpus');
   const backendName = (values.backend ?? 'auto') as 'auto' | BackendName;
@@ -122,6 +123,11 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const backend = await initBackend({ backend: backendName });
+  if (command === 'export-blt') {
+    if (!values.run || !values.out) throw new TrainError('INVALID_ARGUMENT', 'export-blt needs --run DIR and --out FILE');
+    process.stdout.write(`${JSON.stringify(await exportBlt(resolve(userCwd, values.run), resolve(userCwd, values.out)))}\n`);
+    return 0;
+  }
   if (command === 'export-patcher') {
     if (!values.run || !values.out) throw new TrainError('INVALID_ARGUMENT', 'export-patcher needs --run DIR and --out FILE');
     await ensureCorpus(corpusDir, false);

@@ -8,4 +8,4 @@ export { CHECKPOINT_FORMAT, readCheckpoint, restoreCheckpoint, saveCheckpoint, t
 export { CHECKPOINT_FILE, CURVE_FILE, METRICS_FILE, Trainer, type MetricsRecord, type TrainSummary, type TrainerEvents, type TrainerOptions } from './trainer.js';
 export { renderCurveSvg, type CurveOptions } from './plot.js';
 export { PRESETS, type RunConfig } from './presets.js';
-export { buildTrainable, entropyModelBitsPerByte, exportPatcher, patchStatistics, type ExportPatcherOptions } from './run.js';
+export { buildTrainable, entropyModelBitsPerByte, exportBlt, exportPatcher, patchStatistics, type ExportPatcherOptions } from './run.js';

@@ -2,9 +2,9 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import type { BltArgs } from '@bytelatent/blt';
+import { BLT_ARGS_METADATA_KEY, ByteLatentTransformer, type BltArgs } from '@bytelatent/blt';
 import { EntropyModel, EntropyPatcher, PATCHER_METADATA_KEY, type EntropyModelArgs } from '@bytelatent/entropy-patcher';
-import { loadReferenceWeights } from '@bytelatent/nn';
+import { float32ToFloat16Bits, loadReferenceWeights, referenceStateDict, serializeSafetensors, type SafetensorsTensor } from '@bytelatent/nn';
 import { writeFileAtomic } from '@bytelatent/nn/node';
 import { readCheckpoint } from './checkpoint.js';
 import { CHECKPOINT_FILE } from './trainer.js';
@@ -121,4 +121,34 @@ export function patchStatistics(segments: ReadonlyArray<{ start: number; end: nu
   const starts = segments.filter((s) => s.end > s.start && s.start > 0).map((s) => s.start);
   const onWordStart = starts.filter((p) => isWordByte(bytes[p]!) && !isWordByte(bytes[p - 1]!)).length;
   return { meanPatchSize: bytes.length / Math.max(1, segments.length), wordStartShare: starts.length ? onWordStart / starts.length : 0 };
+}
+
+/**
+ * Writes the BLT of a run's checkpoint as a safetensors file with reference names and its
+ * `blt_args` metadata (what `ByteLatentTransformer.fromSafetensors` and `apps/serve` load), in F16
+ * to halve the size (loading widens it back to F32; the rounding is below the model's noise).
+ *
+ * @returns the parameter count and the file size
+ * @throws {TrainError} `CHECKPOINT_INVALID` when the run is not a BLT run
+ */
+export async function exportBlt(runDir: string, outFile: string, metadata: Readonly<Record<string, string>> = {}): Promise<{ parameters: number; bytes: number; file: string }> {
+  const { state, file } = await readCheckpoint(join(runDir, CHECKPOINT_FILE));
+  if (state.kind !== 'blt') throw new TrainError('CHECKPOINT_INVALID', `${runDir} trains a ${state.kind} model, not a BLT`);
+  const model = new ByteLatentTransformer(state.config['model'] as BltArgs);
+  try {
+    loadReferenceWeights(model.registry, file, { prefix: 'model.' });
+    const dict = await referenceStateDict(model.registry);
+    const half = new Map<string, SafetensorsTensor>();
+    for (const [name, t] of dict) half.set(name, { dtype: 'F16', shape: t.shape, data: Uint16Array.from(t.data as Float32Array, float32ToFloat16Bits) });
+    const bytes = serializeSafetensors(half, {
+      ...metadata,
+      [BLT_ARGS_METADATA_KEY]: JSON.stringify(state.config['model']),
+      patching: JSON.stringify(state.config['patching'] ?? null),
+      trained_steps: String(state.step),
+    });
+    await writeFileAtomic(outFile, bytes);
+    return { parameters: model.parameterCount(), bytes: bytes.length, file: outFile };
+  } finally {
+    model.dispose();
+  }
 }

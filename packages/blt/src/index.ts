@@ -12,4 +12,17 @@ export {
   toBltArtifacts,
   type BltCheckpointTopology,
 } from './checkpoint.js';
+export {
+  generate,
+  streamGenerate,
+  type FinishReason,
+  type GenerateByteEvent,
+  type GenerateEvent,
+  type GenerateFinishEvent,
+  type GenerateOptions,
+  type GenerateResult,
+  type GenerateStats,
+  type GenerationPatching,
+} from './generate.js';
 export { bitsPerByte, scoreBytes, type ByteScore } from './metrics.js';
+export { StopMatcher, sampleToken, type SamplingOptions } from './sampling.js';

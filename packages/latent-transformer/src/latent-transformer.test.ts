@@ -104,3 +104,29 @@ describe('GlobalTransformer', () => {
     registry.dispose();
   });
 });
+
+describe('GlobalTransformer.forwardCached', () => {
+  it('gives, patch by patch, the outputs of forward (documents split after EOS patches, with a projection)', async () => {
+    const { model, registry } = build({ ...CONFIG, dimTokenEmb: 24 });
+    const embeds = tf.randomUniform([1, 7, 24], -1, 1, 'float32', 2) as tf.Tensor3D;
+    const patchToks = [0, 0, 2, 0, 2, 0, 0];
+    const full = await rows(model.forward(embeds, [patchToks]));
+    const before = tf.memory().numTensors;
+    const cache = model.createCache();
+    const got: number[][] = [];
+    for (const [a, b] of [[0, 2], [2, 3], [3, 7]] as const) {
+      const piece = tf.slice(embeds, [0, a, 0], [1, b - a, -1]) as tf.Tensor3D;
+      const out = model.forwardCached(piece, patchToks.slice(a, b), cache);
+      got.push(...(await rows(out)));
+      tf.dispose([piece, out]);
+    }
+    got.forEach((r, i) => expect(closeRows(r, full[i]!)).toBe(true));
+    const tooMany = tf.zeros([1, 10, 24]) as tf.Tensor3D;
+    expect(() => model.forwardCached(tooMany, new Array(10).fill(0), cache)).toThrow(BltError); // past max_seqlen 16
+    tooMany.dispose();
+    expect(tf.memory().numTensors).toBe(before + 2 * 2); // k and v of each layer, held by the cache
+    cache.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+    registry.dispose();
+  });
+});

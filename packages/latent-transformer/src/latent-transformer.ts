@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { type ActivationTap, BltError, applyBlock, blockCausalMask, checkPositiveInts, disposeMask } from '@bytelatent/local-encoder';
-import { type InitStdFactor, Linear, NnError, type ParameterScope, RotaryEmbedding, TransformerBlock } from '@bytelatent/nn';
+import { type InitStdFactor, KvCache, Linear, NnError, type ParameterScope, RotaryEmbedding, TransformerBlock } from '@bytelatent/nn';
 
 /**
  * Sizes and flags of the global transformer, resolved from the reference's arguments
@@ -132,6 +132,49 @@ export class GlobalTransformer {
       disposeMask(mask);
       tf.dispose([rope.cos, rope.sin]);
     }
+  }
+
+  /**
+   * A KV cache for {@link forwardCached}: causal over patches, documents split after EOS patches
+   * when `splitDocuments` (as {@link forward}'s mask).
+   */
+  createCache(): KvCache {
+    return new KvCache({ nLayers: this.layers.length, eosId: this.config.splitDocuments ? this.config.eosId ?? 2 : undefined });
+  }
+
+  /**
+   * The transformer over new patches of one row whose earlier patches are in `cache` — the latent
+   * transformer runs once per completed patch during generation, not once per byte (spec §9.2; the
+   * paper's "global model invoked only at patch boundaries"). Equal to the same positions of
+   * {@link forward}: the mask is causal over patches, so earlier outputs never change. The cache
+   * advances by S.
+   *
+   * @param embeds - `[1, S, dimTokenEmb]`, the new patches' vectors
+   * @param tokens - the S patches' tokens (BOE, or EOS for a patch holding one: {@link patchTokens})
+   * @param cache - from {@link createCache}
+   * @returns `[1, S, dim]`
+   * @throws {BltError} `SHAPE_MISMATCH` / `INVALID_ARGUMENT` for inconsistent inputs or patches past `maxSeqLen`
+   */
+  forwardCached(embeds: tf.Tensor3D, tokens: ArrayLike<number>, cache: KvCache): tf.Tensor3D {
+    const [batch, numPatches, width] = embeds.shape;
+    if (batch !== 1 || width !== this.config.dimTokenEmb || tokens.length !== numPatches) {
+      throw new BltError('SHAPE_MISMATCH', `global transformer: cached input must be [1, ${tokens.length}, ${this.config.dimTokenEmb}], got [${embeds.shape.join(', ')}]`);
+    }
+    if (cache.nLayers !== this.layers.length) throw new BltError('SHAPE_MISMATCH', `global transformer: cache has ${cache.nLayers} layers, expected ${this.layers.length}`);
+    if (cache.position + numPatches > this.config.maxSeqLen) {
+      throw new BltError('INVALID_ARGUMENT', `global transformer: ${cache.position + numPatches} patches exceed max_seqlen ${this.config.maxSeqLen}`);
+    }
+    return tf.tidy(() => {
+      const step = cache.plan(tokens, this.rope);
+      let h: tf.Tensor = this.tokenEmbeddingProjection ? this.tokenEmbeddingProjection.apply(embeds) : embeds;
+      const kvs = this.layers.map((layer, i) => {
+        const r = layer.applyCached(h, step, cache.layer(i));
+        h = r.out;
+        return r.kv;
+      });
+      cache.commit(tokens, kvs);
+      return h as tf.Tensor3D;
+    });
   }
 }
 

@@ -108,3 +108,35 @@ describe('LocalDecoder', () => {
     registry.dispose();
   });
 });
+
+describe('LocalDecoder.forwardCached', () => {
+  it('gives, byte by byte, the logits of forward, reading pre-projected patch keys/values', async () => {
+    const { model, registry } = build({ ...CONFIG, crossAttnWindow: 2 });
+    const row = [1, 40, 41, 2, 43, 44, 45, 46];
+    const decIds = Int32Array.of(0, 0, 1, 1, 2, 2, 3, 3);
+    const h = tf.randomUniform([1, row.length, 16], -1, 1, 'float32', 3) as tf.Tensor3D;
+    const patches = tf.randomUniform([1, 4, 24], -1, 1, 'float32', 4) as tf.Tensor3D;
+    const mask = localSelfAttentionMask([row], row.length, { window: 3 });
+    const expected = await model.forward(h, patches, mask, [decIds]).data();
+    disposeMask(mask);
+    const kv = model.patchKv(patches);
+    const cache = model.createCache({ window: 3 });
+    const got: number[] = [];
+    // Two bytes at once (a cross mask over all patches), then one by one (exactly the visible patches, no mask).
+    const crossMask = model.crossMask([decIds.subarray(0, 2)], 0, 4);
+    got.push(...(await model.forwardCached(tf.slice(h, [0, 0, 0], [1, 2, -1]) as tf.Tensor3D, kv, crossMask, row.slice(0, 2), cache).data()));
+    disposeMask(crossMask);
+    for (let t = 2; t < row.length; t++) {
+      const { first, count } = model.visiblePatches(decIds[t]!);
+      const rowsKv = tf.tidy(() => kv.map((l) => ({ k: tf.slice(l.k, [0, 0, first * 2, 0], [-1, -1, count * 2, -1]), v: tf.slice(l.v, [0, 0, first * 2, 0], [-1, -1, count * 2, -1]) })));
+      got.push(...(await model.forwardCached(tf.slice(h, [0, t, 0], [1, 1, -1]) as tf.Tensor3D, rowsKv, null, [row[t]!], cache).data()));
+      tf.dispose(rowsKv.flatMap((l) => [l.k, l.v]));
+    }
+    let max = 0;
+    got.forEach((v, i) => (max = Math.max(max, Math.abs(v - expected[i]!))));
+    expect(max).toBeLessThan(1e-5);
+    expect(model.visiblePatches(0)).toEqual({ first: 0, count: 1 });
+    cache.dispose();
+    registry.dispose();
+  });
+});

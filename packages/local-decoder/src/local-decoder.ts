@@ -3,7 +3,6 @@ import {
   type ActivationTap,
   BltError,
   applyBlock,
-  applyCrossAttention,
   checkPositiveInts,
   disposeMask,
   groupCrossMask,
@@ -13,13 +12,17 @@ import {
   type AttentionMask,
   CrossAttention,
   type InitStdFactor,
+  KvCache,
+  type LayerKv,
   Linear,
+  type MaskTensors,
   NnError,
   type ParameterScope,
   RMSNorm,
   RotaryEmbedding,
   TransformerBlock,
   initStdDivisor,
+  prefixTap,
 } from '@bytelatent/nn';
 
 /**
@@ -173,42 +176,153 @@ export class LocalDecoder {
     if (decoderPatchIds.some((r) => r.some((p) => p >= numPatches))) {
       throw new BltError('INVALID_ARGUMENT', `local decoder: decoder patch ids must be < the number of patches (${numPatches})`);
     }
-    const k = this.patchEmbeddingProjection ? this.config.crossAttnK : 1;
-    const crossMask = groupCrossMask(
-      decoderPatchIds,
-      decoderPatchIds.map(() => patchRowGroups(numPatches, k)),
-      this.config.crossAttnWindow,
-    );
+    const crossMask = this.crossMask(decoderPatchIds, 0, numPatches);
     const rope = this.rope.tables(0, seqLen);
     try {
       return tf.tidy(() => {
-        let kv: tf.Tensor = patchStates;
-        if (this.patchEmbeddingProjection) {
-          tap?.(`${this.path}.patch_embedding_projection:input`, patchStates);
-          const projected = this.patchEmbeddingProjection.apply(patchStates);
-          tap?.(`${this.path}.patch_embedding_projection`, projected);
-          kv = tf.reshape(projected, [batch, numPatches * k, dim]);
-        }
+        const kv = this.patchKv(patchStates, tap);
         let x: tf.Tensor = h;
         this.layers.forEach((layer, i) => {
           if (i === 0 || this.config.crossAttnAllLayers) {
-            const cross = applyCrossAttention(this.crossAttnLayers[i]!, x, kv, crossMask, `${this.path}.cross_attn_layers.${i}`, tap);
+            const path = `${this.path}.cross_attn_layers.${i}`;
+            const cross = this.crossAttnLayers[i]!.attend(x, kv[i]!, crossMask, prefixTap(tap, path));
+            tap?.(path, cross);
             // Doubled residual: CrossAttention already returns x + wo(attn) (spec §7.2 step 3, golden Semantics 7).
             x = tf.add(x, cross);
           }
           x = applyBlock(layer, x, selfMask, rope, `${this.path}.layers.${i}`, tap);
         });
-        tap?.(`${this.path}.norm:input`, x);
-        const n = this.norm.apply(x);
-        tap?.(`${this.path}.norm`, n);
-        tap?.(`${this.path}.output:input`, n);
-        const logits = this.output.apply(n);
-        tap?.(`${this.path}.output`, logits);
-        return logits as tf.Tensor3D;
+        return this.head(x, tap);
       });
     } finally {
       disposeMask(crossMask);
       tf.dispose([rope.cos, rope.sin]);
     }
+  }
+
+  /**
+   * The keys and values every cross-attention reads for these global outputs: the
+   * `patch_embedding_projection` (d_G → d_D·k, k rows per patch) then each cross-attention's
+   * `cross_attn_norm_kv`, `wk`, `wv`. They depend on the patch alone, so a generator computes them
+   * once per completed patch (spec §9.2).
+   *
+   * @param patchStates - `[B, Q, dimPatchEmb]` global outputs of Q patches
+   * @param tap - receives `<scope>.patch_embedding_projection[:input]` and the cross-attentions'
+   *   `cross_attn_norm_kv`, `wk`, `wv`
+   * @returns per cross-attention layer, `{ k, v }` of `[B, crossAttnNHeads, Q·k, dim / crossAttnNHeads]`
+   * @throws {BltError} `SHAPE_MISMATCH` for a bad width
+   */
+  patchKv(patchStates: tf.Tensor3D, tap?: ActivationTap): LayerKv[] {
+    const [batch, numPatches, width] = patchStates.shape;
+    if (width !== this.config.dimPatchEmb) {
+      throw new BltError('SHAPE_MISMATCH', `local decoder: patch states must have width ${this.config.dimPatchEmb}, got [${patchStates.shape.join(', ')}]`);
+    }
+    const flat = tf.tidy(() => {
+      let kv: tf.Tensor = patchStates;
+      if (this.patchEmbeddingProjection) {
+        tap?.(`${this.path}.patch_embedding_projection:input`, patchStates);
+        const projected = this.patchEmbeddingProjection.apply(patchStates);
+        tap?.(`${this.path}.patch_embedding_projection`, projected);
+        kv = tf.reshape(projected, [batch, numPatches * this.rowsPerPatch, this.config.dim]);
+      }
+      return this.crossAttnLayers.flatMap((c, i) => {
+        const { k, v } = c.projectKv(kv, prefixTap(tap, `${this.path}.cross_attn_layers.${i}`));
+        return [k, v];
+      });
+    });
+    return this.crossAttnLayers.map((_, i) => ({ k: flat[2 * i]!, v: flat[2 * i + 1]! }));
+  }
+
+  /** Key rows per patch in the cross-attention: `crossAttnK`, or 1 without a patch projection. */
+  get rowsPerPatch(): number {
+    return this.patchEmbeddingProjection ? this.config.crossAttnK : 1;
+  }
+
+  /**
+   * The cross-attention mask of bytes against the key rows of patches `first .. first + count − 1`:
+   * byte t sees the rows of patch `decoderPatchIds[t]` (or of its last `crossAttnWindow` patches,
+   * spec §7.2 step 4); a negative id (padding) sees nothing.
+   *
+   * @param decoderPatchIds - per row, the patch each byte reads (absolute)
+   * @param first - the first patch whose rows are the keys
+   * @param count - number of patches whose rows are the keys
+   * @returns mask tensors `[B, S, count·k]`; free with `disposeMask`
+   */
+  crossMask(decoderPatchIds: readonly Int32Array[], first: number, count: number): MaskTensors {
+    const keyGroups = patchRowGroups(count, this.rowsPerPatch).map((g) => g + first);
+    return groupCrossMask(decoderPatchIds, decoderPatchIds.map(() => keyGroups), this.config.crossAttnWindow);
+  }
+
+  /**
+   * Patches whose rows byte positions reading patch `decoderPatchId` see: `[first, first + count)`
+   * (the patch itself, or its last `crossAttnWindow` patches, never before patch 0).
+   *
+   * @param decoderPatchId - the patch a byte reads
+   */
+  visiblePatches(decoderPatchId: number): { first: number; count: number } {
+    const first = Math.max(0, decoderPatchId - (this.config.crossAttnWindow ?? 1) + 1);
+    return { first, count: decoderPatchId - first + 1 };
+  }
+
+  /**
+   * A KV cache for {@link forwardCached}.
+   *
+   * @param options - the local self-attention window (`local_attention_window_len`) and the EOS id
+   *   after which documents split
+   */
+  createCache(options: { window?: number; eosId?: number } = {}): KvCache {
+    return new KvCache({ nLayers: this.layers.length, window: options.window, eosId: options.eosId ?? 2 });
+  }
+
+  /**
+   * Next-byte logits of new positions of one row whose earlier positions are in `cache` (spec §9.2):
+   * the decoder's self-attention is windowed causal and each byte's cross-attention reads a completed
+   * patch, so earlier decoder states never change. Equal to the same positions of {@link forward}.
+   * The cache advances by S.
+   *
+   * @param h - `[1, S, dim]`, the encoder's byte states of the new positions
+   * @param patchKv - from {@link patchKv}: the rows of the patches the new bytes may read
+   * @param crossMask - the bytes against those rows ({@link crossMask}), or null when every byte may
+   *   read every row (one byte given exactly its {@link visiblePatches})
+   * @param tokens - the S token ids (for the document split)
+   * @param cache - from {@link createCache}
+   * @returns `[1, S, vocabSize]` logits
+   * @throws {BltError} `SHAPE_MISMATCH` / `INVALID_ARGUMENT` for inconsistent inputs or positions past `maxSeqLen`
+   */
+  forwardCached(h: tf.Tensor3D, patchKv: readonly LayerKv[], crossMask: MaskTensors | null, tokens: ArrayLike<number>, cache: KvCache): tf.Tensor3D {
+    const [batch, seqLen, dim] = h.shape;
+    if (batch !== 1 || dim !== this.config.dim || tokens.length !== seqLen) {
+      throw new BltError('SHAPE_MISMATCH', `local decoder: cached byte states must be [1, ${tokens.length}, ${this.config.dim}], got [${h.shape.join(', ')}]`);
+    }
+    if (patchKv.length !== this.crossAttnLayers.length) {
+      throw new BltError('SHAPE_MISMATCH', `local decoder: ${patchKv.length} patch keys/values for ${this.crossAttnLayers.length} cross-attention layers`);
+    }
+    if (cache.nLayers !== this.layers.length) throw new BltError('SHAPE_MISMATCH', `local decoder: cache has ${cache.nLayers} layers, expected ${this.layers.length}`);
+    if (cache.position + seqLen > this.config.maxSeqLen) {
+      throw new BltError('INVALID_ARGUMENT', `local decoder: positions up to ${cache.position + seqLen} exceed max_encoder_seq_length ${this.config.maxSeqLen}`);
+    }
+    return tf.tidy(() => {
+      const step = cache.plan(tokens, this.rope);
+      let x: tf.Tensor = h;
+      const kvs = this.layers.map((layer, i) => {
+        if (i === 0 || this.config.crossAttnAllLayers) x = tf.add(x, this.crossAttnLayers[i]!.attend(x, patchKv[i]!, crossMask));
+        const r = layer.applyCached(x, step, cache.layer(i));
+        x = r.out;
+        return r.kv;
+      });
+      cache.commit(tokens, kvs);
+      return this.head(x);
+    });
+  }
+
+  /** Final `norm` and `output` head (spec §7.2 step 5). */
+  private head(x: tf.Tensor, tap?: ActivationTap): tf.Tensor3D {
+    tap?.(`${this.path}.norm:input`, x);
+    const n = this.norm.apply(x);
+    tap?.(`${this.path}.norm`, n);
+    tap?.(`${this.path}.output:input`, n);
+    const logits = this.output.apply(n);
+    tap?.(`${this.path}.output`, logits);
+    return logits as tf.Tensor3D;
   }
 }

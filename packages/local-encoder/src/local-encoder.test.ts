@@ -184,3 +184,35 @@ describe('checkPositiveInts', () => {
     expect(() => checkPositiveInts('x', { dim: 4, window: 0 }, ['dim'], ['window'])).toThrow(/window must be/);
   });
 });
+
+describe('LocalEncoder incremental use', () => {
+  it('embedRange, forwardCached and encodePatches give the rows of embed and forward', async () => {
+    for (const config of [CONFIG, { ...CONFIG, crossAttnAllLayers: true, crossAttnWindow: 2 }]) {
+      const { encoder, registry } = build(config);
+      const row = [1, 40, 41, 42, 2, 43, 44, 45, 46, 47];
+      const patchIds = Int32Array.of(0, 1, 1, 1, 2, 2, 3, 3, 3, 4);
+      const embeds = encoder.embed(Int32Array.from(row), 1, row.length);
+      const mask = localSelfAttentionMask([row], row.length, { window: 3 });
+      const full = encoder.forward(embeds, mask, { patchIds: [patchIds], numPatches: 5 });
+      disposeMask(mask);
+      const cache = encoder.createCache({ window: 3 });
+      const hs: tf.Tensor[] = [];
+      const states: tf.Tensor[][] = [];
+      for (const [a, b] of [[0, 4], [4, 5], [5, 10]] as const) {
+        const e = encoder.embedRange(row, a, b);
+        expect(Array.from(await e.data())).toEqual(Array.from(await tf.slice(embeds, [0, a, 0], [1, b - a, -1]).data()));
+        const out = encoder.forwardCached(e, row.slice(a, b), cache);
+        hs.push(out.h);
+        states.push(out.states);
+      }
+      const close = (a: ArrayLike<number>, b: ArrayLike<number>) => Array.from(a).every((v, i) => Math.abs(v - b[i]!) < 1e-5);
+      expect(close(await tf.concat(hs, 1).data(), await full.h.data())).toBe(true);
+      // Patches 2..3 from the bytes of patches 1..3 (the window of 2 reaches patch 1).
+      const layerStates = states[0]!.map((_, l) => tf.slice(tf.concat(states.map((s) => s[l]!), 1), [0, 1, 0], [1, 8, -1]));
+      const two = encoder.encodePatches(layerStates, [patchIds.subarray(1, 9)], 2, 2);
+      expect(close(await two.data(), await tf.slice(full.patchEmbeds, [0, 4, 0], [1, 4, -1]).data())).toBe(true);
+      cache.dispose();
+      registry.dispose();
+    }
+  });
+});

@@ -5,6 +5,7 @@ import {
   CrossAttention,
   Embedding,
   type InitStdFactor,
+  KvCache,
   Linear,
   NnError,
   type ParameterScope,
@@ -239,40 +240,160 @@ export class LocalEncoder {
     if (!Number.isInteger(numPatches) || numPatches < 1 || patchIds.some((r) => r.some((p) => p >= numPatches))) {
       throw new BltError('INVALID_ARGUMENT', `local encoder: patch ids must be < numPatches (${numPatches})`);
     }
-    const k = this.config.crossAttnK;
-    const crossMask = groupCrossMask(
-      patchIds.map(() => patchRowGroups(numPatches, k)),
-      patchIds,
-      this.config.crossAttnWindow,
-    );
     const rope = this.rope.tables(0, seqLen);
     try {
       return tf.tidy(() => {
         let h: tf.Tensor = embeds;
-        let pe: tf.Tensor | null = null;
-        const last = this.layers.length - 1;
+        // The byte states never read the patch states (cross-attention updates only the patches,
+        // spec §5.2 step 4), so all layers run first and the patches are computed from the states
+        // each cross-attention reads — the same values as interleaving, and the same code as a
+        // generator uses when a patch completes (encodePatches).
+        const states: tf.Tensor[] = [];
         this.layers.forEach((layer, i) => {
           h = applyBlock(layer, h, selfMask, rope, `${this.path}.layers.${i}`, tap);
-          if (i !== last && !this.config.crossAttnAllLayers) return;
-          if (pe === null) {
-            const pooled = maxPoolPatches(h, patchIds, numPatches);
-            tap?.(`${this.path}.patch_embedding_projection:input`, pooled);
-            const projected = this.patchEmbeddingProjection.apply(pooled);
-            tap?.(`${this.path}.patch_embedding_projection`, projected);
-            // Row p·k + j is slice j of patch p's vector (spec §5.2).
-            pe = tf.reshape(projected, [batch, numPatches * k, dim]);
-          }
-          const index = this.config.crossAttnAllLayers ? i : 0;
+          if (this.crossAttendsAfter(i)) states.push(h);
+        });
+        return { h: h as tf.Tensor3D, patchEmbeds: this.encodePatches(states, patchIds, 0, numPatches, tap) };
+      });
+    } finally {
+      tf.dispose([rope.cos, rope.sin]);
+    }
+  }
+
+  /**
+   * Whether a cross-attention follows layer `i` (the last one, or each with `crossAttnAllLayers`).
+   *
+   * @param i - layer index
+   */
+  crossAttendsAfter(i: number): boolean {
+    return i === this.layers.length - 1 || this.config.crossAttnAllLayers;
+  }
+
+  /**
+   * Patch states of patches `first .. first + count − 1` (spec §5.2 step 4, golden Semantics 5):
+   * the byte states the first cross-attention reads are max-pooled per patch (an empty patch gives
+   * 0), projected and reshaped to k rows per patch; then each cross-attention updates them,
+   * `P ← P + CrossAttention(P, h)` = `2·P + wo(attn)` (the reference's doubled residual, kept on
+   * purpose, spec §16). A patch row sees the bytes of its own patch (or of its last
+   * `crossAttnWindow` patches), so a patch's states are final as soon as its bytes are: a generator
+   * computes each patch once, when it completes (spec §9.2).
+   *
+   * @param states - per cross-attention, in order, the byte states it reads `[B, M, dim]` (the output of
+   *   the layer it follows; {@link crossAttendsAfter})
+   * @param patchIds - per row, the (absolute) patch of each of the M bytes; bytes of other patches
+   *   (earlier ones within the window are keys only) and −1 (padding) are not pooled
+   * @param first - first patch to compute
+   * @param count - number of patches, >= 1
+   * @param tap - receives `<encoder>.patch_embedding_projection[:input]`, `<encoder>.cross_attn_layers.{i}[...]`
+   * @returns `[B, count·k, dim]`
+   * @throws {BltError} `SHAPE_MISMATCH` / `INVALID_ARGUMENT` for inconsistent inputs
+   */
+  encodePatches(states: readonly tf.Tensor[], patchIds: readonly Int32Array[], first: number, count: number, tap?: ActivationTap): tf.Tensor3D {
+    if (states.length !== this.crossAttnLayers.length) {
+      throw new BltError('SHAPE_MISMATCH', `local encoder: ${states.length} byte states for ${this.crossAttnLayers.length} cross-attention layers`);
+    }
+    const [batch, bytes] = states[0]!.shape as [number, number];
+    if (states.some((t) => t.shape.join() !== [batch, bytes, this.config.dim].join())) {
+      throw new BltError('SHAPE_MISMATCH', `local encoder: every byte state must be [${batch}, ${bytes}, ${this.config.dim}]`);
+    }
+    if (patchIds.length !== batch || patchIds.some((r) => r.length !== bytes)) {
+      throw new BltError('SHAPE_MISMATCH', `local encoder: patchIds must have ${batch} rows of ${bytes} ids`);
+    }
+    if (!Number.isInteger(first) || first < 0 || !Number.isInteger(count) || count < 1) {
+      throw new BltError('INVALID_ARGUMENT', `local encoder: patches ${first}..+${count} must be integers, first >= 0 and count >= 1`);
+    }
+    const k = this.config.crossAttnK;
+    const queryGroups = patchIds.map(() => patchRowGroups(count, k).map((g) => g + first));
+    const crossMask = groupCrossMask(queryGroups, patchIds, this.config.crossAttnWindow);
+    // Pooling reads only the bytes of the computed patches, numbered from 0.
+    const local = patchIds.map((row) => row.map((p) => (p >= first && p < first + count ? p - first : -1)));
+    try {
+      return tf.tidy(() => {
+        const pooled = maxPoolPatches(states[0]!, local, count);
+        tap?.(`${this.path}.patch_embedding_projection:input`, pooled);
+        const projected = this.patchEmbeddingProjection.apply(pooled);
+        tap?.(`${this.path}.patch_embedding_projection`, projected);
+        // Row p·k + j is slice j of patch p's vector (spec §5.2).
+        let pe: tf.Tensor = tf.reshape(projected, [batch, count * k, this.config.dim]);
+        states.forEach((h, index) => {
           const cross = applyCrossAttention(this.crossAttnLayers[index]!, pe, h, crossMask, `${this.path}.cross_attn_layers.${index}`, tap);
           // Doubled residual, as the reference's `apply_cross_attention` (spec §5.2, golden Semantics 5).
           pe = tf.add(pe, cross);
         });
-        return { h: h as tf.Tensor3D, patchEmbeds: pe! as tf.Tensor3D };
+        return pe as tf.Tensor3D;
       });
     } finally {
       disposeMask(crossMask);
-      tf.dispose([rope.cos, rope.sin]);
     }
+  }
+
+  /**
+   * The input embeddings of positions `from .. to − 1` of one row ({@link embed} on the row, but
+   * reading only the ids the hash windows of those positions reach: the last `max(n) − 1` before
+   * `from`). For incremental encoding (spec §14 item 1: only the newest position's windows change).
+   *
+   * @param row - the row's token ids so far (at least `to`)
+   * @param from - first position
+   * @param to - end position (exclusive), > from
+   * @returns `[1, to − from, dim]`
+   * @throws {BltError} `INVALID_ARGUMENT` for a bad range or token id
+   */
+  embedRange(row: ArrayLike<number>, from: number, to: number): tf.Tensor3D {
+    if (!Number.isInteger(from) || !Number.isInteger(to) || from < 0 || to <= from || to > row.length) {
+      throw new BltError('INVALID_ARGUMENT', `local encoder: positions ${from}..${to} are not a non-empty range of a row of ${row.length}`);
+    }
+    const reach = this.config.hash ? Math.max(...this.config.hash.groupSizes) - 1 : 0;
+    const start = Math.max(0, from - reach);
+    const ids = Int32Array.from({ length: to - start }, (_, i) => row[start + i]!);
+    return tf.tidy(() => tf.slice(this.embed(ids, 1, ids.length), [0, from - start, 0], [1, to - from, this.config.dim]) as tf.Tensor3D);
+  }
+
+  /**
+   * A KV cache for {@link forwardCached}.
+   *
+   * @param options - the local self-attention window (`local_attention_window_len`) and the EOS id
+   *   after which documents split (as `localSelfAttentionMask`)
+   */
+  createCache(options: { window?: number; eosId?: number } = {}): KvCache {
+    return new KvCache({ nLayers: this.layers.length, window: options.window, eosId: options.eosId ?? 2 });
+  }
+
+  /**
+   * The encoder layers over new positions of one row whose earlier positions are in `cache` (spec
+   * §9.2: the byte self-attention is windowed causal, so earlier byte states never change). Equal to
+   * the same positions of {@link forward}'s layers. The cache advances by S.
+   *
+   * @param embeds - `[1, S, dim]` from {@link embedRange}
+   * @param tokens - the S token ids (for the document split)
+   * @param cache - from {@link createCache}
+   * @returns the byte states after the last layer `h` and, per cross-attention, the states it reads
+   *   (for {@link encodePatches}; the last one may be `h` itself)
+   * @throws {BltError} `SHAPE_MISMATCH` / `INVALID_ARGUMENT` for inconsistent inputs or positions
+   *   past `maxSeqLen`
+   */
+  forwardCached(embeds: tf.Tensor3D, tokens: ArrayLike<number>, cache: KvCache): { h: tf.Tensor3D; states: tf.Tensor3D[] } {
+    const [batch, seqLen, dim] = embeds.shape;
+    if (batch !== 1 || dim !== this.config.dim || tokens.length !== seqLen) {
+      throw new BltError('SHAPE_MISMATCH', `local encoder: cached embeds must be [1, ${tokens.length}, ${this.config.dim}], got [${embeds.shape.join(', ')}]`);
+    }
+    if (cache.nLayers !== this.layers.length) throw new BltError('SHAPE_MISMATCH', `local encoder: cache has ${cache.nLayers} layers, expected ${this.layers.length}`);
+    if (cache.position + seqLen > this.config.maxSeqLen) {
+      throw new BltError('INVALID_ARGUMENT', `local encoder: positions up to ${cache.position + seqLen} exceed max_encoder_seq_length ${this.config.maxSeqLen}`);
+    }
+    const [h, ...states] = tf.tidy(() => {
+      const step = cache.plan(tokens, this.rope);
+      let x: tf.Tensor = embeds;
+      const out: tf.Tensor[] = [];
+      const kvs = this.layers.map((layer, i) => {
+        const r = layer.applyCached(x, step, cache.layer(i));
+        x = r.out;
+        if (this.crossAttendsAfter(i)) out.push(x);
+        return r.kv;
+      });
+      cache.commit(tokens, kvs);
+      return [x, ...out];
+    });
+    return { h: h as tf.Tensor3D, states: states as tf.Tensor3D[] };
   }
 }
 

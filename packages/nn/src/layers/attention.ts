@@ -5,6 +5,7 @@ import { type LocalAttentionSpec, type MaskTensors, causalMaskBlock, maskTensors
 import type { ParameterScope } from './parameters.js';
 import { RMSNorm } from './rms-norm.js';
 import { applyRotary } from './rotary.js';
+import type { CachedStep, LayerKv } from './kv-cache.js';
 
 /**
  * Receives a module's intermediate outputs under their reference-relative module paths (`wq`,
@@ -28,16 +29,18 @@ export type AttentionMask = MaskTensors | LocalAttentionSpec;
  * @param q - `[B, H, Q, D]`
  * @param k - `[B, H, K, D]`
  * @param v - `[B, H, K, D]`
- * @param mask - from {@link maskTensors}, or a {@link LocalAttentionSpec} (self-attention, Q = K)
+ * @param mask - from {@link maskTensors}, a {@link LocalAttentionSpec} (self-attention, Q = K), or
+ *   null when every query sees every key (a cached decoding step holds exactly the visible keys)
  * @returns `[B, H, Q, D]`
  */
-export function scaledDotProductAttention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, mask: AttentionMask): tf.Tensor {
-  if ('kind' in mask) return blockedLocalAttention(q, k, v, mask);
+export function scaledDotProductAttention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, mask: AttentionMask | null): tf.Tensor {
+  if (mask && 'kind' in mask) return blockedLocalAttention(q, k, v, mask);
   return tf.tidy(() => {
     const scale = 1 / Math.sqrt(q.shape[3]!);
-    const scores = tf.add(tf.mul(tf.matMul(q, k, false, true), scale), mask.bias);
+    let scores = tf.mul(tf.matMul(q, k, false, true), scale);
+    if (mask) scores = tf.add(scores, mask.bias);
     let probs = tf.softmax(scores);
-    if (mask.rowValid) probs = tf.mul(probs, mask.rowValid);
+    if (mask?.rowValid) probs = tf.mul(probs, mask.rowValid);
     return tf.matMul(probs, v);
   });
 }
@@ -140,27 +143,61 @@ export class Attention {
    */
   apply(x: tf.Tensor, mask: AttentionMask, rope: { cos: tf.Tensor; sin: tf.Tensor } | null, tap?: ModuleTap): tf.Tensor {
     return tf.tidy(() => {
-      const [b, s] = x.shape as [number, number];
-      const wq = this.wq.apply(x);
-      const wk = this.wk.apply(x);
-      const wv = this.wv.apply(x);
-      tap?.('wq', wq);
-      tap?.('wk', wk);
-      tap?.('wv', wv);
-      let q = tf.reshape(wq, [b, s, this.nHeads, this.headDim]);
-      let k = tf.reshape(wk, [b, s, this.nKvHeads, this.headDim]);
-      if (rope) {
-        q = applyRotary(q, rope.cos, rope.sin);
-        k = applyRotary(k, rope.cos, rope.sin);
-      }
+      const { q, k, v } = this.project(x, rope, tap);
       const r = this.nHeads / this.nKvHeads;
-      const qh = tf.transpose(q, [0, 2, 1, 3]);
-      const kh = repeatKv(tf.transpose(k, [0, 2, 1, 3]), r);
-      const vh = repeatKv(splitHeads(wv, this.nKvHeads, this.headDim), r);
-      const out = this.wo.apply(mergeHeads(scaledDotProductAttention(qh, kh, vh, mask)));
+      const out = this.wo.apply(mergeHeads(scaledDotProductAttention(q, repeatKv(k, r), repeatKv(v, r), mask)));
       tap?.('wo', out);
       return out;
     });
+  }
+
+  /**
+   * One step of incremental (KV-cached) self-attention: the S new positions of `x` attend to the
+   * cached keys of earlier positions and to each other, exactly as {@link apply} over the whole row
+   * would compute those S outputs (spec §9.2: windowed causal attention only ever reads earlier
+   * keys, which do not change). Batch rows share the step's mask.
+   *
+   * @param x - `[B, S, dim]`, the new positions
+   * @param step - mask, RoPE tables (for the new positions, i.e. at the cache's offset) and how
+   *   many keys to keep, from {@link KvCache.plan}
+   * @param cache - this layer's keys/values of earlier positions, or null for none
+   * @returns the output `[B, S, dim]` (after `wo`) and the layer's keys/values to keep (the last
+   *   `step.keep` positions; null when none is kept). The input cache is not disposed.
+   */
+  applyCached(x: tf.Tensor, step: CachedStep, cache: LayerKv | null): { out: tf.Tensor; kv: LayerKv | null } {
+    const [out, k, v] = tf.tidy(() => {
+      const { q, k: newK, v: newV } = this.project(x, step.rope);
+      const keys = cache ? tf.concat([cache.k, newK], 2) : newK;
+      const values = cache ? tf.concat([cache.v, newV], 2) : newV;
+      const r = this.nHeads / this.nKvHeads;
+      const y = this.wo.apply(mergeHeads(scaledDotProductAttention(q, repeatKv(keys, r), repeatKv(values, r), step.mask)));
+      const total = keys.shape[2]!;
+      const keep = Math.min(step.keep, total);
+      if (keep <= 0) return [y];
+      if (keep === total) return [y, keys, values];
+      // Only the last `keep` keys can be seen again (window / document, see KvCache.plan).
+      const from = total - keep;
+      return [y, tf.slice(keys, [0, 0, from, 0], [-1, -1, keep, -1]), tf.slice(values, [0, 0, from, 0], [-1, -1, keep, -1])];
+    });
+    return { out: out!, kv: k && v ? { k, v } : null };
+  }
+
+  /** Queries `[B, H, S, D]`, keys and values `[B, Hkv, S, D]`, RoPE applied to queries and keys. */
+  private project(x: tf.Tensor, rope: { cos: tf.Tensor; sin: tf.Tensor } | null, tap?: ModuleTap): { q: tf.Tensor; k: tf.Tensor; v: tf.Tensor } {
+    const [b, s] = x.shape as [number, number];
+    const wq = this.wq.apply(x);
+    const wk = this.wk.apply(x);
+    const wv = this.wv.apply(x);
+    tap?.('wq', wq);
+    tap?.('wk', wk);
+    tap?.('wv', wv);
+    let q = tf.reshape(wq, [b, s, this.nHeads, this.headDim]);
+    let k = tf.reshape(wk, [b, s, this.nKvHeads, this.headDim]);
+    if (rope) {
+      q = applyRotary(q, rope.cos, rope.sin);
+      k = applyRotary(k, rope.cos, rope.sin);
+    }
+    return { q: tf.transpose(q, [0, 2, 1, 3]), k: tf.transpose(k, [0, 2, 1, 3]), v: splitHeads(wv, this.nKvHeads, this.headDim) };
   }
 }
 
@@ -199,16 +236,46 @@ export class CrossAttention {
    * @returns `[B, Q, dim]` = `x + wo(attn)`
    */
   apply(x: tf.Tensor, kv: tf.Tensor, mask: MaskTensors, tap?: ModuleTap): tf.Tensor {
+    return tf.tidy(() => this.attend(x, this.projectKv(kv, tap), mask, tap));
+  }
+
+  /**
+   * The keys and values of `kv`, heads split: what {@link attend} reads. They depend on `kv` alone,
+   * so a generator computes them once per patch and reuses them for every byte that reads the patch
+   * (spec §9.2: "decoder cross-attn keys/values for patch j are fixed once O[j] exists").
+   *
+   * @param kv - `[B, K, dim]`
+   * @param tap - receives `cross_attn_norm_kv`, `wk`, `wv` outputs
+   * @returns `{ k, v }`, each `[B, nHeads, K, headDim]`
+   */
+  projectKv(kv: tf.Tensor, tap?: ModuleTap): LayerKv {
     return tf.tidy(() => {
-      const xn = this.normQ.apply(x);
       const kvn = this.normKv.apply(kv);
-      tap?.('cross_attn_norm_q', xn);
       tap?.('cross_attn_norm_kv', kvn);
-      const [wq, wk, wv] = [this.wq.apply(xn), this.wk.apply(kvn), this.wv.apply(kvn)];
-      tap?.('wq', wq);
+      const wk = this.wk.apply(kvn);
+      const wv = this.wv.apply(kvn);
       tap?.('wk', wk);
       tap?.('wv', wv);
-      const attn = scaledDotProductAttention(splitHeads(wq, this.nHeads, this.headDim), splitHeads(wk, this.nHeads, this.headDim), splitHeads(wv, this.nHeads, this.headDim), mask);
+      return { k: splitHeads(wk, this.nHeads, this.headDim), v: splitHeads(wv, this.nHeads, this.headDim) };
+    });
+  }
+
+  /**
+   * The block on keys/values already projected by {@link projectKv}: `x + wo(attn)`.
+   *
+   * @param x - queries `[B, Q, dim]`
+   * @param kv - from {@link projectKv}, `[B, nHeads, K, headDim]` each
+   * @param mask - `[B, Q, K]` as tensors, or null when every query sees every key
+   * @param tap - receives `cross_attn_norm_q`, `wq`, `wo` outputs
+   * @returns `[B, Q, dim]`
+   */
+  attend(x: tf.Tensor, kv: LayerKv, mask: MaskTensors | null, tap?: ModuleTap): tf.Tensor {
+    return tf.tidy(() => {
+      const xn = this.normQ.apply(x);
+      tap?.('cross_attn_norm_q', xn);
+      const wq = this.wq.apply(xn);
+      tap?.('wq', wq);
+      const attn = scaledDotProductAttention(splitHeads(wq, this.nHeads, this.headDim), kv.k, kv.v, mask);
       const wo = this.wo.apply(mergeHeads(attn));
       tap?.('wo', wo);
       return tf.add(x, wo);

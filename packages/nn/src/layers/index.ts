@@ -9,6 +9,7 @@ export {
 } from './attention.js';
 export { loadReferenceWeights, referenceStateDict, type LoadWeightsOptions } from './checkpoint.js';
 export { NnError, type NnErrorCode } from './errors.js';
+export { KvCache, type CachedStep, type KvCacheOptions, type LayerKv } from './kv-cache.js';
 export { FeedForward, ffnHiddenDim } from './feed-forward.js';
 export { initStdDivisor, seededUniform, truncatedNormal, type InitStdFactor } from './init.js';
 export { Embedding, Linear, type WeightInit } from './linear.js';

@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { Attention, type AttentionConfig, type AttentionMask, type ModuleTap, prefixTap } from './attention.js';
 import { FeedForward, ffnHiddenDim } from './feed-forward.js';
 import { type InitStdFactor, initStdDivisor } from './init.js';
+import type { CachedStep, LayerKv } from './kv-cache.js';
 import type { ParameterScope } from './parameters.js';
 import { RMSNorm } from './rms-norm.js';
 
@@ -67,5 +68,25 @@ export class TransformerBlock {
       tap?.('feed_forward', f);
       return tf.add(h, f);
     });
+  }
+
+  /**
+   * The block over new positions of a row whose earlier positions are in a KV cache (spec §9.2):
+   * the same computation as {@link apply}, the attention reading the cached keys (see
+   * {@link Attention.applyCached}; norms and feed-forward are per position).
+   *
+   * @param x - `[B, S, dim]`, the new positions
+   * @param step - from {@link KvCache.plan}
+   * @param cache - this layer's cached keys/values, or null
+   * @returns `[B, S, dim]` and the keys/values to hand to {@link KvCache.commit}
+   */
+  applyCached(x: tf.Tensor, step: CachedStep, cache: LayerKv | null): { out: tf.Tensor; kv: LayerKv | null } {
+    const [out, k, v] = tf.tidy(() => {
+      const a = this.attention.applyCached(this.attentionNorm.apply(x), step, cache);
+      const h = tf.add(x, a.out);
+      const y = tf.add(h, this.feedForward.apply(this.ffnNorm.apply(h)));
+      return a.kv ? [y, a.kv.k, a.kv.v] : [y];
+    });
+    return { out: out!, kv: k && v ? { k, v } : null };
   }
 }

@@ -1,0 +1,84 @@
+#!/usr/bin/env node
+/**
+ * `bytelatent-serve`: serves the shipped BLT and entropy patcher (or your own) over HTTP on
+ * localhost, with the web page at `/`. Run `bytelatent-serve --help`.
+ */
+import { parseArgs } from 'node:util';
+import * as tf from '@tensorflow/tfjs-core';
+import { initBackend, type BackendName } from '@bytelatent/nn';
+import { loadServeModels, DEFAULT_BLT_MODEL } from './load-models.js';
+import { createApiServer } from './server.js';
+import { PUBLIC_DIR } from './paths.js';
+
+tf.env().set('PROD', true);
+
+const USAGE = `usage: bytelatent-serve [options]
+
+Serves the BLT demo model and the entropy patcher: GET /health, POST /v1/patch, POST /v1/score,
+POST /v1/generate (JSON or server-sent events), and a web page at /.
+
+options:
+  --port N            port (default $PORT or 8080; 0 picks a free one)
+  --host H            interface (default 127.0.0.1)
+  --patcher FILE      entropy model safetensors (default: the one shipped in @bytelatent/entropy-patcher)
+  --blt FILE          BLT safetensors with its blt_args metadata (default: ${DEFAULT_BLT_MODEL})
+  --backend NAME      auto (default) | wasm | cpu | webgpu
+  --max-concurrent N  model calls at once (default 1)
+  --max-queue N       requests waiting before 503 (default 16)
+  --timeout-ms N      per-request time limit (default 60000)
+  -h, --help          this text`;
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      port: { type: 'string' },
+      host: { type: 'string' },
+      patcher: { type: 'string' },
+      blt: { type: 'string' },
+      backend: { type: 'string' },
+      'max-concurrent': { type: 'string' },
+      'max-queue': { type: 'string' },
+      'timeout-ms': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  const int = (name: string, v: string | undefined, fallback: number, min: number) => {
+    if (v === undefined) return fallback;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer >= ${min}, got "${v}"`);
+    return n;
+  };
+  const port = int('port', values.port ?? process.env['PORT'], 8080, 0);
+  const backendName = (values.backend ?? 'auto') as 'auto' | BackendName;
+  const backend = await initBackend({ backend: backendName });
+  const service = await loadServeModels({ patcher: values.patcher, blt: values.blt, backend: backend.name });
+  const { server } = createApiServer({
+    service,
+    publicDir: PUBLIC_DIR,
+    maxConcurrent: int('max-concurrent', values['max-concurrent'], 1, 1),
+    maxQueue: int('max-queue', values['max-queue'], 16, 0),
+    requestTimeoutMs: int('timeout-ms', values['timeout-ms'], 60_000, 1),
+  });
+  const host = values.host ?? '127.0.0.1';
+  server.listen(port, host, () => {
+    const address = server.address();
+    const actual = typeof address === 'object' && address ? address.port : port;
+    process.stdout.write(`bytelatent serve: http://${host}:${actual}/ (backend ${backend.name}; patcher ${service.info.patcherModel}; BLT ${service.info.bltModel})\n`);
+  });
+  const stop = () => {
+    server.close(() => process.exit(0));
+    setTimeout(() => process.exit(0), 2000).unref();
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`error: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.exit(2);
+});

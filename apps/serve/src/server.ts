@@ -1,0 +1,201 @@
+/**
+ * The HTTP API and the web page: `GET /health`, `POST /v1/patch`, `POST /v1/score`,
+ * `POST /v1/generate` (JSON, or server-sent events with `"stream": true`), and the page at `/`.
+ * Plain `node:http`: no framework, every limit explicit.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { readFile } from 'node:fs/promises';
+import { extname, join, normalize, sep } from 'node:path';
+import { HttpError } from './http-error.js';
+import { ConcurrencyLimiter } from './limiter.js';
+import { Fields, readJsonBody } from './request.js';
+import type { ModelService, GenerateParams } from './model-service.js';
+
+export interface ServerOptions {
+  readonly service: ModelService;
+  /** Folder of the web page's static files (index.html, app.js, ...). */
+  readonly publicDir?: string;
+  /** Largest request body, bytes (default 64 KiB). */
+  readonly maxBodyBytes?: number;
+  /** Largest text for /v1/patch and /v1/score, bytes (default 16 KiB). */
+  readonly maxTextBytes?: number;
+  /** Largest prompt, bytes (default 4 KiB). */
+  readonly maxPromptBytes?: number;
+  /** Most bytes one generation may request (default 1024). */
+  readonly maxGenerateBytes?: number;
+  /** Model calls running at once (default 1: tfjs computes on one thread) and waiting (default 16). */
+  readonly maxConcurrent?: number;
+  readonly maxQueue?: number;
+  /** A request's time limit, queueing included (default 60 s). */
+  readonly requestTimeoutMs?: number;
+}
+
+const MIME: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.json': 'application/json',
+  '.wasm': 'application/wasm',
+  '.svg': 'image/svg+xml',
+  '.safetensors': 'application/octet-stream',
+  '.bin': 'application/octet-stream',
+};
+
+/**
+ * Builds the server (not listening yet).
+ *
+ * @returns the `node:http` server and its limiter (for stats and tests)
+ */
+export function createApiServer(options: ServerOptions): { server: Server; limiter: ConcurrencyLimiter } {
+  const o = {
+    maxBodyBytes: 64 * 1024,
+    maxTextBytes: 16 * 1024,
+    maxPromptBytes: 4 * 1024,
+    maxGenerateBytes: 1024,
+    maxConcurrent: 1,
+    maxQueue: 16,
+    requestTimeoutMs: 60_000,
+    ...options,
+  };
+  const limiter = new ConcurrencyLimiter(o.maxConcurrent, o.maxQueue);
+  const service = o.service;
+
+  const routes: Record<string, Record<string, (req: IncomingMessage, res: ServerResponse, signal: AbortSignal) => Promise<void>>> = {
+    '/health': {
+      GET: async (_req, res) => sendJson(res, 200, { status: 'ok', ...service.describe(), queue: limiter.stats }),
+    },
+    '/v1/patch': {
+      POST: async (req, res, signal) => {
+        const f = new Fields(await readJsonBody(req, o.maxBodyBytes)).only(['text', 'threshold', 'mode', 'maxPatchLength']);
+        const text = f.string('text', { required: true, maxBytes: o.maxTextBytes });
+        const threshold = f.number('threshold');
+        const mode = f.oneOf('mode', ['entropy', 'monotonic', 'space', 'static', 'byte'] as const);
+        const maxPatchLength = f.number('maxPatchLength', { min: 1, integer: true, max: 4096 });
+        const result = await limiter.run(() => service.patch(text, { threshold, mode, maxPatchLength }), signal);
+        sendJson(res, 200, result);
+      },
+    },
+    '/v1/score': {
+      POST: async (req, res, signal) => {
+        const f = new Fields(await readJsonBody(req, o.maxBodyBytes)).only(['text']);
+        const text = f.string('text', { required: true, maxBytes: o.maxTextBytes });
+        sendJson(res, 200, await limiter.run(() => service.score(text, signal), signal));
+      },
+    },
+    '/v1/generate': {
+      POST: async (req, res, signal) => {
+        const f = new Fields(await readJsonBody(req, o.maxBodyBytes)).only(['prompt', 'maxBytes', 'temperature', 'topK', 'topP', 'seed', 'stop', 'stream']);
+        const params: GenerateParams = {
+          prompt: f.string('prompt', { required: true, maxBytes: o.maxPromptBytes, allowEmpty: true }),
+          maxBytes: f.number('maxBytes', { min: 1, max: o.maxGenerateBytes, integer: true }) ?? Math.min(128, o.maxGenerateBytes),
+          temperature: f.number('temperature', { min: 0, max: 10 }) ?? 0,
+          topK: f.number('topK', { min: 0, integer: true, max: 260 }) ?? 0,
+          topP: f.number('topP', { min: 0, max: 1, exclusiveMin: true }) ?? 1,
+          seed: f.number('seed', { integer: true, min: 0, max: 2 ** 32 - 1 }) ?? 0,
+          stop: f.stringList('stop', { maxItems: 8, maxBytes: 64 }) ?? [],
+        };
+        const stream = f.boolean('stream') ?? false;
+        if (!stream) {
+          sendJson(res, 200, await limiter.run(() => service.generate(params, signal), signal));
+          return;
+        }
+        await limiter.run(async () => {
+          res.writeHead(200, { 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-cache', Connection: 'keep-alive', 'X-Accel-Buffering': 'no' });
+          try {
+            const done = await service.generate(params, signal, (chunk) => {
+              if (!res.writableEnded) res.write(`data: ${JSON.stringify(chunk)}\n\n`);
+            });
+            res.write(`event: done\ndata: ${JSON.stringify(done)}\n\n`);
+          } catch (e) {
+            const err = toHttpError(e, signal);
+            if (!res.writableEnded && !res.destroyed) res.write(`event: error\ndata: ${JSON.stringify(err.toJSON())}\n\n`);
+          }
+          res.end();
+        }, signal);
+      },
+    },
+  };
+
+  const server = createServer((req, res) => {
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(new HttpError(504, 'TIMEOUT', `the request took longer than ${o.requestTimeoutMs} ms`)), o.requestTimeoutMs);
+    // The client went away before the answer was complete: stop the work (generation checks the signal).
+    res.on('close', () => {
+      clearTimeout(timer);
+      if (!res.writableFinished) controller.abort(new Error('client disconnected'));
+    });
+    handle(req, res, controller.signal).catch((e: unknown) => {
+      const err = toHttpError(e, controller.signal);
+      if (err.status >= 500 && err.code === 'INTERNAL') process.stderr.write(`internal error on ${req.method} ${req.url}: ${(e as Error)?.stack ?? String(e)}\n`);
+      if (res.headersSent) {
+        res.end();
+        return;
+      }
+      // A refused body may still be arriving: answer, then close the connection instead of reading it.
+      sendJson(res, err.status, err.toJSON(), err.code === 'BODY_TOO_LARGE' ? { Connection: 'close' } : {});
+      if (err.code === 'BODY_TOO_LARGE') req.destroy();
+    });
+  });
+
+  async function handle(req: IncomingMessage, res: ServerResponse, signal: AbortSignal): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const route = routes[url.pathname];
+    if (route) {
+      const handler = route[req.method ?? 'GET'];
+      if (!handler) throw new HttpError(405, 'METHOD_NOT_ALLOWED', `${req.method} is not allowed on ${url.pathname} (use ${Object.keys(route).join(', ')})`);
+      await handler(req, res, signal);
+      return;
+    }
+    if ((req.method === 'GET' || req.method === 'HEAD') && o.publicDir) {
+      await serveStatic(o.publicDir, url.pathname, res, req.method === 'HEAD');
+      return;
+    }
+    throw new HttpError(404, 'NOT_FOUND', `no route ${req.method} ${url.pathname}`);
+  }
+
+  return { server, limiter };
+}
+
+function toHttpError(e: unknown, signal: AbortSignal): HttpError {
+  if (e instanceof HttpError) return e;
+  if (signal.aborted && signal.reason instanceof HttpError) return signal.reason;
+  const code = (e as { code?: unknown })?.code;
+  // Typed errors of our packages about the input (too long, empty, bad option) are the client's.
+  if (typeof code === 'string' && ['INPUT_TOO_LONG', 'EMPTY_INPUT', 'INVALID_ARGUMENT'].includes(code)) {
+    return code === 'INPUT_TOO_LONG' ? new HttpError(413, 'INPUT_TOO_LARGE', (e as Error).message) : new HttpError(400, 'INVALID_REQUEST', (e as Error).message);
+  }
+  return new HttpError(500, 'INTERNAL', 'internal error');
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text), ...headers });
+  res.end(text);
+}
+
+async function serveStatic(root: string, pathname: string, res: ServerResponse, head: boolean): Promise<void> {
+  let rel: string;
+  try {
+    rel = decodeURIComponent(pathname === '/' ? '/index.html' : pathname);
+  } catch {
+    throw new HttpError(400, 'INVALID_REQUEST', 'malformed URL');
+  }
+  const path = normalize(join(root, rel));
+  // Never serve outside the public folder (../ tricks).
+  if (!path.startsWith(normalize(root) + sep)) throw new HttpError(404, 'NOT_FOUND', `no file ${pathname}`);
+  let body: Buffer;
+  try {
+    body = await readFile(path);
+  } catch {
+    throw new HttpError(404, 'NOT_FOUND', `no file ${pathname}`);
+  }
+  res.writeHead(200, {
+    'Content-Type': MIME[extname(path)] ?? 'application/octet-stream',
+    'Content-Length': body.length,
+    // wasm threads and SharedArrayBuffer in the page need cross-origin isolation.
+    'Cross-Origin-Opener-Policy': 'same-origin',
+    'Cross-Origin-Embedder-Policy': 'require-corp',
+  });
+  res.end(head ? undefined : body);
+}
