@@ -199,7 +199,7 @@ describe.skipIf(!existsSync(WEIGHTS))('entropy-patcher CLI', () => {
     const json = JSON.parse(execFileSync(process.execPath, [cli, '--json', 'Hello there, world.'], { encoding: 'utf8' })) as { segments?: unknown; patches?: unknown };
     expect(JSON.stringify(json)).toContain('Hello');
     expect(status(['--model', WEIGHTS, '--threshold', 'abc', 'x'])).toBe(1);
-  });
+  }, 60_000);
 });
 
 describe('EntropyPatcher without a reference checkpoint', () => {
