@@ -157,7 +157,8 @@ function resolvePatching(model: ByteLatentTransformer, patcher: unknown): Resolv
   let rule: PatchOptions;
   let entropyModel: EntropyModel | null;
   if (patcher instanceof EntropyPatcher) {
-    rule = { mode: 'entropy', ...patcher.defaults };
+    // Its includeNextToken default is for patching whole texts; generation always has the next-byte slot.
+    rule = { mode: 'entropy', ...patcher.defaults, includeNextToken: true };
     entropyModel = patcher.model;
   } else {
     const { entropyModel: m, ...rest } = patcher as GenerationPatching;
