@@ -196,25 +196,12 @@ async function main(argv: string[]): Promise<number> {
   const cacheDir = join(corpusDir, '..', 'patch-cache');
 
   const trainable = await buildTrainable(config, { cacheDir });
+  const { kind: _kind, model: _model, patching: _patching, ...hyperparameters } = config;
   const options: TrainerOptions = {
+    ...hyperparameters,
     outDir,
     trainFiles,
     heldoutFiles,
-    seqLen: config.seqLen,
-    batchSize: config.batchSize,
-    gradAccumulation: config.gradAccumulation,
-    steps: config.steps,
-    lr: config.lr,
-    warmupSteps: config.warmupSteps,
-    minLrRatio: config.minLrRatio,
-    weightDecay: config.weightDecay,
-    beta1: config.beta1,
-    beta2: config.beta2,
-    clipNorm: config.clipNorm,
-    seed: config.seed,
-    evalEvery: config.evalEvery,
-    evalBytesPerFile: config.evalBytesPerFile,
-    checkpointEvery: config.checkpointEvery,
     ...(values['stop-after'] !== undefined ? { stopAfter: int('stop-after')! } : {}),
   };
   const bar = new ProgressBar();

@@ -5,7 +5,7 @@ export { AdamW, learningRate, type AdamWOptions, type ScheduleOptions, type Upda
 export { BltTrainable, EntropyTrainable, type PreparedRows, type TrainableModel } from './models.js';
 export { RowPatcher, type RowPatchingOptions } from './row-patcher.js';
 export { CHECKPOINT_FORMAT, readCheckpoint, restoreCheckpoint, saveCheckpoint, type CheckpointState } from './checkpoint.js';
-export { CHECKPOINT_FILE, CURVE_FILE, METRICS_FILE, Trainer, type MetricsRecord, type TrainSummary, type TrainerEvents, type TrainerOptions } from './trainer.js';
+export { CHECKPOINT_FILE, CURVE_FILE, METRICS_FILE, Trainer, type MetricsRecord, type TrainSummary, type TrainerEvents, type TrainerOptions, type TrainingHyperparameters } from './trainer.js';
 export { renderCurveSvg, type CurveOptions } from './plot.js';
 export { PRESETS, type RunConfig } from './presets.js';
 export { buildTrainable, entropyModelBitsPerByte, exportBlt, exportPatcher, patchStatistics, type ExportPatcherOptions } from './run.js';

@@ -5,28 +5,14 @@
 import type { BltArgs } from '@bytelatent/blt';
 import type { EntropyModelArgs } from '@bytelatent/entropy-patcher';
 import type { RowPatchingOptions } from './row-patcher.js';
+import type { TrainingHyperparameters } from './trainer.js';
 
 /** Everything a run needs, as read from presets, a config file and flags. */
-export interface RunConfig {
+export interface RunConfig extends TrainingHyperparameters {
   readonly kind: 'entropy' | 'blt';
   readonly model: EntropyModelArgs | BltArgs;
   /** BLT only: how rows are patched; `entropyModel` is a file or `"pretrained"` (the shipped patcher). */
   readonly patching?: RowPatchingOptions & { readonly entropyModel?: string };
-  readonly seqLen: number;
-  readonly batchSize: number;
-  readonly gradAccumulation: number;
-  readonly steps: number;
-  readonly lr: number;
-  readonly warmupSteps: number;
-  readonly minLrRatio: number;
-  readonly weightDecay: number;
-  readonly beta1: number;
-  readonly beta2: number;
-  readonly clipNorm: number;
-  readonly seed: number;
-  readonly evalEvery: number;
-  readonly evalBytesPerFile: number;
-  readonly checkpointEvery: number;
 }
 
 const COMMON = {

@@ -17,11 +17,8 @@ import type { TrainableModel } from './models.js';
 import { TrainError } from './errors.js';
 import { renderCurveSvg } from './plot.js';
 
-/** Hyper-parameters and bookkeeping of one run (everything but the model's own arguments). */
-export interface TrainerOptions {
-  readonly outDir: string;
-  readonly trainFiles: readonly string[];
-  readonly heldoutFiles: readonly string[];
+/** The hyper-parameters of a run, shared by presets, config files and {@link TrainerOptions}. */
+export interface TrainingHyperparameters {
   readonly seqLen: number;
   readonly batchSize: number;
   readonly gradAccumulation: number;
@@ -40,6 +37,13 @@ export interface TrainerOptions {
   readonly evalBytesPerFile: number;
   /** Checkpoint every this many steps (0: only at the end and on stop). */
   readonly checkpointEvery: number;
+}
+
+/** Hyper-parameters and bookkeeping of one run (everything but the model's own arguments). */
+export interface TrainerOptions extends TrainingHyperparameters {
+  readonly outDir: string;
+  readonly trainFiles: readonly string[];
+  readonly heldoutFiles: readonly string[];
   /** Stop after this many steps of this invocation (for tests and smoke runs); the schedule still spans `steps`. */
   readonly stopAfter?: number;
 }
