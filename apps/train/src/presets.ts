@@ -137,7 +137,7 @@ export const PRESETS: Readonly<Record<string, RunConfig & { readonly description
   demo: {
     description: 'the BLT shipped with the serve app: global dim 192 x 4, local dim 96, entropy patching',
     kind: 'blt',
-    model: bltArgs({ global: 192, local: 96, layersGlobal: 4, layersEncoder: 1, layersDecoder: 2, seqLen: 256, window: 256, hashVocab: 4096 }),
+    model: bltArgs({ global: 192, local: 96, layersGlobal: 4, layersEncoder: 1, layersDecoder: 2, seqLen: 256, window: 256, hashVocab: 512 }),
     patching: { ...PRETRAINED_ENTROPY, maxPatchLength: 16 },
     ...COMMON,
     seqLen: 256,
