@@ -8,14 +8,15 @@ import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, type BackendName } from '@bytelatent/nn';
 import { loadServeModels, DEFAULT_BLT_MODEL } from './load-models.js';
 import { createApiServer } from './server.js';
-import { PUBLIC_DIR } from './paths.js';
+import { WEB_DIR } from './paths.js';
 
 tf.env().set('PROD', true);
 
 const USAGE = `usage: bytelatent-serve [options]
 
 Serves the BLT demo model and the entropy patcher: GET /health, POST /v1/patch, POST /v1/score,
-POST /v1/generate (JSON or server-sent events), and a web page at /.
+POST /v1/generate (JSON or server-sent events), and a web page at / that runs the models either
+through this API or in the browser itself (tfjs WebGPU, wasm or cpu; weights from /models/).
 
 options:
   --port N            port (default $PORT or 8080; 0 picks a free one)
@@ -56,10 +57,11 @@ async function main(): Promise<void> {
   const port = int('port', values.port ?? process.env['PORT'], 8080, 0);
   const backendName = (values.backend ?? 'auto') as 'auto' | BackendName;
   const backend = await initBackend({ backend: backendName });
-  const service = await loadServeModels({ patcher: values.patcher, blt: values.blt, backend: backend.name });
+  const { service, files } = await loadServeModels({ patcher: values.patcher, blt: values.blt, backend: backend.name });
   const { server } = createApiServer({
     service,
-    publicDir: PUBLIC_DIR,
+    modelFiles: files,
+    publicDir: WEB_DIR,
     maxConcurrent: int('max-concurrent', values['max-concurrent'], 1, 1),
     maxQueue: int('max-queue', values['max-queue'], 16, 0),
     requestTimeoutMs: int('timeout-ms', values['timeout-ms'], 60_000, 1),

@@ -2,6 +2,7 @@
 import { streamGenerate, type ByteLatentTransformer, type GenerateResult as BltGenerateResult } from '@bytelatent/blt';
 import type { EntropyPatcher } from '@bytelatent/entropy-patcher';
 import type { Generator } from './model-service.js';
+import { yieldToEventLoop } from './yield.js';
 
 /**
  * A {@link Generator} over `blt`, patching with `patcher` as the model was trained. Chunks are whole
@@ -28,7 +29,7 @@ export function createGenerator(blt: ByteLatentTransformer, patcher: EntropyPatc
         result = ev.result;
       }
       // Let the event loop deliver writes and notice disconnects between bytes.
-      await new Promise((r) => setImmediate(r));
+      await yieldToEventLoop();
     }
     const r = result!;
     return {

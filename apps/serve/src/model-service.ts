@@ -4,6 +4,7 @@ import { BOS_ID, EOS_ID, encode } from '@bytelatent/bytes';
 import type { ByteLatentTransformer } from '@bytelatent/blt';
 import type { EntropyPatcher, PatchingMode } from '@bytelatent/entropy-patcher';
 import { HttpError } from './http-error.js';
+import { yieldToEventLoop } from './yield.js';
 
 export interface GenerateParams {
   readonly prompt: string;
@@ -117,7 +118,7 @@ export class ModelService {
       const values = (await losses.data()) as Float32Array;
       tf.dispose(losses);
       for (let i = 0; i < chunk.length; i++) bits.push(round(values[i]! / Math.LN2));
-      await new Promise((r) => setImmediate(r)); // let other requests and disconnects through
+      await yieldToEventLoop(); // let other requests and disconnects through
     }
     const total = bits.reduce((s, b) => s + b, 0);
     return { bytes: bytes.length, bitsPerByte: round(total / bytes.length), bits, patches };

@@ -7,7 +7,7 @@ import { EntropyPatcher } from '@bytelatent/entropy-patcher';
 import { createApiServer } from './server.js';
 import { ModelService } from './model-service.js';
 import { createGenerator } from './generator.js';
-import { PUBLIC_DIR } from './paths.js';
+import { WEB_DIR } from './paths.js';
 
 const ARGS = {
   vocab_size: 260, dim_global: 32, dim_local_encoder: 16, dim_local_decoder: 16, n_layers_global: 1, n_layers_local_encoder: 1,
@@ -43,7 +43,7 @@ beforeAll(async () => {
   patcher = await EntropyPatcher.pretrained();
   blt = new ByteLatentTransformer(ARGS, 1);
   const service = new ModelService(patcher, blt, createGenerator(blt, patcher), { backend: tf.getBackend(), patcherModel: 'pretrained', bltModel: 'random' });
-  const { server } = createApiServer({ service, publicDir: PUBLIC_DIR, maxBodyBytes: 4096, maxTextBytes: 1024, maxPromptBytes: 256, maxGenerateBytes: 64, maxQueue: 2 });
+  const { server } = createApiServer({ service, publicDir: WEB_DIR, maxBodyBytes: 4096, maxTextBytes: 1024, maxPromptBytes: 256, maxGenerateBytes: 64, maxQueue: 2 });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   close = () => new Promise((r) => server.close(() => r()));
@@ -173,6 +173,29 @@ describe('serve API', () => {
     const r = await call('GET', '/');
     expect(r.status).toBe(200);
     expect(r.text).toContain('Byte Latent Transformer');
-    expect((await call('GET', '/app.js')).text).toContain('/v1/generate');
+    const script = /<script type="module"[^>]* src="\.\/([^"]+)"/.exec(r.text)?.[1];
+    expect(script).toBeDefined();
+    const bundle = await call('GET', `/${script}`);
+    expect(bundle.headers.get('content-type')).toMatch(/javascript/);
+    expect(bundle.text).toContain('v1/generate');
+    expect((await call('GET', '/wasm/tfjs-backend-wasm-simd.wasm')).headers.get('content-type')).toBe('application/wasm');
+    expect((await call('GET', '/../package.json')).status).toBe(404);
+  });
+
+  it('hands the page the model files only when given them', async () => {
+    expect((await call('GET', '/models/blt.safetensors')).status).toBe(404);
+    const { server } = createApiServer({ service: new ModelService(patcher, blt, undefined, { backend: 'cpu', patcherModel: 'p', bltModel: 'b' }), modelFiles: { patcher: Uint8Array.of(1, 2, 3), blt: Uint8Array.of(4, 5) } });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/models/`;
+      const r = await fetch(url + 'blt.safetensors');
+      expect(r.status).toBe(200);
+      expect([...new Uint8Array(await r.arrayBuffer())]).toEqual([4, 5]);
+      expect(r.headers.get('cross-origin-embedder-policy')).toBe('require-corp');
+      expect((await fetch(url + 'patcher.safetensors', { method: 'HEAD' })).headers.get('content-length')).toBe('3');
+      expect((await fetch(url + 'blt.safetensors', { method: 'POST' })).status).toBe(405);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 });

@@ -28,6 +28,11 @@ export interface ServerOptions {
   readonly maxQueue?: number;
   /** A request's time limit, queueing included (default 60 s). */
   readonly requestTimeoutMs?: number;
+  /**
+   * The model files, served at `GET /models/patcher.safetensors` and `/models/blt.safetensors` so
+   * that the page can run the same models in the browser. Omitted: the page can only use the API.
+   */
+  readonly modelFiles?: { readonly patcher: Uint8Array; readonly blt: Uint8Array };
 }
 
 const MIME: Record<string, string> = {
@@ -65,6 +70,12 @@ export function createApiServer(options: ServerOptions): { server: Server; limit
     '/health': {
       GET: async (_req, res) => sendJson(res, 200, { status: 'ok', ...service.describe(), queue: limiter.stats }),
     },
+    ...(o.modelFiles
+      ? {
+          '/models/patcher.safetensors': bytesRoute(o.modelFiles.patcher),
+          '/models/blt.safetensors': bytesRoute(o.modelFiles.blt),
+        }
+      : {}),
     '/v1/patch': {
       POST: async (req, res, signal) => {
         const f = new Fields(await readJsonBody(req, o.maxBodyBytes)).only(['text', 'threshold', 'mode', 'maxPatchLength']);
@@ -174,6 +185,18 @@ function sendJson(res: ServerResponse, status: number, body: unknown, headers: R
   res.end(text);
 }
 
+/** Headers of every static response: cross-origin isolation lets the page use wasm threads and SharedArrayBuffer. */
+const ISOLATION_HEADERS = { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' } as const;
+
+/** GET and HEAD of a file held in memory (the model files the page downloads). */
+function bytesRoute(body: Uint8Array): Record<string, (req: IncomingMessage, res: ServerResponse) => Promise<void>> {
+  const send = async (req: IncomingMessage, res: ServerResponse) => {
+    res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': body.byteLength, 'Cache-Control': 'no-cache', ...ISOLATION_HEADERS });
+    res.end(req.method === 'HEAD' ? undefined : body);
+  };
+  return { GET: send, HEAD: send };
+}
+
 async function serveStatic(root: string, pathname: string, res: ServerResponse, head: boolean): Promise<void> {
   let rel: string;
   try {
@@ -193,9 +216,7 @@ async function serveStatic(root: string, pathname: string, res: ServerResponse, 
   res.writeHead(200, {
     'Content-Type': MIME[extname(path)] ?? 'application/octet-stream',
     'Content-Length': body.length,
-    // wasm threads and SharedArrayBuffer in the page need cross-origin isolation.
-    'Cross-Origin-Opener-Policy': 'same-origin',
-    'Cross-Origin-Embedder-Policy': 'require-corp',
+    ...ISOLATION_HEADERS,
   });
   res.end(head ? undefined : body);
 }

@@ -1,0 +1,131 @@
+// The web page in a real browser: Debian's Chromium driven by playwright-core (never a downloaded
+// browser), headless, against this server on 127.0.0.1 with the shipped models. Both ways of
+// running the model are exercised: through the API, and in the page on tfjs wasm and WebGPU
+// (SwiftShader here: slow, so the WebGPU generation is short). Screenshots go to test-output/.
+import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { initBackend } from '@bytelatent/nn';
+import { loadServeModels } from './load-models.js';
+import { createApiServer } from './server.js';
+import { WEB_DIR } from './paths.js';
+
+const CHROMIUM = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium';
+// Flags that work on Debian's Chromium here (shared/environment.md, gotcha 7).
+const CHROMIUM_FLAGS = [
+  '--headless=new', '--no-sandbox', '--disable-gpu-sandbox', '--enable-unsafe-webgpu', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic',
+];
+const SCREENSHOTS = fileURLToPath(new URL('../test-output', import.meta.url));
+const available = existsSync(CHROMIUM) && existsSync(`${WEB_DIR}/index.html`);
+// CI installs Chromium and builds the page: there, a missing browser is a failure, not a skip.
+if (!available && process.env['CI']) throw new Error(`the browser test needs ${CHROMIUM} and a built page in ${WEB_DIR}`);
+
+const PROMPT = 'Alice was beginning to';
+
+let base = '';
+let closeServer: () => Promise<void>;
+let browser: Browser;
+
+beforeAll(async () => {
+  if (!available) return;
+  const backend = await initBackend({ backend: 'wasm' });
+  const { service, files } = await loadServeModels({ backend: backend.name });
+  const { server } = createApiServer({ service, modelFiles: files, publicDir: WEB_DIR });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+  closeServer = () => new Promise((resolve) => server.close(() => resolve()));
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_FLAGS, headless: true });
+  await mkdir(SCREENSHOTS, { recursive: true });
+}, 120_000);
+
+afterAll(async () => {
+  await browser?.close();
+  await closeServer?.();
+});
+
+interface PageRun {
+  status: string;
+  patches: string[];
+  plotPoints: number;
+  generated: string;
+  /** How many separate DOM updates the generated text arrived in. */
+  updates: number;
+  info: string;
+}
+
+async function runPage(query: string, maxBytes: number, screenshot: string): Promise<PageRun> {
+  const page: Page = await browser.newPage();
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  try {
+    await page.goto(base + query);
+    await page.waitForFunction(() => document.getElementById('status')!.dataset['state'] !== undefined, null, { timeout: 120_000 });
+    const status = (await page.textContent('#status')) ?? '';
+    expect(await page.getAttribute('#status', 'data-state'), status).toBe('ready');
+    await page.waitForFunction(() => document.querySelectorAll('#patches span').length > 1, null, { timeout: 120_000 });
+    const patches = await page.locator('#patches span').allTextContents();
+    const plotPoints = await page.locator('#plot circle').count();
+    // Count the DOM updates of the output while it streams in.
+    await page.evaluate(() => {
+      const w = window as unknown as { updates: number };
+      w.updates = 0;
+      new MutationObserver(() => (w.updates += 1)).observe(document.getElementById('generated')!, { childList: true });
+    });
+    await page.fill('#prompt', PROMPT);
+    await page.fill('#maxBytes', String(maxBytes));
+    await page.fill('#temperature', '0');
+    await page.click('#generate');
+    await page.waitForFunction(() => document.getElementById('geninfo')!.dataset['state'] !== undefined, null, { timeout: 150_000 });
+    const info = (await page.textContent('#geninfo')) ?? '';
+    expect(await page.getAttribute('#geninfo', 'data-state'), info).toBe('done');
+    await page.screenshot({ path: `${SCREENSHOTS}/${screenshot}.png`, fullPage: true });
+    expect(errors).toEqual([]);
+    return {
+      status,
+      patches,
+      plotPoints,
+      generated: (await page.textContent('#generated')) ?? '',
+      updates: await page.evaluate(() => (window as unknown as { updates: number }).updates),
+      info,
+    };
+  } finally {
+    await page.close();
+  }
+}
+
+describe.skipIf(!available)('the web page in Chromium', () => {
+  let server: PageRun;
+
+  it('renders patches and streams a generation through the API', async () => {
+    server = await runPage('', 24, 'page-server');
+    expect(server.status).toMatch(/on the server \(backend wasm\)/);
+    const text = await (await fetch(base)).text();
+    const sample = /<textarea id="text"[^>]*>([^<]*)</.exec(text)![1]!;
+    expect(server.patches.join('')).toBe(sample);
+    // One point per byte in the entropy plot.
+    expect(server.plotPoints).toBe(new TextEncoder().encode(sample).length);
+    expect(server.info).toMatch(/^24 bytes, \d+ patches/);
+    expect(new TextEncoder().encode(server.generated).length).toBe(24);
+    expect(server.updates).toBeGreaterThan(4);
+  }, 180_000);
+
+  it('runs the same models in the page on wasm, with the same patches and greedy bytes', async () => {
+    const page = await runPage('?run=browser&backend=wasm', 24, 'page-browser-wasm');
+    expect(page.status).toMatch(/in this browser: backend wasm/);
+    expect(page.patches).toEqual(server.patches);
+    expect(page.generated).toBe(server.generated);
+    expect(page.updates).toBeGreaterThan(4);
+  }, 180_000);
+
+  it('runs the page on WebGPU (software adapter here)', async () => {
+    // SwiftShader runs WebGPU on the CPU at ~0.4 GFLOP/s: two bytes are enough to prove the path.
+    const page = await runPage('?run=browser&backend=webgpu', 2, 'page-browser-webgpu');
+    expect(page.status).toMatch(/in this browser: backend webgpu on (software )?adapter/);
+    expect(page.patches).toEqual(server.patches);
+    expect(server.generated.startsWith(page.generated)).toBe(true);
+  }, 240_000);
+});

@@ -1,0 +1,91 @@
+/**
+ * The page's two ways of running the models, behind one interface: the server's JSON API, or the
+ * same ModelService code running here in the browser on tfjs (WebGPU, wasm or cpu), with the
+ * weights the server hands out at /models/.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { initBackend, type BackendInfo } from '@bytelatent/nn';
+import type { GenerateChunk, GenerateParams, GenerateResult, PatchResponse } from '../src/model-service.js';
+import { createModelService } from '../src/service-from-bytes.js';
+
+export type BrowserBackendChoice = 'auto' | 'webgpu' | 'wasm' | 'cpu';
+
+export interface Engine {
+  /** One line for the page: where the model runs, on which backend, and why. */
+  readonly description: string;
+  patch(text: string): Promise<PatchResponse>;
+  generate(params: GenerateParams, onChunk: (chunk: GenerateChunk) => void): Promise<GenerateResult>;
+}
+
+async function post(path: string, body: unknown): Promise<Response> {
+  const res = await fetch(path, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+  if (!res.ok) {
+    const error = ((await res.json().catch(() => undefined)) as { error?: { message?: string } } | undefined)?.error;
+    throw new Error(error?.message ?? `${res.status} ${res.statusText}`);
+  }
+  return res;
+}
+
+/** Calls the server: /v1/patch, and /v1/generate as server-sent events. */
+export async function createServerEngine(): Promise<Engine> {
+  const health = (await (await fetch('health')).json()) as { backend: string };
+  return {
+    description: `Model runs on the server (backend ${health.backend}).`,
+    patch: async (text) => (await (await post('v1/patch', { text })).json()) as PatchResponse,
+    generate: async (params, onChunk) => {
+      const res = await post('v1/generate', { ...params, stream: true });
+      const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = '';
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += value;
+        let cut: number;
+        while ((cut = buffer.indexOf('\n\n')) >= 0) {
+          const block = buffer.slice(0, cut);
+          buffer = buffer.slice(cut + 2);
+          const event = /^event: (.*)$/m.exec(block)?.[1] ?? 'message';
+          const data: unknown = JSON.parse(/^data: (.*)$/m.exec(block)?.[1] ?? 'null');
+          if (event === 'message') onChunk(data as GenerateChunk);
+          else if (event === 'done') return data as GenerateResult;
+          else if (event === 'error') throw new Error((data as { error: { message: string } }).error.message);
+        }
+      }
+      throw new Error('the server closed the stream before the generation finished');
+    },
+  };
+}
+
+async function fetchBytes(path: string): Promise<Uint8Array> {
+  const res = await fetch(path);
+  if (!res.ok) throw new Error(`GET ${path}: ${res.status} ${res.statusText}`);
+  return new Uint8Array(await res.arrayBuffer());
+}
+
+function describeBackend(info: BackendInfo): string {
+  const adapter = info.adapter ? ` on ${info.software ? 'software ' : ''}adapter "${info.adapter}"` : '';
+  return `backend ${info.name}${adapter}; ${info.reason}`;
+}
+
+/**
+ * Loads the models into this page on the chosen tfjs backend. `'auto'` takes WebGPU on a hardware
+ * adapter, else wasm, else cpu (see initBackend); naming `'webgpu'` accepts a software adapter too,
+ * so that it can be tried anywhere.
+ */
+export async function createBrowserEngine(backend: BrowserBackendChoice, onProgress: (message: string) => void): Promise<Engine> {
+  tf.env().set('PROD', true);
+  onProgress(`starting tfjs (${backend})…`);
+  const info = await initBackend({ backend, wasmPaths: new URL('wasm/', document.baseURI).href, allowSoftwareGpu: backend === 'webgpu' });
+  onProgress(`downloading the models for backend ${info.name}…`);
+  const started = performance.now();
+  const [patcher, blt] = await Promise.all([fetchBytes('models/patcher.safetensors'), fetchBytes('models/blt.safetensors')]);
+  const service = await createModelService({ patcher, blt, patcherName: 'patcher.safetensors', bltName: 'blt.safetensors', backend: info.name });
+  const loadedMs = Math.round(performance.now() - started);
+  const megabytes = ((patcher.byteLength + blt.byteLength) / 1e6).toFixed(1);
+  const never = new AbortController().signal;
+  return {
+    description: `Model runs in this browser: ${describeBackend(info)} (${megabytes} MB of weights loaded in ${loadedMs} ms).`,
+    patch: (text) => service.patch(text, {}),
+    generate: (params, onChunk) => service.generate(params, never, onChunk),
+  };
+}
