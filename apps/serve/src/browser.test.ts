@@ -2,27 +2,19 @@
 // browser), headless, against this server on 127.0.0.1 with the shipped models. Both ways of
 // running the model are exercised: through the API, and in the page on tfjs wasm and WebGPU
 // (SwiftShader here: slow, so the WebGPU generation is short). Screenshots go to test-output/.
-import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { initBackend } from '@bytelatent/nn';
 import { loadServeModels } from './load-models.js';
 import { createApiServer } from './server.js';
 import { WEB_DIR } from './paths.js';
+import { browserAvailable, launchChromium } from './test-helpers.js';
 
-const CHROMIUM = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium';
-// Flags that work on Debian's Chromium here (shared/environment.md, gotcha 7).
-const CHROMIUM_FLAGS = [
-  '--headless=new', '--no-sandbox', '--disable-gpu-sandbox', '--enable-unsafe-webgpu', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic',
-];
 const SCREENSHOTS = fileURLToPath(new URL('../test-output', import.meta.url));
-const available = existsSync(CHROMIUM) && existsSync(`${WEB_DIR}/index.html`);
-// CI installs Chromium and builds the page: there, a missing browser is a failure, not a skip.
-if (!available && process.env['CI']) throw new Error(`the browser test needs ${CHROMIUM} and a built page in ${WEB_DIR}`);
+const available = browserAvailable(`${WEB_DIR}/index.html`);
 
 const PROMPT = 'Alice was beginning to';
 
@@ -38,7 +30,7 @@ beforeAll(async () => {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
   closeServer = () => new Promise((resolve) => server.close(() => resolve()));
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_FLAGS, headless: true });
+  browser = await launchChromium();
   await mkdir(SCREENSHOTS, { recursive: true });
 }, 120_000);
 

@@ -1,5 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, readdir, rm, truncate, unlink, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -118,6 +120,35 @@ describe('saveBlt / loadBlt (Node directory)', () => {
     expectBitIdentical(await logitsOf(copy), await logitsOf(other));
     copy.dispose();
     other.dispose();
+  });
+
+  it('loads over HTTP (tf.io.http, also where a bundler dropped tfjs\'s router registration); a 404 is INVALID_CHECKPOINT', async () => {
+    const dir = join(tmp, 'http');
+    await saveBlt(model, dir);
+    const server = createServer((req, res) => {
+      readFile(join(dir, (req.url ?? '/').replace(/^\/ckpt\//, ''))).then(
+        (body) => res.writeHead(200).end(body),
+        () => res.writeHead(404).end(),
+      );
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/ckpt/`;
+      const copy = await loadBlt(`${base}model.json`);
+      expectBitIdentical(await logitsOf(copy), expected);
+      copy.dispose();
+      const e = await rejection(loadBlt(`${base}missing/model.json`));
+      expect(e.code).toBe('INVALID_CHECKPOINT');
+      expect(e.message).toMatch(/missing\/model\.json/);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
+  it('turns a plain error of an IOHandler into INVALID_CHECKPOINT', async () => {
+    const e = await rejection(loadBlt({ load: async () => Promise.reject(new Error('Cannot find model with path x')) }));
+    expect(e.code).toBe('INVALID_CHECKPOINT');
+    expect(e.message).toMatch(/IOHandler: Cannot find model with path x/);
   });
 
   it('writes model.json only after weights.bin: a failed weights write leaves no model.json and no temporary file', async () => {

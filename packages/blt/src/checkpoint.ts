@@ -146,7 +146,17 @@ export async function saveBlt(model: ByteLatentTransformer, destination: string 
  */
 export async function loadBlt(source: string | tf.io.IOHandler): Promise<ByteLatentTransformer> {
   const handler = await resolveHandler(source, 'load');
-  return fromBltArtifacts(await handler.load!());
+  let artifacts: tf.io.ModelArtifacts;
+  try {
+    artifacts = await handler.load!();
+  } catch (e) {
+    if (e instanceof BltError) throw e;
+    // tfjs's handlers throw plain Errors (e.g. IndexedDB: "Cannot find model with path ..."; HTTP: a
+    // 404): the caller gets the same typed error as for a missing Node directory.
+    const where = typeof source === 'string' ? `"${source}"` : 'the IOHandler';
+    throw new BltError('INVALID_CHECKPOINT', `cannot load a checkpoint from ${where}: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  return fromBltArtifacts(artifacts);
 }
 
 // --- handlers -----------------------------------------------------------------------------------
@@ -161,6 +171,10 @@ async function resolveHandler(target: string | tf.io.IOHandler, op: 'save' | 'lo
   if (target === '') throw new BltError('INVALID_ARGUMENT', 'the checkpoint path is empty');
   const dir = await nodeDirectory(target);
   if (dir !== undefined) return new NodeDirectoryHandler(dir);
+  // tfjs registers its http(s) router as a side effect of a module that tfjs-core's package.json
+  // declares side-effect free, so bundlers (vite/rolldown) drop the registration and
+  // getLoadHandlers finds nothing for a URL in the browser: take HTTP directly.
+  if (tf.io.isHTTPScheme(target)) return tf.io.http(target);
   const handlers = op === 'save' ? tf.io.getSaveHandlers(target) : tf.io.getLoadHandlers(target);
   if (handlers.length === 0) {
     const where = isNode() ? 'directory paths, file:// and' : '';
