@@ -79,7 +79,7 @@ export class ModelService {
     return this.blt!.args.encoder.maxSeqLen;
   }
 
-  async patch(text: string, options: { threshold?: number | undefined; mode?: PatchingMode | undefined; maxPatchLength?: number | undefined }): Promise<PatchResponse> {
+  async patch(text: string, options: { threshold?: number | undefined; mode?: PatchingMode | undefined; maxPatchLength?: number | undefined; patchSize?: number | undefined }): Promise<PatchResponse> {
     const call = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
     const r = await this.patcher.patch(text, call);
     const segments = r.segments();

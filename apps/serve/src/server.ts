@@ -78,12 +78,14 @@ export function createApiServer(options: ServerOptions): { server: Server; limit
       : {}),
     '/v1/patch': {
       POST: async (req, res, signal) => {
-        const f = new Fields(await readJsonBody(req, o.maxBodyBytes)).only(['text', 'threshold', 'mode', 'maxPatchLength']);
+        const f = new Fields(await readJsonBody(req, o.maxBodyBytes)).only(['text', 'threshold', 'mode', 'maxPatchLength', 'patchSize']);
         const text = f.string('text', { required: true, maxBytes: o.maxTextBytes });
         const threshold = f.number('threshold');
         const mode = f.oneOf('mode', ['entropy', 'monotonic', 'space', 'static', 'byte'] as const);
         const maxPatchLength = f.number('maxPatchLength', { min: 1, integer: true, max: 4096 });
-        const result = await limiter.run(() => service.patch(text, { threshold, mode, maxPatchLength }), signal);
+        // 'static' mode's patch size (without it that mode could only answer 400).
+        const patchSize = f.number('patchSize', { min: 1, integer: true, max: 4096 });
+        const result = await limiter.run(() => service.patch(text, { threshold, mode, maxPatchLength, patchSize }), signal);
         sendJson(res, 200, result);
       },
     },
@@ -137,6 +139,10 @@ export function createApiServer(options: ServerOptions): { server: Server; limit
       if (!res.writableFinished) controller.abort(new Error('client disconnected'));
     });
     handle(req, res, controller.signal).catch((e: unknown) => {
+      // The client went away (mid-upload, queued, or mid-generation) and the work stopped because of it:
+      // there is nobody to answer and nothing went wrong here, so no 500 and no "internal error" log.
+      const gone = controller.signal.aborted && !(controller.signal.reason instanceof HttpError);
+      if (gone && (e === controller.signal.reason || (e as NodeJS.ErrnoException)?.code === 'ECONNRESET')) return;
       const err = toHttpError(e, controller.signal);
       if (err.status >= 500 && err.code === 'INTERNAL') process.stderr.write(`internal error on ${req.method} ${req.url}: ${(e as Error)?.stack ?? String(e)}\n`);
       if (res.headersSent) {

@@ -9,6 +9,7 @@ import {
   ParameterRegistry,
   ParameterScope,
   type SafetensorsFile,
+  dtypeByteSize,
   loadReferenceWeights,
   referenceStateDict,
   seededUniform,
@@ -58,7 +59,7 @@ export class ByteLatentTransformer {
   readonly args: Readonly<ResolvedBltArgs>;
   /** The arguments as given, with the reference's names. */
   readonly referenceArgs: Readonly<BltArgs>;
-  readonly registry = new ParameterRegistry();
+  readonly registry: ParameterRegistry;
   readonly localEncoder: LocalEncoder;
   readonly globalTransformer: GlobalTransformer;
   readonly localDecoder: LocalDecoder;
@@ -68,11 +69,15 @@ export class ByteLatentTransformer {
    *
    * @param args - reference arguments (`ByteLatentTransformerArgs` names)
    * @param seed - initialisation seed
-   * @throws {BltError} `CONFIG_MISMATCH` for invalid or unsupported arguments
+   * @param options - `maxParameters`: refuse to build a model with more trainable scalars (checked
+   *   weight by weight before allocating it; {@link fromSafetensors} derives it from the checkpoint's size)
+   * @throws {BltError} `CONFIG_MISMATCH` for invalid or unsupported arguments; `INVALID_CHECKPOINT` when
+   *   the arguments describe more than `maxParameters` parameters
    */
-  constructor(args: BltArgs, seed = 0) {
+  constructor(args: BltArgs, seed = 0, options: { readonly maxParameters?: number } = {}) {
     this.args = resolveBltArgs(args);
     this.referenceArgs = { ...args };
+    this.registry = new ParameterRegistry(options);
     const random = seededUniform(seed);
     const root = new ParameterScope(this.registry);
     try {
@@ -85,6 +90,9 @@ export class ByteLatentTransformer {
       this.localDecoder = new LocalDecoder(root.child('local_decoder'), this.args.decoder, random);
     } catch (e) {
       this.registry.dispose();
+      if (e instanceof NnError && e.code === 'TOO_LARGE') {
+        throw new BltError('INVALID_CHECKPOINT', `the BLT args describe a model far larger than its weights: ${e.message}`);
+      }
       throw e;
     }
   }
@@ -95,10 +103,16 @@ export class ByteLatentTransformer {
    *
    * @param file - a parsed safetensors file
    * @param args - the model's arguments
-   * @throws {BltError} `INVALID_CHECKPOINT` listing every problem; `CONFIG_MISMATCH` for invalid arguments
+   * @throws {BltError} `INVALID_CHECKPOINT` listing every problem (missing, unexpected, mis-shaped,
+   *   non-float or non-finite weights), or when `args` describe far more parameters than the file holds
+   *   (over twice as many plus 2^20: refused before allocating them); `CONFIG_MISMATCH` for invalid arguments
    */
   static fromSafetensors(file: SafetensorsFile, args: BltArgs): ByteLatentTransformer {
-    const model = new ByteLatentTransformer(args);
+    // Arguments claiming a huge model (an untrusted file's metadata) fail weight by weight instead of
+    // allocating it; a model somewhat larger than the file still builds, so that every missing or
+    // mis-shaped weight can be listed.
+    const scalars = file.names().reduce((sum, name) => sum + file.info(name).byteLength / dtypeByteSize(file.info(name).dtype), 0);
+    const model = new ByteLatentTransformer(args, 0, { maxParameters: 2 * scalars + 2 ** 20 });
     try {
       loadReferenceWeights(model.registry, file);
     } catch (e) {

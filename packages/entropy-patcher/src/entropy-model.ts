@@ -15,6 +15,7 @@ import {
   TransformerBlock,
   causalMask,
   documentIds,
+  dtypeByteSize,
   loadReferenceWeights,
   maskTensors,
   prefixTap,
@@ -124,7 +125,7 @@ export class EntropyModel {
   readonly args: Readonly<ResolvedArgs>;
   /** The arguments as given, with the reference's names (stored with the weights by {@link toSafetensors}). */
   readonly referenceArgs: Readonly<EntropyModelArgs>;
-  readonly registry = new ParameterRegistry();
+  readonly registry: ParameterRegistry;
   private readonly tokEmbeddings: Embedding;
   private readonly layers: TransformerBlock[];
   private readonly norm: RMSNorm;
@@ -136,11 +137,15 @@ export class EntropyModel {
    *
    * @param args - reference arguments
    * @param seed - initialisation seed
-   * @throws {PatcherError} `CONFIG_MISMATCH` for invalid arguments
+   * @param options - `maxParameters`: refuse to build a model with more trainable scalars (checked
+   *   weight by weight before allocating it; {@link fromSafetensors} derives it from the checkpoint's size)
+   * @throws {PatcherError} `CONFIG_MISMATCH` for invalid arguments; `INVALID_CHECKPOINT` when the
+   *   arguments describe more than `maxParameters` parameters
    */
-  constructor(args: EntropyModelArgs, seed = 0) {
+  constructor(args: EntropyModelArgs, seed = 0, options: { readonly maxParameters?: number } = {}) {
     this.args = resolve(args);
     this.referenceArgs = { ...args };
+    this.registry = new ParameterRegistry(options);
     const a = this.args;
     const random = seededUniform(seed);
     const root = new ParameterScope(this.registry);
@@ -161,6 +166,9 @@ export class EntropyModel {
       this.rope = new RotaryEmbedding(a.headDim, a.ropeTheta, a.maxSeqLen);
     } catch (e) {
       this.registry.dispose();
+      if (e instanceof NnError && e.code === 'TOO_LARGE') {
+        throw new PatcherError('INVALID_CHECKPOINT', `the entropy model args describe a model far larger than its weights: ${e.message}`);
+      }
       if (e instanceof NnError) throw new PatcherError('CONFIG_MISMATCH', `entropy model args: ${e.message}`);
       throw e;
     }
@@ -172,11 +180,15 @@ export class EntropyModel {
    *
    * @param file - a parsed safetensors file with reference names
    * @param args - the model's arguments
-   * @throws {PatcherError} `INVALID_CHECKPOINT` listing every missing, unexpected or mis-shaped weight;
-   *   `CONFIG_MISMATCH` for invalid arguments
+   * @throws {PatcherError} `INVALID_CHECKPOINT` listing every missing, unexpected, mis-shaped or
+   *   non-finite weight, or when `args` describe far more parameters than the file holds (over twice
+   *   as many plus 2^20: refused before allocating them); `CONFIG_MISMATCH` for invalid arguments
    */
   static fromSafetensors(file: SafetensorsFile, args: EntropyModelArgs): EntropyModel {
-    const model = new EntropyModel(args);
+    // Arguments claiming a huge model (an untrusted file's metadata) fail here, weight by weight,
+    // instead of allocating it. The limit leaves room for a model somewhat larger than the file (one
+    // layer too many, say), so that loadReferenceWeights can list every missing or mis-shaped weight.
+    const model = new EntropyModel(args, 0, { maxParameters: parameterLimit(file) });
     try {
       loadReferenceWeights(model.registry, file);
     } catch (e) {
@@ -351,6 +363,15 @@ export class EntropyModel {
     });
     return { ids, batch: rows.length, seqLen };
   }
+}
+
+/**
+ * The most parameters a model loaded from `file` may get: twice the scalars the file holds (read from
+ * its header; no data is touched), plus 2^20.
+ */
+function parameterLimit(file: SafetensorsFile): number {
+  const scalars = file.names().reduce((sum, name) => sum + file.info(name).byteLength / dtypeByteSize(file.info(name).dtype), 0);
+  return 2 * scalars + 2 ** 20;
 }
 
 /**

@@ -26,9 +26,10 @@ export class PatcherError extends Error {
   /**
    * @param code - the machine-readable reason
    * @param message - what went wrong, where, and what was expected
+   * @param options - the underlying error, if any (`cause`)
    */
-  constructor(code: PatcherErrorCode, message: string) {
-    super(message);
+  constructor(code: PatcherErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
     this.name = 'PatcherError';
     this.code = code;
   }

@@ -115,21 +115,46 @@ async function readSource(source: Uint8Array | string): Promise<Uint8Array> {
 function argsFromMetadata(file: SafetensorsFile): EntropyModelArgs | undefined {
   const raw = file.metadata[ARGS_METADATA_KEY];
   if (raw === undefined) return undefined;
+  let value: unknown;
   try {
-    return JSON.parse(raw) as EntropyModelArgs;
+    value = JSON.parse(raw);
   } catch {
     throw new PatcherError('INVALID_CHECKPOINT', `metadata "${ARGS_METADATA_KEY}" is not valid JSON`);
   }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new PatcherError('CONFIG_MISMATCH', `metadata "${ARGS_METADATA_KEY}" must be a JSON object, got ${JSON.stringify(value)}`);
+  }
+  return value as EntropyModelArgs;
 }
 
+const DEFAULT_MODES: readonly string[] = ['entropy', 'monotonic', 'combined', 'space', 'static', 'byte'];
+
+/**
+ * The patcher defaults stored in a file, checked field by field when the file is loaded (a bad value
+ * would otherwise only fail at the first `patch()` call, or not at all).
+ */
 function defaultsFromMetadata(file: SafetensorsFile): PatcherDefaults {
   const raw = file.metadata[PATCHER_METADATA_KEY];
   if (raw === undefined) return {};
+  let value: unknown;
   try {
-    return JSON.parse(raw) as PatcherDefaults;
+    value = JSON.parse(raw);
   } catch {
     throw new PatcherError('INVALID_CHECKPOINT', `metadata "${PATCHER_METADATA_KEY}" is not valid JSON`);
   }
+  const bad = (why: string) => new PatcherError('CONFIG_MISMATCH', `metadata "${PATCHER_METADATA_KEY}": ${why}`);
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw bad(`must be a JSON object, got ${JSON.stringify(value)}`);
+  const d = value as Record<string, unknown>;
+  const shown = (k: string) => JSON.stringify(d[k]);
+  if (d['mode'] !== undefined && !DEFAULT_MODES.includes(d['mode'] as string)) throw bad(`mode must be one of ${DEFAULT_MODES.join(', ')}, got ${shown('mode')}`);
+  for (const k of ['threshold', 'thresholdAdd']) {
+    if (d[k] !== undefined && (typeof d[k] !== 'number' || !Number.isFinite(d[k]))) throw bad(`${k} must be a finite number, got ${shown(k)}`);
+  }
+  for (const k of ['patchSize', 'maxPatchLength']) {
+    if (d[k] !== undefined && (typeof d[k] !== 'number' || !Number.isInteger(d[k]) || (d[k] as number) < 1)) throw bad(`${k} must be an integer >= 1, got ${shown(k)}`);
+  }
+  if (d['includeNextToken'] !== undefined && typeof d['includeNextToken'] !== 'boolean') throw bad(`includeNextToken must be a boolean, got ${shown('includeNextToken')}`);
+  return d as PatcherDefaults;
 }
 
 /**
@@ -156,8 +181,10 @@ export class EntropyPatcher {
    * @param source - file bytes, a path (Node) or a URL
    * @param options - model arguments (unless stored in the file) and patching defaults
    * @returns the patcher
-   * @throws {PatcherError} `INVALID_CHECKPOINT` (unreadable, corrupt, or weights that do not fit,
-   *   each problem named), `CONFIG_MISMATCH` (missing or invalid arguments)
+   * @throws {PatcherError} `INVALID_CHECKPOINT` (unreadable, corrupt — truncated, bad header, offsets
+   *   out of range or overlapping —, weights that do not fit the arguments or hold NaN/Inf, arguments
+   *   describing more weights than the file holds; each problem named), `CONFIG_MISMATCH` (missing or
+   *   invalid arguments, invalid patcher defaults in the metadata)
    */
   static async fromSafetensors(source: Uint8Array | string, options: EntropyPatcherOptions = {}): Promise<EntropyPatcher> {
     const bytes = await readSource(source);
@@ -165,15 +192,18 @@ export class EntropyPatcher {
     try {
       file = parseSafetensors(bytes);
     } catch (e) {
-      throw new PatcherError('INVALID_CHECKPOINT', `not a valid safetensors file: ${(e as Error).message}`);
+      const code = (e as { code?: unknown }).code;
+      throw new PatcherError('INVALID_CHECKPOINT', `not a valid safetensors file${typeof code === 'string' ? ` (${code})` : ''}: ${(e as Error).message}`, { cause: e });
     }
     const args = options.args ?? argsFromMetadata(file);
     if (!args) {
       throw new PatcherError('CONFIG_MISMATCH', `no entropy model arguments: pass options.args or store them in the file metadata "${ARGS_METADATA_KEY}"`);
     }
+    // Everything that can be refused is checked before the model's weights are allocated.
+    const stored = defaultsFromMetadata(file);
     const model = EntropyModel.fromSafetensors(file, args);
     const { args: _args, maxBytes, ...defaults } = options;
-    return new EntropyPatcher(model, { ...defaultsFromMetadata(file), ...defaults }, maxBytes ?? Number.POSITIVE_INFINITY);
+    return new EntropyPatcher(model, { ...stored, ...defaults }, maxBytes ?? Number.POSITIVE_INFINITY);
   }
 
   /**

@@ -61,7 +61,7 @@ export class GlobalTransformer {
    * @param scope - normally `root.child('global_transformer')`
    * @param config - sizes and flags
    * @param random - uniform generator in [0, 1) for the initial weights
-   * @throws {BltError} `CONFIG_MISMATCH` for invalid sizes
+   * @throws {BltError} `CONFIG_MISMATCH` for invalid sizes; {NnError} `TOO_LARGE` past the registry's `maxParameters`
    */
   constructor(scope: ParameterScope, config: GlobalTransformerConfig, random: () => number) {
     checkPositiveInts('global transformer', config, ['dim', 'nLayers', 'nHeads', 'maxSeqLen', 'dimTokenEmb']);
@@ -92,7 +92,8 @@ export class GlobalTransformer {
           : null;
       this.rope = new RotaryEmbedding(config.headDim ?? config.dim / config.nHeads, config.ropeTheta, config.maxSeqLen);
     } catch (e) {
-      if (e instanceof NnError) throw configError(e.message);
+      // TOO_LARGE (the registry's maxParameters) is not a configuration error: the caller set a limit.
+      if (e instanceof NnError && e.code !== 'TOO_LARGE') throw configError(e.message);
       throw e;
     }
   }

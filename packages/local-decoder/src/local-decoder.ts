@@ -93,7 +93,8 @@ export class LocalDecoder {
    * @param scope - normally `root.child('local_decoder')`
    * @param config - sizes and flags
    * @param random - uniform generator in [0, 1) for the initial weights
-   * @throws {BltError} `CONFIG_MISMATCH` for invalid sizes or an unsupported combination
+   * @throws {BltError} `CONFIG_MISMATCH` for invalid sizes or an unsupported combination; {NnError} `TOO_LARGE` past the
+   *   registry's `maxParameters`
    */
   constructor(scope: ParameterScope, config: LocalDecoderConfig, random: () => number) {
     checkPositiveInts('local decoder', config, ['dim', 'nLayers', 'nHeads', 'maxSeqLen', 'vocabSize', 'dimPatchEmb', 'crossAttnK', 'crossAttnNHeads'], ['crossAttnWindow']);
@@ -143,7 +144,8 @@ export class LocalDecoder {
       this.output = new Linear(scope.child('output'), d, config.vocabSize, { std, random });
       this.rope = new RotaryEmbedding(config.headDim ?? d / config.nHeads, config.ropeTheta, config.maxSeqLen);
     } catch (e) {
-      if (e instanceof NnError) throw configError(e.message);
+      // TOO_LARGE (the registry's maxParameters) is not a configuration error: the caller set a limit.
+      if (e instanceof NnError && e.code !== 'TOO_LARGE') throw configError(e.message);
       throw e;
     }
   }

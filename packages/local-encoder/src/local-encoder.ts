@@ -114,7 +114,7 @@ export class LocalEncoder {
    * @param scopes - the encoder's scope and the hash tables' scope
    * @param config - sizes and flags
    * @param random - uniform generator in [0, 1) for the initial weights
-   * @throws {BltError} `CONFIG_MISMATCH` for invalid sizes
+   * @throws {BltError} `CONFIG_MISMATCH` for invalid sizes; {NnError} `TOO_LARGE` past the registry's `maxParameters`
    */
   constructor(scopes: LocalEncoderScopes, config: LocalEncoderConfig, random: () => number) {
     checkPositiveInts('local encoder', config, ['dim', 'nLayers', 'nHeads', 'maxSeqLen', 'vocabSize', 'crossAttnK', 'crossAttnNHeads'], ['crossAttnWindow']);
@@ -170,7 +170,8 @@ export class LocalEncoder {
       );
       this.rope = new RotaryEmbedding(config.headDim ?? d / config.nHeads, config.ropeTheta, config.maxSeqLen);
     } catch (e) {
-      if (e instanceof NnError) throw configError(e.message);
+      // TOO_LARGE (the registry's maxParameters) is not a configuration error: the caller set a limit.
+      if (e instanceof NnError && e.code !== 'TOO_LARGE') throw configError(e.message);
       throw e;
     }
   }

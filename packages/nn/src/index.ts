@@ -56,7 +56,9 @@ export {
   type LocalAttentionSpec,
   type MaskTensors,
   type NnErrorCode,
+  type InitialValues,
   type Parameter,
+  type ParameterRegistryOptions,
   type TransformerBlockConfig,
   type WeightInit,
 } from './layers/index.js';

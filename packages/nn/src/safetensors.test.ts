@@ -315,6 +315,21 @@ describe('parse: validation', () => {
     expect(parseSafetensors(craft('{}'), { maxHeaderBytes: 2 }).names()).toEqual([]);
   });
 
+  it('HEADER_TOO_LARGE before any allocation: header lengths of 2^53 and 2^64 - 1', () => {
+    const heap = process.memoryUsage().arrayBuffers;
+    for (const declared of [2n ** 53n, 2n ** 64n - 1n, 2n ** 32n]) {
+      const bytes = craft('{}');
+      new DataView(bytes.buffer).setBigUint64(0, declared, true);
+      expectError(() => parseSafetensors(bytes), 'HEADER_TOO_LARGE', `header length ${declared}`, 'limit of 100000000 bytes');
+    }
+    expect(process.memoryUsage().arrayBuffers - heap).toBeLessThan(1 << 20);
+  });
+
+  it('INVALID_HEADER: JSON nested too deep for the parser is reported, not a crash', () => {
+    const deep = `{"a":${'['.repeat(200_000)}${']'.repeat(200_000)}}`;
+    expectError(() => parseSafetensors(craft(deep)), 'INVALID_HEADER');
+  });
+
   it('INVALID_HEADER: not UTF-8, not JSON, not an object, not starting with {', () => {
     const bad = craft('{"x":1}');
     bad[10] = 0xff;

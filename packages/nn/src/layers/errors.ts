@@ -1,5 +1,9 @@
-/** Machine-readable reason of an {@link NnError}. */
-export type NnErrorCode = 'INVALID_ARGUMENT' | 'SHAPE_MISMATCH' | 'INVALID_CHECKPOINT';
+/**
+ * Machine-readable reason of an {@link NnError}. `TOO_LARGE`: a model would get more parameters than
+ * its registry's `maxParameters` allows (e.g. arguments read from a checkpoint that describe a model
+ * bigger than the checkpoint's weights); nothing of the offending weight was allocated.
+ */
+export type NnErrorCode = 'INVALID_ARGUMENT' | 'SHAPE_MISMATCH' | 'INVALID_CHECKPOINT' | 'TOO_LARGE';
 
 /** Every error thrown by the model building blocks of `@bytelatent/nn`. */
 export class NnError extends Error {

@@ -23,7 +23,7 @@ export {
   type LocalAttentionSpec,
   type MaskTensors,
 } from './masks.js';
-export { ParameterRegistry, ParameterScope, type Parameter } from './parameters.js';
+export { ParameterRegistry, ParameterScope, type InitialValues, type Parameter, type ParameterRegistryOptions } from './parameters.js';
 export { RMSNorm } from './rms-norm.js';
 export { RotaryEmbedding, applyRotary } from './rotary.js';
 export { TransformerBlock, type TransformerBlockConfig } from './transformer-block.js';

@@ -92,6 +92,62 @@ describe('RotaryEmbedding', () => {
   it('refuses positions past its table', () => {
     expect(() => new RotaryEmbedding(4, 10000, 8).tables(5, 4)).toThrow(/exceed the RoPE table of 8/);
   });
+
+  it('computes rows on demand: a huge claimed context costs nothing until used, and values do not depend on growth', async () => {
+    const t0 = performance.now();
+    const huge = new RotaryEmbedding(64, 10000, 2 ** 31 - 1); // 2^31 positions: 1 TiB if built up front
+    const lazy = new RotaryEmbedding(8, 500000, 300);
+    expect(performance.now() - t0).toBeLessThan(1000);
+    const a = huge.tables(5, 3);
+    const grown = [lazy.tables(0, 2), lazy.tables(70, 10), lazy.tables(290, 10)];
+    const eager = new RotaryEmbedding(8, 500000, 300);
+    const full = eager.cos; // the whole table at once
+    expect(full).toHaveLength(300 * 4);
+    expect(Array.from(await grown[1]!.cos.data())).toEqual(Array.from(full.subarray(70 * 4, 80 * 4)));
+    expect(Array.from(await grown[2]!.sin.data())).toEqual(Array.from(eager.sin.subarray(290 * 4, 300 * 4)));
+    expect(Array.from(lazy.cos)).toEqual(Array.from(full));
+    tf.dispose([a.cos, a.sin, ...grown.flatMap((g) => [g.cos, g.sin])]);
+  });
+});
+
+describe('ParameterRegistry limit', () => {
+  it('refuses a weight past maxParameters before computing or allocating it', () => {
+    const reg = new ParameterRegistry({ maxParameters: 10 });
+    const scope = new ParameterScope(reg);
+    new RMSNorm(scope.child('a'), 4);
+    let computed = false;
+    let error: NnError | undefined;
+    try {
+      scope.variable('w', [2 ** 40, 2 ** 10], () => {
+        computed = true;
+        return new Float32Array(0);
+      });
+    } catch (e) {
+      error = e as NnError;
+    }
+    expect(computed).toBe(false);
+    expect(error).toBeInstanceOf(NnError);
+    expect(error!.code).toBe('TOO_LARGE');
+    expect(error!.message).toContain('parameter "w" of shape [1099511627776, 1024]');
+    expect(error!.message).toContain('more than the limit of 10');
+    // What fits still fits, up to the limit exactly.
+    new RMSNorm(scope.child('b'), 6);
+    expect(reg.count()).toBe(10);
+    expect(() => new Linear(scope.child('c'), 1, 1, { std: 1, random: seededUniform(1) })).toThrow(/limit of 10/);
+    expect(reg.list().map((p) => p.name)).toEqual(['a.weight', 'b.weight']);
+    reg.dispose();
+    expect(reg.count()).toBe(0);
+    expect(() => new ParameterRegistry({ maxParameters: -1 })).toThrow(/maxParameters must be a non-negative integer/);
+    expect(() => new ParameterRegistry({ maxParameters: 1.5 })).toThrow(NnError);
+  });
+
+  it('initialises exactly as before the limit existed (same random stream)', async () => {
+    const a = new Linear(new ParameterScope(new ParameterRegistry()), 3, 5, { std: 0.02, random: seededUniform(7) });
+    const expected = truncatedNormal(15, 0.02, seededUniform(7)); // [out=5, in=3], kept transposed
+    const got = await tf.transpose(a.weight).data();
+    expect(Array.from(got)).toEqual(Array.from(expected));
+    a.weight.dispose();
+  });
 });
 
 describe('masks', () => {

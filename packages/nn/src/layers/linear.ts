@@ -25,8 +25,7 @@ export class Linear {
   ) {
     checkInt('inFeatures', inFeatures, 1);
     checkInt('outFeatures', outFeatures, 1);
-    const values = truncatedNormal(inFeatures * outFeatures, init.std, init.random);
-    this.weight = scope.variable('weight', [outFeatures, inFeatures], values, true);
+    this.weight = scope.variable('weight', [outFeatures, inFeatures], () => truncatedNormal(inFeatures * outFeatures, init.std, init.random), true);
   }
 
   /**
@@ -54,7 +53,7 @@ export class Embedding {
   ) {
     checkInt('numEmbeddings', numEmbeddings, 1);
     checkInt('dim', dim, 1);
-    this.weight = scope.variable('weight', [numEmbeddings, dim], truncatedNormal(numEmbeddings * dim, init.std, init.random));
+    this.weight = scope.variable('weight', [numEmbeddings, dim], () => truncatedNormal(numEmbeddings * dim, init.std, init.random));
   }
 
   /**

@@ -14,6 +14,20 @@ export interface Parameter {
 
 let instanceCounter = 0;
 
+/** Options of {@link ParameterRegistry}. */
+export interface ParameterRegistryOptions {
+  /**
+   * Most trainable scalars the registry accepts in all. A weight that would pass the limit is
+   * refused (`TOO_LARGE`) before its values are computed or allocated, so a model built from
+   * untrusted arguments (a checkpoint's metadata) never allocates more than its checkpoint holds.
+   * Default: no limit.
+   */
+  readonly maxParameters?: number;
+}
+
+/** Initial values of a weight, or a function computing them (called only once the size is accepted). */
+export type InitialValues = Float32Array | (() => Float32Array);
+
 /**
  * The weights of one model, keyed by reference name. Modules create their weights through a scope
  * (`scope.child('layers.0')`), so names match the reference `state_dict` by construction.
@@ -24,6 +38,21 @@ let instanceCounter = 0;
 export class ParameterRegistry {
   private readonly params = new Map<string, Parameter>();
   private readonly tag = `bytelatent${instanceCounter++}`;
+  private total = 0;
+  /** The limit on trainable scalars (Infinity when none). */
+  readonly maxParameters: number;
+
+  /**
+   * @param options - an optional limit on the number of trainable scalars
+   * @throws {NnError} `INVALID_ARGUMENT` for a limit that is not a non-negative integer (or Infinity)
+   */
+  constructor(options: ParameterRegistryOptions = {}) {
+    const max = options.maxParameters ?? Number.POSITIVE_INFINITY;
+    if (typeof max !== 'number' || !(max === Number.POSITIVE_INFINITY || (Number.isSafeInteger(max) && max >= 0))) {
+      throw new NnError('INVALID_ARGUMENT', `maxParameters must be a non-negative integer, got ${String(max)}`);
+    }
+    this.maxParameters = max;
+  }
 
   /** All parameters, in creation order. */
   list(): Parameter[] {
@@ -37,29 +66,45 @@ export class ParameterRegistry {
     return p;
   }
 
-  /** @internal */
-  add(name: string, referenceShape: readonly number[], values: Float32Array, transposed: boolean): tf.Variable {
+  /**
+   * @internal
+   * @throws {NnError} `TOO_LARGE` past `maxParameters` (checked before `values` is called)
+   */
+  add(name: string, referenceShape: readonly number[], values: InitialValues, transposed: boolean): tf.Variable {
     if (this.params.has(name)) throw new NnError('INVALID_ARGUMENT', `parameter "${name}" defined twice`);
+    const size = referenceShape.reduce((a, b) => a * b, 1);
+    if (this.total + size > this.maxParameters) {
+      throw new NnError(
+        'TOO_LARGE',
+        `parameter "${name}" of shape [${referenceShape.join(', ')}] would bring the model to ${this.total + size} parameters, more than the limit of ${this.maxParameters}`,
+      );
+    }
+    const data = typeof values === 'function' ? values() : values;
+    if (data.length !== size) {
+      throw new NnError('SHAPE_MISMATCH', `parameter "${name}": ${data.length} initial values for shape [${referenceShape.join(', ')}]`);
+    }
     const shape = transposed ? [...referenceShape].reverse() : [...referenceShape];
     const variable = tf.tidy(() => {
-      let t = tf.tensor(values, referenceShape as number[], 'float32');
+      let t = tf.tensor(data, referenceShape as number[], 'float32');
       if (transposed) t = tf.transpose(t);
       return tf.variable(t, true, `${this.tag}/${name}`);
     });
     if (variable.shape.join() !== shape.join()) throw new NnError('SHAPE_MISMATCH', `internal: ${name}`);
     this.params.set(name, { name, variable, referenceShape: [...referenceShape], transposed });
+    this.total += size;
     return variable;
   }
 
   /** Number of trainable scalars. */
   count(): number {
-    return this.list().reduce((s, p) => s + p.variable.size, 0);
+    return this.total;
   }
 
   /** Frees every variable. The model is unusable afterwards. */
   dispose(): void {
     for (const p of this.params.values()) p.variable.dispose();
     this.params.clear();
+    this.total = 0;
   }
 }
 
@@ -80,10 +125,12 @@ export class ParameterScope {
    *
    * @param name - local name, e.g. `weight`
    * @param referenceShape - shape in the reference checkpoint
-   * @param values - initial values in reference layout
+   * @param values - initial values in reference layout, or a function computing them (called only
+   *   once the registry accepts the size, see {@link ParameterRegistryOptions.maxParameters})
    * @param transposed - keep it transposed (2-D Linear weights)
+   * @throws {NnError} `TOO_LARGE` past the registry's `maxParameters`
    */
-  variable(name: string, referenceShape: readonly number[], values: Float32Array, transposed = false): tf.Variable {
+  variable(name: string, referenceShape: readonly number[], values: InitialValues, transposed = false): tf.Variable {
     const full = this.prefix ? `${this.prefix}.${name}` : name;
     return this.registry.add(full, referenceShape, values, transposed);
   }

@@ -12,7 +12,7 @@ export class RMSNorm {
     readonly eps = 1e-5,
   ) {
     checkInt('dim', dim, 1);
-    this.weight = scope.variable('weight', [dim], new Float32Array(dim).fill(1));
+    this.weight = scope.variable('weight', [dim], () => new Float32Array(dim).fill(1));
   }
 
   /** @param x - `[..., dim]` @returns same shape */

@@ -5,12 +5,17 @@ import { NnError, checkInt } from './errors.js';
  * Rotary position embedding tables in the reference's layout: adjacent pairs (2i, 2i+1) of each
  * head rotate by `pos · theta^(-2i/headDim)` (golden Semantics 9, spec §5.1). Frequencies and
  * angles are rounded to float32 at each step, as torch computes them in fp32.
+ *
+ * Rows are computed on first use, growing by doubling up to `maxSeqLen`: a model whose arguments
+ * claim a huge context (an untrusted checkpoint's metadata) allocates only the positions it runs on.
  */
 export class RotaryEmbedding {
-  /** `cos[pos * half + i]`, `half = headDim / 2`. */
-  readonly cos: Float32Array;
-  readonly sin: Float32Array;
   readonly half: number;
+  private readonly freqs: Float32Array;
+  private cosRows = new Float32Array(0);
+  private sinRows = new Float32Array(0);
+  /** Positions computed so far. */
+  private rows = 0;
 
   constructor(
     readonly headDim: number,
@@ -24,16 +29,19 @@ export class RotaryEmbedding {
     const half = headDim / 2;
     this.half = half;
     const f = Math.fround;
-    const freqs = Float32Array.from({ length: half }, (_, i) => f(1 / f(theta ** f((2 * i) / headDim))));
-    this.cos = new Float32Array(maxSeqLen * half);
-    this.sin = new Float32Array(maxSeqLen * half);
-    for (let pos = 0; pos < maxSeqLen; pos++) {
-      for (let i = 0; i < half; i++) {
-        const angle = f(pos * freqs[i]!);
-        this.cos[pos * half + i] = Math.cos(angle);
-        this.sin[pos * half + i] = Math.sin(angle);
-      }
-    }
+    this.freqs = Float32Array.from({ length: half }, (_, i) => f(1 / f(theta ** f((2 * i) / headDim))));
+  }
+
+  /** `cos[pos * half + i]` for every position up to `maxSeqLen` (computes the whole table). */
+  get cos(): Float32Array {
+    this.ensure(this.maxSeqLen);
+    return this.cosRows.subarray(0, this.maxSeqLen * this.half);
+  }
+
+  /** `sin[pos * half + i]` for every position up to `maxSeqLen` (computes the whole table). */
+  get sin(): Float32Array {
+    this.ensure(this.maxSeqLen);
+    return this.sinRows.subarray(0, this.maxSeqLen * this.half);
   }
 
   /**
@@ -45,12 +53,35 @@ export class RotaryEmbedding {
     if (start < 0 || start + length > this.maxSeqLen) {
       throw new NnError('INVALID_ARGUMENT', `positions ${start}..${start + length - 1} exceed the RoPE table of ${this.maxSeqLen}`);
     }
+    this.ensure(start + length);
     const from = start * this.half;
     const to = (start + length) * this.half;
     return {
-      cos: tf.tensor2d(this.cos.subarray(from, to), [length, this.half]),
-      sin: tf.tensor2d(this.sin.subarray(from, to), [length, this.half]),
+      cos: tf.tensor2d(this.cosRows.subarray(from, to), [length, this.half]),
+      sin: tf.tensor2d(this.sinRows.subarray(from, to), [length, this.half]),
     };
+  }
+
+  /** Computes rows up to `positions` (at least doubling, at most `maxSeqLen`). */
+  private ensure(positions: number): void {
+    if (positions <= this.rows) return;
+    const rows = Math.min(this.maxSeqLen, Math.max(positions, 2 * this.rows, 64));
+    const half = this.half;
+    const cos = new Float32Array(rows * half);
+    const sin = new Float32Array(rows * half);
+    cos.set(this.cosRows);
+    sin.set(this.sinRows);
+    const f = Math.fround;
+    for (let pos = this.rows; pos < rows; pos++) {
+      for (let i = 0; i < half; i++) {
+        const angle = f(pos * this.freqs[i]!);
+        cos[pos * half + i] = Math.cos(angle);
+        sin[pos * half + i] = Math.sin(angle);
+      }
+    }
+    this.cosRows = cos;
+    this.sinRows = sin;
+    this.rows = rows;
   }
 }
 
