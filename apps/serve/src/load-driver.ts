@@ -193,7 +193,17 @@ export function send(base: URL, spec: LoadRequest, agent: Agent): Promise<LoadRe
     // Connections the client cuts, or the server closes, must not go back to the keep-alive pool.
     const ownAgent = spec.ending !== 'complete' || spec.kind.startsWith('oversize');
     const req = request({ host: base.hostname, port: base.port, method: spec.method, path: spec.path, headers, agent: ownAgent ? false : agent });
-    req.on('error', () => finish(0));
+    req.on('error', (e: NodeJS.ErrnoException) => {
+      // A keep-alive socket that the server closed for idleness just as this request went out (Node's
+      // documented race, frequent on a loaded machine): the request never reached the server, so
+      // send it again on a fresh connection, as an HTTP client library would.
+      if (req.reusedSocket && e.code === 'ECONNRESET' && spec.ending === 'complete' && !settled) {
+        settled = true;
+        void send(base, spec, agent).then(resolve);
+        return;
+      }
+      finish(0);
+    });
     req.on('response', (res: IncomingMessage) => {
       if (spec.ending === 'mid-answer') {
         res.once('data', () => {

@@ -21,7 +21,7 @@ export interface CheckpointState {
   readonly version: number;
   /** Updates applied: training resumes at this step. */
   readonly step: number;
-  readonly kind: 'entropy' | 'blt';
+  readonly kind: 'entropy' | 'blt' | 'token';
   /** The run's configuration (compared on resume). */
   readonly config: Readonly<Record<string, unknown>>;
 }
@@ -60,35 +60,53 @@ export async function readCheckpoint(path: string): Promise<{ state: CheckpointS
     throw new TrainError('CHECKPOINT_INVALID', `checkpoint ${path} is corrupt: ${(e as Error).message}`);
   }
   const raw = file.metadata[STATE_KEY];
-  let state: CheckpointState;
+  let value: unknown;
   try {
-    state = JSON.parse(raw ?? '') as CheckpointState;
+    value = JSON.parse(raw ?? '');
   } catch {
     throw new TrainError('CHECKPOINT_INVALID', `checkpoint ${path} has no valid "${STATE_KEY}" metadata`);
   }
-  if (state.format !== CHECKPOINT_FORMAT || state.version !== CHECKPOINT_VERSION || !Number.isInteger(state.step) || state.step < 0) {
+  const isObject = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
+  if (!isObject(value) || value['format'] !== CHECKPOINT_FORMAT || value['version'] !== CHECKPOINT_VERSION) {
     throw new TrainError('CHECKPOINT_INVALID', `checkpoint ${path} is not a ${CHECKPOINT_FORMAT} v${CHECKPOINT_VERSION} file`);
   }
-  return { state, file };
+  const problems: string[] = [];
+  if (!Number.isSafeInteger(value['step']) || (value['step'] as number) < 0) problems.push(`step must be an integer >= 0, got ${JSON.stringify(value['step'])}`);
+  if (value['kind'] !== 'entropy' && value['kind'] !== 'blt' && value['kind'] !== 'token') {
+    problems.push(`kind must be "entropy", "blt" or "token", got ${JSON.stringify(value['kind'])}`);
+  }
+  if (!isObject(value['config'])) problems.push(`config must be an object, got ${JSON.stringify(value['config'])}`);
+  if (problems.length > 0) throw new TrainError('CHECKPOINT_INVALID', `checkpoint ${path}: invalid "${STATE_KEY}": ${problems.join('; ')}`);
+  return { state: value as unknown as CheckpointState, file };
 }
 
 /**
  * Loads a checkpoint's weights and optimizer state into an already built model and optimizer.
  *
- * @throws {TrainError} `CHECKPOINT_MISMATCH` naming every missing or mis-shaped tensor
+ * @throws {TrainError} `CHECKPOINT_MISMATCH` naming every missing, mis-shaped or non-finite weight;
+ *   `CHECKPOINT_INVALID` for non-F32, NaN/Inf or negative-second-moment optimizer state (refused
+ *   before anything is loaded into the model)
  */
 export function restoreCheckpoint(file: ReturnType<typeof parseSafetensors>, state: CheckpointState, model: TrainableModel, optimizer: AdamW): void {
-  try {
-    loadReferenceWeights(model.registry, file, { prefix: 'model.' });
-  } catch (e) {
-    throw new TrainError('CHECKPOINT_MISMATCH', `checkpoint weights do not fit the model: ${(e as Error).message}`);
-  }
+  // The optimizer moments are checked first, so that a refused file leaves the model as it was.
   const moments = new Map<string, { shape: readonly number[]; data: Float32Array }>();
   for (const name of file.names()) {
     if (!name.startsWith('optimizer.')) continue;
     const t = file.get(name);
     if (!(t.data instanceof Float32Array)) throw new TrainError('CHECKPOINT_INVALID', `${name} is ${t.dtype}, expected F32`);
+    // A NaN/Inf moment (or a negative second moment, whose square root is NaN) would poison every
+    // later update: refuse the file instead of resuming into a NaN loss.
+    const second = name.startsWith('optimizer.v.');
+    const bad = t.data.findIndex((x) => !Number.isFinite(x) || (second && x < 0));
+    if (bad >= 0) {
+      throw new TrainError('CHECKPOINT_INVALID', `${name} holds ${t.data[bad]} at flat index ${bad}: optimizer moments must be finite${second ? ' and >= 0' : ''}`);
+    }
     moments.set(name, { shape: t.shape, data: t.data });
+  }
+  try {
+    loadReferenceWeights(model.registry, file, { prefix: 'model.' });
+  } catch (e) {
+    throw new TrainError('CHECKPOINT_MISMATCH', `checkpoint weights do not fit the model: ${(e as Error).message}`);
   }
   optimizer.loadState(state.step, moments);
 }

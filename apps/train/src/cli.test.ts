@@ -1,10 +1,11 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { readCheckpoint } from './checkpoint.js';
+import { mulberry32 } from './dataset.js';
 import { makeTextFolder } from './test-helpers.js';
 import type { MetricsRecord } from './trainer.js';
 
@@ -20,6 +21,79 @@ const trainLosses = (out: string) =>
     .map((l) => JSON.parse(l) as MetricsRecord)
     .filter((r) => r.type === 'train')
     .map((r) => [r.step, (r as { loss: number }).loss]);
+
+const evalRecords = (out: string) =>
+  readFileSync(join(out, 'metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as MetricsRecord)
+    .filter((r) => r.type === 'eval')
+    .map((r) => [r.step, r.bpb]);
+
+/** The last training step in metrics.jsonl (a line torn by the kill is skipped). */
+const lastRecordedStep = (out: string) =>
+  Math.max(
+    0,
+    ...readFileSync(join(out, 'metrics.jsonl'), 'utf8')
+      .split('\n')
+      .flatMap((l) => {
+        try {
+          const r = JSON.parse(l) as MetricsRecord;
+          return r.type === 'train' ? [r.step] : [];
+        } catch {
+          return [];
+        }
+      }),
+  );
+
+/** Test preload that stalls the Nth checkpoint write half way (see the file). */
+const stallHook = resolve(dirname(fileURLToPath(import.meta.url)), 'test-stall-checkpoint.mjs');
+
+interface KillRecord {
+  moment: 'step' | 'write';
+  target: number;
+  delayMs: number;
+  /** The last step whose checkpoint the run reported before the kill (its start step if none). */
+  lastReported: number;
+  stepOnDisk?: number;
+}
+
+/**
+ * Runs the CLI and SIGKILLs it: `'step'` — `delayMs` after its `target`th "checkpoint" line;
+ * `'write'` — once its `target`th checkpoint write is half done (stalled by the preload).
+ */
+async function killOnce(o: { args: string[]; moment: 'step' | 'write'; target: number; delayMs: number }): Promise<KillRecord> {
+  const child = spawn(process.execPath, ['--import', pathToFileURL(stallHook).href, cli, ...o.args], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { ...process.env, BYTELATENT_STALL_CHECKPOINT_WRITE: o.moment === 'write' ? String(o.target) : '0' },
+  });
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  let stderr = '';
+  let reported = 0;
+  let lastReported = -1;
+  const fire = new Promise<void>((r) => {
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+      const lines = stderr.split('\n');
+      stderr = lines.pop()!;
+      for (const line of lines) {
+        const resumed = /resumed from .* at step (\d+)/.exec(line);
+        if (resumed && lastReported < 0) lastReported = Number(resumed[1]);
+        const saved = /^step (\d+): checkpoint /.exec(line);
+        if (saved) {
+          lastReported = Number(saved[1]);
+          if (o.moment === 'step' && ++reported === o.target) setTimeout(r, o.delayMs);
+        }
+        if (o.moment === 'write' && line.startsWith(`stalled in checkpoint write ${o.target} `)) r();
+      }
+    });
+  });
+  const code = await Promise.race([fire.then(() => 'fire' as const), exited]);
+  expect(code, `the run ended before the kill (${o.moment} ${o.target})`).toBe('fire');
+  child.kill('SIGKILL');
+  await exited;
+  return { moment: o.moment, target: o.target, delayMs: o.delayMs, lastReported: Math.max(0, lastReported) };
+}
 
 describe('bytelatent-train CLI', () => {
   it('prints help', () => {
@@ -65,32 +139,45 @@ describe('bytelatent-train CLI', () => {
     expect(r.stderr).toContain(`resumed from`);
   });
 
-  it('survives kill -9 at random moments: the checkpoint always loads and the resumed run equals an uninterrupted one', async () => {
-    const args = [...base, '--steps', '40', '--checkpoint-every', '1', '--eval-every', '0'];
+  it('survives kill -9 at seeded random moments of training steps and of checkpoint writes: resume reaches the same losses', async () => {
+    const steps = 40;
+    const args = [...base, '--steps', String(steps), '--checkpoint-every', '1', '--eval-every', '0'];
     const straight = tmp();
     expect(run([...args, '--out', straight]).status).toBe(0);
     const out = tmp();
+    // Another plan of kills: BYTELATENT_KILL_SEED=n npx vitest run src/cli.test.ts -t 'kill -9'
+    const random = mulberry32(Number(process.env['BYTELATENT_KILL_SEED'] ?? 9));
+    const kills: KillRecord[] = [];
     let resume = false;
-    const stepsAtKill: number[] = [];
-    // Deterministic "random" kill delays: after start-up, inside the step/checkpoint loop.
-    for (const delayMs of [1500, 2100, 1800]) {
-      const child = spawn(process.execPath, [cli, ...args, '--out', out, ...(resume ? ['--resume'] : [])], { stdio: 'ignore' });
-      const exited = new Promise((r) => child.on('exit', r));
-      await new Promise((r) => setTimeout(r, delayMs));
-      child.kill('SIGKILL');
-      await exited;
-      try {
-        stepsAtKill.push((await readCheckpoint(join(out, 'checkpoint.safetensors'))).state.step);
-        resume = true;
-      } catch (e) {
-        // Killed before the first checkpoint: nothing to resume yet, and nothing half-written.
-        expect(String(e)).toMatch(/cannot read checkpoint/);
+    // Alternately: SIGKILL at a random moment inside the step after the kth checkpoint (a random delay
+    // after its "checkpoint" line: forward, backward, update, metrics or the next write), and SIGKILL
+    // while the nth checkpoint of the run is half written (the test preload stalls that write).
+    for (const moment of ['step', 'write', 'step', 'write', 'step', 'write'] as const) {
+      const target = 1 + Math.floor(random() * 5);
+      const delayMs = Math.floor(random() * 80);
+      const record = await killOnce({ args: [...args, '--out', out, ...(resume ? ['--resume'] : [])], moment, target, delayMs });
+      kills.push(record);
+      // Nothing lost: the checkpoint on disk is the last one the run reported, or the one being
+      // written when the kill landed (renamed, not yet reported), never an older one, never torn.
+      const { state } = await readCheckpoint(join(out, 'checkpoint.safetensors'));
+      record.stepOnDisk = state.step;
+      expect(state.step, JSON.stringify(record)).toBeGreaterThanOrEqual(record.lastReported);
+      // ... and never ahead of the work: no checkpoint of a step whose loss was not recorded.
+      expect(state.step, JSON.stringify(record)).toBeLessThanOrEqual(moment === 'write' ? record.lastReported : lastRecordedStep(out));
+      if (moment === 'write') {
+        // The kill landed mid-write: the half-written temporary file is there, the checkpoint intact.
+        expect(readdirSync(out).filter((f) => f.startsWith('checkpoint.safetensors.tmp-')).length).toBeGreaterThan(0);
       }
+      resume = true;
     }
-    // The kills landed mid-run, not after the end.
-    expect(stepsAtKill.some((s) => s > 0 && s < 40), String(stepsAtKill)).toBe(true);
-    const r = run([...args, '--out', out, ...(resume ? ['--resume'] : [])]);
+    expect(kills.every((k) => k.stepOnDisk! > 0 && k.stepOnDisk! < steps), JSON.stringify(kills)).toBe(true);
+    const r = run([...args, '--out', out, '--resume']);
     expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/removed \d+ temporary file\(s\) of an interrupted write/);
+    expect(readdirSync(out).filter((f) => f.includes('.tmp-'))).toEqual([]);
+    // Every step's loss, bit for bit, and the final weights' held-out score equal the uninterrupted run's.
     expect(trainLosses(out)).toEqual(trainLosses(straight));
-  }, 120_000);
+    expect(evalRecords(out).at(-1)).toEqual(evalRecords(straight).at(-1));
+    if (process.env['BYTELATENT_KILL_LOG']) appendFileSync(process.env['BYTELATENT_KILL_LOG'], `${JSON.stringify(kills)}\n`);
+  }, 240_000);
 });

@@ -15,6 +15,7 @@ import { resolveDataFiles } from './dataset.js';
 import { buildTrainable, exportBlt, exportPatcher } from './run.js';
 import { Trainer, type TrainerOptions } from './trainer.js';
 import { ProgressBar, formatDuration, formatRate } from './progress.js';
+import { DEFAULT_STUDY, QUICK_STUDY, STUDY_ARMS, runStudy, type StudyArmId } from './study.js';
 
 // tfjs's console advice ("install tfjs-node") cannot be followed here and clutters the progress bar.
 tf.env().set('PROD', true);
@@ -23,6 +24,7 @@ const USAGE = `usage: bytelatent-train [train] --preset NAME [options]
        bytelatent-train corpus [--corpus DIR]
        bytelatent-train export-patcher --run DIR --out FILE [--target-mean-patch 4.5]
        bytelatent-train export-blt --run DIR --out FILE
+       bytelatent-train study [--out DIR] [--docs DIR] [--arm ID]... [--quick]
 
 Trains BLT entropy models and BLTs on text files with TensorFlow.js in Node. Ctrl-C stops after the
 current step and saves a checkpoint; --resume continues exactly where it stopped.
@@ -59,7 +61,15 @@ train options (override the preset; --config FILE gives a JSON object with the s
   --patch-size K          BLT static patching: bytes per patch
   --backend NAME          auto (default: fastest available) | wasm | cpu | webgpu
   --json                  print the summary as one JSON line
-  -h, --help              this text`;
+  -h, --help              this text
+
+study (issue 7: BLT entropy/static/space patching, BPE and byte transformers at equal training
+FLOPs, measured with @bytelatent/evals; finished runs are skipped, interrupted ones resume):
+  --out DIR               run folders (default runs/study)
+  --docs DIR              report: study.md, study-bpb-vs-flops.svg, study.json (default docs)
+  --arm ID                train only this arm (repeatable): ${STUDY_ARMS.join(', ')}
+  --budget FLOPS          training FLOPs per arm (default ${DEFAULT_STUDY.budgetFlops.toExponential(0)}); a new budget is a new study folder
+  --quick                 a tiny study (smoke test, seconds)`;
 
 const OPTIONS = {
   preset: { type: 'string' },
@@ -89,6 +99,10 @@ const OPTIONS = {
   'target-mean-patch': { type: 'string' },
   backend: { type: 'string' },
   json: { type: 'boolean' },
+  docs: { type: 'string' },
+  arm: { type: 'string', multiple: true },
+  quick: { type: 'boolean' },
+  budget: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -111,8 +125,8 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const command = positionals[0] ?? 'train';
-  if (positionals.length > 1 || !['train', 'corpus', 'export-patcher', 'export-blt'].includes(command)) {
-    throw new TrainError('INVALID_ARGUMENT', `unknown command "${positionals.join(' ')}" (train, corpus, export-patcher or export-blt; see --help)`);
+  if (positionals.length > 1 || !['train', 'corpus', 'export-patcher', 'export-blt', 'study'].includes(command)) {
+    throw new TrainError('INVALID_ARGUMENT', `unknown command "${positionals.join(' ')}" (train, corpus, export-patcher, export-blt or study; see --help)`);
   }
   const corpusDir = resolve(userCwd, values.corpus ?? '.cache/corpus');
   const backendName = (values.backend ?? 'auto') as 'auto' | BackendName;
@@ -120,6 +134,25 @@ async function main(argv: string[]): Promise<number> {
 
   if (command === 'corpus') {
     await ensureCorpus(corpusDir, true);
+    return 0;
+  }
+  if (command === 'study') {
+    const arms = values.arm as StudyArmId[] | undefined;
+    const unknown = (arms ?? []).filter((a) => !(STUDY_ARMS as readonly string[]).includes(a));
+    if (unknown.length > 0) throw new TrainError('INVALID_ARGUMENT', `--arm must be one of ${STUDY_ARMS.join(', ')}, got ${unknown.join(', ')}`);
+    await ensureCorpus(corpusDir, false);
+    const backend = await initBackend({ backend: backendName });
+    process.stderr.write(`backend ${backend.name}\n`);
+    const started = Date.now();
+    const results = await runStudy({
+      settings: { ...(values.quick ? QUICK_STUDY : DEFAULT_STUDY), ...(values.budget !== undefined ? { budgetFlops: numberFlag('budget', values.budget, false)! } : {}) },
+      outDir: resolve(userCwd, values.out ?? join('runs', 'study')),
+      docsDir: resolve(userCwd, values.docs ?? 'docs'),
+      corpusDir,
+      ...(arms ? { arms } : {}),
+      onLog: (m) => process.stderr.write(`${m}\n`),
+    });
+    process.stdout.write(`study: ${results.length} arms in the report, ${formatDuration((Date.now() - started) / 1000)}; ${join(resolve(userCwd, values.docs ?? 'docs'), 'study.md')}\n`);
     return 0;
   }
   const backend = await initBackend({ backend: backendName });

@@ -9,3 +9,6 @@ export { CHECKPOINT_FILE, CURVE_FILE, METRICS_FILE, Trainer, type MetricsRecord,
 export { renderCurveSvg, type CurveOptions } from './plot.js';
 export { PRESETS, type RunConfig } from './presets.js';
 export { buildTrainable, entropyModelBitsPerByte, exportBlt, exportPatcher, patchStatistics, type ExportPatcherOptions } from './run.js';
+export { TokenTrainable, tokenRow } from './token-model.js';
+export { DEFAULT_STUDY, QUICK_STUDY, STUDY_ARMS, renderStudyMarkdown, runStudy, type ArmResult, type CompressionRow, type StudyArmId, type StudyOptions, type StudySettings } from './study.js';
+export { renderStudySvg, type StudySeries } from './study-plot.js';

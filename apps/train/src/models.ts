@@ -18,7 +18,8 @@ export interface PreparedRows {
 
 /** A model the trainer can train. */
 export interface TrainableModel {
-  readonly kind: 'entropy' | 'blt';
+  /** `token`: a token-level baseline (see token-model.ts). */
+  readonly kind: 'entropy' | 'blt' | 'token';
   readonly registry: ParameterRegistry;
   /** The model's arguments, reference names. */
   readonly args: Readonly<Record<string, unknown>>;

@@ -3,10 +3,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
-import { parseSafetensors } from '@bytelatent/nn';
+import { parseSafetensors, serializeSafetensors } from '@bytelatent/nn';
+import { spawnSync } from 'node:child_process';
 import { resolveDataFiles } from './dataset.js';
 import { EntropyTrainable } from './models.js';
-import { Trainer, CHECKPOINT_FILE, METRICS_FILE, CURVE_FILE, type MetricsRecord } from './trainer.js';
+import { Trainer, CHECKPOINT_FILE, METRICS_FILE, CURVE_FILE, removeStaleTemporaryFiles, type MetricsRecord } from './trainer.js';
 import { makeTextFolder, TINY_ENTROPY_ARGS, trainerOptions } from './test-helpers.js';
 import { TrainError } from './errors.js';
 
@@ -122,5 +123,58 @@ describe('Trainer', () => {
     writeFileSync(path, bytes.subarray(0, bytes.length - 10));
     await expect(train(out, true)).rejects.toThrow(TrainError);
     await expect(train(out, true)).rejects.toThrow(/corrupt/);
+  });
+
+  it('refuses a checkpoint whose state, optimizer moments or weights are garbage, naming the problem', async () => {
+    const out = tmp();
+    await train(out, false, { stopAfter: 2 });
+    const path = join(out, CHECKPOINT_FILE);
+    const good = parseSafetensors(new Uint8Array(readFileSync(path)));
+    const tensors = new Map(good.names().map((n) => [n, { ...good.get(n), data: good.get(n).data.slice() }] as const));
+    const state = JSON.parse(good.metadata['train_state']!) as Record<string, unknown>;
+    const write = (meta: unknown, edit?: (t: typeof tensors) => void) => {
+      const copy = new Map([...tensors].map(([n, t]) => [n, { ...t, data: t.data.slice() }] as const));
+      edit?.(copy);
+      writeFileSync(path, serializeSafetensors(copy, { train_state: typeof meta === 'string' ? meta : JSON.stringify(meta) }));
+    };
+    const cases: Array<[unknown, RegExp, ((t: typeof tensors) => void)?]> = [
+      ['null', /is not a bytelatent-train-checkpoint v1 file/],
+      ['[1,2]', /is not a bytelatent-train-checkpoint v1 file/],
+      [{ ...state, step: -3 }, /step must be an integer >= 0, got -3/],
+      [{ ...state, kind: 'gpt' }, /kind must be "entropy", "blt" or "token", got "gpt"/],
+      [{ ...state, config: null }, /config must be an object, got null/],
+      [state, /optimizer\.m\.tok_embeddings\.weight holds NaN at flat index 3: optimizer moments must be finite/, (t) => ((t.get('optimizer.m.tok_embeddings.weight')!.data as Float32Array)[3] = Number.NaN)],
+      [state, /optimizer\.v\.norm\.weight holds -1 at flat index 0: optimizer moments must be finite and >= 0/, (t) => ((t.get('optimizer.v.norm.weight')!.data as Float32Array)[0] = -1)],
+    ];
+    for (const [meta, message, edit] of cases) {
+      write(meta, edit);
+      const e = await train(out, true).then(
+        () => undefined,
+        (err: unknown) => err as TrainError,
+      );
+      expect(e, String(message)).toBeInstanceOf(TrainError);
+      expect(e!.code).toBe('CHECKPOINT_INVALID');
+      expect(e!.message).toMatch(message);
+    }
+    // Non-finite weights are named too (as weights that do not fit).
+    write(state, (t) => ((t.get('model.norm.weight')!.data as Float32Array)[1] = Number.POSITIVE_INFINITY));
+    await expect(train(out, true)).rejects.toMatchObject({ code: 'CHECKPOINT_MISMATCH', message: expect.stringContaining('"model.norm.weight" holds a non-finite value (Infinity) at flat index 1') });
+    // The untouched file still resumes.
+    write(state);
+    await expect(train(out, true, { stopAfter: 1 })).resolves.toMatchObject({ startStep: 2, endStep: 3 });
+  });
+
+  it('removes temporary files that a killed process left, keeps those of a live one', async () => {
+    const out = tmp();
+    await train(out, false, { stopAfter: 1 });
+    const dead = spawnSync(process.execPath, ['-e', 'process.exit(0)']).pid!;
+    const names = [`${CHECKPOINT_FILE}.tmp-${dead}-0a1b2c`, `${METRICS_FILE}.tmp-${process.pid}-ffee01`, `config.json.tmp-${process.ppid}-abcdef`];
+    for (const n of names) writeFileSync(join(out, n), 'partial');
+    expect(await removeStaleTemporaryFiles(out)).toEqual([names[0]]);
+    // This process and its parent are alive: their files may be writes in progress.
+    expect(existsSync(join(out, names[1]!))).toBe(true);
+    expect(existsSync(join(out, names[2]!))).toBe(true);
+    expect(existsSync(join(out, names[0]!))).toBe(false);
+    expect(existsSync(join(out, CHECKPOINT_FILE))).toBe(true);
   });
 });

@@ -6,7 +6,7 @@
  * weights and optimizer moments are restored bit for bit.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { appendFile, mkdir, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, readdir, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { writeFileAtomic } from '@bytelatent/nn/node';
@@ -79,6 +79,38 @@ export const CURVE_FILE = 'curve.svg';
 /** Fields of the configuration that must be equal for a resume to be exact. */
 const RESUME_INVARIANT = ['seqLen', 'batchSize', 'gradAccumulation', 'seed', 'lr', 'warmupSteps', 'minLrRatio', 'weightDecay', 'beta1', 'beta2', 'clipNorm'] as const;
 
+/** `<file>.tmp-<pid>-<hex>`: the temporary file of an atomic write (`writeFileAtomic`) in progress or abandoned. */
+const TEMPORARY_FILE = /^.+\.tmp-(\d+)-[0-9a-f]+$/;
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Removes the temporary files that a process killed mid-write (kill -9, power loss) left in the run
+ * folder: the files they were written for are intact (atomic rename), so these are garbage, as large
+ * as a checkpoint each. Files of a live process (another writer) are kept.
+ *
+ * @returns the names removed
+ */
+export async function removeStaleTemporaryFiles(dir: string): Promise<string[]> {
+  const removed: string[] = [];
+  for (const name of await readdir(dir)) {
+    const match = TEMPORARY_FILE.exec(name);
+    if (!match) continue;
+    // A live process (this one included: another trainer of the same folder) may be writing it.
+    if (isAlive(Number(match[1]))) continue;
+    await unlink(join(dir, name)).catch(() => undefined);
+    removed.push(name);
+  }
+  return removed;
+}
+
 export class Trainer {
   private stopRequested = false;
   readonly dataset: ByteDataset;
@@ -129,6 +161,8 @@ export class Trainer {
   async run(resume: boolean): Promise<TrainSummary> {
     const o = this.options;
     await mkdir(o.outDir, { recursive: true });
+    const stale = await removeStaleTemporaryFiles(o.outDir);
+    if (stale.length > 0) this.events.onLog?.(`removed ${stale.length} temporary file(s) of an interrupted write: ${stale.join(', ')}`);
     let startStep = 0;
     const metricsPath = join(o.outDir, METRICS_FILE);
     if (resume) {
