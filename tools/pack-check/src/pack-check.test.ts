@@ -57,6 +57,13 @@ const SMOKE: Record<string, string> = {
   // Installed with --ignore-scripts, then rebuilt (its install script compiles the addon from the
   // shipped C source). Where this machine builds the addon in the monorepo, the installed copy must
   // build and compute too; elsewhere it must say why it is unavailable.
+  '@bytelatent/evals': `
+    import { evaluateBitsPerByte, uniformByteModel, generateCharacterTasks, gpt2TokenCount } from '@bytelatent/evals';
+    const r = await evaluateBitsPerByte(uniformByteModel(), 'Patches scale better than tokens.');
+    if (Math.abs(r.bitsPerByte - Math.log2(260)) > 1e-9) throw new Error('uniform bpb ' + r.bitsPerByte);
+    // Its data dependencies (word list, GPT-2 vocabulary) resolve from the install.
+    if (generateCharacterTasks({ perTask: 2 }).length === 0) throw new Error('no character tasks');
+    if (!((await gpt2TokenCount('hello world')) > 0)) throw new Error('gpt-2 tokenizer');`,
   '@bytelatent/native-sgemm': `
     import { loadNativeSgemm, nativeSgemmUnavailableReason } from '@bytelatent/native-sgemm';
     const s = loadNativeSgemm();
