@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -104,6 +104,67 @@ describe('golden checker on another configuration', () => {
     expect(report.failed).toBe(1);
     expect(report.checked).toBe(18);
     expect(lines.some((l) => l.startsWith('[missing] ERROR'))).toBe(true);
+  });
+});
+
+// Folders written by tools/golden-producer from the reference code (README there), in configurations
+// the tiny vectors do not cover. mini-a: k=2, windowed cross-attention both ways, cross-attention at
+// every local layer, GQA/MQA, head_dim 4, plain causal global and entropy masks, the combined
+// patching rule, 2 hash functions. mini-b: one width and k=1 (no global token projection, no decoder
+// patch projection), no hash tables, pm_size 2, the monotonic patching rule, a windowless
+// document-split entropy mask. Each line of the checker must read its setting from config.json.
+const FIXTURES = resolve(here, '../fixtures');
+
+describe('golden checker on reference fixtures of other configurations', () => {
+  it.each([
+    ['mini-a', 164],
+    ['mini-b', 131],
+  ])('%s: every tensor matches (integers exactly, floats within 1e-4)', async (name, checked) => {
+    const { report, lines } = await run(join(FIXTURES, name));
+    expect(lines.filter((l) => l.includes('FAIL'))).toEqual([]);
+    expect(report.failed).toBe(0);
+    expect(report.maxAbsDiff).toBeGreaterThan(0);
+    expect(report.maxAbsDiff).toBeLessThanOrEqual(1e-4);
+    expect(report.checked).toBe(checked);
+    expect(report.skipped).toBe(0);
+    // The groups whose expected values depend on options the tiny vectors leave at one setting.
+    for (const group of ['mask.entropy_self', 'mask.global_self', 'mask.cross_encoder', 'mask.cross_decoder', 'patch_start_ids', 'patch_lengths', 'decoder.patch_embeds', 'logits', 'act.blt.local_decoder']) {
+      expect(lines.filter((l) => l.includes(`] ok   ${group} `)), group).toHaveLength(1);
+    }
+  });
+
+  // mini-a has grouped-query attention: its key/value heads once went through a rank-5 tile, which
+  // WebGPU runs on the CPU after a synchronous read that Node cannot do ("OffscreenCanvas is not defined").
+  it('mini-a matches on webgpu too (software adapter; skipped without one)', async (ctx) => {
+    const lines: string[] = [];
+    let report;
+    try {
+      report = await runGoldenCheck(join(FIXTURES, 'mini-a'), { log: (l) => lines.push(l), backend: 'webgpu' });
+    } catch (e) {
+      if ((e as { code?: string }).code === 'BACKEND_UNAVAILABLE') ctx.skip();
+      throw e;
+    }
+    expect(lines.filter((l) => l.includes('FAIL'))).toEqual([]);
+    expect(report.failed).toBe(0);
+    expect(report.checked).toBe(164);
+    expect(report.maxAbsDiff).toBeLessThanOrEqual(1e-4);
+  }, 120_000);
+
+  it('reports a configuration the port does not support as a failure of the model check, and runs the others', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'golden-unsupported-'));
+    tmpDirs.push(dir);
+    await cp(join(FIXTURES, 'mini-a'), dir, { recursive: true });
+    const config = JSON.parse(await readFile(join(dir, 'config.json'), 'utf8')) as { blt_args: Record<string, unknown> };
+    config.blt_args['cross_attn_encoder'] = false; // the reference's pooling variant; ours has cross-attention only
+    await writeFile(join(dir, 'config.json'), JSON.stringify(config));
+    const { report, lines } = await run(dir);
+    expect(report.failed).toBe(1);
+    const fails = lines.filter((l) => l.includes('FAIL'));
+    expect(fails).toHaveLength(1);
+    expect(fails[0]).toContain('blt-model');
+    expect(fails[0]).toContain('cannot run on this folder: BLT args: cross_attn_encoder');
+    expect(lines.filter((l) => l.includes('] ok   ')).length).toBeGreaterThan(15); // tokens, hashes, masks, entropy model, patches
+    expect(report.skipped).toBe(0);
   });
 });
 

@@ -113,7 +113,9 @@ function resolveHeads(config: AttentionConfig): { nHeads: number; nKvHeads: numb
 function repeatKv(x: tf.Tensor, r: number): tf.Tensor {
   if (r === 1) return x;
   const [b, h, s, d] = x.shape as [number, number, number, number];
-  return tf.reshape(tf.tile(tf.reshape(x, [b, h, 1, s, d]), [1, 1, r, 1, 1]), [b, h * r, s, d]);
+  // A rank-4 tile: WebGPU has no tile kernel above rank 4 and falls back to a synchronous read of
+  // the GPU tensor, which fails in Node ("OffscreenCanvas is not defined").
+  return tf.reshape(tf.tile(tf.reshape(x, [b, h, 1, s * d]), [1, 1, r, 1]), [b, h * r, s, d]);
 }
 
 /** Self-attention (`wq`, `wk`, `wv`, `wo`, no biases) with RoPE on queries and keys. */

@@ -15,7 +15,8 @@ const NAMED: Readonly<Record<string, string>> = {
   // `h_cross.view(B, P, k·d)`: the same values in the same order as encoder.patch_embeds.
   'global.input': 'global.input',
   'global.output': 'global.output',
-  // `patch_embedding_projection(global.output).reshape(B, P·k, d)`: same values, same order.
+  // `patch_embedding_projection(global.output).reshape(B, P·k, d)`: same values, same order (the
+  // global output itself when the decoder has no projection, see the check).
   'decoder.patch_embeds': 'local_decoder.patch_embedding_projection',
   logits: 'logits',
 };
@@ -104,7 +105,9 @@ export const bltCheck: GoldenCheck = {
     const byGroup = new Map<string, Comparison[]>();
     for (const name of c.tensors.names()) {
       if (!bltCheck.claims(name)) continue;
-      const tap = name === 'token_losses' || name === 'loss' ? name : tapOf(name)!;
+      let tap = name === 'token_losses' || name === 'loss' ? name : tapOf(name)!;
+      // Without a decoder patch projection (d_G = d_D and k = 1) the decoder reads the global output as it is.
+      if (name === 'decoder.patch_embeds' && model.localDecoder.patchEmbeddingProjection === null) tap = 'global.output';
       const ours = captured.get(tap);
       const group = groupOf(name);
       const integer = name === 'global.tokens';

@@ -11,31 +11,56 @@ function num(args: Readonly<Record<string, unknown>> | undefined, key: string): 
   return typeof v === 'number' ? v : undefined;
 }
 
+/**
+ * The reference's self-attention mask for an `attn_bias_type` (`create_causal_mask`, xformers):
+ * `local_block_causal` = causal, split into documents after each EOS, windowed; `block_causal` =
+ * documents, no window; `causal` or none = plain causal; any other type: why it is not checked.
+ */
+function selfMask(tokens: Int32Array, biasType: unknown, window: number | undefined, eos: number): Uint8Array | string {
+  const n = tokens.length;
+  switch (biasType ?? null) {
+    case 'local_block_causal':
+      return causalMask(1, n, { window, documents: [documentIds(tokens, eos)] });
+    case 'block_causal':
+      return causalMask(1, n, { documents: [documentIds(tokens, eos)] });
+    case 'causal':
+    case null:
+      return causalMask(1, n);
+    default:
+      return `attn_bias_type ${String(biasType)} is not checked here`;
+  }
+}
+
 /** The reference mask of that name built by `@bytelatent/nn`, or why it cannot be. */
 function buildMask(c: GoldenCase, name: string): Uint8Array | string {
   const tokens = c.tensors.toInt32('tokens');
-  const n = tokens.length;
   const blt = c.config.blt_args;
   const eos = num(blt, 'eos_id') ?? 2;
   const k = num(blt, 'cross_attn_k') ?? 1;
   switch (name) {
-    case 'mask.entropy_self':
-      return causalMask(1, n, { window: num(c.config.entropy_model_args, 'sliding_window'), documents: [documentIds(tokens, eos)] });
+    case 'mask.entropy_self': {
+      const args = c.config.entropy_model_args;
+      return selfMask(tokens, args?.['attn_bias_type'], num(args, 'sliding_window'), num(args, 'eos_id') ?? eos);
+    }
     case 'mask.local_self':
-      return causalMask(1, n, { window: num(blt, 'local_attention_window_len'), documents: [documentIds(tokens, eos)] });
+      // The local models always use local_block_causal (create_local_encoder/decoder).
+      return selfMask(tokens, 'local_block_causal', num(blt, 'local_attention_window_len'), eos);
     case 'mask.global_self': {
       if (!c.tensors.has('global.tokens')) return 'no global.tokens';
-      const patchTokens = c.tensors.toInt32('global.tokens');
-      return causalMask(1, patchTokens.length, { documents: [documentIds(patchTokens, eos)] });
+      // ByteLatentTransformerArgs' default attn_bias_type is "causal".
+      return selfMask(c.tensors.toInt32('global.tokens'), blt['attn_bias_type'] ?? 'causal', undefined, eos);
     }
     case 'mask.cross_encoder':
     case 'mask.cross_decoder': {
-      const ids = name === 'mask.cross_encoder' ? 'patch_ids' : 'decoder_patch_ids';
+      const encoder = name === 'mask.cross_encoder';
+      const ids = encoder ? 'patch_ids' : 'decoder_patch_ids';
       if (!c.tensors.has(ids) || !c.tensors.has('patch_lengths')) return `no ${ids}`;
       const p = c.tensors.info('patch_lengths').shape.at(-1)!;
       const rows = Int32Array.from({ length: p * k }, (_, r) => Math.floor(r / k)); // row p·k+j belongs to patch p
       const bytes = c.tensors.toInt32(ids);
-      return name === 'mask.cross_encoder' ? groupMask([rows], [bytes]) : groupMask([bytes], [rows]);
+      // cross_attn_window_*: patch rows see the bytes of their last `window` patches (bytes: rows of theirs).
+      const window = num(blt, encoder ? 'cross_attn_window_encoder' : 'cross_attn_window_decoder');
+      return encoder ? groupMask([rows], [bytes], window) : groupMask([bytes], [rows], window);
     }
     default:
       return `unknown mask ${name}`;

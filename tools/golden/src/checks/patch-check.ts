@@ -4,6 +4,7 @@ import {
   patchIdsFromLengths,
 } from '@bytelatent/entropy-patcher';
 import { type Comparison, compareArrays } from '../compare.js';
+import type { GoldenCase } from '../golden-folder.js';
 import type { GoldenCheck } from './check.js';
 import { goldenEntropyModel } from './entropy-check.js';
 
@@ -16,29 +17,42 @@ function dropPadding(values: Int32Array, isPadding: (v: number) => boolean): Int
   return values.subarray(0, end);
 }
 
+/** A field of `patcher_args` (the `PatcherArgs` the vectors were patched with), else of `blt_args`. */
+function patcherField(c: GoldenCase, patcherKey: string, bltKey: string): unknown {
+  const patcher = c.config['patcher_args'];
+  if (patcher !== null && typeof patcher === 'object' && patcherKey in patcher) return (patcher as Record<string, unknown>)[patcherKey];
+  return c.config.blt_args[bltKey];
+}
+
 /**
  * Patch boundaries end to end: our entropy model's entropies for the case's `tokens`, then the
- * entropy patching rule with the config's threshold (`patching_threshold`, or the case's
- * `threshold`) and `max_patch_length`, `include_next_token` as the model's forward uses it.
- * Integers, exact.
+ * reference's entropy rule as configured (`patcher_args`, else the `blt_args` patching fields):
+ * `monotonicity` selects the monotonic rule, else a `threshold_add` the combined one, else the
+ * global threshold (the case's `threshold`, else the configured one); `max_patch_length`;
+ * `include_next_token` as the model's forward uses it. Integers, exact.
  */
 export const patchCheck: GoldenCheck = {
   name: 'entropy-patching',
   claims: (name) => CLAIMED.has(name),
   async run(c) {
     if (!c.tensors.has('tokens')) return 'case has no "tokens" tensor';
-    const mode = c.config.blt_args['patching_mode'];
-    if (mode !== undefined && mode !== 'entropy') return `patching_mode ${String(mode)} is not checked here`;
-    const threshold = (c.json['threshold'] ?? c.config.blt_args['patching_threshold']) as number | undefined;
-    if (typeof threshold !== 'number') return 'no threshold in the case JSON or patching_threshold in config.json';
-    const maxPatchLength = c.config.blt_args['max_patch_length'];
+    const mode = patcherField(c, 'patching_mode', 'patching_mode');
+    if (mode != null && mode !== 'entropy') return `patching_mode ${String(mode)} is not checked here`;
+    const threshold = c.json['threshold'] ?? patcherField(c, 'threshold', 'patching_threshold');
+    if (typeof threshold !== 'number') return 'no threshold in the case JSON or config.json';
+    const thresholdAdd = patcherField(c, 'threshold_add', 'patching_threshold_add');
+    if (thresholdAdd != null && typeof thresholdAdd !== 'number') return `threshold_add must be a number, got ${String(thresholdAdd)}`;
+    // The reference's order (find_entropy_patch_start_ids): monotonicity first, then threshold_add.
+    const rule = patcherField(c, 'monotonicity', 'monotonicity') === true ? 'monotonic' : typeof thresholdAdd === 'number' ? 'combined' : 'entropy';
+    const maxPatchLength = patcherField(c, 'max_patch_length', 'max_patch_length');
     const model = goldenEntropyModel(c);
     if (typeof model === 'string') return model;
     const tokens = c.tensors.toInt32('tokens');
     const entropies = (await model.entropies([tokens]))[0]!;
     const b = findPatchBoundaries(tokens, entropies, {
-      mode: 'entropy',
+      mode: rule,
       threshold,
+      ...(rule === 'combined' ? { thresholdAdd: thresholdAdd as number } : {}),
       includeNextToken: true,
       ...(typeof maxPatchLength === 'number' ? { maxPatchLength } : {}),
     });
