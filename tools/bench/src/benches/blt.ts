@@ -1,45 +1,87 @@
+import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
-import { encode } from '@bytelatent/bytes';
-import { type BltArgs, ByteLatentTransformer } from '@bytelatent/blt';
-import { findPatchBoundaries } from '@bytelatent/entropy-patcher';
+import { ByteLatentTransformer } from '@bytelatent/blt';
 import { initBackend } from '@bytelatent/nn';
-import { report, syntheticText } from '../measure.js';
+import { BLT_CONFIGS, type BltConfigName, bltInput } from '../blt-configs.js';
+import { report } from '../measure.js';
 
 // BLT forward and forward+backward throughput (bytes/s) per backend, for the tiny golden
-// configuration and a ~10M-parameter one. Static 4-byte patches, so no entropy model cost.
-const COMMON: BltArgs = {
-  vocab_size: 260, ffn_dim_multiplier: 1.0, multiple_of: 256, rope_theta: 500000, max_seqlen: 4096, max_encoder_seq_length: 4096,
-  attn_bias_type: 'block_causal', init_std_factor: 'current_depth', cross_attn_encoder: true, cross_attn_decoder: true,
-  cross_attn_init_by_pooling: true, cross_attn_k: 2, cross_attn_all_layers_encoder: false, cross_attn_all_layers_decoder: true,
-  downsampling_by_pooling: 'max', encoder_hash_byte_group_size: [3, 4, 5, 6, 7, 8], encoder_hash_byte_group_nb_functions: 1,
-  use_rope: true, use_local_encoder_transformer: true, patching_mode: 'static',
-} as BltArgs;
-const CONFIGS: Record<string, BltArgs> = {
-  // The golden tiny configuration (shared/golden/README.md).
-  tiny: { ...COMMON, dim_global: 64, dim_local_encoder: 32, dim_local_decoder: 32, n_layers_global: 2, n_layers_local_encoder: 1, n_layers_local_decoder: 2, n_heads_global: 4, n_heads_local_encoder: 2, n_heads_local_decoder: 2, cross_attn_nheads: 2, local_attention_window_len: 24, encoder_hash_byte_group_vocab: 1000 } as BltArgs,
-  '10m': { ...COMMON, dim_global: 384, dim_local_encoder: 128, dim_local_decoder: 128, n_layers_global: 4, n_layers_local_encoder: 1, n_layers_local_decoder: 2, n_heads_global: 6, n_heads_local_encoder: 4, n_heads_local_decoder: 4, cross_attn_nheads: 4, local_attention_window_len: 512, encoder_hash_byte_group_vocab: 2048 } as BltArgs,
-};
-const BYTES = 512;
-// Seconds a backend × configuration may take before it is skipped (software WebGPU, cpu on 10M).
-const BUDGET_S = 20;
+// configuration and a ~10M-parameter one (../blt-configs.ts). Static 4-byte patches, so no
+// entropy model cost. Backends: cpu, wasm (its matmuls on OpenBLAS when @bytelatent/native-sgemm
+// is built), wasm-nonative (the wasm kernels only), webgpu (a software adapter here).
+// Options, for compare-reference.js and by hand (`node tools/bench/dist/benches/blt.js --help`):
+const HELP = `usage: blt.js [--backends cpu,wasm,wasm-nonative,webgpu] [--configs tiny,10m] [--modes forward,train]
+              [--runs N] [--budget SECONDS]
+  --runs N          timed runs per figure after one warm-up; the median is reported (default 3)
+  --budget SECONDS  per backend x configuration: skipped when the warm-up forward takes more than
+                    a quarter of it; fewer timed runs when they would exceed it (default 20)`;
+const { values: opts } = parseArgs({
+  options: {
+    backends: { type: 'string', default: 'cpu,wasm,wasm-nonative,webgpu' },
+    configs: { type: 'string', default: 'tiny,10m' },
+    modes: { type: 'string', default: 'forward,train' },
+    runs: { type: 'string', default: '3' },
+    budget: { type: 'string', default: '20' },
+    help: { type: 'boolean', default: false },
+  },
+});
+if (opts.help) {
+  console.log(HELP);
+  process.exit(0);
+}
+type Backend = 'cpu' | 'wasm' | 'wasm-nonative' | 'webgpu';
+const BACKENDS = opts.backends.split(',') as Backend[];
+const CONFIGS = opts.configs.split(',') as BltConfigName[];
+const MODES = opts.modes.split(',');
+const RUNS = Number(opts.runs);
+const BUDGET_S = Number(opts.budget);
+for (const b of BACKENDS) if (!['cpu', 'wasm', 'wasm-nonative', 'webgpu'].includes(b)) throw new Error(`unknown backend ${b}\n${HELP}`);
+for (const c of CONFIGS) if (!(c in BLT_CONFIGS)) throw new Error(`unknown configuration ${c}\n${HELP}`);
 
-const ids = encode(syntheticText(BYTES), { bos: true, eos: true });
-const tokens = [ids.subarray(0, -1)];
-const targets = [ids.subarray(1)];
-const lengths = [findPatchBoundaries(tokens[0]!, undefined, { mode: 'static', patchSize: 4 }).patchLengths];
+const input = bltInput();
+const tokens = [input.tokens];
+const targets = [input.targets];
+const lengths = [input.patchLengths];
 
-const figures: Record<string, number | string> = { bench: 'blt', bytes_per_step: BYTES, patches: 'static 4 bytes' };
-for (const backend of ['cpu', 'wasm', 'webgpu'] as const) {
+/** Median seconds of up to `runs` timed calls after one warm-up, stopping early at the budget. */
+async function time(fn: () => Promise<void>, runs: number, budgetS: number): Promise<{ seconds: number; runs: number; warmup: number }> {
+  let t = performance.now();
+  await fn();
+  const warmup = (performance.now() - t) / 1000;
+  const times: number[] = [];
+  const start = performance.now();
+  while (times.length < runs && (times.length === 0 || (performance.now() - start) / 1000 + warmup <= budgetS)) {
+    t = performance.now();
+    await fn();
+    times.push((performance.now() - t) / 1000);
+  }
+  times.sort((a, b) => a - b);
+  return { seconds: times[Math.floor(times.length / 2)]!, runs: times.length, warmup };
+}
+
+const figures: Record<string, number | string> = { bench: 'blt', bytes_per_step: input.bytes, patches: `static 4 bytes (${input.patchLengths.length})`, runs: RUNS };
+for (const backend of BACKENDS) {
+  const key = backend.replace('-', '_');
   try {
-    const info = await initBackend({ backend, allowSoftwareGpu: true });
+    const info = await initBackend({
+      backend: backend === 'wasm-nonative' ? 'wasm' : backend,
+      allowSoftwareGpu: true,
+      ...(backend === 'wasm-nonative' ? { nativeMatMul: 'off' as const } : {}),
+    });
     // wasm runs its matmuls on OpenBLAS when @bytelatent/native-sgemm is built: say which ran.
-    if (info.nativeMatMul !== undefined) figures[`${backend}_matmul`] = info.nativeMatMul.active ? 'OpenBLAS' : 'wasm';
+    if (info.nativeMatMul !== undefined) figures[`${key}_matmul`] = info.nativeMatMul.active ? info.nativeMatMul.reason : 'wasm kernels';
+    if (info.adapter !== undefined) figures[`${key}_adapter`] = `${info.adapter}${info.software === true ? ' (software)' : ''}`;
   } catch {
-    figures[`${backend}`] = 'unavailable';
+    figures[key] = 'unavailable';
     continue;
   }
-  for (const [name, args] of Object.entries(CONFIGS)) {
-    const model = new ByteLatentTransformer(args, 1);
+  let skipRest = false;
+  for (const name of CONFIGS) {
+    if (skipRest) {
+      figures[`${key}_${name}`] = 'skipped: a smaller configuration exceeded the budget';
+      continue;
+    }
+    const model = new ByteLatentTransformer(BLT_CONFIGS[name], 1);
     figures[`${name}_params`] = model.parameterCount();
     const forward = async () => {
       const logits = model.forward(tokens, lengths);
@@ -53,18 +95,23 @@ for (const backend of ['cpu', 'wasm', 'webgpu'] as const) {
     };
     const start = performance.now();
     await forward(); // warm-up (kernel compilation, weight packing)
-    if ((performance.now() - start) / 1000 > BUDGET_S / 4) {
-      figures[`${backend}_${name}`] = `skipped: warm-up forward took ${((performance.now() - start) / 1000).toFixed(1)} s`;
+    const warm = (performance.now() - start) / 1000;
+    if (warm > BUDGET_S / 4) {
+      figures[`${key}_${name}`] = `skipped: warm-up forward took ${warm.toFixed(1)} s`;
       model.dispose();
+      skipRest = true;
       continue;
     }
-    let t = performance.now();
-    await forward();
-    figures[`${backend}_${name}_forward_bytes_s`] = BYTES / ((performance.now() - t) / 1000);
-    await train();
-    t = performance.now();
-    await train();
-    figures[`${backend}_${name}_train_bytes_s`] = BYTES / ((performance.now() - t) / 1000);
+    if (MODES.includes('forward')) {
+      const r = await time(forward, RUNS, BUDGET_S / 2);
+      figures[`${key}_${name}_forward_bytes_s`] = input.bytes / r.seconds;
+      if (r.runs < RUNS) figures[`${key}_${name}_forward_runs`] = r.runs;
+    }
+    if (MODES.includes('train')) {
+      const r = await time(train, RUNS, BUDGET_S / 2);
+      figures[`${key}_${name}_train_bytes_s`] = input.bytes / r.seconds;
+      if (r.runs < RUNS) figures[`${key}_${name}_train_runs`] = r.runs;
+    }
     model.dispose();
   }
 }
