@@ -5,6 +5,7 @@
  * early, sent by N concurrent clients over keep-alive connections. Every request says which answers
  * are acceptable; the figures say what came back, how fast, and what the server process did (RSS).
  */
+import { seededUniform } from '@bytelatent/nn';
 import { Agent, request, type IncomingMessage } from 'node:http';
 
 /** Limits the requests are built against (the server's options). */
@@ -56,17 +57,8 @@ export interface LoadResult {
   readonly sent?: number;
 }
 
-/** A uniform generator in [0, 1) (mulberry32). */
-export function mulberry32(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32 in [0, 1) from a 32-bit seed: `@bytelatent/nn`'s `seededUniform` (one implementation for the project). */
+export const mulberry32: (seed: number) => () => number = seededUniform;
 
 const PIECES = ['the ', 'cat ', 'Ünïcode ', '✓ ', '日本語 ', '\u0000', '\t', 'def f(x):\n', '🙂', '\ud800', '\udfff', '"quoted" ', '\\', 'a'.repeat(9)];
 

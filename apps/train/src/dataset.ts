@@ -8,22 +8,14 @@
  * costs nothing and yields exactly the rows an uninterrupted run would have seen. Only file sizes are
  * read up front; contents are read on demand through a bounded cache, so the corpus may exceed memory.
  */
+import { seededUniform } from '@bytelatent/nn';
 import { readFileSync, statSync, readdirSync } from 'node:fs';
 import { join, resolve, sep } from 'node:path';
 import { BOS_ID, BYTE_OFFSET, EOS_ID } from '@bytelatent/bytes';
 import { TrainError } from './errors.js';
 
-/** A small, fast, seedable PRNG (mulberry32); the state is one 32-bit integer. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32 in [0, 1) from a 32-bit seed: `@bytelatent/nn`'s `seededUniform` (one implementation for the project). */
+export const mulberry32: (seed: number) => () => number = seededUniform;
 
 /** A seeded Fisher–Yates permutation of `0..n-1`. */
 export function seededPermutation(n: number, seed: number): Int32Array {

@@ -1,22 +1,11 @@
 /** Seeded randomness shared by the task generators and noise transforms. */
+import { seededUniform } from '@bytelatent/nn';
 
 /**
- * mulberry32: a small, fast PRNG whose whole state is one 32-bit integer, so a seed reproduces a
- * sequence on every platform.
- *
- * @param seed - any integer
- * @returns a function giving numbers in [0, 1)
+ * mulberry32 in [0, 1) from a 32-bit seed, reproducible on every platform: `@bytelatent/nn`'s
+ * `seededUniform` (one implementation for the whole project), under the name this package exports.
  */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const seededRandom: (seed: number) => () => number = seededUniform;
 
 /** FNV-1a over a string's UTF-16 code units, mixed with a seed: a stable per-item hash. */
 export function hashString(s: string, seed = 0): number {
