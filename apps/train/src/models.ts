@@ -5,7 +5,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { ByteLatentTransformer, type BltArgs } from '@bytelatent/blt';
 import { EntropyModel, type EntropyModelArgs } from '@bytelatent/entropy-patcher';
-import type { ParameterRegistry } from '@bytelatent/nn';
+import { type ParameterRegistry, sparseCrossEntropy } from '@bytelatent/nn';
 import type { RowPatcher } from './row-patcher.js';
 import type { TrainingRow } from './dataset.js';
 
@@ -34,7 +34,7 @@ export interface TrainableModel {
 
 /** Σ −log p(target) over the real positions of right-padded `[B, T, V]` logits. */
 function summedCrossEntropy(logits: tf.Tensor3D, targets: readonly Int32Array[]): tf.Scalar {
-  const [batch, seqLen, vocab] = logits.shape;
+  const [batch, seqLen] = logits.shape;
   const flat = new Int32Array(batch * seqLen);
   const valid = new Float32Array(batch * seqLen);
   targets.forEach((t, b) => {
@@ -42,9 +42,7 @@ function summedCrossEntropy(logits: tf.Tensor3D, targets: readonly Int32Array[])
     valid.fill(1, b * seqLen, b * seqLen + t.length);
   });
   return tf.tidy(() => {
-    const logp = tf.logSoftmax(logits);
-    const picked = tf.sum(tf.mul(logp, tf.oneHot(tf.tensor2d(flat, [batch, seqLen], 'int32'), vocab)), -1);
-    return tf.neg(tf.sum(tf.mul(picked, tf.tensor2d(valid, [batch, seqLen])))) as tf.Scalar;
+    return tf.sum(tf.mul(sparseCrossEntropy(logits, flat), tf.tensor2d(valid, [batch, seqLen]))) as tf.Scalar;
   });
 }
 

@@ -14,6 +14,7 @@ import {
   referenceStateDict,
   seededUniform,
   serializeSafetensors,
+  sparseCrossEntropy,
 } from '@bytelatent/nn';
 import { type BltArgs, type ResolvedBltArgs, resolveBltArgs } from './blt-args.js';
 
@@ -241,9 +242,8 @@ export class ByteLatentTransformer {
     const p = this.prepare(tokens, patchLengths);
     const { flat, valid } = this.layoutTargets(p, targets);
     return tf.tidy(() => {
-      const logp = tf.logSoftmax(this.forwardPrepared(p));
-      const picked = tf.sum(tf.mul(logp, tf.oneHot(tf.tensor2d(flat, [p.batch, p.seqLen], 'int32'), this.args.vocabSize)), -1);
-      return tf.mul(tf.neg(picked), tf.tensor2d(valid, [p.batch, p.seqLen])) as tf.Tensor2D;
+      const losses = sparseCrossEntropy(this.forwardPrepared(p), flat);
+      return tf.mul(losses, tf.tensor2d(valid, [p.batch, p.seqLen])) as tf.Tensor2D;
     });
   }
 
@@ -275,9 +275,8 @@ export class ByteLatentTransformer {
     if (count === 0) throw new BltError('INVALID_ARGUMENT', 'the mask leaves no position to average over');
     const { flat } = this.layoutTargets(p, targets);
     return tf.tidy(() => {
-      const logp = tf.logSoftmax(this.forwardPrepared(p));
-      const picked = tf.sum(tf.mul(logp, tf.oneHot(tf.tensor2d(flat, [p.batch, p.seqLen], 'int32'), this.args.vocabSize)), -1);
-      return tf.div(tf.sum(tf.mul(tf.neg(picked), tf.tensor2d(weights, [p.batch, p.seqLen]))), count) as tf.Scalar;
+      const losses = sparseCrossEntropy(this.forwardPrepared(p), flat);
+      return tf.div(tf.sum(tf.mul(losses, tf.tensor2d(weights, [p.batch, p.seqLen]))), count) as tf.Scalar;
     });
   }
 

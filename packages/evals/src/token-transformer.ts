@@ -24,6 +24,7 @@ import {
   referenceStateDict,
   seededUniform,
   serializeSafetensors,
+  sparseCrossEntropy,
 } from '@bytelatent/nn';
 import { EvalError } from './errors.js';
 import type { ScoringRow, TokenScoringModel, Tokenizer } from './scoring-model.js';
@@ -228,10 +229,7 @@ export class TokenTransformer {
       valid.fill(1, b * seqLen, b * seqLen + r.targets.length);
     });
     return tf.tidy(() => {
-      const logp = tf.logSoftmax(this.logits(rows.map((r) => r.tokens)));
-      // A one-hot product rather than a gather: its gradient works on every backend (wasm has no
-      // UnsortedSegmentSum), and the vocabularies here are small.
-      const picked = tf.sum(tf.mul(logp, tf.oneHot(tf.tensor2d(flat, [batch, seqLen], 'int32'), this.resolved.vocab_size)), -1);
+      const picked = tf.neg(sparseCrossEntropy(this.logits(rows.map((r) => r.tokens)), flat));
       return tf.mul(picked, tf.tensor2d(valid, [batch, seqLen])) as tf.Tensor2D;
     });
   }

@@ -42,6 +42,7 @@ export {
   prefixTap,
   referenceStateDict,
   scaledDotProductAttention,
+  sparseCrossEntropy,
   seededUniform,
   truncatedNormal,
   type AttentionConfig,

@@ -312,7 +312,8 @@ async function activate(name: BackendName): Promise<Attempt> {
 
 async function tryCpu(): Promise<Attempt> {
   try {
-    await import('@tensorflow/tfjs-backend-cpu');
+    // Registers the backend and the kernel replacements of ./cpu-kernels.ts.
+    await import('./cpu-kernels.js');
   } catch (e) {
     return { ok: false, why: `@tensorflow/tfjs-backend-cpu could not be loaded: ${errorMessage(e)}` };
   }

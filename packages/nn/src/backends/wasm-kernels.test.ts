@@ -608,9 +608,63 @@ describe('batched BatchMatMul and _FusedMatMul on wasm (one batch-1 product per 
   });
 });
 
+describe('GatherV2 on wasm (row copies)', () => {
+  const cases: { name: string; shape: number[]; ids: number[]; idShape?: number[]; axis: number }[] = [
+    { name: 'embedding rows [10, 4], repeated ids', shape: [10, 4], ids: [3, 0, 9, 3, 3, 1], axis: 0 },
+    { name: 'long rows [6, 100] (typed-array copies)', shape: [6, 100], ids: [5, 0, 2], axis: 0 },
+    { name: 'axis 1 of [3, 7, 5]', shape: [3, 7, 5], ids: [6, 0, 6, 2], axis: 1 },
+    { name: 'last axis of [4, 6]', shape: [4, 6], ids: [5, 1], axis: -1 },
+    { name: '2-D ids [2, 3] into [8, 3]', shape: [8, 3], ids: [7, 0, 1, 1, 2, 6], idShape: [2, 3], axis: 0 },
+  ];
+  for (const c of cases) {
+    it(`float32 and int32 equal cpu exactly: ${c.name}`, async () => {
+      const values = randomFloats(size(c.shape), 11);
+      const ids = () => tf.tensor(c.ids, c.idShape ?? [c.ids.length], 'int32');
+      await expectWasmMatchesCpu(() => tf.gather(tf.tensor(values, c.shape), ids(), c.axis), 0);
+      await expectWasmMatchesCpu(() => tf.gather(tf.tensor(randomInts(size(c.shape), -1000, 1000, 12), c.shape, 'int32'), ids(), c.axis), 0);
+    });
+  }
+
+  it('batchDims > 0 and empty ids still equal cpu (the original kernel runs them)', async () => {
+    const x = randomFloats(2 * 5 * 3, 13);
+    await expectWasmMatchesCpu(() => tf.gather(tf.tensor(x, [2, 5, 3]), tf.tensor2d([[4, 0], [1, 1]], [2, 2], 'int32'), 1, 1), 0);
+    await expectWasmMatchesCpu(() => tf.gather(tf.tensor(x, [10, 3]), tf.tensor1d([], 'int32')), 0);
+  });
+
+  it('is registered: the GatherV2 kernel is the row-copy one', async () => {
+    await tf.setBackend('wasm');
+    const config = tf.getKernel('GatherV2', 'wasm');
+    expect(config?.kernelFunc.toString()).toContain('typedArrayFromHeap');
+  });
+
+  it('throws a WasmKernelError for an index outside the table (the original reads past it)', async () => {
+    await tf.setBackend('wasm');
+    const x = tf.tensor2d(randomFloats(12, 14), [4, 3]);
+    const before = liveCounts();
+    for (const bad of [4, -1]) {
+      const ids = tf.tensor1d([0, bad], 'int32');
+      expect(() => tf.gather(x, ids)).toThrow(expect.objectContaining({ name: 'WasmKernelError', code: 'INVALID_ARGUMENT', message: expect.stringContaining(`${bad} is not in [0, 3]`) }));
+      ids.dispose();
+    }
+    expect(liveCounts()).toEqual(before);
+    x.dispose();
+  });
+
+  it('leaks no tensor and no wasm buffer', async () => {
+    await tf.setBackend('wasm');
+    const x = tf.tensor2d(randomFloats(400, 15), [100, 4]);
+    const ids = tf.tensor1d([0, 99, 5, 5], 'int32');
+    const before = liveCounts();
+    for (let i = 0; i < 5; i++) tf.dispose(tf.gather(x, ids));
+    expect(liveCounts()).toEqual(before);
+    tf.dispose([x, ids]);
+  });
+});
+
 describe('registration', () => {
   it('is idempotent, also for a second copy of the module evaluated after the backend started', async () => {
-    const kernels = ['BatchMatMul', '_FusedMatMul', 'UnsortedSegmentSum'].map((name) => tf.getKernel(name, 'wasm'));
+    const names = ['BatchMatMul', '_FusedMatMul', 'UnsortedSegmentSum', 'GatherV2'];
+    const kernels = names.map((name) => tf.getKernel(name, 'wasm'));
     expect(kernels.every((k) => k !== undefined)).toBe(true);
     expect(() => registerWasmKernelFixes()).not.toThrow();
     vi.resetModules();
@@ -618,8 +672,8 @@ describe('registration', () => {
     expect(copy.registerWasmKernelFixes).not.toBe(registerWasmKernelFixes);
     copy.registerWasmKernelFixes();
     // Still the same configs: not wrapped a second time.
-    expect(['BatchMatMul', '_FusedMatMul', 'UnsortedSegmentSum'].map((name) => tf.getKernel(name, 'wasm'))).toEqual(kernels);
-    for (const [i, name] of ['BatchMatMul', '_FusedMatMul', 'UnsortedSegmentSum'].entries()) expect(tf.getKernel(name, 'wasm')).toBe(kernels[i]);
+    expect(names.map((name) => tf.getKernel(name, 'wasm'))).toEqual(kernels);
+    for (const [i, name] of names.entries()) expect(tf.getKernel(name, 'wasm')).toBe(kernels[i]);
   });
 
   it('withOriginalWasmKernels restores the fixes, even when fn throws, and refuses async fns', async () => {

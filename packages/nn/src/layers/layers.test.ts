@@ -93,6 +93,16 @@ describe('RotaryEmbedding', () => {
     expect(() => new RotaryEmbedding(4, 10000, 8).tables(5, 4)).toThrow(/exceed the RoPE table of 8/);
   });
 
+  it('refuses tables that do not match x (half-width tables included) with SHAPE_MISMATCH', () => {
+    const x = tf.zeros([1, 3, 2, 4]);
+    const half = tf.zeros([3, 2]);
+    const wrongLength = tf.zeros([2, 4]);
+    for (const [cos, sin] of [[half, half], [wrongLength, wrongLength]]) {
+      expect(() => applyRotary(x, cos!, sin!)).toThrow(expect.objectContaining({ code: 'SHAPE_MISMATCH' }));
+    }
+    tf.dispose([x, half, wrongLength]);
+  });
+
   it('computes rows on demand: a huge claimed context costs nothing until used, and values do not depend on growth', async () => {
     const t0 = performance.now();
     const huge = new RotaryEmbedding(64, 10000, 2 ** 31 - 1); // 2^31 positions: 1 TiB if built up front
@@ -103,8 +113,11 @@ describe('RotaryEmbedding', () => {
     const eager = new RotaryEmbedding(8, 500000, 300);
     const full = eager.cos; // the whole table at once
     expect(full).toHaveLength(300 * 4);
-    expect(Array.from(await grown[1]!.cos.data())).toEqual(Array.from(full.subarray(70 * 4, 80 * 4)));
-    expect(Array.from(await grown[2]!.sin.data())).toEqual(Array.from(eager.sin.subarray(290 * 4, 300 * 4)));
+    // tables() repeats each pair's value for both members: [cos0, cos0, cos1, cos1, ...].
+    const widened = (t: Float32Array) => Array.from(t).flatMap((v) => [v, v]);
+    expect(grown[1]!.cos.shape).toEqual([10, 8]);
+    expect(Array.from(await grown[1]!.cos.data())).toEqual(widened(full.subarray(70 * 4, 80 * 4)));
+    expect(Array.from(await grown[2]!.sin.data())).toEqual(widened(eager.sin.subarray(290 * 4, 300 * 4)));
     expect(Array.from(lazy.cos)).toEqual(Array.from(full));
     tf.dispose([a.cos, a.sin, ...grown.flatMap((g) => [g.cos, g.sin])]);
   });

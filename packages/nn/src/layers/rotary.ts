@@ -45,7 +45,10 @@ export class RotaryEmbedding {
   }
 
   /**
-   * cos and sin for positions `start .. start + length - 1`, each `[length, headDim / 2]`.
+   * cos and sin for positions `start .. start + length - 1`, each `[length, headDim]`: the angle of
+   * pair i at `2i` and `2i + 1` (the layout {@link applyRotary} multiplies by, built here on the
+   * host rather than by a tile on every call: 20 tile kernels were 11 % of a tiny BLT training
+   * step on wasm).
    *
    * @throws {NnError} when the positions exceed `maxSeqLen`
    */
@@ -54,12 +57,18 @@ export class RotaryEmbedding {
       throw new NnError('INVALID_ARGUMENT', `positions ${start}..${start + length - 1} exceed the RoPE table of ${this.maxSeqLen}`);
     }
     this.ensure(start + length);
-    const from = start * this.half;
-    const to = (start + length) * this.half;
-    return {
-      cos: tf.tensor2d(this.cosRows.subarray(from, to), [length, this.half]),
-      sin: tf.tensor2d(this.sinRows.subarray(from, to), [length, this.half]),
-    };
+    const half = this.half;
+    const cos = new Float32Array(length * 2 * half);
+    const sin = new Float32Array(length * 2 * half);
+    for (let p = 0; p < length; p++) {
+      const from = (start + p) * half;
+      const to = p * 2 * half;
+      for (let i = 0; i < half; i++) {
+        cos[to + 2 * i] = cos[to + 2 * i + 1] = this.cosRows[from + i]!;
+        sin[to + 2 * i] = sin[to + 2 * i + 1] = this.sinRows[from + i]!;
+      }
+    }
+    return { cos: tf.tensor2d(cos, [length, 2 * half]), sin: tf.tensor2d(sin, [length, 2 * half]) };
   }
 
   /** Computes rows up to `positions` (at least doubling, at most `maxSeqLen`). */
@@ -103,23 +112,26 @@ function pairSwap(d: number): Float32Array {
 /**
  * Rotates adjacent pairs: `out0 = x0 cos − x1 sin`, `out1 = x0 sin + x1 cos`.
  *
- * Written as `x · cos2 + swap(x) · sin2` with `swap(x) = (−x1, x0)` a matMul by a fixed signed
+ * Written as `x · cos + swap(x) · sin` with `swap(x) = (−x1, x0)` a matMul by a fixed signed
  * permutation, not a split of the pair axis: splitting the last axis of a 5-D tensor falls into a
  * per-element JavaScript path on the wasm backend (1.4 s of a 4 s patch call, measured). Each
  * output is still the same two products and one sum, so results are unchanged.
  *
  * @param x - `[B, S, H, headDim]`
- * @param cos - `[S, headDim / 2]`
- * @param sin - `[S, headDim / 2]`
+ * @param cos - `[S, headDim]`, from {@link RotaryEmbedding.tables} (each pair's angle twice)
+ * @param sin - `[S, headDim]`, likewise
  * @returns same shape as `x`
+ * @throws {NnError} `SHAPE_MISMATCH` when the tables are not `[S, headDim]`
  */
 export function applyRotary(x: tf.Tensor, cos: tf.Tensor, sin: tf.Tensor): tf.Tensor {
+  const [b, s, h, d] = x.shape as [number, number, number, number];
+  for (const [name, t] of [['cos', cos], ['sin', sin]] as const) {
+    if (t.rank !== 2 || t.shape[0] !== s || t.shape[1] !== d) {
+      throw new NnError('SHAPE_MISMATCH', `RoPE ${name} table must be [${s}, ${d}] (positions, headDim) for x of shape [${x.shape.join(', ')}], got [${t.shape.join(', ')}]`);
+    }
+  }
   return tf.tidy(() => {
-    const [b, s, h, d] = x.shape as [number, number, number, number];
-    const half = d / 2;
-    // [S, half] → [S, half, 2] → [1, S, 1, d]: each angle serves both members of its pair.
-    const widen = (t: tf.Tensor) => tf.reshape(tf.tile(tf.reshape(t, [s, half, 1]), [1, 1, 2]), [1, s, 1, d]);
     const swapped = tf.reshape(tf.matMul(tf.reshape(x, [-1, d]), tf.tensor2d(pairSwap(d), [d, d])), [b, s, h, d]);
-    return tf.add(tf.mul(x, widen(cos)), tf.mul(swapped, widen(sin)));
+    return tf.add(tf.mul(x, tf.reshape(cos, [1, s, 1, d])), tf.mul(swapped, tf.reshape(sin, [1, s, 1, d])));
   });
 }
