@@ -41,6 +41,7 @@ export {
   maskTensors,
   prefixTap,
   referenceStateDict,
+  rmsNorm,
   scaledDotProductAttention,
   sparseCrossEntropy,
   seededUniform,

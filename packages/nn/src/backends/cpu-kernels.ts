@@ -6,6 +6,8 @@
  *   backend's own is O(segments × positions × inner) and took 23 of the 28 s of a tiny BLT
  *   training step (1000-row hash tables). Same results, see {@link segmentSum}.
  *
+ * - The fused RMSNorm kernels of `./fused-kernels.ts`.
+ *
  * `initBackend` loads this module whenever it selects cpu (`backend: 'cpu'`, or `'auto'` falling
  * back to it), as it loads `./wasm-kernels.ts` for wasm.
  */
@@ -13,6 +15,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import { UnsortedSegmentSum, getKernel, registerKernel, unregisterKernel, type KernelConfig, type KernelFunc, type NamedAttrMap, type NamedTensorInfoMap, type TensorInfo } from '@tensorflow/tfjs-core';
 import { NnError } from '../layers/errors.js';
+import { fusedKernelConfigs } from './fused-kernels.js';
 import { checkSegmentSum, segmentSum } from './segment-sum.js';
 
 const CPU = 'cpu';
@@ -33,11 +36,18 @@ const unsortedSegmentSumConfig: KernelConfig = {
   kernelFunc: unsortedSegmentSum as unknown as KernelFunc,
 };
 
-/** Registers the cpu kernel replacements; importing this module already did, calling again changes nothing. */
+const fusedConfigs = fusedKernelConfigs<MathBackendCPU>(CPU, {
+  allocate: (backend, shape) => backend.makeTensorInfo(shape, 'float32', new Float32Array(shape.reduce((p, d) => p * d, 1))),
+  values: (backend, tensor) => backend.data.get(tensor.dataId).values as Float32Array,
+});
+
+/** Registers the cpu kernels; importing this module already did, calling again changes nothing. */
 export function registerCpuKernels(): void {
-  if (getKernel(UnsortedSegmentSum, CPU) === unsortedSegmentSumConfig) return;
-  if (getKernel(UnsortedSegmentSum, CPU) !== undefined) unregisterKernel(UnsortedSegmentSum, CPU);
-  registerKernel(unsortedSegmentSumConfig);
+  for (const config of [unsortedSegmentSumConfig, ...fusedConfigs]) {
+    if (getKernel(config.kernelName, CPU) === config) continue;
+    if (getKernel(config.kernelName, CPU) !== undefined) unregisterKernel(config.kernelName, CPU);
+    registerKernel(config);
+  }
 }
 
 registerCpuKernels();

@@ -5,6 +5,7 @@
  *   segment sum, so without it every embedding lookup fails to train on wasm.
  * - `GatherV2` as contiguous row copies (see {@link fastGatherV2}): the original took ~1 ms per
  *   embedding lookup, now microseconds.
+ * - The fused RMSNorm kernels of `./fused-kernels.ts`.
  * - `BatchMatMul` and `_FusedMatMul` replacements that, when `transposeA` or `transposeB` is set,
  *   transpose the operand explicitly (with the wasm `Transpose` kernel) and run the original kernel
  *   without the flag (except for small batched products, see below). The original's transposed
@@ -35,6 +36,7 @@
 // wrapped, and ES module evaluation order guarantees that this import runs first.
 import '@tensorflow/tfjs-backend-wasm';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { FUSED_KERNELS, fusedKernelConfigs } from './fused-kernels.js';
 import { checkSegmentSum, segmentSum } from './segment-sum.js';
 import {
   BatchMatMul,
@@ -648,6 +650,15 @@ export function registerWasmKernelFixes(): void {
     state.ours.add(fast);
     replaceKernel(fast);
     added.push(fast);
+  }
+  if (getKernel(FUSED_KERNELS.rmsNorm, WASM) === undefined) {
+    for (const config of fusedKernelConfigs<BackendWasm>(WASM, {
+      allocate: (backend, shape) => backend.makeOutput(shape, 'float32'),
+      values: (backend, tensor) => backend.typedArrayFromHeap(tensor) as Float32Array,
+    })) {
+      state.ours.add(config);
+      registerKernel(config);
+    }
   }
   // A native UnsortedSegmentSum (a later tfjs-backend-wasm) is left alone.
   if (getKernel(UnsortedSegmentSum, WASM) === undefined) {

@@ -25,6 +25,6 @@ export {
   type MaskTensors,
 } from './masks.js';
 export { ParameterRegistry, ParameterScope, type InitialValues, type Parameter, type ParameterRegistryOptions } from './parameters.js';
-export { RMSNorm } from './rms-norm.js';
+export { RMSNorm, rmsNorm } from './rms-norm.js';
 export { RotaryEmbedding, applyRotary } from './rotary.js';
 export { TransformerBlock, type TransformerBlockConfig } from './transformer-block.js';

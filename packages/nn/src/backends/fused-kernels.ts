@@ -1,0 +1,103 @@
+/**
+ * Fused kernels for the CPU-side backends (wasm and cpu): RMSNorm forward and gradient, each one
+ * kernel call instead of the ~6 (forward) and ~20 (gradient) small tfjs kernels, and their tape
+ * entries, of the composite op. A tiny BLT training step ran ~2,600 kernels, and the engine's cost per
+ * kernel, not arithmetic, set its speed (docs/performance.md, section 6).
+ *
+ * The arithmetic is plain JavaScript over the backend's memory (the wasm heap, the cpu backend's
+ * arrays), accumulated in double precision and rounded to float32 once per output, so it is at
+ * least as exact as the composite op. (Element-wise chains with an exponential, like SwiGLU's
+ * gate, stay composite: V8's Math.exp is slower than the wasm backend's vectorised Sigmoid.) `../layers/fused.ts` defines the ops, their gradients and
+ * the composite fallback used on every other backend (webgpu) and for inputs these do not take.
+ */
+import type { KernelConfig, KernelFunc, NamedAttrMap, NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs-core';
+
+/** Kernel names (namespaced: they share tfjs's global registry with every other library). */
+export const FUSED_KERNELS = {
+  rmsNorm: 'BytelatentRmsNorm',
+  rmsNormGrad: 'BytelatentRmsNormGrad',
+} as const;
+
+/** What a kernel needs from a backend that keeps float32 tensors in host-visible memory. */
+export interface HostMemory<B> {
+  /** A new float32 output tensor. */
+  allocate(backend: B, shape: number[]): TensorInfo;
+  /** The float32 values of a tensor, as a view where possible. Valid until the next `allocate`. */
+  values(backend: B, tensor: TensorInfo): Float32Array;
+}
+
+type Args<B> = { inputs: NamedTensorInfoMap; backend: B; attrs?: NamedAttrMap };
+
+function input(args: { inputs: NamedTensorInfoMap }, name: string): TensorInfo {
+  const t = args.inputs[name];
+  if (t === undefined) throw new Error(`fused kernel: missing input ${name}`);
+  return t;
+}
+
+/** y = x · rsqrt(mean(x²) + eps) · w per row of `d`. */
+function rmsNormRows(x: Float32Array, w: Float32Array, y: Float32Array, d: number, eps: number): void {
+  const rows = x.length / d;
+  for (let r = 0; r < rows; r++) {
+    const base = r * d;
+    let sum = 0;
+    for (let j = 0; j < d; j++) sum += x[base + j]! * x[base + j]!;
+    const scale = 1 / Math.sqrt(sum / d + eps);
+    for (let j = 0; j < d; j++) y[base + j] = x[base + j]! * scale * w[j]!;
+  }
+}
+
+/**
+ * Gradients of {@link rmsNormRows}: with s = rsqrt(mean(x²) + eps),
+ * dx_j = s·w_j·dy_j − x_j·s³/d · Σ_k dy_k·w_k·x_k, and dw_j = Σ_rows dy_j·x_j·s.
+ */
+function rmsNormGradRows(dy: Float32Array, x: Float32Array, w: Float32Array, dx: Float32Array, dw: Float32Array, d: number, eps: number): void {
+  const rows = x.length / d;
+  const dwAcc = new Float64Array(d);
+  for (let r = 0; r < rows; r++) {
+    const base = r * d;
+    let sum = 0;
+    let dot = 0;
+    for (let j = 0; j < d; j++) {
+      const xj = x[base + j]!;
+      sum += xj * xj;
+      dot += dy[base + j]! * w[j]! * xj;
+    }
+    const s = 1 / Math.sqrt(sum / d + eps);
+    const c = (dot * s * s * s) / d;
+    for (let j = 0; j < d; j++) {
+      const xj = x[base + j]!;
+      dx[base + j] = s * w[j]! * dy[base + j]! - xj * c;
+      dwAcc[j]! += dy[base + j]! * xj * s;
+    }
+  }
+  dw.set(dwAcc);
+}
+
+/** The fused kernel configs for one backend. */
+export function fusedKernelConfigs<B>(backendName: string, memory: HostMemory<B>): KernelConfig[] {
+  const kernel = (kernelName: string, fn: (args: Args<B>) => TensorInfo | TensorInfo[]): KernelConfig => ({
+    kernelName,
+    backendName,
+    kernelFunc: fn as unknown as KernelFunc,
+  });
+  return [
+    kernel(FUSED_KERNELS.rmsNorm, (args) => {
+      const x = input(args, 'x');
+      const w = input(args, 'weight');
+      const y = memory.allocate(args.backend, x.shape);
+      const d = w.shape[0]!;
+      rmsNormRows(memory.values(args.backend, x), memory.values(args.backend, w), memory.values(args.backend, y), d, args.attrs?.['eps'] as number);
+      return y;
+    }),
+    kernel(FUSED_KERNELS.rmsNormGrad, (args) => {
+      const dy = input(args, 'dy');
+      const x = input(args, 'x');
+      const w = input(args, 'weight');
+      const dx = memory.allocate(args.backend, x.shape);
+      const dw = memory.allocate(args.backend, w.shape);
+      const v = (t: TensorInfo) => memory.values(args.backend, t);
+      rmsNormGradRows(v(dy), v(x), v(w), v(dx), v(dw), w.shape[0]!, args.attrs?.['eps'] as number);
+      return [dx, dw];
+    }),
+  ];
+}
