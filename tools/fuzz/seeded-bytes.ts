@@ -2,6 +2,9 @@
  * Seeded fuzz inputs shared by the packages' `fuzz.test.ts` files (issue 9). Test-only: imported by
  * relative path from tests, never from a package's source, so it adds no dependency between
  * packages and ships in no tarball. The same seed gives the same inputs on every machine.
+ * Its generator is `@bytelatent/nn`'s `seededUniform`, read from nn's source file (which imports
+ * nothing), so packages that do not depend on nn (bytes, ngram-hash) need neither nn's build nor
+ * TensorFlow.js to run their fuzz tests.
  *
  * The stream mixes what breaks byte and text handling: the empty input, NUL runs, lone UTF-8
  * continuation bytes, truncated and overlong sequences, encoded surrogates, code points past
@@ -9,17 +12,10 @@
  * spliced together at random. Lengths are mostly small; a few inputs are big (up to 1 MiB).
  */
 
-/** A uniform generator in [0, 1) from a 32-bit seed (mulberry32, the one `@bytelatent/nn` uses). */
-export function mulberry32(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededUniform } from '../../packages/nn/src/layers/init.js';
+
+/** A uniform generator in [0, 1) from a 32-bit seed (mulberry32): `@bytelatent/nn`'s `seededUniform`. */
+export const mulberry32: (seed: number) => () => number = seededUniform;
 
 /** One generated input: its bytes and the recipe that made it (for failure messages). */
 export interface FuzzInput {

@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { seededUniform } from '@bytelatent/nn';
 import { describe, expect, it } from 'vitest';
 import { PatcherError } from './errors.js';
 import {
@@ -46,18 +47,6 @@ function expectCode(fn: () => unknown, code: PatcherError['code'], message?: Reg
   expect((caught as PatcherError).code).toBe(code);
   expect((caught as PatcherError).name).toBe('PatcherError');
   if (message) expect((caught as PatcherError).message).toMatch(message);
-}
-
-/** mulberry32: a small seeded PRNG so the property tests are reproducible. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 describe('findPatchBoundaries: entropy mode (spec §3.3)', () => {
@@ -466,7 +455,7 @@ describe('calibrateThreshold', () => {
   });
 
   it('returns a threshold that really gives the returned mean, and no other candidate is closer', () => {
-    const r = rng(7);
+    const r = seededUniform(7);
     for (let trial = 0; trial < 30; trial++) {
       const mode = trial % 2 === 0 ? 'entropy' : 'monotonic';
       const includeNextToken = trial % 3 !== 0;
@@ -599,7 +588,7 @@ describe('properties over seeded random rows', () => {
   const levels = [0, 0.5, 1, 1.5, 2, 2.5, 3];
 
   it('agrees with the reference transcription and keeps every invariant', () => {
-    const r = rng(2024);
+    const r = seededUniform(2024);
     let checked = 0;
     const failures: string[] = [];
     for (let trial = 0; trial < 3000; trial++) {
@@ -674,7 +663,7 @@ describe('properties over seeded random rows', () => {
 
   it('stays linear on a long row', () => {
     const n = 1 << 20;
-    const r = rng(1);
+    const r = seededUniform(1);
     const h = Float32Array.from({ length: n }, () => r() * 3);
     const tokens = new Int32Array(n).fill(100);
     const t0 = performance.now();

@@ -1,3 +1,4 @@
+import { seededUniform } from '@bytelatent/nn';
 import { describe, expect, it } from 'vitest';
 import { PatcherError } from './errors.js';
 import { type PatchOptions, type PatchingMode, StreamingPatcher, findPatchBoundaries } from './patching.js';
@@ -6,18 +7,6 @@ const BOS = 1;
 const EOS = 2;
 /** Token ids of a text: BOS then byte + 4 (ASCII only here). */
 const ids = (text: string): number[] => [BOS, ...Array.from(text, (ch) => ch.charCodeAt(0) + 4)];
-
-/** mulberry32: a small seeded PRNG so the property tests are reproducible. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function expectCode(fn: () => unknown, code: PatcherError['code'], message?: RegExp): void {
   let caught: unknown;
@@ -321,7 +310,7 @@ describe('StreamingPatcher: properties over seeded random rows', () => {
   }
 
   it('equals the one-shot call for every mode, option set and cut, returning patches as soon as final', () => {
-    const r = rng(20250611);
+    const r = seededUniform(20250611);
     const trials = 6000;
     const counts = new Map<string, number>();
     let rejected = 0;
@@ -400,7 +389,7 @@ describe('StreamingPatcher: properties over seeded random rows', () => {
 
   it('keeps O(1) state: no array grows with the history', () => {
     const sp = new StreamingPatcher({ mode: 'monotonic', threshold: 0.2, maxPatchLength: 5 });
-    const r = rng(7);
+    const r = seededUniform(7);
     const sizes: number[] = [];
     for (let i = 0; i < 2000; i++) {
       const len = Math.floor(r() * 50);
@@ -420,7 +409,7 @@ describe('StreamingPatcher: properties over seeded random rows', () => {
 
   it('stays linear on a long row fed in pieces, and equals the one-shot call', () => {
     const n = 1 << 20;
-    const r = rng(3);
+    const r = seededUniform(3);
     const h = Float32Array.from({ length: n }, () => r() * 3);
     const tokens = new Int32Array(n).fill(100);
     const options: PatchOptions = { mode: 'entropy', threshold: 1.5, maxPatchLength: 8 };

@@ -1,30 +1,27 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { type ActivationTap, BltError, applyBlock, blockCausalMask, checkPositiveInts, disposeMask } from '@bytelatent/local-encoder';
-import { type InitStdFactor, KvCache, Linear, NnError, type ParameterScope, RotaryEmbedding, TransformerBlock } from '@bytelatent/nn';
+import {
+  KvCache,
+  Linear,
+  NnError,
+  type ParameterScope,
+  type RotaryEmbedding,
+  type TransformerBlock,
+  type TransformerStackConfig,
+  createTransformerStack,
+} from '@bytelatent/nn';
 
 /**
  * Sizes and flags of the global transformer, resolved from the reference's arguments
  * (`create_global_transformer`: `dim_global`, `n_layers_global`, `n_heads_global`,
  * `n_kv_heads_global`, `max_seqlen`, `attn_bias_type`, ...).
+ *
+ * The transformer fields ({@link TransformerStackConfig}) are: `dim` = `dim_global` (d_G),
+ * `nLayers` = `n_layers_global`, `nHeads` = `n_heads_global`, `nKvHeads` = `n_kv_heads_global`,
+ * `headDim` = `head_dim`, and `maxSeqLen` = `max_seqlen` (the RoPE table length in patches, the
+ * most patches a row may have).
  */
-export interface GlobalTransformerConfig {
-  /** `dim_global` (d_G). */
-  readonly dim: number;
-  /** `n_layers_global`. */
-  readonly nLayers: number;
-  /** `n_heads_global`. */
-  readonly nHeads: number;
-  /** `n_kv_heads_global` (default `nHeads`). */
-  readonly nKvHeads?: number;
-  /** `head_dim` (default `dim / nHeads`). */
-  readonly headDim?: number;
-  readonly multipleOf?: number;
-  readonly ffnDimMultiplier?: number | null;
-  readonly normEps?: number;
-  /** `rope_theta`. */
-  readonly ropeTheta: number;
-  /** `max_seqlen`: RoPE table length in patches, the most patches a row may have. */
-  readonly maxSeqLen: number;
+export interface GlobalTransformerConfig extends TransformerStackConfig {
   /**
    * Width of the incoming patch vectors (`get_global_dim_patch_emb`: d_E·k). When it differs from
    * `dim`, a `token_embedding_projection` (dimTokenEmb → dim) is created and applied (spec §6).
@@ -34,8 +31,6 @@ export interface GlobalTransformerConfig {
   readonly splitDocuments: boolean;
   /** `eos_id` (default 2). */
   readonly eosId?: number;
-  /** `init_std_factor` (random initialisation only). */
-  readonly initStdFactor?: InitStdFactor;
 }
 
 function configError(message: string): BltError {
@@ -67,30 +62,15 @@ export class GlobalTransformer {
     checkPositiveInts('global transformer', config, ['dim', 'nLayers', 'nHeads', 'maxSeqLen', 'dimTokenEmb']);
     this.config = { ...config };
     this.path = scope.prefix;
-    const factor = config.initStdFactor ?? 'disabled';
     try {
-      this.layers = Array.from(
-        { length: config.nLayers },
-        (_, i) =>
-          new TransformerBlock(
-            scope.child(`layers.${i}`),
-            {
-              dim: config.dim,
-              nHeads: config.nHeads,
-              nKvHeads: config.nKvHeads,
-              headDim: config.headDim,
-              multipleOf: config.multipleOf,
-              ffnDimMultiplier: config.ffnDimMultiplier,
-              normEps: config.normEps,
-            },
-            { random, layerIndex: i, nLayers: config.nLayers, factor },
-          ),
-      );
+      // The blocks come first, then the projection (the reference's init order).
+      const stack = createTransformerStack(scope, config, random);
+      this.layers = stack.layers;
+      this.rope = stack.rope;
       this.tokenEmbeddingProjection =
         config.dimTokenEmb !== config.dim
           ? new Linear(scope.child('token_embedding_projection'), config.dimTokenEmb, config.dim, { std: config.dimTokenEmb ** -0.5, random })
           : null;
-      this.rope = new RotaryEmbedding(config.headDim ?? config.dim / config.nHeads, config.ropeTheta, config.maxSeqLen);
     } catch (e) {
       // TOO_LARGE (the registry's maxParameters) is not a configuration error: the caller set a limit.
       if (e instanceof NnError && e.code !== 'TOO_LARGE') throw configError(e.message);

@@ -11,7 +11,6 @@ import {
 import {
   type AttentionMask,
   CrossAttention,
-  type InitStdFactor,
   KvCache,
   type LayerKv,
   Linear,
@@ -19,8 +18,10 @@ import {
   NnError,
   type ParameterScope,
   RMSNorm,
-  RotaryEmbedding,
-  TransformerBlock,
+  type RotaryEmbedding,
+  type TransformerBlock,
+  type TransformerStackConfig,
+  createTransformerStack,
   initStdDivisor,
   prefixTap,
 } from '@bytelatent/nn';
@@ -29,25 +30,14 @@ import {
  * Sizes and flags of the local decoder, resolved from the reference's arguments
  * (`create_local_decoder`: `dim_local_decoder`, `n_layers_local_decoder`, `n_heads_local_decoder`,
  * `cross_attn_*`, `max_encoder_seq_length`, ...).
+ *
+ * The transformer fields ({@link TransformerStackConfig}) are: `dim` = `dim_local_decoder` (d_D),
+ * which must equal the encoder width (the decoder reads the encoder's byte states); `nLayers` =
+ * `n_layers_local_decoder`; `nHeads` = `n_heads_local_decoder`; `nKvHeads` = `n_kv_heads`;
+ * `headDim` = `head_dim`; and `maxSeqLen` = `max_encoder_seq_length` (the RoPE table length, the
+ * longest row accepted).
  */
-export interface LocalDecoderConfig {
-  /** `dim_local_decoder` (d_D); must equal the encoder width (the decoder reads the encoder's byte states). */
-  readonly dim: number;
-  /** `n_layers_local_decoder`. */
-  readonly nLayers: number;
-  /** `n_heads_local_decoder`. */
-  readonly nHeads: number;
-  /** `n_kv_heads` (default `nHeads`). */
-  readonly nKvHeads?: number;
-  /** `head_dim` (default `dim / nHeads`). */
-  readonly headDim?: number;
-  readonly multipleOf?: number;
-  readonly ffnDimMultiplier?: number | null;
-  readonly normEps?: number;
-  /** `rope_theta`. */
-  readonly ropeTheta: number;
-  /** `max_encoder_seq_length`: RoPE table length, the longest row accepted. */
-  readonly maxSeqLen: number;
+export interface LocalDecoderConfig extends TransformerStackConfig {
   /** `vocab_size + pm_size`: outputs of the head. */
   readonly vocabSize: number;
   /** Width of the global transformer's output (`dim_global`, the reference's decoder `dim_patch_emb`). */
@@ -60,8 +50,6 @@ export interface LocalDecoderConfig {
   readonly crossAttnAllLayers: boolean;
   /** `cross_attn_window_decoder`: a byte sees the rows of its last `window` patches; undefined = one patch. */
   readonly crossAttnWindow?: number;
-  /** `init_std_factor` (random initialisation only). */
-  readonly initStdFactor?: InitStdFactor;
 }
 
 function configError(message: string): BltError {
@@ -109,23 +97,10 @@ export class LocalDecoder {
     const std = d ** -0.5;
     const factor = config.initStdFactor ?? 'disabled';
     try {
-      this.layers = Array.from(
-        { length: config.nLayers },
-        (_, i) =>
-          new TransformerBlock(
-            scope.child(`layers.${i}`),
-            {
-              dim: d,
-              nHeads: config.nHeads,
-              nKvHeads: config.nKvHeads,
-              headDim: config.headDim,
-              multipleOf: config.multipleOf,
-              ffnDimMultiplier: config.ffnDimMultiplier,
-              normEps: config.normEps,
-            },
-            { random, layerIndex: i, nLayers: config.nLayers, factor },
-          ),
-      );
+      // The blocks come first, then the projection (the reference's init order).
+      const stack = createTransformerStack(scope, config, random);
+      this.layers = stack.layers;
+      this.rope = stack.rope;
       this.patchEmbeddingProjection =
         config.dimPatchEmb !== d
           ? new Linear(scope.child('patch_embedding_projection'), config.dimPatchEmb, d * config.crossAttnK, { std: config.dimPatchEmb ** -0.5, random })
@@ -142,7 +117,6 @@ export class LocalDecoder {
       );
       this.norm = new RMSNorm(scope.child('norm'), d, config.normEps);
       this.output = new Linear(scope.child('output'), d, config.vocabSize, { std, random });
-      this.rope = new RotaryEmbedding(config.headDim ?? d / config.nHeads, config.ropeTheta, config.maxSeqLen);
     } catch (e) {
       // TOO_LARGE (the registry's maxParameters) is not a configuration error: the caller set a limit.
       if (e instanceof NnError && e.code !== 'TOO_LARGE') throw configError(e.message);

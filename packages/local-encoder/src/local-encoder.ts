@@ -4,13 +4,14 @@ import {
   type AttentionMask,
   CrossAttention,
   Embedding,
-  type InitStdFactor,
   KvCache,
   Linear,
   NnError,
   type ParameterScope,
-  RotaryEmbedding,
-  TransformerBlock,
+  type RotaryEmbedding,
+  type TransformerBlock,
+  type TransformerStackConfig,
+  createTransformerStack,
   initStdDivisor,
 } from '@bytelatent/nn';
 import { BltError } from './errors.js';
@@ -20,25 +21,13 @@ import { type ActivationTap, applyBlock, applyCrossAttention, checkPositiveInts,
  * Sizes and flags of the local encoder, resolved from the reference's `ByteLatentTransformerArgs`
  * (`dim_local_encoder`, `n_layers_local_encoder`, `n_heads_local_encoder`, `cross_attn_*`,
  * `encoder_hash_byte_group_*`, `max_encoder_seq_length`, ...; see `create_local_encoder`).
+ *
+ * The transformer fields ({@link TransformerStackConfig}) are: `dim` = `dim_local_encoder` (d_E),
+ * `nLayers` = `n_layers_local_encoder` (>= 1), `nHeads` = `n_heads_local_encoder`, `nKvHeads` =
+ * `n_kv_heads`, `headDim` = `head_dim`, and `maxSeqLen` = `max_encoder_seq_length` (the RoPE table
+ * length, the longest row accepted).
  */
-export interface LocalEncoderConfig {
-  /** `dim_local_encoder` (d_E). */
-  readonly dim: number;
-  /** `n_layers_local_encoder`, >= 1. */
-  readonly nLayers: number;
-  /** `n_heads_local_encoder`. */
-  readonly nHeads: number;
-  /** `n_kv_heads` (default `nHeads`). */
-  readonly nKvHeads?: number;
-  /** `head_dim` (default `dim / nHeads`). */
-  readonly headDim?: number;
-  readonly multipleOf?: number;
-  readonly ffnDimMultiplier?: number | null;
-  readonly normEps?: number;
-  /** `rope_theta`. */
-  readonly ropeTheta: number;
-  /** `max_encoder_seq_length`: the RoPE table length, the longest row accepted. */
-  readonly maxSeqLen: number;
+export interface LocalEncoderConfig extends TransformerStackConfig {
   /** `vocab_size + pm_size`: rows of `tok_embeddings`. */
   readonly vocabSize: number;
   /** `cross_attn_k`: patch rows per patch (d_E·k is the global input width). */
@@ -51,8 +40,6 @@ export interface LocalEncoderConfig {
   readonly crossAttnWindow?: number;
   /** The hash n-gram tables (`encoder_hash_byte_group_*`), or null for none. */
   readonly hash: HashNgramConfig | null;
-  /** `init_std_factor` (random initialisation only). */
-  readonly initStdFactor?: InitStdFactor;
 }
 
 /** Where the encoder's weights live: its own module and the model-level hash tables. */
@@ -134,23 +121,10 @@ export class LocalEncoder {
     const factor = config.initStdFactor ?? 'disabled';
     try {
       this.tokEmbeddings = new Embedding(scopes.encoder.child('tok_embeddings'), config.vocabSize, d, { std, random });
-      this.layers = Array.from(
-        { length: config.nLayers },
-        (_, i) =>
-          new TransformerBlock(
-            scopes.encoder.child(`layers.${i}`),
-            {
-              dim: d,
-              nHeads: config.nHeads,
-              nKvHeads: config.nKvHeads,
-              headDim: config.headDim,
-              multipleOf: config.multipleOf,
-              ffnDimMultiplier: config.ffnDimMultiplier,
-              normEps: config.normEps,
-            },
-            { random, layerIndex: i, nLayers: config.nLayers, factor },
-          ),
-      );
+      // The blocks come after tok_embeddings and before the projection (the reference's init order).
+      const stack = createTransformerStack(scopes.encoder, config, random);
+      this.layers = stack.layers;
+      this.rope = stack.rope;
       // Input width dim_patch_emb = d_E (pooling init, `get_encoder_dim_patch_emb`); std = d_E^-0.5.
       this.patchEmbeddingProjection = new Linear(scopes.encoder.child('patch_embedding_projection'), d, d * config.crossAttnK, { std, random });
       const nCross = config.crossAttnAllLayers ? config.nLayers : 1;
@@ -168,7 +142,6 @@ export class LocalEncoder {
         { length: tables },
         (_, t) => new Embedding(scopes.hashEmbeddings.child(String(t)), config.hash!.vocabSize, d, { std, random }),
       );
-      this.rope = new RotaryEmbedding(config.headDim ?? d / config.nHeads, config.ropeTheta, config.maxSeqLen);
     } catch (e) {
       // TOO_LARGE (the registry's maxParameters) is not a configuration error: the caller set a limit.
       if (e instanceof NnError && e.code !== 'TOO_LARGE') throw configError(e.message);

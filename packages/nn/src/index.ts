@@ -33,6 +33,7 @@ export {
   applyRotary,
   causalMask,
   causalMaskBlock,
+  createTransformerStack,
   documentIds,
   ffnHiddenDim,
   groupMask,
@@ -62,6 +63,8 @@ export {
   type Parameter,
   type ParameterRegistryOptions,
   type TransformerBlockConfig,
+  type TransformerStack,
+  type TransformerStackConfig,
   type WeightInit,
 } from './layers/index.js';
 export {

@@ -28,3 +28,4 @@ export { ParameterRegistry, ParameterScope, type InitialValues, type Parameter, 
 export { RMSNorm, rmsNorm } from './rms-norm.js';
 export { RotaryEmbedding, applyRotary } from './rotary.js';
 export { TransformerBlock, type TransformerBlockConfig } from './transformer-block.js';
+export { createTransformerStack, type TransformerStack, type TransformerStackConfig } from './transformer-stack.js';

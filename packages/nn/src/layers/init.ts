@@ -1,6 +1,10 @@
 /**
  * Seeded random numbers for reproducible initialisation (tfjs's own initialisers are not seedable
  * per call in a portable way, and tf.truncatedNormal cuts at 2 std where the reference cuts at 3).
+ *
+ * This file imports nothing, on purpose: the shared fuzz inputs (`tools/fuzz/seeded-bytes.ts`) read
+ * `seededUniform` from it by path, for packages that do not depend on nn (turbo.json lists it among
+ * the global dependencies, next to `tools/fuzz/**`).
  */
 
 /** A uniform generator in [0, 1) from a 32-bit seed (mulberry32). */
