@@ -661,9 +661,48 @@ describe('GatherV2 on wasm (row copies)', () => {
   });
 });
 
+describe('Equal on wasm (JavaScript loop)', () => {
+  const shapes: [string, number[], number[]][] = [
+    ['same shape', [3, 4, 5], [3, 4, 5]],
+    ['max-gradient broadcast [1, 7, 5, 6] vs [1, 7, 1, 6]', [1, 7, 5, 6], [1, 7, 1, 6]],
+    ['both sides broadcast [4, 1] vs [1, 3]', [4, 1], [1, 3]],
+    ['lower rank [2, 3, 4] vs [4]', [2, 3, 4], [4]],
+    ['scalar', [5], []],
+  ];
+  for (const [name, aShape, bShape] of shapes) {
+    it(`float32 and int32 equal cpu exactly: ${name}`, async () => {
+      // Few distinct values, so that many pairs are equal.
+      const ints = (shape: number[], seed: number) => randomInts(size(shape), 0, 3, seed);
+      await expectWasmMatchesCpu(() => tf.equal(tf.tensor(ints(aShape, 21), aShape, 'int32'), tf.tensor(ints(bShape, 22), bShape, 'int32')), 0);
+      await expectWasmMatchesCpu(() => tf.equal(tf.tensor(Float32Array.from(ints(aShape, 23)), aShape), tf.tensor(Float32Array.from(ints(bShape, 24)), bShape)), 0);
+    });
+  }
+
+  it('NaN equals nothing, -0 equals 0', async () => {
+    await expectWasmMatchesCpu(() => tf.equal(tf.tensor1d([Number.NaN, 0, -0, 1]), tf.tensor1d([Number.NaN, -0, 0, 2])), 0);
+    const values = await on('wasm', () => tf.equal(tf.tensor1d([Number.NaN, 0, -0, 1]), tf.tensor1d([Number.NaN, -0, 0, 2])));
+    expect(Array.from(values[0]!.values)).toEqual([0, 1, 1, 0]);
+  });
+
+  it('the gradient of tf.max (which compares with a broadcast) equals cpu', async () => {
+    const x = randomInts(2 * 6 * 4, 0, 5, 25); // ties included
+    await expectWasmMatchesCpu(() => tf.grad((t: tf.Tensor) => tf.sum(tf.max(t, 1)))(tf.tensor(Float32Array.from(x), [2, 6, 4])), 0);
+  });
+
+  it('leaks no tensor and no wasm buffer', async () => {
+    await tf.setBackend('wasm');
+    const a = tf.tensor3d(randomFloats(24, 26), [2, 3, 4]);
+    const b = tf.max(a, 1, true);
+    const before = liveCounts();
+    for (let i = 0; i < 5; i++) tf.dispose(tf.equal(a, b));
+    expect(liveCounts()).toEqual(before);
+    tf.dispose([a, b]);
+  });
+});
+
 describe('registration', () => {
   it('is idempotent, also for a second copy of the module evaluated after the backend started', async () => {
-    const names = ['BatchMatMul', '_FusedMatMul', 'UnsortedSegmentSum', 'GatherV2'];
+    const names = ['BatchMatMul', '_FusedMatMul', 'UnsortedSegmentSum', 'GatherV2', 'Equal', 'BytelatentRmsNorm'];
     const kernels = names.map((name) => tf.getKernel(name, 'wasm'));
     expect(kernels.every((k) => k !== undefined)).toBe(true);
     expect(() => registerWasmKernelFixes()).not.toThrow();
