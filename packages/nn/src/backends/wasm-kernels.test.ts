@@ -700,9 +700,54 @@ describe('Equal on wasm (JavaScript loop)', () => {
   });
 });
 
+describe('Identity on wasm (shared memory)', () => {
+  it('tf.clone shares the buffer, outlives its source, and frees it with the last reference', async () => {
+    await tf.setBackend('wasm');
+    const before = liveCounts();
+    const x = tf.tensor2d(randomFloats(12, 31), [3, 4]);
+    const expected = Array.from(await x.data());
+    const copy = tf.clone(x);
+    expect(liveCounts()).toEqual({ tensors: before.tensors + 2, wasmBuffers: before.wasmBuffers + 1 });
+    x.dispose();
+    expect(Array.from(await copy.data())).toEqual(expected);
+    copy.dispose();
+    expect(liveCounts()).toEqual(before);
+  });
+
+  it('a variable assigned after a clone leaves the clone unchanged', async () => {
+    await tf.setBackend('wasm');
+    const v = tf.variable(tf.tensor1d([1, 2, 3]));
+    const copy = tf.clone(v);
+    v.assign(tf.tensor1d([7, 8, 9]));
+    expect(Array.from(await copy.data())).toEqual([1, 2, 3]);
+    expect(Array.from(await v.data())).toEqual([7, 8, 9]);
+    tf.dispose([v, copy]);
+  });
+
+  it('training steps with Adam equal cpu, and repeated steps leak nothing', async () => {
+    const train = (steps: number, checkLeaks = false) => {
+      const w = tf.variable(tf.tensor2d(randomFloats(12, 32), [4, 3]));
+      const x = tf.tensor2d(randomFloats(20, 33), [5, 4]);
+      const optimizer = tf.train.adam(0.1);
+      const step = () => optimizer.minimize(() => tf.sum(tf.square(tf.matMul(x, w))));
+      step(); // Adam creates its moments on the first step
+      const before = liveCounts();
+      for (let i = 1; i < steps; i++) step();
+      if (checkLeaks) expect(liveCounts()).toEqual(before);
+      const out = tf.clone(w);
+      tf.dispose([w, x]);
+      optimizer.dispose();
+      return out;
+    };
+    await expectWasmMatchesCpu(() => train(3), 1e-5);
+    await tf.setBackend('wasm');
+    tf.dispose(train(5, true));
+  });
+});
+
 describe('registration', () => {
   it('is idempotent, also for a second copy of the module evaluated after the backend started', async () => {
-    const names = ['BatchMatMul', '_FusedMatMul', 'UnsortedSegmentSum', 'GatherV2', 'Equal', 'BytelatentRmsNorm'];
+    const names = ['BatchMatMul', '_FusedMatMul', 'UnsortedSegmentSum', 'GatherV2', 'Equal', 'Identity', 'BytelatentRmsNorm'];
     const kernels = names.map((name) => tf.getKernel(name, 'wasm'));
     expect(kernels.every((k) => k !== undefined)).toBe(true);
     expect(() => registerWasmKernelFixes()).not.toThrow();
