@@ -10,9 +10,10 @@ import {
   ParameterRegistry,
   ParameterScope,
   RMSNorm,
-  RotaryEmbedding,
+  type RotaryEmbedding,
   type SafetensorsFile,
-  TransformerBlock,
+  type TransformerBlock,
+  createTransformerStack,
   causalMask,
   documentIds,
   dtypeByteSize,
@@ -152,18 +153,9 @@ export class EntropyModel {
     const std = a.dim ** -0.5;
     try {
       this.tokEmbeddings = new Embedding(root.child('tok_embeddings'), a.vocabSize, a.dim, { std, random });
-      this.layers = Array.from(
-        { length: a.nLayers },
-        (_, i) =>
-          new TransformerBlock(
-            root.child(`layers.${i}`),
-            { dim: a.dim, nHeads: a.nHeads, nKvHeads: a.nKvHeads, headDim: a.headDim, multipleOf: a.multipleOf, ffnDimMultiplier: a.ffnDimMultiplier, normEps: a.normEps },
-            { random, layerIndex: i, nLayers: a.nLayers, factor: a.initStdFactor },
-          ),
-      );
+      ({ layers: this.layers, rope: this.rope } = createTransformerStack(root, a, random));
       this.norm = new RMSNorm(root.child('norm'), a.dim, a.normEps);
       this.output = new Linear(root.child('output'), a.dim, a.vocabSize, { std, random });
-      this.rope = new RotaryEmbedding(a.headDim, a.ropeTheta, a.maxSeqLen);
     } catch (e) {
       this.registry.dispose();
       if (e instanceof NnError && e.code === 'TOO_LARGE') {

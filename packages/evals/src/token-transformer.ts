@@ -14,9 +14,10 @@ import {
   ParameterRegistry,
   ParameterScope,
   RMSNorm,
-  RotaryEmbedding,
+  type RotaryEmbedding,
   type SafetensorsFile,
-  TransformerBlock,
+  type TransformerBlock,
+  createTransformerStack,
   causalMask,
   documentIds,
   loadReferenceWeights,
@@ -103,18 +104,23 @@ export class TokenTransformer {
     const std = a.dim ** -0.5;
     try {
       this.embed = new Embedding(root.child('tok_embeddings'), a.vocab_size, a.dim, { std, random });
-      this.layers = Array.from(
-        { length: a.n_layers },
-        (_, i) =>
-          new TransformerBlock(
-            root.child(`layers.${i}`),
-            { dim: a.dim, nHeads: a.n_heads, multipleOf: a.multiple_of, ffnDimMultiplier: a.ffn_dim_multiplier, normEps: a.norm_eps },
-            { random, layerIndex: i, nLayers: a.n_layers, factor: a.init_std_factor },
-          ),
-      );
+      ({ layers: this.layers, rope: this.rope } = createTransformerStack(
+        root,
+        {
+          dim: a.dim,
+          nLayers: a.n_layers,
+          nHeads: a.n_heads,
+          multipleOf: a.multiple_of,
+          ffnDimMultiplier: a.ffn_dim_multiplier,
+          normEps: a.norm_eps,
+          ropeTheta: a.rope_theta,
+          maxSeqLen: a.max_seqlen,
+          initStdFactor: a.init_std_factor,
+        },
+        random,
+      ));
       this.norm = new RMSNorm(root.child('norm'), a.dim, a.norm_eps);
       this.output = new Linear(root.child('output'), a.dim, a.vocab_size, { std, random });
-      this.rope = new RotaryEmbedding(a.dim / a.n_heads, a.rope_theta, a.max_seqlen);
     } catch (e) {
       this.registry.dispose();
       if (e instanceof NnError) throw new EvalError('INVALID_ARGUMENT', `token transformer args: ${e.message}`);
