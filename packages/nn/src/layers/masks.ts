@@ -85,7 +85,8 @@ export function causalMaskBlock(
  * Causal attention described instead of materialised: {@link scaledDotProductAttention} then
  * computes it block by block (queries in blocks of `blockSize`, each against the keys its window
  * can reach), so memory grows with `N · window`, not `N²`. Results equal the dense mask's up to
- * float summation order.
+ * float summation order. Treat a spec as immutable: the block masks built from it are cached with
+ * it (every layer of a forward shares one spec).
  */
 export interface LocalAttentionSpec {
   readonly kind: 'local';
@@ -152,6 +153,18 @@ const MASKED = -1e9;
  * @param keys - keys per row
  */
 export function maskTensors(mask: Uint8Array, batch: number, queries: number, keys: number): MaskTensors {
+  const { bias, rowValid } = maskArrays(mask, batch, queries, keys);
+  return {
+    bias: tf.tensor4d(bias, [batch, 1, queries, keys]),
+    rowValid: rowValid ? tf.tensor4d(rowValid, [batch, 1, queries, 1]) : null,
+  };
+}
+
+/**
+ * The host arrays of {@link maskTensors}: the additive bias `[batch, queries, keys]` and the row-valid
+ * factors `[batch, queries]` (null when every row sees a key).
+ */
+export function maskArrays(mask: Uint8Array, batch: number, queries: number, keys: number): { bias: Float32Array; rowValid: Float32Array | null } {
   if (mask.length !== batch * queries * keys) {
     throw new NnError('SHAPE_MISMATCH', `mask has ${mask.length} entries, expected ${batch}×${queries}×${keys}`);
   }
@@ -168,8 +181,5 @@ export function maskTensors(mask: Uint8Array, batch: number, queries: number, ke
     valid[r] = any;
     if (!any) emptyRows++;
   }
-  return {
-    bias: tf.tensor4d(bias, [batch, 1, queries, keys]),
-    rowValid: emptyRows > 0 ? tf.tensor4d(valid, [batch, 1, queries, 1]) : null,
-  };
+  return { bias, rowValid: emptyRows > 0 ? valid : null };
 }
