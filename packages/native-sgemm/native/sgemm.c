@@ -15,6 +15,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -155,6 +156,13 @@ typedef struct {
   int64_t lo, hi;          /* bounding element range [lo, hi) touched over all batch elements */
 } operand;
 
+/* The arguments every product shares: C = alpha * op(A) * op(B) + beta * C with op(A) m x k. */
+typedef struct {
+  bool ta, tb;
+  int64_t m, n, k;
+  double alpha, beta;
+} product;
+
 /* Checks the leading dimension, then that every batch element lies inside the array; fills lo, hi. */
 static bool check_operand(napi_env env, const char *fn, operand *op, int64_t batch) {
   char what[384];
@@ -264,16 +272,45 @@ static int64_t offset_of(const operand *op, int64_t i) {
 }
 
 /*
+ * Threads per product. OpenBLAS splits every product over all its threads once m·n·k exceeds its
+ * own small cut-off (about 2.6e5), and its threads then spin for ~0.1 s before they sleep: for a
+ * model whose products are all a few million or less, that costs the rest of the step more than
+ * the second thread saves on the products (tools/bench native-threads; see the README). So a
+ * product runs on floor(m·n·k / min_work_per_thread) threads, at least one and at most the
+ * configured count, and the configured count is set again afterwards (openblas_set_num_threads
+ * only stores the count once the thread pool exists: ~6 ns). min_work_per_thread = 0 leaves every
+ * product to OpenBLAS.
+ *
+ * configured_threads is the count of setNumThreads (initially OpenBLAS's own: OPENBLAS_NUM_THREADS
+ * or one per core). It is kept here rather than read back from OpenBLAS before each product, so
+ * that products running at once in several worker threads cannot leave OpenBLAS on the reduced
+ * count of one of them.
+ */
+#define DEFAULT_MIN_WORK_PER_THREAD 3000000LL
+static _Atomic long long min_work_per_thread = DEFAULT_MIN_WORK_PER_THREAD;
+static _Atomic int configured_threads = 0; /* set by the first module initialisation */
+
+/* The threads one m x n x k product runs on, given the configured count. */
+static int threads_for(int64_t m, int64_t n, int64_t k, int configured) {
+  long long work_per_thread = atomic_load(&min_work_per_thread);
+  if (configured <= 1 || work_per_thread == 0) return configured;
+  double threads = floor((double)m * (double)n * (double)k / (double)work_per_thread);
+  return threads >= configured ? configured : threads < 1 ? 1 : (int)threads;
+}
+
+/*
  * The shared body of sgemm and sgemmBatched once arguments are read: checks, then the products.
  * k == 0 is handled here rather than by BLAS so that C = beta * C holds exactly as specified on
- * every BLAS (OpenBLAS 0.3.21 does it too, this merely does not rely on it).
+ * every BLAS (OpenBLAS 0.3.21 does it too, this merely does not rely on it). Every product of a
+ * batch has the same size, so the thread count is chosen once per call: OpenBLAS parallelises
+ * each product on its own, never the batch, so the batch size does not enter it.
  */
-static napi_value run(napi_env env, const char *fn, bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, double beta,
-                      operand *a, operand *b, operand *c, int64_t batch) {
-  a->rows = ta ? k : m;
-  a->cols = ta ? m : k;
-  b->rows = tb ? n : k;
-  b->cols = tb ? k : n;
+static napi_value run(napi_env env, const char *fn, const product *p, operand *a, operand *b, operand *c, int64_t batch) {
+  int64_t m = p->m, n = p->n, k = p->k;
+  a->rows = p->ta ? k : m;
+  a->cols = p->ta ? m : k;
+  b->rows = p->tb ? n : k;
+  b->cols = p->tb ? k : n;
   c->rows = m;
   c->cols = n;
   if (!check_operand(env, fn, a, batch) || !check_operand(env, fn, b, batch) || !check_operand(env, fn, c, batch)) return NULL;
@@ -290,8 +327,12 @@ static napi_value run(napi_env env, const char *fn, bool ta, bool tb, int64_t m,
     return NULL;
   }
   if (m == 0 || n == 0 || batch == 0) return NULL;
-  float fa = (float)alpha, fb = (float)beta;
-  enum CBLAS_TRANSPOSE opa = ta ? CblasTrans : CblasNoTrans, opb = tb ? CblasTrans : CblasNoTrans;
+  float fa = (float)p->alpha, fb = (float)p->beta;
+  enum CBLAS_TRANSPOSE opa = p->ta ? CblasTrans : CblasNoTrans, opb = p->tb ? CblasTrans : CblasNoTrans;
+  int configured = atomic_load(&configured_threads);
+  int threads = threads_for(m, n, k, configured);
+  bool reduced = threads != configured && k > 0 && fa != 0.0f;
+  if (reduced) openblas_set_num_threads(threads);
   for (int64_t i = 0; i < batch; i++) {
     float *cp = c->data + offset_of(c, i);
     if (k == 0 || fa == 0.0f) {
@@ -301,7 +342,48 @@ static napi_value run(napi_env env, const char *fn, bool ta, bool tb, int64_t m,
     cblas_sgemm(CblasRowMajor, opa, opb, (int)m, (int)n, (int)k, fa, a->data + offset_of(a, i), (int)a->ld, b->data + offset_of(b, i), (int)b->ld, fb, cp,
                 (int)c->ld);
   }
+  /* The count now configured: setNumThreads may have run in another worker thread meanwhile. */
+  if (reduced) openblas_set_num_threads(atomic_load(&configured_threads));
   return NULL;
+}
+
+/* Reads exactly `count` arguments into argv, else throws a TypeError. */
+static bool get_args(napi_env env, napi_callback_info info, const char *fn, size_t count, napi_value *argv) {
+  size_t argc = count;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) {
+    throw_last_error(env);
+    return false;
+  }
+  if (argc != count) {
+    char what[96];
+    snprintf(what, sizeof what, "expected %zu arguments, got %zu", count, argc);
+    throw_type(env, fn, what);
+    return false;
+  }
+  return true;
+}
+
+/* The leading arguments of sgemm and sgemmBatched: transA, transB, m, n, k, alpha. */
+static bool get_product(napi_env env, const napi_value *argv, const char *fn, product *p) {
+  return get_bool(env, argv[0], fn, "transA", &p->ta) && get_bool(env, argv[1], fn, "transB", &p->tb) &&
+         get_int(env, argv[2], fn, "m", 0, MAX_DIM, &p->m) && get_int(env, argv[3], fn, "n", 0, MAX_DIM, &p->n) &&
+         get_int(env, argv[4], fn, "k", 0, MAX_DIM, &p->k) && get_number(env, argv[5], fn, "alpha", &p->alpha);
+}
+
+/*
+ * One operand's arguments, from argv[0]: the Float32Array, its element offset, then (batched only)
+ * its stride, or for a and b optionally an Int32Array of offsets, then its leading dimension. The
+ * names in error messages follow op->name: aOffset, aStride, lda.
+ */
+static bool get_operand(napi_env env, const napi_value *argv, const char *fn, int64_t batch, bool batched, bool allow_offsets, operand *op) {
+  char offset_name[16], stride_name[16], ld_name[16];
+  snprintf(offset_name, sizeof offset_name, "%sOffset", op->name);
+  snprintf(stride_name, sizeof stride_name, "%sStride", op->name);
+  snprintf(ld_name, sizeof ld_name, "ld%s", op->name);
+  size_t ld_at = batched ? 3 : 2;
+  return get_f32(env, argv[0], fn, op->name, &op->data, &op->length) && get_int(env, argv[1], fn, offset_name, 0, MAX_OFFSET, &op->offset) &&
+         (!batched || get_stride_or_offsets(env, argv[2], fn, stride_name, batch, allow_offsets, op)) &&
+         get_int(env, argv[ld_at], fn, ld_name, 1, MAX_DIM, &op->ld);
 }
 
 /*
@@ -310,30 +392,15 @@ static napi_value run(napi_env env, const char *fn, bool ta, bool tb, int64_t m,
  */
 static napi_value js_sgemm(napi_env env, napi_callback_info info) {
   static const char *fn = "sgemm";
-  size_t argc = 16;
   napi_value argv[16];
-  NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc != 16) {
-    char what[96];
-    snprintf(what, sizeof what, "expected 16 arguments, got %zu", argc);
-    throw_type(env, fn, what);
-    return NULL;
-  }
-  bool ta, tb;
-  int64_t m, n, k;
-  double alpha, beta;
+  product p;
   operand a = {.name = "a"}, b = {.name = "b"}, c = {.name = "c"};
-  if (!get_bool(env, argv[0], fn, "transA", &ta) || !get_bool(env, argv[1], fn, "transB", &tb) ||
-      !get_int(env, argv[2], fn, "m", 0, MAX_DIM, &m) || !get_int(env, argv[3], fn, "n", 0, MAX_DIM, &n) ||
-      !get_int(env, argv[4], fn, "k", 0, MAX_DIM, &k) || !get_number(env, argv[5], fn, "alpha", &alpha) ||
-      !get_f32(env, argv[6], fn, "a", &a.data, &a.length) || !get_int(env, argv[7], fn, "aOffset", 0, MAX_OFFSET, &a.offset) ||
-      !get_int(env, argv[8], fn, "lda", 1, MAX_DIM, &a.ld) || !get_f32(env, argv[9], fn, "b", &b.data, &b.length) ||
-      !get_int(env, argv[10], fn, "bOffset", 0, MAX_OFFSET, &b.offset) || !get_int(env, argv[11], fn, "ldb", 1, MAX_DIM, &b.ld) ||
-      !get_number(env, argv[12], fn, "beta", &beta) || !get_f32(env, argv[13], fn, "c", &c.data, &c.length) ||
-      !get_int(env, argv[14], fn, "cOffset", 0, MAX_OFFSET, &c.offset) || !get_int(env, argv[15], fn, "ldc", 1, MAX_DIM, &c.ld)) {
+  if (!get_args(env, info, fn, 16, argv) || !get_product(env, argv, fn, &p) || !get_operand(env, argv + 6, fn, 1, false, false, &a) ||
+      !get_operand(env, argv + 9, fn, 1, false, false, &b) || !get_number(env, argv[12], fn, "beta", &p.beta) ||
+      !get_operand(env, argv + 13, fn, 1, false, false, &c)) {
     return NULL;
   }
-  return run(env, fn, ta, tb, m, n, k, alpha, beta, &a, &b, &c, 1);
+  return run(env, fn, &p, &a, &b, &c, 1);
 }
 
 /*
@@ -345,55 +412,65 @@ static napi_value js_sgemm(napi_env env, napi_callback_info info) {
  */
 static napi_value js_sgemm_batched(napi_env env, napi_callback_info info) {
   static const char *fn = "sgemmBatched";
-  size_t argc = 20;
   napi_value argv[20];
-  NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc != 20) {
-    char what[96];
-    snprintf(what, sizeof what, "expected 20 arguments, got %zu", argc);
-    throw_type(env, fn, what);
-    return NULL;
-  }
-  bool ta, tb;
-  int64_t m, n, k, batch;
-  double alpha, beta;
+  int64_t batch;
+  product p;
   operand a = {.name = "a"}, b = {.name = "b"}, c = {.name = "c"};
   /* The batch is read first: the offsets arrays are checked against it. */
-  if (!get_int(env, argv[19], fn, "batch", 0, MAX_DIM, &batch) || !get_bool(env, argv[0], fn, "transA", &ta) ||
-      !get_bool(env, argv[1], fn, "transB", &tb) || !get_int(env, argv[2], fn, "m", 0, MAX_DIM, &m) ||
-      !get_int(env, argv[3], fn, "n", 0, MAX_DIM, &n) || !get_int(env, argv[4], fn, "k", 0, MAX_DIM, &k) ||
-      !get_number(env, argv[5], fn, "alpha", &alpha) || !get_f32(env, argv[6], fn, "a", &a.data, &a.length) ||
-      !get_int(env, argv[7], fn, "aOffset", 0, MAX_OFFSET, &a.offset) || !get_stride_or_offsets(env, argv[8], fn, "aStride", batch, true, &a) ||
-      !get_int(env, argv[9], fn, "lda", 1, MAX_DIM, &a.ld) || !get_f32(env, argv[10], fn, "b", &b.data, &b.length) ||
-      !get_int(env, argv[11], fn, "bOffset", 0, MAX_OFFSET, &b.offset) || !get_stride_or_offsets(env, argv[12], fn, "bStride", batch, true, &b) ||
-      !get_int(env, argv[13], fn, "ldb", 1, MAX_DIM, &b.ld) || !get_number(env, argv[14], fn, "beta", &beta) ||
-      !get_f32(env, argv[15], fn, "c", &c.data, &c.length) || !get_int(env, argv[16], fn, "cOffset", 0, MAX_OFFSET, &c.offset) ||
-      !get_stride_or_offsets(env, argv[17], fn, "cStride", batch, false, &c) || !get_int(env, argv[18], fn, "ldc", 1, MAX_DIM, &c.ld)) {
+  if (!get_args(env, info, fn, 20, argv) || !get_int(env, argv[19], fn, "batch", 0, MAX_DIM, &batch) || !get_product(env, argv, fn, &p) ||
+      !get_operand(env, argv + 6, fn, batch, true, true, &a) || !get_operand(env, argv + 10, fn, batch, true, true, &b) ||
+      !get_number(env, argv[14], fn, "beta", &p.beta) || !get_operand(env, argv + 15, fn, batch, true, false, &c)) {
     return NULL;
   }
-  return run(env, fn, ta, tb, m, n, k, alpha, beta, &a, &b, &c, batch);
+  return run(env, fn, &p, &a, &b, &c, batch);
+}
+
+/* Reads the one integer argument of a setter, in [min, max]; else throws. */
+static bool get_setter_arg(napi_env env, napi_callback_info info, const char *fn, const char *name, double min, double max, int64_t *out) {
+  size_t argc = 1;
+  napi_value argv[1];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) {
+    throw_last_error(env);
+    return false;
+  }
+  if (argc != 1) {
+    throw_type(env, fn, "expected 1 argument");
+    return false;
+  }
+  return get_int(env, argv[0], fn, name, min, max, out);
 }
 
 /* setNumThreads(n): OpenBLAS's thread count for later calls (process-wide). */
 static napi_value js_set_num_threads(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
   int64_t threads;
-  NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc != 1) {
-    throw_type(env, "setNumThreads", "expected 1 argument");
-    return NULL;
-  }
-  if (!get_int(env, argv[0], "setNumThreads", "threads", 1, 1024, &threads)) return NULL;
+  if (!get_setter_arg(env, info, "setNumThreads", "threads", 1, 1024, &threads)) return NULL;
   openblas_set_num_threads((int)threads);
+  /* Read back: OpenBLAS caps the count at its build's maximum. */
+  atomic_store(&configured_threads, openblas_get_num_threads());
   return NULL;
 }
 
-/* getNumThreads(): OpenBLAS's current thread count. */
+/* getNumThreads(): OpenBLAS's current thread count (between calls, the configured one). */
 static napi_value js_get_num_threads(napi_env env, napi_callback_info info) {
   (void)info;
   napi_value out;
   NAPI_OK(env, napi_create_int32(env, openblas_get_num_threads(), &out));
+  return out;
+}
+
+/* setMinWorkPerThread(work): the m·n·k a product needs per thread it runs on; 0 leaves it to OpenBLAS. */
+static napi_value js_set_min_work_per_thread(napi_env env, napi_callback_info info) {
+  int64_t work;
+  if (!get_setter_arg(env, info, "setMinWorkPerThread", "work", 0, MAX_OFFSET, &work)) return NULL;
+  atomic_store(&min_work_per_thread, (long long)work);
+  return NULL;
+}
+
+/* getMinWorkPerThread(): the current value (initially DEFAULT_MIN_WORK_PER_THREAD). */
+static napi_value js_get_min_work_per_thread(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value out;
+  NAPI_OK(env, napi_create_double(env, (double)atomic_load(&min_work_per_thread), &out));
   return out;
 }
 
@@ -410,11 +487,16 @@ static napi_value js_config(napi_env env, napi_callback_info info) {
 }
 
 NAPI_MODULE_INIT() {
+  /* Once per process (the library is shared by every worker thread that loads the addon). */
+  int unset = 0;
+  atomic_compare_exchange_strong(&configured_threads, &unset, openblas_get_num_threads());
   napi_property_descriptor props[] = {
       {"sgemm", NULL, js_sgemm, NULL, NULL, NULL, napi_enumerable, NULL},
       {"sgemmBatched", NULL, js_sgemm_batched, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setNumThreads", NULL, js_set_num_threads, NULL, NULL, NULL, napi_enumerable, NULL},
       {"getNumThreads", NULL, js_get_num_threads, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"setMinWorkPerThread", NULL, js_set_min_work_per_thread, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"getMinWorkPerThread", NULL, js_get_min_work_per_thread, NULL, NULL, NULL, napi_enumerable, NULL},
       {"config", NULL, js_config, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;

@@ -1,8 +1,10 @@
-import { describe, expect, it } from 'vitest';
-import { loadNativeSgemm, nativeSgemmUnavailableReason } from './index.js';
+import { afterEach, describe, expect, it } from 'vitest';
+import { DEFAULT_MIN_WORK_PER_THREAD, loadNativeSgemm, nativeSgemmUnavailableReason } from './index.js';
 
 const native = loadNativeSgemm();
 const reason = nativeSgemmUnavailableReason();
+// Read before any test changes it.
+const initialMinWork = native?.getMinWorkPerThread();
 if (native === undefined) console.warn(`native-sgemm tests skipped: ${reason ?? 'unknown reason'}`);
 
 /** Deterministic floats in [-1, 1) (mulberry32). */
@@ -211,6 +213,135 @@ describe.skipIf(native === undefined)('native sgemm', () => {
       expect(batched(...set(17, Int32Array.of(0, 4)))).toThrow(TypeError);
       expect(batched(...set(19, 3))).toThrow(/c is too short/);
     });
+  });
+});
+
+describe.skipIf(native === undefined)('threads per product (setMinWorkPerThread)', () => {
+  const s = native!;
+  const configured = s.getNumThreads();
+  afterEach(() => {
+    s.setNumThreads(configured);
+    s.setMinWorkPerThread(DEFAULT_MIN_WORK_PER_THREAD);
+  });
+
+  it('starts at the documented default, and validates its argument like setNumThreads', () => {
+    expect(initialMinWork).toBe(DEFAULT_MIN_WORK_PER_THREAD);
+    for (const work of [0, 1, 123_456_789, 2 ** 53]) {
+      s.setMinWorkPerThread(work);
+      expect(s.getMinWorkPerThread()).toBe(work);
+    }
+    const call = (...args: unknown[]) => () => (s.setMinWorkPerThread as (...x: unknown[]) => void)(...args);
+    for (const bad of [-1, 1.5, Number.NaN, Number.POSITIVE_INFINITY, 2 ** 53 + 2]) {
+      expect(call(bad)).toThrow(expect.objectContaining({ name: 'RangeError', code: 'ERR_OUT_OF_RANGE' }) as Error);
+    }
+    expect(call(-1)).toThrow('setMinWorkPerThread: work must be an integer in [0, 9007199254740992], got -1');
+    for (const bad of ['1', undefined, null, 1n, {}]) {
+      expect(call(bad)).toThrow(expect.objectContaining({ name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' }) as Error);
+    }
+    expect(call('1')).toThrow('setMinWorkPerThread: work must be a number');
+    expect(call()).toThrow('setMinWorkPerThread: expected 1 argument');
+    expect(call(1, 2)).toThrow(TypeError);
+    // A rejected value leaves the setting alone.
+    expect(s.getMinWorkPerThread()).toBe(2 ** 53);
+  });
+
+  /** op(A)·op(B) of fresh random operands, computed under the current settings. */
+  function multiply(m: number, n: number, k: number, seed: number, ta = false, tb = true) {
+    const a: Mat = { data: randomFloats(m * k, seed), offset: 0, ld: ta ? m : k };
+    const b: Mat = { data: randomFloats(k * n, seed + 1), offset: 0, ld: tb ? k : n };
+    const c: Mat = { data: new Float32Array(m * n), offset: 0, ld: n };
+    return {
+      run(): Float32Array {
+        c.data.fill(Number.NaN);
+        s.sgemm(ta, tb, m, n, k, 1, a.data, 0, a.ld, b.data, 0, b.ld, 0, c.data, 0, c.ld);
+        return c.data.slice();
+      },
+      error(result: Float32Array): number {
+        return relError({ data: result, offset: 0, ld: n }, m, n, reference(ta, tb, m, n, k, 1, a, b, 0, c));
+      },
+    };
+  }
+
+  // OpenBLAS does not promise equal results on 1 and 2 threads (0.3.21 differs in the last bit on
+  // about a third of [513, 32] x [32, 32]), so the checks are: a product below the threshold gives
+  // exactly the 1-thread result, one above it exactly what OpenBLAS gives on its own (threshold 0),
+  // and both agree with the float64 reference and with each other within float32 rounding.
+  it('runs a product below the threshold on one thread and restores the configured count', () => {
+    s.setNumThreads(2);
+    s.setMinWorkPerThread(1_000_000);
+    // m·n·k = 525,312 (the tiny BLT's [513, 32] x [32, 32]): above OpenBLAS's own cut-off, below 2 x 1e6.
+    const p = multiply(513, 32, 32, 11);
+    const chosen = p.run();
+    expect(s.getNumThreads()).toBe(2);
+    s.setNumThreads(1);
+    const one = p.run();
+    s.setNumThreads(2);
+    s.setMinWorkPerThread(0);
+    const openblas = p.run();
+    expect(chosen).toEqual(one);
+    expect(p.error(chosen)).toBeLessThan(1e-5);
+    expect(p.error(openblas)).toBeLessThan(1e-5);
+    expect(relError({ data: openblas, offset: 0, ld: 32 }, 513, 32, Float64Array.from(one))).toBeLessThan(1e-5);
+    expect(s.getNumThreads()).toBe(2);
+  });
+
+  it('runs a product above the threshold on the configured threads', () => {
+    s.setNumThreads(2);
+    s.setMinWorkPerThread(1_000_000);
+    // m·n·k = 4,202,496 >= 2 x 1e6: both threads, exactly as OpenBLAS alone would.
+    const p = multiply(513, 128, 64, 12, true, false);
+    const chosen = p.run();
+    expect(s.getNumThreads()).toBe(2);
+    s.setMinWorkPerThread(0);
+    const openblas = p.run();
+    s.setNumThreads(1);
+    const one = p.run();
+    expect(chosen).toEqual(openblas);
+    expect(p.error(chosen)).toBeLessThan(1e-5);
+    expect(relError({ data: one, offset: 0, ld: 128 }, 513, 128, Float64Array.from(chosen))).toBeLessThan(1e-5);
+    // With a threshold above its work, the same product runs on one thread.
+    s.setNumThreads(2);
+    s.setMinWorkPerThread(2 ** 53);
+    expect(p.run()).toEqual(one);
+    expect(s.getNumThreads()).toBe(2);
+  });
+
+  it('decides a batched call by the size of one product, not the batch', () => {
+    const [m, n, k, batch] = [513, 32, 32, 4];
+    const a = randomFloats(batch * m * k, 21);
+    const b = randomFloats(batch * k * n, 22);
+    const run = () => {
+      const c = new Float32Array(batch * m * n);
+      s.sgemmBatched(false, false, m, n, k, 1, a, 0, m * k, k, b, 0, k * n, n, 0, c, 0, m * n, n, batch);
+      return c;
+    };
+    s.setNumThreads(2);
+    // batch·m·n·k = 2.1e6 would reach two threads; each product (525,312) does not.
+    s.setMinWorkPerThread(1_000_000);
+    const chosen = run();
+    expect(s.getNumThreads()).toBe(2);
+    s.setNumThreads(1);
+    const one = run();
+    expect(chosen).toEqual(one);
+    for (let i = 0; i < batch; i++) {
+      const expected = reference(false, false, m, n, k, 1, { data: a, offset: i * m * k, ld: k }, { data: b, offset: i * k * n, ld: n }, 0, { data: chosen, offset: 0, ld: n });
+      expect(relError({ data: chosen, offset: i * m * n, ld: n }, m, n, expected)).toBeLessThan(1e-5);
+    }
+  });
+
+  it('leaves the thread count alone on calls that fail or need no product', () => {
+    s.setNumThreads(2);
+    s.setMinWorkPerThread(1_000_000);
+    expect(() => s.sgemm(false, false, 2, 2, 3, 1, new Float32Array(6), 1, 3, new Float32Array(6), 0, 2, 0, new Float32Array(4), 0, 2)).toThrow(RangeError);
+    expect(s.getNumThreads()).toBe(2);
+    const c = new Float32Array(6).fill(3);
+    s.sgemm(false, false, 2, 3, 0, 1, new Float32Array(0), 0, 1, new Float32Array(0), 0, 3, 0.5, c, 0, 3);
+    expect(Array.from(c)).toEqual([1.5, 1.5, 1.5, 1.5, 1.5, 1.5]);
+    expect(s.getNumThreads()).toBe(2);
+    // A configured single thread stays one.
+    s.setNumThreads(1);
+    multiply(64, 64, 64, 31).run();
+    expect(s.getNumThreads()).toBe(1);
   });
 });
 

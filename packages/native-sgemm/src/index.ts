@@ -90,13 +90,41 @@ export interface NativeSgemm {
    * @throws {RangeError} for anything else
    */
   setNumThreads(threads: number): void;
-  /** The number of threads OpenBLAS uses now. */
+  /**
+   * The number of threads OpenBLAS uses now: between calls, the configured count (`setNumThreads`,
+   * or OpenBLAS's start-up count), which products with enough work run on.
+   */
   getNumThreads(): number;
+  /**
+   * Sets how much work a product needs per thread, process-wide: each product (each product of a
+   * batch: OpenBLAS parallelises products, not batches) runs on `floor(m · n · k / work)` threads,
+   * at least 1 and at most {@link NativeSgemm.getNumThreads}, which is set again after the call.
+   * OpenBLAS alone splits every product above m·n·k ≈ 2.6e5 over all its threads, which then
+   * spin for ~0.1 s: on models whose products are all small that costs more than it gains. `0`
+   * leaves every product to OpenBLAS. Results depend on the thread count in the last bits
+   * (summation order), as with `setNumThreads`.
+   *
+   * @param work - `m · n · k` per thread, an integer in `[0, 2^53]`; initially
+   *   {@link DEFAULT_MIN_WORK_PER_THREAD}
+   * @throws {TypeError} when it is not a number (`code: 'ERR_INVALID_ARG_TYPE'`)
+   * @throws {RangeError} for a number that is not such an integer (`code: 'ERR_OUT_OF_RANGE'`)
+   */
+  setMinWorkPerThread(work: number): void;
+  /** The work per thread in force ({@link NativeSgemm.setMinWorkPerThread}). */
+  getMinWorkPerThread(): number;
   /** OpenBLAS's build configuration and the CPU core type it dispatched to, e.g. `'OpenBLAS 0.3.21 ... (core Zen)'`. */
   readonly config: string;
   /** Absolute path of the loaded addon. */
   readonly path: string;
 }
+
+/**
+ * The initial {@link NativeSgemm.setMinWorkPerThread}: with two threads, products below m·n·k = 6e6
+ * run on one. It lies between the tiny BLT's largest products (4.3e6), which then run as fast as on
+ * one thread, and the 10M's large ones (8.4e6 and up), which keep two; measured with `npm run bench
+ * -- native-threads` (see the README). Must equal `DEFAULT_MIN_WORK_PER_THREAD` in `native/sgemm.c`.
+ */
+export const DEFAULT_MIN_WORK_PER_THREAD = 3_000_000;
 
 /** The functions the C addon exports (see `native/sgemm.c`). */
 interface Addon {
@@ -104,6 +132,8 @@ interface Addon {
   sgemmBatched: NativeSgemm['sgemmBatched'];
   setNumThreads(threads: number): void;
   getNumThreads(): number;
+  setMinWorkPerThread(work: number): void;
+  getMinWorkPerThread(): number;
   config(): string;
 }
 
@@ -124,7 +154,7 @@ function isAddon(value: unknown): value is Addon {
   return (
     typeof v === 'object' &&
     v !== null &&
-    ['sgemm', 'sgemmBatched', 'setNumThreads', 'getNumThreads', 'config'].every((name) => typeof v[name] === 'function')
+    ['sgemm', 'sgemmBatched', 'setNumThreads', 'getNumThreads', 'setMinWorkPerThread', 'getMinWorkPerThread', 'config'].every((name) => typeof v[name] === 'function')
   );
 }
 
@@ -153,6 +183,8 @@ function load(): LoadResult {
     sgemmBatched: addon.sgemmBatched,
     setNumThreads: addon.setNumThreads,
     getNumThreads: addon.getNumThreads,
+    setMinWorkPerThread: addon.setMinWorkPerThread,
+    getMinWorkPerThread: addon.getMinWorkPerThread,
     config: addon.config(),
     path,
   });
