@@ -14,6 +14,7 @@ import {
   type SafetensorsFile,
   type TransformerBlock,
   createTransformerStack,
+  localAttentionBlockSize,
   causalMask,
   documentIds,
   dtypeByteSize,
@@ -29,8 +30,6 @@ import { PatcherError } from './errors.js';
 /** Metadata key under which our checkpoints store the entropy model's arguments (JSON). */
 export const ARGS_METADATA_KEY = 'entropy_model_args';
 
-/** Queries per block of windowed attention on long rows. */
-const LOCAL_BLOCK = 256;
 /** Contexts per model call when a long input is cut into contexts. */
 const CONTEXT_BATCH = 4;
 
@@ -221,8 +220,8 @@ export class EntropyModel {
       : undefined;
     // Long windowed rows are computed block by block (memory N·window, not N²).
     const mask: AttentionMask =
-      a.window !== undefined && seqLen > LOCAL_BLOCK
-        ? { kind: 'local', batch, seqLen, window: a.window, documents: docs ?? [], blockSize: LOCAL_BLOCK }
+      a.window !== undefined && seqLen > localAttentionBlockSize(a.window)
+        ? { kind: 'local', batch, seqLen, window: a.window, documents: docs ?? [] }
         : maskTensors(causalMask(batch, seqLen, { window: a.window, documents: docs }), batch, seqLen, seqLen);
     const rope = this.rope.tables(0, seqLen);
     try {

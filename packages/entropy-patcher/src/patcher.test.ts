@@ -103,7 +103,7 @@ describe.skipIf(!existsSync(WEIGHTS))('EntropyPatcher on the golden entropy mode
 
   it('computes long windowed rows block by block, depending only on the receptive field', async () => {
     const patcher = await EntropyPatcher.fromSafetensors(WEIGHTS, { args, threshold: 5.1 });
-    const text = 'The quick brown fox jumps over the lazy dog. '.repeat(14); // 630 bytes: 3 blocks of 256 queries
+    const text = 'The quick brown fox jumps over the lazy dog. '.repeat(14); // 630 bytes: 10 blocks of 64 queries (window 16)
     const ids = [1, ...Array.from(new TextEncoder().encode(text), (b) => b + 4)];
     const [full] = await patcher.model.entropies([ids]);
     // 2 layers with window 16 see 2·15 = 30 positions back: from t >= 280 a row starting at 250

@@ -7,6 +7,7 @@ import {
   causalMask,
   documentIds,
   groupMask,
+  localAttentionBlockSize,
   maskTensors,
   prefixTap,
 } from '@bytelatent/nn';
@@ -25,9 +26,6 @@ export interface RopeTables {
   readonly cos: tf.Tensor;
   readonly sin: tf.Tensor;
 }
-
-/** Queries per block of windowed attention on long rows (memory N·window instead of N²). */
-const LOCAL_BLOCK = 256;
 
 /**
  * One pre-norm block (golden Semantics 11), reporting every sub-module output under its reference
@@ -104,7 +102,8 @@ export interface LocalMaskOptions {
   readonly window?: number;
   /** Documents are split after each token with this id (default 2, EOS). */
   readonly eosId?: number;
-  /** Compute windowed attention block by block above this many positions (default 256). */
+  /** Compute windowed attention block by block above this many positions (memory N·window instead
+   * of N²; default `localAttentionBlockSize(window)` of @bytelatent/nn). */
   readonly blockSize?: number;
 }
 
@@ -121,9 +120,9 @@ export interface LocalMaskOptions {
 export function localSelfAttentionMask(rows: readonly ArrayLike<number>[], seqLen: number, options: LocalMaskOptions = {}): AttentionMask {
   const docs = paddedDocuments(rows, seqLen, options.eosId ?? 2);
   const batch = rows.length;
-  const blockSize = options.blockSize ?? LOCAL_BLOCK;
-  if (options.window !== undefined && seqLen > blockSize) {
-    return { kind: 'local', batch, seqLen, window: options.window, documents: docs, blockSize };
+  if (options.window !== undefined) {
+    const blockSize = options.blockSize ?? localAttentionBlockSize(options.window);
+    if (seqLen > blockSize) return { kind: 'local', batch, seqLen, window: options.window, documents: docs, blockSize };
   }
   return maskTensors(causalMask(batch, seqLen, { window: options.window, documents: docs }), batch, seqLen, seqLen);
 }

@@ -39,6 +39,7 @@ export {
   groupMask,
   initStdDivisor,
   loadReferenceWeights,
+  localAttentionBlockSize,
   maskTensors,
   prefixTap,
   referenceStateDict,

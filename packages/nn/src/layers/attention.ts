@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { NnError, checkInt } from './errors.js';
 import { Linear, type WeightInit } from './linear.js';
-import { type LocalAttentionSpec, type MaskTensors, causalMaskBlock, maskArrays } from './masks.js';
+import { type LocalAttentionSpec, type MaskTensors, causalMaskBlock, localAttentionBlockSize, maskArrays } from './masks.js';
 import type { ParameterScope } from './parameters.js';
 import { RMSNorm } from './rms-norm.js';
 import { applyRotary } from './rotary.js';
@@ -79,7 +79,7 @@ function blockedLocalAttention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, spec: L
   if (seqLen !== spec.seqLen || k.shape[2] !== seqLen) {
     throw new NnError('SHAPE_MISMATCH', `local attention spec is for ${spec.seqLen} positions, got queries ${seqLen} and keys ${k.shape[2]}`);
   }
-  const blockSize = spec.blockSize ?? 256;
+  const blockSize = spec.blockSize ?? localAttentionBlockSize(spec.window);
   checkInt('blockSize', blockSize, 1);
   return tf.tidy(() => {
     const outputs: tf.Tensor[] = [];

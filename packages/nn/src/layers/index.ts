@@ -19,6 +19,7 @@ export {
   causalMaskBlock,
   documentIds,
   groupMask,
+  localAttentionBlockSize,
   maskTensors,
   type CausalMaskOptions,
   type LocalAttentionSpec,

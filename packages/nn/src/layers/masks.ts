@@ -82,6 +82,17 @@ export function causalMaskBlock(
 }
 
 /**
+ * Queries per block of windowed attention for a window: twice the window, at least 64. Each block
+ * computes `blockSize × (blockSize + window)` scores, of which only `window` per query are
+ * visible, while each block costs ~30 kernel launches forward and backward; measured on a BLT
+ * training step (wasm), against the former fixed 256: window 24 → 64 is 8 % faster (32: 0 %,
+ * 128: 6 %), window 512 → 1024 (one dense block for 513 positions) 4 % faster.
+ */
+export function localAttentionBlockSize(window: number): number {
+  return Math.max(64, 2 * window);
+}
+
+/**
  * Causal attention described instead of materialised: {@link scaledDotProductAttention} then
  * computes it block by block (queries in blocks of `blockSize`, each against the keys its window
  * can reach), so memory grows with `N · window`, not `N²`. Results equal the dense mask's up to
@@ -94,7 +105,7 @@ export interface LocalAttentionSpec {
   readonly seqLen: number;
   readonly window: number;
   readonly documents?: readonly Int32Array[];
-  /** Queries per block (default 256). */
+  /** Queries per block (default {@link localAttentionBlockSize} of the window). */
   readonly blockSize?: number;
 }
 
