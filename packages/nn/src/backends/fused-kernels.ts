@@ -1,7 +1,7 @@
 /**
- * Fused kernels for the CPU-side backends (wasm and cpu): RMSNorm forward and gradient, each one
- * kernel call instead of the ~6 (forward) and ~20 (gradient) small tfjs kernels, and their tape
- * entries, of the composite op. A tiny BLT training step ran ~2,600 kernels, and the engine's cost per
+ * Fused kernels for the CPU-side backends (wasm and cpu): RMSNorm and RoPE, forward and gradient,
+ * each one kernel call instead of the ~6-8 (forward) and ~10-20 (gradient) small tfjs kernels, and
+ * their tape entries, of the composite ops. A tiny BLT training step ran ~2,600 kernels, and the engine's cost per
  * kernel, not arithmetic, set its speed (docs/performance.md, section 6).
  *
  * The arithmetic is plain JavaScript over the backend's memory (the wasm heap, the cpu backend's
@@ -16,6 +16,8 @@ import type { KernelConfig, KernelFunc, NamedAttrMap, NamedTensorInfoMap, Tensor
 export const FUSED_KERNELS = {
   rmsNorm: 'BytelatentRmsNorm',
   rmsNormGrad: 'BytelatentRmsNormGrad',
+  rotary: 'BytelatentRotary',
+  rotaryGrad: 'BytelatentRotaryGrad',
 } as const;
 
 /** What a kernel needs from a backend that keeps float32 tensors in host-visible memory. */
@@ -73,6 +75,31 @@ function rmsNormGradRows(dy: Float32Array, x: Float32Array, w: Float32Array, dx:
   dw.set(dwAcc);
 }
 
+/**
+ * RoPE on `[rows, S, H, D]` with `[S, D]` tables (each pair's angle twice): for each pair
+ * `(x0, x1)`, `(x0·cos − x1·sin, x1·cos + x0·sin)`; `sign = −1` applies the inverse rotation, the
+ * gradient.
+ */
+function rotaryRows(x: Float32Array, cos: Float32Array, sin: Float32Array, y: Float32Array, s: number, h: number, d: number, sign: number): void {
+  const rows = x.length / (s * h * d);
+  for (let r = 0; r < rows; r++) {
+    for (let p = 0; p < s; p++) {
+      const table = p * d;
+      for (let head = 0; head < h; head++) {
+        const base = ((r * s + p) * h + head) * d;
+        for (let j = 0; j < d; j += 2) {
+          const c = cos[table + j]!;
+          const n = sign * sin[table + j]!;
+          const x0 = x[base + j]!;
+          const x1 = x[base + j + 1]!;
+          y[base + j] = x0 * c - x1 * n;
+          y[base + j + 1] = x1 * c + x0 * n;
+        }
+      }
+    }
+  }
+}
+
 /** The fused kernel configs for one backend. */
 export function fusedKernelConfigs<B>(backendName: string, memory: HostMemory<B>): KernelConfig[] {
   const kernel = (kernelName: string, fn: (args: Args<B>) => TensorInfo | TensorInfo[]): KernelConfig => ({
@@ -99,5 +126,20 @@ export function fusedKernelConfigs<B>(backendName: string, memory: HostMemory<B>
       rmsNormGradRows(v(dy), v(x), v(w), v(dx), v(dw), w.shape[0]!, args.attrs?.['eps'] as number);
       return [dx, dw];
     }),
+    ...([
+      [FUSED_KERNELS.rotary, 'x', 1],
+      [FUSED_KERNELS.rotaryGrad, 'dy', -1],
+    ] as const).map(([name, inputName, sign]) =>
+      kernel(name, (args) => {
+        const x = input(args, inputName);
+        const cos = input(args, 'cos');
+        const sin = input(args, 'sin');
+        const y = memory.allocate(args.backend, x.shape);
+        const [s, h, d] = x.shape.slice(-3) as [number, number, number];
+        const v = (t: TensorInfo) => memory.values(args.backend, t);
+        rotaryRows(v(x), v(cos), v(sin), v(y), s, h, d, sign);
+        return y;
+      }),
+    ),
   ];
 }

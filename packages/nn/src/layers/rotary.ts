@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { FUSED_KERNELS } from '../backends/fused-kernels.js';
 import { NnError, checkInt } from './errors.js';
 
 /**
@@ -120,6 +121,9 @@ function pairSwap(d: number): Float32Array {
  * @param x - `[B, S, H, headDim]`
  * @param cos - `[S, headDim]`, from {@link RotaryEmbedding.tables} (each pair's angle twice)
  * @param sin - `[S, headDim]`, likewise
+ * One fused kernel (and one for the gradient) where the backend has it (wasm and cpu, see
+ * `../backends/fused-kernels.ts`), the composite above elsewhere (webgpu).
+ *
  * @returns same shape as `x`
  * @throws {NnError} `SHAPE_MISMATCH` when the tables are not `[S, headDim]`
  */
@@ -130,8 +134,26 @@ export function applyRotary(x: tf.Tensor, cos: tf.Tensor, sin: tf.Tensor): tf.Te
       throw new NnError('SHAPE_MISMATCH', `RoPE ${name} table must be [${s}, ${d}] (positions, headDim) for x of shape [${x.shape.join(', ')}], got [${t.shape.join(', ')}]`);
     }
   }
+  const fusable = x.dtype === 'float32' && cos.dtype === 'float32' && sin.dtype === 'float32' && x.size > 0;
+  if (fusable && tf.getKernel(FUSED_KERNELS.rotary, tf.getBackend()) !== undefined) {
+    return tf.engine().runKernel(FUSED_KERNELS.rotary, { x, cos, sin }) as tf.Tensor;
+  }
   return tf.tidy(() => {
     const swapped = tf.reshape(tf.matMul(tf.reshape(x, [-1, d]), tf.tensor2d(pairSwap(d), [d, d])), [b, s, h, d]);
     return tf.add(tf.mul(x, tf.reshape(cos, [1, s, 1, d])), tf.mul(swapped, tf.reshape(sin, [1, s, 1, d])));
   });
 }
+
+// The fused kernel's gradient: the inverse rotation of dy (the tables are constants).
+tf.registerGradient({
+  kernelName: FUSED_KERNELS.rotary,
+  inputsToSave: ['cos', 'sin'],
+  gradFunc: (dy, saved) => {
+    const [cos, sin] = saved as [tf.Tensor, tf.Tensor];
+    return {
+      x: () => tf.engine().runKernel(FUSED_KERNELS.rotaryGrad, { dy: dy as tf.Tensor, cos, sin }) as tf.Tensor,
+      cos: () => tf.zerosLike(cos),
+      sin: () => tf.zerosLike(sin),
+    };
+  },
+});
