@@ -55,7 +55,7 @@ interface BlockLayout {
   readonly keyIndex: Int32Array;
   /** `[batch, 1, blocks, blockSize, keysPerBlock]` additive mask. */
   readonly bias: Float32Array;
-  /** `[batch, 1, blocks, blockSize, 1]`: 0 for query slots that see no key (padding past the row). */
+  /** `[batch, 1, blocks, blockSize, 1]`: 0 for query slots that see no key; null when every slot sees one. */
   readonly rowValid: Float32Array | null;
 }
 
@@ -89,6 +89,10 @@ function blockLayout(spec: LocalAttentionSpec, blockSize: number): BlockLayout {
         const dst = ((b * blocks + blk) * blockSize + i) * keysPerBlock + (from - firstKey);
         mask.set(part.subarray(src, src + to - from), dst);
       }
+      // Padding query slots (past the row, sliced away after) see their last key slot: a row
+      // seeing nothing would need the row-valid product, a broadcast multiply that is slow on
+      // wasm (~2 ms per layer for a tiny BLT).
+      for (let i = queries; i < blockSize; i++) mask[((b * blocks + blk) * blockSize + i + 1) * keysPerBlock - 1] = 1;
     }
   }
   const { bias, rowValid } = maskArrays(mask, batch, blocks * blockSize, keysPerBlock);
