@@ -3,6 +3,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import '../backends/wasm-kernels.js';
 import '../register-gradients.js';
 import { afterAll, describe, expect, it } from 'vitest';
+import { maxAbsDiff, randomTensor } from '../test-fixtures.js';
 import { seededUniform } from './init.js';
 import { sparseCrossEntropy } from './loss.js';
 
@@ -13,22 +14,12 @@ function viaLogSoftmax(logits: tf.Tensor, targets: Int32Array): tf.Tensor {
   return tf.neg(tf.sum(tf.mul(tf.logSoftmax(logits), onehot), -1));
 }
 
-function randomLogits(shape: number[], scale: number, seed: number): tf.Tensor {
-  const random = seededUniform(seed);
-  return tf.tensor(Float32Array.from({ length: shape.reduce((p, d) => p * d, 1) }, () => (random() * 2 - 1) * scale), shape);
-}
 
 function randomTargets(n: number, vocab: number, seed: number): Int32Array {
   const random = seededUniform(seed);
   return Int32Array.from({ length: n }, () => Math.floor(random() * vocab));
 }
 
-const maxDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
-  expect(a.length).toBe(b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
-  return m;
-};
 
 afterAll(async () => {
   await tf.setBackend('cpu');
@@ -47,14 +38,14 @@ describe('sparseCrossEntropy', () => {
       it(`${backend}, logits up to ±${scale}: values and gradients equal the logSoftmax formula to float32 rounding`, async () => {
         await tf.setBackend(backend);
         const shape = [2, 37, 260];
-        const logits = randomLogits(shape, scale, 7 + scale);
+        const logits = randomTensor(shape, 7 + scale, scale);
         const targets = randomTargets(2 * 37, 260, 3);
-        const weights = randomLogits([2, 37], 1, 5); // a non-uniform upstream gradient
+        const weights = randomTensor([2, 37], 5, 1); // a non-uniform upstream gradient
         const ours = tf.valueAndGrad((x: tf.Tensor) => tf.sum(tf.mul(sparseCrossEntropy(x, targets), weights)))(logits);
         const reference = tf.valueAndGrad((x: tf.Tensor) => tf.sum(tf.mul(viaLogSoftmax(x, targets), weights)))(logits);
-        expect(maxDiff(await sparseCrossEntropy(logits, targets).data(), await viaLogSoftmax(logits, targets).data())).toBeLessThan(scale * 1e-6);
+        expect(maxAbsDiff(await sparseCrossEntropy(logits, targets).data(), await viaLogSoftmax(logits, targets).data())).toBeLessThan(scale * 1e-6);
         expect(Math.abs((await ours.value.data())[0]! - (await reference.value.data())[0]!)).toBeLessThan(scale * 1e-4);
-        expect(maxDiff(await ours.grad.data(), await reference.grad.data())).toBeLessThan(1e-6);
+        expect(maxAbsDiff(await ours.grad.data(), await reference.grad.data())).toBeLessThan(1e-6);
         tf.dispose([logits, weights, ours.value, ours.grad, reference.value, reference.grad]);
       });
     }
@@ -77,7 +68,7 @@ describe('sparseCrossEntropy', () => {
 
   it('leaks no tensor over repeated forward and backward passes', async () => {
     await tf.setBackend('wasm');
-    const logits = randomLogits([4, 10], 3, 1);
+    const logits = randomTensor([4, 10], 1, 3);
     const targets = randomTargets(4, 10, 2);
     const before = tf.memory().numTensors;
     for (let i = 0; i < 3; i++) {

@@ -4,7 +4,7 @@ import '../backends/wasm-kernels.js';
 import '../register-gradients.js';
 import { afterAll, describe, expect, it } from 'vitest';
 import { FUSED_KERNELS } from '../backends/fused-kernels.js';
-import { seededUniform } from './init.js';
+import { maxAbsDiff, randomTensor } from '../test-fixtures.js';
 import { rmsNorm } from './rms-norm.js';
 
 /** The composite op (what webgpu runs), whatever kernels are registered. */
@@ -12,17 +12,6 @@ function composite(x: tf.Tensor, weight: tf.Tensor, eps: number): tf.Tensor {
   return tf.mul(tf.mul(x, tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), eps))), weight);
 }
 
-function random(shape: number[], seed: number, scale = 1): tf.Tensor {
-  const r = seededUniform(seed);
-  return tf.tensor(Float32Array.from({ length: shape.reduce((p, d) => p * d, 1) }, () => (r() * 2 - 1) * scale), shape);
-}
-
-const maxDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
-  expect(a.length).toBe(b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
-  return m;
-};
 
 afterAll(async () => {
   await tf.setBackend('cpu');
@@ -38,17 +27,17 @@ describe('rmsNorm (fused kernel on cpu and wasm)', () => {
       it(`${backend} ${name}: values and both gradients equal the composite op`, async () => {
         await tf.setBackend(backend);
         const d = shape[shape.length - 1]!;
-        const x = random([...shape], 1, scale);
-        const weight = random([d], 2);
-        const upstream = random([...shape], 3);
+        const x = randomTensor([...shape], 1, scale);
+        const weight = randomTensor([d], 2);
+        const upstream = randomTensor([...shape], 3);
         const loss = (f: typeof rmsNorm) => (a: tf.Tensor, w: tf.Tensor) => tf.sum(tf.mul(f(a, w, 1e-5), upstream));
         const ours = tf.grads(loss(rmsNorm))([x, weight]);
         const theirs = tf.grads(loss(composite))([x, weight]);
-        expect(maxDiff(await rmsNorm(x, weight, 1e-5).data(), await composite(x, weight, 1e-5).data())).toBeLessThan(2e-6);
+        expect(maxAbsDiff(await rmsNorm(x, weight, 1e-5).data(), await composite(x, weight, 1e-5).data())).toBeLessThan(2e-6);
         for (const i of [0, 1]) {
           const expected = await theirs[i]!.data();
           const largest = Math.max(...Array.from(expected, Math.abs));
-          expect(maxDiff(await ours[i]!.data(), expected) / largest).toBeLessThan(1e-5); // relative to the gradient's size
+          expect(maxAbsDiff(await ours[i]!.data(), expected) / largest).toBeLessThan(1e-5); // relative to the gradient's size
         }
         tf.dispose([x, weight, upstream, ...ours, ...theirs]);
       });
@@ -56,8 +45,8 @@ describe('rmsNorm (fused kernel on cpu and wasm)', () => {
 
     it(`${backend}: runs as one kernel forward and one for both gradients`, async () => {
       await tf.setBackend(backend);
-      const x = random([4, 8], 4);
-      const weight = tf.variable(random([8], 5));
+      const x = randomTensor([4, 8], 4);
+      const weight = tf.variable(randomTensor([8], 5));
       const profile = await tf.profile(() => {
         const { value, grads } = tf.variableGrads(() => tf.sum(rmsNorm(x, weight, 1e-5)), [weight]);
         tf.dispose([value, ...Object.values(grads)]);
@@ -71,8 +60,8 @@ describe('rmsNorm (fused kernel on cpu and wasm)', () => {
 
     it(`${backend}: leaks no tensor over repeated forward and backward passes`, async () => {
       await tf.setBackend(backend);
-      const x = random([6, 16], 6);
-      const weight = random([16], 7);
+      const x = randomTensor([6, 16], 6);
+      const weight = randomTensor([16], 7);
       const before = tf.memory().numTensors;
       for (let i = 0; i < 3; i++) {
         const g = tf.grads((a: tf.Tensor, w: tf.Tensor) => tf.sum(rmsNorm(a, w, 1e-5)))([x, weight]);
@@ -85,9 +74,9 @@ describe('rmsNorm (fused kernel on cpu and wasm)', () => {
 
   it('falls back to the composite op for a broadcast weight', async () => {
     await tf.setBackend('cpu');
-    const x = random([3, 4], 8);
+    const x = randomTensor([3, 4], 8);
     const w = tf.scalar(2);
-    expect(maxDiff(await rmsNorm(x, w, 1e-5).data(), await composite(x, w, 1e-5).data())).toBe(0);
+    expect(maxAbsDiff(await rmsNorm(x, w, 1e-5).data(), await composite(x, w, 1e-5).data())).toBe(0);
     tf.dispose([x, w]);
   });
 });

@@ -4,13 +4,9 @@ import '../backends/wasm-kernels.js';
 import '../register-gradients.js';
 import { afterAll, describe, expect, it } from 'vitest';
 import { FUSED_KERNELS } from '../backends/fused-kernels.js';
-import { seededUniform } from './init.js';
+import { maxAbsDiff, randomTensor } from '../test-fixtures.js';
 import { RotaryEmbedding, applyRotary } from './rotary.js';
 
-function random(shape: number[], seed: number): tf.Tensor {
-  const r = seededUniform(seed);
-  return tf.tensor(Float32Array.from({ length: shape.reduce((p, d) => p * d, 1) }, () => r() * 2 - 1), shape);
-}
 
 /** Runs `fn` with the fused rotary kernels unregistered: applyRotary's composite path (webgpu's). */
 function composite<T>(fn: () => T): T {
@@ -24,12 +20,6 @@ function composite<T>(fn: () => T): T {
   }
 }
 
-const maxDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
-  expect(a.length).toBe(b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
-  return m;
-};
 
 afterAll(async () => {
   await tf.setBackend('cpu');
@@ -41,8 +31,8 @@ describe('applyRotary (fused kernel on cpu and wasm)', () => {
       await tf.setBackend(backend);
       const [b, s, h, d] = [2, 37, 3, 16];
       const { cos, sin } = new RotaryEmbedding(d, 10000, 64).tables(5, s);
-      const x = random([b, s, h, d], 1);
-      const upstream = random([b, s, h, d], 2);
+      const x = randomTensor([b, s, h, d], 1);
+      const upstream = randomTensor([b, s, h, d], 2);
       const run = () => {
         const y = applyRotary(x, cos, sin);
         const g = tf.grad((t: tf.Tensor) => tf.sum(tf.mul(applyRotary(t, cos, sin), upstream)))(x);
@@ -50,15 +40,15 @@ describe('applyRotary (fused kernel on cpu and wasm)', () => {
       };
       const [ours, oursGrad] = run();
       const [theirs, theirsGrad] = composite(run);
-      expect(maxDiff(await ours!.data(), await theirs!.data())).toBeLessThan(1e-6);
-      expect(maxDiff(await oursGrad!.data(), await theirsGrad!.data())).toBeLessThan(1e-6);
+      expect(maxAbsDiff(await ours!.data(), await theirs!.data())).toBeLessThan(1e-6);
+      expect(maxAbsDiff(await oursGrad!.data(), await theirsGrad!.data())).toBeLessThan(1e-6);
       tf.dispose([x, upstream, cos, sin, ours!, theirs!, oursGrad!, theirsGrad!]);
     });
 
     it(`${backend}: one kernel forward, one for the gradient, no leak`, async () => {
       await tf.setBackend(backend);
       const { cos, sin } = new RotaryEmbedding(8, 10000, 16).tables(0, 4);
-      const x = tf.variable(random([1, 4, 2, 8], 3));
+      const x = tf.variable(randomTensor([1, 4, 2, 8], 3));
       const before = tf.memory().numTensors;
       const profile = await tf.profile(() => {
         const { value, grads } = tf.variableGrads(() => tf.sum(applyRotary(x, cos, sin)), [x]);
