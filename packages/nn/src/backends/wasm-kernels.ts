@@ -210,19 +210,25 @@ function broadcastBatch(a: readonly number[], b: readonly number[]): number[] | 
   return out;
 }
 
+/** Per axis of `out`, the step of `operand`'s flat index (0 along broadcast axes; operand right-aligned). */
+function broadcastStrides(out: readonly number[], operand: readonly number[]): number[] {
+  const rank = out.length;
+  const strides = new Array<number>(rank).fill(0);
+  for (let i = rank - 1, s = 1; i >= 0; i--) {
+    const dim = operand[operand.length - rank + i] ?? 1;
+    strides[i] = dim === 1 ? 0 : s;
+    s *= dim;
+  }
+  return strides;
+}
+
 /**
  * For each flat index of the batch shape `out`, the flat index of the batch it reads in an operand
  * of batch shape `operand` (which broadcasts to `out`).
  */
 export function broadcastIndices(out: readonly number[], operand: readonly number[]): Int32Array {
   const rank = out.length;
-  const dims = Array.from({ length: rank }, (_, i) => operand[operand.length - rank + i] ?? 1);
-  // Strides of the operand's batches, 0 along broadcast axes.
-  const strides = new Array<number>(rank).fill(0);
-  for (let i = rank - 1, s = 1; i >= 0; i--) {
-    strides[i] = dims[i] === 1 ? 0 : s;
-    s *= dims[i]!;
-  }
+  const strides = broadcastStrides(out, operand);
   const indices = new Int32Array(sizeOf(out));
   for (let flat = 0; flat < indices.length; flat++) {
     let rest = flat;
@@ -617,17 +623,6 @@ function fastGatherV2(original: KernelConfig): KernelFunc {
   };
 }
 
-/** Per axis of `out`, the step of `operand`'s flat index (0 along broadcast axes; operand right-aligned). */
-function broadcastStrides(out: readonly number[], operand: readonly number[]): number[] {
-  const rank = out.length;
-  const strides = new Array<number>(rank).fill(0);
-  for (let i = rank - 1, s = 1; i >= 0; i--) {
-    const dim = operand[operand.length - rank + i] ?? 1;
-    strides[i] = dim === 1 ? 0 : s;
-    s *= dim;
-  }
-  return strides;
-}
 
 /**
  * `Equal` as a JavaScript loop over the wasm heap. The original takes ~8 ns per element on equal
