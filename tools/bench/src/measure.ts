@@ -1,7 +1,20 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { type BackendInfo, initBackend } from '@bytelatent/nn';
 
 // Benches print one JSON line: keep tfjs's console advice out of the output.
 tf.env().set('PROD', true);
+
+/** The backends a bench can run on: `wasm-nonative` is wasm with its own matmul kernels, not OpenBLAS's. */
+export type BenchBackend = 'cpu' | 'wasm' | 'wasm-nonative' | 'webgpu';
+
+/** Selects a bench backend (software WebGPU allowed: these benches measure it on purpose). */
+export function initBenchBackend(backend: BenchBackend): Promise<BackendInfo> {
+  return initBackend({
+    backend: backend === 'wasm-nonative' ? 'wasm' : backend,
+    allowSoftwareGpu: true,
+    ...(backend === 'wasm-nonative' ? { nativeMatMul: 'off' as const } : {}),
+  });
+}
 
 /** Median of `runs` timings of `fn`, in seconds, after one warm-up call. */
 export function medianSeconds(fn: () => unknown, runs: number): number {

@@ -1,9 +1,8 @@
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
 import { ByteLatentTransformer } from '@bytelatent/blt';
-import { initBackend } from '@bytelatent/nn';
 import { BLT_CONFIGS, type BltConfigName, bltInput } from './blt-configs.js';
-import { report } from './measure.js';
+import { type BenchBackend, initBenchBackend, report } from './measure.js';
 
 // Where one BLT step's time goes: tf.profile of a forward or a forward+backward on one backend,
 // kernels grouped by name (calls, kernel ms, share), plus the step's wall time and the time spent
@@ -25,11 +24,7 @@ if (opts.help) {
 const config = opts.config as BltConfigName;
 if (!(config in BLT_CONFIGS)) throw new Error(`unknown configuration ${config}\n${HELP}`);
 if (opts.mode !== 'forward' && opts.mode !== 'train') throw new Error(`unknown mode ${opts.mode}\n${HELP}`);
-const info = await initBackend({
-  backend: opts.backend === 'wasm-nonative' ? 'wasm' : (opts.backend as 'wasm' | 'cpu' | 'webgpu'),
-  allowSoftwareGpu: true,
-  ...(opts.backend === 'wasm-nonative' ? { nativeMatMul: 'off' as const } : {}),
-});
+const info = await initBenchBackend(opts.backend as BenchBackend);
 
 const input = bltInput();
 const model = new ByteLatentTransformer(BLT_CONFIGS[config], 1);

@@ -1,9 +1,8 @@
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
 import { ByteLatentTransformer } from '@bytelatent/blt';
-import { initBackend } from '@bytelatent/nn';
 import { BLT_CONFIGS, type BltConfigName, bltInput } from '../blt-configs.js';
-import { report } from '../measure.js';
+import { type BenchBackend, initBenchBackend, report } from '../measure.js';
 
 // BLT forward and forward+backward throughput (bytes/s) per backend, for the tiny golden
 // configuration and a ~10M-parameter one (../blt-configs.ts). Static 4-byte patches, so no
@@ -29,8 +28,8 @@ if (opts.help) {
   console.log(HELP);
   process.exit(0);
 }
-type Backend = 'cpu' | 'wasm' | 'wasm-nonative' | 'webgpu';
-const BACKENDS = opts.backends.split(',') as Backend[];
+
+const BACKENDS = opts.backends.split(',') as BenchBackend[];
 const CONFIGS = opts.configs.split(',') as BltConfigName[];
 const MODES = opts.modes.split(',');
 const RUNS = Number(opts.runs);
@@ -63,11 +62,7 @@ const figures: Record<string, number | string> = { bench: 'blt', bytes_per_step:
 for (const backend of BACKENDS) {
   const key = backend.replace('-', '_');
   try {
-    const info = await initBackend({
-      backend: backend === 'wasm-nonative' ? 'wasm' : backend,
-      allowSoftwareGpu: true,
-      ...(backend === 'wasm-nonative' ? { nativeMatMul: 'off' as const } : {}),
-    });
+    const info = await initBenchBackend(backend);
     // wasm runs its matmuls on OpenBLAS when @bytelatent/native-sgemm is built: say which ran.
     if (info.nativeMatMul !== undefined) figures[`${key}_matmul`] = info.nativeMatMul.active ? info.nativeMatMul.reason : 'wasm kernels';
     if (info.adapter !== undefined) figures[`${key}_adapter`] = `${info.adapter}${info.software === true ? ' (software)' : ''}`;

@@ -1,6 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { initBackend } from '@bytelatent/nn';
-import { report } from '../measure.js';
+import { initBenchBackend, medianSeconds, report } from '../measure.js';
 
 // float32 matmul GFLOP/s per tfjs backend against this machine's OpenBLAS peak, measured in the
 // same process: OpenBLAS cblas_sgemm called directly on Float32Arrays (through the optional
@@ -35,16 +34,8 @@ try {
     const c = new Float32Array(n * n);
     for (const threads of [1, 2]) {
       blas.setNumThreads(threads);
-      const run = () => blas.sgemm(false, false, n, n, n, 1, a, 0, n, a, 0, n, 0, c, 0, n);
-      run();
-      const times: number[] = [];
-      for (let i = 0; i < RUNS; i++) {
-        const t = performance.now();
-        run();
-        times.push((performance.now() - t) / 1000);
-      }
-      times.sort((x, y) => x - y);
-      const g = flop(n) / times[Math.floor(RUNS / 2)]! / 1e9;
+      const seconds = medianSeconds(() => blas.sgemm(false, false, n, n, n, 1, a, 0, n, a, 0, n, 0, c, 0, n), RUNS);
+      const g = flop(n) / seconds / 1e9;
       figures[`openblas_${n}_t${threads}_gflop_s`] = g;
       if (threads === 2) peak = Number.isFinite(peak) ? Math.max(peak, g) : g;
     }
@@ -58,11 +49,7 @@ try {
 for (const backend of ['cpu', 'wasm-nonative', 'wasm', 'webgpu'] as const) {
   const key = backend.replace('-', '_');
   try {
-    const info = await initBackend({
-      backend: backend === 'wasm-nonative' ? 'wasm' : backend,
-      allowSoftwareGpu: true,
-      ...(backend === 'wasm-nonative' ? { nativeMatMul: 'off' as const } : {}),
-    });
+    const info = await initBenchBackend(backend);
     if (info.nativeMatMul !== undefined) figures[`${key}_matmul`] = info.nativeMatMul.active ? 'OpenBLAS' : 'wasm kernels (XNNPACK)';
     if (info.adapter !== undefined) figures[`${key}_adapter`] = `${info.adapter}${info.software === true ? ' (software)' : ''}`;
   } catch {

@@ -3,9 +3,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import { encode } from '@bytelatent/bytes';
 import { ByteLatentTransformer } from '@bytelatent/blt';
 import { findPatchBoundaries } from '@bytelatent/entropy-patcher';
-import { initBackend } from '@bytelatent/nn';
 import { BLT_CONFIGS } from '../blt-configs.js';
-import { report, syntheticText } from '../measure.js';
+import { type BenchBackend, initBenchBackend, report, syntheticText } from '../measure.js';
 
 // Memory over a long training run: the tiny BLT trained for 1,000 steps (loss, gradients, Adam
 // update — what apps/train does each step, with tfjs's own Adam instead of the app's AdamW), one
@@ -23,13 +22,9 @@ const { values: opts } = parseArgs({
 const STEPS = Number(opts.steps);
 const EVERY = Number(opts.every);
 // cpu, wasm (OpenBLAS matmuls when @bytelatent/native-sgemm is built), wasm-nonative, webgpu.
-const backend = opts.backend as 'cpu' | 'wasm' | 'wasm-nonative' | 'webgpu';
+const backend = opts.backend as BenchBackend;
 
-const info = await initBackend({
-  backend: backend === 'wasm-nonative' ? 'wasm' : backend,
-  allowSoftwareGpu: true,
-  ...(backend === 'wasm-nonative' ? { nativeMatMul: 'off' as const } : {}),
-});
+const info = await initBenchBackend(backend);
 const model = new ByteLatentTransformer(BLT_CONFIGS.tiny, 1);
 const variables = model.registry.list().map((p) => p.variable);
 const optimizer = tf.train.adam(1e-3);
