@@ -21,7 +21,6 @@ import copy
 import hashlib
 import json
 import os
-import struct
 import subprocess
 import sys
 
@@ -303,52 +302,9 @@ finally:
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-# ---------------------------------------------------------------------------------------------
-# safetensors (the standard format: u64 LE header length, JSON header padded to 8 bytes, raw data)
-# ---------------------------------------------------------------------------------------------
-_ST_DTYPES = {torch.float32: "F32", torch.int64: "I64", torch.uint8: "U8"}
-_ST_TORCH = {v: k for k, v in _ST_DTYPES.items()}
-
-
-def write_safetensors(path, tensors, metadata=None):
-    header = {}
-    if metadata:
-        header["__metadata__"] = metadata
-    blobs = []
-    offset = 0
-    for name, t in tensors.items():
-        t = t.detach().contiguous().cpu()
-        if t.dtype == torch.bool:
-            t = t.to(torch.uint8)
-        assert t.dtype in _ST_DTYPES, (name, t.dtype)
-        data = t.numpy().tobytes() if t.numel() else b""
-        header[name] = {"dtype": _ST_DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
-        offset += len(data)
-        blobs.append(data)
-    raw = json.dumps(header, separators=(",", ":")).encode()
-    raw += b" " * ((8 - len(raw) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(raw)))
-        f.write(raw)
-        for b in blobs:
-            f.write(b)
-
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        raw = f.read()
-    (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8 : 8 + n])
-    out = {}
-    for key, info in header.items():
-        if key == "__metadata__":
-            continue
-        a, b = info["data_offsets"]
-        dtype = _ST_TORCH[info["dtype"]]
-        buf = bytearray(raw[8 + n + a : 8 + n + b])
-        t = torch.frombuffer(buf, dtype=dtype) if b > a else torch.empty(0, dtype=dtype)
-        out[key] = t.reshape(info["shape"])
-    return out
+# safetensors reading and writing: st_io.py (F32, BF16, I64, U8, ...).
+sys.path.insert(0, HERE)
+from st_io import read_safetensors, write_safetensors  # noqa: E402
 
 
 def write_json(path, obj):
