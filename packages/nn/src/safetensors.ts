@@ -7,6 +7,8 @@
  * `{ "dtype", "shape", "data_offsets": [begin, end] }`, offsets relative to the data area.
  */
 
+import type { ByteReader, TensorSource } from './tensor-source.js';
+
 /** Element types this module reads and writes (a subset of the official list). */
 export type SafetensorsDtype = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
 
@@ -23,7 +25,11 @@ export type SafetensorsErrorCode =
   | 'INVALID_METADATA'
   | 'UNKNOWN_TENSOR'
   | 'UNSUPPORTED_CONVERSION'
-  | 'INVALID_ARGUMENT';
+  | 'INVALID_ARGUMENT'
+  | 'DUPLICATE_TENSOR'
+  | 'INVALID_INDEX'
+  | 'MISSING_SHARD'
+  | 'INDEX_MISMATCH';
 
 /**
  * Every error thrown by the safetensors code of `@bytelatent/nn`. `code` says what went wrong; the
@@ -77,6 +83,12 @@ export interface SafetensorsTensor {
 export interface ParseOptions {
   /** Largest accepted header, in bytes. Default 100 MB, the official limit. */
   readonly maxHeaderBytes?: number;
+  /**
+   * What the bytes come from (a path, URL or file name): the file's `description`, which
+   * {@link TensorSource} errors name. When given, parse errors start with it too. Default
+   * `"safetensors"`.
+   */
+  readonly description?: string;
 }
 
 /** The official reader's header limit (`MAX_HEADER_SIZE` in safetensors). */
@@ -278,8 +290,12 @@ export function bfloat16BitsToFloat32(bits: number): number {
 
 let float16Table: Float32Array | undefined;
 
-/** All 65536 binary16 values, built on first use (256 KiB) so bulk decoding is one lookup each. */
-function getFloat16Table(): Float32Array {
+/**
+ * All 65536 binary16 values, built on first use (256 KiB) so bulk decoding is one lookup each.
+ *
+ * @internal
+ */
+export function getFloat16Table(): Float32Array {
   if (float16Table === undefined) {
     const table = new Float32Array(0x10000);
     for (let bits = 0; bits < 0x10000; bits++) table[bits] = float16BitsToFloat32(bits);
@@ -358,6 +374,136 @@ function parseMetadata(value: unknown): Readonly<Record<string, string>> {
   return Object.freeze(Object.fromEntries(Object.entries(value as Record<string, string>)));
 }
 
+/** What a safetensors header says, validated against the file size. */
+interface Layout {
+  readonly metadata: Readonly<Record<string, string>>;
+  /** By byte offset; offsets are absolute. */
+  readonly ordered: readonly SafetensorsTensorInfo[];
+}
+
+/** A SafetensorsError with the file's description in front of its message (other errors as they are). */
+function prefixed(error: unknown, description: string): unknown {
+  return error instanceof SafetensorsError ? new SafetensorsError(error.code, `${description}: ${error.message}`) : error;
+}
+
+function parseDescription(options: ParseOptions): string {
+  const { description = 'safetensors' } = options;
+  if (typeof description !== 'string') {
+    throw new SafetensorsError('INVALID_ARGUMENT', `description must be a string, got ${describeValue(description)}`);
+  }
+  return description;
+}
+
+/**
+ * Reads and validates the header of a file of `fileLength` bytes, reading only the header through
+ * `read` (which returns `length` bytes at `offset`, both already checked against `fileLength`).
+ */
+function parseLayout(fileLength: number, read: (offset: number, length: number) => Uint8Array, options: ParseOptions): Layout {
+  assertLittleEndianHost();
+  const maxHeaderBytes = options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES;
+  if (!Number.isSafeInteger(maxHeaderBytes) || maxHeaderBytes < 0) {
+    throw new SafetensorsError('INVALID_ARGUMENT', `maxHeaderBytes must be a non-negative safe integer, got ${describeValue(maxHeaderBytes)}`);
+  }
+  parseDescription(options);
+  if (fileLength < 8) {
+    throw new SafetensorsError('TRUNCATED', `file has ${fileLength} bytes, fewer than the 8-byte header length`);
+  }
+  const prefix = read(0, 8);
+  const dv = new DataView(prefix.buffer, prefix.byteOffset, 8);
+  const low = dv.getUint32(0, true);
+  const high = dv.getUint32(4, true);
+  if (high !== 0 || low > maxHeaderBytes) {
+    const declared = high === 0 ? `${low}` : `${BigInt(high) * 0x100000000n + BigInt(low)}`;
+    throw new SafetensorsError('HEADER_TOO_LARGE', `header length ${declared} exceeds the limit of ${maxHeaderBytes} bytes`);
+  }
+  const headerLength = low;
+  const dataStart = 8 + headerLength;
+  if (dataStart > fileLength) {
+    throw new SafetensorsError('TRUNCATED', `header length ${headerLength} needs ${dataStart} bytes but the file has ${fileLength}`);
+  }
+  const headerBytes = headerLength === 0 ? new Uint8Array(0) : read(8, headerLength);
+  if (headerLength === 0 || headerBytes[0] !== 0x7b) {
+    throw new SafetensorsError('INVALID_HEADER', `header must be a JSON object starting with '{' (${headerLength} header bytes)`);
+  }
+  let header: unknown;
+  try {
+    const text = new TextDecoder('utf-8', { fatal: true }).decode(headerBytes);
+    header = JSON.parse(text);
+  } catch (err) {
+    throw new SafetensorsError('INVALID_HEADER', `header is not valid UTF-8 JSON: ${(err as Error).message}`);
+  }
+  if (!isPlainObject(header)) {
+    throw new SafetensorsError('INVALID_HEADER', `header must be a JSON object, got ${describeValue(header)}`);
+  }
+
+  let metadata: Readonly<Record<string, string>> = Object.freeze({});
+  const entries: ParsedEntry[] = [];
+  for (const [name, value] of Object.entries(header)) {
+    if (name === METADATA_KEY) metadata = parseMetadata(value);
+    else entries.push(parseEntry(name, value));
+  }
+
+  // Ties on begin (zero-sized tensors) are ordered by end, then name, so the order is total.
+  entries.sort((a, b) => a.begin - b.begin || a.end - b.end || (a.info.name < b.info.name ? -1 : a.info.name > b.info.name ? 1 : 0));
+  const dataLength = fileLength - dataStart;
+  let expected = 0;
+  let previous: string | undefined;
+  for (const { info, begin, end } of entries) {
+    if (begin > expected) {
+      throw new SafetensorsError(
+        'INVALID_OFFSETS',
+        `tensor "${info.name}" begins at data offset ${begin} but ${previous === undefined ? 'the data area starts at 0' : `"${previous}" ends at ${expected}`}: gap of ${begin - expected} bytes`,
+      );
+    }
+    if (begin < expected) {
+      throw new SafetensorsError(
+        'OVERLAPPING_OFFSETS',
+        `tensor "${info.name}" begins at data offset ${begin}, inside "${previous ?? ''}" which ends at ${expected}`,
+      );
+    }
+    expected = end;
+    previous = info.name;
+  }
+  if (expected > dataLength) {
+    throw new SafetensorsError(
+      'TRUNCATED',
+      `file has ${dataLength} data bytes but the header declares ${expected} (last tensor "${previous ?? ''}")`,
+    );
+  }
+  if (expected < dataLength) {
+    throw new SafetensorsError(
+      'INVALID_OFFSETS',
+      `header declares ${expected} data bytes but the file has ${dataLength}: ${dataLength - expected} trailing bytes`,
+    );
+  }
+  return { metadata, ordered: entries.map(({ info }) => Object.freeze({ ...info, byteOffset: dataStart + info.byteOffset })) };
+}
+
+/**
+ * Checks a `readBytes` element range of a tensor and returns it with defaults filled in.
+ *
+ * @internal
+ * @throws {SafetensorsError} `INVALID_ARGUMENT` unless `0 <= begin <= end <= numel` are integers
+ */
+export function checkElementRange(
+  description: string,
+  info: { readonly name: string; readonly shape: readonly number[] },
+  begin: number | undefined,
+  end: number | undefined,
+): { begin: number; end: number } {
+  let numel = 1;
+  for (const d of info.shape) numel *= d;
+  const b = begin ?? 0;
+  const e = end ?? numel;
+  if (!Number.isSafeInteger(b) || !Number.isSafeInteger(e) || b < 0 || e < b || e > numel) {
+    throw new SafetensorsError(
+      'INVALID_ARGUMENT',
+      `${description}: tensor ${JSON.stringify(info.name)} has ${numel} element${numel === 1 ? '' : 's'}; element range [${String(b)}, ${String(e)}) is not within [0, ${numel}]`,
+    );
+  }
+  return { begin: b, end: e };
+}
+
 function toUint8Array(bytes: unknown, what: string): Uint8Array {
   if (typedArrayTag(bytes) !== 'Uint8Array') {
     throw new SafetensorsError('INVALID_ARGUMENT', `${what} must be a Uint8Array, got ${describeValue(bytes)}`);
@@ -371,22 +517,25 @@ function toUint8Array(bytes: unknown, what: string): Uint8Array {
  * A parsed safetensors file. Parsing validates the whole header against the file size, then every
  * accessor works on the original bytes without copying them.
  */
-export class SafetensorsFile {
+export class SafetensorsFile implements TensorSource {
   /** The `__metadata__` strings (empty if the file has none). */
   readonly metadata: Readonly<Record<string, string>>;
   /** Size of the whole file in bytes. */
   readonly byteLength: number;
+  /** What the bytes come from ({@link ParseOptions.description}; default `"safetensors"`). */
+  readonly description: string;
 
   readonly #bytes: Uint8Array;
   readonly #tensors: ReadonlyMap<string, SafetensorsTensorInfo>;
   readonly #ordered: readonly string[];
 
-  private constructor(bytes: Uint8Array, metadata: Readonly<Record<string, string>>, ordered: readonly SafetensorsTensorInfo[]) {
+  private constructor(bytes: Uint8Array, layout: Layout, description: string) {
     this.#bytes = bytes;
     this.byteLength = bytes.byteLength;
-    this.metadata = metadata;
-    this.#tensors = new Map(ordered.map((info) => [info.name, info]));
-    this.#ordered = Object.freeze(ordered.map((info) => info.name));
+    this.metadata = layout.metadata;
+    this.description = description;
+    this.#tensors = new Map(layout.ordered.map((info) => [info.name, info]));
+    this.#ordered = Object.freeze(layout.ordered.map((info) => info.name));
   }
 
   /**
@@ -404,86 +553,15 @@ export class SafetensorsFile {
    */
   static parse(bytes: Uint8Array, options: ParseOptions = {}): SafetensorsFile {
     const view = toUint8Array(bytes, 'bytes');
-    assertLittleEndianHost();
-    const maxHeaderBytes = options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES;
-    if (!Number.isSafeInteger(maxHeaderBytes) || maxHeaderBytes < 0) {
-      throw new SafetensorsError('INVALID_ARGUMENT', `maxHeaderBytes must be a non-negative safe integer, got ${describeValue(maxHeaderBytes)}`);
-    }
-    if (view.byteLength < 8) {
-      throw new SafetensorsError('TRUNCATED', `file has ${view.byteLength} bytes, fewer than the 8-byte header length`);
-    }
-    const dv = new DataView(view.buffer, view.byteOffset, 8);
-    const low = dv.getUint32(0, true);
-    const high = dv.getUint32(4, true);
-    if (high !== 0 || low > maxHeaderBytes) {
-      const declared = high === 0 ? `${low}` : `${BigInt(high) * 0x100000000n + BigInt(low)}`;
-      throw new SafetensorsError('HEADER_TOO_LARGE', `header length ${declared} exceeds the limit of ${maxHeaderBytes} bytes`);
-    }
-    const headerLength = low;
-    const dataStart = 8 + headerLength;
-    if (dataStart > view.byteLength) {
-      throw new SafetensorsError(
-        'TRUNCATED',
-        `header length ${headerLength} needs ${dataStart} bytes but the file has ${view.byteLength}`,
-      );
-    }
-    if (headerLength === 0 || view[8] !== 0x7b) {
-      throw new SafetensorsError('INVALID_HEADER', `header must be a JSON object starting with '{' (${headerLength} header bytes)`);
-    }
-    let header: unknown;
+    const description = parseDescription(options);
+    let layout: Layout;
     try {
-      const text = new TextDecoder('utf-8', { fatal: true }).decode(view.subarray(8, dataStart));
-      header = JSON.parse(text);
-    } catch (err) {
-      throw new SafetensorsError('INVALID_HEADER', `header is not valid UTF-8 JSON: ${(err as Error).message}`);
+      layout = parseLayout(view.byteLength, (offset, length) => view.subarray(offset, offset + length), options);
+    } catch (e) {
+      // Messages name the file when the caller said which it is.
+      throw options.description === undefined ? e : prefixed(e, description);
     }
-    if (!isPlainObject(header)) {
-      throw new SafetensorsError('INVALID_HEADER', `header must be a JSON object, got ${describeValue(header)}`);
-    }
-
-    let metadata: Readonly<Record<string, string>> = Object.freeze({});
-    const entries: ParsedEntry[] = [];
-    for (const [name, value] of Object.entries(header)) {
-      if (name === METADATA_KEY) metadata = parseMetadata(value);
-      else entries.push(parseEntry(name, value));
-    }
-
-    // Ties on begin (zero-sized tensors) are ordered by end, then name, so the order is total.
-    entries.sort((a, b) => a.begin - b.begin || a.end - b.end || (a.info.name < b.info.name ? -1 : a.info.name > b.info.name ? 1 : 0));
-    const dataLength = view.byteLength - dataStart;
-    let expected = 0;
-    let previous: string | undefined;
-    for (const { info, begin, end } of entries) {
-      if (begin > expected) {
-        throw new SafetensorsError(
-          'INVALID_OFFSETS',
-          `tensor "${info.name}" begins at data offset ${begin} but ${previous === undefined ? 'the data area starts at 0' : `"${previous}" ends at ${expected}`}: gap of ${begin - expected} bytes`,
-        );
-      }
-      if (begin < expected) {
-        throw new SafetensorsError(
-          'OVERLAPPING_OFFSETS',
-          `tensor "${info.name}" begins at data offset ${begin}, inside "${previous ?? ''}" which ends at ${expected}`,
-        );
-      }
-      expected = end;
-      previous = info.name;
-    }
-    if (expected > dataLength) {
-      throw new SafetensorsError(
-        'TRUNCATED',
-        `file has ${dataLength} data bytes but the header declares ${expected} (last tensor "${previous ?? ''}")`,
-      );
-    }
-    if (expected < dataLength) {
-      throw new SafetensorsError(
-        'INVALID_OFFSETS',
-        `header declares ${expected} data bytes but the file has ${dataLength}: ${dataLength - expected} trailing bytes`,
-      );
-    }
-
-    const ordered = entries.map(({ info }) => Object.freeze({ ...info, byteOffset: dataStart + info.byteOffset }));
-    return new SafetensorsFile(view, metadata, ordered);
+    return new SafetensorsFile(view, layout, description);
   }
 
   /**
@@ -534,6 +612,27 @@ export class SafetensorsFile {
     const { byteOffset, byteLength } = this.info(name);
     return this.#bytes.subarray(byteOffset, byteOffset + byteLength);
   }
+
+  /**
+   * Bytes of elements `[begin, end)` of the flattened tensor, as stored (little-endian), as a view
+   * of the file: no copy. With no range, the same as {@link SafetensorsFile.raw}.
+   *
+   * @param name - tensor name
+   * @param begin - first element (default 0)
+   * @param end - one past the last element (default: the element count)
+   * @returns a view of `(end - begin) × element size` bytes; do not modify it
+   * @throws {SafetensorsError} `UNKNOWN_TENSOR`; `INVALID_ARGUMENT` unless `0 <= begin <= end <=
+   *   element count` are integers
+   */
+  readBytes(name: string, begin?: number, end?: number): Uint8Array {
+    const info = this.info(name);
+    const range = checkElementRange(this.description, info, begin, end);
+    const size = DTYPES[info.dtype].size;
+    return this.#bytes.subarray(info.byteOffset + range.begin * size, info.byteOffset + range.end * size);
+  }
+
+  /** Nothing to release: the bytes are in memory. Present for {@link TensorSource}. */
+  close(): void {}
 
   /**
    * The tensor as the typed array of its dtype (see {@link TensorData}). This is a view of the file
@@ -672,6 +771,106 @@ export class SafetensorsFile {
  */
 export function parseSafetensors(bytes: Uint8Array, options?: ParseOptions): SafetensorsFile {
   return SafetensorsFile.parse(bytes, options);
+}
+
+/**
+ * A safetensors file read through a {@link ByteReader} (a file on disk, say): opening reads and
+ * validates only the header; {@link SafetensorsReader.readBytes} then reads the bytes of one tensor
+ * (or one element range) at a time, so files of any size work without holding them in memory. In
+ * Node, `openSafetensorsFile(path)` of `@bytelatent/nn/node` opens one on a file.
+ */
+export class SafetensorsReader implements TensorSource {
+  /** The `__metadata__` strings (empty if the file has none). */
+  readonly metadata: Readonly<Record<string, string>>;
+  /** Size of the whole file in bytes. */
+  readonly byteLength: number;
+  /** What the bytes come from ({@link ParseOptions.description}; default `"safetensors"`). */
+  readonly description: string;
+
+  readonly #reader: ByteReader;
+  readonly #tensors: ReadonlyMap<string, SafetensorsTensorInfo>;
+  readonly #ordered: readonly string[];
+
+  private constructor(reader: ByteReader, layout: Layout, description: string) {
+    this.#reader = reader;
+    this.byteLength = reader.byteLength;
+    this.metadata = layout.metadata;
+    this.description = description;
+    this.#tensors = new Map(layout.ordered.map((info) => [info.name, info]));
+    this.#ordered = Object.freeze(layout.ordered.map((info) => info.name));
+  }
+
+  /**
+   * Reads and validates the header (the same checks as {@link SafetensorsFile.parse}, against
+   * `reader.byteLength`; messages start with the description). The reader is kept:
+   * {@link SafetensorsReader.close} closes it. On a failure the reader is left open.
+   *
+   * @param reader - the file's bytes
+   * @param options - header size limit, description
+   * @returns the open file
+   * @throws {SafetensorsError} as {@link SafetensorsFile.parse}; whatever `reader.read` throws
+   */
+  static open(reader: ByteReader, options: ParseOptions = {}): SafetensorsReader {
+    const description = parseDescription(options);
+    let layout: Layout;
+    try {
+      layout = parseLayout(reader.byteLength, (offset, length) => reader.read(offset, length), options);
+    } catch (e) {
+      throw prefixed(e, description);
+    }
+    return new SafetensorsReader(reader, layout, description);
+  }
+
+  /** Tensor names in file order (by byte offset). */
+  names(): string[] {
+    return [...this.#ordered];
+  }
+
+  /** Whether the file has a tensor. */
+  has(name: string): boolean {
+    return this.#tensors.has(name);
+  }
+
+  /**
+   * Describes one tensor.
+   *
+   * @param name - tensor name
+   * @returns dtype, shape and absolute byte range
+   * @throws {SafetensorsError} `UNKNOWN_TENSOR` if there is no such tensor
+   */
+  info(name: string): SafetensorsTensorInfo {
+    const info = this.#tensors.get(name);
+    if (info === undefined) {
+      throw new SafetensorsError(
+        'UNKNOWN_TENSOR',
+        `${this.description}: unknown tensor ${JSON.stringify(name)}: the file has ${this.#tensors.size} tensor${this.#tensors.size === 1 ? '' : 's'}`,
+      );
+    }
+    return info;
+  }
+
+  /**
+   * Reads the bytes of elements `[begin, end)` of the flattened tensor (little-endian, as stored).
+   *
+   * @param name - tensor name
+   * @param begin - first element (default 0)
+   * @param end - one past the last element (default: the element count)
+   * @returns `(end - begin) × element size` bytes (what `reader.read` returns: a fresh buffer for a
+   *   file)
+   * @throws {SafetensorsError} `UNKNOWN_TENSOR`; `INVALID_ARGUMENT` for a bad range; whatever
+   *   `reader.read` throws (`TRUNCATED` if a file shrank since it was opened)
+   */
+  readBytes(name: string, begin?: number, end?: number): Uint8Array {
+    const info = this.info(name);
+    const range = checkElementRange(this.description, info, begin, end);
+    const size = DTYPES[info.dtype].size;
+    return this.#reader.read(info.byteOffset + range.begin * size, (range.end - range.begin) * size);
+  }
+
+  /** Closes the reader (the file). Reading afterwards fails. */
+  close(): void {
+    this.#reader.close?.();
+  }
 }
 
 // --- writing ------------------------------------------------------------------------------------

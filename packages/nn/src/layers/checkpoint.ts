@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
-import type { SafetensorsFile, SafetensorsTensor } from '../safetensors.js';
+import type { SafetensorsDtype, SafetensorsTensor } from '../safetensors.js';
+import { type TensorSource, bytesToFloat32 } from '../tensor-source.js';
 import { NnError } from './errors.js';
 import type { ParameterRegistry } from './parameters.js';
 
@@ -9,57 +10,107 @@ export interface LoadWeightsOptions {
   readonly strict?: boolean;
   /** Only consider file keys starting with this prefix, stripped before matching (e.g. `local_encoder.`). */
   readonly prefix?: string;
+  /**
+   * Check every value before assigning any (default true), so a failed load leaves the model as it
+   * was. This reads each tensor twice (the check looks at the raw bits: no float32 copy). With
+   * `false`, each tensor is read once and checked just before it is assigned: a non-finite value is
+   * still reported (with every other one), but the parameters before it already hold their new
+   * values. Use `false` for a large checkpoint on disk when a failed load discards the model anyway.
+   */
+  readonly atomic?: boolean;
+}
+
+const FLOAT_DTYPES: ReadonlySet<SafetensorsDtype> = new Set(['F32', 'F16', 'BF16']);
+
+/**
+ * Index of the first NaN or ±Infinity among F32, F16 or BF16 elements, from their bit patterns
+ * (all exponent bits set), or -1.
+ */
+function firstNonFinite(bytes: Uint8Array, dtype: SafetensorsDtype): number {
+  const size = dtype === 'F32' ? 4 : 2;
+  const b = bytes.byteOffset % size === 0 ? bytes : bytes.slice();
+  if (dtype === 'F32') {
+    const bits = new Uint32Array(b.buffer, b.byteOffset, b.byteLength / 4);
+    for (let i = 0; i < bits.length; i++) if ((bits[i]! & 0x7f800000) === 0x7f800000) return i;
+    return -1;
+  }
+  const mask = dtype === 'F16' ? 0x7c00 : 0x7f80;
+  const bits = new Uint16Array(b.buffer, b.byteOffset, b.byteLength / 2);
+  for (let i = 0; i < bits.length; i++) if ((bits[i]! & mask) === mask) return i;
+  return -1;
 }
 
 /**
  * Loads weights saved with the reference's `state_dict` names (F32, F16 or BF16) into a model,
- * transposing Linear weights. Every problem is collected and reported at once: missing keys,
- * unexpected keys, wrong shapes, non-float dtypes, NaN or Inf values. Nothing is assigned unless
- * everything is valid, so a failed load leaves the model as it was.
+ * transposing Linear weights. The source can be any {@link TensorSource}: a parsed safetensors file,
+ * a file opened with `openSafetensorsFile`, a torch checkpoint (`parsePth`, `openPthFile`), shards.
+ *
+ * Every problem is collected and reported at once: missing keys, unexpected keys, wrong shapes,
+ * non-float dtypes, NaN or Inf values. Names, shapes and dtypes are checked first, before any
+ * tensor is read; then each parameter is read, widened to float32, checked, assigned and dropped,
+ * so the memory needed beyond the model is one tensor's float32 copy (and its raw bytes when the
+ * source reads from disk). With `atomic` (the default), nothing is assigned unless every value is
+ * finite, so a failed load leaves the model as it was.
  *
  * @param registry - the model's parameters
- * @param file - a parsed safetensors file
- * @param options - strictness, key prefix
+ * @param source - the weights
+ * @param options - strictness, key prefix, atomicity
  * @throws {NnError} `INVALID_CHECKPOINT` listing every problem
+ * @throws whatever the source throws when a read fails (an I/O error of a file, say)
  */
-export function loadReferenceWeights(registry: ParameterRegistry, file: SafetensorsFile, options: LoadWeightsOptions = {}): void {
-  const { strict = true, prefix = '' } = options;
+export function loadReferenceWeights(registry: ParameterRegistry, source: TensorSource, options: LoadWeightsOptions = {}): void {
+  const { strict = true, prefix = '', atomic = true } = options;
   const problems: string[] = [];
-  const values = new Map<string, Float32Array>();
-  const fileKeys = new Set(file.names().filter((n) => n.startsWith(prefix)).map((n) => n.slice(prefix.length)));
-  for (const p of registry.list()) {
+  const fileKeys = new Set(source.names().filter((n) => n.startsWith(prefix)).map((n) => n.slice(prefix.length)));
+  const params = registry.list();
+  const fail = (note = '') => {
+    throw new NnError('INVALID_CHECKPOINT', `checkpoint does not fit the model (${problems.length} problem(s)):\n  ${problems.join('\n  ')}${note}`);
+  };
+  const nonFinite = (name: string, bytes: Uint8Array, dtype: SafetensorsDtype): boolean => {
+    const bad = firstNonFinite(bytes, dtype);
+    if (bad < 0) return false;
+    const size = dtype === 'F32' ? 4 : 2;
+    const value = bytesToFloat32(bytes.subarray(bad * size, (bad + 1) * size), dtype, name)[0];
+    problems.push(`"${prefix}${name}" holds a non-finite value (${value}) at flat index ${bad}`);
+    return true;
+  };
+  for (const p of params) {
     if (!fileKeys.has(p.name)) {
       problems.push(`missing "${prefix}${p.name}" (expected shape [${p.referenceShape.join(', ')}])`);
       continue;
     }
     fileKeys.delete(p.name);
-    const info = file.info(prefix + p.name);
+    const info = source.info(prefix + p.name);
     if (info.shape.join() !== p.referenceShape.join()) {
       problems.push(`"${prefix}${p.name}" has shape [${info.shape.join(', ')}], expected [${p.referenceShape.join(', ')}]`);
       continue;
     }
-    if (info.dtype !== 'F32' && info.dtype !== 'F16' && info.dtype !== 'BF16') {
+    if (!FLOAT_DTYPES.has(info.dtype)) {
       problems.push(`"${prefix}${p.name}" has dtype ${info.dtype}, expected F32, F16 or BF16`);
       continue;
     }
-    const data = file.toFloat32(prefix + p.name);
-    const bad = data.findIndex((x) => !Number.isFinite(x));
-    if (bad >= 0) {
-      problems.push(`"${prefix}${p.name}" holds a non-finite value (${data[bad]}) at flat index ${bad}`);
-      continue;
-    }
-    values.set(p.name, data);
+    // The atomic pass reads each tensor once here, checks its bits and drops it.
+    if (atomic) nonFinite(p.name, source.readBytes(prefix + p.name), info.dtype);
   }
   if (strict) for (const k of fileKeys) problems.push(`unexpected "${prefix}${k}"`);
-  if (problems.length > 0) {
-    throw new NnError('INVALID_CHECKPOINT', `checkpoint does not fit the model (${problems.length} problem(s)):\n  ${problems.join('\n  ')}`);
-  }
-  for (const p of registry.list()) {
+  if (problems.length > 0) fail();
+
+  // One parameter at a time: read, widen, check, assign, drop.
+  let assigned = 0;
+  for (const p of params) {
+    const name = prefix + p.name;
+    const { dtype } = source.info(name);
+    const bytes = source.readBytes(name);
+    if (!atomic && nonFinite(p.name, bytes, dtype)) continue;
+    if (problems.length > 0) continue;
+    const data = bytesToFloat32(bytes, dtype, `${source.description}: tensor "${name}"`);
     tf.tidy(() => {
-      const t = tf.tensor(values.get(p.name)!, p.referenceShape as number[], 'float32');
+      const t = tf.tensor(data, p.referenceShape as number[], 'float32');
       p.variable.assign(p.transposed ? tf.transpose(t) : t);
     });
+    assigned++;
   }
+  if (problems.length > 0) fail(`\n(${assigned} of ${params.length} parameters were assigned before the first bad value: load with atomic: true to check every value first)`);
 }
 
 /**
