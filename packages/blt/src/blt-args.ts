@@ -3,7 +3,7 @@ import type { LocalEncoderConfig } from '@bytelatent/local-encoder';
 import type { GlobalTransformerConfig } from '@bytelatent/latent-transformer';
 import type { LocalDecoderConfig } from '@bytelatent/local-decoder';
 import type { HashNgramConfig } from '@bytelatent/ngram-hash';
-import type { InitStdFactor } from '@bytelatent/nn';
+import { type InitStdFactor, referenceAttentionProblem } from '@bytelatent/nn';
 
 /**
  * The reference's `ByteLatentTransformerArgs`, with its names, so that a reference `config.json`
@@ -112,6 +112,8 @@ export function resolveBltArgs(args: BltArgs): ResolvedBltArgs {
   }
   if ((args.downsampling_by_pooling ?? null) !== 'max') throw bad('downsampling_by_pooling', `must be "max", got ${String(args.downsampling_by_pooling)}`);
   if (args.patching_mode === '') throw bad('patching_mode', 'must not be "" (the BOE-prefixed static variant is not supported)');
+  const attnProblem = referenceAttentionProblem(args['attn_impl'], 'local_block_causal');
+  if (attnProblem) throw bad('attn_impl', attnProblem);
 
   const vocabSize = int('vocab_size', -1) + (args.pm_size ?? 0);
   const dimEnc = int('dim_local_encoder', 512);

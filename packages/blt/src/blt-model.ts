@@ -8,7 +8,7 @@ import {
   NnError,
   ParameterRegistry,
   ParameterScope,
-  type SafetensorsFile,
+  type TensorSource,
   dtypeByteSize,
   loadReferenceWeights,
   referenceStateDict,
@@ -102,13 +102,14 @@ export class ByteLatentTransformer {
    * Builds the model and loads reference weights (safetensors with `state_dict` names). Every
    * missing, unexpected or mis-shaped key is reported at once.
    *
-   * @param file - a parsed safetensors file
+   * @param file - the weights with reference names: a parsed safetensors file, or any `TensorSource`
+   *   (a `.pth`, shards, a renamed view; read tensor by tensor, so a loader never holds two copies)
    * @param args - the model's arguments
    * @throws {BltError} `INVALID_CHECKPOINT` listing every problem (missing, unexpected, mis-shaped,
    *   non-float or non-finite weights), or when `args` describe far more parameters than the file holds
    *   (over twice as many plus 2^20: refused before allocating them); `CONFIG_MISMATCH` for invalid arguments
    */
-  static fromSafetensors(file: SafetensorsFile, args: BltArgs): ByteLatentTransformer {
+  static fromSafetensors(file: TensorSource, args: BltArgs): ByteLatentTransformer {
     // Arguments claiming a huge model (an untrusted file's metadata) fail weight by weight instead of
     // allocating it; a model somewhat larger than the file still builds, so that every missing or
     // mis-shaped weight can be listed.

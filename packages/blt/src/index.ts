@@ -26,3 +26,11 @@ export {
 } from './generate.js';
 export { bitsPerByte, scoreBytes, type ByteScore } from './metrics.js';
 export { StopMatcher, sampleToken, type SamplingOptions } from './sampling.js';
+export {
+  RELEASED_BLT_DEFAULTS,
+  bltArgsFromTransformersConfig,
+  loadPretrained,
+  type LoadPretrainedOptions,
+  type PretrainedBlt,
+} from './pretrained.js';
+export { exportPretrained, savePretrained, type ExportPretrainedOptions, type PretrainedFiles } from './export-pretrained.js';

@@ -11,7 +11,7 @@ import {
   ParameterScope,
   RMSNorm,
   type RotaryEmbedding,
-  type SafetensorsFile,
+  type TensorSource,
   type TransformerBlock,
   createTransformerStack,
   localAttentionBlockSize,
@@ -23,6 +23,7 @@ import {
   prefixTap,
   referenceStateDict,
   serializeSafetensors,
+  referenceAttentionProblem,
   seededUniform,
 } from '@bytelatent/nn';
 import { PatcherError } from './errors.js';
@@ -52,6 +53,8 @@ export interface EntropyModelArgs {
   readonly vocab_size?: number;
   /** `local_block_causal` (window + documents, the released model), `block_causal` (documents) or `causal`. */
   readonly attn_bias_type?: string;
+  /** The reference's attention kernel; `sdpa` only allows `causal` masks (as in the reference). */
+  readonly attn_impl?: string | null;
   /** Window of `local_block_causal` attention (released: 512). */
   readonly sliding_window?: number | null;
   readonly eos_id?: number;
@@ -83,6 +86,8 @@ function resolve(args: EntropyModelArgs): ResolvedArgs {
     if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw bad(f, `must be an integer >= 1, got ${String(v)}`);
   }
   const type = args.attn_bias_type ?? 'causal';
+  const attnProblem = referenceAttentionProblem(args.attn_impl, type);
+  if (attnProblem) throw bad('attn_impl', attnProblem);
   if (!['local_block_causal', 'block_causal', 'causal'].includes(type)) {
     throw bad('attn_bias_type', `must be local_block_causal, block_causal or causal, got ${type}`);
   }
@@ -169,13 +174,14 @@ export class EntropyModel {
    * Builds the model and loads reference weights (`tok_embeddings.weight`, `layers.N...`, `norm.weight`,
    * `output.weight`).
    *
-   * @param file - a parsed safetensors file with reference names
+   * @param file - the weights with reference names: a parsed safetensors file, or any
+   *   `TensorSource` (a `.pth`, shards, a renamed view; read tensor by tensor)
    * @param args - the model's arguments
    * @throws {PatcherError} `INVALID_CHECKPOINT` listing every missing, unexpected, mis-shaped or
    *   non-finite weight, or when `args` describe far more parameters than the file holds (over twice
    *   as many plus 2^20: refused before allocating them); `CONFIG_MISMATCH` for invalid arguments
    */
-  static fromSafetensors(file: SafetensorsFile, args: EntropyModelArgs): EntropyModel {
+  static fromSafetensors(file: TensorSource, args: EntropyModelArgs): EntropyModel {
     // Arguments claiming a huge model (an untrusted file's metadata) fail here, weight by weight,
     // instead of allocating it. The limit leaves room for a model somewhat larger than the file (one
     // layer too many, say), so that loadReferenceWeights can list every missing or mis-shaped weight.
@@ -360,7 +366,7 @@ export class EntropyModel {
  * The most parameters a model loaded from `file` may get: twice the scalars the file holds (read from
  * its header; no data is touched), plus 2^20.
  */
-function parameterLimit(file: SafetensorsFile): number {
+function parameterLimit(file: TensorSource): number {
   const scalars = file.names().reduce((sum, name) => sum + file.info(name).byteLength / dtypeByteSize(file.info(name).dtype), 0);
   return 2 * scalars + 2 ** 20;
 }

@@ -27,3 +27,12 @@ export {
   type PatchOptions,
   type PatchingMode,
 } from './patching.js';
+export {
+  RELEASED_ENTROPY_WINDOW,
+  argsFromConsolidatedParams,
+  defaultsFromTransformersConfig,
+  patcherDefaultsFromReference,
+  readPretrainedEntropyModel,
+  transformersEntropySource,
+  type PretrainedEntropySource,
+} from './pretrained.js';

@@ -1,6 +1,8 @@
 import { BYTE_OFFSET, decodeUtf8, encode } from '@bytelatent/bytes';
 import { type SafetensorsFile, parseSafetensors } from '@bytelatent/nn';
 import { ARGS_METADATA_KEY, EntropyModel, type EntropyModelArgs } from './entropy-model.js';
+import { type PretrainedEntropySource, readPretrainedEntropyModel } from './pretrained.js';
+import type { CheckpointLayout, ModelFolder } from '@bytelatent/nn';
 
 export { ARGS_METADATA_KEY };
 import { PatcherError } from './errors.js';
@@ -172,6 +174,8 @@ export class EntropyPatcher {
     /** Defaults applied to every call. */
     readonly defaults: PatcherDefaults,
     private readonly maxBytes: number,
+    /** The published layout the model was read from ({@link fromPretrained}); undefined otherwise. */
+    readonly layout: CheckpointLayout | undefined = undefined,
   ) {}
 
   /**
@@ -204,6 +208,47 @@ export class EntropyPatcher {
     const model = EntropyModel.fromSafetensors(file, args);
     const { args: _args, maxBytes, ...defaults } = options;
     return new EntropyPatcher(model, { ...stored, ...defaults }, maxBytes ?? Number.POSITIVE_INFINITY);
+  }
+
+  /**
+   * Loads Meta's released entropy model (or any entropy model) from a folder of any published layout,
+   * reading every argument and patching setting from its files: `facebook/blt-entropy` (hub layout),
+   * the `entropy_model/` folder of the reference's download (`params.json` + `consolidated.pth`), a
+   * transformers `model_type: "blt"` folder (`model.patcher.*`), or a BLT folder whose entropy model
+   * lies where the reference keeps it. BF16/F16/F32 weights are read as they are, tensor by tensor.
+   *
+   * @example
+   * const patcher = await EntropyPatcher.fromPretrained('hf-weights/entropy_model');
+   * const { patchLengths } = await patcher.patch('Hello, world!');
+   *
+   * @param location - folder path (Node), `http(s):` base URL (Node and browser), or an opened folder
+   * @param options - patching settings that override the files' (and `maxBytes`)
+   * @returns the patcher; `layout` says which layout was read
+   * @throws {PatcherError} `INVALID_CHECKPOINT` naming the file (missing, corrupt, foreign, a shard
+   *   missing, mismatched shapes), `CONFIG_MISMATCH` naming the field
+   */
+  static async fromPretrained(location: string | URL | ModelFolder, options: PatcherDefaults & { readonly maxBytes?: number } = {}): Promise<EntropyPatcher> {
+    return EntropyPatcher.fromPretrainedSource(await readPretrainedEntropyModel(location), options);
+  }
+
+  /**
+   * {@link fromPretrained} on a source already read (the BLT loader reads the folder once for both).
+   * Closes the source's files.
+   */
+  static fromPretrainedSource(source: PretrainedEntropySource, options: PatcherDefaults & { readonly maxBytes?: number } = {}): EntropyPatcher {
+    let model: EntropyModel;
+    try {
+      model = EntropyModel.fromSafetensors(source.weights, source.args);
+    } catch (e) {
+      // Name the file: the folder for an argument error, the weights file for weights that do not fit.
+      if (!(e instanceof PatcherError)) throw e;
+      const where = e.code === 'CONFIG_MISMATCH' ? source.location : source.weights.description;
+      throw e.message.startsWith(where) ? e : new PatcherError(e.code, `${where}: ${e.message}`, { cause: e });
+    } finally {
+      source.weights.close?.();
+    }
+    const { maxBytes, ...overrides } = options;
+    return new EntropyPatcher(model, { ...source.defaults, ...overrides }, maxBytes ?? Number.POSITIVE_INFINITY, source.layout);
   }
 
   /**

@@ -3,6 +3,7 @@ import './register-gradients.js';
 export {
   SafetensorsError,
   SafetensorsFile,
+  SafetensorsReader,
   bfloat16BitsToFloat32,
   dtypeByteSize,
   float16BitsToFloat32,
@@ -17,6 +18,28 @@ export {
   type SafetensorsTensorInfo,
   type TensorData,
 } from './safetensors.js';
+export {
+  bytesReader,
+  bytesToFloat32,
+  mergeTensorSources,
+  readFloat32,
+  type ByteReader,
+  type TensorSource,
+  type TensorSourceInfo,
+} from './tensor-source.js';
+export {
+  PthError,
+  PthFile,
+  PthStateDict,
+  PthTensor,
+  openPth,
+  parsePth,
+  type PickleDict,
+  type PickleValue,
+  type PthErrorCode,
+  type PthOptions,
+  type PthStorage,
+} from './pth.js';
 export {
   Attention,
   CrossAttention,
@@ -80,3 +103,19 @@ export {
   type WasmKernelFixes,
   type WasmMatMulKind,
 } from './backends/index.js';
+export {
+  TRANSFORMERS_HASH_TABLE,
+  detectCheckpointLayout,
+  ffnArgsForHiddenSize,
+  referenceAttentionProblem,
+  referenceNameFromTransformers,
+  renamedTensorSource,
+  transformersComponentSource,
+  transformersNormEps,
+  transformersRopeTheta,
+  transformersTensorName,
+  type CheckpointLayout,
+  type DetectedLayout,
+  type RenamedTensor,
+} from './checkpoint-layouts.js';
+export { modelFolderFromFiles, openModelFolder, type ModelFolder } from './model-folder.js';

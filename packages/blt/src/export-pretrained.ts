@@ -1,0 +1,255 @@
+import type { EntropyPatcher, PatcherDefaults } from '@bytelatent/entropy-patcher';
+import { BltError } from '@bytelatent/local-encoder';
+import {
+  type CheckpointLayout,
+  type SafetensorsTensor,
+  TRANSFORMERS_HASH_TABLE,
+  ffnHiddenDim,
+  float32ToBfloat16Bits,
+  float32ToFloat16Bits,
+  referenceStateDict,
+  serializeSafetensors,
+  transformersTensorName,
+} from '@bytelatent/nn';
+import type { BltArgs } from './blt-args.js';
+import type { ByteLatentTransformer } from './blt-model.js';
+
+/** Options of {@link exportPretrained}. */
+export interface ExportPretrainedOptions {
+  /** `hub` (the reference's `save_pretrained` layout) or `transformers` (Hugging Face's `model_type: "blt"`). */
+  readonly layout: Exclude<CheckpointLayout, 'consolidated'>;
+  /** Element type of the weights: `F32` (default; import ∘ export is exact) or `BF16`/`F16` (half the size). */
+  readonly dtype?: 'F32' | 'BF16' | 'F16';
+  /** Patching settings to store (default: the patcher's defaults). */
+  readonly patching?: PatcherDefaults;
+}
+
+/** The files of an exported model: relative path → bytes. */
+export type PretrainedFiles = Map<string, Uint8Array>;
+
+const json = (value: unknown) => new TextEncoder().encode(`${JSON.stringify(value, null, 2)}\n`);
+
+/** Our patching settings as the reference's `PatcherArgs` fields. */
+function referencePatcherArgs(p: PatcherDefaults): Record<string, unknown> {
+  const mode = p.mode ?? 'entropy';
+  return {
+    patching_mode: mode === 'monotonic' || mode === 'combined' ? 'entropy' : mode,
+    threshold: p.threshold ?? 1.335442066192627,
+    threshold_add: mode === 'combined' ? (p.thresholdAdd ?? null) : null,
+    monotonicity: mode === 'monotonic',
+    max_patch_length: p.maxPatchLength ?? null,
+    patch_size: p.patchSize ?? 4.5,
+    patching_device: 'cpu',
+    realtime_patching: true,
+  };
+}
+
+/**
+ * Complete arguments for the reference: what ours leave to a default the reference does not share.
+ * `attn_impl` defaults to `sdpa` there, which refuses the block and windowed masks every BLT uses.
+ */
+function referenceBltArgs(args: Readonly<BltArgs>): Record<string, unknown> {
+  return { ...args, attn_impl: args['attn_impl'] ?? 'xformers' };
+}
+
+function castTensors(tensors: Map<string, SafetensorsTensor>, dtype: 'F32' | 'BF16' | 'F16'): Map<string, SafetensorsTensor> {
+  if (dtype === 'F32') return tensors;
+  const convert = dtype === 'BF16' ? float32ToBfloat16Bits : float32ToFloat16Bits;
+  const out = new Map<string, SafetensorsTensor>();
+  for (const [name, t] of tensors) {
+    const src = t.data as Float32Array;
+    const bits = new Uint16Array(src.length);
+    for (let i = 0; i < src.length; i++) bits[i] = convert(src[i]!);
+    out.set(name, { dtype, shape: t.shape, data: bits });
+  }
+  return out;
+}
+
+/**
+ * Our model (trained by `apps/train`, or any) in a published layout, so that the reference's
+ * distributed trainer — or Hugging Face transformers — can continue from it, and its result can come
+ * back through {@link loadPretrained}:
+ * - `hub`: `config.json` `{"args"}`, `model.safetensors` (the reference's names), `train_args.json`
+ *   (`data.patcher_args`, `data.tokenizer_args`, `distributed.model_dtype`), and the entropy model as
+ *   `entropy_model/` (`config.json` `{"args"}` + `model.safetensors`, as `facebook/blt-entropy`);
+ * - `transformers`: `config.json` with the published converter's keys (plus the reference settings
+ *   the port has no key for, so that a round trip is exact), `model.safetensors` with the converter's
+ *   names and fused hash table (the entropy model as `model.patcher.*`), `tokenizer_config.json`.
+ * Browser-safe; in Node, {@link savePretrained} writes the files.
+ *
+ * @param model - the BLT
+ * @param patcher - its entropy patcher (its model and patching settings are exported too)
+ * @param options - layout, dtype, patching settings
+ * @returns the files by relative path
+ */
+export async function exportPretrained(model: ByteLatentTransformer, patcher: EntropyPatcher, options: ExportPretrainedOptions): Promise<PretrainedFiles> {
+  const { layout, dtype = 'F32' } = options;
+  if (layout !== 'hub' && layout !== 'transformers') throw new BltError('INVALID_ARGUMENT', `layout must be "hub" or "transformers", got ${JSON.stringify(layout)}`);
+  if (dtype !== 'F32' && dtype !== 'BF16' && dtype !== 'F16') throw new BltError('INVALID_ARGUMENT', `dtype must be F32, BF16 or F16, got ${JSON.stringify(dtype)}`);
+  const patching = options.patching ?? patcher.defaults;
+  const bltArgs = referenceBltArgs(model.referenceArgs);
+  const entropyArgs = { ...patcher.model.referenceArgs, attn_impl: patcher.model.referenceArgs.attn_impl ?? 'xformers' };
+  const modelDtype = dtype === 'F32' ? 'fp32' : dtype === 'BF16' ? 'bf16' : 'fp16';
+  const bltTensors = castTensors(await referenceStateDict(model.registry), dtype);
+  const entropyTensors = castTensors(await referenceStateDict(patcher.model.registry), dtype);
+  const files: PretrainedFiles = new Map();
+  if (layout === 'hub') {
+    files.set('config.json', json({ args: bltArgs }));
+    files.set('model.safetensors', serializeSafetensors(bltTensors, { format: 'pt' }));
+    files.set(
+      'train_args.json',
+      json({
+        model: bltArgs,
+        entropy_model: entropyArgs,
+        data: { patcher_args: referencePatcherArgs(patching), tokenizer_args: { name: 'blt' } },
+        distributed: { model_dtype: modelDtype },
+      }),
+    );
+    files.set('entropy_model/config.json', json({ args: entropyArgs }));
+    files.set('entropy_model/model.safetensors', serializeSafetensors(entropyTensors, { format: 'pt' }));
+    return files;
+  }
+  const tensors = new Map<string, SafetensorsTensor>();
+  const hash = model.args.encoder.hash;
+  const hashNames = new Set<string>();
+  if (hash) {
+    const count = hash.groupSizes.length * hash.numFunctions;
+    const tables: SafetensorsTensor[] = [];
+    for (let i = 0; i < count; i++) {
+      const name = `encoder_hash_tok_embedding.${i}.weight`;
+      hashNames.add(name);
+      tables.push(bltTensors.get(name)!);
+    }
+    const rows = tables.reduce((s, t) => s + t.shape[0]!, 0);
+    const width = tables[0]!.shape[1]!;
+    const data = dtype === 'F32' ? new Float32Array(rows * width) : new Uint16Array(rows * width);
+    let offset = 0;
+    for (const t of tables) {
+      // Same element type on both sides (float32 values, or bf16/f16 bit patterns).
+      (data as { set(values: ArrayLike<number>, at: number): void }).set(t.data as ArrayLike<number>, offset);
+      offset += t.data.length;
+    }
+    tensors.set(TRANSFORMERS_HASH_TABLE, { dtype, shape: [rows, width], data });
+  }
+  for (const [name, t] of bltTensors) if (!hashNames.has(name)) tensors.set(transformersTensorName(name, 'blt'), t);
+  for (const [name, t] of entropyTensors) tensors.set(transformersTensorName(name, 'patcher'), t);
+  files.set('config.json', json(transformersConfig(model, patcher, patching)));
+  files.set('model.safetensors', serializeSafetensors(tensors, { format: 'pt' }));
+  files.set(
+    'tokenizer_config.json',
+    json({ tokenizer_class: 'BltTokenizer', vocab_size: model.args.vocabSize, model_max_length: model.args.global.maxSeqLen, add_bos_token: true, add_eos_token: true }),
+  );
+  return files;
+}
+
+/**
+ * The transformers `config.json` of our model: the keys the published converter's
+ * `merge_configurations` writes, plus, under the reference's own argument names, the settings the
+ * port's config has no key for — local window, global mask, cross-attention windows and heads, the
+ * entropy model's window — which `bltArgsFromTransformersConfig` reads back when present.
+ */
+function transformersConfig(model: ByteLatentTransformer, patcher: EntropyPatcher, patching: PatcherDefaults): Record<string, unknown> {
+  const a = model.args;
+  const ref = model.referenceArgs;
+  const e = patcher.model.args;
+  const p = referencePatcherArgs(patching);
+  const local = (c: typeof a.encoder | typeof a.decoder, allLayers: boolean, extra: Record<string, unknown>) => ({
+    vocab_size: a.vocabSize,
+    cross_attn_all_layers: allLayers,
+    cross_attn_k: c.crossAttnK,
+    hidden_size_global: a.global.dim,
+    hidden_size: c.dim,
+    num_attention_heads: c.nHeads,
+    num_key_value_heads: c.nKvHeads ?? null,
+    num_hidden_layers: c.nLayers,
+    norm_eps: c.normEps,
+    dropout: 0,
+    max_position_embeddings: c.maxSeqLen,
+    rope_theta: c.ropeTheta,
+    rope_scaling: { rope_type: 'default' },
+    hidden_act: 'silu',
+    intermediate_size: ffnHiddenDim(c.dim, c.multipleOf, c.ffnDimMultiplier ?? null),
+    ...extra,
+  });
+  const g = a.global;
+  return {
+    model_type: 'blt',
+    vocab_size: a.vocabSize - (Number(ref.pm_size ?? 0) || 0),
+    max_position_embeddings: g.maxSeqLen,
+    patch_in_forward: true,
+    realtime_patching: true,
+    patching_mode: p['patching_mode'],
+    patch_size: p['patch_size'],
+    patching_threshold: p['threshold'],
+    patching_threshold_add: p['threshold_add'],
+    max_patch_length: p['max_patch_length'],
+    patching_batch_size: 1,
+    patching_device: 'cpu',
+    monotonicity: p['monotonicity'],
+    cross_attn_k: a.encoder.crossAttnK,
+    encoder_hash_byte_group_size: a.encoder.hash?.groupSizes ?? null,
+    encoder_hash_byte_group_vocab: a.encoder.hash?.vocabSize ?? 500002,
+    encoder_hash_byte_group_nb_functions: a.encoder.hash?.numFunctions ?? 1,
+    pm_size: Number(ref.pm_size ?? 0) || 0,
+    patcher_config: {
+      vocab_size: e.vocabSize,
+      hidden_size: e.dim,
+      num_hidden_layers: e.nLayers,
+      num_attention_heads: e.nHeads,
+      num_key_value_heads: e.nKvHeads,
+      max_position_embeddings: e.maxSeqLen,
+      norm_eps: e.normEps,
+      dropout: 0,
+      rope_theta: e.ropeTheta,
+      attn_impl: 'xformers',
+      attn_bias_type: e.window !== undefined ? 'local_block_causal' : e.splitDocuments ? 'block_causal' : 'causal',
+      intermediate_size: ffnHiddenDim(e.dim, e.multipleOf, e.ffnDimMultiplier),
+      sliding_window: e.window ?? null,
+    },
+    encoder_config: local(a.encoder, a.encoder.crossAttnAllLayers, {}),
+    decoder_config: local(a.decoder, a.decoder.crossAttnAllLayers, {}),
+    global_config: {
+      hidden_size: g.dim,
+      num_attention_heads: g.nHeads,
+      num_key_value_heads: g.nKvHeads ?? null,
+      num_hidden_layers: g.nLayers,
+      norm_eps: g.normEps,
+      dropout: 0,
+      max_position_embeddings: g.maxSeqLen,
+      rope_theta: g.ropeTheta,
+      rope_scaling: { rope_type: 'default' },
+      hidden_act: 'silu',
+      intermediate_size: ffnHiddenDim(g.dim, g.multipleOf, g.ffnDimMultiplier ?? null),
+    },
+    tie_word_embeddings: false,
+    // The reference settings the transformers port's config has no key for (it hard-codes or drops
+    // them); a loader that knows them (ours) reads them back, others ignore them.
+    local_attention_window_len: a.localWindow ?? null,
+    attn_bias_type: g.splitDocuments ? 'block_causal' : 'causal',
+    cross_attn_window_encoder: a.encoder.crossAttnWindow ?? null,
+    cross_attn_window_decoder: a.decoder.crossAttnWindow ?? null,
+    cross_attn_nheads: a.encoder.crossAttnNHeads,
+    eos_id: a.eosId,
+  };
+}
+
+/**
+ * Writes {@link exportPretrained}'s files into a folder (Node), each atomically; the folder (and
+ * `entropy_model/`) is created if missing.
+ *
+ * @returns the paths written
+ */
+export async function savePretrained(model: ByteLatentTransformer, patcher: EntropyPatcher, dir: string, options: ExportPretrainedOptions): Promise<string[]> {
+  const files = await exportPretrained(model, patcher, options);
+  const [{ mkdir }, { join, dirname }, { writeFileAtomic }] = await Promise.all([import('node:fs/promises'), import('node:path'), import('@bytelatent/nn/node')]);
+  const written: string[] = [];
+  // Weights first, configuration last: a reader never finds a config.json whose weights are missing.
+  const order = [...files.keys()].sort((x, y) => Number(x.endsWith('.json')) - Number(y.endsWith('.json')));
+  for (const name of order) {
+    const path = join(dir, name);
+    await mkdir(dirname(path), { recursive: true });
+    await writeFileAtomic(path, files.get(name)!);
+    written.push(path);
+  }
+  return written;
+}
