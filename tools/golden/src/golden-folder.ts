@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { type PretrainedBlt, loadPretrained } from '@bytelatent/blt';
 import { type SafetensorsFile, parseSafetensors } from '@bytelatent/nn';
 
 /** `config.json` of a golden folder: every argument of every component (see shared/golden/README.md). */
@@ -26,6 +27,24 @@ export interface GoldenCase {
   readonly config: GoldenConfig;
   /** A weights file of the folder (e.g. `entropy_model.safetensors`), or why it cannot be read. */
   weights(fileName: string): SafetensorsFile | string;
+  /**
+   * For a folder whose model is stored in a published layout (`config.json` `pretrained`): the BLT
+   * and entropy patcher as `loadPretrained` reads them, or why they cannot be loaded.
+   */
+  readonly pretrained?: PretrainedBlt | string;
+}
+
+/**
+ * `config.json`'s `pretrained` entry: the model is stored in a published layout under the folder,
+ * and every check runs on what `loadPretrained` reads from it (arguments and patching settings included).
+ */
+export interface GoldenPretrainedEntry {
+  /** The layout the files are in (`consolidated`, `hub`, `transformers`); the loader must detect the same. */
+  readonly layout: string;
+  /** The BLT's folder, relative to the golden folder. */
+  readonly model: string;
+  /** The entropy model's folder, when the loader is to be given one explicitly. */
+  readonly entropy_model?: string | null;
 }
 
 /** A golden folder: configuration and case list, cases loaded on demand. */
@@ -33,6 +52,8 @@ export interface GoldenFolder {
   readonly dir: string;
   readonly config: GoldenConfig;
   readonly cases: readonly GoldenCaseRef[];
+  /** See {@link GoldenCase.pretrained}; undefined for a folder with plain weight files. */
+  readonly pretrained?: PretrainedBlt | string;
   loadCase(ref: GoldenCaseRef): Promise<GoldenCase>;
 }
 
@@ -95,10 +116,12 @@ export async function openGoldenFolder(dir: string): Promise<GoldenFolder> {
     weightFiles.set(fileName, result);
     return result;
   };
+  const pretrained = isObject(config['pretrained']) ? await loadPretrainedEntry(dir, config['pretrained']) : undefined;
   return {
     dir,
     config: goldenConfig,
     cases: cases as GoldenCaseRef[],
+    ...(pretrained !== undefined ? { pretrained } : {}),
     async loadCase(ref: GoldenCaseRef): Promise<GoldenCase> {
       const json = await readJson(join(dir, 'cases', `${ref.name}.json`));
       if (!isObject(json)) throw new GoldenFolderError(`cases/${ref.name}.json is not a JSON object`);
@@ -115,7 +138,23 @@ export async function openGoldenFolder(dir: string): Promise<GoldenFolder> {
       } catch (e) {
         throw new GoldenFolderError(`${path}: ${(e as Error).message}`);
       }
-      return { name: ref.name, json, tensors, config: goldenConfig, weights };
+      return { name: ref.name, json, tensors, config: goldenConfig, weights, ...(pretrained !== undefined ? { pretrained } : {}) };
     },
   };
+}
+
+/** Loads the model of a `pretrained` entry, checking the detected layout; an error becomes its message. */
+async function loadPretrainedEntry(dir: string, entry: Record<string, unknown>): Promise<PretrainedBlt | string> {
+  const { layout, model, entropy_model: entropy } = entry as Partial<GoldenPretrainedEntry>;
+  if (typeof model !== 'string' || typeof layout !== 'string') return 'config.json "pretrained" needs "layout" and "model" strings';
+  try {
+    const loaded = await loadPretrained(join(dir, model), typeof entropy === 'string' ? { patcher: join(dir, entropy) } : {});
+    if (loaded.layout !== layout) {
+      loaded.dispose();
+      return `the loader detected the ${loaded.layout} layout in ${model}, config.json says ${layout}`;
+    }
+    return loaded;
+  } catch (e) {
+    return `cannot load ${model}: ${(e as Error).message}`;
+  }
 }

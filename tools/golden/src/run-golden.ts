@@ -66,6 +66,13 @@ export async function runGoldenCheck(dir: string, options: GoldenRunOptions = {}
   let checked = 0;
   let skipped = 0;
   let failed = 0;
+  if (typeof folder.pretrained === 'string') {
+    log(`pretrained: FAIL ${folder.pretrained}`);
+    failed++;
+  } else if (folder.pretrained !== undefined) {
+    const p = folder.pretrained;
+    log(`pretrained: ${p.layout} layout from ${p.location}; patching ${JSON.stringify(p.patching)}`);
+  }
   for (const ref of folder.cases) {
     let goldenCase;
     try {
@@ -113,6 +120,7 @@ export async function runGoldenCheck(dir: string, options: GoldenRunOptions = {}
       log(`[${ref.name}] skip ${names.length} tensor(s) not implemented yet: ${summariseNames(names)}`);
     }
   }
+  if (typeof folder.pretrained === 'object') folder.pretrained.dispose();
   log(`max_abs_diff=${formatDiff(maxAbsDiff)} checked=${checked} skipped=${skipped}`);
   return { maxAbsDiff, checked, skipped, failed, comparisons };
 }

@@ -54,9 +54,10 @@ function tapOf(name: string): string | undefined {
   return new RegExp(`^(${TAPPED.source})$`).test(path) ? path : undefined;
 }
 
-/** Loads the BLT of a folder once per folder (`blt_model.safetensors` + `blt_args`). */
+/** Loads the BLT of a folder once per folder (`blt_model.safetensors` + `blt_args`, or the `pretrained` layout). */
 const models = new WeakMap<object, ByteLatentTransformer>();
 function goldenBltModel(c: GoldenCase): ByteLatentTransformer | string {
+  if (c.pretrained !== undefined) return typeof c.pretrained === 'string' ? c.pretrained : c.pretrained.model;
   const cached = models.get(c.config);
   if (cached) return cached;
   const weights = c.weights('blt_model.safetensors');

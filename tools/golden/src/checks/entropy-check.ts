@@ -5,9 +5,13 @@ import type { GoldenCase } from '../golden-folder.js';
 import type { GoldenCheck } from './check.js';
 
 
-/** Loads the entropy model of a folder once per folder (weights file + `entropy_model_args`). */
+/** Loads the entropy model of a folder once per folder (weights file + `entropy_model_args`, or the `pretrained` layout). */
 const models = new WeakMap<object, EntropyModel>();
 export function goldenEntropyModel(c: GoldenCase): EntropyModel | string {
+  if (c.pretrained !== undefined) {
+    if (typeof c.pretrained === 'string') return c.pretrained;
+    return c.pretrained.patcher?.model ?? 'the pretrained folder has no entropy model';
+  }
   const cached = models.get(c.config);
   if (cached) return cached;
   const args = c.config.entropy_model_args;
