@@ -729,6 +729,8 @@ class Unpickler {
     const record = `${this.#folder}data/${key}`;
     const entry = this.#archive.entries.get(record);
     if (entry === undefined) throw this.#fail('MISSING_RECORD', `storage ${JSON.stringify(key)} has no record ${JSON.stringify(record)} in the archive`);
+    // Where the record lies (checked against the file) first, then whether its size fits the claim.
+    const { offset } = this.#archive.locate(entry);
     const size = dtypeByteSize(dtype);
     if (numel * size !== entry.size) {
       throw this.#fail(
@@ -736,7 +738,6 @@ class Unpickler {
         `storage ${JSON.stringify(key)} claims ${numel} elements of ${dtype} (${numel * size} bytes) but its record ${JSON.stringify(record)} has ${entry.size} bytes`,
       );
     }
-    const { offset } = this.#archive.locate(entry);
     const storage: PthStorage = Object.freeze({ key, dtype, numel, byteOffset: offset, byteLength: entry.size });
     this.#storages.set(key, storage);
     return new StorageRef(storage);
@@ -1256,6 +1257,7 @@ export class PthFile implements TensorSource {
 
     const byteorder = archive.entries.get(`${folder}byteorder`);
     if (byteorder !== undefined) {
+      archive.locate(byteorder);
       const text = byteorder.size <= 16 ? decodeUtf8(archive.readEntry(byteorder))?.trim() : undefined;
       if (text !== 'little') {
         throw new PthError('UNSUPPORTED_BYTE_ORDER', `${description}: the byteorder record says ${JSON.stringify(text ?? `${byteorder.size} bytes`)}; only little-endian checkpoints are supported`);
@@ -1264,6 +1266,7 @@ export class PthFile implements TensorSource {
     let version: number | undefined;
     const versionEntry = archive.entries.get(`${folder}.data/version`) ?? archive.entries.get(`${folder}version`);
     if (versionEntry !== undefined) {
+      archive.locate(versionEntry);
       const text = versionEntry.size <= 32 ? decodeUtf8(archive.readEntry(versionEntry))?.trim() : undefined;
       if (text === undefined || !/^\d{1,9}$/.test(text)) {
         throw new PthError('INVALID_ZIP', `${description}: the version record ${versionEntry.name} is not a number (${versionEntry.size} bytes)`);
