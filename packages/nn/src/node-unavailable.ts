@@ -21,3 +21,23 @@ export async function writeSafetensorsFile(_path: string, ..._rest: unknown[]): 
 export async function writeFileAtomic(_path: string, _data: Uint8Array): Promise<never> {
   return unavailable('writeFileAtomic');
 }
+
+/** Node only: see `@bytelatent/nn/node`. */
+export function openSafetensorsFile(_path: string, ..._rest: unknown[]): never {
+  return unavailable('openSafetensorsFile');
+}
+
+/** Node only: see `@bytelatent/nn/node`. */
+export function openShardedSafetensors(_indexPath: string, ..._rest: unknown[]): never {
+  return unavailable('openShardedSafetensors');
+}
+
+/** Node only: see `@bytelatent/nn/node`. */
+export function openPthFile(_path: string, ..._rest: unknown[]): never {
+  return unavailable('openPthFile');
+}
+
+/** Node only: see `@bytelatent/nn/node`. */
+export function openFileReader(_path: string): never {
+  return unavailable('openFileReader');
+}

@@ -169,6 +169,7 @@ export class PthTensor {
    *
    * @param begin - first element (default 0)
    * @param end - one past the last element (default: `numel`)
+   * @param name - names the tensor in errors
    * @returns `(end - begin) × element size` bytes; may be a view of the file: do not modify it
    * @throws {PthError} `INVALID_ARGUMENT` unless `0 <= begin <= end <= numel` are integers; whatever
    *   the reader throws
