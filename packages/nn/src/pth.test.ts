@@ -198,6 +198,29 @@ describe('torch.save fixtures (torch 1.13)', () => {
   });
 });
 
+describe('corrupted torch files', () => {
+  it('random byte changes in real files: a PthError or a readable file, never another error', () => {
+    let seed = 1;
+    const rand = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    for (const name of ['flat.pth', 'nested.pth', 'views.pth', 'proto4.pth']) {
+      const original = fixture(name);
+      for (let trial = 0; trial < 400; trial++) {
+        const bytes = original.slice();
+        for (let k = 1 + rand(4); k > 0; k--) bytes[rand(bytes.length)] = rand(256);
+        try {
+          const file = parsePth(bytes);
+          for (const tensor of file.names()) file.readBytes(tensor);
+        } catch (e) {
+          if (!(e instanceof PthError)) throw new Error(`${name}, trial ${trial}: ${String(e)}`);
+        }
+      }
+    }
+  });
+});
+
 describe('refused torch files', () => {
   it('the legacy (pre-1.6) format gets a typed error that says so', () => {
     expectPthError(() => parsePth(fixture('legacy.pth'), { description: 'legacy.pth' }), 'LEGACY_FORMAT', /legacy\.pth is in torch's legacy \(pre-1\.6\) format/, /_use_new_zipfile_serialization=False/);
