@@ -215,7 +215,7 @@ describe('loadPretrained errors name the file and the field', () => {
     sharded.set('model.safetensors.index.json', new TextEncoder().encode(JSON.stringify(index)));
     sharded.set('model-00001-of-00002.safetensors', transformers.get('model.safetensors')!);
     e = await loadError(sharded);
-    expect(e.message).toContain('names the shard model-00002-of-00002.safetensors, which is missing');
+    expect(e.message).toContain('1 of 2 shard file(s) missing:\n  m/model-00002-of-00002.safetensors (index lists 1 tensor in it)');
   });
 
   it('mismatched shapes and unknown arguments', async () => {

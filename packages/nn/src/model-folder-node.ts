@@ -1,17 +1,19 @@
 // A model folder on disk (Node). Loaded lazily by `openModelFolder`, so the browser build never
 // reaches `node:fs`.
 import { readFile, stat } from 'node:fs/promises';
-import { dirname, join, relative, resolve, sep } from 'node:path';
+import { join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { NnError } from './layers/errors.js';
-import { type ModelFolder, checkedShardSource, checkpointError, shardFilesOfIndex, tensorFileKind } from './model-folder.js';
+import { BytesModelFolder, type ModelFolder, checkpointError, tensorFileKind } from './model-folder.js';
 import { openPthFile } from './pth-node.js';
-import { openSafetensorsFile } from './safetensors-node.js';
+import { openSafetensorsFile, openShardedSafetensors } from './safetensors-node.js';
 import type { TensorSource } from './tensor-source.js';
 
 /** @internal A folder on disk; see {@link ModelFolder}. */
-export class NodeModelFolder implements ModelFolder {
-  private constructor(readonly location: string) {}
+export class NodeModelFolder extends BytesModelFolder {
+  private constructor(readonly location: string) {
+    super();
+  }
 
   static open(location: string): NodeModelFolder {
     const path = location.startsWith('file:') ? fileURLToPath(location) : location;
@@ -32,44 +34,22 @@ export class NodeModelFolder implements ModelFolder {
     }
   }
 
-  async readText(name: string): Promise<string> {
+  protected async fileBytes(name: string): Promise<Uint8Array> {
     try {
-      return await readFile(join(this.location, name), 'utf8');
+      return await readFile(join(this.location, name));
     } catch (e) {
       throw new NnError('INVALID_CHECKPOINT', `cannot read ${this.describe(name)}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
     }
   }
 
-  async readJson(name: string): Promise<unknown> {
-    const text = await this.readText(name);
-    try {
-      return JSON.parse(text);
-    } catch (e) {
-      throw new NnError('INVALID_CHECKPOINT', `${this.describe(name)} is not valid JSON: ${(e as Error).message}`);
-    }
-  }
-
-  async openTensors(name: string): Promise<TensorSource> {
+  /** Weights are read tensor by tensor with positioned reads: files of any size, no whole-file buffer. */
+  override async openTensors(name: string): Promise<TensorSource> {
     const where = this.describe(name);
     const path = join(this.location, name);
     const kind = tensorFileKind(name);
     if (!(await this.exists(name))) throw new NnError('INVALID_CHECKPOINT', `${where} does not exist`);
-    if (kind === 'index') {
-      const { files, weightMap } = shardFilesOfIndex(await this.readJson(name), where);
-      const shards = new Map<string, TensorSource>();
-      try {
-        for (const file of files) {
-          const shardName = join(dirname(name), file);
-          if (!(await this.exists(shardName))) throw new NnError('INVALID_CHECKPOINT', `${where} names the shard ${file}, which is missing (${this.describe(shardName)})`);
-          shards.set(file, await this.openTensors(shardName));
-        }
-      } catch (e) {
-        for (const s of shards.values()) s.close?.();
-        throw e;
-      }
-      return checkedShardSource(shards, weightMap, where);
-    }
     try {
+      if (kind === 'index') return openShardedSafetensors(path, { description: where });
       return kind === 'safetensors' ? openSafetensorsFile(path, { description: where }) : openPthFile(path, { description: where });
     } catch (e) {
       throw checkpointError(e, where);

@@ -1,7 +1,8 @@
 import { NnError } from './layers/errors.js';
 import { parsePth } from './pth.js';
 import { parseSafetensors } from './safetensors.js';
-import { type TensorSource, mergeTensorSources } from './tensor-source.js';
+import { missingShardsError, parseShardIndex, shardedTensorSource } from './shards.js';
+import type { TensorSource } from './tensor-source.js';
 
 /**
  * A folder of model files — on disk in Node, or under a base URL over HTTP (Node and the browser) —
@@ -76,51 +77,10 @@ export function tensorFileKind(name: string): 'safetensors' | 'pth' | 'index' {
 }
 
 /**
- * The shard files of a `model.safetensors.index.json` (its `weight_map`), checked: every value a
- * file name next to the index, no path outside the folder.
- *
- * @throws {NnError} `INVALID_CHECKPOINT` naming the index and the bad entry
+ * @internal A folder whose files are read whole (over HTTP, from memory): JSON and weights parsed from
+ * bytes. The Node folder overrides `openTensors` to read weights tensor by tensor.
  */
-export function shardFilesOfIndex(index: unknown, where: string): { readonly files: string[]; readonly weightMap: ReadonlyMap<string, string> } {
-  const bad = (why: string) => new NnError('INVALID_CHECKPOINT', `${where}: ${why}`);
-  if (typeof index !== 'object' || index === null || Array.isArray(index)) throw bad('must be a JSON object with a "weight_map"');
-  const map = (index as Record<string, unknown>)['weight_map'];
-  if (typeof map !== 'object' || map === null || Array.isArray(map)) throw bad('"weight_map" must map tensor names to shard files');
-  const weightMap = new Map<string, string>();
-  for (const [tensor, file] of Object.entries(map)) {
-    if (typeof file !== 'string' || file.length === 0 || file.includes('..') || file.startsWith('/') || file.includes('\\')) {
-      throw bad(`"weight_map"."${tensor}" must be a file name in the same folder, got ${JSON.stringify(file)}`);
-    }
-    weightMap.set(tensor, file);
-  }
-  if (weightMap.size === 0) throw bad('"weight_map" is empty');
-  return { files: [...new Set(weightMap.values())], weightMap };
-}
-
-/**
- * One source over several shards, checked against the index: every tensor the index names is in
- * the shard it names, and no shard holds a tensor the index does not list.
- */
-export function checkedShardSource(shards: ReadonlyMap<string, TensorSource>, weightMap: ReadonlyMap<string, string>, where: string): TensorSource {
-  const problems: string[] = [];
-  for (const [tensor, file] of weightMap) {
-    if (!shards.get(file)?.has(tensor)) problems.push(`"${tensor}" is listed in ${file} but that shard does not hold it`);
-  }
-  for (const [file, source] of shards) {
-    for (const tensor of source.names()) {
-      const listed = weightMap.get(tensor);
-      if (listed !== file) problems.push(`${file} holds "${tensor}", which the index ${listed === undefined ? 'does not list' : `puts in ${listed}`}`);
-    }
-  }
-  if (problems.length > 0) {
-    for (const s of shards.values()) s.close?.();
-    throw new NnError('INVALID_CHECKPOINT', `${where} does not match its shards (${problems.length} problem(s)):\n  ${problems.slice(0, 20).join('\n  ')}`);
-  }
-  return mergeTensorSources([...shards.values()], where);
-}
-
-/** A folder whose files are read whole (over HTTP, from memory): JSON and weights parsed from bytes. */
-abstract class BytesModelFolder implements ModelFolder {
+export abstract class BytesModelFolder implements ModelFolder {
   abstract readonly location: string;
   abstract describe(name: string): string;
   abstract exists(name: string): Promise<boolean>;
@@ -145,14 +105,18 @@ abstract class BytesModelFolder implements ModelFolder {
     const where = this.describe(name);
     const kind = tensorFileKind(name);
     if (kind === 'index') {
-      const { files, weightMap } = shardFilesOfIndex(await this.readJson(name), where);
       const dir = name.includes('/') ? name.slice(0, name.lastIndexOf('/') + 1) : '';
-      const shards = new Map<string, TensorSource>();
-      for (const file of files) {
-        if (!(await this.exists(dir + file))) throw new NnError('INVALID_CHECKPOINT', `${where} names the shard ${file}, which is missing (${this.describe(dir + file)})`);
-        shards.set(file, await this.openTensors(dir + file));
+      try {
+        const index = parseShardIndex(await this.readJson(name), where);
+        const missing: string[] = [];
+        for (const file of index.files) if (!(await this.exists(dir + file))) missing.push(file);
+        if (missing.length > 0) throw missingShardsError(index, missing, where, (file) => this.describe(dir + file));
+        const shards = new Map<string, TensorSource>();
+        for (const file of index.files) shards.set(file, await this.openTensors(dir + file));
+        return shardedTensorSource(index, shards, where);
+      } catch (e) {
+        throw checkpointError(e, where);
       }
-      return checkedShardSource(shards, weightMap, where);
     }
     const bytes = await this.fileBytes(name);
     try {

@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
-import { dirname, isAbsolute, join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { openFileReader } from './file-reader-node.js';
 import {
   SafetensorsError,
@@ -15,7 +15,8 @@ import {
   type ParseOptions,
   type SafetensorsTensor,
 } from './safetensors.js';
-import { type TensorSource, listSome, mergeTensorSources } from './tensor-source.js';
+import { missingShardsError, parseShardIndex, shardedTensorSource } from './shards.js';
+import type { TensorSource } from './tensor-source.js';
 
 /** One read call is capped below 2 GiB by Node; larger files are read in chunks of this size. */
 const READ_CHUNK_BYTES = 1 << 30;
@@ -184,83 +185,47 @@ export interface ShardedSafetensors extends TensorSource {
 export function openShardedSafetensors(indexPath: string, options: ShardedOptions = {}): ShardedSafetensors {
   const description = options.description ?? indexPath;
   const maxIndexBytes = options.maxIndexBytes ?? 100_000_000;
-  const bad = (why: string) => new SafetensorsError('INVALID_INDEX', `${description}: ${why}`);
   const indexReader = openFileReader(indexPath);
   let text: string;
   try {
-    if (indexReader.byteLength > maxIndexBytes) throw bad(`the index has ${indexReader.byteLength} bytes, over the limit of ${maxIndexBytes} (maxIndexBytes)`);
+    if (indexReader.byteLength > maxIndexBytes) {
+      throw new SafetensorsError('INVALID_INDEX', `${description}: the index has ${indexReader.byteLength} bytes, over the limit of ${maxIndexBytes} (maxIndexBytes)`);
+    }
     text = new TextDecoder().decode(indexReader.read(0, indexReader.byteLength));
   } finally {
     indexReader.close();
   }
-  let index: unknown;
+  let json: unknown;
   try {
-    index = JSON.parse(text);
+    json = JSON.parse(text);
   } catch (e) {
-    throw bad(`not valid JSON: ${(e as Error).message}`);
+    throw new SafetensorsError('INVALID_INDEX', `${description}: not valid JSON: ${(e as Error).message}`);
   }
-  if (typeof index !== 'object' || index === null || Array.isArray(index)) throw bad('must be a JSON object with a "weight_map"');
-  const map = (index as Record<string, unknown>)['weight_map'];
-  if (typeof map !== 'object' || map === null || Array.isArray(map)) throw bad('"weight_map" must be an object mapping tensor names to shard files');
-  const meta = (index as Record<string, unknown>)['metadata'] ?? {};
-  if (typeof meta !== 'object' || meta === null || Array.isArray(meta)) throw bad('"metadata" must be an object');
-  const weightMap = new Map<string, string>();
-  for (const [tensor, file] of Object.entries(map)) {
-    if (typeof file !== 'string' || file === '' || isAbsolute(file) || file.split(/[\\/]/).some((part) => part === '..' || part === '') || file.includes('\0')) {
-      throw bad(`"weight_map"[${JSON.stringify(tensor)}] must be a relative file path inside the index's folder, got ${JSON.stringify(file)}`);
-    }
-    weightMap.set(tensor, file);
-  }
-  if (weightMap.size === 0) throw bad('"weight_map" is empty');
-
+  const index = parseShardIndex(json, description);
   const folder = dirname(indexPath);
-  const files = [...new Set(weightMap.values())];
   const shards = new Map<string, SafetensorsReader>();
-  const closeAll = () => {
-    for (const shard of shards.values()) shard.close();
-  };
+  const missing: string[] = [];
   try {
-    const missing: string[] = [];
-    for (const file of files) {
+    for (const file of index.files) {
       const path = join(folder, file);
       try {
         shards.set(file, openSafetensorsFile(path, { maxHeaderBytes: options.maxHeaderBytes, description: path }));
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-        const listed = [...weightMap.values()].filter((f) => f === file).length;
-        missing.push(`${path} (index lists ${listed} tensor${listed === 1 ? '' : 's'} in it)`);
+        missing.push(file);
       }
     }
-    if (missing.length > 0) {
-      throw new SafetensorsError('MISSING_SHARD', `${description}: ${missing.length} of ${files.length} shard file(s) missing:\n  ${listSome(missing)}`);
-    }
-    const merged = mergeTensorSources([...shards.values()], description);
-    const mismatches: string[] = [];
-    for (const [tensor, file] of weightMap) {
-      if (!shards.get(file)!.has(tensor)) mismatches.push(`the index puts "${tensor}" in ${file}, which does not hold it`);
-    }
-    for (const [file, shard] of shards) {
-      for (const tensor of shard.names()) {
-        const listed = weightMap.get(tensor);
-        if (listed !== file) mismatches.push(`${file} holds "${tensor}", which the index ${listed === undefined ? 'does not list' : `puts in ${listed}`}`);
-      }
-    }
-    if (mismatches.length > 0) {
-      throw new SafetensorsError('INDEX_MISMATCH', `${description} does not match its shards (${mismatches.length} problem(s)):\n  ${listSome(mismatches)}`);
-    }
-    return {
-      description,
-      metadata: Object.freeze({ ...(meta as Record<string, unknown>) }),
-      shards: Object.freeze(files.map((file) => join(folder, file))),
-      weightMap,
-      names: () => merged.names(),
-      has: (name) => merged.has(name),
-      info: (name) => merged.info(name),
-      readBytes: (name, begin, end) => merged.readBytes(name, begin, end),
-      close: closeAll,
-    };
+    if (missing.length > 0) throw missingShardsError(index, missing, description, (file) => join(folder, file));
   } catch (e) {
-    closeAll();
+    for (const shard of shards.values()) shard.close();
     throw e;
   }
+  const merged = shardedTensorSource(index, shards, description);
+  return {
+    ...merged,
+    metadata: index.metadata,
+    shards: Object.freeze(index.files.map((file) => join(folder, file))),
+    weightMap: index.weightMap,
+    close: () => merged.close?.(),
+  };
 }
