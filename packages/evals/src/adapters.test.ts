@@ -6,7 +6,7 @@ import { ByteLatentTransformer, type BltArgs } from '@bytelatent/blt';
 import { EntropyModel, EntropyPatcher, type EntropyModelArgs } from '@bytelatent/entropy-patcher';
 import { initBackend, serializeSafetensors } from '@bytelatent/nn';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { bltScorer, entropyModelScorer, measurePatching } from './adapters.js';
+import { bltPatchingFromSettings, bltScorer, entropyModelScorer, measurePatching } from './adapters.js';
 import { evaluateBitsPerByte } from './bits-per-byte.js';
 import { evaluateCharacterTasks, generateCharacterTasks } from './character-tasks.js';
 import { loadModelFile, loadPretrainedEntropyModel } from './load-model.js';
@@ -127,6 +127,27 @@ describe('bltScorer', () => {
     const foreign = join(dir, 'foreign.safetensors');
     writeFileSync(foreign, serializeSafetensors(new Map([['w', { dtype: 'F32', shape: [1], data: Float32Array.of(1) }]])));
     await expectCode(() => loadModelFile(foreign), 'INVALID_MODEL_FILE');
+  });
+
+  it('scores with every rule a released checkpoint can name (monotonic, combined, byte) and its maximum patch length', async () => {
+    const blt = new ByteLatentTransformer(BLT_ARGS, 9);
+    const patcher = EntropyPatcher.fromModel(new EntropyModel(ENTROPY_ARGS, 10), { threshold: 5.1 });
+    const bytes = new TextEncoder().encode(TEXT);
+    expect(bltPatchingFromSettings({ mode: 'space', maxPatchLength: 4 }, patcher)).toEqual({ mode: 'space', maxPatchLength: 4 });
+    expect(bltPatchingFromSettings({ threshold: 5 }, patcher)).toEqual({ mode: 'entropy', patcher, threshold: 5 });
+    for (const settings of [{ mode: 'monotonic' as const, threshold: 0.01 }, { mode: 'combined' as const, threshold: 5.1, thresholdAdd: 0.02, maxPatchLength: 2 }, { mode: 'byte' as const }]) {
+      const patching = bltPatchingFromSettings(settings, patcher);
+      const scorer = bltScorer(blt, patching);
+      const r = await evaluateBitsPerByte(scorer, TEXT, { contextLength: 40 });
+      expect(Number.isFinite(r.bitsPerByte)).toBe(true);
+      const measured = await measurePatching(patching, bytes, 40);
+      expect(measured.patches).toBe(scorer.patchCounts().patches);
+      if (settings.mode === 'byte') expect(measured.meanPatchSize).toBe(1);
+      if (settings.mode === 'combined') expect(measured.meanPatchSize).toBeLessThanOrEqual(2);
+    }
+    await expectCode(() => bltScorer(blt, { mode: 'combined', patcher, threshold: 5 }), 'INVALID_ARGUMENT');
+    patcher.dispose();
+    blt.dispose();
   });
 
   it('rejects patching without what the mode needs', async () => {

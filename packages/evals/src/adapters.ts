@@ -6,7 +6,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { BOS_ID, BYTE_OFFSET } from '@bytelatent/bytes';
 import type { ByteLatentTransformer } from '@bytelatent/blt';
-import { type EntropyModel, type EntropyPatcher, findPatchBoundaries } from '@bytelatent/entropy-patcher';
+import { type EntropyModel, type EntropyPatcher, type PatcherDefaults, type PatchingMode, findPatchBoundaries } from '@bytelatent/entropy-patcher';
 import { EvalError } from './errors.js';
 import type { ByteScoringModel, ScoringRow } from './scoring-model.js';
 
@@ -56,13 +56,76 @@ export function entropyModelScorer(model: EntropyModel, name = 'entropy-model'):
 
 /** How a {@link bltScorer} patches each row (the rule the BLT was trained with). */
 export interface BltPatching {
-  readonly mode: 'entropy' | 'space' | 'static';
-  /** Entropy mode: the entropy model (its `defaults.threshold` unless `threshold` is given). */
+  /**
+   * Any rule of `findPatchBoundaries`: `entropy`, `monotonic` and `combined` read the entropy model;
+   * `space`, `static` and `byte` do not.
+   */
+  readonly mode: PatchingMode;
+  /** Entropy modes: the entropy model (its `defaults.threshold` unless `threshold` is given). */
   readonly patcher?: EntropyPatcher;
   readonly threshold?: number;
+  /** `combined` mode: the relative threshold (the reference's `threshold_add`). */
+  readonly thresholdAdd?: number;
   /** Static mode: bytes per patch. */
   readonly patchSize?: number;
   readonly maxPatchLength?: number;
+}
+
+/** The modes that read the entropy model. */
+const ENTROPY_MODES: readonly PatchingMode[] = ['entropy', 'monotonic', 'combined'];
+const MODES: readonly PatchingMode[] = [...ENTROPY_MODES, 'space', 'static', 'byte'];
+
+/** Whether a patching rule reads an entropy model. */
+export function usesEntropyModel(patching: Pick<BltPatching, 'mode'>): boolean {
+  return ENTROPY_MODES.includes(patching.mode);
+}
+
+/**
+ * The scoring rule of a BLT loaded with its patching settings (`loadPretrained`'s `patching`, an
+ * entropy patcher's `defaults`): mode (entropy when unset), thresholds, patch size and maximum
+ * patch length as the files give them. The patcher is kept only when the mode reads it.
+ *
+ * @param settings - the patching settings
+ * @param patcher - the entropy patcher
+ * @returns the rule for {@link bltScorer} and {@link measurePatching}
+ */
+export function bltPatchingFromSettings(settings: PatcherDefaults, patcher: EntropyPatcher | undefined): BltPatching {
+  const mode = settings.mode ?? 'entropy';
+  return {
+    mode,
+    ...(ENTROPY_MODES.includes(mode) && patcher ? { patcher } : {}),
+    ...(settings.threshold !== undefined ? { threshold: settings.threshold } : {}),
+    ...(settings.thresholdAdd !== undefined ? { thresholdAdd: settings.thresholdAdd } : {}),
+    ...(settings.patchSize !== undefined ? { patchSize: settings.patchSize } : {}),
+    ...(settings.maxPatchLength !== undefined ? { maxPatchLength: settings.maxPatchLength } : {}),
+  };
+}
+
+/** Checks a rule; returns the threshold the entropy modes use. */
+function checkPatching(patching: BltPatching): number | undefined {
+  const { mode, patcher } = patching;
+  if (!MODES.includes(mode)) throw new EvalError('INVALID_ARGUMENT', `patching.mode must be one of ${MODES.join(', ')}, got ${String(mode)}`);
+  const threshold = patching.threshold ?? patcher?.defaults.threshold;
+  if (ENTROPY_MODES.includes(mode) && (!patcher || threshold === undefined)) {
+    throw new EvalError('INVALID_ARGUMENT', `${mode} patching needs an entropy patcher with a threshold (patching.patcher, patching.threshold)`);
+  }
+  if (mode === 'combined' && patching.thresholdAdd === undefined) throw new EvalError('INVALID_ARGUMENT', 'combined patching needs patching.thresholdAdd');
+  if (mode === 'static' && !(Number.isInteger(patching.patchSize) && patching.patchSize! >= 1)) {
+    throw new EvalError('INVALID_ARGUMENT', `static patching needs patchSize >= 1, got ${String(patching.patchSize)}`);
+  }
+  return threshold;
+}
+
+/** The row's patch lengths under a checked rule, without the next-token slot (the training convention). */
+function rowPatchLengths(patching: BltPatching, threshold: number | undefined, tokens: Int32Array, entropies: Float32Array | undefined): Int32Array {
+  return findPatchBoundaries(tokens, entropies, {
+    mode: patching.mode,
+    threshold,
+    ...(patching.mode === 'combined' ? { thresholdAdd: patching.thresholdAdd } : {}),
+    patchSize: patching.patchSize,
+    maxPatchLength: patching.maxPatchLength,
+    includeNextToken: false,
+  }).patchLengths;
 }
 
 /** A BLT scoring model that also counts the patches it made. */
@@ -74,29 +137,24 @@ export interface BltScoringModel extends ByteScoringModel {
 /**
  * A BLT as a byte-level language model: each row is patched by `patching` exactly as
  * `apps/train`'s row patcher does during training (the row's first position a patch of its own,
- * no next-token slot), then scored with `tokenLosses`.
+ * no next-token slot — the reference's training and evaluation convention), maximum patch length
+ * included, then scored with `tokenLosses`.
  *
  * @param model - the BLT (not owned)
  * @param patching - the patching rule
  * @param name - for tables
  * @returns a byte scoring model that counts its patches
- * @throws {EvalError} `INVALID_ARGUMENT` when entropy patching has no patcher or no threshold, or
- *   static patching no size
+ * @throws {EvalError} `INVALID_ARGUMENT` when an entropy mode has no patcher or no threshold,
+ *   combined patching no `thresholdAdd`, or static patching no size
  */
 export function bltScorer(model: ByteLatentTransformer, patching: BltPatching, name = 'blt'): BltScoringModel {
-  const { mode, patcher, maxPatchLength } = patching;
-  const threshold = patching.threshold ?? patcher?.defaults.threshold;
-  if (mode === 'entropy' && (!patcher || threshold === undefined)) {
-    throw new EvalError('INVALID_ARGUMENT', 'entropy patching needs an entropy patcher with a threshold (patching.patcher, patching.threshold)');
-  }
-  if (mode === 'static' && !(Number.isInteger(patching.patchSize) && patching.patchSize! >= 1)) {
-    throw new EvalError('INVALID_ARGUMENT', `static patching needs patchSize >= 1, got ${String(patching.patchSize)}`);
-  }
-  if (!['entropy', 'space', 'static'].includes(mode)) throw new EvalError('INVALID_ARGUMENT', `patching.mode must be entropy, space or static, got ${String(mode)}`);
+  const threshold = checkPatching(patching);
+  const { mode, patcher } = patching;
   let positions = 0;
   let patches = 0;
   // Rows must fit both the local models (bytes) and the global model (patches); a patch holds >= 1 byte.
-  const patchBound = mode === 'static' ? (model.args.global.maxSeqLen - 1) * patching.patchSize! + 1 : model.args.global.maxSeqLen;
+  const staticSize = Math.min(patching.patchSize ?? 1, patching.maxPatchLength ?? Number.POSITIVE_INFINITY);
+  const patchBound = mode === 'static' ? (model.args.global.maxSeqLen - 1) * staticSize + 1 : model.args.global.maxSeqLen;
   const maxContext = Math.min(model.args.encoder.maxSeqLen, patchBound);
   return {
     kind: 'byte',
@@ -106,10 +164,8 @@ export function bltScorer(model: ByteLatentTransformer, patching: BltPatching, n
     patchCounts: () => ({ positions, patches }),
     async logProbs(rows) {
       const tokens = rows.map((r) => r.tokens);
-      const entropies = mode === 'entropy' ? await patcher!.model.entropies(tokens) : undefined;
-      const lengths = tokens.map(
-        (t, i) => findPatchBoundaries(t, entropies?.[i], { mode, threshold, patchSize: patching.patchSize, maxPatchLength, includeNextToken: false }).patchLengths,
-      );
+      const entropies = usesEntropyModel(patching) ? await patcher!.model.entropies(tokens) : undefined;
+      const lengths = tokens.map((t, i) => rowPatchLengths(patching, threshold, t, entropies?.[i]));
       const losses = model.tokenLosses(tokens, lengths, rows.map((r) => r.targets));
       let data: Float32Array;
       try {
@@ -141,8 +197,7 @@ export function bltScorer(model: ByteLatentTransformer, patching: BltPatching, n
 export async function measurePatching(patching: BltPatching, bytes: Uint8Array, contextLength: number): Promise<{ positions: number; patches: number; meanPatchSize: number }> {
   if (bytes.length === 0) throw new EvalError('EMPTY_INPUT', 'no byte to patch');
   if (!Number.isInteger(contextLength) || contextLength < 2) throw new EvalError('INVALID_ARGUMENT', `contextLength must be an integer >= 2, got ${contextLength}`);
-  const threshold = patching.threshold ?? patching.patcher?.defaults.threshold;
-  if (patching.mode === 'entropy' && (!patching.patcher || threshold === undefined)) throw new EvalError('INVALID_ARGUMENT', 'entropy patching needs an entropy patcher with a threshold');
+  const threshold = checkPatching(patching);
   const ids = new Int32Array(bytes.length + 1);
   ids[0] = BOS_ID;
   for (let i = 0; i < bytes.length; i++) ids[i + 1] = bytes[i]! + BYTE_OFFSET;
@@ -153,10 +208,10 @@ export async function measurePatching(patching: BltPatching, bytes: Uint8Array, 
   for (let s = 0; s + 1 < ids.length; s += contextLength) rows.push(ids.subarray(s, Math.min(s + contextLength, ids.length - 1)));
   for (let i = 0; i < rows.length; i += 16) {
     const group = rows.slice(i, i + 16);
-    const entropies = patching.mode === 'entropy' ? await patching.patcher!.model.entropies(group) : undefined;
+    const entropies = usesEntropyModel(patching) ? await patching.patcher!.model.entropies(group) : undefined;
     group.forEach((t, k) => {
       positions += t.length;
-      patches += findPatchBoundaries(t, entropies?.[k], { mode: patching.mode, threshold, patchSize: patching.patchSize, maxPatchLength: patching.maxPatchLength, includeNextToken: false }).patchLengths.length;
+      patches += rowPatchLengths(patching, threshold, t, entropies?.[k]).length;
     });
   }
   return { positions, patches, meanPatchSize: positions / patches };

@@ -9,15 +9,16 @@ const CLI = resolve(dirname(fileURLToPath(import.meta.url)), '../dist/cli.js');
 
 function run(...args: string[]): { code: number | null; stdout: string; stderr: string; json: Record<string, unknown> | undefined } {
   const r = spawnSync(process.execPath, [CLI, ...args, '--backend', 'wasm'], { encoding: 'utf8', env: { ...process.env, INIT_CWD: process.cwd() } });
-  const last = r.stdout.trim().split('\n').at(-1) ?? '';
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr, json: last.startsWith('{') ? (JSON.parse(last) as Record<string, unknown>) : undefined };
+  // With --json, stdout is exactly one JSON document.
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr, json: args.includes('--json') && r.status === 0 ? (JSON.parse(r.stdout) as Record<string, unknown>) : undefined };
 }
 
 describe('bytelatent-eval', () => {
-  it('bpb: a table, and the figures as the last JSON line', () => {
+  it('bpb: a table; with --json, one JSON document on stdout and the table on stderr', () => {
+    expect(run('bpb', '--udhr', 'eng', '--max-bytes', '600').stdout).toMatch(/udhr:eng\s+600\s+600/);
     const r = run('bpb', '--udhr', 'eng', '--max-bytes', '1200', '--json');
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/udhr:eng\s+1200\s+1200/);
+    expect(r.stderr).toMatch(/udhr:eng\s+1200\s+1200/);
     const [result] = r.json!['results'] as Array<{ bytes: number; bitsPerByte: number; inferenceFlopsPerByte: number }>;
     expect(result!.bytes).toBe(1200);
     expect(result!.bitsPerByte).toBeGreaterThan(1);

@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 /**
  * `bytelatent-eval`: bits-per-byte, FLOPs, patch statistics, character tasks, noise robustness and
- * tokenizer compression of this project's models on any text. Prints a table; `--json` adds one
- * JSON line of figures, last.
+ * tokenizer compression of this project's models (or Meta's released ones, from a folder of any
+ * published layout) on any text. Prints a table; with `--json`, stdout holds exactly one JSON document
+ * of figures and the table goes to stderr.
  */
 import { createReadStream, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
@@ -18,7 +19,7 @@ import { CHARACTER_TASKS, evaluateCharacterTasks, generateCharacterTasks } from 
 import { EvalError } from './errors.js';
 import { bltFlopsPerByte, tokenModelFlopsPerByte, transformerFlops, transformerShape } from './flops.js';
 import { gpt2TokenCount } from './gpt2.js';
-import { type LoadedModel, loadModelFile, loadPretrainedEntropyModel } from './load-model.js';
+import { type LoadedModel, loadModel as loadModelAt, loadPretrainedEntropyModel } from './load-model.js';
 import { NOISE_KINDS, evaluateNoiseRobustness } from './noise.js';
 import { PatchStatistics } from './patch-stats.js';
 import { formatNumber, formatTable } from './table.js';
@@ -42,10 +43,15 @@ texts (bpb, flops, patches, noise, bpe):
   --udhr CODES            UDHR translations: comma-separated codes, or "default" (${UDHR_DEFAULT_CODES.join(',')})
 
 model (bpb, flops, cute, noise):
-  --model PATH            a model file: a BLT (blt_args), an entropy model, a token model, or an
-                          apps/train checkpoint; default: the pretrained entropy model of
+  --model PATH            a model folder of any published layout (Meta's released BLTs and entropy
+                          model: consolidated params.json + consolidated.pth, hub config.json +
+                          model.safetensors, transformers model_type "blt"; or an http(s) URL of
+                          one), patched with the patching settings in its files; or a model file: a
+                          BLT (blt_args), an entropy model, a token model, or an apps/train
+                          checkpoint; default: the pretrained entropy model of
                           @bytelatent/entropy-patcher (a byte-level transformer)
-  --patcher PATH          BLT: entropy model to patch with ("pretrained" or a file), instead of the file's own
+  --patcher PATH          BLT (and patches): entropy model to patch with, instead of the model's
+                          own: a folder of any layout, a safetensors file, or "pretrained"
 
 options:
   --context N             positions per row (default: the model's context)
@@ -53,7 +59,8 @@ options:
   --batch-size N          rows per model call (default 8)
   --mean-patch X          flops: BLT mean patch size, instead of measuring it on texts
   --bytes-per-token X     flops: token model bytes per token, instead of measuring it
-  --mode MODE             patches: entropy (default) | space | static | byte | monotonic
+  --mode MODE             patches: entropy | monotonic | combined | space | static | byte
+                          (default: the patcher's own, else entropy)
   --threshold X           patches: entropy threshold (default: the patcher's)
   --patch-size K          patches: static patch size
   --max-patch-length M    patches: split longer patches
@@ -66,12 +73,13 @@ options:
   --bpe FILE              bpe: load this tokenizer (JSON) instead of training one
   --out FILE              bpe: write the trained tokenizer (JSON)
   --backend NAME          auto (default) | wasm | cpu | webgpu
-  --json                  print one JSON line of figures last
+  --json                  print exactly one JSON document of figures on stdout (the table goes to stderr)
   -h, --help              this text
 
 examples:
   npm run eval -- bpb --file .cache/corpus/heldout/books/carroll-alice.txt
   npm run eval -- bpb --udhr default --model apps/serve/models/blt-demo.safetensors --max-bytes 4096
+  npm run eval -- bpb --udhr eng --model hf-weights/blt_1b --max-bytes 4096 --json
   npm run eval -- patches --udhr eng,rus,cmn_hans --json`;
 
 const OPTIONS = {
@@ -158,21 +166,62 @@ async function loadModel(values: Values): Promise<LoadedModel> {
     await ensureBackend();
     return loadPretrainedEntropyModel();
   }
-  const path = resolve(userCwd, values.model);
-  if (!existsSync(path)) throw new EvalError('DATA_UNAVAILABLE', `--model ${values.model}: no such file`);
+  const path = userPath(values.model);
+  if (!isUrl(path) && !existsSync(path)) throw new EvalError('DATA_UNAVAILABLE', `--model ${values.model}: no such file or folder`);
   await ensureBackend();
-  return loadModelFile(path, values.patcher !== undefined ? { patcher: values.patcher === 'pretrained' ? 'pretrained' : resolve(userCwd, values.patcher) } : {});
+  return loadModelAt(path, values.patcher !== undefined ? { patcher: values.patcher === 'pretrained' ? 'pretrained' : userPath(values.patcher) } : {});
+}
+
+const isUrl = (p: string) => /^https?:\/\//i.test(p);
+
+/** A path the user gave, resolved against where they ran the command; URLs as they are. */
+function userPath(p: string): string {
+  return isUrl(p) ? p : resolve(userCwd, p);
 }
 
 function describe(m: LoadedModel): string {
-  return `${m.model.name}: ${m.kind} model, ${m.parameters.toLocaleString('en-US')} parameters, context ${m.model.maxContext}`;
+  const patching = m.kind === 'blt' ? `; patching ${describePatching(m.patching)}` : '';
+  return `${m.model.name}: ${m.kind} model${m.layout ? ` (${m.layout} layout)` : ''}, ${m.parameters.toLocaleString('en-US')} parameters, context ${m.model.maxContext}${patching}`;
+}
+
+/** A BLT's patching rule in words: mode, thresholds, patch size and cap. */
+function describePatching(p: Extract<LoadedModel, { kind: 'blt' }>['patching']): string {
+  const threshold = p.threshold ?? p.patcher?.defaults.threshold;
+  return [
+    p.mode,
+    ...(p.patcher && threshold !== undefined ? [`threshold ${threshold}`] : []),
+    ...(p.thresholdAdd !== undefined ? [`threshold_add ${p.thresholdAdd}`] : []),
+    ...(p.mode === 'static' && p.patchSize !== undefined ? [`size ${p.patchSize}`] : []),
+    ...(p.maxPatchLength !== undefined ? [`max length ${p.maxPatchLength}`] : []),
+  ].join(', ');
+}
+
+/** The figures every model command reports about its model. */
+function modelFigures(m: LoadedModel): Record<string, unknown> {
+  return {
+    model: m.model.name,
+    kind: m.kind,
+    ...(m.layout ? { layout: m.layout } : {}),
+    parameters: m.parameters,
+    ...(m.kind === 'blt'
+      ? {
+          patching: {
+            mode: m.patching.mode,
+            threshold: m.patching.threshold ?? m.patching.patcher?.defaults.threshold ?? null,
+            thresholdAdd: m.patching.thresholdAdd ?? null,
+            patchSize: m.patching.patchSize ?? null,
+            maxPatchLength: m.patching.maxPatchLength ?? null,
+          },
+        }
+      : {}),
+  };
 }
 
 /** Inference FLOPs per byte of a loaded model given the measured unit size. */
 function flopsPerByte(m: LoadedModel, unit: number, context: number): { total: number; parts: Record<string, number>; entropyModel?: number } {
   if (m.kind === 'blt') {
     const b = bltFlopsPerByte(m.shape, unit, context);
-    const em = m.patching.mode === 'entropy' && m.patching.patcher ? m.patching.patcher.model : undefined;
+    const em = m.patching.patcher?.model;
     const entropyModel = em ? transformerFlops(transformerShape(em.referenceArgs), Math.min(em.args.window ?? em.maxSeqLen, context), em.args.vocabSize) : undefined;
     const { total, ...parts } = b;
     return { total, parts, ...(entropyModel !== undefined ? { entropyModel } : {}) };
@@ -211,7 +260,7 @@ async function commandBpb(values: Values, out: string[], figures: Record<string,
       results.push({ source: s.name, bytes: r.bytes, targets: r.targets, bitsPerByte: r.bitsPerByte, nats: r.nats, ...(loaded.kind === 'blt' ? { meanPatchSize: unit } : { bytesPerTarget: r.bytesPerTarget }), inferenceFlopsPerByte: flops.total, ...(flops.entropyModel !== undefined ? { entropyModelFlopsPerByte: flops.entropyModel } : {}), bytesPerSecond: r.bytes / seconds });
     }
     out.push(formatTable(['text', 'bytes', 'targets', loaded.kind === 'blt' ? 'bytes/patch' : 'bytes/target', 'bits/byte', 'FLOPs/byte', 'bytes/s'], rows));
-    Object.assign(figures, { command: 'bpb', model: loaded.model.name, kind: loaded.kind, parameters: loaded.parameters, context, results });
+    Object.assign(figures, { command: 'bpb', ...modelFigures(loaded), context, results });
   } finally {
     loaded.dispose();
   }
@@ -262,18 +311,27 @@ async function commandFlops(values: Values, out: string[], figures: Record<strin
     rows.push(['total (inference)', f.total, 1], ['training (3x)', 3 * f.total, 3]);
     if (f.entropyModel !== undefined) rows.push(['entropy model (patching, not in total)', f.entropyModel, f.entropyModel / f.total]);
     out.push(formatTable(['part', 'FLOPs/byte', 'share'], rows));
-    Object.assign(figures, { command: 'flops', model: loaded.model.name, kind: loaded.kind, parameters: loaded.parameters, context, [loaded.kind === 'blt' ? 'meanPatchSize' : 'bytesPerToken']: unit, inferenceFlopsPerByte: f.total, trainingFlopsPerByte: 3 * f.total, parts: f.parts, ...(f.entropyModel !== undefined ? { entropyModelFlopsPerByte: f.entropyModel } : {}) });
+    Object.assign(figures, { command: 'flops', ...modelFigures(loaded), context, [loaded.kind === 'blt' ? 'meanPatchSize' : 'bytesPerToken']: unit, inferenceFlopsPerByte: f.total, trainingFlopsPerByte: 3 * f.total, parts: f.parts, ...(f.entropyModel !== undefined ? { entropyModelFlopsPerByte: f.entropyModel } : {}) });
   } finally {
     loaded.dispose();
   }
 }
 
+/** The patcher of the patches command: `--patcher` as a folder of any layout, a file, or the shipped one. */
+async function loadPatchesPatcher(source: string | undefined): Promise<EntropyPatcher> {
+  if (source === undefined || source === 'pretrained') return EntropyPatcher.pretrained();
+  const path = userPath(source);
+  if (isUrl(path) || statSync(path, { throwIfNoEntry: false })?.isDirectory()) return EntropyPatcher.fromPretrained(path);
+  return EntropyPatcher.fromSafetensors(path);
+}
+
 async function commandPatches(values: Values, out: string[], figures: Record<string, unknown>): Promise<void> {
   const texts = sources(values, true);
-  const mode = (values.mode ?? 'entropy') as PatchingMode;
   await ensureBackend();
-  const patcher = values.patcher && values.patcher !== 'pretrained' ? await EntropyPatcher.fromSafetensors(resolve(userCwd, values.patcher)) : await EntropyPatcher.pretrained();
+  const patcher = await loadPatchesPatcher(values.patcher);
   try {
+    // The patcher's own settings (a folder's patching settings, a file's defaults) unless flags say otherwise.
+    const mode = (values.mode ?? patcher.defaults.mode ?? 'entropy') as PatchingMode;
     const options = {
       mode,
       ...(values.threshold !== undefined ? { threshold: num(values, 'threshold', false, Number.NEGATIVE_INFINITY)! } : {}),
@@ -296,7 +354,8 @@ async function commandPatches(values: Values, out: string[], figures: Record<str
       for (const sc of r.byScript) scriptRows.push([s.name, sc.script, sc.bytes, sc.patches, sc.meanPatchSize, sc.startsOnWordStart, sc.startsInsideCharacter]);
       results.push({ source: s.name, ...r });
     }
-    out.push(`patching: ${mode}${mode === 'entropy' ? `, threshold ${options.threshold ?? patcher.defaults.threshold}` : ''}${options.maxPatchLength ? `, max length ${options.maxPatchLength}` : ''}`);
+    const maxPatchLength = options.maxPatchLength ?? patcher.defaults.maxPatchLength;
+    out.push(`patching: ${mode}${mode === 'entropy' || mode === 'monotonic' || mode === 'combined' ? `, threshold ${options.threshold ?? patcher.defaults.threshold}` : ''}${maxPatchLength ? `, max length ${maxPatchLength}` : ''}`);
     out.push(formatTable(['text', 'bytes', 'patches', 'mean', 'p50', 'p90', 'p99', 'max', 'on word start', 'word starts cut', 'inside char'], rows));
     out.push('');
     out.push(formatTable(['text', 'script', 'bytes', 'patches', 'mean', 'on word start', 'inside char'], scriptRows));
@@ -319,7 +378,7 @@ async function commandCute(values: Values, out: string[], figures: Record<string
     const example = items[0]!;
     out.push(`example (${example.task}): ${JSON.stringify(example.prompt)} -> ${example.candidates.map((c, i) => (i === example.answer ? `[${c.trim()}]` : c.trim())).join(' | ')}`);
     out.push(formatTable(['task', 'items', 'accuracy', 'chance'], [...r.tasks.map((t) => [t.task, t.items, t.accuracy, t.chance]), ['mean', items.length, r.accuracy, r.chance]]));
-    Object.assign(figures, { command: 'cute', model: loaded.model.name, kind: loaded.kind, tasks: r.tasks, accuracy: r.accuracy, chance: r.chance, taskNames: CHARACTER_TASKS });
+    Object.assign(figures, { command: 'cute', ...modelFigures(loaded), tasks: r.tasks, accuracy: r.accuracy, chance: r.chance, taskNames: CHARACTER_TASKS });
   } finally {
     loaded.dispose();
   }
@@ -343,7 +402,7 @@ async function commandNoise(values: Values, out: string[], figures: Record<strin
       results.push({ source: s.name, clean: r.clean.bitsPerByte, noised: Object.fromEntries(r.noised.map((n) => [n.kind, n.result.bitsPerByte])) });
     }
     out.push(formatTable(['text', 'noise', 'bytes', 'bits/byte', 'x clean'], rows));
-    Object.assign(figures, { command: 'noise', model: loaded.model.name, kind: loaded.kind, seed, kinds: NOISE_KINDS, results });
+    Object.assign(figures, { command: 'noise', ...modelFigures(loaded), seed, kinds: NOISE_KINDS, results });
   } finally {
     loaded.dispose();
   }
@@ -429,8 +488,11 @@ async function main(argv: string[]): Promise<number> {
   const out: string[] = [];
   const figures: Record<string, unknown> = {};
   await command(values, out, figures);
-  process.stdout.write(`${out.join('\n')}\n`);
-  if (values.json) process.stdout.write(`${JSON.stringify(figures)}\n`);
+  // --json: stdout holds exactly one JSON document (for pipes), the table goes to stderr.
+  if (values.json) {
+    process.stderr.write(`${out.join('\n')}\n`);
+    process.stdout.write(`${JSON.stringify(figures)}\n`);
+  } else process.stdout.write(`${out.join('\n')}\n`);
   return 0;
 }
 

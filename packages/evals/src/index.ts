@@ -10,7 +10,7 @@ export {
   type Tokenizer,
 } from './scoring-model.js';
 export { bitsPerByte, evaluateBitsPerByte, type BitsPerByteOptions, type BitsPerByteResult, type ByteSource } from './bits-per-byte.js';
-export { bltScorer, entropyModelScorer, measurePatching, type BltPatching, type BltScoringModel } from './adapters.js';
+export { bltPatchingFromSettings, bltScorer, entropyModelScorer, measurePatching, usesEntropyModel, type BltPatching, type BltScoringModel } from './adapters.js';
 export {
   attentionFlops,
   bltFlopsPerByte,
@@ -51,5 +51,5 @@ export {
 } from './token-transformer.js';
 export { gpt2BytesPerToken, gpt2TokenCount } from './gpt2.js';
 export { UDHR_DEFAULT_CODES, loadUdhr, udhrHtmlToText } from './udhr.js';
-export { loadModelFile, loadPretrainedEntropyModel, type LoadModelOptions, type LoadedModel } from './load-model.js';
+export { loadModel, loadModelFile, loadPretrainedEntropyModel, loadPretrainedModel, pretrainedFolderKind, type LoadModelOptions, type LoadedModel } from './load-model.js';
 export { seededRandom } from './random.js';
