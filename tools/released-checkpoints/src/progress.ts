@@ -9,7 +9,7 @@ export interface ProgressInfo {
   readonly seconds: number;
   /** Average since the start, in 10^6 bytes per second. */
   readonly mbPerSecond: number;
-  /** Estimated seconds left at the average rate (undefined before any byte). */
+  /** Estimated seconds left at the average rate (undefined during the first second or percent). */
   readonly etaSeconds: number | undefined;
   /** The file being written, relative to the output folder. */
   readonly file: string;
@@ -62,7 +62,8 @@ export class Progress {
       totalBytes: this.totalBytes,
       seconds,
       mbPerSecond: rate / 1e6,
-      etaSeconds: rate > 0 ? (this.totalBytes - this.bytes) / rate : undefined,
+      // No estimate from the first percent or second (small files and syncs skew it).
+      etaSeconds: rate > 0 && seconds >= 1 && this.bytes >= this.totalBytes / 100 ? (this.totalBytes - this.bytes) / rate : undefined,
       file: this.file,
       ...(note !== undefined ? { note } : {}),
     });

@@ -1,5 +1,6 @@
-// A file written in one sequential pass through two large buffers: one is filled (copied bytes or
-// generated values) while the other is being written by the thread pool. The file appears under its
+// A file written in one sequential pass through a ring of large buffers: one is filled (copied bytes
+// or generated values) while the others are being written by the thread pool (several writes in
+// flight smooth out a disk whose speed varies). The file appears under its
 // final name only when complete (temporary name in the same folder, fsync, rename), and a failed or
 // interrupted write leaves no file behind (the temporary is removed).
 import { randomBytes } from 'node:crypto';
@@ -9,22 +10,36 @@ import type { Progress } from './progress.js';
 
 /** Buffer size: a multiple of 64, so a buffer always starts at a file offset that is a multiple of 64. */
 export const DEFAULT_BUFFER_BYTES = 16 * 1024 * 1024;
+/** Buffers in the ring (at most one less are being written at a time). */
+export const DEFAULT_BUFFER_COUNT = 4;
 
 export interface SinkOptions {
   /** Flush to disk before the rename (default true). */
   readonly fsync?: boolean;
   readonly bufferBytes?: number;
+  /** Buffers in the ring, at least 2 (default 4). */
+  readonly bufferCount?: number;
   readonly progress?: Progress;
+}
+
+function bufferSettings(options: SinkOptions): { size: number; count: number } {
+  const size = options.bufferBytes ?? DEFAULT_BUFFER_BYTES;
+  const count = options.bufferCount ?? DEFAULT_BUFFER_COUNT;
+  if (!Number.isInteger(size) || size % 64 !== 0 || size <= 0) throw new Error(`buffer size must be a positive multiple of 64, got ${size}`);
+  if (!Number.isInteger(count) || count < 2) throw new Error(`buffer count must be an integer >= 2, got ${count}`);
+  return { size, count };
 }
 
 export class FileSink {
   /** Bytes handed to the sink so far (the file offset of the next byte). */
   position = 0;
+  private readonly buffers: Uint8Array[];
+  /** The write of each buffer still in flight, if any. */
+  private readonly writes: Array<Promise<void> | undefined>;
+  private slot = 0;
   private current: Uint8Array;
-  private spare: Uint8Array;
   private used = 0;
   private bufferStart = 0;
-  private pending: Promise<void> | undefined;
   private closed = false;
 
   private constructor(
@@ -33,28 +48,29 @@ export class FileSink {
     private readonly fh: FileHandle,
     private readonly options: SinkOptions,
   ) {
-    const size = options.bufferBytes ?? DEFAULT_BUFFER_BYTES;
-    if (size % 64 !== 0 || size <= 0) throw new Error(`buffer size must be a positive multiple of 64, got ${size}`);
-    this.current = new Uint8Array(new ArrayBuffer(size));
-    this.spare = new Uint8Array(new ArrayBuffer(size));
+    const { size, count } = bufferSettings(options);
+    this.buffers = Array.from({ length: count }, () => new Uint8Array(new ArrayBuffer(size)));
+    this.writes = new Array<Promise<void> | undefined>(count).fill(undefined);
+    this.current = this.buffers[0] as Uint8Array;
   }
 
   /** Creates the folder if needed and opens a temporary file next to `path`. */
   static async create(path: string, options: SinkOptions = {}): Promise<FileSink> {
+    bufferSettings(options);
     await mkdir(dirname(path), { recursive: true });
     const tempPath = join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
     const fh = await open(tempPath, 'wx');
     return new FileSink(path, tempPath, fh, options);
   }
 
+  /** Starts writing the current buffer and moves to the next one, waiting for its earlier write. */
   private async flush(): Promise<void> {
     if (this.used === 0) return;
     const buf = this.current;
     const len = this.used;
     const at = this.bufferStart;
-    if (this.pending) await this.pending;
     const progress = this.options.progress;
-    this.pending = (async () => {
+    const write = (async () => {
       let done = 0;
       while (done < len) {
         const { bytesWritten } = await this.fh.write(buf, done, len - done, at + done);
@@ -64,11 +80,24 @@ export class FileSink {
       progress?.add(len);
     })();
     // Keep a failed write from being an unhandled rejection before it is awaited.
-    this.pending.catch(() => undefined);
-    this.current = this.spare;
-    this.spare = buf;
+    write.catch(() => undefined);
+    this.writes[this.slot] = write;
+    this.slot = (this.slot + 1) % this.buffers.length;
+    const previous = this.writes[this.slot];
+    this.writes[this.slot] = undefined;
+    this.current = this.buffers[this.slot] as Uint8Array;
     this.bufferStart += len;
     this.used = 0;
+    if (previous) await previous;
+  }
+
+  /** Waits for every write in flight (rethrowing the first failure). */
+  private async drain(): Promise<void> {
+    const pending = this.writes.filter((w): w is Promise<void> => w !== undefined);
+    this.writes.fill(undefined);
+    const results = await Promise.allSettled(pending);
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
   }
 
   /** Appends bytes. */
@@ -104,9 +133,9 @@ export class FileSink {
   /** Writes what is left, syncs, closes and renames to the final name. Returns the file size. */
   async finish(): Promise<number> {
     await this.flush();
-    if (this.pending) await this.pending;
+    await this.drain();
     if (this.options.fsync ?? true) {
-      this.options.progress?.note(`syncing ${basename(this.path)}`);
+      if (this.position >= 64 * 1024 * 1024) this.options.progress?.note(`syncing ${basename(this.path)}`);
       await this.fh.sync();
     }
     await this.fh.close();
@@ -118,7 +147,7 @@ export class FileSink {
   /** Closes and removes the temporary file (after an error). */
   async abort(): Promise<void> {
     try {
-      if (this.pending) await this.pending.catch(() => undefined);
+      await this.drain().catch(() => undefined);
       if (!this.closed) await this.fh.close();
     } finally {
       this.closed = true;

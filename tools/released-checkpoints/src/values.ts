@@ -142,54 +142,113 @@ export function fillValues(stream: ValueStream, begin: number, end: number, dst:
   if (dst.byteLength !== count * size) throw new Error(`destination has ${dst.byteLength} bytes, the range needs ${count * size}`);
   if (count === 0) return;
   if (dst.byteOffset % size !== 0) throw new Error('destination is not aligned to the element size');
-  const out = size === 2 ? new Uint16Array(dst.buffer, dst.byteOffset, count) : new Uint32Array(dst.buffer, dst.byteOffset, count);
   const table = stream.table;
   if (!table) {
-    out.fill(onesBits(stream.dtype));
+    if (size === 2) new Uint16Array(dst.buffer, dst.byteOffset, count).fill(onesBits(stream.dtype));
+    else new Uint32Array(dst.buffer, dst.byteOffset, count).fill(onesBits(stream.dtype));
     return;
   }
+  // One block at a time; the two element sizes have their own (monomorphic) loops.
   let e = begin;
-  let o = 0;
+  let at = dst.byteOffset;
   while (e < end) {
     const block = Math.floor(e / BLOCK_ELEMENTS);
     const blockStart = block * BLOCK_ELEMENTS;
     const stop = Math.min(end, blockStart + BLOCK_ELEMENTS);
-    const h = fmix32(stream.key ^ Math.imul(block + 1, 0x9e3779b9));
-    let a = fmix32(h + 0x6a09e667) | 0;
-    let b = fmix32(h + 0xbb67ae85) | 0;
-    let c = fmix32(h + 0x3c6ef372) | 0;
-    let d = fmix32(h + 0xa54ff53a) | 0;
-    if ((a | b | c | d) === 0) a = 1;
-    // Skip the draws of the elements before `e` in this block.
-    for (let skip = (e - blockStart) >>> 1; skip > 0; skip--) {
+    const n = stop - e;
+    if (size === 2) fillBlock16(table as Uint16Array, stream.key, block, e - blockStart, n, dst.buffer as ArrayBuffer, at);
+    else fillBlock32(table as Uint32Array, stream.key, block, e - blockStart, n, dst.buffer as ArrayBuffer, at);
+    at += n * size;
+    e = stop;
+  }
+}
+
+/** xorshift128 state of a block, advanced past the draws of its first `skipElements` elements. */
+function blockState(key: number, block: number, skipElements: number, state: Int32Array): void {
+  const h = fmix32(key ^ Math.imul(block + 1, 0x9e3779b9));
+  let a = fmix32(h + 0x6a09e667) | 0;
+  let b = fmix32(h + 0xbb67ae85) | 0;
+  let c = fmix32(h + 0x3c6ef372) | 0;
+  let d = fmix32(h + 0xa54ff53a) | 0;
+  if ((a | b | c | d) === 0) a = 1;
+  for (let skip = skipElements >>> 1; skip > 0; skip--) {
+    const t = a ^ (a << 11);
+    a = b; b = c; c = d;
+    d = d ^ (d >>> 19) ^ (t ^ (t >>> 8));
+  }
+  state[0] = a; state[1] = b; state[2] = c; state[3] = d;
+}
+
+const state = new Int32Array(4);
+
+/**
+ * 2-byte elements [first, first + n) of a block (draw j → elements 2j (low half), 2j + 1 (high
+ * half)), written at byte offset `at` of `buffer`.
+ */
+function fillBlock16(table: Uint16Array, key: number, block: number, first: number, n: number, buffer: ArrayBuffer, at: number): void {
+  blockState(key, block, first, state);
+  let a = state[0] as number, b = state[1] as number, c = state[2] as number, d = state[3] as number;
+  let i = 0;
+  if ((first & 1) === 1) {
+    const t = a ^ (a << 11);
+    a = b; b = c; c = d;
+    d = d ^ (d >>> 19) ^ (t ^ (t >>> 8));
+    new Uint16Array(buffer, at, 1)[0] = table[d >>> 16] as number;
+    i = 1;
+  }
+  const pairs = (n - i) >>> 1;
+  const start = at + 2 * i;
+  if (start % 4 === 0) {
+    const out = new Uint32Array(buffer, start, pairs);
+    for (let p = 0; p < pairs; p++) {
       const t = a ^ (a << 11);
       a = b; b = c; c = d;
       d = d ^ (d >>> 19) ^ (t ^ (t >>> 8));
+      out[p] = (table[d & 0xffff] as number) | ((table[d >>> 16] as number) << 16);
     }
-    if (((e - blockStart) & 1) === 1) {
+  } else {
+    const out = new Uint16Array(buffer, start, 2 * pairs);
+    for (let p = 0; p < 2 * pairs; p += 2) {
       const t = a ^ (a << 11);
       a = b; b = c; c = d;
       d = d ^ (d >>> 19) ^ (t ^ (t >>> 8));
-      out[o++] = table[d >>> 16] as number;
-      e++;
+      out[p] = table[d & 0xffff] as number;
+      out[p + 1] = table[d >>> 16] as number;
     }
-    const pairsEnd = e + ((stop - e) & ~1);
-    while (e < pairsEnd) {
-      const t = a ^ (a << 11);
-      a = b; b = c; c = d;
-      d = d ^ (d >>> 19) ^ (t ^ (t >>> 8));
-      out[o] = table[d & 0xffff] as number;
-      out[o + 1] = table[d >>> 16] as number;
-      o += 2;
-      e += 2;
-    }
-    if (e < stop) {
-      const t = a ^ (a << 11);
-      a = b; b = c; c = d;
-      d = d ^ (d >>> 19) ^ (t ^ (t >>> 8));
-      out[o++] = table[d & 0xffff] as number;
-      e++;
-    }
+  }
+  if (i + 2 * pairs < n) {
+    const t = a ^ (a << 11);
+    a = b; b = c; c = d;
+    d = d ^ (d >>> 19) ^ (t ^ (t >>> 8));
+    new Uint16Array(buffer, start + 4 * pairs, 1)[0] = table[d & 0xffff] as number;
+  }
+}
+
+/** 4-byte elements [first, first + n) of a block, as {@link fillBlock16}. */
+function fillBlock32(table: Uint32Array, key: number, block: number, first: number, n: number, buffer: ArrayBuffer, at: number): void {
+  blockState(key, block, first, state);
+  let a = state[0] as number, b = state[1] as number, c = state[2] as number, d = state[3] as number;
+  const out = new Uint32Array(buffer, at, n);
+  let o = 0;
+  if ((first & 1) === 1) {
+    const t = a ^ (a << 11);
+    a = b; b = c; c = d;
+    d = d ^ (d >>> 19) ^ (t ^ (t >>> 8));
+    out[o++] = table[d >>> 16] as number;
+  }
+  const pairsEnd = o + ((n - o) & ~1);
+  for (; o < pairsEnd; o += 2) {
+    const t = a ^ (a << 11);
+    a = b; b = c; c = d;
+    d = d ^ (d >>> 19) ^ (t ^ (t >>> 8));
+    out[o] = table[d & 0xffff] as number;
+    out[o + 1] = table[d >>> 16] as number;
+  }
+  if (o < n) {
+    const t = a ^ (a << 11);
+    a = b; b = c; c = d;
+    d = d ^ (d >>> 19) ^ (t ^ (t >>> 8));
+    out[o] = table[d & 0xffff] as number;
   }
 }
 
