@@ -195,7 +195,10 @@ def _extend_pydantic_shim():
             return value if isinstance(value, ann) else ann(value)
         origin = typing.get_origin(ann)
         if origin is typing.Union or (hasattr(types, "UnionType") and isinstance(ann, types.UnionType)):
-            for arg in typing.get_args(ann):
+            args = typing.get_args(ann)
+            if isinstance(value, int) and not isinstance(value, bool) and float in args and int not in args:
+                return float(value)  # pydantic v2: an int for `float | None` becomes a float
+            for arg in args:
                 if arg is type(None):
                     continue
                 if is_model(arg) and isinstance(value, dict):
@@ -232,10 +235,8 @@ def _extend_pydantic_shim():
         return {k: dump_value(getattr(self, k), mode) for k in type(self).__shim_fields__}
 
     def model_dump_json(self, indent=None, **_kw):
-        d = self.model_dump(mode="json")
-        if indent is None:
-            return json.dumps(d, separators=(",", ":"), ensure_ascii=False)
-        return json.dumps(d, indent=indent, ensure_ascii=False)
+        assert indent is None, "golden-producer shim: compact model_dump_json only"
+        return pydantic_json(self.model_dump(mode="json"))
 
     @classmethod
     def model_validate(cls, obj, **_kw):
@@ -255,6 +256,35 @@ def _extend_pydantic_shim():
         "pydantic shim extended: nested argument objects from dicts (X, X | None), str enums, int->float, "
         "model_validate(_json), recursive model_dump(mode=), model_dump_json (compact)"
     )
+
+
+def _pydantic_float(x):
+    """A float as pydantic-core's JSON writes it: positional for decimal exponents -5..15 ("0.00001",
+    "10000.0"), else "1e-6" / "1e+16" (Python's repr pads the exponent: "1e-06", and goes
+    scientific from 1e-5 on)."""
+    import decimal
+
+    r = repr(x)
+    if "e" not in r or x != x or x in (float("inf"), float("-inf")):
+        return r
+    mantissa, exponent = r.split("e")
+    e = int(exponent)
+    if -5 <= e < 16:
+        return format(decimal.Decimal(r), "f") if e < 0 else r
+    return f"{mantissa}e{'-' if e < 0 else '+'}{abs(e)}"
+
+
+def pydantic_json(value):
+    """Compact JSON as pydantic v2's model_dump_json writes it (checked against pydantic 2.13)."""
+    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, float):
+        return _pydantic_float(value)
+    if isinstance(value, dict):
+        return "{" + ",".join(json.dumps(str(k), ensure_ascii=False) + ":" + pydantic_json(v) for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(pydantic_json(v) for v in value) + "]"
+    raise TypeError(type(value))
 
 
 class _LenientOps:

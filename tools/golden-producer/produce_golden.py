@@ -41,6 +41,12 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--compare", metavar="DIR", help="after writing, compare every tensor with those of another golden folder (e.g. ../shared/golden/tiny)")
     p.add_argument(
+        "--layout",
+        choices=("consolidated", "hub", "transformers"),
+        help="write the model into pretrained/ in this published checkpoint layout (bf16 weights) and compute every "
+        "vector from the models as the reference's loaders read them back from there (no blt_model/entropy_model.safetensors)",
+    )
+    p.add_argument(
         "--weights-from",
         metavar="DIR",
         help="load blt_model.safetensors and entropy_model.safetensors from this golden folder instead of the seeded init",
@@ -247,6 +253,80 @@ PRESETS = {
         "threshold_quantile": 0.6,
         "cases": [{"name": "packed", "texts": ["Ab, c\u00e9!", "x\ty"]}],
     },
+    # Fixtures of the published checkpoint layouts (--layout; tools/golden/fixtures/layout-*): the
+    # reference writes pretrained/ and the vectors come from the models its loaders read back. The
+    # entropy model's arguments are those load_entropy_model builds (it reads only dim, n_layers,
+    # n_heads, max_seqlen, ffn_dim_multiplier, vocab_size and forces the rest).
+    # layout-consolidated: GQA/MQA, head_dim 8, a local window of 8, 3 hash sizes, the combined
+    # patching rule (threshold_add) and max_patch_length 3, written in params.json data.patcher_args.
+    "layout-consolidated": {
+        "preset": "tiny",
+        "blt_args": {
+            "dim_local_encoder": 16, "dim_local_decoder": 16, "dim_global": 32,
+            "n_heads_local_encoder": 2, "n_heads_global": 4, "n_heads_local_decoder": 2,
+            "n_kv_heads": 1, "n_kv_heads_global": 2, "cross_attn_nheads": 2, "cross_attn_k": 2,
+            "n_layers_local_encoder": 1, "n_layers_global": 2, "n_layers_local_decoder": 2,
+            "encoder_hash_byte_group_size": [3, 4, 5], "encoder_hash_byte_group_vocab": 31,
+            "local_attention_window_len": 8, "multiple_of": 16,
+            "patching_threshold": "auto", "patching_threshold_add": 0.01, "max_patch_length": 3,
+            "max_encoder_seq_length": 256, "max_seqlen": 128,
+        },
+        "entropy_model_args": {"dim": 16, "n_layers": 2, "n_heads": 2, "sliding_window": 512},
+        "threshold_quantile": 0.5,
+        "cases": [
+            {"name": "packed", "texts": ["Ab, c\u00e9!", "x\ty"]},
+            {"name": "line", "texts": ["if a < 3: b"]},
+        ],
+    },
+    # layout-hub: a global token projection (k=2 x 16 = 32 -> 40), decoder heads 4 (head_dim 4; its
+    # cross-attention 2 heads of 8), cross-attention after both encoder layers, 2 hash functions,
+    # the monotonic patching rule (train_args.json data.patcher_args), norm_eps 1e-6, theta 1e4.
+    "layout-hub": {
+        "preset": "tiny",
+        "blt_args": {
+            "dim_local_encoder": 16, "dim_local_decoder": 16, "dim_global": 40,
+            "n_heads_local_encoder": 2, "n_heads_global": 5, "n_heads_local_decoder": 4,
+            "cross_attn_nheads": 2, "cross_attn_k": 2,
+            "n_layers_local_encoder": 2, "n_layers_global": 1, "n_layers_local_decoder": 1,
+            "cross_attn_all_layers_encoder": True,
+            "encoder_hash_byte_group_size": [3, 6], "encoder_hash_byte_group_nb_functions": 2,
+            "encoder_hash_byte_group_vocab": 23, "local_attention_window_len": 6, "multiple_of": 32,
+            "norm_eps": 1e-6, "rope_theta": 10000.0,
+            "patching_threshold": "auto", "monotonicity": True, "max_patch_length": None,
+            "max_encoder_seq_length": 256, "max_seqlen": 128,
+        },
+        "entropy_model_args": {"dim": 16, "n_layers": 2, "n_heads": 2, "sliding_window": 512},
+        "threshold_quantile": 0.6,
+        "cases": [
+            {"name": "packed", "texts": ["Ab, c\u00e9!", "x\ty"]},
+            {"name": "line", "texts": ["if a < 3: b"]},
+        ],
+    },
+    # layout-transformers: everything the HF config does not carry at the released blt-1b's values
+    # (local window 512, global block_causal, no cross-attention windows, cross-attention heads = local
+    # heads, no GQA in the local models, one encoder cross-attention, decoder cross-attention before
+    # every layer, hash sizes 3..8 with one function, ffn_dim_multiplier 1, RoPE theta 5e5 in fp32,
+    # max positions 4096 / 24576), sizes shrunk; GQA in the global transformer (carried:
+    # num_key_value_heads); max_patch_length 4 (carried). Single-document inputs shorter than 512 bytes:
+    # where the HF modeling code and the reference agree (README).
+    "layout-transformers": {
+        "preset": "tiny",
+        "blt_args": {
+            "dim_local_encoder": 16, "dim_local_decoder": 16, "dim_global": 32,
+            "n_heads_local_encoder": 2, "n_heads_global": 4, "n_heads_local_decoder": 2,
+            "n_kv_heads_global": 2, "cross_attn_nheads": 2, "cross_attn_k": 2,
+            "n_layers_local_encoder": 1, "n_layers_global": 2, "n_layers_local_decoder": 2,
+            "encoder_hash_byte_group_vocab": 23, "local_attention_window_len": 512, "multiple_of": 16,
+            "patching_threshold": "auto", "max_patch_length": 4,
+            "dim": 32, "n_layers": 2, "n_heads": 4,
+        },
+        "entropy_model_args": {"dim": 16, "n_layers": 2, "n_heads": 2, "sliding_window": 512},
+        "threshold_quantile": 0.55,
+        "cases": [
+            {"name": "ascii", "texts": ["Hello, wor1d!"]},
+            {"name": "utf8", "texts": ["na\u00efve \u2192 ok"]},
+        ],
+    },
 }
 
 
@@ -359,7 +439,8 @@ def build_models(cfg, weights_from=None):
     entropy_args = LMTransformerArgs(**cfg["entropy_model_args"])
     entropy_model = LMTransformer(entropy_args)
     entropy_model.init_weights()
-    blt_args = ByteLatentTransformerArgs(**cfg["blt_args"])
+    # "auto" is ours (picked later from the entropies); pydantic v2 would refuse it for a float field.
+    blt_args = ByteLatentTransformerArgs(**{k: (None if k == "patching_threshold" and v == "auto" else v) for k, v in cfg["blt_args"].items()})
     blt = ByteLatentTransformer(blt_args)
     fill_missing_module_lists(blt)
     if blt.encoder_hash_tok_embedding is None:
@@ -475,7 +556,7 @@ def derive_mask(m, q_len, kv_len):
     raise TypeError(type(m))
 
 
-def run_case(case, tokenizer, entropy_model, blt, blt_args, patcher_args):
+def run_case(case, tokenizer, entropy_model, blt, blt_args, patcher_args, patcher=None):
     from bytelatent.data.patcher import (
         Patcher,
         PatcherArgs,
@@ -502,8 +583,10 @@ def run_case(case, tokenizer, entropy_model, blt, blt_args, patcher_args):
     N = tokens.shape[1]
 
     # Entropy model through the Patcher (the model attached by hand, as bytelatent/hf.py does).
-    patcher = Patcher(PatcherArgs(**patcher_args))
-    patcher.entropy_model = entropy_model
+    if patcher is None:
+        patcher = Patcher(PatcherArgs(**patcher_args))
+        patcher.entropy_model = entropy_model
+    assert patcher.entropy_model is entropy_model
     ent_acts = {}
     handles = install_hooks(entropy_model, "act.entropy", ent_acts, transform=lambda t: t[:, :N] if t.dim() >= 2 else t)
     with torch.no_grad():
@@ -796,6 +879,15 @@ SOURCES = [
 ]
 
 
+# What the layout fixtures depend on besides SOURCES: the loaders and the argument classes.
+LOADER_SOURCES = [
+    "bytelatent/generate.py",
+    "bytelatent/hf.py",
+    "bytelatent/args.py",
+    "bytelatent/distributed.py",
+]
+
+
 def reference_commit(reference):
     try:
         return subprocess.run(["git", "-C", reference, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
@@ -865,53 +957,225 @@ def compare_folders(ours, theirs):
 
 
 # ---------------------------------------------------------------------------------------------
+def auto_threshold(cfg, tokenizer, entropy_model):
+    """"auto" threshold: from the entropies of every case (see pick_threshold)."""
+    from bytelatent.data.patcher import calculate_entropies
+
+    lists = []
+    for case in cfg["cases"]:
+        ids = [i for t in case["texts"] for i in tokenizer.encode(t, add_bos=True, add_eos=True)][:-1]
+        scores, _ = calculate_entropies(torch.tensor([ids]), entropy_model, 1, "cpu")
+        lists.append(threshold_scores(scores, cfg["blt_args"].get("monotonicity", False)))
+    t = pick_threshold(lists, cfg["threshold_quantile"])
+    print(f"auto threshold: {t}", file=sys.stderr)
+    return t
+
+
+def relative_files(root, base):
+    out = {}
+    for d, _dirs, files in sorted(os.walk(root)):
+        _dirs.sort()
+        for name in sorted(files):
+            path = os.path.join(d, name)
+            with open(path, "rb") as f:
+                out[os.path.relpath(path, base)] = {"bytes": os.path.getsize(path), "sha256": hashlib.sha256(f.read()).hexdigest()}
+    return out
+
+
+def produce_pretrained(cfg, layout, out, entropy_model, entropy_args, blt, blt_args, tokenizer):
+    """Writes out/pretrained/ in `layout` from the seeded models (weights rounded to bf16), then loads
+    it back with the reference's loaders. Returns (the loaded models etc., the "pretrained" contract,
+    the weights manifest)."""
+    import tempfile
+
+    import layouts as L
+    from bytelatent.data.patcher import PatcherArgs
+    from bytelatent.entropy_model import load_entropy_model
+
+    pre = os.path.join(out, "pretrained")
+    L.clean_dir(pre)
+    ent_sd = L.bf16_state_dict(entropy_model)
+    blt_sd = L.bf16_state_dict(blt)
+    # The patcher settings as the files keep them (PatcherArgs' own device defaults: "cuda").
+    file_pa = dict(patcher_args_dict(cfg["blt_args"], cfg["patcher_args"]), device="cuda", patching_device="cuda")
+    notes = []
+
+    def entropy_params(patcher_args):
+        return L.train_args_json(model=None, entropy_model=entropy_args.model_dump(), train_entropy_model=True, patcher_args=patcher_args, model_dtype="fp32")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if cfg["blt_args"].get("patching_threshold") == "auto":
+            # From the entropy model as load_entropy_model reads it back from its files.
+            probe = os.path.join(tmp, "probe", "entropy_model")
+            L.write_consolidated_folder(probe, entropy_params(dict(file_pa, threshold=0.0)), ent_sd)
+            patcher, _ = L.build_patcher(PatcherArgs(), probe)
+            t = auto_threshold(cfg, tokenizer, patcher.entropy_model)
+            cfg["blt_args"]["patching_threshold"] = t
+            blt_args.patching_threshold = t
+            file_pa["threshold"] = t
+        params_blt = L.train_args_json(model=blt_args.model_dump(), patcher_args=file_pa, model_dtype="fp32")
+        params_ent = entropy_params(file_pa)
+
+        if layout == "consolidated":
+            L.write_consolidated_folder(os.path.join(pre, "blt"), params_blt, blt_sd)
+            L.write_consolidated_folder(os.path.join(pre, "entropy_model"), params_ent, ent_sd)
+            loaded = L.load_consolidated(os.path.join(pre, "blt"), os.path.join(pre, "entropy_model"))
+            loaded_by = (
+                "bytelatent.generate.load_consolidated_model_and_tokenizer('pretrained/blt') (params cast to "
+                "distributed.model_dtype fp32); PatcherArgs of its params.json data.patcher_args with realtime_patching=True and "
+                "entropy_model_checkpoint_dir='pretrained/entropy_model', .build() -> bytelatent.entropy_model.load_entropy_model "
+                "(what demo.py does)"
+            )
+        else:
+            hub = pre if layout == "hub" else os.path.join(tmp, "hub")
+            blt_dir = os.path.join(hub, "blt")
+            L.write_hub_model(blt_dir, blt_args, blt_sd)
+            L.write_text(os.path.join(blt_dir, "train_args.json"), params_blt)  # hf.py: params.json copied
+            L.write_consolidated_folder(os.path.join(blt_dir, "entropy_model"), params_ent, ent_sd)
+            # facebook/blt-entropy, as hf.py convert_to_transformers writes it: the model and arguments
+            # load_entropy_model returns (bf16: it sets torch's default dtype), save_pretrained.
+            ent_dir = os.path.join(blt_dir, "entropy_model")
+            m, a = load_entropy_model(ent_dir, os.path.join(ent_dir, "consolidated.pth"))
+            torch.set_default_dtype(torch.float32)
+            standalone_sd = m.state_dict()
+            assert all(v.dtype == torch.bfloat16 and torch.equal(v, ent_sd[k]) for k, v in standalone_sd.items()) and set(standalone_sd) == set(ent_sd)
+            L.write_hub_model(os.path.join(hub, "blt-entropy"), a, standalone_sd)
+            if layout == "hub":
+                loaded = L.load_hub(blt_dir)
+                standalone = L.load_hub(blt_dir, os.path.join(hub, "blt-entropy"))
+                assert standalone.entropy_args.model_dump() == loaded.entropy_args.model_dump()
+                L.assert_loaded(standalone.entropy_model, ent_sd, "pretrained/blt-entropy")
+                notes.append("pretrained/blt-entropy (LMTransformer.from_pretrained, what hf.py load_transformers is given) holds the same weights and arguments as pretrained/blt/entropy_model (checked)")
+                loaded_by = (
+                    "ByteLatentTransformer.from_pretrained('pretrained/blt') emulated: ByteLatentTransformer(ByteLatentTransformerArgs(**config.json['args'])) "
+                    "+ load_state_dict(model.safetensors, strict=False, nothing missing or unexpected); bytelatent.hf.BltTokenizerAndPatcher reads "
+                    "train_args.json (patcher, tokenizer, distributed.model_dtype fp32 applied to the parameters); the entropy model from "
+                    "pretrained/blt/entropy_model through PatcherArgs(realtime_patching=True).build() -> load_entropy_model"
+                )
+            else:
+                out_dir = os.path.join(pre, "blt")
+                L.convert_hub_to_transformers(blt_dir, out_dir)
+                loaded = L.load_transformers(out_dir)
+                source = L.load_hub(blt_dir)
+                a1, a2 = loaded.blt_args.model_dump(), source.blt_args.model_dump()
+                differ = sorted(k for k in a2 if a1.get(k) != a2.get(k))
+                assert set(differ) <= {"patch_size", "patching_device"}, f"HF config + blt-1b values do not give the source arguments: {differ}"
+                for k in differ:
+                    notes.append(f"blt_args.{k}: {a1[k]!r} from the HF config (the hub folder's args say {a2[k]!r}; unused with given patch lengths)")
+                e1, e2 = loaded.entropy_args.model_dump(), source.entropy_args.model_dump()
+                assert e1 == e2, sorted(k for k in e2 if e1.get(k) != e2.get(k))
+                loaded_by = (
+                    "no reference loader exists for this layout: the shards (model.safetensors.index.json) read, "
+                    f"the converter's mapping ({L.HF_CONVERTER}) reversed into ByteLatentTransformer / LMTransformer state dicts, "
+                    "the arguments from config.json completed with the released blt-1b values of what it does not carry "
+                    "(layouts.BLT_1B_NOT_IN_HF_CONFIG, ENTROPY_NOT_IN_HF_CONFIG), the patcher from its patching_* keys; the same "
+                    "arguments and weights as the hub folder it was converted from, loaded by the reference (checked)"
+                )
+    L.assert_loaded(loaded.blt, blt_sd, "BLT")
+    L.assert_loaded(loaded.entropy_model, ent_sd, "entropy model")
+    assert loaded.patcher.threshold == file_pa["threshold"]
+    folders = L.FOLDERS[layout]
+    contract = {
+        "layout": layout,
+        "model": "pretrained/" + folders["model"],
+        "entropy_model": None if folders["entropy_model"] is None else "pretrained/" + folders["entropy_model"],
+    }
+    if "entropy_model_standalone" in folders:
+        contract["entropy_model_standalone"] = "pretrained/" + folders["entropy_model_standalone"]
+    contract.update(
+        {
+            "weights_dtype": "bfloat16" + (" (model.encoder_hash_tok_embedding.weight float32: the converter fuses the tables into torch.zeros)" if layout == "transformers" else ""),
+            "model_dtype": loaded.model_dtype,
+            "loaded_by": loaded_by,
+            "deviations": [
+                "weights: the seeded initialisation rounded to bfloat16, stored in bf16; the models compute in float32 (params.json distributed.model_dtype "
+                "fp32, where the released files say bf16), so the stored weights upcast exactly",
+                "load_entropy_model sets torch's default dtype to bfloat16 (so the entropy model is built in bf16) and leaves it so: "
+                "the producer restores float32 after it and upcasts the entropy model (its RoPE table checked to be the float32 one)",
+                "patcher devices: the files keep PatcherArgs' 'cuda'; the run overrides patching_device and device to 'cpu'; Module.cuda() is the identity",
+            ]
+            + notes,
+            "files": relative_files(pre, out),
+        }
+    )
+    manifest = {}
+    for rel in contract["files"]:
+        path = os.path.join(out, rel)
+        if rel.endswith(".safetensors"):
+            from st_io import read_safetensors_header
+
+            h = read_safetensors_header(path)
+            manifest[rel] = {k: {"dtype": v["dtype"], "shape": v["shape"]} for k, v in h.items() if k != "__metadata__"}
+        elif rel.endswith(".pth"):
+            sd = torch.load(path, map_location="cpu")["model"]
+            manifest[rel] = {k: {"dtype": str(v.dtype).replace("torch.", ""), "shape": list(v.shape)} for k, v in sd.items()}
+    return loaded, contract, manifest
+
+
 def main():
     torch.set_num_threads(ARGS.threads)
     install_shims(ARGS.reference)
-    from bytelatent.data.patcher import calculate_entropies
+    shims = list(SHIMS)
+    if ARGS.layout:
+        from loader_shims import NO_CUDA_SHIM, install_loader_shims
+
+        shims += install_loader_shims(ARGS.reference) + [NO_CUDA_SHIM]
     from bytelatent.tokenizers.build_tokenizer import TokenizerArgs
 
     cfg = resolve_config(ARGS.config)
     entropy_model, entropy_args, blt, blt_args = build_models(cfg, ARGS.weights_from)
     tokenizer = TokenizerArgs(name="blt").build()
-
-    # "auto" threshold: from the entropies of every case.
-    if cfg["blt_args"].get("patching_threshold") == "auto":
-        lists = []
-        for case in cfg["cases"]:
-            ids = [i for t in case["texts"] for i in tokenizer.encode(t, add_bos=True, add_eos=True)][:-1]
-            scores, _ = calculate_entropies(torch.tensor([ids]), entropy_model, 1, "cpu")
-            lists.append(threshold_scores(scores, cfg["blt_args"].get("monotonicity", False)))
-        t = pick_threshold(lists, cfg["threshold_quantile"])
-        cfg["blt_args"]["patching_threshold"] = t
-        blt_args.patching_threshold = t
-        blt.patching_threshold = t
-        print(f"auto threshold: {t}", file=sys.stderr)
-    patcher_args = patcher_args_dict(cfg["blt_args"], cfg["patcher_args"])
-    from bytelatent.data.patcher import PatcherArgs
-
     out = ARGS.out
+    patcher = None
+    pretrained = None
+    if ARGS.layout:
+        loaded, pretrained, manifest = produce_pretrained(cfg, ARGS.layout, out, entropy_model, entropy_args, blt, blt_args, tokenizer)
+        entropy_model, entropy_args, blt, blt_args = loaded.entropy_model, loaded.entropy_args, loaded.blt, loaded.blt_args
+        tokenizer, patcher = loaded.tokenizer, loaded.patcher
+        patcher_dump = jsonable(loaded.patcher_args.model_dump())
+        if patcher_dump.get("entropy_model_checkpoint_dir"):
+            patcher_dump["entropy_model_checkpoint_dir"] = os.path.relpath(patcher_dump["entropy_model_checkpoint_dir"], out)
+        patcher_args = None
+    else:
+        if cfg["blt_args"].get("patching_threshold") == "auto":
+            t = auto_threshold(cfg, tokenizer, entropy_model)
+            cfg["blt_args"]["patching_threshold"] = t
+            blt_args.patching_threshold = t
+            blt.patching_threshold = t
+        patcher_args = patcher_args_dict(cfg["blt_args"], cfg["patcher_args"])
+        from bytelatent.data.patcher import PatcherArgs
+
+        patcher_dump = jsonable(PatcherArgs(**patcher_args).model_dump())
+
     os.makedirs(os.path.join(out, "cases"), exist_ok=True)
     index = []
     for case in cfg["cases"]:
-        tensors, info = run_case(case, tokenizer, entropy_model, blt, blt_args, patcher_args)
+        tensors, info = run_case(case, tokenizer, entropy_model, blt, blt_args, patcher_args, patcher)
         write_safetensors(os.path.join(out, "cases", f"{case['name']}.safetensors"), tensors)
         write_json(os.path.join(out, "cases", f"{case['name']}.json"), info)
         index.append({"name": case["name"], "seq_len": info["seq_len"], "num_patches": info["num_patches"], "loss": info["loss"]})
         print(f"{case['name']}: N={info['seq_len']} P={info['num_patches']} loss={info['loss']:.6f} tensors={len(tensors)}", file=sys.stderr)
+        if pretrained is not None:
+            gap = info["min_abs_entropy_minus_threshold"]
+            assert gap is None or gap >= 2e-4, f"{case['name']}: an entropy lies {gap} from the threshold"
 
-    meta = {"format": "pt", "source": "facebookresearch/blt state_dict()"}
-    manifest = {}
-    for fname, model in (("blt_model.safetensors", blt), ("entropy_model.safetensors", entropy_model)):
-        sd = model.state_dict()
-        write_safetensors(os.path.join(out, fname), sd, meta)
-        manifest[fname] = {k: {"dtype": "float32", "shape": list(v.shape)} for k, v in sd.items()}
+    if pretrained is None:
+        meta = {"format": "pt", "source": "facebookresearch/blt state_dict()"}
+        manifest = {}
+        for fname, model in (("blt_model.safetensors", blt), ("entropy_model.safetensors", entropy_model)):
+            sd = model.state_dict()
+            write_safetensors(os.path.join(out, fname), sd, meta)
+            manifest[fname] = {k: {"dtype": "float32", "shape": list(v.shape)} for k, v in sd.items()}
+    else:
+        for fname in ("blt_model.safetensors", "entropy_model.safetensors"):
+            if os.path.exists(os.path.join(out, fname)):
+                os.remove(os.path.join(out, fname))  # the checker must go through pretrained/
     write_json(os.path.join(out, "weights_manifest.json"), manifest)
     write_json(os.path.join(out, "index.json"), {"cases": index})
 
     reference = ARGS.reference
     shas = {}
-    for rel in SOURCES:
+    for rel in SOURCES + (LOADER_SOURCES if pretrained is not None else []):
         with open(os.path.join(reference, rel), "rb") as f:
             shas[rel] = hashlib.sha256(f.read()).hexdigest()
     import pydantic
@@ -923,12 +1187,13 @@ def main():
         "reference_source_sha256": shas,
         "torch_version": torch.__version__ + " (CPU)",
         "pydantic_version": getattr(pydantic, "VERSION", "?"),
-        "shims": "tools/reference-bench/reference_bench.py install_shims(): " + "; ".join(SHIMS),
+        "shims": "tools/reference-bench/reference_bench.py install_shims(): " + "; ".join(SHIMS)
+        + ("" if pretrained is None else "; tools/golden-producer/loader_shims.py: " + "; ".join(shims[len(SHIMS) :])),
         "dtype": "float32",
         "seeds": cfg["seeds"],
         "blt_args": jsonable(blt_args.model_dump()),
         "entropy_model_args": jsonable(entropy_args.model_dump()),
-        "patcher_args": jsonable(PatcherArgs(**patcher_args).model_dump()),
+        "patcher_args": patcher_dump,
         "tokenizer": {
             "name": "blt",
             "class": type(tok).__name__,
@@ -941,8 +1206,12 @@ def main():
         },
         "derived": derived(blt, blt_args, entropy_model),
         "patching_call": "patcher.patch(tokens, include_next_token=True) -> patch_lengths; logits = ByteLatentTransformer(tokens, patch_lengths=patch_lengths)",
-        "producer": "tools/golden-producer/produce_golden.py --config " + (ARGS.config if ARGS.config in PRESETS else "<json>"),
+        "producer": "tools/golden-producer/produce_golden.py --config "
+        + (ARGS.config if ARGS.config in PRESETS else "<json>")
+        + (f" --layout {ARGS.layout}" if ARGS.layout else ""),
     }
+    if pretrained is not None:
+        config["pretrained"] = pretrained
     write_json(os.path.join(out, "config.json"), config)
     print(f"wrote {out}", file=sys.stderr)
     if ARGS.compare:
