@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
- * `bytelatent-serve`: serves the shipped BLT and entropy patcher (or your own) over HTTP on
- * localhost, with the web page at `/`. Run `bytelatent-serve --help`.
+ * `bytelatent-serve`: serves the shipped BLT and entropy patcher (or your own, or Meta's released
+ * ones from a folder of any published layout) over HTTP on localhost, with the web page at `/`.
+ * Run `bytelatent-serve --help`.
  */
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
@@ -14,14 +15,22 @@ tf.env().set('PROD', true);
 
 const USAGE = `usage: bytelatent-serve [options]
 
-Serves the BLT demo model and the entropy patcher: GET /health, POST /v1/patch, POST /v1/score,
-POST /v1/generate (JSON or server-sent events), and a web page at / that runs the models either
-through this API or in the browser itself (tfjs WebGPU, wasm or cpu; weights from /models/).
+Serves a BLT and its entropy patcher (default: the shipped demo BLT): GET /health, POST /v1/patch,
+POST /v1/score, POST /v1/generate (JSON or server-sent events), and a web page at / that runs the
+models either through this API or in the browser itself (tfjs WebGPU, wasm or cpu; weights from
+/models/, described by /models/index.json).
 
 options:
   --port N            port (default $PORT or 8080; 0 picks a free one)
   --host H            interface (default 127.0.0.1)
-  --patcher FILE      entropy model safetensors (default: the one shipped in @bytelatent/entropy-patcher)
+  --model DIR         a BLT folder of any published layout (or an http(s) URL of one): consolidated
+                      (params.json + consolidated.pth, e.g. Meta's hf-weights/blt_1b), hub
+                      (config.json {"args"} + model.safetensors, e.g. facebook/blt-1b) or
+                      transformers (model_type "blt"); its entropy model and patching settings are
+                      read from the files (instead of --blt)
+  --patcher PATH      entropy model: a safetensors file (default with --blt: the one shipped in
+                      @bytelatent/entropy-patcher), or with --model a folder of any layout (default:
+                      where the reference keeps it); the BLT's patching settings still apply
   --blt FILE          BLT safetensors with its blt_args metadata (default: ${DEFAULT_BLT_MODEL})
   --backend NAME      auto (default) | wasm | cpu | webgpu
   --max-concurrent N  model calls at once (default 1)
@@ -36,6 +45,7 @@ async function main(): Promise<void> {
       host: { type: 'string' },
       patcher: { type: 'string' },
       blt: { type: 'string' },
+      model: { type: 'string' },
       backend: { type: 'string' },
       'max-concurrent': { type: 'string' },
       'max-queue': { type: 'string' },
@@ -57,10 +67,11 @@ async function main(): Promise<void> {
   const port = int('port', values.port ?? process.env['PORT'], 8080, 0);
   const backendName = (values.backend ?? 'auto') as 'auto' | BackendName;
   const backend = await initBackend({ backend: backendName });
-  const { service, files } = await loadServeModels({ patcher: values.patcher, blt: values.blt, backend: backend.name });
+  const { service, files, folders } = await loadServeModels({ patcher: values.patcher, blt: values.blt, model: values.model, backend: backend.name });
   const { server } = createApiServer({
     service,
-    modelFiles: files,
+    ...(files ? { modelFiles: files } : {}),
+    ...(folders ? { modelFolders: folders } : {}),
     publicDir: WEB_DIR,
     maxConcurrent: int('max-concurrent', values['max-concurrent'], 1, 1),
     maxQueue: int('max-queue', values['max-queue'], 16, 0),
@@ -70,7 +81,9 @@ async function main(): Promise<void> {
   server.listen(port, host, () => {
     const address = server.address();
     const actual = typeof address === 'object' && address ? address.port : port;
-    process.stdout.write(`bytelatent serve: http://${host}:${actual}/ (backend ${backend.name}; patcher ${service.info.patcherModel}; BLT ${service.info.bltModel})\n`);
+    const layout = service.info.bltLayout ? ` (${service.info.bltLayout} layout)` : '';
+    process.stdout.write(`bytelatent serve: http://${host}:${actual}/ (backend ${backend.name}; patcher ${service.info.patcherModel}; BLT ${service.info.bltModel}${layout})\n`);
+    if (!files && !folders) process.stdout.write('the page runs this model through the API only (a model behind a URL is not handed to the page)\n');
   });
   const stop = () => {
     server.close(() => process.exit(0));

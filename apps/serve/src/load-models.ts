@@ -1,18 +1,42 @@
-/** Loading the models the server serves: the shipped ones by default. */
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+/** Loading the models the server serves: the shipped ones by default, or a folder of a published layout. */
+import { stat, readFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 import { EntropyPatcher } from '@bytelatent/entropy-patcher';
 import type { ModelService } from './model-service.js';
 import { MODELS_DIR } from './paths.js';
-import { createModelService } from './service-from-bytes.js';
+import type { ServedModelFolders } from './server.js';
+import { createModelService, createModelServiceFromPretrained } from './service-from-bytes.js';
 
 /** The BLT shipped with this app. */
 export const DEFAULT_BLT_MODEL = join(MODELS_DIR, 'blt-demo.safetensors');
 
-/** The loaded models, and their file bytes, which the server also hands to the page (`/models/`). */
+/**
+ * The loaded models, and what the server hands to the page (`/models/`) so that it can run the same
+ * models: the file bytes of single-file models, or the folders of a published layout. Neither for a
+ * model read from a URL (the page then runs it through the API).
+ */
 export interface LoadedModels {
   readonly service: ModelService;
-  readonly files: { readonly patcher: Uint8Array; readonly blt: Uint8Array };
+  readonly files?: { readonly patcher: Uint8Array; readonly blt: Uint8Array };
+  readonly folders?: ServedModelFolders;
+}
+
+/** Options of {@link loadServeModels}. */
+export interface ServeModelOptions {
+  /**
+   * The BLT as a folder of any published layout (consolidated, hub, transformers), a path or an
+   * `http(s):` URL, read with `loadPretrained`. Excludes `blt`.
+   */
+  readonly model?: string | undefined;
+  /** The BLT as one safetensors file with `blt_args` metadata (default: the shipped demo BLT). */
+  readonly blt?: string | undefined;
+  /**
+   * The entropy model: a safetensors file, or (with `model`) a folder or URL of any layout. Default:
+   * the shipped one for `blt`; for `model`, where the reference keeps it.
+   */
+  readonly patcher?: string | undefined;
+  /** The backend name (for /health). */
+  readonly backend: string;
 }
 
 async function readModel(path: string, what: string): Promise<Uint8Array> {
@@ -23,13 +47,24 @@ async function readModel(path: string, what: string): Promise<Uint8Array> {
   }
 }
 
+const isUrl = (location: string) => /^https?:\/\//i.test(location);
+
+async function isDirectory(path: string): Promise<boolean> {
+  return (await stat(path).catch(() => undefined))?.isDirectory() ?? false;
+}
+
 /**
  * Loads the entropy patcher and the BLT.
  *
- * @param options - model files (default: the shipped ones) and the backend name (for /health)
- * @throws {Error} naming the file that cannot be read or does not fit
+ * @param options - the models (default: the shipped ones) and the backend name (for /health)
+ * @throws {Error} naming the file that cannot be read or does not fit (the loaders' typed errors
+ *   name the file and field)
  */
-export async function loadServeModels(options: { patcher?: string | undefined; blt?: string | undefined; backend: string }): Promise<LoadedModels> {
+export async function loadServeModels(options: ServeModelOptions): Promise<LoadedModels> {
+  if (options.model !== undefined) return loadFolderModels(options.model, options);
+  if (options.patcher !== undefined && (isUrl(options.patcher) || (await isDirectory(options.patcher)))) {
+    throw new Error(`--patcher ${options.patcher} is a folder: a folder entropy model goes with a folder BLT (--model DIR); with --blt FILE give a safetensors file`);
+  }
   const patcher = options.patcher ? await readModel(options.patcher, 'entropy model') : await EntropyPatcher.pretrainedBytes();
   const blt = await readModel(options.blt ?? DEFAULT_BLT_MODEL, 'BLT model');
   const service = await createModelService({
@@ -40,4 +75,37 @@ export async function loadServeModels(options: { patcher?: string | undefined; b
     backend: options.backend,
   });
   return { service, files: { patcher, blt } };
+}
+
+async function loadFolderModels(model: string, options: ServeModelOptions): Promise<LoadedModels> {
+  if (options.blt !== undefined) throw new Error('give --model DIR (a folder of a published layout) or --blt FILE (one safetensors file), not both');
+  const bltIsUrl = isUrl(model);
+  const bltDir = bltIsUrl ? model : resolve(model);
+  if (!bltIsUrl && !(await isDirectory(bltDir))) throw new Error(`--model ${model} is not a folder (a BLT of the consolidated, hub or transformers layout; a single safetensors file goes with --blt FILE)`);
+  let patcher: string | Uint8Array | undefined;
+  let patcherFolder: string | undefined;
+  if (options.patcher !== undefined) {
+    if (isUrl(options.patcher)) patcher = options.patcher;
+    else if (await isDirectory(options.patcher)) patcher = patcherFolder = resolve(options.patcher);
+    else patcher = await readModel(options.patcher, 'entropy model');
+  }
+  const { service, layout } = await createModelServiceFromPretrained({
+    blt: bltDir,
+    ...(patcher !== undefined ? { patcher } : {}),
+    bltName: model,
+    ...(options.patcher !== undefined ? { patcherName: options.patcher } : {}),
+    backend: options.backend,
+  });
+  // The page reads local folders through /models/; a model behind a URL stays on the server.
+  if (bltIsUrl || (typeof patcher === 'string' && patcherFolder === undefined)) return { service };
+  const sibling = join(dirname(bltDir), 'entropy_model');
+  return {
+    service,
+    folders: {
+      blt: bltDir,
+      layout,
+      ...(patcherFolder !== undefined ? { patcher: { folder: patcherFolder } } : patcher instanceof Uint8Array ? { patcher: { file: patcher } } : {}),
+      ...(layout === 'consolidated' && patcher === undefined && (await isDirectory(sibling)) ? { sibling } : {}),
+    },
+  };
 }

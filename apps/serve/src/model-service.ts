@@ -56,20 +56,38 @@ export interface ScoreResponse {
 
 const round = (x: number, digits = 4) => Number(x.toFixed(digits));
 
+/** Where the models came from, for `/health` and the page. */
+export interface ModelServiceInfo {
+  readonly backend: string;
+  readonly patcherModel: string;
+  readonly bltModel: string | null;
+  /**
+   * The layout the BLT was read in: `consolidated`, `hub` or `transformers` (a folder, through
+   * `loadPretrained`), or `safetensors` (one file with `blt_args` metadata). Default `safetensors`.
+   */
+  readonly bltLayout?: string;
+}
+
 export class ModelService {
   constructor(
     readonly patcher: EntropyPatcher,
     readonly blt: ByteLatentTransformer | undefined,
     private readonly generator: Generator | undefined,
-    readonly info: { backend: string; patcherModel: string; bltModel: string | null },
+    readonly info: ModelServiceInfo,
   ) {}
 
   describe(): Record<string, unknown> {
     return {
       backend: this.info.backend,
       models: {
-        patcher: { source: this.info.patcherModel, parameters: this.patcher.model.registry.count(), defaults: this.patcher.defaults, context: this.patcher.model.maxSeqLen },
-        blt: this.blt ? { source: this.info.bltModel, parameters: this.blt.parameterCount(), context: this.bltContext() } : null,
+        patcher: {
+          source: this.info.patcherModel,
+          layout: this.patcher.layout ?? 'safetensors',
+          parameters: this.patcher.model.registry.count(),
+          defaults: this.patcher.defaults,
+          context: this.patcher.model.maxSeqLen,
+        },
+        blt: this.blt ? { source: this.info.bltModel, layout: this.info.bltLayout ?? 'safetensors', parameters: this.blt.parameterCount(), context: this.bltContext() } : null,
       },
     };
   }

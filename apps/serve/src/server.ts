@@ -3,13 +3,15 @@
  * `POST /v1/generate` (JSON, or server-sent events with `"stream": true`), and the page at `/`.
  * Plain `node:http`: no framework, every limit explicit.
  */
+import { createReadStream } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { extname, join, normalize, sep } from 'node:path';
 import { HttpError } from './http-error.js';
 import { ConcurrencyLimiter } from './limiter.js';
 import { Fields, readJsonBody } from './request.js';
 import type { ModelService, GenerateParams } from './model-service.js';
+import type { ModelIndex } from './service-from-bytes.js';
 
 export interface ServerOptions {
   readonly service: ModelService;
@@ -33,6 +35,30 @@ export interface ServerOptions {
    * that the page can run the same models in the browser. Omitted: the page can only use the API.
    */
   readonly modelFiles?: { readonly patcher: Uint8Array; readonly blt: Uint8Array };
+  /**
+   * A model folder of a published layout, served under `/models/blt/` (and its entropy model where
+   * the loader looks for it) so that the page runs it with `loadPretrained` on the folder's URL.
+   * `/models/index.json` tells the page which of the two it has.
+   */
+  readonly modelFolders?: ServedModelFolders;
+}
+
+/** The folders of a model the page loads with `loadPretrained`. */
+export interface ServedModelFolders {
+  /** The BLT's folder, served at `/models/blt/`. */
+  readonly blt: string;
+  /** Its layout (`consolidated`, `hub`, `transformers`), named in `/models/index.json`. */
+  readonly layout: string;
+  /**
+   * An explicit entropy model: a folder, served at `/models/patcher/`, or the bytes of a safetensors
+   * file, at `/models/patcher.safetensors`. Absent: the loader finds it where the reference keeps it.
+   */
+  readonly patcher?: { readonly folder: string } | { readonly file: Uint8Array };
+  /**
+   * Consolidated layout: the `entropy_model/` folder beside the BLT's, served at
+   * `/models/entropy_model/`, which is where the loader looks from `/models/blt/` (`../entropy_model`).
+   */
+  readonly sibling?: string;
 }
 
 const MIME: Record<string, string> = {
@@ -65,17 +91,36 @@ export function createApiServer(options: ServerOptions): { server: Server; limit
   };
   const limiter = new ConcurrencyLimiter(o.maxConcurrent, o.maxQueue);
   const service = o.service;
+  if (o.modelFiles && o.modelFolders) throw new Error('give modelFiles or modelFolders, not both');
+  const folders = o.modelFolders;
+  const explicitFile = folders?.patcher && 'file' in folders.patcher ? folders.patcher.file : undefined;
+  const explicitFolder = folders?.patcher && 'folder' in folders.patcher ? folders.patcher.folder : undefined;
+  // URL prefix -> folder on disk, for the page's loadPretrained.
+  const folderRoutes: Array<readonly [string, string]> = folders
+    ? [
+        ['/models/blt/', folders.blt],
+        ...(explicitFolder !== undefined ? [['/models/patcher/', explicitFolder] as const] : []),
+        ...(folders.patcher === undefined && folders.sibling !== undefined ? [['/models/entropy_model/', folders.sibling] as const] : []),
+      ]
+    : [];
+  const index: ModelIndex | undefined = o.modelFiles
+    ? { format: 'safetensors', blt: 'blt.safetensors', patcher: 'patcher.safetensors' }
+    : folders
+      ? { format: 'pretrained', layout: folders.layout, blt: 'blt/', patcher: explicitFolder !== undefined ? 'patcher/' : explicitFile ? 'patcher.safetensors' : null }
+      : undefined;
 
   const routes: Record<string, Record<string, (req: IncomingMessage, res: ServerResponse, signal: AbortSignal) => Promise<void>>> = {
     '/health': {
       GET: async (_req, res) => sendJson(res, 200, { status: 'ok', ...service.describe(), queue: limiter.stats }),
     },
+    ...(index ? { '/models/index.json': bytesRoute(new TextEncoder().encode(JSON.stringify(index)), 'application/json') } : {}),
     ...(o.modelFiles
       ? {
           '/models/patcher.safetensors': bytesRoute(o.modelFiles.patcher),
           '/models/blt.safetensors': bytesRoute(o.modelFiles.blt),
         }
       : {}),
+    ...(explicitFile ? { '/models/patcher.safetensors': bytesRoute(explicitFile) } : {}),
     '/v1/patch': {
       POST: async (req, res, signal) => {
         const f = new Fields(await readJsonBody(req, o.maxBodyBytes)).only(['text', 'threshold', 'mode', 'maxPatchLength', 'patchSize']);
@@ -164,6 +209,12 @@ export function createApiServer(options: ServerOptions): { server: Server; limit
       await handler(req, res, signal);
       return;
     }
+    const folderRoute = folderRoutes.find(([prefix]) => url.pathname.startsWith(prefix));
+    if (folderRoute) {
+      if (req.method !== 'GET' && req.method !== 'HEAD') throw new HttpError(405, 'METHOD_NOT_ALLOWED', `${req.method} is not allowed on ${url.pathname} (use GET, HEAD)`);
+      await serveModelFile(folderRoute[1], url.pathname.slice(folderRoute[0].length), res, req.method === 'HEAD');
+      return;
+    }
     if ((req.method === 'GET' || req.method === 'HEAD') && o.publicDir) {
       await serveStatic(o.publicDir, url.pathname, res, req.method === 'HEAD');
       return;
@@ -195,12 +246,53 @@ function sendJson(res: ServerResponse, status: number, body: unknown, headers: R
 const ISOLATION_HEADERS = { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' } as const;
 
 /** GET and HEAD of a file held in memory (the model files the page downloads). */
-function bytesRoute(body: Uint8Array): Record<string, (req: IncomingMessage, res: ServerResponse) => Promise<void>> {
+function bytesRoute(body: Uint8Array, type = 'application/octet-stream'): Record<string, (req: IncomingMessage, res: ServerResponse) => Promise<void>> {
   const send = async (req: IncomingMessage, res: ServerResponse) => {
-    res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': body.byteLength, 'Cache-Control': 'no-cache', ...ISOLATION_HEADERS });
+    res.writeHead(200, { 'Content-Type': type, 'Content-Length': body.byteLength, 'Cache-Control': 'no-cache', ...ISOLATION_HEADERS });
     res.end(req.method === 'HEAD' ? undefined : body);
   };
   return { GET: send, HEAD: send };
+}
+
+/** The files of a model folder the loaders read: configurations and weights, nothing else. */
+const MODEL_FOLDER_FILE = /\.(json|safetensors|pth|pt|bin|ckpt)$/i;
+
+/**
+ * GET and HEAD of a file of a model folder, streamed from disk (a released checkpoint's weights are
+ * GBs). Only configuration and weights files, never outside the folder (symbolic links inside it, as
+ * a Hugging Face cache's snapshot holds, are followed).
+ */
+async function serveModelFile(root: string, relative: string, res: ServerResponse, head: boolean): Promise<void> {
+  let rel: string;
+  try {
+    rel = decodeURIComponent(relative);
+  } catch {
+    throw new HttpError(400, 'INVALID_REQUEST', 'malformed URL');
+  }
+  const path = normalize(join(root, rel));
+  const inside = path.startsWith(normalize(root).replace(/[\\/]+$/, '') + sep);
+  if (!inside || !MODEL_FOLDER_FILE.test(path) || rel.split(/[\\/]/).some((part) => part.startsWith('.'))) throw new HttpError(404, 'NOT_FOUND', `no model file ${rel}`);
+  const info = await stat(path).catch(() => undefined);
+  if (!info?.isFile()) throw new HttpError(404, 'NOT_FOUND', `no model file ${rel}`);
+  res.writeHead(200, {
+    'Content-Type': extname(path) === '.json' ? 'application/json' : 'application/octet-stream',
+    'Content-Length': info.size,
+    'Cache-Control': 'no-cache',
+    ...ISOLATION_HEADERS,
+  });
+  if (head) {
+    res.end();
+    return;
+  }
+  await new Promise<void>((resolve, reject) => {
+    const stream = createReadStream(path);
+    stream.on('error', reject);
+    res.on('close', () => {
+      stream.destroy();
+      resolve();
+    });
+    stream.pipe(res);
+  });
 }
 
 async function serveStatic(root: string, pathname: string, res: ServerResponse, head: boolean): Promise<void> {

@@ -1,8 +1,10 @@
 /**
- * Builds the {@link ModelService} from model file bytes. No file system: the server passes what it
- * read from disk, the web page what it fetched from the server's `/models/` route.
+ * Builds the {@link ModelService} from model file bytes, or from a folder of a published layout. No
+ * file system of its own: the server passes what it read from disk (or a folder path), the web page
+ * what it fetched from the server's `/models/` route (or the folder's URL there) — the same code on
+ * both sides.
  */
-import { ByteLatentTransformer, BLT_ARGS_METADATA_KEY, type BltArgs } from '@bytelatent/blt';
+import { ByteLatentTransformer, BLT_ARGS_METADATA_KEY, loadPretrained, type BltArgs } from '@bytelatent/blt';
 import { EntropyPatcher } from '@bytelatent/entropy-patcher';
 import { parseSafetensors } from '@bytelatent/nn';
 import { createGenerator } from './generator.js';
@@ -45,4 +47,59 @@ export async function createModelService(sources: ModelSources): Promise<ModelSe
     patcherModel: sources.patcherName,
     bltModel: sources.bltName,
   });
+}
+
+/**
+ * What the server's `/models/index.json` says: how the page gets the models — two safetensors files,
+ * or a folder of a published layout (paths relative to `/models/`; a patcher ending in `/` is a
+ * folder, else a safetensors file; null: where the reference keeps it).
+ */
+export type ModelIndex =
+  | { readonly format: 'safetensors'; readonly blt: string; readonly patcher: string }
+  | { readonly format: 'pretrained'; readonly layout: string; readonly blt: string; readonly patcher: string | null };
+
+/** A BLT folder of a published layout, and its entropy model. */
+export interface PretrainedSources {
+  /** The BLT's folder: a path (Node) or an `http(s):` URL (the page: the server's `/models/blt/`). */
+  readonly blt: string;
+  /**
+   * The entropy model: a folder (path or URL) of any layout, or the bytes of a safetensors entropy
+   * model; default: where the reference keeps it (inside the BLT's folder, beside it, or in the same
+   * file). Either way the BLT's own patching settings apply, as in the reference.
+   */
+  readonly patcher?: string | Uint8Array;
+  /** Names for messages and `/health` (default: the locations). */
+  readonly bltName?: string;
+  readonly patcherName?: string;
+  /** The tfjs backend the models run on (for `/health` and the page). */
+  readonly backend: string;
+}
+
+/**
+ * Builds the {@link ModelService} from a folder of any published layout with `loadPretrained`:
+ * Meta's released BLTs (consolidated, hub, transformers) or ours (`savePretrained`). The patcher
+ * patches, scores and generates with the patching settings the files give.
+ *
+ * @returns the service and the layout the BLT was read in
+ * @throws the loader's typed error (`BltError` naming the file and field; `PatcherError` for a bad
+ *   entropy model file)
+ */
+export async function createModelServiceFromPretrained(sources: PretrainedSources): Promise<{ service: ModelService; layout: string }> {
+  const patcherBytes = sources.patcher instanceof Uint8Array ? sources.patcher : undefined;
+  const loaded = await loadPretrained(sources.blt, patcherBytes ? { patcher: false } : typeof sources.patcher === 'string' ? { patcher: sources.patcher } : {});
+  let patcher: EntropyPatcher;
+  try {
+    // A single-file entropy model gets the BLT's patching settings over its own, as a folder does.
+    patcher = patcherBytes ? await EntropyPatcher.fromSafetensors(patcherBytes, loaded.patching) : loaded.patcher!;
+  } catch (e) {
+    loaded.dispose();
+    throw e;
+  }
+  const service = new ModelService(patcher, loaded.model, createGenerator(loaded.model, patcher), {
+    backend: sources.backend,
+    patcherModel: sources.patcherName ?? (typeof sources.patcher === 'string' ? sources.patcher : `${loaded.location} (${patcher.layout ?? 'own'} entropy model)`),
+    bltModel: sources.bltName ?? loaded.location,
+    bltLayout: loaded.layout,
+  });
+  return { service, layout: loaded.layout };
 }

@@ -1,12 +1,13 @@
 /**
  * The page's two ways of running the models, behind one interface: the server's JSON API, or the
  * same ModelService code running here in the browser on tfjs (WebGPU, wasm or cpu), with the
- * weights the server hands out at /models/.
+ * weights the server hands out at /models/ — two safetensors files, or a folder of a published
+ * layout read with loadPretrained on its URL (`/models/index.json` says which).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, type BackendInfo } from '@bytelatent/nn';
 import type { GenerateChunk, GenerateParams, GenerateResult, PatchResponse } from '../src/model-service.js';
-import { createModelService } from '../src/service-from-bytes.js';
+import { createModelService, createModelServiceFromPretrained, type ModelIndex } from '../src/service-from-bytes.js';
 
 export type BrowserBackendChoice = 'auto' | 'webgpu' | 'wasm' | 'cpu';
 
@@ -78,13 +79,26 @@ export async function createBrowserEngine(backend: BrowserBackendChoice, onProgr
   const info = await initBackend({ backend, wasmPaths: new URL('wasm/', document.baseURI).href, allowSoftwareGpu: backend === 'webgpu' });
   onProgress(`downloading the models for backend ${info.name}…`);
   const started = performance.now();
-  const [patcher, blt] = await Promise.all([fetchBytes('models/patcher.safetensors'), fetchBytes('models/blt.safetensors')]);
-  const service = await createModelService({ patcher, blt, patcherName: 'patcher.safetensors', bltName: 'blt.safetensors', backend: info.name });
+  const indexResponse = await fetch('models/index.json');
+  if (!indexResponse.ok) throw new Error(`this server does not hand out its models (GET models/index.json: ${indexResponse.status}); run the model on the server`);
+  const index = (await indexResponse.json()) as ModelIndex;
+  let service;
+  let loaded: string;
+  if (index.format === 'pretrained') {
+    // The same loader as the server's: loadPretrained on the folder's URL, entropy model and patching settings from its files.
+    const base = new URL('models/', document.baseURI);
+    const patcher = index.patcher === null ? undefined : index.patcher.endsWith('/') ? new URL(index.patcher, base).href : await fetchBytes(new URL(index.patcher, base).href);
+    ({ service } = await createModelServiceFromPretrained({ blt: new URL(index.blt, base).href, ...(patcher !== undefined ? { patcher } : {}), backend: info.name }));
+    loaded = `${index.layout}-layout folder loaded`;
+  } else {
+    const [patcher, blt] = await Promise.all([fetchBytes(`models/${index.patcher}`), fetchBytes(`models/${index.blt}`)]);
+    service = await createModelService({ patcher, blt, patcherName: 'patcher.safetensors', bltName: 'blt.safetensors', backend: info.name });
+    loaded = `${((patcher.byteLength + blt.byteLength) / 1e6).toFixed(1)} MB of weights loaded`;
+  }
   const loadedMs = Math.round(performance.now() - started);
-  const megabytes = ((patcher.byteLength + blt.byteLength) / 1e6).toFixed(1);
   const never = new AbortController().signal;
   return {
-    description: `Model runs in this browser: ${describeBackend(info)} (${megabytes} MB of weights loaded in ${loadedMs} ms).`,
+    description: `Model runs in this browser: ${describeBackend(info)} (${loaded} in ${loadedMs} ms).`,
     patch: (text) => service.patch(text, {}),
     generate: (params, onChunk) => service.generate(params, never, onChunk),
   };

@@ -1,0 +1,93 @@
+// The web page on a folder model (`--model DIR`): in the browser it reads /models/index.json and runs
+// loadPretrained on the folder's URL — the same loader as the server — so patches and greedy bytes
+// equal the server's. Debian's Chromium through playwright-core, headless (see browser.test.ts).
+import { mkdtempSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Browser } from 'playwright-core';
+import { ByteLatentTransformer, savePretrained, type BltArgs } from '@bytelatent/blt';
+import { EntropyModel, EntropyPatcher } from '@bytelatent/entropy-patcher';
+import { initBackend } from '@bytelatent/nn';
+import { loadServeModels } from './load-models.js';
+import { createApiServer } from './server.js';
+import { WEB_DIR } from './paths.js';
+import { browserAvailable, launchChromium } from './test-helpers.js';
+
+const available = browserAvailable(`${WEB_DIR}/index.html`);
+
+const ARGS = {
+  vocab_size: 260, dim_global: 32, dim_local_encoder: 16, dim_local_decoder: 16, n_layers_global: 1, n_layers_local_encoder: 1,
+  n_layers_local_decoder: 1, n_heads_global: 2, n_heads_local_encoder: 2, n_heads_local_decoder: 2, ffn_dim_multiplier: 1.0, max_seqlen: 256,
+  max_encoder_seq_length: 256, local_attention_window_len: 256, attn_bias_type: 'block_causal', patching_mode: 'entropy',
+  use_local_encoder_transformer: true, cross_attn_encoder: true, cross_attn_decoder: true, cross_attn_init_by_pooling: true,
+  cross_attn_k: 2, cross_attn_nheads: 2, cross_attn_all_layers_decoder: true, downsampling_by_pooling: 'max',
+  encoder_hash_byte_group_size: [3, 4], encoder_hash_byte_group_vocab: 64, encoder_hash_byte_group_nb_functions: 1,
+} as BltArgs;
+
+let base = '';
+let closeServer: () => Promise<void>;
+let browser: Browser;
+
+beforeAll(async () => {
+  if (!available) return;
+  const backend = await initBackend({ backend: 'wasm' });
+  const folder = join(mkdtempSync(join(tmpdir(), 'serve-page-folder-')), 'blt');
+  const blt = new ByteLatentTransformer(ARGS, 5);
+  const patcher = EntropyPatcher.fromModel(
+    new EntropyModel({ dim: 16, n_layers: 1, n_heads: 2, max_seqlen: 256, vocab_size: 260, attn_bias_type: 'local_block_causal', sliding_window: 256, multiple_of: 16 }, 6),
+    { mode: 'entropy', threshold: 5.1, maxPatchLength: 3 },
+  );
+  await savePretrained(blt, patcher, folder, { layout: 'transformers' });
+  blt.dispose();
+  patcher.dispose();
+  const { service, folders } = await loadServeModels({ model: folder, backend: backend.name });
+  const { server } = createApiServer({ service, modelFolders: folders!, publicDir: WEB_DIR });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+  closeServer = () => new Promise((resolve) => server.close(() => resolve()));
+  browser = await launchChromium();
+}, 120_000);
+
+afterAll(async () => {
+  await browser?.close();
+  await closeServer?.();
+});
+
+async function runPage(query: string): Promise<{ status: string; patches: string[]; generated: string }> {
+  const page = await browser.newPage();
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  try {
+    await page.goto(base + query);
+    await page.waitForFunction(() => document.getElementById('status')!.dataset['state'] !== undefined, null, { timeout: 120_000 });
+    const status = (await page.textContent('#status')) ?? '';
+    expect(await page.getAttribute('#status', 'data-state'), status).toBe('ready');
+    await page.waitForFunction(() => document.querySelectorAll('#patches span').length > 1, null, { timeout: 120_000 });
+    const patches = await page.locator('#patches span').allTextContents();
+    await page.fill('#prompt', 'A folder model');
+    await page.fill('#maxBytes', '12');
+    await page.fill('#temperature', '0');
+    await page.click('#generate');
+    await page.waitForFunction(() => document.getElementById('geninfo')!.dataset['state'] !== undefined, null, { timeout: 150_000 });
+    expect(await page.getAttribute('#geninfo', 'data-state'), (await page.textContent('#geninfo')) ?? '').toBe('done');
+    expect(errors).toEqual([]);
+    return { status, patches, generated: (await page.textContent('#generated')) ?? '' };
+  } finally {
+    await page.close();
+  }
+}
+
+describe.skipIf(!available)('the web page on a folder model', () => {
+  it('runs the transformers-layout folder in the browser (loadPretrained by URL) with the server\'s patches and bytes', async () => {
+    const server = await runPage('');
+    expect(server.status).toMatch(/on the server/);
+    const page = await runPage('?run=browser&backend=wasm');
+    expect(page.status).toMatch(/in this browser: backend wasm.*transformers-layout folder loaded/);
+    expect(page.patches).toEqual(server.patches);
+    // The folder's max_patch_length (3) in the page too.
+    expect(Math.max(...page.patches.map((p) => new TextEncoder().encode(p).length))).toBeLessThanOrEqual(3);
+    expect(page.generated).toBe(server.generated);
+  }, 240_000);
+});
