@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 /**
- * `bytelatent-train`: prepare the corpus, train entropy models and BLTs, export a trained entropy
- * model as a ready-to-use patcher. Run `bytelatent-train --help`.
+ * `bytelatent-train`: prepare the corpus, train entropy models and BLTs (new, or fine-tuning a
+ * released or exported one from a folder of any published layout), export a trained entropy model
+ * as a ready-to-use patcher and a trained BLT as one file or a hub/transformers folder. Run
+ * `bytelatent-train --help`.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -12,7 +14,7 @@ import { TrainError } from './errors.js';
 import { PRESETS, type RunConfig } from './presets.js';
 import { prepareCorpus } from './corpus.js';
 import { resolveDataFiles } from './dataset.js';
-import { buildTrainable, exportBlt, exportPatcher } from './run.js';
+import { buildTrainable, exportBlt, exportBltPretrained, exportPatcher, loadPretrainedStart, type PretrainedStart } from './run.js';
 import { Trainer, type TrainerOptions } from './trainer.js';
 import { ProgressBar, formatDuration, formatRate } from './progress.js';
 import { DEFAULT_STUDY, QUICK_STUDY, STUDY_ARMS, runStudy, type StudyArmId } from './study.js';
@@ -24,10 +26,12 @@ const USAGE = `usage: bytelatent-train [train] --preset NAME [options]
        bytelatent-train corpus [--corpus DIR]
        bytelatent-train export-patcher --run DIR --out FILE [--target-mean-patch 4.5]
        bytelatent-train export-blt --run DIR --out FILE
+       bytelatent-train export-blt --run DIR --out DIR --layout hub|transformers [--dtype F32|BF16|F16]
        bytelatent-train study [--out DIR] [--docs DIR] [--arm ID]... [--quick]
 
-Trains BLT entropy models and BLTs on text files with TensorFlow.js in Node. Ctrl-C stops after the
-current step and saves a checkpoint; --resume continues exactly where it stopped.
+Trains BLT entropy models and BLTs on text files with TensorFlow.js in Node, from scratch or from a
+released (or exported) model (--init-from). Ctrl-C stops after the current step and saves a
+checkpoint; --resume continues exactly where it stopped.
 
 presets:
 ${Object.entries(PRESETS)
@@ -36,6 +40,11 @@ ${Object.entries(PRESETS)
 
 train options (override the preset; --config FILE gives a JSON object with the same fields):
   --preset NAME           one of the presets above (default tiny)
+  --init-from DIR         continue training a model of a published layout (a folder or http(s) URL:
+                          consolidated params.json + consolidated.pth, hub config.json +
+                          model.safetensors, transformers model_type "blt"): a BLT with its entropy
+                          model and the folder's patching settings, or an entropy model; its
+                          arguments replace the preset's model, the preset gives the rest
   --config FILE           JSON RunConfig (kind, model, patching, seqLen, batchSize, steps, lr, ...)
   --data PATH             training files: a file, a folder or a glob; repeatable
                           (default: the prepared corpus, <corpus>/train)
@@ -55,13 +64,20 @@ train options (override the preset; --config FILE gives a JSON object with the s
   --seed N                data order and initialisation seed
   --eval-every N          held-out bits-per-byte every N steps
   --checkpoint-every N    checkpoint every N steps
-  --entropy-model FILE    BLT: patch with this entropy model ("pretrained": the shipped one)
-  --patching MODE         BLT: entropy | space | static
+  --entropy-model PATH    BLT: patch with this entropy model: a safetensors file, a folder of any
+                          published layout, or "pretrained" (the shipped one)
+  --patching MODE         BLT: entropy | monotonic | combined | space | static | byte
   --threshold X           BLT entropy patching threshold (nats)
   --patch-size K          BLT static patching: bytes per patch
+  --max-patch-length N    BLT: split patches longer than N bytes
   --backend NAME          auto (default: fastest available) | wasm | cpu | webgpu
   --json                  print the summary as one JSON line
   -h, --help              this text
+
+export-blt: --out FILE writes one F16 safetensors file with blt_args metadata (apps/serve --blt,
+bytelatent-eval --model); with --layout hub|transformers, --out DIR is a folder of that published
+layout (the entropy model and the run's patching settings included) that loadPretrained, Meta's
+reference and transformers read; --dtype F32 (default) | BF16 | F16.
 
 study (issue 7: BLT entropy/static/space patching, BPE and byte transformers at equal training
 FLOPs, measured with @bytelatent/evals; finished runs are skipped, interrupted ones resume):
@@ -96,6 +112,10 @@ const OPTIONS = {
   patching: { type: 'string' },
   threshold: { type: 'string' },
   'patch-size': { type: 'string' },
+  'max-patch-length': { type: 'string' },
+  'init-from': { type: 'string' },
+  layout: { type: 'string' },
+  dtype: { type: 'string' },
   'target-mean-patch': { type: 'string' },
   backend: { type: 'string' },
   json: { type: 'boolean' },
@@ -117,6 +137,11 @@ function numberFlag(name: string, value: string | undefined, integer: boolean): 
 
 /** The directory the user ran the command from (npm scripts change cwd to the package root). */
 const userCwd = process.env['INIT_CWD'] ?? process.cwd();
+
+/** A path the user gave, resolved against where they ran the command; URLs and "pretrained" as they are. */
+function userPath(p: string): string {
+  return p === 'pretrained' || /^https?:\/\//i.test(p) ? p : resolve(userCwd, p);
+}
 
 async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
@@ -157,10 +182,19 @@ async function main(argv: string[]): Promise<number> {
   }
   const backend = await initBackend({ backend: backendName });
   if (command === 'export-blt') {
-    if (!values.run || !values.out) throw new TrainError('INVALID_ARGUMENT', 'export-blt needs --run DIR and --out FILE');
-    process.stdout.write(`${JSON.stringify(await exportBlt(resolve(userCwd, values.run), resolve(userCwd, values.out)))}\n`);
+    if (!values.run || !values.out) throw new TrainError('INVALID_ARGUMENT', 'export-blt needs --run DIR and --out FILE (or --out DIR with --layout)');
+    if (values.layout === undefined) {
+      if (values.dtype !== undefined) throw new TrainError('INVALID_ARGUMENT', '--dtype goes with --layout hub|transformers (the single-file export is F16)');
+      process.stdout.write(`${JSON.stringify(await exportBlt(resolve(userCwd, values.run), resolve(userCwd, values.out)))}\n`);
+      return 0;
+    }
+    if (values.layout !== 'hub' && values.layout !== 'transformers') throw new TrainError('INVALID_ARGUMENT', `--layout must be hub or transformers, got "${values.layout}"`);
+    const dtype = values.dtype ?? 'F32';
+    if (dtype !== 'F32' && dtype !== 'BF16' && dtype !== 'F16') throw new TrainError('INVALID_ARGUMENT', `--dtype must be F32, BF16 or F16, got "${dtype}"`);
+    process.stdout.write(`${JSON.stringify(await exportBltPretrained(resolve(userCwd, values.run), resolve(userCwd, values.out), { layout: values.layout, dtype }))}\n`);
     return 0;
   }
+  if (values.layout !== undefined || values.dtype !== undefined) throw new TrainError('INVALID_ARGUMENT', '--layout and --dtype go with export-blt');
   if (command === 'export-patcher') {
     if (!values.run || !values.out) throw new TrainError('INVALID_ARGUMENT', 'export-patcher needs --run DIR and --out FILE');
     await ensureCorpus(corpusDir, false);
@@ -206,17 +240,33 @@ async function main(argv: string[]): Promise<number> {
     checkpointEvery: int('checkpoint-every'),
   };
   config = { ...config, ...Object.fromEntries(Object.entries(override).filter(([, v]) => v !== undefined)) };
+  // --init-from: the folder's model (its arguments and weights) and, for a BLT, its patching settings.
+  let start: PretrainedStart | undefined;
+  if (values['init-from'] !== undefined) {
+    const where = userPath(values['init-from']);
+    process.stderr.write(`loading ${where} ...\n`);
+    start = await loadPretrainedStart(where, values['entropy-model'] ? { entropyModel: userPath(values['entropy-model']) } : {});
+    const { patching: _p, ...rest } = config;
+    config = { ...rest, kind: start.kind, model: start.args, ...(start.patching ? { patching: start.patching } : {}) };
+    const limit =
+      start.blt !== undefined ? Math.min(start.blt.args.encoder.maxSeqLen, start.blt.args.global.maxSeqLen) : start.entropy!.maxSeqLen;
+    if (config.seqLen > limit) {
+      throw new TrainError('INVALID_ARGUMENT', `--seq-len ${config.seqLen} is longer than the ${start.kind} model of ${where} reads (${limit}); give --seq-len ${limit} or less`);
+    }
+  }
   if (config.kind === 'blt') {
-    const mode = (values.patching ?? config.patching?.mode ?? 'entropy') as 'entropy' | 'space' | 'static';
-    if (!['entropy', 'space', 'static'].includes(mode)) throw new TrainError('INVALID_ARGUMENT', `--patching must be entropy, space or static, got "${mode}"`);
+    const modes = ['entropy', 'monotonic', 'combined', 'space', 'static', 'byte'];
+    const mode = (values.patching ?? config.patching?.mode ?? 'entropy') as NonNullable<RunConfig['patching']>['mode'];
+    if (!modes.includes(mode)) throw new TrainError('INVALID_ARGUMENT', `--patching must be one of ${modes.join(', ')}, got "${mode}"`);
     config = {
       ...config,
       patching: {
         ...config.patching,
         mode,
-        ...(values['entropy-model'] ? { entropyModel: values['entropy-model'] === 'pretrained' ? 'pretrained' : resolve(userCwd, values['entropy-model']) } : {}),
+        ...(values['entropy-model'] ? { entropyModel: userPath(values['entropy-model']) } : {}),
         ...(values.threshold !== undefined ? { threshold: num('threshold')! } : {}),
         ...(values['patch-size'] !== undefined ? { patchSize: int('patch-size')! } : {}),
+        ...(values['max-patch-length'] !== undefined ? { maxPatchLength: int('max-patch-length')! } : {}),
       },
     };
   }
@@ -228,7 +278,7 @@ async function main(argv: string[]): Promise<number> {
   const outDir = resolve(userCwd, values.out ?? join('runs', presetName));
   const cacheDir = join(corpusDir, '..', 'patch-cache');
 
-  const trainable = await buildTrainable(config, { cacheDir });
+  const trainable = await buildTrainable(config, { cacheDir, ...(start ? { start } : {}) });
   const { kind: _kind, model: _model, patching: _patching, ...hyperparameters } = config;
   const options: TrainerOptions = {
     ...hyperparameters,
@@ -239,7 +289,8 @@ async function main(argv: string[]): Promise<number> {
   };
   const bar = new ProgressBar();
   let lastLoss = NaN;
-  const trainer = new Trainer(trainable, options, { kind: config.kind, model: config.model, patching: config.patching ?? null }, {
+  const initFrom = start ? { initFrom: { location: start.location, layout: start.layout } } : {};
+  const trainer = new Trainer(trainable, options, { kind: config.kind, model: config.model, patching: config.patching ?? null, ...initFrom }, {
     onStep: (r, total) => {
       lastLoss = r.loss;
       const eta = ((total - r.step) * r.elapsedSec) / Math.max(1, r.step - startStep);
@@ -250,6 +301,13 @@ async function main(argv: string[]): Promise<number> {
     onLog: (m) => bar.log(m),
   });
   let startStep = 0;
+  if (start) {
+    const p = config.patching;
+    bar.log(
+      `initialised from ${start.location} (${start.layout} layout)` +
+        (p ? `; patching ${p.mode}${p.threshold !== undefined ? `, threshold ${p.threshold}` : ''}${p.maxPatchLength !== undefined ? `, max patch length ${p.maxPatchLength}` : ''}` : ''),
+    );
+  }
   bar.log(
     `${config.kind} model, ${trainable.registry.count().toLocaleString('en-US')} parameters, backend ${backend.name}; ` +
       `${trainFiles.length} training files (${(trainer.dataset.totalBytes / 1e6).toFixed(1)} MB), ${heldoutFiles.length} held-out; run folder ${outDir}`,
@@ -270,7 +328,7 @@ async function main(argv: string[]): Promise<number> {
     if (values.resume) startStep = (await import('./checkpoint.js').then((m) => m.readCheckpoint(trainer.checkpointPath))).state.step;
     const summary = await trainer.run(Boolean(values.resume));
     bar.done();
-    const line = { ...summary, preset: presetName, backend: backend.name, parameters: trainable.registry.count(), lastLoss: summary.lastLoss ?? lastLoss };
+    const line = { ...summary, preset: presetName, backend: backend.name, parameters: trainable.registry.count(), lastLoss: summary.lastLoss ?? lastLoss, ...initFrom };
     if (values.json) process.stdout.write(`${JSON.stringify(line)}\n`);
     else {
       process.stdout.write(

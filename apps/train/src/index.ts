@@ -8,7 +8,20 @@ export { CHECKPOINT_FORMAT, readCheckpoint, restoreCheckpoint, saveCheckpoint, t
 export { CHECKPOINT_FILE, CURVE_FILE, METRICS_FILE, Trainer, type MetricsRecord, type TrainSummary, type TrainerEvents, type TrainerOptions, type TrainingHyperparameters } from './trainer.js';
 export { renderCurveSvg, type CurveOptions } from './plot.js';
 export { PRESETS, type RunConfig } from './presets.js';
-export { buildTrainable, entropyModelBitsPerByte, exportBlt, exportPatcher, patchStatistics, type ExportPatcherOptions } from './run.js';
+export {
+  buildTrainable,
+  entropyModelBitsPerByte,
+  exportBlt,
+  exportBltPretrained,
+  exportPatcher,
+  loadPretrainedStart,
+  loadRowEntropyModel,
+  patchStatistics,
+  rowPatchingFromSettings,
+  type ExportBltPretrainedOptions,
+  type ExportPatcherOptions,
+  type PretrainedStart,
+} from './run.js';
 export { TokenTrainable, tokenRow } from './token-model.js';
 export { DEFAULT_STUDY, QUICK_STUDY, STUDY_ARMS, renderStudyMarkdown, runStudy, type ArmResult, type CompressionRow, type StudyArmId, type StudyOptions, type StudySettings } from './study.js';
 export { renderStudySvg, type StudySeries } from './study-plot.js';

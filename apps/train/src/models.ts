@@ -87,12 +87,18 @@ export class BltTrainable implements TrainableModel {
   readonly kind = 'blt' as const;
   readonly model: ByteLatentTransformer;
 
+  /**
+   * @param model - the arguments of a new, randomly initialised BLT, or a BLT already built (e.g. a
+   *   released checkpoint read with `loadPretrained`, to fine-tune; owned: disposed with this)
+   * @param seed - initialisation seed (new models only)
+   * @param patcher - the patch lengths of training rows
+   */
   constructor(
-    args: BltArgs,
+    model: BltArgs | ByteLatentTransformer,
     seed: number,
     readonly patcher: RowPatcher,
   ) {
-    this.model = new ByteLatentTransformer(args, seed);
+    this.model = model instanceof ByteLatentTransformer ? model : new ByteLatentTransformer(model, seed);
   }
 
   get registry(): ParameterRegistry {

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { encode } from '@bytelatent/bytes';
-import { EntropyModel, EntropyPatcher } from '@bytelatent/entropy-patcher';
+import { EntropyModel, EntropyPatcher, findPatchBoundaries } from '@bytelatent/entropy-patcher';
 import { RowPatcher } from './row-patcher.js';
 import { TINY_ENTROPY_ARGS } from './test-helpers.js';
 import { TrainError } from './errors.js';
@@ -43,6 +43,22 @@ describe('RowPatcher', () => {
     new RowPatcher({ mode: 'entropy', threshold: 1 }, patcher, { dir, modelKey: 'abc' });
     await new RowPatcher({ mode: 'entropy', threshold: 1 }, patcher, { dir, modelKey: 'abc' }).lengths(rows);
     expect(readdirSync(dir)).toHaveLength(2);
+    patcher.dispose();
+  });
+
+  it('every rule a released checkpoint can name: monotonic, combined (own cache files), byte; capped by maxPatchLength', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bytelatent-cache-'));
+    const patcher = EntropyPatcher.fromModel(new EntropyModel(TINY_ENTROPY_ARGS, 2), { threshold: 5.5 });
+    const entropies = await patcher.model.entropies(rows);
+    for (const options of [{ mode: 'monotonic' as const, threshold: 0.01 }, { mode: 'combined' as const, threshold: 5.5, thresholdAdd: 0.01, maxPatchLength: 3 }]) {
+      const got = await new RowPatcher(options, patcher, { dir, modelKey: 'abc' }).lengths(rows);
+      got.forEach((l, i) => expect(Array.from(l)).toEqual(Array.from(findPatchBoundaries(rows[i]!, entropies[i], { ...options, includeNextToken: false }).patchLengths)));
+    }
+    expect(readdirSync(dir)).toHaveLength(2);
+    const bytes = await new RowPatcher({ mode: 'byte' }).lengths(rows);
+    bytes.forEach((l, i) => expect(Array.from(l)).toEqual(new Array(rows[i]!.length).fill(1)));
+    expect(Math.max(...(await new RowPatcher({ mode: 'space', maxPatchLength: 2 }).lengths(rows)).flatMap((l) => Array.from(l)))).toBe(2);
+    expect(() => new RowPatcher({ mode: 'combined', threshold: 1 }, patcher)).toThrow(/thresholdAdd/);
     patcher.dispose();
   });
 

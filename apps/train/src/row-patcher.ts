@@ -1,8 +1,9 @@
 /**
- * Patch lengths for training rows, computed on the fly: by the entropy model (`entropy`), at spaces
- * (`space`) or every k bytes (`static`). Entropy-model results are cached on disk, keyed by a hash of
- * the entropy model's weights and the patching options, so a second run (or a resumed one) never
- * runs the entropy model on the same row twice.
+ * Patch lengths for training rows, computed on the fly: by the entropy model (`entropy`, and the
+ * reference's `monotonic` and `combined` rules), at spaces (`space`), every k bytes (`static`) or
+ * one per byte (`byte`), each split under `maxPatchLength`. Entropy-model results are cached on
+ * disk, keyed by a hash of the entropy model's weights and the patching options, so a second run (or
+ * a resumed one) never runs the entropy model on the same row twice.
  */
 import { createHash } from 'node:crypto';
 import { appendFileSync, mkdirSync, readFileSync, existsSync } from 'node:fs';
@@ -11,15 +12,21 @@ import { findPatchBoundaries, type EntropyPatcher, type PatchingMode } from '@by
 import { TrainError } from './errors.js';
 
 export interface RowPatchingOptions {
-  readonly mode: Extract<PatchingMode, 'entropy' | 'space' | 'static'>;
-  /** Entropy mode: the global threshold in nats (default: the patcher's own default). */
+  /** Any rule of `findPatchBoundaries` (what a released checkpoint's `patcher_args` can name). */
+  readonly mode: PatchingMode;
+  /** Entropy modes: the threshold in nats (default: the patcher's own default). */
   readonly threshold?: number;
+  /** `combined` mode: the relative threshold (the reference's `threshold_add`). */
+  readonly thresholdAdd?: number;
   /** Static mode: bytes per patch. */
   readonly patchSize?: number;
   readonly maxPatchLength?: number;
 }
 
 const HASH_BYTES = 20;
+
+/** The rules that read the entropy model. */
+const ENTROPY_MODES: readonly PatchingMode[] = ['entropy', 'monotonic', 'combined'];
 
 /** Computes (and for entropy patching, caches) the patch lengths of token rows. */
 export class RowPatcher {
@@ -40,13 +47,17 @@ export class RowPatcher {
     private readonly patcher?: EntropyPatcher,
     cache?: { dir: string; modelKey: string },
   ) {
-    if (options.mode === 'entropy' && !patcher) throw new TrainError('CONFIG_INVALID', 'entropy patching needs an entropy model (--entropy-model)');
+    const entropyMode = ENTROPY_MODES.includes(options.mode);
+    if (entropyMode && !patcher) throw new TrainError('CONFIG_INVALID', `${options.mode} patching needs an entropy model (--entropy-model)`);
     if (options.mode === 'static' && !(Number.isInteger(options.patchSize) && options.patchSize! >= 1)) {
       throw new TrainError('CONFIG_INVALID', `static patching needs patchSize >= 1, got ${String(options.patchSize)}`);
     }
-    if (options.mode === 'entropy' && cache) {
+    if (options.mode === 'combined' && options.thresholdAdd === undefined) throw new TrainError('CONFIG_INVALID', 'combined patching needs thresholdAdd');
+    if (entropyMode && cache) {
       const threshold = options.threshold ?? patcher!.defaults.threshold;
-      const key = createHash('sha256').update(`${cache.modelKey}|${threshold}|${options.maxPatchLength ?? ''}`).digest('hex').slice(0, 16);
+      // The plain entropy rule keeps the key of earlier versions (their caches stay valid).
+      const rule = options.mode === 'entropy' ? '' : `|${options.mode}|${options.thresholdAdd ?? ''}`;
+      const key = createHash('sha256').update(`${cache.modelKey}|${threshold}|${options.maxPatchLength ?? ''}${rule}`).digest('hex').slice(0, 16);
       mkdirSync(cache.dir, { recursive: true });
       this.cacheFile = join(cache.dir, `patch-lengths-${key}.bin`);
       this.load();
@@ -55,8 +66,8 @@ export class RowPatcher {
 
   /** Patch lengths (sum = row length, first patch 1) of each row. */
   async lengths(rows: readonly Int32Array[]): Promise<Int32Array[]> {
-    const { mode, patchSize, maxPatchLength } = this.options;
-    if (mode !== 'entropy') {
+    const { mode, patchSize, maxPatchLength, thresholdAdd } = this.options;
+    if (!ENTROPY_MODES.includes(mode)) {
       return rows.map((tokens) => findPatchBoundaries(tokens, undefined, { mode, patchSize, maxPatchLength, includeNextToken: false }).patchLengths);
     }
     const out: Array<Int32Array | undefined> = [];
@@ -72,7 +83,13 @@ export class RowPatcher {
       const entropies = await this.patcher!.model.entropies(todo.map((i) => rows[i]!));
       const threshold = this.options.threshold ?? this.patcher!.defaults.threshold;
       todo.forEach((i, k) => {
-        const lengths = findPatchBoundaries(rows[i]!, entropies[k], { mode: 'entropy', threshold, maxPatchLength, includeNextToken: false }).patchLengths;
+        const lengths = findPatchBoundaries(rows[i]!, entropies[k], {
+          mode,
+          threshold,
+          ...(mode === 'combined' ? { thresholdAdd } : {}),
+          maxPatchLength,
+          includeNextToken: false,
+        }).patchLengths;
         out[i] = lengths;
         this.misses++;
         this.remember(keys[i]!, lengths);

@@ -1,42 +1,166 @@
-/** Building the model of a run, and exporting a trained entropy model as a patcher. */
+/**
+ * Building the model of a run (new, or from a released or exported folder of a published layout),
+ * and exporting a trained entropy model as a patcher and a trained BLT as one file or a folder.
+ */
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
-import { basename, join } from 'node:path';
-import { BLT_ARGS_METADATA_KEY, ByteLatentTransformer, type BltArgs } from '@bytelatent/blt';
-import { EntropyModel, EntropyPatcher, PATCHER_METADATA_KEY, type EntropyModelArgs } from '@bytelatent/entropy-patcher';
-import { float32ToFloat16Bits, loadReferenceWeights, referenceStateDict, serializeSafetensors, type SafetensorsTensor } from '@bytelatent/nn';
+import { mkdir, readFile, stat } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { BLT_ARGS_METADATA_KEY, ByteLatentTransformer, bltArgsFromTransformersConfig, exportPretrained, loadPretrained, type BltArgs } from '@bytelatent/blt';
+import { EntropyModel, EntropyPatcher, PATCHER_METADATA_KEY, type EntropyModelArgs, type PatcherDefaults } from '@bytelatent/entropy-patcher';
+import { pretrainedFolderKind } from '@bytelatent/evals';
+import { type CheckpointLayout, float32ToFloat16Bits, loadReferenceWeights, referenceStateDict, serializeSafetensors, type SafetensorsTensor } from '@bytelatent/nn';
 import { writeFileAtomic } from '@bytelatent/nn/node';
 import { readCheckpoint } from './checkpoint.js';
 import { CHECKPOINT_FILE } from './trainer.js';
 import { BltTrainable, EntropyTrainable, type TrainableModel } from './models.js';
 import type { RunConfig } from './presets.js';
-import { RowPatcher } from './row-patcher.js';
+import { RowPatcher, type RowPatchingOptions } from './row-patcher.js';
 import { TrainError } from './errors.js';
 import { evaluationRows } from './dataset.js';
 
+const ENTROPY_MODES: readonly string[] = ['entropy', 'monotonic', 'combined'];
+
+const isUrl = (location: string) => /^https?:\/\//i.test(location);
+
+async function isDirectory(path: string): Promise<boolean> {
+  return (await stat(path).catch(() => undefined))?.isDirectory() ?? false;
+}
+
+/** A hash of a model's weights (names, shapes, values): the patch cache's key for a model read from a folder. */
+async function weightsKey(model: EntropyModel): Promise<string> {
+  const hash = createHash('sha256');
+  for (const p of [...model.registry.list()].sort((a, b) => (a.name < b.name ? -1 : 1))) {
+    const data = (await p.variable.data()) as Float32Array;
+    hash.update(`${p.name}:${p.variable.shape.join('x')};`);
+    hash.update(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+  }
+  return hash.digest('hex');
+}
+
 /**
- * The model a configuration describes, randomly initialised with the run's seed; for a BLT, with its
- * row patcher (loading the entropy model when the patching needs one).
+ * The entropy model that patches a BLT's training rows: `pretrained` (the shipped one), a folder
+ * (path or URL) of any published layout, or a safetensors file; with the key of its patch cache.
+ */
+export async function loadRowEntropyModel(source: string): Promise<{ patcher: EntropyPatcher; modelKey: string }> {
+  try {
+    if (isUrl(source) || (await isDirectory(source))) {
+      const patcher = await EntropyPatcher.fromPretrained(source);
+      return { patcher, modelKey: await weightsKey(patcher.model) };
+    }
+  } catch (e) {
+    throw new TrainError('DATA_UNAVAILABLE', `cannot load the entropy model ${source}: ${(e as Error).message}`);
+  }
+  const bytes = source === 'pretrained' ? await EntropyPatcher.pretrainedBytes() : await readFile(source).catch((e: Error) => {
+    throw new TrainError('DATA_UNAVAILABLE', `cannot read the entropy model ${source}: ${e.message}`);
+  });
+  return { patcher: await EntropyPatcher.fromSafetensors(bytes), modelKey: createHash('sha256').update(bytes).digest('hex') };
+}
+
+/** A model read from a folder of a published layout, to continue training from (`--init-from`). */
+export interface PretrainedStart {
+  readonly kind: 'blt' | 'entropy';
+  /** The folder (path or URL) and its layout. */
+  readonly location: string;
+  readonly layout: CheckpointLayout;
+  /** The model's arguments, reference names (what the run's configuration and checkpoints store). */
+  readonly args: BltArgs | EntropyModelArgs;
+  /** BLT: the folder's patching settings, as a row patching rule, and where its entropy model is read from. */
+  readonly patching?: RowPatchingOptions & { readonly entropyModel: string };
+  /** The loaded model: the BLT, or the entropy model (owned by the trainable built from it). */
+  readonly blt?: ByteLatentTransformer;
+  readonly entropy?: EntropyModel;
+  /** BLT: the entropy patcher of its rows. */
+  readonly patcher?: EntropyPatcher;
+}
+
+/** Patching settings read from files (`PatcherDefaults`) as a row patching rule (entropy mode when unset). */
+export function rowPatchingFromSettings(settings: PatcherDefaults): RowPatchingOptions {
+  return {
+    mode: settings.mode ?? 'entropy',
+    ...(settings.threshold !== undefined ? { threshold: settings.threshold } : {}),
+    ...(settings.thresholdAdd !== undefined ? { thresholdAdd: settings.thresholdAdd } : {}),
+    ...(settings.patchSize !== undefined ? { patchSize: settings.patchSize } : {}),
+    ...(settings.maxPatchLength !== undefined ? { maxPatchLength: settings.maxPatchLength } : {}),
+  };
+}
+
+/**
+ * Reads a released (or exported) model to fine-tune: a BLT with `loadPretrained` — its entropy model
+ * where the reference keeps it, or `entropyModel` — and its patching settings; or an entropy model
+ * with `EntropyPatcher.fromPretrained`. Every layout: consolidated, hub, transformers.
+ *
+ * @param location - folder path or `http(s):` URL
+ * @param options - an explicit entropy model for a BLT (a folder, a safetensors file or `pretrained`);
+ *   the BLT's own patching settings still apply, as in the reference
+ * @throws {TrainError} `DATA_UNAVAILABLE` when the folder cannot be read as a model (the message names the file and field)
+ */
+export async function loadPretrainedStart(location: string, options: { entropyModel?: string } = {}): Promise<PretrainedStart> {
+  try {
+    if ((await pretrainedFolderKind(location)) === 'entropy') {
+      const patcher = await EntropyPatcher.fromPretrained(location);
+      return { kind: 'entropy', location, layout: patcher.layout!, args: patcher.model.referenceArgs, entropy: patcher.model };
+    }
+    const explicit = options.entropyModel;
+    const explicitFolder = explicit !== undefined && explicit !== 'pretrained' && (isUrl(explicit) || (await isDirectory(explicit)));
+    const loaded = await loadPretrained(location, explicit === undefined ? {} : { patcher: explicitFolder ? explicit : false });
+    let patcher = loaded.patcher!;
+    if (explicit !== undefined && !explicitFolder) {
+      try {
+        const own = await loadRowEntropyModel(explicit);
+        // A single-file entropy model gets the BLT's patching settings over its own, as a folder does.
+        patcher = EntropyPatcher.fromModel(own.patcher.model, { ...own.patcher.defaults, ...loaded.patching });
+      } catch (e) {
+        loaded.dispose();
+        throw e;
+      }
+    }
+    return {
+      kind: 'blt',
+      location,
+      layout: loaded.layout,
+      args: loaded.model.referenceArgs,
+      patching: { ...rowPatchingFromSettings({ ...patcher.defaults, ...loaded.patching }), entropyModel: explicit ?? location },
+      blt: loaded.model,
+      patcher,
+    };
+  } catch (e) {
+    if (e instanceof TrainError) throw e;
+    throw new TrainError('DATA_UNAVAILABLE', `--init-from ${location}: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * The model a configuration describes: randomly initialised with the run's seed, or the model of
+ * `start` (`--init-from`); for a BLT, with its row patcher (loading the entropy model when the
+ * patching needs one).
  *
  * @param config - the run configuration
- * @param options - where the patch-length cache lives
+ * @param options - where the patch-length cache lives; the model to start from
  */
-export async function buildTrainable(config: RunConfig, options: { cacheDir: string }): Promise<TrainableModel> {
-  if (config.kind === 'entropy') return EntropyTrainable.create(config.model as EntropyModelArgs, config.seed);
+export async function buildTrainable(config: RunConfig, options: { cacheDir: string; start?: PretrainedStart }): Promise<TrainableModel> {
+  const { start } = options;
+  if (start && start.kind !== config.kind) throw new TrainError('CONFIG_INVALID', `--init-from holds a ${start.kind} model, the configuration a ${config.kind} model`);
+  if (config.kind === 'entropy') {
+    if (start) return new EntropyTrainable(start.entropy!);
+    return EntropyTrainable.create(config.model as EntropyModelArgs, config.seed);
+  }
   if (config.kind !== 'blt') throw new TrainError('CONFIG_INVALID', `kind must be "entropy" or "blt", got ${String(config.kind)}`);
   const patching = config.patching ?? { mode: 'entropy' as const, entropyModel: 'pretrained' };
   let patcher: EntropyPatcher | undefined;
   let cache: { dir: string; modelKey: string } | undefined;
-  if (patching.mode === 'entropy') {
-    const source = patching.entropyModel ?? 'pretrained';
-    const bytes = source === 'pretrained' ? await EntropyPatcher.pretrainedBytes() : await readFile(source).catch((e: Error) => {
-      throw new TrainError('DATA_UNAVAILABLE', `cannot read the entropy model ${source}: ${e.message}`);
-    });
-    patcher = await EntropyPatcher.fromSafetensors(bytes);
-    cache = { dir: options.cacheDir, modelKey: createHash('sha256').update(bytes).digest('hex') };
+  if (ENTROPY_MODES.includes(patching.mode)) {
+    // The folder's patcher when training continues from one, unless another entropy model was named.
+    if (start?.patcher && patching.entropyModel === start.patching?.entropyModel) {
+      patcher = start.patcher;
+      cache = { dir: options.cacheDir, modelKey: await weightsKey(patcher.model) };
+    } else {
+      const loaded = await loadRowEntropyModel(patching.entropyModel ?? 'pretrained');
+      patcher = loaded.patcher;
+      cache = { dir: options.cacheDir, modelKey: loaded.modelKey };
+    }
   }
   const rowPatcher = new RowPatcher(patching, patcher, cache);
-  return new BltTrainable(config.model as BltArgs, config.seed, rowPatcher);
+  return new BltTrainable(start?.blt ?? (config.model as BltArgs), config.seed, rowPatcher);
 }
 
 export interface ExportPatcherOptions {
@@ -151,4 +275,82 @@ export async function exportBlt(runDir: string, outFile: string, metadata: Reado
   } finally {
     model.dispose();
   }
+}
+
+/** Options of {@link exportBltPretrained}. */
+export interface ExportBltPretrainedOptions {
+  /** `hub` (the reference's `save_pretrained` layout) or `transformers` (`model_type: "blt"`). */
+  readonly layout: 'hub' | 'transformers';
+  /** Element type of the weights (default F32: loading gives back exactly the trained weights). */
+  readonly dtype?: 'F32' | 'BF16' | 'F16';
+}
+
+/**
+ * Writes the BLT of a run's checkpoint as a folder of a published layout (`savePretrained`), with
+ * the entropy model its rows were patched by and the run's patching settings, so that the reference's
+ * trainer, Hugging Face transformers, or `loadPretrained` (this project's eval, serve and generate
+ * CLIs) read it. A run patched without an entropy model (space, static, byte) carries the shipped
+ * one, which the layouts require; its patching settings say the rule actually used.
+ *
+ * @returns the parameter count, layout and the files written
+ * @throws {TrainError} `CHECKPOINT_INVALID` when the run is not a BLT run
+ */
+export async function exportBltPretrained(
+  runDir: string,
+  outDir: string,
+  options: ExportBltPretrainedOptions,
+): Promise<{ parameters: number; layout: string; dtype: string; patching: PatcherDefaults; dir: string; files: string[] }> {
+  const { state, file } = await readCheckpoint(join(runDir, CHECKPOINT_FILE));
+  if (state.kind !== 'blt') throw new TrainError('CHECKPOINT_INVALID', `${runDir} trains a ${state.kind} model, not a BLT`);
+  const runPatching = (state.config['patching'] ?? { mode: 'entropy', entropyModel: 'pretrained' }) as RowPatchingOptions & { entropyModel?: string };
+  const model = new ByteLatentTransformer(state.config['model'] as BltArgs);
+  let patcher: EntropyPatcher | undefined;
+  try {
+    loadReferenceWeights(model.registry, file, { prefix: 'model.' });
+    const source = ENTROPY_MODES.includes(runPatching.mode) ? (runPatching.entropyModel ?? 'pretrained') : 'pretrained';
+    patcher = (await loadRowEntropyModel(source)).patcher;
+    const threshold = runPatching.threshold ?? patcher.defaults.threshold;
+    const patching: PatcherDefaults = {
+      mode: runPatching.mode,
+      ...(threshold !== undefined ? { threshold } : {}),
+      ...(runPatching.thresholdAdd !== undefined ? { thresholdAdd: runPatching.thresholdAdd } : {}),
+      ...(runPatching.patchSize !== undefined ? { patchSize: runPatching.patchSize } : {}),
+      ...(runPatching.maxPatchLength !== undefined ? { maxPatchLength: runPatching.maxPatchLength } : {}),
+    };
+    const dtype = options.dtype ?? 'F32';
+    const files = await exportPretrained(model, patcher, { layout: options.layout, dtype, patching });
+    if (options.layout === 'transformers') checkTransformersConfig(files.get('config.json')!, model);
+    // Weights first, configuration last (as savePretrained): a reader never finds a config.json whose weights are missing.
+    const order = [...files.keys()].sort((x, y) => Number(x.endsWith('.json')) - Number(y.endsWith('.json')));
+    for (const name of order) {
+      const path = join(outDir, name);
+      await mkdir(dirname(path), { recursive: true });
+      await writeFileAtomic(path, files.get(name)!);
+    }
+    return { parameters: model.parameterCount(), layout: options.layout, dtype, patching, dir: outDir, files: [...files.keys()].sort() };
+  } finally {
+    model.dispose();
+    patcher?.dispose();
+  }
+}
+
+/**
+ * Refuses a transformers `config.json` that would not load back as this model. The layout stores
+ * each component's `intermediate_size`, not the reference's one `multiple_of` / `ffn_dim_multiplier`,
+ * and a loader infers the rounding per component: models whose components' sizes infer different
+ * roundings (e.g. the `tiny` preset's `multiple_of: 64` at dims 32 and 64) are refused on load, so
+ * they are refused here, before anything is written, with the layout that does carry them.
+ */
+function checkTransformersConfig(configBytes: Uint8Array, model: ByteLatentTransformer): void {
+  const config = JSON.parse(new TextDecoder().decode(configBytes)) as Record<string, unknown>;
+  let back: BltArgs;
+  try {
+    back = bltArgsFromTransformersConfig(config, 'config.json');
+  } catch (e) {
+    throw new TrainError('CONFIG_INVALID', `this BLT cannot be exported in the transformers layout: ${(e as Error).message}; export it with --layout hub`);
+  }
+  const args = model.referenceArgs as Record<string, unknown>;
+  const dims = ['dim_global', 'dim_local_encoder', 'dim_local_decoder', 'n_layers_global', 'n_layers_local_encoder', 'n_layers_local_decoder'];
+  const differing = dims.filter((k) => back[k] !== args[k]);
+  if (differing.length > 0) throw new TrainError('CONFIG_INVALID', `the transformers config.json would not describe this BLT (${differing.join(', ')}); export it with --layout hub`);
 }
