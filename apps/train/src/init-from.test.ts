@@ -55,7 +55,8 @@ const ENTROPY_ARGS: EntropyModelArgs = { dim: 16, n_layers: 1, n_heads: 2, max_s
 const SETTINGS = { mode: 'entropy' as const, threshold: 5.1, maxPatchLength: 4 };
 // Few steps at a small learning rate: the weights move, but stay far closer to the folder's than any
 // fresh initialisation could be.
-const TRAIN = ['--data', text.train, '--heldout', text.heldout, '--backend', 'wasm', '--seq-len', '32', '--batch-size', '2', '--grad-accumulation', '1', '--warmup-steps', '1', '--eval-every', '0', '--lr', '1e-3'];
+// --corpus: the patch cache lives beside it (in a temporary folder, not the working tree).
+const TRAIN = ['--data', text.train, '--heldout', text.heldout, '--corpus', join(text.dir, 'corpus'), '--backend', 'wasm', '--seq-len', '32', '--batch-size', '2', '--grad-accumulation', '1', '--warmup-steps', '1', '--eval-every', '0', '--lr', '1e-3'];
 
 let folder: string;
 /** Every parameter of the original BLT and entropy model, by name. */
