@@ -20,7 +20,7 @@ export {
 } from './models.js';
 export type { ProgressInfo } from './progress.js';
 export { planPth, statePickle, type PthFlavor, type PthPlan } from './pth-writer.js';
-export { pydanticFloat, pydanticJson, pythonFloatRepr, pythonJson, toPlainJson, PyFloat, PyIntInFloatField, type PyValue } from './pyjson.js';
+export { pydanticFloat, pydanticJson, pythonFloatRepr, pythonJson, toPlainJson, PyFloat, type PyValue } from './pyjson.js';
 export { safetensorsHeader } from './safetensors-writer.js';
 export type { OutputTensor } from './tensors.js';
 export { BLOCK_ELEMENTS, DTYPES, dtypeBytes, tensorBytes, toBfloat16Bits, toFloat16Bits, type Dtype } from './values.js';

@@ -11,7 +11,7 @@ import {
   type ReleasedModelName,
 } from './models.js';
 import { planPth, type PthFlavor, type PthPlan } from './pth-writer.js';
-import { PyFloat, PyIntInFloatField, pydanticJson, pythonJson, toPlainJson, type PyValue } from './pyjson.js';
+import { PyFloat, pydanticJson, pythonJson, toPlainJson, type PyValue } from './pyjson.js';
 import { safetensorsFileBytes } from './safetensors-writer.js';
 import { asOutput, outputByteLength, stacked, type OutputTensor } from './tensors.js';
 import type { Dtype } from './values.js';
@@ -89,28 +89,6 @@ function bltFolderName(model: 'blt-1b' | 'blt-7b'): string {
   return model.replace('-', '_');
 }
 
-/** What a value becomes after `model_dump()` → `json.dumps` → `json.load` (the hub config.json). */
-function viaPythonDump(v: PyValue): PyValue {
-  if (v instanceof PyIntInFloatField) return v.value;
-  if (Array.isArray(v)) return v.map(viaPythonDump);
-  if (v !== null && typeof v === 'object' && !(v instanceof PyFloat)) {
-    const o = v as { readonly [k: string]: PyValue };
-    return Object.fromEntries(Object.keys(o).map((k) => [k, viaPythonDump(o[k] as PyValue)]));
-  }
-  return v;
-}
-
-/** What a value becomes after `model_dump_json()` → `json.load` (params.json). */
-function viaPydanticJson(v: PyValue): PyValue {
-  if (v instanceof PyIntInFloatField) return new PyFloat(v.value);
-  if (Array.isArray(v)) return v.map(viaPydanticJson);
-  if (v !== null && typeof v === 'object' && !(v instanceof PyFloat)) {
-    const o = v as { readonly [k: string]: PyValue };
-    return Object.fromEntries(Object.keys(o).map((k) => [k, viaPydanticJson(o[k] as PyValue)]));
-  }
-  return v;
-}
-
 function intermediate(hidden: number, multipleOf: number): number {
   return multipleOf * Math.ceil(Math.trunc((8 * hidden) / 3) / multipleOf);
 }
@@ -120,8 +98,8 @@ function intermediate(hidden: number, multipleOf: number): number {
  * and `entropy_model/params.json`, key for key, in its order.
  */
 export function transformersConfig(model: 'blt-1b' | 'blt-7b', preset: Preset): Record<string, PyValue> {
-  const a = viaPythonDump(bltModelArgs(model, preset)) as Record<string, PyValue>;
-  const entropyParams = viaPydanticJson(entropyTrainArgs(preset)) as Record<string, PyValue>;
+  const a = bltModelArgs(model, preset);
+  const entropyParams = entropyTrainArgs(preset);
   const e = entropyParams['entropy_model'] as Record<string, PyValue>;
   const patcher = (entropyParams['data'] as Record<string, PyValue>)['patcher_args'] as Record<string, PyValue>;
   const get = (o: Record<string, PyValue>, k: string, dflt: PyValue): PyValue => (k in o ? (o[k] as PyValue) : dflt);
@@ -342,7 +320,7 @@ export function planCheckpoint(o: PlanOptions): CheckpointPlan {
     if (o.layout === 'consolidated') files = consolidatedEntropy('entropy_model/', o);
     else if (o.layout === 'hub') {
       files = [
-        textFile('config.json', pythonJson({ args: viaPythonDump(entropyModelArgs(o.preset)) }, { indent: 2, sortKeys: true })),
+        textFile('config.json', pythonJson({ args: entropyModelArgs(o.preset) }, { indent: 2, sortKeys: true })),
         safetensorsFile('model.safetensors', entropy.map((t) => asOutput(t)), o.dtype, HUB_METADATA),
       ];
     } else {
@@ -362,7 +340,7 @@ export function planCheckpoint(o: PlanOptions): CheckpointPlan {
       }
     } else if (o.layout === 'hub') {
       files = [
-        textFile('config.json', pythonJson({ args: viaPythonDump(args) }, { indent: 2, sortKeys: true })),
+        textFile('config.json', pythonJson({ args }, { indent: 2, sortKeys: true })),
         safetensorsFile('model.safetensors', blt.map((t) => asOutput(t)), o.dtype, HUB_METADATA),
         textFile('train_args.json', paramsJson),
       ];

@@ -4,7 +4,7 @@
 // `LMTransformerArgs`, `BaseTransformerArgs` (field order and defaults), `create_local_encoder`,
 // `create_local_decoder`, `create_global_transformer`, `LocalEncoder/LocalDecoder/GlobalTransformer/
 // LMTransformer.__init__` (which modules exist, in registration order = state-dict order).
-import { PyFloat, PyIntInFloatField, type PyValue } from './pyjson.js';
+import { PyFloat, type PyValue } from './pyjson.js';
 
 /** A model Meta released. */
 export type ReleasedModelName = 'blt-1b' | 'blt-7b' | 'blt-entropy';
@@ -196,7 +196,8 @@ export function bltModelArgs(model: 'blt-1b' | 'blt-7b', preset: Preset): Record
     norm_affine: true,
     pre_norm: true,
     norm_type: 'rmsnorm',
-    dropout: new PyIntInFloatField(0),
+    // `dropout: float = 0`: an int default, but every released dump went through validation (0.0).
+    dropout: new PyFloat(0),
     output_size: -1,
     architecture: 'vanilla',
     share_encoder_decoder_emb: true,

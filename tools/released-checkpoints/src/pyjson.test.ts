@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { PyFloat, PyIntInFloatField, pydanticFloat, pydanticJson, pythonFloatRepr, pythonJson, toPlainJson } from './pyjson.js';
+import { PyFloat, pydanticFloat, pydanticJson, pythonFloatRepr, pythonJson, toPlainJson } from './pyjson.js';
 
 describe('Python-style JSON', () => {
   it('prints floats like Python repr and like pydantic (values checked against CPython 3.11 / pydantic 2.13)', () => {
@@ -26,10 +26,10 @@ describe('Python-style JSON', () => {
   });
 
   it('writes model_dump_json and json.dumps layouts', () => {
-    const value = { b: [3, 4], a: new PyFloat(1e-5), c: {}, d: [], e: null, f: 'x\\y', g: new PyIntInFloatField(0), h: true };
+    const value = { b: [3, 4], a: new PyFloat(1e-5), c: {}, d: [], e: null, f: 'x\\y', g: new PyFloat(0), h: true };
     expect(pydanticJson(value)).toBe('{"b":[3,4],"a":0.00001,"c":{},"d":[],"e":null,"f":"x\\\\y","g":0.0,"h":true}');
     expect(pythonJson(value, { indent: 2, sortKeys: true })).toBe(
-      '{\n  "a": 1e-05,\n  "b": [\n    3,\n    4\n  ],\n  "c": {},\n  "d": [],\n  "e": null,\n  "f": "x\\\\y",\n  "g": 0,\n  "h": true\n}',
+      '{\n  "a": 1e-05,\n  "b": [\n    3,\n    4\n  ],\n  "c": {},\n  "d": [],\n  "e": null,\n  "f": "x\\\\y",\n  "g": 0.0,\n  "h": true\n}',
     );
     expect(pythonJson({ a: [1, { b: 2 }] })).toBe('{"a": [1, {"b": 2}]}');
     expect(JSON.parse(pythonJson(value, { indent: 2 }))).toEqual(toPlainJson(value));

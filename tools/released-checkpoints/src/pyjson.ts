@@ -1,7 +1,7 @@
 // JSON text the way the Python writers of Meta's release write it, so the generated configuration
 // files have the same bytes as real ones would (a loader must parse `1e-05`, `500000.0`, ...):
 // - pydantic `model_dump_json()` (the reference's `params.json` / `train_args.json`): compact, fields in
-//   declaration order, a float-typed field always printed as a float (`0.0`), floats in the shortest
+//   declaration order, a float-typed field always printed as a float (`0.0`, `4.0`), floats in the shortest
 //   round-trip form with a fixed notation for decimal exponents -5..15 (`0.00001`, `1e-7`, `1e+16`);
 // - Python `json.dumps` (`config.json` of the hub and transformers layouts): `float.__repr__`
 //   (fixed notation for exponents -4..15: `0.0001`, `1e-05`), `int` stays an int, optional indent
@@ -12,15 +12,6 @@ export class PyFloat {
   constructor(readonly value: number) {}
 }
 
-/**
- * An `int` held by a float-typed pydantic field whose default was never validated (e.g.
- * `dropout: float = 0`): `model_dump()` keeps the int (`json.dumps` prints `0`) while
- * `model_dump_json()` serialises it as a float (`0.0`).
- */
-export class PyIntInFloatField {
-  constructor(readonly value: number) {}
-}
-
 /** A JSON-able value with Python's float/int distinction kept. */
 export type PyValue =
   | null
@@ -28,7 +19,6 @@ export type PyValue =
   | number
   | string
   | PyFloat
-  | PyIntInFloatField
   | readonly PyValue[]
   | { readonly [key: string]: PyValue };
 
@@ -75,7 +65,6 @@ function scalar(value: PyValue, mode: 'pydantic' | 'python'): string | undefined
   }
   if (typeof value === 'string') return JSON.stringify(value);
   if (value instanceof PyFloat) return mode === 'pydantic' ? pydanticFloat(value.value) : pythonFloatRepr(value.value);
-  if (value instanceof PyIntInFloatField) return mode === 'pydantic' ? pydanticFloat(value.value) : String(value.value);
   return undefined;
 }
 
@@ -115,7 +104,7 @@ export function pythonJson(value: PyValue, options: { indent?: number; sortKeys?
 
 /** The plain JSON value (what `JSON.parse` of either text gives). */
 export function toPlainJson(value: PyValue): unknown {
-  if (value instanceof PyFloat || value instanceof PyIntInFloatField) return value.value;
+  if (value instanceof PyFloat) return value.value;
   if (Array.isArray(value)) return value.map(toPlainJson);
   if (value !== null && typeof value === 'object') {
     const obj = value as { readonly [key: string]: PyValue };
