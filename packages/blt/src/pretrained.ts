@@ -18,7 +18,7 @@ import {
   NnError,
   type TensorSource,
   detectCheckpointLayout,
-  ffnArgsForHiddenSize,
+  ffnArgsForHiddenSizes,
   initBackend,
   openModelFolder,
   transformersComponentSource,
@@ -122,8 +122,8 @@ export function bltArgsFromTransformersConfig(config: Readonly<Record<string, un
   const dimEnc = int(enc, 'encoder_config', 'hidden_size');
   const dimDec = int(dec, 'decoder_config', 'hidden_size');
   const dimGlobal = int(glob, 'global_config', 'hidden_size');
-  // The reference has one multiple_of / ffn_dim_multiplier, one norm_eps and one rope_theta for every
-  // component: the sub-configurations must agree.
+  // The reference has one feed-forward rounding, one norm_eps and one rope_theta for every component:
+  // the sub-configurations must agree.
   const same = <T>(what: string, values: ReadonlyArray<readonly [string, T | undefined]>): T | undefined => {
     const given = values.filter(([, v]) => v !== undefined);
     const first = given[0];
@@ -132,17 +132,23 @@ export function bltArgsFromTransformersConfig(config: Readonly<Record<string, un
     }
     return first?.[1];
   };
-  const ffnOf = (obj: Record<string, unknown>, path: string, dim: number) => {
-    const inter = obj['intermediate_size'];
-    if (inter === undefined || inter === null) return undefined;
-    if (typeof inter !== 'number') throw bad(`${path}.intermediate_size`, `must be a number, got ${JSON.stringify(inter)}`);
-    return JSON.stringify(ffnArgsForHiddenSize(dim, inter, `${where} ${path}`));
-  };
-  const ffn = same('feed-forward rounding (multiple_of, ffn_dim_multiplier)', [
-    ['encoder_config.intermediate_size', ffnOf(enc, 'encoder_config', dimEnc)],
-    ['decoder_config.intermediate_size', ffnOf(dec, 'decoder_config', dimDec)],
-    ['global_config.intermediate_size', ffnOf(glob, 'global_config', dimGlobal)],
-  ]);
+  const sized = (
+    [
+      ['encoder_config', enc, dimEnc],
+      ['decoder_config', dec, dimDec],
+      ['global_config', glob, dimGlobal],
+    ] as const
+  ).filter(([, obj]) => obj['intermediate_size'] != null);
+  for (const [path, obj] of sized) {
+    if (typeof obj['intermediate_size'] !== 'number') throw bad(`${path}.intermediate_size`, `must be a number, got ${JSON.stringify(obj['intermediate_size'])}`);
+  }
+  const ffn =
+    sized.length > 0
+      ? ffnArgsForHiddenSizes(
+          sized.map(([path, obj, dim]) => ({ path, dim, intermediate: obj['intermediate_size'] as number })),
+          where,
+        )
+      : { multiple_of: 256, ffn_dim_multiplier: 1.0 };
   const normEps = same('norm_eps', [
     ['encoder_config.norm_eps', transformersNormEps(enc)],
     ['decoder_config.norm_eps', transformersNormEps(dec)],
@@ -186,7 +192,7 @@ export function bltArgsFromTransformersConfig(config: Readonly<Record<string, un
       const kv = optionalInt(glob, 'num_key_value_heads');
       return kv === undefined || kv === glob['num_attention_heads'] ? null : kv;
     })(),
-    ...(ffn !== undefined ? (JSON.parse(ffn) as { multiple_of: number; ffn_dim_multiplier: number | null }) : { multiple_of: 256, ffn_dim_multiplier: 1.0 }),
+    ...ffn,
     ...(normEps !== undefined ? { norm_eps: normEps } : {}),
     ...(ropeTheta !== undefined ? { rope_theta: ropeTheta } : { rope_theta: 500000 }),
     max_seqlen: int(glob, 'global_config', 'max_position_embeddings'),

@@ -5,7 +5,7 @@ import {
   NnError,
   type TensorSource,
   detectCheckpointLayout,
-  ffnArgsForHiddenSize,
+  ffnArgsForHiddenSizes,
   openModelFolder,
   transformersNormEps,
   transformersRopeTheta,
@@ -113,7 +113,7 @@ function argsFromPatcherConfig(pc: Readonly<Record<string, unknown>>, where: str
   const dim = int('hidden_size');
   const kv = field(pc, 'num_key_value_heads');
   const intermediate = field(pc, 'intermediate_size');
-  const ffn = typeof intermediate === 'number' ? ffnArgsForHiddenSize(dim, intermediate, where) : { multiple_of: 256, ffn_dim_multiplier: null };
+  const ffn = typeof intermediate === 'number' ? ffnArgsForHiddenSizes([{ dim, intermediate, path: 'patcher_config' }], where) : { multiple_of: 256, ffn_dim_multiplier: 1.0 };
   const theta = transformersRopeTheta(pc, where);
   const eps = transformersNormEps(pc);
   return {

@@ -2,13 +2,14 @@ import { describe, expect, it } from 'vitest';
 import {
   TRANSFORMERS_HASH_TABLE,
   detectCheckpointLayout,
-  ffnArgsForHiddenSize,
+  ffnArgsForHiddenSizes,
   referenceAttentionProblem,
   referenceNameFromTransformers,
   transformersComponentSource,
   transformersTensorName,
 } from './checkpoint-layouts.js';
 import { NnError } from './layers/errors.js';
+import { ffnHiddenDim } from './layers/feed-forward.js';
 import { modelFolderFromFiles } from './model-folder.js';
 import { parseSafetensors, serializeSafetensors } from './safetensors.js';
 import { readFloat32 } from './tensor-source.js';
@@ -133,11 +134,16 @@ describe('modelFolderFromFiles', () => {
 });
 
 describe('small helpers', () => {
-  it('ffnArgsForHiddenSize reproduces explicit feed-forward sizes with the reference rounding', () => {
-    expect(ffnArgsForHiddenSize(1024, 2816, 'c')).toEqual({ multiple_of: 256, ffn_dim_multiplier: 1.0 });
-    expect(ffnArgsForHiddenSize(768, 2048, 'c')).toEqual({ multiple_of: 256, ffn_dim_multiplier: 1.0 });
-    expect(ffnArgsForHiddenSize(64, 200, 'c')).toEqual({ multiple_of: 200, ffn_dim_multiplier: null });
-    expect(() => ffnArgsForHiddenSize(64, 100, 'c')).toThrow(/intermediate_size 100 is smaller than/);
+  it('ffnArgsForHiddenSizes finds the one reference rounding that gives every explicit feed-forward size', () => {
+    const one = (dim: number, intermediate: number) => ffnArgsForHiddenSizes([{ dim, intermediate, path: 'c' }], 'f');
+    expect(one(1024, 2816)).toEqual({ multiple_of: 256, ffn_dim_multiplier: 1.0 });
+    expect(one(768, 2048)).toEqual({ multiple_of: 256, ffn_dim_multiplier: 1.0 });
+    // A tiny model's 48 (dim 16) and 96 (dim 32): one rounding for both (48 gives both), not 48 and 96 apiece.
+    const shared = ffnArgsForHiddenSizes([{ dim: 16, intermediate: 48, path: 'e' }, { dim: 32, intermediate: 96, path: 'g' }], 'f');
+    expect(shared).toEqual({ multiple_of: 48, ffn_dim_multiplier: 1.0 });
+    expect([ffnHiddenDim(16, shared.multiple_of, 1), ffnHiddenDim(32, shared.multiple_of, 1)]).toEqual([48, 96]);
+    expect(() => one(64, 100)).toThrow(/no single multiple_of gives every intermediate_size/);
+    expect(() => ffnArgsForHiddenSizes([{ dim: 16, intermediate: 48, path: 'e' }, { dim: 16, intermediate: 64, path: 'd' }], 'f')).toThrow(/e: hidden_size 16, intermediate_size 48; d: hidden_size 16/);
   });
   it('referenceAttentionProblem follows the reference create_causal_mask', () => {
     expect(referenceAttentionProblem('xformers', 'local_block_causal')).toBeUndefined();

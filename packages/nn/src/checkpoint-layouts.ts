@@ -237,14 +237,32 @@ export function renamedTensorSource(source: TensorSource, mapping: ReadonlyMap<s
 
 /**
  * `multiple_of` / `ffn_dim_multiplier` that give a transformers config's explicit `intermediate_size`
- * under the reference's rounding (the converter derives it with `multiple_of` and ignores the multiplier).
+ * of every component under the reference's rounding (`multiple_of · ceil(int(8·dim/3) / multiple_of)`;
+ * the converter derives the sizes that way and ignores the multiplier). The reference has one rounding
+ * for all the components of a model: the released 256 when it fits, else the largest common one.
+ *
+ * @param components - each component's `hidden_size`, `intermediate_size` and config path
+ * @param where - the file, for messages
+ * @throws {NnError} `INVALID_CHECKPOINT` when no single rounding gives every size
  */
-export function ffnArgsForHiddenSize(dim: number, intermediate: number, where: string): { multiple_of: number; ffn_dim_multiplier: number | null } {
-  // The released models' own arguments: multiple_of 256, ffn_dim_multiplier 1.0.
-  if (ffnHiddenDim(dim, 256, 1.0) === intermediate) return { multiple_of: 256, ffn_dim_multiplier: 1.0 };
-  // Rounding up to a multiple of the size itself gives the size whenever 8·dim/3 does not exceed it.
-  if (Math.trunc((8 * dim) / 3) <= intermediate && Number.isInteger(intermediate) && intermediate > 0) return { multiple_of: intermediate, ffn_dim_multiplier: null };
-  throw new NnError('INVALID_CHECKPOINT', `${where}: intermediate_size ${intermediate} is smaller than 8·hidden_size/3 (${Math.trunc((8 * dim) / 3)}): not a shape the reference's feed-forward rounding can give`);
+export function ffnArgsForHiddenSizes(
+  components: ReadonlyArray<{ readonly dim: number; readonly intermediate: number; readonly path: string }>,
+  where: string,
+): { multiple_of: number; ffn_dim_multiplier: number } {
+  for (const c of components) {
+    if (!Number.isInteger(c.intermediate) || c.intermediate < 1) {
+      throw new NnError('INVALID_CHECKPOINT', `${where}: ${c.path}.intermediate_size must be an integer >= 1, got ${c.intermediate}`);
+    }
+  }
+  const fits = (m: number) => components.every((c) => ffnHiddenDim(c.dim, m, 1.0) === c.intermediate);
+  if (fits(256)) return { multiple_of: 256, ffn_dim_multiplier: 1.0 };
+  // Every size is a multiple of the rounding: try the divisors of the smallest, largest first.
+  const smallest = Math.min(...components.map((c) => c.intermediate));
+  for (let m = smallest; m >= 1; m--) {
+    if (components.every((c) => c.intermediate % m === 0) && fits(m)) return { multiple_of: m, ffn_dim_multiplier: 1.0 };
+  }
+  const shown = components.map((c) => `${c.path}: hidden_size ${c.dim}, intermediate_size ${c.intermediate}`).join('; ');
+  throw new NnError('INVALID_CHECKPOINT', `${where}: no single multiple_of gives every intermediate_size under the reference's rounding (${shown})`);
 }
 
 /** A number field of a config object, or undefined when absent or null. */

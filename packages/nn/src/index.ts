@@ -106,7 +106,7 @@ export {
 export {
   TRANSFORMERS_HASH_TABLE,
   detectCheckpointLayout,
-  ffnArgsForHiddenSize,
+  ffnArgsForHiddenSizes,
   referenceAttentionProblem,
   referenceNameFromTransformers,
   renamedTensorSource,
