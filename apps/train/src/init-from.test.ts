@@ -1,6 +1,6 @@
 // Fine-tuning a model of a published layout (--init-from) and exporting it in one (export-blt --layout).
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -148,31 +148,43 @@ describe('bytelatent-train --init-from DIR', () => {
     expect(run(['export-blt', '--run', out, '--out', tmp(), '--layout', 'onnx']).stderr).toContain('--layout must be hub or transformers, got "onnx"');
   });
 
-  it('export-blt --layout transformers either round-trips a preset BLT or refuses it before writing, naming --layout hub', async () => {
-    // The tiny preset's multiple_of 64 at dims 32 and 64: a transformers config.json stores only
-    // intermediate_size, from which a loader infers one rounding per component.
-    const runDir = tmp();
-    const trainable = new BltTrainable(PRESETS['tiny']!.model as BltArgs, 0, new RowPatcher({ mode: 'space' }));
-    const optimizer = new AdamW(trainable.registry.list().map((p) => ({ name: p.name, variable: p.variable })), { beta1: 0.9, beta2: 0.95, weightDecay: 0, clipNorm: 0 });
-    await saveCheckpoint(join(runDir, CHECKPOINT_FILE), trainable, optimizer, {
-      format: CHECKPOINT_FORMAT,
-      version: CHECKPOINT_VERSION,
-      step: 0,
-      kind: 'blt',
-      config: { model: PRESETS['tiny']!.model, patching: { mode: 'space' } },
-    });
-    optimizer.dispose();
-    trainable.dispose();
-    const out = join(tmp(), 'tiny-transformers');
-    const hub = await exportBltPretrained(runDir, join(tmp(), 'tiny-hub'), { layout: 'hub' });
-    expect(hub.patching).toEqual({ mode: 'space', threshold: expect.any(Number) });
-    (await loadPretrained(hub.dir)).dispose();
-    try {
-      await exportBltPretrained(runDir, out, { layout: 'transformers' });
-      (await loadPretrained(out)).dispose();
-    } catch (e) {
-      expect((e as Error).message).toMatch(/cannot be exported in the transformers layout: .*intermediate_size.*; export it with --layout hub/);
-      expect(spawnSync('ls', [out]).status).not.toBe(0);
+  it('export-blt --layout transformers writes a BLT that loads back, or refuses it before writing, naming --layout hub', async () => {
+    // The tiny preset (multiple_of 64 at dims 32 and 64), and a rounding the transformers config.json
+    // cannot carry (it stores intermediate_size, not ffn_dim_multiplier 0.77).
+    for (const args of [PRESETS['tiny']!.model as BltArgs, { ...BLT_ARGS, multiple_of: 1, ffn_dim_multiplier: 0.77 }]) {
+      const runDir = tmp();
+      const trainable = new BltTrainable(args, 0, new RowPatcher({ mode: 'space' }));
+      const optimizer = new AdamW(trainable.registry.list().map((p) => ({ name: p.name, variable: p.variable })), { beta1: 0.9, beta2: 0.95, weightDecay: 0, clipNorm: 0 });
+      await saveCheckpoint(join(runDir, CHECKPOINT_FILE), trainable, optimizer, {
+        format: CHECKPOINT_FORMAT,
+        version: CHECKPOINT_VERSION,
+        step: 0,
+        kind: 'blt',
+        config: { model: args, patching: { mode: 'space' } },
+      });
+      const parameters = trainable.model.parameterCount();
+      optimizer.dispose();
+      trainable.dispose();
+      const hub = await exportBltPretrained(runDir, join(tmp(), 'hub'), { layout: 'hub' });
+      expect(hub.patching).toEqual({ mode: 'space', threshold: expect.any(Number) });
+      const fromHub = await loadPretrained(hub.dir);
+      expect(fromHub.model.parameterCount()).toBe(parameters);
+      expect(fromHub.patching).toMatchObject({ mode: 'space' });
+      fromHub.dispose();
+      const out = join(tmp(), 'transformers');
+      let written = false;
+      try {
+        await exportBltPretrained(runDir, out, { layout: 'transformers' });
+        written = true;
+      } catch (e) {
+        expect((e as Error).message).toMatch(/cannot be exported in the transformers layout: .*; export it with --layout hub/);
+        expect(existsSync(out)).toBe(false);
+      }
+      if (written) {
+        const back = await loadPretrained(out);
+        expect(back.model.parameterCount()).toBe(parameters);
+        back.dispose();
+      }
     }
   });
 });

@@ -337,9 +337,8 @@ export async function exportBltPretrained(
 /**
  * Refuses a transformers `config.json` that would not load back as this model. The layout stores
  * each component's `intermediate_size`, not the reference's one `multiple_of` / `ffn_dim_multiplier`,
- * and a loader infers the rounding per component: models whose components' sizes infer different
- * roundings (e.g. the `tiny` preset's `multiple_of: 64` at dims 32 and 64) are refused on load, so
- * they are refused here, before anything is written, with the layout that does carry them.
+ * which a loader infers: a model whose sizes no single rounding explains would be refused on load, so
+ * it is refused here, before anything is written, with the layout that carries its arguments as they are.
  */
 function checkTransformersConfig(configBytes: Uint8Array, model: ByteLatentTransformer): void {
   const config = JSON.parse(new TextDecoder().decode(configBytes)) as Record<string, unknown>;
