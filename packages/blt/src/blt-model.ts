@@ -7,10 +7,11 @@ import { type ActivationTap, BltError, LocalEncoder, disposeMask, localSelfAtten
 import {
   NnError,
   ParameterRegistry,
+  type ParameterRegistryOptions,
   ParameterScope,
   type TensorSource,
   dtypeByteSize,
-  loadReferenceWeights,
+  CheckpointInitializer,
   referenceStateDict,
   seededUniform,
   serializeSafetensors,
@@ -71,11 +72,12 @@ export class ByteLatentTransformer {
    * @param args - reference arguments (`ByteLatentTransformerArgs` names)
    * @param seed - initialisation seed
    * @param options - `maxParameters`: refuse to build a model with more trainable scalars (checked
-   *   weight by weight before allocating it; {@link fromSafetensors} derives it from the checkpoint's size)
+   *   weight by weight before allocating it; {@link fromSafetensors} derives it from the checkpoint's size);
+   *   `initialValues`: values replacing the initialisation (a checkpoint's, see `CheckpointInitializer`)
    * @throws {BltError} `CONFIG_MISMATCH` for invalid or unsupported arguments; `INVALID_CHECKPOINT` when
    *   the arguments describe more than `maxParameters` parameters
    */
-  constructor(args: BltArgs, seed = 0, options: { readonly maxParameters?: number } = {}) {
+  constructor(args: BltArgs, seed = 0, options: ParameterRegistryOptions = {}) {
     this.args = resolveBltArgs(args);
     this.referenceArgs = { ...args };
     this.registry = new ParameterRegistry(options);
@@ -114,9 +116,11 @@ export class ByteLatentTransformer {
     // allocating it; a model somewhat larger than the file still builds, so that every missing or
     // mis-shaped weight can be listed.
     const scalars = file.names().reduce((sum, name) => sum + file.info(name).byteLength / dtypeByteSize(file.info(name).dtype), 0);
-    const model = new ByteLatentTransformer(args, 0, { maxParameters: 2 * scalars + 2 ** 20 });
+    // Each weight is created from the file (no random initialisation, no second copy of the model).
+    const init = new CheckpointInitializer(file);
+    const model = new ByteLatentTransformer(args, 0, { maxParameters: 2 * scalars + 2 ** 20, initialValues: init.initialValues });
     try {
-      loadReferenceWeights(model.registry, file);
+      init.finish(model.registry);
     } catch (e) {
       model.dispose();
       if (e instanceof NnError) throw new BltError('INVALID_CHECKPOINT', e.message);

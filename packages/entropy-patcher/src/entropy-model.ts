@@ -8,6 +8,7 @@ import {
   Linear,
   NnError,
   ParameterRegistry,
+  type ParameterRegistryOptions,
   ParameterScope,
   RMSNorm,
   type RotaryEmbedding,
@@ -18,7 +19,7 @@ import {
   causalMask,
   documentIds,
   dtypeByteSize,
-  loadReferenceWeights,
+  CheckpointInitializer,
   maskTensors,
   prefixTap,
   referenceStateDict,
@@ -143,11 +144,12 @@ export class EntropyModel {
    * @param args - reference arguments
    * @param seed - initialisation seed
    * @param options - `maxParameters`: refuse to build a model with more trainable scalars (checked
-   *   weight by weight before allocating it; {@link fromSafetensors} derives it from the checkpoint's size)
+   *   weight by weight before allocating it; {@link fromSafetensors} derives it from the checkpoint's size);
+   *   `initialValues`: values replacing the initialisation (a checkpoint's, see `CheckpointInitializer`)
    * @throws {PatcherError} `CONFIG_MISMATCH` for invalid arguments; `INVALID_CHECKPOINT` when the
    *   arguments describe more than `maxParameters` parameters
    */
-  constructor(args: EntropyModelArgs, seed = 0, options: { readonly maxParameters?: number } = {}) {
+  constructor(args: EntropyModelArgs, seed = 0, options: ParameterRegistryOptions = {}) {
     this.args = resolve(args);
     this.referenceArgs = { ...args };
     this.registry = new ParameterRegistry(options);
@@ -184,10 +186,12 @@ export class EntropyModel {
   static fromSafetensors(file: TensorSource, args: EntropyModelArgs): EntropyModel {
     // Arguments claiming a huge model (an untrusted file's metadata) fail here, weight by weight,
     // instead of allocating it. The limit leaves room for a model somewhat larger than the file (one
-    // layer too many, say), so that loadReferenceWeights can list every missing or mis-shaped weight.
-    const model = new EntropyModel(args, 0, { maxParameters: parameterLimit(file) });
+    // layer too many, say), so that every missing or mis-shaped weight can be listed.
+    // Each weight is created from the file (no random initialisation, no second copy of the model).
+    const init = new CheckpointInitializer(file);
+    const model = new EntropyModel(args, 0, { maxParameters: parameterLimit(file), initialValues: init.initialValues });
     try {
-      loadReferenceWeights(model.registry, file);
+      init.finish(model.registry);
     } catch (e) {
       model.dispose();
       if (e instanceof NnError) throw new PatcherError('INVALID_CHECKPOINT', e.message);

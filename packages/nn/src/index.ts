@@ -61,6 +61,7 @@ export {
   ffnHiddenDim,
   groupMask,
   initStdDivisor,
+  CheckpointInitializer,
   loadReferenceWeights,
   localAttentionBlockSize,
   maskTensors,

@@ -11,7 +11,7 @@ import { openPthFile } from '../pth-node.js';
 import { float32ToBfloat16Bits, parseSafetensors, serializeSafetensors, type SafetensorsTensor } from '../safetensors.js';
 import { openSafetensorsFile, openShardedSafetensors } from '../safetensors-node.js';
 import type { TensorSource } from '../tensor-source.js';
-import { loadReferenceWeights } from './checkpoint.js';
+import { CheckpointInitializer, loadReferenceWeights } from './checkpoint.js';
 import { NnError } from './errors.js';
 import { seededUniform } from './init.js';
 import { Linear } from './linear.js';
@@ -173,5 +173,56 @@ describe('loadReferenceWeights from any TensorSource', () => {
       expect(() => loadReferenceWeights(reg, file), dtype).toThrow(new RegExp(`"norm\\.weight" holds a non-finite value \\((NaN|-Infinity)\\) at flat index 2`));
       reg.dispose();
     }
+  });
+});
+
+describe('CheckpointInitializer: a model built straight from a checkpoint', () => {
+  function build(source: TensorSource, options: { strict?: boolean } = {}): { init: CheckpointInitializer; reg: ParameterRegistry; lin: Linear } {
+    const init = new CheckpointInitializer(source, options);
+    const reg = new ParameterRegistry({ initialValues: init.initialValues });
+    const scope = new ParameterScope(reg);
+    // A random generator that fails if the module's initialisation is ever computed.
+    const random = () => {
+      throw new Error('the initialisation was computed');
+    };
+    const lin = new Linear(scope.child('proj'), 3, 2, { std: 0.1, random });
+    new RMSNorm(scope.child('norm'), 3);
+    return { init, reg, lin };
+  }
+
+  it('creates every weight from the file, reading each tensor once, without computing the initialisation', async () => {
+    const log: string[] = [];
+    const source = logged(parsePth(readFileSync(weightsPth)), log);
+    const { init, reg, lin } = build(source);
+    init.finish(reg);
+    await expectLoaded(reg, lin);
+    expect(log).toEqual(['read proj.weight', 'read norm.weight']);
+    reg.dispose();
+  });
+
+  it('reports every problem at once: missing, unexpected, mis-shaped, non-float, non-finite', () => {
+    const bad = parseSafetensors(
+      serializeSafetensors({
+        'proj.weight': { dtype: 'F32', shape: [2, 3], data: Float32Array.of(1, 2, Number.NaN, 4, 5, 6) },
+        'norm.weight': { dtype: 'I32', shape: [3], data: Int32Array.of(1, 1, 1) },
+        'extra.weight': { dtype: 'F32', shape: [1], data: Float32Array.of(0) },
+      }),
+    );
+    const { init, reg } = build(bad);
+    expect(() => init.finish(reg)).toThrow(NnError);
+    let message = '';
+    try {
+      init.finish(reg);
+    } catch (e) {
+      message = (e as Error).message;
+    }
+    expect(message).toContain('"proj.weight" holds a non-finite value (NaN) at flat index 2');
+    expect(message).toContain('"norm.weight" has dtype I32, expected F32, F16 or BF16');
+    expect(message).toContain('unexpected "extra.weight"');
+    reg.dispose();
+    const short = parseSafetensors(serializeSafetensors({ 'proj.weight': { dtype: 'F32', shape: [3, 2], data: new Float32Array(6) } }));
+    const second = build(short, { strict: false });
+    expect(() => second.init.finish(second.reg)).toThrow(/"proj.weight" has shape \[3, 2\], expected \[2, 3\][\s\S]*missing "norm.weight" \(expected shape \[3\]\)/);
+    second.reg.dispose();
   });
 });

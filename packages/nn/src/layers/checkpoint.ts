@@ -114,6 +114,90 @@ export function loadReferenceWeights(registry: ParameterRegistry, source: Tensor
 }
 
 /**
+ * Builds a model straight from a checkpoint: give {@link initialValues} to the model's
+ * `ParameterRegistry` (option `initialValues`) so every weight is created from the file — read,
+ * widened to float32 and turned into the variable one at a time, with no random initialisation and no
+ * second copy of the model — then call {@link finish}, which reports every problem at once, as
+ * {@link loadReferenceWeights} does: missing, unexpected, mis-shaped, non-float and non-finite
+ * weights. A weight with a problem is created as zeros (the model is to be discarded).
+ *
+ * @example
+ * const init = new CheckpointInitializer(source);
+ * const model = new EntropyModel(args, 0, { initialValues: init.initialValues });
+ * init.finish(model.registry); // throws NnError INVALID_CHECKPOINT listing every problem
+ */
+export class CheckpointInitializer {
+  private readonly problems: string[] = [];
+  private readonly used = new Set<string>();
+  private readonly prefix: string;
+  private readonly strict: boolean;
+
+  /**
+   * @param source - the weights, with the reference's names
+   * @param options - strictness (unexpected keys are an error, default true) and key prefix
+   */
+  constructor(
+    readonly source: TensorSource,
+    options: Pick<LoadWeightsOptions, 'strict' | 'prefix'> = {},
+  ) {
+    this.prefix = options.prefix ?? '';
+    this.strict = options.strict ?? true;
+  }
+
+  /** The registry's `initialValues`: a weight's values from the source, or zeros when it has a problem. */
+  readonly initialValues = (name: string, referenceShape: readonly number[]): Float32Array => {
+    const key = this.prefix + name;
+    const size = referenceShape.reduce((a, b) => a * b, 1);
+    if (!this.source.has(key)) {
+      this.problems.push(`missing "${key}" (expected shape [${referenceShape.join(', ')}])`);
+      return new Float32Array(size);
+    }
+    this.used.add(key);
+    const info = this.source.info(key);
+    if (info.shape.join() !== referenceShape.join()) {
+      this.problems.push(`"${key}" has shape [${info.shape.join(', ')}], expected [${referenceShape.join(', ')}]`);
+      return new Float32Array(size);
+    }
+    if (!FLOAT_DTYPES.has(info.dtype)) {
+      this.problems.push(`"${key}" has dtype ${info.dtype}, expected F32, F16 or BF16`);
+      return new Float32Array(size);
+    }
+    const bytes = this.source.readBytes(key);
+    const bad = firstNonFinite(bytes, info.dtype);
+    if (bad >= 0) {
+      const width = info.dtype === 'F32' ? 4 : 2;
+      const value = bytesToFloat32(bytes.subarray(bad * width, (bad + 1) * width), info.dtype, key)[0];
+      this.problems.push(`"${key}" holds a non-finite value (${value}) at flat index ${bad}`);
+      return new Float32Array(size);
+    }
+    // Once the load has failed, the remaining weights are only checked, not converted.
+    return this.problems.length > 0 ? new Float32Array(size) : bytesToFloat32(bytes, info.dtype, `${this.source.description}: tensor "${key}"`);
+  };
+
+  /**
+   * Checks that the model took every tensor of the source (unless not strict) and that no weight
+   * had a problem.
+   *
+   * @param registry - the registry built with {@link initialValues}
+   * @throws {NnError} `INVALID_CHECKPOINT` listing every problem
+   */
+  finish(registry: ParameterRegistry): void {
+    const problems = [...this.problems];
+    for (const p of registry.list()) {
+      if (!this.used.has(this.prefix + p.name) && !problems.some((m) => m.startsWith(`missing "${this.prefix}${p.name}"`))) {
+        problems.push(`"${this.prefix}${p.name}" was not built from the checkpoint (the registry was not given initialValues)`);
+      }
+    }
+    if (this.strict) {
+      for (const name of this.source.names()) if (name.startsWith(this.prefix) && !this.used.has(name)) problems.push(`unexpected "${name}"`);
+    }
+    if (problems.length > 0) {
+      throw new NnError('INVALID_CHECKPOINT', `checkpoint does not fit the model (${problems.length} problem(s)):\n  ${problems.join('\n  ')}`);
+    }
+  }
+}
+
+/**
  * The model's weights in reference layout and names (Linear weights transposed back to
  * `[out, in]`), ready for `serializeSafetensors`.
  *

@@ -7,7 +7,7 @@ export {
   type AttentionMask,
   type ModuleTap,
 } from './attention.js';
-export { loadReferenceWeights, referenceStateDict, type LoadWeightsOptions } from './checkpoint.js';
+export { CheckpointInitializer, loadReferenceWeights, referenceStateDict, type LoadWeightsOptions } from './checkpoint.js';
 export { NnError, type NnErrorCode } from './errors.js';
 export { KvCache, type CachedStep, type KvCacheOptions, type LayerKv } from './kv-cache.js';
 export { FeedForward, ffnHiddenDim } from './feed-forward.js';

@@ -23,6 +23,13 @@ export interface ParameterRegistryOptions {
    * Default: no limit.
    */
   readonly maxParameters?: number;
+  /**
+   * Values that take the place of every module's own initialisation, by reference name and shape
+   * (reference layout), e.g. a checkpoint's ({@link CheckpointInitializer}): the model is then built
+   * straight from them, without computing a random initialisation or holding a second copy.
+   * Returning `undefined` keeps the module's initialisation for that weight.
+   */
+  readonly initialValues?: (name: string, referenceShape: readonly number[]) => Float32Array | undefined;
 }
 
 /** Initial values of a weight, or a function computing them (called only once the size is accepted). */
@@ -41,9 +48,10 @@ export class ParameterRegistry {
   private total = 0;
   /** The limit on trainable scalars (Infinity when none). */
   readonly maxParameters: number;
+  private readonly initialValues: ParameterRegistryOptions['initialValues'];
 
   /**
-   * @param options - an optional limit on the number of trainable scalars
+   * @param options - an optional limit on the number of trainable scalars, values replacing the initialisation
    * @throws {NnError} `INVALID_ARGUMENT` for a limit that is not a non-negative integer (or Infinity)
    */
   constructor(options: ParameterRegistryOptions = {}) {
@@ -52,6 +60,7 @@ export class ParameterRegistry {
       throw new NnError('INVALID_ARGUMENT', `maxParameters must be a non-negative integer, got ${String(max)}`);
     }
     this.maxParameters = max;
+    this.initialValues = options.initialValues;
   }
 
   /** All parameters, in creation order. */
@@ -79,7 +88,7 @@ export class ParameterRegistry {
         `parameter "${name}" of shape [${referenceShape.join(', ')}] would bring the model to ${this.total + size} parameters, more than the limit of ${this.maxParameters}`,
       );
     }
-    const data = typeof values === 'function' ? values() : values;
+    const data = this.initialValues?.(name, referenceShape) ?? (typeof values === 'function' ? values() : values);
     if (data.length !== size) {
       throw new NnError('SHAPE_MISMATCH', `parameter "${name}": ${data.length} initial values for shape [${referenceShape.join(', ')}]`);
     }
