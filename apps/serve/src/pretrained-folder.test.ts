@@ -2,7 +2,7 @@
 // patching settings honoured, /health naming the layout, and the folder handed to the page under
 // /models/ so that the page's loader (the same createModelServiceFromPretrained) reads it by URL.
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -18,6 +18,8 @@ import { createApiServer } from './server.js';
 import { createModelServiceFromPretrained } from './service-from-bytes.js';
 
 const CLI = resolve(dirname(fileURLToPath(import.meta.url)), '../dist/cli.js');
+/** Written by Meta's reference in the consolidated layout: blt/ (params.json + consolidated.pth) and entropy_model/ beside it. */
+const CONSOLIDATED = resolve(dirname(fileURLToPath(import.meta.url)), '../../../tools/golden/fixtures/layout-consolidated/pretrained');
 
 const ARGS = {
   vocab_size: 260, dim_global: 32, dim_local_encoder: 16, dim_local_decoder: 16, n_layers_global: 1, n_layers_local_encoder: 1,
@@ -151,24 +153,34 @@ describe('serve --model DIR', () => {
     }
   });
 
-  it('serves a consolidated BLT\'s entropy_model/ sibling where the loader looks for it from /models/blt/', async () => {
-    const root = join(dir, 'consolidated');
-    mkdirSync(join(root, 'blt_1b'), { recursive: true });
-    mkdirSync(join(root, 'entropy_model'), { recursive: true });
-    writeFileSync(join(root, 'blt_1b', 'params.json'), '{"model":{}}');
-    writeFileSync(join(root, 'entropy_model', 'params.json'), '{"entropy_model":{}}');
-    writeFileSync(join(root, 'secret.txt'), 'not a model file');
-    const models = await loadServeModels({ model: folders.hub, backend: 'cpu' });
-    const { server } = createApiServer({ service: models.service, modelFolders: { blt: join(root, 'blt_1b'), layout: 'consolidated', sibling: join(root, 'entropy_model') } });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  it("a consolidated checkpoint written by the reference: the entropy_model/ beside it is served where the loader looks from /models/blt/", async () => {
+    const models = await loadServeModels({ model: join(CONSOLIDATED, 'blt'), backend: 'cpu' });
+    expect(models.folders).toEqual({ blt: join(CONSOLIDATED, 'blt'), layout: 'consolidated', sibling: join(CONSOLIDATED, 'entropy_model') });
+    const { base, server } = await listen(models);
     try {
+      const health = (await (await fetch(`${base}/health`)).json()) as { models: { blt: { layout: string }; patcher: { layout: string; defaults: unknown } } };
+      expect(health.models.blt.layout).toBe('consolidated');
+      expect(health.models.patcher.layout).toBe('consolidated');
+      // params.json data.patcher_args: entropy with threshold_add 0.01 and max_patch_length 3.
+      expect(health.models.patcher.defaults).toEqual({ mode: 'combined', threshold: 5.08, thresholdAdd: 0.01, maxPatchLength: 3 });
+      expect(await (await fetch(`${base}/models/index.json`)).json()).toEqual({ format: 'pretrained', layout: 'consolidated', blt: 'blt/', patcher: null });
       // new URL('../entropy_model/', '/models/blt/') is /models/entropy_model/.
       expect(new URL('../entropy_model/params.json', `${base}/models/blt/`).pathname).toBe('/models/entropy_model/params.json');
-      expect(await (await fetch(`${base}/models/entropy_model/params.json`)).text()).toBe('{"entropy_model":{}}');
-      expect(await (await fetch(`${base}/models/blt/params.json`)).text()).toBe('{"model":{}}');
-      expect((await fetch(`${base}/models/blt/%2e%2e/secret.txt`)).status).toBe(404);
-      expect((await fetch(`${base}/models/entropy_model/..%2fsecret.txt`)).status).toBe(404);
+      expect((await fetch(`${base}/models/entropy_model/consolidated.pth`, { method: 'HEAD' })).status).toBe(200);
+      expect((await fetch(`${base}/models/blt/..%2f..%2fconfig.json`)).status).toBe(404);
+      expect((await fetch(`${base}/models/entropy_model/..%2f..%2findex.json`)).status).toBe(404);
+      // The page's loader on the URL finds the sibling entropy model as the server did on the path.
+      const { service, layout } = await createModelServiceFromPretrained({ blt: `${base}/models/blt/`, backend: 'cpu' });
+      expect(layout).toBe('consolidated');
+      expect(service.patcher.defaults).toEqual(models.service.patcher.defaults);
+      const never = new AbortController().signal;
+      const params = { prompt: PROMPT, maxBytes: 10, temperature: 0, topK: 0, topP: 1, seed: 0, stop: [] };
+      const fromUrl = await service.generate(params, never);
+      const fromPath = await models.service.generate(params, never);
+      expect(fromUrl.text).toBe(fromPath.text);
+      expect(fromUrl.bytes).toBeGreaterThan(0);
+      service.blt?.dispose();
+      service.patcher.dispose();
     } finally {
       await closeServer(server);
       models.service.blt?.dispose();

@@ -15,6 +15,8 @@ import { SMALL_ARGS } from './test-fixtures.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const CLI = resolve(here, '../dist/cli.js');
+/** A BLT written by Meta's reference in the consolidated layout (params.json + consolidated.pth, ../entropy_model). */
+const CONSOLIDATED = resolve(here, '../../../tools/golden/fixtures/layout-consolidated/pretrained/blt');
 const VERSION = (JSON.parse(readFileSync(resolve(here, '../package.json'), 'utf8')) as { version: string }).version;
 
 const ENTROPY_ARGS: EntropyModelArgs = {
@@ -102,6 +104,16 @@ describe('bytelatent CLI', () => {
       expect(r.stderr).toContain(`finish: ${want.finishReason}`);
     });
   }
+
+  it('generate on a consolidated checkpoint written by the reference (entropy model beside it, combined rule)', async () => {
+    const want = await inProcess(CONSOLIDATED, { maxBytes: 12 });
+    const r = cli(['generate', '--model', CONSOLIDATED, '--max-bytes', '12', '--backend', 'cpu', PROMPT]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(new Uint8Array(r.stdout)).toEqual(want.bytes);
+    expect(r.stderr).toContain('consolidated layout');
+    expect(r.stderr).toContain('entropy model consolidated layout');
+    expect(r.stderr).toContain('patching combined, threshold 5.08, threshold_add 0.01, max patch length 3');
+  });
 
   it('sampling with a seed is reproducible and equals the library; the prompt can come from stdin', async () => {
     const want = await inProcess(folders.hub, { maxBytes: 16, temperature: 1, seed: 7 });

@@ -9,11 +9,14 @@ import { EntropyModel, EntropyPatcher, type EntropyModelArgs } from '@bytelatent
 import { initBackend } from '@bytelatent/nn';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bltScorer, measurePatching, type BltPatching } from './adapters.js';
+import { loadPretrained } from '@bytelatent/blt';
 import { evaluateBitsPerByte } from './bits-per-byte.js';
 import { loadModel, pretrainedFolderKind } from './load-model.js';
 import { expectCode } from './test-helpers.js';
 
 const CLI = resolve(dirname(fileURLToPath(import.meta.url)), '../dist/cli.js');
+/** A BLT written by Meta's reference in the consolidated layout (params.json + consolidated.pth, ../entropy_model). */
+const CONSOLIDATED = resolve(dirname(fileURLToPath(import.meta.url)), '../../../tools/golden/fixtures/layout-consolidated/pretrained/blt');
 
 const ENTROPY_ARGS: EntropyModelArgs = { dim: 16, n_layers: 1, n_heads: 2, max_seqlen: 48, vocab_size: 260, attn_bias_type: 'local_block_causal', sliding_window: 48, multiple_of: 16 };
 const BLT_ARGS: BltArgs = {
@@ -191,6 +194,26 @@ describe('bytelatent-eval --model DIR', () => {
     expect(figures.patching.threshold).toBe(SETTINGS.threshold);
     expect(figures.results[0]!.meanPatchSize).toBeCloseTo(want.meanPatchSize, 12);
     expect(figures.results[0]!.bitsPerByte).toBeCloseTo(want.bitsPerByte, 6);
+  });
+
+  it("a consolidated checkpoint written by the reference: its combined rule (threshold_add) and max_patch_length, as the library scores them", async () => {
+    // params.json data.patcher_args: patching_mode entropy, threshold 5.08, threshold_add 0.01, max_patch_length 3.
+    const loaded = await loadPretrained(CONSOLIDATED);
+    let want: { bitsPerByte: number; meanPatchSize: number };
+    try {
+      const scorer = bltScorer(loaded.model, { mode: 'combined', threshold: 5.08, thresholdAdd: 0.01, maxPatchLength: 3, patcher: loaded.patcher! });
+      const r = await evaluateBitsPerByte(scorer, TEXT, { contextLength: scorer.maxContext, batchSize: 8 });
+      want = { bitsPerByte: r.bitsPerByte, meanPatchSize: scorer.patchCounts().positions / scorer.patchCounts().patches };
+    } finally {
+      loaded.dispose();
+    }
+    const r = cli('bpb', '--model', CONSOLIDATED, '--file', textFile, '--json');
+    expect(r.code, r.stderr).toBe(0);
+    const figures = JSON.parse(r.stdout) as { layout: string; patching: Record<string, unknown>; results: Array<{ bitsPerByte: number; meanPatchSize: number }> };
+    expect(figures.layout).toBe('consolidated');
+    expect(figures.patching).toEqual({ mode: 'combined', threshold: 5.08, thresholdAdd: 0.01, patchSize: null, maxPatchLength: 3 });
+    expect(figures.results[0]!.bitsPerByte).toBeCloseTo(want.bitsPerByte, 6);
+    expect(figures.results[0]!.meanPatchSize).toBeCloseTo(want.meanPatchSize, 12);
   });
 
   it('cute and noise run on a folder model; a folder that is no model is a typed error', () => {
