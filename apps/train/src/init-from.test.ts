@@ -19,6 +19,8 @@ import { makeTextFolder } from './test-helpers.js';
 import { CHECKPOINT_FILE } from './trainer.js';
 
 const cli = resolve(dirname(fileURLToPath(import.meta.url)), '../dist/cli.js');
+/** A BLT written by Meta's reference in the consolidated layout (params.json + consolidated.pth, ../entropy_model). */
+const CONSOLIDATED = resolve(dirname(fileURLToPath(import.meta.url)), '../../../tools/golden/fixtures/layout-consolidated/pretrained/blt');
 const run = (args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', timeout: 180_000 });
 const tmp = () => mkdtempSync(join(tmpdir(), 'bytelatent-init-from-'));
 const text = makeTextFolder();
@@ -130,6 +132,23 @@ describe('bytelatent-train --init-from DIR', () => {
     } finally {
       loaded.dispose();
     }
+  });
+
+  it('fine-tunes a consolidated checkpoint written by the reference with its combined rule, and exports it in the hub layout', async () => {
+    const out = tmp();
+    const r = run([...TRAIN, '--init-from', CONSOLIDATED, '--steps', '1', '--out', out, '--json']);
+    expect(r.status, r.stderr).toBe(0);
+    expect(Number.isFinite((JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { lastLoss: number }).lastLoss)).toBe(true);
+    // params.json data.patcher_args: entropy, threshold 5.08, threshold_add 0.01, max_patch_length 3.
+    const { state } = await readCheckpoint(join(out, CHECKPOINT_FILE));
+    expect(state.config['patching']).toEqual({ mode: 'combined', threshold: 5.08, thresholdAdd: 0.01, maxPatchLength: 3, entropyModel: CONSOLIDATED });
+    const exported = join(tmp(), 'hub');
+    const e = run(['export-blt', '--run', out, '--out', exported, '--layout', 'hub', '--dtype', 'BF16']);
+    expect(e.status, e.stderr).toBe(0);
+    const loaded = await loadPretrained(exported);
+    expect(loaded.layout).toBe('hub');
+    expect(loaded.patching).toEqual({ mode: 'combined', threshold: 5.08, thresholdAdd: 0.01, maxPatchLength: 3 });
+    loaded.dispose();
   });
 
   it('fine-tunes an entropy model folder (kind from the folder), and refuses rows longer than the model reads', () => {
