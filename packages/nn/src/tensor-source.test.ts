@@ -7,10 +7,11 @@ import {
   float32ToFloat16Bits,
   parseSafetensors,
   serializeSafetensors,
+  type SafetensorsDtype,
   type SafetensorsErrorCode,
   type SafetensorsTensor,
 } from './safetensors.js';
-import { bytesReader, bytesToFloat32, mergeTensorSources, readFloat32, type ByteReader } from './tensor-source.js';
+import { bytesReader, bytesToFloat32, bytesToFloat32Transposed, mergeTensorSources, readFloat32, transposeFloat32, type ByteReader } from './tensor-source.js';
 
 function expectError(fn: () => unknown, code: SafetensorsErrorCode, ...fragments: (string | RegExp)[]): void {
   let caught: unknown;
@@ -200,3 +201,40 @@ function sourceOf(file: SafetensorsFile) {
     readBytes: (n: string, b?: number, e?: number) => file.readBytes(n, b, e),
   };
 }
+
+describe('bytesToFloat32Transposed / transposeFloat32', () => {
+  it('widens and transposes in one pass for every float dtype and for sizes off the block grid', () => {
+    for (const [rows, cols] of [
+      [1, 1],
+      [3, 5],
+      [65, 130],
+      [200, 7],
+    ] as const) {
+      const values = Float32Array.from({ length: rows * cols }, (_, i) => (i % 97) - 48.5);
+      const expected = new Float32Array(rows * cols);
+      for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) expected[j * rows + i] = values[i * cols + j]!;
+      expect(transposeFloat32(values, rows, cols)).toEqual(expected);
+      const encodings: Array<[SafetensorsDtype, Uint8Array]> = [
+        ['F32', new Uint8Array(values.buffer.slice(0))],
+        ['F64', new Uint8Array(Float64Array.from(values).buffer)],
+        ['BF16', new Uint8Array(Uint16Array.from(values, float32ToBfloat16Bits).buffer)],
+        ['F16', new Uint8Array(Uint16Array.from(values, float32ToFloat16Bits).buffer)],
+      ];
+      for (const [dtype, bytes] of encodings) {
+        // Exactly the widened values of bytesToFloat32, transposed (the halves hold these values exactly).
+        const widened = bytesToFloat32(bytes, dtype, 't');
+        const want = new Float32Array(rows * cols);
+        for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) want[j * rows + i] = widened[i * cols + j]!;
+        expect(bytesToFloat32Transposed(bytes, dtype, rows, cols, 't')).toEqual(want);
+        // An unaligned view is read too.
+        const shifted = new Uint8Array(bytes.byteLength + 1);
+        shifted.set(bytes, 1);
+        expect(bytesToFloat32Transposed(shifted.subarray(1), dtype, rows, cols, 't')).toEqual(want);
+      }
+    }
+  });
+  it('refuses integer dtypes and sizes that do not match the shape', () => {
+    expect(() => bytesToFloat32Transposed(new Uint8Array(8), 'I32', 1, 2, 't')).toThrow(/not a floating-point type/);
+    expect(() => bytesToFloat32Transposed(new Uint8Array(8), 'F32', 3, 1, 't')).toThrow(/8 bytes for a \[3, 1\] F32 matrix/);
+  });
+});

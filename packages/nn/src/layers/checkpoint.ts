@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { SafetensorsDtype, SafetensorsTensor } from '../safetensors.js';
-import { type TensorSource, bytesToFloat32 } from '../tensor-source.js';
+import { type TensorSource, bytesToFloat32, bytesToFloat32Transposed } from '../tensor-source.js';
 import { NnError } from './errors.js';
 import type { ParameterRegistry } from './parameters.js';
 
@@ -103,10 +103,13 @@ export function loadReferenceWeights(registry: ParameterRegistry, source: Tensor
     const bytes = source.readBytes(name);
     if (!atomic && nonFinite(p.name, bytes, dtype)) continue;
     if (problems.length > 0) continue;
-    const data = bytesToFloat32(bytes, dtype, `${source.description}: tensor "${name}"`);
+    const what = `${source.description}: tensor "${name}"`;
+    const [rows, cols] = p.referenceShape;
+    const hostTransposed = p.transposed && p.referenceShape.length === 2;
+    const data = hostTransposed ? bytesToFloat32Transposed(bytes, dtype, rows!, cols!, what) : bytesToFloat32(bytes, dtype, what);
     tf.tidy(() => {
-      const t = tf.tensor(data, p.referenceShape as number[], 'float32');
-      p.variable.assign(p.transposed ? tf.transpose(t) : t);
+      const t = tf.tensor(data, hostTransposed ? p.variable.shape : (p.referenceShape as number[]), 'float32');
+      p.variable.assign(p.transposed && !hostTransposed ? tf.transpose(t) : t);
     });
     assigned++;
   }
@@ -144,8 +147,11 @@ export class CheckpointInitializer {
     this.strict = options.strict ?? true;
   }
 
-  /** The registry's `initialValues`: a weight's values from the source, or zeros when it has a problem. */
-  readonly initialValues = (name: string, referenceShape: readonly number[]): Float32Array => {
+  /**
+   * The registry's `initialValues`: a weight's values from the source (widened to float32, and
+   * transposed in the same pass when the registry keeps it transposed), or zeros when it has a problem.
+   */
+  readonly initialValues = (name: string, referenceShape: readonly number[], transposed: boolean): Float32Array => {
     const key = this.prefix + name;
     const size = referenceShape.reduce((a, b) => a * b, 1);
     if (!this.source.has(key)) {
@@ -171,7 +177,10 @@ export class CheckpointInitializer {
       return new Float32Array(size);
     }
     // Once the load has failed, the remaining weights are only checked, not converted.
-    return this.problems.length > 0 ? new Float32Array(size) : bytesToFloat32(bytes, info.dtype, `${this.source.description}: tensor "${key}"`);
+    if (this.problems.length > 0) return new Float32Array(size);
+    const what = `${this.source.description}: tensor "${key}"`;
+    if (transposed && referenceShape.length === 2) return bytesToFloat32Transposed(bytes, info.dtype, referenceShape[0]!, referenceShape[1]!, what);
+    return bytesToFloat32(bytes, info.dtype, what);
   };
 
   /**

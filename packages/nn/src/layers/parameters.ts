@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { NnError } from './errors.js';
+import { transposeFloat32 } from '../tensor-source.js';
 
 /** One trainable weight, known by its reference `state_dict` name. */
 export interface Parameter {
@@ -24,12 +25,13 @@ export interface ParameterRegistryOptions {
    */
   readonly maxParameters?: number;
   /**
-   * Values that take the place of every module's own initialisation, by reference name and shape
-   * (reference layout), e.g. a checkpoint's ({@link CheckpointInitializer}): the model is then built
-   * straight from them, without computing a random initialisation or holding a second copy.
-   * Returning `undefined` keeps the module's initialisation for that weight.
+   * Values that take the place of every module's own initialisation, by reference name and shape,
+   * e.g. a checkpoint's ({@link CheckpointInitializer}): the model is then built straight from them,
+   * without computing a random initialisation or holding a second copy. The values are in the
+   * stored layout: transposed (`[in, out]`) when `transposed` is true, as a 2-D Linear weight is
+   * kept. Returning `undefined` keeps the module's initialisation for that weight.
    */
-  readonly initialValues?: (name: string, referenceShape: readonly number[]) => Float32Array | undefined;
+  readonly initialValues?: (name: string, referenceShape: readonly number[], transposed: boolean) => Float32Array | undefined;
 }
 
 /** Initial values of a weight, or a function computing them (called only once the size is accepted). */
@@ -88,14 +90,25 @@ export class ParameterRegistry {
         `parameter "${name}" of shape [${referenceShape.join(', ')}] would bring the model to ${this.total + size} parameters, more than the limit of ${this.maxParameters}`,
       );
     }
-    const data = this.initialValues?.(name, referenceShape) ?? (typeof values === 'function' ? values() : values);
+    const shape = transposed ? [...referenceShape].reverse() : [...referenceShape];
+    const transposable = transposed && referenceShape.length === 2;
+    let data = this.initialValues?.(name, referenceShape, transposed);
+    if (data === undefined) {
+      data = typeof values === 'function' ? values() : values;
+      if (data.length !== size) {
+        throw new NnError('SHAPE_MISMATCH', `parameter "${name}": ${data.length} initial values for shape [${referenceShape.join(', ')}]`);
+      }
+      // On the host: a backend's generic transpose of a large matrix (the cpu backend's walks every
+      // index) costs far more than this cache-blocked loop.
+      if (transposable) data = transposeFloat32(data, referenceShape[0]!, referenceShape[1]!);
+    }
     if (data.length !== size) {
       throw new NnError('SHAPE_MISMATCH', `parameter "${name}": ${data.length} initial values for shape [${referenceShape.join(', ')}]`);
     }
-    const shape = transposed ? [...referenceShape].reverse() : [...referenceShape];
+    const stored = data;
     const variable = tf.tidy(() => {
-      let t = tf.tensor(data, referenceShape as number[], 'float32');
-      if (transposed) t = tf.transpose(t);
+      let t = tf.tensor(stored, (transposable ? shape : referenceShape) as number[], 'float32');
+      if (transposed && !transposable) t = tf.transpose(t);
       return tf.variable(t, true, `${this.tag}/${name}`);
     });
     if (variable.shape.join() !== shape.join()) throw new NnError('SHAPE_MISMATCH', `internal: ${name}`);
