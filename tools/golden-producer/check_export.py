@@ -9,8 +9,9 @@
 # through it and compares with the golden vectors:
 #   entropies (max abs), patch lengths (exactly, from the loaded patcher and its settings),
 #   logits (max abs, the BLT fed the golden patch lengths) and the loss.
-# Exit status 0 when every case is within --tolerance (default 1e-4) and every patch length equal;
-# 1 otherwise.
+# Exit status 0 when every case is within --tolerance (default 1e-4) and every patch length equal,
+# and the folder has none of the problems the loaders report (e.g. a train_args.json that the
+# reference's hf.py cannot build a patcher from); 1 otherwise.
 #
 #   /usr/bin/python3 tools/golden-producer/check_export.py --reference /tmp/blt-ref \
 #       --golden tools/golden/fixtures/layout-hub --model /tmp/exported/blt
@@ -93,8 +94,8 @@ def main():
     if differ:
         notes.append("blt_args differing from the golden config.json (informational): " + ", ".join(f"{k}: {got_args[k]!r} vs {expected_args[k]!r}" for k in differ))
 
-    report = {"layout": layout, "model": model_dir, "entropy_model": entropy_dir, "tolerance": ARGS.tolerance, "cases": {}, "notes": notes}
-    ok = True
+    report = {"layout": layout, "model": model_dir, "entropy_model": entropy_dir, "tolerance": ARGS.tolerance, "cases": {}, "notes": notes, "problems": loaded.problems}
+    ok = not loaded.problems
     for case in cases:
         t = read_safetensors(os.path.join(ARGS.golden, "cases", f"{case['name']}.safetensors"))
         tokens = t["tokens"]

@@ -160,10 +160,11 @@ def attach_entropy_model(patcher, model):
 
 
 class Loaded:
-    """What a layout's loader gives: models (float32, eval), their arguments, tokenizer, patcher."""
+    """What a layout's loader gives: models (float32, eval), their arguments, tokenizer, patcher, and
+    `problems`: where the folder departs from what the reference (or the published layout) needs."""
 
     def __init__(self, **kw):
-        self.notes = []
+        self.problems = []
         self.__dict__.update(kw)
 
 
@@ -242,10 +243,29 @@ def load_hub(blt_dir, entropy_dir=None):
         model_id=blt_dir, revision=None, cache_dir=None, force_download=False, proxies=None, resume_download=None, local_files_only=True, token=None
     )
     tokenizer = tp.tokenizer_args.build()
+    problems = []
+    if tp.patcher_args.realtime_patching and tp.patcher_args.entropy_model_checkpoint_dir is None:
+        # hf.py load_transformers builds this PatcherArgs as it is: Patcher() asserts then.
+        problems.append(
+            "train_args.json data.patcher_args has realtime_patching true without entropy_model_checkpoint_dir: "
+            "hf.py load_transformers (patcher_args.build()) fails with 'Cannot require realtime patching without an entropy "
+            "model checkpoint'; checked here with realtime_patching false"
+        )
+        tp.patcher_args = tp.patcher_args.model_copy(update={"realtime_patching": False})
     param_dtype = dict(fp32=torch.float32, fp16=torch.float16, bf16=torch.bfloat16)[tp.distributed_args.model_dtype]
     blt = blt.eval()
     for p in blt.parameters():
         p.data = p.data.to(dtype=param_dtype)
+    if entropy_dir is None and not os.path.exists(os.path.join(blt_dir, "entropy_model", "params.json")) and os.path.exists(os.path.join(blt_dir, "entropy_model", "config.json")):
+        # A blt-entropy-style subfolder: hf.py load_transformers reads that (given as entropy_dir), but
+        # the published blt-1b holds layout 1 there (params.json + consolidated.pth), which the
+        # transformers converter needs.
+        entropy_dir = os.path.join(blt_dir, "entropy_model")
+        problems.append(
+            "entropy_model/ holds config.json + model.safetensors (the blt-entropy layout), not params.json + consolidated.pth "
+            "as the published blt-1b: the transformers converter (convert_blt_weights_to_hf.py) could not convert this folder; "
+            "loaded here as LMTransformer.from_pretrained would"
+        )
     if entropy_dir is None:
         patcher, entropy_args = build_patcher(tp.patcher_args, os.path.join(blt_dir, "entropy_model"))
         entropy_model = patcher.entropy_model
@@ -262,6 +282,7 @@ def load_hub(blt_dir, entropy_dir=None):
         entropy_args=entropy_args,
         model_dtype=tp.distributed_args.model_dtype,
         patcher_args=patcher.patcher_args,
+        problems=problems,
     )
 
 
