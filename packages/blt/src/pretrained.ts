@@ -65,7 +65,9 @@ export interface LoadPretrainedOptions {
    * The entropy model: a folder (path, URL or opened folder) of any layout, a patcher already
    * loaded, or `false` for none. Default: where the reference keeps it — `entropy_model/` beside the
    * BLT's folder (consolidated layout, as the reference's demo expects), `entropy_model/` inside it
-   * (hub layout), `model.patcher.*` in the same file (transformers layout). An explicit value always wins.
+   * (hub layout), `model.patcher.*` in the same file (transformers layout). An explicit value always
+   * wins. A folder's patcher gets the BLT's patching settings; a patcher object is used as it is
+   * (its own defaults): pass the result's `patching` to its calls to patch as the BLT was trained.
    */
   readonly patcher?: string | URL | ModelFolder | EntropyPatcher | false;
   /** Patching settings that override the files'. */
@@ -296,7 +298,7 @@ function patchingOfTrainArgs(trainArgs: unknown, where: string, modelArgs: Recor
  *
  * @example
  * const { model, patcher } = await loadPretrained('hf-weights/blt_1b', { backend: 'wasm' });
- * const { text } = await generate(model, patcher, 'A BLT has', { maxNewBytes: 40 });
+ * const { text } = await generate(model, 'A BLT has', { patcher: patcher!, maxBytes: 40 });
  *
  * @param location - the BLT's folder: a path (Node), an `http(s):` base URL (Node and browser), or an opened folder
  * @param options - backend, entropy model, patching overrides
