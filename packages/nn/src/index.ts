@@ -41,6 +41,21 @@ export {
   type PthStorage,
 } from './pth.js';
 export {
+  crc32,
+  planPthArchive,
+  pthArchiveEnd,
+  pthDataDescriptor,
+  pthStatePickle,
+  pthStorageClass,
+  pthStorageRecordOrder,
+  serializePth,
+  type PthArchivePlan,
+  type PthFlavor,
+  type PthRecordPlan,
+  type PthTensorSpec,
+  type PthWriteOptions,
+} from './pth-writer.js';
+export {
   Attention,
   CrossAttention,
   Embedding,

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import * as real from './node.js';
 import * as standIn from './node-unavailable.js';
-import { openFileReader, openPthFile, openSafetensorsFile, openShardedSafetensors, readSafetensorsFile, writeFileAtomic, writeSafetensorsFile } from './node-unavailable.js';
+import { openFileReader, openPthFile, openSafetensorsFile, openShardedSafetensors, readSafetensorsFile, writeFileAtomic, writePthFile, writeSafetensorsFile } from './node-unavailable.js';
 
 describe('the non-Node stand-in for @bytelatent/nn/node', () => {
   it('fails every call with a typed error naming the Node-only function', async () => {
@@ -11,6 +11,7 @@ describe('the non-Node stand-in for @bytelatent/nn/node', () => {
     expect(() => openSafetensorsFile('x')).toThrow(/openSafetensorsFile needs Node/);
     expect(() => openShardedSafetensors('x')).toThrow(/openShardedSafetensors needs Node/);
     expect(() => openPthFile('x')).toThrow(/openPthFile needs Node/);
+    await expect(writePthFile('x', {})).rejects.toThrow(/writePthFile needs Node/);
     expect(() => openFileReader('x')).toThrow(/openFileReader needs Node/);
   });
 

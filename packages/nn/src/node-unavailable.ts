@@ -38,6 +38,11 @@ export function openPthFile(_path: string, ..._rest: unknown[]): never {
 }
 
 /** Node only: see `@bytelatent/nn/node`. */
+export async function writePthFile(_path: string, ..._rest: unknown[]): Promise<never> {
+  return unavailable('writePthFile');
+}
+
+/** Node only: see `@bytelatent/nn/node`. */
 export function openFileReader(_path: string): never {
   return unavailable('openFileReader');
 }
