@@ -10,6 +10,7 @@ import {
   type ReferenceTensor,
   type ReleasedModelName,
 } from './models.js';
+import { TRANSFORMERS_HASH_TABLE, transformersTensorName } from '@bytelatent/nn';
 import { planPth, type PthFlavor, type PthPlan } from './pth-writer.js';
 import { PyFloat, pydanticJson, pythonJson, toPlainJson, type PyValue } from './pyjson.js';
 import { safetensorsFileBytes } from './safetensors-writer.js';
@@ -216,31 +217,6 @@ function tokenizerConfig(config: Record<string, PyValue>): Record<string, PyValu
   };
 }
 
-// The converter's `apply_weight_mapping`: substring replacements, in this order, on every key.
-const TRANSFORMERS_RENAMES: ReadonlyArray<readonly [string, string]> = [
-  ['.attention.', '.self_attn.'],
-  ['.feed_forward.', '.mlp.'],
-  ['.attention_norm.', '.input_layernorm.'],
-  ['.ffn_norm.', '.post_attention_layernorm.'],
-  ['.tok_embeddings.', '.embed_tokens.'],
-  ['.cross_attn_norm_q.', '.q_norm.'],
-  ['.cross_attn_norm_kv.', '.k_norm.'],
-  ['.w1.', '.gate_proj.'],
-  ['.w2.', '.down_proj.'],
-  ['.w3.', '.up_proj.'],
-  ['.wq.', '.q_proj.'],
-  ['.wk.', '.k_proj.'],
-  ['.wv.', '.v_proj.'],
-  ['.wo.', '.o_proj.'],
-  ['.output.', '.lm_head.'],
-];
-
-function renameForTransformers(key: string): string {
-  let k = key;
-  for (const [from, to] of TRANSFORMERS_RENAMES) if (k.includes(from)) k = k.split(from).join(to);
-  return k;
-}
-
 /**
  * The transformers checkpoint's tensors in `BltForCausalLM.state_dict()` order (model.local_encoder,
  * global_transformer, local_decoder, the fused hash table, patcher, then lm_head), which is the order
@@ -254,11 +230,11 @@ export function transformersTensors(blt: readonly ReferenceTensor[], entropy: re
   const out: OutputTensor[] = [];
   for (const t of blt) {
     if (hash.includes(t) || t === head) continue;
-    out.push(asOutput(t, `model.${renameForTransformers(t.name)}`));
+    out.push(asOutput(t, transformersTensorName(t.name, 'blt')));
   }
-  out.push(stacked('model.encoder_hash_tok_embedding.weight', hash));
-  for (const t of entropy) out.push(asOutput(t, `model.${renameForTransformers(`patcher.${t.name}`)}`));
-  out.push(asOutput(head, 'lm_head.weight'));
+  out.push(stacked(TRANSFORMERS_HASH_TABLE, hash));
+  for (const t of entropy) out.push(asOutput(t, transformersTensorName(t.name, 'patcher')));
+  out.push(asOutput(head, transformersTensorName(head.name, 'blt')));
   return out;
 }
 
