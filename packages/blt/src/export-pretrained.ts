@@ -1,4 +1,5 @@
-import type { EntropyPatcher, PatcherDefaults } from '@bytelatent/entropy-patcher';
+import { EOS_ID } from '@bytelatent/bytes';
+import { RELEASED_ENTROPY_WINDOW, type EntropyPatcher, type PatcherDefaults } from '@bytelatent/entropy-patcher';
 import { BltError } from '@bytelatent/local-encoder';
 import {
   type CheckpointLayout,
@@ -8,6 +9,7 @@ import {
   float32ToBfloat16Bits,
   float32ToFloat16Bits,
   referenceStateDict,
+  serializePth,
   serializeSafetensors,
   transformersTensorName,
 } from '@bytelatent/nn';
@@ -29,7 +31,13 @@ export type PretrainedFiles = Map<string, Uint8Array>;
 
 const json = (value: unknown) => new TextEncoder().encode(`${JSON.stringify(value, null, 2)}\n`);
 
-/** Our patching settings as the reference's `PatcherArgs` fields. */
+/**
+ * Our patching settings as the reference's `PatcherArgs` fields. `realtime_patching` is false, with no
+ * `entropy_model_checkpoint_dir`: `PatcherArgs.build()` asserts that realtime patching has a checkpoint
+ * folder, so `bytelatent/hf.py`'s `load_transformers` could not build a patcher from `true` here (the
+ * reference's own `convert_to_transformers` sets it to false for the copy it keeps; loaders attach the
+ * entropy model themselves).
+ */
 function referencePatcherArgs(p: PatcherDefaults): Record<string, unknown> {
   const mode = p.mode ?? 'entropy';
   return {
@@ -40,8 +48,33 @@ function referencePatcherArgs(p: PatcherDefaults): Record<string, unknown> {
     max_patch_length: p.maxPatchLength ?? null,
     patch_size: p.patchSize ?? 4.5,
     patching_device: 'cpu',
-    realtime_patching: true,
+    realtime_patching: false,
   };
+}
+
+type EntropyArgs = EntropyPatcher['model']['args'];
+
+/**
+ * What a consolidated entropy folder (`params.json` + `consolidated.pth`) would lose of this entropy
+ * model. The reference's `load_entropy_model` reads only `dim`, `n_layers`, `n_heads`, `max_seqlen`,
+ * `ffn_dim_multiplier` and `vocab_size` from `params.json`, takes every other argument at
+ * `LMTransformerArgs`' default, and forces `local_block_causal` attention with a 512-byte window
+ * (our consolidated reader does the same). Empty when that rebuilds exactly this model.
+ */
+function consolidatedEntropyLosses(a: EntropyArgs): string[] {
+  const losses: string[] = [];
+  const check = (field: string, ours: unknown, reference: unknown) => {
+    if (ours !== reference) losses.push(`${field} ${JSON.stringify(ours)} (load_entropy_model: ${JSON.stringify(reference)})`);
+  };
+  const attention = a.window !== undefined ? `local_block_causal, window ${a.window}` : a.splitDocuments ? 'block_causal' : 'causal';
+  check('attention', attention, `local_block_causal, window ${RELEASED_ENTROPY_WINDOW}`);
+  check('n_kv_heads', a.nKvHeads, a.nHeads);
+  check('head_dim', a.headDim, Math.floor(a.dim / a.nHeads));
+  check('multiple_of', a.multipleOf, 256);
+  check('norm_eps', a.normEps, 1e-5);
+  check('rope_theta', a.ropeTheta, 10000);
+  check('eos_id', a.eosId, EOS_ID);
+  return losses;
 }
 
 /**
@@ -70,8 +103,14 @@ function castTensors(tensors: Map<string, SafetensorsTensor>, dtype: 'F32' | 'BF
  * distributed trainer — or Hugging Face transformers — can continue from it, and its result can come
  * back through {@link loadPretrained}:
  * - `hub`: `config.json` `{"args"}`, `model.safetensors` (the reference's names), `train_args.json`
- *   (`data.patcher_args`, `data.tokenizer_args`, `distributed.model_dtype`), and the entropy model as
- *   `entropy_model/` (`config.json` `{"args"}` + `model.safetensors`, as `facebook/blt-entropy`);
+ *   (`data.patcher_args` with `realtime_patching: false`, `data.tokenizer_args`,
+ *   `distributed.model_dtype`), and the entropy model in `entropy_model/` as in the published
+ *   `facebook/blt-1b`: `params.json` (training arguments: `entropy_model`, `data.patcher_args`, ...)
+ *   + `consolidated.pth` (`torch.save({"model": state_dict})`). An entropy model that the reference's
+ *   `load_entropy_model` cannot rebuild from that folder (any argument other than `dim`, `n_layers`,
+ *   `n_heads`, `max_seqlen`, `ffn_dim_multiplier`, `vocab_size` away from its default, or a window
+ *   other than 512) is written as `facebook/blt-entropy` is instead (`config.json` `{"args"}` +
+ *   `model.safetensors`), which keeps every argument;
  * - `transformers`: `config.json` with the published converter's keys (plus the reference settings
  *   the port has no key for, so that a round trip is exact), `model.safetensors` with the converter's
  *   names and fused hash table (the entropy model as `model.patcher.*`), `tokenizer_config.json`.
@@ -88,7 +127,10 @@ export async function exportPretrained(model: ByteLatentTransformer, patcher: En
   if (dtype !== 'F32' && dtype !== 'BF16' && dtype !== 'F16') throw new BltError('INVALID_ARGUMENT', `dtype must be F32, BF16 or F16, got ${JSON.stringify(dtype)}`);
   const patching = options.patching ?? patcher.defaults;
   const bltArgs = referenceBltArgs(model.referenceArgs);
-  const entropyArgs = { ...patcher.model.referenceArgs, attn_impl: patcher.model.referenceArgs.attn_impl ?? 'xformers' };
+  const e = patcher.model.args;
+  // vocab_size and ffn_dim_multiplier always written: load_entropy_model reads both keys (a missing
+  // one is a KeyError there), and LMTransformerArgs' vocab_size default (-1) builds no model.
+  const entropyArgs = { ...patcher.model.referenceArgs, attn_impl: patcher.model.referenceArgs.attn_impl ?? 'xformers', vocab_size: e.vocabSize, ffn_dim_multiplier: e.ffnDimMultiplier };
   const modelDtype = dtype === 'F32' ? 'fp32' : dtype === 'BF16' ? 'bf16' : 'fp16';
   const bltTensors = castTensors(await referenceStateDict(model.registry), dtype);
   const entropyTensors = castTensors(await referenceStateDict(patcher.model.registry), dtype);
@@ -105,8 +147,30 @@ export async function exportPretrained(model: ByteLatentTransformer, patcher: En
         distributed: { model_dtype: modelDtype },
       }),
     );
-    files.set('entropy_model/config.json', json({ args: entropyArgs }));
-    files.set('entropy_model/model.safetensors', serializeSafetensors(entropyTensors, { format: 'pt' }));
+    if (consolidatedEntropyLosses(e).length === 0) {
+      // The published blt-1b's entropy_model/ (the consolidated layout): what the reference's demo and
+      // load_entropy_model read, and what transformers' convert_blt_weights_to_hf.py converts from
+      // (entropy_model/params.json + entropy_model/consolidated.pth).
+      files.set(
+        'entropy_model/params.json',
+        json({
+          model: null,
+          entropy_model: entropyArgs,
+          train_entropy_model: true,
+          data: { patcher_args: referencePatcherArgs(patching), tokenizer_args: { name: 'blt' } },
+          distributed: { model_dtype: modelDtype },
+        }),
+      );
+      files.set('entropy_model/consolidated.pth', serializePth(entropyTensors, { archiveName: 'consolidated' }));
+    } else {
+      // load_entropy_model would rebuild a different model from a consolidated folder (another window,
+      // rope_theta, norm_eps, n_kv_heads, multiple_of, ...: see consolidatedEntropyLosses), so this
+      // one keeps every argument in the blt-entropy layout instead (config.json {"args"} +
+      // model.safetensors), which LMTransformer.from_pretrained and our loader read exactly; the
+      // transformers converter, which needs the consolidated files, cannot convert such a folder.
+      files.set('entropy_model/config.json', json({ args: entropyArgs }));
+      files.set('entropy_model/model.safetensors', serializeSafetensors(entropyTensors, { format: 'pt' }));
+    }
     return files;
   }
   const tensors = new Map<string, SafetensorsTensor>();

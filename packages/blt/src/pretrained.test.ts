@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { EntropyModel, EntropyPatcher, type EntropyModelArgs } from '@bytelatent/entropy-patcher';
 import { BltError } from '@bytelatent/local-encoder';
-import { bfloat16BitsToFloat32, ffnHiddenDim, float32ToBfloat16Bits, modelFolderFromFiles } from '@bytelatent/nn';
+import { bfloat16BitsToFloat32, ffnHiddenDim, float32ToBfloat16Bits, modelFolderFromFiles, parsePth } from '@bytelatent/nn';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveBltArgs } from './blt-args.js';
 import { ByteLatentTransformer } from './blt-model.js';
@@ -15,6 +15,8 @@ import { exportPretrained, savePretrained, type PretrainedFiles } from './export
 import { bltArgsFromTransformersConfig, loadPretrained } from './pretrained.js';
 import { SMALL_ARGS } from './test-fixtures.js';
 
+// A window of 7: not what the reference's load_entropy_model forces (512), so a hub export keeps
+// this entropy model in the blt-entropy layout (config.json + model.safetensors).
 const ENTROPY_ARGS: EntropyModelArgs = {
   dim: 16,
   n_layers: 2,
@@ -26,6 +28,8 @@ const ENTROPY_ARGS: EntropyModelArgs = {
   sliding_window: 7,
   attn_impl: 'xformers',
 };
+/** The same with the released window: load_entropy_model rebuilds it exactly, so it goes out consolidated. */
+const RELEASED_SHAPE_ENTROPY_ARGS: EntropyModelArgs = { ...ENTROPY_ARGS, sliding_window: 512 };
 
 const TOKENS = [[1, 76, 105, 32, 108, 104, 2, 1, 81, 109, 113, 106, 44, 36]];
 const LENGTHS = [[1, 3, 2, 4, 3, 2]];
@@ -175,6 +179,66 @@ describe('exportPretrained -> loadPretrained', () => {
       server.close();
       await rm(dir, { recursive: true, force: true });
     }
+  });
+
+  it('hub: an entropy model load_entropy_model can rebuild goes out as the published entropy_model/ (params.json + consolidated.pth)', async () => {
+    const released = EntropyPatcher.fromModel(new EntropyModel(RELEASED_SHAPE_ENTROPY_ARGS, 4), { mode: 'entropy', threshold: 4.9, maxPatchLength: 6 });
+    try {
+      for (const dtype of ['F32', 'BF16'] as const) {
+        const files = await exportPretrained(blt, released, { layout: 'hub', dtype });
+        expect([...files.keys()].sort()).toEqual(['config.json', 'entropy_model/consolidated.pth', 'entropy_model/params.json', 'model.safetensors', 'train_args.json']);
+        const params = JSON.parse(new TextDecoder().decode(files.get('entropy_model/params.json'))) as Record<string, Record<string, unknown>>;
+        expect(params['model']).toBeNull();
+        expect(params['train_entropy_model']).toBe(true);
+        // Every key load_entropy_model reads is there.
+        expect(params['entropy_model']).toMatchObject({ dim: 16, n_layers: 2, n_heads: 2, max_seqlen: 64, ffn_dim_multiplier: 1, vocab_size: 260, attn_impl: 'xformers', sliding_window: 512 });
+        expect(params['data']).toEqual({
+          patcher_args: expect.objectContaining({ patching_mode: 'entropy', threshold: 4.9, max_patch_length: 6, realtime_patching: false }),
+          tokenizer_args: { name: 'blt' },
+        });
+        expect(params['distributed']).toEqual({ model_dtype: dtype === 'F32' ? 'fp32' : 'bf16' });
+        const pth = parsePth(files.get('entropy_model/consolidated.pth')!);
+        expect(pth.folder).toBe('consolidated');
+        expect(pth.stateDict().path).toEqual(['model']);
+        expect(pth.names()).toEqual(released.model.registry.list().map((p) => p.name));
+        expect(pth.info('tok_embeddings.weight')).toMatchObject({ dtype, shape: [260, 16] });
+        const loaded = await loadPretrained(modelFolderFromFiles(files, 'm'));
+        try {
+          expect(loaded.patcher!.model.args).toEqual(released.model.args);
+          if (dtype === 'F32') {
+            expect(await entropiesOf(loaded.patcher!)).toEqual(await entropiesOf(released));
+            expect(await logitsOf(loaded.model)).toEqual(await logitsOf(blt));
+          }
+          expect(loaded.patching).toEqual({ mode: 'entropy', threshold: 4.9, maxPatchLength: 6 });
+        } finally {
+          loaded.dispose();
+        }
+      }
+    } finally {
+      released.dispose();
+    }
+  });
+
+  it('hub: any argument load_entropy_model would not carry keeps the entropy model in the blt-entropy layout', async () => {
+    for (const changed of [{ sliding_window: 7 }, { rope_theta: 500000 }, { norm_eps: 1e-6 }, { n_kv_heads: 1 }, { multiple_of: 64 }, { attn_bias_type: 'block_causal' }]) {
+      const p = EntropyPatcher.fromModel(new EntropyModel({ ...RELEASED_SHAPE_ENTROPY_ARGS, ...changed }, 4));
+      try {
+        const files = await exportPretrained(blt, p, { layout: 'hub' });
+        expect([...files.keys()].filter((k) => k.startsWith('entropy_model/')).sort(), JSON.stringify(changed)).toEqual(['entropy_model/config.json', 'entropy_model/model.safetensors']);
+        const loaded = await loadPretrained(modelFolderFromFiles(files, 'm'));
+        expect(loaded.patcher!.model.args).toEqual(p.model.args);
+        loaded.dispose();
+      } finally {
+        p.dispose();
+      }
+    }
+  });
+
+  it('hub: train_args.json asks for no realtime patching (hf.py load_transformers builds its PatcherArgs as they are)', async () => {
+    const files = await exportPretrained(blt, patcher, { layout: 'hub' });
+    const trainArgs = JSON.parse(new TextDecoder().decode(files.get('train_args.json'))) as { data: { patcher_args: Record<string, unknown> } };
+    expect(trainArgs.data.patcher_args['realtime_patching']).toBe(false);
+    expect('entropy_model_checkpoint_dir' in trainArgs.data.patcher_args).toBe(false);
   });
 
   it('leaks no tensors across repeated loads', async () => {
