@@ -191,7 +191,9 @@ async function main(argv: string[]): Promise<number> {
     if (values.layout !== 'hub' && values.layout !== 'transformers') throw new TrainError('INVALID_ARGUMENT', `--layout must be hub or transformers, got "${values.layout}"`);
     const dtype = values.dtype ?? 'F32';
     if (dtype !== 'F32' && dtype !== 'BF16' && dtype !== 'F16') throw new TrainError('INVALID_ARGUMENT', `--dtype must be F32, BF16 or F16, got "${dtype}"`);
-    process.stdout.write(`${JSON.stringify(await exportBltPretrained(resolve(userCwd, values.run), resolve(userCwd, values.out), { layout: values.layout, dtype }))}\n`);
+    const exported = await exportBltPretrained(resolve(userCwd, values.run), resolve(userCwd, values.out), { layout: values.layout, dtype });
+    for (const w of exported.warnings) process.stderr.write(`warning: Hugging Face's BLT port would not run this model as the reference does: ${w}\n`);
+    process.stdout.write(`${JSON.stringify(exported)}\n`);
     return 0;
   }
   if (values.layout !== undefined || values.dtype !== undefined) throw new TrainError('INVALID_ARGUMENT', '--layout and --dtype go with export-blt');

@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { BLT_ARGS_METADATA_KEY, ByteLatentTransformer, bltArgsFromTransformersConfig, exportPretrained, loadPretrained, type BltArgs } from '@bytelatent/blt';
+import { BLT_ARGS_METADATA_KEY, ByteLatentTransformer, bltArgsFromTransformersConfig, exportPretrained, loadPretrained, transformersLayoutProblems, type BltArgs } from '@bytelatent/blt';
 import { EntropyModel, EntropyPatcher, PATCHER_METADATA_KEY, type EntropyModelArgs, type PatcherDefaults } from '@bytelatent/entropy-patcher';
 import { pretrainedFolderKind } from '@bytelatent/evals';
 import { type CheckpointLayout, float32ToFloat16Bits, loadReferenceWeights, referenceStateDict, serializeSafetensors, type SafetensorsTensor } from '@bytelatent/nn';
@@ -299,7 +299,7 @@ export async function exportBltPretrained(
   runDir: string,
   outDir: string,
   options: ExportBltPretrainedOptions,
-): Promise<{ parameters: number; layout: string; dtype: string; patching: PatcherDefaults; dir: string; files: string[] }> {
+): Promise<{ parameters: number; layout: string; dtype: string; patching: PatcherDefaults; dir: string; files: string[]; warnings: string[] }> {
   const { state, file } = await readCheckpoint(join(runDir, CHECKPOINT_FILE));
   if (state.kind !== 'blt') throw new TrainError('CHECKPOINT_INVALID', `${runDir} trains a ${state.kind} model, not a BLT`);
   const runPatching = (state.config['patching'] ?? { mode: 'entropy', entropyModel: 'pretrained' }) as RowPatchingOptions & { entropyModel?: string };
@@ -320,6 +320,8 @@ export async function exportBltPretrained(
     const dtype = options.dtype ?? 'F32';
     const files = await exportPretrained(model, patcher, { layout: options.layout, dtype, patching });
     if (options.layout === 'transformers') checkTransformersConfig(files.get('config.json')!, model);
+    // What Hugging Face's port would run differently (our loader reads the folder back exactly).
+    const warnings = options.layout === 'transformers' ? transformersLayoutProblems(model, patcher) : [];
     // Weights first, configuration last (as savePretrained): a reader never finds a config.json whose weights are missing.
     const order = [...files.keys()].sort((x, y) => Number(x.endsWith('.json')) - Number(y.endsWith('.json')));
     for (const name of order) {
@@ -327,7 +329,7 @@ export async function exportBltPretrained(
       await mkdir(dirname(path), { recursive: true });
       await writeFileAtomic(path, files.get(name)!);
     }
-    return { parameters: model.parameterCount(), layout: options.layout, dtype, patching, dir: outDir, files: [...files.keys()].sort() };
+    return { parameters: model.parameterCount(), layout: options.layout, dtype, patching, dir: outDir, files: [...files.keys()].sort(), warnings };
   } finally {
     model.dispose();
     patcher?.dispose();

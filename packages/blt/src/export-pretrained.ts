@@ -112,7 +112,8 @@ function castTensors(tensors: Map<string, SafetensorsTensor>, dtype: 'F32' | 'BF
  *   other than 512) is written as `facebook/blt-entropy` is instead (`config.json` `{"args"}` +
  *   `model.safetensors`), which keeps every argument;
  * - `transformers`: `config.json` with the published converter's keys (plus the reference settings
- *   the port has no key for, so that a round trip is exact), `model.safetensors` with the converter's
+ *   the port has no key for, so that a round trip is exact; {@link transformersLayoutProblems} lists
+ *   what the port itself would run differently), `model.safetensors` with the converter's
  *   names and fused hash table (the entropy model as `model.patcher.*`), `tokenizer_config.json`.
  * Browser-safe; in Node, {@link savePretrained} writes the files.
  *
@@ -295,6 +296,36 @@ function transformersConfig(model: ByteLatentTransformer, patcher: EntropyPatche
     cross_attn_nheads: a.encoder.crossAttnNHeads,
     eos_id: a.eosId,
   };
+}
+
+/**
+ * Why Hugging Face transformers' BLT port would not run this model as the reference does, if it
+ * were exported in the transformers layout: the settings its config has no key for, or that its
+ * `modeling_blt.py` hard-codes (docs/architecture.md, "Released checkpoints"). Our loader reads such
+ * a folder back exactly (the exporter writes those settings under the reference's names); the port
+ * and the reference's tools would not. An empty list: the released models' settings throughout.
+ *
+ * @param model - the BLT
+ * @param patcher - its entropy patcher
+ * @returns one sentence per setting the port cannot carry
+ */
+export function transformersLayoutProblems(model: ByteLatentTransformer, patcher: EntropyPatcher): string[] {
+  const a = model.args;
+  const e = patcher.model.args;
+  const problems: string[] = [];
+  if (a.localWindow !== 512) problems.push(`local attention window ${String(a.localWindow ?? 'none')} (the port attends causally without one; the released models use 512)`);
+  if (!a.global.splitDocuments) problems.push('global attention "causal" (the released models split documents: block_causal)');
+  if (a.encoder.crossAttnWindow !== undefined || a.decoder.crossAttnWindow !== undefined) problems.push('a cross-attention window (the port has none)');
+  if (a.encoder.crossAttnNHeads !== a.encoder.nHeads || a.encoder.nHeads !== a.decoder.nHeads) {
+    problems.push(`cross-attention heads ${a.encoder.crossAttnNHeads} with encoder/decoder heads ${a.encoder.nHeads}/${a.decoder.nHeads} (the port uses the local models' heads, which must agree)`);
+  }
+  if ((a.encoder.nKvHeads ?? a.encoder.nHeads) !== a.encoder.nHeads) problems.push('grouped-query local attention (the port would use it in cross-attention too)');
+  if (a.encoder.crossAttnAllLayers) problems.push('encoder cross-attention after every layer (the port pools again before each one)');
+  if (Number(model.referenceArgs.pm_size ?? 0) !== 0) problems.push('pm_size > 0 (the port has no room for it)');
+  if ([a.encoder, a.decoder, a.global].some((c) => c.normEps !== 1e-5)) problems.push('a norm epsilon other than 1e-5 (the port reads rms_norm_eps, which the converter does not write)');
+  if ([a.encoder, a.decoder, a.global].some((c) => (c.ffnDimMultiplier ?? 1) !== 1)) problems.push('an ffn_dim_multiplier other than 1 (the converter writes intermediate_size from multiple_of alone)');
+  if (e.window !== 512 || !e.splitDocuments) problems.push(`entropy model attention ${e.window === undefined ? 'without a window' : `window ${e.window}`} (the reference's load_entropy_model forces local_block_causal with 512)`);
+  return problems;
 }
 
 /**

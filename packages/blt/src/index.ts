@@ -33,4 +33,4 @@ export {
   type LoadPretrainedOptions,
   type PretrainedBlt,
 } from './pretrained.js';
-export { exportPretrained, savePretrained, type ExportPretrainedOptions, type PretrainedFiles } from './export-pretrained.js';
+export { exportPretrained, savePretrained, transformersLayoutProblems, type ExportPretrainedOptions, type PretrainedFiles } from './export-pretrained.js';

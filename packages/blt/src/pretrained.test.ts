@@ -11,7 +11,7 @@ import { bfloat16BitsToFloat32, ffnHiddenDim, float32ToBfloat16Bits, modelFolder
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveBltArgs } from './blt-args.js';
 import { ByteLatentTransformer } from './blt-model.js';
-import { exportPretrained, savePretrained, type PretrainedFiles } from './export-pretrained.js';
+import { exportPretrained, savePretrained, transformersLayoutProblems, type PretrainedFiles } from './export-pretrained.js';
 import { bltArgsFromTransformersConfig, loadPretrained } from './pretrained.js';
 import { SMALL_ARGS } from './test-fixtures.js';
 
@@ -343,5 +343,25 @@ describe('bltArgsFromTransformersConfig', () => {
     const resolved = resolveBltArgs(a);
     expect(ffnHiddenDim(resolved.global.dim, resolved.global.multipleOf, resolved.global.ffnDimMultiplier ?? null)).toBe(5632);
     expect(resolved.decoder.crossAttnAllLayers).toBe(true);
+  });
+});
+
+describe('transformersLayoutProblems', () => {
+  it('names every setting the transformers port cannot carry, and none for the released settings', () => {
+    const problems = transformersLayoutProblems(blt, patcher);
+    expect(problems.join('\n')).toMatch(/local attention window 5/);
+    expect(problems.join('\n')).toMatch(/encoder cross-attention after every layer/);
+    expect(problems.join('\n')).toMatch(/entropy model attention window 7/);
+    const released = new ByteLatentTransformer(
+      { ...SMALL_ARGS, local_attention_window_len: 512, cross_attn_all_layers_encoder: false, cross_attn_nheads: 2, n_heads_local_encoder: 2, n_heads_local_decoder: 2 },
+      1,
+    );
+    const releasedPatcher = EntropyPatcher.fromModel(new EntropyModel({ ...ENTROPY_ARGS, sliding_window: 512 }, 2));
+    try {
+      expect(transformersLayoutProblems(released, releasedPatcher)).toEqual([]);
+    } finally {
+      released.dispose();
+      releasedPatcher.dispose();
+    }
   });
 });
