@@ -526,16 +526,16 @@ export class SafetensorsFile implements TensorSource {
   readonly description: string;
 
   readonly #bytes: Uint8Array;
-  readonly #tensors: ReadonlyMap<string, SafetensorsTensorInfo>;
-  readonly #ordered: readonly string[];
+  /** The tensor index and range reads, shared with files read from disk: views of the bytes here. */
+  readonly #index: SafetensorsReader;
 
   private constructor(bytes: Uint8Array, layout: Layout, description: string) {
     this.#bytes = bytes;
     this.byteLength = bytes.byteLength;
     this.metadata = layout.metadata;
     this.description = description;
-    this.#tensors = new Map(layout.ordered.map((info) => [info.name, info]));
-    this.#ordered = Object.freeze(layout.ordered.map((info) => info.name));
+    const views: ByteReader = { byteLength: bytes.byteLength, read: (offset, length) => bytes.subarray(offset, offset + length) };
+    this.#index = SafetensorsReader.fromLayout(views, layout, description);
   }
 
   /**
@@ -570,7 +570,7 @@ export class SafetensorsFile implements TensorSource {
    * @returns a new array of names
    */
   names(): string[] {
-    return [...this.#ordered];
+    return this.#index.names();
   }
 
   /**
@@ -580,7 +580,7 @@ export class SafetensorsFile implements TensorSource {
    * @returns true if it exists
    */
   has(name: string): boolean {
-    return this.#tensors.has(name);
+    return this.#index.has(name);
   }
 
   /**
@@ -591,14 +591,7 @@ export class SafetensorsFile implements TensorSource {
    * @throws {SafetensorsError} `UNKNOWN_TENSOR` if there is no such tensor
    */
   info(name: string): SafetensorsTensorInfo {
-    const info = this.#tensors.get(name);
-    if (info === undefined) {
-      throw new SafetensorsError(
-        'UNKNOWN_TENSOR',
-        `unknown tensor ${JSON.stringify(name)}: the file has ${this.#tensors.size} tensor${this.#tensors.size === 1 ? '' : 's'}`,
-      );
-    }
-    return info;
+    return this.#index.info(name);
   }
 
   /**
@@ -609,8 +602,7 @@ export class SafetensorsFile implements TensorSource {
    * @throws {SafetensorsError} `UNKNOWN_TENSOR`
    */
   raw(name: string): Uint8Array {
-    const { byteOffset, byteLength } = this.info(name);
-    return this.#bytes.subarray(byteOffset, byteOffset + byteLength);
+    return this.#index.readBytes(name);
   }
 
   /**
@@ -625,10 +617,7 @@ export class SafetensorsFile implements TensorSource {
    *   element count` are integers
    */
   readBytes(name: string, begin?: number, end?: number): Uint8Array {
-    const info = this.info(name);
-    const range = checkElementRange(this.description, info, begin, end);
-    const size = DTYPES[info.dtype].size;
-    return this.#bytes.subarray(info.byteOffset + range.begin * size, info.byteOffset + range.end * size);
+    return this.#index.readBytes(name, begin, end);
   }
 
   /** Nothing to release: the bytes are in memory. Present for {@link TensorSource}. */
@@ -818,6 +807,11 @@ export class SafetensorsReader implements TensorSource {
     } catch (e) {
       throw prefixed(e, description);
     }
+    return SafetensorsReader.fromLayout(reader, layout, description);
+  }
+
+  /** @internal A reader over a header already parsed and checked (`SafetensorsFile` builds on it). */
+  static fromLayout(reader: ByteReader, layout: Layout, description: string): SafetensorsReader {
     return new SafetensorsReader(reader, layout, description);
   }
 
