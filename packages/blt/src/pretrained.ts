@@ -4,6 +4,7 @@ import {
   PatcherError,
   type PretrainedEntropySource,
   defaultsFromTransformersConfig,
+  entropyModelOfBlt,
   patcherDefaultsFromReference,
   readPretrainedEntropyModel,
   transformersEntropySource,
@@ -329,10 +330,13 @@ export async function loadPretrained(location: string | URL | ModelFolder, optio
       patcher = options.patcher;
     } else if (options.patcher !== false) {
       // An explicit folder wins; else where the reference keeps it: model.patcher.* in the same file
-      // (transformers), entropy_model/ inside (hub) or beside (consolidated) — readPretrainedEntropyModel
-      // on a BLT's folder looks in both places, as the reference's demo and converter do.
+      // (transformers), entropy_model/ inside (hub) or beside (consolidated).
       const entropy =
-        options.patcher !== undefined ? await readPretrainedEntropyModel(options.patcher) : (source.sameFileEntropy ?? (await readPretrainedEntropyModel(folder)));
+        options.patcher !== undefined
+          ? await readPretrainedEntropyModel(options.patcher)
+          : layout === 'transformers'
+            ? source.sameFileEntropy!
+            : await entropyModelOfBlt(folder, layout, source.configPath);
       // The BLT's own patching settings win over the entropy model folder's, as in the reference's demo
       // (its patcher is built from the BLT's `data.patcher_args`, only the checkpoint folder swapped).
       patcher = EntropyPatcher.fromPretrainedSource(entropy, patching);

@@ -31,6 +31,7 @@ export {
   RELEASED_ENTROPY_WINDOW,
   argsFromConsolidatedParams,
   defaultsFromTransformersConfig,
+  entropyModelOfBlt,
   patcherDefaultsFromReference,
   readPretrainedEntropyModel,
   transformersEntropySource,

@@ -211,8 +211,8 @@ async function fromDetected(folder: ModelFolder, detected: DetectedLayout): Prom
   const where = folder.describe(configFile);
   if (layout === 'consolidated') {
     if (!isObject(config['entropy_model']) && isObject(config['model'])) {
-      // A BLT's folder: the reference's demo finds the entropy model in entropy_model/ beside it.
-      return readSibling(folder, '../entropy_model', `${where} describes a BLT`, defaultsFromTrainArgs(config, where));
+      // A BLT's folder: its own patching settings win, as in the reference's demo.
+      return { ...(await entropyModelOfBlt(folder, layout, where)), defaults: defaultsFromTrainArgs(config, where) };
     }
     const args = argsFromConsolidatedParams(config, where);
     const weights = await folder.openTensors(weightsFile);
@@ -220,11 +220,12 @@ async function fromDetected(folder: ModelFolder, detected: DetectedLayout): Prom
   }
   if (layout === 'hub') {
     const args = config['args'] as Record<string, unknown>;
-    if ('dim_global' in args || 'dim_local_encoder' in args) {
-      const bltTrainArgs = (await folder.exists('train_args.json')) ? await folder.readJson('train_args.json') : undefined;
-      return readSibling(folder, 'entropy_model', `${where} describes a BLT`, bltTrainArgs === undefined ? undefined : defaultsFromTrainArgs(bltTrainArgs, folder.describe('train_args.json')));
-    }
     const trainArgs = (await folder.exists('train_args.json')) ? await folder.readJson('train_args.json') : undefined;
+    if ('dim_global' in args || 'dim_local_encoder' in args) {
+      // A BLT's folder: its own patching settings (when it has them) win, as in the reference's demo.
+      const found = await entropyModelOfBlt(folder, layout, where);
+      return trainArgs === undefined ? found : { ...found, defaults: defaultsFromTrainArgs(trainArgs, folder.describe('train_args.json')) };
+    }
     const weights = await folder.openTensors(weightsFile);
     return {
       layout,
@@ -255,15 +256,32 @@ export function transformersEntropySource(config: Readonly<Record<string, unknow
   return { layout: 'transformers', location, args, weights: transformersComponentSource(source, 'patcher'), defaults: defaultsFromTransformersConfig(config, where) };
 }
 
-/** The entropy model of a BLT folder; the BLT's own patching settings (when it has them) win, as in the reference's demo. */
-async function readSibling(folder: ModelFolder, relative: string, why: string, bltDefaults: PatcherDefaults | undefined): Promise<PretrainedEntropySource> {
-  const other = folder.folder(relative);
+/**
+ * The entropy model of a BLT folder of the consolidated or hub layout, where the reference keeps it:
+ * `entropy_model/` beside the BLT's folder (consolidated: the reference's demo and download) or
+ * inside it (hub: `facebook/blt-1b`). Its patching settings are the entropy folder's own; a BLT
+ * loader applies the BLT's.
+ *
+ * @param folder - the BLT's folder
+ * @param layout - its layout
+ * @param configPath - the BLT's configuration file, for messages
+ * @throws {PatcherError} `INVALID_CHECKPOINT` when no entropy model is there
+ */
+export async function entropyModelOfBlt(folder: ModelFolder, layout: 'consolidated' | 'hub', configPath: string): Promise<PretrainedEntropySource> {
+  const other = folder.folder(layout === 'consolidated' ? '../entropy_model' : 'entropy_model');
   let detected: DetectedLayout;
   try {
     detected = await detectCheckpointLayout(other);
   } catch (e) {
-    throw new PatcherError('INVALID_CHECKPOINT', `${why}, and no entropy model was found in ${other.location} (${(e as Error).message}); pass the entropy model's folder explicitly`, { cause: e });
+    throw new PatcherError(
+      'INVALID_CHECKPOINT',
+      `${configPath} describes a BLT, and no entropy model was found in ${other.location} (${(e as Error).message}); pass the entropy model's folder explicitly`,
+      { cause: e },
+    );
   }
-  const found = await fromDetected(other, detected);
-  return bltDefaults ? { ...found, defaults: bltDefaults } : found;
+  try {
+    return await fromDetected(other, detected);
+  } catch (e) {
+    throw asPatcherError(e);
+  }
 }
