@@ -365,3 +365,10 @@ describe('transformersLayoutProblems', () => {
     }
   });
 });
+
+describe('exportPretrained arguments', () => {
+  it('refuses a layout or dtype it cannot write', async () => {
+    await expect(exportPretrained(blt, patcher, { layout: 'consolidated' as never })).rejects.toThrow(/layout must be "hub" or "transformers", got "consolidated"/);
+    await expect(exportPretrained(blt, patcher, { layout: 'hub', dtype: 'I8' as never })).rejects.toThrow(/dtype must be F32, BF16 or F16, got "I8"/);
+  });
+});

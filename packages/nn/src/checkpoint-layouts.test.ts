@@ -143,6 +143,7 @@ describe('small helpers', () => {
     expect(shared).toEqual({ multiple_of: 48, ffn_dim_multiplier: 1.0 });
     expect([ffnHiddenDim(16, shared.multiple_of, 1), ffnHiddenDim(32, shared.multiple_of, 1)]).toEqual([48, 96]);
     expect(() => one(64, 100)).toThrow(/no single multiple_of gives every intermediate_size/);
+    expect(() => one(64, 170.5)).toThrow(/c\.intermediate_size must be an integer >= 1, got 170\.5/);
     expect(() => ffnArgsForHiddenSizes([{ dim: 16, intermediate: 48, path: 'e' }, { dim: 16, intermediate: 64, path: 'd' }], 'f')).toThrow(/e: hidden_size 16, intermediate_size 48; d: hidden_size 16/);
   });
   it('referenceAttentionProblem follows the reference create_causal_mask', () => {
