@@ -102,7 +102,8 @@ export async function loadPretrainedStart(location: string, options: { entropyMo
     }
     const explicit = options.entropyModel;
     const explicitFolder = explicit !== undefined && explicit !== 'pretrained' && (isUrl(explicit) || (await isDirectory(explicit)));
-    const loaded = await loadPretrained(location, explicit === undefined ? {} : { patcher: explicitFolder ? explicit : false });
+    // Fine-tuning trains the hash tables too: they must be tensors.
+    const loaded = await loadPretrained(location, { hashTables: 'tensors', ...(explicit === undefined ? {} : { patcher: explicitFolder ? explicit : false }) });
     let patcher = loaded.patcher!;
     if (explicit !== undefined && !explicitFolder) {
       try {

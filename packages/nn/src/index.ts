@@ -59,6 +59,7 @@ export {
   Attention,
   CrossAttention,
   Embedding,
+  HostEmbedding,
   FeedForward,
   KvCache,
   Linear,

@@ -18,7 +18,16 @@ export const FUSED_KERNELS = {
   rmsNormGrad: 'BytelatentRmsNormGrad',
   rotary: 'BytelatentRotary',
   rotaryGrad: 'BytelatentRotaryGrad',
+  maskedSoftmax: 'BytelatentMaskedSoftmax',
+  swapMiddleAxes: 'BytelatentSwapMiddleAxes',
 } as const;
+
+/**
+ * Fused kernels only the cpu backend registers: its own softmax, broadcasting add and transpose walk
+ * every element through index arithmetic in JavaScript (tens to hundreds of ns each), while the wasm
+ * backend runs them natively.
+ */
+export const CPU_ONLY_FUSED_KERNELS: readonly string[] = [FUSED_KERNELS.maskedSoftmax, FUSED_KERNELS.swapMiddleAxes];
 
 /** What a kernel needs from a backend that keeps float32 tensors in host-visible memory. */
 export interface HostMemory<B> {
@@ -100,6 +109,87 @@ function rotaryRows(x: Float32Array, cos: Float32Array, sin: Float32Array, y: Fl
   }
 }
 
+/**
+ * For each row of `shape` (all axes but the last), the row of an operand of `operandShape` (same
+ * rank, each axis equal or 1: broadcast) it reads.
+ */
+function broadcastRows(shape: readonly number[], operandShape: readonly number[]): Int32Array {
+  const lead = shape.slice(0, -1);
+  const rows = lead.reduce((p, d) => p * d, 1);
+  const out = new Int32Array(rows);
+  const strides: number[] = new Array<number>(lead.length).fill(0);
+  for (let i = lead.length - 1, st = 1; i >= 0; i--) {
+    const dim = operandShape[i]!;
+    strides[i] = dim === 1 ? 0 : st;
+    st *= dim;
+  }
+  for (let r = 0; r < rows; r++) {
+    let rest = r;
+    let index = 0;
+    for (let i = lead.length - 1; i >= 0; i--) {
+      index += (rest % lead[i]!) * strides[i]!;
+      rest = Math.floor(rest / lead[i]!);
+    }
+    out[r] = index;
+  }
+  return out;
+}
+
+/**
+ * `y = softmax(x·scale + bias) · rowValid` over the last axis of `[..., K]`: attention's scale,
+ * additive mask, softmax and empty-row zeroing in one pass (four kernels of the composite, two of
+ * them broadcasting, which the cpu backend runs index by index). `bias` (`[..., K]`) and `rowValid`
+ * (`[..., 1]`) broadcast over the leading axes; the sum is accumulated in double precision.
+ */
+function maskedSoftmaxRows(
+  x: Float32Array,
+  y: Float32Array,
+  k: number,
+  scale: number,
+  bias: Float32Array | undefined,
+  biasRows: Int32Array | undefined,
+  rowValid: Float32Array | undefined,
+  validRows: Int32Array | undefined,
+): void {
+  const rows = x.length / k;
+  for (let r = 0; r < rows; r++) {
+    const base = r * k;
+    const valid = rowValid === undefined ? 1 : rowValid[validRows![r]!]!;
+    if (valid === 0) {
+      y.fill(0, base, base + k);
+      continue;
+    }
+    const bBase = bias === undefined ? -1 : biasRows![r]! * k;
+    let max = -Infinity;
+    for (let j = 0; j < k; j++) {
+      const v = x[base + j]! * scale + (bBase < 0 ? 0 : bias![bBase + j]!);
+      y[base + j] = v;
+      if (v > max) max = v;
+    }
+    let sum = 0;
+    for (let j = 0; j < k; j++) {
+      const e = Math.exp(y[base + j]! - max);
+      y[base + j] = e;
+      sum += e;
+    }
+    const f = valid / sum;
+    for (let j = 0; j < k; j++) y[base + j]! *= f;
+  }
+}
+
+/** `[A, B, C, D]` → `[A, C, B, D]` (attention's split and merge of heads), as row copies of D. */
+function swapMiddleAxesRows(x: Float32Array, y: Float32Array, a: number, b: number, c: number, d: number): void {
+  for (let i = 0; i < a; i++) {
+    for (let j = 0; j < b; j++) {
+      for (let l = 0; l < c; l++) {
+        const src = ((i * b + j) * c + l) * d;
+        const dst = ((i * c + l) * b + j) * d;
+        for (let m = 0; m < d; m++) y[dst + m] = x[src + m]!;
+      }
+    }
+  }
+}
+
 /** The fused kernel configs for one backend. */
 export function fusedKernelConfigs<B>(backendName: string, memory: HostMemory<B>): KernelConfig[] {
   const kernel = (kernelName: string, fn: (args: Args<B>) => TensorInfo | TensorInfo[]): KernelConfig => ({
@@ -141,5 +231,31 @@ export function fusedKernelConfigs<B>(backendName: string, memory: HostMemory<B>
         return y;
       }),
     ),
+    kernel(FUSED_KERNELS.maskedSoftmax, (args) => {
+      const x = input(args, 'x');
+      const bias = args.inputs['bias'];
+      const rowValid = args.inputs['rowValid'];
+      const y = memory.allocate(args.backend, x.shape);
+      const v = (t: TensorInfo) => memory.values(args.backend, t);
+      const k = x.shape[x.shape.length - 1]!;
+      maskedSoftmaxRows(
+        v(x),
+        v(y),
+        k,
+        args.attrs?.['scale'] as number,
+        bias === undefined ? undefined : v(bias),
+        bias === undefined ? undefined : broadcastRows(x.shape, bias.shape),
+        rowValid === undefined ? undefined : v(rowValid),
+        rowValid === undefined ? undefined : broadcastRows(x.shape, rowValid.shape),
+      );
+      return y;
+    }),
+    kernel(FUSED_KERNELS.swapMiddleAxes, (args) => {
+      const x = input(args, 'x');
+      const [a, b, c, d] = x.shape as [number, number, number, number];
+      const y = memory.allocate(args.backend, [a, c, b, d]);
+      swapMiddleAxesRows(memory.values(args.backend, x), memory.values(args.backend, y), a, b, c, d);
+      return y;
+    }),
   ];
 }

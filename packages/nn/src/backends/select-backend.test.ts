@@ -104,8 +104,17 @@ describe('initBackend', () => {
     const again = await initBackend({ backend: 'wasm', nativeMatMul: 'auto' });
     expect(again.nativeMatMul?.active).toBe(available);
     expect(Array.from(await matMulValues())).toEqual(EXPECTED);
-    // Other backends say nothing about it.
-    expect((await initBackend({ backend: 'cpu' })).nativeMatMul).toBeUndefined();
+    // The cpu backend's matmuls run natively too, and 'off' restores its own kernel.
+    const cpu = await initBackend({ backend: 'cpu' });
+    expect(cpu.nativeMatMul?.active).toBe(available);
+    const { nativeCpuMatMulActive } = await import('./cpu-native-matmul.js');
+    expect(nativeCpuMatMulActive()).toBe(available);
+    const native = Array.from(await matMulValues());
+    expect(native).toEqual(EXPECTED);
+    const cpuOff = await initBackend({ backend: 'cpu', nativeMatMul: 'off' });
+    expect(cpuOff.nativeMatMul).toEqual({ active: false, reason: "off (nativeMatMul: 'off')" });
+    expect(nativeCpuMatMulActive()).toBe(false);
+    expect(Array.from(await matMulValues())).toEqual(EXPECTED);
   });
 
   it('returns the same info for the same choice, and switches for another', async () => {

@@ -55,16 +55,17 @@ export interface InitBackendOptions {
    */
   readonly allowSoftwareGpu?: boolean;
   /**
-   * wasm in Node only: `'auto'` (default) runs the wasm backend's float32 matmuls (`BatchMatMul`,
+   * wasm and cpu in Node only: `'auto'` (default) runs the backend's float32 matmuls (`BatchMatMul`,
    * `_FusedMatMul`) through OpenBLAS when the optional `@bytelatent/native-sgemm` package is
-   * installed and its addon built, on the wasm heap without copies: ~200 against ~25 GFLOP/s on a
-   * two-core machine. `'off'` keeps (or restores) the wasm kernels. The results differ from the
-   * wasm kernels' by float32 rounding only. {@link BackendInfo.nativeMatMul} says what happened.
+   * installed and its addon built, on the tensors where the backend keeps them, without copies: on
+   * a two-core machine ~200 GFLOP/s against ~25 for wasm's kernels and under 1 for cpu's. `'off'`
+   * keeps (or restores) the backend's kernels. The results differ from theirs by float32 rounding
+   * only. {@link BackendInfo.nativeMatMul} says what happened.
    */
   readonly nativeMatMul?: 'auto' | 'off';
 }
 
-/** Whether the wasm backend's matmuls run natively (OpenBLAS), see {@link InitBackendOptions.nativeMatMul}. */
+/** Whether the backend's matmuls run natively (OpenBLAS), see {@link InitBackendOptions.nativeMatMul}. */
 export interface NativeMatMulInfo {
   readonly active: boolean;
   /**
@@ -83,7 +84,7 @@ export interface BackendInfo {
   readonly software?: boolean;
   /** Why this backend was chosen, e.g. `'webgpu unavailable: no adapter; wasm'`. */
   readonly reason: string;
-  /** wasm only: whether its matmuls run natively through OpenBLAS, and why (not). */
+  /** wasm and cpu only: whether its matmuls run natively through OpenBLAS, and why (not). */
   readonly nativeMatMul?: NativeMatMulInfo;
 }
 
@@ -262,12 +263,12 @@ async function select(options: Resolved): Promise<BackendInfo> {
     case 'cpu': {
       const cpu = await tryCpu();
       if (!cpu.ok) throw new BackendError('BACKEND_UNAVAILABLE', `cpu unavailable: ${cpu.why}`);
-      return { name: 'cpu', reason: forced };
+      return { name: 'cpu', reason: forced, nativeMatMul: await configureNativeMatMul(options.nativeMatMul, 'cpu') };
     }
     case 'wasm': {
       const wasm = await tryWasm(options.wasmPaths);
       if (!wasm.ok) throw new BackendError('BACKEND_UNAVAILABLE', `wasm unavailable: ${wasm.why}`);
-      return { name: 'wasm', reason: forced, nativeMatMul: await configureNativeMatMul(options.nativeMatMul) };
+      return { name: 'wasm', reason: forced, nativeMatMul: await configureNativeMatMul(options.nativeMatMul, 'wasm') };
     }
     case 'webgpu': {
       const gpu = await tryWebgpu(options.allowSoftwareGpu);
@@ -284,10 +285,10 @@ async function select(options: Resolved): Promise<BackendInfo> {
       }
       notes.push(`webgpu ${gpu.skipped === true ? 'skipped' : 'unavailable'}: ${gpu.why}`);
       const wasm = await tryWasm(options.wasmPaths);
-      if (wasm.ok) return { name: 'wasm', reason: `${notes.join('; ')}; wasm`, nativeMatMul: await configureNativeMatMul(options.nativeMatMul) };
+      if (wasm.ok) return { name: 'wasm', reason: `${notes.join('; ')}; wasm`, nativeMatMul: await configureNativeMatMul(options.nativeMatMul, 'wasm') };
       notes.push(`wasm unavailable: ${wasm.why}`);
       const cpu = await tryCpu();
-      if (cpu.ok) return { name: 'cpu', reason: `${notes.join('; ')}; cpu` };
+      if (cpu.ok) return { name: 'cpu', reason: `${notes.join('; ')}; cpu`, nativeMatMul: await configureNativeMatMul(options.nativeMatMul, 'cpu') };
       throw new BackendError('BACKEND_UNAVAILABLE', `no backend could be initialised: ${notes.join('; ')}; cpu unavailable: ${cpu.why}`);
     }
   }
@@ -335,28 +336,44 @@ async function tryWasm(wasmPaths: string | undefined): Promise<Attempt> {
   return activate('wasm');
 }
 
+/** Switches a backend's native matmul kernels on (with the addon) or off. */
+interface NativeKernelSwitch {
+  enable(sgemm: NativeSgemmLike): void;
+  disable(): void;
+}
+
+async function nativeKernelSwitch(backend: 'wasm' | 'cpu'): Promise<NativeKernelSwitch> {
+  if (backend === 'wasm') {
+    const m = await import('./wasm-native-matmul.js');
+    return { enable: m.enableNativeWasmMatMul, disable: m.disableNativeWasmMatMul };
+  }
+  const m = await import('./cpu-native-matmul.js');
+  return { enable: m.enableNativeCpuMatMul, disable: m.disableNativeCpuMatMul };
+}
+
 /**
- * Registers the OpenBLAS matmul kernels for wasm (or, for `'off'` or without the addon, makes sure
- * the wasm ones are registered) and says which. Never throws: the native kernels are optional.
+ * Registers the OpenBLAS matmul kernels for the backend (or, for `'off'` or without the addon,
+ * makes sure the backend's own are registered) and says which. Never throws: the native kernels
+ * are optional.
  */
-async function configureNativeMatMul(mode: 'auto' | 'off'): Promise<NativeMatMulInfo> {
+async function configureNativeMatMul(mode: 'auto' | 'off', backend: 'wasm' | 'cpu'): Promise<NativeMatMulInfo> {
   // Only Node can load the addon; in the browser this module's import stays unreached.
   if (!isNode()) return { active: false, reason: 'Node only (a native addon)' };
-  let native: typeof import('./wasm-native-matmul.js');
+  let native: NativeKernelSwitch;
   try {
-    native = await import('./wasm-native-matmul.js');
+    native = await nativeKernelSwitch(backend);
   } catch (e) {
     return { active: false, reason: `the native matmul kernels could not be loaded: ${errorMessage(e)}` };
   }
   if (mode === 'off') {
-    native.disableNativeWasmMatMul();
+    native.disable();
     return { active: false, reason: "off (nativeMatMul: 'off')" };
   }
   let pkg: NativeSgemmPackage;
   try {
     pkg = await importNodeOnly<NativeSgemmPackage>('@bytelatent/native-sgemm');
   } catch (e) {
-    native.disableNativeWasmMatMul();
+    native.disable();
     return {
       active: false,
       reason: isModuleNotFound(e) ? 'the optional @bytelatent/native-sgemm package is not installed' : `@bytelatent/native-sgemm failed to load: ${errorMessage(e)}`,
@@ -364,10 +381,10 @@ async function configureNativeMatMul(mode: 'auto' | 'off'): Promise<NativeMatMul
   }
   const sgemm = pkg.loadNativeSgemm();
   if (sgemm === undefined) {
-    native.disableNativeWasmMatMul();
+    native.disable();
     return { active: false, reason: `@bytelatent/native-sgemm: ${pkg.nativeSgemmUnavailableReason() ?? 'unavailable'}` };
   }
-  native.enableNativeWasmMatMul(sgemm);
+  native.enable(sgemm);
   const threads = sgemm.getNumThreads();
   return { active: true, reason: `${sgemm.config}, ${threads} thread${threads === 1 ? '' : 's'}` };
 }

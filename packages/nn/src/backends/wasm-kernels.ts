@@ -32,15 +32,16 @@
  *
  * In Node, `./wasm-native-matmul.ts` can put OpenBLAS matmul kernels in place of these fixes
  * ({@link setNativeMatMulConfigs}); they keep the fixes as their fallback and share
- * {@link addBiasAndActivate}, {@link planProduct} and {@link broadcastIndices} with them.
+ * {@link addBiasAndActivate} and {@link planProduct} with them (and `./matmul-plan.ts`).
  * {@link withWasmMatMul} runs code with any of the three sets (`original`, `fixed`, `native`).
  */
 // Registers the wasm backend and its kernels; the originals must be registered before they can be
 // wrapped, and ES module evaluation order guarantees that this import runs first.
 import '@tensorflow/tfjs-backend-wasm';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
-import { FUSED_KERNELS, fusedKernelConfigs } from './fused-kernels.js';
+import { CPU_ONLY_FUSED_KERNELS, FUSED_KERNELS, fusedKernelConfigs } from './fused-kernels.js';
 import { checkSegmentSum, segmentSum } from './segment-sum.js';
+import { type ProductDims, broadcastIndices, broadcastStrides, productDims } from './matmul-plan.js';
 import {
   BatchMatMul,
   Equal,
@@ -195,54 +196,6 @@ function withExplicitTransposes<T>(
 }
 
 /**
- * The broadcast of two batch shapes (numpy rules), or `undefined` if they do not broadcast (then
- * the original kernel runs and reports the error in tfjs's words).
- */
-function broadcastBatch(a: readonly number[], b: readonly number[]): number[] | undefined {
-  const rank = Math.max(a.length, b.length);
-  const out: number[] = [];
-  for (let i = 0; i < rank; i++) {
-    const da = a[a.length - rank + i] ?? 1;
-    const db = b[b.length - rank + i] ?? 1;
-    if (da !== db && da !== 1 && db !== 1) return undefined;
-    out.push(da === 1 ? db : da);
-  }
-  return out;
-}
-
-/** Per axis of `out`, the step of `operand`'s flat index (0 along broadcast axes; operand right-aligned). */
-function broadcastStrides(out: readonly number[], operand: readonly number[]): number[] {
-  const rank = out.length;
-  const strides = new Array<number>(rank).fill(0);
-  for (let i = rank - 1, s = 1; i >= 0; i--) {
-    const dim = operand[operand.length - rank + i] ?? 1;
-    strides[i] = dim === 1 ? 0 : s;
-    s *= dim;
-  }
-  return strides;
-}
-
-/**
- * For each flat index of the batch shape `out`, the flat index of the batch it reads in an operand
- * of batch shape `operand` (which broadcasts to `out`).
- */
-export function broadcastIndices(out: readonly number[], operand: readonly number[]): Int32Array {
-  const rank = out.length;
-  const strides = broadcastStrides(out, operand);
-  const indices = new Int32Array(sizeOf(out));
-  for (let flat = 0; flat < indices.length; flat++) {
-    let rest = flat;
-    let index = 0;
-    for (let i = rank - 1; i >= 0; i--) {
-      index += (rest % out[i]!) * strides[i]!;
-      rest = Math.floor(rest / out[i]!);
-    }
-    indices[flat] = index;
-  }
-  return indices;
-}
-
-/**
  * Smallest product per batch element that {@link planProduct} runs one product at a time: at
  * least `LOOP_MIN_ROWS` rows and `LOOP_MIN_MACS` multiply-adds (`rows · inner · columns`).
  *
@@ -260,22 +213,13 @@ const LOOP_MIN_ROWS = 8;
 const LOOP_MIN_MACS = 8192;
 
 /** How a product of plain (untransposed) operands runs; see {@link planProduct}. */
-export interface ProductPlan {
+export interface ProductPlan extends ProductDims {
   /**
    * `original`: the original kernel on the whole operands; `fold`: `b` has no batch, so the
    * batches of `a` are folded into its rows, one batch-1 product; `loop`: one batch-1 product per
    * batch element (of the broadcast batch shape), on views of the operands.
    */
   readonly strategy: 'original' | 'fold' | 'loop';
-  readonly outBatch: readonly number[];
-  /** Size of `outBatch`. */
-  readonly batch: number;
-  readonly rows: number;
-  readonly inner: number;
-  readonly columns: number;
-  /** Batches of `a` and `b` (product of their batch dimensions). */
-  readonly batchA: number;
-  readonly batchB: number;
 }
 
 /**
@@ -291,18 +235,9 @@ export interface ProductPlan {
  *   which is wrong for e.g. `[2, 1]` against `[1, 3]`) always `loop`.
  */
 export function planProduct(aShape: readonly number[], bShape: readonly number[], transposeA: boolean, transposeB: boolean): ProductPlan | undefined {
-  const ra = aShape.length;
-  const rb = bShape.length;
-  const rows = aShape[ra - (transposeA ? 1 : 2)]!;
-  const inner = aShape[ra - (transposeA ? 2 : 1)]!;
-  const innerB = bShape[rb - (transposeB ? 1 : 2)]!;
-  const columns = bShape[rb - (transposeB ? 2 : 1)]!;
-  const outBatch = broadcastBatch(aShape.slice(0, -2), bShape.slice(0, -2));
-  if (inner !== innerB || outBatch === undefined) return undefined;
-  const batch = sizeOf(outBatch);
-  const batchA = sizeOf(aShape.slice(0, -2));
-  const batchB = sizeOf(bShape.slice(0, -2));
-  const plan = { outBatch, batch, rows, inner, columns, batchA, batchB };
+  const plan = productDims(aShape, bShape, transposeA, transposeB);
+  if (plan === undefined) return undefined;
+  const { batch, rows, inner, columns, batchA, batchB } = plan;
   if (batch <= 1 || rows * inner * columns === 0) return { ...plan, strategy: 'original' };
   if (batchB === 1) return { ...plan, strategy: 'fold' };
   const originalHandles = batchA === 1 || (batchA === batch && batchB === batch);
@@ -742,6 +677,7 @@ export function registerWasmKernelFixes(): void {
       allocate: (backend, shape) => backend.makeOutput(shape, 'float32'),
       values: (backend, tensor) => backend.typedArrayFromHeap(tensor) as Float32Array,
     })) {
+      if (CPU_ONLY_FUSED_KERNELS.includes(config.kernelName)) continue;
       state.ours.add(config);
       registerKernel(config);
     }

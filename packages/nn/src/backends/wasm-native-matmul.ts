@@ -21,11 +21,11 @@
  */
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { _FusedMatMul, type KernelConfig, type KernelFunc, type TensorInfo } from '@tensorflow/tfjs-core';
+import { type NativeSgemmLike, sgemmProduct } from './matmul-plan.js';
 import {
   MATMUL_KERNELS,
   activeWasmMatMul,
   addBiasAndActivate,
-  broadcastIndices,
   fixedMatMulConfigs,
   floatOperands,
   planProduct,
@@ -34,53 +34,7 @@ import {
   type ProductPlan,
 } from './wasm-kernels.js';
 
-/**
- * The products of `@bytelatent/native-sgemm` these kernels call (its `NativeSgemm`, declared here
- * structurally so that `@bytelatent/nn` has no type dependency on that optional package). Row-major,
- * offsets and leading dimensions in elements; see that package for the full contract.
- */
-export interface NativeSgemmLike {
-  sgemm(
-    transA: boolean,
-    transB: boolean,
-    m: number,
-    n: number,
-    k: number,
-    alpha: number,
-    a: Float32Array,
-    aOffset: number,
-    lda: number,
-    b: Float32Array,
-    bOffset: number,
-    ldb: number,
-    beta: number,
-    c: Float32Array,
-    cOffset: number,
-    ldc: number,
-  ): void;
-  sgemmBatched(
-    transA: boolean,
-    transB: boolean,
-    m: number,
-    n: number,
-    k: number,
-    alpha: number,
-    a: Float32Array,
-    aOffset: number,
-    aStride: number | Int32Array,
-    lda: number,
-    b: Float32Array,
-    bOffset: number,
-    bStride: number | Int32Array,
-    ldb: number,
-    beta: number,
-    c: Float32Array,
-    cOffset: number,
-    cStride: number,
-    ldc: number,
-    batch: number,
-  ): void;
-}
+export type { NativeSgemmLike } from './matmul-plan.js';
 
 /** A `Float32Array` over the whole wasm heap, remade only when the memory grew (a new buffer). */
 let heapView: Float32Array | undefined;
@@ -100,19 +54,6 @@ function elementOffset(backend: BackendWasm, x: TensorInfo): number | undefined 
 }
 
 /**
- * How an operand's batch elements are found for a batched product: a stride of one matrix when it
- * has every batch, 0 when it has one (broadcast), else one offset per output batch element (batch
- * shapes that broadcast on both sides, e.g. `[2, 1]` against `[1, 3]`).
- */
-function batchStride(plan: ProductPlan, shape: readonly number[], batches: number, matrix: number): number | Int32Array {
-  if (batches === plan.batch) return matrix;
-  if (batches === 1) return 0;
-  const offsets = broadcastIndices(plan.outBatch, shape.slice(0, -2));
-  for (let i = 0; i < offsets.length; i++) offsets[i]! *= matrix;
-  return offsets;
-}
-
-/**
  * `op(a) · op(b)` by OpenBLAS into a new wasm tensor `[...outBatch, rows, columns]` owned by the
  * caller, or `undefined` when an operand is not 4-byte aligned in the heap (never seen: tfjs
  * allocates with malloc), for the caller to fall back.
@@ -121,9 +62,8 @@ function nativeProduct(sgemm: NativeSgemmLike, plan: ProductPlan, a: TensorInfo,
   const aOffset = elementOffset(backend, a);
   const bOffset = elementOffset(backend, b);
   if (aOffset === undefined || bOffset === undefined) return undefined;
-  const { outBatch, batch, rows, inner, columns, batchA, batchB } = plan;
-  const out = backend.makeOutput([...outBatch, rows, columns], 'float32');
-  if (batch * rows * columns === 0) return out;
+  const out = backend.makeOutput([...plan.outBatch, plan.rows, plan.columns], 'float32');
+  if (plan.batch * plan.rows * plan.columns === 0) return out;
   try {
     const cOffset = elementOffset(backend, out);
     if (cOffset === undefined) {
@@ -132,20 +72,7 @@ function nativeProduct(sgemm: NativeSgemmLike, plan: ProductPlan, a: TensorInfo,
     }
     // Taken after makeOutput, which may grow (and so replace) the heap's buffer.
     const heap = heapF32(backend);
-    // Leading dimensions are the stored last axes; BLAS wants at least 1 even for empty ones.
-    const lda = Math.max(1, a.shape[a.shape.length - 1]!);
-    const ldb = Math.max(1, b.shape[b.shape.length - 1]!);
-    const ldc = Math.max(1, columns);
-    if (batch === 1) {
-      sgemm.sgemm(transposeA, transposeB, rows, columns, inner, 1, heap, aOffset, lda, heap, bOffset, ldb, 0, heap, cOffset, ldc);
-    } else if (batchB === 1 && !transposeA) {
-      // `[...batch, rows, inner]` rows are contiguous: one product of `batch · rows` rows.
-      sgemm.sgemm(false, transposeB, batchA * rows, columns, inner, 1, heap, aOffset, lda, heap, bOffset, ldb, 0, heap, cOffset, ldc);
-    } else {
-      const strideA = batchStride(plan, a.shape, batchA, rows * inner);
-      const strideB = batchStride(plan, b.shape, batchB, inner * columns);
-      sgemm.sgemmBatched(transposeA, transposeB, rows, columns, inner, 1, heap, aOffset, strideA, lda, heap, bOffset, strideB, ldb, 0, heap, cOffset, rows * columns, ldc, batch);
-    }
+    sgemmProduct(sgemm, plan, { data: heap, offset: aOffset, shape: a.shape }, { data: heap, offset: bOffset, shape: b.shape }, transposeA, transposeB, { data: heap, offset: cOffset });
   } catch (error) {
     backend.disposeData(out.dataId);
     throw error;

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { FUSED_KERNELS } from '../backends/fused-kernels.js';
 import { NnError, checkInt } from './errors.js';
 import { Linear, type WeightInit } from './linear.js';
 import { type LocalAttentionSpec, type MaskTensors, causalMaskBlock, localAttentionBlockSize, maskArrays } from './masks.js';
@@ -37,13 +38,63 @@ export function scaledDotProductAttention(q: tf.Tensor, k: tf.Tensor, v: tf.Tens
   if (mask && 'kind' in mask) return blockedLocalAttention(q, k, v, mask);
   return tf.tidy(() => {
     const scale = 1 / Math.sqrt(q.shape[q.rank - 1]!);
-    let scores = tf.mul(tf.matMul(q, k, false, true), scale);
-    if (mask) scores = tf.add(scores, mask.bias);
-    let probs = tf.softmax(scores);
-    if (mask?.rowValid) probs = tf.mul(probs, mask.rowValid);
-    return tf.matMul(probs, v);
+    return tf.matMul(maskedSoftmax(tf.matMul(q, k, false, true), scale, mask), v);
   });
 }
+
+/** Whether the current backend has the fused kernel `name` (wasm and cpu, `../backends/fused-kernels.ts`). */
+function hasFused(name: string): boolean {
+  return tf.getKernel(name, tf.getBackend()) !== undefined;
+}
+
+/**
+ * `softmax(scores·scale + bias) · rowValid` over the last axis: one fused kernel where the backend
+ * has it (wasm and cpu), else the composite (webgpu). Same values to float32 rounding, same gradients.
+ */
+function maskedSoftmax(scores: tf.Tensor, scale: number, mask: MaskTensors | null): tf.Tensor {
+  const rank = scores.rank;
+  const broadcasts = (t: tf.Tensor | null | undefined, last: number) =>
+    t == null || (t.rank === rank && t.shape.every((d, i) => (i === rank - 1 ? d === last : d === 1 || d === scores.shape[i])));
+  if (scores.dtype === 'float32' && scores.size > 0 && hasFused(FUSED_KERNELS.maskedSoftmax) && broadcasts(mask?.bias, scores.shape[rank - 1]!) && broadcasts(mask?.rowValid, 1)) {
+    const inputs: tf.NamedTensorMap = { x: scores };
+    if (mask) inputs['bias'] = mask.bias;
+    if (mask?.rowValid) inputs['rowValid'] = mask.rowValid;
+    return tf.engine().runKernel(FUSED_KERNELS.maskedSoftmax, inputs, { scale }) as tf.Tensor;
+  }
+  return tf.tidy(() => {
+    let x = tf.mul(scores, scale);
+    if (mask) x = tf.add(x, mask.bias);
+    const probs = tf.softmax(x);
+    return mask?.rowValid ? tf.mul(probs, mask.rowValid) : probs;
+  });
+}
+
+// The fused softmax's gradient from its output p: dx = scale · p · (dy − Σ dy·p). The mask's inputs
+// are constants (their gradients are zeros, as RoPE's tables').
+tf.registerGradient({
+  kernelName: FUSED_KERNELS.maskedSoftmax,
+  outputsToSave: [true],
+  gradFunc: (dy, saved, attrs) => {
+    const [p] = saved as [tf.Tensor];
+    const scale = (attrs as { scale: number }).scale;
+    const x = () => tf.tidy(() => tf.mul(tf.mul(p, tf.sub(dy as tf.Tensor, tf.sum(tf.mul(dy as tf.Tensor, p), -1, true))), scale));
+    return { x, bias: () => tf.zeros([1]), rowValid: () => tf.zeros([1]) };
+  },
+});
+
+/** `[A, B, C, D]` → `[A, C, B, D]`: one fused copy where the backend has it, else `tf.transpose`. */
+function swapMiddleAxes(x: tf.Tensor): tf.Tensor {
+  if (x.rank === 4 && x.dtype === 'float32' && hasFused(FUSED_KERNELS.swapMiddleAxes)) {
+    return tf.engine().runKernel(FUSED_KERNELS.swapMiddleAxes, { x }) as tf.Tensor;
+  }
+  return tf.transpose(x, [0, 2, 1, 3]);
+}
+
+// Swapping the middle axes is its own inverse.
+tf.registerGradient({
+  kernelName: FUSED_KERNELS.swapMiddleAxes,
+  gradFunc: (dy) => ({ x: () => swapMiddleAxes(dy as tf.Tensor) }),
+});
 
 /** The host arrays of a spec's blocked layout (see {@link blockLayout}). */
 interface BlockLayout {
@@ -136,13 +187,13 @@ function blockedLocalAttention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, spec: L
 /** `[B, S, H·D]` → `[B, H, S, D]`. */
 function splitHeads(x: tf.Tensor, heads: number, headDim: number): tf.Tensor {
   const [b, s] = x.shape as [number, number];
-  return tf.transpose(tf.reshape(x, [b, s, heads, headDim]), [0, 2, 1, 3]);
+  return swapMiddleAxes(tf.reshape(x, [b, s, heads, headDim]));
 }
 
 /** `[B, H, S, D]` → `[B, S, H·D]`. */
 function mergeHeads(x: tf.Tensor): tf.Tensor {
   const [b, h, s, d] = x.shape as [number, number, number, number];
-  return tf.reshape(tf.transpose(x, [0, 2, 1, 3]), [b, s, h * d]);
+  return tf.reshape(swapMiddleAxes(x), [b, s, h * d]);
 }
 
 /** Sizes of an attention layer, with the reference's argument names. */
@@ -258,7 +309,7 @@ export class Attention {
       q = applyRotary(q, rope.cos, rope.sin);
       k = applyRotary(k, rope.cos, rope.sin);
     }
-    return { q: tf.transpose(q, [0, 2, 1, 3]), k: tf.transpose(k, [0, 2, 1, 3]), v: splitHeads(wv, this.nKvHeads, this.headDim) };
+    return { q: swapMiddleAxes(q), k: swapMiddleAxes(k), v: splitHeads(wv, this.nKvHeads, this.headDim) };
   }
 }
 

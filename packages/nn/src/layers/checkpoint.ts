@@ -184,6 +184,16 @@ export class CheckpointInitializer {
   };
 
   /**
+   * Marks a tensor the model reads from the source itself (a `HostEmbedding`) as taken, so that
+   * {@link finish} does not report it as unexpected.
+   *
+   * @param name - the weight's reference name (without the prefix)
+   */
+  claim(name: string): void {
+    this.used.add(this.prefix + name);
+  }
+
+  /**
    * Checks that the model took every tensor of the source (unless not strict) and that no weight
    * had a problem.
    *

@@ -13,6 +13,7 @@ export { KvCache, type CachedStep, type KvCacheOptions, type LayerKv } from './k
 export { FeedForward, ffnHiddenDim } from './feed-forward.js';
 export { initStdDivisor, seededUniform, truncatedNormal, type InitStdFactor } from './init.js';
 export { Embedding, Linear, type WeightInit } from './linear.js';
+export { HostEmbedding } from './host-embedding.js';
 export { sparseCrossEntropy } from './loss.js';
 export {
   causalMask,
