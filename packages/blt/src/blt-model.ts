@@ -5,10 +5,12 @@ import { GlobalTransformer, patchTokens } from '@bytelatent/latent-transformer';
 import { LocalDecoder } from '@bytelatent/local-decoder';
 import { type ActivationTap, BltError, LocalEncoder, disposeMask, localSelfAttentionMask } from '@bytelatent/local-encoder';
 import {
+  HostEmbedding,
   NnError,
   ParameterRegistry,
   type ParameterRegistryOptions,
   ParameterScope,
+  type SafetensorsTensor,
   type TensorSource,
   dtypeByteSize,
   CheckpointInitializer,
@@ -30,6 +32,27 @@ export const BLT_ARGS_METADATA_KEY = 'blt_args';
  * Tensors are only valid during the call.
  */
 export type BltActivationTap = ActivationTap;
+
+/** Construction options of {@link ByteLatentTransformer}. */
+export interface BltBuildOptions extends ParameterRegistryOptions {
+  /**
+   * The hash n-gram tables as host tables (`HostEmbedding`, one per table in the reference's order)
+   * instead of trainable tensors: see `LocalEncoderOptions.hashTables`.
+   */
+  readonly hashTables?: readonly HostEmbedding[];
+}
+
+/** Options of {@link ByteLatentTransformer.fromSafetensors}. */
+export interface FromSafetensorsOptions {
+  /**
+   * Where the hash n-gram tables live: `tensors` (default) makes them trainable float32 tensors;
+   * `source` leaves them in the source, in its precision, and reads the rows each batch needs (they
+   * cost no memory and cannot be trained; the model then keeps the source open and closes it when
+   * disposed). `source` is what running a released model needs: its tables are two thirds of its
+   * parameters (docs/architecture.md, "Weights at released size").
+   */
+  readonly hashTables?: 'tensors' | 'source';
+}
 
 /** A batch laid out for the model: padded ids, patch ids, global tokens. */
 export interface PreparedBatch {
@@ -65,6 +88,8 @@ export class ByteLatentTransformer {
   readonly localEncoder: LocalEncoder;
   readonly globalTransformer: GlobalTransformer;
   readonly localDecoder: LocalDecoder;
+  /** Released when the model is disposed (the source of host hash tables). */
+  private readonly owned: { close?(): void }[] = [];
 
   /**
    * A randomly initialised model (reference init, spec §11).
@@ -77,7 +102,7 @@ export class ByteLatentTransformer {
    * @throws {BltError} `CONFIG_MISMATCH` for invalid or unsupported arguments; `INVALID_CHECKPOINT` when
    *   the arguments describe more than `maxParameters` parameters
    */
-  constructor(args: BltArgs, seed = 0, options: ParameterRegistryOptions = {}) {
+  constructor(args: BltArgs, seed = 0, options: BltBuildOptions = {}) {
     this.args = resolveBltArgs(args);
     this.referenceArgs = { ...args };
     this.registry = new ParameterRegistry(options);
@@ -88,6 +113,7 @@ export class ByteLatentTransformer {
         { encoder: root.child('local_encoder'), hashEmbeddings: root.child('encoder_hash_tok_embedding') },
         this.args.encoder,
         random,
+        options.hashTables === undefined ? {} : { hashTables: options.hashTables },
       );
       this.globalTransformer = new GlobalTransformer(root.child('global_transformer'), this.args.global, random);
       this.localDecoder = new LocalDecoder(root.child('local_decoder'), this.args.decoder, random);
@@ -111,14 +137,33 @@ export class ByteLatentTransformer {
    *   non-float or non-finite weights), or when `args` describe far more parameters than the file holds
    *   (over twice as many plus 2^20: refused before allocating them); `CONFIG_MISMATCH` for invalid arguments
    */
-  static fromSafetensors(file: TensorSource, args: BltArgs): ByteLatentTransformer {
+  static fromSafetensors(file: TensorSource, args: BltArgs, options: FromSafetensorsOptions = {}): ByteLatentTransformer {
+    const where = options.hashTables ?? 'tensors';
+    if (where !== 'tensors' && where !== 'source') throw new BltError('INVALID_ARGUMENT', `hashTables must be 'tensors' or 'source', got ${JSON.stringify(where)}`);
     // Arguments claiming a huge model (an untrusted file's metadata) fail weight by weight instead of
     // allocating it; a model somewhat larger than the file still builds, so that every missing or
     // mis-shaped weight can be listed.
     const scalars = file.names().reduce((sum, name) => sum + file.info(name).byteLength / dtypeByteSize(file.info(name).dtype), 0);
     // Each weight is created from the file (no random initialisation, no second copy of the model).
     const init = new CheckpointInitializer(file);
-    const model = new ByteLatentTransformer(args, 0, { maxParameters: 2 * scalars + 2 ** 20, initialValues: init.initialValues });
+    let hashTables: HostEmbedding[] | undefined;
+    const resolved = where === 'source' ? resolveBltArgs(args) : undefined;
+    const hash = resolved?.encoder.hash;
+    if (resolved !== undefined && hash) {
+      const count = hash.numFunctions * hash.groupSizes.length;
+      try {
+        hashTables = Array.from({ length: count }, (_, t) => {
+          const name = `encoder_hash_tok_embedding.${t}.weight`;
+          init.claim(name);
+          return HostEmbedding.fromSource(file, name, [hash.vocabSize, resolved.encoder.dim]);
+        });
+      } catch (e) {
+        if (e instanceof NnError) throw new BltError('INVALID_CHECKPOINT', e.message);
+        throw e;
+      }
+    }
+    const model = new ByteLatentTransformer(args, 0, { maxParameters: 2 * scalars + 2 ** 20, initialValues: init.initialValues, ...(hashTables ? { hashTables } : {}) });
+    if (hashTables !== undefined) model.owned.push(file);
     try {
       init.finish(model.registry);
     } catch (e) {
@@ -292,18 +337,32 @@ export class ByteLatentTransformer {
    * @param metadata - extra metadata entries
    */
   async toSafetensors(metadata: Readonly<Record<string, string>> = {}): Promise<Uint8Array> {
-    const tensors = await referenceStateDict(this.registry);
+    const tensors = await this.referenceWeights();
     return serializeSafetensors(tensors, { ...metadata, [BLT_ARGS_METADATA_KEY]: JSON.stringify(this.referenceArgs) });
   }
 
   /** Number of trainable scalars. */
   parameterCount(): number {
-    return this.registry.count();
+    return this.registry.count() + (this.localEncoder.hostHashTables ?? []).reduce((sum, t) => sum + t.numEmbeddings * t.dim, 0);
   }
 
-  /** Frees the weights. */
+  /**
+   * Every weight under its reference name and in reference layout (`referenceStateDict`), for saving.
+   *
+   * @throws {BltError} `INVALID_ARGUMENT` when the hash tables are read from their checkpoint
+   *   (`hashTables: 'source'`): they are not the model's to save; load with `hashTables: 'tensors'`
+   */
+  async referenceWeights(): Promise<Map<string, SafetensorsTensor>> {
+    if (this.localEncoder.hostHashTables !== undefined) {
+      throw new BltError('INVALID_ARGUMENT', "this model reads its hash tables from its checkpoint (hashTables: 'source'): load it with hashTables: 'tensors' to save or export it");
+    }
+    return referenceStateDict(this.registry);
+  }
+
+  /** Frees the weights (and closes the source of host hash tables). */
   dispose(): void {
     this.registry.dispose();
+    for (const o of this.owned.splice(0)) o.close?.();
   }
 
   private layoutTargets(p: PreparedBatch, targets: readonly ArrayLike<number>[]): { flat: Int32Array; valid: Float32Array } {

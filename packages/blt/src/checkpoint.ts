@@ -16,7 +16,6 @@ import {
   type SafetensorsFile,
   type SafetensorsTensor,
   parseSafetensors,
-  referenceStateDict,
   serializeSafetensors,
 } from '@bytelatent/nn';
 import type { BltArgs } from './blt-args.js';
@@ -48,7 +47,7 @@ export interface BltCheckpointTopology {
  * @returns the artifacts (the weight data is a fresh copy)
  */
 export async function toBltArtifacts(model: ByteLatentTransformer): Promise<tf.io.ModelArtifacts> {
-  const dict = await referenceStateDict(model.registry);
+  const dict = await model.referenceWeights();
   const weightSpecs: tf.io.WeightsManifestEntry[] = [];
   let bytes = 0;
   for (const [name, t] of dict) {

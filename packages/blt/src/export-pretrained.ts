@@ -133,7 +133,7 @@ export async function exportPretrained(model: ByteLatentTransformer, patcher: En
   // one is a KeyError there), and LMTransformerArgs' vocab_size default (-1) builds no model.
   const entropyArgs = { ...patcher.model.referenceArgs, attn_impl: patcher.model.referenceArgs.attn_impl ?? 'xformers', vocab_size: e.vocabSize, ffn_dim_multiplier: e.ffnDimMultiplier };
   const modelDtype = dtype === 'F32' ? 'fp32' : dtype === 'BF16' ? 'bf16' : 'fp16';
-  const bltTensors = castTensors(await referenceStateDict(model.registry), dtype);
+  const bltTensors = castTensors(await model.referenceWeights(), dtype);
   const entropyTensors = castTensors(await referenceStateDict(patcher.model.registry), dtype);
   const files: PretrainedFiles = new Map();
   if (layout === 'hub') {

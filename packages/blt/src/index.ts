@@ -1,6 +1,6 @@
 export { BltError, type BltErrorCode } from '@bytelatent/local-encoder';
 export { resolveBltArgs, type BltArgs, type ResolvedBltArgs } from './blt-args.js';
-export { BLT_ARGS_METADATA_KEY, ByteLatentTransformer, type BltActivationTap, type PreparedBatch } from './blt-model.js';
+export { BLT_ARGS_METADATA_KEY, ByteLatentTransformer, type BltActivationTap, type BltBuildOptions, type FromSafetensorsOptions, type PreparedBatch } from './blt-model.js';
 export {
   BLT_CHECKPOINT_FORMAT,
   BLT_CHECKPOINT_VERSION,

@@ -73,6 +73,13 @@ export interface LoadPretrainedOptions {
   readonly patcher?: string | URL | ModelFolder | EntropyPatcher | false;
   /** Patching settings that override the files'. */
   readonly patching?: PatcherDefaults;
+  /**
+   * Where the hash n-gram tables live (`ByteLatentTransformer.fromSafetensors`): `source` (default)
+   * reads the rows each batch needs from the weights file, in its precision, and never holds the
+   * tables (the file stays open until `dispose`); `tensors` makes them trainable float32 tensors,
+   * as fine-tuning needs (for blt-1b, 12 GB more).
+   */
+  readonly hashTables?: 'tensors' | 'source';
 }
 
 /** What {@link loadPretrained} returns. */
@@ -88,7 +95,7 @@ export interface PretrainedBlt {
   readonly patching: PatcherDefaults;
   /** The backend the model runs on, when `options.backend` was given. */
   readonly backend: BackendInfo | undefined;
-  /** Frees the model's and the patcher's weights. */
+  /** Frees the model's and the patcher's weights (and closes the weights file). */
   dispose(): void;
 }
 
@@ -324,8 +331,10 @@ export async function loadPretrained(location: string | URL | ModelFolder, optio
   const patching = { ...source.patching, ...options.patching };
   let model: ByteLatentTransformer | undefined;
   let patcher: EntropyPatcher | undefined;
+  const hashTables = options.hashTables ?? 'source';
   try {
-    model = withFileNamed(() => ByteLatentTransformer.fromSafetensors(source.weights, source.args), source.configPath, source.weights.description);
+    // With host hash tables the model keeps the weights (a view of the file) and closes them when disposed.
+    model = withFileNamed(() => ByteLatentTransformer.fromSafetensors(source.weights, source.args, { hashTables }), source.configPath, source.weights.description);
     if (options.patcher instanceof EntropyPatcher) {
       patcher = options.patcher;
     } else if (options.patcher !== false) {
@@ -343,10 +352,10 @@ export async function loadPretrained(location: string | URL | ModelFolder, optio
     }
   } catch (e) {
     model?.dispose();
-    throw toBltError(e);
-  } finally {
     source.file.close?.();
+    throw toBltError(e);
   }
+  if (model.localEncoder.hostHashTables === undefined) source.file.close?.();
   const loaded = model;
   const loadedPatcher = patcher;
   return {

@@ -4,6 +4,7 @@ export {
   maxPoolPatches,
   type EncoderPatches,
   type LocalEncoderConfig,
+  type LocalEncoderOptions,
   type LocalEncoderOutput,
   type LocalEncoderScopes,
 } from './local-encoder.js';

@@ -4,6 +4,7 @@ import {
   type AttentionMask,
   CrossAttention,
   Embedding,
+  type HostEmbedding,
   KvCache,
   Linear,
   NnError,
@@ -54,6 +55,17 @@ export interface LocalEncoderScopes {
   readonly hashEmbeddings: ParameterScope;
 }
 
+/** Construction options of {@link LocalEncoder}. */
+export interface LocalEncoderOptions {
+  /**
+   * The hash n-gram tables as host tables read from their checkpoint (`HostEmbedding`, one per
+   * table in the reference's order: function-major, then n-gram size) instead of trainable tensors:
+   * no weight is created for them, they cost no tensor memory, and they cannot be trained. For
+   * inference with released models, whose tables are two thirds of the parameters.
+   */
+  readonly hashTables?: readonly HostEmbedding[];
+}
+
 /** Which patch each byte belongs to, for pooling and the cross-attention mask. */
 export interface EncoderPatches {
   /** Per row, the patch of each of the `seqLen` positions; −1 marks a padding position. */
@@ -87,7 +99,10 @@ function configError(message: string): BltError {
 export class LocalEncoder {
   readonly config: Readonly<LocalEncoderConfig>;
   readonly tokEmbeddings: Embedding;
+  /** The hash n-gram tables as trainable tensors (empty when they are host tables). */
   readonly hashEmbeddings: readonly Embedding[];
+  /** The hash n-gram tables read on the host ({@link LocalEncoderOptions.hashTables}), if so built. */
+  readonly hostHashTables: readonly HostEmbedding[] | undefined;
   readonly layers: readonly TransformerBlock[];
   readonly patchEmbeddingProjection: Linear;
   readonly crossAttnLayers: readonly CrossAttention[];
@@ -101,9 +116,11 @@ export class LocalEncoder {
    * @param scopes - the encoder's scope and the hash tables' scope
    * @param config - sizes and flags
    * @param random - uniform generator in [0, 1) for the initial weights
-   * @throws {BltError} `CONFIG_MISMATCH` for invalid sizes; {NnError} `TOO_LARGE` past the registry's `maxParameters`
+   * @param options - host hash tables in place of trainable ones
+   * @throws {BltError} `CONFIG_MISMATCH` for invalid sizes or host tables that do not fit; {NnError}
+   *   `TOO_LARGE` past the registry's `maxParameters`
    */
-  constructor(scopes: LocalEncoderScopes, config: LocalEncoderConfig, random: () => number) {
+  constructor(scopes: LocalEncoderScopes, config: LocalEncoderConfig, random: () => number, options: LocalEncoderOptions = {}) {
     checkPositiveInts('local encoder', config, ['dim', 'nLayers', 'nHeads', 'maxSeqLen', 'vocabSize', 'crossAttnK', 'crossAttnNHeads'], ['crossAttnWindow']);
     if (config.dim % config.crossAttnNHeads !== 0) throw configError(`dim ${config.dim} is not a multiple of crossAttnNHeads ${config.crossAttnNHeads}`);
     if (config.hash) {
@@ -138,10 +155,19 @@ export class LocalEncoder {
           ),
       );
       const tables = config.hash ? config.hash.numFunctions * config.hash.groupSizes.length : 0;
-      this.hashEmbeddings = Array.from(
-        { length: tables },
-        (_, t) => new Embedding(scopes.hashEmbeddings.child(String(t)), config.hash!.vocabSize, d, { std, random }),
-      );
+      const host = options.hashTables;
+      if (host !== undefined) {
+        if (host.length !== tables) throw configError(`${host.length} host hash tables given, the configuration has ${tables}`);
+        const bad = host.findIndex((t) => t.numEmbeddings !== config.hash!.vocabSize || t.dim !== d);
+        if (bad >= 0) {
+          throw configError(`host hash table ${bad} is [${host[bad]!.numEmbeddings}, ${host[bad]!.dim}], expected [${config.hash!.vocabSize}, ${d}]`);
+        }
+      }
+      this.hostHashTables = host === undefined ? undefined : [...host];
+      this.hashEmbeddings =
+        host !== undefined
+          ? []
+          : Array.from({ length: tables }, (_, t) => new Embedding(scopes.hashEmbeddings.child(String(t)), config.hash!.vocabSize, d, { std, random }));
     } catch (e) {
       // TOO_LARGE (the registry's maxParameters) is not a configuration error: the caller set a limit.
       if (e instanceof NnError && e.code !== 'TOO_LARGE') throw configError(e.message);
@@ -173,10 +199,23 @@ export class LocalEncoder {
     const bad = tokens.findIndex((t) => t < 0 || t >= this.config.vocabSize);
     if (bad >= 0) throw new BltError('INVALID_ARGUMENT', `token ${tokens[bad]} at flat index ${bad} is not in [0, ${this.config.vocabSize})`);
     const tables = this.config.hash ? hashNgramTables(tokens, this.config.hash, seqLen) : [];
+    const host = this.hostHashTables;
+    const dim = this.config.dim;
+    // Host tables: the rows of every table summed on the host, one tensor added (with a tap, one
+    // tensor per table, added in the tensor path's order).
+    const hostSum = host !== undefined && tables.length > 0 && tap === undefined ? new Float32Array(tokens.length * dim) : undefined;
+    if (hostSum !== undefined) for (const t of tables) host![t.tableIndex]!.addRows(t.ids, hostSum);
     return tf.tidy(() => {
       let e = this.tokEmbeddings.apply(tf.tensor2d(tokens, [batch, seqLen], 'int32'));
       tap?.(`${this.path}.tok_embeddings`, e);
+      if (hostSum !== undefined) return tf.add(e, tf.tensor3d(hostSum, [batch, seqLen, dim])) as tf.Tensor3D;
       for (const t of tables) {
+        if (host !== undefined) {
+          const v = tf.tensor3d(host[t.tableIndex]!.rows(t.ids), [batch, seqLen, dim]);
+          tap?.(`${this.hashPath}.${t.tableIndex}`, v);
+          e = tf.add(e, v);
+          continue;
+        }
         const v = this.hashEmbeddings[t.tableIndex]!.apply(tf.tensor2d(t.ids, [batch, seqLen], 'int32'));
         tap?.(`${this.hashPath}.${t.tableIndex}`, v);
         e = tf.add(e, v);
