@@ -122,7 +122,8 @@ export function localSelfAttentionMask(rows: readonly ArrayLike<number>[], seqLe
   const batch = rows.length;
   if (options.window !== undefined) {
     const blockSize = options.blockSize ?? localAttentionBlockSize(options.window);
-    if (seqLen > blockSize) return { kind: 'local', batch, seqLen, window: options.window, documents: docs, blockSize };
+    // Without an explicit block size, attention chooses per call between blocks and one dense product.
+    if (seqLen > blockSize) return { kind: 'local', batch, seqLen, window: options.window, documents: docs, ...(options.blockSize !== undefined ? { blockSize } : {}) };
   }
   return maskTensors(causalMask(batch, seqLen, { window: options.window, documents: docs }), batch, seqLen, seqLen);
 }

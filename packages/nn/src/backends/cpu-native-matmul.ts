@@ -9,12 +9,20 @@
  * Anything else (non-float32 operands, shapes that do not match, a fused bias or activation) goes to
  * the backend's own kernel, so validation and error messages stay tfjs's.
  *
+ * It also registers `BytelatentAttention` (`../layers/attention.ts`): softmax attention with an
+ * additive mask, one head (and one block of queries) at a time — scores by `sgemm` into a scratch
+ * buffer reused across calls, mask and softmax in place, then the product with the values by `sgemm`
+ * straight into the output. The `[.., Q, K]` scores of a whole layer are never allocated: on this
+ * backend every large new array costs its first-touch page faults, which took most of a long
+ * forward's time.
+ *
  * This module never imports the addon itself: `initBackend` loads `@bytelatent/native-sgemm` (Node
  * only, optional) and passes it to {@link enableNativeCpuMatMul}. Results differ from the cpu
  * backend's by float32 rounding only (summation order).
  */
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import { BatchMatMul, _FusedMatMul, getKernel, registerKernel, unregisterKernel, type KernelConfig, type KernelFunc, type NamedAttrMap, type NamedTensorInfoMap, type TensorInfo } from '@tensorflow/tfjs-core';
+import { FUSED_KERNELS, broadcastRows, maskedSoftmaxRows } from './fused-kernels.js';
 import { type NativeSgemmLike, productDims, sgemmProduct } from './matmul-plan.js';
 
 const CPU = 'cpu';
@@ -70,6 +78,44 @@ function nativeConfig(sgemm: NativeSgemmLike, original: KernelConfig): KernelCon
   return { ...original, kernelFunc };
 }
 
+/** Most scores one step of the attention kernel holds (queries per step = this / keys, at least 1). */
+const SCORE_BLOCK = 1 << 20;
+let scratch = new Float32Array(0);
+
+/**
+ * `softmax(q·kᵀ·scale + bias)·rowValid · v` for `q` `[..., Q, D]`, `k`/`v` `[..., K, D]` with the
+ * same leading axes, `bias` `[..., Q, K]` and `rowValid` `[..., Q, 1]` broadcasting over them.
+ */
+function attentionKernel(sgemm: NativeSgemmLike, args: CpuKernelArgs): TensorInfo {
+  const { q, k, v, bias, rowValid } = args.inputs as Record<string, TensorInfo>;
+  const backend = args.backend;
+  const rank = q!.shape.length;
+  const queries = q!.shape[rank - 2]!;
+  const depth = q!.shape[rank - 1]!;
+  const keys = k!.shape[rank - 2]!;
+  const valueDepth = v!.shape[rank - 1]!;
+  const lead = q!.shape.slice(0, -2).reduce((p, d) => p * d, 1);
+  const scoresShape = [...q!.shape.slice(0, -1), keys];
+  const biasRows = broadcastRows(scoresShape, bias!.shape);
+  const validRows = broadcastRows(scoresShape, rowValid!.shape);
+  const [qv, kv, vv, bv, rv] = [q, k, v, bias, rowValid].map((t) => values(backend, t!)!) as Float32Array[];
+  const out = new Float32Array(lead * queries * valueDepth);
+  const step = Math.max(1, Math.min(queries, Math.floor(SCORE_BLOCK / Math.max(1, keys))));
+  if (scratch.length < step * keys) scratch = new Float32Array(step * keys);
+  const scale = args.attrs?.['scale'] as number;
+  for (let i = 0; i < lead; i++) {
+    for (let q0 = 0; q0 < queries; q0 += step) {
+      const rows = Math.min(step, queries - q0);
+      const first = i * queries + q0;
+      const scores = scratch.subarray(0, rows * keys);
+      sgemm.sgemm(false, true, rows, keys, depth, 1, qv!, first * depth, depth, kv!, i * keys * depth, depth, 0, scores, 0, keys);
+      maskedSoftmaxRows(scores, scores, keys, scale, bv, biasRows.subarray(first, first + rows), rv, validRows.subarray(first, first + rows));
+      sgemm.sgemm(false, false, rows, valueDepth, keys, 1, scores, 0, keys, vv!, i * keys * valueDepth, valueDepth, 0, out, first * valueDepth, valueDepth);
+    }
+  }
+  return backend.makeTensorInfo([...q!.shape.slice(0, -1), valueDepth], 'float32', out);
+}
+
 /**
  * Registers the OpenBLAS `BatchMatMul` and `_FusedMatMul` for the cpu backend (the backend's own
  * remain their fallback). Calling it again replaces them; {@link disableNativeCpuMatMul} undoes it.
@@ -85,6 +131,8 @@ export function enableNativeCpuMatMul(sgemm: NativeSgemmLike): void {
     unregisterKernel(name, CPU);
     registerKernel(nativeConfig(sgemm, s.originals.get(name)!));
   }
+  if (getKernel(FUSED_KERNELS.attention, CPU) !== undefined) unregisterKernel(FUSED_KERNELS.attention, CPU);
+  registerKernel({ kernelName: FUSED_KERNELS.attention, backendName: CPU, kernelFunc: ((args: CpuKernelArgs) => attentionKernel(sgemm, args)) as unknown as KernelFunc });
   s.active = true;
 }
 
@@ -96,6 +144,7 @@ export function disableNativeCpuMatMul(): void {
     if (getKernel(name, CPU) !== undefined) unregisterKernel(name, CPU);
     registerKernel(original);
   }
+  if (getKernel(FUSED_KERNELS.attention, CPU) !== undefined) unregisterKernel(FUSED_KERNELS.attention, CPU);
   s.active = false;
 }
 

@@ -19,6 +19,7 @@ export const FUSED_KERNELS = {
   rotary: 'BytelatentRotary',
   rotaryGrad: 'BytelatentRotaryGrad',
   maskedSoftmax: 'BytelatentMaskedSoftmax',
+  attention: 'BytelatentAttention',
   swapMiddleAxes: 'BytelatentSwapMiddleAxes',
 } as const;
 
@@ -27,7 +28,7 @@ export const FUSED_KERNELS = {
  * every element through index arithmetic in JavaScript (tens to hundreds of ns each), while the wasm
  * backend runs them natively.
  */
-export const CPU_ONLY_FUSED_KERNELS: readonly string[] = [FUSED_KERNELS.maskedSoftmax, FUSED_KERNELS.swapMiddleAxes];
+export const CPU_ONLY_FUSED_KERNELS: readonly string[] = [FUSED_KERNELS.maskedSoftmax, FUSED_KERNELS.swapMiddleAxes, FUSED_KERNELS.attention];
 
 /** What a kernel needs from a backend that keeps float32 tensors in host-visible memory. */
 export interface HostMemory<B> {
@@ -113,7 +114,7 @@ function rotaryRows(x: Float32Array, cos: Float32Array, sin: Float32Array, y: Fl
  * For each row of `shape` (all axes but the last), the row of an operand of `operandShape` (same
  * rank, each axis equal or 1: broadcast) it reads.
  */
-function broadcastRows(shape: readonly number[], operandShape: readonly number[]): Int32Array {
+export function broadcastRows(shape: readonly number[], operandShape: readonly number[]): Int32Array {
   const lead = shape.slice(0, -1);
   const rows = lead.reduce((p, d) => p * d, 1);
   const out = new Int32Array(rows);
@@ -141,7 +142,7 @@ function broadcastRows(shape: readonly number[], operandShape: readonly number[]
  * them broadcasting, which the cpu backend runs index by index). `bias` (`[..., K]`) and `rowValid`
  * (`[..., 1]`) broadcast over the leading axes; the sum is accumulated in double precision.
  */
-function maskedSoftmaxRows(
+export function maskedSoftmaxRows(
   x: Float32Array,
   y: Float32Array,
   k: number,

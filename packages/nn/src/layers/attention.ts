@@ -36,11 +36,60 @@ export type AttentionMask = MaskTensors | LocalAttentionSpec;
  */
 export function scaledDotProductAttention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, mask: AttentionMask | null): tf.Tensor {
   if (mask && 'kind' in mask) return blockedLocalAttention(q, k, v, mask);
-  return tf.tidy(() => {
-    const scale = 1 / Math.sqrt(q.shape[q.rank - 1]!);
-    return tf.matMul(maskedSoftmax(tf.matMul(q, k, false, true), scale, mask), v);
-  });
+  const scale = 1 / Math.sqrt(q.shape[q.rank - 1]!);
+  if (mask && fusedAttentionFits(q, k, v, mask)) {
+    return tf.tidy(() => {
+      const rowValid = mask.rowValid ?? tf.ones(new Array<number>(q.rank).fill(1));
+      return tf.engine().runKernel(FUSED_KERNELS.attention, { q, k, v, bias: mask.bias, rowValid }, { scale }) as tf.Tensor;
+    });
+  }
+  return tf.tidy(() => tf.matMul(maskedSoftmax(tf.matMul(q, k, false, true), scale, mask), v));
 }
+
+/**
+ * Whether the backend's fused attention kernel (cpu with OpenBLAS, `../backends/cpu-native-matmul.ts`)
+ * takes these operands: float32, keys and values with the queries' leading axes, mask broadcasting.
+ */
+function fusedAttentionFits(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, mask: MaskTensors): boolean {
+  if (!hasFused(FUSED_KERNELS.attention) || q.size === 0 || k.size === 0) return false;
+  const rank = q.rank;
+  const lead = q.shape.slice(0, -2).join();
+  if (k.rank !== rank || v.rank !== rank || k.shape.slice(0, -2).join() !== lead || v.shape.slice(0, -2).join() !== lead) return false;
+  if (k.shape[rank - 2] !== v.shape[rank - 2] || k.shape[rank - 1] !== q.shape[rank - 1]) return false;
+  if ([q, k, v, mask.bias, mask.rowValid].some((t) => t != null && t.dtype !== 'float32')) return false;
+  const scores = [...q.shape.slice(0, -1), k.shape[rank - 2]!];
+  const broadcasts = (t: tf.Tensor, last: number) => t.rank === rank && t.shape.every((d, i) => (i === rank - 1 ? d === last : d === 1 || d === scores[i]));
+  return broadcasts(mask.bias, scores[rank - 1]!) && (mask.rowValid == null || broadcasts(mask.rowValid, 1));
+}
+
+// The fused attention's gradient, recomputing the probabilities with the composite (once, shared by
+// the three thunks): dv = pᵀ·dy, ds = scale·p·(dp − Σ dp·p) with dp = dy·vᵀ, dq = ds·k, dk = dsᵀ·q.
+// The mask's inputs are constants (zeros, as RoPE's tables').
+tf.registerGradient({
+  kernelName: FUSED_KERNELS.attention,
+  inputsToSave: ['q', 'k', 'v', 'bias', 'rowValid'],
+  gradFunc: (dy, saved, attrs) => {
+    const [q, k, v, bias, rowValid] = saved as tf.Tensor[];
+    const scale = (attrs as { scale: number }).scale;
+    let parts: { p: tf.Tensor; ds: tf.Tensor } | undefined;
+    const get = () => {
+      parts ??= tf.tidy(() => {
+        const p = maskedSoftmax(tf.matMul(q!, k!, false, true), scale, { bias: bias!, rowValid: rowValid! });
+        const dp = tf.matMul(dy as tf.Tensor, v!, false, true);
+        const ds = tf.mul(tf.mul(p, tf.sub(dp, tf.sum(tf.mul(dp, p), -1, true))), scale);
+        return { p, ds };
+      });
+      return parts;
+    };
+    return {
+      q: () => tf.matMul(get().ds, k!),
+      k: () => tf.matMul(get().ds, q!, true, false),
+      v: () => tf.matMul(get().p, dy as tf.Tensor, true, false),
+      bias: () => tf.zerosLike(bias!),
+      rowValid: () => tf.zerosLike(rowValid!),
+    };
+  },
+});
 
 /** Whether the current backend has the fused kernel `name` (wasm and cpu, `../backends/fused-kernels.ts`). */
 function hasFused(name: string): boolean {
@@ -55,11 +104,11 @@ function maskedSoftmax(scores: tf.Tensor, scale: number, mask: MaskTensors | nul
   const rank = scores.rank;
   const broadcasts = (t: tf.Tensor | null | undefined, last: number) =>
     t == null || (t.rank === rank && t.shape.every((d, i) => (i === rank - 1 ? d === last : d === 1 || d === scores.shape[i])));
-  if (scores.dtype === 'float32' && scores.size > 0 && hasFused(FUSED_KERNELS.maskedSoftmax) && broadcasts(mask?.bias, scores.shape[rank - 1]!) && broadcasts(mask?.rowValid, 1)) {
-    const inputs: tf.NamedTensorMap = { x: scores };
-    if (mask) inputs['bias'] = mask.bias;
-    if (mask?.rowValid) inputs['rowValid'] = mask.rowValid;
-    return tf.engine().runKernel(FUSED_KERNELS.maskedSoftmax, inputs, { scale }) as tf.Tensor;
+  if (mask && scores.dtype === 'float32' && scores.size > 0 && hasFused(FUSED_KERNELS.maskedSoftmax) && broadcasts(mask.bias, scores.shape[rank - 1]!) && broadcasts(mask.rowValid, 1)) {
+    return tf.tidy(() => {
+      const rowValid = mask.rowValid ?? tf.ones(new Array<number>(rank).fill(1));
+      return tf.engine().runKernel(FUSED_KERNELS.maskedSoftmax, { x: scores, bias: mask.bias, rowValid }, { scale }) as tf.Tensor;
+    });
   }
   return tf.tidy(() => {
     let x = tf.mul(scores, scale);
@@ -73,12 +122,13 @@ function maskedSoftmax(scores: tf.Tensor, scale: number, mask: MaskTensors | nul
 // are constants (their gradients are zeros, as RoPE's tables').
 tf.registerGradient({
   kernelName: FUSED_KERNELS.maskedSoftmax,
+  inputsToSave: ['bias', 'rowValid'],
   outputsToSave: [true],
   gradFunc: (dy, saved, attrs) => {
-    const [p] = saved as [tf.Tensor];
+    const [bias, rowValid, p] = saved as [tf.Tensor, tf.Tensor, tf.Tensor];
     const scale = (attrs as { scale: number }).scale;
     const x = () => tf.tidy(() => tf.mul(tf.mul(p, tf.sub(dy as tf.Tensor, tf.sum(tf.mul(dy as tf.Tensor, p), -1, true))), scale));
-    return { x, bias: () => tf.zeros([1]), rowValid: () => tf.zeros([1]) };
+    return { x, bias: () => tf.zerosLike(bias), rowValid: () => tf.zerosLike(rowValid) };
   },
 });
 
@@ -167,6 +217,12 @@ function blockedLocalAttention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, spec: L
   }
   const blockSize = spec.blockSize ?? localAttentionBlockSize(spec.window);
   checkInt('blockSize', blockSize, 1);
+  // A row not much longer than a block costs more in blocks (each block's keys reach back a whole
+  // window, padding fills the last) than as one dense masked product: then go dense.
+  const blocksNeeded = Math.ceil(seqLen / blockSize);
+  if (spec.blockSize === undefined && blocksNeeded * blockSize * (blockSize + Math.min(spec.window, seqLen) - 1) >= seqLen * seqLen) {
+    return denseLocalAttention(q, k, v, spec);
+  }
   const layout = blockLayout(spec, blockSize);
   const { blocks, keysPerBlock } = layout;
   return tf.tidy(() => {
@@ -182,6 +238,27 @@ function blockedLocalAttention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, spec: L
     const flat = tf.reshape(out, [b, h, padded, d]);
     return padded === seqLen ? flat : tf.slice(flat, [0, 0, 0, 0], [-1, -1, seqLen, -1]);
   });
+}
+
+/** The dense mask of a spec, as host arrays (cached with the spec, as its block layout). */
+const denseMasks = new WeakMap<LocalAttentionSpec, { bias: Float32Array; rowValid: Float32Array | null }>();
+
+/** {@link blockedLocalAttention}'s result from one dense masked product (the spec's full causal mask). */
+function denseLocalAttention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, spec: LocalAttentionSpec): tf.Tensor {
+  const { batch, seqLen } = spec;
+  let arrays = denseMasks.get(spec);
+  if (arrays === undefined) {
+    const mask = causalMaskBlock(batch, { start: 0, length: seqLen }, { start: 0, length: seqLen }, { window: spec.window, ...(spec.documents ? { documents: spec.documents } : {}) });
+    arrays = maskArrays(mask, batch, seqLen, seqLen);
+    denseMasks.set(spec, arrays);
+  }
+  const { bias, rowValid } = arrays;
+  return tf.tidy(() =>
+    scaledDotProductAttention(q, k, v, {
+      bias: tf.tensor4d(bias, [batch, 1, seqLen, seqLen]),
+      rowValid: rowValid ? tf.tensor4d(rowValid, [batch, 1, seqLen, 1]) : null,
+    }),
+  );
 }
 
 /** `[B, S, H·D]` → `[B, H, S, D]`. */

@@ -184,13 +184,31 @@ export class CheckpointInitializer {
   };
 
   /**
-   * Marks a tensor the model reads from the source itself (a `HostEmbedding`) as taken, so that
-   * {@link finish} does not report it as unexpected.
+   * Takes a tensor the model reads from the source itself (a `HostEmbedding`) instead of as a
+   * weight: checks that it is there with that shape and a float dtype (a problem is recorded for
+   * {@link finish}, as for any weight) without reading its values, and marks it as taken.
    *
-   * @param name - the weight's reference name (without the prefix)
+   * @param name - the tensor's reference name (without the prefix)
+   * @param referenceShape - the shape the model needs
+   * @returns whether the tensor fits
    */
-  claim(name: string): void {
-    this.used.add(this.prefix + name);
+  check(name: string, referenceShape: readonly number[]): boolean {
+    const key = this.prefix + name;
+    if (!this.source.has(key)) {
+      this.problems.push(`missing "${key}" (expected shape [${referenceShape.join(', ')}])`);
+      return false;
+    }
+    this.used.add(key);
+    const info = this.source.info(key);
+    if (info.shape.join() !== referenceShape.join()) {
+      this.problems.push(`"${key}" has shape [${info.shape.join(', ')}], expected [${referenceShape.join(', ')}]`);
+      return false;
+    }
+    if (!FLOAT_DTYPES.has(info.dtype)) {
+      this.problems.push(`"${key}" has dtype ${info.dtype}, expected F32, F16 or BF16`);
+      return false;
+    }
+    return true;
   }
 
   /**

@@ -24,7 +24,7 @@ export class HostEmbedding {
   readonly dtype: SafetensorsDtype;
 
   private constructor(
-    private readonly source: TensorSource,
+    private readonly source: TensorSource | { readonly unreadable: string },
     /** Name of the table in its source. */
     readonly name: string,
     numEmbeddings: number,
@@ -59,6 +59,19 @@ export class HostEmbedding {
   }
 
   /**
+   * A table of that name and shape whose every read fails with `reason` (`INVALID_CHECKPOINT`): the
+   * stand-in for a table that does not fit its checkpoint, so that a loader can finish building a
+   * model to list every problem before failing.
+   *
+   * @param name - the table's name
+   * @param shape - `[rows, dim]`
+   * @param reason - the error message of a read
+   */
+  static unreadable(name: string, shape: readonly [number, number], reason: string): HostEmbedding {
+    return new HostEmbedding({ unreadable: reason }, name, shape[0], shape[1], 'F32');
+  }
+
+  /**
    * Adds row `ids[i]` of the table to `out[i·dim .. (i+1)·dim)` for every i, widening the stored
    * values to float32 (exact for BF16 and F16).
    *
@@ -69,13 +82,15 @@ export class HostEmbedding {
    */
   addRows(ids: ArrayLike<number>, out: Float32Array): void {
     const dim = this.dim;
+    const source = this.source;
+    if ('unreadable' in source) throw new NnError('INVALID_CHECKPOINT', source.unreadable);
     if (out.length !== ids.length * dim) throw new NnError('INVALID_ARGUMENT', `${this.name}: ${out.length} outputs for ${ids.length} rows of ${dim}`);
     for (let i = 0; i < ids.length; i++) {
       const id = ids[i]!;
       if (!Number.isInteger(id) || id < 0 || id >= this.numEmbeddings) throw new NnError('INVALID_ARGUMENT', `${this.name}: row ${id} is not in [0, ${this.numEmbeddings})`);
-      const bytes = this.source.readBytes(this.name, id * dim, (id + 1) * dim);
+      const bytes = source.readBytes(this.name, id * dim, (id + 1) * dim);
       if (!addWidened(bytes, this.dtype, out, i * dim, dim)) {
-        throw new NnError('INVALID_CHECKPOINT', `${this.source.description}: "${this.name}" row ${id} holds a non-finite value`);
+        throw new NnError('INVALID_CHECKPOINT', `${source.description}: "${this.name}" row ${id} holds a non-finite value`);
       }
     }
   }
