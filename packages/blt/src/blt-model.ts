@@ -150,20 +150,15 @@ export class ByteLatentTransformer {
     const resolved = where === 'source' ? resolveBltArgs(args) : undefined;
     const hash = resolved?.encoder.hash;
     if (resolved !== undefined && hash) {
-      const count = hash.numFunctions * hash.groupSizes.length;
-      try {
-        hashTables = Array.from({ length: count }, (_, t) => {
-          const name = `encoder_hash_tok_embedding.${t}.weight`;
-          init.claim(name);
-          return HostEmbedding.fromSource(file, name, [hash.vocabSize, resolved.encoder.dim]);
-        });
-      } catch (e) {
-        if (e instanceof NnError) throw new BltError('INVALID_CHECKPOINT', e.message);
-        throw e;
-      }
+      const shape = [hash.vocabSize, resolved.encoder.dim] as const;
+      // A table that does not fit is reported with every other problem by init.finish; its
+      // placeholder is never read (the model is not returned).
+      hashTables = Array.from({ length: hash.numFunctions * hash.groupSizes.length }, (_, t) => {
+        const name = `encoder_hash_tok_embedding.${t}.weight`;
+        return init.check(name, shape) ? HostEmbedding.fromSource(file, name, shape) : HostEmbedding.unreadable(name, shape, `${file.description}: "${name}" does not fit the model`);
+      });
     }
     const model = new ByteLatentTransformer(args, 0, { maxParameters: 2 * scalars + 2 ** 20, initialValues: init.initialValues, ...(hashTables ? { hashTables } : {}) });
-    if (hashTables !== undefined) model.owned.push(file);
     try {
       init.finish(model.registry);
     } catch (e) {
@@ -171,6 +166,8 @@ export class ByteLatentTransformer {
       if (e instanceof NnError) throw new BltError('INVALID_CHECKPOINT', e.message);
       throw e;
     }
+    // Only a model that is returned owns (and closes) the source its host tables read.
+    if (hashTables !== undefined) model.owned.push(file);
     return model;
   }
 

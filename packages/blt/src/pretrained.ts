@@ -344,7 +344,7 @@ export async function loadPretrained(location: string | URL | ModelFolder, optio
         options.patcher !== undefined
           ? await readPretrainedEntropyModel(options.patcher)
           : layout === 'transformers'
-            ? source.sameFileEntropy!
+            ? { ...source.sameFileEntropy!, weights: withoutClose(source.sameFileEntropy!.weights) }
             : await entropyModelOfBlt(folder, layout, source.configPath);
       // The BLT's own patching settings win over the entropy model folder's, as in the reference's demo
       // (its patcher is built from the BLT's `data.patcher_args`, only the checkpoint folder swapped).
@@ -369,6 +369,21 @@ export async function loadPretrained(location: string | URL | ModelFolder, optio
       loaded.dispose();
       if (loadedPatcher !== options.patcher) loadedPatcher?.dispose();
     },
+  };
+}
+
+/**
+ * A view of a source whose `close` does nothing: the entropy model read from the BLT's own file
+ * (transformers layout) must not close the file the BLT's host hash tables keep reading; the BLT
+ * (or this loader, when it fails) closes it.
+ */
+function withoutClose(source: TensorSource): TensorSource {
+  return {
+    description: source.description,
+    names: () => source.names(),
+    has: (name) => source.has(name),
+    info: (name) => source.info(name),
+    readBytes: (name, begin, end) => source.readBytes(name, begin, end),
   };
 }
 

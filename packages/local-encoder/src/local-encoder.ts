@@ -201,14 +201,11 @@ export class LocalEncoder {
     const tables = this.config.hash ? hashNgramTables(tokens, this.config.hash, seqLen) : [];
     const host = this.hostHashTables;
     const dim = this.config.dim;
-    // Host tables: the rows of every table summed on the host, one tensor added (with a tap, one
-    // tensor per table, added in the tensor path's order).
-    const hostSum = host !== undefined && tables.length > 0 && tap === undefined ? new Float32Array(tokens.length * dim) : undefined;
-    if (hostSum !== undefined) for (const t of tables) host![t.tableIndex]!.addRows(t.ids, hostSum);
     return tf.tidy(() => {
       let e = this.tokEmbeddings.apply(tf.tensor2d(tokens, [batch, seqLen], 'int32'));
       tap?.(`${this.path}.tok_embeddings`, e);
-      if (hostSum !== undefined) return tf.add(e, tf.tensor3d(hostSum, [batch, seqLen, dim])) as tf.Tensor3D;
+      // Host tables: each table's rows read on the host and added as one tensor, in the tensor
+      // path's order (the same float32 sums, so import ∘ export stays exact).
       for (const t of tables) {
         if (host !== undefined) {
           const v = tf.tensor3d(host[t.tableIndex]!.rows(t.ids), [batch, seqLen, dim]);
