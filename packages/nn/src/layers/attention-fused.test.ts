@@ -87,11 +87,13 @@ function attentionByHand(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, mask: MaskTen
   return tf.tidy(() => tf.matMul(softmaxByHand(tf.matMul(q, k, false, true), 1 / Math.sqrt(q.shape[q.rank - 1]!), mask?.bias, mask?.rowValid ?? undefined), v));
 }
 
+/** The kernel takes both mask inputs (a zero bias `[1, ..., K]` and a rowValid of ones stand for none). */
 function runMaskedSoftmax(x: tf.Tensor, scale: number, bias?: tf.Tensor, rowValid?: tf.Tensor): tf.Tensor {
-  const inputs: tf.NamedTensorMap = { x };
-  if (bias) inputs['bias'] = bias;
-  if (rowValid) inputs['rowValid'] = rowValid;
-  return tf.engine().runKernel(FUSED_KERNELS.maskedSoftmax, inputs, { scale }) as tf.Tensor;
+  return tf.tidy(() => {
+    const ones = new Array<number>(x.rank).fill(1);
+    const inputs: tf.NamedTensorMap = { x, bias: bias ?? tf.zeros([...ones.slice(1), x.shape[x.rank - 1]!]), rowValid: rowValid ?? tf.ones(ones) };
+    return tf.engine().runKernel(FUSED_KERNELS.maskedSoftmax, inputs, { scale }) as tf.Tensor;
+  });
 }
 
 /** A random 0/1 mask `[B, Q, K]` where rows `emptyRows` (flat b·Q + q) see nothing. */
@@ -212,8 +214,9 @@ describe('BytelatentMaskedSoftmax kernel', () => {
     expect(gValid?.shape).toEqual([2, 1, 3, 1]);
     // Through scaledDotProductAttention as well.
     const q = randomTensor([2, 2, 3, 4], 24);
-    expect(() => tf.dispose(tf.grad((b: tf.Tensor) => tf.sum(scaledDotProductAttention(q, q, q, { bias: b, rowValid: null })))(bias))).not.toThrow();
-    tf.dispose([x, bias, rowValid, q, ...(gBias ? [gBias] : []), ...(gValid ? [gValid] : [])]);
+    const scoresBias = randomTensor([2, 1, 3, 3], 25);
+    expect(() => tf.dispose(tf.grad((b: tf.Tensor) => tf.sum(scaledDotProductAttention(q, q, q, { bias: b, rowValid: null })))(scoresBias))).not.toThrow();
+    tf.dispose([x, bias, rowValid, q, scoresBias, ...(gBias ? [gBias] : []), ...(gValid ? [gValid] : [])]);
   });
 
   it('large scores do not overflow (the row maximum is subtracted)', () => {

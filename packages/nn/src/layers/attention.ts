@@ -62,31 +62,27 @@ function fusedAttentionFits(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, mask: Mask
   return broadcasts(mask.bias, scores[rank - 1]!) && (mask.rowValid == null || broadcasts(mask.rowValid, 1));
 }
 
-// The fused attention's gradient, recomputing the probabilities with the composite (once, shared by
-// the three thunks): dv = pᵀ·dy, ds = scale·p·(dp − Σ dp·p) with dp = dy·vᵀ, dq = ds·k, dk = dsᵀ·q.
-// The mask's inputs are constants (zeros, as RoPE's tables').
+// The fused attention's gradient, recomputing the probabilities with the composite in each thunk
+// (tfjs disposes what a thunk creates when it returns): dv = pᵀ·dy, ds = scale·p·(dp − Σ dp·p) with
+// dp = dy·vᵀ, dq = ds·k, dk = dsᵀ·q. The mask's inputs are constants (zeros, as RoPE's tables').
 tf.registerGradient({
   kernelName: FUSED_KERNELS.attention,
   inputsToSave: ['q', 'k', 'v', 'bias', 'rowValid'],
   gradFunc: (dy, saved, attrs) => {
-    const [q, k, v, bias, rowValid] = saved as tf.Tensor[];
+    const [q, k, v, bias, rowValid] = saved as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];
     const scale = (attrs as { scale: number }).scale;
-    let parts: { p: tf.Tensor; ds: tf.Tensor } | undefined;
-    const get = () => {
-      parts ??= tf.tidy(() => {
-        const p = maskedSoftmax(tf.matMul(q!, k!, false, true), scale, { bias: bias!, rowValid: rowValid! });
-        const dp = tf.matMul(dy as tf.Tensor, v!, false, true);
-        const ds = tf.mul(tf.mul(p, tf.sub(dp, tf.sum(tf.mul(dp, p), -1, true))), scale);
-        return { p, ds };
-      });
-      return parts;
+    const probabilities = () => maskedSoftmax(tf.matMul(q, k, false, true), scale, { bias, rowValid });
+    const scoreGradient = () => {
+      const p = probabilities();
+      const dp = tf.matMul(dy as tf.Tensor, v, false, true);
+      return tf.mul(tf.mul(p, tf.sub(dp, tf.sum(tf.mul(dp, p), -1, true))), scale);
     };
     return {
-      q: () => tf.matMul(get().ds, k!),
-      k: () => tf.matMul(get().ds, q!, true, false),
-      v: () => tf.matMul(get().p, dy as tf.Tensor, true, false),
-      bias: () => tf.zerosLike(bias!),
-      rowValid: () => tf.zerosLike(rowValid!),
+      q: () => tf.matMul(scoreGradient(), k),
+      k: () => tf.matMul(scoreGradient(), q, true, false),
+      v: () => tf.matMul(probabilities(), dy as tf.Tensor, true, false),
+      bias: () => tf.zerosLike(bias),
+      rowValid: () => tf.zerosLike(rowValid),
     };
   },
 });
