@@ -87,3 +87,40 @@ describe('UnsortedSegmentSum on cpu (linear-time replacement)', () => {
     tf.dispose([x, ids]);
   });
 });
+
+describe('cpu Slice fast path', () => {
+  it('equals the backend slice on non-contiguous slices of float32 and int32, any rank', async () => {
+    const { initBackend } = await import('./select-backend.js');
+    await initBackend({ backend: 'cpu' });
+    const cases: Array<[number[], number[], number[]]> = [
+      [[1, 16, 46, 8], [0, 0, 3, 0], [1, 16, 40, 8]],
+      [[2, 3, 5, 4], [1, 1, 2, 1], [1, 2, 3, 2]],
+      [[4, 6], [1, 2], [2, 3]],
+      [[2, 3, 4, 5, 6], [0, 1, 0, 2, 1], [2, 2, 4, 3, 5]],
+    ];
+    for (const [shape, begin, size] of cases) {
+      for (const dtype of ['float32', 'int32'] as const) {
+        const n = shape.reduce((a, b) => a * b, 1);
+        const x = tf.tensor(Array.from({ length: n }, (_, i) => i * 3 - 7), shape, dtype);
+        const got = tf.slice(x, begin, size);
+        // By hand: every element of the slice from the flat input.
+        const want: number[] = [];
+        const strides = shape.map((_, i) => shape.slice(i + 1).reduce((a, b) => a * b, 1));
+        const total = size.reduce((a, b) => a * b, 1);
+        for (let flat = 0; flat < total; flat++) {
+          let rest = flat;
+          let src = 0;
+          for (let i = size.length - 1; i >= 0; i--) {
+            src += ((rest % size[i]!) + begin[i]!) * strides[i]!;
+            rest = Math.floor(rest / size[i]!);
+          }
+          want.push(src * 3 - 7);
+        }
+        expect(got.shape).toEqual(size);
+        expect(got.dtype).toBe(dtype);
+        expect(Array.from(await got.data())).toEqual(want);
+        tf.dispose([x, got]);
+      }
+    }
+  });
+});

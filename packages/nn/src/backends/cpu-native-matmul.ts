@@ -51,6 +51,11 @@ function values(backend: MathBackendCPU, x: TensorInfo): Float32Array | undefine
   return v instanceof Float32Array ? v : undefined;
 }
 
+/** Products of at most this many rows are memory-bound (see {@link tryNative}). */
+const MEMORY_BOUND_ROWS = 8;
+/** Work per thread for them: a 256 × 256 matrix-vector product and larger run on two threads. */
+const MEMORY_BOUND_WORK = 1 << 16;
+
 /** The product by OpenBLAS as a new cpu tensor, or `undefined` to leave the call to the backend's kernel. */
 function tryNative(sgemm: NativeSgemmLike, args: CpuKernelArgs): TensorInfo | undefined {
   const { a, b } = args.inputs;
@@ -63,7 +68,20 @@ function tryNative(sgemm: NativeSgemmLike, args: CpuKernelArgs): TensorInfo | un
   const bData = values(args.backend, b);
   if (aData === undefined || bData === undefined) return undefined;
   const out = new Float32Array(dims.batch * dims.rows * dims.columns);
-  sgemmProduct(sgemm, dims, { data: aData, offset: 0, shape: a.shape }, { data: bData, offset: 0, shape: b.shape }, transposeA, transposeB, { data: out, offset: 0 });
+  const product = () => sgemmProduct(sgemm, dims, { data: aData, offset: 0, shape: a.shape }, { data: bData, offset: 0, shape: b.shape }, transposeA, transposeB, { data: out, offset: 0 });
+  const work = sgemm.getMinWorkPerThread?.();
+  if (work !== undefined && dims.batch * dims.rows <= MEMORY_BOUND_ROWS && work > MEMORY_BOUND_WORK) {
+    // A product of a few rows (a decoding step's) streams its weight matrix once: it is bound by
+    // memory bandwidth, which one core does not saturate, so it gets every thread.
+    sgemm.setMinWorkPerThread!(MEMORY_BOUND_WORK);
+    try {
+      product();
+    } finally {
+      sgemm.setMinWorkPerThread!(work);
+    }
+  } else {
+    product();
+  }
   return args.backend.makeTensorInfo([...dims.outBatch, dims.rows, dims.columns], 'float32', out);
 }
 

@@ -20,6 +20,7 @@ export const FUSED_KERNELS = {
   rotaryGrad: 'BytelatentRotaryGrad',
   maskedSoftmax: 'BytelatentMaskedSoftmax',
   attention: 'BytelatentAttention',
+  swiglu: 'BytelatentSwiGLU',
   swapMiddleAxes: 'BytelatentSwapMiddleAxes',
 } as const;
 
@@ -28,7 +29,7 @@ export const FUSED_KERNELS = {
  * every element through index arithmetic in JavaScript (tens to hundreds of ns each), while the wasm
  * backend runs them natively.
  */
-export const CPU_ONLY_FUSED_KERNELS: readonly string[] = [FUSED_KERNELS.maskedSoftmax, FUSED_KERNELS.swapMiddleAxes, FUSED_KERNELS.attention];
+export const CPU_ONLY_FUSED_KERNELS: readonly string[] = [FUSED_KERNELS.maskedSoftmax, FUSED_KERNELS.swapMiddleAxes, FUSED_KERNELS.attention, FUSED_KERNELS.swiglu];
 
 /** What a kernel needs from a backend that keeps float32 tensors in host-visible memory. */
 export interface HostMemory<B> {
@@ -169,12 +170,25 @@ export function maskedSoftmaxRows(
     }
     let sum = 0;
     for (let j = 0; j < k; j++) {
-      const e = Math.exp(y[base + j]! - max);
+      const d = y[base + j]! - max;
+      // Below this float32's exp is 0: masked keys (and far-off scores) skip Math.exp.
+      const e = d < EXP_UNDERFLOW ? 0 : Math.exp(d);
       y[base + j] = e;
       sum += e;
     }
     const f = valid / sum;
     for (let j = 0; j < k; j++) y[base + j]! *= f;
+  }
+}
+
+/** Where float32's `exp` underflows to 0 (the smallest subnormal is e^-103.28). */
+const EXP_UNDERFLOW = -104;
+
+/** SwiGLU's gate `silu(g) · u = g · u / (1 + e^−g)`, one pass. */
+function swigluRows(g: Float32Array, u: Float32Array, y: Float32Array): void {
+  for (let i = 0; i < y.length; i++) {
+    const x = g[i]!;
+    y[i] = (x * u[i]!) / (1 + Math.exp(-x));
   }
 }
 
@@ -249,6 +263,13 @@ export function fusedKernelConfigs<B>(backendName: string, memory: HostMemory<B>
         rowValid === undefined ? undefined : v(rowValid),
         rowValid === undefined ? undefined : broadcastRows(x.shape, rowValid.shape),
       );
+      return y;
+    }),
+    kernel(FUSED_KERNELS.swiglu, (args) => {
+      const gate = input(args, 'gate');
+      const up = input(args, 'up');
+      const y = memory.allocate(args.backend, gate.shape);
+      swigluRows(memory.values(args.backend, gate), memory.values(args.backend, up), memory.values(args.backend, y));
       return y;
     }),
     kernel(FUSED_KERNELS.swapMiddleAxes, (args) => {

@@ -55,6 +55,9 @@ export interface NativeSgemmLike {
     ldc: number,
     batch: number,
   ): void;
+  /** The work per thread OpenBLAS needs before it splits a product (the addon's; optional here). */
+  setMinWorkPerThread?(work: number): void;
+  getMinWorkPerThread?(): number;
 }
 
 /**

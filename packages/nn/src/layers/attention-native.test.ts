@@ -42,7 +42,7 @@ function withoutFusedAttention<T>(fn: () => T): T {
 }
 
 /** Output and gradients w.r.t. q, k, v of Σ attention·w (w fixed random weights). */
-function run(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, mask: MaskTensors | LocalAttentionSpec): tf.Tensor[] {
+function run(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, mask: MaskTensors | LocalAttentionSpec | null): tf.Tensor[] {
   return tf.tidy(() => {
     const out = scaledDotProductAttention(q, k, v, mask);
     const w = randomTensor(out.shape, 99);
@@ -52,7 +52,9 @@ function run(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, mask: MaskTensors | Local
 }
 
 describe('fused attention on the cpu backend (OpenBLAS)', () => {
-  const cases: Array<{ name: string; q: number[]; k: number[]; mask: (q: number, k: number) => MaskTensors | LocalAttentionSpec }> = [
+  const cases: Array<{ name: string; q: number[]; k: number[]; mask: (q: number, k: number) => MaskTensors | LocalAttentionSpec | null }> = [
+    // A cached decoding step: one query, every held key visible, no mask.
+    { name: 'no mask (a cached step)', q: [1, 4, 1, 8], k: [1, 4, 9, 8], mask: () => null },
     { name: 'causal, one row of 2 heads', q: [1, 2, 7, 8], k: [1, 2, 7, 8], mask: (n) => maskTensors(causalMask(1, n), 1, n, n) },
     {
       name: 'cross mask with empty rows, batch 2',
@@ -81,7 +83,7 @@ describe('fused attention on the cpu backend (OpenBLAS)', () => {
       // Repeated calls leak nothing.
       tf.dispose(run(q, k, v, mask));
       expect(tf.memory().numTensors).toBe(before);
-      if ('bias' in mask) tf.dispose([mask.bias, ...(mask.rowValid ? [mask.rowValid] : [])]);
+      if (mask && 'bias' in mask) tf.dispose([mask.bias, ...(mask.rowValid ? [mask.rowValid] : [])]);
       tf.dispose([q, k, v]);
     });
   }

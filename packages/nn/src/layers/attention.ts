@@ -37,11 +37,16 @@ export type AttentionMask = MaskTensors | LocalAttentionSpec;
 export function scaledDotProductAttention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, mask: AttentionMask | null): tf.Tensor {
   if (mask && 'kind' in mask) return blockedLocalAttention(q, k, v, mask);
   const scale = 1 / Math.sqrt(q.shape[q.rank - 1]!);
-  if (mask && fusedAttentionFits(q, k, v, mask)) {
-    return tf.tidy(() => {
-      const rowValid = mask.rowValid ?? tf.ones(new Array<number>(q.rank).fill(1));
-      return tf.engine().runKernel(FUSED_KERNELS.attention, { q, k, v, bias: mask.bias, rowValid }, { scale }) as tf.Tensor;
+  if (hasFused(FUSED_KERNELS.attention)) {
+    const fused = tf.tidy((): tf.Tensor | undefined => {
+      // No mask (a cached step sees every key it holds): a zero bias over the keys.
+      const ones = new Array<number>(q.rank).fill(1);
+      const given: MaskTensors = mask ?? { bias: tf.zeros([...ones.slice(1), k.shape[k.rank - 2]!]), rowValid: null };
+      if (!fusedAttentionFits(q, k, v, given)) return undefined;
+      const rowValid = given.rowValid ?? tf.ones(ones);
+      return tf.engine().runKernel(FUSED_KERNELS.attention, { q, k, v, bias: given.bias, rowValid }, { scale }) as tf.Tensor;
     });
+    if (fused !== undefined) return fused;
   }
   return tf.tidy(() => tf.matMul(maskedSoftmax(tf.matMul(q, k, false, true), scale, mask), v));
 }

@@ -181,6 +181,7 @@ try {
   const trafficBytes = s.generatedBytes * (local + entropy) + s.latentCalls * latent;
   const generateS = s.elapsedMs / 1000;
   const genPeak = peakRssGib();
+  const parameters = model.parameterCount() + patcher.model.registry.count();
   loaded.dispose();
 
   if (reference !== undefined) {
@@ -190,7 +191,7 @@ try {
   const refLoad = referenceFigures?.['load'];
   report({
     bench: 'blt-1b',
-    parameters: model.parameterCount(),
+    parameters,
     file_gb: read.bytes / 1e9,
     load_s: loadS,
     page_cache_read_s: read.seconds,
