@@ -82,7 +82,7 @@ async function main(): Promise<void> {
     const address = server.address();
     const actual = typeof address === 'object' && address ? address.port : port;
     const layout = service.info.bltLayout ? ` (${service.info.bltLayout} layout)` : '';
-    process.stdout.write(`bytelatent serve: http://${host}:${actual}/ (backend ${backend.name}; patcher ${service.info.patcherModel}; BLT ${service.info.bltModel}${layout})\n`);
+    process.stdout.write(`bytelatent serve: http://${host}:${actual}/ (backend ${service.info.backend}; patcher ${service.info.patcherModel}; BLT ${service.info.bltModel}${layout})\n`);
     if (!files && !folders) process.stdout.write('the page runs this model through the API only (a model behind a URL is not handed to the page)\n');
   });
   const stop = () => {

@@ -96,7 +96,8 @@ export async function createModelServiceFromPretrained(sources: PretrainedSource
     throw e;
   }
   const service = new ModelService(patcher, loaded.model, createGenerator(loaded.model, patcher), {
-    backend: sources.backend,
+    // The loader may have moved a model too large for the wasm heap to cpu.
+    backend: loaded.backend?.name ?? sources.backend,
     patcherModel: sources.patcherName ?? (typeof sources.patcher === 'string' ? sources.patcher : `${loaded.location} (${patcher.layout ?? 'own'} entropy model)`),
     bltModel: sources.bltName ?? loaded.location,
     bltLayout: loaded.layout,

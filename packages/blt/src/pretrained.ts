@@ -19,6 +19,7 @@ import {
   NnError,
   type TensorSource,
   detectCheckpointLayout,
+  dtypeByteSize,
   ffnArgsForHiddenSizes,
   initBackend,
   openModelFolder,
@@ -26,6 +27,7 @@ import {
   transformersNormEps,
   transformersRopeTheta,
 } from '@bytelatent/nn';
+import { getBackend } from '@tensorflow/tfjs-core';
 import type { BltArgs } from './blt-args.js';
 import { ByteLatentTransformer } from './blt-model.js';
 
@@ -93,7 +95,10 @@ export interface PretrainedBlt {
   readonly location: string;
   /** The patching settings read from the files (with `options.patching` applied). */
   readonly patching: PatcherDefaults;
-  /** The backend the model runs on, when `options.backend` was given. */
+  /**
+   * The backend the model runs on, when `options.backend` was given or the loader chose it (a
+   * model too large for the wasm heap goes to cpu, see {@link loadPretrained}).
+   */
   readonly backend: BackendInfo | undefined;
   /** Frees the model's and the patcher's weights (and closes the weights file). */
   dispose(): void;
@@ -302,7 +307,10 @@ function patchingOfTrainArgs(trainArgs: unknown, where: string, modelArgs: Recor
  *   `train_args.json`, `entropy_model/` inside);
  * - transformers — `model_type: "blt"` (`config.json` with sub-configurations, one or several
  *   `model*.safetensors`, the entropy model as `model.patcher.*`).
- * Weights stored as BF16, F16 or F32 are read as they are, one tensor at a time, and widened to float32.
+ * Weights stored as BF16, F16 or F32 are read as they are, one tensor at a time, and widened to float32;
+ * the hash n-gram tables stay in the file (`hashTables`). A model whose float32 weights cannot fit
+ * the wasm backend's 4 GiB heap (a released BLT-1B: 5.4 GiB) is built on the cpu backend when no
+ * backend (or `'auto'`) was asked for, and `backend.reason` says so; asking for `'wasm'` then fails.
  *
  * @example
  * const { model, patcher } = await loadPretrained('hf-weights/blt_1b', { backend: 'wasm' });
@@ -316,7 +324,7 @@ function patchingOfTrainArgs(trainArgs: unknown, where: string, modelArgs: Recor
  *   `CONFIG_MISMATCH` naming the field (unsupported or invalid arguments, e.g. an unknown `attn_impl`)
  */
 export async function loadPretrained(location: string | URL | ModelFolder, options: LoadPretrainedOptions = {}): Promise<PretrainedBlt> {
-  const backend = options.backend === undefined ? undefined : await initBackend({ ...options.backendOptions, backend: options.backend });
+  let backend = options.backend === undefined ? undefined : await initBackend({ ...options.backendOptions, backend: options.backend });
   let folder: ModelFolder;
   let layout: CheckpointLayout;
   let source: BltSource;
@@ -332,6 +340,12 @@ export async function loadPretrained(location: string | URL | ModelFolder, optio
   let model: ByteLatentTransformer | undefined;
   let patcher: EntropyPatcher | undefined;
   const hashTables = options.hashTables ?? 'source';
+  try {
+    backend = await backendThatHolds(source.weights, hashTables, options, backend);
+  } catch (e) {
+    source.file.close?.();
+    throw e;
+  }
   try {
     // With host hash tables the model keeps the weights (a view of the file) and closes them when disposed.
     model = withFileNamed(() => ByteLatentTransformer.fromSafetensors(source.weights, source.args, { hashTables }), source.configPath, source.weights.description);
@@ -370,6 +384,35 @@ export async function loadPretrained(location: string | URL | ModelFolder, optio
       if (loadedPatcher !== options.patcher) loadedPatcher?.dispose();
     },
   };
+}
+
+/**
+ * Most float32 weight bytes a model may hold on the wasm backend: its heap stops at 4 GiB, and the
+ * activations, the entropy model and tfjs need the rest.
+ */
+const WASM_WEIGHT_BYTES_LIMIT = 3.25 * 2 ** 30;
+
+/**
+ * The backend to build the model on: the one given or active, unless that is wasm and the model's
+ * tensors (float32; the hash tables too unless they stay in the file) cannot fit its 4 GiB heap —
+ * then cpu (its tensors live in JavaScript memory, its matmuls on OpenBLAS where built) when the
+ * caller left the choice open, else a clear error.
+ */
+export async function backendThatHolds(weights: TensorSource, hashTables: 'tensors' | 'source', options: LoadPretrainedOptions, chosen: BackendInfo | undefined): Promise<BackendInfo | undefined> {
+  if ((chosen?.name ?? getBackend()) !== 'wasm') return chosen;
+  let bytes = 0;
+  for (const name of weights.names()) {
+    if (hashTables === 'source' && name.startsWith('encoder_hash_tok_embedding.')) continue;
+    const info = weights.info(name);
+    bytes += (info.byteLength / dtypeByteSize(info.dtype)) * 4;
+  }
+  if (bytes <= WASM_WEIGHT_BYTES_LIMIT) return chosen;
+  const gib = (bytes / 2 ** 30).toFixed(1);
+  if (options.backend === 'wasm') {
+    throw new BltError('INVALID_ARGUMENT', `${weights.description}: the model's ${gib} GiB of float32 weights do not fit the wasm backend's 4 GiB heap: load it with backend 'cpu' (or 'auto')`);
+  }
+  const cpu = await initBackend({ ...options.backendOptions, backend: 'cpu' });
+  return { ...cpu, reason: `the model's ${gib} GiB of float32 weights exceed the wasm heap (4 GiB): ${cpu.reason.replace(/^forced \(backend: 'cpu'\)$/, 'cpu')}` };
 }
 
 /**
