@@ -22,7 +22,7 @@
  */
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import { BatchMatMul, _FusedMatMul, getKernel, registerKernel, unregisterKernel, type KernelConfig, type KernelFunc, type NamedAttrMap, type NamedTensorInfoMap, type TensorInfo } from '@tensorflow/tfjs-core';
-import { FUSED_KERNELS, broadcastRows, maskedSoftmaxRows } from './fused-kernels.js';
+import { FUSED_KERNELS, broadcastRows, softmaxRow } from './fused-kernels.js';
 import { type NativeSgemmLike, productDims, sgemmProduct } from './matmul-plan.js';
 
 const CPU = 'cpu';
@@ -96,6 +96,31 @@ function nativeConfig(sgemm: NativeSgemmLike, original: KernelConfig): KernelCon
   return { ...original, kernelFunc };
 }
 
+/**
+ * A bias at or below this hides its key: the masks' value is −1e9 (`../layers/masks.ts`), whose
+ * `exp(score + bias − max)` is exactly 0 in float32 for any score of a real model, so leaving such
+ * keys out of the products changes nothing.
+ */
+const MASKED_BIAS = -1e8;
+/** Queries per step of the attention kernel, so that each block's visible keys are a narrow range. */
+const QUERY_BLOCK = 128;
+
+/** The range `[lo, hi)` of keys that some row of a block does not mask. */
+function visibleKeys(bias: Float32Array, biasRows: Int32Array, first: number, rows: number, keys: number): { lo: number; hi: number } {
+  let lo = keys;
+  let hi = 0;
+  for (let r = 0; r < rows; r++) {
+    const base = biasRows[first + r]! * keys;
+    let j = 0;
+    while (j < lo && bias[base + j]! <= MASKED_BIAS) j++;
+    lo = Math.min(lo, j);
+    let e = keys;
+    while (e > hi && bias[base + e - 1]! <= MASKED_BIAS) e--;
+    hi = Math.max(hi, e);
+  }
+  return { lo, hi };
+}
+
 /** Most scores one step of the attention kernel holds (queries per step = this / keys, at least 1). */
 const SCORE_BLOCK = 1 << 20;
 let scratch = new Float32Array(0);
@@ -118,17 +143,24 @@ function attentionKernel(sgemm: NativeSgemmLike, args: CpuKernelArgs): TensorInf
   const validRows = broadcastRows(scoresShape, rowValid!.shape);
   const [qv, kv, vv, bv, rv] = [q, k, v, bias, rowValid].map((t) => values(backend, t!)!) as Float32Array[];
   const out = new Float32Array(lead * queries * valueDepth);
-  const step = Math.max(1, Math.min(queries, Math.floor(SCORE_BLOCK / Math.max(1, keys))));
+  const step = Math.max(1, Math.min(queries, QUERY_BLOCK, Math.floor(SCORE_BLOCK / Math.max(1, keys))));
   if (scratch.length < step * keys) scratch = new Float32Array(step * keys);
   const scale = args.attrs?.['scale'] as number;
   for (let i = 0; i < lead; i++) {
     for (let q0 = 0; q0 < queries; q0 += step) {
       const rows = Math.min(step, queries - q0);
       const first = i * queries + q0;
-      const scores = scratch.subarray(0, rows * keys);
-      sgemm.sgemm(false, true, rows, keys, depth, 1, qv!, first * depth, depth, kv!, i * keys * depth, depth, 0, scores, 0, keys);
-      maskedSoftmaxRows(scores, scores, keys, scale, bv, biasRows.subarray(first, first + rows), rv, validRows.subarray(first, first + rows));
-      sgemm.sgemm(false, false, rows, valueDepth, keys, 1, scores, 0, keys, vv!, i * keys * valueDepth, valueDepth, 0, out, first * valueDepth, valueDepth);
+      // Only the keys some row of the block sees: a causal or windowed mask hides whole ranges,
+      // whose softmax weights are exactly 0 (see MASKED_BIAS).
+      const { lo, hi } = visibleKeys(bv!, biasRows, first, rows, keys);
+      if (hi < lo) continue; // no row sees a key: its output stays 0 (maskArrays zeroes such rows)
+      const width = hi - lo;
+      const scores = scratch.subarray(0, rows * width);
+      sgemm.sgemm(false, true, rows, width, depth, 1, qv!, first * depth, depth, kv!, (i * keys + lo) * depth, depth, 0, scores, 0, width);
+      for (let r = 0; r < rows; r++) {
+        softmaxRow(scores, r * width, width, scale, bv!, biasRows[first + r]! * keys + lo, rv![validRows[first + r]!]!);
+      }
+      sgemm.sgemm(false, false, rows, valueDepth, width, 1, scores, 0, width, vv!, (i * keys + lo) * valueDepth, valueDepth, 0, out, first * valueDepth, valueDepth);
     }
   }
   return backend.makeTensorInfo([...q!.shape.slice(0, -1), valueDepth], 'float32', out);

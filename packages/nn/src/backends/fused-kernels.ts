@@ -143,7 +143,7 @@ export function broadcastRows(shape: readonly number[], operandShape: readonly n
  * them broadcasting, which the cpu backend runs index by index). `bias` (`[..., K]`) and `rowValid`
  * (`[..., 1]`) broadcast over the leading axes; the sum is accumulated in double precision.
  */
-export function maskedSoftmaxRows(
+function maskedSoftmaxRows(
   x: Float32Array,
   y: Float32Array,
   k: number,
@@ -154,31 +154,37 @@ export function maskedSoftmaxRows(
   validRows: Int32Array | undefined,
 ): void {
   const rows = x.length / k;
+  if (x !== y) y.set(x);
   for (let r = 0; r < rows; r++) {
-    const base = r * k;
-    const valid = rowValid === undefined ? 1 : rowValid[validRows![r]!]!;
-    if (valid === 0) {
-      y.fill(0, base, base + k);
-      continue;
-    }
-    const bBase = bias === undefined ? -1 : biasRows![r]! * k;
-    let max = -Infinity;
-    for (let j = 0; j < k; j++) {
-      const v = x[base + j]! * scale + (bBase < 0 ? 0 : bias![bBase + j]!);
-      y[base + j] = v;
-      if (v > max) max = v;
-    }
-    let sum = 0;
-    for (let j = 0; j < k; j++) {
-      const d = y[base + j]! - max;
-      // Below this float32's exp is 0: masked keys (and far-off scores) skip Math.exp.
-      const e = d < EXP_UNDERFLOW ? 0 : Math.exp(d);
-      y[base + j] = e;
-      sum += e;
-    }
-    const f = valid / sum;
-    for (let j = 0; j < k; j++) y[base + j]! *= f;
+    softmaxRow(y, r * k, k, scale, bias, bias === undefined ? 0 : biasRows![r]! * k, rowValid === undefined ? 1 : rowValid[validRows![r]!]!);
   }
+}
+
+/**
+ * `y[base ..] = softmax(y·scale + bias) · valid` over one row of `width` scores, in place (the sum in
+ * double precision); `bias` (or none) is read from `biasBase`.
+ */
+export function softmaxRow(y: Float32Array, base: number, width: number, scale: number, bias: Float32Array | undefined, biasBase: number, valid: number): void {
+  if (valid === 0) {
+    y.fill(0, base, base + width);
+    return;
+  }
+  let max = -Infinity;
+  for (let j = 0; j < width; j++) {
+    const v = y[base + j]! * scale + (bias === undefined ? 0 : bias[biasBase + j]!);
+    y[base + j] = v;
+    if (v > max) max = v;
+  }
+  let sum = 0;
+  for (let j = 0; j < width; j++) {
+    const d = y[base + j]! - max;
+    // Below this float32's exp is 0: masked keys (and far-off scores) skip Math.exp.
+    const e = d < EXP_UNDERFLOW ? 0 : Math.exp(d);
+    y[base + j] = e;
+    sum += e;
+  }
+  const f = valid / sum;
+  for (let j = 0; j < width; j++) y[base + j]! *= f;
 }
 
 /** Where float32's `exp` underflows to 0 (the smallest subnormal is e^-103.28). */
