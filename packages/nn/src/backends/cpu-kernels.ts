@@ -20,6 +20,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import { Add, Multiply, Slice, type Tensor, UnsortedSegmentSum, getKernel, slice_util, registerKernel, unregisterKernel, type KernelConfig, type KernelFunc, type NamedAttrMap, type NamedTensorInfoMap, type TensorInfo } from '@tensorflow/tfjs-core';
 import { NnError } from '../layers/errors.js';
+import { poolFloat32 } from './cpu-buffer-pool.js';
 import { fusedKernelConfigs } from './fused-kernels.js';
 import { checkSegmentSum, segmentSum } from './segment-sum.js';
 
@@ -42,7 +43,8 @@ const unsortedSegmentSumConfig: KernelConfig = {
 };
 
 const fusedConfigs = fusedKernelConfigs<MathBackendCPU>(CPU, {
-  allocate: (backend, shape) => backend.makeTensorInfo(shape, 'float32', new Float32Array(shape.reduce((p, d) => p * d, 1))),
+  // Every fused kernel writes all of its outputs: a reused array needs no zeroing.
+  allocate: (backend, shape) => backend.makeTensorInfo(shape, 'float32', poolFloat32(shape.reduce((p, d) => p * d, 1))),
   values: (backend, tensor) => backend.data.get(tensor.dataId).values as Float32Array,
 });
 
@@ -76,7 +78,7 @@ function sameShapeConfig(name: string, op: (a: Float32Array, b: Float32Array, ou
     const av = args.backend.data.get(a.dataId).values;
     const bv = args.backend.data.get(b.dataId).values;
     if (!(av instanceof Float32Array) || !(bv instanceof Float32Array) || av.length !== bv.length) return undefined;
-    const out = new Float32Array(av.length);
+    const out = poolFloat32(av.length);
     op(av, bv, out);
     return args.backend.makeTensorInfo(a.shape, 'float32', out);
   });
@@ -101,7 +103,7 @@ function sliceConfig(): KernelConfig | undefined {
     for (let i = rank - 2; i >= 0; i--) strides[i] = strides[i + 1]! * x.shape[i + 1]!;
     const row = size[rank - 1]!;
     const total = size.reduce((p, d) => p * d, 1);
-    const out = values instanceof Float32Array ? new Float32Array(total) : new Int32Array(total);
+    const out = values instanceof Float32Array ? poolFloat32(total) : new Int32Array(total);
     const index = new Array<number>(rank - 1).fill(0);
     for (let dst = 0; dst < total; dst += row) {
       let src = begin[rank - 1]!;

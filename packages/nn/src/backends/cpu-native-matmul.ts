@@ -22,6 +22,7 @@
  */
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import { BatchMatMul, _FusedMatMul, getKernel, registerKernel, unregisterKernel, type KernelConfig, type KernelFunc, type NamedAttrMap, type NamedTensorInfoMap, type TensorInfo } from '@tensorflow/tfjs-core';
+import { poolFloat32 } from './cpu-buffer-pool.js';
 import { FUSED_KERNELS, broadcastRows, softmaxRow } from './fused-kernels.js';
 import { type NativeSgemmLike, productDims, sgemmProduct } from './matmul-plan.js';
 
@@ -67,7 +68,8 @@ function tryNative(sgemm: NativeSgemmLike, args: CpuKernelArgs): TensorInfo | un
   const aData = values(args.backend, a);
   const bData = values(args.backend, b);
   if (aData === undefined || bData === undefined) return undefined;
-  const out = new Float32Array(dims.batch * dims.rows * dims.columns);
+  // beta = 0 writes every element, except when there is nothing to sum (inner 0): then zeros.
+  const out = poolFloat32(dims.batch * dims.rows * dims.columns, dims.inner === 0);
   const product = () => sgemmProduct(sgemm, dims, { data: aData, offset: 0, shape: a.shape }, { data: bData, offset: 0, shape: b.shape }, transposeA, transposeB, { data: out, offset: 0 });
   const work = sgemm.getMinWorkPerThread?.();
   if (work !== undefined && dims.batch * dims.rows <= MEMORY_BOUND_ROWS && work > MEMORY_BOUND_WORK) {
@@ -142,7 +144,8 @@ function attentionKernel(sgemm: NativeSgemmLike, args: CpuKernelArgs): TensorInf
   const biasRows = broadcastRows(scoresShape, bias!.shape);
   const validRows = broadcastRows(scoresShape, rowValid!.shape);
   const [qv, kv, vv, bv, rv] = [q, k, v, bias, rowValid].map((t) => values(backend, t!)!) as Float32Array[];
-  const out = new Float32Array(lead * queries * valueDepth);
+  // Zeros: the rows of a block that sees no key are never written.
+  const out = poolFloat32(lead * queries * valueDepth, true);
   const step = Math.max(1, Math.min(queries, QUERY_BLOCK, Math.floor(SCORE_BLOCK / Math.max(1, keys))));
   if (scratch.length < step * keys) scratch = new Float32Array(step * keys);
   const scale = args.attrs?.['scale'] as number;

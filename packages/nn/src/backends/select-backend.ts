@@ -8,7 +8,8 @@
  * imported wasm backend would register itself at priority 2 and make every synchronous tfjs call
  * made before `await tf.ready()` throw "backend 'wasm' has not yet been initialized".)
  */
-import { engine, findBackendFactory, getBackend, setBackend } from '@tensorflow/tfjs-core';
+import { engine, findBackend, findBackendFactory, getBackend, setBackend } from '@tensorflow/tfjs-core';
+import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import type * as WasmKernelFixesModule from './wasm-kernels.js';
 import type { NativeSgemmLike } from './wasm-native-matmul.js';
 
@@ -312,13 +313,23 @@ async function activate(name: BackendName): Promise<Attempt> {
 }
 
 async function tryCpu(): Promise<Attempt> {
+  let pool: typeof import('./cpu-buffer-pool.js');
   try {
     // Registers the backend and the kernel replacements of ./cpu-kernels.ts.
     await import('./cpu-kernels.js');
+    pool = await import('./cpu-buffer-pool.js');
   } catch (e) {
     return { ok: false, why: `@tensorflow/tfjs-backend-cpu could not be loaded: ${errorMessage(e)}` };
   }
-  return activate('cpu');
+  const attempt = await activate('cpu');
+  if (attempt.ok) {
+    const backend = findBackend('cpu') as MathBackendCPU;
+    pool.hookCpuBufferPool(backend);
+    // tfjs prints a banner on the cpu backend's first tensor in Node (advice to install tfjs-node):
+    // the backend was chosen on purpose, the banner would only reach our users' consoles.
+    (backend as unknown as { firstUse: boolean }).firstUse = false;
+  }
+  return attempt;
 }
 
 async function tryWasm(wasmPaths: string | undefined): Promise<Attempt> {
