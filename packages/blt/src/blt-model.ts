@@ -338,7 +338,7 @@ export class ByteLatentTransformer {
     return serializeSafetensors(tensors, { ...metadata, [BLT_ARGS_METADATA_KEY]: JSON.stringify(this.referenceArgs) });
   }
 
-  /** Number of trainable scalars. */
+  /** Number of parameters: the trainable scalars, plus the rows of host hash tables (not trainable). */
   parameterCount(): number {
     return this.registry.count() + (this.localEncoder.hostHashTables ?? []).reduce((sum, t) => sum + t.numEmbeddings * t.dim, 0);
   }

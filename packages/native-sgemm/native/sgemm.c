@@ -440,6 +440,123 @@ static bool get_setter_arg(napi_env env, napi_callback_info info, const char *fn
   return get_int(env, argv[0], fn, name, min, max, out);
 }
 
+/* An Int32Array argument: its data pointer and length in elements. */
+static bool get_i32(napi_env env, napi_value value, const char *fn, const char *name, int32_t **data, int64_t *length) {
+  bool is_typed = false;
+  napi_typedarray_type type;
+  size_t n = 0;
+  void *ptr = NULL;
+  if (napi_is_typedarray(env, value, &is_typed) != napi_ok || !is_typed || napi_get_typedarray_info(env, value, &type, &n, &ptr, NULL, NULL) != napi_ok ||
+      type != napi_int32_array) {
+    char what[128];
+    snprintf(what, sizeof what, "%s must be an Int32Array", name);
+    throw_type(env, fn, what);
+    return false;
+  }
+  *data = (int32_t *)ptr;
+  *length = (int64_t)n;
+  return true;
+}
+
+/*
+ * swiglu(gate, up, out): out[i] = gate[i] * up[i] / (1 + exp(-gate[i])), SwiGLU's gate (silu(g) * u).
+ * The three arrays have the same length. An element-wise pass with an exponential: in C, several
+ * times faster than JavaScript's Math.exp.
+ */
+static napi_value js_swiglu(napi_env env, napi_callback_info info) {
+  static const char *fn = "swiglu";
+  napi_value argv[3];
+  float *g, *u, *y;
+  int64_t ng, nu, ny;
+  if (!get_args(env, info, fn, 3, argv) || !get_f32(env, argv[0], fn, "gate", &g, &ng) || !get_f32(env, argv[1], fn, "up", &u, &nu) ||
+      !get_f32(env, argv[2], fn, "out", &y, &ny)) {
+    return NULL;
+  }
+  if (ng != nu || ng != ny) {
+    char what[192];
+    snprintf(what, sizeof what, "gate, up and out must have the same length, got %lld, %lld and %lld", (long long)ng, (long long)nu, (long long)ny);
+    throw_range(env, fn, what);
+    return NULL;
+  }
+  for (int64_t i = 0; i < ng; i++) {
+    float x = g[i];
+    y[i] = x * u[i] / (1.0f + expf(-x));
+  }
+  return NULL;
+}
+
+/*
+ * softmaxRows(y, offset, rows, width, ld, scale, bias, biasOffsets, valid): in place, for each row r
+ * of the rows x width matrix at y[offset] (leading dimension ld):
+ *   y_r = softmax(y_r * scale + bias[biasOffsets[r] ..]) * valid[r]
+ * (a row with valid[r] == 0 becomes 0; the sum is accumulated in double precision; terms below
+ * float32's exp range are 0 without calling exp). Attention's scale, additive mask, softmax and
+ * empty-row zeroing in one pass.
+ */
+static napi_value js_softmax_rows(napi_env env, napi_callback_info info) {
+  static const char *fn = "softmaxRows";
+  napi_value argv[9];
+  float *y, *bias, *valid;
+  int32_t *offsets;
+  int64_t ny, nbias, nvalid, noffsets, offset, rows, width, ld;
+  double scale;
+  if (!get_args(env, info, fn, 9, argv) || !get_f32(env, argv[0], fn, "y", &y, &ny) || !get_int(env, argv[1], fn, "offset", 0, MAX_OFFSET, &offset) ||
+      !get_int(env, argv[2], fn, "rows", 0, MAX_DIM, &rows) || !get_int(env, argv[3], fn, "width", 0, MAX_DIM, &width) ||
+      !get_int(env, argv[4], fn, "ld", 1, MAX_DIM, &ld) || !get_number(env, argv[5], fn, "scale", &scale) || !get_f32(env, argv[6], fn, "bias", &bias, &nbias) ||
+      !get_i32(env, argv[7], fn, "biasOffsets", &offsets, &noffsets) || !get_f32(env, argv[8], fn, "valid", &valid, &nvalid)) {
+    return NULL;
+  }
+  char what[256];
+  if (ld < width) {
+    snprintf(what, sizeof what, "ld (%lld) must be at least width (%lld)", (long long)ld, (long long)width);
+    throw_range(env, fn, what);
+    return NULL;
+  }
+  if (offset + extent(rows, width, ld) > ny) {
+    snprintf(what, sizeof what, "the %lld x %lld matrix at %lld reaches past the %lld elements of y", (long long)rows, (long long)width, (long long)offset, (long long)ny);
+    throw_range(env, fn, what);
+    return NULL;
+  }
+  if (noffsets < rows || nvalid < rows) {
+    snprintf(what, sizeof what, "biasOffsets (%lld) and valid (%lld) need an entry per row (%lld)", (long long)noffsets, (long long)nvalid, (long long)rows);
+    throw_range(env, fn, what);
+    return NULL;
+  }
+  for (int64_t r = 0; r < rows; r++) {
+    if (offsets[r] < 0 || (int64_t)offsets[r] + width > nbias) {
+      snprintf(what, sizeof what, "row %lld's bias at %d reaches past the %lld elements of bias", (long long)r, offsets[r], (long long)nbias);
+      throw_range(env, fn, what);
+      return NULL;
+    }
+  }
+  const float s = (float)scale;
+  for (int64_t r = 0; r < rows; r++) {
+    float *row = y + offset + r * ld;
+    const float *b = bias + offsets[r];
+    const float v = valid[r];
+    if (v == 0.0f) {
+      memset(row, 0, (size_t)width * sizeof(float));
+      continue;
+    }
+    float max = -INFINITY;
+    for (int64_t j = 0; j < width; j++) {
+      float x = row[j] * s + b[j];
+      row[j] = x;
+      if (x > max) max = x;
+    }
+    double sum = 0;
+    for (int64_t j = 0; j < width; j++) {
+      float d = row[j] - max;
+      float e = d < -104.0f ? 0.0f : expf(d);
+      row[j] = e;
+      sum += e;
+    }
+    const float f = (float)(v / sum);
+    for (int64_t j = 0; j < width; j++) row[j] *= f;
+  }
+  return NULL;
+}
+
 /* setNumThreads(n): OpenBLAS's thread count for later calls (process-wide). */
 static napi_value js_set_num_threads(napi_env env, napi_callback_info info) {
   int64_t threads;
@@ -498,6 +615,8 @@ NAPI_MODULE_INIT() {
       {"setMinWorkPerThread", NULL, js_set_min_work_per_thread, NULL, NULL, NULL, napi_enumerable, NULL},
       {"getMinWorkPerThread", NULL, js_get_min_work_per_thread, NULL, NULL, NULL, napi_enumerable, NULL},
       {"config", NULL, js_config, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"swiglu", NULL, js_swiglu, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"softmaxRows", NULL, js_softmax_rows, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
   return exports;

@@ -71,9 +71,10 @@ const probe = spawnSync(cc, ['--version'], { encoding: 'utf8' });
 if (probe.error !== undefined || probe.status !== 0) skip(`no C compiler (\`${cc} --version\` failed; Debian: apt-get install gcc)`);
 
 const blasLibs = (process.env.BYTELATENT_BLAS_LIBS ?? '-lopenblas').split(/\s+/).filter(Boolean);
-// The work is all in OpenBLAS; the wrapper only validates arguments, so -O2 is plenty.
+// The products are OpenBLAS's; the two element-wise passes (swiglu, softmaxRows) want expf without
+// errno bookkeeping (-fno-math-errno), nothing that changes results.
 const args = [
-  '-std=c11', '-O2', '-Wall', '-Wextra', '-fPIC', '-shared', '-fvisibility=hidden', '-DNAPI_VERSION=8',
+  '-std=c11', '-O2', '-fno-math-errno', '-Wall', '-Wextra', '-fPIC', '-shared', '-fvisibility=hidden', '-DNAPI_VERSION=8',
   `-I${include}`, source, '-o', staging, ...blasLibs, '-lm',
 ];
 mkdirSync(outDir, { recursive: true });

@@ -352,3 +352,35 @@ describe('loading', () => {
     else expect(reason).toBeUndefined();
   });
 });
+
+describe('element-wise passes', () => {
+  const sgemm = loadNativeSgemm();
+  it.skipIf(sgemm === undefined)('swiglu equals g · u / (1 + e^−g) and checks lengths', () => {
+    const g = Float32Array.from([-100, -3, -0.5, 0, 0.5, 3, 100]);
+    const u = Float32Array.from([1, 2, -1, 5, 0.25, -2, 3]);
+    const out = new Float32Array(g.length);
+    sgemm!.swiglu(g, u, out);
+    g.forEach((x, i) => expect(out[i]).toBeCloseTo((x * u[i]!) / (1 + Math.exp(-x)), 5));
+    expect(() => sgemm!.swiglu(g, u, new Float32Array(3))).toThrow(RangeError);
+    expect(() => sgemm!.swiglu(g, u as unknown as Float32Array, [] as unknown as Float32Array)).toThrow(TypeError);
+  });
+
+  it.skipIf(sgemm === undefined)('softmaxRows: scaled, masked softmax per row, empty rows zeroed, bounds checked', () => {
+    // Two rows of width 3 with a leading dimension of 4, starting at element 1.
+    const y = Float32Array.from([9, 1, 2, 3, 9, 0, 0, 0, 9]);
+    const bias = Float32Array.from([0, 0, -1e9, 0, 0, 0]);
+    sgemm!.softmaxRows(y, 1, 2, 3, 4, 0.5, bias, Int32Array.from([0, 3]), Float32Array.from([1, 0]));
+    const e = [Math.exp(0.5), Math.exp(1)];
+    expect(y[0]).toBe(9);
+    expect(y[1]).toBeCloseTo(e[0]! / (e[0]! + e[1]!), 6);
+    expect(y[2]).toBeCloseTo(e[1]! / (e[0]! + e[1]!), 6);
+    expect(y[3]).toBe(0);
+    expect(y[4]).toBe(9); // between the rows: untouched
+    expect(Array.from(y.subarray(5, 8))).toEqual([0, 0, 0]);
+    expect(y[8]).toBe(9);
+    expect(() => sgemm!.softmaxRows(y, 4, 2, 3, 4, 1, bias, Int32Array.from([0, 3]), Float32Array.from([1, 1]))).toThrow(RangeError);
+    expect(() => sgemm!.softmaxRows(y, 0, 2, 3, 4, 1, bias, Int32Array.from([0, 4]), Float32Array.from([1, 1]))).toThrow(RangeError);
+    expect(() => sgemm!.softmaxRows(y, 0, 2, 3, 2, 1, bias, Int32Array.from([0, 3]), Float32Array.from([1, 1]))).toThrow(RangeError);
+    expect(() => sgemm!.softmaxRows(y, 0, 2, 3, 4, 1, bias, [0, 3] as unknown as Int32Array, Float32Array.from([1, 1]))).toThrow(TypeError);
+  });
+});

@@ -112,6 +112,24 @@ export interface NativeSgemm {
   setMinWorkPerThread(work: number): void;
   /** The work per thread in force ({@link NativeSgemm.setMinWorkPerThread}). */
   getMinWorkPerThread(): number;
+  /**
+   * SwiGLU's gate, `out[i] = gate[i] · up[i] / (1 + e^−gate[i])` (`silu(gate) · up`), in one pass
+   * (C's `expf` is several times faster than JavaScript's `Math.exp`).
+   *
+   * @throws {TypeError} an argument that is not a Float32Array
+   * @throws {RangeError} arrays of different lengths
+   */
+  swiglu(gate: Float32Array, up: Float32Array, out: Float32Array): void;
+  /**
+   * In place, for each row `r` of the `rows × width` matrix at `y[offset]` (leading dimension `ld`):
+   * `y_r = softmax(y_r · scale + bias[biasOffsets[r] ..]) · valid[r]`. A row with `valid[r] = 0`
+   * becomes 0; the sum is accumulated in double precision. Attention's scale, additive mask,
+   * softmax and empty-row zeroing in one pass.
+   *
+   * @throws {TypeError} an argument of the wrong type
+   * @throws {RangeError} a matrix, a bias row or a per-row array reaching past its array, `ld < width`
+   */
+  softmaxRows(y: Float32Array, offset: number, rows: number, width: number, ld: number, scale: number, bias: Float32Array, biasOffsets: Int32Array, valid: Float32Array): void;
   /** OpenBLAS's build configuration and the CPU core type it dispatched to, e.g. `'OpenBLAS 0.3.21 ... (core Zen)'`. */
   readonly config: string;
   /** Absolute path of the loaded addon. */
@@ -135,6 +153,8 @@ interface Addon {
   setMinWorkPerThread(work: number): void;
   getMinWorkPerThread(): number;
   config(): string;
+  swiglu: NativeSgemm['swiglu'];
+  softmaxRows: NativeSgemm['softmaxRows'];
 }
 
 /** Where the build script puts the addon, relative to this module (in `src/` or `dist/`). */
@@ -154,7 +174,7 @@ function isAddon(value: unknown): value is Addon {
   return (
     typeof v === 'object' &&
     v !== null &&
-    ['sgemm', 'sgemmBatched', 'setNumThreads', 'getNumThreads', 'setMinWorkPerThread', 'getMinWorkPerThread', 'config'].every((name) => typeof v[name] === 'function')
+    ['sgemm', 'sgemmBatched', 'setNumThreads', 'getNumThreads', 'setMinWorkPerThread', 'getMinWorkPerThread', 'config', 'swiglu', 'softmaxRows'].every((name) => typeof v[name] === 'function')
   );
 }
 
@@ -185,6 +205,8 @@ function load(): LoadResult {
     getNumThreads: addon.getNumThreads,
     setMinWorkPerThread: addon.setMinWorkPerThread,
     getMinWorkPerThread: addon.getMinWorkPerThread,
+    swiglu: addon.swiglu,
+    softmaxRows: addon.softmaxRows,
     config: addon.config(),
     path,
   });

@@ -126,6 +126,9 @@ function visibleKeys(bias: Float32Array, biasRows: Int32Array, first: number, ro
 /** Most scores one step of the attention kernel holds (queries per step = this / keys, at least 1). */
 const SCORE_BLOCK = 1 << 20;
 let scratch = new Float32Array(0);
+/** Per row of a block: where its bias starts and its row-valid factor (for the addon's softmaxRows). */
+const blockBias = new Int32Array(QUERY_BLOCK);
+const blockValid = new Float32Array(QUERY_BLOCK);
 
 /**
  * `softmax(q·kᵀ·scale + bias)·rowValid · v` for `q` `[..., Q, D]`, `k`/`v` `[..., K, D]` with the
@@ -160,8 +163,16 @@ function attentionKernel(sgemm: NativeSgemmLike, args: CpuKernelArgs): TensorInf
       const width = hi - lo;
       const scores = scratch.subarray(0, rows * width);
       sgemm.sgemm(false, true, rows, width, depth, 1, qv!, first * depth, depth, kv!, (i * keys + lo) * depth, depth, 0, scores, 0, width);
-      for (let r = 0; r < rows; r++) {
-        softmaxRow(scores, r * width, width, scale, bv!, biasRows[first + r]! * keys + lo, rv![validRows[first + r]!]!);
+      if (sgemm.softmaxRows !== undefined) {
+        for (let r = 0; r < rows; r++) {
+          blockBias[r] = biasRows[first + r]! * keys + lo;
+          blockValid[r] = rv![validRows[first + r]!]!;
+        }
+        sgemm.softmaxRows(scores, 0, rows, width, width, scale, bv!, blockBias, blockValid);
+      } else {
+        for (let r = 0; r < rows; r++) {
+          softmaxRow(scores, r * width, width, scale, bv!, biasRows[first + r]! * keys + lo, rv![validRows[first + r]!]!);
+        }
       }
       sgemm.sgemm(false, false, rows, valueDepth, width, 1, scores, 0, width, vv!, (i * keys + lo) * valueDepth, valueDepth, 0, out, first * valueDepth, valueDepth);
     }
@@ -186,6 +197,25 @@ export function enableNativeCpuMatMul(sgemm: NativeSgemmLike): void {
   }
   if (getKernel(FUSED_KERNELS.attention, CPU) !== undefined) unregisterKernel(FUSED_KERNELS.attention, CPU);
   registerKernel({ kernelName: FUSED_KERNELS.attention, backendName: CPU, kernelFunc: ((args: CpuKernelArgs) => attentionKernel(sgemm, args)) as unknown as KernelFunc });
+  const swiglu = sgemm.swiglu;
+  const jsSwiglu = s.originals.get(FUSED_KERNELS.swiglu) ?? getKernel(FUSED_KERNELS.swiglu, CPU);
+  if (swiglu !== undefined && jsSwiglu !== undefined) {
+    s.originals.set(FUSED_KERNELS.swiglu, jsSwiglu);
+    unregisterKernel(FUSED_KERNELS.swiglu, CPU);
+    registerKernel({
+      kernelName: FUSED_KERNELS.swiglu,
+      backendName: CPU,
+      kernelFunc: ((args: CpuKernelArgs) => {
+        const gate = args.inputs['gate']!;
+        const g = values(args.backend, gate);
+        const u = values(args.backend, args.inputs['up']!);
+        if (g === undefined || u === undefined || g.length !== u.length) return jsSwiglu.kernelFunc(args as unknown as Parameters<KernelFunc>[0]);
+        const out = poolFloat32(g.length);
+        swiglu.call(sgemm, g, u, out);
+        return args.backend.makeTensorInfo(gate.shape, 'float32', out);
+      }) as unknown as KernelFunc,
+    });
+  }
   s.active = true;
 }
 

@@ -58,6 +58,10 @@ export interface NativeSgemmLike {
   /** The work per thread OpenBLAS needs before it splits a product (the addon's; optional here). */
   setMinWorkPerThread?(work: number): void;
   getMinWorkPerThread?(): number;
+  /** SwiGLU's gate in C (the addon's; optional here: an older build lacks it). */
+  swiglu?(gate: Float32Array, up: Float32Array, out: Float32Array): void;
+  /** Attention's masked softmax over rows in C (the addon's; optional here). */
+  softmaxRows?(y: Float32Array, offset: number, rows: number, width: number, ld: number, scale: number, bias: Float32Array, biasOffsets: Int32Array, valid: Float32Array): void;
 }
 
 /**
