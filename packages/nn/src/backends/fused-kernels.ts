@@ -205,7 +205,8 @@ function swapMiddleAxesRows(x: Float32Array, y: Float32Array, a: number, b: numb
       for (let l = 0; l < c; l++) {
         const src = ((i * b + j) * c + l) * d;
         const dst = ((i * c + l) * b + j) * d;
-        for (let m = 0; m < d; m++) y[dst + m] = x[src + m]!;
+        if (d >= 16) y.set(x.subarray(src, src + d), dst);
+        else for (let m = 0; m < d; m++) y[dst + m] = x[src + m]!;
       }
     }
   }
