@@ -6,9 +6,13 @@
  *
  * The arithmetic is plain JavaScript over the backend's memory (the wasm heap, the cpu backend's
  * arrays), accumulated in double precision and rounded to float32 once per output, so it is at
- * least as exact as the composite op. (Element-wise chains with an exponential, like SwiGLU's
- * gate, stay composite: V8's Math.exp is slower than the wasm backend's vectorised Sigmoid.) `../layers/fused.ts` defines the ops, their gradients and
- * the composite fallback used on every other backend (webgpu) and for inputs these do not take.
+ * least as exact as the composite op. Kernels with an exponential (the masked softmax, the SwiGLU
+ * gate) and the head swap are registered on cpu only ({@link CPU_ONLY_FUSED_KERNELS}): V8's
+ * `Math.exp` is slower than the wasm backend's vectorised kernels, while the cpu backend's own walk
+ * indices; with the native addon, cpu runs the exponential ones in C (`./cpu-native-matmul.ts`).
+ * The layers (`../layers/rms-norm.ts`, `rotary.ts`, `attention.ts`, `feed-forward.ts`) define the
+ * ops' gradients and the composite fallback used on every other backend (webgpu) and for inputs
+ * these do not take.
  */
 import type { KernelConfig, KernelFunc, NamedAttrMap, NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs-core';
 
