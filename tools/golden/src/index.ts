@@ -1,4 +1,4 @@
-export { GOLDEN_CHECKS, type GoldenCheck } from './checks/index.js';
+export { GOLDEN_CHECKS, type GoldenCheck, type GoldenCheckOutcome, type GoldenCheckResult, type GoldenSkip } from './checks/index.js';
 export { FLOAT_TOLERANCE, compareArrays, mergeComparisons, type Comparison } from './compare.js';
 export {
   GoldenFolderError,

@@ -178,10 +178,12 @@ describe('golden CLI', () => {
     }
   };
 
-  it('exits 0 on a match, 1 on a mismatch, 2 on an unreadable folder or bad arguments', async () => {
-    expect(exitCode([await writeSyntheticFolder(false)])).toBe(0);
+  it('exits 0 on a match, 1 on a mismatch or a skipped tensor, 2 on an unreadable folder or bad arguments', async () => {
+    const matching = await writeSyntheticFolder(false); // tokens and entropies are skipped there
+    expect(exitCode([matching, '--allow-skipped'])).toBe(0);
+    expect(exitCode([matching])).toBe(1);
     expect(exitCode([await writeSyntheticFolder(true)])).toBe(1);
     expect(exitCode([join(tmpdir(), 'no-such-golden-folder')])).toBe(2);
     expect(exitCode(['--bogus'])).toBe(2);
-  }, 60_000); // four node processes; slow on a loaded machine, never a timing assertion
+  }, 60_000); // five node processes; slow on a loaded machine, never a timing assertion
 });

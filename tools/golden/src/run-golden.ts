@@ -1,5 +1,5 @@
 import { type GoldenBackend, useBackend } from './backend.js';
-import { GOLDEN_CHECKS, type GoldenCheck } from './checks/index.js';
+import { GOLDEN_CHECKS, type GoldenCheck, type GoldenCheckResult } from './checks/index.js';
 import type { Comparison } from './compare.js';
 import { openGoldenFolder } from './golden-folder.js';
 
@@ -9,7 +9,11 @@ export interface GoldenReport {
   readonly maxAbsDiff: number;
   /** Items compared: tensors, plus JSON-only arrays such as raw int64 hashes. */
   readonly checked: number;
-  /** Tensors present in the cases that no implemented check compares yet. */
+  /**
+   * Tensors present in the cases that no check compares (none implemented, or the check cannot
+   * reproduce them on this folder), plus JSON-only items a check could not read; each is named
+   * in the report with its reason.
+   */
   readonly skipped: number;
   /** Report lines (groups) that failed, plus cases that could not be loaded. */
   readonly failed: number;
@@ -31,23 +35,12 @@ function formatDiff(x: number): string {
   return x >= 1e-3 && x < 1e6 ? String(Number(x.toPrecision(4))) : x.toExponential(2);
 }
 
-/** Groups skipped tensor names by their first segment for a short notice: `encoder.* (5)`. */
-function summariseNames(names: readonly string[]): string {
-  const groups = new Map<string, number>();
-  for (const name of names) {
-    const head = /^[^.[]+/.exec(name)?.[0] ?? name;
-    groups.set(head, (groups.get(head) ?? 0) + 1);
-  }
-  return [...groups]
-    .map(([head, count]) => (count === 1 && names.includes(head) ? head : `${head}.* (${count})`))
-    .join(', ');
-}
-
 /**
  * Checks every implemented piece against a golden folder (layout of `shared/golden/tiny`): reads
  * the cases from `index.json`, runs each check on the tensors it claims, prints one line per
- * tensor group with its largest absolute difference, a notice for the tensors nothing checks yet,
- * and a final `max_abs_diff=<x> checked=<n> skipped=<m>` line.
+ * tensor group with its largest absolute difference, a `skip` line naming every tensor that is not
+ * compared and why, and a final `max_abs_diff=<x> checked=<n> skipped=<m>` line. Every tensor of a
+ * case is compared, failed or skipped: none is dropped silently.
  *
  * @param dir - the golden folder
  * @param options - checks to run, line sink
@@ -83,10 +76,12 @@ export async function runGoldenCheck(dir: string, options: GoldenRunOptions = {}
       continue;
     }
     const unclaimed = new Set(goldenCase.tensors.names());
+    // Why a tensor is not compared yet; a later check that compares it clears the entry.
+    const skipReasons = new Map<string, string>();
     for (const check of checks) {
       const claimed = [...unclaimed].filter((n) => check.claims(n));
       if (claimed.length === 0) continue;
-      let result: Comparison[] | string;
+      let result: GoldenCheckResult;
       try {
         result = await check.run(goldenCase);
       } catch (e) {
@@ -96,11 +91,16 @@ export async function runGoldenCheck(dir: string, options: GoldenRunOptions = {}
         result = [{ group: check.name, items: claimed, values: 0, maxAbsDiff: Number.POSITIVE_INFINITY, tolerance: 0, ok: false, firstMismatch: `cannot run on this folder: ${message}` }];
       }
       if (typeof result === 'string') {
+        // The whole case cannot be checked by this piece: its tensors stay skipped with this reason
+        // (named in the report), unless a later check compares them.
         log(`[${ref.name}] skip ${check.name}: ${result}`);
+        for (const n of claimed) skipReasons.set(n, `${check.name}: ${result}`);
         continue;
       }
-      claimed.forEach((n) => unclaimed.delete(n));
-      for (const comparison of result) {
+      const outcome = Array.isArray(result) ? { comparisons: result, skipped: [] } : result;
+      const covered = new Set<string>();
+      for (const comparison of outcome.comparisons) {
+        comparison.items.forEach((n) => covered.add(n));
         comparisons.push({ caseName: ref.name, comparison });
         checked += comparison.items.length;
         if (Number.isNaN(comparison.maxAbsDiff) || comparison.maxAbsDiff > maxAbsDiff) maxAbsDiff = comparison.maxAbsDiff;
@@ -113,11 +113,36 @@ export async function runGoldenCheck(dir: string, options: GoldenRunOptions = {}
         }
         log(line);
       }
+      for (const n of covered) {
+        unclaimed.delete(n);
+        skipReasons.delete(n);
+      }
+      // Claimed items the check skipped by name (tensors, or JSON-only items it found unreadable).
+      for (const skip of outcome.skipped) {
+        for (const n of skip.items) {
+          if (covered.has(n)) continue;
+          if (unclaimed.has(n)) skipReasons.set(n, `${check.name}: ${skip.reason}`);
+          else {
+            // A JSON-only item: no tensor to leave in the unclaimed set, so it is reported here.
+            skipped++;
+            log(`[${ref.name}] skip ${n}: ${check.name}: ${skip.reason}`);
+          }
+        }
+      }
+      // A claimed tensor the check neither compared nor skipped by name is still reported.
+      for (const n of claimed) if (!covered.has(n) && !skipReasons.has(n)) skipReasons.set(n, `${check.name}: claimed but neither compared nor skipped by the check`);
     }
     if (unclaimed.size > 0) {
-      const names = [...unclaimed];
-      skipped += names.length;
-      log(`[${ref.name}] skip ${names.length} tensor(s) not implemented yet: ${summariseNames(names)}`);
+      // Every tensor not compared is counted and named, grouped by its reason.
+      const byReason = new Map<string, string[]>();
+      for (const n of unclaimed) {
+        const reason = skipReasons.get(n) ?? 'no check implemented for it yet';
+        byReason.set(reason, [...(byReason.get(reason) ?? []), n]);
+      }
+      for (const [reason, names] of byReason) {
+        skipped += names.length;
+        log(`[${ref.name}] skip ${names.length} tensor(s) (${reason}): ${names.join(', ')}`);
+      }
     }
   }
   if (typeof folder.pretrained === 'object') folder.pretrained.dispose();

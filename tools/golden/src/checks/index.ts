@@ -6,7 +6,7 @@ import { nnCheck } from './nn-check.js';
 import { patchCheck } from './patch-check.js';
 import { tokenizerCheck } from './tokenizer-check.js';
 
-export type { GoldenCheck } from './check.js';
+export type { GoldenCheck, GoldenCheckOutcome, GoldenCheckResult, GoldenSkip } from './check.js';
 
 /** Every implemented check, in report order. Later pieces (entropies, patches, activations) add theirs here. */
 export const GOLDEN_CHECKS: readonly GoldenCheck[] = [tokenizerCheck, hashCheck, nnCheck, entropyCheck, patchCheck, bltCheck];

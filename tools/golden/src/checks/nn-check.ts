@@ -1,7 +1,7 @@
 import { RotaryEmbedding, causalMask, documentIds, groupMask } from '@bytelatent/nn';
 import { type Comparison, compareArrays } from '../compare.js';
 import type { GoldenCase } from '../golden-folder.js';
-import type { GoldenCheck } from './check.js';
+import type { GoldenCheck, GoldenSkip } from './check.js';
 
 const MASKS = ['mask.entropy_self', 'mask.local_self', 'mask.global_self', 'mask.cross_encoder', 'mask.cross_decoder'];
 const ROPES = ['rope.entropy', 'rope.local', 'rope.global'];
@@ -85,6 +85,7 @@ export const nnCheck: GoldenCheck = {
   run(c) {
     if (!c.tensors.has('tokens')) return 'case has no "tokens" tensor';
     const out: Comparison[] = [];
+    const skipped: GoldenSkip[] = [];
     for (const name of c.tensors.names()) {
       let ours: Uint8Array | Float32Array | string | undefined;
       if (MASKS.includes(name)) ours = buildMask(c, name);
@@ -92,10 +93,14 @@ export const nnCheck: GoldenCheck = {
         const [length, half] = c.tensors.info(name).shape as [number, number];
         ours = buildRope(c, name, length, half);
       } else continue;
-      if (typeof ours === 'string') continue;
+      if (typeof ours === 'string') {
+        // Claimed but not reproducible here: skipped by name with the reason, never dropped.
+        skipped.push({ items: [name], reason: ours });
+        continue;
+      }
       const expected = ours instanceof Uint8Array ? c.tensors.toInt32(name) : c.tensors.toFloat32(name);
       out.push(compareArrays(name, name, expected, ours, ours instanceof Uint8Array ? 0 : 1e-5));
     }
-    return out;
+    return { comparisons: out, skipped };
   },
 };
