@@ -3,4 +3,7 @@
 // golden forward, a fuzz pass or a spawned CLI that takes 1 s alone can take 10-20 s there, so
 // vitest's 5 s default timeout fails tests that are merely slow. Timings are never asserted in tests
 // (they live in `npm run bench`); the timeout only catches hangs.
-export default { test: { testTimeout: 60_000, hookTimeout: 60_000 } };
+// In CI, the golden vectors must be there (vitest.golden-setup.ts): tests needing them never skip.
+import { fileURLToPath } from 'node:url';
+
+export default { test: { testTimeout: 60_000, hookTimeout: 60_000, globalSetup: [fileURLToPath(new URL('./vitest.golden-setup.ts', import.meta.url))] } };
