@@ -261,3 +261,21 @@ export function listSome(lines: readonly string[], limit = 20): string {
   const shown = lines.slice(0, limit).join('\n  ');
   return lines.length > limit ? `${shown}\n  ... and ${lines.length - limit} more` : shown;
 }
+
+/**
+ * Index of the first NaN or ±Infinity among F32, F16 or BF16 elements, from their bit patterns
+ * (all exponent bits set), or -1.
+ */
+export function firstNonFinite(bytes: Uint8Array, dtype: SafetensorsDtype): number {
+  const size = dtype === 'F32' ? 4 : 2;
+  const b = bytes.byteOffset % size === 0 ? bytes : bytes.slice();
+  if (dtype === 'F32') {
+    const bits = new Uint32Array(b.buffer, b.byteOffset, b.byteLength / 4);
+    for (let i = 0; i < bits.length; i++) if ((bits[i]! & 0x7f800000) === 0x7f800000) return i;
+    return -1;
+  }
+  const mask = dtype === 'F16' ? 0x7c00 : 0x7f80;
+  const bits = new Uint16Array(b.buffer, b.byteOffset, b.byteLength / 2);
+  for (let i = 0; i < bits.length; i++) if ((bits[i]! & mask) === mask) return i;
+  return -1;
+}

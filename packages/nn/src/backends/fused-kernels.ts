@@ -15,6 +15,7 @@
  * these do not take.
  */
 import type { KernelConfig, KernelFunc, NamedAttrMap, NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs-core';
+import { broadcastIndices } from './matmul-plan.js';
 
 /** Kernel names (namespaced: they share tfjs's global registry with every other library). */
 export const FUSED_KERNELS = {
@@ -117,28 +118,11 @@ function rotaryRows(x: Float32Array, cos: Float32Array, sin: Float32Array, y: Fl
 
 /**
  * For each row of `shape` (all axes but the last), the row of an operand of `operandShape` (same
- * rank, each axis equal or 1: broadcast) it reads.
+ * rank, each axis equal or 1: broadcast) it reads: the batch broadcasting of `./matmul-plan.ts`
+ * over the leading axes.
  */
 export function broadcastRows(shape: readonly number[], operandShape: readonly number[]): Int32Array {
-  const lead = shape.slice(0, -1);
-  const rows = lead.reduce((p, d) => p * d, 1);
-  const out = new Int32Array(rows);
-  const strides: number[] = new Array<number>(lead.length).fill(0);
-  for (let i = lead.length - 1, st = 1; i >= 0; i--) {
-    const dim = operandShape[i]!;
-    strides[i] = dim === 1 ? 0 : st;
-    st *= dim;
-  }
-  for (let r = 0; r < rows; r++) {
-    let rest = r;
-    let index = 0;
-    for (let i = lead.length - 1; i >= 0; i--) {
-      index += (rest % lead[i]!) * strides[i]!;
-      rest = Math.floor(rest / lead[i]!);
-    }
-    out[r] = index;
-  }
-  return out;
+  return broadcastIndices(shape.slice(0, -1), operandShape.slice(0, -1));
 }
 
 /**

@@ -5,7 +5,8 @@
  * product, or one batched product, by `sgemm` on operands where they are stored. No backend import.
  */
 
-function sizeOf(shape: readonly number[]): number {
+/** Number of elements of a shape. */
+export function sizeOf(shape: readonly number[]): number {
   return shape.reduce((p, d) => p * d, 1);
 }
 

@@ -41,7 +41,7 @@ import '@tensorflow/tfjs-backend-wasm';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { CPU_ONLY_FUSED_KERNELS, FUSED_KERNELS, fusedKernelConfigs } from './fused-kernels.js';
 import { checkSegmentSum, segmentSum } from './segment-sum.js';
-import { type ProductDims, broadcastIndices, broadcastStrides, productDims } from './matmul-plan.js';
+import { type ProductDims, broadcastIndices, broadcastStrides, productDims, sizeOf } from './matmul-plan.js';
 import {
   BatchMatMul,
   Equal,
@@ -126,9 +126,6 @@ export interface KernelArgs {
 }
 
 /** Product of a shape's dimensions (1 for `[]`). */
-function sizeOf(shape: readonly number[]): number {
-  return shape.reduce((p, d) => p * d, 1);
-}
 
 /** The kernel of `name` registered for wasm now (looked up per call, so later replacements count). */
 function wasmKernel(name: string): KernelConfig {

@@ -4,10 +4,11 @@ import '../register-gradients.js';
 import { CPU_ONLY_FUSED_KERNELS, FUSED_KERNELS } from '../backends/fused-kernels.js';
 import { initBackend } from '../backends/select-backend.js';
 import { Attention, CrossAttention, scaledDotProductAttention } from './attention.js';
-import { seededUniform } from './init.js';
 import { type LocalAttentionSpec, type MaskTensors, causalMask, documentIds, groupMask, maskTensors } from './masks.js';
 import { ParameterRegistry, ParameterScope } from './parameters.js';
 import { RotaryEmbedding } from './rotary.js';
+import { seededUniform } from './init.js';
+import { maxAbsDiff, randomTensor } from '../test-fixtures.js';
 
 // The cpu backend registers two fused kernels of attention (masked softmax, head swap) that the
 // wasm backend does not; attention falls back to the composite ops wherever they are missing. Here
@@ -20,19 +21,6 @@ beforeAll(async () => {
   const info = await initBackend({ backend: 'cpu', nativeMatMul: 'off' });
   expect(info.name).toBe('cpu');
 });
-
-function randomTensor(shape: number[], seed: number, scale = 1): tf.Tensor {
-  const r = seededUniform(seed);
-  const n = shape.reduce((a, b) => a * b, 1);
-  return tf.tensor(Float32Array.from({ length: n }, () => (r() * 2 - 1) * scale), shape);
-}
-
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  expect(a.length).toBe(b.length);
-  let max = 0;
-  for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i]! - b[i]!));
-  return max;
-}
 
 function expectClose(got: tf.Tensor | Float32Array, want: tf.Tensor | Float32Array, tol: number, what = ''): void {
   if (got instanceof tf.Tensor && want instanceof tf.Tensor) expect(got.shape, what).toEqual(want.shape);

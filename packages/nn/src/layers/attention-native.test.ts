@@ -4,7 +4,7 @@ import '../register-gradients.js';
 import { FUSED_KERNELS } from '../backends/fused-kernels.js';
 import { initBackend } from '../backends/select-backend.js';
 import { scaledDotProductAttention } from './attention.js';
-import { seededUniform } from './init.js';
+import { maxAbsDiff, randomTensor } from '../test-fixtures.js';
 import { type LocalAttentionSpec, type MaskTensors, causalMask, maskTensors } from './masks.js';
 
 // The cpu backend's fused attention (OpenBLAS per head, ../backends/cpu-native-matmul.ts) against
@@ -17,18 +17,10 @@ beforeAll(async () => {
   if (!native) console.warn(`fused attention not checked: ${info.nativeMatMul?.reason}`);
 });
 
-function randomTensor(shape: number[], seed: number): tf.Tensor {
-  const r = seededUniform(seed);
-  return tf.tensor(Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => r() * 2 - 1), shape);
-}
-
-function maxAbsDiff(a: tf.Tensor, b: tf.Tensor): number {
+/** Largest difference of two tensors of the same shape. */
+function tensorDiff(a: tf.Tensor, b: tf.Tensor): number {
   expect(a.shape).toEqual(b.shape);
-  const x = a.dataSync();
-  const y = b.dataSync();
-  let max = 0;
-  for (let i = 0; i < x.length; i++) max = Math.max(max, Math.abs(x[i]! - y[i]!));
-  return max;
+  return maxAbsDiff(a.dataSync(), b.dataSync());
 }
 
 function withoutFusedAttention<T>(fn: () => T): T {
@@ -78,7 +70,7 @@ describe('fused attention on the cpu backend (OpenBLAS)', () => {
       const before = tf.memory().numTensors;
       const fused = run(q, k, v, mask);
       const composite = withoutFusedAttention(() => run(q, k, v, mask));
-      fused.forEach((t, i) => expect(maxAbsDiff(t, composite[i]!), `output ${i}`).toBeLessThan(1e-5));
+      fused.forEach((t, i) => expect(tensorDiff(t, composite[i]!), `output ${i}`).toBeLessThan(1e-5));
       tf.dispose([...fused, ...composite]);
       // Repeated calls leak nothing.
       tf.dispose(run(q, k, v, mask));

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { SafetensorsDtype, SafetensorsTensor } from '../safetensors.js';
-import { type TensorSource, bytesToFloat32, bytesToFloat32Transposed } from '../tensor-source.js';
+import { type TensorSource, bytesToFloat32, bytesToFloat32Transposed, firstNonFinite } from '../tensor-source.js';
 import { NnError } from './errors.js';
 import type { ParameterRegistry } from './parameters.js';
 
@@ -22,23 +22,6 @@ export interface LoadWeightsOptions {
 
 const FLOAT_DTYPES: ReadonlySet<SafetensorsDtype> = new Set(['F32', 'F16', 'BF16']);
 
-/**
- * Index of the first NaN or ±Infinity among F32, F16 or BF16 elements, from their bit patterns
- * (all exponent bits set), or -1.
- */
-function firstNonFinite(bytes: Uint8Array, dtype: SafetensorsDtype): number {
-  const size = dtype === 'F32' ? 4 : 2;
-  const b = bytes.byteOffset % size === 0 ? bytes : bytes.slice();
-  if (dtype === 'F32') {
-    const bits = new Uint32Array(b.buffer, b.byteOffset, b.byteLength / 4);
-    for (let i = 0; i < bits.length; i++) if ((bits[i]! & 0x7f800000) === 0x7f800000) return i;
-    return -1;
-  }
-  const mask = dtype === 'F16' ? 0x7c00 : 0x7f80;
-  const bits = new Uint16Array(b.buffer, b.byteOffset, b.byteLength / 2);
-  for (let i = 0; i < bits.length; i++) if ((bits[i]! & mask) === mask) return i;
-  return -1;
-}
 
 /**
  * Loads weights saved with the reference's `state_dict` names (F32, F16 or BF16) into a model,
@@ -154,20 +137,8 @@ export class CheckpointInitializer {
   readonly initialValues = (name: string, referenceShape: readonly number[], transposed: boolean): Float32Array => {
     const key = this.prefix + name;
     const size = referenceShape.reduce((a, b) => a * b, 1);
-    if (!this.source.has(key)) {
-      this.problems.push(`missing "${key}" (expected shape [${referenceShape.join(', ')}])`);
-      return new Float32Array(size);
-    }
-    this.used.add(key);
+    if (!this.check(name, referenceShape)) return new Float32Array(size);
     const info = this.source.info(key);
-    if (info.shape.join() !== referenceShape.join()) {
-      this.problems.push(`"${key}" has shape [${info.shape.join(', ')}], expected [${referenceShape.join(', ')}]`);
-      return new Float32Array(size);
-    }
-    if (!FLOAT_DTYPES.has(info.dtype)) {
-      this.problems.push(`"${key}" has dtype ${info.dtype}, expected F32, F16 or BF16`);
-      return new Float32Array(size);
-    }
     const bytes = this.source.readBytes(key);
     const bad = firstNonFinite(bytes, info.dtype);
     if (bad >= 0) {

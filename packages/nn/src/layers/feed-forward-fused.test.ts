@@ -4,18 +4,13 @@ import '../register-gradients.js';
 import { FUSED_KERNELS } from '../backends/fused-kernels.js';
 import { initBackend } from '../backends/select-backend.js';
 import { swigluGate } from './feed-forward.js';
-import { seededUniform } from './init.js';
+import { randomTensor } from '../test-fixtures.js';
 
 // The cpu backend's fused SwiGLU gate against the composite (the same call with the kernel unregistered).
 
 beforeAll(async () => {
   await initBackend({ backend: 'cpu' });
 });
-
-function randomTensor(shape: number[], seed: number, scale: number): tf.Tensor {
-  const r = seededUniform(seed);
-  return tf.tensor(Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => (r() * 2 - 1) * scale), shape);
-}
 
 function run(gate: tf.Tensor, up: tf.Tensor): tf.Tensor[] {
   return tf.tidy(() => {

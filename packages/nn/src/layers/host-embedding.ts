@@ -1,5 +1,5 @@
-import { getFloat16Table, type SafetensorsDtype } from '../safetensors.js';
-import type { TensorSource } from '../tensor-source.js';
+import type { SafetensorsDtype } from '../safetensors.js';
+import { type TensorSource, bytesToFloat32, firstNonFinite } from '../tensor-source.js';
 import { NnError } from './errors.js';
 
 /**
@@ -89,9 +89,12 @@ export class HostEmbedding {
       const id = ids[i]!;
       if (!Number.isInteger(id) || id < 0 || id >= this.numEmbeddings) throw new NnError('INVALID_ARGUMENT', `${this.name}: row ${id} is not in [0, ${this.numEmbeddings})`);
       const bytes = source.readBytes(this.name, id * dim, (id + 1) * dim);
-      if (!addWidened(bytes, this.dtype, out, i * dim, dim)) {
+      if (firstNonFinite(bytes, this.dtype) >= 0) {
         throw new NnError('INVALID_CHECKPOINT', `${source.description}: "${this.name}" row ${id} holds a non-finite value`);
       }
+      const row = bytesToFloat32(bytes, this.dtype, `${source.description}: "${this.name}" row ${id}`);
+      const base = i * dim;
+      for (let j = 0; j < dim; j++) out[base + j]! += row[j]!;
     }
   }
 
@@ -105,49 +108,4 @@ export class HostEmbedding {
     this.addRows(ids, out);
     return out;
   }
-}
-
-/** Scratch for reinterpreting widened bf16 bits as float32 without allocating per row. */
-let scratchBits = new Uint32Array(1024);
-let scratchFloats = new Float32Array(scratchBits.buffer);
-
-/**
- * Adds `n` elements of `dtype` (little-endian bytes) to `out[offset ..]`; false when one is not
- * finite. One loop per element type keeps each monomorphic in V8.
- */
-function addWidened(bytes: Uint8Array, dtype: SafetensorsDtype, out: Float32Array, offset: number, n: number): boolean {
-  const width = dtype === 'F32' ? 4 : 2;
-  const b = bytes.byteOffset % width === 0 ? bytes : bytes.slice();
-  let finite = true;
-  if (dtype === 'F32') {
-    const src = new Float32Array(b.buffer, b.byteOffset, n);
-    for (let j = 0; j < n; j++) {
-      const v = src[j]!;
-      if (v - v !== 0) finite = false;
-      out[offset + j]! += v;
-    }
-    return finite;
-  }
-  const src = new Uint16Array(b.buffer, b.byteOffset, n);
-  if (dtype === 'F16') {
-    const table = getFloat16Table();
-    for (let j = 0; j < n; j++) {
-      const v = table[src[j]!]!;
-      if (v - v !== 0) finite = false;
-      out[offset + j]! += v;
-    }
-    return finite;
-  }
-  if (scratchBits.length < n) {
-    scratchBits = new Uint32Array(n);
-    scratchFloats = new Float32Array(scratchBits.buffer);
-  }
-  // bf16 is the top half of a float32: widening is a 16-bit shift.
-  for (let j = 0; j < n; j++) scratchBits[j] = src[j]! << 16;
-  for (let j = 0; j < n; j++) {
-    const v = scratchFloats[j]!;
-    if (v - v !== 0) finite = false;
-    out[offset + j]! += v;
-  }
-  return finite;
 }
