@@ -61,10 +61,19 @@ function fusedAttentionFits(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, mask: Mask
   const lead = q.shape.slice(0, -2).join();
   if (k.rank !== rank || v.rank !== rank || k.shape.slice(0, -2).join() !== lead || v.shape.slice(0, -2).join() !== lead) return false;
   if (k.shape[rank - 2] !== v.shape[rank - 2] || k.shape[rank - 1] !== q.shape[rank - 1]) return false;
-  if ([q, k, v, mask.bias, mask.rowValid].some((t) => t != null && t.dtype !== 'float32')) return false;
-  const scores = [...q.shape.slice(0, -1), k.shape[rank - 2]!];
-  const broadcasts = (t: tf.Tensor, last: number) => t.rank === rank && t.shape.every((d, i) => (i === rank - 1 ? d === last : d === 1 || d === scores[i]));
-  return broadcasts(mask.bias, scores[rank - 1]!) && (mask.rowValid == null || broadcasts(mask.rowValid, 1));
+  if ([q, k, v].some((t) => t.dtype !== 'float32')) return false;
+  return maskFits(mask, [...q.shape.slice(0, -1), k.shape[rank - 2]!]);
+}
+
+/**
+ * Whether a mask is what the fused kernels read: float32, of the scores' rank, the bias `[..., K]`
+ * and rowValid `[..., 1]` broadcasting over the leading axes (each axis equal or 1).
+ */
+function maskFits(mask: MaskTensors, scores: readonly number[]): boolean {
+  const rank = scores.length;
+  const fits = (t: tf.Tensor, last: number) =>
+    t.dtype === 'float32' && t.rank === rank && t.shape.every((d, i) => (i === rank - 1 ? d === last : d === 1 || d === scores[i]));
+  return fits(mask.bias, scores[rank - 1]!) && (mask.rowValid == null || fits(mask.rowValid, 1));
 }
 
 // The fused attention's gradient, recomputing the probabilities with the composite in each thunk
@@ -92,20 +101,18 @@ tf.registerGradient({
   },
 });
 
-/** Whether the current backend has the fused kernel `name` (wasm and cpu, `../backends/fused-kernels.ts`). */
+/** Whether the current backend has the fused kernel `name` (`../backends/fused-kernels.ts`; the attention ones are cpu only). */
 function hasFused(name: string): boolean {
   return tf.getKernel(name, tf.getBackend()) !== undefined;
 }
 
 /**
  * `softmax(scores·scale + bias) · rowValid` over the last axis: one fused kernel where the backend
- * has it (wasm and cpu), else the composite (webgpu). Same values to float32 rounding, same gradients.
+ * has it (cpu), else the composite (wasm, webgpu). Same values to float32 rounding, same gradients.
  */
 function maskedSoftmax(scores: tf.Tensor, scale: number, mask: MaskTensors | null): tf.Tensor {
   const rank = scores.rank;
-  const broadcasts = (t: tf.Tensor | null | undefined, last: number) =>
-    t == null || (t.rank === rank && t.shape.every((d, i) => (i === rank - 1 ? d === last : d === 1 || d === scores.shape[i])));
-  if (mask && scores.dtype === 'float32' && scores.size > 0 && hasFused(FUSED_KERNELS.maskedSoftmax) && broadcasts(mask.bias, scores.shape[rank - 1]!) && broadcasts(mask.rowValid, 1)) {
+  if (mask && scores.dtype === 'float32' && scores.size > 0 && hasFused(FUSED_KERNELS.maskedSoftmax) && maskFits(mask, scores.shape)) {
     return tf.tidy(() => {
       const rowValid = mask.rowValid ?? tf.ones(new Array<number>(rank).fill(1));
       return tf.engine().runKernel(FUSED_KERNELS.maskedSoftmax, { x: scores, bias: mask.bias, rowValid }, { scale }) as tf.Tensor;
