@@ -1,3 +1,4 @@
+import { closeSync, openSync, readSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
 import { type BackendInfo, initBackend } from '@bytelatent/nn';
 
@@ -51,4 +52,23 @@ export function report(figures: Record<string, string | number | boolean>): void
     Object.entries(figures).map(([k, v]) => [k, typeof v === 'number' && !Number.isInteger(v) ? Number(v.toPrecision(4)) : v]),
   );
   console.log(JSON.stringify(rounded));
+}
+
+/**
+ * Reads every file once into one reused 16 MiB buffer: the page-cache read baseline of the load
+ * benches (run it twice and keep the second for a warm cache).
+ */
+export function readFiles(paths: readonly string[]): { seconds: number; bytes: number } {
+  const buffer = Buffer.allocUnsafe(16 << 20);
+  let bytes = 0;
+  const start = performance.now();
+  for (const path of paths) {
+    const fd = openSync(path, 'r');
+    try {
+      for (let n = readSync(fd, buffer, 0, buffer.length, null); n > 0; n = readSync(fd, buffer, 0, buffer.length, null)) bytes += n;
+    } finally {
+      closeSync(fd);
+    }
+  }
+  return { seconds: (performance.now() - start) / 1000, bytes };
 }

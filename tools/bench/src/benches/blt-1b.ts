@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { closeSync, openSync, readSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { freemem, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -8,7 +8,7 @@ import { generate, loadPretrained } from '@bytelatent/blt';
 import { bltFlopsPerByte, bltFlopsShape } from '@bytelatent/evals';
 import { loadNativeSgemm } from '@bytelatent/native-sgemm';
 import { writeReleasedCheckpoint } from '@bytelatent/released-checkpoints';
-import { report } from '../measure.js';
+import { readFiles, report } from '../measure.js';
 
 // A BLT of the released blt-1b shapes (random bf16 weights, hub layout, written by
 // tools/released-checkpoints) loaded, prefilled and generating through the public API, as a user
@@ -87,24 +87,6 @@ function sgemmGflops(): number {
   return (2 * m * n * k) / best / 1e9;
 }
 
-/** Seconds to read a file from the warm page cache into one reused buffer. */
-function pageCacheRead(path: string): { seconds: number; bytes: number } {
-  const buffer = Buffer.allocUnsafe(16 << 20);
-  const once = () => {
-    const fd = openSync(path, 'r');
-    let bytes = 0;
-    const start = performance.now();
-    try {
-      for (let n = readSync(fd, buffer, 0, buffer.length, null); n > 0; n = readSync(fd, buffer, 0, buffer.length, null)) bytes += n;
-    } finally {
-      closeSync(fd);
-    }
-    return { seconds: (performance.now() - start) / 1000, bytes };
-  };
-  once();
-  return once();
-}
-
 const peakRssGib = () => (process.resourceUsage().maxRSS * 1024) / 2 ** 30;
 
 /** The reference PyTorch on the same folder and input: its JSON figures by name. */
@@ -138,7 +120,9 @@ try {
   }
   const copyGbS = copyBandwidth();
   const sgemm = sgemmGflops();
-  const read = pageCacheRead(join(dir, 'model.safetensors'));
+  const weightsFile = [join(dir, 'model.safetensors')];
+  readFiles(weightsFile); // warm the page cache
+  const read = readFiles(weightsFile);
 
   const start = performance.now();
   const loaded = await loadPretrained(dir, { backend: 'cpu' });

@@ -1,10 +1,9 @@
 import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
-import { closeSync, openSync, readSync } from 'node:fs';
 import { freemem, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadPretrained } from '@bytelatent/blt';
 import { writeReleasedCheckpoint } from '@bytelatent/released-checkpoints';
-import { initBenchBackend, report } from '../measure.js';
+import { initBenchBackend, readFiles, report } from '../measure.js';
 
 // Loading a checkpoint of a released model's exact shapes (random bf16 weights written by
 // tools/released-checkpoints) through loadPretrained, as a user loads Meta's files: seconds, peak RSS,
@@ -42,22 +41,6 @@ async function files(dir: string): Promise<string[]> {
   return out;
 }
 
-/** Reads every file once into one reused buffer: the page-cache read baseline. */
-function readAll(paths: readonly string[]): { seconds: number; bytes: number } {
-  const buffer = Buffer.allocUnsafe(16 << 20);
-  let bytes = 0;
-  const start = performance.now();
-  for (const path of paths) {
-    const fd = openSync(path, 'r');
-    try {
-      for (let n = readSync(fd, buffer, 0, buffer.length, null); n > 0; n = readSync(fd, buffer, 0, buffer.length, null)) bytes += n;
-    } finally {
-      closeSync(fd);
-    }
-  }
-  return { seconds: (performance.now() - start) / 1000, bytes };
-}
-
 const dir = given ?? (await mkdtemp(join(process.env['BENCH_TMP'] ?? tmpdir(), `load-${model}-`)));
 try {
   if (!given) {
@@ -67,8 +50,8 @@ try {
   const paths = await files(dir);
   const sizes = await Promise.all(paths.map(async (p) => (await stat(p)).size));
   const fileBytes = sizes.reduce((a, b) => a + b, 0);
-  readAll(paths); // warm the page cache
-  const baseline = readAll(paths);
+  readFiles(paths); // warm the page cache
+  const baseline = readFiles(paths);
   await initBenchBackend(backend);
   const rssBefore = process.memoryUsage().rss;
   const start = performance.now();
