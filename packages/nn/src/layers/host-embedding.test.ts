@@ -383,3 +383,18 @@ describe('HostEmbedding over a file on disk (positioned reads)', () => {
     }
   });
 });
+
+describe('HostEmbedding.unreadable', () => {
+  it('has the shape it stands for and fails every read with its reason (INVALID_CHECKPOINT)', () => {
+    const table = HostEmbedding.unreadable('encoder_hash_tok_embedding.0.weight', [7, 4], 'file.safetensors: "encoder_hash_tok_embedding.0.weight" does not fit the model');
+    expect([table.numEmbeddings, table.dim]).toEqual([7, 4]);
+    const read = () => table.rows([0]);
+    expect(read).toThrow(NnError);
+    expect(read).toThrow(/does not fit the model/);
+    try {
+      read();
+    } catch (e) {
+      expect((e as NnError).code).toBe('INVALID_CHECKPOINT');
+    }
+  });
+});
