@@ -97,7 +97,7 @@ export async function createModelServiceFromPretrained(sources: PretrainedSource
   }
   const service = new ModelService(patcher, loaded.model, createGenerator(loaded.model, patcher), {
     // The loader may have moved a model too large for the wasm heap to cpu.
-    backend: loaded.backend?.name ?? sources.backend,
+    backend: loaded.backend.name,
     patcherModel: sources.patcherName ?? (typeof sources.patcher === 'string' ? sources.patcher : `${loaded.location} (${patcher.layout ?? 'own'} entropy model)`),
     bltModel: sources.bltName ?? loaded.location,
     bltLayout: loaded.layout,

@@ -117,7 +117,7 @@ async function generateCommand(values: ReturnType<typeof parseArgs<{ options: ty
     info(
       `${loaded.layout} layout, ${loaded.model.parameterCount().toLocaleString('en-US')} parameters; entropy model ${patcher.layout ?? ''}${patcher.layout ? ' layout, ' : ''}` +
         `${patcher.model.registry.count().toLocaleString('en-US')} parameters; patching ${describePatching(patcher.defaults)}; ` +
-        `backend ${loaded.backend?.name ?? tf.getBackend()}; loaded in ${((performance.now() - started) / 1000).toFixed(1)} s`,
+        `backend ${loaded.backend.name}; loaded in ${((performance.now() - started) / 1000).toFixed(1)} s`,
     );
     const events = streamGenerate(loaded.model, prompt, {
       patcher,

@@ -21,6 +21,7 @@ import {
   detectCheckpointLayout,
   dtypeByteSize,
   ffnArgsForHiddenSizes,
+  ensureBackend,
   initBackend,
   openModelFolder,
   transformersComponentSource,
@@ -59,11 +60,14 @@ export const RELEASED_BLT_DEFAULTS: Readonly<BltArgs> = Object.freeze({
 export interface LoadPretrainedOptions {
   /**
    * The TensorFlow.js backend to run on, set up before any weight is created (`initBackend`).
-   * Default: the backend already active.
+   * Default: the backend already running, or, when none was chosen yet, the fastest available
+   * (nn's `ensureBackend`); either way a model too large for wasm's heap goes to cpu.
    */
   readonly backend?: InitBackendOptions['backend'];
   /** Further backend options (wasm paths, software GPUs). */
   readonly backendOptions?: Omit<InitBackendOptions, 'backend'>;
+  /** Say nothing when the only backend left is the pure-JavaScript cpu one (one console line otherwise). */
+  readonly quiet?: boolean;
   /**
    * The entropy model: a folder (path, URL or opened folder) of any layout, a patcher already
    * loaded, or `false` for none. Default: where the reference keeps it — `entropy_model/` beside the
@@ -96,10 +100,10 @@ export interface PretrainedBlt {
   /** The patching settings read from the files (with `options.patching` applied). */
   readonly patching: PatcherDefaults;
   /**
-   * The backend the model runs on, when `options.backend` was given or the loader chose it (a
-   * model too large for the wasm heap goes to cpu, see {@link loadPretrained}).
+   * The backend the model runs on and why: the one asked for or already running, else the fastest
+   * available (`'auto: …'`); a model too large for the wasm heap goes to cpu, see {@link loadPretrained}.
    */
-  readonly backend: BackendInfo | undefined;
+  readonly backend: BackendInfo;
   /** Frees the model's and the patcher's weights (and closes the weights file). */
   dispose(): void;
 }
@@ -324,7 +328,7 @@ function patchingOfTrainArgs(trainArgs: unknown, where: string, modelArgs: Recor
  *   `CONFIG_MISMATCH` naming the field (unsupported or invalid arguments, e.g. an unknown `attn_impl`)
  */
 export async function loadPretrained(location: string | URL | ModelFolder, options: LoadPretrainedOptions = {}): Promise<PretrainedBlt> {
-  let backend = options.backend === undefined ? undefined : await initBackend({ ...options.backendOptions, backend: options.backend });
+  const asked = options.backend === undefined ? undefined : await initBackend({ ...options.backendOptions, backend: options.backend });
   let folder: ModelFolder;
   let layout: CheckpointLayout;
   let source: BltSource;
@@ -337,11 +341,12 @@ export async function loadPretrained(location: string | URL | ModelFolder, optio
     throw toBltError(e);
   }
   const patching = { ...source.patching, ...options.patching };
+  let backend: BackendInfo;
   let model: ByteLatentTransformer | undefined;
   let patcher: EntropyPatcher | undefined;
   const hashTables = options.hashTables ?? 'source';
   try {
-    backend = await backendThatHolds(source.weights, hashTables, options, backend);
+    backend = await backendThatHolds(source.weights, hashTables, options, asked ?? (await ensureBackend({ ...options.backendOptions, quiet: options.quiet })));
   } catch (e) {
     source.file.close?.();
     throw e;
@@ -362,7 +367,7 @@ export async function loadPretrained(location: string | URL | ModelFolder, optio
             : await entropyModelOfBlt(folder, layout, source.configPath);
       // The BLT's own patching settings win over the entropy model folder's, as in the reference's demo
       // (its patcher is built from the BLT's `data.patcher_args`, only the checkpoint folder swapped).
-      patcher = EntropyPatcher.fromPretrainedSource(entropy, patching);
+      patcher = EntropyPatcher.fromPretrainedSource(entropy, patching, backend);
     }
   } catch (e) {
     model?.dispose();
@@ -398,7 +403,7 @@ const WASM_WEIGHT_BYTES_LIMIT = 3.25 * 2 ** 30;
  * then cpu (its tensors live in JavaScript memory, its matmuls on OpenBLAS where built) when the
  * caller left the choice open, else a clear error.
  */
-export async function backendThatHolds(weights: TensorSource, hashTables: 'tensors' | 'source', options: LoadPretrainedOptions, chosen: BackendInfo | undefined): Promise<BackendInfo | undefined> {
+export async function backendThatHolds<C extends BackendInfo | undefined>(weights: TensorSource, hashTables: 'tensors' | 'source', options: LoadPretrainedOptions, chosen: C): Promise<C | BackendInfo> {
   if ((chosen?.name ?? getBackend()) !== 'wasm') return chosen;
   let bytes = 0;
   for (const name of weights.names()) {

@@ -7,6 +7,7 @@
  * - `INPUT_TOO_LONG`: a sequence is longer than the entropy model can read.
  * - `INVALID_CHECKPOINT`: a checkpoint file is malformed or lacks a tensor.
  * - `CONFIG_MISMATCH`: a checkpoint does not fit the configuration it is loaded with.
+ * - `BACKEND_UNAVAILABLE`: the TensorFlow.js backend asked for cannot be initialised.
  */
 export type PatcherErrorCode =
   | 'INVALID_ARGUMENT'
@@ -14,7 +15,8 @@ export type PatcherErrorCode =
   | 'INVALID_ENTROPIES'
   | 'INPUT_TOO_LONG'
   | 'INVALID_CHECKPOINT'
-  | 'CONFIG_MISMATCH';
+  | 'CONFIG_MISMATCH'
+  | 'BACKEND_UNAVAILABLE';
 
 /**
  * Every error thrown by `@bytelatent/entropy-patcher`. `code` says what went wrong; the message

@@ -6,6 +6,7 @@ export {
   PATCHER_METADATA_KEY,
   PRETRAINED_MODEL_FILE,
   type EntropyPatcherOptions,
+  type PatcherLoadOptions,
   type PatchCallOptions,
   type PatchResult,
   type PatchSegment,

@@ -1,5 +1,6 @@
 import { BYTE_OFFSET, decodeUtf8, encode } from '@bytelatent/bytes';
-import { type SafetensorsFile, parseSafetensors } from '@bytelatent/nn';
+import * as tf from '@tensorflow/tfjs-core';
+import { type BackendInfo, type BackendName, BackendError, type SafetensorsFile, ensureBackend, initBackend, parseSafetensors } from '@bytelatent/nn';
 import { ARGS_METADATA_KEY, EntropyModel, type EntropyModelArgs } from './entropy-model.js';
 import { type PretrainedEntropySource, readPretrainedEntropyModel } from './pretrained.js';
 import type { CheckpointLayout, ModelFolder } from '@bytelatent/nn';
@@ -29,19 +30,31 @@ export interface PatcherDefaults {
   readonly includeNextToken?: boolean;
 }
 
-/** Options of {@link EntropyPatcher.fromSafetensors}. */
-export interface EntropyPatcherOptions extends PatcherDefaults {
-  /**
-   * The entropy model's arguments, with the reference's names. Default: the JSON stored in the
-   * file's metadata under `entropy_model_args` (our checkpoints carry it).
-   */
-  readonly args?: EntropyModelArgs;
+/** How a loader sets the patcher up: its backend and limits. */
+export interface PatcherLoadOptions {
   /**
    * Refuse inputs longer than this many bytes (`INPUT_TOO_LONG`), e.g. to bound a server's work.
    * Default: no limit — inputs longer than the model's context are cut into contexts as the
    * reference does (see {@link EntropyModel.entropies}).
    */
   readonly maxBytes?: number;
+  /**
+   * The TensorFlow.js backend to load the model on (`initBackend`). Default: the backend already
+   * running, or, when none was chosen yet, the fastest available (WebGPU on a hardware adapter,
+   * wasm, cpu; nn's `ensureBackend`). {@link EntropyPatcher.backend} says which.
+   */
+  readonly backend?: 'auto' | BackendName;
+  /** Say nothing when the only backend left is the pure-JavaScript cpu one (one console line otherwise). */
+  readonly quiet?: boolean;
+}
+
+/** Options of {@link EntropyPatcher.fromSafetensors}. */
+export interface EntropyPatcherOptions extends PatcherDefaults, PatcherLoadOptions {
+  /**
+   * The entropy model's arguments, with the reference's names. Default: the JSON stored in the
+   * file's metadata under `entropy_model_args` (our checkpoints carry it).
+   */
+  readonly args?: EntropyModelArgs;
 }
 
 /** Options of {@link EntropyPatcher.patch}. */
@@ -176,7 +189,29 @@ export class EntropyPatcher {
     private readonly maxBytes: number,
     /** The published layout the model was read from ({@link fromPretrained}); undefined otherwise. */
     readonly layout: CheckpointLayout | undefined = undefined,
-  ) {}
+    backend: BackendInfo | undefined = undefined,
+  ) {
+    this.backend = backend ?? { name: tf.getBackend() as BackendName, reason: 'the backend the model was built on' };
+  }
+
+  /**
+   * The TensorFlow.js backend the model runs on, and why: chosen by the loader when the caller had
+   * not chosen one (`'auto: …'`), else the caller's.
+   */
+  readonly backend: BackendInfo;
+
+  /**
+   * Sets up the backend a loader builds the model on: the one asked for, else the running one, else
+   * the fastest available.
+   */
+  private static async prepareBackend(options: PatcherLoadOptions): Promise<BackendInfo> {
+    try {
+      return options.backend === undefined ? await ensureBackend({ quiet: options.quiet }) : await initBackend({ backend: options.backend });
+    } catch (e) {
+      if (e instanceof BackendError) throw new PatcherError(e.code === 'INVALID_ARGUMENT' ? 'INVALID_ARGUMENT' : 'BACKEND_UNAVAILABLE', e.message, { cause: e });
+      throw e;
+    }
+  }
 
   /**
    * Loads an entropy model saved with the reference's `state_dict` names (the reference's own
@@ -205,9 +240,10 @@ export class EntropyPatcher {
     }
     // Everything that can be refused is checked before the model's weights are allocated.
     const stored = defaultsFromMetadata(file);
+    const backend = await EntropyPatcher.prepareBackend(options);
     const model = EntropyModel.fromSafetensors(file, args);
-    const { args: _args, maxBytes, ...defaults } = options;
-    return new EntropyPatcher(model, { ...stored, ...defaults }, maxBytes ?? Number.POSITIVE_INFINITY);
+    const { args: _args, maxBytes, backend: _backend, quiet: _quiet, ...defaults } = options;
+    return new EntropyPatcher(model, { ...stored, ...defaults }, maxBytes ?? Number.POSITIVE_INFINITY, undefined, backend);
   }
 
   /**
@@ -222,20 +258,29 @@ export class EntropyPatcher {
    * const { patchLengths } = await patcher.patch('Hello, world!');
    *
    * @param location - folder path (Node), `http(s):` base URL (Node and browser), or an opened folder
-   * @param options - patching settings that override the files' (and `maxBytes`)
+   * @param options - patching settings that override the files', `maxBytes`, the backend
    * @returns the patcher; `layout` says which layout was read
    * @throws {PatcherError} `INVALID_CHECKPOINT` naming the file (missing, corrupt, foreign, a shard
    *   missing, mismatched shapes), `CONFIG_MISMATCH` naming the field
    */
-  static async fromPretrained(location: string | URL | ModelFolder, options: PatcherDefaults & { readonly maxBytes?: number } = {}): Promise<EntropyPatcher> {
-    return EntropyPatcher.fromPretrainedSource(await readPretrainedEntropyModel(location), options);
+  static async fromPretrained(location: string | URL | ModelFolder, options: PatcherDefaults & PatcherLoadOptions = {}): Promise<EntropyPatcher> {
+    const source = await readPretrainedEntropyModel(location);
+    let backend: BackendInfo;
+    try {
+      backend = await EntropyPatcher.prepareBackend(options);
+    } catch (e) {
+      source.weights.close?.();
+      throw e;
+    }
+    const { backend: _backend, quiet: _quiet, ...rest } = options;
+    return EntropyPatcher.fromPretrainedSource(source, rest, backend);
   }
 
   /**
-   * {@link fromPretrained} on a source already read (the BLT loader reads the folder once for both).
-   * Closes the source's files.
+   * {@link fromPretrained} on a source already read (the BLT loader reads the folder once for both),
+   * on the backend already set up (`backend` describes it). Closes the source's files.
    */
-  static fromPretrainedSource(source: PretrainedEntropySource, options: PatcherDefaults & { readonly maxBytes?: number } = {}): EntropyPatcher {
+  static fromPretrainedSource(source: PretrainedEntropySource, options: PatcherDefaults & { readonly maxBytes?: number } = {}, backend?: BackendInfo): EntropyPatcher {
     let model: EntropyModel;
     try {
       model = EntropyModel.fromSafetensors(source.weights, source.args);
@@ -248,7 +293,7 @@ export class EntropyPatcher {
       source.weights.close?.();
     }
     const { maxBytes, ...overrides } = options;
-    return new EntropyPatcher(model, { ...source.defaults, ...overrides }, maxBytes ?? Number.POSITIVE_INFINITY, source.layout);
+    return new EntropyPatcher(model, { ...source.defaults, ...overrides }, maxBytes ?? Number.POSITIVE_INFINITY, source.layout, backend);
   }
 
   /**

@@ -86,6 +86,7 @@ export {
   rmsNorm,
   scaledDotProductAttention,
   sparseCrossEntropy,
+  softmaxEntropy,
   seededUniform,
   truncatedNormal,
   type AttentionConfig,
@@ -110,11 +111,13 @@ export {
 } from './layers/index.js';
 export {
   BackendError,
+  ensureBackend,
   initBackend,
   loadWasmKernelFixes,
   type BackendErrorCode,
   type BackendInfo,
   type BackendName,
+  type EnsureBackendOptions,
   type InitBackendOptions,
   type NativeMatMulInfo,
   type WasmKernelFixes,

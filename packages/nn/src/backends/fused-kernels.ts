@@ -7,7 +7,7 @@
  * The arithmetic is plain JavaScript over the backend's memory (the wasm heap, the cpu backend's
  * arrays), accumulated in double precision and rounded to float32 once per output, so it is at
  * least as exact as the composite op. Kernels with an exponential (the masked softmax, the SwiGLU
- * gate) and the head swap are registered on cpu only ({@link CPU_ONLY_FUSED_KERNELS}): V8's
+ * gate, the softmax entropy) and the head swap are registered on cpu only ({@link CPU_ONLY_FUSED_KERNELS}): V8's
  * `Math.exp` is slower than the wasm backend's vectorised kernels, while the cpu backend's own walk
  * indices; with the native addon, cpu runs the exponential ones in C (`./cpu-native-matmul.ts`).
  * The layers (`../layers/rms-norm.ts`, `rotary.ts`, `attention.ts`, `feed-forward.ts`) define the
@@ -27,6 +27,7 @@ export const FUSED_KERNELS = {
   attention: 'BytelatentAttention',
   swiglu: 'BytelatentSwiGLU',
   swapMiddleAxes: 'BytelatentSwapMiddleAxes',
+  softmaxEntropy: 'BytelatentSoftmaxEntropy',
 } as const;
 
 /**
@@ -34,7 +35,13 @@ export const FUSED_KERNELS = {
  * every element through index arithmetic in JavaScript (tens to hundreds of ns each), while the wasm
  * backend runs them natively.
  */
-export const CPU_ONLY_FUSED_KERNELS: readonly string[] = [FUSED_KERNELS.maskedSoftmax, FUSED_KERNELS.swapMiddleAxes, FUSED_KERNELS.attention, FUSED_KERNELS.swiglu];
+export const CPU_ONLY_FUSED_KERNELS: readonly string[] = [
+  FUSED_KERNELS.maskedSoftmax,
+  FUSED_KERNELS.swapMiddleAxes,
+  FUSED_KERNELS.attention,
+  FUSED_KERNELS.swiglu,
+  FUSED_KERNELS.softmaxEntropy,
+];
 
 /** What a kernel needs from a backend that keeps float32 tensors in host-visible memory. */
 export interface HostMemory<B> {
@@ -200,6 +207,29 @@ function swapMiddleAxesRows(x: Float32Array, y: Float32Array, a: number, b: numb
   }
 }
 
+/**
+ * `H = log Σ exp(x − m) − Σ exp(x − m)·(x − m) / Σ exp(x − m)` per row of `k` (the softmax's entropy in
+ * nats, `m` the row maximum), accumulated in double precision: one pass for the maximum, one for the
+ * exponentials, where the composite runs about ten kernels over the whole `[rows, k]` array.
+ */
+function softmaxEntropyRows(x: Float32Array, y: Float32Array, k: number): void {
+  for (let r = 0; r < y.length; r++) {
+    const base = r * k;
+    let max = -Infinity;
+    for (let j = 0; j < k; j++) if (x[base + j]! > max) max = x[base + j]!;
+    let sum = 0;
+    let weighted = 0;
+    for (let j = 0; j < k; j++) {
+      const d = x[base + j]! - max;
+      if (d < EXP_UNDERFLOW) continue;
+      const e = Math.exp(d);
+      sum += e;
+      weighted += e * d;
+    }
+    y[r] = Math.log(sum) - weighted / sum;
+  }
+}
+
 /** The fused kernel configs for one backend. */
 export function fusedKernelConfigs<B>(backendName: string, memory: HostMemory<B>): KernelConfig[] {
   const kernel = (kernelName: string, fn: (args: Args<B>) => TensorInfo | TensorInfo[]): KernelConfig => ({
@@ -265,6 +295,12 @@ export function fusedKernelConfigs<B>(backendName: string, memory: HostMemory<B>
       const up = input(args, 'up');
       const y = memory.allocate(args.backend, gate.shape);
       swigluRows(memory.values(args.backend, gate), memory.values(args.backend, up), memory.values(args.backend, y));
+      return y;
+    }),
+    kernel(FUSED_KERNELS.softmaxEntropy, (args) => {
+      const logits = input(args, 'logits');
+      const y = memory.allocate(args.backend, logits.shape.slice(0, -1));
+      softmaxEntropyRows(memory.values(args.backend, logits), memory.values(args.backend, y), logits.shape[logits.shape.length - 1]!);
       return y;
     }),
     kernel(FUSED_KERNELS.swapMiddleAxes, (args) => {

@@ -5,11 +5,13 @@
  */
 export {
   BackendError,
+  ensureBackend,
   initBackend,
   loadWasmKernelFixes,
   type BackendErrorCode,
   type BackendInfo,
   type BackendName,
+  type EnsureBackendOptions,
   type InitBackendOptions,
   type NativeMatMulInfo,
   type WasmKernelFixes,

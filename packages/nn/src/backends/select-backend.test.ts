@@ -1,8 +1,8 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
-import { describe, expect, it } from 'vitest';
-import { BackendError, initBackend, loadWasmKernelFixes, type InitBackendOptions } from './select-backend.js';
+import { describe, expect, it, vi } from 'vitest';
+import { BackendError, ensureBackend, initBackend, loadWasmKernelFixes, type InitBackendOptions } from './select-backend.js';
 
 const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
 
@@ -182,4 +182,36 @@ describe('initBackend', () => {
     await expect(initBackend({ backend: 'webgpu' })).rejects.toMatchObject({ code: 'BACKEND_UNAVAILABLE' });
     await initBackend({ backend: 'cpu' });
   }, 120_000);
+});
+
+// The fresh-process behaviour (nothing chosen yet: the automatic choice, no banner, no Dawn
+// warnings) is tested through the loaders in @bytelatent/entropy-patcher (default-backend.test.ts).
+describe('ensureBackend', () => {
+  it('keeps the backend already running and returns its info', async () => {
+    const cpu = await initBackend({ backend: 'cpu' });
+    expect(await ensureBackend({ quiet: true })).toBe(cpu);
+    expect(tf.getBackend()).toBe('cpu');
+  });
+
+  it('says in one console line, unless quiet, that it runs on the pure-JavaScript cpu backend', async () => {
+    const warn = vi.spyOn(console, 'warn').mockImplementation(() => undefined);
+    try {
+      await initBackend({ backend: 'cpu', nativeMatMul: 'off' });
+      await ensureBackend();
+      expect(warn).toHaveBeenCalledTimes(1);
+      expect(String(warn.mock.calls[0]![0])).toMatch(/^bytelatent: running on TensorFlow\.js's pure-JavaScript cpu backend \(forced \(backend: 'cpu'\)\)/);
+      await ensureBackend({ quiet: true });
+      await initBackend({ backend: 'wasm' });
+      await ensureBackend();
+      expect(warn).toHaveBeenCalledTimes(1);
+    } finally {
+      warn.mockRestore();
+      await initBackend({ backend: 'cpu' });
+    }
+  });
+
+  it('rejects malformed options with INVALID_ARGUMENT', async () => {
+    await expect(ensureBackend({ quiet: 'yes' } as unknown as { quiet: boolean })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(ensureBackend(null as unknown as object)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+  });
 });

@@ -146,6 +146,8 @@ let current: { key: string; info: BackendInfo } | undefined;
 let queue: Promise<unknown> = Promise.resolve();
 /** The Dawn GPU created in Node, and the `VK_ICD_FILENAMES` it was created under. */
 let nodeGpu: { icd: string | undefined; gpu: GpuLike } | undefined;
+/** The WebGPU constants of the Node `webgpu` package, installed on the globals once WebGPU is chosen. */
+let webgpuGlobals: object | undefined;
 /** The adapter tfjs's WebGPU backend was initialised on (tfjs keeps that backend for the process). */
 let webgpuAdapter: { adapter: string; software: boolean } | undefined;
 
@@ -238,6 +240,55 @@ export async function initBackend(options?: InitBackendOptions): Promise<Backend
   return run;
 }
 
+/** Options of {@link ensureBackend}. */
+export interface EnsureBackendOptions extends Omit<InitBackendOptions, 'backend'> {
+  /**
+   * Say nothing, even when the only backend is tfjs's pure-JavaScript cpu backend without native
+   * matmuls (by default one line on the console says so, and why).
+   */
+  readonly quiet?: boolean;
+}
+
+/**
+ * The backend a model entry point runs on, chosen before its first weight is created: the one the
+ * caller already runs (set with `initBackend` or `tf.setBackend`, or tfjs's own default once any
+ * tensor exists: a user who sets a backend keeps it), else the best available, chosen now as
+ * `initBackend({ backend: 'auto' })` chooses (WebGPU on a hardware adapter, wasm, cpu), so that
+ * nobody lands on the pure-JavaScript cpu backend without asking for it. Running there
+ * (~30x slower than wasm) is said in one console line unless `quiet`; nothing else is printed (no
+ * tfjs banner).
+ *
+ * @param options - backend options for the automatic choice, and `quiet`
+ * @returns the backend, with the reason: `'auto: …'` when chosen here, `'chosen by the caller'` otherwise
+ * @throws {BackendError} `INVALID_ARGUMENT` for malformed options, `BACKEND_UNAVAILABLE` when no
+ *   backend at all can be initialised
+ */
+export async function ensureBackend(options: EnsureBackendOptions = {}): Promise<BackendInfo> {
+  if (typeof options !== 'object' || options === null) {
+    throw new BackendError('INVALID_ARGUMENT', `ensureBackend: options must be an object, got ${options === null ? 'null' : typeof options}`);
+  }
+  const { quiet = false, ...rest } = options;
+  if (typeof quiet !== 'boolean') throw new BackendError('INVALID_ARGUMENT', `ensureBackend: quiet must be a boolean, got ${typeof quiet}`);
+  // Selections run one after another (initBackend's queue): read the engine's state after any pending one.
+  await queue;
+  const running = engine().backendName as string | undefined | null;
+  let info: BackendInfo;
+  if (typeof running === 'string' && running !== '') {
+    info = current !== undefined && current.info.name === running ? current.info : { name: running as BackendName, reason: 'chosen by the caller' };
+    if (running === 'cpu') silenceCpuBanner(findBackend('cpu') as MathBackendCPU);
+  } else {
+    const chosen = await initBackend({ ...rest, backend: 'auto' });
+    info = chosen.reason.startsWith('auto') ? chosen : { ...chosen, reason: `auto: ${chosen.reason}` };
+  }
+  if (!quiet && info.name === 'cpu' && info.nativeMatMul?.active !== true) {
+    console.warn(
+      `bytelatent: running on TensorFlow.js's pure-JavaScript cpu backend (${info.reason}), about 30x slower than wasm; ` +
+        'initBackend() chooses the fastest backend, and quiet: true silences this line',
+    );
+  }
+  return info;
+}
+
 /**
  * Loads the wasm backend with its kernel fixes (registering both) and returns the fixes' functions:
  * `registerWasmKernelFixes()` (idempotent, already done by loading),
@@ -312,6 +363,14 @@ async function activate(name: BackendName): Promise<Attempt> {
   return attempt;
 }
 
+/**
+ * tfjs prints a banner on the cpu backend's first tensor in Node (advice to install tfjs-node): the
+ * backend was chosen on purpose, the banner would only reach our users' consoles.
+ */
+function silenceCpuBanner(backend: MathBackendCPU | undefined): void {
+  if (backend !== undefined) (backend as unknown as { firstUse: boolean }).firstUse = false;
+}
+
 async function tryCpu(): Promise<Attempt> {
   let pool: typeof import('./cpu-buffer-pool.js');
   try {
@@ -325,9 +384,7 @@ async function tryCpu(): Promise<Attempt> {
   if (attempt.ok) {
     const backend = findBackend('cpu') as MathBackendCPU;
     pool.hookCpuBufferPool(backend);
-    // tfjs prints a banner on the cpu backend's first tensor in Node (advice to install tfjs-node):
-    // the backend was chosen on purpose, the banner would only reach our users' consoles.
-    (backend as unknown as { firstUse: boolean }).firstUse = false;
+    silenceCpuBanner(backend);
   }
   return attempt;
 }
@@ -437,6 +494,25 @@ function installNavigatorGpu(gpu: GpuLike): void {
   }
 }
 
+/** Where the Vulkan loader looks for driver manifests (ICDs) on Linux. */
+function vulkanIcdDirectories(): string[] {
+  const dataDirs = (process.env['XDG_DATA_DIRS'] ?? '/usr/local/share:/usr/share').split(':').filter((d) => d !== '');
+  return ['/etc/vulkan/icd.d', ...dataDirs.map((d) => `${d.replace(/\/$/, '')}/vulkan/icd.d`)];
+}
+
+/** Whether the Vulkan loader can find a driver: named by the environment, or a manifest installed. */
+function hasVulkanDriver(fs: typeof import('node:fs')): boolean {
+  const named = ['VK_ICD_FILENAMES', 'VK_DRIVER_FILES', 'VK_ADD_DRIVER_FILES'].some((v) => (process.env[v] ?? '') !== '');
+  if (named) return true;
+  return vulkanIcdDirectories().some((dir) => {
+    try {
+      return fs.readdirSync(dir).some((f) => f.endsWith('.json'));
+    } catch {
+      return false;
+    }
+  });
+}
+
 /** The Node WebGPU (Dawn) GPU object, or why there is none. */
 async function nodeWebgpu(allowSoftwareGpu: boolean): Promise<{ gpu: GpuLike; hint: string } | { why: string }> {
   let hint = '';
@@ -449,14 +525,16 @@ async function nodeWebgpu(allowSoftwareGpu: boolean): Promise<{ gpu: GpuLike; hi
     if (allowSoftwareGpu) process.env['VK_ICD_FILENAMES'] = SWIFTSHADER_ICD;
     else hint = ` (SwiftShader at ${SWIFTSHADER_ICD} is ignored without allowSoftwareGpu: true)`;
   }
+  // Dawn on Linux finds GPUs through Vulkan. Without any Vulkan driver it would only print
+  // warnings to stderr (from native code) and find no adapter: skip it, quietly.
+  if (process.platform === 'linux' && !hasVulkanDriver(fs)) return { why: `no Vulkan driver is installed (no ICD file in ${vulkanIcdDirectories().join(', ')})${hint}` };
   let webgpu: WebgpuPackage;
   try {
     webgpu = await importNodeOnly<WebgpuPackage>('webgpu');
   } catch (e) {
     return { why: isModuleNotFound(e) ? 'the optional `webgpu` package is not installed' : `the \`webgpu\` package failed to load: ${errorMessage(e)}` };
   }
-  // The GPUBufferUsage, GPUMapMode, ... constants that tfjs-backend-webgpu reads from the global scope.
-  Object.assign(globalThis, webgpu.globals);
+  webgpuGlobals = webgpu.globals;
   const icd = process.env['VK_ICD_FILENAMES'];
   // A GPU created under another VK_ICD_FILENAMES keeps the drivers it saw; make a new one.
   if (nodeGpu === undefined || nodeGpu.icd !== icd) nodeGpu = { icd, gpu: webgpu.create([]) };
@@ -493,8 +571,13 @@ async function tryWebgpu(allowSoftwareGpu: boolean): Promise<Attempt> {
   const software = isSoftwareAdapter(adapter);
   if (software && !allowSoftwareGpu) return softwareSkipped(description);
 
-  // tfjs-backend-webgpu registers its backend at import time only if navigator.gpu exists then.
-  if (ownGpu) installNavigatorGpu(gpu);
+  // tfjs-backend-webgpu registers its backend at import time only if navigator.gpu exists then, and
+  // reads the GPUBufferUsage, GPUMapMode, ... constants from the global scope: both are set only
+  // now that WebGPU is chosen, so a fallback to wasm leaves no trace on the globals.
+  if (ownGpu) {
+    installNavigatorGpu(gpu);
+    if (webgpuGlobals !== undefined) Object.assign(globalThis, webgpuGlobals);
+  }
   try {
     await import('@tensorflow/tfjs-backend-webgpu');
   } catch (e) {

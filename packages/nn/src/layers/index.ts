@@ -15,6 +15,7 @@ export { initStdDivisor, seededUniform, truncatedNormal, type InitStdFactor } fr
 export { Embedding, Linear, type WeightInit } from './linear.js';
 export { HostEmbedding } from './host-embedding.js';
 export { sparseCrossEntropy } from './loss.js';
+export { softmaxEntropy } from './entropy.js';
 export {
   causalMask,
   causalMaskBlock,
