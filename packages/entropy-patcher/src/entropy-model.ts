@@ -36,6 +36,23 @@ export const ARGS_METADATA_KEY = 'entropy_model_args';
 /** Contexts per model call when a long input is cut into contexts. */
 const CONTEXT_BATCH = 4;
 
+/** One other thread computing context entropies with a copy of the same model. */
+export interface ContextHelper {
+  /** Resolves to true once the helper can take work, false if it never will. */
+  readonly ready: Promise<boolean>;
+  /** {@link EntropyModel.contextEntropies} there; may fail (the group is then computed here). */
+  run(contexts: ArrayLike<number>[]): Promise<Float32Array[]>;
+}
+
+/**
+ * Other threads to share a call's contexts with (the patcher's worker threads,
+ * `./entropy-workers.ts`): `start(groups)` returns the helpers worth involving in a call of that
+ * many context groups (none for a single group).
+ */
+export interface ContextHelpers {
+  start(groups: number): ContextHelper[];
+}
+
 /**
  * Arguments of the entropy model with the reference's names (`LMTransformerArgs`), so a reference
  * `params.json` / golden `entropy_model_args` object can be passed as it is. Unknown keys are ignored.
@@ -303,9 +320,10 @@ export class EntropyModel {
    * spec §3.2 and §14 item 9) — so memory stays bounded by the context, whatever the input length.
    *
    * @param rows - token ids per row (any length)
+   * @param helpers - other threads to share the contexts with (see {@link ContextHelpers})
    * @returns one Float32Array per row, of the row's length
    */
-  async entropies(rows: readonly ArrayLike<number>[]): Promise<Float32Array[]> {
+  async entropies(rows: readonly ArrayLike<number>[], helpers?: ContextHelpers): Promise<Float32Array[]> {
     const out = rows.map((r) => new Float32Array(r.length));
     const contexts: Array<{ row: number; start: number; ids: ArrayLike<number> }> = [];
     rows.forEach((r, row) => {
@@ -316,16 +334,54 @@ export class EntropyModel {
       }
     });
     // Contexts go through the model a few at a time, so a huge input never holds more than
-    // CONTEXT_BATCH contexts of activations.
-    for (let i = 0; i < contexts.length; i += CONTEXT_BATCH) {
-      const group = contexts.slice(i, i + CONTEXT_BATCH);
-      const h = tf.tidy(() => entropyFromLogits(this.logits(group.map((c) => c.ids))));
+    // CONTEXT_BATCH contexts of activations (per thread). Smaller groups, to share a short input
+    // between threads, measured slower than one thread: the model's cost per call dominates.
+    const groups: (typeof contexts)[] = [];
+    for (let i = 0; i < contexts.length; i += CONTEXT_BATCH) groups.push(contexts.slice(i, i + CONTEXT_BATCH));
+    const helping = helpers?.start(groups.length) ?? [];
+    let next = 0;
+    const take = () => (next < groups.length ? groups[next++] : undefined);
+    const store = (group: typeof contexts, values: Float32Array[]) => group.forEach((c, b) => out[c.row]!.set(values[b]!, c.start));
+    // Helpers (worker threads) pull groups as they fall idle; the rest runs here. Rows never see
+    // each other within a group, so a context's entropies do not depend on where it ran.
+    let localDone: () => void = () => undefined;
+    const finished = new Promise<false>((resolve) => (localDone = () => resolve(false)));
+    const remote = helping.map(async (helper) => {
+      // A helper still starting when this thread has taken every group is not waited for.
+      if (!(await Promise.race([helper.ready, finished]))) return;
+      for (let group = take(); group !== undefined; group = take()) {
+        const ids = group.map((c) => c.ids);
+        store(group, await helper.run(ids).catch(() => this.contextEntropies(ids)));
+      }
+    });
+    try {
+      for (let group = take(); group !== undefined; group = take()) {
+        store(group, await this.contextEntropies(group.map((c) => c.ids)));
+        // Let the helpers' replies in, so that they take the next groups while this thread works.
+        if (helping.length > 0) await yieldToEvents();
+      }
+    } finally {
+      localDone();
+    }
+    await Promise.all(remote);
+    return out;
+  }
+
+  /**
+   * Entropies of a few contexts (each at most `maxSeqLen` ids) in one model call: one array per
+   * context, of its length. {@link entropies} cuts any input into such contexts.
+   *
+   * @param contexts - token ids per context
+   */
+  async contextEntropies(contexts: readonly ArrayLike<number>[]): Promise<Float32Array[]> {
+    const h = tf.tidy(() => entropyFromLogits(this.logits(contexts)));
+    try {
       const flat = (await h.data()) as Float32Array;
       const seqLen = h.shape[1]!;
+      return contexts.map((c, b) => flat.slice(b * seqLen, b * seqLen + c.length));
+    } finally {
       h.dispose();
-      group.forEach((c, b) => out[c.row]!.set(flat.subarray(b * seqLen, b * seqLen + c.ids.length), c.start));
     }
-    return out;
   }
 
   /**
@@ -365,6 +421,11 @@ export class EntropyModel {
     });
     return { ids, batch: rows.length, seqLen };
   }
+}
+
+/** Resolves after pending events (worker messages) ran: `setImmediate` in Node, else a timer. */
+function yieldToEvents(): Promise<void> {
+  return new Promise<void>((resolve) => (typeof setImmediate === 'function' ? setImmediate(resolve) : setTimeout(resolve, 0)));
 }
 
 /**

@@ -2,6 +2,7 @@ import { BYTE_OFFSET, decodeUtf8, encode } from '@bytelatent/bytes';
 import * as tf from '@tensorflow/tfjs-core';
 import { type BackendInfo, type BackendName, BackendError, type SafetensorsFile, ensureBackend, initBackend, parseSafetensors } from '@bytelatent/nn';
 import { ARGS_METADATA_KEY, EntropyModel, type EntropyModelArgs } from './entropy-model.js';
+import { EntropyWorkers, defaultPatchThreads } from './entropy-workers.js';
 import { type PretrainedEntropySource, readPretrainedEntropyModel } from './pretrained.js';
 import type { CheckpointLayout, ModelFolder } from '@bytelatent/nn';
 
@@ -46,6 +47,14 @@ export interface PatcherLoadOptions {
   readonly backend?: 'auto' | BackendName;
   /** Say nothing when the only backend left is the pure-JavaScript cpu one (one console line otherwise). */
   readonly quiet?: boolean;
+  /**
+   * Threads that compute a long input's entropies (Node): this one plus `threads − 1` worker
+   * threads, each with a copy of the model, started on the first input long enough to share (12+
+   * contexts) and stopped by {@link EntropyPatcher.dispose}. The entropies do not depend on it.
+   * Default: every core up to four on the wasm backend for a model up to 16M parameters, else 1
+   * (the native matmuls of the cpu backend, and GPUs, already use the machine).
+   */
+  readonly threads?: number;
 }
 
 /** Options of {@link EntropyPatcher.fromSafetensors}. */
@@ -102,6 +111,12 @@ export interface PatchResult {
   readonly options: Required<Pick<PatchOptions, 'mode' | 'includeNextToken'>> & PatcherDefaults;
   /** The patches as byte ranges of the input with their text (BOS and the next-byte slot left out). */
   segments(): PatchSegment[];
+}
+
+function checkThreads(threads: unknown): void {
+  if (typeof threads !== 'number' || !Number.isInteger(threads) || threads < 1 || threads > 64) {
+    throw new PatcherError('INVALID_ARGUMENT', `threads must be an integer from 1 to 64, got ${JSON.stringify(threads) ?? String(threads)}`);
+  }
 }
 
 /** File name of the shipped model, under the package's `models/` folder. */
@@ -190,9 +205,18 @@ export class EntropyPatcher {
     /** The published layout the model was read from ({@link fromPretrained}); undefined otherwise. */
     readonly layout: CheckpointLayout | undefined = undefined,
     backend: BackendInfo | undefined = undefined,
+    threads = 1,
   ) {
     this.backend = backend ?? { name: tf.getBackend() as BackendName, reason: 'the backend the model was built on' };
+    checkThreads(threads);
+    this.threads = threads;
+    // Workers get the model as a safetensors file with its arguments, on this thread's backend.
+    this.workers = threads > 1 ? new EntropyWorkers(threads - 1, () => model.toSafetensors(), this.backend.name) : undefined;
   }
+
+  /** Threads computing a long input's entropies (see {@link PatcherLoadOptions.threads}). */
+  readonly threads: number;
+  private readonly workers: EntropyWorkers | undefined;
 
   /**
    * The TensorFlow.js backend the model runs on, and why: chosen by the loader when the caller had
@@ -240,10 +264,12 @@ export class EntropyPatcher {
     }
     // Everything that can be refused is checked before the model's weights are allocated.
     const stored = defaultsFromMetadata(file);
+    if (options.threads !== undefined) checkThreads(options.threads);
     const backend = await EntropyPatcher.prepareBackend(options);
     const model = EntropyModel.fromSafetensors(file, args);
-    const { args: _args, maxBytes, backend: _backend, quiet: _quiet, ...defaults } = options;
-    return new EntropyPatcher(model, { ...stored, ...defaults }, maxBytes ?? Number.POSITIVE_INFINITY, undefined, backend);
+    const { args: _args, maxBytes, backend: _backend, quiet: _quiet, threads, ...defaults } = options;
+    const threadCount = threads ?? (await defaultPatchThreads(backend, model.registry.count()));
+    return new EntropyPatcher(model, { ...stored, ...defaults }, maxBytes ?? Number.POSITIVE_INFINITY, undefined, backend, threadCount);
   }
 
   /**
@@ -264,6 +290,7 @@ export class EntropyPatcher {
    *   missing, mismatched shapes), `CONFIG_MISMATCH` naming the field
    */
   static async fromPretrained(location: string | URL | ModelFolder, options: PatcherDefaults & PatcherLoadOptions = {}): Promise<EntropyPatcher> {
+    if (options.threads !== undefined) checkThreads(options.threads);
     const source = await readPretrainedEntropyModel(location);
     let backend: BackendInfo;
     try {
@@ -272,8 +299,10 @@ export class EntropyPatcher {
       source.weights.close?.();
       throw e;
     }
-    const { backend: _backend, quiet: _quiet, ...rest } = options;
-    return EntropyPatcher.fromPretrainedSource(source, rest, backend);
+    const { backend: _backend, quiet: _quiet, threads, ...rest } = options;
+    const loaded = EntropyPatcher.fromPretrainedSource(source, rest, backend);
+    const threadCount = threads ?? (await defaultPatchThreads(backend, loaded.model.registry.count()));
+    return threadCount === 1 ? loaded : new EntropyPatcher(loaded.model, loaded.defaults, loaded.maxBytes, loaded.layout, backend, threadCount);
   }
 
   /**
@@ -336,9 +365,9 @@ export class EntropyPatcher {
    * @param model - the entropy model; the patcher owns it afterwards (`dispose` frees it)
    * @param defaults - patching defaults
    */
-  static fromModel(model: EntropyModel, defaults: PatcherDefaults & { maxBytes?: number } = {}): EntropyPatcher {
-    const { maxBytes, ...rest } = defaults;
-    return new EntropyPatcher(model, rest, maxBytes ?? Number.POSITIVE_INFINITY);
+  static fromModel(model: EntropyModel, defaults: PatcherDefaults & { maxBytes?: number; threads?: number } = {}): EntropyPatcher {
+    const { maxBytes, threads, ...rest } = defaults;
+    return new EntropyPatcher(model, rest, maxBytes ?? Number.POSITIVE_INFINITY, undefined, undefined, threads ?? 1);
   }
 
   /**
@@ -371,7 +400,7 @@ export class EntropyPatcher {
     });
     const needsModel = merged.mode === 'entropy' || merged.mode === 'monotonic' || merged.mode === 'combined';
     const nonEmpty = rows.filter((r) => r.length > 0);
-    const computed = needsModel && nonEmpty.length > 0 ? await this.model.entropies(nonEmpty) : [];
+    const computed = needsModel && nonEmpty.length > 0 ? await this.model.entropies(nonEmpty, this.workers) : [];
     let next = 0;
     return rows.map((tokens) => {
       const entropies = needsModel && tokens.length > 0 ? computed[next++]! : new Float32Array(tokens.length);
@@ -462,7 +491,7 @@ export class EntropyPatcher {
     options: { mode?: 'entropy' | 'monotonic'; maxPatchLength?: number } = {},
   ): Promise<{ threshold: number; meanPatchSize: number; patches: number; bytes: number }> {
     const rows = texts.map((t) => encode(t, { bos: true, eos: false }));
-    const entropies = await this.model.entropies(rows);
+    const entropies = await this.model.entropies(rows, this.workers);
     return calibrateThreshold(
       rows.map((tokens, i) => ({ tokens, entropies: entropies[i]! })),
       targetMeanPatchSize,
@@ -472,6 +501,7 @@ export class EntropyPatcher {
 
   /** Frees the model's weights. */
   dispose(): void {
+    this.workers?.stop();
     this.model.dispose();
   }
 }
