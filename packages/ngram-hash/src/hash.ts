@@ -1,5 +1,6 @@
 import { BOE_ID } from '@bytelatent/bytes';
 import { NgramHashError } from './errors.js';
+import { hashIdsWasm } from './hash-wasm.js';
 import { checkHashFunction, checkInteger, primePowers } from './primes.js';
 import { rollingPolynomialHashReference } from './reference-hash.js';
 import { toTokenArray } from './tokens.js';
@@ -14,6 +15,23 @@ const EXACT = 2 ** 53;
  * must stay below 2^53 with |hi| <= 2^31. Larger tables take the exact BigInt modulo.
  */
 const MAX_FUSED_VOCAB = 2 ** 21;
+
+let useWasm = true;
+
+/**
+ * Runs `fn` with the JavaScript hash core instead of the WebAssembly one (`wasm/hash.wat`), for
+ * benchmarks and tests; the results are the same. Where WebAssembly cannot be compiled (a page
+ * whose Content-Security-Policy forbids it) the JavaScript core is used anyway.
+ */
+export function withJavaScriptHashCore<T>(fn: () => T): T {
+  const saved = useWasm;
+  useWasm = false;
+  try {
+    return fn();
+  } finally {
+    useWasm = saved;
+  }
+}
 
 /**
  * The hash core. For one hash function it computes, for every requested group size n and
@@ -199,16 +217,23 @@ export function byteGroupHashIdsMulti(
   if (groupSizes.length === 0) return [];
   const p = prepare(tokens, groupSizes, hashFunction, rowLength);
   const distinct = [...new Set(groupSizes)].sort((a, b) => a - b);
-  let perSize: Int32Array[];
-  if (!p.exact) {
-    perSize = distinct.map((n) => floorMod(rollingPolynomialHashReference(p.values, n, hashFunction, p.rowLength), vocabSize));
-  } else if (vocabSize > MAX_FUSED_VOCAB) {
-    const core = hashCore(p.values, distinct, hashFunction, p.rowLength, undefined);
-    perSize = distinct.map((_, s) => floorMod(rawToBigInt(core.hi[s]!, core.lo[s]!), vocabSize));
-  } else {
-    perSize = hashCore(p.values, distinct, hashFunction, p.rowLength, vocabSize).ids;
-  }
+  const perSize = hashIdsPerSize(p, distinct, hashFunction, vocabSize);
   return groupSizes.map((n) => perSize[distinct.indexOf(n)]!);
+}
+
+/** Floor-mod indices per distinct size (ascending), by the fastest exact core for the input. */
+function hashIdsPerSize(p: Prepared, distinct: readonly number[], hashFunction: number, vocabSize: number): Int32Array[] {
+  // WebAssembly first: its int64 arithmetic is exact for any int32 ids.
+  if (useWasm && vocabSize <= MAX_FUSED_VOCAB) {
+    const viaWasm = hashIdsWasm(p.values, distinct, primePowers(hashFunction, distinct[distinct.length - 1]!), p.rowLength, vocabSize);
+    if (viaWasm !== undefined) return viaWasm;
+  }
+  if (!p.exact) return distinct.map((n) => floorMod(rollingPolynomialHashReference(p.values, n, hashFunction, p.rowLength), vocabSize));
+  if (vocabSize > MAX_FUSED_VOCAB) {
+    const core = hashCore(p.values, distinct, hashFunction, p.rowLength, undefined);
+    return distinct.map((_, s) => floorMod(rawToBigInt(core.hi[s]!, core.lo[s]!), vocabSize));
+  }
+  return hashCore(p.values, distinct, hashFunction, p.rowLength, vocabSize).ids;
 }
 
 /**

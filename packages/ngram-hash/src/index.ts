@@ -1,5 +1,6 @@
 export { NgramHashError, type NgramHashErrorCode } from './errors.js';
-export { byteGroupHashIds, byteGroupHashIdsMulti, rollingPolynomialHash, type HashIdsOptions } from './hash.js';
+export { byteGroupHashIds, byteGroupHashIdsMulti, rollingPolynomialHash, withJavaScriptHashCore, type HashIdsOptions } from './hash.js';
+export { hashWasmAvailable } from './hash-wasm.js';
 export {
   RELEASED_HASH_CONFIG,
   hashNgramConfigFromArgs,
