@@ -1,6 +1,6 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -76,6 +76,50 @@ const SMOKE: Record<string, string> = {
       if (c.join() !== '19,22,43,50') throw new Error('native-sgemm broken: ' + c.join());
     }`,
 };
+
+/**
+ * The entropy patcher installed alone, used as its README's pretrained example shows (no backend
+ * call): it must choose wasm itself, print nothing but the example's own line (no tfjs banner, no
+ * Dawn warnings), and patch a long text with its worker threads from the install. The throughput is
+ * printed for the record (docs/performance.md), never asserted.
+ */
+function checkPatcherDefaults(app: string): void {
+  writeFileSync(
+    join(app, 'readme.mjs'),
+    `import { EntropyPatcher } from '@bytelatent/entropy-patcher';
+    const patcher = await EntropyPatcher.pretrained();
+    console.log((await patcher.patch('Alice was beginning to get very tired of sitting by her sister on the bank.')).segments().map((s) => s.text).join('|'));`,
+  );
+  const env = { ...process.env };
+  delete env['VK_ICD_FILENAMES'];
+  const readme = spawnSync(process.execPath, ['readme.mjs'], { cwd: app, env, encoding: 'utf8' });
+  expect(readme.status, readme.stderr).toBe(0);
+  expect(readme.stderr).toBe('');
+  expect(readme.stdout.trim().split('\n')).toHaveLength(1);
+  expect(readme.stdout).toMatch(/^Alice \|/);
+  writeFileSync(
+    join(app, 'speed.mjs'),
+    `import { readFileSync } from 'node:fs';
+    import { EntropyPatcher } from '@bytelatent/entropy-patcher';
+    const patcher = await EntropyPatcher.pretrained();
+    const prose = readFileSync('node_modules/@bytelatent/entropy-patcher/README.md', 'utf8');
+    const text = prose.repeat(Math.ceil((256 << 10) / prose.length)).slice(0, 256 << 10);
+    await patcher.patch(text.slice(0, 64 << 10));
+    // The first long input starts the worker threads; give them time to come up.
+    await new Promise((r) => setTimeout(r, 2000));
+    await patcher.patch(text.slice(0, 64 << 10));
+    const started = performance.now();
+    await patcher.patch(text);
+    const seconds = (performance.now() - started) / 1000;
+    console.log(JSON.stringify({ backend: patcher.backend.name, native: patcher.backend.nativeMatMul?.active ?? false, threads: patcher.threads, kb_s: Buffer.byteLength(text) / 1000 / seconds }));`,
+  );
+  const speed = spawnSync(process.execPath, ['speed.mjs'], { cwd: app, env, encoding: 'utf8' });
+  expect(speed.status, speed.stderr).toBe(0);
+  expect(speed.stderr).toBe('');
+  const figures = JSON.parse(speed.stdout) as { backend: string; native: boolean; threads: number; kb_s: number };
+  expect(figures).toMatchObject({ backend: 'wasm', native: false, threads: Math.min(4, availableParallelism()) });
+  console.log(`@bytelatent/entropy-patcher installed alone: ${JSON.stringify(figures)}`);
+}
 
 /** Packages whose install script must run after the --ignore-scripts install (they build native code). */
 const REBUILD = new Set(['@bytelatent/native-sgemm']);
@@ -153,6 +197,7 @@ describe('every publishable package installs and works alone', () => {
       expect(installed.sort()).toEqual([...closure(name)].sort());
       writeFileSync(join(app, 'smoke.mjs'), SMOKE[name] ?? `await import('${name}');`);
       expect(() => run(process.execPath, ['smoke.mjs'], app, { ...process.env, EXPECT_NATIVE: expectNative ? '1' : '0' })).not.toThrow();
+      if (name === '@bytelatent/entropy-patcher') checkPatcherDefaults(app);
     }, 120_000);
   }
 });
