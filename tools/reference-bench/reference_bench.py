@@ -19,6 +19,12 @@
 # generate_nocache (one JSON line per figure; ~12.5 GiB for blt-1b: run it under `flock`):
 #   flock /tmp/bigmem.lock /usr/bin/python3 tools/reference-bench/reference_bench.py --reference ~/blt \
 #       --model-dir /tmp/blt1b --threads 2 --modes forward,generate
+#
+# With --entropy-model, an entropy model in one safetensors file (e.g. the one @bytelatent/entropy-patcher
+# ships) built as the reference's LMTransformer and timed through the reference's calculate_entropies
+# on --input's tokens (what tools/bench/src/benches/entropy-patcher.ts runs with BENCH_REFERENCE):
+#   /usr/bin/python3 tools/reference-bench/reference_bench.py --reference ~/blt --threads 2 \
+#       --entropy-model packages/entropy-patcher/models/entropy-small.safetensors --input tokens.json
 import argparse
 import json
 import os
@@ -42,7 +48,8 @@ def parse_args(argv=None):
         "--input",
         help="JSON file {configs: {name: BltArgs}, tokens, targets, patch_lengths} written by the Node "
         "side-by-side runner (tools/bench/dist/compare-reference.js), so both sides run exactly the same. With "
-        "--model-dir: {tokens: [BOS, byte+4, ...], patch_lengths: [...], prompt?: str} (see README)",
+        "--model-dir: {tokens: [BOS, byte+4, ...], patch_lengths: [...], prompt?: str}; with --entropy-model: "
+        "{tokens: [BOS, byte+4, ...], entropies?: [...]} (see README)",
     )
     p.add_argument("--check-golden", metavar="DIR", help="instead of timing: run the golden cases (e.g. ../shared/golden/tiny) through the shimmed reference and report the largest logit difference")
     p.add_argument(
@@ -50,6 +57,18 @@ def parse_args(argv=None):
         help="a BLT checkpoint in the hub layout (config.json {args}, model.safetensors, train_args.json, entropy_model/), "
         "e.g. the released blt-1b shapes from tools/released-checkpoints: loaded by the reference's own hub path "
         "(ByteLatentTransformer.from_pretrained, hf.py's BltTokenizerAndPatcher) and measured instead of --configs",
+    )
+    p.add_argument(
+        "--entropy-model",
+        metavar="FILE",
+        help="an entropy model in one safetensors file (reference LMTransformer state_dict names, its LMTransformerArgs as JSON "
+        "in the metadata key entropy_model_args, e.g. packages/entropy-patcher/models/entropy-small.safetensors): times the "
+        "reference's calculate_entropies on --input's tokens instead of a BLT (see README)",
+    )
+    p.add_argument(
+        "--patching-batch-size",
+        default="1",
+        help="--entropy-model: comma-separated patching_batch_size values for calculate_entropies (default 1, PatcherArgs' default)",
     )
     p.add_argument("--generate-bytes", default="8", help="--model-dir generate: comma-separated new-byte counts for generate_nocache (default 8)")
     p.add_argument("--prompt-bytes", type=int, default=64, help="--model-dir generate: prompt length in bytes (default 64; --input's prompt wins)")
@@ -1043,10 +1062,106 @@ def released_bench():
     )
 
 
+# ---------------------------------------------------------------------------------------------
+# --entropy-model: the reference's entropy model (LMTransformer) through its own patcher function,
+# calculate_entropies (bytelatent/data/patcher.py), on the tokens ours patches.
+# ---------------------------------------------------------------------------------------------
+# calculate_entropies cuts the tokens into chunks of `entropy_model.max_length` ids, 8192 when the
+# model has no such attribute (LMTransformer has none).
+REFERENCE_CHUNK = 8192
+
+
+def load_entropy_safetensors(path):
+    """LMTransformer(LMTransformerArgs(**metadata["entropy_model_args"])) with the file's weights, as
+    load_entropy_model builds it (attn_impl="xformers", eval(), no gradients) but in float32, the
+    file's dtype (load_entropy_model builds in bfloat16 for its bf16 consolidated checkpoints)."""
+    from bytelatent.transformer import LMTransformer, LMTransformerArgs
+
+    base, header = read_safetensors_header(path)
+    raw = (header.get("__metadata__") or {}).get("entropy_model_args")
+    assert raw is not None, f"{path}: no entropy_model_args in the safetensors metadata"
+    args = LMTransformerArgs(**dict(json.loads(raw), attn_impl="xformers"))
+    torch.manual_seed(0)
+    model = LMTransformer(args)
+    with open(path, "rb") as f:
+        state = {name: read_safetensors_tensor(f, base, info) for name, info in header.items() if name != "__metadata__"}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    # Every parameter must come from the file (the RoPE table is a non-persistent buffer).
+    assert not missing and not unexpected, (missing, unexpected)
+    model = model.eval()
+    for p in model.parameters():
+        p.requires_grad = False
+    return model, args
+
+
+def entropy_bench():
+    from bytelatent.data.patcher import calculate_entropies
+
+    with open(ARGS.input) as f:
+        data = json.load(f)
+    tokens = data["tokens"]
+    ours = data.get("entropies")
+    model, args = load_entropy_safetensors(ARGS.entropy_model)
+    # The RoPE table has max_seqlen rows and the model rejects longer sequences, so a model with
+    # max_seqlen < 8192 runs only with max_length <= max_seqlen: set to max_seqlen, the attribute
+    # calculate_entropies reads, so that it cuts the contexts ours cuts (max_seqlen ids, each from
+    # position 0).
+    max_length = min(REFERENCE_CHUNK, args.max_seqlen)
+    if max_length != REFERENCE_CHUNK:
+        model.max_length = max_length
+    tok = torch.tensor([tokens], dtype=torch.long)
+    nbytes = len(tokens) - 1 if tokens[0] == 1 else len(tokens)
+    runs = ARGS.runs or 5
+    figures = {
+        "bench": "reference-entropy-model",
+        "reference": "facebookresearch/blt bytelatent.data.patcher.calculate_entropies (PyTorch, CPU)",
+        "model": os.path.abspath(ARGS.entropy_model),
+        "params": sum(p.numel() for p in model.parameters()),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "blas_threads": int(os.environ["OPENBLAS_NUM_THREADS"]),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
+        "tokens": len(tokens),
+        "bytes": nbytes,
+        "max_length": max_length,
+        "runs": runs,
+    }
+    batch_sizes = [int(x) for x in ARGS.patching_batch_size.split(",")]
+    for i, bs in enumerate(batch_sizes):
+        out = {}
+
+        def run(bs=bs, out=out):
+            out["entropies"], _preds = calculate_entropies(tok, model, bs, "cpu")
+
+        med, best = median_seconds(run, runs)
+        figures[f"batch{bs}_bytes_s"] = nbytes / med
+        figures[f"batch{bs}_best_bytes_s"] = nbytes / best
+        if i == 0:
+            figures["patching_batch_size"] = bs
+            figures["seconds_median"] = med
+            figures["bytes_s"] = nbytes / med
+        h = out["entropies"][0]
+        if ours is not None:
+            assert len(ours) == h.numel(), (len(ours), h.numel())
+            diff = (h.double() - torch.tensor(ours, dtype=torch.float64)).abs().max().item()
+            figures[f"batch{bs}_max_abs_diff_vs_input"] = float(f"{diff:.3g}")
+            figures["max_abs_diff_vs_input"] = max(figures.get("max_abs_diff_vs_input", 0.0), float(f"{diff:.3g}"))
+        figures.setdefault("entropy_sum", float(h.double().sum()))
+    figures["loadavg_1m"] = os.getloadavg()[0]
+    figures["shims"] = len(SHIMS)
+    figures["shim_list"] = "; ".join(SHIMS)
+    keep = ("max_abs_diff", "entropy_sum")
+    print(json.dumps({k: (float(f"{v:.4g}") if isinstance(v, float) and not any(x in k for x in keep) else v) for k, v in figures.items()}))
+
+
 def main():
     install_shims(ARGS.reference)
     if ARGS.check_golden:
         sys.exit(0 if check_golden(ARGS.check_golden) else 1)
+    if ARGS.entropy_model:
+        assert ARGS.input, "--entropy-model needs --input {tokens: [...]}"
+        entropy_bench()
+        return
     if ARGS.model_dir:
         released_bench()
         return
