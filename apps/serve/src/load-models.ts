@@ -65,12 +65,13 @@ export async function loadServeModels(options: ServeModelOptions): Promise<Loade
   if (options.patcher !== undefined && (isUrl(options.patcher) || (await isDirectory(options.patcher)))) {
     throw new Error(`--patcher ${options.patcher} is a folder: a folder entropy model goes with a folder BLT (--model DIR); with --blt FILE give a safetensors file`);
   }
-  const patcher = options.patcher ? await readModel(options.patcher, 'entropy model') : await EntropyPatcher.pretrainedBytes();
+  // The demo BLT was trained on the patches of the shipped `small` entropy model: pair them.
+  const patcher = options.patcher ? await readModel(options.patcher, 'entropy model') : await EntropyPatcher.pretrainedBytes('small');
   const blt = await readModel(options.blt ?? DEFAULT_BLT_MODEL, 'BLT model');
   const service = await createModelService({
     patcher,
     blt,
-    patcherName: options.patcher ?? 'pretrained (@bytelatent/entropy-patcher)',
+    patcherName: options.patcher ?? 'pretrained:small (@bytelatent/entropy-patcher)',
     bltName: options.blt ?? 'blt-demo (shipped)',
     backend: options.backend,
   });

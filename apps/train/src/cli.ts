@@ -65,7 +65,8 @@ train options (override the preset; --config FILE gives a JSON object with the s
   --eval-every N          held-out bits-per-byte every N steps
   --checkpoint-every N    checkpoint every N steps
   --entropy-model PATH    BLT: patch with this entropy model: a safetensors file, a folder of any
-                          published layout, or "pretrained" (the shipped one)
+                          published layout, or a shipped one: "pretrained" (= "pretrained:small",
+                          the demo BLT's) or "pretrained:fast"
   --patching MODE         BLT: entropy | monotonic | combined | space | static | byte
   --threshold X           BLT entropy patching threshold (nats)
   --patch-size K          BLT static patching: bytes per patch

@@ -11,7 +11,10 @@ import type { TrainingHyperparameters } from './trainer.js';
 export interface RunConfig extends TrainingHyperparameters {
   readonly kind: 'entropy' | 'blt';
   readonly model: EntropyModelArgs | BltArgs;
-  /** BLT only: how rows are patched; `entropyModel` is a file or `"pretrained"` (the shipped patcher). */
+  /**
+   * BLT only: how rows are patched; `entropyModel` is a file, a folder, or a shipped model:
+   * `"pretrained"` / `"pretrained:small"` (the one the demo BLT was trained with), `"pretrained:fast"`.
+   */
   readonly patching?: RowPatchingOptions & { readonly entropyModel?: string };
 }
 
@@ -106,8 +109,21 @@ export const PRESETS: Readonly<Record<string, RunConfig & { readonly description
     evalBytesPerFile: 2048,
     checkpointEvery: 25,
   },
+  'entropy-fast': {
+    description: 'the shipped default entropy model: dim 64 x 2 layers, context 256 (~0.14M parameters)',
+    kind: 'entropy',
+    model: { ...entropyArgs(64, 2, 256), n_heads: 2 },
+    ...COMMON,
+    seqLen: 256,
+    batchSize: 16,
+    steps: 9000,
+    lr: 3e-3,
+    warmupSteps: 100,
+    evalEvery: 250,
+    checkpointEvery: 100,
+  },
   'entropy-small': {
-    description: 'the shipped entropy model: dim 128 x 2 layers, context 256 (~0.5M parameters)',
+    description: 'the shipped entropy model the demo BLT was trained with: dim 128 x 2 layers, context 256 (~0.5M parameters)',
     kind: 'entropy',
     model: entropyArgs(128, 2, 256),
     ...COMMON,

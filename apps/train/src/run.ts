@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { BLT_ARGS_METADATA_KEY, ByteLatentTransformer, bltArgsFromTransformersConfig, exportPretrained, loadPretrained, transformersLayoutProblems, type BltArgs } from '@bytelatent/blt';
-import { EntropyModel, EntropyPatcher, PATCHER_METADATA_KEY, type EntropyModelArgs, type PatcherDefaults } from '@bytelatent/entropy-patcher';
+import { EntropyModel, EntropyPatcher, PATCHER_METADATA_KEY, pretrainedModelNamed, type EntropyModelArgs, type PatcherDefaults, type PretrainedModelName } from '@bytelatent/entropy-patcher';
 import { pretrainedFolderKind } from '@bytelatent/evals';
 import { type CheckpointLayout, float32ToFloat16Bits, loadReferenceWeights, referenceStateDict, serializeSafetensors, type SafetensorsTensor } from '@bytelatent/nn';
 import { writeFileAtomic } from '@bytelatent/nn/node';
@@ -38,8 +38,10 @@ async function weightsKey(model: EntropyModel): Promise<string> {
 }
 
 /**
- * The entropy model that patches a BLT's training rows: `pretrained` (the shipped one), a folder
- * (path or URL) of any published layout, or a safetensors file; with the key of its patch cache.
+ * The entropy model that patches a BLT's training rows: a shipped one (`pretrained:small`, or
+ * `pretrained`, the same: the model the demo BLT and earlier runs were trained with;
+ * `pretrained:fast`), a folder (path or URL) of any published layout, or a safetensors file; with
+ * the key of its patch cache.
  */
 export async function loadRowEntropyModel(source: string): Promise<{ patcher: EntropyPatcher; modelKey: string }> {
   try {
@@ -50,7 +52,13 @@ export async function loadRowEntropyModel(source: string): Promise<{ patcher: En
   } catch (e) {
     throw new TrainError('DATA_UNAVAILABLE', `cannot load the entropy model ${source}: ${(e as Error).message}`);
   }
-  const bytes = source === 'pretrained' ? await EntropyPatcher.pretrainedBytes() : await readFile(source).catch((e: Error) => {
+  let shipped: PretrainedModelName | undefined;
+  try {
+    shipped = pretrainedModelNamed(source, 'small');
+  } catch (e) {
+    throw new TrainError('CONFIG_INVALID', (e as Error).message);
+  }
+  const bytes = shipped !== undefined ? await EntropyPatcher.pretrainedBytes(shipped) : await readFile(source).catch((e: Error) => {
     throw new TrainError('DATA_UNAVAILABLE', `cannot read the entropy model ${source}: ${e.message}`);
   });
   return { patcher: await EntropyPatcher.fromSafetensors(bytes), modelKey: createHash('sha256').update(bytes).digest('hex') };
@@ -101,7 +109,7 @@ export async function loadPretrainedStart(location: string, options: { entropyMo
       return { kind: 'entropy', location, layout: patcher.layout!, args: patcher.model.referenceArgs, entropy: patcher.model };
     }
     const explicit = options.entropyModel;
-    const explicitFolder = explicit !== undefined && explicit !== 'pretrained' && (isUrl(explicit) || (await isDirectory(explicit)));
+    const explicitFolder = explicit !== undefined && !/^pretrained(:\w+)?$/.test(explicit) && (isUrl(explicit) || (await isDirectory(explicit)));
     // Fine-tuning trains the hash tables too: they must be tensors.
     const loaded = await loadPretrained(location, { hashTables: 'tensors', ...(explicit === undefined ? {} : { patcher: explicitFolder ? explicit : false }) });
     let patcher = loaded.patcher!;

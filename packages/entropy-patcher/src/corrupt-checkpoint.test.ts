@@ -56,7 +56,7 @@ async function expectRefused(bytes: Uint8Array, code: PatcherErrorCode, ...fragm
 beforeAll(async () => {
   await initBackend({ backend: 'cpu' });
   // A plain copy: Node hands out a Buffer, whose slice() is a view, not a copy.
-  original = new Uint8Array(await EntropyPatcher.pretrainedBytes());
+  original = new Uint8Array(await EntropyPatcher.pretrainedBytes('small'));
   const length = Number(new DataView(original.buffer, original.byteOffset, 8).getBigUint64(0, true));
   header = JSON.parse(new TextDecoder().decode(original.subarray(8, 8 + length))) as Header;
   data = original.slice(8 + length);

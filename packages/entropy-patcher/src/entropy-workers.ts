@@ -21,8 +21,12 @@ interface WorkerLike {
   terminate(): Promise<number>;
 }
 
-/** Fewest context groups a call must have to be shared: a single group stays on the calling thread. */
-const MIN_SHARED_GROUPS = 2;
+/**
+ * Fewest context groups a call must have to be shared: below, the round trip to a worker costs more
+ * than it saves (a 1 KiB input, one group of four contexts and one of a single id, measured slower
+ * on two threads than on one).
+ */
+const MIN_SHARED_GROUPS = 3;
 
 /** The worker script: built next to this module (tests run this module from `src/`, the script from `dist/`). */
 function workerUrl(): URL {

@@ -48,9 +48,11 @@ export interface PatcherLoadOptions {
   /** Say nothing when the only backend left is the pure-JavaScript cpu one (one console line otherwise). */
   readonly quiet?: boolean;
   /**
-   * Threads that compute a long input's entropies (Node): this one plus `threads − 1` worker
-   * threads, each with a copy of the model, started on the first input long enough to share (12+
-   * contexts) and stopped by {@link EntropyPatcher.dispose}. The entropies do not depend on it.
+   * Threads that compute a long input's entropies in `patch`, `patchBatch` and `calibrate` (Node):
+   * this one plus `threads − 1` worker threads, each with a copy of the model, started in the
+   * background on the first input of more than two groups of 4 contexts (over 2 KiB for a
+   * 256-byte context), and stopped by
+   * {@link EntropyPatcher.dispose}. The entropies do not depend on it.
    * Default: every core up to four on the wasm backend for a model up to 16M parameters, else 1
    * (the native matmuls of the cpu backend, and GPUs, already use the machine).
    */
@@ -119,8 +121,45 @@ function checkThreads(threads: unknown): void {
   }
 }
 
-/** File name of the shipped model, under the package's `models/` folder. */
-export const PRETRAINED_MODEL_FILE = 'entropy-small.safetensors';
+/**
+ * The entropy models shipped in this package (under `models/`), both trained by us on the same data
+ * (`apps/train` presets of the same names): `fast` (the default; dim 64, 2 layers) patches about
+ * 2.5x faster than `small` (dim 128, 2 layers) at nearly the same quality; `small` is the model the
+ * shipped demo BLT was trained with.
+ */
+export const PRETRAINED_MODELS = { fast: 'entropy-fast.safetensors', small: 'entropy-small.safetensors' } as const;
+
+/** A shipped entropy model, see {@link PRETRAINED_MODELS}. */
+export type PretrainedModelName = keyof typeof PRETRAINED_MODELS;
+
+/** File name of the default shipped model, under the package's `models/` folder. */
+export const PRETRAINED_MODEL_FILE = PRETRAINED_MODELS.fast;
+
+/**
+ * The shipped model a configuration names: `pretrained:fast`, `pretrained:small`, or a bare
+ * `pretrained`, which means `bare` (BLT training configurations and files written before two models
+ * shipped say `pretrained` and mean `small`, the model the demo BLT was trained with); undefined
+ * for anything else (a path or URL).
+ *
+ * @throws {PatcherError} `INVALID_ARGUMENT` for `pretrained:` and an unknown name
+ */
+export function pretrainedModelNamed(source: string, bare: PretrainedModelName): PretrainedModelName | undefined {
+  if (source === 'pretrained') return bare;
+  const match = /^pretrained:(\w+)$/.exec(source);
+  if (match === null) return undefined;
+  const name = match[1]!;
+  if (!Object.hasOwn(PRETRAINED_MODELS, name)) {
+    throw new PatcherError('INVALID_ARGUMENT', `${source}: no shipped entropy model named ${JSON.stringify(name)} (${Object.keys(PRETRAINED_MODELS).map((m) => `pretrained:${m}`).join(', ')})`);
+  }
+  return name as PretrainedModelName;
+}
+
+function checkPretrainedName(model: unknown): PretrainedModelName {
+  if (typeof model !== 'string' || !Object.hasOwn(PRETRAINED_MODELS, model)) {
+    throw new PatcherError('INVALID_ARGUMENT', `model must be one of ${Object.keys(PRETRAINED_MODELS).join(', ')}, got ${JSON.stringify(model) ?? String(model)}`);
+  }
+  return model as PretrainedModelName;
+}
 
 const isNode = typeof process !== 'undefined' && typeof process.versions?.node === 'string';
 
@@ -326,20 +365,24 @@ export class EntropyPatcher {
   }
 
   /**
-   * Where the pretrained entropy model shipped in this package lies (`models/entropy-small.safetensors`):
-   * a `file:` URL in Node, an `http(s):` URL when a bundler serves the package's files.
+   * Where a pretrained entropy model shipped in this package lies (`models/entropy-fast.safetensors`
+   * by default, see {@link PRETRAINED_MODELS}): a `file:` URL in Node, an `http(s):` URL when a
+   * bundler serves the package's files.
+   *
+   * @param model - which shipped model (default `fast`)
    */
-  static pretrainedUrl(): URL {
-    return new URL(`../models/${PRETRAINED_MODEL_FILE}`, import.meta.url);
+  static pretrainedUrl(model: PretrainedModelName = 'fast'): URL {
+    return new URL(`../models/${PRETRAINED_MODELS[checkPretrainedName(model)]}`, import.meta.url);
   }
 
   /**
-   * The bytes of the shipped pretrained model (for hashing or caching it).
+   * The bytes of a shipped pretrained model (for hashing or caching it).
    *
-   * @throws {PatcherError} `INVALID_CHECKPOINT` when the file cannot be read
+   * @param model - which shipped model (default `fast`)
+   * @throws {PatcherError} `INVALID_CHECKPOINT` when the file cannot be read, `INVALID_ARGUMENT` for an unknown name
    */
-  static async pretrainedBytes(): Promise<Uint8Array> {
-    const url = EntropyPatcher.pretrainedUrl();
+  static async pretrainedBytes(model: PretrainedModelName = 'fast'): Promise<Uint8Array> {
+    const url = EntropyPatcher.pretrainedUrl(model);
     if (url.protocol === 'file:') {
       const { fileURLToPath } = await import('node:url');
       return readSource(fileURLToPath(url));
@@ -352,18 +395,21 @@ export class EntropyPatcher {
    * trained on public-domain books and Python sources, with a threshold calibrated for a mean patch of
    * about 4.5 bytes on English prose. No download: the weights are part of the package.
    *
-   * @param options - patching defaults and limits (the model's arguments are in the file)
-   * @throws {PatcherError} `INVALID_CHECKPOINT` when the shipped file cannot be read
+   * @param options - `model` (which shipped model, default `fast`: {@link PRETRAINED_MODELS}),
+   *   patching defaults, limits, backend and threads (the model's arguments are in the file)
+   * @throws {PatcherError} `INVALID_CHECKPOINT` when the shipped file cannot be read, `INVALID_ARGUMENT` for an unknown model
    */
-  static async pretrained(options: Omit<EntropyPatcherOptions, 'args'> = {}): Promise<EntropyPatcher> {
-    return EntropyPatcher.fromSafetensors(await EntropyPatcher.pretrainedBytes(), options);
+  static async pretrained(options: Omit<EntropyPatcherOptions, 'args'> & { readonly model?: PretrainedModelName } = {}): Promise<EntropyPatcher> {
+    const { model = 'fast', ...rest } = options;
+    return EntropyPatcher.fromSafetensors(await EntropyPatcher.pretrainedBytes(model), rest);
   }
 
   /**
    * Wraps a model you already have (trained in-process, or composed by hand).
    *
    * @param model - the entropy model; the patcher owns it afterwards (`dispose` frees it)
-   * @param defaults - patching defaults
+   * @param defaults - patching defaults, `maxBytes`, and `threads` (default 1 here: see
+   *   {@link PatcherLoadOptions.threads})
    */
   static fromModel(model: EntropyModel, defaults: PatcherDefaults & { maxBytes?: number; threads?: number } = {}): EntropyPatcher {
     const { maxBytes, threads, ...rest } = defaults;

@@ -10,7 +10,7 @@ import { writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
-import { EntropyPatcher, type PatchingMode } from '@bytelatent/entropy-patcher';
+import { EntropyPatcher, pretrainedModelNamed, type PatchingMode } from '@bytelatent/entropy-patcher';
 import { initBackend, type BackendName } from '@bytelatent/nn';
 import { measurePatching } from './adapters.js';
 import { evaluateBitsPerByte } from './bits-per-byte.js';
@@ -51,7 +51,9 @@ model (bpb, flops, cute, noise):
                           checkpoint; default: the pretrained entropy model of
                           @bytelatent/entropy-patcher (a byte-level transformer)
   --patcher PATH          BLT (and patches): entropy model to patch with, instead of the model's
-                          own: a folder of any layout, a safetensors file, or "pretrained"
+                          own: a folder of any layout, a safetensors file, or a shipped one:
+                          "pretrained:fast", "pretrained:small" ("pretrained": small for a BLT,
+                          the model BLTs were trained with; fast for patches)
 
 options:
   --context N             positions per row (default: the model's context)
@@ -169,7 +171,7 @@ async function loadModel(values: Values): Promise<LoadedModel> {
   const path = userPath(values.model);
   if (!isUrl(path) && !existsSync(path)) throw new EvalError('DATA_UNAVAILABLE', `--model ${values.model}: no such file or folder`);
   await ensureBackend();
-  return loadModelAt(path, values.patcher !== undefined ? { patcher: values.patcher === 'pretrained' ? 'pretrained' : userPath(values.patcher) } : {});
+  return loadModelAt(path, values.patcher !== undefined ? { patcher: /^pretrained(:\w+)?$/.test(values.patcher) ? values.patcher : userPath(values.patcher) } : {});
 }
 
 const isUrl = (p: string) => /^https?:\/\//i.test(p);
@@ -319,7 +321,9 @@ async function commandFlops(values: Values, out: string[], figures: Record<strin
 
 /** The patcher of the patches command: `--patcher` as a folder of any layout, a file, or the shipped one. */
 async function loadPatchesPatcher(source: string | undefined): Promise<EntropyPatcher> {
-  if (source === undefined || source === 'pretrained') return EntropyPatcher.pretrained();
+  if (source === undefined) return EntropyPatcher.pretrained();
+  const shipped = pretrainedModelNamed(source, 'fast');
+  if (shipped !== undefined) return EntropyPatcher.pretrained({ model: shipped });
   const path = userPath(source);
   if (isUrl(path) || statSync(path, { throwIfNoEntry: false })?.isDirectory()) return EntropyPatcher.fromPretrained(path);
   return EntropyPatcher.fromSafetensors(path);

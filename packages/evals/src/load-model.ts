@@ -10,7 +10,7 @@
 import { stat, readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { BLT_ARGS_METADATA_KEY, ByteLatentTransformer, loadPretrained, type BltArgs, type PretrainedBlt } from '@bytelatent/blt';
-import { ARGS_METADATA_KEY, EntropyModel, EntropyPatcher, type EntropyModelArgs } from '@bytelatent/entropy-patcher';
+import { ARGS_METADATA_KEY, EntropyModel, EntropyPatcher, pretrainedModelNamed, type EntropyModelArgs } from '@bytelatent/entropy-patcher';
 import { type CheckpointLayout, type SafetensorsFile, detectCheckpointLayout, loadReferenceWeights, openModelFolder, parseSafetensors } from '@bytelatent/nn';
 import { type BltPatching, bltPatchingFromSettings, bltScorer, entropyModelScorer } from './adapters.js';
 import { BytePairTokenizer } from './bpe.js';
@@ -52,8 +52,8 @@ export type LoadedModel =
 export interface LoadModelOptions {
   /**
    * BLT only: the entropy model to patch with, instead of the model's own — a folder of any
-   * published layout (path or `http(s):` URL), an entropy model safetensors file, or `pretrained`
-   * (the one shipped in `@bytelatent/entropy-patcher`). A folder BLT keeps its own patching settings
+   * published layout (path or `http(s):` URL), an entropy model safetensors file, or a shipped one
+   * (`pretrained` = `pretrained:small`, the one BLT runs are trained with, or `pretrained:fast`). A folder BLT keeps its own patching settings
    * (they win over the entropy model's, as in the reference); a file BLT keeps its metadata's.
    */
   readonly patcher?: string;
@@ -83,7 +83,11 @@ async function isDirectory(path: string): Promise<boolean> {
  * file; `overrides` (patching settings) win over the file's own.
  */
 async function loadPatcher(source: string | undefined, base: string, overrides: Parameters<typeof EntropyPatcher.pretrained>[0] = {}): Promise<EntropyPatcher> {
-  if (source === undefined || source === 'pretrained') return EntropyPatcher.pretrained(overrides);
+  // A BLT file without its own entropy model was trained on the patches of a shipped one: bare
+  // `pretrained` (and no choice at all) means the one BLT runs were trained with, `small`.
+  if (source === undefined) return EntropyPatcher.pretrained({ ...overrides, model: 'small' });
+  const shipped = pretrainedModelNamed(source, 'small');
+  if (shipped !== undefined) return EntropyPatcher.pretrained({ ...overrides, model: shipped });
   if (isUrl(source)) return EntropyPatcher.fromPretrained(source, overrides);
   const path = isAbsolute(source) ? source : resolve(base, source);
   if (await isDirectory(path)) return EntropyPatcher.fromPretrained(path, overrides);
