@@ -15,6 +15,7 @@ import {
   type SafetensorsDtype,
   type SafetensorsFile,
   type SafetensorsTensor,
+  ensureBackend,
   parseSafetensors,
   serializeSafetensors,
 } from '@bytelatent/nn';
@@ -138,7 +139,8 @@ export async function saveBlt(model: ByteLatentTransformer, destination: string 
  *
  * @param source - a `tf.io.IOHandler` with `load`; a URL for tfjs's registered routers; in Node, a
  *   directory path or `file://` URL holding `model.json` and its weight files
- * @returns the model (the caller owns it)
+ * @returns the model (the caller owns it), on the backend already running or, when none was chosen
+ *   yet, the fastest available (nn's `ensureBackend`)
  * @throws {BltError} `INVALID_ARGUMENT` when no handler takes the source; `INVALID_CHECKPOINT` for a
  *   missing or unreadable `model.json`, missing or truncated weight files, a wrong format or version,
  *   or weights that do not fit the stored arguments; `CONFIG_MISMATCH` for invalid stored arguments
@@ -155,6 +157,8 @@ export async function loadBlt(source: string | tf.io.IOHandler): Promise<ByteLat
     const where = typeof source === 'string' ? `"${source}"` : 'the IOHandler';
     throw new BltError('INVALID_CHECKPOINT', `cannot load a checkpoint from ${where}: ${e instanceof Error ? e.message : String(e)}`);
   }
+  // Before the first weight: the caller's backend, or the fastest available when none was chosen.
+  await ensureBackend();
   return fromBltArtifacts(artifacts);
 }
 
