@@ -1,4 +1,5 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { existsSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it, vi } from 'vitest';
@@ -213,5 +214,20 @@ describe('ensureBackend', () => {
   it('rejects malformed options with INVALID_ARGUMENT', async () => {
     await expect(ensureBackend({ quiet: 'yes' } as unknown as { quiet: boolean })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     await expect(ensureBackend(null as unknown as object)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+  });
+});
+
+describe('a model built before any backend was chosen', () => {
+  it("says once, in one line, that tfjs's cpu backend runs it, instead of tfjs's banner", () => {
+    const script = `
+      import { ParameterRegistry, ParameterScope, RMSNorm } from '@bytelatent/nn';
+      const registry = new ParameterRegistry();
+      new RMSNorm(new ParameterScope(registry), 8);
+      new ParameterRegistry();
+      console.log(registry.count());`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { cwd: fileURLToPath(new URL('../..', import.meta.url)), encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout.trim()).toBe('8');
+    expect(r.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^bytelatent: no backend was chosen, so TensorFlow\.js runs this model on its pure-JavaScript cpu backend/)]);
   });
 });

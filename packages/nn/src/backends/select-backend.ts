@@ -289,6 +289,29 @@ export async function ensureBackend(options: EnsureBackendOptions = {}): Promise
   return info;
 }
 
+/** Whether {@link noteImplicitBackend} has spoken in this process. */
+let implicitNoted = false;
+
+/**
+ * Called where a model's first weight is created without a loader having set the backend up (a
+ * constructor, which cannot wait for `initBackend`): when nobody chose a backend and tfjs falls
+ * back to its pure-JavaScript cpu backend, says so once, in one console line that names the fix,
+ * instead of tfjs's banner about tfjs-node.
+ */
+export function noteImplicitBackend(): void {
+  if (implicitNoted) return;
+  const running = engine().backendName as string | undefined | null;
+  if (typeof running === 'string' && running !== '') return;
+  // Initialises tfjs's default backend, as the first tensor would.
+  const backend = engine().backend as unknown;
+  if (getBackend() !== 'cpu') return;
+  implicitNoted = true;
+  silenceCpuBanner(backend as MathBackendCPU);
+  console.warn(
+    "bytelatent: no backend was chosen, so TensorFlow.js runs this model on its pure-JavaScript cpu backend (about 30x slower than wasm); call nn's initBackend() before building models",
+  );
+}
+
 /**
  * Loads the wasm backend with its kernel fixes (registering both) and returns the fixes' functions:
  * `registerWasmKernelFixes()` (idempotent, already done by loading),

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { noteImplicitBackend } from '../backends/select-backend.js';
 import { NnError } from './errors.js';
 import { transposeFloat32 } from '../tensor-source.js';
 
@@ -63,6 +64,7 @@ export class ParameterRegistry {
     }
     this.maxParameters = max;
     this.initialValues = options.initialValues;
+    noteImplicitBackend();
   }
 
   /** All parameters, in creation order. */
