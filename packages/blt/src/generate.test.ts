@@ -90,13 +90,14 @@ describe('cached generation engine', () => {
     expect(tf.memory().numTensors).toBe(before);
   });
 
-  it('equals the full forward with space, static, byte, monotonic and max-length patching', async () => {
+  it('equals the full forward with space, static, byte, monotonic, combined and max-length patching', async () => {
     const before = tf.memory().numTensors;
     const rules: ResolvedPatching[] = [
       { rule: { mode: 'space', includeNextToken: true }, entropyModel: null },
       { rule: { mode: 'static', patchSize: 3, includeNextToken: true }, entropyModel: null },
       { rule: { mode: 'byte', includeNextToken: true }, entropyModel: null },
       { rule: { mode: 'monotonic', threshold: 0.01, includeNextToken: true }, entropyModel },
+      { rule: { mode: 'combined', threshold, thresholdAdd: 0.01, includeNextToken: true }, entropyModel },
       { rule: { mode: 'entropy', threshold: 100, maxPatchLength: 4, includeNextToken: true }, entropyModel },
     ];
     for (const patching of rules) {
@@ -156,12 +157,13 @@ async function rejection(p: Promise<unknown> | (() => unknown)): Promise<unknown
 describe('generate', () => {
   const patchers = (): Array<GenerateOptions['patcher']> => [
     { mode: 'entropy', threshold, entropyModel },
+    { mode: 'combined', threshold, thresholdAdd: 0.01, entropyModel },
     { mode: 'space' },
     { mode: 'static', patchSize: 3 },
   ];
   const samplings: Array<Partial<GenerateOptions>> = [{}, { temperature: 1, seed: 7 }, { temperature: 0.8, topK: 20, topP: 0.9, seed: 123 }];
 
-  it('gives exactly the bytes of the uncached reference loop: greedy and seeded sampling, entropy / space / static patching', async () => {
+  it('gives exactly the bytes of the uncached reference loop: greedy and seeded sampling, entropy / combined / space / static patching', async () => {
     for (const patcher of patchers()) {
       for (const sampling of samplings) {
         const options: GenerateOptions = { patcher, maxBytes: 20, stopAtEos: false, ...sampling };
