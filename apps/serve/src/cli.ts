@@ -4,6 +4,7 @@
  * ones from a folder of any published layout) over HTTP on localhost, with the web page at `/`.
  * Run `bytelatent-serve --help`.
  */
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, type BackendName } from '@bytelatent/nn';
@@ -13,7 +14,10 @@ import { WEB_DIR } from './paths.js';
 
 tf.env().set('PROD', true);
 
+const BIN = 'bytelatent-serve';
+
 const USAGE = `usage: bytelatent-serve [options]
+       bytelatent-serve --help | --version
 
 Serves a BLT and its entropy patcher (default: the shipped demo BLT): GET /health, POST /v1/patch,
 POST /v1/score, POST /v1/generate (JSON or server-sent events), and a web page at / that runs the
@@ -36,7 +40,21 @@ options:
   --max-concurrent N  model calls at once (default 1)
   --max-queue N       requests waiting before 503 (default 16)
   --timeout-ms N      per-request time limit (default 60000)
-  -h, --help          this text`;
+  -h, --help          this text
+  --version           the name and version of this command
+
+Exit status: 0 stopped (SIGINT, SIGTERM), 1 error (model files, backend, port), 2 usage error.`;
+
+const BACKENDS: ReadonlyArray<'auto' | BackendName> = ['auto', 'wasm', 'cpu', 'webgpu'];
+
+/** A mistake in the command line: exit status 2 (other failures are 1), so scripts can tell them apart. */
+class UsageError extends Error {}
+
+function version(): string {
+  // Relative to this module, so it is right wherever the app is installed (dist/ sits beside package.json).
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -51,6 +69,7 @@ async function main(): Promise<void> {
       'max-queue': { type: 'string' },
       'timeout-ms': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
+      version: { type: 'boolean' },
     },
     strict: true,
   });
@@ -58,14 +77,24 @@ async function main(): Promise<void> {
     process.stdout.write(`${USAGE}\n`);
     return;
   }
+  if (values.version) {
+    process.stdout.write(`${BIN} ${version()}\n`);
+    return;
+  }
   const int = (name: string, v: string | undefined, fallback: number, min: number) => {
     if (v === undefined) return fallback;
     const n = Number(v);
-    if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer >= ${min}, got "${v}"`);
+    if (v.trim() === '' || !Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer >= ${min}, got "${v}"`);
     return n;
   };
-  const port = int('port', values.port ?? process.env['PORT'], 8080, 0);
+  // Every flag is checked before the models load, so a typo costs no wait.
+  const envPort = process.env['PORT'] || undefined; // an empty $PORT is an unset one
+  const port = int(values.port === undefined && envPort !== undefined ? 'port (from $PORT)' : 'port', values.port ?? envPort, 8080, 0);
+  const maxConcurrent = int('max-concurrent', values['max-concurrent'], 1, 1);
+  const maxQueue = int('max-queue', values['max-queue'], 16, 0);
+  const requestTimeoutMs = int('timeout-ms', values['timeout-ms'], 60_000, 1);
   const backendName = (values.backend ?? 'auto') as 'auto' | BackendName;
+  if (!BACKENDS.includes(backendName)) throw new UsageError(`--backend must be one of ${BACKENDS.join(', ')}, got "${backendName}"`);
   const backend = await initBackend({ backend: backendName });
   const { service, files, folders } = await loadServeModels({ patcher: values.patcher, blt: values.blt, model: values.model, backend: backend.name });
   const { server } = createApiServer({
@@ -73,9 +102,9 @@ async function main(): Promise<void> {
     ...(files ? { modelFiles: files } : {}),
     ...(folders ? { modelFolders: folders } : {}),
     publicDir: WEB_DIR,
-    maxConcurrent: int('max-concurrent', values['max-concurrent'], 1, 1),
-    maxQueue: int('max-queue', values['max-queue'], 16, 0),
-    requestTimeoutMs: int('timeout-ms', values['timeout-ms'], 60_000, 1),
+    maxConcurrent,
+    maxQueue,
+    requestTimeoutMs,
   });
   const host = values.host ?? '127.0.0.1';
   server.listen(port, host, () => {
@@ -93,7 +122,19 @@ async function main(): Promise<void> {
   process.on('SIGTERM', stop);
 }
 
+/** parseArgs' messages can run over several lines; a usage error is one line. */
+const oneLine = (message: string): string => message.replace(/\s*\n\s*/g, ' ');
+
 main().catch((e: unknown) => {
-  process.stderr.write(`error: ${e instanceof Error ? e.message : String(e)}\n`);
-  process.exit(2);
+  const err = e as Error & { code?: unknown };
+  // Usage errors (ours, and parseArgs' unknown or malformed options): one line and a pointer, exit 2.
+  if (e instanceof UsageError || (e instanceof TypeError && typeof err.code === 'string' && err.code.startsWith('ERR_PARSE_ARGS'))) {
+    process.stderr.write(`${BIN}: ${oneLine(err.message)} (see ${BIN} --help)\n`);
+    process.exit(2);
+  }
+  // Anything else (model files that cannot be read, a backend that does not start) is a failure: exit 1.
+  // Node's own errors (ENOENT) already start with their code.
+  const code = e instanceof Error && typeof err.code === 'string' && !e.message.startsWith(err.code) ? `${err.code}: ` : '';
+  process.stderr.write(`${BIN}: ${e instanceof Error ? `${code}${e.message}` : String(e)}\n`);
+  process.exit(1);
 });

@@ -10,6 +10,7 @@ import { makeTextFolder } from './test-helpers.js';
 import type { MetricsRecord } from './trainer.js';
 
 const cli = resolve(dirname(fileURLToPath(import.meta.url)), '../dist/cli.js');
+const VERSION = (JSON.parse(readFileSync(resolve(dirname(fileURLToPath(import.meta.url)), '../package.json'), 'utf8')) as { version: string }).version;
 const folder = makeTextFolder();
 const base = ['--preset', 'entropy-tiny', '--data', folder.train, '--heldout', folder.heldout, '--backend', 'wasm', '--seq-len', '32'];
 const run = (args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', timeout: 120_000 });
@@ -103,18 +104,48 @@ describe('bytelatent-train CLI', () => {
     expect(r.stdout).toContain('entropy-small');
   });
 
-  it('rejects bad flags with exit code 2 and a message naming them', () => {
-    expect(run(['--steps', 'ten']).stderr).toContain('--steps must be an integer, got "ten"');
-    expect(run(['--preset', 'huge']).status).toBe(2);
-    expect(run(['--bogus']).stderr).toContain("Unknown option '--bogus'");
-    expect(run([...base, '--resume', '--out', tmp()]).stderr).toMatch(/cannot read checkpoint/);
+  it('--version prints the name and version and exits 0, on every command', () => {
+    for (const args of [['--version'], ['export-blt', '--version'], ['study', '--version']]) {
+      const r = run(args);
+      expect(r.status, args.join(' ')).toBe(0);
+      expect(r.stdout).toBe(`bytelatent-train ${VERSION}\n`);
+      expect(r.stderr).toBe('');
+    }
+  });
+
+  it('rejects bad flags with exit code 2 and one line naming them and pointing to --help', () => {
+    for (const [args, message] of [
+      [['--steps', 'ten'], /--steps must be an integer, got "ten"/],
+      [['--preset', 'huge'], /unknown preset "huge"/],
+      [['--bogus'], /Unknown option '--bogus'/],
+      [['export-blt', '--bogus'], /Unknown option '--bogus'/],
+      [['fly'], /unknown command "fly": one of train, /],
+      [['export-blt', '--out', 'x'], /export-blt needs --run DIR/],
+      [['--backend', 'tpu'], /--backend must be auto, wasm, cpu or webgpu, got "tpu"/],
+      // corpus and study print no JSON document, so --json there is refused rather than ignored.
+      [['study', '--json'], /--json goes with train, export-patcher and export-blt, not study/],
+    ] as const) {
+      const r = run([...args]);
+      expect(r.status, `${args.join(' ')}: ${r.stderr}`).toBe(2);
+      expect(r.stderr).toMatch(message);
+      expect(r.stderr).toMatch(/^bytelatent-train: [^\n]+ \(see bytelatent-train --help\)\n$/);
+      expect(r.stdout).toBe('');
+    }
+  });
+
+  it('a failure that is not a usage error (no checkpoint to resume) exits 1', () => {
+    const r = run([...base, '--resume', '--out', tmp()]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/^bytelatent-train: CHECKPOINT_\w+: .*cannot read checkpoint/m);
   });
 
   it('trains a few steps and prints one JSON summary line', () => {
     const out = tmp();
     const r = run([...base, '--steps', '4', '--out', out, '--json']);
     expect(r.status, r.stderr).toBe(0);
-    const summary = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { endStep: number; lastEvalBpb: number; backend: string };
+    // Exactly one JSON document on stdout (the progress bar and logs are on stderr).
+    expect(r.stdout.trimEnd()).not.toContain('\n');
+    const summary = JSON.parse(r.stdout) as { endStep: number; lastEvalBpb: number; backend: string };
     expect(summary.endStep).toBe(4);
     expect(summary.backend).toBe('wasm');
     expect(summary.lastEvalBpb).toBeGreaterThan(0);

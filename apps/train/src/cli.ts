@@ -22,12 +22,15 @@ import { DEFAULT_STUDY, QUICK_STUDY, STUDY_ARMS, runStudy, type StudyArmId } fro
 // tfjs's console advice ("install tfjs-node") cannot be followed here and clutters the progress bar.
 tf.env().set('PROD', true);
 
+const BIN = 'bytelatent-train';
+
 const USAGE = `usage: bytelatent-train [train] --preset NAME [options]
        bytelatent-train corpus [--corpus DIR]
        bytelatent-train export-patcher --run DIR --out FILE [--target-mean-patch 4.5]
        bytelatent-train export-blt --run DIR --out FILE
        bytelatent-train export-blt --run DIR --out DIR --layout hub|transformers [--dtype F32|BF16|F16]
        bytelatent-train study [--out DIR] [--docs DIR] [--arm ID]... [--quick]
+       bytelatent-train --help | --version
 
 Trains BLT entropy models and BLTs on text files with TensorFlow.js in Node, from scratch or from a
 released (or exported) model (--init-from). Ctrl-C stops after the current step and saves a
@@ -72,8 +75,12 @@ train options (override the preset; --config FILE gives a JSON object with the s
   --patch-size K          BLT static patching: bytes per patch
   --max-patch-length N    BLT: split patches longer than N bytes
   --backend NAME          auto (default: fastest available) | wasm | cpu | webgpu
-  --json                  print the summary as one JSON line
+  --json                  print the summary as one JSON document, nothing else on stdout
+                          (export-patcher and export-blt always do; corpus and study take no --json)
   -h, --help              this text
+  --version               the name and version of this command
+
+Exit status: 0 done, 1 error (data, checkpoint, model folder), 2 usage error, 130 interrupted.
 
 export-blt: --out FILE writes one F16 safetensors file with blt_args metadata (apps/serve --blt,
 bytelatent-eval --model); with --layout hub|transformers, --out DIR is a folder of that published
@@ -125,7 +132,14 @@ const OPTIONS = {
   quick: { type: 'boolean' },
   budget: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean' },
 } as const;
+
+function version(): string {
+  // Relative to this module, so it is right wherever the app is installed (dist/ sits beside package.json).
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
 
 function numberFlag(name: string, value: string | undefined, integer: boolean): number | undefined {
   if (value === undefined) return undefined;
@@ -150,10 +164,16 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return 0;
   }
+  if (values.version) {
+    process.stdout.write(`${BIN} ${version()}\n`);
+    return 0;
+  }
   const command = positionals[0] ?? 'train';
   if (positionals.length > 1 || !['train', 'corpus', 'export-patcher', 'export-blt', 'study'].includes(command)) {
-    throw new TrainError('INVALID_ARGUMENT', `unknown command "${positionals.join(' ')}" (train, corpus, export-patcher, export-blt or study; see --help)`);
+    throw new TrainError('INVALID_ARGUMENT', `unknown command "${positionals.join(' ')}": one of train, corpus, export-patcher, export-blt, study`);
   }
+  // Their stdout is a line of text (study) or nothing (corpus): --json would promise a document that never comes.
+  if (values.json && (command === 'corpus' || command === 'study')) throw new TrainError('INVALID_ARGUMENT', `--json goes with train, export-patcher and export-blt, not ${command}`);
   const corpusDir = resolve(userCwd, values.corpus ?? '.cache/corpus');
   const backendName = (values.backend ?? 'auto') as 'auto' | BackendName;
   if (!['auto', 'wasm', 'cpu', 'webgpu'].includes(backendName)) throw new TrainError('INVALID_ARGUMENT', `--backend must be auto, wasm, cpu or webgpu, got "${backendName}"`);
@@ -369,16 +389,24 @@ async function ensureCorpus(dir: string, force: boolean): Promise<void> {
   );
 }
 
+/** parseArgs' messages can run over several lines; a usage error is one line. */
+const oneLine = (message: string): string => message.replace(/\s*\n\s*/g, ' ');
+
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (e: unknown) => {
-    if (e instanceof TrainError || (e instanceof Error && 'code' in e)) {
-      process.stderr.write(`error: ${(e as Error).message}\n`);
+    const err = e as Error & { code?: unknown };
+    // Usage errors (parseArgs' unknown or malformed options, and INVALID_ARGUMENT: a flag's value, a
+    // missing or misplaced flag): one line naming the problem and pointing to --help, exit 2.
+    if ((e instanceof TypeError && typeof err.code === 'string' && err.code.startsWith('ERR_PARSE_ARGS')) || (e instanceof TrainError && e.code === 'INVALID_ARGUMENT')) {
+      process.stderr.write(`${BIN}: ${oneLine(err.message)} (see ${BIN} --help)\n`);
       process.exit(2);
     }
-    if (e instanceof TypeError && (e as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) {
-      process.stderr.write(`error: ${e.message}\n${USAGE}\n`);
-      process.exit(2);
+    // Anything else (a file that cannot be read, a bad checkpoint or model folder) is a failure: exit 1.
+    if (e instanceof Error && typeof err.code === 'string') {
+      // Node's own errors (ENOENT) already start with their code.
+      process.stderr.write(`${BIN}: ${err.message.startsWith(err.code) ? '' : `${err.code}: `}${err.message}\n`);
+      process.exit(1);
     }
     process.stderr.write(`${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
     process.exit(1);

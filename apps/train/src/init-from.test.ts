@@ -163,7 +163,7 @@ describe('bytelatent-train --init-from DIR', () => {
     expect(long.status).toBe(2);
     expect(long.stderr).toContain('--seq-len 128 is longer than the blt model of');
     const notModel = run([...TRAIN, '--init-from', text.dir, '--steps', '1', '--out', tmp()]);
-    expect(notModel.status).toBe(2);
+    expect(notModel.status).toBe(1); // not a usage error: the folder cannot be read as a model
     expect(notModel.stderr).toMatch(/not a BLT checkpoint folder/);
     expect(run(['export-blt', '--run', out, '--out', tmp(), '--layout', 'onnx']).stderr).toContain('--layout must be hub or transformers, got "onnx"');
   });

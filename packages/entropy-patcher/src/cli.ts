@@ -1,8 +1,9 @@
 #!/usr/bin/env node
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
-import { initBackend } from '@bytelatent/nn';
+import { initBackend, type BackendName } from '@bytelatent/nn';
 import { PatcherError } from './errors.js';
 import { EntropyPatcher, type PatchResult } from './patcher.js';
 import type { PatchingMode } from './patching.js';
@@ -11,11 +12,16 @@ import type { PatchingMode } from './patching.js';
 // the output and which cannot be followed here (tfjs-node downloads a binary at install).
 tf.env().set('PROD', true);
 
+const BIN = 'entropy-patcher';
+
 const USAGE = `usage: entropy-patcher [--model FILE] [options] "text"
        entropy-patcher [--model FILE] [options] --file PATH
+       ... | entropy-patcher [--model FILE] [options]
+       entropy-patcher --help | --version
 
 Splits text into BLT patches with an entropy model and shows the boundaries and a per-character
-entropy sparkline (highest entropy of the character's bytes).
+entropy sparkline (highest entropy of the character's bytes). Without a text argument or --file,
+the bytes piped to stdin are patched, exactly as read (a trailing newline included).
 
 options:
   --model FILE        entropy model weights (safetensors, reference state_dict names);
@@ -29,8 +35,29 @@ options:
   --patch-size K      static mode: bytes per patch
   --max-patch-length M  split longer patches
   --backend NAME      auto (default) | wasm | cpu | webgpu
-  --json              print one JSON object instead of the picture
-  -h, --help          this text`;
+  --json              print one JSON object instead of the picture (nothing else on stdout)
+  -h, --help          this text
+  --version           the name and version of this command
+
+Exit status: 0 done, 1 error (model file, backend), 2 usage error.`;
+
+const MODES: readonly PatchingMode[] = ['entropy', 'monotonic', 'combined', 'space', 'static', 'byte'];
+const BACKENDS: ReadonlyArray<'auto' | BackendName> = ['auto', 'wasm', 'cpu', 'webgpu'];
+
+/** A mistake in the command line: exit status 2 (other failures are 1), so scripts can tell them apart. */
+class UsageError extends Error {}
+
+function version(): string {
+  // Relative to this module, so it is right wherever the package is installed (dist/ sits beside package.json).
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+async function readStdin(): Promise<Uint8Array> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return new Uint8Array(Buffer.concat(chunks));
+}
 
 const SPARK = '▁▂▃▄▅▆▇█';
 
@@ -80,30 +107,28 @@ async function main(argv: string[]): Promise<number> {
       backend: { type: 'string', default: 'auto' },
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
+      version: { type: 'boolean', default: false },
     },
   });
   if (values.help) {
     console.log(USAGE);
     return 0;
   }
-  if ((values.file === undefined) === (positionals.length === 0)) {
-    console.error(`entropy-patcher: give either text or --file\n\n${USAGE}`);
-    return 2;
+  if (values.version) {
+    console.log(`${BIN} ${version()}`);
+    return 0;
   }
+  if (values.file !== undefined && positionals.length > 0) throw new UsageError('give either text or --file, not both');
   const number = (name: string, v: string | undefined): number | undefined => {
     if (v === undefined) return undefined;
     const x = Number(v);
-    if (!Number.isFinite(x)) throw new PatcherError('INVALID_ARGUMENT', `--${name} must be a number, got ${v}`);
+    if (v.trim() === '' || !Number.isFinite(x)) throw new UsageError(`--${name} must be a number, got "${v}"`);
     return x;
   };
-  await initBackend({ backend: values.backend as 'auto' });
-  let args;
-  if (values.config) {
-    const json = JSON.parse(await readFile(values.config, 'utf8')) as Record<string, unknown>;
-    args = (json['entropy_model_args'] ?? json) as never;
-  }
-  const patcher = values.model ? await EntropyPatcher.fromSafetensors(values.model, args ? { args } : {}) : await EntropyPatcher.pretrained();
-  const input = values.file !== undefined ? new Uint8Array(await readFile(values.file)) : positionals.join(' ');
+  // Every flag is checked before the model loads, so a typo costs no wait.
+  const backend = values.backend as 'auto' | BackendName;
+  if (!BACKENDS.includes(backend)) throw new UsageError(`--backend must be one of ${BACKENDS.join(', ')}, got "${values.backend}"`);
+  if (values.mode !== undefined && !(MODES as readonly string[]).includes(values.mode)) throw new UsageError(`--mode must be one of ${MODES.join(', ')}, got "${values.mode}"`);
   const options = Object.fromEntries(
     Object.entries({
       mode: values.mode as PatchingMode | undefined,
@@ -113,23 +138,51 @@ async function main(argv: string[]): Promise<number> {
       maxPatchLength: number('max-patch-length', values['max-patch-length']),
     }).filter(([, v]) => v !== undefined),
   );
-  const result = await patcher.patch(input, options);
-  if (values.json) {
-    console.log(
-      JSON.stringify({
-        patchLengths: Array.from(result.patchLengths),
-        patchStarts: Array.from(result.patchStarts),
-        entropies: Array.from(result.entropies, (h) => Number(h.toFixed(5))),
-        segments: result.segments(),
-        options: result.options,
-      }),
-    );
-  } else {
-    console.log(picture(result, process.stdout.isTTY === true && !process.env['NO_COLOR']));
+  let input: string | Uint8Array;
+  if (values.file !== undefined) input = new Uint8Array(await readFile(values.file));
+  else if (positionals.length > 0) input = positionals.join(' ');
+  else {
+    // A terminal on stdin means nobody piped anything: waiting for typed text would look like a hang.
+    input = process.stdin.isTTY ? new Uint8Array(0) : await readStdin();
+    if (input.length === 0) throw new UsageError('no text: give it as an argument, with --file PATH, or on stdin');
   }
-  patcher.dispose();
-  return 0;
+  await initBackend({ backend });
+  let args;
+  if (values.config) {
+    const json = JSON.parse(await readFile(values.config, 'utf8')) as Record<string, unknown>;
+    args = (json['entropy_model_args'] ?? json) as never;
+  }
+  const patcher = values.model ? await EntropyPatcher.fromSafetensors(values.model, args ? { args } : {}) : await EntropyPatcher.pretrained();
+  try {
+    let result: PatchResult;
+    try {
+      result = await patcher.patch(input, options);
+    } catch (e) {
+      // The options came from flags (a missing threshold, a non-integer patch size): a usage error.
+      if (e instanceof PatcherError && e.code === 'INVALID_ARGUMENT') throw new UsageError(e.message);
+      throw e;
+    }
+    if (values.json) {
+      console.log(
+        JSON.stringify({
+          patchLengths: Array.from(result.patchLengths),
+          patchStarts: Array.from(result.patchStarts),
+          entropies: Array.from(result.entropies, (h) => Number(h.toFixed(5))),
+          segments: result.segments(),
+          options: result.options,
+        }),
+      );
+    } else {
+      console.log(picture(result, process.stdout.isTTY === true && !process.env['NO_COLOR']));
+    }
+    return 0;
+  } finally {
+    patcher.dispose();
+  }
 }
+
+/** parseArgs' messages can run over several lines; a usage error is one line. */
+const oneLine = (message: string): string => message.replace(/\s*\n\s*/g, ' ');
 
 main(process.argv.slice(2)).then(
   (code) => {
@@ -137,7 +190,14 @@ main(process.argv.slice(2)).then(
   },
   (e: unknown) => {
     const err = e as Error & { code?: string };
-    console.error(`entropy-patcher: ${err.code ? `${err.code}: ` : ''}${err.message}`);
+    // Usage errors (ours, and parseArgs' unknown or malformed options): one line and a pointer, exit 2.
+    if (e instanceof UsageError || (e instanceof TypeError && err.code?.startsWith('ERR_PARSE_ARGS'))) {
+      console.error(`${BIN}: ${oneLine(err.message)} (see ${BIN} --help)`);
+      process.exitCode = 2;
+      return;
+    }
+    // Node's own errors (ENOENT) already start with their code.
+    console.error(`${BIN}: ${err.code && !err.message.startsWith(err.code) ? `${err.code}: ` : ''}${err.message}`);
     process.exitCode = 1;
   },
 );

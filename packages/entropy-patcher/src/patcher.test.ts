@@ -198,7 +198,7 @@ describe.skipIf(!existsSync(WEIGHTS))('entropy-patcher CLI', () => {
     expect(status(['--model', WEIGHTS])).toBe(2);
     const json = JSON.parse(execFileSync(process.execPath, [cli, '--json', 'Hello there, world.'], { encoding: 'utf8' })) as { segments?: unknown; patches?: unknown };
     expect(JSON.stringify(json)).toContain('Hello');
-    expect(status(['--model', WEIGHTS, '--threshold', 'abc', 'x'])).toBe(1);
+    expect(status(['--model', WEIGHTS, '--threshold', 'abc', 'x'])).toBe(2); // a bad flag value is a usage error
   }, 60_000);
 });
 

@@ -1,11 +1,13 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
-const CLI = resolve(dirname(fileURLToPath(import.meta.url)), '../dist/cli.js');
+const here = dirname(fileURLToPath(import.meta.url));
+const CLI = resolve(here, '../dist/cli.js');
+const VERSION = (JSON.parse(readFileSync(resolve(here, '../package.json'), 'utf8')) as { version: string }).version;
 
 function run(...args: string[]): { code: number | null; stdout: string; stderr: string; json: Record<string, unknown> | undefined } {
   const r = spawnSync(process.execPath, [CLI, ...args, '--backend', 'wasm'], { encoding: 'utf8', env: { ...process.env, INIT_CWD: process.cwd() } });
@@ -38,6 +40,46 @@ describe('bytelatent-eval', () => {
     const cute = run('cute', '--per-task', '2', '--shots', '1', '--json');
     expect(cute.code).toBe(0);
     expect((cute.json!['tasks'] as unknown[]).length).toBe(7);
+  });
+
+  it('--json on patches and flops: stdout is exactly one JSON document, the table goes to stderr', () => {
+    for (const args of [['patches', '--udhr', 'eng', '--max-bytes', '600'], ['flops', '--udhr', 'eng']]) {
+      const r = run(...args, '--json');
+      expect(r.code, r.stderr).toBe(0);
+      // run() parsed the whole of stdout as one JSON value; it is also one line.
+      expect(r.json!['command']).toBe(args[0]);
+      expect(r.stdout.trimEnd()).not.toContain('\n');
+      expect(r.stderr).toMatch(/-{4,}/);
+    }
+  });
+
+  it('--version prints the name and version and exits 0, on every command; --help exits 0', () => {
+    for (const args of [['--version'], ['bpb', '--version']]) {
+      const r = run(...args);
+      expect(r.code, args.join(' ')).toBe(0);
+      expect(r.stdout).toBe(`bytelatent-eval ${VERSION}\n`);
+      expect(r.stderr).toBe('');
+    }
+    const help = run('-h');
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain('usage: bytelatent-eval <command>');
+  });
+
+  it('usage errors exit 2 with one line on stderr naming the problem and pointing to --help', () => {
+    for (const [args, message] of [
+      [['bpb', '--bogus'], /Unknown option '--bogus'/],
+      [['bogus'], /INVALID_ARGUMENT: unknown command "bogus": one of bpb, /],
+      [[], /INVALID_ARGUMENT: give a command: one of bpb, /],
+      [['bpb'], /--file PATH or --udhr/],
+      [['bpb', '--udhr', 'eng', '--max-bytes', 'lots'], /--max-bytes must be an integer >= 1, got "lots"/],
+      [['patches', '--udhr', 'eng', '--mode', 'nope'], /--mode must be one of entropy, .*got "nope"/],
+    ] as const) {
+      const r = run(...args);
+      expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(2);
+      expect(r.stderr).toMatch(message);
+      expect(r.stderr).toMatch(/^bytelatent-eval: [^\n]+ \(see bytelatent-eval --help\)\n$/);
+      expect(r.stdout).toBe('');
+    }
   });
 
   it('fails with a typed message and exit code', () => {

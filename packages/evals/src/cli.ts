@@ -28,7 +28,10 @@ import { UDHR_DEFAULT_CODES, loadUdhr } from './udhr.js';
 // A command-line tool: tfjs's console advice ("install tfjs-node") cannot be followed here.
 tf.env().set('PROD', true);
 
+const BIN = 'bytelatent-eval';
+
 const USAGE = `usage: bytelatent-eval <command> [options]
+       bytelatent-eval --help | --version
 
 commands:
   bpb       bits per byte of a model on texts (streamed), with FLOPs per byte
@@ -77,6 +80,9 @@ options:
   --backend NAME          auto (default) | wasm | cpu | webgpu
   --json                  print exactly one JSON document of figures on stdout (the table goes to stderr)
   -h, --help              this text
+  --version               the name and version of this command
+
+Exit status: 0 done, 1 error (model or data file, backend), 2 usage error.
 
 examples:
   npm run eval -- bpb --file .cache/corpus/heldout/books/carroll-alice.txt
@@ -109,9 +115,16 @@ const OPTIONS = {
   backend: { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean' },
 } as const;
 
 type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'];
+
+function version(): string {
+  // Relative to this module, so it is right wherever the package is installed (dist/ sits beside package.json).
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
 
 /** The directory the user ran the command from (npm scripts change cwd to the package root). */
 const userCwd = process.env['INIT_CWD'] ?? process.cwd();
@@ -329,8 +342,14 @@ async function loadPatchesPatcher(source: string | undefined): Promise<EntropyPa
   return EntropyPatcher.fromSafetensors(path);
 }
 
+const PATCHING_MODES: readonly PatchingMode[] = ['entropy', 'monotonic', 'combined', 'space', 'static', 'byte'];
+
 async function commandPatches(values: Values, out: string[], figures: Record<string, unknown>): Promise<void> {
   const texts = sources(values, true);
+  // Checked before the patcher loads, so a mistyped mode is a usage error at once.
+  if (values.mode !== undefined && !(PATCHING_MODES as readonly string[]).includes(values.mode)) {
+    throw new EvalError('INVALID_ARGUMENT', `--mode must be one of ${PATCHING_MODES.join(', ')}, got "${values.mode}"`);
+  }
   await ensureBackend();
   const patcher = await loadPatchesPatcher(values.patcher);
   try {
@@ -483,9 +502,14 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return 0;
   }
+  if (values.version) {
+    process.stdout.write(`${BIN} ${version()}\n`);
+    return 0;
+  }
   const command = COMMANDS[positionals[0] ?? ''];
   if (!command || positionals.length > 1) {
-    throw new EvalError('INVALID_ARGUMENT', `unknown command "${positionals.join(' ')}" (${Object.keys(COMMANDS).join(', ')}; see --help)`);
+    const what = positionals.length === 0 ? 'give a command' : `unknown command "${positionals.join(' ')}"`;
+    throw new EvalError('INVALID_ARGUMENT', `${what}: one of ${Object.keys(COMMANDS).join(', ')}`);
   }
   backendName = (values.backend ?? 'auto') as 'auto' | BackendName;
   if (!['auto', 'wasm', 'cpu', 'webgpu'].includes(backendName)) throw new EvalError('INVALID_ARGUMENT', `--backend must be auto, wasm, cpu or webgpu, got "${backendName}"`);
@@ -500,19 +524,31 @@ async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
+/** parseArgs' messages can run over several lines; a usage error is one line. */
+const oneLine = (message: string): string => message.replace(/\s*\n\s*/g, ' ');
+
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
   },
   (e: unknown) => {
     const err = e as Error & { code?: string };
+    // Usage errors (parseArgs' unknown or malformed options, and INVALID_ARGUMENT: a flag's value or a
+    // missing one): one line naming the problem and pointing to --help, exit 2; anything else exits 1.
     if (e instanceof TypeError && err.code?.startsWith('ERR_PARSE_ARGS')) {
-      process.stderr.write(`bytelatent-eval: ${err.message}\n\n${USAGE}\n`);
+      process.stderr.write(`${BIN}: ${oneLine(err.message)} (see ${BIN} --help)\n`);
+      process.exitCode = 2;
+      return;
+    }
+    if (e instanceof EvalError && err.code === 'INVALID_ARGUMENT') {
+      process.stderr.write(`${BIN}: ${err.code}: ${oneLine(err.message)} (see ${BIN} --help)\n`);
       process.exitCode = 2;
       return;
     }
     const known = e instanceof EvalError || (e instanceof Error && typeof err.code === 'string');
-    process.stderr.write(`bytelatent-eval: ${known ? `${err.code}: ${err.message}` : (err.stack ?? String(e))}\n`);
-    process.exitCode = e instanceof EvalError && err.code === 'INVALID_ARGUMENT' ? 2 : 1;
+    // Node's own errors (ENOENT) already start with their code.
+    const message = known && !err.message.startsWith(err.code!) ? `${err.code}: ${err.message}` : err.message;
+    process.stderr.write(`${BIN}: ${known ? message : (err.stack ?? String(e))}\n`);
+    process.exitCode = 1;
   },
 );
