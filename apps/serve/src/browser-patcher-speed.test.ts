@@ -6,20 +6,16 @@
 // rasterizer is far slower (the page leaves out whatever its 60 s limit would not fit). Its patches
 // of a fixed paragraph must equal Node's. The figures are printed as one JSON line, never asserted
 // (timings belong in `npm run bench`; a loaded CI machine would fail them).
-import { copyFile, mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
-import { createReadStream, existsSync, readFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import { createRequire } from 'node:module';
-import type { AddressInfo } from 'node:net';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, extname, join, normalize, sep } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { build } from 'vite';
 import type { Browser } from 'playwright-core';
 import { EntropyPatcher } from '@bytelatent/entropy-patcher';
 import { initBackend } from '@bytelatent/nn';
-import { browserAvailable, launchChromium } from './test-helpers.js';
+import { browserAvailable, bundleCheckPage, launchChromium, serveFolder } from './test-helpers.js';
 
 const CHECKS = fileURLToPath(new URL('../browser-checks', import.meta.url));
 /** Held-out English of the training corpus (not committed: `.cache/` is filled by the corpus tools). */
@@ -74,7 +70,7 @@ interface PageResult {
 }
 
 let root = '';
-let server: Server | undefined;
+let closeServer: (() => Promise<void>) | undefined;
 let base = '';
 let browser: Browser;
 let corpusName = '';
@@ -105,38 +101,10 @@ function english(bytes: number): string {
   return out.slice(0, bytes);
 }
 
-/** Static files with the headers a threaded wasm page needs (COOP/COEP). */
-function serveFolder(folder: string): Promise<string> {
-  const types: Record<string, string> = { '.html': 'text/html', '.js': 'text/javascript', '.txt': 'text/plain; charset=utf-8', '.wasm': 'application/wasm' };
-  const s = createServer((req, res) => {
-    const path = normalize(join(folder, decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname)));
-    if (!path.startsWith(folder + sep) || req.method !== 'GET') return void res.writeHead(404).end();
-    stat(path).then(
-      (st) => {
-        if (!st.isFile()) return void res.writeHead(404).end();
-        res.writeHead(200, {
-          'Content-Type': types[extname(path)] ?? 'application/octet-stream',
-          'Content-Length': st.size,
-          'Cross-Origin-Opener-Policy': 'same-origin',
-          'Cross-Origin-Embedder-Policy': 'require-corp',
-        });
-        createReadStream(path).pipe(res);
-      },
-      () => res.writeHead(404).end(),
-    );
-  });
-  server = s;
-  return new Promise((resolve) => s.listen(0, '127.0.0.1', () => resolve(`http://127.0.0.1:${(s.address() as AddressInfo).port}/`)));
-}
-
 beforeAll(async () => {
   if (!available) return;
   root = await mkdtemp(join(tmpdir(), 'blt-browser-patcher-speed-'));
-  await build({ root: CHECKS, base: './', logLevel: 'error', configFile: false, build: { outDir: root, emptyOutDir: false, minify: false, target: 'es2022', chunkSizeWarningLimit: 8192, rollupOptions: { input: join(CHECKS, 'pretrained-speed.html') } } });
-  // tfjs's wasm binaries beside the page (initBackend's wasmPaths), as scripts/build-web.mjs does.
-  const wasmDist = join(dirname(createRequire(import.meta.url).resolve('@tensorflow/tfjs-backend-wasm/package.json')), 'dist');
-  await mkdir(join(root, 'wasm'));
-  for (const f of (await readdir(wasmDist)).filter((n) => n.endsWith('.wasm'))) await copyFile(join(wasmDist, f), join(root, 'wasm', f));
+  await bundleCheckPage(CHECKS, 'pretrained-speed.html', root);
   await writeFile(join(root, 'text.txt'), english(Math.max(...PLAN.wasm.sizes, ...PLAN.webgpu.sizes)));
 
   await initBackend({ backend: 'wasm' });
@@ -155,7 +123,7 @@ beforeAll(async () => {
     patcher.dispose();
   }
   expect(expected.thresholdMargin).toBeGreaterThan(1e-4);
-  base = await serveFolder(root);
+  ({ base, close: closeServer } = await serveFolder(root));
   browser = await launchChromium();
 }, 120_000);
 
@@ -164,7 +132,7 @@ afterAll(async () => {
     console.log(JSON.stringify({ check: 'entropy-patcher pretrained() in Chromium', text: corpusName, kb: 1000, ...figures }));
   }
   await browser?.close();
-  await new Promise((resolve) => (server ? server.close(resolve) : resolve(undefined)));
+  await closeServer?.();
   if (root) await rm(root, { recursive: true, force: true });
 });
 

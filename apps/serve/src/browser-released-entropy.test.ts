@@ -9,21 +9,16 @@
 // config.json + model.safetensors) runs on both backends; the consolidated layout (`entropy_model/`:
 // params.json + consolidated.pth, the torch zip parsed in the page) on wasm. Load time and patch
 // throughput per backend, and the WebGPU adapter's buffer limits, are printed.
-import { copyFile, mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
-import { createReadStream } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import { createRequire } from 'node:module';
-import type { AddressInfo } from 'node:net';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, extname, join, normalize, sep } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { build } from 'vite';
 import type { Browser } from 'playwright-core';
 import { EntropyPatcher, type PatchResult } from '@bytelatent/entropy-patcher';
 import { initBackend } from '@bytelatent/nn';
 import { writeReleasedCheckpoint } from '@bytelatent/released-checkpoints';
-import { browserAvailable, launchChromium } from './test-helpers.js';
+import { browserAvailable, bundleCheckPage, launchChromium, serveFolder } from './test-helpers.js';
 
 const CHECKS = fileURLToPath(new URL('../browser-checks', import.meta.url));
 const available = browserAvailable();
@@ -69,7 +64,7 @@ interface PageResult {
 }
 
 let root = '';
-let server: Server | undefined;
+let closeServer: (() => Promise<void>) | undefined;
 let base = '';
 let browser: Browser;
 let threshold = 0;
@@ -103,39 +98,10 @@ function splittingThreshold(entropies: readonly number[]): number {
   return best.at;
 }
 
-/** Static files with the headers a threaded wasm page needs (COOP/COEP), HEAD included; bodies streamed. */
-function serveFolder(folder: string): Promise<string> {
-  const types: Record<string, string> = { '.html': 'text/html', '.js': 'text/javascript', '.json': 'application/json', '.wasm': 'application/wasm' };
-  const s = createServer((req, res) => {
-    const path = normalize(join(folder, decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname)));
-    if (!path.startsWith(folder + sep) || (req.method !== 'GET' && req.method !== 'HEAD')) return void res.writeHead(404).end();
-    stat(path).then(
-      (st) => {
-        if (!st.isFile()) return void res.writeHead(404).end();
-        res.writeHead(200, {
-          'Content-Type': types[extname(path)] ?? 'application/octet-stream',
-          'Content-Length': st.size,
-          'Cross-Origin-Opener-Policy': 'same-origin',
-          'Cross-Origin-Embedder-Policy': 'require-corp',
-        });
-        if (req.method === 'HEAD') return void res.end();
-        createReadStream(path).pipe(res);
-      },
-      () => res.writeHead(404).end(),
-    );
-  });
-  server = s;
-  return new Promise((resolve) => s.listen(0, '127.0.0.1', () => resolve(`http://127.0.0.1:${(s.address() as AddressInfo).port}/`)));
-}
-
 beforeAll(async () => {
   if (!available) return;
   root = await mkdtemp(join(tmpdir(), 'blt-browser-released-entropy-'));
-  await build({ root: CHECKS, base: './', logLevel: 'error', configFile: false, build: { outDir: root, emptyOutDir: false, minify: false, target: 'es2022', chunkSizeWarningLimit: 8192, rollupOptions: { input: join(CHECKS, 'released-entropy.html') } } });
-  // tfjs's wasm binaries beside the page (initBackend's wasmPaths), as scripts/build-web.mjs does.
-  const wasmDist = join(dirname(createRequire(import.meta.url).resolve('@tensorflow/tfjs-backend-wasm/package.json')), 'dist');
-  await mkdir(join(root, 'wasm'));
-  for (const f of (await readdir(wasmDist)).filter((n) => n.endsWith('.wasm'))) await copyFile(join(wasmDist, f), join(root, 'wasm', f));
+  await bundleCheckPage(CHECKS, 'released-entropy.html', root);
 
   // The released shapes and dtype (bf16), seed 0: ~199 MB per layout, written in about a second each.
   for (const layout of ['hub', 'consolidated'] as const) {
@@ -154,13 +120,13 @@ beforeAll(async () => {
       patcher.dispose();
     }
   }
-  base = await serveFolder(root);
+  ({ base, close: closeServer } = await serveFolder(root));
   browser = await launchChromium();
 }, 120_000);
 
 afterAll(async () => {
   await browser?.close();
-  await new Promise((resolve) => (server ? server.close(resolve) : resolve(undefined)));
+  await closeServer?.();
   if (root) await rm(root, { recursive: true, force: true });
 });
 

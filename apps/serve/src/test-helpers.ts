@@ -1,6 +1,12 @@
 // Shared by the browser tests (not part of the build: tsconfig.json excludes this file).
-import { existsSync } from 'node:fs';
+import { createReadStream, existsSync } from 'node:fs';
+import { copyFile, mkdir, readdir, stat } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import { createRequire } from 'node:module';
+import type { AddressInfo } from 'node:net';
+import { dirname, extname, join, normalize, sep } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
+import { build } from 'vite';
 
 /** Debian's Chromium, or `CHROMIUM_PATH`; playwright never downloads a browser here. */
 export const CHROMIUM = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium';
@@ -23,4 +29,54 @@ export function browserAvailable(...requiredFiles: string[]): boolean {
 
 export function launchChromium(): Promise<Browser> {
   return chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_FLAGS, headless: true });
+}
+
+/**
+ * Serves a folder's files with the headers a threaded wasm page needs (COOP/COEP), HEAD included,
+ * bodies streamed, on a loopback port.
+ *
+ * @returns the base URL (ending in `/`) and a function that closes the server
+ */
+export async function serveFolder(folder: string): Promise<{ base: string; close: () => Promise<void> }> {
+  const types: Record<string, string> = { '.html': 'text/html', '.js': 'text/javascript', '.json': 'application/json', '.txt': 'text/plain; charset=utf-8', '.wasm': 'application/wasm' };
+  const server: Server = createServer((req, res) => {
+    const path = normalize(join(folder, decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname)));
+    if (!path.startsWith(folder + sep) || (req.method !== 'GET' && req.method !== 'HEAD')) return void res.writeHead(404).end();
+    stat(path).then(
+      (st) => {
+        if (!st.isFile()) return void res.writeHead(404).end();
+        res.writeHead(200, {
+          'Content-Type': types[extname(path)] ?? 'application/octet-stream',
+          'Content-Length': st.size,
+          'Cross-Origin-Opener-Policy': 'same-origin',
+          'Cross-Origin-Embedder-Policy': 'require-corp',
+        });
+        if (req.method === 'HEAD') return void res.end();
+        createReadStream(path).pipe(res);
+      },
+      () => res.writeHead(404).end(),
+    );
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    base: `http://127.0.0.1:${(server.address() as AddressInfo).port}/`,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+/**
+ * Bundles a check page of `browser-checks/` with vite into `outDir`, with tfjs's wasm binaries
+ * beside it under `wasm/` (initBackend's wasmPaths), as scripts/build-web.mjs does for the app.
+ */
+export async function bundleCheckPage(checksDir: string, html: string, outDir: string): Promise<void> {
+  await build({
+    root: checksDir,
+    base: './',
+    logLevel: 'error',
+    configFile: false,
+    build: { outDir, emptyOutDir: false, minify: false, target: 'es2022', chunkSizeWarningLimit: 8192, rollupOptions: { input: join(checksDir, html) } },
+  });
+  const wasmDist = join(dirname(createRequire(import.meta.url).resolve('@tensorflow/tfjs-backend-wasm/package.json')), 'dist');
+  await mkdir(join(outDir, 'wasm'));
+  for (const f of (await readdir(wasmDist)).filter((n) => n.endsWith('.wasm'))) await copyFile(join(wasmDist, f), join(outDir, 'wasm', f));
 }
