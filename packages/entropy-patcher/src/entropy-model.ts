@@ -346,8 +346,9 @@ export class EntropyModel {
     /** The next group, unless fewer than `reserve` are left (kept for less loaded threads). */
     const take = (reserve = 0) => (groups.length - next > reserve ? groups[next++] : undefined);
     const store = (group: typeof contexts, values: Float32Array[]) => group.forEach((c, b) => out[c.row]!.set(values[b]!, c.start));
-    // Helpers (worker threads) pull groups as they fall idle; the rest runs here. Rows never see
-    // each other within a group, so a context's entropies do not depend on where it ran.
+    // Helpers (worker threads) pull groups as they fall idle; the rest runs here. A group is the
+    // same whoever computes it, and every thread runs the same backend and kernels, so the
+    // entropies do not depend on where a group ran.
     let localDone: () => void = () => undefined;
     const finished = new Promise<false>((resolve) => (localDone = () => resolve(false)));
     // Several requests in flight per helper: its next groups wait in its queue while this thread,
@@ -363,16 +364,24 @@ export class EntropyModel {
         store(group, await helper.run(ids).catch(() => this.contextEntropies(ids)));
       }
     });
+    let failed = false;
+    let failure: unknown;
     try {
       for (let group = take(); group !== undefined; group = take()) {
         store(group, await this.contextEntropies(group.map((c) => c.ids)));
         // Let the helpers' replies in, so that they take the next groups while this thread works.
         if (helping.length > 0) await yieldToEvents();
       }
+    } catch (e) {
+      [failed, failure] = [true, e];
+      next = groups.length; // the helpers take nothing more
     } finally {
       localDone();
     }
-    await Promise.all(remote);
+    // Every helper request is settled before this call returns or throws: none is left running.
+    const settled = await Promise.allSettled(remote);
+    if (failed) throw failure;
+    for (const result of settled) if (result.status === 'rejected') throw result.reason;
     return out;
   }
 
