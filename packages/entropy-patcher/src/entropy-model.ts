@@ -36,7 +36,7 @@ export const ARGS_METADATA_KEY = 'entropy_model_args';
 /** Contexts per model call when a long input is cut into contexts. */
 const CONTEXT_BATCH = 4;
 
-/** Context groups queued at each helper: one measured 75 % of two threads' ideal, three 90 %. */
+/** Context groups queued at each helper: three kept two threads busier than one (docs/performance.md §5d). */
 const HELPER_REQUESTS_IN_FLIGHT = 3;
 
 /** One other thread computing context entropies with a copy of the same model. */

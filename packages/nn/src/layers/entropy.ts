@@ -8,9 +8,9 @@ import { NnError } from './errors.js';
  * `bytelatent/data/patcher.py`).
  *
  * On the cpu backend one fused kernel per row (`../backends/fused-kernels.ts`). Elsewhere it is built
- * on tfjs's `Softmax`, never on `logSoftmax`: the wasm backend's `Exp` kernel is scalar (~4 ms for
- * 1,024 × 260 logits through `logSoftmax`, which runs it twice) while its `Softmax` is vectorised
- * (~0.9 ms for the whole entropy). With `m` the row maximum and `d = x − m`,
+ * on tfjs's `Softmax`, never on `logSoftmax`: the wasm backend's `Exp` kernel is scalar (and
+ * `logSoftmax` then `exp` run it twice) while its `Softmax` is vectorised: about 4x faster
+ * (docs/performance.md §5d). With `m` the row maximum and `d = x − m`,
  * `log Σ exp(d) = −log(max p)` (the largest probability is `1 / Σ exp(d)`, at least `1 / vocab`,
  * so the log never meets an underflow), and `H = −log(max p) − Σ p·d`. Values match the
  * `logSoftmax` composite to float32 rounding.
