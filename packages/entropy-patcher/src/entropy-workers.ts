@@ -145,10 +145,11 @@ export class EntropyWorkers implements ContextHelpers {
  * backend without native matmuls (which already use every core) and small enough to copy into each
  * worker; else one.
  */
-export async function defaultPatchThreads(backend: { name: string; nativeMatMul?: { active: boolean } }, parameters: number): Promise<number> {
+export function defaultPatchThreads(backend: { name: string; nativeMatMul?: { active: boolean } }, parameters: number): number {
   const isNode = typeof process !== 'undefined' && typeof process.versions?.node === 'string';
   if (!isNode || backend.name !== 'wasm' || backend.nativeMatMul?.active === true || parameters > MAX_SHARED_PARAMETERS) return 1;
-  const os = await import('node:os');
+  // Synchronous (patchers are built synchronously too) and invisible to browser bundlers.
+  const os = process.getBuiltinModule('node:os');
   return Math.max(1, Math.min(4, os.availableParallelism()));
 }
 

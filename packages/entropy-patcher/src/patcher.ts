@@ -244,13 +244,13 @@ export class EntropyPatcher {
     /** The published layout the model was read from ({@link fromPretrained}); undefined otherwise. */
     readonly layout: CheckpointLayout | undefined = undefined,
     backend: BackendInfo | undefined = undefined,
-    threads = 1,
+    threads: number | 'auto' = 1,
   ) {
     this.backend = backend ?? { name: tf.getBackend() as BackendName, reason: 'the backend the model was built on' };
-    checkThreads(threads);
-    this.threads = threads;
+    this.threads = threads === 'auto' ? defaultPatchThreads(this.backend, model.registry.count()) : threads;
+    checkThreads(this.threads);
     // Workers get the model as a safetensors file with its arguments, on this thread's backend.
-    this.workers = threads > 1 ? new EntropyWorkers(threads - 1, () => model.toSafetensors(), this.backend.name) : undefined;
+    this.workers = this.threads > 1 ? new EntropyWorkers(this.threads - 1, () => model.toSafetensors(), this.backend.name) : undefined;
   }
 
   /** Threads computing a long input's entropies (see {@link PatcherLoadOptions.threads}). */
@@ -307,8 +307,7 @@ export class EntropyPatcher {
     const backend = await EntropyPatcher.prepareBackend(options);
     const model = EntropyModel.fromSafetensors(file, args);
     const { args: _args, maxBytes, backend: _backend, quiet: _quiet, threads, ...defaults } = options;
-    const threadCount = threads ?? (await defaultPatchThreads(backend, model.registry.count()));
-    return new EntropyPatcher(model, { ...stored, ...defaults }, maxBytes ?? Number.POSITIVE_INFINITY, undefined, backend, threadCount);
+    return new EntropyPatcher(model, { ...stored, ...defaults }, maxBytes ?? Number.POSITIVE_INFINITY, undefined, backend, threads ?? 'auto');
   }
 
   /**
@@ -339,9 +338,7 @@ export class EntropyPatcher {
       throw e;
     }
     const { backend: _backend, quiet: _quiet, threads, ...rest } = options;
-    const loaded = EntropyPatcher.fromPretrainedSource(source, rest, backend);
-    const threadCount = threads ?? (await defaultPatchThreads(backend, loaded.model.registry.count()));
-    return threadCount === 1 ? loaded : new EntropyPatcher(loaded.model, loaded.defaults, loaded.maxBytes, loaded.layout, backend, threadCount);
+    return EntropyPatcher.fromSource(source, rest, backend, threads ?? 'auto');
   }
 
   /**
@@ -349,6 +346,11 @@ export class EntropyPatcher {
    * on the backend already set up (`backend` describes it). Closes the source's files.
    */
   static fromPretrainedSource(source: PretrainedEntropySource, options: PatcherDefaults & { readonly maxBytes?: number } = {}, backend?: BackendInfo): EntropyPatcher {
+    return EntropyPatcher.fromSource(source, options, backend, 1);
+  }
+
+  /** {@link fromPretrainedSource} with a thread count (`'auto'`: {@link PatcherLoadOptions.threads}'s default). */
+  private static fromSource(source: PretrainedEntropySource, options: PatcherDefaults & { readonly maxBytes?: number }, backend: BackendInfo | undefined, threads: number | 'auto'): EntropyPatcher {
     let model: EntropyModel;
     try {
       model = EntropyModel.fromSafetensors(source.weights, source.args);
@@ -361,8 +363,9 @@ export class EntropyPatcher {
       source.weights.close?.();
     }
     const { maxBytes, ...overrides } = options;
-    return new EntropyPatcher(model, { ...source.defaults, ...overrides }, maxBytes ?? Number.POSITIVE_INFINITY, source.layout, backend);
+    return new EntropyPatcher(model, { ...source.defaults, ...overrides }, maxBytes ?? Number.POSITIVE_INFINITY, source.layout, backend, threads);
   }
+
 
   /**
    * Where a pretrained entropy model shipped in this package lies (`models/entropy-fast.safetensors`
