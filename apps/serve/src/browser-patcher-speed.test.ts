@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser } from 'playwright-core';
 import { EntropyPatcher } from '@bytelatent/entropy-patcher';
 import { initBackend } from '@bytelatent/nn';
-import { browserAvailable, bundleCheckPage, launchChromium, serveFolder } from './test-helpers.js';
+import { browserAvailable, bundleCheckPage, launchChromium, runCheckPage, serveFolder } from './test-helpers.js';
 
 const CHECKS = fileURLToPath(new URL('../browser-checks', import.meta.url));
 /** Held-out English of the training corpus (not committed: `.cache/` is filled by the corpus tools). */
@@ -137,21 +137,9 @@ afterAll(async () => {
 });
 
 async function runPage(backend: keyof typeof PLAN): Promise<PageResult> {
-  const page = await browser.newPage();
-  const errors: string[] = [];
-  page.on('pageerror', (e) => errors.push(e.message));
-  try {
-    const plan = PLAN[backend];
-    const query = new URLSearchParams({ backend, paragraph: PARAGRAPH, sizes: plan.sizes.join(','), limitMs: String(plan.limitMs) });
-    await page.goto(`${base}pretrained-speed.html?${query.toString()}`);
-    await page.waitForFunction(() => (window as unknown as { checkResult?: unknown }).checkResult !== undefined, null, { timeout: 150_000 });
-    const result = (await page.evaluate(() => (window as unknown as { checkResult: unknown }).checkResult)) as PageResult;
-    expect(errors).toEqual([]);
-    expect(result.error).toBeUndefined();
-    return result;
-  } finally {
-    await page.close();
-  }
+  const plan = PLAN[backend];
+  const query = new URLSearchParams({ backend, paragraph: PARAGRAPH, sizes: plan.sizes.join(','), limitMs: String(plan.limitMs) });
+  return runCheckPage<PageResult>(browser, `${base}pretrained-speed.html?${query.toString()}`);
 }
 
 /** The figures of one backend for the printed line (ms and KB/s rounded). */

@@ -18,7 +18,7 @@ import type { Browser } from 'playwright-core';
 import { EntropyPatcher, type PatchResult } from '@bytelatent/entropy-patcher';
 import { initBackend } from '@bytelatent/nn';
 import { writeReleasedCheckpoint } from '@bytelatent/released-checkpoints';
-import { browserAvailable, bundleCheckPage, launchChromium, serveFolder } from './test-helpers.js';
+import { browserAvailable, bundleCheckPage, launchChromium, runCheckPage, serveFolder } from './test-helpers.js';
 
 const CHECKS = fileURLToPath(new URL('../browser-checks', import.meta.url));
 const available = browserAvailable();
@@ -131,20 +131,8 @@ afterAll(async () => {
 });
 
 async function runPage(backend: 'webgpu' | 'wasm', folder: string, text: string, defaults: boolean): Promise<PageResult> {
-  const page = await browser.newPage();
-  const errors: string[] = [];
-  page.on('pageerror', (e) => errors.push(e.message));
-  try {
-    const query = new URLSearchParams({ backend, model: `models/${folder}/`, text, threshold: String(threshold), defaults: defaults ? '1' : '0' });
-    await page.goto(`${base}released-entropy.html?${query.toString()}`);
-    await page.waitForFunction(() => (window as unknown as { checkResult?: unknown }).checkResult !== undefined, null, { timeout: 150_000 });
-    const result = (await page.evaluate(() => (window as unknown as { checkResult: unknown }).checkResult)) as PageResult;
-    expect(errors).toEqual([]);
-    expect(result.error).toBeUndefined();
-    return result;
-  } finally {
-    await page.close();
-  }
+  const query = new URLSearchParams({ backend, model: `models/${folder}/`, text, threshold: String(threshold), defaults: defaults ? '1' : '0' });
+  return runCheckPage<PageResult>(browser, `${base}released-entropy.html?${query.toString()}`);
 }
 
 /** The largest difference between the page's entropies and Node's. */

@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { dirname, extname, join, normalize, sep } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import { build } from 'vite';
+import { expect } from 'vitest';
 
 /** Debian's Chromium, or `CHROMIUM_PATH`; playwright never downloads a browser here. */
 export const CHROMIUM = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium';
@@ -79,4 +80,24 @@ export async function bundleCheckPage(checksDir: string, html: string, outDir: s
   const wasmDist = join(dirname(createRequire(import.meta.url).resolve('@tensorflow/tfjs-backend-wasm/package.json')), 'dist');
   await mkdir(join(outDir, 'wasm'));
   for (const f of (await readdir(wasmDist)).filter((n) => n.endsWith('.wasm'))) await copyFile(join(wasmDist, f), join(outDir, 'wasm', f));
+}
+
+/**
+ * Opens a check page (`browser-checks/`) and returns the `window.checkResult` it sets when done,
+ * after asserting that it threw nothing and reported no error.
+ */
+export async function runCheckPage<T extends { readonly error?: string }>(browser: Browser, url: string): Promise<T> {
+  const page = await browser.newPage();
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  try {
+    await page.goto(url);
+    await page.waitForFunction(() => (window as unknown as { checkResult?: unknown }).checkResult !== undefined, null, { timeout: 150_000 });
+    const result = (await page.evaluate(() => (window as unknown as { checkResult: unknown }).checkResult)) as T;
+    expect(errors).toEqual([]);
+    expect(result.error).toBeUndefined();
+    return result;
+  } finally {
+    await page.close();
+  }
 }
