@@ -1,6 +1,10 @@
-/** Machine-readable code of an API error, sent as `{"error":{"code","message"}}`. */
+/**
+ * Machine-readable code of an API error, sent as `{"error":{"code","message","type","param"}}`:
+ * OpenAI's error shape, so that its clients read our errors too.
+ */
 export type ApiErrorCode =
   | 'NOT_FOUND'
+  | 'MODEL_NOT_FOUND'
   | 'METHOD_NOT_ALLOWED'
   | 'UNSUPPORTED_MEDIA_TYPE'
   | 'MALFORMED_JSON'
@@ -22,9 +26,24 @@ export class HttpError extends Error {
     this.name = 'HttpError';
   }
 
-  toJSON(): { error: { code: ApiErrorCode; message: string } } {
-    return { error: { code: this.code, message: this.message } };
+  toJSON(): { error: { code: ApiErrorCode; message: string; type: 'invalid_request_error' | 'server_error'; param: null } } {
+    return { error: { code: this.code, message: this.message, type: this.status >= 500 ? 'server_error' : 'invalid_request_error', param: null } };
   }
 }
 
 export const badRequest = (message: string) => new HttpError(400, 'INVALID_REQUEST', message);
+
+/**
+ * The error a failed request answers with: ours as they are; a typed input error of our packages
+ * (too long, empty, bad option) is the client's; anything else is an internal error, whose details stay
+ * in the server's log.
+ */
+export function toHttpError(e: unknown, signal: AbortSignal): HttpError {
+  if (e instanceof HttpError) return e;
+  if (signal.aborted && signal.reason instanceof HttpError) return signal.reason;
+  const code = (e as { code?: unknown })?.code;
+  if (typeof code === 'string' && ['INPUT_TOO_LONG', 'EMPTY_INPUT', 'INVALID_ARGUMENT'].includes(code)) {
+    return code === 'INPUT_TOO_LONG' ? new HttpError(413, 'INPUT_TOO_LARGE', (e as Error).message) : new HttpError(400, 'INVALID_REQUEST', (e as Error).message);
+  }
+  return new HttpError(500, 'INTERNAL', 'internal error');
+}

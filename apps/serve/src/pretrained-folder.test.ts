@@ -83,7 +83,7 @@ describe('serve --model DIR', () => {
       expect(health.models.blt.source).toBe(folders.hub);
       expect(health.models.patcher.layout).toBe('hub');
       expect(health.models.patcher.defaults).toMatchObject(SETTINGS);
-      const res = await fetch(`${base}/v1/generate`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ prompt: PROMPT, maxBytes: 12 }) });
+      const res = await fetch(`${base}/v1/generate`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ prompt: PROMPT, maxBytes: 12, temperature: 0 }) });
       expect(res.status).toBe(200);
       const body = (await res.json()) as { text: string; finishReason: string };
       expect(body.text).toBe(await inProcess(folders.hub, 12));

@@ -1,13 +1,16 @@
 /**
  * The HTTP API and the web page: `GET /health`, `POST /v1/patch`, `POST /v1/score`,
- * `POST /v1/generate` (JSON, or server-sent events with `"stream": true`), and the page at `/`.
+ * `POST /v1/generate` (JSON, or server-sent events with `"stream": true`), the OpenAI-compatible
+ * `GET /v1/models` and `POST /v1/completions` (openai.ts), and the page at `/`.
  * Plain `node:http`: no framework, every limit explicit.
  */
 import { createReadStream } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { readFile, stat } from 'node:fs/promises';
 import { extname, join, normalize, sep } from 'node:path';
-import { HttpError } from './http-error.js';
+import { HttpError, toHttpError } from './http-error.js';
+import { modelIdFor, openAiRoutes } from './openai.js';
+import { DEFAULT_SAMPLING } from './sampling-defaults.js';
 import { ConcurrencyLimiter } from './limiter.js';
 import { Fields, readJsonBody } from './request.js';
 import type { ModelService, GenerateParams } from './model-service.js';
@@ -28,6 +31,8 @@ export interface ServerOptions {
   /** Model calls running at once (default 1: tfjs computes on one thread) and waiting (default 16). */
   readonly maxConcurrent?: number;
   readonly maxQueue?: number;
+  /** The id of the BLT in the OpenAI-compatible endpoints (default: its file or folder name, e.g. `blt-demo`). */
+  readonly modelId?: string;
   /** A request's time limit, queueing included (default 60 s). */
   readonly requestTimeoutMs?: number;
   /**
@@ -121,6 +126,18 @@ export function createApiServer(options: ServerOptions): { server: Server; limit
         }
       : {}),
     ...(explicitFile ? { '/models/patcher.safetensors': bytesRoute(explicitFile) } : {}),
+    // OpenAI-compatible: GET /v1/models, POST /v1/completions (openai.ts).
+    ...(service.blt
+      ? openAiRoutes({
+          service,
+          limiter,
+          modelId: o.modelId ?? modelIdFor(service.info.bltModel ?? 'blt'),
+          created: Math.floor(Date.now() / 1000),
+          maxBodyBytes: o.maxBodyBytes,
+          maxPromptBytes: o.maxPromptBytes,
+          maxGenerateBytes: o.maxGenerateBytes,
+        })
+      : {}),
     '/v1/patch': {
       POST: async (req, res, signal) => {
         const f = new Fields(await readJsonBody(req, o.maxBodyBytes)).only(['text', 'threshold', 'mode', 'maxPatchLength', 'patchSize']);
@@ -147,9 +164,9 @@ export function createApiServer(options: ServerOptions): { server: Server; limit
         const params: GenerateParams = {
           prompt: f.string('prompt', { required: true, maxBytes: o.maxPromptBytes, allowEmpty: true }),
           maxBytes: f.number('maxBytes', { min: 1, max: o.maxGenerateBytes, integer: true }) ?? Math.min(128, o.maxGenerateBytes),
-          temperature: f.number('temperature', { min: 0, max: 10 }) ?? 0,
+          temperature: f.number('temperature', { min: 0, max: 10 }) ?? DEFAULT_SAMPLING.temperature,
           topK: f.number('topK', { min: 0, integer: true, max: 260 }) ?? 0,
-          topP: f.number('topP', { min: 0, max: 1, exclusiveMin: true }) ?? 1,
+          topP: f.number('topP', { min: 0, max: 1, exclusiveMin: true }) ?? DEFAULT_SAMPLING.topP,
           seed: f.number('seed', { integer: true, min: 0, max: 2 ** 32 - 1 }) ?? 0,
           stop: f.stringList('stop', { maxItems: 8, maxBytes: 64 }) ?? [],
         };
@@ -223,17 +240,6 @@ export function createApiServer(options: ServerOptions): { server: Server; limit
   }
 
   return { server, limiter };
-}
-
-function toHttpError(e: unknown, signal: AbortSignal): HttpError {
-  if (e instanceof HttpError) return e;
-  if (signal.aborted && signal.reason instanceof HttpError) return signal.reason;
-  const code = (e as { code?: unknown })?.code;
-  // Typed errors of our packages about the input (too long, empty, bad option) are the client's.
-  if (typeof code === 'string' && ['INPUT_TOO_LONG', 'EMPTY_INPUT', 'INVALID_ARGUMENT'].includes(code)) {
-    return code === 'INPUT_TOO_LONG' ? new HttpError(413, 'INPUT_TOO_LARGE', (e as Error).message) : new HttpError(400, 'INVALID_REQUEST', (e as Error).message);
-  }
-  return new HttpError(500, 'INTERNAL', 'internal error');
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {

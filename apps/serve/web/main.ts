@@ -5,6 +5,7 @@
  */
 import type { PatchResponse } from '../src/model-service.js';
 import { createBrowserEngine, createServerEngine, type BrowserBackendChoice, type Engine } from './engines.js';
+import { DEFAULT_SAMPLING } from '../src/sampling-defaults.js';
 
 const element = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const BACKENDS: readonly BrowserBackendChoice[] = ['auto', 'webgpu', 'wasm', 'cpu'];
@@ -96,7 +97,7 @@ async function main(): Promise<void> {
           maxBytes: Number(element<HTMLInputElement>('maxBytes').value),
           temperature: Number(element<HTMLInputElement>('temperature').value),
           topK: 0,
-          topP: 1,
+          topP: DEFAULT_SAMPLING.topP,
           seed: 1,
           stop: [],
         },
