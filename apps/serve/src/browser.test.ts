@@ -25,8 +25,9 @@ let browser: Browser;
 beforeAll(async () => {
   if (!available) return;
   const backend = await initBackend({ backend: 'wasm' });
-  const { service, files } = await loadServeModels({ backend: backend.name });
-  const { server } = createApiServer({ service, modelFiles: files, publicDir: WEB_DIR });
+  // The shipped demo: a hub folder, served to the page under /models/blt/.
+  const { service, folders } = await loadServeModels({ backend: backend.name });
+  const { server } = createApiServer({ service, modelFolders: folders!, publicDir: WEB_DIR });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
   closeServer = () => new Promise((resolve) => server.close(() => resolve()));

@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, type BackendName } from '@bytelatent/nn';
-import { loadServeModels, DEFAULT_BLT_MODEL } from './load-models.js';
+import { loadServeModels } from './load-models.js';
 import { createApiServer } from './server.js';
 import { WEB_DIR } from './paths.js';
 
@@ -19,8 +19,9 @@ const BIN = 'bytelatent-serve';
 const USAGE = `usage: bytelatent-serve [options]
        bytelatent-serve --help | --version
 
-Serves a BLT and its entropy patcher (default: the shipped demo BLT): GET /health, POST /v1/patch,
-POST /v1/score, POST /v1/generate (JSON or server-sent events), and a web page at / that runs the
+Serves a BLT and its entropy patcher (default: the demo BLT shipped in @bytelatent/blt): GET /health,
+POST /v1/patch, POST /v1/score, POST /v1/generate (JSON or server-sent events), the OpenAI-compatible
+GET /v1/models and POST /v1/completions (a token is a byte), and a web page at / that runs the
 models either through this API or in the browser itself (tfjs WebGPU, wasm or cpu; weights from
 /models/, described by /models/index.json).
 
@@ -32,10 +33,12 @@ options:
                       (config.json {"args"} + model.safetensors, e.g. facebook/blt-1b) or
                       transformers (model_type "blt"); its entropy model and patching settings are
                       read from the files (instead of --blt)
-  --patcher PATH      entropy model: a safetensors file (default with --blt: the one shipped in
-                      @bytelatent/entropy-patcher), or with --model a folder of any layout (default:
-                      where the reference keeps it); the BLT's patching settings still apply
-  --blt FILE          BLT safetensors with its blt_args metadata (default: ${DEFAULT_BLT_MODEL})
+  --patcher PATH      entropy model: a safetensors file (default with --blt: pretrained:small of
+                      @bytelatent/entropy-patcher), or a folder of any layout (default: where the
+                      reference keeps it); the BLT's patching settings still apply
+  --blt FILE          BLT safetensors with its blt_args metadata (bytelatent-train export-blt)
+  --model-id ID       the model's id in /v1/models and /v1/completions (default: its folder or
+                      file name, blt-demo for the demo)
   --backend NAME      auto (default) | wasm | cpu | webgpu
   --max-concurrent N  model calls at once (default 1)
   --max-queue N       requests waiting before 503 (default 16)
@@ -64,6 +67,7 @@ async function main(): Promise<void> {
       patcher: { type: 'string' },
       blt: { type: 'string' },
       model: { type: 'string' },
+      'model-id': { type: 'string' },
       backend: { type: 'string' },
       'max-concurrent': { type: 'string' },
       'max-queue': { type: 'string' },
@@ -95,6 +99,8 @@ async function main(): Promise<void> {
   const requestTimeoutMs = int('timeout-ms', values['timeout-ms'], 60_000, 1);
   const backendName = (values.backend ?? 'auto') as 'auto' | BackendName;
   if (!BACKENDS.includes(backendName)) throw new UsageError(`--backend must be one of ${BACKENDS.join(', ')}, got "${backendName}"`);
+  const modelId = values['model-id'];
+  if (modelId !== undefined && !/^[\w.:-]{1,128}$/.test(modelId)) throw new UsageError(`--model-id must be 1 to 128 letters, digits, "_", "-", "." or ":", got "${modelId}"`);
   const backend = await initBackend({ backend: backendName });
   const { service, files, folders } = await loadServeModels({ patcher: values.patcher, blt: values.blt, model: values.model, backend: backend.name });
   const { server } = createApiServer({
@@ -102,6 +108,7 @@ async function main(): Promise<void> {
     ...(files ? { modelFiles: files } : {}),
     ...(folders ? { modelFolders: folders } : {}),
     publicDir: WEB_DIR,
+    ...(modelId !== undefined ? { modelId } : {}),
     maxConcurrent,
     maxQueue,
     requestTimeoutMs,

@@ -1,14 +1,21 @@
 /** Loading the models the server serves: the shipped ones by default, or a folder of a published layout. */
 import { stat, readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { pretrainedBltUrl } from '@bytelatent/blt';
 import { EntropyPatcher } from '@bytelatent/entropy-patcher';
 import type { ModelService } from './model-service.js';
-import { MODELS_DIR } from './paths.js';
 import type { ServedModelFolders } from './server.js';
 import { createModelService, createModelServiceFromPretrained } from './service-from-bytes.js';
 
-/** The BLT shipped with this app. */
-export const DEFAULT_BLT_MODEL = join(MODELS_DIR, 'blt-demo.safetensors');
+/**
+ * The BLT served by default: the demo shipped in `@bytelatent/blt` (a hub-layout folder with its
+ * entropy model), wherever that package is installed.
+ */
+export const DEFAULT_BLT_FOLDER = fileURLToPath(pretrainedBltUrl('demo')).replace(/[\\/]+$/, '');
+
+/** How the default model is named (`/health`, the start line; the OpenAI model id is `blt-demo`). */
+const DEFAULT_BLT_NAME = 'blt-demo (@bytelatent/blt)';
 
 /**
  * The loaded models, and what the server hands to the page (`/models/`) so that it can run the same
@@ -28,7 +35,7 @@ export interface ServeModelOptions {
    * `http(s):` URL, read with `loadPretrained`. Excludes `blt`.
    */
   readonly model?: string | undefined;
-  /** The BLT as one safetensors file with `blt_args` metadata (default: the shipped demo BLT). */
+  /** The BLT as one safetensors file with `blt_args` metadata. Without `model` and `blt`: the shipped demo BLT. */
   readonly blt?: string | undefined;
   /**
    * The entropy model: a safetensors file, or (with `model`) a folder or URL of any layout. Default:
@@ -62,23 +69,25 @@ async function isDirectory(path: string): Promise<boolean> {
  */
 export async function loadServeModels(options: ServeModelOptions): Promise<LoadedModels> {
   if (options.model !== undefined) return loadFolderModels(options.model, options);
+  if (options.blt === undefined) return loadFolderModels(DEFAULT_BLT_FOLDER, options, DEFAULT_BLT_NAME);
   if (options.patcher !== undefined && (isUrl(options.patcher) || (await isDirectory(options.patcher)))) {
     throw new Error(`--patcher ${options.patcher} is a folder: a folder entropy model goes with a folder BLT (--model DIR); with --blt FILE give a safetensors file`);
   }
-  // The demo BLT was trained on the patches of the shipped `small` entropy model: pair them.
+  // A single-file BLT without --patcher: the shipped `small` entropy model, which files written by
+  // `bytelatent-train export-blt` were trained with.
   const patcher = options.patcher ? await readModel(options.patcher, 'entropy model') : await EntropyPatcher.pretrainedBytes('small');
-  const blt = await readModel(options.blt ?? DEFAULT_BLT_MODEL, 'BLT model');
+  const blt = await readModel(options.blt, 'BLT model');
   const service = await createModelService({
     patcher,
     blt,
     patcherName: options.patcher ?? 'pretrained:small (@bytelatent/entropy-patcher)',
-    bltName: options.blt ?? 'blt-demo (shipped)',
+    bltName: options.blt,
     backend: options.backend,
   });
   return { service, files: { patcher, blt } };
 }
 
-async function loadFolderModels(model: string, options: ServeModelOptions): Promise<LoadedModels> {
+async function loadFolderModels(model: string, options: ServeModelOptions, name = model): Promise<LoadedModels> {
   if (options.blt !== undefined) throw new Error('give --model DIR (a folder of a published layout) or --blt FILE (one safetensors file), not both');
   const bltIsUrl = isUrl(model);
   const bltDir = bltIsUrl ? model : resolve(model);
@@ -93,7 +102,7 @@ async function loadFolderModels(model: string, options: ServeModelOptions): Prom
   const { service, layout } = await createModelServiceFromPretrained({
     blt: bltDir,
     ...(patcher !== undefined ? { patcher } : {}),
-    bltName: model,
+    bltName: name,
     ...(options.patcher !== undefined ? { patcherName: options.patcher } : {}),
     backend: options.backend,
   });

@@ -191,7 +191,7 @@ describe('serve --model DIR', () => {
   it('refuses mixed or wrong model options with messages naming them', async () => {
     await expect(loadServeModels({ model: folders.hub, blt: 'x.safetensors', backend: 'cpu' })).rejects.toThrow(/--model DIR .* or --blt FILE .*not both/);
     await expect(loadServeModels({ model: join(folders.hub, 'config.json'), backend: 'cpu' })).rejects.toThrow(/is not a folder/);
-    await expect(loadServeModels({ patcher: folders.hub, backend: 'cpu' })).rejects.toThrow(/a folder entropy model goes with a folder BLT/);
+    await expect(loadServeModels({ blt: 'x.safetensors', patcher: folders.hub, backend: 'cpu' })).rejects.toThrow(/a folder entropy model goes with a folder BLT/);
     await expect(loadServeModels({ model: dir, backend: 'cpu' })).rejects.toThrow(/not a BLT checkpoint folder/);
   });
 

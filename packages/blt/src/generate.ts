@@ -3,6 +3,7 @@ import { EntropyModel, EntropyPatcher, type PatchOptions, PatcherError, Streamin
 import { BltError } from '@bytelatent/local-encoder';
 import { seededUniform } from '@bytelatent/nn';
 import type { ByteLatentTransformer } from './blt-model.js';
+import type { PretrainedBlt } from './pretrained.js';
 import { CachedEngine, type EngineStep, type GenerationEngine, type ResolvedPatching, UncachedEngine } from './generation-engines.js';
 import { type SamplingOptions, StopMatcher, sampleToken } from './sampling.js';
 
@@ -348,17 +349,39 @@ function decodeAll(bytes: readonly number[]): string {
  *   else console.log('\n', e.result.stats);
  * }
  *
- * @param model - the BLT
+ * @param model - the BLT, or a model `loadPretrained` returned (then its patcher is the default)
  * @param prompt - text (UTF-8 encoded) or bytes; may be empty (generation starts from BOS)
- * @param options - patcher (required), sampling, limits, stop sequences, abort signal
+ * @param options - patcher (required with a bare BLT), sampling, limits, stop sequences, abort signal
  * @returns an async iterable of one `'byte'` event per generated id, then a `'finish'` event with the result
  * @throws {BltError} `INVALID_ARGUMENT` at once for bad options or prompt (`CONFIG_MISMATCH` for an
  *   entropy model that cannot read the BLT's ids); while iterating, `INVALID_ARGUMENT` when the
  *   prompt does not fit the model's context, and `signal.reason` on abort
  */
-export function streamGenerate(model: ByteLatentTransformer, prompt: string | Uint8Array, options: GenerateOptions): AsyncGenerator<GenerateEvent, void, undefined> {
-  const resolved = resolveOptions(model, options);
-  return run(model, encodePrompt(prompt), resolved);
+export function streamGenerate(model: PretrainedBlt, prompt: string | Uint8Array, options?: LoadedGenerateOptions): AsyncGenerator<GenerateEvent, void, undefined>;
+export function streamGenerate(model: ByteLatentTransformer, prompt: string | Uint8Array, options: GenerateOptions): AsyncGenerator<GenerateEvent, void, undefined>;
+export function streamGenerate(model: ByteLatentTransformer | PretrainedBlt, prompt: string | Uint8Array, options?: LoadedGenerateOptions): AsyncGenerator<GenerateEvent, void, undefined> {
+  const [blt, withPatcher] = modelAndOptions(model, options);
+  const resolved = resolveOptions(blt, withPatcher);
+  return run(blt, encodePrompt(prompt), resolved);
+}
+
+/**
+ * Options of a generation from a loaded model ({@link PretrainedBlt}, what `loadPretrained` returns):
+ * the patcher is the one loaded with it unless given.
+ */
+export type LoadedGenerateOptions = Omit<GenerateOptions, 'patcher'> & { readonly patcher?: GenerateOptions['patcher'] };
+
+function isLoaded(model: ByteLatentTransformer | PretrainedBlt): model is PretrainedBlt {
+  return typeof model === 'object' && model !== null && 'model' in model && 'patching' in model && 'layout' in model;
+}
+
+/** The BLT and the options with a patcher: a loaded model brings its own, which carries the model's patching settings. */
+function modelAndOptions(model: ByteLatentTransformer | PretrainedBlt, options: LoadedGenerateOptions | undefined): [ByteLatentTransformer, GenerateOptions] {
+  // A bare BLT's options are checked by resolveOptions (a patcher is required there).
+  if (!isLoaded(model)) return [model, options as GenerateOptions];
+  const patcher = options?.patcher ?? model.patcher;
+  if (patcher === undefined) throw new BltError('INVALID_ARGUMENT', 'this model was loaded without an entropy patcher (patcher: false): give options.patcher');
+  return [model.model, { ...options, patcher }];
 }
 
 /**
@@ -367,16 +390,19 @@ export function streamGenerate(model: ByteLatentTransformer, prompt: string | Ui
  * @example
  * const { text, stats } = await generate(model, 'Once upon', { patcher, maxBytes: 64, temperature: 0.8, topP: 0.9, seed: 7 });
  *
- * @param model - the BLT
+ * @param model - the BLT, or a model `loadPretrained` returned (then its patcher is the default)
  * @param prompt - text (UTF-8 encoded) or bytes; may be empty (generation starts from BOS)
- * @param options - patcher (required), sampling, limits, stop sequences, abort signal
+ * @param options - patcher (required with a bare BLT), sampling, limits, stop sequences, abort signal
  * @returns the text, bytes, ids, patch starts, finish reason, seed and statistics
  * @throws {BltError} `INVALID_ARGUMENT` for bad options, a bad prompt or one that does not fit the
  *   model's context; `CONFIG_MISMATCH` for an entropy model that cannot read the BLT's ids;
  *   rejects with `signal.reason` when aborted
  */
-export async function generate(model: ByteLatentTransformer, prompt: string | Uint8Array, options: GenerateOptions): Promise<GenerateResult> {
-  for await (const event of streamGenerate(model, prompt, options)) {
+export async function generate(model: PretrainedBlt, prompt: string | Uint8Array, options?: LoadedGenerateOptions): Promise<GenerateResult>;
+export async function generate(model: ByteLatentTransformer, prompt: string | Uint8Array, options: GenerateOptions): Promise<GenerateResult>;
+export async function generate(model: ByteLatentTransformer | PretrainedBlt, prompt: string | Uint8Array, options?: LoadedGenerateOptions): Promise<GenerateResult> {
+  const [blt, withPatcher] = modelAndOptions(model, options);
+  for await (const event of streamGenerate(blt, prompt, withPatcher)) {
     if (event.type === 'finish') return event.result;
   }
   throw new BltError('INVALID_ARGUMENT', 'internal: generation ended without a result');

@@ -22,15 +22,19 @@ export {
   type GenerateOptions,
   type GenerateResult,
   type GenerateStats,
+  type LoadedGenerateOptions,
   type GenerationPatching,
 } from './generate.js';
 export { bitsPerByte, scoreBytes, type ByteScore } from './metrics.js';
 export { StopMatcher, sampleToken, type SamplingOptions } from './sampling.js';
 export {
+  PRETRAINED_BLTS,
   RELEASED_BLT_DEFAULTS,
   bltArgsFromTransformersConfig,
   loadPretrained,
+  pretrainedBltUrl,
   type LoadPretrainedOptions,
   type PretrainedBlt,
+  type PretrainedBltName,
 } from './pretrained.js';
 export { exportPretrained, savePretrained, transformersLayoutProblems, type ExportPretrainedOptions, type PretrainedFiles } from './export-pretrained.js';

@@ -302,6 +302,37 @@ function patchingOfTrainArgs(trainArgs: unknown, where: string, modelArgs: Recor
 }
 
 /**
+ * The BLTs shipped in this package, each a hub-layout folder under `models/` (its entropy model
+ * inside): `demo`, trained by us on public-domain books (apps/train preset `demo`; what it can and
+ * cannot do: this package's README). `loadPretrained('pretrained:demo')` loads it.
+ */
+export const PRETRAINED_BLTS = { demo: 'blt-demo' } as const;
+
+/** A shipped BLT, see {@link PRETRAINED_BLTS}. */
+export type PretrainedBltName = keyof typeof PRETRAINED_BLTS;
+
+/**
+ * Where a shipped BLT's folder lies: a `file:` URL in Node; in a page, the package's files must be
+ * served (a bundler copies single files, not folders): serve `models/blt-demo/` and load its URL.
+ *
+ * @param name - which shipped BLT (default `demo`)
+ * @throws {BltError} `INVALID_ARGUMENT` for an unknown name
+ */
+export function pretrainedBltUrl(name: PretrainedBltName = 'demo'): URL {
+  if (typeof name !== 'string' || !Object.hasOwn(PRETRAINED_BLTS, name)) {
+    throw new BltError('INVALID_ARGUMENT', `no shipped BLT named ${JSON.stringify(name)} (${Object.keys(PRETRAINED_BLTS).map((m) => `pretrained:${m}`).join(', ')})`);
+  }
+  return new URL(`../models/${PRETRAINED_BLTS[name]}/`, import.meta.url);
+}
+
+/** `pretrained:NAME` → the shipped folder's URL; anything else as it is. */
+function shippedLocation(location: string | URL | ModelFolder): string | URL | ModelFolder {
+  if (typeof location !== 'string') return location;
+  const match = /^pretrained:(.*)$/.exec(location);
+  return match ? pretrainedBltUrl(match[1] as PretrainedBltName) : location;
+}
+
+/**
  * Loads a BLT and its entropy patcher from a folder of any published layout, in one call, reading
  * every argument and patching setting from the files (in the style of transformers.js
  * `from_pretrained`):
@@ -317,17 +348,19 @@ function patchingOfTrainArgs(trainArgs: unknown, where: string, modelArgs: Recor
  * backend (or `'auto'`) was asked for, and `backend.reason` says so; asking for `'wasm'` then fails.
  *
  * @example
- * const { model, patcher } = await loadPretrained('hf-weights/blt_1b', { backend: 'wasm' });
- * const { text } = await generate(model, 'A BLT has', { patcher: patcher!, maxBytes: 40 });
+ * const blt = await loadPretrained('hf-weights/blt_1b', { backend: 'wasm' });
+ * const { text } = await generate(blt, 'A BLT has', { maxBytes: 40 });
  *
- * @param location - the BLT's folder: a path (Node), an `http(s):` base URL (Node and browser), or an opened folder
+ * @param location - the BLT's folder: a path (Node), an `http(s):` or `file:` URL, an opened folder,
+ *   or `pretrained:demo` (the BLT shipped in this package, {@link PRETRAINED_BLTS})
  * @param options - backend, entropy model, patching overrides
  * @returns the model, the patcher, the layout and the patching settings
  * @throws {BltError} `INVALID_CHECKPOINT` naming the file (missing, corrupt, foreign — e.g. a Llama
  *   checkpoint —, a shard missing from the index, mismatched shapes, no entropy model where expected),
  *   `CONFIG_MISMATCH` naming the field (unsupported or invalid arguments, e.g. an unknown `attn_impl`)
  */
-export async function loadPretrained(location: string | URL | ModelFolder, options: LoadPretrainedOptions = {}): Promise<PretrainedBlt> {
+export async function loadPretrained(where: string | URL | ModelFolder, options: LoadPretrainedOptions = {}): Promise<PretrainedBlt> {
+  const location = shippedLocation(where);
   const asked = options.backend === undefined ? undefined : await initBackend({ ...options.backendOptions, backend: options.backend });
   let folder: ModelFolder;
   let layout: CheckpointLayout;
