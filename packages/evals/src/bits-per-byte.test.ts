@@ -57,6 +57,27 @@ describe('evaluateBitsPerByte', () => {
     }
   });
 
+  it('slides a window with a stride: every byte counted once, each after the first row with context - stride bytes before it', async () => {
+    const bytes = new TextEncoder().encode(TEXT);
+    const [context, stride] = [50, 20];
+    const model = recordingModel(context);
+    const r = await evaluateBitsPerByte(model, chunked(bytes, [13, 1, 99]), { contextLength: context, stride, batchSize: 3 });
+    expect([r.bytes, r.targets]).toEqual([bytes.length, bytes.length]);
+    expect(r.bitsPerByte).toBeCloseTo(1 / Math.LN2, 12);
+    // Rows start `stride` ids apart; each scores the targets past the previous row's end.
+    const scored = [...model.rows[0]!.targets, ...model.rows.slice(1).flatMap((row) => Array.from(row.targets.subarray(context - stride)))];
+    expect(scored).toEqual(Array.from(bytes, (b) => b + 4));
+    for (let k = 1; k < model.rows.length - 1; k++) expect(model.rows[k]!.tokens[0]).toBe(model.rows[k - 1]!.tokens[stride]);
+    // A model that is poor on a row's first 10 positions pays for them once, not once per row.
+    const coldStart = { ...uniformByteModel(260, context), logProbs: async (rows: readonly { targets: Int32Array }[]) => rows.map((row) => Float64Array.from(row.targets, (_, t) => (t < 10 ? -5 : -1))) };
+    const strided = await evaluateBitsPerByte(coldStart, TEXT, { contextLength: context, stride });
+    expect(strided.nats).toBeCloseTo(5 * 10 + (bytes.length - 10), 9);
+    const plain = await evaluateBitsPerByte(coldStart, TEXT, { contextLength: context });
+    expect(plain.nats).toBeCloseTo(5 * 10 * Math.ceil(bytes.length / context) + (bytes.length - 10 * Math.ceil(bytes.length / context)), 9);
+    await expectCode(() => evaluateBitsPerByte(model, TEXT, { contextLength: context, stride: context + 1 }), 'INVALID_ARGUMENT');
+    await expectCode(() => evaluateBitsPerByte(model, TEXT, { contextLength: context, stride: 0 }), 'INVALID_ARGUMENT');
+  });
+
   it('stops after maxBytes', async () => {
     const r = await evaluateBitsPerByte(uniformByteModel(), TEXT, { maxBytes: 100 });
     expect(r.bytes).toBe(100);

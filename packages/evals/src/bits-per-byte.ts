@@ -32,6 +32,14 @@ export interface BitsPerByteOptions {
   readonly contextLength?: number;
   /** Rows per model call (default 8). */
   readonly batchSize?: number;
+  /**
+   * Positions between the starts of consecutive rows (default: `contextLength`, rows that do not
+   * overlap). Smaller: a sliding window — each row after the first scores only its last `stride`
+   * targets, so every byte but the first `contextLength` is predicted with at least
+   * `contextLength - stride` bytes before it (the strided evaluation of fixed-context models, at
+   * `contextLength / stride` times the cost).
+   */
+  readonly stride?: number;
   /** Score only the first this many bytes of the source. */
   readonly maxBytes?: number;
   /** Called after each batch with the bytes read so far. */
@@ -108,7 +116,7 @@ class IdQueue {
  * Bits per byte of a model on a text, streamed. The text is read as `BOS, ids...` (no EOS: bits per
  * *byte*) and cut into rows of `contextLength` positions; row k + 1 starts with row k's last target,
  * so every id after BOS is predicted exactly once (the convention of `apps/train`'s held-out
- * evaluation). For a token model, all tokens' nats are summed and divided by the source's bytes.
+ * evaluation). With a `stride` below the context, rows overlap and each id is still counted once. For a token model, all tokens' nats are summed and divided by the source's bytes.
  *
  * @param model - any byte or token model
  * @param source - the text: a string, bytes, or chunks (e.g. `fs.createReadStream(path)`)
@@ -122,6 +130,8 @@ export async function evaluateBitsPerByte(model: ScoringModel, source: ByteSourc
   checkInteger('contextLength', context, 2);
   if (context > model.maxContext) throw new EvalError('INVALID_ARGUMENT', `contextLength ${context} exceeds ${model.name}'s context of ${model.maxContext}`);
   const batchSize = checkInteger('batchSize', options.batchSize ?? 8, 1);
+  const stride = checkInteger('stride', options.stride ?? context, 1);
+  if (stride > context) throw new EvalError('INVALID_ARGUMENT', `stride ${stride} exceeds the context of ${context}`);
   const maxBytes = options.maxBytes === undefined ? Number.POSITIVE_INFINITY : checkInteger('maxBytes', options.maxBytes, 1);
 
   const ids = new IdQueue();
@@ -133,29 +143,38 @@ export async function evaluateBitsPerByte(model: ScoringModel, source: ByteSourc
   let targets = 0;
   let rowCount = 0;
   let queue: ScoringRow[] = [];
+  // Per queued row: how many leading targets an earlier row already scored (a sliding window's overlap).
+  let skips: number[] = [];
+  // Targets at the front of `ids` that the last row already scored.
+  let scored = 0;
 
   const flush = async () => {
     if (queue.length === 0) return;
     const values = await scoreRows(model, queue, batchSize);
-    for (const v of values) {
-      for (let t = 0; t < v.length; t++) {
+    for (const [r, v] of values.entries()) {
+      for (let t = skips[r]!; t < v.length; t++) {
         const y = -v[t]! - compensation;
         const s = nats + y;
         compensation = s - nats - y;
         nats = s;
       }
-      targets += v.length;
+      targets += v.length - skips[r]!;
     }
     rowCount += queue.length;
     queue = [];
+    skips = [];
     options.onProgress?.(bytes);
   };
   const cutRows = async (final: boolean) => {
-    // A row needs context + 1 ids (its targets run one further); the last row may be shorter.
-    while (ids.length >= context + 1 || (final && ids.length >= 2)) {
+    // A row needs context + 1 ids (its targets run one further); the last row may be shorter. The
+    // next row starts `stride` ids later (the whole row without overlap), skipping what was scored.
+    while (ids.length >= context + 1 || (final && ids.length - 1 > scored)) {
       const n = Math.min(context, ids.length - 1);
       queue.push({ tokens: ids.slice(0, n), targets: ids.slice(1, n + 1) });
-      ids.drop(n);
+      skips.push(scored);
+      const step = n < context ? n : stride;
+      ids.drop(step);
+      scored = n - step;
       if (queue.length >= batchSize) await flush();
     }
   };

@@ -28,6 +28,16 @@ describe('bytelatent-eval', () => {
     expect(result!.inferenceFlopsPerByte).toBeGreaterThan(0);
   });
 
+  it('bpb --progress: progress lines on stderr (bytes/s, ETA), stdout still one JSON document; --stride slides the window', () => {
+    const r = run('bpb', '--udhr', 'eng', '--max-bytes', '4000', '--stride', '128', '--progress', '--json');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/^udhr:eng: 4\.0 KB of 4\.0 KB, \d+ bytes\/s, [\d.]+ s$/m);
+    expect(r.json).toMatchObject({ command: 'bpb', stride: 128, context: 256 });
+    // Without --progress and with stderr not a terminal (a pipe here): no progress line.
+    expect(run('bpb', '--udhr', 'eng', '--max-bytes', '600', '--json').stderr).not.toMatch(/bytes\/s,/);
+    expect(run('bpb', '--udhr', 'eng', '--max-bytes', '600', '--stride', '2000').stderr).toMatch(/--stride 2000 exceeds the context of 256/);
+  });
+
   it('bpe and cute run end to end', () => {
     const dir = mkdtempSync(join(tmpdir(), 'evals-cli-'));
     const train = join(dir, 'train.txt');

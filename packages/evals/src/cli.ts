@@ -8,7 +8,9 @@
 import { createReadStream, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { PRETRAINED_BLTS, pretrainedBltUrl, type PretrainedBltName } from '@bytelatent/blt';
 import * as tf from '@tensorflow/tfjs-core';
 import { EntropyPatcher, pretrainedModelNamed, type PatchingMode } from '@bytelatent/entropy-patcher';
 import { initBackend, type BackendName } from '@bytelatent/nn';
@@ -46,7 +48,7 @@ texts (bpb, flops, patches, noise, bpe):
   --udhr CODES            UDHR translations: comma-separated codes, or "default" (${UDHR_DEFAULT_CODES.join(',')})
 
 model (bpb, flops, cute, noise):
-  --model PATH            a model folder of any published layout (Meta's released BLTs and entropy
+  --model PATH            pretrained:demo (the demo BLT of @bytelatent/blt), a model folder of any published layout (Meta's released BLTs and entropy
                           model: consolidated params.json + consolidated.pth, hub config.json +
                           model.safetensors, transformers model_type "blt"; or an http(s) URL of
                           one), patched with the patching settings in its files; or a model file: a
@@ -60,6 +62,10 @@ model (bpb, flops, cute, noise):
 
 options:
   --context N             positions per row (default: the model's context)
+  --stride N              bpb: positions between row starts (default: the context, rows that do
+                          not overlap); smaller slides the window, so every byte after the first
+                          row is predicted with at least context - N bytes before it
+  --progress              progress on stderr (bytes/s, ETA) even when stderr is not a terminal
   --max-bytes N           score only the first N bytes of each text (noise: default 16384)
   --batch-size N          rows per model call (default 8)
   --mean-patch X          flops: BLT mean patch size, instead of measuring it on texts
@@ -86,7 +92,7 @@ Exit status: 0 done, 1 error (model or data file, backend), 2 usage error.
 
 examples:
   npm run eval -- bpb --file .cache/corpus/heldout/books/carroll-alice.txt
-  npm run eval -- bpb --udhr default --model apps/serve/models/blt-demo.safetensors --max-bytes 4096
+  npm run eval -- bpb --udhr default --model pretrained:demo --max-bytes 4096
   npm run eval -- bpb --udhr eng --model hf-weights/blt_1b --max-bytes 4096 --json
   npm run eval -- patches --udhr eng,rus,cmn_hans --json`;
 
@@ -96,6 +102,8 @@ const OPTIONS = {
   model: { type: 'string' },
   patcher: { type: 'string' },
   context: { type: 'string' },
+  stride: { type: 'string' },
+  progress: { type: 'boolean' },
   'max-bytes': { type: 'string' },
   'batch-size': { type: 'string' },
   'mean-patch': { type: 'string' },
@@ -181,13 +189,22 @@ async function loadModel(values: Values): Promise<LoadedModel> {
     await ensureBackend();
     return loadPretrainedEntropyModel();
   }
-  const path = userPath(values.model);
+  // A BLT shipped in @bytelatent/blt (`pretrained:demo`): its folder inside that package.
+  const shipped = /^pretrained:(.*)$/.exec(values.model);
+  const path = shipped ? shippedBltFolder(shipped[1]!) : userPath(values.model);
   if (!isUrl(path) && !existsSync(path)) throw new EvalError('DATA_UNAVAILABLE', `--model ${values.model}: no such file or folder`);
   await ensureBackend();
   return loadModelAt(path, values.patcher !== undefined ? { patcher: /^pretrained(:\w+)?$/.test(values.patcher) ? values.patcher : userPath(values.patcher) } : {});
 }
 
 const isUrl = (p: string) => /^https?:\/\//i.test(p);
+
+function shippedBltFolder(name: string): string {
+  if (!Object.hasOwn(PRETRAINED_BLTS, name)) {
+    throw new EvalError('INVALID_ARGUMENT', `--model pretrained:${name}: no shipped BLT of that name (${Object.keys(PRETRAINED_BLTS).map((n) => `pretrained:${n}`).join(', ')})`);
+  }
+  return fileURLToPath(pretrainedBltUrl(name as PretrainedBltName)).replace(/[\\/]+$/, '');
+}
 
 /** A path the user gave, resolved against where they ran the command; URLs as they are. */
 function userPath(p: string): string {
@@ -245,25 +262,62 @@ function flopsPerByte(m: LoadedModel, unit: number, context: number): { total: n
   return { total, parts: {} };
 }
 
+/**
+ * A progress line on stderr for a long evaluation — bytes done, bytes/s, ETA — rewritten in place,
+ * at most a few times a second. Only when stderr is a terminal, unless `--progress` asks for it
+ * (then each update is its own line, for logs); stdout is never touched.
+ */
+function progressLine(values: Values, name: string, total: number): { update: (bytes: number) => void; done: () => void } | undefined {
+  const tty = process.stderr.isTTY === true;
+  if (!tty && !values.progress) return undefined;
+  const started = performance.now();
+  let last = 0;
+  const kb = (n: number) => `${(n / 1000).toFixed(1)} KB`;
+  const write = (bytes: number, final: boolean) => {
+    const seconds = (performance.now() - started) / 1000;
+    const rate = seconds > 0 ? bytes / seconds : 0;
+    const eta = rate > 0 && !final ? `, ETA ${Math.ceil((total - bytes) / rate)} s` : final ? `, ${seconds.toFixed(1)} s` : '';
+    const line = `${name}: ${kb(bytes)} of ${kb(total)}, ${Math.round(rate)} bytes/s${eta}`;
+    process.stderr.write(tty ? `\r\x1b[K${line}${final ? '\n' : ''}` : `${line}\n`);
+  };
+  return {
+    update: (bytes) => {
+      const now = performance.now();
+      if (now - last < (tty ? 250 : 5000)) return;
+      last = now;
+      write(bytes, false);
+    },
+    done: () => write(total, true),
+  };
+}
+
 async function commandBpb(values: Values, out: string[], figures: Record<string, unknown>): Promise<void> {
   const texts = sources(values, true);
   const batchSize = num(values, 'batch-size', true, 1) ?? 8;
   const maxBytes = num(values, 'max-bytes', true, 1);
   const givenContext = num(values, 'context', true, 2);
+  const givenStride = num(values, 'stride', true, 1);
   const loaded = await loadModel(values);
   try {
     const context = givenContext ?? loaded.model.maxContext;
+    const stride = givenStride ?? context;
+    if (stride > context) throw new EvalError('INVALID_ARGUMENT', `--stride ${stride} exceeds the context of ${context}`);
     out.push(describe(loaded));
     const rows: Array<Array<string | number>> = [];
     const results: Record<string, unknown>[] = [];
     for (const s of texts) {
       const before = loaded.kind === 'blt' ? loaded.model.patchCounts() : undefined;
       const t0 = performance.now();
+      const total = Math.min(s.path ? statSync(s.path).size : s.bytes().length, maxBytes ?? Number.POSITIVE_INFINITY);
+      const progress = progressLine(values, s.name, total);
       const r = await evaluateBitsPerByte(loaded.model, s.path ? createReadStream(s.path, { highWaterMark: 65536 }) : s.bytes(), {
         contextLength: context,
+        stride,
         batchSize,
         ...(maxBytes !== undefined ? { maxBytes } : {}),
+        ...(progress ? { onProgress: progress.update } : {}),
       });
+      progress?.done();
       const seconds = (performance.now() - t0) / 1000;
       let unit = r.bytesPerTarget;
       if (loaded.kind === 'blt') {
@@ -275,7 +329,7 @@ async function commandBpb(values: Values, out: string[], figures: Record<string,
       results.push({ source: s.name, bytes: r.bytes, targets: r.targets, bitsPerByte: r.bitsPerByte, nats: r.nats, ...(loaded.kind === 'blt' ? { meanPatchSize: unit } : { bytesPerTarget: r.bytesPerTarget }), inferenceFlopsPerByte: flops.total, ...(flops.entropyModel !== undefined ? { entropyModelFlopsPerByte: flops.entropyModel } : {}), bytesPerSecond: r.bytes / seconds });
     }
     out.push(formatTable(['text', 'bytes', 'targets', loaded.kind === 'blt' ? 'bytes/patch' : 'bytes/target', 'bits/byte', 'FLOPs/byte', 'bytes/s'], rows));
-    Object.assign(figures, { command: 'bpb', ...modelFigures(loaded), context, results });
+    Object.assign(figures, { command: 'bpb', ...modelFigures(loaded), context, stride, results });
   } finally {
     loaded.dispose();
   }
