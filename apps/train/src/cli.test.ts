@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { appendFileSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -114,7 +114,11 @@ describe('bytelatent-train CLI', () => {
   });
 
   it('rejects bad flags with exit code 2 and one line naming them and pointing to --help', () => {
+    const badConfig = join(tmp(), 'run.json');
+    writeFileSync(badConfig, JSON.stringify({ step: 10, lr: '1e-3' }));
     for (const [args, message] of [
+      // A --config file's unknown or mistyped fields are refused, not ignored.
+      [['--config', badConfig], /unknown field "step" \(did you mean "steps"\?.*"lr" must be a number > 0, got "1e-3"/],
       [['--steps', 'ten'], /--steps must be an integer, got "ten"/],
       [['--preset', 'huge'], /unknown preset "huge"/],
       [['--bogus'], /Unknown option '--bogus'/],

@@ -11,6 +11,7 @@ import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, type BackendName } from '@bytelatent/nn';
 import { TrainError } from './errors.js';
+import { parseConfigFile } from './config-file.js';
 import { PRESETS, type RunConfig } from './presets.js';
 import { prepareCorpus } from './corpus.js';
 import { resolveDataFiles } from './dataset.js';
@@ -239,13 +240,18 @@ async function main(argv: string[]): Promise<number> {
   const { description: _d, ...base } = preset;
   let config: RunConfig = base;
   if (values.config) {
-    let fromFile: Partial<RunConfig>;
+    let text: string;
     try {
-      fromFile = JSON.parse(readFileSync(resolve(userCwd, values.config), 'utf8')) as Partial<RunConfig>;
+      text = readFileSync(resolve(userCwd, values.config), 'utf8');
     } catch (e) {
       throw new TrainError('CONFIG_INVALID', `cannot read --config ${values.config}: ${(e as Error).message}`);
     }
-    config = { ...config, ...fromFile };
+    try {
+      config = { ...config, ...parseConfigFile(text, `--config ${values.config}`) };
+    } catch (e) {
+      // Settings the file gets wrong are a usage error (exit 2), as a wrong flag is.
+      throw new TrainError('INVALID_ARGUMENT', (e as Error).message);
+    }
   }
   const int = (flag: string) => numberFlag(flag, values[flag as keyof typeof values] as string | undefined, true);
   const num = (flag: string) => numberFlag(flag, values[flag as keyof typeof values] as string | undefined, false);

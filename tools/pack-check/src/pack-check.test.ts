@@ -1,4 +1,4 @@
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -8,7 +8,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // Every publishable package must install from its `npm pack` tarball into an empty project, with
 // only the tarballs of its own @bytelatent dependencies beside it, and work there.
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
-const packagesDir = join(root, 'packages');
 
 interface Manifest {
   name: string;
@@ -16,14 +15,18 @@ interface Manifest {
   exports: Record<string, unknown>;
   dependencies?: Record<string, string>;
   files?: string[];
+  bin?: Record<string, string>;
 }
 
+// The libraries (packages/) and the apps with their bins (apps/): everything that is published.
 const manifests = new Map<string, { dir: string; manifest: Manifest }>();
-for (const dir of readdirSync(packagesDir)) {
-  const path = join(packagesDir, dir, 'package.json');
-  if (!existsSync(path)) continue;
-  const manifest = JSON.parse(readFileSync(path, 'utf8')) as Manifest;
-  if (!manifest.private) manifests.set(manifest.name, { dir: join(packagesDir, dir), manifest });
+for (const group of ['packages', 'apps']) {
+  for (const dir of readdirSync(join(root, group))) {
+    const path = join(root, group, dir, 'package.json');
+    if (!existsSync(path)) continue;
+    const manifest = JSON.parse(readFileSync(path, 'utf8')) as Manifest;
+    if (!manifest.private) manifests.set(manifest.name, { dir: join(root, group, dir), manifest });
+  }
 }
 
 /** What each package must do once installed alone (ESM, run with node). */
@@ -121,6 +124,87 @@ function checkPatcherDefaults(app: string): void {
   console.log(`@bytelatent/entropy-patcher installed alone: ${JSON.stringify(figures)}`);
 }
 
+/**
+ * CommonJS users: `require()` of the package works on Node >= 20.19 (its exports' `default`
+ * condition; Node loads the ES module synchronously) and gives the same exports as `import`.
+ */
+function checkRequire(app: string, name: string): void {
+  writeFileSync(
+    join(app, 'require.cjs'),
+    `const m = require('${name}');
+    import('${name}').then((esm) => {
+      const a = Object.keys(m).sort().join(), b = Object.keys(esm).sort().join();
+      if (a.length === 0 || a !== b) throw new Error('require() gave ' + a + ', import ' + b);
+    });`,
+  );
+  const r = spawnSync(process.execPath, ['require.cjs'], { cwd: app, encoding: 'utf8' });
+  expect(r.status, `${name}: ${r.stderr}`).toBe(0);
+}
+
+/** The three lines of the blt README, from the install: the shipped demo loads and generates. */
+function checkBltReadme(app: string): void {
+  writeFileSync(
+    join(app, 'three.mjs'),
+    `import { loadPretrained, generate } from '@bytelatent/blt';
+    const blt = await loadPretrained('pretrained:demo');
+    console.log((await generate(blt, 'Alice was beginning to', { maxBytes: 60, temperature: 0.8, seed: 1 })).text);`,
+  );
+  const r = spawnSync(process.execPath, ['three.mjs'], { cwd: app, encoding: 'utf8' });
+  expect(r.status, r.stderr).toBe(0);
+  expect(r.stderr).toBe('');
+  expect(Buffer.byteLength(r.stdout.replace(/\n$/, ''))).toBeGreaterThanOrEqual(50);
+}
+
+/** `bytelatent-train` from the install: its version, and two steps of the tiny preset on a file. */
+function checkTrainBin(app: string): void {
+  const bin = join(app, 'node_modules', '.bin', 'bytelatent-train');
+  expect(run(bin, ['--version'], app).trim()).toMatch(/^bytelatent-train \d+\.\d+\.\d+$/);
+  writeFileSync(join(app, 'text.txt'), readFileSync(join(root, 'packages/entropy-patcher/README.md'), 'utf8').repeat(4));
+  // As a user runs it from a shell: no INIT_CWD (which npm sets for the scripts it runs, vitest's here).
+  const env = { ...process.env };
+  delete env['INIT_CWD'];
+  const out = run(bin, ['--preset', 'tiny', '--steps', '2', '--eval-every', '2', '--data', 'text.txt', '--heldout', 'text.txt', '--out', 'run', '--backend', 'wasm', '--json'], app, env);
+  expect(JSON.parse(out)).toMatchObject({ preset: 'tiny', backend: 'wasm' });
+  expect(existsSync(join(app, 'run', 'checkpoint.safetensors'))).toBe(true);
+}
+
+/**
+ * `bytelatent-serve` from an empty folder: it serves the demo BLT that ships in @bytelatent/blt,
+ * answers /health and the OpenAI-compatible /v1/completions, and stops on SIGTERM.
+ */
+async function checkServeBin(app: string): Promise<void> {
+  const bin = join(app, 'node_modules', '.bin', 'bytelatent-serve');
+  expect(run(bin, ['--version'], app).trim()).toMatch(/^bytelatent-serve \d+\.\d+\.\d+$/);
+  const child = spawn(bin, ['--port', '0'], { cwd: app, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  try {
+    const base = await new Promise<string>((resolveBase, reject) => {
+      let stdout = '';
+      child.stdout.on('data', (d: Buffer) => {
+        stdout += d.toString();
+        const m = /bytelatent serve: (http:\/\/\S+\/)/.exec(stdout);
+        if (m) resolveBase(m[1]!);
+      });
+      child.on('exit', (code) => reject(new Error(`bytelatent-serve exited ${code}: ${stderr}`)));
+    });
+    const health = (await (await fetch(`${base}health`)).json()) as { models: { blt: { layout: string; parameters: number } } };
+    expect(health.models.blt.layout).toBe('hub');
+    const models = (await (await fetch(`${base}v1/models`)).json()) as { data: Array<{ id: string }> };
+    expect(models.data.map((m) => m.id)).toEqual(['blt-demo']);
+    const res = await fetch(`${base}v1/completions`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ model: 'blt-demo', prompt: 'Alice was', max_tokens: 12, temperature: 0 }) });
+    const completion = (await res.json()) as { choices: Array<{ text: string }>; usage: { completion_tokens: number } };
+    expect(res.status).toBe(200);
+    expect(completion.usage.completion_tokens).toBe(12);
+    expect((await fetch(base)).status).toBe(200); // the page ships in the tarball
+  } finally {
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGTERM');
+    await exited;
+  }
+  expect(stderr).toBe('');
+}
+
 /** Packages whose install script must run after the --ignore-scripts install (they build native code). */
 const REBUILD = new Set(['@bytelatent/native-sgemm']);
 
@@ -186,7 +270,7 @@ describe('every publishable package installs and works alone', () => {
   });
 
   for (const name of manifests.keys()) {
-    it(`${name} from its tarball`, () => {
+    it(`${name} from its tarball`, async () => {
       const app = mkdtempSync(join(work, 'app-'));
       writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, type: 'module' }));
       const needed = [...closure(name)].map((n) => tarballs.get(n)!);
@@ -197,7 +281,11 @@ describe('every publishable package installs and works alone', () => {
       expect(installed.sort()).toEqual([...closure(name)].sort());
       writeFileSync(join(app, 'smoke.mjs'), SMOKE[name] ?? `await import('${name}');`);
       expect(() => run(process.execPath, ['smoke.mjs'], app, { ...process.env, EXPECT_NATIVE: expectNative ? '1' : '0' })).not.toThrow();
+      checkRequire(app, name);
       if (name === '@bytelatent/entropy-patcher') checkPatcherDefaults(app);
-    }, 120_000);
+      if (name === '@bytelatent/blt') checkBltReadme(app);
+      if (name === '@bytelatent/train') checkTrainBin(app);
+      if (name === '@bytelatent/serve') await checkServeBin(app);
+    }, 180_000);
   }
 });
