@@ -64,7 +64,7 @@ interface KillRecord {
  * `'write'` — once its `target`th checkpoint write is half done (stalled by the preload).
  */
 async function killOnce(o: { args: string[]; moment: 'step' | 'write'; target: number; delayMs: number }): Promise<KillRecord> {
-  const child = spawn(process.execPath, ['--import', pathToFileURL(stallHook).href, cli, ...o.args], {
+  const child = spawn(process.execPath, ['--import', pathToFileURL(stallHook).href, cli, ...o.args, '--progress'], {
     stdio: ['ignore', 'ignore', 'pipe'],
     env: { ...process.env, BYTELATENT_STALL_CHECKPOINT_WRITE: o.moment === 'write' ? String(o.target) : '0' },
   });
@@ -153,12 +153,17 @@ describe('bytelatent-train CLI', () => {
     expect(summary.endStep).toBe(4);
     expect(summary.backend).toBe('wasm');
     expect(summary.lastEvalBpb).toBeGreaterThan(0);
-    expect(r.stderr).toContain('4/4');
+    // stderr is a pipe here: no progress bar unless asked for.
+    expect(r.stderr).not.toMatch(/\] \d+\/4 /);
+    expect(r.stderr).not.toMatch(/checkpoint/);
+    const shown = run([...base, '--steps', '4', '--out', tmp(), '--json', '--progress']);
+    expect(shown.stderr).toMatch(/\] 4\/4 \| loss /);
+    expect(shown.stderr).toMatch(/^step 4: checkpoint /m);
   });
 
   it('Ctrl-C saves a checkpoint and exits 130; --resume finishes the run', async () => {
     const out = tmp();
-    const child = spawn(process.execPath, [cli, ...base, '--steps', '400', '--checkpoint-every', '0', '--eval-every', '0', '--out', out]);
+    const child = spawn(process.execPath, [cli, ...base, '--steps', '400', '--checkpoint-every', '0', '--eval-every', '0', '--out', out, '--progress']);
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => {
       stderr += d.toString();

@@ -76,6 +76,8 @@ train options (override the preset; --config FILE gives a JSON object with the s
   --patch-size K          BLT static patching: bytes per patch
   --max-patch-length N    BLT: split patches longer than N bytes
   --backend NAME          auto (default: fastest available) | wasm | cpu | webgpu
+  --progress              the progress bar and checkpoint notes on stderr even when it is not a
+                          terminal (a line every 10 s); on a terminal they are always shown
   --json                  print the summary as one JSON document, nothing else on stdout
                           (export-patcher and export-blt always do; corpus and study take no --json)
   -h, --help              this text
@@ -128,6 +130,7 @@ const OPTIONS = {
   'target-mean-patch': { type: 'string' },
   backend: { type: 'string' },
   json: { type: 'boolean' },
+  progress: { type: 'boolean' },
   docs: { type: 'string' },
   arm: { type: 'string', multiple: true },
   quick: { type: 'boolean' },
@@ -316,7 +319,7 @@ async function main(argv: string[]): Promise<number> {
     heldoutFiles,
     ...(values['stop-after'] !== undefined ? { stopAfter: int('stop-after')! } : {}),
   };
-  const bar = new ProgressBar();
+  const bar = new ProgressBar(process.stderr, 10_000, values.progress === true);
   let lastLoss = NaN;
   const initFrom = start ? { initFrom: { location: start.location, layout: start.layout } } : {};
   const trainer = new Trainer(trainable, options, { kind: config.kind, model: config.model, patching: config.patching ?? null, ...initFrom }, {
@@ -326,7 +329,7 @@ async function main(argv: string[]): Promise<number> {
       bar.update(r.step, total, { loss: r.loss.toFixed(3), 'B/s': formatRate(r.bytesPerSec), lr: r.lr.toExponential(1) }, eta);
     },
     onEval: (r) => bar.log(`step ${r.step}: held-out ${r.bpb.toFixed(3)} bits/byte over ${r.bytes} bytes`),
-    onCheckpoint: (step, path) => bar.log(`step ${step}: checkpoint ${path}`),
+    onCheckpoint: (step, path) => bar.note(`step ${step}: checkpoint ${path}`),
     onLog: (m) => bar.log(m),
   });
   let startStep = 0;

@@ -1,13 +1,20 @@
-/** A one-line progress bar on stderr (redrawn in place on a terminal, a line every few seconds otherwise). */
+/**
+ * A one-line progress bar on stderr: redrawn in place on a terminal; elsewhere (a pipe, a log file)
+ * silent unless asked (`always`), then a line every few seconds.
+ */
 export class ProgressBar {
   private lastDraw = 0;
   private readonly tty: boolean;
+  /** Whether progress (the bar, checkpoint notes) is shown at all. */
+  readonly enabled: boolean;
 
   constructor(
     private readonly stream: NodeJS.WriteStream = process.stderr,
     private readonly minIntervalMs = 10_000,
+    always = false,
   ) {
     this.tty = Boolean(stream.isTTY);
+    this.enabled = this.tty || always;
   }
 
   /**
@@ -17,6 +24,7 @@ export class ProgressBar {
    * @param etaSec - seconds left
    */
   update(step: number, total: number, fields: Readonly<Record<string, string>>, etaSec: number): void {
+    if (!this.enabled) return;
     const now = Date.now();
     if (!this.tty && now - this.lastDraw < this.minIntervalMs && step < total) return;
     this.lastDraw = now;
@@ -28,6 +36,11 @@ export class ProgressBar {
       .join(' | ');
     const line = `${bar} ${step}/${total} | ${info} | ETA ${formatDuration(etaSec)}`;
     this.stream.write(this.tty ? `\r\x1b[2K${line}` : `${line}\n`);
+  }
+
+  /** A progress note (a checkpoint written): shown only when progress is. */
+  note(message: string): void {
+    if (this.enabled) this.log(message);
   }
 
   /** Prints a message on its own line (without breaking the bar). */
