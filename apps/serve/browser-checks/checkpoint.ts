@@ -46,7 +46,10 @@ async function run(): Promise<Record<string, unknown>> {
 }
 
 run()
-  .then((r) => r, (e: unknown) => ({ error: e instanceof Error ? `${e.name}: ${e.message}` : String(e) }))
+  .then(
+    (r) => r,
+    (e: unknown) => ({ error: e instanceof Error ? `${e.name}: ${e.message}` : String(e) }),
+  )
   .then((r) => {
     (window as unknown as { checkResult: unknown }).checkResult = r;
     document.getElementById('result')!.textContent = JSON.stringify(r);

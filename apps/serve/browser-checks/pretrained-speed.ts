@@ -30,7 +30,13 @@ async function adapterInfo(): Promise<Record<string, unknown> | undefined> {
   const adapter = await gpu?.requestAdapter({ powerPreference: 'high-performance' });
   if (!adapter) return undefined;
   const info = adapter.info ?? {};
-  return { vendor: info['vendor'], architecture: info['architecture'], device: info['device'], description: info['description'], isFallbackAdapter: adapter.isFallbackAdapter ?? info['isFallbackAdapter'] };
+  return {
+    vendor: info['vendor'],
+    architecture: info['architecture'],
+    device: info['device'],
+    description: info['description'],
+    isFallbackAdapter: adapter.isFallbackAdapter ?? info['isFallbackAdapter'],
+  };
 }
 
 /** Held-out English (ASCII, so one character per byte), written beside the page by the test. */
@@ -140,7 +146,10 @@ async function run(): Promise<Record<string, unknown>> {
 
 run()
   // Tensors still held once the patcher is disposed: none, unless the backend never started.
-  .then((r) => ('unavailable' in r ? r : { ...r, tensorsLeft: tf.memory().numTensors }), (e: unknown) => ({ error: e instanceof Error ? `${e.name}: ${e.message}\n${e.stack ?? ''}` : String(e) }))
+  .then(
+    (r) => ('unavailable' in r ? r : { ...r, tensorsLeft: tf.memory().numTensors }),
+    (e: unknown) => ({ error: e instanceof Error ? `${e.name}: ${e.message}\n${e.stack ?? ''}` : String(e) }),
+  )
   .then((r) => {
     (window as unknown as { checkResult: unknown }).checkResult = r;
     document.getElementById('result')!.textContent = JSON.stringify(r);

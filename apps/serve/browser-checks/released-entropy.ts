@@ -94,7 +94,10 @@ async function run(): Promise<Record<string, unknown>> {
 }
 
 run()
-  .then((r) => r, (e: unknown) => ({ error: e instanceof Error ? `${e.name}: ${e.message}\n${e.stack ?? ''}` : String(e) }))
+  .then(
+    (r) => r,
+    (e: unknown) => ({ error: e instanceof Error ? `${e.name}: ${e.message}\n${e.stack ?? ''}` : String(e) }),
+  )
   .then((r) => {
     (window as unknown as { checkResult: unknown }).checkResult = r;
     document.getElementById('result')!.textContent = JSON.stringify(r);

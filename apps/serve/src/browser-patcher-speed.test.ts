@@ -183,7 +183,7 @@ function expectTimed(r: PageResult, backend: keyof typeof PLAN): void {
   expect(r.tensorsLeft).toBe(0);
 }
 
-describe.skipIf(!available)('the shipped entropy patcher in Chromium: speed, and patches equal to Node\'s', () => {
+describe.skipIf(!available)("the shipped entropy patcher in Chromium: speed, and patches equal to Node's", () => {
   it('on wasm (threaded: the page is cross-origin isolated)', async () => {
     const r = await runPage('wasm');
     const diff = expectNodePatches(r);

@@ -18,12 +18,33 @@ import { browserAvailable, launchChromium } from './test-helpers.js';
 const available = browserAvailable(`${WEB_DIR}/index.html`);
 
 const ARGS = {
-  vocab_size: 260, dim_global: 32, dim_local_encoder: 16, dim_local_decoder: 16, n_layers_global: 1, n_layers_local_encoder: 1,
-  n_layers_local_decoder: 1, n_heads_global: 2, n_heads_local_encoder: 2, n_heads_local_decoder: 2, ffn_dim_multiplier: 1.0, max_seqlen: 256,
-  max_encoder_seq_length: 256, local_attention_window_len: 256, attn_bias_type: 'block_causal', patching_mode: 'entropy',
-  use_local_encoder_transformer: true, cross_attn_encoder: true, cross_attn_decoder: true, cross_attn_init_by_pooling: true,
-  cross_attn_k: 2, cross_attn_nheads: 2, cross_attn_all_layers_decoder: true, downsampling_by_pooling: 'max',
-  encoder_hash_byte_group_size: [3, 4], encoder_hash_byte_group_vocab: 64, encoder_hash_byte_group_nb_functions: 1,
+  vocab_size: 260,
+  dim_global: 32,
+  dim_local_encoder: 16,
+  dim_local_decoder: 16,
+  n_layers_global: 1,
+  n_layers_local_encoder: 1,
+  n_layers_local_decoder: 1,
+  n_heads_global: 2,
+  n_heads_local_encoder: 2,
+  n_heads_local_decoder: 2,
+  ffn_dim_multiplier: 1.0,
+  max_seqlen: 256,
+  max_encoder_seq_length: 256,
+  local_attention_window_len: 256,
+  attn_bias_type: 'block_causal',
+  patching_mode: 'entropy',
+  use_local_encoder_transformer: true,
+  cross_attn_encoder: true,
+  cross_attn_decoder: true,
+  cross_attn_init_by_pooling: true,
+  cross_attn_k: 2,
+  cross_attn_nheads: 2,
+  cross_attn_all_layers_decoder: true,
+  downsampling_by_pooling: 'max',
+  encoder_hash_byte_group_size: [3, 4],
+  encoder_hash_byte_group_vocab: 64,
+  encoder_hash_byte_group_nb_functions: 1,
 } as BltArgs;
 
 let base = '';
@@ -80,7 +101,7 @@ async function runPage(query: string): Promise<{ status: string; patches: string
 }
 
 describe.skipIf(!available)('the web page on a folder model', () => {
-  it('runs the transformers-layout folder in the browser (loadPretrained by URL) with the server\'s patches and bytes', async () => {
+  it("runs the transformers-layout folder in the browser (loadPretrained by URL) with the server's patches and bytes", async () => {
     const server = await runPage('');
     expect(server.status).toMatch(/on the server/);
     const page = await runPage('?run=browser&backend=wasm');

@@ -108,7 +108,10 @@ beforeAll(async () => {
     await writeReleasedCheckpoint({ model: 'blt-entropy', layout, out: join(root, 'models', layout), fsync: false, progress: false });
   }
   await initBackend({ backend: 'wasm' });
-  for (const [layout, folder] of [['hub', 'hub'], ['consolidated', 'consolidated/entropy_model']] as const) {
+  for (const [layout, folder] of [
+    ['hub', 'hub'],
+    ['consolidated', 'consolidated/entropy_model'],
+  ] as const) {
     const patcher = await EntropyPatcher.fromPretrained(join(root, 'models', folder));
     try {
       expect(patcher.layout).toBe(layout);
@@ -158,7 +161,10 @@ function expectSamePatches(got: Patches, want: Patches, text: string): void {
 
 function report(r: PageResult, folder: string, diff: number): void {
   const rate = (ms: number) => `${(r.bytes / (ms / 1000)).toFixed(1)} bytes/s = ${(r.bytes / 1000 / (ms / 1000)).toFixed(4)} KB/s`;
-  const where = r.backend === 'webgpu' ? `${r.software ? 'software' : 'hardware'} adapter ${JSON.stringify(r.adapter)}` : `${r.threads} thread(s) of ${r.hardwareConcurrency}, crossOriginIsolated ${r.crossOriginIsolated}`;
+  const where =
+    r.backend === 'webgpu'
+      ? `${r.software ? 'software' : 'hardware'} adapter ${JSON.stringify(r.adapter)}`
+      : `${r.threads} thread(s) of ${r.hardwareConcurrency}, crossOriginIsolated ${r.crossOriginIsolated}`;
   const warm = r.defaultsMs !== undefined && r.defaults['mode'] === 'entropy' ? `; again with the folder's settings ${(r.defaultsMs / 1000).toFixed(2)} s = ${rate(r.defaultsMs)}` : '';
   console.log(
     `[released entropy in Chromium] ${r.backend} (${where}), ${r.layout} folder ${folder}: loaded over HTTP in ${(r.loadMs / 1000).toFixed(2)} s ` +
@@ -190,20 +196,27 @@ describe.skipIf(!available)('the released entropy model (blt-entropy shape, 99.5
     expect(r.tensorsLeft).toBe(0);
   }, 180_000);
 
-  it.each([['hub', 'hub'], ['consolidated', 'consolidated/entropy_model']])('patches on wasm from the %s folder as Node does', async (layout, folder) => {
-    const r = await runPage('wasm', folder, TEXT, true);
-    const want = expected.get(layout)!;
-    report(r, folder, entropyDiff(r.withThreshold, want.withThreshold));
-    expect(r.backend).toBe('wasm');
-    expect(r.tfBackend).toBe('wasm');
-    expect(r.crossOriginIsolated).toBe(true);
-    expect(r.layout).toBe(layout);
-    expect(r.weights.tensors).toBe(129);
-    expect(r.defaults).toEqual(want.defaults);
-    expectSamePatches(r.withThreshold, want.withThreshold, TEXT);
-    expect(r.withThreshold.patchLengths.length).toBeGreaterThan(30);
-    expect(r.withThreshold.patchLengths.length).toBeLessThan(250);
-    expectSamePatches(r.withDefaults!, want.withDefaults, TEXT);
-    expect(r.tensorsLeft).toBe(0);
-  }, 180_000);
+  it.each([
+    ['hub', 'hub'],
+    ['consolidated', 'consolidated/entropy_model'],
+  ])(
+    'patches on wasm from the %s folder as Node does',
+    async (layout, folder) => {
+      const r = await runPage('wasm', folder, TEXT, true);
+      const want = expected.get(layout)!;
+      report(r, folder, entropyDiff(r.withThreshold, want.withThreshold));
+      expect(r.backend).toBe('wasm');
+      expect(r.tfBackend).toBe('wasm');
+      expect(r.crossOriginIsolated).toBe(true);
+      expect(r.layout).toBe(layout);
+      expect(r.weights.tensors).toBe(129);
+      expect(r.defaults).toEqual(want.defaults);
+      expectSamePatches(r.withThreshold, want.withThreshold, TEXT);
+      expect(r.withThreshold.patchLengths.length).toBeGreaterThan(30);
+      expect(r.withThreshold.patchLengths.length).toBeLessThan(250);
+      expectSamePatches(r.withDefaults!, want.withDefaults, TEXT);
+      expect(r.tensorsLeft).toBe(0);
+    },
+    180_000,
+  );
 });

@@ -98,7 +98,12 @@ export function buildRequests(count: number, seed: number, limits: LoadLimits): 
   // Valid requests may meet a full queue: 503 is the deliberate answer then.
   const OK = [200, 503];
   const textBytes = () => (random() < 0.8 ? int(1, 200) : int(200, Math.floor(limits.maxTextBytes * 0.9)));
-  const generateBody = () => ({ prompt: text(random, int(0, Math.min(48, limits.maxPromptBytes - 8))), maxBytes: int(1, Math.min(12, limits.maxGenerateBytes)), temperature: random() < 0.5 ? 0 : 0.8, seed: int(0, 1000) });
+  const generateBody = () => ({
+    prompt: text(random, int(0, Math.min(48, limits.maxPromptBytes - 8))),
+    maxBytes: int(1, Math.min(12, limits.maxGenerateBytes)),
+    temperature: random() < 0.5 ? 0 : 0.8,
+    seed: int(0, 1000),
+  });
   for (let i = 0; i < count; i++) {
     const r = random();
     if (r < 0.22) {
@@ -308,7 +313,10 @@ export async function runLoad(base: URL, requests: readonly LoadRequest[], concu
     status[r.status] = (status[r.status] ?? 0) + 1;
     kinds[r.kind] = (kinds[r.kind] ?? 0) + 1;
   }
-  const answered = results.filter((r) => r.status > 0).map((r) => r.ms).sort((a, b) => a - b);
+  const answered = results
+    .filter((r) => r.status > 0)
+    .map((r) => r.ms)
+    .sort((a, b) => a - b);
   const round = (x: number) => Math.round(x * 10) / 10;
   return {
     results,

@@ -91,7 +91,8 @@ async function loadFolderModels(model: string, options: ServeModelOptions, name 
   if (options.blt !== undefined) throw new Error('give --model DIR (a folder of a published layout) or --blt FILE (one safetensors file), not both');
   const bltIsUrl = isUrl(model);
   const bltDir = bltIsUrl ? model : resolve(model);
-  if (!bltIsUrl && !(await isDirectory(bltDir))) throw new Error(`--model ${model} is not a folder (a BLT of the consolidated, hub or transformers layout; a single safetensors file goes with --blt FILE)`);
+  if (!bltIsUrl && !(await isDirectory(bltDir)))
+    throw new Error(`--model ${model} is not a folder (a BLT of the consolidated, hub or transformers layout; a single safetensors file goes with --blt FILE)`);
   let patcher: string | Uint8Array | undefined;
   let patcherFolder: string | undefined;
   if (options.patcher !== undefined) {

@@ -130,7 +130,10 @@ export class ModelService {
       const chunk = bytes.subarray(start, start + window);
       const tokens = Int32Array.from([BOS_ID, ...chunk]);
       const targets = Int32Array.from([...chunk, EOS_ID]);
-      const patched = await this.patcher.patch(Uint8Array.from(chunk, (t) => t - 4), { bos: true, includeNextToken: true });
+      const patched = await this.patcher.patch(
+        Uint8Array.from(chunk, (t) => t - 4),
+        { bos: true, includeNextToken: true },
+      );
       patches += patched.patchLengths.length;
       const losses = this.blt.tokenLosses([tokens], [patched.patchLengths], [targets]);
       const values = (await losses.data()) as Float32Array;

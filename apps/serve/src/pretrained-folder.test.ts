@@ -22,12 +22,33 @@ const CLI = resolve(dirname(fileURLToPath(import.meta.url)), '../dist/cli.js');
 const CONSOLIDATED = resolve(dirname(fileURLToPath(import.meta.url)), '../../../tools/golden/fixtures/layout-consolidated/pretrained');
 
 const ARGS = {
-  vocab_size: 260, dim_global: 32, dim_local_encoder: 16, dim_local_decoder: 16, n_layers_global: 1, n_layers_local_encoder: 1,
-  n_layers_local_decoder: 1, n_heads_global: 2, n_heads_local_encoder: 2, n_heads_local_decoder: 2, ffn_dim_multiplier: 1.0, max_seqlen: 64,
-  max_encoder_seq_length: 64, local_attention_window_len: 64, attn_bias_type: 'block_causal', patching_mode: 'entropy',
-  use_local_encoder_transformer: true, cross_attn_encoder: true, cross_attn_decoder: true, cross_attn_init_by_pooling: true,
-  cross_attn_k: 2, cross_attn_nheads: 2, cross_attn_all_layers_decoder: true, downsampling_by_pooling: 'max',
-  encoder_hash_byte_group_size: [3, 4], encoder_hash_byte_group_vocab: 64, encoder_hash_byte_group_nb_functions: 1,
+  vocab_size: 260,
+  dim_global: 32,
+  dim_local_encoder: 16,
+  dim_local_decoder: 16,
+  n_layers_global: 1,
+  n_layers_local_encoder: 1,
+  n_layers_local_decoder: 1,
+  n_heads_global: 2,
+  n_heads_local_encoder: 2,
+  n_heads_local_decoder: 2,
+  ffn_dim_multiplier: 1.0,
+  max_seqlen: 64,
+  max_encoder_seq_length: 64,
+  local_attention_window_len: 64,
+  attn_bias_type: 'block_causal',
+  patching_mode: 'entropy',
+  use_local_encoder_transformer: true,
+  cross_attn_encoder: true,
+  cross_attn_decoder: true,
+  cross_attn_init_by_pooling: true,
+  cross_attn_k: 2,
+  cross_attn_nheads: 2,
+  cross_attn_all_layers_decoder: true,
+  downsampling_by_pooling: 'max',
+  encoder_hash_byte_group_size: [3, 4],
+  encoder_hash_byte_group_vocab: 64,
+  encoder_hash_byte_group_nb_functions: 1,
 } as BltArgs;
 const ENTROPY_ARGS: EntropyModelArgs = { dim: 16, n_layers: 1, n_heads: 2, max_seqlen: 64, vocab_size: 260, attn_bias_type: 'local_block_causal', sliding_window: 64, multiple_of: 16 };
 /** The folder's patching settings: a threshold the random entropy model passes now and then, and a cap. */
@@ -136,7 +157,7 @@ describe('serve --model DIR', () => {
     }
   });
 
-  it('a transformers folder with --patcher FILE: the file entropy model patches with the folder\'s settings, handed to the page as patcher.safetensors', async () => {
+  it("a transformers folder with --patcher FILE: the file entropy model patches with the folder's settings, handed to the page as patcher.safetensors", async () => {
     const models = await loadServeModels({ model: folders.transformers, patcher: entropyFile, backend: 'cpu' });
     const { base, server } = await listen(models);
     try {
@@ -153,7 +174,7 @@ describe('serve --model DIR', () => {
     }
   });
 
-  it("a consolidated checkpoint written by the reference: the entropy_model/ beside it is served where the loader looks from /models/blt/", async () => {
+  it('a consolidated checkpoint written by the reference: the entropy_model/ beside it is served where the loader looks from /models/blt/', async () => {
     const models = await loadServeModels({ model: join(CONSOLIDATED, 'blt'), backend: 'cpu' });
     expect(models.folders).toEqual({ blt: join(CONSOLIDATED, 'blt'), layout: 'consolidated', sibling: join(CONSOLIDATED, 'entropy_model') });
     const { base, server } = await listen(models);

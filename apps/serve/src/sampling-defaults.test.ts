@@ -27,7 +27,11 @@ function mostRepeats(text: string): number {
 
 describe('default sampling on the demo BLT', () => {
   it('writes text that does not loop', async () => {
-    for (const [prompt, seed] of [['Alice was beginning to', 1], ['The King said', 2], ['It was a bright cold day', 3]] as const) {
+    for (const [prompt, seed] of [
+      ['Alice was beginning to', 1],
+      ['The King said', 2],
+      ['It was a bright cold day', 3],
+    ] as const) {
       const { text } = await generate(demo, prompt, { maxBytes: 240, ...DEFAULT_SAMPLING, seed });
       expect(text.length, text).toBeGreaterThan(200);
       // A loop repeats its phrase many times; prose may repeat a 16-byte piece twice, not four times.

@@ -10,12 +10,33 @@ import { createGenerator } from './generator.js';
 import { WEB_DIR } from './paths.js';
 
 const ARGS = {
-  vocab_size: 260, dim_global: 32, dim_local_encoder: 16, dim_local_decoder: 16, n_layers_global: 1, n_layers_local_encoder: 1,
-  n_layers_local_decoder: 1, n_heads_global: 2, n_heads_local_encoder: 2, n_heads_local_decoder: 2, multiple_of: 16, max_seqlen: 64,
-  max_encoder_seq_length: 64, local_attention_window_len: 64, attn_bias_type: 'block_causal', patching_mode: 'entropy',
-  use_local_encoder_transformer: true, cross_attn_encoder: true, cross_attn_decoder: true, cross_attn_init_by_pooling: true,
-  cross_attn_k: 2, cross_attn_nheads: 2, cross_attn_all_layers_decoder: true, downsampling_by_pooling: 'max',
-  encoder_hash_byte_group_size: [3, 4], encoder_hash_byte_group_vocab: 64, encoder_hash_byte_group_nb_functions: 1,
+  vocab_size: 260,
+  dim_global: 32,
+  dim_local_encoder: 16,
+  dim_local_decoder: 16,
+  n_layers_global: 1,
+  n_layers_local_encoder: 1,
+  n_layers_local_decoder: 1,
+  n_heads_global: 2,
+  n_heads_local_encoder: 2,
+  n_heads_local_decoder: 2,
+  multiple_of: 16,
+  max_seqlen: 64,
+  max_encoder_seq_length: 64,
+  local_attention_window_len: 64,
+  attn_bias_type: 'block_causal',
+  patching_mode: 'entropy',
+  use_local_encoder_transformer: true,
+  cross_attn_encoder: true,
+  cross_attn_decoder: true,
+  cross_attn_init_by_pooling: true,
+  cross_attn_k: 2,
+  cross_attn_nheads: 2,
+  cross_attn_all_layers_decoder: true,
+  downsampling_by_pooling: 'max',
+  encoder_hash_byte_group_size: [3, 4],
+  encoder_hash_byte_group_vocab: 64,
+  encoder_hash_byte_group_nb_functions: 1,
 } as BltArgs;
 
 let base = '';
@@ -159,7 +180,12 @@ describe('serve API', () => {
     await call('POST', '/v1/generate', { prompt: 'warm', maxBytes: 4 });
     const before = tf.memory().numTensors;
     const controller = new AbortController();
-    const res = await fetch(base + '/v1/generate', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ prompt: 'abc', maxBytes: 64, stream: true }), signal: controller.signal });
+    const res = await fetch(base + '/v1/generate', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ prompt: 'abc', maxBytes: 64, stream: true }),
+      signal: controller.signal,
+    });
     const reader = res.body!.getReader();
     await reader.read();
     controller.abort();
@@ -184,7 +210,10 @@ describe('serve API', () => {
 
   it('hands the page the model files only when given them', async () => {
     expect((await call('GET', '/models/blt.safetensors')).status).toBe(404);
-    const { server } = createApiServer({ service: new ModelService(patcher, blt, undefined, { backend: 'cpu', patcherModel: 'p', bltModel: 'b' }), modelFiles: { patcher: Uint8Array.of(1, 2, 3), blt: Uint8Array.of(4, 5) } });
+    const { server } = createApiServer({
+      service: new ModelService(patcher, blt, undefined, { backend: 'cpu', patcherModel: 'p', bltModel: 'b' }),
+      modelFiles: { patcher: Uint8Array.of(1, 2, 3), blt: Uint8Array.of(4, 5) },
+    });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     try {
       const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/models/`;

@@ -210,7 +210,10 @@ describe('bytelatent-train CLI', () => {
       }
       resume = true;
     }
-    expect(kills.every((k) => k.stepOnDisk! > 0 && k.stepOnDisk! < steps), JSON.stringify(kills)).toBe(true);
+    expect(
+      kills.every((k) => k.stepOnDisk! > 0 && k.stepOnDisk! < steps),
+      JSON.stringify(kills),
+    ).toBe(true);
     const r = run([...args, '--out', out, '--resume']);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/removed \d+ temporary file\(s\) of an interrupted write/);

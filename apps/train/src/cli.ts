@@ -280,8 +280,7 @@ async function main(argv: string[]): Promise<number> {
     start = await loadPretrainedStart(where, values['entropy-model'] ? { entropyModel: userPath(values['entropy-model']) } : {});
     const { patching: _p, ...rest } = config;
     config = { ...rest, kind: start.kind, model: start.args, ...(start.patching ? { patching: start.patching } : {}) };
-    const limit =
-      start.blt !== undefined ? Math.min(start.blt.args.encoder.maxSeqLen, start.blt.args.global.maxSeqLen) : start.entropy!.maxSeqLen;
+    const limit = start.blt !== undefined ? Math.min(start.blt.args.encoder.maxSeqLen, start.blt.args.global.maxSeqLen) : start.entropy!.maxSeqLen;
     if (config.seqLen > limit) {
       throw new TrainError('INVALID_ARGUMENT', `--seq-len ${config.seqLen} is longer than the ${start.kind} model of ${where} reads (${limit}); give --seq-len ${limit} or less`);
     }
@@ -322,16 +321,21 @@ async function main(argv: string[]): Promise<number> {
   const bar = new ProgressBar(process.stderr, 10_000, values.progress === true);
   let lastLoss = NaN;
   const initFrom = start ? { initFrom: { location: start.location, layout: start.layout } } : {};
-  const trainer = new Trainer(trainable, options, { kind: config.kind, model: config.model, patching: config.patching ?? null, ...initFrom }, {
-    onStep: (r, total) => {
-      lastLoss = r.loss;
-      const eta = ((total - r.step) * r.elapsedSec) / Math.max(1, r.step - startStep);
-      bar.update(r.step, total, { loss: r.loss.toFixed(3), 'B/s': formatRate(r.bytesPerSec), lr: r.lr.toExponential(1) }, eta);
+  const trainer = new Trainer(
+    trainable,
+    options,
+    { kind: config.kind, model: config.model, patching: config.patching ?? null, ...initFrom },
+    {
+      onStep: (r, total) => {
+        lastLoss = r.loss;
+        const eta = ((total - r.step) * r.elapsedSec) / Math.max(1, r.step - startStep);
+        bar.update(r.step, total, { loss: r.loss.toFixed(3), 'B/s': formatRate(r.bytesPerSec), lr: r.lr.toExponential(1) }, eta);
+      },
+      onEval: (r) => bar.log(`step ${r.step}: held-out ${r.bpb.toFixed(3)} bits/byte over ${r.bytes} bytes`),
+      onCheckpoint: (step, path) => bar.note(`step ${step}: checkpoint ${path}`),
+      onLog: (m) => bar.log(m),
     },
-    onEval: (r) => bar.log(`step ${r.step}: held-out ${r.bpb.toFixed(3)} bits/byte over ${r.bytes} bytes`),
-    onCheckpoint: (step, path) => bar.note(`step ${step}: checkpoint ${path}`),
-    onLog: (m) => bar.log(m),
-  });
+  );
   let startStep = 0;
   if (start) {
     const p = config.patching;

@@ -79,7 +79,13 @@ function checkFields(value: Record<string, unknown>, fields: Record<string, Chec
   for (const [name, v] of Object.entries(value)) {
     const check = fields[name];
     if (!check) {
-      problems.push(unknownField(where, `${prefix}${name}`, Object.keys(fields).map((k) => `${prefix}${k}`)));
+      problems.push(
+        unknownField(
+          where,
+          `${prefix}${name}`,
+          Object.keys(fields).map((k) => `${prefix}${k}`),
+        ),
+      );
       continue;
     }
     const expected = check(v);

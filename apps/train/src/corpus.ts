@@ -153,13 +153,7 @@ export async function prepareCorpus(options: PrepareCorpusOptions): Promise<Corp
     }
   };
   if (sources.has('python-stdlib')) {
-    await addCode(
-      PYTHON_STDLIB_DIR,
-      'python-stdlib',
-      'python',
-      (p) => p.endsWith('.py') && !/\/(test|tests|idle_test|site-packages|dist-packages|lib2to3\/tests)\//.test(p),
-      'libpython3.11-stdlib',
-    );
+    await addCode(PYTHON_STDLIB_DIR, 'python-stdlib', 'python', (p) => p.endsWith('.py') && !/\/(test|tests|idle_test|site-packages|dist-packages|lib2to3\/tests)\//.test(p), 'libpython3.11-stdlib');
   }
   if (sources.has('python-doc')) {
     await addCode(PYTHON_DOC_SOURCES_DIR, 'python-doc', 'python-doc', (p) => p.endsWith('.rst.txt'), 'python3.11-doc');

@@ -58,7 +58,28 @@ const SETTINGS = { mode: 'entropy' as const, threshold: 5.1, maxPatchLength: 4 }
 // Few steps at a small learning rate: the weights move, but stay far closer to the folder's than any
 // fresh initialisation could be.
 // --corpus: the patch cache lives beside it (in a temporary folder, not the working tree).
-const TRAIN = ['--data', text.train, '--heldout', text.heldout, '--corpus', join(text.dir, 'corpus'), '--backend', 'wasm', '--seq-len', '32', '--batch-size', '2', '--grad-accumulation', '1', '--warmup-steps', '1', '--eval-every', '0', '--lr', '1e-3'];
+const TRAIN = [
+  '--data',
+  text.train,
+  '--heldout',
+  text.heldout,
+  '--corpus',
+  join(text.dir, 'corpus'),
+  '--backend',
+  'wasm',
+  '--seq-len',
+  '32',
+  '--batch-size',
+  '2',
+  '--grad-accumulation',
+  '1',
+  '--warmup-steps',
+  '1',
+  '--eval-every',
+  '0',
+  '--lr',
+  '1e-3',
+];
 
 let folder: string;
 /** Every parameter of the original BLT and entropy model, by name. */
@@ -174,7 +195,10 @@ describe('bytelatent-train --init-from DIR', () => {
     for (const args of [PRESETS['tiny']!.model as BltArgs, { ...BLT_ARGS, multiple_of: 1, ffn_dim_multiplier: 0.77 }]) {
       const runDir = tmp();
       const trainable = new BltTrainable(args, 0, new RowPatcher({ mode: 'space' }));
-      const optimizer = new AdamW(trainable.registry.list().map((p) => ({ name: p.name, variable: p.variable })), { beta1: 0.9, beta2: 0.95, weightDecay: 0, clipNorm: 0 });
+      const optimizer = new AdamW(
+        trainable.registry.list().map((p) => ({ name: p.name, variable: p.variable })),
+        { beta1: 0.9, beta2: 0.95, weightDecay: 0, clipNorm: 0 },
+      );
       await saveCheckpoint(join(runDir, CHECKPOINT_FILE), trainable, optimizer, {
         format: CHECKPOINT_FORMAT,
         version: CHECKPOINT_VERSION,

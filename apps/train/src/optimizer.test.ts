@@ -26,7 +26,13 @@ describe('AdamW', () => {
   it('clips the global gradient norm', async () => {
     const a = tf.variable(tf.tensor1d([0]));
     const b = tf.variable(tf.tensor1d([0]));
-    const opt = new AdamW([{ name: 'a', variable: a }, { name: 'b', variable: b }], { clipNorm: 1 });
+    const opt = new AdamW(
+      [
+        { name: 'a', variable: a },
+        { name: 'b', variable: b },
+      ],
+      { clipNorm: 1 },
+    );
     const stats = await opt.apply([tf.tensor1d([3]), tf.tensor1d([4])], 0.1);
     expect(stats.gradNorm).toBeCloseTo(5, 5);
     expect(stats.clipped).toBe(true);

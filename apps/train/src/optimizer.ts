@@ -110,7 +110,10 @@ export class AdamW {
     const problems: string[] = [];
     const plan: Array<[tf.Variable, Float32Array, number[]]> = [];
     this.params.forEach((p, i) => {
-      for (const [kind, slot] of [['m', this.m[i]!], ['v', this.v[i]!]] as const) {
+      for (const [kind, slot] of [
+        ['m', this.m[i]!],
+        ['v', this.v[i]!],
+      ] as const) {
         const key = `optimizer.${kind}.${p.name}`;
         const t = tensors.get(key);
         if (!t) problems.push(`missing ${key}`);

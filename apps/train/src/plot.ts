@@ -83,7 +83,9 @@ export function renderCurveSvg(records: readonly MetricsRecord[], options: Curve
   }
   const lx = width - margin.right - 190;
   parts.push(`<line x1="${lx}" x2="${lx + 20}" y1="${margin.top + 6}" y2="${margin.top + 6}" stroke="#1f77b4" stroke-width="2"/><text x="${lx + 26}" y="${margin.top + 10}">train (smoothed)</text>`);
-  parts.push(`<line x1="${lx}" x2="${lx + 20}" y1="${margin.top + 24}" y2="${margin.top + 24}" stroke="#d62728" stroke-width="2" stroke-dasharray="4 3"/><text x="${lx + 26}" y="${margin.top + 28}">held-out</text>`);
+  parts.push(
+    `<line x1="${lx}" x2="${lx + 20}" y1="${margin.top + 24}" y2="${margin.top + 24}" stroke="#d62728" stroke-width="2" stroke-dasharray="4 3"/><text x="${lx + 26}" y="${margin.top + 28}">held-out</text>`,
+  );
   parts.push('</svg>\n');
   return parts.join('\n');
 }

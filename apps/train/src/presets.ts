@@ -46,16 +46,7 @@ function entropyArgs(dim: number, layers: number, seqLen: number): EntropyModelA
   };
 }
 
-function bltArgs(o: {
-  global: number;
-  local: number;
-  layersGlobal: number;
-  layersEncoder: number;
-  layersDecoder: number;
-  seqLen: number;
-  window: number;
-  hashVocab: number;
-}): BltArgs {
+function bltArgs(o: { global: number; local: number; layersGlobal: number; layersEncoder: number; layersDecoder: number; seqLen: number; window: number; hashVocab: number }): BltArgs {
   return {
     vocab_size: 260,
     dim_global: o.global,

@@ -50,7 +50,10 @@ describe('RowPatcher', () => {
     const dir = mkdtempSync(join(tmpdir(), 'bytelatent-cache-'));
     const patcher = EntropyPatcher.fromModel(new EntropyModel(TINY_ENTROPY_ARGS, 2), { threshold: 5.5 });
     const entropies = await patcher.model.entropies(rows);
-    for (const options of [{ mode: 'monotonic' as const, threshold: 0.01 }, { mode: 'combined' as const, threshold: 5.5, thresholdAdd: 0.01, maxPatchLength: 3 }]) {
+    for (const options of [
+      { mode: 'monotonic' as const, threshold: 0.01 },
+      { mode: 'combined' as const, threshold: 5.5, thresholdAdd: 0.01, maxPatchLength: 3 },
+    ]) {
       const got = await new RowPatcher(options, patcher, { dir, modelKey: 'abc' }).lengths(rows);
       got.forEach((l, i) => expect(Array.from(l)).toEqual(Array.from(findPatchBoundaries(rows[i]!, entropies[i], { ...options, includeNextToken: false }).patchLengths)));
     }

@@ -57,7 +57,10 @@ export class RowPatcher {
       const threshold = options.threshold ?? patcher!.defaults.threshold;
       // The plain entropy rule keeps the key of earlier versions (their caches stay valid).
       const rule = options.mode === 'entropy' ? '' : `|${options.mode}|${options.thresholdAdd ?? ''}`;
-      const key = createHash('sha256').update(`${cache.modelKey}|${threshold}|${options.maxPatchLength ?? ''}${rule}`).digest('hex').slice(0, 16);
+      const key = createHash('sha256')
+        .update(`${cache.modelKey}|${threshold}|${options.maxPatchLength ?? ''}${rule}`)
+        .digest('hex')
+        .slice(0, 16);
       mkdirSync(cache.dir, { recursive: true });
       this.cacheFile = join(cache.dir, `patch-lengths-${key}.bin`);
       this.load();
@@ -126,5 +129,7 @@ export class RowPatcher {
 }
 
 function rowKey(tokens: Int32Array): string {
-  return createHash('sha1').update(new Uint8Array(tokens.buffer, tokens.byteOffset, tokens.byteLength)).digest('hex');
+  return createHash('sha1')
+    .update(new Uint8Array(tokens.buffer, tokens.byteOffset, tokens.byteLength))
+    .digest('hex');
 }

@@ -58,9 +58,12 @@ export async function loadRowEntropyModel(source: string): Promise<{ patcher: En
   } catch (e) {
     throw new TrainError('CONFIG_INVALID', (e as Error).message);
   }
-  const bytes = shipped !== undefined ? await EntropyPatcher.pretrainedBytes(shipped) : await readFile(source).catch((e: Error) => {
-    throw new TrainError('DATA_UNAVAILABLE', `cannot read the entropy model ${source}: ${e.message}`);
-  });
+  const bytes =
+    shipped !== undefined
+      ? await EntropyPatcher.pretrainedBytes(shipped)
+      : await readFile(source).catch((e: Error) => {
+          throw new TrainError('DATA_UNAVAILABLE', `cannot read the entropy model ${source}: ${e.message}`);
+        });
   return { patcher: await EntropyPatcher.fromSafetensors(bytes), modelKey: createHash('sha256').update(bytes).digest('hex') };
 }
 
@@ -209,13 +212,18 @@ export async function exportPatcher(options: ExportPatcherOptions): Promise<{
     const patcher = EntropyPatcher.fromModel(model, { mode: 'entropy' });
     const texts = await Promise.all(options.calibrationFiles.map((f) => readFile(f)));
     options.onLog?.(`calibrating the threshold on ${texts.length} files (${texts.reduce((s, t) => s + t.length, 0)} bytes)`);
-    const calibration = await patcher.calibrate(texts.map((t) => new Uint8Array(t)), options.targetMeanPatch);
+    const calibration = await patcher.calibrate(
+      texts.map((t) => new Uint8Array(t)),
+      options.targetMeanPatch,
+    );
     const bitsPerByte = await entropyModelBitsPerByte(model, options.calibrationFiles);
     const perFile: Array<{ file: string; bitsPerByte: number; meanPatchSize: number; wordStartShare: number }> = [];
     for (const [i, f] of options.calibrationFiles.entries()) {
       const stats = patchStatistics((await patcher.patch(texts[i]!, { threshold: calibration.threshold })).segments(), texts[i]!);
       perFile.push({ file: basename(f), bitsPerByte: await entropyModelBitsPerByte(model, [f]), ...stats });
-      options.onLog?.(`${basename(f)}: ${perFile.at(-1)!.bitsPerByte.toFixed(3)} bits/byte, mean patch ${stats.meanPatchSize.toFixed(2)} bytes, ${(100 * stats.wordStartShare).toFixed(1)}% of patch starts on a word's first byte`);
+      options.onLog?.(
+        `${basename(f)}: ${perFile.at(-1)!.bitsPerByte.toFixed(3)} bits/byte, mean patch ${stats.meanPatchSize.toFixed(2)} bytes, ${(100 * stats.wordStartShare).toFixed(1)}% of patch starts on a word's first byte`,
+      );
     }
     const bytes = await model.toSafetensors({
       [PATCHER_METADATA_KEY]: JSON.stringify({ mode: 'entropy', threshold: calibration.threshold }),

@@ -48,7 +48,13 @@ describe('study report', () => {
 
   it('plots one line per run', () => {
     const svg = renderStudySvg([
-      { label: 'a & b', points: [[1e11, 3], [2e11, 2.5]] },
+      {
+        label: 'a & b',
+        points: [
+          [1e11, 3],
+          [2e11, 2.5],
+        ],
+      },
       { label: 'c', points: [[1e11, 3.2]] },
     ]);
     expect(svg).toMatch(/^<svg[\s\S]*<\/svg>\n$/);

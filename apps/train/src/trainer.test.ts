@@ -143,7 +143,11 @@ describe('Trainer', () => {
       [{ ...state, step: -3 }, /step must be an integer >= 0, got -3/],
       [{ ...state, kind: 'gpt' }, /kind must be "entropy", "blt" or "token", got "gpt"/],
       [{ ...state, config: null }, /config must be an object, got null/],
-      [state, /optimizer\.m\.tok_embeddings\.weight holds NaN at flat index 3: optimizer moments must be finite/, (t) => ((t.get('optimizer.m.tok_embeddings.weight')!.data as Float32Array)[3] = Number.NaN)],
+      [
+        state,
+        /optimizer\.m\.tok_embeddings\.weight holds NaN at flat index 3: optimizer moments must be finite/,
+        (t) => ((t.get('optimizer.m.tok_embeddings.weight')!.data as Float32Array)[3] = Number.NaN),
+      ],
       [state, /optimizer\.v\.norm\.weight holds -1 at flat index 0: optimizer moments must be finite and >= 0/, (t) => ((t.get('optimizer.v.norm.weight')!.data as Float32Array)[0] = -1)],
     ];
     for (const [meta, message, edit] of cases) {

@@ -122,8 +122,7 @@ export function resolveBltArgs(args: BltArgs): ResolvedBltArgs {
   const k = int('cross_attn_k');
   const crossHeads = int('cross_attn_nheads');
   // get_encoder_dim_token_emb: the width of the rows the encoder's patch projection reshapes to.
-  const dimToken =
-    args.dim_token != null ? int('dim_token') : flag('use_local_encoder_transformer', false) ? dimEnc : Math.trunc(dimGlobal / (args.patch_size ?? NaN));
+  const dimToken = args.dim_token != null ? int('dim_token') : flag('use_local_encoder_transformer', false) ? dimEnc : Math.trunc(dimGlobal / (args.patch_size ?? NaN));
   if (dimToken !== dimEnc) throw bad('dim_token', `(the encoder token width, ${dimToken}) must equal dim_local_encoder (${dimEnc})`);
   if (dimDec !== dimEnc) throw bad('dim_local_decoder', `(${dimDec}) must equal dim_local_encoder (${dimEnc}): the decoder reads the encoder's byte states`);
   const factor = String(args.init_std_factor ?? 'disabled');
@@ -134,7 +133,13 @@ export function resolveBltArgs(args: BltArgs): ResolvedBltArgs {
   let hash: HashNgramConfig | null = null;
   const sizes = args.encoder_hash_byte_group_size;
   if (sizes != null) {
-    const list = typeof sizes === 'string' ? sizes.split(',').filter((s) => s.length > 0).map(Number) : [...sizes];
+    const list =
+      typeof sizes === 'string'
+        ? sizes
+            .split(',')
+            .filter((s) => s.length > 0)
+            .map(Number)
+        : [...sizes];
     hash = { groupSizes: list, numFunctions: int('encoder_hash_byte_group_nb_functions', 3), vocabSize: int('encoder_hash_byte_group_vocab', 30000) };
   }
   const common = {

@@ -305,12 +305,7 @@ export class ByteLatentTransformer {
    * @returns scalar loss in nats
    * @throws {BltError} `INVALID_ARGUMENT` for a bad batch, targets or mask, or when nothing is counted
    */
-  loss(
-    tokens: readonly ArrayLike<number>[],
-    patchLengths: readonly ArrayLike<number>[],
-    targets: readonly ArrayLike<number>[],
-    mask?: readonly ArrayLike<number | boolean>[],
-  ): tf.Scalar {
+  loss(tokens: readonly ArrayLike<number>[], patchLengths: readonly ArrayLike<number>[], targets: readonly ArrayLike<number>[], mask?: readonly ArrayLike<number | boolean>[]): tf.Scalar {
     const p = this.prepare(tokens, patchLengths);
     const weights = new Float32Array(p.batch * p.seqLen);
     p.rowLengths.forEach((n, b) => {

@@ -122,7 +122,7 @@ describe('saveBlt / loadBlt (Node directory)', () => {
     other.dispose();
   });
 
-  it('loads over HTTP (tf.io.http, also where a bundler dropped tfjs\'s router registration); a 404 is INVALID_CHECKPOINT', async () => {
+  it("loads over HTTP (tf.io.http, also where a bundler dropped tfjs's router registration); a 404 is INVALID_CHECKPOINT", async () => {
     const dir = join(tmp, 'http');
     await saveBlt(model, dir);
     const server = createServer((req, res) => {
@@ -284,9 +284,7 @@ describe('saveBlt / loadBlt (IOHandler)', () => {
     expect(e.message).toContain('"global_transformer.layers.0.ffn_norm.weight" has dtype I32');
 
     // Duplicate and unreadable specs.
-    e = errorOf(() =>
-      fromBltArtifacts({ ...a, weightSpecs: [...a.weightSpecs, a.weightSpecs[0]!, { name: 's', shape: [1], dtype: 'string' }] }),
-    );
+    e = errorOf(() => fromBltArtifacts({ ...a, weightSpecs: [...a.weightSpecs, a.weightSpecs[0]!, { name: 's', shape: [1], dtype: 'string' }] }));
     expect(e.message).toContain(`"${a.weightSpecs[0]!.name}" is listed twice`);
     expect(e.message).toContain('unsupported dtype "string"');
   });

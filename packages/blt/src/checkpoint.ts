@@ -10,15 +10,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { BltError } from '@bytelatent/local-encoder';
-import {
-  SafetensorsError,
-  type SafetensorsDtype,
-  type SafetensorsFile,
-  type SafetensorsTensor,
-  ensureBackend,
-  parseSafetensors,
-  serializeSafetensors,
-} from '@bytelatent/nn';
+import { SafetensorsError, type SafetensorsDtype, type SafetensorsFile, type SafetensorsTensor, ensureBackend, parseSafetensors, serializeSafetensors } from '@bytelatent/nn';
 import type { BltArgs } from './blt-args.js';
 import { ByteLatentTransformer } from './blt-model.js';
 

@@ -123,7 +123,10 @@ describe('bytelatent CLI', () => {
 
   it('sampling with a seed is reproducible and equals the library; the prompt can come from stdin', async () => {
     const want = await inProcess(folders.hub, { maxBytes: 16, temperature: 1, seed: 7 });
-    const a = cli(['generate', '--model', folders.hub, '--patcher', join(folders.hub, 'entropy_model'), '--max-bytes', '16', '--temperature', '1', '--seed', '7', '--backend', 'cpu', '-q', '-'], PROMPT);
+    const a = cli(
+      ['generate', '--model', folders.hub, '--patcher', join(folders.hub, 'entropy_model'), '--max-bytes', '16', '--temperature', '1', '--seed', '7', '--backend', 'cpu', '-q', '-'],
+      PROMPT,
+    );
     expect(a.code, a.stderr).toBe(0);
     expect(a.stderr).toBe('');
     expect(new Uint8Array(a.stdout)).toEqual(want.bytes);

@@ -97,7 +97,8 @@ function describePatching(p: { mode?: string; threshold?: number; thresholdAdd?:
 
 async function generateCommand(values: ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'], prompts: string[]): Promise<number> {
   if (values.model === undefined) throw new UsageError('generate needs --model DIR (a BLT folder of any published layout)');
-  if (prompts.length !== 1) throw new UsageError(prompts.length === 0 ? 'generate needs a prompt ("" for none, "-" to read it from stdin)' : `generate takes one prompt, got ${prompts.length} (quote it)`);
+  if (prompts.length !== 1)
+    throw new UsageError(prompts.length === 0 ? 'generate needs a prompt ("" for none, "-" to read it from stdin)' : `generate takes one prompt, got ${prompts.length} (quote it)`);
   const maxBytes = number('max-bytes', values['max-bytes'], (n) => Number.isSafeInteger(n) && n >= 0, 'an integer >= 0');
   const temperature = number('temperature', values.temperature, (n) => n >= 0, 'a number >= 0');
   const topK = number('top-k', values['top-k'], (n) => Number.isSafeInteger(n) && n >= 1, 'an integer >= 1');

@@ -130,21 +130,32 @@ describe('BLT safetensors files (the server format): every corruption refused wi
     const cases: Array<[Uint8Array, string]> = [
       [file.subarray(0, file.length - 1), 'TRUNCATED'],
       [file.subarray(0, 8 + headerLength - 1), 'TRUNCATED'],
-      [(() => {
-        const b = file.slice();
-        new DataView(b.buffer).setBigUint64(0, 2n ** 53n, true);
-        return b;
-      })(), 'HEADER_TOO_LARGE'],
-      [(() => {
-        const b = file.slice();
-        b.set(new TextEncoder().encode('{"x"::'), 8);
-        return b;
-      })(), 'INVALID_HEADER'],
-      [rewrite((h) => {
-        const [a, b] = Object.keys(h).filter((k) => k !== '__metadata__').sort((x, y) => h[x]!.data_offsets[0]! - h[y]!.data_offsets[0]!);
-        h[b!]!.data_offsets = [h[b!]!.data_offsets[0]! - 4, h[b!]!.data_offsets[1]! - 4];
-        void a;
-      }), 'OVERLAPPING_OFFSETS'],
+      [
+        (() => {
+          const b = file.slice();
+          new DataView(b.buffer).setBigUint64(0, 2n ** 53n, true);
+          return b;
+        })(),
+        'HEADER_TOO_LARGE',
+      ],
+      [
+        (() => {
+          const b = file.slice();
+          b.set(new TextEncoder().encode('{"x"::'), 8);
+          return b;
+        })(),
+        'INVALID_HEADER',
+      ],
+      [
+        rewrite((h) => {
+          const [a, b] = Object.keys(h)
+            .filter((k) => k !== '__metadata__')
+            .sort((x, y) => h[x]!.data_offsets[0]! - h[y]!.data_offsets[0]!);
+          h[b!]!.data_offsets = [h[b!]!.data_offsets[0]! - 4, h[b!]!.data_offsets[1]! - 4];
+          void a;
+        }),
+        'OVERLAPPING_OFFSETS',
+      ],
     ];
     for (const [bytes, code] of cases) {
       const e = refusal(() => loadSafetensors(bytes));

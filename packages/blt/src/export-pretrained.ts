@@ -323,8 +323,10 @@ export function transformersLayoutProblems(model: ByteLatentTransformer, patcher
   if (a.encoder.crossAttnAllLayers) problems.push('encoder cross-attention after every layer (the port pools again before each one)');
   if (Number(model.referenceArgs.pm_size ?? 0) !== 0) problems.push('pm_size > 0 (the port has no room for it)');
   if ([a.encoder, a.decoder, a.global].some((c) => c.normEps !== 1e-5)) problems.push('a norm epsilon other than 1e-5 (the port reads rms_norm_eps, which the converter does not write)');
-  if ([a.encoder, a.decoder, a.global].some((c) => (c.ffnDimMultiplier ?? 1) !== 1)) problems.push('an ffn_dim_multiplier other than 1 (the converter writes intermediate_size from multiple_of alone)');
-  if (e.window !== 512 || !e.splitDocuments) problems.push(`entropy model attention ${e.window === undefined ? 'without a window' : `window ${e.window}`} (the reference's load_entropy_model forces local_block_causal with 512)`);
+  if ([a.encoder, a.decoder, a.global].some((c) => (c.ffnDimMultiplier ?? 1) !== 1))
+    problems.push('an ffn_dim_multiplier other than 1 (the converter writes intermediate_size from multiple_of alone)');
+  if (e.window !== 512 || !e.splitDocuments)
+    problems.push(`entropy model attention ${e.window === undefined ? 'without a window' : `window ${e.window}`} (the reference's load_entropy_model forces local_block_causal with 512)`);
   return problems;
 }
 

@@ -45,7 +45,12 @@ function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 /** Feeds the same ids to both engines and compares every step. */
-async function compareEngines(m: ByteLatentTransformer, patching: ResolvedPatching, prompt: Int32Array, feed: ArrayLike<number>): Promise<{ cached: CachedEngine; uncached: UncachedEngine; steps: number; starts: number }> {
+async function compareEngines(
+  m: ByteLatentTransformer,
+  patching: ResolvedPatching,
+  prompt: Int32Array,
+  feed: ArrayLike<number>,
+): Promise<{ cached: CachedEngine; uncached: UncachedEngine; steps: number; starts: number }> {
   const cached = new CachedEngine(m, patching);
   const uncached = new UncachedEngine(m, patching);
   const check = (a: EngineStep | null, b: EngineStep | null) => {
@@ -296,7 +301,7 @@ describe('generate', () => {
     const patcher = { mode: 'entropy' as const, threshold, entropyModel };
     const pre = new AbortController();
     pre.abort();
-    expect((await rejection(generate(model, 'a', { patcher, signal: pre.signal })) as Error).name).toBe('AbortError');
+    expect(((await rejection(generate(model, 'a', { patcher, signal: pre.signal }))) as Error).name).toBe('AbortError');
 
     const during = new AbortController();
     const seen: GenerateEvent[] = [];
@@ -312,7 +317,7 @@ describe('generate', () => {
     const timer = new AbortController();
     setTimeout(() => timer.abort(), 30);
     const started = performance.now();
-    expect((await rejection(generate(model, 'a', { patcher, maxBytes: 60, signal: timer.signal, stopAtEos: false, cache: false })) as Error).name).toBe('AbortError');
+    expect(((await rejection(generate(model, 'a', { patcher, maxBytes: 60, signal: timer.signal, stopAtEos: false, cache: false }))) as Error).name).toBe('AbortError');
     expect(performance.now() - started).toBeLessThan(2000);
 
     let count = 0;

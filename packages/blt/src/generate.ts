@@ -213,7 +213,7 @@ function resolveOptions(model: ByteLatentTransformer, options: GenerateOptions):
     patching: resolvePatching(model, options.patcher),
     maxBytes,
     sampling,
-    seed: sampled ? seed ?? globalThis.crypto.getRandomValues(new Uint32Array(1))[0]! : null,
+    seed: sampled ? (seed ?? globalThis.crypto.getRandomValues(new Uint32Array(1))[0]!) : null,
     stops: stopList.map((s) => encode(s, { bos: false, eos: false }).map((id) => id - BYTE_OFFSET)).map((ids) => Uint8Array.from(ids)),
     stopAtEos,
     signal,

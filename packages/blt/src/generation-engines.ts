@@ -145,7 +145,14 @@ class ByteStates {
       });
     const covered = parts.reduce((n, p) => n + p[0]!.shape[1]!, 0);
     if (covered !== to - from) throw new BltError('INVALID_ARGUMENT', `internal: byte states ${from}..${to} are not held`);
-    return parts[0]!.map((_, layer) => (parts.length === 1 ? parts[0]![layer]! : tf.concat(parts.map((p) => p[layer]!), 1)));
+    return parts[0]!.map((_, layer) =>
+      parts.length === 1
+        ? parts[0]![layer]!
+        : tf.concat(
+            parts.map((p) => p[layer]!),
+            1,
+          ),
+    );
   }
 
   /** Frees the chunks that end at or before `position`. */
@@ -170,7 +177,7 @@ class PatchKv {
 
   /** Takes (keeps) the keys/values of patches `first ..` (call inside the step's tidy). */
   add(first: number, count: number, kv: readonly LayerKv[]): void {
-    for (const l of kv) tf.keep(l.k), tf.keep(l.v);
+    for (const l of kv) (tf.keep(l.k), tf.keep(l.v));
     this.chunks.push({ first, count, kv });
   }
 
@@ -189,8 +196,14 @@ class PatchKv {
     if (parts.reduce((n, p) => n + p.patches, 0) !== count) throw new BltError('INVALID_ARGUMENT', `internal: patches ${first}..+${count} are not held`);
     if (parts.length === 1) return parts[0]!.kv;
     return parts[0]!.kv.map((_, layer) => ({
-      k: tf.concat(parts.map((p) => p.kv[layer]!.k), 2),
-      v: tf.concat(parts.map((p) => p.kv[layer]!.v), 2),
+      k: tf.concat(
+        parts.map((p) => p.kv[layer]!.k),
+        2,
+      ),
+      v: tf.concat(
+        parts.map((p) => p.kv[layer]!.v),
+        2,
+      ),
     }));
   }
 
@@ -338,7 +351,7 @@ export class CachedEngine implements GenerationEngine {
     const t0 = performance.now();
     const out = new Float32Array(to - from);
     const context = model.maxSeqLen;
-    for (let a = from; a < to; ) {
+    for (let a = from; a < to;) {
       if (a % context === 0 && a > 0) cache.reset();
       const b = Math.min(to, a + PREFILL_PIECE, (Math.floor(a / context) + 1) * context);
       const h = tf.tidy(() => entropyFromLogits(model.logitsCached(this.tokens.slice(a, b), cache)));

@@ -1,17 +1,7 @@
 export { BltError, type BltErrorCode } from '@bytelatent/local-encoder';
 export { resolveBltArgs, type BltArgs, type ResolvedBltArgs } from './blt-args.js';
 export { BLT_ARGS_METADATA_KEY, ByteLatentTransformer, type BltActivationTap, type BltBuildOptions, type FromSafetensorsOptions, type PreparedBatch } from './blt-model.js';
-export {
-  BLT_CHECKPOINT_FORMAT,
-  BLT_CHECKPOINT_VERSION,
-  BLT_MODEL_JSON,
-  BLT_WEIGHTS_BIN,
-  fromBltArtifacts,
-  loadBlt,
-  saveBlt,
-  toBltArtifacts,
-  type BltCheckpointTopology,
-} from './checkpoint.js';
+export { BLT_CHECKPOINT_FORMAT, BLT_CHECKPOINT_VERSION, BLT_MODEL_JSON, BLT_WEIGHTS_BIN, fromBltArtifacts, loadBlt, saveBlt, toBltArtifacts, type BltCheckpointTopology } from './checkpoint.js';
 export {
   generate,
   streamGenerate,

@@ -101,7 +101,10 @@ describe('exportPretrained -> loadPretrained', () => {
 
   it('carries the monotonic and combined rules through both layouts', async () => {
     for (const layout of ['hub', 'transformers'] as const) {
-      for (const patching of [{ mode: 'monotonic' as const, threshold: 0.3 }, { mode: 'combined' as const, threshold: 4.8, thresholdAdd: 0.1 }]) {
+      for (const patching of [
+        { mode: 'monotonic' as const, threshold: 0.3 },
+        { mode: 'combined' as const, threshold: 4.8, thresholdAdd: 0.1 },
+      ]) {
         const loaded = await loadPretrained(modelFolderFromFiles(await exportPretrained(blt, patcher, { layout, patching })));
         expect(loaded.patching).toEqual(patching);
         loaded.dispose();
@@ -334,10 +337,22 @@ describe('bltArgsFromTransformersConfig', () => {
       decoder_config: sub({ norm_eps: 1e-5, rope_theta: 500000, num_hidden_layers: 9, cross_attn_all_layers: true }),
       global_config: { hidden_size: 2048, num_attention_heads: 16, num_hidden_layers: 25, max_position_embeddings: 4096, intermediate_size: 5632, norm_eps: 1e-5, rope_theta: 500000 },
     };
-    const v5 = JSON.parse(JSON.stringify(converter).replace(/"norm_eps"/g, '"rms_norm_eps"').replace(/"rope_theta":500000/g, '"rope_parameters":{"rope_type":"default","rope_theta":500000}')) as Record<string, unknown>;
+    const v5 = JSON.parse(
+      JSON.stringify(converter)
+        .replace(/"norm_eps"/g, '"rms_norm_eps"')
+        .replace(/"rope_theta":500000/g, '"rope_parameters":{"rope_type":"default","rope_theta":500000}'),
+    ) as Record<string, unknown>;
     const a = bltArgsFromTransformersConfig(converter, 'config.json');
     expect(bltArgsFromTransformersConfig(v5, 'config.json')).toEqual(a);
-    expect(a).toMatchObject({ dim_global: 2048, n_layers_local_decoder: 9, local_attention_window_len: 512, attn_bias_type: 'block_causal', cross_attn_nheads: 16, rope_theta: 500000, multiple_of: 256 });
+    expect(a).toMatchObject({
+      dim_global: 2048,
+      n_layers_local_decoder: 9,
+      local_attention_window_len: 512,
+      attn_bias_type: 'block_causal',
+      cross_attn_nheads: 16,
+      rope_theta: 500000,
+      multiple_of: 256,
+    });
     expect(a.cross_attn_all_layers_encoder).toBe(false);
     // The released shapes resolve (global FFN 5632, decoder cross-attention before every layer).
     const resolved = resolveBltArgs(a);

@@ -320,7 +320,12 @@ export type PretrainedBltName = keyof typeof PRETRAINED_BLTS;
  */
 export function pretrainedBltUrl(name: PretrainedBltName = 'demo'): URL {
   if (typeof name !== 'string' || !Object.hasOwn(PRETRAINED_BLTS, name)) {
-    throw new BltError('INVALID_ARGUMENT', `no shipped BLT named ${JSON.stringify(name)} (${Object.keys(PRETRAINED_BLTS).map((m) => `pretrained:${m}`).join(', ')})`);
+    throw new BltError(
+      'INVALID_ARGUMENT',
+      `no shipped BLT named ${JSON.stringify(name)} (${Object.keys(PRETRAINED_BLTS)
+        .map((m) => `pretrained:${m}`)
+        .join(', ')})`,
+    );
   }
   return new URL(`../models/${PRETRAINED_BLTS[name]}/`, import.meta.url);
 }
@@ -436,7 +441,12 @@ const WASM_WEIGHT_BYTES_LIMIT = 3.25 * 2 ** 30;
  * then cpu (its tensors live in JavaScript memory, its matmuls on OpenBLAS where built) when the
  * caller left the choice open, else a clear error.
  */
-export async function backendThatHolds<C extends BackendInfo | undefined>(weights: TensorSource, hashTables: 'tensors' | 'source', options: LoadPretrainedOptions, chosen: C): Promise<C | BackendInfo> {
+export async function backendThatHolds<C extends BackendInfo | undefined>(
+  weights: TensorSource,
+  hashTables: 'tensors' | 'source',
+  options: LoadPretrainedOptions,
+  chosen: C,
+): Promise<C | BackendInfo> {
   if ((chosen?.name ?? getBackend()) !== 'wasm') return chosen;
   let bytes = 0;
   for (const name of weights.names()) {

@@ -44,10 +44,7 @@ export interface PackOptions {
  * @returns a generator of rows
  * @throws {BytesError} `INVALID_ARGUMENT` for a bad option
  */
-export function* packDocuments(
-  documents: Iterable<string | Uint8Array>,
-  options: PackOptions,
-): Generator<PackedRow, void, undefined> {
+export function* packDocuments(documents: Iterable<string | Uint8Array>, options: PackOptions): Generator<PackedRow, void, undefined> {
   const { rowLength, bos = true, eos = true, padId = BOE_ID, strategy = 'concat' } = options;
   assertInteger('rowLength', rowLength, 1);
   assertInteger('padId', padId, 0);

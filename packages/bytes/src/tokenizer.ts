@@ -31,10 +31,7 @@ export function encode(input: string | Uint8Array, options: EncodeOptions = {}):
   if (typeof input === 'string') bytes = encodeUtf8(input, loneSurrogates);
   else if (input instanceof Uint8Array) bytes = input;
   else {
-    throw new BytesError(
-      'INVALID_ARGUMENT',
-      `input must be a string or a Uint8Array, got ${input === null ? 'null' : typeof input}`,
-    );
+    throw new BytesError('INVALID_ARGUMENT', `input must be a string or a Uint8Array, got ${input === null ? 'null' : typeof input}`);
   }
   if (maxBytes !== undefined) {
     assertInteger('maxBytes', maxBytes, 0);
@@ -69,10 +66,7 @@ export interface DecodeOptions extends DecodeBytesOptions {
 /** @internal Throws unless `id` is a valid token id (PAD included). */
 export function checkTokenId(id: number, index: number): void {
   if (!Number.isInteger(id) || id < PAD_ID || id >= VOCAB_SIZE) {
-    throw new BytesError(
-      'INVALID_TOKEN_ID',
-      `ids[${index}] = ${id} is not a token id: expected an integer in [${PAD_ID}, ${VOCAB_SIZE})`,
-    );
+    throw new BytesError('INVALID_TOKEN_ID', `ids[${index}] = ${id} is not a token id: expected an integer in [${PAD_ID}, ${VOCAB_SIZE})`);
   }
 }
 

@@ -35,8 +35,20 @@ describe('scanUtf8', () => {
   it('reports a trailing sequence that could still complete as incomplete', () => {
     expect(scanUtf8(new Uint8Array([0x61, 0xe2, 0x82]))).toEqual({ invalid: [], incompleteFrom: 1 });
     // Surrogate code points (ED A0..) and overlongs (E0 80..) cannot complete: invalid at once.
-    expect(scanUtf8(new Uint8Array([0xed, 0xa0]))).toEqual({ invalid: [[0, 1], [1, 2]], incompleteFrom: 2 });
-    expect(scanUtf8(new Uint8Array([0xf4, 0x90]))).toEqual({ invalid: [[0, 1], [1, 2]], incompleteFrom: 2 });
+    expect(scanUtf8(new Uint8Array([0xed, 0xa0]))).toEqual({
+      invalid: [
+        [0, 1],
+        [1, 2],
+      ],
+      incompleteFrom: 2,
+    });
+    expect(scanUtf8(new Uint8Array([0xf4, 0x90]))).toEqual({
+      invalid: [
+        [0, 1],
+        [1, 2],
+      ],
+      incompleteFrom: 2,
+    });
   });
 });
 

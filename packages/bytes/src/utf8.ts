@@ -39,10 +39,7 @@ export function encodeUtf8(text: string, loneSurrogates: LoneSurrogatePolicy = '
     LONE_SURROGATE.lastIndex = 0;
     const match = LONE_SURROGATE.exec(text);
     const at = match?.index ?? -1;
-    throw new BytesError(
-      'INVALID_TEXT',
-      `text has a lone surrogate U+${text.charCodeAt(at).toString(16).toUpperCase()} at index ${at}`,
-    );
+    throw new BytesError('INVALID_TEXT', `text has a lone surrogate U+${text.charCodeAt(at).toString(16).toUpperCase()} at index ${at}`);
   }
   return encoder.encode(text.replace(LONE_SURROGATE, ''));
 }
@@ -138,12 +135,7 @@ export function decodeUtf8(bytes: Uint8Array, invalidUtf8: InvalidUtf8Policy = '
  * @internal Decodes `bytes[0, end)` skipping the given invalid ranges, each replaced by U+FFFD
  * when `replace` is set. Shared by {@link decodeUtf8} and the streaming decoder.
  */
-export function decodeAround(
-  bytes: Uint8Array,
-  invalid: ReadonlyArray<readonly [number, number]>,
-  end: number,
-  replace: boolean,
-): string {
+export function decodeAround(bytes: Uint8Array, invalid: ReadonlyArray<readonly [number, number]>, end: number, replace: boolean): string {
   let text = '';
   let from = 0;
   for (const [start, stop] of invalid) {

@@ -18,7 +18,12 @@ describe('EntropyModel.logitsCached', () => {
     const before = tf.memory().numTensors;
     const cache = model.createCache();
     const got: number[] = [];
-    for (const [a, b] of [[0, 1], [1, 6], [6, 7], [7, 15]] as const) {
+    for (const [a, b] of [
+      [0, 1],
+      [1, 6],
+      [6, 7],
+      [7, 15],
+    ] as const) {
       const out = model.logitsCached(row.slice(a, b), cache);
       got.push(...(await out.data()));
       out.dispose();

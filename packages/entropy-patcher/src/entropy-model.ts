@@ -113,7 +113,7 @@ function resolve(args: EntropyModelArgs): ResolvedArgs {
   if (!['local_block_causal', 'block_causal', 'causal'].includes(type)) {
     throw bad('attn_bias_type', `must be local_block_causal, block_causal or causal, got ${type}`);
   }
-  const window = type === 'local_block_causal' ? args.sliding_window ?? undefined : undefined;
+  const window = type === 'local_block_causal' ? (args.sliding_window ?? undefined) : undefined;
   if (type === 'local_block_causal' && (typeof window !== 'number' || window < 1)) {
     throw bad('sliding_window', `must be set (>= 1) for local_block_causal attention, got ${String(args.sliding_window)}`);
   }

@@ -16,7 +16,11 @@ const file = parseSafetensors(weights);
 const model = EntropyModel.fromSafetensors(file, JSON.parse(file.metadata[ARGS_METADATA_KEY]!) as EntropyModelArgs);
 port.on('message', (message: { id: number; contexts: Int32Array[] }) => {
   model.contextEntropies(message.contexts).then(
-    (values) => port.postMessage({ id: message.id, values }, values.map((v) => v.buffer as ArrayBuffer)),
+    (values) =>
+      port.postMessage(
+        { id: message.id, values },
+        values.map((v) => v.buffer as ArrayBuffer),
+      ),
     (e: unknown) => port.postMessage({ id: message.id, error: e instanceof Error ? e.message : String(e) }),
   );
 });

@@ -8,15 +8,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fuzzInputs, mulberry32, randomChunks, type FuzzInput } from '../../../tools/fuzz/seeded-bytes.js';
 import { EntropyPatcher, type PatchCallOptions, type PatchResult } from './patcher.js';
-import {
-  StreamingPatcher,
-  decoderPatchIdsFromLengths,
-  findPatchBoundaries,
-  patchIdsFromLengths,
-  type PatchBoundaries,
-  type PatchOptions,
-  type PatchingMode,
-} from './patching.js';
+import { StreamingPatcher, decoderPatchIdsFromLengths, findPatchBoundaries, patchIdsFromLengths, type PatchBoundaries, type PatchOptions, type PatchingMode } from './patching.js';
 
 const COUNT = 10_000;
 const inputs: FuzzInput[] = [...fuzzInputs({ count: COUNT })];
@@ -130,10 +122,7 @@ describe('fuzz: patching rules on 10,000 seeded byte strings, every mode', () =>
 describe('fuzz: the shipped entropy patcher on a bounded subset', () => {
   let patcher: EntropyPatcher;
   /** Short inputs (the model runs on each), plus a few longer than its 256-byte context. */
-  const subset = [
-    ...inputs.filter((x) => x.bytes.length <= 48).filter((_, i) => i % 40 === 0),
-    ...inputs.filter((x) => x.bytes.length > 256 && x.bytes.length <= 700).slice(0, 3),
-  ];
+  const subset = [...inputs.filter((x) => x.bytes.length <= 48).filter((_, i) => i % 40 === 0), ...inputs.filter((x) => x.bytes.length > 256 && x.bytes.length <= 700).slice(0, 3)];
 
   beforeAll(async () => {
     await initBackend({ backend: 'wasm' });

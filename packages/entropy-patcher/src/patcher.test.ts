@@ -155,7 +155,7 @@ describe.skipIf(!existsSync(WEIGHTS))('EntropyPatcher on the golden entropy mode
 describe.skipIf(!existsSync(WEIGHTS))('EntropyPatcher errors', () => {
   it('rejects a corrupt file, a missing file, missing arguments and weights that do not fit', async () => {
     expect((await errorOf(EntropyPatcher.fromSafetensors(new Uint8Array([1, 2, 3])))).code).toBe('INVALID_CHECKPOINT');
-    expect((await errorOf(EntropyPatcher.fromSafetensors('/no/such/file.safetensors', { args })))).toMatchObject({ code: 'INVALID_CHECKPOINT' });
+    expect(await errorOf(EntropyPatcher.fromSafetensors('/no/such/file.safetensors', { args }))).toMatchObject({ code: 'INVALID_CHECKPOINT' });
     expect((await errorOf(EntropyPatcher.fromSafetensors(WEIGHTS))).code).toBe('CONFIG_MISMATCH');
     const wrong = await errorOf(EntropyPatcher.fromSafetensors(WEIGHTS, { args: { ...args, dim: 16 } }));
     expect(wrong.code).toBe('INVALID_CHECKPOINT');
@@ -178,10 +178,15 @@ describe.skipIf(!existsSync(WEIGHTS))('entropy-patcher CLI', () => {
   const cli = resolve(here, '../dist/cli.js');
   it('prints patches as JSON and as a picture', () => {
     const json = JSON.parse(
-      execFileSync(process.execPath, [cli, '--model', WEIGHTS, '--config', join(GOLDEN, 'config.json'), '--threshold', '5.1', '--max-patch-length', '6', '--json', caseJson('ascii').texts[0]], { encoding: 'utf8' }),
+      execFileSync(process.execPath, [cli, '--model', WEIGHTS, '--config', join(GOLDEN, 'config.json'), '--threshold', '5.1', '--max-patch-length', '6', '--json', caseJson('ascii').texts[0]], {
+        encoding: 'utf8',
+      }),
     );
     expect(json.patchLengths).toEqual(caseJson('ascii').patch_lengths);
-    const picture = execFileSync(process.execPath, [cli, '--model', WEIGHTS, '--config', join(GOLDEN, 'config.json'), '--threshold', '5.1', 'Hello world'], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' } });
+    const picture = execFileSync(process.execPath, [cli, '--model', WEIGHTS, '--config', join(GOLDEN, 'config.json'), '--threshold', '5.1', 'Hello world'], {
+      encoding: 'utf8',
+      env: { ...process.env, NO_COLOR: '1' },
+    });
     expect(picture).toMatch(/^H.*\|.*\n[▁▂▃▄▅▆▇█ ]+\n\d+ patches over 11 bytes/);
   });
 
@@ -224,13 +229,13 @@ describe.skipIf(!existsSync(WEIGHTS))('EntropyPatcher.patchStream', () => {
     const patcher = await EntropyPatcher.fromSafetensors(WEIGHTS, { args: { ...args, max_seqlen: 16 }, threshold: 5.1, maxPatchLength: 6 });
     const text = 'Streams cross context boundaries: naïve café, 日本語 text and emoji 😀 split anywhere.';
     let seed = 3;
-    const rand = () => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+    const rand = () => (seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 32;
     for (const mode of ['entropy', 'monotonic', 'space'] as const) {
       const threshold = mode === 'monotonic' ? 0.05 : 5.1;
       const whole = await patcher.patch(text, { mode, threshold });
       for (let trial = 0; trial < 4; trial++) {
         const chunks: string[] = [];
-        for (let i = 0; i < text.length; ) {
+        for (let i = 0; i < text.length;) {
           const n = Math.floor(rand() * 9);
           chunks.push(text.slice(i, i + n)); // may cut a surrogate pair, may be empty
           i += n;
@@ -258,8 +263,7 @@ describe('EntropyPatcher.pretrained', () => {
     const patcher = await EntropyPatcher.pretrained();
     expect(patcher.defaults.mode).toBe('entropy');
     expect(patcher.defaults.threshold).toBeGreaterThan(0);
-    const text =
-      'Alice was beginning to get very tired of sitting by her sister on the bank, and of having nothing to do: once or twice she had peeped into the book her sister was reading.';
+    const text = 'Alice was beginning to get very tired of sitting by her sister on the bank, and of having nothing to do: once or twice she had peeped into the book her sister was reading.';
     const before = tf.memory().numTensors;
     const result = await patcher.patch(text);
     const segments = result.segments();

@@ -8,15 +8,7 @@ import type { CheckpointLayout, ModelFolder } from '@bytelatent/nn';
 
 export { ARGS_METADATA_KEY };
 import { PatcherError } from './errors.js';
-import {
-  type PatchOptions,
-  type PatchingMode,
-  calibrateThreshold,
-  decoderPatchIdsFromLengths,
-  findPatchBoundaries,
-  patchIdsFromLengths,
-  StreamingPatcher,
-} from './patching.js';
+import { type PatchOptions, type PatchingMode, calibrateThreshold, decoderPatchIdsFromLengths, findPatchBoundaries, patchIdsFromLengths, StreamingPatcher } from './patching.js';
 
 /** Metadata key for the patcher defaults (JSON `{ mode, threshold, maxPatchLength }`). */
 export const PATCHER_METADATA_KEY = 'patcher_defaults';
@@ -149,7 +141,12 @@ export function pretrainedModelNamed(source: string, bare: PretrainedModelName):
   if (match === null) return undefined;
   const name = match[1]!;
   if (!Object.hasOwn(PRETRAINED_MODELS, name)) {
-    throw new PatcherError('INVALID_ARGUMENT', `${source}: no shipped entropy model named ${JSON.stringify(name)} (${Object.keys(PRETRAINED_MODELS).map((m) => `pretrained:${m}`).join(', ')})`);
+    throw new PatcherError(
+      'INVALID_ARGUMENT',
+      `${source}: no shipped entropy model named ${JSON.stringify(name)} (${Object.keys(PRETRAINED_MODELS)
+        .map((m) => `pretrained:${m}`)
+        .join(', ')})`,
+    );
   }
   return name as PretrainedModelName;
 }
@@ -366,7 +363,6 @@ export class EntropyPatcher {
     return new EntropyPatcher(model, { ...source.defaults, ...overrides }, maxBytes ?? Number.POSITIVE_INFINITY, source.layout, backend, threads);
   }
 
-
   /**
    * Where a pretrained entropy model shipped in this package lies (`models/entropy-fast.safetensors`
    * by default, see {@link PRETRAINED_MODELS}): a `file:` URL in Node, an `http(s):` URL when a
@@ -479,10 +475,7 @@ export class EntropyPatcher {
    * @param options - as for {@link patch}
    * @returns batches of patches as soon as they are final; the last one follows the end of the source
    */
-  async *patchStream(
-    source: AsyncIterable<string | Uint8Array> | Iterable<string | Uint8Array>,
-    options: PatchCallOptions = {},
-  ): AsyncGenerator<StreamedPatchBatch, void, undefined> {
+  async *patchStream(source: AsyncIterable<string | Uint8Array> | Iterable<string | Uint8Array>, options: PatchCallOptions = {}): AsyncGenerator<StreamedPatchBatch, void, undefined> {
     const { bos = true, ...rest } = options;
     const merged = { mode: 'entropy' as PatchingMode, includeNextToken: true, ...this.defaults, ...rest };
     const needsModel = merged.mode === 'entropy' || merged.mode === 'monotonic' || merged.mode === 'combined';

@@ -4,15 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { seededUniform } from '@bytelatent/nn';
 import { describe, expect, it } from 'vitest';
 import { PatcherError } from './errors.js';
-import {
-  type PatchOptions,
-  type PatchingMode,
-  calibrateThreshold,
-  decoderPatchIdsFromLengths,
-  findPatchBoundaries,
-  patchIdsFromLengths,
-  splitLongPatches,
-} from './patching.js';
+import { type PatchOptions, type PatchingMode, calibrateThreshold, decoderPatchIdsFromLengths, findPatchBoundaries, patchIdsFromLengths, splitLongPatches } from './patching.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const GOLDEN = process.env['BYTELATENT_GOLDEN_DIR'] ?? resolve(here, '../../../../shared/golden/tiny');
@@ -30,10 +22,7 @@ function lengths(tokens: ArrayLike<number>, h: ArrayLike<number> | undefined, op
 
 /** Both include_next_token variants at once: [with, without]. */
 function both(tokens: ArrayLike<number>, h: ArrayLike<number> | undefined, options: PatchOptions): [number[], number[]] {
-  return [
-    lengths(tokens, h, { ...options, includeNextToken: true }),
-    lengths(tokens, h, { ...options, includeNextToken: false }),
-  ];
+  return [lengths(tokens, h, { ...options, includeNextToken: true }), lengths(tokens, h, { ...options, includeNextToken: false })];
 }
 
 function expectCode(fn: () => unknown, code: PatcherError['code'], message?: RegExp): void {
@@ -73,7 +62,10 @@ describe('findPatchBoundaries: entropy mode (spec §3.3)', () => {
 
   it('is strict: an entropy equal to θ does not start a patch', () => {
     // N = 5 (BOS + 4 bytes): no entropy is above 2 → [1, 5] over 6 slots, [1, 4] over 5.
-    expect(both(ids('abcd'), [0, 2, 2, 2, 2], { mode: 'entropy', threshold: 2 })).toEqual([[1, 5], [1, 4]]);
+    expect(both(ids('abcd'), [0, 2, 2, 2, 2], { mode: 'entropy', threshold: 2 })).toEqual([
+      [1, 5],
+      [1, 4],
+    ]);
     // H[2] = 2.0001 > 2 opens position 3: starts 0 1 3 → [1, 2, 3] over 6 slots, [1, 2, 2] over 5.
     expect(both(ids('abcd'), [0, 2, 2.0001, 2, 2], { mode: 'entropy', threshold: 2 })).toEqual([
       [1, 2, 3],
@@ -113,9 +105,7 @@ describe('findPatchBoundaries: entropy mode (spec §3.3)', () => {
     expect(Array.from(b.patchStarts)).toEqual([0, 1, 5, 9]);
     expect(Array.from(b.patchLengthsUnsplit)).toEqual([1, 10]);
     expect(Array.from(b.patchStartsUnsplit)).toEqual([0, 1]);
-    expect(lengths(tokens, h, { mode: 'entropy', threshold: 1, maxPatchLength: 4, includeNextToken: false })).toEqual([
-      1, 4, 4, 1,
-    ]);
+    expect(lengths(tokens, h, { mode: 'entropy', threshold: 1, maxPatchLength: 4, includeNextToken: false })).toEqual([1, 4, 4, 1]);
     expect(lengths(tokens, h, { mode: 'entropy', threshold: 1, maxPatchLength: 1 })).toEqual(new Array(11).fill(1));
   });
 
@@ -124,8 +114,14 @@ describe('findPatchBoundaries: entropy mode (spec §3.3)', () => {
     // [1, 1]; with 1 slot the second patch has length 0 and the reference trims it → [1].
     expect(both([BOS], [5], { mode: 'entropy', threshold: 1 })).toEqual([[1, 1], [1]]);
     // N = 2: H[1] decides position 2 (the next slot) only with include_next_token.
-    expect(both([BOS, 100], [5, 5], { mode: 'entropy', threshold: 1 })).toEqual([[1, 1, 1], [1, 1]]);
-    expect(both([BOS, 100], [5, 0], { mode: 'entropy', threshold: 1 })).toEqual([[1, 2], [1, 1]]);
+    expect(both([BOS, 100], [5, 5], { mode: 'entropy', threshold: 1 })).toEqual([
+      [1, 1, 1],
+      [1, 1],
+    ]);
+    expect(both([BOS, 100], [5, 0], { mode: 'entropy', threshold: 1 })).toEqual([
+      [1, 2],
+      [1, 1],
+    ]);
   });
 });
 
@@ -143,7 +139,10 @@ describe('findPatchBoundaries: monotonic mode (spec §3.4)', () => {
   it('forces position 2 only when the truncated mask is non-empty', () => {
     expect(both([BOS], [0], { mode: 'monotonic', threshold: 0 })).toEqual([[1, 1], [1]]);
     // N = 2: with the next slot, 2 = N is forced; without, the mask is empty.
-    expect(both([BOS, 100], [0, 0], { mode: 'monotonic', threshold: 9 })).toEqual([[1, 1, 1], [1, 1]]);
+    expect(both([BOS, 100], [0, 0], { mode: 'monotonic', threshold: 9 })).toEqual([
+      [1, 1, 1],
+      [1, 1],
+    ]);
     // N = 3: t = 2 is a candidate only with the next slot.
     expect(both([BOS, 100, 101], [0, 0, 5], { mode: 'monotonic', threshold: 1 })).toEqual([
       [1, 1, 1, 1],
@@ -157,9 +156,7 @@ describe('findPatchBoundaries: monotonic mode (spec §3.4)', () => {
 
   it('applies the max-length split', () => {
     // Starts 0 1 2 over 9 slots: 1 1 7 → m = 3: 1 1 3 3 1.
-    expect(lengths(ids('abcdefg'), new Array(8).fill(1), { mode: 'monotonic', threshold: 0, maxPatchLength: 3 })).toEqual([
-      1, 1, 3, 3, 1,
-    ]);
+    expect(lengths(ids('abcdefg'), new Array(8).fill(1), { mode: 'monotonic', threshold: 0, maxPatchLength: 3 })).toEqual([1, 1, 3, 3, 1]);
   });
 });
 
@@ -176,12 +173,8 @@ describe('findPatchBoundaries: combined mode (spec §3.5)', () => {
       [1, 1, 2, 1, 3],
     ]);
     // A high H with a small rise does not start a patch either.
-    expect(lengths(ids('abcd'), [0, 0, 0, 5, 5.1], { mode: 'combined', threshold: 2, thresholdAdd: 0.5 })).toEqual([
-      1, 1, 2, 2,
-    ]);
-    expect(
-      lengths(ids('abcdefg'), h, { mode: 'combined', threshold: 2, thresholdAdd: 0.5, maxPatchLength: 2 }),
-    ).toEqual([1, 1, 2, 1, 2, 1, 1]);
+    expect(lengths(ids('abcd'), [0, 0, 0, 5, 5.1], { mode: 'combined', threshold: 2, thresholdAdd: 0.5 })).toEqual([1, 1, 2, 2]);
+    expect(lengths(ids('abcdefg'), h, { mode: 'combined', threshold: 2, thresholdAdd: 0.5, maxPatchLength: 2 })).toEqual([1, 1, 2, 1, 2, 1, 1]);
   });
 
   it('handles N = 1 and N = 2', () => {
@@ -206,7 +199,10 @@ describe('findPatchBoundaries: space mode (spec §3.7)', () => {
 
   it('can start a patch at N; without the next slot that start is dropped, as the reference trims it', () => {
     // "ab ": the space at i = 3 = N−1 opens position 4 = N.
-    expect(both(ids('ab '), undefined, { mode: 'space' })).toEqual([[1, 3, 1], [1, 3]]);
+    expect(both(ids('ab '), undefined, { mode: 'space' })).toEqual([
+      [1, 3, 1],
+      [1, 3],
+    ]);
   });
 
   it('always ends a patch at a special id and treats UTF-8 lead bytes as space-like', () => {
@@ -240,14 +236,15 @@ describe('findPatchBoundaries: static and byte modes (spec §3.7, §14.10)', () 
       [1, 2, 3, 2],
       [1, 2, 3, 1],
     ]);
-    expect(lengths(ids('abcdef'), undefined, { mode: 'static', patchSize: 3, maxPatchLength: 2 })).toEqual([
-      1, 2, 2, 1, 2,
-    ]);
+    expect(lengths(ids('abcdef'), undefined, { mode: 'static', patchSize: 3, maxPatchLength: 2 })).toEqual([1, 2, 2, 1, 2]);
     expect(both(ids('abc'), undefined, { mode: 'static', patchSize: 1 })).toEqual([
       [1, 1, 1, 1, 1],
       [1, 1, 1, 1],
     ]);
-    expect(both(ids('abc'), undefined, { mode: 'static', patchSize: 10 })).toEqual([[1, 4], [1, 3]]);
+    expect(both(ids('abc'), undefined, { mode: 'static', patchSize: 10 })).toEqual([
+      [1, 4],
+      [1, 3],
+    ]);
     expect(both([BOS], undefined, { mode: 'static', patchSize: 4 })).toEqual([[1, 1], [1]]);
   });
 
@@ -272,11 +269,7 @@ describe('findPatchBoundaries: errors', () => {
     expectCode(() => findPatchBoundaries(t, undefined, { mode: 'entropy', threshold: 1 }), 'INVALID_ENTROPIES');
     expectCode(() => findPatchBoundaries(t, [0, 0], { mode: 'monotonic', threshold: 1 }), 'INVALID_ENTROPIES', /2 entropies for 3/);
     expectCode(() => findPatchBoundaries(t, [0, NaN, 0], { mode: 'entropy', threshold: 1 }), 'INVALID_ENTROPIES', /position 1/);
-    expectCode(
-      () => findPatchBoundaries(t, [0, 0, Infinity], { mode: 'combined', threshold: 1, thresholdAdd: 0 }),
-      'INVALID_ENTROPIES',
-      /position 2/,
-    );
+    expectCode(() => findPatchBoundaries(t, [0, 0, Infinity], { mode: 'combined', threshold: 1, thresholdAdd: 0 }), 'INVALID_ENTROPIES', /position 2/);
     expectCode(() => findPatchBoundaries(t, [0, 1e39, 0], { mode: 'entropy', threshold: 1 }), 'INVALID_ENTROPIES', /position 1/);
   });
   it('rejects bad options', () => {
@@ -370,12 +363,8 @@ interface GoldenCase {
 const row0 = (v: number[] | number[][]): number[] => (Array.isArray(v[0]) ? (v[0] as number[]) : (v as number[]));
 
 describe.skipIf(!hasGolden)('golden cases (reference Patcher, include_next_token=True)', () => {
-  const index = hasGolden
-    ? (JSON.parse(readFileSync(join(GOLDEN, 'index.json'), 'utf8')) as { cases: { name: string }[] })
-    : { cases: [] };
-  const config = hasGolden
-    ? (JSON.parse(readFileSync(join(GOLDEN, 'config.json'), 'utf8')) as { blt_args: { max_patch_length: number | null } })
-    : { blt_args: { max_patch_length: null } };
+  const index = hasGolden ? (JSON.parse(readFileSync(join(GOLDEN, 'index.json'), 'utf8')) as { cases: { name: string }[] }) : { cases: [] };
+  const config = hasGolden ? (JSON.parse(readFileSync(join(GOLDEN, 'config.json'), 'utf8')) as { blt_args: { max_patch_length: number | null } }) : { blt_args: { max_patch_length: null } };
 
   it('lists at least one case', () => {
     expect(index.cases.length).toBeGreaterThan(0);

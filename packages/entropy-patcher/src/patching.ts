@@ -177,13 +177,7 @@ function usesEntropies(mode: PatchingMode): boolean {
  * entropies (returned) for the entropy modes, integer token ids for `'space'`. Positions in the
  * messages are row positions.
  */
-function checkInputs(
-  tokens: ArrayLike<number>,
-  entropies: ArrayLike<number> | undefined,
-  o: Resolved,
-  where: string,
-  offset: number,
-): ArrayLike<number> | undefined {
+function checkInputs(tokens: ArrayLike<number>, entropies: ArrayLike<number> | undefined, o: Resolved, where: string, offset: number): ArrayLike<number> | undefined {
   if (usesEntropies(o.mode)) return checkEntropies(entropies, tokens.length, where, offset);
   if (o.mode === 'space') {
     for (let i = 0; i < tokens.length; i++) {
@@ -207,10 +201,7 @@ function checkEntropies(entropies: ArrayLike<number> | undefined, n: number, whe
     const h = entropies[i];
     // Checked as float32, the precision the reference compares in (see scanCandidates).
     if (typeof h !== 'number' || !Number.isFinite(Math.fround(h))) {
-      throw new PatcherError(
-        'INVALID_ENTROPIES',
-        `${where}: entropy at position ${offset + i} is ${show(h)}, not a finite float32 number`,
-      );
+      throw new PatcherError('INVALID_ENTROPIES', `${where}: entropy at position ${offset + i} is ${show(h)}, not a finite float32 number`);
     }
   }
   return entropies;
@@ -250,15 +241,7 @@ function newCarry(): Carry {
  * streaming patcher closes a patch there either way). Candidates come out strictly increasing.
  * Shared by {@link findPatchBoundaries} and {@link StreamingPatcher}.
  */
-function scanCandidates(
-  o: Resolved,
-  tokens: ArrayLike<number>,
-  h: ArrayLike<number> | undefined,
-  offset: number,
-  carry: Carry,
-  out: Int32Array,
-  k: number,
-): number {
+function scanCandidates(o: Resolved, tokens: ArrayLike<number>, h: ArrayLike<number> | undefined, offset: number, carry: Carry, out: Int32Array, k: number): number {
   const count = tokens.length;
   switch (o.mode) {
     case 'entropy': {
@@ -401,11 +384,7 @@ function startsFromLengths(lengths: Int32Array, first = 0): Int32Array {
  *   `patchSize`, a `maxPatchLength` below 1 or not an integer, a non-boolean `includeNextToken`,
  *   `thresholdAdd` with mode `'entropy'`, or a non-integer token in `'space'` mode
  */
-export function findPatchBoundaries(
-  tokens: ArrayLike<number>,
-  entropies: ArrayLike<number> | undefined,
-  options: PatchOptions,
-): PatchBoundaries {
+export function findPatchBoundaries(tokens: ArrayLike<number>, entropies: ArrayLike<number> | undefined, options: PatchOptions): PatchBoundaries {
   const o = resolveOptions(options);
   const n = checkTokens(tokens);
   const h = checkInputs(tokens, entropies, o, 'findPatchBoundaries', 0);
@@ -448,13 +427,7 @@ const MAX_STREAM_TOKENS = 0x7ffffffe;
  * at or after `frontier` (spec §3.8: a patch of at least m slots starts with an m-slot chunk,
  * whether it is split or not). Returns them and the new open start.
  */
-function emitPatches(
-  open: number,
-  ends: Int32Array,
-  count: number,
-  frontier: number,
-  m: number,
-): { readonly patches: StreamedPatches; readonly open: number } {
+function emitPatches(open: number, ends: Int32Array, count: number, frontier: number, m: number): { readonly patches: StreamedPatches; readonly open: number } {
   let cur = open;
   let n = 0;
   for (let i = 0; i < count; i++) {
@@ -764,11 +737,7 @@ function sortIndicesByKey(key: Float32Array): Int32Array {
  *   row can open a patch (nothing to calibrate); `INVALID_ENTROPIES` for a row whose entropies do
  *   not match its tokens or are not finite; `INVALID_ARGUMENT` for a bad target or option
  */
-export function calibrateThreshold(
-  rows: ReadonlyArray<CalibrationRow>,
-  targetMeanPatchSize: number,
-  options: CalibrationOptions = {},
-): Calibration {
+export function calibrateThreshold(rows: ReadonlyArray<CalibrationRow>, targetMeanPatchSize: number, options: CalibrationOptions = {}): Calibration {
   if (typeof options !== 'object' || options === null) throw invalid('options must be an object');
   const mode = options.mode ?? 'entropy';
   if (mode !== 'entropy' && mode !== 'monotonic') {
@@ -830,8 +799,7 @@ export function calibrateThreshold(
     if (mode === 'monotonic' && last >= 1) push(2); // forced start at 2 (spec §3.4)
     for (let t = firstCandidate; t <= last; t++) {
       // The same float32 values findPatchBoundaries compares (see scanCandidates).
-      key[c] =
-        mode === 'entropy' ? Math.fround(h[t]!) : Math.fround(Math.fround(h[t]!) - Math.fround(h[t - 1]!));
+      key[c] = mode === 'entropy' ? Math.fround(h[t]!) : Math.fround(Math.fround(h[t]!) - Math.fround(h[t - 1]!));
       candNode[c++] = node;
       push(t + 1);
     }
@@ -852,7 +820,7 @@ export function calibrateThreshold(
   let bestThreshold = float32Below(key[order[0]!]!);
   let bestPatches = patches;
   let bestDistance = Math.abs(bytes / patches - targetMeanPatchSize);
-  for (let i = 0; i < candidates; ) {
+  for (let i = 0; i < candidates;) {
     const value = key[order[i]!]!;
     // θ = value: every candidate with key == value stops starting a patch (strict >).
     for (; i < candidates && key[order[i]!] === value; i++) {

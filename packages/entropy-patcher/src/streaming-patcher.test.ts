@@ -42,11 +42,7 @@ function samePatches(a: readonly Patch[], b: readonly Patch[]): boolean {
 }
 
 /** Lengths returned by each push and by finish, for the readable cases. */
-function lengthsPerCall(
-  options: PatchOptions,
-  pieces: ReadonlyArray<readonly number[]>,
-  entropies?: ReadonlyArray<readonly number[]>,
-): number[][] {
+function lengthsPerCall(options: PatchOptions, pieces: ReadonlyArray<readonly number[]>, entropies?: ReadonlyArray<readonly number[]>): number[][] {
   const sp = new StreamingPatcher(options);
   const out = pieces.map((p, i) => Array.from(sp.push(p, entropies?.[i]).lengths));
   out.push(Array.from(sp.finish().lengths));
@@ -73,22 +69,39 @@ describe('StreamingPatcher: readable cases', () => {
 
   it('returns each patch with the push that decides its end (entropy, with the next slot)', () => {
     const options: PatchOptions = { mode: 'entropy', threshold: 1 };
-    expect(oneShot(tokens, h, options)).toEqual([[0, 1], [1, 2], [3, 3], [6, 1]]);
+    expect(oneShot(tokens, h, options)).toEqual([
+      [0, 1],
+      [1, 2],
+      [3, 3],
+      [6, 1],
+    ]);
     // Token t decides position t+1: the patch [1, 3) is final once token 2 (H = 3) is in.
-    expect(lengthsPerCall(options, tokens.map((t) => [t]), h.map((x) => [x]))).toEqual([[1], [], [2], [], [], [3], [1]]);
+    expect(
+      lengthsPerCall(
+        options,
+        tokens.map((t) => [t]),
+        h.map((x) => [x]),
+      ),
+    ).toEqual([[1], [], [2], [], [], [3], [1]]);
     expect(lengthsPerCall(options, [tokens], [h])).toEqual([[1, 2, 3], [1]]);
   });
 
   it('without the next slot, a start at N is the end: final at once, and no empty patch at finish', () => {
     const options: PatchOptions = { mode: 'entropy', threshold: 1, includeNextToken: false };
-    expect(oneShot(tokens, h, options)).toEqual([[0, 1], [1, 2], [3, 3]]);
-    expect(lengthsPerCall(options, tokens.map((t) => [t]), h.map((x) => [x]))).toEqual([[1], [], [2], [], [], [3], []]);
-    // Cut before the last token, the last patch waits for the end.
-    expect(lengthsPerCall(options, [tokens.slice(0, 5), tokens.slice(5)], [h.slice(0, 5), h.slice(5)])).toEqual([
+    expect(oneShot(tokens, h, options)).toEqual([
+      [0, 1],
       [1, 2],
-      [3],
-      [],
+      [3, 3],
     ]);
+    expect(
+      lengthsPerCall(
+        options,
+        tokens.map((t) => [t]),
+        h.map((x) => [x]),
+      ),
+    ).toEqual([[1], [], [2], [], [], [3], []]);
+    // Cut before the last token, the last patch waits for the end.
+    expect(lengthsPerCall(options, [tokens.slice(0, 5), tokens.slice(5)], [h.slice(0, 5), h.slice(5)])).toEqual([[1, 2], [3], []]);
   });
 
   it('returns an m-slot chunk as soon as the open patch reaches m slots', () => {
@@ -97,24 +110,29 @@ describe('StreamingPatcher: readable cases', () => {
     const options: PatchOptions = { mode: 'entropy', threshold: 10, maxPatchLength: 3 };
     expect(oneShot(t, zeros, options).map((p) => p[1])).toEqual([1, 3, 3, 2]);
     // With the next slot, token t makes slots up to t+1 known to belong to the open patch.
-    expect(lengthsPerCall(options, t.map((x) => [x]), zeros.map((x) => [x]))).toEqual([[1], [], [3], [], [], [3], [], [], [2]]);
+    expect(
+      lengthsPerCall(
+        options,
+        t.map((x) => [x]),
+        zeros.map((x) => [x]),
+      ),
+    ).toEqual([[1], [], [3], [], [], [3], [], [], [2]]);
     const noNext = { ...options, includeNextToken: false };
     expect(oneShot(t, zeros, noNext).map((p) => p[1])).toEqual([1, 3, 3, 1]);
     // Without it, a start at n is final once token n−1 is in (n ends the row if nothing follows).
-    expect(lengthsPerCall(noNext, t.map((x) => [x]), zeros.map((x) => [x]))).toEqual([[1], [], [], [3], [], [], [3], [], [1]]);
+    expect(
+      lengthsPerCall(
+        noNext,
+        t.map((x) => [x]),
+        zeros.map((x) => [x]),
+      ),
+    ).toEqual([[1], [], [], [3], [], [], [3], [], [1]]);
   });
 
   it("returns patches ahead of the data where the rule does not read it ('byte', 'static')", () => {
     // With the next slot, position N+1 ends a patch whatever token N is.
     expect(lengthsPerCall({ mode: 'byte' }, [[BOS, 100, 101]])).toEqual([[1, 1, 1, 1], []]);
-    expect(lengthsPerCall({ mode: 'static', patchSize: 3 }, [[BOS], [100], [101], [102], [103]])).toEqual([
-      [1],
-      [2],
-      [],
-      [],
-      [3],
-      [],
-    ]);
+    expect(lengthsPerCall({ mode: 'static', patchSize: 3 }, [[BOS], [100], [101], [102], [103]])).toEqual([[1], [2], [], [], [3], []]);
   });
 
   it('carries the previous space flag across pieces (space mode)', () => {
@@ -215,7 +233,11 @@ describe('StreamingPatcher: errors', () => {
     expectCode(() => sp.push({ length: 2 ** 31 - 3 }), 'INPUT_TOO_LONG');
     expect(sp.position).toBe(2);
     got.push(...pairs(sp.push({ length: 0 })), ...pairs(sp.finish()));
-    expect(got).toEqual([[0, 1], [1, 1], [2, 1]]);
+    expect(got).toEqual([
+      [0, 1],
+      [1, 1],
+      [2, 1],
+    ]);
   });
 });
 
@@ -265,9 +287,11 @@ describe('StreamingPatcher: properties over seeded random rows', () => {
       const prev = h[i - 1] ?? 0;
       if (u < 0.35) h.push(levels[Math.floor(r() * levels.length)]!);
       else if (u < 0.5 && o.threshold !== undefined) h.push(near(o.threshold, r));
-      else if (u < 0.6 && o.threshold !== undefined) h.push(Math.fround(prev + o.threshold)); // rise = θ (monotonic)
+      else if (u < 0.6 && o.threshold !== undefined)
+        h.push(Math.fround(prev + o.threshold)); // rise = θ (monotonic)
       else if (u < 0.7 && o.thresholdAdd !== undefined) h.push(near(prev + o.thresholdAdd, r));
-      else if (u < 0.8) h.push(prev); // ties
+      else if (u < 0.8)
+        h.push(prev); // ties
       else h.push(r() * 4 - 0.5);
     }
     return h;
@@ -417,7 +441,7 @@ describe('StreamingPatcher: properties over seeded random rows', () => {
     const sp = new StreamingPatcher(options);
     const startParts: Int32Array[] = [];
     const lengthParts: Int32Array[] = [];
-    for (let at = 0; at < n; ) {
+    for (let at = 0; at < n;) {
       const len = Math.min(n - at, 1 + Math.floor(r() * 8192));
       const out = sp.push(tokens.subarray(at, at + len), h.subarray(at, at + len));
       startParts.push(out.starts);

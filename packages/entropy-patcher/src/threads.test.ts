@@ -25,7 +25,7 @@ describe('EntropyPatcher threads', () => {
       // The first long call starts the worker in the background; later calls share with it once it
       // is up (how long that takes depends on the machine's load: poll, up to a minute).
       const shared = () => (two as unknown as { workers: { computedGroups: number } }).workers.computedGroups;
-      for (const started = performance.now(); shared() === 0 && performance.now() - started < 60_000; ) {
+      for (const started = performance.now(); shared() === 0 && performance.now() - started < 60_000;) {
         const got = await two.patch(TEXT);
         expect(Array.from(got.entropies)).toEqual(Array.from(want.entropies));
         expect(Array.from(got.patchLengths)).toEqual(Array.from(want.patchLengths));

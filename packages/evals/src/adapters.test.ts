@@ -98,7 +98,10 @@ describe('bltScorer', () => {
   it('measures the same mean patch size it scores with', async () => {
     const blt = new ByteLatentTransformer(BLT_ARGS, 4);
     const patcher = EntropyPatcher.fromModel(new EntropyModel(ENTROPY_ARGS, 6), { threshold: 5.5 });
-    for (const patching of [{ mode: 'static' as const, patchSize: 4 }, { mode: 'entropy' as const, patcher, maxPatchLength: 3 }]) {
+    for (const patching of [
+      { mode: 'static' as const, patchSize: 4 },
+      { mode: 'entropy' as const, patcher, maxPatchLength: 3 },
+    ]) {
       const scorer = bltScorer(blt, patching);
       await evaluateBitsPerByte(scorer, TEXT, { contextLength: 40 });
       const measured = await measurePatching(patching, new TextEncoder().encode(TEXT), 40);

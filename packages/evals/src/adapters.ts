@@ -166,7 +166,11 @@ export function bltScorer(model: ByteLatentTransformer, patching: BltPatching, n
       const tokens = rows.map((r) => r.tokens);
       const entropies = usesEntropyModel(patching) ? await patcher!.model.entropies(tokens) : undefined;
       const lengths = tokens.map((t, i) => rowPatchLengths(patching, threshold, t, entropies?.[i]));
-      const losses = model.tokenLosses(tokens, lengths, rows.map((r) => r.targets));
+      const losses = model.tokenLosses(
+        tokens,
+        lengths,
+        rows.map((r) => r.targets),
+      );
       let data: Float32Array;
       try {
         data = (await losses.data()) as Float32Array;

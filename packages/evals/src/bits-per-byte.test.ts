@@ -69,7 +69,10 @@ describe('evaluateBitsPerByte', () => {
     expect(scored).toEqual(Array.from(bytes, (b) => b + 4));
     for (let k = 1; k < model.rows.length - 1; k++) expect(model.rows[k]!.tokens[0]).toBe(model.rows[k - 1]!.tokens[stride]);
     // A model that is poor on a row's first 10 positions pays for them once, not once per row.
-    const coldStart = { ...uniformByteModel(260, context), logProbs: async (rows: readonly { targets: Int32Array }[]) => rows.map((row) => Float64Array.from(row.targets, (_, t) => (t < 10 ? -5 : -1))) };
+    const coldStart = {
+      ...uniformByteModel(260, context),
+      logProbs: async (rows: readonly { targets: Int32Array }[]) => rows.map((row) => Float64Array.from(row.targets, (_, t) => (t < 10 ? -5 : -1))),
+    };
     const strided = await evaluateBitsPerByte(coldStart, TEXT, { contextLength: context, stride });
     expect(strided.nats).toBeCloseTo(5 * 10 + (bytes.length - 10), 9);
     const plain = await evaluateBitsPerByte(coldStart, TEXT, { contextLength: context });

@@ -59,7 +59,7 @@ describe('BytePairTokenizer', () => {
     const r = seededRandom(5);
     const out: number[] = [];
     let pending = new Uint8Array(0);
-    for (let i = 0; i < bytes.length; ) {
+    for (let i = 0; i < bytes.length;) {
       const n = 1 + Math.floor(r() * 20);
       const next = new Uint8Array(pending.length + Math.min(n, bytes.length - i));
       next.set(pending);

@@ -107,7 +107,10 @@ const MAKERS: Record<CharacterTask, (w: string, r: () => number, k: number) => I
     const unique = once(w);
     if (unique.length < 2) return undefined;
     const a = pick(unique, r);
-    const b = pick(unique.filter((u) => u.i !== a.i), r);
+    const b = pick(
+      unique.filter((u) => u.i !== a.i),
+      r,
+    );
     const answer = swapAt(w, a.i, b.i);
     const ds = distractors(
       answer,

@@ -53,7 +53,10 @@ describe('bytelatent-eval', () => {
   });
 
   it('--json on patches and flops: stdout is exactly one JSON document, the table goes to stderr', () => {
-    for (const args of [['patches', '--udhr', 'eng', '--max-bytes', '600'], ['flops', '--udhr', 'eng']]) {
+    for (const args of [
+      ['patches', '--udhr', 'eng', '--max-bytes', '600'],
+      ['flops', '--udhr', 'eng'],
+    ]) {
       const r = run(...args, '--json');
       expect(r.code, r.stderr).toBe(0);
       // run() parsed the whole of stdout as one JSON value; it is also one line.

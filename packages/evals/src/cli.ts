@@ -201,7 +201,12 @@ const isUrl = (p: string) => /^https?:\/\//i.test(p);
 
 function shippedBltFolder(name: string): string {
   if (!Object.hasOwn(PRETRAINED_BLTS, name)) {
-    throw new EvalError('INVALID_ARGUMENT', `--model pretrained:${name}: no shipped BLT of that name (${Object.keys(PRETRAINED_BLTS).map((n) => `pretrained:${n}`).join(', ')})`);
+    throw new EvalError(
+      'INVALID_ARGUMENT',
+      `--model pretrained:${name}: no shipped BLT of that name (${Object.keys(PRETRAINED_BLTS)
+        .map((n) => `pretrained:${n}`)
+        .join(', ')})`,
+    );
   }
   return fileURLToPath(pretrainedBltUrl(name as PretrainedBltName)).replace(/[\\/]+$/, '');
 }
@@ -326,7 +331,17 @@ async function commandBpb(values: Values, out: string[], figures: Record<string,
       }
       const flops = flopsPerByte(loaded, unit, context);
       rows.push([s.name, r.bytes, r.targets, loaded.kind === 'blt' ? unit : r.bytesPerTarget, r.bitsPerByte, flops.total, Math.round(r.bytes / seconds)]);
-      results.push({ source: s.name, bytes: r.bytes, targets: r.targets, bitsPerByte: r.bitsPerByte, nats: r.nats, ...(loaded.kind === 'blt' ? { meanPatchSize: unit } : { bytesPerTarget: r.bytesPerTarget }), inferenceFlopsPerByte: flops.total, ...(flops.entropyModel !== undefined ? { entropyModelFlopsPerByte: flops.entropyModel } : {}), bytesPerSecond: r.bytes / seconds });
+      results.push({
+        source: s.name,
+        bytes: r.bytes,
+        targets: r.targets,
+        bitsPerByte: r.bitsPerByte,
+        nats: r.nats,
+        ...(loaded.kind === 'blt' ? { meanPatchSize: unit } : { bytesPerTarget: r.bytesPerTarget }),
+        inferenceFlopsPerByte: flops.total,
+        ...(flops.entropyModel !== undefined ? { entropyModelFlopsPerByte: flops.entropyModel } : {}),
+        bytesPerSecond: r.bytes / seconds,
+      });
     }
     out.push(formatTable(['text', 'bytes', 'targets', loaded.kind === 'blt' ? 'bytes/patch' : 'bytes/target', 'bits/byte', 'FLOPs/byte', 'bytes/s'], rows));
     Object.assign(figures, { command: 'bpb', ...modelFigures(loaded), context, stride, results });
@@ -380,7 +395,16 @@ async function commandFlops(values: Values, out: string[], figures: Record<strin
     rows.push(['total (inference)', f.total, 1], ['training (3x)', 3 * f.total, 3]);
     if (f.entropyModel !== undefined) rows.push(['entropy model (patching, not in total)', f.entropyModel, f.entropyModel / f.total]);
     out.push(formatTable(['part', 'FLOPs/byte', 'share'], rows));
-    Object.assign(figures, { command: 'flops', ...modelFigures(loaded), context, [loaded.kind === 'blt' ? 'meanPatchSize' : 'bytesPerToken']: unit, inferenceFlopsPerByte: f.total, trainingFlopsPerByte: 3 * f.total, parts: f.parts, ...(f.entropyModel !== undefined ? { entropyModelFlopsPerByte: f.entropyModel } : {}) });
+    Object.assign(figures, {
+      command: 'flops',
+      ...modelFigures(loaded),
+      context,
+      [loaded.kind === 'blt' ? 'meanPatchSize' : 'bytesPerToken']: unit,
+      inferenceFlopsPerByte: f.total,
+      trainingFlopsPerByte: 3 * f.total,
+      parts: f.parts,
+      ...(f.entropyModel !== undefined ? { entropyModelFlopsPerByte: f.entropyModel } : {}),
+    });
   } finally {
     loaded.dispose();
   }
@@ -423,7 +447,10 @@ async function commandPatches(values: Values, out: string[], figures: Record<str
       let bytes = s.bytes();
       if (maxBytes !== undefined) bytes = bytes.subarray(0, maxBytes);
       const result = await patcher.patch(bytes, options);
-      const lengths = result.segments().map((g) => g.end - g.start).filter((l) => l > 0);
+      const lengths = result
+        .segments()
+        .map((g) => g.end - g.start)
+        .filter((l) => l > 0);
       const stats = new PatchStatistics();
       stats.add(bytes, lengths);
       const r = stats.summary();
@@ -432,7 +459,9 @@ async function commandPatches(values: Values, out: string[], figures: Record<str
       results.push({ source: s.name, ...r });
     }
     const maxPatchLength = options.maxPatchLength ?? patcher.defaults.maxPatchLength;
-    out.push(`patching: ${mode}${mode === 'entropy' || mode === 'monotonic' || mode === 'combined' ? `, threshold ${options.threshold ?? patcher.defaults.threshold}` : ''}${maxPatchLength ? `, max length ${maxPatchLength}` : ''}`);
+    out.push(
+      `patching: ${mode}${mode === 'entropy' || mode === 'monotonic' || mode === 'combined' ? `, threshold ${options.threshold ?? patcher.defaults.threshold}` : ''}${maxPatchLength ? `, max length ${maxPatchLength}` : ''}`,
+    );
     out.push(formatTable(['text', 'bytes', 'patches', 'mean', 'p50', 'p90', 'p99', 'max', 'on word start', 'word starts cut', 'inside char'], rows));
     out.push('');
     out.push(formatTable(['text', 'script', 'bytes', 'patches', 'mean', 'on word start', 'inside char'], scriptRows));
@@ -473,7 +502,11 @@ async function commandNoise(values: Values, out: string[], figures: Record<strin
     for (const s of texts) {
       // Cut on a character boundary so the noise sees whole characters.
       const text = new TextDecoder().decode(s.bytes().subarray(0, maxBytes)).replace(/\uFFFD$/, '');
-      const r = await evaluateNoiseRobustness(loaded.model, text, { seed, batchSize: num(values, 'batch-size', true, 1) ?? 8, ...(values.context ? { contextLength: num(values, 'context', true, 2)! } : {}) });
+      const r = await evaluateNoiseRobustness(loaded.model, text, {
+        seed,
+        batchSize: num(values, 'batch-size', true, 1) ?? 8,
+        ...(values.context ? { contextLength: num(values, 'context', true, 2)! } : {}),
+      });
       rows.push([s.name, 'clean', r.clean.bytes, r.clean.bitsPerByte, 1]);
       for (const n of r.noised) rows.push([s.name, n.kind, n.result.bytes, n.result.bitsPerByte, n.ratio]);
       results.push({ source: s.name, clean: r.clean.bitsPerByte, noised: Object.fromEntries(r.noised.map((n) => [n.kind, n.result.bitsPerByte])) });

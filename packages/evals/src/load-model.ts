@@ -140,7 +140,12 @@ export async function pretrainedFolderKind(location: string): Promise<'blt' | 'e
  */
 export async function loadPretrainedModel(location: string, options: LoadModelOptions = {}): Promise<LoadedModel> {
   if (!isUrl(location) && !(await isDirectory(location))) throw new EvalError('DATA_UNAVAILABLE', `${location}: no such folder`);
-  const name = options.name ?? location.replace(/[\\/]+$/, '').split(/[\\/]/).pop()!;
+  const name =
+    options.name ??
+    location
+      .replace(/[\\/]+$/, '')
+      .split(/[\\/]/)
+      .pop()!;
   if ((await pretrainedFolderKind(location)) === 'entropy') {
     let patcher: EntropyPatcher;
     try {
@@ -259,7 +264,12 @@ export async function loadModelFile(path: string, options: LoadModelOptions = {}
     throw new EvalError(code, `cannot load ${path}: ${(e as Error).message}`);
   }
   const base = dirname(path);
-  const name = options.name ?? path.split(/[\\/]/).pop()!.replace(/\.safetensors$/, '');
+  const name =
+    options.name ??
+    path
+      .split(/[\\/]/)
+      .pop()!
+      .replace(/\.safetensors$/, '');
   const meta = file.metadata;
   const train = json<{ kind: string; config: Record<string, unknown> }>(meta[TRAIN_STATE_KEY], TRAIN_STATE_KEY);
   const prefix = train ? 'model.' : '';
@@ -275,9 +285,7 @@ export async function loadModelFile(path: string, options: LoadModelOptions = {}
   if (kind === 'blt') {
     const args = (train ? train.config['model'] : json<BltArgs>(meta[BLT_ARGS_METADATA_KEY], BLT_ARGS_METADATA_KEY)) as BltArgs;
     const stored = (train ? train.config['patching'] : json(meta['patching'], 'patching')) as
-      | { mode?: BltPatching['mode']; entropyModel?: string; threshold?: number; patchSize?: number; maxPatchLength?: number }
-      | null
-      | undefined;
+      { mode?: BltPatching['mode']; entropyModel?: string; threshold?: number; patchSize?: number; maxPatchLength?: number } | null | undefined;
     const mode = stored?.mode ?? 'entropy';
     const blt = new ByteLatentTransformer(args);
     load(blt.registry, () => blt.dispose());

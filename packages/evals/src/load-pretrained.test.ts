@@ -180,7 +180,7 @@ describe('bytelatent-eval --model DIR', () => {
     expect((JSON.parse(flops.stdout) as { meanPatchSize: number }).meanPatchSize).toBeCloseTo(measured.meanPatchSize, 12);
   });
 
-  it('--patcher DIR (an entropy model folder) wins over the folder\'s own; the BLT keeps its patching settings', async () => {
+  it("--patcher DIR (an entropy model folder) wins over the folder's own; the BLT keeps its patching settings", async () => {
     const other = EntropyPatcher.fromModel(new EntropyModel(ENTROPY_ARGS, 99), { mode: 'entropy', threshold: 0.1 });
     const otherDir = join(dir, 'other-blt');
     await savePretrained(blt, other, otherDir, { layout: 'hub' });
@@ -196,7 +196,7 @@ describe('bytelatent-eval --model DIR', () => {
     expect(figures.results[0]!.bitsPerByte).toBeCloseTo(want.bitsPerByte, 6);
   });
 
-  it("a consolidated checkpoint written by the reference: its combined rule (threshold_add) and max_patch_length, as the library scores them", async () => {
+  it('a consolidated checkpoint written by the reference: its combined rule (threshold_add) and max_patch_length, as the library scores them', async () => {
     // params.json data.patcher_args: patching_mode entropy, threshold 5.08, threshold_add 0.01, max_patch_length 3.
     const loaded = await loadPretrained(CONSOLIDATED);
     let want: { bitsPerByte: number; meanPatchSize: number };

@@ -6,24 +6,7 @@
 import { EvalError } from './errors.js';
 
 /** Scripts told apart (others count as `Other`; punctuation/digits/spaces only: `Common`). */
-const SCRIPTS = [
-  'Latin',
-  'Cyrillic',
-  'Greek',
-  'Arabic',
-  'Hebrew',
-  'Han',
-  'Hiragana',
-  'Katakana',
-  'Hangul',
-  'Devanagari',
-  'Bengali',
-  'Tamil',
-  'Thai',
-  'Georgian',
-  'Armenian',
-  'Ethiopic',
-] as const;
+const SCRIPTS = ['Latin', 'Cyrillic', 'Greek', 'Arabic', 'Hebrew', 'Han', 'Hiragana', 'Katakana', 'Hangul', 'Devanagari', 'Bengali', 'Tamil', 'Thai', 'Georgian', 'Armenian', 'Ethiopic'] as const;
 const SCRIPT_RES = SCRIPTS.map((s) => [s, new RegExp(`^\\p{Script=${s}}$`, 'u')] as const);
 const LETTER = /^[\p{L}\p{M}]$/u;
 const scriptCache = new Map<number, string | null>();

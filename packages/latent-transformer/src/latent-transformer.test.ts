@@ -114,7 +114,11 @@ describe('GlobalTransformer.forwardCached', () => {
     const before = tf.memory().numTensors;
     const cache = model.createCache();
     const got: number[][] = [];
-    for (const [a, b] of [[0, 2], [2, 3], [3, 7]] as const) {
+    for (const [a, b] of [
+      [0, 2],
+      [2, 3],
+      [3, 7],
+    ] as const) {
       const piece = tf.slice(embeds, [0, a, 0], [1, b - a, -1]) as tf.Tensor3D;
       const out = model.forwardCached(piece, patchToks.slice(a, b), cache);
       got.push(...(await rows(out)));

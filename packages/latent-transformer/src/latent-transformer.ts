@@ -1,15 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { type ActivationTap, BltError, applyBlock, blockCausalMask, checkPositiveInts, disposeMask } from '@bytelatent/local-encoder';
-import {
-  KvCache,
-  Linear,
-  NnError,
-  type ParameterScope,
-  type RotaryEmbedding,
-  type TransformerBlock,
-  type TransformerStackConfig,
-  createTransformerStack,
-} from '@bytelatent/nn';
+import { KvCache, Linear, NnError, type ParameterScope, type RotaryEmbedding, type TransformerBlock, type TransformerStackConfig, createTransformerStack } from '@bytelatent/nn';
 
 /**
  * Sizes and flags of the global transformer, resolved from the reference's arguments
@@ -68,9 +59,7 @@ export class GlobalTransformer {
       this.layers = stack.layers;
       this.rope = stack.rope;
       this.tokenEmbeddingProjection =
-        config.dimTokenEmb !== config.dim
-          ? new Linear(scope.child('token_embedding_projection'), config.dimTokenEmb, config.dim, { std: config.dimTokenEmb ** -0.5, random })
-          : null;
+        config.dimTokenEmb !== config.dim ? new Linear(scope.child('token_embedding_projection'), config.dimTokenEmb, config.dim, { std: config.dimTokenEmb ** -0.5, random }) : null;
     } catch (e) {
       // TOO_LARGE (the registry's maxParameters) is not a configuration error: the caller set a limit.
       if (e instanceof NnError && e.code !== 'TOO_LARGE') throw configError(e.message);
@@ -120,7 +109,7 @@ export class GlobalTransformer {
    * when `splitDocuments` (as {@link forward}'s mask).
    */
   createCache(): KvCache {
-    return new KvCache({ nLayers: this.layers.length, eosId: this.config.splitDocuments ? this.config.eosId ?? 2 : undefined });
+    return new KvCache({ nLayers: this.layers.length, eosId: this.config.splitDocuments ? (this.config.eosId ?? 2) : undefined });
   }
 
   /**

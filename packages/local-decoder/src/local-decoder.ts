@@ -1,13 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import {
-  type ActivationTap,
-  BltError,
-  applyBlock,
-  checkPositiveInts,
-  disposeMask,
-  groupCrossMask,
-  patchRowGroups,
-} from '@bytelatent/local-encoder';
+import { type ActivationTap, BltError, applyBlock, checkPositiveInts, disposeMask, groupCrossMask, patchRowGroups } from '@bytelatent/local-encoder';
 import {
   type AttentionMask,
   CrossAttention,
@@ -102,9 +94,7 @@ export class LocalDecoder {
       this.layers = stack.layers;
       this.rope = stack.rope;
       this.patchEmbeddingProjection =
-        config.dimPatchEmb !== d
-          ? new Linear(scope.child('patch_embedding_projection'), config.dimPatchEmb, d * config.crossAttnK, { std: config.dimPatchEmb ** -0.5, random })
-          : null;
+        config.dimPatchEmb !== d ? new Linear(scope.child('patch_embedding_projection'), config.dimPatchEmb, d * config.crossAttnK, { std: config.dimPatchEmb ** -0.5, random }) : null;
       const nCross = config.crossAttnAllLayers ? config.nLayers : 1;
       this.crossAttnLayers = Array.from(
         { length: nCross },
@@ -226,7 +216,11 @@ export class LocalDecoder {
    */
   crossMask(decoderPatchIds: readonly Int32Array[], first: number, count: number): MaskTensors {
     const keyGroups = patchRowGroups(count, this.rowsPerPatch).map((g) => g + first);
-    return groupCrossMask(decoderPatchIds, decoderPatchIds.map(() => keyGroups), this.config.crossAttnWindow);
+    return groupCrossMask(
+      decoderPatchIds,
+      decoderPatchIds.map(() => keyGroups),
+      this.config.crossAttnWindow,
+    );
   }
 
   /**

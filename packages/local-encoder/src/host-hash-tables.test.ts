@@ -110,7 +110,10 @@ describe('LocalEncoder with host hash tables', () => {
     const names = host.registry.list().map((p) => p.name);
     expect(names.some((n) => n.startsWith('encoder_hash_tok_embedding'))).toBe(false);
     // Every other weight is there, with the same values (same seed, tables initialised last).
-    const refNames = reference.registry.list().map((p) => p.name).filter((n) => !n.startsWith('encoder_hash_tok_embedding'));
+    const refNames = reference.registry
+      .list()
+      .map((p) => p.name)
+      .filter((n) => !n.startsWith('encoder_hash_tok_embedding'));
     expect(names).toEqual(refNames);
     expect(host.registry.count()).toBe(reference.registry.count() - TABLES * 50 * 16);
     for (const name of names) {
@@ -162,7 +165,7 @@ describe('LocalEncoder with host hash tables', () => {
     plain.dispose();
   });
 
-  it('embedRange equals the tensor tables\' for every range of a row', () => {
+  it("embedRange equals the tensor tables' for every range of a row", () => {
     const row = Array.from(TOKENS);
     for (const [from, to] of [
       [0, 1],
@@ -179,7 +182,7 @@ describe('LocalEncoder with host hash tables', () => {
     }
   });
 
-  it('forward on host-table embeddings equals the tensor encoder\'s', () => {
+  it("forward on host-table embeddings equals the tensor encoder's", () => {
     const tokens = Int32Array.from([1, 76, 105, 2, 1, 120, 121]);
     const patchIds = [Int32Array.from([0, 1, 1, 1, 3, 3, 4])];
     const mask = localSelfAttentionMask([tokens], tokens.length, { window: 4 });
@@ -205,7 +208,12 @@ describe('LocalEncoder with host hash tables', () => {
     const rounded = tensorEncoder();
     for (let t = 0; t < TABLES; t++) {
       const v = rounded.registry.get(`encoder_hash_tok_embedding.${t}.weight`).variable;
-      v.assign(tf.tensor(Float32Array.from(v.dataSync(), (x) => bfloat16BitsToFloat32(float32ToBfloat16Bits(x))), v.shape));
+      v.assign(
+        tf.tensor(
+          Float32Array.from(v.dataSync(), (x) => bfloat16BitsToFloat32(float32ToBfloat16Bits(x))),
+          v.shape,
+        ),
+      );
     }
     for (const tap of [undefined, () => undefined]) {
       const a = encoder.embed(TOKENS, 2, 7, tap);
@@ -250,7 +258,11 @@ describe('LocalEncoder with host hash tables', () => {
     expect(tf.memory().numTensors).toBe(before);
     // A table whose rows are all NaN: the read fails inside embed, leaving no tensor behind.
     const nan = parseSafetensors(
-      serializeSafetensors(Object.fromEntries(Array.from({ length: TABLES }, (_, t) => [`encoder_hash_tok_embedding.${t}.weight`, { dtype: 'F32', shape: [50, 16], data: new Float32Array(800).fill(Number.NaN) } as SafetensorsTensor]))),
+      serializeSafetensors(
+        Object.fromEntries(
+          Array.from({ length: TABLES }, (_, t) => [`encoder_hash_tok_embedding.${t}.weight`, { dtype: 'F32', shape: [50, 16], data: new Float32Array(800).fill(Number.NaN) } as SafetensorsTensor]),
+        ),
+      ),
     );
     const broken = hostEncoder(hostTables(nan));
     const beforeBroken = tf.memory().numTensors;

@@ -71,7 +71,15 @@ describe('LocalEncoder weights', () => {
 describe('maxPoolPatches', () => {
   it('takes the elementwise max per patch, gives 0 to an empty patch and ignores padding', async () => {
     // One row, 5 positions, d = 2; patches: 0 ← {0}, 1 ← {1, 2}, 2 ← {} , 3 ← {3}; position 4 is padding.
-    const h = tf.tensor3d([[[-1, -2], [3, -4], [-5, 6], [-7, -8], [100, 100]]]);
+    const h = tf.tensor3d([
+      [
+        [-1, -2],
+        [3, -4],
+        [-5, 6],
+        [-7, -8],
+        [100, 100],
+      ],
+    ]);
     const pooled = maxPoolPatches(h, [Int32Array.from([0, 1, 1, 3, -1])], 4);
     expect(pooled.shape).toEqual([1, 4, 2]);
     expect(Array.from(await pooled.data())).toEqual([-1, -2, 3, 6, 0, 0, -7, -8]);
@@ -131,9 +139,7 @@ describe('LocalEncoder forward', () => {
     const selfMask = localSelfAttentionMask([tokens], tokens.length, { window: 4 });
     const taps = new Map<string, tf.Tensor>();
     const embeds = encoder.embed(tokens, 1, tokens.length, (p, v) => taps.set(p, tf.keep(tf.clone(v))));
-    const { h, patchEmbeds } = encoder.forward(embeds, selfMask, { patchIds: [patchIds], numPatches: lengths.length }, (p, v) =>
-      taps.set(p, tf.keep(tf.clone(v))),
-    );
+    const { h, patchEmbeds } = encoder.forward(embeds, selfMask, { patchIds: [patchIds], numPatches: lengths.length }, (p, v) => taps.set(p, tf.keep(tf.clone(v))));
     const projected = taps.get('local_encoder.patch_embedding_projection')!;
     const expected = await tf.mul(projected, 2).data();
     const actual = await patchEmbeds.data();
@@ -198,7 +204,11 @@ describe('LocalEncoder incremental use', () => {
       const cache = encoder.createCache({ window: 3 });
       const hs: tf.Tensor[] = [];
       const states: tf.Tensor[][] = [];
-      for (const [a, b] of [[0, 4], [4, 5], [5, 10]] as const) {
+      for (const [a, b] of [
+        [0, 4],
+        [4, 5],
+        [5, 10],
+      ] as const) {
         const e = encoder.embedRange(row, a, b);
         expect(Array.from(await e.data())).toEqual(Array.from(await tf.slice(embeds, [0, a, 0], [1, b - a, -1]).data()));
         const out = encoder.forwardCached(e, row.slice(a, b), cache);
@@ -208,7 +218,16 @@ describe('LocalEncoder incremental use', () => {
       const close = (a: ArrayLike<number>, b: ArrayLike<number>) => Array.from(a).every((v, i) => Math.abs(v - b[i]!) < 1e-5);
       expect(close(await tf.concat(hs, 1).data(), await full.h.data())).toBe(true);
       // Patches 2..3 from the bytes of patches 1..3 (the window of 2 reaches patch 1).
-      const layerStates = states[0]!.map((_, l) => tf.slice(tf.concat(states.map((s) => s[l]!), 1), [0, 1, 0], [1, 8, -1]));
+      const layerStates = states[0]!.map((_, l) =>
+        tf.slice(
+          tf.concat(
+            states.map((s) => s[l]!),
+            1,
+          ),
+          [0, 1, 0],
+          [1, 8, -1],
+        ),
+      );
       const two = encoder.encodePatches(layerStates, [patchIds.subarray(1, 9)], 2, 2);
       expect(close(await two.data(), await tf.slice(full.patchEmbeds, [0, 4, 0], [1, 4, -1]).data())).toBe(true);
       cache.dispose();

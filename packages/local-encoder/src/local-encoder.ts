@@ -164,10 +164,7 @@ export class LocalEncoder {
         }
       }
       this.hostHashTables = host === undefined ? undefined : [...host];
-      this.hashEmbeddings =
-        host !== undefined
-          ? []
-          : Array.from({ length: tables }, (_, t) => new Embedding(scopes.hashEmbeddings.child(String(t)), config.hash!.vocabSize, d, { std, random }));
+      this.hashEmbeddings = host !== undefined ? [] : Array.from({ length: tables }, (_, t) => new Embedding(scopes.hashEmbeddings.child(String(t)), config.hash!.vocabSize, d, { std, random }));
     } catch (e) {
       // TOO_LARGE (the registry's maxParameters) is not a configuration error: the caller set a limit.
       if (e instanceof NnError && e.code !== 'TOO_LARGE') throw configError(e.message);

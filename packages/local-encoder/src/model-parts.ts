@@ -1,16 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import {
-  type AttentionMask,
-  type CrossAttention,
-  type MaskTensors,
-  type TransformerBlock,
-  causalMask,
-  documentIds,
-  groupMask,
-  localAttentionBlockSize,
-  maskTensors,
-  prefixTap,
-} from '@bytelatent/nn';
+import { type AttentionMask, type CrossAttention, type MaskTensors, type TransformerBlock, causalMask, documentIds, groupMask, localAttentionBlockSize, maskTensors, prefixTap } from '@bytelatent/nn';
 import { BltError } from './errors.js';
 
 /**
@@ -40,14 +29,7 @@ export interface RopeTables {
  * @param tap - optional receiver of intermediate activations
  * @returns `[B, S, dim]`
  */
-export function applyBlock(
-  block: TransformerBlock,
-  x: tf.Tensor,
-  mask: AttentionMask,
-  rope: RopeTables | null,
-  path: string,
-  tap?: ActivationTap,
-): tf.Tensor {
+export function applyBlock(block: TransformerBlock, x: tf.Tensor, mask: AttentionMask, rope: RopeTables | null, path: string, tap?: ActivationTap): tf.Tensor {
   const out = block.apply(x, mask, rope, prefixTap(tap, path));
   tap?.(path, out);
   return out;
@@ -66,14 +48,7 @@ export function applyBlock(
  * @param tap - optional receiver of intermediate activations
  * @returns `[B, Q, dim]`, the module's output (residual included once)
  */
-export function applyCrossAttention(
-  layer: CrossAttention,
-  x: tf.Tensor,
-  kv: tf.Tensor,
-  mask: MaskTensors,
-  path: string,
-  tap?: ActivationTap,
-): tf.Tensor {
+export function applyCrossAttention(layer: CrossAttention, x: tf.Tensor, kv: tf.Tensor, mask: MaskTensors, path: string, tap?: ActivationTap): tf.Tensor {
   const out = layer.apply(x, kv, mask, prefixTap(tap, path));
   tap?.(path, out);
   return out;

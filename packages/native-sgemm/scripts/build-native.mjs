@@ -73,10 +73,7 @@ if (probe.error !== undefined || probe.status !== 0) skip(`no C compiler (\`${cc
 const blasLibs = (process.env.BYTELATENT_BLAS_LIBS ?? '-lopenblas').split(/\s+/).filter(Boolean);
 // The products are OpenBLAS's; the two element-wise passes (swiglu, softmaxRows) want expf without
 // errno bookkeeping (-fno-math-errno), nothing that changes results.
-const args = [
-  '-std=c11', '-O2', '-fno-math-errno', '-Wall', '-Wextra', '-fPIC', '-shared', '-fvisibility=hidden', '-DNAPI_VERSION=8',
-  `-I${include}`, source, '-o', staging, ...blasLibs, '-lm',
-];
+const args = ['-std=c11', '-O2', '-fno-math-errno', '-Wall', '-Wextra', '-fPIC', '-shared', '-fvisibility=hidden', '-DNAPI_VERSION=8', `-I${include}`, source, '-o', staging, ...blasLibs, '-lm'];
 mkdirSync(outDir, { recursive: true });
 const compile = spawnSync(cc, args, { encoding: 'utf8' });
 if (compile.status !== 0) {
@@ -103,7 +100,13 @@ try {
   config = execFileSync(process.execPath, ['-e', check], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
 } catch (e) {
   rmSync(staging, { force: true });
-  skip(`the built addon does not load or computes wrongly: ${String(e.stderr ?? e.message).trim().split('\n').slice(0, 6).join('\n')}`);
+  skip(
+    `the built addon does not load or computes wrongly: ${String(e.stderr ?? e.message)
+      .trim()
+      .split('\n')
+      .slice(0, 6)
+      .join('\n')}`,
+  );
 }
 renameSync(staging, output);
 rmSync(reasonFile, { force: true });

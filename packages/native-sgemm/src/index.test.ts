@@ -155,7 +155,10 @@ describe.skipIf(native === undefined)('native sgemm', () => {
     const a = new Float32Array(6);
     const b = new Float32Array(6);
     const c = new Float32Array(4);
-    const call = (...args: unknown[]) => () => (s.sgemm as (...x: unknown[]) => void)(...args);
+    const call =
+      (...args: unknown[]) =>
+      () =>
+        (s.sgemm as (...x: unknown[]) => void)(...args);
     const good = [false, false, 2, 2, 3, 1, a, 0, 3, b, 0, 2, 0, c, 0, 2];
     const withArg = (i: number, v: unknown) => good.map((g, j) => (j === i ? v : g));
 
@@ -199,7 +202,10 @@ describe.skipIf(native === undefined)('native sgemm', () => {
       expect(call(...withArg(6, view))).toThrow(/a is too short/);
     });
     it('batched: offsets out of range, too few offsets, overlapping results', () => {
-      const batched = (...args: unknown[]) => () => (s.sgemmBatched as (...x: unknown[]) => void)(...args);
+      const batched =
+        (...args: unknown[]) =>
+        () =>
+          (s.sgemmBatched as (...x: unknown[]) => void)(...args);
       const c2 = new Float32Array(8);
       const ok = [false, false, 2, 2, 3, 1, a, 0, 0, 3, b, 0, 0, 2, 0, c2, 0, 4, 2, 2];
       const set = (i: number, v: unknown) => ok.map((g, j) => (j === i ? v : g));
@@ -230,7 +236,10 @@ describe.skipIf(native === undefined)('threads per product (setMinWorkPerThread)
       s.setMinWorkPerThread(work);
       expect(s.getMinWorkPerThread()).toBe(work);
     }
-    const call = (...args: unknown[]) => () => (s.setMinWorkPerThread as (...x: unknown[]) => void)(...args);
+    const call =
+      (...args: unknown[]) =>
+      () =>
+        (s.setMinWorkPerThread as (...x: unknown[]) => void)(...args);
     for (const bad of [-1, 1.5, Number.NaN, Number.POSITIVE_INFINITY, 2 ** 53 + 2]) {
       expect(call(bad)).toThrow(expect.objectContaining({ name: 'RangeError', code: 'ERR_OUT_OF_RANGE' }) as Error);
     }

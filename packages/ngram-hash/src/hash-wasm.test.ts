@@ -47,22 +47,30 @@ describe('the WebAssembly hash core', () => {
     }
   });
 
-  it('equals the BigInt reference for negative ids, ids too large for the doubles of the JavaScript core, and many table sizes', () => {
-    const cases = [randomTokens(7, 3000, -1, 260), randomTokens(8, 3000, -(2 ** 31), 2 ** 31 - 1), randomTokens(9, 3000, 0, 2 ** 30)];
-    for (const tokens of cases) {
-      for (const vocabSize of [1, 2, 1000, 500_002, 2 ** 21]) {
-        const rowLength = 1000;
-        const wasm = byteGroupHashIdsMulti(tokens, SIZES, { vocabSize, hashFunction: 1, rowLength });
-        SIZES.forEach((n, s) => expect(wasm[s]).toEqual(byteGroupHashIdsReference(tokens, n, { vocabSize, hashFunction: 1, rowLength })));
+  it(
+    'equals the BigInt reference for negative ids, ids too large for the doubles of the JavaScript core, and many table sizes',
+    () => {
+      const cases = [randomTokens(7, 3000, -1, 260), randomTokens(8, 3000, -(2 ** 31), 2 ** 31 - 1), randomTokens(9, 3000, 0, 2 ** 30)];
+      for (const tokens of cases) {
+        for (const vocabSize of [1, 2, 1000, 500_002, 2 ** 21]) {
+          const rowLength = 1000;
+          const wasm = byteGroupHashIdsMulti(tokens, SIZES, { vocabSize, hashFunction: 1, rowLength });
+          SIZES.forEach((n, s) => expect(wasm[s]).toEqual(byteGroupHashIdsReference(tokens, n, { vocabSize, hashFunction: 1, rowLength })));
+        }
       }
-    }
-  }, ORACLE_TIMEOUT_MS);
+    },
+    ORACLE_TIMEOUT_MS,
+  );
 
-  it('the JavaScript core (the fallback without WebAssembly) still equals the reference', () => {
-    const tokens = randomTokens(11, 5000, 0, 260);
-    for (const vocabSize of [1, 1000, 500_002]) {
-      const js = withJavaScriptHashCore(() => byteGroupHashIdsMulti(tokens, SIZES, { vocabSize, rowLength: 2500 }));
-      SIZES.forEach((n, s) => expect(js[s]).toEqual(byteGroupHashIdsReference(tokens, n, { vocabSize, rowLength: 2500 })));
-    }
-  }, ORACLE_TIMEOUT_MS);
+  it(
+    'the JavaScript core (the fallback without WebAssembly) still equals the reference',
+    () => {
+      const tokens = randomTokens(11, 5000, 0, 260);
+      for (const vocabSize of [1, 1000, 500_002]) {
+        const js = withJavaScriptHashCore(() => byteGroupHashIdsMulti(tokens, SIZES, { vocabSize, rowLength: 2500 }));
+        SIZES.forEach((n, s) => expect(js[s]).toEqual(byteGroupHashIdsReference(tokens, n, { vocabSize, rowLength: 2500 })));
+      }
+    },
+    ORACLE_TIMEOUT_MS,
+  );
 });

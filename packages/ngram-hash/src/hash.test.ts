@@ -24,33 +24,26 @@ describe('rollingPolynomialHash', () => {
   it('reproduces the signed int64 powers of 1000000007 (spec §2.2)', () => {
     // With a single 1 at position 0, position j of an 8-gram hash holds prime^(7-j).
     const h = rollingPolynomialHash([1, 0, 0, 0, 0, 0, 0, 0], 8);
-    expect(Array.from(h).reverse()).toEqual([
-      1n,
-      1000000007n,
-      1000000014000000049n,
-      -4377642754154037417n,
-      2173964608407773537n,
-      7232439895113528231n,
-      1423083718267137937n,
-      9015250055358150391n,
-    ]);
+    expect(Array.from(h).reverse()).toEqual([1n, 1000000007n, 1000000014000000049n, -4377642754154037417n, 2173964608407773537n, 7232439895113528231n, 1423083718267137937n, 9015250055358150391n]);
   });
 
   it('matches the raw reference value of a golden 3-gram', () => {
     // ../shared/golden/tiny, case ascii, hash_raw_int64_before_mod f0.n3, first two positions.
-    expect(rollingPolynomialHash([1, 76], 3).slice(0, 2)).toEqual(
-      BigInt64Array.from([1000000014000000049n, 2213024770161797267n]),
-    );
+    expect(rollingPolynomialHash([1, 76], 3).slice(0, 2)).toEqual(BigInt64Array.from([1000000014000000049n, 2213024770161797267n]));
   });
 
-  it('equals the BigInt reference on a large random corpus, for every prime and n in {1, 3, 8, 12}', () => {
-    const tokens = randomTokens(7, 20_000);
-    for (let f = 0; f < HASH_PRIMES.length; f++) {
-      for (const n of [1, 3, 8, 12]) {
-        expect(rollingPolynomialHash(tokens, n, f)).toEqual(rollingPolynomialHashReference(tokens, n, f));
+  it(
+    'equals the BigInt reference on a large random corpus, for every prime and n in {1, 3, 8, 12}',
+    () => {
+      const tokens = randomTokens(7, 20_000);
+      for (let f = 0; f < HASH_PRIMES.length; f++) {
+        for (const n of [1, 3, 8, 12]) {
+          expect(rollingPolynomialHash(tokens, n, f)).toEqual(rollingPolynomialHashReference(tokens, n, f));
+        }
       }
-    }
-  }, ORACLE_TIMEOUT_MS);
+    },
+    ORACLE_TIMEOUT_MS,
+  );
 
   it('handles negative ids (PAD = -1) exactly', () => {
     const tokens = Int32Array.from([-1, 5, -1, 259, 0, -1, -1, 7, 3]);
@@ -110,16 +103,18 @@ describe('byteGroupHashIds', () => {
     }
   });
 
-  it('equals the BigInt reference for many table sizes, including the BigInt fallback above 2^26', () => {
-    const tokens = randomTokens(11, 20_000);
-    for (const vocabSize of [1, 2, 1000, 30000, 500002, 2 ** 26, 2 ** 26 + 1, 2 ** 31 - 1]) {
-      for (const f of [0, 1, 2]) {
-        expect(byteGroupHashIds(tokens, 6, { vocabSize, hashFunction: f })).toEqual(
-          byteGroupHashIdsReference(tokens, 6, { vocabSize, hashFunction: f }),
-        );
+  it(
+    'equals the BigInt reference for many table sizes, including the BigInt fallback above 2^26',
+    () => {
+      const tokens = randomTokens(11, 20_000);
+      for (const vocabSize of [1, 2, 1000, 30000, 500002, 2 ** 26, 2 ** 26 + 1, 2 ** 31 - 1]) {
+        for (const f of [0, 1, 2]) {
+          expect(byteGroupHashIds(tokens, 6, { vocabSize, hashFunction: f })).toEqual(byteGroupHashIdsReference(tokens, 6, { vocabSize, hashFunction: f }));
+        }
       }
-    }
-  }, ORACLE_TIMEOUT_MS);
+    },
+    ORACLE_TIMEOUT_MS,
+  );
 
   it('rejects a bad table size', () => {
     expect(() => byteGroupHashIds([1], 3, { vocabSize: 0 })).toThrow(/vocabSize must be an integer >= 1/);
@@ -128,17 +123,21 @@ describe('byteGroupHashIds', () => {
 });
 
 describe('byteGroupHashIdsMulti', () => {
-  it('equals one call per size, for any order, repeats and row layout', () => {
-    const tokens = randomTokens(5, 3000);
-    for (const sizes of [[3, 4, 5, 6, 7, 8], [8, 3], [5, 5, 2], [1], [12, 1, 6]]) {
-      for (const rowLength of [undefined, 1, 6, 3000]) {
-        const multi = byteGroupHashIdsMulti(tokens, sizes, { vocabSize: 500002, hashFunction: 4, rowLength });
-        sizes.forEach((n, i) => {
-          expect(multi[i]).toEqual(byteGroupHashIdsReference(tokens, n, { vocabSize: 500002, hashFunction: 4, rowLength }));
-        });
+  it(
+    'equals one call per size, for any order, repeats and row layout',
+    () => {
+      const tokens = randomTokens(5, 3000);
+      for (const sizes of [[3, 4, 5, 6, 7, 8], [8, 3], [5, 5, 2], [1], [12, 1, 6]]) {
+        for (const rowLength of [undefined, 1, 6, 3000]) {
+          const multi = byteGroupHashIdsMulti(tokens, sizes, { vocabSize: 500002, hashFunction: 4, rowLength });
+          sizes.forEach((n, i) => {
+            expect(multi[i]).toEqual(byteGroupHashIdsReference(tokens, n, { vocabSize: 500002, hashFunction: 4, rowLength }));
+          });
+        }
       }
-    }
-  }, ORACLE_TIMEOUT_MS);
+    },
+    ORACLE_TIMEOUT_MS,
+  );
 
   it('returns nothing for no sizes', () => {
     expect(byteGroupHashIdsMulti([1, 2], [], { vocabSize: 5 })).toEqual([]);

@@ -52,13 +52,7 @@ export function withJavaScriptHashCore<T>(fn: () => T): T {
  * @param sizes - distinct group sizes, ascending
  * @returns per size, an array view of length `ids.length`
  */
-function hashCore(
-  ids: Int32Array,
-  sizes: readonly number[],
-  hashFunction: number,
-  rowLength: number,
-  vocabSize: number | undefined,
-): { ids: Int32Array[]; hi: Int32Array[]; lo: Uint32Array[] } {
+function hashCore(ids: Int32Array, sizes: readonly number[], hashFunction: number, rowLength: number, vocabSize: number | undefined): { ids: Int32Array[]; hi: Int32Array[]; lo: Uint32Array[] } {
   const maxN = sizes[sizes.length - 1]!;
   const powers = primePowers(hashFunction, maxN);
   const powLo = Float64Array.from(powers, (p) => Number(p & 0xffffffffn));
@@ -175,12 +169,7 @@ function floorMod(raw: BigInt64Array, vocabSize: number): Int32Array {
  * @returns the signed 64-bit hash at every position
  * @throws {NgramHashError} `INVALID_TOKEN` for a non-integer id; `INVALID_ARGUMENT` for a bad size
  */
-export function rollingPolynomialHash(
-  tokens: ArrayLike<number>,
-  groupSize: number,
-  hashFunction = 0,
-  rowLength?: number,
-): BigInt64Array {
+export function rollingPolynomialHash(tokens: ArrayLike<number>, groupSize: number, hashFunction = 0, rowLength?: number): BigInt64Array {
   const p = prepare(tokens, [groupSize], hashFunction, rowLength);
   if (!p.exact) return rollingPolynomialHashReference(p.values, groupSize, hashFunction, p.rowLength);
   const core = hashCore(p.values, [groupSize], hashFunction, p.rowLength, undefined);
@@ -207,11 +196,7 @@ export interface HashIdsOptions {
  * @returns per entry of `groupSizes`, one table index per position
  * @throws {NgramHashError} on a bad token or argument
  */
-export function byteGroupHashIdsMulti(
-  tokens: ArrayLike<number>,
-  groupSizes: readonly number[],
-  options: HashIdsOptions,
-): Int32Array[] {
+export function byteGroupHashIdsMulti(tokens: ArrayLike<number>, groupSizes: readonly number[], options: HashIdsOptions): Int32Array[] {
   const { vocabSize, hashFunction = 0, rowLength } = options;
   checkVocabSize(vocabSize);
   if (groupSizes.length === 0) return [];

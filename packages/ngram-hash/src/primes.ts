@@ -23,10 +23,7 @@ const U64 = (1n << 64n) - 1n;
 /** @internal Throws unless `hashFunction` indexes {@link HASH_PRIMES}. */
 export function checkHashFunction(hashFunction: number): void {
   if (!Number.isInteger(hashFunction) || hashFunction < 0 || hashFunction >= HASH_PRIMES.length) {
-    throw new NgramHashError(
-      'INVALID_ARGUMENT',
-      `hashFunction must be an integer in [0, ${HASH_PRIMES.length}), got ${hashFunction}`,
-    );
+    throw new NgramHashError('INVALID_ARGUMENT', `hashFunction must be an integer in [0, ${HASH_PRIMES.length}), got ${hashFunction}`);
   }
 }
 

@@ -85,11 +85,26 @@ describe('transformersComponentSource', () => {
 describe('detectCheckpointLayout', () => {
   it('tells the three layouts apart and names the weights file', async () => {
     const weights = serializeSafetensors({ x: { dtype: 'F32', shape: [1], data: new Float32Array(1) } });
-    const consolidated = modelFolderFromFiles(new Map([['params.json', text({ model: {} })], ['consolidated.pth', new Uint8Array(1)]]));
+    const consolidated = modelFolderFromFiles(
+      new Map([
+        ['params.json', text({ model: {} })],
+        ['consolidated.pth', new Uint8Array(1)],
+      ]),
+    );
     expect((await detectCheckpointLayout(consolidated)).layout).toBe('consolidated');
-    const hub = modelFolderFromFiles(new Map([['config.json', text({ args: { dim: 1 } })], ['model.safetensors', weights]]));
+    const hub = modelFolderFromFiles(
+      new Map([
+        ['config.json', text({ args: { dim: 1 } })],
+        ['model.safetensors', weights],
+      ]),
+    );
     expect(await detectCheckpointLayout(hub)).toMatchObject({ layout: 'hub', weightsFile: 'model.safetensors' });
-    const sharded = modelFolderFromFiles(new Map([['config.json', text({ model_type: 'blt' })], ['model.safetensors.index.json', text({ weight_map: {} })]]));
+    const sharded = modelFolderFromFiles(
+      new Map([
+        ['config.json', text({ model_type: 'blt' })],
+        ['model.safetensors.index.json', text({ weight_map: {} })],
+      ]),
+    );
     expect(await detectCheckpointLayout(sharded)).toMatchObject({ layout: 'transformers', weightsFile: 'model.safetensors.index.json' });
   });
   it('names the file and what is wrong', async () => {
@@ -128,7 +143,13 @@ describe('modelFolderFromFiles', () => {
     const source = await blt.openTensors('model.safetensors.index.json');
     expect(source.names()).toEqual(['a', 'b']);
     expect(Array.from(readFloat32(source, 'b'))).toEqual([1, 2]);
-    const wrong = modelFolderFromFiles(new Map([['i.index.json', text({ weight_map: { a: 'a.safetensors' } })], ['a.safetensors', shard('z')]]), 'w');
+    const wrong = modelFolderFromFiles(
+      new Map([
+        ['i.index.json', text({ weight_map: { a: 'a.safetensors' } })],
+        ['a.safetensors', shard('z')],
+      ]),
+      'w',
+    );
     await expect(wrong.openTensors('i.index.json')).rejects.toThrow(/the index puts "a" in a\.safetensors, which does not hold it/);
   });
 });
@@ -139,12 +160,26 @@ describe('small helpers', () => {
     expect(one(1024, 2816)).toEqual({ multiple_of: 256, ffn_dim_multiplier: 1.0 });
     expect(one(768, 2048)).toEqual({ multiple_of: 256, ffn_dim_multiplier: 1.0 });
     // A tiny model's 48 (dim 16) and 96 (dim 32): one rounding for both (48 gives both), not 48 and 96 apiece.
-    const shared = ffnArgsForHiddenSizes([{ dim: 16, intermediate: 48, path: 'e' }, { dim: 32, intermediate: 96, path: 'g' }], 'f');
+    const shared = ffnArgsForHiddenSizes(
+      [
+        { dim: 16, intermediate: 48, path: 'e' },
+        { dim: 32, intermediate: 96, path: 'g' },
+      ],
+      'f',
+    );
     expect(shared).toEqual({ multiple_of: 48, ffn_dim_multiplier: 1.0 });
     expect([ffnHiddenDim(16, shared.multiple_of, 1), ffnHiddenDim(32, shared.multiple_of, 1)]).toEqual([48, 96]);
     expect(() => one(64, 100)).toThrow(/no single multiple_of gives every intermediate_size/);
     expect(() => one(64, 170.5)).toThrow(/c\.intermediate_size must be an integer >= 1, got 170\.5/);
-    expect(() => ffnArgsForHiddenSizes([{ dim: 16, intermediate: 48, path: 'e' }, { dim: 16, intermediate: 64, path: 'd' }], 'f')).toThrow(/e: hidden_size 16, intermediate_size 48; d: hidden_size 16/);
+    expect(() =>
+      ffnArgsForHiddenSizes(
+        [
+          { dim: 16, intermediate: 48, path: 'e' },
+          { dim: 16, intermediate: 64, path: 'd' },
+        ],
+        'f',
+      ),
+    ).toThrow(/e: hidden_size 16, intermediate_size 48; d: hidden_size 16/);
   });
   it('referenceAttentionProblem follows the reference create_causal_mask', () => {
     expect(referenceAttentionProblem('xformers', 'local_block_causal')).toBeUndefined();

@@ -55,11 +55,7 @@ export async function detectCheckpointLayout(folder: ModelFolder): Promise<Detec
     if (config['model_type'] !== 'blt') {
       throw bad(`${where} has model_type "${config['model_type']}", not "blt": this is not a BLT checkpoint`);
     }
-    const weightsFile = (await folder.exists('model.safetensors.index.json'))
-      ? 'model.safetensors.index.json'
-      : (await folder.exists('model.safetensors'))
-        ? 'model.safetensors'
-        : undefined;
+    const weightsFile = (await folder.exists('model.safetensors.index.json')) ? 'model.safetensors.index.json' : (await folder.exists('model.safetensors')) ? 'model.safetensors' : undefined;
     if (!weightsFile) throw bad(`${where} (transformers layout) is here but neither model.safetensors nor model.safetensors.index.json is`);
     return { layout: 'transformers', config, configFile: 'config.json', weightsFile };
   }
@@ -285,7 +281,6 @@ export function transformersNormEps(config: Readonly<Record<string, unknown>>): 
   const eps = field(config, 'norm_eps') ?? field(config, 'rms_norm_eps');
   return typeof eps === 'number' ? eps : undefined;
 }
-
 
 /**
  * Whether the reference computes a model's masks with the `attn_impl` it names (its

@@ -67,10 +67,7 @@ export function openFileReader(path: string): FileReader {
       while (filled < length) {
         const n = readSync(fd, out, filled, Math.min(READ_CHUNK_BYTES, length - filled), offset + filled);
         if (n === 0) {
-          throw new SafetensorsError(
-            'TRUNCATED',
-            `${path}: the file ended at byte ${offset + filled} while reading ${length} bytes at offset ${offset} (it had ${byteLength} bytes when opened)`,
-          );
+          throw new SafetensorsError('TRUNCATED', `${path}: the file ended at byte ${offset + filled} while reading ${length} bytes at offset ${offset} (it had ${byteLength} bytes when opened)`);
         }
         filled += n;
       }

@@ -78,17 +78,46 @@ describe('openPthFile', () => {
     const str = (s: string) => [0x58, ...le(s.length, 4), ...enc.encode(s)];
     const int = (n: number) => [0x8a, 8, ...le(n, 8)];
     const tensor = (offset: number, size: number[], stride: number[]) => [
-      0x63, ...enc.encode('torch._utils\n_rebuild_tensor_v2\n'), 0x28,
-      0x28, ...str('storage'), 0x63, ...enc.encode('torch\nFloatStorage\n'), ...str('0'), ...str('cpu'), ...int(numel), 0x74, 0x51,
-      ...int(offset), 0x28, ...size.flatMap(int), 0x74, 0x28, ...stride.flatMap(int), 0x74, 0x89,
-      0x63, ...enc.encode('collections\nOrderedDict\n'), 0x29, 0x52, 0x74, 0x52,
+      0x63,
+      ...enc.encode('torch._utils\n_rebuild_tensor_v2\n'),
+      0x28,
+      0x28,
+      ...str('storage'),
+      0x63,
+      ...enc.encode('torch\nFloatStorage\n'),
+      ...str('0'),
+      ...str('cpu'),
+      ...int(numel),
+      0x74,
+      0x51,
+      ...int(offset),
+      0x28,
+      ...size.flatMap(int),
+      0x74,
+      0x28,
+      ...stride.flatMap(int),
+      0x74,
+      0x89,
+      0x63,
+      ...enc.encode('collections\nOrderedDict\n'),
+      0x29,
+      0x52,
+      0x74,
+      0x52,
     ];
     const pickle = Uint8Array.from([
-      0x80, 0x02, 0x7d, 0x28,
-      ...str('big'), ...tensor(0, [numel], [1]),
-      ...str('tail'), ...tensor(numel - 4, [4], [1]),
-      ...str('strided'), ...tensor(numel - 8, [2, 4], [1, 2]),
-      0x75, 0x2e,
+      0x80,
+      0x02,
+      0x7d,
+      0x28,
+      ...str('big'),
+      ...tensor(0, [numel], [1]),
+      ...str('tail'),
+      ...tensor(numel - 4, [4], [1]),
+      ...str('strided'),
+      ...tensor(numel - 8, [2, 4], [1, 2]),
+      0x75,
+      0x2e,
     ]);
     const entries = [
       { name: 'big/data.pkl', size: pickle.length },
@@ -105,7 +134,10 @@ describe('openPthFile', () => {
         local.push(at);
         const name = enc.encode(e.name);
         const extra = [...le(1, 2), ...le(16, 2), ...le(e.size, 8), ...le(e.size, 8)];
-        write([...le(0x04034b50, 4), ...le(45, 2), 0, 0, 0, 0, ...le(0, 4), ...le(0, 4), ...le(0xffffffff, 4), ...le(0xffffffff, 4), ...le(name.length, 2), ...le(extra.length, 2), ...name, ...extra], at);
+        write(
+          [...le(0x04034b50, 4), ...le(45, 2), 0, 0, 0, 0, ...le(0, 4), ...le(0, 4), ...le(0xffffffff, 4), ...le(0xffffffff, 4), ...le(name.length, 2), ...le(extra.length, 2), ...name, ...extra],
+          at,
+        );
         at += 30 + name.length + extra.length;
         dataAt.push(at);
         at += e.size;
@@ -119,7 +151,31 @@ describe('openPthFile', () => {
       entries.forEach((e, i) => {
         const name = enc.encode(e.name);
         const extra = [...le(1, 2), ...le(24, 2), ...le(e.size, 8), ...le(e.size, 8), ...le(local[i]!, 8)];
-        const record = [...le(0x02014b50, 4), ...le(45, 2), ...le(45, 2), 0, 0, 0, 0, ...le(0, 4), ...le(0, 4), ...le(0xffffffff, 4), ...le(0xffffffff, 4), ...le(name.length, 2), ...le(extra.length, 2), 0, 0, 0, 0, 0, 0, ...le(0, 4), ...le(0xffffffff, 4), ...name, ...extra];
+        const record = [
+          ...le(0x02014b50, 4),
+          ...le(45, 2),
+          ...le(45, 2),
+          0,
+          0,
+          0,
+          0,
+          ...le(0, 4),
+          ...le(0, 4),
+          ...le(0xffffffff, 4),
+          ...le(0xffffffff, 4),
+          ...le(name.length, 2),
+          ...le(extra.length, 2),
+          0,
+          0,
+          0,
+          0,
+          0,
+          0,
+          ...le(0, 4),
+          ...le(0xffffffff, 4),
+          ...name,
+          ...extra,
+        ];
         write(record, at);
         at += record.length;
       });

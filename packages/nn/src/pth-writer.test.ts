@@ -79,7 +79,15 @@ describe('pthStatePickle', () => {
     // torch.save({"model": sd}) with bf16 zeros of shapes (2,3), (5,), (2,1,3,3), (), (70000,1).
     const torch113 =
       '80027d710058050000006d6f64656c710163636f6c6c656374696f6e730a4f726465726564446963740a710229527103285808000000612e776569676874710463746f7263682e5f7574696c730a5f72656275696c645f74656e736f725f76320a71052828580700000073746f72616765710663746f7263680a42466c6f6174313653746f726167650a71075801000000307108580300000063707571094b0674710a514b004b024b0386710b4b034b0186710c8968022952710d74710e52710f5808000000622e77656967687471106805282868066807580100000031711168094b05747112514b004b058571134b018571148968022952711574711652711758010000006371186805282868066807580100000032711968094b1274711a514b00284b024b014b034b0374711b284b094b094b034b0174711c8968022952711d74711e52711f58010000006471206805282868066807580100000033712168094b01747122514b0029298968022952712374712452712558010000006571266805282868066807580100000034712768094a70110100747128514b004a701101004b018671294b014b0186712a8968022952712b74712c52712d75732e';
-    const pkl = pthStatePickle(specs([['a.weight', 'BF16', [2, 3]], ['b.weight', 'BF16', [5]], ['c', 'BF16', [2, 1, 3, 3]], ['d', 'BF16', []], ['e', 'BF16', [70000, 1]]]));
+    const pkl = pthStatePickle(
+      specs([
+        ['a.weight', 'BF16', [2, 3]],
+        ['b.weight', 'BF16', [5]],
+        ['c', 'BF16', [2, 1, 3, 3]],
+        ['d', 'BF16', []],
+        ['e', 'BF16', [70000, 1]],
+      ]),
+    );
     expect(hex(pkl)).toBe(torch113);
     // One tensor: SETITEM instead of MARK ... SETITEMS; F16 → HalfStorage.
     expect(hex(pthStatePickle(specs([['big', 'F16', [1]]])))).toBe(
@@ -94,8 +102,17 @@ describe('pthStatePickle', () => {
       '800263636f6c6c656374696f6e730a4f726465726564446963740a710029527101285803000000663634710263746f7263682e5f7574696c730a5f72656275696c645f74656e736f725f76320a71032828580700000073746f72616765710463746f7263680a446f75626c6553746f726167650a71055801000000307106580300000063707571074b02747108514b004b028571094b0185710a8968002952710b74710c52710d5803000000663332710e68032828680463746f7263680a466c6f617453746f726167650a710f580100000031711068074b02747111514b004b014b028671124b024b01867113896800295271147471155271165803000000663136711768032828680463746f7263680a48616c6653746f726167650a7118580100000032711968074b0174711a514b0029298968002952711b74711c52711d580400000062663136711e68032828680463746f7263680a42466c6f6174313653746f726167650a711f580100000033712068074b00747121514b004b004b038671224b034b01867123896800295271247471255271265803000000693634712768032828680463746f7263680a4c6f6e6753746f726167650a7128580100000034712968074b0374712a514b004b0385712b4b0185712c8968002952712d74712e52712f5803000000693332713068032828680463746f7263680a496e7453746f726167650a7131580100000035713268074b01747133514b004b018571344b01857135896800295271367471375271385803000000693136713968032828680463746f7263680a53686f727453746f726167650a713a580100000036713b68074b0174713c514b004b0185713d4b0185713e8968002952713f74714052714158020000006938714268032828680463746f7263680a4368617253746f726167650a7143580100000037714468074b01747145514b004b018571464b018571478968002952714874714952714a58020000007538714b68032828680463746f7263680a4279746553746f726167650a714c580100000038714d68074b0174714e514b004b0185714f4b01857150896800295271517471525271535804000000626f6f6c715468032828680463746f7263680a426f6f6c53746f726167650a7155580100000039715668074b01747157514b004b018571584b018571598968002952715a74715b52715c580400000066333262715d680328286804680f58020000003130715e68074b1074715f514b00284b024b024b024b02747160284b084b044b024b0174716189680029527162747163527164752e';
     const pkl = pthStatePickle(
       specs([
-        ['f64', 'F64', [2]], ['f32', 'F32', [1, 2]], ['f16', 'F16', []], ['bf16', 'BF16', [0, 3]], ['i64', 'I64', [3]], ['i32', 'I32', [1]],
-        ['i16', 'I16', [1]], ['i8', 'I8', [1]], ['u8', 'U8', [1]], ['bool', 'BOOL', [1]], ['f32b', 'F32', [2, 2, 2, 2]],
+        ['f64', 'F64', [2]],
+        ['f32', 'F32', [1, 2]],
+        ['f16', 'F16', []],
+        ['bf16', 'BF16', [0, 3]],
+        ['i64', 'I64', [3]],
+        ['i32', 'I32', [1]],
+        ['i16', 'I16', [1]],
+        ['i8', 'I8', [1]],
+        ['u8', 'U8', [1]],
+        ['bool', 'BOOL', [1]],
+        ['f32b', 'F32', [2, 2, 2, 2]],
       ]),
       { topKey: null },
     );
@@ -204,11 +221,24 @@ describe('serializePth -> parsePth', () => {
 describe('planPthArchive', () => {
   it('plans ZIP64 fields and 64-byte alignment past 4 GiB, and an end that a zip reader follows', () => {
     // 3 tensors of 1.5 GiB (bf16) and one of 4.5 GiB: offsets and a size pass 4 GiB.
-    const specs: PthTensorSpec[] = [['a', 3 * 2 ** 28], ['b', 3 * 2 ** 28], ['c', 3 * 2 ** 28], ['d', 9 * 2 ** 28], ['e', 3]].map(([name, n]) => ({ name: name as string, dtype: 'BF16', shape: [n as number] }));
+    const specs: PthTensorSpec[] = [
+      ['a', 3 * 2 ** 28],
+      ['b', 3 * 2 ** 28],
+      ['c', 3 * 2 ** 28],
+      ['d', 9 * 2 ** 28],
+      ['e', 3],
+    ].map(([name, n]) => ({ name: name as string, dtype: 'BF16', shape: [n as number] }));
     const plan = planPthArchive(specs, { archiveName: 'consolidated' });
     expect(plan.records.map((r) => r.name)).toEqual([
-      'consolidated/data.pkl', 'consolidated/byteorder', 'consolidated/data/0', 'consolidated/data/1', 'consolidated/data/2',
-      'consolidated/data/3', 'consolidated/data/4', 'consolidated/version', 'consolidated/.data/serialization_id',
+      'consolidated/data.pkl',
+      'consolidated/byteorder',
+      'consolidated/data/0',
+      'consolidated/data/1',
+      'consolidated/data/2',
+      'consolidated/data/3',
+      'consolidated/data/4',
+      'consolidated/version',
+      'consolidated/.data/serialization_id',
     ]);
     let offset = 0;
     for (const r of plan.records) {
@@ -233,7 +263,10 @@ describe('planPthArchive', () => {
     }
     expect(plan.centralOffset).toBe(offset);
     expect(plan.records.filter((r) => r.zip64).map((r) => r.name.split('/').slice(1).join('/'))).toEqual(['data/3', 'data/4', 'version', '.data/serialization_id']);
-    const end = pthArchiveEnd(plan, plan.records.map(() => 0));
+    const end = pthArchiveEnd(
+      plan,
+      plan.records.map(() => 0),
+    );
     expect(plan.centralOffset + end.byteLength).toBe(plan.totalBytes);
     const v = new DataView(end.buffer);
     // Classic end record: sizes and offsets saturated, the ZIP64 end record holds them.

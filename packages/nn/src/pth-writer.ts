@@ -642,10 +642,7 @@ function typedArrayTag(value: unknown): string | undefined {
  *   BOOL value other than 0/1, bad options), `UNSUPPORTED_DTYPE`, `LIMIT_EXCEEDED` (a file this
  *   runtime cannot allocate)
  */
-export function serializePth(
-  tensors: ReadonlyMap<string, SafetensorsTensor> | Readonly<Record<string, SafetensorsTensor>>,
-  options: PthWriteOptions = {},
-): Uint8Array {
+export function serializePth(tensors: ReadonlyMap<string, SafetensorsTensor> | Readonly<Record<string, SafetensorsTensor>>, options: PthWriteOptions = {}): Uint8Array {
   if (!HOST_IS_LITTLE_ENDIAN) throw new PthError('UNSUPPORTED_BYTE_ORDER', 'torch checkpoints are written little-endian and this host is big-endian');
   if (typeof tensors !== 'object' || tensors === null || Array.isArray(tensors)) throw new PthError('INVALID_ARGUMENT', 'tensors must be a Map or a record of tensors');
   const entries: Array<[string, SafetensorsTensor]> = tensors instanceof Map ? [...(tensors as ReadonlyMap<string, SafetensorsTensor>)] : Object.entries(tensors);

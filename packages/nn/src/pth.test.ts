@@ -137,9 +137,24 @@ describe('torch.save fixtures (torch 1.13)', () => {
     const top = file.stateDict([]);
     expect(top.names()).toEqual(['model.tok_embeddings.weight', 'model.layers.0.attention.wq.weight', 'model.norm.weight']);
     expect(top.skipped).toEqual([
-      'epoch', 'lr', 'name', 'big', 'neg_big', 'neg', 'int32',
-      'cfg.dim', 'cfg.layers', 'cfg.flag', 'cfg.off', 'cfg.none', 'cfg.pair', 'cfg.nested.x',
-      'bytes', 'no_bytes', 'empty.list', 'empty.tuple',
+      'epoch',
+      'lr',
+      'name',
+      'big',
+      'neg_big',
+      'neg',
+      'int32',
+      'cfg.dim',
+      'cfg.layers',
+      'cfg.flag',
+      'cfg.off',
+      'cfg.none',
+      'cfg.pair',
+      'cfg.nested.x',
+      'bytes',
+      'no_bytes',
+      'empty.list',
+      'empty.tuple',
     ]);
     const root = file.root as Map<string, PickleValue>;
     expect(root.get('big')).toBe(2n ** 70n);
@@ -223,7 +238,12 @@ describe('corrupted torch files', () => {
 
 describe('refused torch files', () => {
   it('the legacy (pre-1.6) format gets a typed error that says so', () => {
-    expectPthError(() => parsePth(fixture('legacy.pth'), { description: 'legacy.pth' }), 'LEGACY_FORMAT', /legacy\.pth is in torch's legacy \(pre-1\.6\) format/, /_use_new_zipfile_serialization=False/);
+    expectPthError(
+      () => parsePth(fixture('legacy.pth'), { description: 'legacy.pth' }),
+      'LEGACY_FORMAT',
+      /legacy\.pth is in torch's legacy \(pre-1\.6\) format/,
+      /_use_new_zipfile_serialization=False/,
+    );
   });
 
   it('a pickle calling os.system is refused, naming the global', () => {
@@ -310,7 +330,28 @@ function buildZip(entries: readonly Entry[], options: { zip64?: boolean; comment
     const extra = zip64 ? [...le(1, 2), ...le(24, 2), ...le(e.data.length, 8), ...le(e.data.length, 8), ...le(local[i]!, 8)] : [];
     const size = zip64 ? 0xffffffff : e.data.length;
     const offset = zip64 ? 0xffffffff : local[i]!;
-    push(concat([le(0x02014b50, 4), le(45, 2), le(45, 2), le(e.flags ?? 0, 2), le(e.method ?? 0, 2), le(0, 4), le(0, 4), le(size, 4), le(size, 4), le(name.length, 2), le(extra.length, 2), le(0, 2), le(0, 2), le(0, 2), le(0, 4), le(offset, 4), name, extra]));
+    push(
+      concat([
+        le(0x02014b50, 4),
+        le(45, 2),
+        le(45, 2),
+        le(e.flags ?? 0, 2),
+        le(e.method ?? 0, 2),
+        le(0, 4),
+        le(0, 4),
+        le(size, 4),
+        le(size, 4),
+        le(name.length, 2),
+        le(extra.length, 2),
+        le(0, 2),
+        le(0, 2),
+        le(0, 2),
+        le(0, 4),
+        le(offset, 4),
+        name,
+        extra,
+      ]),
+    );
   });
   const directorySize = at - directoryOffset;
   if (zip64) {
@@ -322,10 +363,15 @@ function buildZip(entries: readonly Entry[], options: { zip64?: boolean; comment
   const c = enc.encode(comment);
   push(
     concat([
-      le(0x06054b50, 4), le(0, 2), le(0, 2),
-      le(zip64 ? 0xffff : entries.length, 2), le(zip64 ? 0xffff : entries.length, 2),
-      le(zip64 ? 0xffffffff : directorySize, 4), le(zip64 ? 0xffffffff : directoryOffset, 4),
-      le(c.length, 2), c,
+      le(0x06054b50, 4),
+      le(0, 2),
+      le(0, 2),
+      le(zip64 ? 0xffff : entries.length, 2),
+      le(zip64 ? 0xffff : entries.length, 2),
+      le(zip64 ? 0xffffffff : directorySize, 4),
+      le(zip64 ? 0xffffffff : directoryOffset, 4),
+      le(c.length, 2),
+      c,
     ]),
   );
   return { bytes: concat(parts), local, central, directoryOffset, endOffset };
@@ -383,12 +429,25 @@ function tensorOps(t: TensorSpec): number[] {
   return [
     ...op.global('torch._utils', '_rebuild_tensor_v2'),
     ...op.mark,
-    ...op.mark, ...op.str('storage'), ...op.global('torch', t.storage ?? 'FloatStorage'), ...op.str(t.key), ...op.str('cpu'), ...op.int(t.numel), ...op.tuple, ...op.persid,
+    ...op.mark,
+    ...op.str('storage'),
+    ...op.global('torch', t.storage ?? 'FloatStorage'),
+    ...op.str(t.key),
+    ...op.str('cpu'),
+    ...op.int(t.numel),
+    ...op.tuple,
+    ...op.persid,
     ...op.int(t.offset ?? 0),
-    ...op.mark, ...t.size.flatMap(op.int), ...op.tuple,
-    ...op.mark, ...(t.stride ?? contiguousStride(t.size)).flatMap(op.int), ...op.tuple,
+    ...op.mark,
+    ...t.size.flatMap(op.int),
+    ...op.tuple,
+    ...op.mark,
+    ...(t.stride ?? contiguousStride(t.size)).flatMap(op.int),
+    ...op.tuple,
     ...op.false,
-    ...op.global('collections', 'OrderedDict'), ...op.emptyTuple, ...op.reduce,
+    ...op.global('collections', 'OrderedDict'),
+    ...op.emptyTuple,
+    ...op.reduce,
     ...op.tuple,
     ...op.reduce,
   ];
@@ -452,7 +511,13 @@ describe('zip archives', () => {
 
   it('accepts a zip comment', () => {
     const parts = [statePickle({ w: { key: '0', numel: 1, size: [] } })];
-    const z = buildZip([{ name: 'a/data.pkl', data: parts[0]! }, { name: 'a/data/0', data: f32bytes(7) }], { comment: 'hello' });
+    const z = buildZip(
+      [
+        { name: 'a/data.pkl', data: parts[0]! },
+        { name: 'a/data/0', data: f32bytes(7) },
+      ],
+      { comment: 'hello' },
+    );
     expect(Array.from(readFloat32(parsePth(z.bytes), 'w'))).toEqual([7]);
   });
 
@@ -559,7 +624,13 @@ describe('zip archives', () => {
   it('records: data.pkl, storages, byteorder, version', () => {
     expectPthError(() => parsePth(buildZip([{ name: 'a/other', data: new Uint8Array(1) }]).bytes), 'MISSING_RECORD', /no <folder>\/data\.pkl record/);
     expectPthError(
-      () => parsePth(buildZip([{ name: 'a/data.pkl', data: statePickle({}) }, { name: 'b/data.pkl', data: statePickle({}) }]).bytes),
+      () =>
+        parsePth(
+          buildZip([
+            { name: 'a/data.pkl', data: statePickle({}) },
+            { name: 'b/data.pkl', data: statePickle({}) },
+          ]).bytes,
+        ),
       'INVALID_ZIP',
       /several data\.pkl records/,
     );
@@ -623,9 +694,16 @@ describe('tensors and storages', () => {
 
   it('every storage class maps to its dtype', () => {
     const classes: [string, string, number][] = [
-      ['DoubleStorage', 'F64', 8], ['FloatStorage', 'F32', 4], ['HalfStorage', 'F16', 2], ['BFloat16Storage', 'BF16', 2],
-      ['LongStorage', 'I64', 8], ['IntStorage', 'I32', 4], ['ShortStorage', 'I16', 2], ['CharStorage', 'I8', 1],
-      ['ByteStorage', 'U8', 1], ['BoolStorage', 'BOOL', 1],
+      ['DoubleStorage', 'F64', 8],
+      ['FloatStorage', 'F32', 4],
+      ['HalfStorage', 'F16', 2],
+      ['BFloat16Storage', 'BF16', 2],
+      ['LongStorage', 'I64', 8],
+      ['IntStorage', 'I32', 4],
+      ['ShortStorage', 'I16', 2],
+      ['CharStorage', 'I8', 1],
+      ['ByteStorage', 'U8', 1],
+      ['BoolStorage', 'BOOL', 1],
     ];
     const specs: Record<string, TensorSpec> = {};
     const storages: Record<string, Uint8Array> = {};
@@ -646,7 +724,12 @@ describe('tensors and storages', () => {
       seed = (seed * 1103515245 + 12345) % 2 ** 31;
       return seed % n;
     };
-    const classes: [string, number][] = [['ByteStorage', 1], ['HalfStorage', 2], ['FloatStorage', 4], ['LongStorage', 8]];
+    const classes: [string, number][] = [
+      ['ByteStorage', 1],
+      ['HalfStorage', 2],
+      ['FloatStorage', 4],
+      ['LongStorage', 8],
+    ];
     for (let trial = 0; trial < 60; trial++) {
       const nd = rand(4) + 1;
       const size = Array.from({ length: nd }, () => rand(4) + 1);
@@ -686,7 +769,14 @@ describe('the restricted unpickler', () => {
 
   it('builds plain values', () => {
     const file = run(op.mark, op.str('a'), op.int(-7), op.str('b'), [0x88], op.str('c'), op.none, op.str('d'), [0x47, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0], [0x64]);
-    expect(file.root).toEqual(new Map<PickleValue, PickleValue>([['a', -7], ['b', true], ['c', null], ['d', 1.5]]));
+    expect(file.root).toEqual(
+      new Map<PickleValue, PickleValue>([
+        ['a', -7],
+        ['b', true],
+        ['c', null],
+        ['d', 1.5],
+      ]),
+    );
     expect(run([0x4b, 200]).root).toBe(200);
     expect(run([0x4d, 0x34, 0x12]).root).toBe(0x1234);
     expect(run([0x8a, 0]).root).toBe(0);
@@ -712,7 +802,10 @@ describe('the restricted unpickler', () => {
   it('OrderedDict by REDUCE with a list of pairs, or NEWOBJ; BUILD of its attributes', () => {
     const od = op.global('collections', 'OrderedDict');
     expect(run(od, op.emptyList, op.mark, op.str('a'), op.int(1), [0x86], op.str('b'), op.int(2), [0x86], [0x65], [0x85], op.reduce).root).toEqual(
-      new Map([['a', 1], ['b', 2]]),
+      new Map([
+        ['a', 1],
+        ['b', 2],
+      ]),
     );
     expect(run(od, op.emptyTuple, [0x81], op.str('a'), op.int(1), op.setitem).root).toEqual(new Map([['a', 1]]));
     expect(run(od, op.emptyTuple, op.reduce, op.emptyDict, op.build).root).toEqual(new Map());
@@ -737,7 +830,16 @@ describe('the restricted unpickler', () => {
     expectPthError(() => run(op.global('_codecs', 'encode'), op.str('x'), op.str('utf-8'), [0x86], op.reduce), 'FORBIDDEN_GLOBAL', /encode\(str, 'latin1'\)/);
     expectPthError(() => run(op.global('builtins', 'bytes'), op.int(5), [0x85], op.reduce), 'FORBIDDEN_GLOBAL', /only accepted with no arguments/);
     // Opcodes that build objects by other means, text protocols, extensions, out-of-band buffers.
-    for (const [code, name] of [[0x69, 'INST'], [0x6f, 'OBJ'], [0x82, 'EXT1'], [0x50, 'PERSID'], [0x49, 'INT'], [0x97, 'NEXT_BUFFER'], [0x8f, 'EMPTY_SET'], [0x92, 'NEWOBJ_EX']] as const) {
+    for (const [code, name] of [
+      [0x69, 'INST'],
+      [0x6f, 'OBJ'],
+      [0x82, 'EXT1'],
+      [0x50, 'PERSID'],
+      [0x49, 'INT'],
+      [0x97, 'NEXT_BUFFER'],
+      [0x8f, 'EMPTY_SET'],
+      [0x92, 'NEWOBJ_EX'],
+    ] as const) {
       expectPthError(() => run([code]), 'INVALID_PICKLE', new RegExp(`opcode ${name} is not accepted`));
     }
     expectPthError(() => run([0xfe]), 'INVALID_PICKLE', /unknown opcode 0xfe/);
@@ -762,8 +864,16 @@ describe('the restricted unpickler', () => {
     expectPthError(() => run(op.emptyList, op.emptyDict, op.build), 'INVALID_PICKLE', /BUILD of a list of 0/);
     expectPthError(() => run(op.emptyDict, op.str('state'), op.build), 'INVALID_PICKLE', /BUILD of a dict of 0 with the string "state"/);
     expectPthError(() => run(op.mark, op.str('storage'), op.int(1), op.tuple, op.persid), 'INVALID_PICKLE', /persistent id must be \('storage', type, key, location, numel\)/);
-    expectPthError(() => run(op.mark, op.str('storage'), op.global('collections', 'OrderedDict'), op.str('0'), op.str('cpu'), op.int(1), op.tuple, op.persid), 'INVALID_PICKLE', /storage type must be a torch storage class/);
-    expectPthError(() => run(op.mark, op.str('storage'), op.global('torch', 'FloatStorage'), op.str('../0'), op.str('cpu'), op.int(1), op.tuple, op.persid), 'INVALID_PICKLE', /storage key must be a non-empty string without "\/"/);
+    expectPthError(
+      () => run(op.mark, op.str('storage'), op.global('collections', 'OrderedDict'), op.str('0'), op.str('cpu'), op.int(1), op.tuple, op.persid),
+      'INVALID_PICKLE',
+      /storage type must be a torch storage class/,
+    );
+    expectPthError(
+      () => run(op.mark, op.str('storage'), op.global('torch', 'FloatStorage'), op.str('../0'), op.str('cpu'), op.int(1), op.tuple, op.persid),
+      'INVALID_PICKLE',
+      /storage key must be a non-empty string without "\/"/,
+    );
     // A bare global or storage in the result.
     expectPthError(() => run(op.global('collections', 'OrderedDict')), 'INVALID_PICKLE', /the result holds the global collections\.OrderedDict/);
     // _rebuild_tensor_v2 with the wrong arguments.
@@ -796,7 +906,13 @@ describe('state dicts', () => {
     expect(withState.stateDict().path).toEqual(['state_dict']);
     expect(withState.names()).toEqual(['w']);
     const both = file(
-      [...op.emptyDict, ...op.mark, ...entry('state_dict', op.emptyDict, op.str('a'), tensorOps(t('1')), op.setitem), ...entry('model', op.emptyDict, op.str('b'), tensorOps(t('2')), op.setitem), ...op.setitems],
+      [
+        ...op.emptyDict,
+        ...op.mark,
+        ...entry('state_dict', op.emptyDict, op.str('a'), tensorOps(t('1')), op.setitem),
+        ...entry('model', op.emptyDict, op.str('b'), tensorOps(t('2')), op.setitem),
+        ...op.setitems,
+      ],
       ['1', '2'],
     );
     expect(both.stateDict().path).toEqual(['model']);
@@ -812,7 +928,10 @@ describe('state dicts', () => {
   });
 
   it('two entries flattening to one name are refused', () => {
-    const dup = file([...op.emptyDict, ...op.mark, ...op.str('a.b'), ...tensorOps(t('1')), ...op.str('a'), ...op.emptyDict, ...op.str('b'), ...tensorOps(t('2')), ...op.setitem, ...op.setitems], ['1', '2']);
+    const dup = file(
+      [...op.emptyDict, ...op.mark, ...op.str('a.b'), ...tensorOps(t('1')), ...op.str('a'), ...op.emptyDict, ...op.str('b'), ...tensorOps(t('2')), ...op.setitem, ...op.setitems],
+      ['1', '2'],
+    );
     expectPthError(() => dup.stateDict(), 'DUPLICATE_TENSOR', /sd\.pth: two entries flatten to the tensor name "a\.b"/);
     expectPthError(() => dup.stateDict([]), 'DUPLICATE_TENSOR');
   });

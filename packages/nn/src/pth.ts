@@ -96,16 +96,7 @@ const MAX_LONG_BYTES = 8192;
  * tensors → {@link PthTensor} handles. A pickle may make a list contain itself: the tree can have
  * cycles (state dicts never do).
  */
-export type PickleValue =
-  | null
-  | boolean
-  | number
-  | bigint
-  | string
-  | Uint8Array
-  | readonly PickleValue[]
-  | PickleDict
-  | PthTensor;
+export type PickleValue = null | boolean | number | bigint | string | Uint8Array | readonly PickleValue[] | PickleDict | PthTensor;
 
 /** A pickled dict or `OrderedDict`. */
 export type PickleDict = Map<PickleValue, PickleValue>;
@@ -210,8 +201,7 @@ function gather(span: Uint8Array, size: number, shape: readonly number[], stride
   // Elements of 1, 2 or 4 bytes move as one typed-array element; 8-byte ones as two 32-bit words.
   const words = size === 8 ? 2 : 1;
   const unit = size === 8 ? 4 : size;
-  const make = (b: Uint8Array) =>
-    unit === 1 ? b : unit === 2 ? new Uint16Array(b.buffer, b.byteOffset, b.byteLength / 2) : new Uint32Array(b.buffer, b.byteOffset, b.byteLength / 4);
+  const make = (b: Uint8Array) => (unit === 1 ? b : unit === 2 ? new Uint16Array(b.buffer, b.byteOffset, b.byteLength / 2) : new Uint32Array(b.buffer, b.byteOffset, b.byteLength / 4));
   const src = make(span);
   const dst = make(out);
   const innerSize = nd === 0 ? 1 : shape[nd - 1]!;
@@ -341,10 +331,7 @@ class Archive {
       this.#dataOffsets.set(entry.name, offset);
     }
     if (offset + entry.size > this.dataEnd) {
-      throw new PthError(
-        'TRUNCATED',
-        `${where}: ${entry.size} bytes of data at offset ${offset} run past the central directory at ${this.dataEnd} (by ${offset + entry.size - this.dataEnd} bytes)`,
-      );
+      throw new PthError('TRUNCATED', `${where}: ${entry.size} bytes of data at offset ${offset} run past the central directory at ${this.dataEnd} (by ${offset + entry.size - this.dataEnd} bytes)`);
     }
     return { offset, size: entry.size };
   }
@@ -416,10 +403,7 @@ function readDirectory(reader: ByteReader, description: string, maxDirectoryByte
     const disks = locator.getUint32(16, true);
     if (locator.getUint32(4, true) !== 0 || disks > 1) multiDisk = true;
     if (end64Offset + END64_SIZE > locatorOffset) {
-      throw new PthError(
-        'TRUNCATED',
-        `${description}: the ZIP64 locator points to an end record at offset ${end64Offset}, past the locator at ${locatorOffset}`,
-      );
+      throw new PthError('TRUNCATED', `${description}: the ZIP64 locator points to an end record at offset ${end64Offset}, past the locator at ${locatorOffset}`);
     }
     const e64 = view(reader.read(end64Offset, END64_SIZE));
     if (e64.getUint32(0, true) !== SIG_END64) {
@@ -441,10 +425,7 @@ function readDirectory(reader: ByteReader, description: string, maxDirectoryByte
     throw new PthError('LIMIT_EXCEEDED', `${description}: central directory of ${directorySize} bytes exceeds the limit of ${maxDirectoryBytes}`);
   }
   if (directoryOffset + directorySize > directoryEnd) {
-    throw new PthError(
-      'TRUNCATED',
-      `${description}: central directory [${directoryOffset}, ${directoryOffset + directorySize}) runs past its end record at ${directoryEnd}`,
-    );
+    throw new PthError('TRUNCATED', `${description}: central directory [${directoryOffset}, ${directoryOffset + directorySize}) runs past its end record at ${directoryEnd}`);
   }
   if (count * CENTRAL_SIZE > directorySize) {
     throw new PthError('INVALID_ZIP', `${description}: ${count} entries cannot fit in a central directory of ${directorySize} bytes`);
@@ -497,10 +478,7 @@ function readDirectory(reader: ByteReader, description: string, maxDirectoryByte
     }
     if (diskStart !== 0) throw new PthError('UNSUPPORTED_ENTRY', `${where} ("${name}") is on disk ${diskStart} of a multi-disk archive`);
     if (localHeaderOffset + LOCAL_SIZE > directoryOffset || compressedSize > directoryOffset) {
-      throw new PthError(
-        'TRUNCATED',
-        `${where} ("${name}"): local header at ${localHeaderOffset} with ${compressedSize} bytes of data lies past the central directory at ${directoryOffset}`,
-      );
+      throw new PthError('TRUNCATED', `${where} ("${name}"): local header at ${localHeaderOffset} with ${compressedSize} bytes of data lies past the central directory at ${directoryOffset}`);
     }
     if (entries.has(name)) throw new PthError('INVALID_ZIP', `${where}: duplicate entry ${JSON.stringify(name)}`);
     entries.set(name, { name, method, flags, compressedSize, size, localHeaderOffset });
@@ -544,14 +522,7 @@ const STORAGE_DTYPES: Readonly<Record<string, SafetensorsDtype>> = {
  * The callables a state dict needs. `_codecs.encode(text, 'latin1')` and `bytes()` are how pickle
  * protocol 2 writes `bytes` values.
  */
-const CALLABLES = new Set([
-  'collections.OrderedDict',
-  'torch._utils._rebuild_tensor_v2',
-  'torch._utils._rebuild_parameter',
-  '_codecs.encode',
-  'builtins.bytes',
-  '__builtin__.bytes',
-]);
+const CALLABLES = new Set(['collections.OrderedDict', 'torch._utils._rebuild_tensor_v2', 'torch._utils._rebuild_parameter', '_codecs.encode', 'builtins.bytes', '__builtin__.bytes']);
 
 /** A storage reference (a persistent id), valid only as `_rebuild_tensor_v2`'s first argument. */
 class StorageRef {
@@ -561,17 +532,74 @@ class StorageRef {
 type StackItem = PickleValue | GlobalRef | StorageRef | PickleValue[];
 
 const OPCODE_NAMES: Readonly<Record<number, string>> = {
-  0x28: 'MARK', 0x2e: 'STOP', 0x30: 'POP', 0x31: 'POP_MARK', 0x32: 'DUP', 0x46: 'FLOAT', 0x49: 'INT', 0x4a: 'BININT',
-  0x4b: 'BININT1', 0x4c: 'LONG', 0x4d: 'BININT2', 0x4e: 'NONE', 0x50: 'PERSID', 0x51: 'BINPERSID', 0x52: 'REDUCE',
-  0x53: 'STRING', 0x54: 'BINSTRING', 0x55: 'SHORT_BINSTRING', 0x56: 'UNICODE', 0x58: 'BINUNICODE', 0x61: 'APPEND',
-  0x62: 'BUILD', 0x63: 'GLOBAL', 0x64: 'DICT', 0x7d: 'EMPTY_DICT', 0x65: 'APPENDS', 0x67: 'GET', 0x68: 'BINGET',
-  0x69: 'INST', 0x6a: 'LONG_BINGET', 0x6c: 'LIST', 0x5d: 'EMPTY_LIST', 0x6f: 'OBJ', 0x70: 'PUT', 0x71: 'BINPUT',
-  0x72: 'LONG_BINPUT', 0x73: 'SETITEM', 0x74: 'TUPLE', 0x29: 'EMPTY_TUPLE', 0x75: 'SETITEMS', 0x47: 'BINFLOAT',
-  0x80: 'PROTO', 0x81: 'NEWOBJ', 0x82: 'EXT1', 0x83: 'EXT2', 0x84: 'EXT4', 0x85: 'TUPLE1', 0x86: 'TUPLE2',
-  0x87: 'TUPLE3', 0x88: 'NEWTRUE', 0x89: 'NEWFALSE', 0x8a: 'LONG1', 0x8b: 'LONG4', 0x42: 'BINBYTES',
-  0x43: 'SHORT_BINBYTES', 0x8c: 'SHORT_BINUNICODE', 0x8d: 'BINUNICODE8', 0x8e: 'BINBYTES8', 0x8f: 'EMPTY_SET',
-  0x90: 'ADDITEMS', 0x91: 'FROZENSET', 0x92: 'NEWOBJ_EX', 0x93: 'STACK_GLOBAL', 0x94: 'MEMOIZE', 0x95: 'FRAME',
-  0x96: 'BYTEARRAY8', 0x97: 'NEXT_BUFFER', 0x98: 'READONLY_BUFFER',
+  0x28: 'MARK',
+  0x2e: 'STOP',
+  0x30: 'POP',
+  0x31: 'POP_MARK',
+  0x32: 'DUP',
+  0x46: 'FLOAT',
+  0x49: 'INT',
+  0x4a: 'BININT',
+  0x4b: 'BININT1',
+  0x4c: 'LONG',
+  0x4d: 'BININT2',
+  0x4e: 'NONE',
+  0x50: 'PERSID',
+  0x51: 'BINPERSID',
+  0x52: 'REDUCE',
+  0x53: 'STRING',
+  0x54: 'BINSTRING',
+  0x55: 'SHORT_BINSTRING',
+  0x56: 'UNICODE',
+  0x58: 'BINUNICODE',
+  0x61: 'APPEND',
+  0x62: 'BUILD',
+  0x63: 'GLOBAL',
+  0x64: 'DICT',
+  0x7d: 'EMPTY_DICT',
+  0x65: 'APPENDS',
+  0x67: 'GET',
+  0x68: 'BINGET',
+  0x69: 'INST',
+  0x6a: 'LONG_BINGET',
+  0x6c: 'LIST',
+  0x5d: 'EMPTY_LIST',
+  0x6f: 'OBJ',
+  0x70: 'PUT',
+  0x71: 'BINPUT',
+  0x72: 'LONG_BINPUT',
+  0x73: 'SETITEM',
+  0x74: 'TUPLE',
+  0x29: 'EMPTY_TUPLE',
+  0x75: 'SETITEMS',
+  0x47: 'BINFLOAT',
+  0x80: 'PROTO',
+  0x81: 'NEWOBJ',
+  0x82: 'EXT1',
+  0x83: 'EXT2',
+  0x84: 'EXT4',
+  0x85: 'TUPLE1',
+  0x86: 'TUPLE2',
+  0x87: 'TUPLE3',
+  0x88: 'NEWTRUE',
+  0x89: 'NEWFALSE',
+  0x8a: 'LONG1',
+  0x8b: 'LONG4',
+  0x42: 'BINBYTES',
+  0x43: 'SHORT_BINBYTES',
+  0x8c: 'SHORT_BINUNICODE',
+  0x8d: 'BINUNICODE8',
+  0x8e: 'BINBYTES8',
+  0x8f: 'EMPTY_SET',
+  0x90: 'ADDITEMS',
+  0x91: 'FROZENSET',
+  0x92: 'NEWOBJ_EX',
+  0x93: 'STACK_GLOBAL',
+  0x94: 'MEMOIZE',
+  0x95: 'FRAME',
+  0x96: 'BYTEARRAY8',
+  0x97: 'NEXT_BUFFER',
+  0x98: 'READONLY_BUFFER',
 };
 
 function isDict(value: unknown): value is PickleDict {
@@ -695,7 +723,12 @@ class Unpickler {
     if (CALLABLES.has(qualified)) return new GlobalRef(module, name);
     if (module === 'torch' && /^[A-Za-z0-9]+Storage$/.test(name)) {
       if (Object.prototype.hasOwnProperty.call(STORAGE_DTYPES, name)) return new GlobalRef(module, name);
-      throw this.#fail('UNSUPPORTED_DTYPE', `storage type ${qualified} has no supported dtype (supported: ${Object.keys(STORAGE_DTYPES).map((s) => `torch.${s}`).join(', ')})`);
+      throw this.#fail(
+        'UNSUPPORTED_DTYPE',
+        `storage type ${qualified} has no supported dtype (supported: ${Object.keys(STORAGE_DTYPES)
+          .map((s) => `torch.${s}`)
+          .join(', ')})`,
+      );
     }
     throw this.#fail(
       'FORBIDDEN_GLOBAL',
@@ -1081,10 +1114,7 @@ class Unpickler {
           break;
         default: {
           const name = OPCODE_NAMES[op];
-          throw this.#fail(
-            'INVALID_PICKLE',
-            name === undefined ? `unknown opcode 0x${op.toString(16)}` : `opcode ${name} is not accepted: torch.save does not write it for a state dict`,
-          );
+          throw this.#fail('INVALID_PICKLE', name === undefined ? `unknown opcode 0x${op.toString(16)}` : `opcode ${name} is not accepted: torch.save does not write it for a state dict`);
         }
       }
     }
@@ -1313,7 +1343,13 @@ export class PthFile implements TensorSource {
     let node: PickleValue = this.root;
     for (let i = 0; i < path.length; i++) {
       if (!isDict(node) || !node.has(path[i]!)) {
-        throw new PthError('NOT_A_STATE_DICT', `${this.description}: no entry ${path.slice(0, i + 1).map((k) => JSON.stringify(k)).join(' → ')}${isDict(node) ? `; the keys there are ${keyList(node)}` : ` (${describeItem(node)} is not a dict)`}`);
+        throw new PthError(
+          'NOT_A_STATE_DICT',
+          `${this.description}: no entry ${path
+            .slice(0, i + 1)
+            .map((k) => JSON.stringify(k))
+            .join(' → ')}${isDict(node) ? `; the keys there are ${keyList(node)}` : ` (${describeItem(node)} is not a dict)`}`,
+        );
       }
       node = node.get(path[i]!)!;
     }
@@ -1333,7 +1369,10 @@ export class PthFile implements TensorSource {
         if (isDict(value) && this.#flatten(value, [key]).tensors.size > 0) return this.stateDict([key]);
       }
       if (this.#flatten(root, []).tensors.size > 0) return this.stateDict([]);
-      throw new PthError('NOT_A_STATE_DICT', `${this.description}: no tensors at the top level or under "model" or "state_dict" (top-level keys: ${keyList(root)}); pass the key of the state dict to stateDict()`);
+      throw new PthError(
+        'NOT_A_STATE_DICT',
+        `${this.description}: no tensors at the top level or under "model" or "state_dict" (top-level keys: ${keyList(root)}); pass the key of the state dict to stateDict()`,
+      );
     }
     throw new PthError('NOT_A_STATE_DICT', `${this.description}: the checkpoint holds ${describeItem(root)}, not a dict of tensors`);
   }

@@ -7,14 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { openFileReader } from './file-reader-node.js';
-import {
-  SafetensorsError,
-  SafetensorsFile,
-  SafetensorsReader,
-  serializeSafetensors,
-  type ParseOptions,
-  type SafetensorsTensor,
-} from './safetensors.js';
+import { SafetensorsError, SafetensorsFile, SafetensorsReader, serializeSafetensors, type ParseOptions, type SafetensorsTensor } from './safetensors.js';
 import { missingShardsError, parseShardIndex, shardedTensorSource } from './shards.js';
 import type { TensorSource } from './tensor-source.js';
 

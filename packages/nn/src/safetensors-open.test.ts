@@ -108,14 +108,16 @@ describe('openSafetensorsFile', () => {
       file.close();
     }
   });
-
 });
 
 describe('openShardedSafetensors', () => {
   const shard1 = { 'layers.0.w': f32(1, 2), 'layers.0.b': f32(3) };
   const shard2 = { 'layers.1.w': f32(4, 5), norm: f32(6) };
 
-  async function writeShards(index: unknown, shards: Record<string, Record<string, SafetensorsTensor>> = { 'model-00001-of-00002.safetensors': shard1, 'model-00002-of-00002.safetensors': shard2 }): Promise<string> {
+  async function writeShards(
+    index: unknown,
+    shards: Record<string, Record<string, SafetensorsTensor>> = { 'model-00001-of-00002.safetensors': shard1, 'model-00002-of-00002.safetensors': shard2 },
+  ): Promise<string> {
     for (const [name, tensors] of Object.entries(shards)) await writeFile(join(dir, name), serializeSafetensors(tensors));
     const path = join(dir, 'model.safetensors.index.json');
     await writeFile(path, typeof index === 'string' ? index : JSON.stringify(index));

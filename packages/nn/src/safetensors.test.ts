@@ -299,11 +299,7 @@ describe('parse: validation', () => {
 
   it('TRUNCATED (no allocation): a huge tensor claimed by a tiny file', () => {
     const n = 2 ** 48;
-    expectError(
-      () => parseSafetensors(craft({ big: { dtype: 'F64', shape: [n], data_offsets: [0, n * 8] } }, 16)),
-      'TRUNCATED',
-      `file has 16 data bytes but the header declares ${n * 8}`,
-    );
+    expectError(() => parseSafetensors(craft({ big: { dtype: 'F64', shape: [n], data_offsets: [0, n * 8] } }, 16)), 'TRUNCATED', `file has 16 data bytes but the header declares ${n * 8}`);
   });
 
   it('HEADER_TOO_LARGE: non-zero high 32 bits, or above the limit', () => {
@@ -353,13 +349,7 @@ describe('parse: validation', () => {
   });
 
   it('INVALID_DTYPE: unknown or non-string dtype', () => {
-    expectError(
-      () => parseSafetensors(craft({ w: { dtype: 'F8_E4M3', shape: [1], data_offsets: [0, 1] } }, 1)),
-      'INVALID_DTYPE',
-      'tensor "w"',
-      '"F8_E4M3"',
-      'supported: F64',
-    );
+    expectError(() => parseSafetensors(craft({ w: { dtype: 'F8_E4M3', shape: [1], data_offsets: [0, 1] } }, 1)), 'INVALID_DTYPE', 'tensor "w"', '"F8_E4M3"', 'supported: F64');
     expectError(() => parseSafetensors(craft({ w: { dtype: 4, shape: [1], data_offsets: [0, 1] } }, 1)), 'INVALID_DTYPE', 'number 4');
     expectError(() => parseSafetensors(craft({ w: { dtype: 'f32', shape: [1], data_offsets: [0, 4] } }, 4)), 'INVALID_DTYPE', '"f32"');
     expectError(() => dtypeByteSize('toString' as SafetensorsDtype), 'INVALID_DTYPE', '"toString"');
@@ -437,13 +427,7 @@ describe('parse: validation', () => {
   });
 
   it('SIZE_MISMATCH', () => {
-    expectError(
-      () => parseSafetensors(craft({ w: { dtype: 'F32', shape: [2, 2], data_offsets: [0, 12] } }, 12)),
-      'SIZE_MISMATCH',
-      'tensor "w"',
-      'span 12 bytes',
-      'shape [2, 2] of F32 needs 16 bytes',
-    );
+    expectError(() => parseSafetensors(craft({ w: { dtype: 'F32', shape: [2, 2], data_offsets: [0, 12] } }, 12)), 'SIZE_MISMATCH', 'tensor "w"', 'span 12 bytes', 'shape [2, 2] of F32 needs 16 bytes');
     expectError(() => parseSafetensors(craft({ s: { dtype: 'I64', shape: [], data_offsets: [0, 0] } })), 'SIZE_MISMATCH', 'needs 8 bytes');
   });
 
@@ -465,10 +449,7 @@ describe('parse: validation', () => {
   });
 
   it('throws only SafetensorsError for every truncation and many corruptions of a valid file', () => {
-    const valid = serializeSafetensors(
-      { a: t('F32', [2, 3], f32(1, 2, 3, 4, 5, 6)), b: t('I64', [2], new BigInt64Array([1n, 2n])), c: t('BOOL', [3], new Uint8Array([1, 0, 1])) },
-      { m: 'n' },
-    );
+    const valid = serializeSafetensors({ a: t('F32', [2, 3], f32(1, 2, 3, 4, 5, 6)), b: t('I64', [2], new BigInt64Array([1n, 2n])), c: t('BOOL', [3], new Uint8Array([1, 0, 1])) }, { m: 'n' });
     for (let len = 0; len < valid.length; len++) {
       expect(() => parseSafetensors(valid.subarray(0, len)), `length ${len}`).toThrow(SafetensorsError);
     }
@@ -504,14 +485,7 @@ describe('SafetensorsFile accessors', () => {
   );
 
   it('UNKNOWN_TENSOR names the tensor and how many exist', () => {
-    for (const call of [
-      () => file.info('nope'),
-      () => file.raw('nope'),
-      () => file.get('nope'),
-      () => file.toFloat32('nope'),
-      () => file.toInt32('nope'),
-      () => file.toBigInt64('nope'),
-    ]) {
+    for (const call of [() => file.info('nope'), () => file.raw('nope'), () => file.get('nope'), () => file.toFloat32('nope'), () => file.toInt32('nope'), () => file.toBigInt64('nope')]) {
       expectError(call, 'UNKNOWN_TENSOR', '"nope"', '9 tensors');
     }
   });

@@ -90,7 +90,10 @@ describe('SafetensorsReader', () => {
     const reader = counting(bytes);
     const file = SafetensorsReader.open(reader, { description: 'r.safetensors' });
     const headerLength = Number(new DataView(bytes.buffer).getBigUint64(0, true));
-    expect(reader.reads).toEqual([[0, 8], [8, headerLength]]);
+    expect(reader.reads).toEqual([
+      [0, 8],
+      [8, headerLength],
+    ]);
     const parsed = SafetensorsFile.parse(bytes);
     expect(file.names()).toEqual(parsed.names());
     expect(file.metadata).toEqual({});

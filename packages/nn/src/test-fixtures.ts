@@ -6,7 +6,10 @@ import { seededUniform } from './layers/init.js';
 /** A seeded tensor of uniform values in [-scale, scale). */
 export function randomTensor(shape: number[], seed: number, scale = 1): tf.Tensor {
   const random = seededUniform(seed);
-  return tf.tensor(Float32Array.from({ length: shape.reduce((p, d) => p * d, 1) }, () => (random() * 2 - 1) * scale), shape);
+  return tf.tensor(
+    Float32Array.from({ length: shape.reduce((p, d) => p * d, 1) }, () => (random() * 2 - 1) * scale),
+    shape,
+  );
 }
 
 /** Largest absolute difference of two equally long arrays (asserts the lengths). */

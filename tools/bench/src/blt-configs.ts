@@ -7,17 +7,60 @@ import { syntheticText } from './measure.js';
 // PyTorch code (compare-reference.ts hands these exact arguments and input to
 // tools/reference-bench/reference_bench.py).
 const COMMON: BltArgs = {
-  vocab_size: 260, ffn_dim_multiplier: 1.0, multiple_of: 256, rope_theta: 500000, max_seqlen: 4096, max_encoder_seq_length: 4096,
-  attn_bias_type: 'block_causal', init_std_factor: 'current_depth', cross_attn_encoder: true, cross_attn_decoder: true,
-  cross_attn_init_by_pooling: true, cross_attn_k: 2, cross_attn_all_layers_encoder: false, cross_attn_all_layers_decoder: true,
-  downsampling_by_pooling: 'max', encoder_hash_byte_group_size: [3, 4, 5, 6, 7, 8], encoder_hash_byte_group_nb_functions: 1,
-  use_rope: true, use_local_encoder_transformer: true, patching_mode: 'static',
+  vocab_size: 260,
+  ffn_dim_multiplier: 1.0,
+  multiple_of: 256,
+  rope_theta: 500000,
+  max_seqlen: 4096,
+  max_encoder_seq_length: 4096,
+  attn_bias_type: 'block_causal',
+  init_std_factor: 'current_depth',
+  cross_attn_encoder: true,
+  cross_attn_decoder: true,
+  cross_attn_init_by_pooling: true,
+  cross_attn_k: 2,
+  cross_attn_all_layers_encoder: false,
+  cross_attn_all_layers_decoder: true,
+  downsampling_by_pooling: 'max',
+  encoder_hash_byte_group_size: [3, 4, 5, 6, 7, 8],
+  encoder_hash_byte_group_nb_functions: 1,
+  use_rope: true,
+  use_local_encoder_transformer: true,
+  patching_mode: 'static',
 } as BltArgs;
 
 export const BLT_CONFIGS: Readonly<Record<'tiny' | '10m', BltArgs>> = {
   // The golden tiny configuration (shared/golden/README.md).
-  tiny: { ...COMMON, dim_global: 64, dim_local_encoder: 32, dim_local_decoder: 32, n_layers_global: 2, n_layers_local_encoder: 1, n_layers_local_decoder: 2, n_heads_global: 4, n_heads_local_encoder: 2, n_heads_local_decoder: 2, cross_attn_nheads: 2, local_attention_window_len: 24, encoder_hash_byte_group_vocab: 1000 } as BltArgs,
-  '10m': { ...COMMON, dim_global: 384, dim_local_encoder: 128, dim_local_decoder: 128, n_layers_global: 4, n_layers_local_encoder: 1, n_layers_local_decoder: 2, n_heads_global: 6, n_heads_local_encoder: 4, n_heads_local_decoder: 4, cross_attn_nheads: 4, local_attention_window_len: 512, encoder_hash_byte_group_vocab: 2048 } as BltArgs,
+  tiny: {
+    ...COMMON,
+    dim_global: 64,
+    dim_local_encoder: 32,
+    dim_local_decoder: 32,
+    n_layers_global: 2,
+    n_layers_local_encoder: 1,
+    n_layers_local_decoder: 2,
+    n_heads_global: 4,
+    n_heads_local_encoder: 2,
+    n_heads_local_decoder: 2,
+    cross_attn_nheads: 2,
+    local_attention_window_len: 24,
+    encoder_hash_byte_group_vocab: 1000,
+  } as BltArgs,
+  '10m': {
+    ...COMMON,
+    dim_global: 384,
+    dim_local_encoder: 128,
+    dim_local_decoder: 128,
+    n_layers_global: 4,
+    n_layers_local_encoder: 1,
+    n_layers_local_decoder: 2,
+    n_heads_global: 6,
+    n_heads_local_encoder: 4,
+    n_heads_local_decoder: 4,
+    cross_attn_nheads: 4,
+    local_attention_window_len: 512,
+    encoder_hash_byte_group_vocab: 2048,
+  } as BltArgs,
 };
 export type BltConfigName = keyof typeof BLT_CONFIGS;
 

@@ -121,7 +121,10 @@ try {
           figures[`t${threads}_${backend}_${config}_${mode}_bytes_s`] = round4(o);
           figures[`t${threads}_${backend}_${config}_${mode}_over_reference`] = round4(o / ref);
           // The same ratio per round (each round's pair ran back to back), as a spread.
-          const perRound = oursPerRound.map((v, i) => v / refPerRound[i]!).filter(Number.isFinite).sort((a, b) => a - b);
+          const perRound = oursPerRound
+            .map((v, i) => v / refPerRound[i]!)
+            .filter(Number.isFinite)
+            .sort((a, b) => a - b);
           figures[`t${threads}_${backend}_${config}_${mode}_ratio_range`] = `${round4(perRound[0]!)}-${round4(perRound[perRound.length - 1]!)}`;
           rows.push(
             `${String(threads).padStart(7)}  ${config.padEnd(6)} ${mode.padEnd(8)} ${backend.padEnd(14)} ${o.toFixed(0).padStart(8)} ${ref.toFixed(0).padStart(9)}  ${(o / ref).toFixed(2).padStart(6)}x  (${figures[`t${threads}_${backend}_${config}_${mode}_ratio_range`]})`,

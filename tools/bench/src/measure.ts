@@ -48,9 +48,7 @@ export function syntheticText(bytes: number, seed = 1): Uint8Array {
 
 /** Prints the bench's single JSON line; numbers rounded to 4 significant digits. */
 export function report(figures: Record<string, string | number | boolean>): void {
-  const rounded = Object.fromEntries(
-    Object.entries(figures).map(([k, v]) => [k, typeof v === 'number' && !Number.isInteger(v) ? Number(v.toPrecision(4)) : v]),
-  );
+  const rounded = Object.fromEntries(Object.entries(figures).map(([k, v]) => [k, typeof v === 'number' && !Number.isInteger(v) ? Number(v.toPrecision(4)) : v]));
   console.log(JSON.stringify(rounded));
 }
 

@@ -25,13 +25,44 @@ describe('golden checker on shared/golden/tiny', () => {
     expect(report.failed).toBe(0);
     expect(report.maxAbsDiff).toBeGreaterThan(0); // floats are compared now, and differ at float32 rounding
     expect(report.maxAbsDiff).toBeLessThanOrEqual(1e-4);
-    for (const group of ['tokens', 'hash_ids', 'entropies', 'entropy.logits', 'act.entropy', 'patch_lengths', 'patch_lengths_unsplit', 'patch_start_ids', 'patch_ids', 'decoder_patch_ids', 'mask.entropy_self', 'mask.cross_decoder', 'rope.global']) {
-      expect(lines.filter((l) => l.includes(`] ok   ${group} `)), group).toHaveLength(4);
+    for (const group of [
+      'tokens',
+      'hash_ids',
+      'entropies',
+      'entropy.logits',
+      'act.entropy',
+      'patch_lengths',
+      'patch_lengths_unsplit',
+      'patch_start_ids',
+      'patch_ids',
+      'decoder_patch_ids',
+      'mask.entropy_self',
+      'mask.cross_decoder',
+      'rope.global',
+    ]) {
+      expect(
+        lines.filter((l) => l.includes(`] ok   ${group} `)),
+        group,
+      ).toHaveLength(4);
     }
     // Integer groups are exact.
     expect(report.comparisons.filter((c) => c.comparison.tolerance === 0).every((c) => c.comparison.maxAbsDiff === 0)).toBe(true);
-    for (const group of ['logits', 'token_losses', 'loss', 'encoder.patch_embeds', 'global.output', 'decoder.patch_embeds', 'act.blt.local_encoder', 'act.blt.encoder_hash_tok_embedding', 'act.blt.global_transformer', 'act.blt.local_decoder']) {
-      expect(lines.filter((l) => l.includes(`] ok   ${group} `)), group).toHaveLength(4);
+    for (const group of [
+      'logits',
+      'token_losses',
+      'loss',
+      'encoder.patch_embeds',
+      'global.output',
+      'decoder.patch_embeds',
+      'act.blt.local_encoder',
+      'act.blt.encoder_hash_tok_embedding',
+      'act.blt.global_transformer',
+      'act.blt.local_decoder',
+    ]) {
+      expect(
+        lines.filter((l) => l.includes(`] ok   ${group} `)),
+        group,
+      ).toHaveLength(4);
     }
     // Every tensor of every case is checked: nothing is skipped any more.
     expect(report.checked).toBe(773);
@@ -53,10 +84,7 @@ async function writeSyntheticFolder(corrupt: boolean): Promise<string> {
   await mkdir(join(dir, 'cases'));
   const vocab = 777;
   const sizes = [2, 5, 9];
-  await writeFile(
-    join(dir, 'config.json'),
-    JSON.stringify({ blt_args: { encoder_hash_byte_group_vocab: vocab, encoder_hash_byte_group_size: sizes, encoder_hash_byte_group_nb_functions: 3 } }),
-  );
+  await writeFile(join(dir, 'config.json'), JSON.stringify({ blt_args: { encoder_hash_byte_group_vocab: vocab, encoder_hash_byte_group_size: sizes, encoder_hash_byte_group_nb_functions: 3 } }));
   const texts = ['Über 9000 — naïve', 'second row!!!!!!!!'];
   const rows = texts.map((t) => [1, ...Array.from(new TextEncoder().encode(t), (b) => b + 4), 2]);
   const len = Math.max(...rows.map((r) => r.length));
@@ -128,8 +156,21 @@ describe('golden checker on reference fixtures of other configurations', () => {
     expect(report.checked).toBe(checked);
     expect(report.skipped).toBe(0);
     // The groups whose expected values depend on options the tiny vectors leave at one setting.
-    for (const group of ['mask.entropy_self', 'mask.global_self', 'mask.cross_encoder', 'mask.cross_decoder', 'patch_start_ids', 'patch_lengths', 'decoder.patch_embeds', 'logits', 'act.blt.local_decoder']) {
-      expect(lines.filter((l) => l.includes(`] ok   ${group} `)), group).toHaveLength(1);
+    for (const group of [
+      'mask.entropy_self',
+      'mask.global_self',
+      'mask.cross_encoder',
+      'mask.cross_decoder',
+      'patch_start_ids',
+      'patch_lengths',
+      'decoder.patch_embeds',
+      'logits',
+      'act.blt.local_decoder',
+    ]) {
+      expect(
+        lines.filter((l) => l.includes(`] ok   ${group} `)),
+        group,
+      ).toHaveLength(1);
     }
   });
 

@@ -192,7 +192,11 @@ async function checkServeBin(app: string): Promise<void> {
     expect(health.models.blt.layout).toBe('hub');
     const models = (await (await fetch(`${base}v1/models`)).json()) as { data: Array<{ id: string }> };
     expect(models.data.map((m) => m.id)).toEqual(['blt-demo']);
-    const res = await fetch(`${base}v1/completions`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ model: 'blt-demo', prompt: 'Alice was', max_tokens: 12, temperature: 0 }) });
+    const res = await fetch(`${base}v1/completions`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ model: 'blt-demo', prompt: 'Alice was', max_tokens: 12, temperature: 0 }),
+    });
     const completion = (await res.json()) as { choices: Array<{ text: string }>; usage: { completion_tokens: number } };
     expect(res.status).toBe(200);
     expect(completion.usage.completion_tokens).toBe(12);
@@ -245,9 +249,15 @@ beforeAll(async () => {
     const paths = info!.files.map((f) => f.path);
     expect(paths, name).toContain('dist/index.js');
     expect(paths, name).toContain('dist/index.d.ts');
-    expect(paths.filter((p) => p.includes('.test.') || p.endsWith('.tsbuildinfo')), name).toEqual([]);
+    expect(
+      paths.filter((p) => p.includes('.test.') || p.endsWith('.tsbuildinfo')),
+      name,
+    ).toEqual([]);
     // Native code ships as source, built on the user's machine; never a binary built here.
-    expect(paths.filter((p) => p.endsWith('.node')), name).toEqual([]);
+    expect(
+      paths.filter((p) => p.endsWith('.node')),
+      name,
+    ).toEqual([]);
     if (name === '@bytelatent/native-sgemm') expect(paths).toEqual(expect.arrayContaining(['native/sgemm.c', 'scripts/build-native.mjs']));
   }
   expectNative = await monorepoNativeSgemm();

@@ -95,9 +95,7 @@ export async function ensureFreeSpace(dir: string, bytes: number): Promise<void>
   const free = await freeBytes(dir);
   const margin = 256 * 1024 * 1024;
   if (free !== undefined && free < bytes + margin) {
-    throw new Error(
-      `${resolve(dir)}: ${(free / 1e9).toFixed(2)} GB free, the checkpoint needs ${(bytes / 1e9).toFixed(2)} GB (+0.27 GB margin); pick another folder`,
-    );
+    throw new Error(`${resolve(dir)}: ${(free / 1e9).toFixed(2)} GB free, the checkpoint needs ${(bytes / 1e9).toFixed(2)} GB (+0.27 GB margin); pick another folder`);
   }
 }
 
@@ -121,8 +119,7 @@ export async function writeReleasedCheckpoint(options: WriteOptions): Promise<Wr
     ...(options.pthFlavor !== undefined ? { pthFlavor: options.pthFlavor } : {}),
   });
   if (options.checkFreeSpace ?? true) await ensureFreeSpace(out, plan.totalBytes);
-  const report =
-    options.progress === true ? stderrReporter(`[${options.model} ${options.layout}]`) : typeof options.progress === 'function' ? options.progress : undefined;
+  const report = options.progress === true ? stderrReporter(`[${options.model} ${options.layout}]`) : typeof options.progress === 'function' ? options.progress : undefined;
   const progress = new Progress(plan.totalBytes, report);
   const started = performance.now();
   const files: WrittenFile[] = [];

@@ -88,16 +88,40 @@ describe('consolidated layout (facebook/blt hf-weights)', () => {
     expect(text).not.toContain(' ');
     const params = JSON.parse(text);
     expect(params.model).toMatchObject({
-      dim_global: 64, dim_local_encoder: 32, n_layers_local_decoder: 2, cross_attn_k: 2, encoder_hash_byte_group_size: [3, 4, 5, 6, 7, 8],
-      encoder_hash_byte_group_nb_functions: 1, attn_impl: 'xformers', attn_bias_type: 'block_causal', local_attention_window_len: 512,
-      rope_theta: 500000, max_encoder_seq_length: 24576, cross_attn_nheads: 2, cross_attn_all_layers_decoder: true,
-      cross_attn_init_by_pooling: true, downsampling_by_pooling: 'max', patch_size: 4, patching_mode: 'entropy', vocab_size: 260,
+      dim_global: 64,
+      dim_local_encoder: 32,
+      n_layers_local_decoder: 2,
+      cross_attn_k: 2,
+      encoder_hash_byte_group_size: [3, 4, 5, 6, 7, 8],
+      encoder_hash_byte_group_nb_functions: 1,
+      attn_impl: 'xformers',
+      attn_bias_type: 'block_causal',
+      local_attention_window_len: 512,
+      rope_theta: 500000,
+      max_encoder_seq_length: 24576,
+      cross_attn_nheads: 2,
+      cross_attn_all_layers_decoder: true,
+      cross_attn_init_by_pooling: true,
+      downsampling_by_pooling: 'max',
+      patch_size: 4,
+      patching_mode: 'entropy',
+      vocab_size: 260,
     });
     expect(params.data.patcher_args).toMatchObject({ patching_mode: 'entropy', threshold: 1.335442066192627, monotonicity: false, max_patch_length: null, patch_size: 4 });
     expect(params.data.tokenizer_args).toEqual({ name: 'blt', init_kwargs: null });
     expect(params.distributed.model_dtype).toBe('bf16');
     const entropyParams = JSON.parse(await readFile(join(out, 'entropy_model/params.json'), 'utf8'));
-    expect(entropyParams.entropy_model).toMatchObject({ dim: 32, n_layers: 2, n_heads: 2, max_seqlen: 8192, ffn_dim_multiplier: 1, vocab_size: 260, sliding_window: 512, attn_bias_type: 'local_block_causal', attn_impl: 'xformers' });
+    expect(entropyParams.entropy_model).toMatchObject({
+      dim: 32,
+      n_layers: 2,
+      n_heads: 2,
+      max_seqlen: 8192,
+      ffn_dim_multiplier: 1,
+      vocab_size: 260,
+      sliding_window: 512,
+      attn_bias_type: 'local_block_causal',
+      attn_impl: 'xformers',
+    });
     expect(entropyParams.data.patcher_args.patching_mode).toBe('byte');
     await checkPth(join(out, 'blt_1b/consolidated.pth'), bltTiny(), 5);
     await checkPth(join(out, 'entropy_model/consolidated.pth'), entropyTiny(), 5);
@@ -151,13 +175,20 @@ describe('hub layout (facebook/blt-1b, facebook/blt-entropy)', () => {
     const config = JSON.parse(await readFile(join(out, 'config.json'), 'utf8'));
     expect(config.args).toMatchObject({ dim: 32, n_layers: 2, n_heads: 2, vocab_size: 260, sliding_window: 512, rope_theta: 10000, attn_impl: 'xformers' });
     const st = parseSafetensors(new Uint8Array(await readFile(join(out, 'model.safetensors'))));
-    expect(st.names()).toEqual(entropyTiny().map((t) => t.name).sort());
+    expect(st.names()).toEqual(
+      entropyTiny()
+        .map((t) => t.name)
+        .sort(),
+    );
     const emb = entropyTiny().find((t) => t.name === 'tok_embeddings.weight')!;
     expect(sha(st.get(emb.name).data as Uint8Array)).toBe(sha(tensorBytes(emb, 5, 'bf16')));
   });
 
   it('writes f32 and f16 when asked', async () => {
-    for (const [dtype, st, storage] of [['f32', 'F32', 'FloatStorage'], ['f16', 'F16', 'HalfStorage']] as const) {
+    for (const [dtype, st, storage] of [
+      ['f32', 'F32', 'FloatStorage'],
+      ['f16', 'F16', 'HalfStorage'],
+    ] as const) {
       const { out } = await write({ model: 'blt-1b', layout: 'hub', dtype });
       const file = parseSafetensors(new Uint8Array(await readFile(join(out, 'model.safetensors'))));
       expect(new Set(file.names().map((x) => file.info(x).dtype))).toEqual(new Set([st]));
@@ -205,8 +236,16 @@ describe('transformers layout (model_type "blt")', () => {
     expect(await listFiles(out)).toEqual(['config.json', 'model.safetensors', 'tokenizer_config.json']);
     const config = JSON.parse(await readFile(join(out, 'config.json'), 'utf8'));
     expect(config).toMatchObject({
-      model_type: 'blt', vocab_size: 260, max_position_embeddings: 4096, patch_in_forward: true, patching_mode: 'entropy', patch_size: 4,
-      patching_threshold: 1.335442066192627, cross_attn_k: 2, encoder_hash_byte_group_vocab: 1002, encoder_hash_byte_group_nb_functions: 1,
+      model_type: 'blt',
+      vocab_size: 260,
+      max_position_embeddings: 4096,
+      patch_in_forward: true,
+      patching_mode: 'entropy',
+      patch_size: 4,
+      patching_threshold: 1.335442066192627,
+      cross_attn_k: 2,
+      encoder_hash_byte_group_vocab: 1002,
+      encoder_hash_byte_group_nb_functions: 1,
       tie_word_embeddings: false,
     });
     expect(config.patcher_config).toMatchObject({ hidden_size: 32, num_hidden_layers: 2, intermediate_size: 256, rope_theta: 10000, max_position_embeddings: 8192 });

@@ -1,15 +1,5 @@
 // Which files each published layout has, with which names, configurations and tensors.
-import {
-  bltModelArgs,
-  bltTensors,
-  bltTrainArgs,
-  entropyModelArgs,
-  entropyTensors,
-  entropyTrainArgs,
-  type Preset,
-  type ReferenceTensor,
-  type ReleasedModelName,
-} from './models.js';
+import { bltModelArgs, bltTensors, bltTrainArgs, entropyModelArgs, entropyTensors, entropyTrainArgs, type Preset, type ReferenceTensor, type ReleasedModelName } from './models.js';
 import { TRANSFORMERS_HASH_TABLE, transformersTensorName } from '@bytelatent/nn';
 import { planPth, type PthFlavor, type PthPlan } from './pth-writer.js';
 import { PyFloat, pydanticJson, pythonJson, toPlainJson, type PyValue } from './pyjson.js';
@@ -82,7 +72,12 @@ function consolidatedEntropy(folder: string, o: PlanOptions): PlannedFile[] {
   const args = toPlainJson(entropyModelArgs(o.preset)) as Record<string, unknown>;
   return [
     textFile(`${folder}params.json`, pydanticJson(entropyTrainArgs(o.preset))),
-    pthFile(`${folder}consolidated.pth`, entropyTensors(args).map((t) => asOutput(t)), o.dtype, o.pthFlavor ?? 'torch2'),
+    pthFile(
+      `${folder}consolidated.pth`,
+      entropyTensors(args).map((t) => asOutput(t)),
+      o.dtype,
+      o.pthFlavor ?? 'torch2',
+    ),
   ];
 }
 
@@ -297,7 +292,12 @@ export function planCheckpoint(o: PlanOptions): CheckpointPlan {
     else if (o.layout === 'hub') {
       files = [
         textFile('config.json', pythonJson({ args: entropyModelArgs(o.preset) }, { indent: 2, sortKeys: true })),
-        safetensorsFile('model.safetensors', entropy.map((t) => asOutput(t)), o.dtype, HUB_METADATA),
+        safetensorsFile(
+          'model.safetensors',
+          entropy.map((t) => asOutput(t)),
+          o.dtype,
+          HUB_METADATA,
+        ),
       ];
     } else {
       throw new Error('blt-entropy has no transformers layout (there the entropy model is the patcher inside a BLT checkpoint)');
@@ -309,7 +309,15 @@ export function planCheckpoint(o: PlanOptions): CheckpointPlan {
     const paramsJson = pydanticJson(bltTrainArgs(o.model, o.preset));
     if (o.layout === 'consolidated') {
       const folder = `${bltFolderName(o.model)}/`;
-      files = [textFile(`${folder}params.json`, paramsJson), pthFile(`${folder}consolidated.pth`, blt.map((t) => asOutput(t)), o.dtype, flavor)];
+      files = [
+        textFile(`${folder}params.json`, paramsJson),
+        pthFile(
+          `${folder}consolidated.pth`,
+          blt.map((t) => asOutput(t)),
+          o.dtype,
+          flavor,
+        ),
+      ];
       if (withEntropy) {
         files.push(...consolidatedEntropy('entropy_model/', o));
         tensors = [...blt, ...entropy];
@@ -317,7 +325,12 @@ export function planCheckpoint(o: PlanOptions): CheckpointPlan {
     } else if (o.layout === 'hub') {
       files = [
         textFile('config.json', pythonJson({ args }, { indent: 2, sortKeys: true })),
-        safetensorsFile('model.safetensors', blt.map((t) => asOutput(t)), o.dtype, HUB_METADATA),
+        safetensorsFile(
+          'model.safetensors',
+          blt.map((t) => asOutput(t)),
+          o.dtype,
+          HUB_METADATA,
+        ),
         textFile('train_args.json', paramsJson),
       ];
       if (withEntropy) {

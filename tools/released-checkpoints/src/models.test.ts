@@ -106,16 +106,26 @@ describe('released models', () => {
   it('keeps state_dict() order: modules in registration order', () => {
     const names = bltTensors(blt('blt-1b', 'tiny')).map((t) => t.name);
     expect(names.slice(0, 12)).toEqual([
-      'local_encoder.layers.0.attention.wq.weight', 'local_encoder.layers.0.attention.wk.weight',
-      'local_encoder.layers.0.attention.wv.weight', 'local_encoder.layers.0.attention.wo.weight',
-      'local_encoder.layers.0.feed_forward.w1.weight', 'local_encoder.layers.0.feed_forward.w3.weight',
-      'local_encoder.layers.0.feed_forward.w2.weight', 'local_encoder.layers.0.attention_norm.weight',
-      'local_encoder.layers.0.ffn_norm.weight', 'local_encoder.patch_embedding_projection.weight',
-      'local_encoder.tok_embeddings.weight', 'local_encoder.cross_attn_layers.0.cross_attn_norm_q.weight',
+      'local_encoder.layers.0.attention.wq.weight',
+      'local_encoder.layers.0.attention.wk.weight',
+      'local_encoder.layers.0.attention.wv.weight',
+      'local_encoder.layers.0.attention.wo.weight',
+      'local_encoder.layers.0.feed_forward.w1.weight',
+      'local_encoder.layers.0.feed_forward.w3.weight',
+      'local_encoder.layers.0.feed_forward.w2.weight',
+      'local_encoder.layers.0.attention_norm.weight',
+      'local_encoder.layers.0.ffn_norm.weight',
+      'local_encoder.patch_embedding_projection.weight',
+      'local_encoder.tok_embeddings.weight',
+      'local_encoder.cross_attn_layers.0.cross_attn_norm_q.weight',
     ]);
     expect(names.at(-7)).toBe('local_decoder.output.weight');
     expect(names.at(-1)).toBe('encoder_hash_tok_embedding.5.weight');
-    expect(entropyTensors(entropy('tiny')).map((t) => t.name).slice(-3)).toEqual(['tok_embeddings.weight', 'norm.weight', 'output.weight']);
+    expect(
+      entropyTensors(entropy('tiny'))
+        .map((t) => t.name)
+        .slice(-3),
+    ).toEqual(['tok_embeddings.weight', 'norm.weight', 'output.weight']);
   });
 
   it('gives the tiny presets the structure of the released models', () => {

@@ -56,32 +56,68 @@ const BLT_SHAPES: Readonly<Record<'blt-1b' | 'blt-7b', Record<Preset, BltShape>>
   // Spec §10.1 (HF mirror configs + converter + paper).
   'blt-1b': {
     full: {
-      dimLocalEncoder: 1024, dimLocalDecoder: 1024, dimGlobal: 2048,
-      nLayersLocalEncoder: 1, nLayersLocalDecoder: 9, nLayersGlobal: 25,
-      nHeadsLocalEncoder: 16, nHeadsLocalDecoder: 16, nHeadsGlobal: 16,
-      crossAttnK: 2, crossAttnNHeads: 16, hashVocab: 500002, multipleOf: 256,
+      dimLocalEncoder: 1024,
+      dimLocalDecoder: 1024,
+      dimGlobal: 2048,
+      nLayersLocalEncoder: 1,
+      nLayersLocalDecoder: 9,
+      nLayersGlobal: 25,
+      nHeadsLocalEncoder: 16,
+      nHeadsLocalDecoder: 16,
+      nHeadsGlobal: 16,
+      crossAttnK: 2,
+      crossAttnNHeads: 16,
+      hashVocab: 500002,
+      multipleOf: 256,
     },
     // k·d_E = d_G as in 1B: no global input projection.
     tiny: {
-      dimLocalEncoder: 32, dimLocalDecoder: 32, dimGlobal: 64,
-      nLayersLocalEncoder: 1, nLayersLocalDecoder: 2, nLayersGlobal: 2,
-      nHeadsLocalEncoder: 2, nHeadsLocalDecoder: 2, nHeadsGlobal: 2,
-      crossAttnK: 2, crossAttnNHeads: 2, hashVocab: 1002, multipleOf: 32,
+      dimLocalEncoder: 32,
+      dimLocalDecoder: 32,
+      dimGlobal: 64,
+      nLayersLocalEncoder: 1,
+      nLayersLocalDecoder: 2,
+      nLayersGlobal: 2,
+      nHeadsLocalEncoder: 2,
+      nHeadsLocalDecoder: 2,
+      nHeadsGlobal: 2,
+      crossAttnK: 2,
+      crossAttnNHeads: 2,
+      hashVocab: 1002,
+      multipleOf: 32,
     },
   },
   'blt-7b': {
     full: {
-      dimLocalEncoder: 1280, dimLocalDecoder: 1280, dimGlobal: 4096,
-      nLayersLocalEncoder: 1, nLayersLocalDecoder: 6, nLayersGlobal: 32,
-      nHeadsLocalEncoder: 20, nHeadsLocalDecoder: 20, nHeadsGlobal: 32,
-      crossAttnK: 4, crossAttnNHeads: 20, hashVocab: 500002, multipleOf: 256,
+      dimLocalEncoder: 1280,
+      dimLocalDecoder: 1280,
+      dimGlobal: 4096,
+      nLayersLocalEncoder: 1,
+      nLayersLocalDecoder: 6,
+      nLayersGlobal: 32,
+      nHeadsLocalEncoder: 20,
+      nHeadsLocalDecoder: 20,
+      nHeadsGlobal: 32,
+      crossAttnK: 4,
+      crossAttnNHeads: 20,
+      hashVocab: 500002,
+      multipleOf: 256,
     },
     // k·d_E = 160 ≠ d_G = 128 as in 7B (5120 ≠ 4096): global token_embedding_projection exists.
     tiny: {
-      dimLocalEncoder: 40, dimLocalDecoder: 40, dimGlobal: 128,
-      nLayersLocalEncoder: 1, nLayersLocalDecoder: 2, nLayersGlobal: 2,
-      nHeadsLocalEncoder: 2, nHeadsLocalDecoder: 2, nHeadsGlobal: 4,
-      crossAttnK: 4, crossAttnNHeads: 2, hashVocab: 1002, multipleOf: 32,
+      dimLocalEncoder: 40,
+      dimLocalDecoder: 40,
+      dimGlobal: 128,
+      nLayersLocalEncoder: 1,
+      nLayersLocalDecoder: 2,
+      nLayersGlobal: 2,
+      nHeadsLocalEncoder: 2,
+      nHeadsLocalDecoder: 2,
+      nHeadsGlobal: 4,
+      crossAttnK: 4,
+      crossAttnNHeads: 2,
+      hashVocab: 1002,
+      multipleOf: 32,
     },
   },
 };
@@ -105,8 +141,15 @@ const EOS_ID = 2;
 
 /** `BaseTransformerArgs` fields in declaration order (pydantic dumps them first). */
 function baseTransformerArgs(v: {
-  dim: number; nLayers: number; nHeads: number; ffnDimMultiplier: PyFloat | null; multipleOf: number;
-  ropeTheta: number; maxSeqlen: number; attnImpl: string | null; attnBiasType: string | null;
+  dim: number;
+  nLayers: number;
+  nHeads: number;
+  ffnDimMultiplier: PyFloat | null;
+  multipleOf: number;
+  ropeTheta: number;
+  maxSeqlen: number;
+  attnImpl: string | null;
+  attnBiasType: string | null;
 }): Record<string, PyValue> {
   return {
     dim: v.dim,
@@ -138,8 +181,15 @@ export function bltModelArgs(model: 'blt-1b' | 'blt-7b', preset: Preset): Record
   const s = BLT_SHAPES[model][preset];
   return {
     ...baseTransformerArgs({
-      dim: s.dimGlobal, nLayers: s.nLayersGlobal, nHeads: s.nHeadsGlobal, ffnDimMultiplier: new PyFloat(1.0),
-      multipleOf: s.multipleOf, ropeTheta: 500000, maxSeqlen: 4096, attnImpl: 'xformers', attnBiasType: 'block_causal',
+      dim: s.dimGlobal,
+      nLayers: s.nLayersGlobal,
+      nHeads: s.nHeadsGlobal,
+      ffnDimMultiplier: new PyFloat(1.0),
+      multipleOf: s.multipleOf,
+      ropeTheta: 500000,
+      maxSeqlen: 4096,
+      attnImpl: 'xformers',
+      attnBiasType: 'block_causal',
     }),
     seed: 42,
     vocab_size: 260,
@@ -240,8 +290,15 @@ export function entropyModelArgs(preset: Preset): Record<string, PyValue> {
   const s = ENTROPY_SHAPES[preset];
   return {
     ...baseTransformerArgs({
-      dim: s.dim, nLayers: s.nLayers, nHeads: s.nHeads, ffnDimMultiplier: new PyFloat(1.0), multipleOf: 256,
-      ropeTheta: 10000, maxSeqlen: 8192, attnImpl: 'xformers', attnBiasType: 'local_block_causal',
+      dim: s.dim,
+      nLayers: s.nLayers,
+      nHeads: s.nHeads,
+      ffnDimMultiplier: new PyFloat(1.0),
+      multipleOf: 256,
+      ropeTheta: 10000,
+      maxSeqlen: 8192,
+      attnImpl: 'xformers',
+      attnBiasType: 'local_block_causal',
     }),
     seed: 42,
     vocab_size: 260,
@@ -298,12 +355,7 @@ function dataloaderArgs(v: { seqLen: number; maxEncoderSeqLength: number; addPat
 }
 
 /** A `TrainArgs` dump around a model's args (the reference's `params.json`). */
-function trainArgs(v: {
-  model: Record<string, PyValue> | null;
-  entropyModel: Record<string, PyValue> | null;
-  trainEntropyModel: boolean;
-  data: Record<string, PyValue>;
-}): Record<string, PyValue> {
+function trainArgs(v: { model: Record<string, PyValue> | null; entropyModel: Record<string, PyValue> | null; trainEntropyModel: boolean; data: Record<string, PyValue> }): Record<string, PyValue> {
   return {
     name: 'lingua',
     dump_dir: '',
@@ -316,27 +368,57 @@ function trainArgs(v: {
     max_steps: null,
     data: v.data,
     optim: {
-      lr: new PyFloat(3e-4), weight_decay: new PyFloat(0.1), epsilon: new PyFloat(1e-8), beta1: new PyFloat(0.9),
-      beta2: new PyFloat(0.95), clip: new PyFloat(1.0), scheduler: 'cosine', warmup: 2000, lr_min_ratio: new PyFloat(0.1),
-      cycle_length: new PyFloat(1.0), cosine_theta: new PyFloat(1.0), annealing_step: 1000, decay_fraction: new PyFloat(0.1),
+      lr: new PyFloat(3e-4),
+      weight_decay: new PyFloat(0.1),
+      epsilon: new PyFloat(1e-8),
+      beta1: new PyFloat(0.9),
+      beta2: new PyFloat(0.95),
+      clip: new PyFloat(1.0),
+      scheduler: 'cosine',
+      warmup: 2000,
+      lr_min_ratio: new PyFloat(0.1),
+      cycle_length: new PyFloat(1.0),
+      cosine_theta: new PyFloat(1.0),
+      annealing_step: 1000,
+      decay_fraction: new PyFloat(0.1),
       exp_factor: new PyFloat(0.5),
     },
     model: v.model,
     entropy_model: v.entropyModel,
     train_entropy_model: v.trainEntropyModel,
     distributed: {
-      dp_shard: 1, dp_replicate: 1, tp_size: 1, selective_activation_checkpointing: false, compile: false,
-      fsdp_type: 'full_shard', model_dtype: 'bf16', float8_recipe: null, float8_filter: 'layers\\.[0-9]+\\.',
-      matmul_allow_tf32: false, allow_bf16_reduced_precision_reduction: true, detect_anomaly: false,
-      compile_cache_size_limit: 8, spawn_method: 'forkserver',
+      dp_shard: 1,
+      dp_replicate: 1,
+      tp_size: 1,
+      selective_activation_checkpointing: false,
+      compile: false,
+      fsdp_type: 'full_shard',
+      model_dtype: 'bf16',
+      float8_recipe: null,
+      float8_filter: 'layers\\.[0-9]+\\.',
+      matmul_allow_tf32: false,
+      allow_bf16_reduced_precision_reduction: true,
+      detect_anomaly: false,
+      compile_cache_size_limit: 8,
+      spawn_method: 'forkserver',
     },
     env: {
-      MKL_SERVICE_FORCE_INTEL: 'GNU', OMP_NUM_THREADS: '1', MKL_NUM_THREADS: '1', ENABLE_INTRA_NODE_COMM: '1',
-      TORCH_NCCL_AVOID_RECORD_STREAMS: '1', NCCL_IB_TIMEOUT: '22', NCCL_DEBUG: 'INFO', TORCH_NCCL_ASYNC_ERROR_HANDLING: '1',
+      MKL_SERVICE_FORCE_INTEL: 'GNU',
+      OMP_NUM_THREADS: '1',
+      MKL_NUM_THREADS: '1',
+      ENABLE_INTRA_NODE_COMM: '1',
+      TORCH_NCCL_AVOID_RECORD_STREAMS: '1',
+      NCCL_IB_TIMEOUT: '22',
+      NCCL_DEBUG: 'INFO',
+      TORCH_NCCL_ASYNC_ERROR_HANDLING: '1',
     },
     checkpoint: {
-      dump: { every: 1000, keep: 0 }, eval: { every: 1000, keep: 0 }, path: null, init_ckpt_path: null,
-      continue_training_from_init: false, s3_profile: null,
+      dump: { every: 1000, keep: 0 },
+      eval: { every: 1000, keep: 0 },
+      path: null,
+      init_ckpt_path: null,
+      continue_training_from_init: false,
+      s3_profile: null,
     },
     profiling: { run: false, trace_folder: 'profiling', mem_warmup: 100, mem_steps: 2, profile_warmup: 102, profile_steps: 2 },
     logging: { freq: 10, acc_freq: null, wandb: null },
@@ -445,7 +527,7 @@ export function bltTensors(args: Args): ReferenceTensor[] {
   // get_encoder_dim_token_emb / get_decoder_dim_token_emb (share_encoder_decoder_emb)
   const dimToken = optNum(args, 'dim_token');
   const encTokenEmb = dimToken ?? (bool(args, 'use_local_encoder_transformer') ? num(args, 'dim_local_encoder') : dimGlobal / num(args, 'patch_size'));
-  const decTokenEmb = bool(args, 'share_encoder_decoder_emb') ? encTokenEmb : dimToken ?? num(args, 'dim_local_decoder');
+  const decTokenEmb = bool(args, 'share_encoder_decoder_emb') ? encTokenEmb : (dimToken ?? num(args, 'dim_local_decoder'));
 
   // Local encoder: LocalModelBase (layers, token/patch projections), tok_embeddings, cross_attn_layers.
   const dE = num(args, 'dim_local_encoder');

@@ -15,7 +15,16 @@ describe('.pth pickle', () => {
     // torch.save({"model": sd}) with bf16 zeros of shapes (2,3), (5,), (2,1,3,3), (), (70000,1).
     const torch113 =
       '80027d710058050000006d6f64656c710163636f6c6c656374696f6e730a4f726465726564446963740a710229527103285808000000612e776569676874710463746f7263682e5f7574696c730a5f72656275696c645f74656e736f725f76320a71052828580700000073746f72616765710663746f7263680a42466c6f6174313653746f726167650a71075801000000307108580300000063707571094b0674710a514b004b024b0386710b4b034b0186710c8968022952710d74710e52710f5808000000622e77656967687471106805282868066807580100000031711168094b05747112514b004b058571134b018571148968022952711574711652711758010000006371186805282868066807580100000032711968094b1274711a514b00284b024b014b034b0374711b284b094b094b034b0174711c8968022952711d74711e52711f58010000006471206805282868066807580100000033712168094b01747122514b0029298968022952712374712452712558010000006571266805282868066807580100000034712768094a70110100747128514b004a701101004b018671294b014b0186712a8968022952712b74712c52712d75732e';
-    const pkl = statePickle(tensors([['a.weight', [2, 3]], ['b.weight', [5]], ['c', [2, 1, 3, 3]], ['d', []], ['e', [70000, 1]]]), 'bf16');
+    const pkl = statePickle(
+      tensors([
+        ['a.weight', [2, 3]],
+        ['b.weight', [5]],
+        ['c', [2, 1, 3, 3]],
+        ['d', []],
+        ['e', [70000, 1]],
+      ]),
+      'bf16',
+    );
     expect(hex(pkl)).toBe(torch113);
     // One tensor: SETITEM instead of MARK ... SETITEMS; f16 → HalfStorage.
     expect(hex(statePickle(tensors([['big', [1]]]), 'f16'))).toBe(
@@ -36,11 +45,24 @@ describe('.pth pickle', () => {
 
   it('plans ZIP64 fields and 64-byte alignment past 4 GiB', () => {
     // 3 tensors of 1.5 GiB (bf16) and one of 4.5 GiB: offsets and a size pass 4 GiB.
-    const big = tensors([['a', [3 * 2 ** 28]], ['b', [3 * 2 ** 28]], ['c', [3 * 2 ** 28]], ['d', [9 * 2 ** 28]], ['e', [3]]]);
+    const big = tensors([
+      ['a', [3 * 2 ** 28]],
+      ['b', [3 * 2 ** 28]],
+      ['c', [3 * 2 ** 28]],
+      ['d', [9 * 2 ** 28]],
+      ['e', [3]],
+    ]);
     const plan = planPth('consolidated', big, 'bf16');
     expect(plan.records.map((r) => r.name)).toEqual([
-      'consolidated/data.pkl', 'consolidated/byteorder', 'consolidated/data/0', 'consolidated/data/1', 'consolidated/data/2',
-      'consolidated/data/3', 'consolidated/data/4', 'consolidated/version', 'consolidated/.data/serialization_id',
+      'consolidated/data.pkl',
+      'consolidated/byteorder',
+      'consolidated/data/0',
+      'consolidated/data/1',
+      'consolidated/data/2',
+      'consolidated/data/3',
+      'consolidated/data/4',
+      'consolidated/version',
+      'consolidated/.data/serialization_id',
     ]);
     for (const r of plan.records) {
       const h = r.localHeader;
@@ -60,9 +82,7 @@ describe('.pth pickle', () => {
       const fb = 30 + nameLen + (needs64 ? 4 + 8 * ((r.size >= 0xffffffff ? 2 : 0) + (r.offset >= 0xffffffff ? 1 : 0)) : 0);
       expect(String.fromCharCode(h[fb] as number, h[fb + 1] as number)).toBe('FB');
     }
-    expect(plan.records.filter((r) => r.zip64).map((r) => r.name.split('/').slice(1).join('/'))).toEqual([
-      'data/3', 'data/4', 'version', '.data/serialization_id',
-    ]);
+    expect(plan.records.filter((r) => r.zip64).map((r) => r.name.split('/').slice(1).join('/'))).toEqual(['data/3', 'data/4', 'version', '.data/serialization_id']);
     expect(plan.totalBytes).toBeGreaterThan(9 * 2 ** 30);
   });
 });

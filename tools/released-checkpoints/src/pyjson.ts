@@ -13,14 +13,7 @@ export class PyFloat {
 }
 
 /** A JSON-able value with Python's float/int distinction kept. */
-export type PyValue =
-  | null
-  | boolean
-  | number
-  | string
-  | PyFloat
-  | readonly PyValue[]
-  | { readonly [key: string]: PyValue };
+export type PyValue = null | boolean | number | string | PyFloat | readonly PyValue[] | { readonly [key: string]: PyValue };
 
 /** Shortest round-trip digits and decimal exponent of a finite non-zero |x|: x = d.ddd × 10^exp. */
 function shortestDigits(x: number): { digits: string; exp: number } {
@@ -74,7 +67,9 @@ export function pydanticJson(value: PyValue): string {
   if (s !== undefined) return s;
   if (Array.isArray(value)) return `[${value.map(pydanticJson).join(',')}]`;
   const obj = value as { readonly [key: string]: PyValue };
-  return `{${Object.keys(obj).map((k) => `${JSON.stringify(k)}:${pydanticJson(obj[k] as PyValue)}`).join(',')}}`;
+  return `{${Object.keys(obj)
+    .map((k) => `${JSON.stringify(k)}:${pydanticJson(obj[k] as PyValue)}`)
+    .join(',')}}`;
 }
 
 /**

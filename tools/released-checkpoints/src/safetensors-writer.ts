@@ -47,13 +47,7 @@ export function safetensorsFileBytes(tensors: readonly OutputTensor[], dtype: Dt
   return safetensorsHeader(tensors, dtype, metadata).byteLength + tensors.reduce((a, t) => a + outputByteLength(t, dtype), 0);
 }
 
-export async function writeSafetensors(
-  sink: FileSink,
-  tensors: readonly OutputTensor[],
-  seed: number,
-  dtype: Dtype,
-  metadata?: Readonly<Record<string, string>>,
-): Promise<void> {
+export async function writeSafetensors(sink: FileSink, tensors: readonly OutputTensor[], seed: number, dtype: Dtype, metadata?: Readonly<Record<string, string>>): Promise<void> {
   await sink.write(safetensorsHeader(tensors, dtype, metadata));
   for (const t of safetensorsOrder(tensors)) await writeTensorValues(sink, t, seed, dtype);
 }

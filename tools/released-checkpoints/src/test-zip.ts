@@ -49,7 +49,7 @@ export function readZip(file: Uint8Array): ZipEntry[] {
     let size = u32(file, at + 24);
     let headerOffset = u32(file, at + 42);
     const extra = file.subarray(at + 46 + nameLen, at + 46 + nameLen + extraLen);
-    for (let e = 0; e < extra.byteLength; ) {
+    for (let e = 0; e < extra.byteLength;) {
       const id = u16(extra, e);
       const len = u16(extra, e + 2);
       if (id === 1) {

@@ -7,8 +7,15 @@ export function parseSize(text: string): number {
   const value = Number(m[1]);
   const unit = (m[2] ?? 'B').toUpperCase();
   const scale: Record<string, number> = {
-    B: 1, KB: 1e3, MB: 1e6, GB: 1e9, TB: 1e12, KIB: 2 ** 10, MIB: 2 ** 20, GIB: 2 ** 30, TIB: 2 ** 40,
+    B: 1,
+    KB: 1e3,
+    MB: 1e6,
+    GB: 1e9,
+    TB: 1e12,
+    KIB: 2 ** 10,
+    MIB: 2 ** 20,
+    GIB: 2 ** 30,
+    TIB: 2 ** 40,
   };
   return Math.floor(value * (scale[unit] as number));
 }
-

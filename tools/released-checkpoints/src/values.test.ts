@@ -25,7 +25,14 @@ describe('values', () => {
   it('gives any element range the same bytes as the whole tensor, whatever the chunking', () => {
     const all = tensorBytes(weight, 7, 'bf16');
     expect(all.byteLength).toBe(300 * 1000 * 2);
-    for (const [a, b] of [[0, 1], [1, 2], [3, 70001], [BLOCK_ELEMENTS - 1, BLOCK_ELEMENTS + 3], [299_999, 300_000], [12345, 254321]] as const) {
+    for (const [a, b] of [
+      [0, 1],
+      [1, 2],
+      [3, 70001],
+      [BLOCK_ELEMENTS - 1, BLOCK_ELEMENTS + 3],
+      [299_999, 300_000],
+      [12345, 254321],
+    ] as const) {
       expect(tensorBytes(weight, 7, 'bf16', a, b)).toEqual(all.subarray(a * 2, b * 2));
     }
     // Chunked like a writer whose buffer boundaries fall anywhere.

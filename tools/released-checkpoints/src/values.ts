@@ -173,10 +173,15 @@ function blockState(key: number, block: number, skipElements: number, state: Int
   if ((a | b | c | d) === 0) a = 1;
   for (let skip = skipElements >>> 1; skip > 0; skip--) {
     const t = a ^ (a << 11);
-    a = b; b = c; c = d;
+    a = b;
+    b = c;
+    c = d;
     d = d ^ (d >>> 19) ^ (t ^ (t >>> 8));
   }
-  state[0] = a; state[1] = b; state[2] = c; state[3] = d;
+  state[0] = a;
+  state[1] = b;
+  state[2] = c;
+  state[3] = d;
 }
 
 const state = new Int32Array(4);
@@ -187,11 +192,16 @@ const state = new Int32Array(4);
  */
 function fillBlock16(table: Uint16Array, key: number, block: number, first: number, n: number, buffer: ArrayBuffer, at: number): void {
   blockState(key, block, first, state);
-  let a = state[0] as number, b = state[1] as number, c = state[2] as number, d = state[3] as number;
+  let a = state[0] as number,
+    b = state[1] as number,
+    c = state[2] as number,
+    d = state[3] as number;
   let i = 0;
   if ((first & 1) === 1) {
     const t = a ^ (a << 11);
-    a = b; b = c; c = d;
+    a = b;
+    b = c;
+    c = d;
     d = d ^ (d >>> 19) ^ (t ^ (t >>> 8));
     new Uint16Array(buffer, at, 1)[0] = table[d >>> 16] as number;
     i = 1;
@@ -202,7 +212,9 @@ function fillBlock16(table: Uint16Array, key: number, block: number, first: numb
     const out = new Uint32Array(buffer, start, pairs);
     for (let p = 0; p < pairs; p++) {
       const t = a ^ (a << 11);
-      a = b; b = c; c = d;
+      a = b;
+      b = c;
+      c = d;
       d = d ^ (d >>> 19) ^ (t ^ (t >>> 8));
       out[p] = (table[d & 0xffff] as number) | ((table[d >>> 16] as number) << 16);
     }
@@ -210,7 +222,9 @@ function fillBlock16(table: Uint16Array, key: number, block: number, first: numb
     const out = new Uint16Array(buffer, start, 2 * pairs);
     for (let p = 0; p < 2 * pairs; p += 2) {
       const t = a ^ (a << 11);
-      a = b; b = c; c = d;
+      a = b;
+      b = c;
+      c = d;
       d = d ^ (d >>> 19) ^ (t ^ (t >>> 8));
       out[p] = table[d & 0xffff] as number;
       out[p + 1] = table[d >>> 16] as number;
@@ -218,7 +232,9 @@ function fillBlock16(table: Uint16Array, key: number, block: number, first: numb
   }
   if (i + 2 * pairs < n) {
     const t = a ^ (a << 11);
-    a = b; b = c; c = d;
+    a = b;
+    b = c;
+    c = d;
     d = d ^ (d >>> 19) ^ (t ^ (t >>> 8));
     new Uint16Array(buffer, start + 4 * pairs, 1)[0] = table[d & 0xffff] as number;
   }
@@ -227,26 +243,35 @@ function fillBlock16(table: Uint16Array, key: number, block: number, first: numb
 /** 4-byte elements [first, first + n) of a block, as {@link fillBlock16}. */
 function fillBlock32(table: Uint32Array, key: number, block: number, first: number, n: number, buffer: ArrayBuffer, at: number): void {
   blockState(key, block, first, state);
-  let a = state[0] as number, b = state[1] as number, c = state[2] as number, d = state[3] as number;
+  let a = state[0] as number,
+    b = state[1] as number,
+    c = state[2] as number,
+    d = state[3] as number;
   const out = new Uint32Array(buffer, at, n);
   let o = 0;
   if ((first & 1) === 1) {
     const t = a ^ (a << 11);
-    a = b; b = c; c = d;
+    a = b;
+    b = c;
+    c = d;
     d = d ^ (d >>> 19) ^ (t ^ (t >>> 8));
     out[o++] = table[d >>> 16] as number;
   }
   const pairsEnd = o + ((n - o) & ~1);
   for (; o < pairsEnd; o += 2) {
     const t = a ^ (a << 11);
-    a = b; b = c; c = d;
+    a = b;
+    b = c;
+    c = d;
     d = d ^ (d >>> 19) ^ (t ^ (t >>> 8));
     out[o] = table[d & 0xffff] as number;
     out[o + 1] = table[d >>> 16] as number;
   }
   if (o < n) {
     const t = a ^ (a << 11);
-    a = b; b = c; c = d;
+    a = b;
+    b = c;
+    c = d;
     d = d ^ (d >>> 19) ^ (t ^ (t >>> 8));
     out[o] = table[d & 0xffff] as number;
   }
@@ -256,13 +281,7 @@ function fillBlock32(table: Uint32Array, key: number, block: number, first: numb
  * The bytes of elements [begin, end) of a reference tensor as the generator writes them for `seed`
  * and `dtype`: what a loader must read back.
  */
-export function tensorBytes(
-  tensor: Pick<ReferenceTensor, 'name' | 'component' | 'init' | 'shape'>,
-  seed: number,
-  dtype: Dtype,
-  begin = 0,
-  end?: number,
-): Uint8Array {
+export function tensorBytes(tensor: Pick<ReferenceTensor, 'name' | 'component' | 'init' | 'shape'>, seed: number, dtype: Dtype, begin = 0, end?: number): Uint8Array {
   const stream = valueStream(tensor, seed, dtype);
   const stop = end ?? stream.numel;
   const bytes = new Uint8Array((stop - begin) * dtypeBytes(dtype));

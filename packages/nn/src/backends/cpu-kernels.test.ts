@@ -29,7 +29,7 @@ function randomFloats(n: number, seed: number): Float32Array {
 }
 
 describe('UnsortedSegmentSum on cpu (linear-time replacement)', () => {
-  it('is registered in place of tfjs-backend-cpu\'s kernel, idempotently', () => {
+  it("is registered in place of tfjs-backend-cpu's kernel, idempotently", () => {
     const ours = tf.getKernel('UnsortedSegmentSum', 'cpu');
     expect(ours).not.toBe(tfjsCpuKernel);
     registerCpuKernels();
@@ -61,7 +61,7 @@ describe('UnsortedSegmentSum on cpu (linear-time replacement)', () => {
     });
   }
 
-  it('the gradient of an embedding lookup equals the one through tfjs\'s kernel', async () => {
+  it("the gradient of an embedding lookup equals the one through tfjs's kernel", async () => {
     const table = tf.variable(tf.tensor2d(randomFloats(40 * 8, 5), [40, 8]));
     const ids = tf.tensor1d([3, 3, 39, 0, 7, 3], 'int32');
     const weights = tf.tensor2d(randomFloats(6 * 8, 6), [6, 8]);
@@ -93,15 +93,35 @@ describe('cpu Slice fast path', () => {
     const { initBackend } = await import('./select-backend.js');
     await initBackend({ backend: 'cpu' });
     const cases: Array<[number[], number[], number[]]> = [
-      [[1, 16, 46, 8], [0, 0, 3, 0], [1, 16, 40, 8]],
-      [[2, 3, 5, 4], [1, 1, 2, 1], [1, 2, 3, 2]],
-      [[4, 6], [1, 2], [2, 3]],
-      [[2, 3, 4, 5, 6], [0, 1, 0, 2, 1], [2, 2, 4, 3, 5]],
+      [
+        [1, 16, 46, 8],
+        [0, 0, 3, 0],
+        [1, 16, 40, 8],
+      ],
+      [
+        [2, 3, 5, 4],
+        [1, 1, 2, 1],
+        [1, 2, 3, 2],
+      ],
+      [
+        [4, 6],
+        [1, 2],
+        [2, 3],
+      ],
+      [
+        [2, 3, 4, 5, 6],
+        [0, 1, 0, 2, 1],
+        [2, 2, 4, 3, 5],
+      ],
     ];
     for (const [shape, begin, size] of cases) {
       for (const dtype of ['float32', 'int32'] as const) {
         const n = shape.reduce((a, b) => a * b, 1);
-        const x = tf.tensor(Array.from({ length: n }, (_, i) => i * 3 - 7), shape, dtype);
+        const x = tf.tensor(
+          Array.from({ length: n }, (_, i) => i * 3 - 7),
+          shape,
+          dtype,
+        );
         const got = tf.slice(x, begin, size);
         // By hand: every element of the slice from the flat input.
         const want: number[] = [];

@@ -18,7 +18,22 @@
  */
 import '@tensorflow/tfjs-backend-cpu';
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
-import { Add, Multiply, Slice, type Tensor, UnsortedSegmentSum, getKernel, slice_util, registerKernel, unregisterKernel, type KernelConfig, type KernelFunc, type NamedAttrMap, type NamedTensorInfoMap, type TensorInfo } from '@tensorflow/tfjs-core';
+import {
+  Add,
+  Multiply,
+  Slice,
+  type Tensor,
+  UnsortedSegmentSum,
+  getKernel,
+  slice_util,
+  registerKernel,
+  unregisterKernel,
+  type KernelConfig,
+  type KernelFunc,
+  type NamedAttrMap,
+  type NamedTensorInfoMap,
+  type TensorInfo,
+} from '@tensorflow/tfjs-core';
 import { NnError } from '../layers/errors.js';
 import { poolFloat32 } from './cpu-buffer-pool.js';
 import { fusedKernelConfigs } from './fused-kernels.js';

@@ -231,8 +231,7 @@ describe.skipIf(native.sgemm === undefined)('OpenBLAS BatchMatMul on the cpu bac
         const b = [...batch.b, ...(tb ? [N, K] : [K, N])];
         const product = () => tf.matMul(operand(a, 3), operand(b, 4), ta, tb);
         // The same product on operands with every batch written out: a case the cpu kernel gets right.
-        const explicit = () =>
-          tf.matMul(tf.broadcastTo(operand(a, 3), [...batch.out, ...a.slice(-2)]), tf.broadcastTo(operand(b, 4), [...batch.out, ...b.slice(-2)]), ta, tb);
+        const explicit = () => tf.matMul(tf.broadcastTo(operand(a, 3), [...batch.out, ...a.slice(-2)]), tf.broadcastTo(operand(b, 4), [...batch.out, ...b.slice(-2)]), ta, tb);
         const out = await expectSame(product, 1e-5, explicit);
         expect(out.shape).toEqual([...batch.out, M, N]);
         if (batch.cpuRight) await expectSame(product);
@@ -361,7 +360,9 @@ describe.skipIf(native.sgemm === undefined)('OpenBLAS BatchMatMul on the cpu bac
           const b = operand(c.b, 32);
           const w = operand(tf.matMul(tf.zeros(c.a), tf.zeros(c.b), c.ta, c.tb).shape, 33);
           const f = (x: tf.Tensor, y: tf.Tensor) => tf.sum(tf.mul(tf.square(tf.matMul(x, y, c.ta, c.tb)), w));
-          return tf.grads(f)([a, b]).map((g) => ({ shape: g.shape, values: g.dataSync() as Float32Array }));
+          return tf
+            .grads(f)([a, b])
+            .map((g) => ({ shape: g.shape, values: g.dataSync() as Float32Array }));
         });
       };
       const got = await grads(true);
@@ -391,7 +392,9 @@ describe.skipIf(native.sgemm === undefined)('OpenBLAS BatchMatMul on the cpu bac
           const h = tf.fused.matMul({ a: context, b: w1, bias: b1, activation: 'relu' });
           return tf.mean(tf.square(tf.fused.matMul({ a: h, b: w2 })));
         };
-        return tf.grads(loss as (...args: tf.Tensor[]) => tf.Tensor)(params).map((g) => g.dataSync() as Float32Array);
+        return tf
+          .grads(loss as (...args: tf.Tensor[]) => tf.Tensor)(params)
+          .map((g) => g.dataSync() as Float32Array);
       });
     };
     const got = await grads(true);
@@ -432,7 +435,9 @@ describe.skipIf(native.sgemm === undefined)('OpenBLAS BatchMatMul on the cpu bac
       await useCpu(nativeKernels);
       return tf.tidy(() => {
         const f = (a: tf.Tensor, b: tf.Tensor, bias: tf.Tensor) => tf.sum(tf.square(tf.fused.matMul({ a, b, bias, activation: 'relu', transposeB: true })));
-        return tf.grads(f)([operand([M, K], 71), operand([N, K], 72), operand([N], 73)]).map((g) => g.dataSync() as Float32Array);
+        return tf
+          .grads(f)([operand([M, K], 71), operand([N, K], 72), operand([N], 73)])
+          .map((g) => g.dataSync() as Float32Array);
       });
     };
     const got = await grads(true);

@@ -21,7 +21,18 @@
  * backend's by float32 rounding only (summation order).
  */
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
-import { BatchMatMul, _FusedMatMul, getKernel, registerKernel, unregisterKernel, type KernelConfig, type KernelFunc, type NamedAttrMap, type NamedTensorInfoMap, type TensorInfo } from '@tensorflow/tfjs-core';
+import {
+  BatchMatMul,
+  _FusedMatMul,
+  getKernel,
+  registerKernel,
+  unregisterKernel,
+  type KernelConfig,
+  type KernelFunc,
+  type NamedAttrMap,
+  type NamedTensorInfoMap,
+  type TensorInfo,
+} from '@tensorflow/tfjs-core';
 import { poolFloat32 } from './cpu-buffer-pool.js';
 import { FUSED_KERNELS, broadcastRows, softmaxRow } from './fused-kernels.js';
 import { type NativeSgemmLike, productDims, sgemmProduct } from './matmul-plan.js';

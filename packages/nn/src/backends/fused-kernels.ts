@@ -35,13 +35,7 @@ export const FUSED_KERNELS = {
  * every element through index arithmetic in JavaScript (tens to hundreds of ns each), while the wasm
  * backend runs them natively.
  */
-export const CPU_ONLY_FUSED_KERNELS: readonly string[] = [
-  FUSED_KERNELS.maskedSoftmax,
-  FUSED_KERNELS.swapMiddleAxes,
-  FUSED_KERNELS.attention,
-  FUSED_KERNELS.swiglu,
-  FUSED_KERNELS.softmaxEntropy,
-];
+export const CPU_ONLY_FUSED_KERNELS: readonly string[] = [FUSED_KERNELS.maskedSoftmax, FUSED_KERNELS.swapMiddleAxes, FUSED_KERNELS.attention, FUSED_KERNELS.swiglu, FUSED_KERNELS.softmaxEntropy];
 
 /** What a kernel needs from a backend that keeps float32 tensors in host-visible memory. */
 export interface HostMemory<B> {
@@ -256,10 +250,12 @@ export function fusedKernelConfigs<B>(backendName: string, memory: HostMemory<B>
       rmsNormGradRows(v(dy), v(x), v(w), v(dx), v(dw), w.shape[0]!, args.attrs?.['eps'] as number);
       return [dx, dw];
     }),
-    ...([
-      [FUSED_KERNELS.rotary, 'x', 1],
-      [FUSED_KERNELS.rotaryGrad, 'dy', -1],
-    ] as const).map(([name, inputName, sign]) =>
+    ...(
+      [
+        [FUSED_KERNELS.rotary, 'x', 1],
+        [FUSED_KERNELS.rotaryGrad, 'dy', -1],
+      ] as const
+    ).map(([name, inputName, sign]) =>
       kernel(name, (args) => {
         const x = input(args, inputName);
         const cos = input(args, 'cos');

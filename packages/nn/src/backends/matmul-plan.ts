@@ -113,7 +113,6 @@ export function broadcastIndices(out: readonly number[], operand: readonly numbe
   return indices;
 }
 
-
 /** Sizes of `op(a) · op(b)` with batch broadcasting. */
 export interface ProductDims {
   /** The broadcast batch shape of the result. */
@@ -170,7 +169,15 @@ function batchStride(dims: ProductDims, shape: readonly number[], batches: numbe
  * has none (the batches of `a` are then its rows), else one batched call. The transposes are BLAS
  * flags, never materialised.
  */
-export function sgemmProduct(sgemm: NativeSgemmLike, dims: ProductDims, a: StoredOperand, b: StoredOperand, transposeA: boolean, transposeB: boolean, c: { readonly data: Float32Array; readonly offset: number }): void {
+export function sgemmProduct(
+  sgemm: NativeSgemmLike,
+  dims: ProductDims,
+  a: StoredOperand,
+  b: StoredOperand,
+  transposeA: boolean,
+  transposeB: boolean,
+  c: { readonly data: Float32Array; readonly offset: number },
+): void {
   const { batch, rows, inner, columns, batchA, batchB } = dims;
   if (batch * rows * columns === 0) return;
   // Leading dimensions are the stored last axes; BLAS wants at least 1 even for empty ones.

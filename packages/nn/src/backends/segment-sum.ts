@@ -62,13 +62,7 @@ export function checkSegmentSum(
  * @param ids - `positions` segment ids
  * @param roundToFloat32 - round each value to float32 first (int32 and bool `x`)
  */
-export function segmentSum(
-  out: Float32Array,
-  x: ArrayLike<number>,
-  ids: ArrayLike<number>,
-  numSegments: number,
-  roundToFloat32: boolean,
-): void {
+export function segmentSum(out: Float32Array, x: ArrayLike<number>, ids: ArrayLike<number>, numSegments: number, roundToFloat32: boolean): void {
   const positions = ids.length;
   const inner = positions === 0 ? 0 : x.length / positions;
   out.fill(0);

@@ -46,17 +46,7 @@ describe('initBackend', () => {
   });
 
   it('rejects unknown backends and malformed options with INVALID_ARGUMENT', async () => {
-    const bad: unknown[] = [
-      { backend: 'gpu' },
-      { backend: 'WASM' },
-      { backend: 3 },
-      { allowSoftwareGpu: 'yes' },
-      { wasmPaths: 1 },
-      { nativeMatMul: 'on' },
-      { nativeMatMul: false },
-      'wasm',
-      [1],
-    ];
+    const bad: unknown[] = [{ backend: 'gpu' }, { backend: 'WASM' }, { backend: 3 }, { allowSoftwareGpu: 'yes' }, { wasmPaths: 1 }, { nativeMatMul: 'on' }, { nativeMatMul: false }, 'wasm', [1]];
     for (const options of bad) {
       const result = initBackend(options as InitBackendOptions);
       await expect(result).rejects.toBeInstanceOf(BackendError);
@@ -160,29 +150,33 @@ describe('initBackend', () => {
     expect(tf.getBackend()).toBe('cpu');
   });
 
-  it.skipIf(!softwareAdapter)('forced webgpu with allowSoftwareGpu runs a matmul equal to cpu (SwiftShader)', async () => {
-    const info = await initBackend({ backend: 'webgpu', allowSoftwareGpu: true });
-    expect(info.name).toBe('webgpu');
-    expect(info.software).toBe(true);
-    expect(info.adapter).toMatch(/swiftshader/i);
-    expect(tf.getBackend()).toBe('webgpu');
-    const gpu = Array.from(await matMulValues());
-    await initBackend({ backend: 'cpu' });
-    const cpu = Array.from(await matMulValues());
-    expect(cpu).toEqual(EXPECTED);
-    gpu.forEach((v, i) => expect(v).toBeCloseTo(cpu[i]!, 5));
+  it.skipIf(!softwareAdapter)(
+    'forced webgpu with allowSoftwareGpu runs a matmul equal to cpu (SwiftShader)',
+    async () => {
+      const info = await initBackend({ backend: 'webgpu', allowSoftwareGpu: true });
+      expect(info.name).toBe('webgpu');
+      expect(info.software).toBe(true);
+      expect(info.adapter).toMatch(/swiftshader/i);
+      expect(tf.getBackend()).toBe('webgpu');
+      const gpu = Array.from(await matMulValues());
+      await initBackend({ backend: 'cpu' });
+      const cpu = Array.from(await matMulValues());
+      expect(cpu).toEqual(EXPECTED);
+      gpu.forEach((v, i) => expect(v).toBeCloseTo(cpu[i]!, 5));
 
-    // With a software adapter now installed as navigator.gpu, 'auto' still skips it...
-    const auto = await initBackend({ backend: 'auto' });
-    expect(auto.name).toBe('wasm');
-    expect(auto.reason).toMatch(/^webgpu skipped: software adapter .*swiftshader.*; wasm$/i);
-    // ...unless told otherwise.
-    const allowed = await initBackend({ backend: 'auto', allowSoftwareGpu: true });
-    expect(allowed).toMatchObject({ name: 'webgpu', software: true });
-    // And forcing it without allowSoftwareGpu fails rather than running ~70x slower than wasm.
-    await expect(initBackend({ backend: 'webgpu' })).rejects.toMatchObject({ code: 'BACKEND_UNAVAILABLE' });
-    await initBackend({ backend: 'cpu' });
-  }, 120_000);
+      // With a software adapter now installed as navigator.gpu, 'auto' still skips it...
+      const auto = await initBackend({ backend: 'auto' });
+      expect(auto.name).toBe('wasm');
+      expect(auto.reason).toMatch(/^webgpu skipped: software adapter .*swiftshader.*; wasm$/i);
+      // ...unless told otherwise.
+      const allowed = await initBackend({ backend: 'auto', allowSoftwareGpu: true });
+      expect(allowed).toMatchObject({ name: 'webgpu', software: true });
+      // And forcing it without allowSoftwareGpu fails rather than running ~70x slower than wasm.
+      await expect(initBackend({ backend: 'webgpu' })).rejects.toMatchObject({ code: 'BACKEND_UNAVAILABLE' });
+      await initBackend({ backend: 'cpu' });
+    },
+    120_000,
+  );
 });
 
 // The fresh-process behaviour (nothing chosen yet: the automatic choice, no banner, no Dawn

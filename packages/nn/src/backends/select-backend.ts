@@ -307,9 +307,7 @@ export function noteImplicitBackend(): void {
   if (getBackend() !== 'cpu') return;
   implicitNoted = true;
   silenceCpuBanner(backend as MathBackendCPU);
-  console.warn(
-    "bytelatent: no backend was chosen, so TensorFlow.js runs this model on its pure-JavaScript cpu backend (about 30x slower than wasm); call nn's initBackend() before building models",
-  );
+  console.warn("bytelatent: no backend was chosen, so TensorFlow.js runs this model on its pure-JavaScript cpu backend (about 30x slower than wasm); call nn's initBackend() before building models");
 }
 
 /**

@@ -90,27 +90,19 @@ describe('UnsortedSegmentSum on wasm', () => {
   for (const [index, c] of cases.entries()) {
     it(`float32 equals cpu exactly: ${c.name}`, async () => {
       const data = randomFloats(size(c.shape), 100 + index);
-      const [out] = await expectWasmMatchesCpu(
-        () => tf.unsortedSegmentSum(tf.tensor(data, c.shape, 'float32'), tf.tensor1d(c.ids, 'int32'), c.numSegments),
-        0,
-      );
+      const [out] = await expectWasmMatchesCpu(() => tf.unsortedSegmentSum(tf.tensor(data, c.shape, 'float32'), tf.tensor1d(c.ids, 'int32'), c.numSegments), 0);
       expect(out!.shape).toEqual([c.numSegments, ...c.shape.slice(1)]);
     });
 
     it(`int32 equals cpu exactly (float32 output, as cpu): ${c.name}`, async () => {
       const data = randomInts(size(c.shape), -1000, 1000, 200 + index);
-      const [out] = await expectWasmMatchesCpu(
-        () => tf.unsortedSegmentSum(tf.tensor(data, c.shape, 'int32'), tf.tensor1d(c.ids, 'int32'), c.numSegments),
-        0,
-      );
+      const [out] = await expectWasmMatchesCpu(() => tf.unsortedSegmentSum(tf.tensor(data, c.shape, 'int32'), tf.tensor1d(c.ids, 'int32'), c.numSegments), 0);
       expect(out!.dtype).toBe('float32');
     });
   }
 
   it('computes the right sums (not only the same as cpu)', async () => {
-    const [out] = await on('wasm', () =>
-      tf.unsortedSegmentSum(tf.tensor2d([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [5, 2]), tf.tensor1d([2, 0, 2, -1, 5], 'int32'), 4),
-    );
+    const [out] = await on('wasm', () => tf.unsortedSegmentSum(tf.tensor2d([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [5, 2]), tf.tensor1d([2, 0, 2, -1, 5], 'int32'), 4));
     expect(Array.from(out!.values)).toEqual([3, 4, 0, 0, 1 + 5, 2 + 6, 0, 0]);
   });
 
@@ -125,10 +117,7 @@ describe('UnsortedSegmentSum on wasm', () => {
   it('sums in ascending position order, as cpu (order matters under cancellation)', async () => {
     // Ascending: (1e20 - 1e20) + 1 = 1; descending: (1 - 1e20) + 1e20 = 0.
     const huge = Math.fround(1e20);
-    const [out] = await expectWasmMatchesCpu(
-      () => tf.unsortedSegmentSum(tf.tensor1d([huge, -huge, 1, 5]), tf.tensor1d([0, 0, 0, 1], 'int32'), 2),
-      0,
-    );
+    const [out] = await expectWasmMatchesCpu(() => tf.unsortedSegmentSum(tf.tensor1d([huge, -huge, 1, 5]), tf.tensor1d([0, 0, 0, 1], 'int32'), 2), 0);
     expect(Array.from(out!.values)).toEqual([1, 5]);
   });
 
@@ -157,9 +146,7 @@ describe('UnsortedSegmentSum on wasm', () => {
   });
 
   it('keeps a NaN in its own segment (the cpu kernel spreads it to all segments)', async () => {
-    const [out] = await on('wasm', () =>
-      tf.unsortedSegmentSum(tf.tensor1d([1, Number.NaN, 3]), tf.tensor1d([0, 1, 2], 'int32'), 3),
-    );
+    const [out] = await on('wasm', () => tf.unsortedSegmentSum(tf.tensor1d([1, Number.NaN, 3]), tf.tensor1d([0, 1, 2], 'int32'), 3));
     expect(Array.from(out!.values)).toEqual([1, Number.NaN, 3]);
   });
 
@@ -283,16 +270,14 @@ describe('BatchMatMul and _FusedMatMul on wasm (explicit transposes)', () => {
   for (const c of biasShapes) {
     it(`fused matMul with a ${c.name}, transposeA, relu: equals cpu`, async () => {
       await expectWasmMatchesCpu(
-        () =>
-          tf.fused.matMul({ a: operand(aShape(c.a, true), 21), b: operand(bShape(c.b, false), 22), transposeA: true, bias: operand(c.bias, 23), activation: 'relu' }),
+        () => tf.fused.matMul({ a: operand(aShape(c.a, true), 21), b: operand(bShape(c.b, false), 22), transposeA: true, bias: operand(c.bias, 23), activation: 'relu' }),
         1e-4,
       );
     });
   }
 
   it('the original wasm _FusedMatMul gets a batched bias wrong (the bug worked around here)', async () => {
-    const run = () =>
-      tf.fused.matMul({ a: operand([3, M, K], 15), b: operand([K, N], 16), bias: operand([N], 17) });
+    const run = () => tf.fused.matMul({ a: operand([3, M, K], 15), b: operand([K, N], 16), bias: operand([N], 17) });
     const [cpu] = await on('cpu', run);
     await tf.setBackend('wasm');
     const original = withOriginalWasmKernels(run);
@@ -552,9 +537,7 @@ describe('batched BatchMatMul and _FusedMatMul on wasm (one batch-1 product per 
   }
 
   it('fused matMul without bias, a batched and b not (folded), prelu: equals cpu', async () => {
-    await expectWasmMatchesCpuRelative(() =>
-      tf.fused.matMul({ a: operand([B, H, Q, D], 95), b: operand([D, K], 96), activation: 'prelu', preluActivationWeights: operand([K], 97) }),
-    );
+    await expectWasmMatchesCpuRelative(() => tf.fused.matMul({ a: operand([B, H, Q, D], 95), b: operand([D, K], 96), activation: 'prelu', preluActivationWeights: operand([K], 97) }));
   });
 
   it('the gradient of batched attention softmax(q kᵀ / √d) v equals cpu', async () => {
@@ -573,7 +556,7 @@ describe('batched BatchMatMul and _FusedMatMul on wasm (one batch-1 product per 
     }, 1e-4);
   });
 
-  it('inner shapes that do not match still throw tfjs\'s error', async () => {
+  it("inner shapes that do not match still throw tfjs's error", async () => {
     await tf.setBackend('wasm');
     const a = operand([3, 16, 32], 111);
     const b = operand([3, 31, 40], 112);
@@ -597,11 +580,7 @@ describe('batched BatchMatMul and _FusedMatMul on wasm (one batch-1 product per 
       tf.dispose(tf.tidy(() => tf.matMul(tf.slice(q, [0, 0, 0, 0], [1, H, Q, D]), k, false, true)));
       tf.dispose(tf.tidy(() => tf.matMul(q, tf.reshape(tf.slice(k, [0, 0, 0, 0], [1, 1, K, D]), [K, D]), false, true)));
       tf.dispose(tf.fused.matMul({ a: q, b: k, transposeB: true, bias, activation: 'relu' }));
-      tf.dispose(
-        tf.tidy(() =>
-          tf.grads((qt: tf.Tensor, kt: tf.Tensor, vt: tf.Tensor) => tf.sum(tf.matMul(tf.softmax(tf.matMul(qt, kt, false, true)), vt)))([q, k, v]),
-        ),
-      );
+      tf.dispose(tf.tidy(() => tf.grads((qt: tf.Tensor, kt: tf.Tensor, vt: tf.Tensor) => tf.sum(tf.matMul(tf.softmax(tf.matMul(qt, kt, false, true)), vt)))([q, k, v])));
     }
     expect({ ...liveCounts(), bytes: bytes() }).toEqual(before);
     tf.dispose([q, k, v, bias]);
@@ -627,7 +606,23 @@ describe('GatherV2 on wasm (row copies)', () => {
 
   it('batchDims > 0 and empty ids still equal cpu (the original kernel runs them)', async () => {
     const x = randomFloats(2 * 5 * 3, 13);
-    await expectWasmMatchesCpu(() => tf.gather(tf.tensor(x, [2, 5, 3]), tf.tensor2d([[4, 0], [1, 1]], [2, 2], 'int32'), 1, 1), 0);
+    await expectWasmMatchesCpu(
+      () =>
+        tf.gather(
+          tf.tensor(x, [2, 5, 3]),
+          tf.tensor2d(
+            [
+              [4, 0],
+              [1, 1],
+            ],
+            [2, 2],
+            'int32',
+          ),
+          1,
+          1,
+        ),
+      0,
+    );
     await expectWasmMatchesCpu(() => tf.gather(tf.tensor(x, [10, 3]), tf.tensor1d([], 'int32')), 0);
   });
 

@@ -172,14 +172,7 @@ export function floatOperands(inputs: NamedTensorInfoMap): { a: TensorInfo; b: T
  * Runs `body` with `a` and `b` transposed in their last two axes where the flags say so, then frees
  * the transposed copies (also when `body` throws).
  */
-function withExplicitTransposes<T>(
-  a: TensorInfo,
-  b: TensorInfo,
-  transposeA: boolean,
-  transposeB: boolean,
-  backend: BackendWasm,
-  body: (a: TensorInfo, b: TensorInfo) => T,
-): T {
+function withExplicitTransposes<T>(a: TensorInfo, b: TensorInfo, transposeA: boolean, transposeB: boolean, backend: BackendWasm, body: (a: TensorInfo, b: TensorInfo) => T): T {
   const temporaries: TensorInfo[] = [];
   try {
     const a2 = transposeA ? transposeLastTwo(a, backend) : a;
@@ -489,13 +482,7 @@ function unsortedSegmentSum(args: KernelArgs): TensorInfo {
   const out = backend.makeOutput(outShape, 'float32');
   // makeOutput may grow the wasm memory, which detaches earlier views of the heap: take every view
   // after the last allocation. Nothing below allocates on the wasm heap.
-  segmentSum(
-    backend.typedArrayFromHeap(out) as Float32Array,
-    backend.typedArrayFromHeap(x!),
-    backend.typedArrayFromHeap(segmentIds!),
-    numSegments,
-    x!.dtype !== 'float32',
-  );
+  segmentSum(backend.typedArrayFromHeap(out) as Float32Array, backend.typedArrayFromHeap(x!), backend.typedArrayFromHeap(segmentIds!), numSegments, x!.dtype !== 'float32');
   return out;
 }
 
@@ -554,7 +541,6 @@ function fastGatherV2(original: KernelConfig): KernelFunc {
     return out;
   };
 }
-
 
 /**
  * `Equal` as a JavaScript loop over the wasm heap. The original takes ~8 ns per element on equal

@@ -99,7 +99,9 @@ describe.skipIf(native.sgemm === undefined)('native (OpenBLAS) BatchMatMul and _
         sgemm.sgemm(...args);
       },
       sgemmBatched: (...args: Parameters<NativeSgemmLike['sgemmBatched']>) => {
-        calls.push(`batched ${args[0] ? 'T' : 'N'}${args[1] ? 'T' : 'N'} ${args[2]}x${args[3]}x${args[4]} x${args[19]} strides ${[args[8], args[12]].map((x) => (typeof x === 'number' ? x : `[${x.join(',')}]`)).join(' ')}`);
+        calls.push(
+          `batched ${args[0] ? 'T' : 'N'}${args[1] ? 'T' : 'N'} ${args[2]}x${args[3]}x${args[4]} x${args[19]} strides ${[args[8], args[12]].map((x) => (typeof x === 'number' ? x : `[${x.join(',')}]`)).join(' ')}`,
+        );
         sgemm.sgemmBatched(...args);
       },
     });
@@ -190,12 +192,36 @@ describe.skipIf(native.sgemm === undefined)('native (OpenBLAS) BatchMatMul and _
     // An inner size of 0 must give exact zeros, not uninitialised memory (the original wasm kernel
     // returns garbage for [3, 0] x [0, 5]).
     for (const [a, b, out] of [
-      [[0, 4], [4, 3], [0, 3]],
-      [[2, 4], [4, 0], [2, 0]],
-      [[0, 2, 4], [0, 4, 3], [0, 2, 3]],
-      [[3, 0], [0, 5], [3, 5]],
-      [[2, 3, 0], [0, 5], [2, 3, 5]],
-      [[64, 0], [0, 64], [64, 64]],
+      [
+        [0, 4],
+        [4, 3],
+        [0, 3],
+      ],
+      [
+        [2, 4],
+        [4, 0],
+        [2, 0],
+      ],
+      [
+        [0, 2, 4],
+        [0, 4, 3],
+        [0, 2, 3],
+      ],
+      [
+        [3, 0],
+        [0, 5],
+        [3, 5],
+      ],
+      [
+        [2, 3, 0],
+        [0, 5],
+        [2, 3, 5],
+      ],
+      [
+        [64, 0],
+        [0, 64],
+        [64, 64],
+      ],
     ] as Array<[number[], number[], number[]]>) {
       const got = run('native', () => tf.matMul(tf.ones(a), tf.ones(b)));
       expect(got.shape).toEqual(out);
@@ -236,10 +262,7 @@ describe.skipIf(native.sgemm === undefined)('native (OpenBLAS) BatchMatMul and _
   it('fused 2-D with transposeA and a [N] bias, relu: equals the fixed kernel (and the original without bias)', () => {
     // The original gets this one wrong (errors of order 1 with the bias; the fixed kernel
     // transposes explicitly and is right): compared with it only without bias.
-    const out = expectNativeMatches(
-      () => tf.fused.matMul({ a: operand([K, M], 15), b: operand([K, N], 16), transposeA: true, bias: operand([N], 17), activation: 'relu' }),
-      'fixed',
-    );
+    const out = expectNativeMatches(() => tf.fused.matMul({ a: operand([K, M], 15), b: operand([K, N], 16), transposeA: true, bias: operand([N], 17), activation: 'relu' }), 'fixed');
     expect(Math.min(...out.values)).toBe(0);
     expectNativeMatches(() => tf.fused.matMul({ a: operand([K, M], 15), b: operand([K, N], 16), transposeA: true, activation: 'relu' }), 'original');
   });

@@ -22,17 +22,7 @@
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { _FusedMatMul, type KernelConfig, type KernelFunc, type TensorInfo } from '@tensorflow/tfjs-core';
 import { type NativeSgemmLike, sgemmProduct } from './matmul-plan.js';
-import {
-  MATMUL_KERNELS,
-  activeWasmMatMul,
-  addBiasAndActivate,
-  fixedMatMulConfigs,
-  floatOperands,
-  planProduct,
-  setNativeMatMulConfigs,
-  type KernelArgs,
-  type ProductPlan,
-} from './wasm-kernels.js';
+import { MATMUL_KERNELS, activeWasmMatMul, addBiasAndActivate, fixedMatMulConfigs, floatOperands, planProduct, setNativeMatMulConfigs, type KernelArgs, type ProductPlan } from './wasm-kernels.js';
 
 export type { NativeSgemmLike } from './matmul-plan.js';
 

@@ -177,7 +177,9 @@ describe('BytelatentMaskedSoftmax kernel', () => {
       // Each valid row sums to 1.
       expect(Math.abs(y.subarray(h * 12, h * 12 + 4).reduce((a, b) => a + b, 0) - 1)).toBeLessThan(1e-6);
     }
-    const g = tf.grad((t: tf.Tensor) => tf.sum(tf.square(runMaskedSoftmax(t, 1, bias, rowValid))))(x).dataSync();
+    const g = tf
+      .grad((t: tf.Tensor) => tf.sum(tf.square(runMaskedSoftmax(t, 1, bias, rowValid))))(x)
+      .dataSync();
     for (const h of [0, 1]) expect(Array.from(g.subarray(h * 12 + 4, h * 12 + 8))).toEqual([0, 0, 0, 0]);
     tf.dispose([x, bias, rowValid]);
   });
@@ -294,7 +296,9 @@ describe('scaledDotProductAttention: fused (cpu) against the composite', () => {
       }
     }
     // The gradient w.r.t. the queries of empty rows is zero.
-    const gq = tf.grad((t: tf.Tensor) => tf.sum(tf.square(scaledDotProductAttention(t, k, v, mask))))(q).dataSync();
+    const gq = tf
+      .grad((t: tf.Tensor) => tf.sum(tf.square(scaledDotProductAttention(t, k, v, mask))))(q)
+      .dataSync();
     const [b0, i0] = [0, 4];
     expect(Array.from(gq.subarray(((b0 * H + 1) * Q + i0) * D, ((b0 * H + 1) * Q + i0 + 1) * D))).toEqual(new Array(D).fill(0));
     disposeMask(mask);
@@ -309,14 +313,19 @@ describe('scaledDotProductAttention: fused (cpu) against the composite', () => {
     it(`an additive bias of shape [${biasShape}] with a rowValid [B, 1, Q, 1]`, () => {
       const [q, k, v] = [randomTensor([B, H, Q, D], 12), randomTensor([B, H, K, D], 13), randomTensor([B, H, K, D], 14)];
       const bias = tf.tidy(() => tf.add(randomTensor(biasShape, 15, 2), tf.where(tf.greater(randomTensor(biasShape, 16), 0.3), tf.fill(biasShape, -1e9), tf.zeros(biasShape))));
-      const rowValid = tf.tensor4d(Float32Array.from({ length: B * Q }, (_, i) => (i % 4 === 1 ? 0 : 1)), [B, 1, Q, 1]);
+      const rowValid = tf.tensor4d(
+        Float32Array.from({ length: B * Q }, (_, i) => (i % 4 === 1 ? 0 : 1)),
+        [B, 1, Q, 1],
+      );
       const masks: MaskTensors[] = [
         { bias, rowValid: null },
         { bias, rowValid },
       ];
       for (const mask of masks) {
         // Some rows may be entirely masked without rowValid: keep them finite by an unmasked first key.
-        const fixed = mask.rowValid ? mask : { bias: tf.tidy(() => tf.concat([tf.slice(bias, [0, 0, 0, 0], [-1, -1, -1, 1]).mul(0), tf.slice(bias, [0, 0, 0, 1], [-1, -1, -1, -1])], 3)), rowValid: null };
+        const fixed = mask.rowValid
+          ? mask
+          : { bias: tf.tidy(() => tf.concat([tf.slice(bias, [0, 0, 0, 0], [-1, -1, -1, 1]).mul(0), tf.slice(bias, [0, 0, 0, 1], [-1, -1, -1, -1])], 3)), rowValid: null };
         compare(q, k, v, fixed);
         if (fixed !== mask) fixed.bias.dispose();
       }
@@ -409,7 +418,11 @@ describe('Attention and CrossAttention layers: fused (cpu) against the composite
   }
 
   /** Output, taps, and the gradients w.r.t. the input and every weight. */
-  function run(fn: (x: tf.Tensor, tap: (p: string, v: tf.Tensor) => void) => tf.Tensor, x: tf.Tensor, reg: ParameterRegistry): { out: Float32Array; taps: Map<string, Float32Array>; grads: Float32Array[] } {
+  function run(
+    fn: (x: tf.Tensor, tap: (p: string, v: tf.Tensor) => void) => tf.Tensor,
+    x: tf.Tensor,
+    reg: ParameterRegistry,
+  ): { out: Float32Array; taps: Map<string, Float32Array>; grads: Float32Array[] } {
     // A scope, not tf.tidy: the result holds a Map, which tidy does not take.
     tf.engine().startScope();
     try {
@@ -417,7 +430,10 @@ describe('Attention and CrossAttention layers: fused (cpu) against the composite
       const out = fn(x, (p, v) => taps.set(p, v.dataSync() as Float32Array));
       const w = randomTensor(out.shape, 52);
       const loss = () => tf.sum(tf.mul(tf.square(fn(x, () => undefined)), w)) as tf.Scalar;
-      const { grads } = tf.variableGrads(loss, reg.list().map((p) => p.variable));
+      const { grads } = tf.variableGrads(
+        loss,
+        reg.list().map((p) => p.variable),
+      );
       const dx = tf.grad((t: tf.Tensor) => tf.sum(tf.mul(tf.square(fn(t, () => undefined)), w)))(x);
       return { out: out.dataSync() as Float32Array, taps, grads: [dx.dataSync() as Float32Array, ...reg.list().map((p) => grads[p.variable.name]!.dataSync() as Float32Array)] };
     } finally {
@@ -467,12 +483,7 @@ describe('Attention and CrossAttention layers: fused (cpu) against the composite
     const kv = randomTensor([b, kn, dim], 56);
     const x = randomTensor([b, qn, dim], 57);
     // Query groups 0, 1, 2, −1 (padding); key groups: no key in group 2 in row 1.
-    const mask = maskTensors(
-      groupMask([Int32Array.of(0, 1, 2, -1), Int32Array.of(0, 1, 2, -1)], [Int32Array.of(0, 0, 1, 1, 2, 2, -1), Int32Array.of(0, 1, 1, 1, 0, -1, -1)]),
-      b,
-      qn,
-      kn,
-    );
+    const mask = maskTensors(groupMask([Int32Array.of(0, 1, 2, -1), Int32Array.of(0, 1, 2, -1)], [Int32Array.of(0, 0, 1, 1, 2, 2, -1), Int32Array.of(0, 1, 1, 1, 0, -1, -1)]), b, qn, kn);
     expect(mask.rowValid).not.toBeNull();
     compareLayer((t, tap) => ca.apply(t, kv, mask, tap), x, reg);
     const out = ca.apply(x, kv, mask).dataSync();
@@ -486,10 +497,14 @@ describe('Attention and CrossAttention layers: fused (cpu) against the composite
       expect(Array.from(out.subarray(base, base + dim))).toEqual(Array.from(xs.subarray(base, base + dim)));
     }
     // The KV-projected path (projectKv + attend, null mask) too.
-    compareLayer((t, tap) => {
-      const projected = ca.projectKv(kv, tap);
-      return ca.attend(t, projected, null, tap);
-    }, x, reg);
+    compareLayer(
+      (t, tap) => {
+        const projected = ca.projectKv(kv, tap);
+        return ca.attend(t, projected, null, tap);
+      },
+      x,
+      reg,
+    );
     disposeMask(mask);
     tf.dispose([kv, x]);
     reg.dispose();

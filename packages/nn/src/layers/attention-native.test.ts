@@ -52,7 +52,13 @@ describe('fused attention on the cpu backend (OpenBLAS)', () => {
       name: 'cross mask with empty rows, batch 2',
       q: [2, 3, 5, 4],
       k: [2, 3, 6, 4],
-      mask: (nq, nk) => maskTensors(Uint8Array.from({ length: 2 * nq * nk }, (_, i) => (Math.floor(i / nk) % 3 === 1 ? 0 : (i * 7) % 3 === 0 ? 1 : 0)), 2, nq, nk),
+      mask: (nq, nk) =>
+        maskTensors(
+          Uint8Array.from({ length: 2 * nq * nk }, (_, i) => (Math.floor(i / nk) % 3 === 1 ? 0 : (i * 7) % 3 === 0 ? 1 : 0)),
+          2,
+          nq,
+          nk,
+        ),
     },
     // More query rows than one scratch block holds for 1100 keys (the kernel steps through them).
     { name: 'long rows (several query blocks)', q: [1, 1, 1100, 4], k: [1, 1, 1100, 4], mask: (n) => maskTensors(causalMask(1, n, { window: 300 }), 1, n, n) },

@@ -71,8 +71,7 @@ function fusedAttentionFits(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, mask: Mask
  */
 function maskFits(mask: MaskTensors, scores: readonly number[]): boolean {
   const rank = scores.length;
-  const fits = (t: tf.Tensor, last: number) =>
-    t.dtype === 'float32' && t.rank === rank && t.shape.every((d, i) => (i === rank - 1 ? d === last : d === 1 || d === scores[i]));
+  const fits = (t: tf.Tensor, last: number) => t.dtype === 'float32' && t.rank === rank && t.shape.every((d, i) => (i === rank - 1 ? d === last : d === 1 || d === scores[i]));
   return fits(mask.bias, scores[rank - 1]!) && (mask.rowValid == null || fits(mask.rowValid, 1));
 }
 
@@ -235,7 +234,15 @@ function blockedLocalAttention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, spec: L
   const { blocks, keysPerBlock } = layout;
   return tf.tidy(() => {
     const padded = blocks * blockSize;
-    const qPadded = padded === seqLen ? q : tf.pad(q, [[0, 0], [0, 0], [0, padded - seqLen], [0, 0]]);
+    const qPadded =
+      padded === seqLen
+        ? q
+        : tf.pad(q, [
+            [0, 0],
+            [0, 0],
+            [0, padded - seqLen],
+            [0, 0],
+          ]);
     const index = tf.tensor1d(layout.keyIndex, 'int32');
     const gatherBlocks = (x: tf.Tensor) => tf.reshape(tf.gather(x, index, 2), [b, h, blocks, keysPerBlock, d]);
     const mask: MaskTensors = {

@@ -167,7 +167,10 @@ describe('loadReferenceWeights from any TensorSource', () => {
   });
 
   it('non-finite F16 and BF16 values are found from their bits', () => {
-    for (const [dtype, bits] of [['F16', 0x7e00], ['BF16', 0xff80]] as const) {
+    for (const [dtype, bits] of [
+      ['F16', 0x7e00],
+      ['BF16', 0xff80],
+    ] as const) {
       const file = parseSafetensors(serializeSafetensors({ ...tensors(), 'norm.weight': { dtype, shape: [3], data: Uint16Array.of(0x3c00, 0x3c00, bits) } }));
       const { reg } = tiny();
       expect(() => loadReferenceWeights(reg, file), dtype).toThrow(new RegExp(`"norm\\.weight" holds a non-finite value \\((NaN|-Infinity)\\) at flat index 2`));

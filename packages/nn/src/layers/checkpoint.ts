@@ -22,7 +22,6 @@ export interface LoadWeightsOptions {
 
 const FLOAT_DTYPES: ReadonlySet<SafetensorsDtype> = new Set(['F32', 'F16', 'BF16']);
 
-
 /**
  * Loads weights saved with the reference's `state_dict` names (F32, F16 or BF16) into a model,
  * transposing Linear weights. The source can be any {@link TensorSource}: a parsed safetensors file,
@@ -44,7 +43,12 @@ const FLOAT_DTYPES: ReadonlySet<SafetensorsDtype> = new Set(['F32', 'F16', 'BF16
 export function loadReferenceWeights(registry: ParameterRegistry, source: TensorSource, options: LoadWeightsOptions = {}): void {
   const { strict = true, prefix = '', atomic = true } = options;
   const problems: string[] = [];
-  const fileKeys = new Set(source.names().filter((n) => n.startsWith(prefix)).map((n) => n.slice(prefix.length)));
+  const fileKeys = new Set(
+    source
+      .names()
+      .filter((n) => n.startsWith(prefix))
+      .map((n) => n.slice(prefix.length)),
+  );
   const params = registry.list();
   const fail = (note = '') => {
     throw new NnError('INVALID_CHECKPOINT', `checkpoint does not fit the model (${problems.length} problem(s)):\n  ${problems.join('\n  ')}${note}`);

@@ -142,7 +142,11 @@ describe('HostEmbedding.fromSource', () => {
     const b = table('F16', values(ROWS * DIM, 2));
     const c = table('F32', values(ROWS * DIM, 3));
     const file = parseSafetensors(serializeSafetensors({ a: a.tensor, b: b.tensor, c: c.tensor }));
-    const ids = [[0, 5, 2], [6, 6, 1], [3, 4, 0]];
+    const ids = [
+      [0, 5, 2],
+      [6, 6, 1],
+      [3, 4, 0],
+    ];
     const out = new Float32Array(3 * DIM);
     const expected = new Float32Array(3 * DIM);
     [a, b, c].forEach((t, k) => {
@@ -177,9 +181,7 @@ describe('HostEmbedding.fromSource', () => {
   it('widens BF16 and F16 special values: subnormals, the largest finite values, signed zero', () => {
     const bf16Bits = Uint16Array.of(0x0001, 0x8001, 0x7f7f, 0xff7f, 0x3f80, 0x0000);
     const f16Bits = Uint16Array.of(0x0001, 0x8001, 0x7bff, 0xfbff, 0x3c00, 0x0000);
-    const file = parseSafetensors(
-      serializeSafetensors({ b: { dtype: 'BF16', shape: [2, 3], data: bf16Bits }, h: { dtype: 'F16', shape: [2, 3], data: f16Bits } }),
-    );
+    const file = parseSafetensors(serializeSafetensors({ b: { dtype: 'BF16', shape: [2, 3], data: bf16Bits }, h: { dtype: 'F16', shape: [2, 3], data: f16Bits } }));
     const b = HostEmbedding.fromSource(file, 'b', [2, 3]).rows([0, 1]);
     expect(Array.from(b)).toEqual(Array.from(bf16Bits, (x) => bfloat16BitsToFloat32(x)));
     expect(b[0]).toBeGreaterThan(0);

@@ -17,7 +17,10 @@ beforeAll(async () => {
 function randomTensor(shape: number[], seed: number): tf.Tensor {
   const r = seededUniform(seed);
   const n = shape.reduce((a, b) => a * b, 1);
-  return tf.tensor(Float32Array.from({ length: n }, () => r() * 2 - 1), shape);
+  return tf.tensor(
+    Float32Array.from({ length: n }, () => r() * 2 - 1),
+    shape,
+  );
 }
 
 function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
@@ -31,8 +34,7 @@ function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 function stack(reg: ParameterRegistry): TransformerBlock[] {
   const random = seededUniform(1);
   return [0, 1].map(
-    (i) =>
-      new TransformerBlock(new ParameterScope(reg, `layers.${i}`), { dim: 16, nHeads: 4, nKvHeads: 2, multipleOf: 16 }, { random, layerIndex: i, nLayers: 2, factor: 'current_depth' }),
+    (i) => new TransformerBlock(new ParameterScope(reg, `layers.${i}`), { dim: 16, nHeads: 4, nKvHeads: 2, multipleOf: 16 }, { random, layerIndex: i, nLayers: 2, factor: 'current_depth' }),
   );
 }
 

@@ -162,7 +162,7 @@ export class KvCache {
       if (old && old.k !== kv?.k) old.k.dispose();
       if (old && old.v !== kv?.v) old.v.dispose();
       // Inside the step's tf.tidy, the new tensors would be freed at its end: the cache keeps them.
-      if (kv) tf.keep(kv.k), tf.keep(kv.v);
+      if (kv) (tf.keep(kv.k), tf.keep(kv.v));
     });
     this.layers = [...layers];
     this.next = end;
@@ -172,10 +172,11 @@ export class KvCache {
 
   /** Forgets every position (a new row, or a new context of the entropy model) and frees the tensors. */
   reset(): void {
-    for (const kv of this.layers) if (kv) {
-      kv.k.dispose();
-      kv.v.dispose();
-    }
+    for (const kv of this.layers)
+      if (kv) {
+        kv.k.dispose();
+        kv.v.dispose();
+      }
     this.layers.fill(null);
     this.next = 0;
     this.firstHeld = 0;

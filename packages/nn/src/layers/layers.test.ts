@@ -36,7 +36,10 @@ const close = (a: ArrayLike<number>, b: ArrayLike<number>, tol: number) => {
 function randomTensor(shape: number[], seed: number): tf.Tensor {
   const r = seededUniform(seed);
   const n = shape.reduce((a, b) => a * b, 1);
-  return tf.tensor(Float32Array.from({ length: n }, () => r() * 2 - 1), shape);
+  return tf.tensor(
+    Float32Array.from({ length: n }, () => r() * 2 - 1),
+    shape,
+  );
 }
 
 describe('ffnHiddenDim', () => {
@@ -72,7 +75,10 @@ describe('RotaryEmbedding', () => {
   it.skipIf(!hasGolden)('equals the reference tables rope.entropy and rope.local', () => {
     const file = parseSafetensors(readFileSync(join(GOLDEN, 'cases', 'ascii.safetensors')));
     const config = JSON.parse(readFileSync(join(GOLDEN, 'config.json'), 'utf8'));
-    for (const [name, theta] of [['rope.entropy', config.entropy_model_args.rope_theta], ['rope.local', config.blt_args.rope_theta]] as const) {
+    for (const [name, theta] of [
+      ['rope.entropy', config.entropy_model_args.rope_theta],
+      ['rope.local', config.blt_args.rope_theta],
+    ] as const) {
       const info = file.info(name); // [L, half, 2, 2] = [[cos, -sin], [sin, cos]]
       const [len, half] = info.shape as [number, number];
       const golden = file.toFloat32(name);
@@ -97,7 +103,10 @@ describe('RotaryEmbedding', () => {
     const x = tf.zeros([1, 3, 2, 4]);
     const half = tf.zeros([3, 2]);
     const wrongLength = tf.zeros([2, 4]);
-    for (const [cos, sin] of [[half, half], [wrongLength, wrongLength]]) {
+    for (const [cos, sin] of [
+      [half, half],
+      [wrongLength, wrongLength],
+    ]) {
       expect(() => applyRotary(x, cos!, sin!)).toThrow(expect.objectContaining({ code: 'SHAPE_MISMATCH' }));
     }
     tf.dispose([x, half, wrongLength]);
@@ -170,11 +179,31 @@ describe('masks', () => {
     expect(Array.from(docs)).toEqual([0, 0, 0, 1, 1]);
     const m = causalMask(1, 5, { window: 2, documents: [docs] });
     expect(Array.from(m)).toEqual([
-      1, 0, 0, 0, 0,
-      1, 1, 0, 0, 0,
-      0, 1, 1, 0, 0, // window 2: position 2 sees 1..2
-      0, 0, 0, 1, 0, // new document after EOS
-      0, 0, 0, 1, 1,
+      1,
+      0,
+      0,
+      0,
+      0,
+      1,
+      1,
+      0,
+      0,
+      0,
+      0,
+      1,
+      1,
+      0,
+      0, // window 2: position 2 sees 1..2
+      0,
+      0,
+      0,
+      1,
+      0, // new document after EOS
+      0,
+      0,
+      0,
+      1,
+      1,
     ]);
   });
 
@@ -193,8 +222,12 @@ describe('masks', () => {
       const tokens = file.toInt32('tokens');
       const n = tokens.length;
       const docs = [documentIds(tokens)];
-      expect(causalMask(1, n, { window: config.entropy_model_args.sliding_window, documents: docs })).toEqual(file.toInt32('mask.entropy_self').reduce((m, v, i) => ((m[i] = v), m), new Uint8Array(n * n)));
-      expect(causalMask(1, n, { window: config.blt_args.local_attention_window_len, documents: docs })).toEqual(file.toInt32('mask.local_self').reduce((m, v, i) => ((m[i] = v), m), new Uint8Array(n * n)));
+      expect(causalMask(1, n, { window: config.entropy_model_args.sliding_window, documents: docs })).toEqual(
+        file.toInt32('mask.entropy_self').reduce((m, v, i) => ((m[i] = v), m), new Uint8Array(n * n)),
+      );
+      expect(causalMask(1, n, { window: config.blt_args.local_attention_window_len, documents: docs })).toEqual(
+        file.toInt32('mask.local_self').reduce((m, v, i) => ((m[i] = v), m), new Uint8Array(n * n)),
+      );
     }
   });
 });
@@ -371,7 +404,9 @@ describe('blocked local attention', () => {
       }
       const loss = (mask: Parameters<typeof scaledDotProductAttention>[3]) => (x: tf.Tensor) => tf.sum(tf.square(scaledDotProductAttention(x, k, v, mask)));
       const gDense = await tf.grad(loss(dense))(q).data();
-      const gBlocked = await tf.grad(loss({ kind: 'local', batch: b, seqLen: s, window, documents, blockSize: 5 }))(q).data();
+      const gBlocked = await tf
+        .grad(loss({ kind: 'local', batch: b, seqLen: s, window, documents, blockSize: 5 }))(q)
+        .data();
       close(gBlocked, gDense, 1e-5);
       tf.dispose([dense.bias, dense.rowValid ?? []]);
     }

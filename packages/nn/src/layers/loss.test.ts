@@ -14,12 +14,10 @@ function viaLogSoftmax(logits: tf.Tensor, targets: Int32Array): tf.Tensor {
   return tf.neg(tf.sum(tf.mul(tf.logSoftmax(logits), onehot), -1));
 }
 
-
 function randomTargets(n: number, vocab: number, seed: number): Int32Array {
   const random = seededUniform(seed);
   return Int32Array.from({ length: n }, () => Math.floor(random() * vocab));
 }
-
 
 afterAll(async () => {
   await tf.setBackend('cpu');

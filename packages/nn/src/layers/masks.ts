@@ -46,12 +46,7 @@ export function causalMask(batch: number, seqLen: number, options: CausalMaskOpt
  *
  * @returns `[batch, queries.length, keys.length]`
  */
-export function causalMaskBlock(
-  batch: number,
-  queries: { start: number; length: number },
-  keys: { start: number; length: number },
-  options: CausalMaskOptions = {},
-): Uint8Array {
+export function causalMaskBlock(batch: number, queries: { start: number; length: number }, keys: { start: number; length: number }, options: CausalMaskOptions = {}): Uint8Array {
   checkInt('batch', batch, 1);
   const window = options.window ?? Number.POSITIVE_INFINITY;
   if (!(window >= 1)) throw new NnError('INVALID_ARGUMENT', `window must be >= 1, got ${window}`);

@@ -12,7 +12,6 @@ function composite(x: tf.Tensor, weight: tf.Tensor, eps: number): tf.Tensor {
   return tf.mul(tf.mul(x, tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), eps))), weight);
 }
 
-
 afterAll(async () => {
   await tf.setBackend('cpu');
 });

@@ -7,7 +7,6 @@ import { FUSED_KERNELS } from '../backends/fused-kernels.js';
 import { maxAbsDiff, randomTensor } from '../test-fixtures.js';
 import { RotaryEmbedding, applyRotary } from './rotary.js';
 
-
 /** Runs `fn` with the fused rotary kernels unregistered: applyRotary's composite path (webgpu's). */
 function composite<T>(fn: () => T): T {
   const backend = tf.getBackend();
@@ -19,7 +18,6 @@ function composite<T>(fn: () => T): T {
     for (const config of saved) tf.registerKernel(config);
   }
 }
-
 
 afterAll(async () => {
   await tf.setBackend('cpu');

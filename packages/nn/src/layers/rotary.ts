@@ -129,7 +129,10 @@ function pairSwap(d: number): Float32Array {
  */
 export function applyRotary(x: tf.Tensor, cos: tf.Tensor, sin: tf.Tensor): tf.Tensor {
   const [b, s, h, d] = x.shape as [number, number, number, number];
-  for (const [name, t] of [['cos', cos], ['sin', sin]] as const) {
+  for (const [name, t] of [
+    ['cos', cos],
+    ['sin', sin],
+  ] as const) {
     if (t.rank !== 2 || t.shape[0] !== s || t.shape[1] !== d) {
       throw new NnError('SHAPE_MISMATCH', `RoPE ${name} table must be [${s}, ${d}] (positions, headDim) for x of shape [${x.shape.join(', ')}], got [${t.shape.join(', ')}]`);
     }

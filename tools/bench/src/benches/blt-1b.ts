@@ -95,11 +95,11 @@ function runReference(dir: string, input: { tokens: number[]; patch_lengths: num
   const inputPath = join(dir, '..', `blt-1b-input-${process.pid}.json`);
   writeFileSync(inputPath, JSON.stringify(input));
   try {
-    const out = execFileSync(
-      '/usr/bin/python3',
-      [script, '--reference', reference!, '--model-dir', dir, '--threads', '2', '--modes', 'forward', '--runs', '1', '--input', inputPath],
-      { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 26 },
-    );
+    const out = execFileSync('/usr/bin/python3', [script, '--reference', reference!, '--model-dir', dir, '--threads', '2', '--modes', 'forward', '--runs', '1', '--input', inputPath], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'inherit'],
+      maxBuffer: 1 << 26,
+    });
     const figures: Record<string, Record<string, unknown>> = {};
     for (const line of out.split('\n')) {
       if (!line.startsWith('{')) continue;

@@ -153,11 +153,11 @@ try {
     const inputPath = join(scratch, 'input.json');
     writeFileSync(inputPath, JSON.stringify({ tokens: Array.from(wasm1.tokens), entropies: Array.from(wasm1.entropies) }));
     const script = join(root, 'tools/reference-bench/reference_bench.py');
-    const out = execFileSync(
-      '/usr/bin/python3',
-      [script, '--reference', reference, '--threads', '2', '--entropy-model', modelPath, '--input', inputPath, '--runs', '3'],
-      { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 24 },
-    );
+    const out = execFileSync('/usr/bin/python3', [script, '--reference', reference, '--threads', '2', '--entropy-model', modelPath, '--input', inputPath, '--runs', '3'], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'inherit'],
+      maxBuffer: 1 << 24,
+    });
     const ref = JSON.parse(out.trim().split('\n').pop()!) as Record<string, number | string>;
     const refKbS = (ref['bytes_s'] as number) / 1000;
     figures['reference'] = 'facebookresearch/blt calculate_entropies (PyTorch, CPU)';
@@ -182,7 +182,7 @@ figures['loadavg_1m'] = loadavg()[0]!;
 
 // The rules alone, given entropies (what a precomputed-entropy pipeline pays).
 const big = encode(syntheticText(4 << 20), { eos: false });
-const entropies = Float32Array.from(big, (_, i) => ((i * 2654435761) >>> 0) / 2 ** 32 * 3);
+const entropies = Float32Array.from(big, (_, i) => (((i * 2654435761) >>> 0) / 2 ** 32) * 3);
 figures['entropy_rule_mb_s'] = big.length / 1e6 / medianSeconds(() => findPatchBoundaries(big, entropies, { mode: 'entropy', threshold: 1.5, maxPatchLength: 16 }), 3);
 figures['space_rule_mb_s'] = big.length / 1e6 / medianSeconds(() => findPatchBoundaries(big, undefined, { mode: 'space' }), 3);
 report(figures);

@@ -16,7 +16,24 @@ const figures: Record<string, string | number> = { bench: 'matmul' };
 // OpenBLAS directly: the peak. The addon is optional (not a dependency of the bench): imported
 // by name at run time.
 interface Sgemm {
-  sgemm(ta: boolean, tb: boolean, m: number, n: number, k: number, alpha: number, a: Float32Array, ao: number, lda: number, b: Float32Array, bo: number, ldb: number, beta: number, c: Float32Array, co: number, ldc: number): void;
+  sgemm(
+    ta: boolean,
+    tb: boolean,
+    m: number,
+    n: number,
+    k: number,
+    alpha: number,
+    a: Float32Array,
+    ao: number,
+    lda: number,
+    b: Float32Array,
+    bo: number,
+    ldb: number,
+    beta: number,
+    c: Float32Array,
+    co: number,
+    ldc: number,
+  ): void;
   setNumThreads(t: number): void;
   getNumThreads(): number;
   readonly config: string;

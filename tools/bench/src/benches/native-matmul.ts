@@ -69,7 +69,11 @@ const rows = Array.from({ length: ROWS }, () =>
     return 4 + (seed % 256);
   }),
 );
-const targets = tf.tensor2d(rows.map((r) => [...r.slice(1), 4]), [ROWS, SEQ], 'int32');
+const targets = tf.tensor2d(
+  rows.map((r) => [...r.slice(1), 4]),
+  [ROWS, SEQ],
+  'int32',
+);
 const step = () => {
   const loss = optimizer.minimize(() => tf.tidy(() => tf.losses.softmaxCrossEntropy(tf.oneHot(targets, 260), model.logits(rows))), true, variables)!;
   loss.dataSync();

@@ -56,8 +56,46 @@ const STEP_ROUNDS = Number(opts['step-rounds']);
 const MAX_OTHERS = Number(opts['max-others']);
 
 interface Sgemm {
-  sgemm(ta: boolean, tb: boolean, m: number, n: number, k: number, alpha: number, a: Float32Array, ao: number, lda: number, b: Float32Array, bo: number, ldb: number, beta: number, c: Float32Array, co: number, ldc: number): void;
-  sgemmBatched(ta: boolean, tb: boolean, m: number, n: number, k: number, alpha: number, a: Float32Array, ao: number, as: number, lda: number, b: Float32Array, bo: number, bs: number, ldb: number, beta: number, c: Float32Array, co: number, cs: number, ldc: number, batch: number): void;
+  sgemm(
+    ta: boolean,
+    tb: boolean,
+    m: number,
+    n: number,
+    k: number,
+    alpha: number,
+    a: Float32Array,
+    ao: number,
+    lda: number,
+    b: Float32Array,
+    bo: number,
+    ldb: number,
+    beta: number,
+    c: Float32Array,
+    co: number,
+    ldc: number,
+  ): void;
+  sgemmBatched(
+    ta: boolean,
+    tb: boolean,
+    m: number,
+    n: number,
+    k: number,
+    alpha: number,
+    a: Float32Array,
+    ao: number,
+    as: number,
+    lda: number,
+    b: Float32Array,
+    bo: number,
+    bs: number,
+    ldb: number,
+    beta: number,
+    c: Float32Array,
+    co: number,
+    cs: number,
+    ldc: number,
+    batch: number,
+  ): void;
   setNumThreads(t: number): void;
   getNumThreads(): number;
   setMinWorkPerThread(w: number): void;
@@ -214,7 +252,9 @@ if (PARTS.includes('products')) {
   }
   for (const [key, ps] of [...buckets].sort((x, y) => x[0] - y[0])) {
     const s = ps.map(speedup);
-    console.error(`| ${(2 ** key).toExponential(1)}-${(2 ** (key + 1)).toExponential(1)} | ${ps.length} | ${s.filter((x) => x > 1).length} | ${fmt(median(s))} | ${fmt(Math.min(...s))}-${fmt(Math.max(...s))} |`);
+    console.error(
+      `| ${(2 ** key).toExponential(1)}-${(2 ** (key + 1)).toExponential(1)} | ${ps.length} | ${s.filter((x) => x > 1).length} | ${fmt(median(s))} | ${fmt(Math.min(...s))}-${fmt(Math.max(...s))} |`,
+    );
   }
   Object.assign(figures, {
     products: singles.length,
@@ -298,7 +338,9 @@ if (PARTS.includes('steps')) {
     settings.forEach(([label], j) => {
       const ms = median(times[j]!);
       const speedup = median(ratios[j]!);
-      console.error(`| ${label} | ${fmt(ms, 1)} | ${fmt(Math.min(...times[j]!), 0)}-${fmt(Math.max(...times[j]!), 0)} | ${fmt(speedup)}x | ${fmt(Math.min(...ratios[j]!))}-${fmt(Math.max(...ratios[j]!))} |`);
+      console.error(
+        `| ${label} | ${fmt(ms, 1)} | ${fmt(Math.min(...times[j]!), 0)}-${fmt(Math.max(...times[j]!), 0)} | ${fmt(speedup)}x | ${fmt(Math.min(...ratios[j]!))}-${fmt(Math.max(...ratios[j]!))} |`,
+      );
       figures[`${name}_${label.replace(/[ ,.+]+/g, '_')}_ms`] = ms;
       figures[`${name}_${label.replace(/[ ,.+]+/g, '_')}_speedup`] = speedup;
     });

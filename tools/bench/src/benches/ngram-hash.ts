@@ -18,9 +18,12 @@ function throughput(bytes: number, fn: () => unknown): number {
   fn();
   fn();
   const calls = Math.max(2, Math.round((4 << 20) / bytes));
-  return mb(bytes * calls, medianSeconds(() => {
-    for (let i = 0; i < calls; i++) fn();
-  }, 3));
+  return mb(
+    bytes * calls,
+    medianSeconds(() => {
+      for (let i = 0; i < calls; i++) fn();
+    }, 3),
+  );
 }
 
 const all = encode(syntheticText(4 << 20), { bos: true, eos: false });

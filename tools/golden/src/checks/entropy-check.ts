@@ -4,7 +4,6 @@ import { type Comparison, FLOAT_TOLERANCE, compareArrays, mergeComparisons } fro
 import type { GoldenCase } from '../golden-folder.js';
 import type { GoldenCheck } from './check.js';
 
-
 /** Loads the entropy model of a folder once per folder (weights file + `entropy_model_args`, or the `pretrained` layout). */
 const models = new WeakMap<object, EntropyModel>();
 export function goldenEntropyModel(c: GoldenCase): EntropyModel | string {

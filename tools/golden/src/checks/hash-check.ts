@@ -30,7 +30,11 @@ export const hashCheck: GoldenCheck = {
     }
     const ids: Comparison[] = [];
     for (const [hashFunction, entries] of byFunction) {
-      const computed = byteGroupHashIdsMulti(tokens, entries.map((e) => e.n), { vocabSize, hashFunction, rowLength });
+      const computed = byteGroupHashIdsMulti(
+        tokens,
+        entries.map((e) => e.n),
+        { vocabSize, hashFunction, rowLength },
+      );
       entries.forEach((e, i) => ids.push(compareArrays('hash_ids', e.name, c.tensors.toInt32(e.name), computed[i]!, 0)));
     }
     const out = ids.length > 0 ? [mergeComparisons('hash_ids', ids)] : [];

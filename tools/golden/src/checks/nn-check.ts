@@ -70,7 +70,7 @@ function buildMask(c: GoldenCase, name: string): Uint8Array | string {
 /** Reference RoPE table `[L, half, 2, 2]` = `[[cos, -sin], [sin, cos]]` from our tables. */
 function buildRope(c: GoldenCase, name: string, length: number, half: number): Float32Array | string {
   const blt = c.config.blt_args;
-  const theta = name === 'rope.entropy' ? num(c.config.entropy_model_args, 'rope_theta') ?? 10000 : num(blt, 'rope_theta');
+  const theta = name === 'rope.entropy' ? (num(c.config.entropy_model_args, 'rope_theta') ?? 10000) : num(blt, 'rope_theta');
   if (theta === undefined) return 'no rope_theta in config.json';
   const rope = new RotaryEmbedding(half * 2, theta, length);
   const out = new Float32Array(length * half * 4);

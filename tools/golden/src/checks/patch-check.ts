@@ -1,9 +1,4 @@
-import {
-  type PatchOptions,
-  decoderPatchIdsFromLengths,
-  findPatchBoundaries,
-  patchIdsFromLengths,
-} from '@bytelatent/entropy-patcher';
+import { type PatchOptions, decoderPatchIdsFromLengths, findPatchBoundaries, patchIdsFromLengths } from '@bytelatent/entropy-patcher';
 import { type Comparison, compareArrays } from '../compare.js';
 import type { GoldenCase } from '../golden-folder.js';
 import type { GoldenCheck } from './check.js';
@@ -46,7 +41,13 @@ export const patchCheck: GoldenCheck = {
       // A published layout: the settings are the ones the loader read from the files.
       const { mode = 'entropy', threshold, thresholdAdd, maxPatchLength } = c.pretrained.patcher.defaults;
       if (mode !== 'entropy' && mode !== 'monotonic' && mode !== 'combined') return `patching mode ${mode} is not checked here`;
-      options = { mode, includeNextToken: true, ...(threshold !== undefined ? { threshold } : {}), ...(thresholdAdd !== undefined ? { thresholdAdd } : {}), ...(maxPatchLength !== undefined ? { maxPatchLength } : {}) };
+      options = {
+        mode,
+        includeNextToken: true,
+        ...(threshold !== undefined ? { threshold } : {}),
+        ...(thresholdAdd !== undefined ? { thresholdAdd } : {}),
+        ...(maxPatchLength !== undefined ? { maxPatchLength } : {}),
+      };
     } else {
       const mode = patcherField(c, 'patching_mode', 'patching_mode');
       if (mode != null && mode !== 'entropy') return `patching_mode ${String(mode)} is not checked here`;

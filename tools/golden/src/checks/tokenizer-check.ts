@@ -21,7 +21,15 @@ export const tokenizerCheck: GoldenCheck = {
     } else if (utf8 !== undefined && !(Array.isArray(utf8) && utf8.length === 0 && texts.length === 0)) {
       // Present but not one list per text: a failure, never a silently dropped item.
       const got = Array.isArray(utf8) ? `${utf8.length} list(s)` : typeof utf8;
-      out.push({ group: 'utf8_bytes', items: ['json:utf8_bytes'], values: 0, maxAbsDiff: Number.POSITIVE_INFINITY, tolerance: 0, ok: false, firstMismatch: `json:utf8_bytes: expected one list per text (${texts.length}), got ${got}` });
+      out.push({
+        group: 'utf8_bytes',
+        items: ['json:utf8_bytes'],
+        values: 0,
+        maxAbsDiff: Number.POSITIVE_INFINITY,
+        tolerance: 0,
+        ok: false,
+        firstMismatch: `json:utf8_bytes: expected one list per text (${texts.length}), got ${got}`,
+      });
     }
     if (c.tensors.has('tokens')) out.push(compareArrays('tokens', 'tokens', c.tensors.toInt32('tokens'), ids.slice(0, -1), 0));
     if (c.tensors.has('targets')) out.push(compareArrays('targets', 'targets', c.tensors.toInt32('targets'), ids.slice(1), 0));
