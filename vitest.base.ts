@@ -6,4 +6,6 @@
 // In CI, the golden vectors must be there (vitest.golden-setup.ts): tests needing them never skip.
 import { fileURLToPath } from 'node:url';
 
-export default { test: { testTimeout: 60_000, hookTimeout: 60_000, globalSetup: [fileURLToPath(new URL('./vitest.golden-setup.ts', import.meta.url))] } };
+export default {
+  test: { testTimeout: 60_000, hookTimeout: 60_000, globalSetup: [fileURLToPath(new URL('./vitest.golden-setup.ts', import.meta.url))] },
+};

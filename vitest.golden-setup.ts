@@ -9,6 +9,8 @@ export default function requireGoldenInCi(): void {
   if (process.env['CI'] !== 'true') return;
   const folder = process.env['BYTELATENT_GOLDEN_DIR'] ?? fileURLToPath(new URL('../shared/golden/tiny/', import.meta.url));
   if (!existsSync(join(folder, 'index.json'))) {
-    throw new Error(`CI=true but the golden vectors are missing at ${folder} (no index.json): the tests that need them would skip; provide ../shared/golden or set BYTELATENT_GOLDEN_DIR`);
+    throw new Error(
+      `CI=true but the golden vectors are missing at ${folder} (no index.json): the tests that need them would skip; provide ../shared/golden or set BYTELATENT_GOLDEN_DIR`,
+    );
   }
 }

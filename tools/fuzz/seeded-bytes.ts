@@ -80,7 +80,9 @@ function codePoint(random: () => number, out: number[]): void {
   else out.push(0xf0 | (cp >> 18), 0x80 | ((cp >> 12) & 63), 0x80 | ((cp >> 6) & 63), 0x80 | (cp & 63));
 }
 
-const WORDS = ['the ', 'cat ', 'def ', 'x = 1\n', 'Hello, ', 'world. ', '\t', '  ', '1234 ', '{"a":[]} '].map((w) => Array.from(new TextEncoder().encode(w)));
+const WORDS = ['the ', 'cat ', 'def ', 'x = 1\n', 'Hello, ', 'world. ', '\t', '  ', '1234 ', '{"a":[]} '].map((w) =>
+  Array.from(new TextEncoder().encode(w)),
+);
 
 const KINDS = ['empty', 'random', 'ascii', 'utf8', 'continuation', 'nul', 'nasty', 'run', 'spliced'] as const;
 

@@ -67,7 +67,11 @@ async function timeSizes(patcher: EntropyPatcher, english: string): Promise<Timi
     if (text.length !== bytes) throw new Error(`the corpus has ${english.length} bytes, fewer than ${bytes}`);
     const estimate = rate === undefined ? undefined : bytes / rate;
     if (estimate !== undefined && estimate > limitMs) {
-      out.push({ bytes, calls: 0, note: `left out: one call estimated at ${(estimate / 1000).toFixed(1)} s, over the ${limitMs / 1000} s limit` });
+      out.push({
+        bytes,
+        calls: 0,
+        note: `left out: one call estimated at ${(estimate / 1000).toFixed(1)} s, over the ${limitMs / 1000} s limit`,
+      });
       continue;
     }
     // One warm-up call at this size (its context groups' shapes and, on WebGPU, their pipelines), then
@@ -92,7 +96,10 @@ async function timeSizes(patcher: EntropyPatcher, english: string): Promise<Timi
     }
     const medianMs = [...allMs].sort((a, b) => a - b)[Math.floor(allMs.length / 2)]!;
     rate = bytes / medianMs;
-    const note = calls < 3 ? `${calls} timed call${warmupMs === undefined ? ', no warm-up (the smaller sizes warmed the same shapes)' : ''}: 3 would pass the ${limitMs / 1000} s limit` : undefined;
+    const note =
+      calls < 3
+        ? `${calls} timed call${warmupMs === undefined ? ', no warm-up (the smaller sizes warmed the same shapes)' : ''}: 3 would pass the ${limitMs / 1000} s limit`
+        : undefined;
     out.push({ bytes, calls, warmupMs, medianMs, allMs, kbPerS: bytes / medianMs, ...(note ? { note } : {}) });
   }
   return out;
@@ -136,7 +143,13 @@ async function run(): Promise<Record<string, unknown>> {
       patcherThreads: patcher.threads,
       defaults: patcher.defaults,
       loadMs,
-      paragraph: { bytes: new TextEncoder().encode(paragraph).length, firstCallMs: paragraphMs, tokens: r.tokens.length, patchLengths: Array.from(r.patchLengths), entropies: Array.from(r.entropies) },
+      paragraph: {
+        bytes: new TextEncoder().encode(paragraph).length,
+        firstCallMs: paragraphMs,
+        tokens: r.tokens.length,
+        patchLengths: Array.from(r.patchLengths),
+        entropies: Array.from(r.entropies),
+      },
       timings,
     };
   } finally {

@@ -56,7 +56,13 @@ function serveFolder(folder: string): Promise<string> {
     const path = normalize(join(folder, decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname)));
     if (!path.startsWith(folder + sep)) return void res.writeHead(404).end();
     readFile(path).then(
-      (body) => res.writeHead(200, { 'Content-Type': { '.html': 'text/html', '.js': 'text/javascript', '.json': 'application/json' }[extname(path)] ?? 'application/octet-stream' }).end(body),
+      (body) =>
+        res
+          .writeHead(200, {
+            'Content-Type':
+              { '.html': 'text/html', '.js': 'text/javascript', '.json': 'application/json' }[extname(path)] ?? 'application/octet-stream',
+          })
+          .end(body),
       () => res.writeHead(404).end(),
     );
   });
@@ -91,14 +97,21 @@ describe.skipIf(!available)('BLT checkpoints in Chromium', () => {
     const tokens = Array.from(encode('Patches scale better than tokens.', { bos: true, eos: false }));
     const lengths = [1];
     for (let rest = tokens.length - 1; rest > 0; rest -= 4) lengths.push(Math.min(4, rest));
-    const query = new URLSearchParams({ args: JSON.stringify(ARGS), seed: String(SEED), tokens: JSON.stringify(tokens), lengths: JSON.stringify(lengths) });
+    const query = new URLSearchParams({
+      args: JSON.stringify(ARGS),
+      seed: String(SEED),
+      tokens: JSON.stringify(tokens),
+      lengths: JSON.stringify(lengths),
+    });
     const browser = await launchChromium();
     try {
       const page = await browser.newPage();
       const errors: string[] = [];
       page.on('pageerror', (e) => errors.push(e.message));
       await page.goto(`${base}checkpoint.html?${query.toString()}`);
-      await page.waitForFunction(() => (window as unknown as { checkResult?: unknown }).checkResult !== undefined, null, { timeout: 60_000 });
+      await page.waitForFunction(() => (window as unknown as { checkResult?: unknown }).checkResult !== undefined, null, {
+        timeout: 60_000,
+      });
       const result = (await page.evaluate(() => (window as unknown as { checkResult: unknown }).checkResult)) as Record<string, any>;
       expect(errors).toEqual([]);
       expect(result['error']).toBeUndefined();

@@ -154,7 +154,14 @@ function record(r: PageResult, entropyDiff: number): void {
     hardwareConcurrency: r.hardwareConcurrency,
     loadMs: round(r.loadMs),
     paragraphFirstCallMs: round(r.paragraph.firstCallMs),
-    sizes: r.timings.map((t) => ({ bytes: t.bytes, calls: t.calls, warmupMs: round(t.warmupMs), medianMs: round(t.medianMs), kbPerS: round(t.kbPerS, 2), ...(t.note ? { note: t.note } : {}) })),
+    sizes: r.timings.map((t) => ({
+      bytes: t.bytes,
+      calls: t.calls,
+      warmupMs: round(t.warmupMs),
+      medianMs: round(t.medianMs),
+      kbPerS: round(t.kbPerS, 2),
+      ...(t.note ? { note: t.note } : {}),
+    })),
     paragraphPatches: r.paragraph.patchLengths.length,
     maxEntropyDiffVsNode: Number(entropyDiff.toExponential(2)),
   };

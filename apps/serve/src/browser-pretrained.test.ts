@@ -57,7 +57,19 @@ beforeAll(async () => {
   const folder = join(mkdtempSync(join(tmpdir(), 'serve-page-folder-')), 'blt');
   const blt = new ByteLatentTransformer(ARGS, 5);
   const patcher = EntropyPatcher.fromModel(
-    new EntropyModel({ dim: 16, n_layers: 1, n_heads: 2, max_seqlen: 256, vocab_size: 260, attn_bias_type: 'local_block_causal', sliding_window: 256, multiple_of: 16 }, 6),
+    new EntropyModel(
+      {
+        dim: 16,
+        n_layers: 1,
+        n_heads: 2,
+        max_seqlen: 256,
+        vocab_size: 260,
+        attn_bias_type: 'local_block_causal',
+        sliding_window: 256,
+        multiple_of: 16,
+      },
+      6,
+    ),
     { mode: 'entropy', threshold: 5.1, maxPatchLength: 3 },
   );
   await savePretrained(blt, patcher, folder, { layout: 'transformers' });

@@ -134,13 +134,21 @@ afterAll(async () => {
 });
 
 async function runPage(backend: 'webgpu' | 'wasm', folder: string, text: string, defaults: boolean): Promise<PageResult> {
-  const query = new URLSearchParams({ backend, model: `models/${folder}/`, text, threshold: String(threshold), defaults: defaults ? '1' : '0' });
+  const query = new URLSearchParams({
+    backend,
+    model: `models/${folder}/`,
+    text,
+    threshold: String(threshold),
+    defaults: defaults ? '1' : '0',
+  });
   return runCheckPage<PageResult>(browser, `${base}released-entropy.html?${query.toString()}`);
 }
 
 /** The largest difference between the page's entropies and Node's. */
 function entropyDiff(got: Patches, want: Patches): number {
-  return got.entropies.length === want.entropies.length ? Math.max(...got.entropies.map((e, i) => Math.abs(e - want.entropies[i]!))) : Infinity;
+  return got.entropies.length === want.entropies.length
+    ? Math.max(...got.entropies.map((e, i) => Math.abs(e - want.entropies[i]!)))
+    : Infinity;
 }
 
 /** The page's patches of `text` equal Node's: lengths, starts and text exactly, entropies within 1e-4. */
@@ -165,7 +173,10 @@ function report(r: PageResult, folder: string, diff: number): void {
     r.backend === 'webgpu'
       ? `${r.software ? 'software' : 'hardware'} adapter ${JSON.stringify(r.adapter)}`
       : `${r.threads} thread(s) of ${r.hardwareConcurrency}, crossOriginIsolated ${r.crossOriginIsolated}`;
-  const warm = r.defaultsMs !== undefined && r.defaults['mode'] === 'entropy' ? `; again with the folder's settings ${(r.defaultsMs / 1000).toFixed(2)} s = ${rate(r.defaultsMs)}` : '';
+  const warm =
+    r.defaultsMs !== undefined && r.defaults['mode'] === 'entropy'
+      ? `; again with the folder's settings ${(r.defaultsMs / 1000).toFixed(2)} s = ${rate(r.defaultsMs)}`
+      : '';
   console.log(
     `[released entropy in Chromium] ${r.backend} (${where}), ${r.layout} folder ${folder}: loaded over HTTP in ${(r.loadMs / 1000).toFixed(2)} s ` +
       `(${r.weights.tensors} tensors, ${(r.weights.bytes / 1e6).toFixed(0)} MB float32${r.wasmHeapBytes ? `, wasm heap ${(r.wasmHeapBytes / 2 ** 20).toFixed(0)} MiB` : ''}); ` +

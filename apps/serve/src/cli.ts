@@ -100,9 +100,15 @@ async function main(): Promise<void> {
   const backendName = (values.backend ?? 'auto') as 'auto' | BackendName;
   if (!BACKENDS.includes(backendName)) throw new UsageError(`--backend must be one of ${BACKENDS.join(', ')}, got "${backendName}"`);
   const modelId = values['model-id'];
-  if (modelId !== undefined && !/^[\w.:-]{1,128}$/.test(modelId)) throw new UsageError(`--model-id must be 1 to 128 letters, digits, "_", "-", "." or ":", got "${modelId}"`);
+  if (modelId !== undefined && !/^[\w.:-]{1,128}$/.test(modelId))
+    throw new UsageError(`--model-id must be 1 to 128 letters, digits, "_", "-", "." or ":", got "${modelId}"`);
   const backend = await initBackend({ backend: backendName });
-  const { service, files, folders } = await loadServeModels({ patcher: values.patcher, blt: values.blt, model: values.model, backend: backend.name });
+  const { service, files, folders } = await loadServeModels({
+    patcher: values.patcher,
+    blt: values.blt,
+    model: values.model,
+    backend: backend.name,
+  });
   const { server } = createApiServer({
     service,
     ...(files ? { modelFiles: files } : {}),
@@ -118,8 +124,11 @@ async function main(): Promise<void> {
     const address = server.address();
     const actual = typeof address === 'object' && address ? address.port : port;
     const layout = service.info.bltLayout ? ` (${service.info.bltLayout} layout)` : '';
-    process.stdout.write(`bytelatent serve: http://${host}:${actual}/ (backend ${service.info.backend}; patcher ${service.info.patcherModel}; BLT ${service.info.bltModel}${layout})\n`);
-    if (!files && !folders) process.stdout.write('the page runs this model through the API only (a model behind a URL is not handed to the page)\n');
+    process.stdout.write(
+      `bytelatent serve: http://${host}:${actual}/ (backend ${service.info.backend}; patcher ${service.info.patcherModel}; BLT ${service.info.bltModel}${layout})\n`,
+    );
+    if (!files && !folders)
+      process.stdout.write('the page runs this model through the API only (a model behind a URL is not handed to the page)\n');
   });
   const stop = () => {
     server.close(() => process.exit(0));

@@ -27,7 +27,9 @@ export class HttpError extends Error {
   }
 
   toJSON(): { error: { code: ApiErrorCode; message: string; type: 'invalid_request_error' | 'server_error'; param: null } } {
-    return { error: { code: this.code, message: this.message, type: this.status >= 500 ? 'server_error' : 'invalid_request_error', param: null } };
+    return {
+      error: { code: this.code, message: this.message, type: this.status >= 500 ? 'server_error' : 'invalid_request_error', param: null },
+    };
   }
 }
 
@@ -43,7 +45,9 @@ export function toHttpError(e: unknown, signal: AbortSignal): HttpError {
   if (signal.aborted && signal.reason instanceof HttpError) return signal.reason;
   const code = (e as { code?: unknown })?.code;
   if (typeof code === 'string' && ['INPUT_TOO_LONG', 'EMPTY_INPUT', 'INVALID_ARGUMENT'].includes(code)) {
-    return code === 'INPUT_TOO_LONG' ? new HttpError(413, 'INPUT_TOO_LARGE', (e as Error).message) : new HttpError(400, 'INVALID_REQUEST', (e as Error).message);
+    return code === 'INPUT_TOO_LONG'
+      ? new HttpError(413, 'INPUT_TOO_LARGE', (e as Error).message)
+      : new HttpError(400, 'INVALID_REQUEST', (e as Error).message);
   }
   return new HttpError(500, 'INTERNAL', 'internal error');
 }

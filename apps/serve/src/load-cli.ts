@@ -52,7 +52,11 @@ async function main(): Promise<number> {
     await idle();
     const tensorsBefore = tf.memory().numTensors;
     const rss = sampleRss();
-    const { figures } = await runLoad(base, buildRequests(int('requests', values.requests), int('seed', values.seed), limits), Math.max(1, int('concurrency', values.concurrency)));
+    const { figures } = await runLoad(
+      base,
+      buildRequests(int('requests', values.requests), int('seed', values.seed), limits),
+      Math.max(1, int('concurrency', values.concurrency)),
+    );
     await idle();
     const memory = rss.stop();
     const tensorsAfter = tf.memory().numTensors;

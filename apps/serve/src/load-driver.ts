@@ -60,7 +60,22 @@ export interface LoadResult {
 /** mulberry32 in [0, 1) from a 32-bit seed: `@bytelatent/nn`'s `seededUniform` (one implementation for the project). */
 export const mulberry32: (seed: number) => () => number = seededUniform;
 
-const PIECES = ['the ', 'cat ', 'Ünïcode ', '✓ ', '日本語 ', '\u0000', '\t', 'def f(x):\n', '🙂', '\ud800', '\udfff', '"quoted" ', '\\', 'a'.repeat(9)];
+const PIECES = [
+  'the ',
+  'cat ',
+  'Ünïcode ',
+  '✓ ',
+  '日本語 ',
+  '\u0000',
+  '\t',
+  'def f(x):\n',
+  '🙂',
+  '\ud800',
+  '\udfff',
+  '"quoted" ',
+  '\\',
+  'a'.repeat(9),
+];
 
 /** A random text of about `bytes` UTF-8 bytes (NUL, lone surrogates, emoji and CJK included). */
 function text(random: () => number, bytes: number): string {
@@ -85,7 +100,14 @@ export function buildRequests(count: number, seed: number, limits: LoadLimits): 
   const int = (lo: number, hi: number) => lo + Math.floor(random() * (hi - lo + 1));
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)]!;
   const out: LoadRequest[] = [];
-  const post = (kind: string, path: string, body: Buffer, accept: number[], ending: Ending = 'complete', extra: Partial<LoadRequest> = {}): LoadRequest => ({
+  const post = (
+    kind: string,
+    path: string,
+    body: Buffer,
+    accept: number[],
+    ending: Ending = 'complete',
+    extra: Partial<LoadRequest> = {},
+  ): LoadRequest => ({
     kind,
     method: 'POST',
     path,
@@ -133,8 +155,23 @@ export function buildRequests(count: number, seed: number, limits: LoadLimits): 
         // Checked by the patcher, in the queue: a full queue answers first.
         () => post('malformed:static-without-size', '/v1/patch', json({ text: 'abc', mode: 'static' }), [400, 503]),
         () => ({ kind: 'malformed:method', method: 'DELETE', path: '/v1/patch', headers: {}, ending: 'complete' as const, accept: [405] }),
-        () => ({ kind: 'malformed:route', method: 'POST', path: `/v2/${int(0, 99)}`, headers: JSON_HEADERS, body: json({}), ending: 'complete' as const, accept: [404] }),
-        () => ({ kind: 'malformed:traversal', method: 'GET', path: '/..%2f..%2fpackage.json', headers: {}, ending: 'complete' as const, accept: [400, 404] }),
+        () => ({
+          kind: 'malformed:route',
+          method: 'POST',
+          path: `/v2/${int(0, 99)}`,
+          headers: JSON_HEADERS,
+          body: json({}),
+          ending: 'complete' as const,
+          accept: [404],
+        }),
+        () => ({
+          kind: 'malformed:traversal',
+          method: 'GET',
+          path: '/..%2f..%2fpackage.json',
+          headers: {},
+          ending: 'complete' as const,
+          accept: [400, 404],
+        }),
       ]);
       out.push(m());
     } else if (r < 0.82) {
@@ -146,16 +183,29 @@ export function buildRequests(count: number, seed: number, limits: LoadLimits): 
         },
         () => post('oversize:prompt', '/v1/generate', json({ prompt: 'y'.repeat(limits.maxPromptBytes + 1) }), [413]),
         () => post('oversize:body', '/v1/score', json({ text: 'z'.repeat(limits.maxBodyBytes + 10) }), [413, 0]),
-        () => ({ ...post('oversize:declared', '/v1/patch', Buffer.alloc(0), [413], 'declared-oversize'), headers: { ...JSON_HEADERS, 'Content-Length': String(100 * 1024 * 1024) } }),
+        () => ({
+          ...post('oversize:declared', '/v1/patch', Buffer.alloc(0), [413], 'declared-oversize'),
+          headers: { ...JSON_HEADERS, 'Content-Length': String(100 * 1024 * 1024) },
+        }),
         () => post('oversize:streamed', '/v1/score', Buffer.alloc(0), [413, 0], 'streamed-oversize'),
       ]);
       out.push(m());
     } else if (r < 0.95) {
       const m = pick([
         () => post('disconnect:mid-body', '/v1/patch', json({ text: text(random, 300) }), [0], 'mid-body'),
-        () => post('disconnect:before-answer', '/v1/score', json({ text: text(random, 200) }), [0, 200, 503], 'before-answer', { delayMs: int(0, 30) }),
+        () =>
+          post('disconnect:before-answer', '/v1/score', json({ text: text(random, 200) }), [0, 200, 503], 'before-answer', {
+            delayMs: int(0, 30),
+          }),
         () => post('disconnect:generate', '/v1/generate', json(generateBody()), [0, 200, 503], 'before-answer', { delayMs: int(0, 60) }),
-        () => post('disconnect:mid-stream', '/v1/generate', json({ ...generateBody(), maxBytes: Math.min(64, limits.maxGenerateBytes), stream: true }), [0, 200, 503], 'mid-answer'),
+        () =>
+          post(
+            'disconnect:mid-stream',
+            '/v1/generate',
+            json({ ...generateBody(), maxBytes: Math.min(64, limits.maxGenerateBytes), stream: true }),
+            [0, 200, 503],
+            'mid-answer',
+          ),
       ]);
       out.push(m());
     } else {
@@ -182,14 +232,28 @@ export function send(base: URL, spec: LoadRequest, agent: Agent): Promise<LoadRe
     const finish = (status: number, code?: string) => {
       if (settled) return;
       settled = true;
-      resolve({ kind: spec.kind, status, ms: performance.now() - t0, ...(code ? { code } : {}), accepted: spec.accept.includes(status), ...(spec.ending.endsWith('oversize') ? { sent } : {}) });
+      resolve({
+        kind: spec.kind,
+        status,
+        ms: performance.now() - t0,
+        ...(code ? { code } : {}),
+        accepted: spec.accept.includes(status),
+        ...(spec.ending.endsWith('oversize') ? { sent } : {}),
+      });
     };
     const streaming = spec.ending === 'streamed-oversize';
     const headers: Record<string, string | number> = { ...spec.headers };
     if (spec.body && !streaming && headers['Content-Length'] === undefined) headers['Content-Length'] = spec.body.length;
     // Connections the client cuts, or the server closes, must not go back to the keep-alive pool.
     const ownAgent = spec.ending !== 'complete' || spec.kind.startsWith('oversize');
-    const req = request({ host: base.hostname, port: base.port, method: spec.method, path: spec.path, headers, agent: ownAgent ? false : agent });
+    const req = request({
+      host: base.hostname,
+      port: base.port,
+      method: spec.method,
+      path: spec.path,
+      headers,
+      agent: ownAgent ? false : agent,
+    });
     req.on('error', (e: NodeJS.ErrnoException) => {
       // A keep-alive socket that the server closed for idleness just as this request went out (Node's
       // documented race, frequent on a loaded machine): the request never reached the server, so
@@ -293,7 +357,11 @@ function quantile(sorted: readonly number[], q: number): number {
  *
  * @returns every result and the figures
  */
-export async function runLoad(base: URL, requests: readonly LoadRequest[], concurrency: number): Promise<{ results: LoadResult[]; figures: LoadFigures }> {
+export async function runLoad(
+  base: URL,
+  requests: readonly LoadRequest[],
+  concurrency: number,
+): Promise<{ results: LoadResult[]; figures: LoadFigures }> {
   const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
   const results: LoadResult[] = new Array(requests.length);
   let next = 0;

@@ -71,7 +71,9 @@ export async function loadServeModels(options: ServeModelOptions): Promise<Loade
   if (options.model !== undefined) return loadFolderModels(options.model, options);
   if (options.blt === undefined) return loadFolderModels(DEFAULT_BLT_FOLDER, options, DEFAULT_BLT_NAME);
   if (options.patcher !== undefined && (isUrl(options.patcher) || (await isDirectory(options.patcher)))) {
-    throw new Error(`--patcher ${options.patcher} is a folder: a folder entropy model goes with a folder BLT (--model DIR); with --blt FILE give a safetensors file`);
+    throw new Error(
+      `--patcher ${options.patcher} is a folder: a folder entropy model goes with a folder BLT (--model DIR); with --blt FILE give a safetensors file`,
+    );
   }
   // A single-file BLT without --patcher: the shipped `small` entropy model, which files written by
   // `bytelatent-train export-blt` were trained with.
@@ -88,11 +90,14 @@ export async function loadServeModels(options: ServeModelOptions): Promise<Loade
 }
 
 async function loadFolderModels(model: string, options: ServeModelOptions, name = model): Promise<LoadedModels> {
-  if (options.blt !== undefined) throw new Error('give --model DIR (a folder of a published layout) or --blt FILE (one safetensors file), not both');
+  if (options.blt !== undefined)
+    throw new Error('give --model DIR (a folder of a published layout) or --blt FILE (one safetensors file), not both');
   const bltIsUrl = isUrl(model);
   const bltDir = bltIsUrl ? model : resolve(model);
   if (!bltIsUrl && !(await isDirectory(bltDir)))
-    throw new Error(`--model ${model} is not a folder (a BLT of the consolidated, hub or transformers layout; a single safetensors file goes with --blt FILE)`);
+    throw new Error(
+      `--model ${model} is not a folder (a BLT of the consolidated, hub or transformers layout; a single safetensors file goes with --blt FILE)`,
+    );
   let patcher: string | Uint8Array | undefined;
   let patcherFolder: string | undefined;
   if (options.patcher !== undefined) {
@@ -115,7 +120,11 @@ async function loadFolderModels(model: string, options: ServeModelOptions, name 
     folders: {
       blt: bltDir,
       layout,
-      ...(patcherFolder !== undefined ? { patcher: { folder: patcherFolder } } : patcher instanceof Uint8Array ? { patcher: { file: patcher } } : {}),
+      ...(patcherFolder !== undefined
+        ? { patcher: { folder: patcherFolder } }
+        : patcher instanceof Uint8Array
+          ? { patcher: { file: patcher } }
+          : {}),
       ...(layout === 'consolidated' && patcher === undefined && (await isDirectory(sibling)) ? { sibling } : {}),
     },
   };

@@ -67,7 +67,11 @@ beforeAll(async () => {
   await initBackend({ backend: 'wasm' });
   patcher = await EntropyPatcher.pretrained();
   blt = new ByteLatentTransformer(ARGS, 1);
-  const service = new ModelService(patcher, blt, createGenerator(blt, patcher), { backend: tf.getBackend(), patcherModel: 'pretrained', bltModel: 'random' });
+  const service = new ModelService(patcher, blt, createGenerator(blt, patcher), {
+    backend: tf.getBackend(),
+    patcherModel: 'pretrained',
+    bltModel: 'random',
+  });
   ({ server, limiter } = createApiServer({ service, ...LIMITS, maxQueue: 40 }));
   server.on('connection', (s: Socket) => sockets.push(s));
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -98,7 +102,15 @@ describe('serve under load', () => {
     const memory = rss.stop();
     const tensorsAfter = tf.memory().numTensors;
     const mib = (x: number) => Math.round(x / 2 ** 20);
-    const line = { ...figures, kinds: undefined, rssBaselineMiB: mib(memory.baseline), rssPeakMiB: mib(memory.peak), rssEndMiB: mib(memory.end), tensorsBefore, tensorsAfter };
+    const line = {
+      ...figures,
+      kinds: undefined,
+      rssBaselineMiB: mib(memory.baseline),
+      rssPeakMiB: mib(memory.peak),
+      rssEndMiB: mib(memory.end),
+      tensorsBefore,
+      tensorsAfter,
+    };
     realStderrWrite(`load figures: ${JSON.stringify(line)}\n`);
 
     expect(figures.unexpected).toEqual([]);
@@ -124,7 +136,14 @@ describe('serve under load', () => {
     // Declared: answered from the headers alone; the server reads (almost) nothing.
     const declared = await new Promise<{ status: number; ms: number }>((resolve, reject) => {
       const t0 = performance.now();
-      const req = request({ host: base.hostname, port: base.port, method: 'POST', path: '/v1/patch', agent: false, headers: { 'Content-Type': 'application/json', 'Content-Length': 100 * 2 ** 20 } });
+      const req = request({
+        host: base.hostname,
+        port: base.port,
+        method: 'POST',
+        path: '/v1/patch',
+        agent: false,
+        headers: { 'Content-Type': 'application/json', 'Content-Length': 100 * 2 ** 20 },
+      });
       req.on('response', (res) => {
         res.resume();
         res.on('end', () => resolve({ status: res.statusCode!, ms: performance.now() - t0 }));
@@ -139,7 +158,14 @@ describe('serve under load', () => {
     const streamed = await new Promise<{ status: number; sent: number }>((resolve) => {
       let sent = 0;
       let done = false;
-      const req = request({ host: base.hostname, port: base.port, method: 'POST', path: '/v1/score', agent: false, headers: { 'Content-Type': 'application/json' } });
+      const req = request({
+        host: base.hostname,
+        port: base.port,
+        method: 'POST',
+        path: '/v1/score',
+        agent: false,
+        headers: { 'Content-Type': 'application/json' },
+      });
       const end = (status: number) => {
         if (done) return;
         done = true;

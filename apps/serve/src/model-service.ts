@@ -87,7 +87,14 @@ export class ModelService {
           defaults: this.patcher.defaults,
           context: this.patcher.model.maxSeqLen,
         },
-        blt: this.blt ? { source: this.info.bltModel, layout: this.info.bltLayout ?? 'safetensors', parameters: this.blt.parameterCount(), context: this.bltContext() } : null,
+        blt: this.blt
+          ? {
+              source: this.info.bltModel,
+              layout: this.info.bltLayout ?? 'safetensors',
+              parameters: this.blt.parameterCount(),
+              context: this.bltContext(),
+            }
+          : null,
       },
     };
   }
@@ -97,7 +104,15 @@ export class ModelService {
     return this.blt!.args.encoder.maxSeqLen;
   }
 
-  async patch(text: string, options: { threshold?: number | undefined; mode?: PatchingMode | undefined; maxPatchLength?: number | undefined; patchSize?: number | undefined }): Promise<PatchResponse> {
+  async patch(
+    text: string,
+    options: {
+      threshold?: number | undefined;
+      mode?: PatchingMode | undefined;
+      maxPatchLength?: number | undefined;
+      patchSize?: number | undefined;
+    },
+  ): Promise<PatchResponse> {
     const call = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
     const r = await this.patcher.patch(text, call);
     const segments = r.segments();

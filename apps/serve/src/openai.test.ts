@@ -51,7 +51,11 @@ let blt: ByteLatentTransformer;
 beforeAll(async () => {
   patcher = await EntropyPatcher.pretrained({ threads: 1 });
   blt = new ByteLatentTransformer(ARGS, 3);
-  const service = new ModelService(patcher, blt, createGenerator(blt, patcher), { backend: tf.getBackend(), patcherModel: 'pretrained', bltModel: `/models/${MODEL}.safetensors` });
+  const service = new ModelService(patcher, blt, createGenerator(blt, patcher), {
+    backend: tf.getBackend(),
+    patcherModel: 'pretrained',
+    bltModel: `/models/${MODEL}.safetensors`,
+  });
   const { server } = createApiServer({ service, maxPromptBytes: 256, maxGenerateBytes: 48 });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -107,7 +111,11 @@ describe('OpenAI-compatible API (the openai npm client)', () => {
     expect(finishes.at(-1)).toBe('length');
     expect(usage).toEqual(plain.usage);
     // The wire format itself: data lines, then the terminator.
-    const res = await fetch(`${base}/v1/completions`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ ...request, stream: true }) });
+    const res = await fetch(`${base}/v1/completions`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ ...request, stream: true }),
+    });
     expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
     const body = await res.text();
     expect(body.trimEnd().endsWith('data: [DONE]')).toBe(true);
@@ -153,7 +161,10 @@ describe('OpenAI-compatible API (the openai npm client)', () => {
       );
       expect(error, JSON.stringify(fields)).toBeInstanceOf(APIError);
       expect((error as APIError).message).toMatch(message);
-      expect([(error as APIError).status, (error as APIError).type]).toEqual([fields['prompt'] === 'x'.repeat(300) ? 413 : 400, 'invalid_request_error']);
+      expect([(error as APIError).status, (error as APIError).type]).toEqual([
+        fields['prompt'] === 'x'.repeat(300) ? 413 : 400,
+        'invalid_request_error',
+      ]);
     }
   });
 
@@ -161,7 +172,8 @@ describe('OpenAI-compatible API (the openai npm client)', () => {
     await client.completions.create({ model: MODEL, prompt: 'warm', max_tokens: 4 });
     const before = tf.memory().numTensors;
     for (let i = 0; i < 3; i++) await client.completions.create({ model: MODEL, prompt: 'leak', max_tokens: 8 });
-    for await (const chunk of await client.completions.create({ model: MODEL, prompt: 'leak', max_tokens: 8, stream: true })) expect(chunk.object).toBe('text_completion');
+    for await (const chunk of await client.completions.create({ model: MODEL, prompt: 'leak', max_tokens: 8, stream: true }))
+      expect(chunk.object).toBe('text_completion');
     expect(tf.memory().numTensors).toBe(before);
   });
 });

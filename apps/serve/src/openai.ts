@@ -32,10 +32,28 @@ export interface OpenAiContext {
 type Handler = (req: IncomingMessage, res: ServerResponse, signal: AbortSignal) => Promise<void>;
 
 /** OpenAI's `finish_reason`: the model's end of text and our stop strings are both "stop"; running out of context is "length". */
-const FINISH_REASON: Record<GenerateResult['finishReason'], 'stop' | 'length'> = { length: 'length', stop: 'stop', eos: 'stop', context: 'length' };
+const FINISH_REASON: Record<GenerateResult['finishReason'], 'stop' | 'length'> = {
+  length: 'length',
+  stop: 'stop',
+  eos: 'stop',
+  context: 'length',
+};
 
 /** Fields of `POST /v1/completions` we read; anything else is refused, as OpenAI refuses unknown arguments. */
-const COMPLETION_FIELDS = ['model', 'prompt', 'max_tokens', 'temperature', 'top_p', 'stop', 'seed', 'stream', 'stream_options', 'n', 'echo', 'user'] as const;
+const COMPLETION_FIELDS = [
+  'model',
+  'prompt',
+  'max_tokens',
+  'temperature',
+  'top_p',
+  'stop',
+  'seed',
+  'stream',
+  'stream_options',
+  'n',
+  'echo',
+  'user',
+] as const;
 
 /** OpenAI's default `max_tokens` for completions. */
 const DEFAULT_MAX_TOKENS = 16;
@@ -67,19 +85,35 @@ export function openAiRoutes(ctx: OpenAiContext): Record<string, Record<string, 
         const created = Math.floor(Date.now() / 1000);
         const head = { id, object: 'text_completion', created, model: ctx.modelId } as const;
         const promptBytes = Buffer.byteLength(request.params.prompt, 'utf8');
-        const usage = (completionBytes: number) => ({ prompt_tokens: promptBytes, completion_tokens: completionBytes, total_tokens: promptBytes + completionBytes });
+        const usage = (completionBytes: number) => ({
+          prompt_tokens: promptBytes,
+          completion_tokens: completionBytes,
+          total_tokens: promptBytes + completionBytes,
+        });
         const echoed = request.echo ? request.params.prompt : '';
         if (!request.stream) {
           const r = await ctx.limiter.run(() => ctx.service.generate(request.params, signal), signal);
-          sendJson(res, 200, { ...head, choices: [{ text: echoed + r.text, index: 0, logprobs: null, finish_reason: FINISH_REASON[r.finishReason] }], usage: usage(r.bytes) });
+          sendJson(res, 200, {
+            ...head,
+            choices: [{ text: echoed + r.text, index: 0, logprobs: null, finish_reason: FINISH_REASON[r.finishReason] }],
+            usage: usage(r.bytes),
+          });
           return;
         }
         await ctx.limiter.run(async () => {
-          res.writeHead(200, { 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-cache', Connection: 'keep-alive', 'X-Accel-Buffering': 'no' });
+          res.writeHead(200, {
+            'Content-Type': 'text/event-stream; charset=utf-8',
+            'Cache-Control': 'no-cache',
+            Connection: 'keep-alive',
+            'X-Accel-Buffering': 'no',
+          });
           const send = (data: unknown) => {
             if (!res.writableEnded && !res.destroyed) res.write(`data: ${JSON.stringify(data)}\n\n`);
           };
-          const choice = (text: string, finishReason: string | null) => ({ ...head, choices: [{ text, index: 0, logprobs: null, finish_reason: finishReason }] });
+          const choice = (text: string, finishReason: string | null) => ({
+            ...head,
+            choices: [{ text, index: 0, logprobs: null, finish_reason: finishReason }],
+          });
           try {
             if (echoed) send(choice(echoed, null));
             const r = await ctx.service.generate(request.params, signal, (chunk) => send(choice(chunk.text, null)));
@@ -107,27 +141,38 @@ interface CompletionRequest {
 function readCompletionRequest(body: Record<string, unknown>, ctx: OpenAiContext): CompletionRequest {
   const f = new Fields(body).only(COMPLETION_FIELDS);
   const model = f.string('model', { required: true, maxBytes: 256 });
-  if (model !== ctx.modelId) throw new HttpError(404, 'MODEL_NOT_FOUND', `the model ${JSON.stringify(model)} does not exist; this server has ${JSON.stringify(ctx.modelId)} (GET /v1/models)`);
+  if (model !== ctx.modelId)
+    throw new HttpError(
+      404,
+      'MODEL_NOT_FOUND',
+      `the model ${JSON.stringify(model)} does not exist; this server has ${JSON.stringify(ctx.modelId)} (GET /v1/models)`,
+    );
   // OpenAI also takes a list of prompts and token-id arrays; one text prompt is what a byte model can answer.
   let prompt = body['prompt'];
   if (Array.isArray(prompt) && prompt.length === 1 && typeof prompt[0] === 'string') prompt = prompt[0];
   if (prompt !== undefined && typeof prompt !== 'string') {
-    throw badRequest('"prompt" must be a string (or a list of one string): this model reads text as bytes, not token ids, and answers one prompt per request');
+    throw badRequest(
+      '"prompt" must be a string (or a list of one string): this model reads text as bytes, not token ids, and answers one prompt per request',
+    );
   }
   const text = new Fields({ prompt: prompt ?? '' }).string('prompt', { required: true, maxBytes: ctx.maxPromptBytes, allowEmpty: true });
   const n = f.number('n', { min: 1, integer: true });
   if (n !== undefined && n !== 1) throw badRequest(`"n" must be 1 (one completion per request), got ${n}`);
   f.string('user', { maxBytes: 256, allowEmpty: true });
   const streamOptions = body['stream_options'];
-  if (streamOptions !== undefined && streamOptions !== null && (typeof streamOptions !== 'object' || Array.isArray(streamOptions))) throw badRequest('"stream_options" must be an object');
-  const includeUsage = streamOptions ? (new Fields(streamOptions as Record<string, unknown>).only(['include_usage']).boolean('include_usage') ?? false) : false;
+  if (streamOptions !== undefined && streamOptions !== null && (typeof streamOptions !== 'object' || Array.isArray(streamOptions)))
+    throw badRequest('"stream_options" must be an object');
+  const includeUsage = streamOptions
+    ? (new Fields(streamOptions as Record<string, unknown>).only(['include_usage']).boolean('include_usage') ?? false)
+    : false;
   const stream = f.boolean('stream') ?? false;
   if (streamOptions && !stream) throw badRequest('"stream_options" is only allowed with "stream": true');
   const temperature = f.number('temperature', { min: 0, max: 2 }) ?? DEFAULT_SAMPLING.temperature;
   return {
     params: {
       prompt: text,
-      maxBytes: f.number('max_tokens', { min: 1, max: ctx.maxGenerateBytes, integer: true }) ?? Math.min(DEFAULT_MAX_TOKENS, ctx.maxGenerateBytes),
+      maxBytes:
+        f.number('max_tokens', { min: 1, max: ctx.maxGenerateBytes, integer: true }) ?? Math.min(DEFAULT_MAX_TOKENS, ctx.maxGenerateBytes),
       temperature,
       topK: 0,
       topP: f.number('top_p', { min: 0, max: 1, exclusiveMin: true }) ?? DEFAULT_SAMPLING.topP,

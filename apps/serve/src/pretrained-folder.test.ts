@@ -50,7 +50,16 @@ const ARGS = {
   encoder_hash_byte_group_vocab: 64,
   encoder_hash_byte_group_nb_functions: 1,
 } as BltArgs;
-const ENTROPY_ARGS: EntropyModelArgs = { dim: 16, n_layers: 1, n_heads: 2, max_seqlen: 64, vocab_size: 260, attn_bias_type: 'local_block_causal', sliding_window: 64, multiple_of: 16 };
+const ENTROPY_ARGS: EntropyModelArgs = {
+  dim: 16,
+  n_layers: 1,
+  n_heads: 2,
+  max_seqlen: 64,
+  vocab_size: 260,
+  attn_bias_type: 'local_block_causal',
+  sliding_window: 64,
+  multiple_of: 16,
+};
 /** The folder's patching settings: a threshold the random entropy model passes now and then, and a cap. */
 const SETTINGS = { mode: 'entropy' as const, threshold: 5.1, maxPatchLength: 3 };
 const PROMPT = 'The folder says ';
@@ -60,7 +69,11 @@ const folders: Record<'hub' | 'transformers', string> = { hub: '', transformers:
 let entropyFile: string;
 
 async function listen(models: LoadedModels): Promise<{ base: string; server: Server }> {
-  const { server } = createApiServer({ service: models.service, ...(models.files ? { modelFiles: models.files } : {}), ...(models.folders ? { modelFolders: models.folders } : {}) });
+  const { server } = createApiServer({
+    service: models.service,
+    ...(models.files ? { modelFiles: models.files } : {}),
+    ...(models.folders ? { modelFolders: models.folders } : {}),
+  });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return { base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server };
 }
@@ -89,7 +102,10 @@ beforeAll(async () => {
   }
   // A single-file entropy model whose own defaults differ from the folder's settings.
   entropyFile = join(dir, 'entropy.safetensors');
-  writeFileSync(entropyFile, await patcher.model.toSafetensors({ [PATCHER_METADATA_KEY]: JSON.stringify({ mode: 'entropy', threshold: 1 }) }));
+  writeFileSync(
+    entropyFile,
+    await patcher.model.toSafetensors({ [PATCHER_METADATA_KEY]: JSON.stringify({ mode: 'entropy', threshold: 1 }) }),
+  );
   blt.dispose();
   patcher.dispose();
 });
@@ -99,23 +115,39 @@ describe('serve --model DIR', () => {
     const models = await loadServeModels({ model: folders.hub, backend: 'cpu' });
     const { base, server } = await listen(models);
     try {
-      const health = (await (await fetch(`${base}/health`)).json()) as { models: { blt: { layout: string; source: string }; patcher: { layout: string; defaults: unknown } } };
+      const health = (await (await fetch(`${base}/health`)).json()) as {
+        models: { blt: { layout: string; source: string }; patcher: { layout: string; defaults: unknown } };
+      };
       expect(health.models.blt.layout).toBe('hub');
       expect(health.models.blt.source).toBe(folders.hub);
       expect(health.models.patcher.layout).toBe('hub');
       expect(health.models.patcher.defaults).toMatchObject(SETTINGS);
-      const res = await fetch(`${base}/v1/generate`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ prompt: PROMPT, maxBytes: 12, temperature: 0 }) });
+      const res = await fetch(`${base}/v1/generate`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ prompt: PROMPT, maxBytes: 12, temperature: 0 }),
+      });
       expect(res.status).toBe(200);
       const body = (await res.json()) as { text: string; finishReason: string };
       expect(body.text).toBe(await inProcess(folders.hub, 12));
-      const patch = (await (await fetch(`${base}/v1/patch`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ text: 'abcdefghijklmnop' }) })).json()) as {
+      const patch = (await (
+        await fetch(`${base}/v1/patch`, {
+          method: 'POST',
+          headers: { 'Content-Type': 'application/json' },
+          body: JSON.stringify({ text: 'abcdefghijklmnop' }),
+        })
+      ).json()) as {
         patches: Array<{ start: number; end: number }>;
         threshold: number;
       };
       expect(patch.threshold).toBe(SETTINGS.threshold);
       // The folder's max_patch_length: no patch longer than 3 bytes.
       expect(Math.max(...patch.patches.map((p) => p.end - p.start))).toBeLessThanOrEqual(3);
-      const score = await fetch(`${base}/v1/score`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ text: 'a folder model' }) });
+      const score = await fetch(`${base}/v1/score`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ text: 'a folder model' }),
+      });
       expect(score.status).toBe(200);
     } finally {
       await closeServer(server);
@@ -128,7 +160,12 @@ describe('serve --model DIR', () => {
     const models = await loadServeModels({ model: folders.hub, backend: 'cpu' });
     const { base, server } = await listen(models);
     try {
-      expect(await (await fetch(`${base}/models/index.json`)).json()).toEqual({ format: 'pretrained', layout: 'hub', blt: 'blt/', patcher: null });
+      expect(await (await fetch(`${base}/models/index.json`)).json()).toEqual({
+        format: 'pretrained',
+        layout: 'hub',
+        blt: 'blt/',
+        patcher: null,
+      });
       const config = await fetch(`${base}/models/blt/config.json`);
       expect(config.status).toBe(200);
       expect(config.headers.get('cross-origin-embedder-policy')).toBe('require-corp');
@@ -161,11 +198,18 @@ describe('serve --model DIR', () => {
     const models = await loadServeModels({ model: folders.transformers, patcher: entropyFile, backend: 'cpu' });
     const { base, server } = await listen(models);
     try {
-      const health = (await (await fetch(`${base}/health`)).json()) as { models: { blt: { layout: string }; patcher: { layout: string; source: string; defaults: unknown } } };
+      const health = (await (await fetch(`${base}/health`)).json()) as {
+        models: { blt: { layout: string }; patcher: { layout: string; source: string; defaults: unknown } };
+      };
       expect(health.models.blt.layout).toBe('transformers');
       expect(health.models.patcher).toMatchObject({ layout: 'safetensors', source: entropyFile });
       expect(health.models.patcher.defaults).toMatchObject(SETTINGS);
-      expect(await (await fetch(`${base}/models/index.json`)).json()).toEqual({ format: 'pretrained', layout: 'transformers', blt: 'blt/', patcher: 'patcher.safetensors' });
+      expect(await (await fetch(`${base}/models/index.json`)).json()).toEqual({
+        format: 'pretrained',
+        layout: 'transformers',
+        blt: 'blt/',
+        patcher: 'patcher.safetensors',
+      });
       expect((await fetch(`${base}/models/patcher.safetensors`)).status).toBe(200);
     } finally {
       await closeServer(server);
@@ -176,15 +220,26 @@ describe('serve --model DIR', () => {
 
   it('a consolidated checkpoint written by the reference: the entropy_model/ beside it is served where the loader looks from /models/blt/', async () => {
     const models = await loadServeModels({ model: join(CONSOLIDATED, 'blt'), backend: 'cpu' });
-    expect(models.folders).toEqual({ blt: join(CONSOLIDATED, 'blt'), layout: 'consolidated', sibling: join(CONSOLIDATED, 'entropy_model') });
+    expect(models.folders).toEqual({
+      blt: join(CONSOLIDATED, 'blt'),
+      layout: 'consolidated',
+      sibling: join(CONSOLIDATED, 'entropy_model'),
+    });
     const { base, server } = await listen(models);
     try {
-      const health = (await (await fetch(`${base}/health`)).json()) as { models: { blt: { layout: string }; patcher: { layout: string; defaults: unknown } } };
+      const health = (await (await fetch(`${base}/health`)).json()) as {
+        models: { blt: { layout: string }; patcher: { layout: string; defaults: unknown } };
+      };
       expect(health.models.blt.layout).toBe('consolidated');
       expect(health.models.patcher.layout).toBe('consolidated');
       // params.json data.patcher_args: entropy with threshold_add 0.01 and max_patch_length 3.
       expect(health.models.patcher.defaults).toEqual({ mode: 'combined', threshold: 5.08, thresholdAdd: 0.01, maxPatchLength: 3 });
-      expect(await (await fetch(`${base}/models/index.json`)).json()).toEqual({ format: 'pretrained', layout: 'consolidated', blt: 'blt/', patcher: null });
+      expect(await (await fetch(`${base}/models/index.json`)).json()).toEqual({
+        format: 'pretrained',
+        layout: 'consolidated',
+        blt: 'blt/',
+        patcher: null,
+      });
       // new URL('../entropy_model/', '/models/blt/') is /models/entropy_model/.
       expect(new URL('../entropy_model/params.json', `${base}/models/blt/`).pathname).toBe('/models/entropy_model/params.json');
       expect((await fetch(`${base}/models/entropy_model/consolidated.pth`, { method: 'HEAD' })).status).toBe(200);
@@ -210,14 +265,20 @@ describe('serve --model DIR', () => {
   });
 
   it('refuses mixed or wrong model options with messages naming them', async () => {
-    await expect(loadServeModels({ model: folders.hub, blt: 'x.safetensors', backend: 'cpu' })).rejects.toThrow(/--model DIR .* or --blt FILE .*not both/);
+    await expect(loadServeModels({ model: folders.hub, blt: 'x.safetensors', backend: 'cpu' })).rejects.toThrow(
+      /--model DIR .* or --blt FILE .*not both/,
+    );
     await expect(loadServeModels({ model: join(folders.hub, 'config.json'), backend: 'cpu' })).rejects.toThrow(/is not a folder/);
-    await expect(loadServeModels({ blt: 'x.safetensors', patcher: folders.hub, backend: 'cpu' })).rejects.toThrow(/a folder entropy model goes with a folder BLT/);
+    await expect(loadServeModels({ blt: 'x.safetensors', patcher: folders.hub, backend: 'cpu' })).rejects.toThrow(
+      /a folder entropy model goes with a folder BLT/,
+    );
     await expect(loadServeModels({ model: dir, backend: 'cpu' })).rejects.toThrow(/not a BLT checkpoint folder/);
   });
 
   it('the CLI: bytelatent-serve --model DIR prints the layout and answers /health', async () => {
-    const child = spawn(process.execPath, [CLI, '--model', folders.transformers, '--port', '0', '--backend', 'cpu'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, '--model', folders.transformers, '--port', '0', '--backend', 'cpu'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     try {
       let out = '';
       let err = '';

@@ -10,7 +10,8 @@ import { HttpError, badRequest } from './http-error.js';
  */
 export async function readJsonBody(req: IncomingMessage, maxBytes: number): Promise<Record<string, unknown>> {
   const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
-  if (type !== 'application/json') throw new HttpError(415, 'UNSUPPORTED_MEDIA_TYPE', `Content-Type must be application/json, got "${type || 'none'}"`);
+  if (type !== 'application/json')
+    throw new HttpError(415, 'UNSUPPORTED_MEDIA_TYPE', `Content-Type must be application/json, got "${type || 'none'}"`);
   const declared = req.headers['content-length'];
   if (declared !== undefined && Number(declared) > maxBytes) {
     throw new HttpError(413, 'BODY_TOO_LARGE', `the body is ${declared} bytes; the limit is ${maxBytes}`);
@@ -60,7 +61,8 @@ export class Fields {
     if (typeof v !== 'string') throw badRequest(`"${name}" must be a string, got ${describe(v)}`);
     if (!options.allowEmpty && v.length === 0) throw badRequest(`"${name}" must not be empty`);
     const bytes = Buffer.byteLength(v, 'utf8');
-    if (bytes > options.maxBytes) throw new HttpError(413, 'INPUT_TOO_LARGE', `"${name}" is ${bytes} bytes; the limit is ${options.maxBytes}`);
+    if (bytes > options.maxBytes)
+      throw new HttpError(413, 'INPUT_TOO_LARGE', `"${name}" is ${bytes} bytes; the limit is ${options.maxBytes}`);
     return v;
   }
 
@@ -100,7 +102,8 @@ export class Fields {
   oneOf<T extends string>(name: string, values: readonly T[]): T | undefined {
     const v = this.body[name];
     if (v === undefined) return undefined;
-    if (typeof v !== 'string' || !(values as readonly string[]).includes(v)) throw badRequest(`"${name}" must be one of ${values.join(', ')}, got ${describe(v)}`);
+    if (typeof v !== 'string' || !(values as readonly string[]).includes(v))
+      throw badRequest(`"${name}" must be one of ${values.join(', ')}, got ${describe(v)}`);
     return v as T;
   }
 }

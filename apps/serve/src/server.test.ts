@@ -63,8 +63,20 @@ async function call(method: string, path: string, body?: string | object, header
 beforeAll(async () => {
   patcher = await EntropyPatcher.pretrained();
   blt = new ByteLatentTransformer(ARGS, 1);
-  const service = new ModelService(patcher, blt, createGenerator(blt, patcher), { backend: tf.getBackend(), patcherModel: 'pretrained', bltModel: 'random' });
-  const { server } = createApiServer({ service, publicDir: WEB_DIR, maxBodyBytes: 4096, maxTextBytes: 1024, maxPromptBytes: 256, maxGenerateBytes: 64, maxQueue: 2 });
+  const service = new ModelService(patcher, blt, createGenerator(blt, patcher), {
+    backend: tf.getBackend(),
+    patcherModel: 'pretrained',
+    bltModel: 'random',
+  });
+  const { server } = createApiServer({
+    service,
+    publicDir: WEB_DIR,
+    maxBodyBytes: 4096,
+    maxTextBytes: 1024,
+    maxPromptBytes: 256,
+    maxGenerateBytes: 64,
+    maxQueue: 2,
+  });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   close = () => new Promise((r) => server.close(() => r()));
@@ -156,10 +168,14 @@ describe('serve API', () => {
 
   it('refuses an oversize body from its Content-Length, before reading it', async () => {
     const status = await new Promise<number>((resolve, reject) => {
-      const req = request(base + '/v1/patch', { method: 'POST', headers: { 'Content-Type': 'application/json', 'Content-Length': String(10 ** 9) } }, (res) => {
-        res.resume();
-        resolve(res.statusCode!);
-      });
+      const req = request(
+        base + '/v1/patch',
+        { method: 'POST', headers: { 'Content-Type': 'application/json', 'Content-Length': String(10 ** 9) } },
+        (res) => {
+          res.resume();
+          resolve(res.statusCode!);
+        },
+      );
       req.on('error', reject);
       req.write('{"text":"');
       // never sends the announced gigabyte

@@ -111,7 +111,12 @@ export function createApiServer(options: ServerOptions): { server: Server; limit
   const index: ModelIndex | undefined = o.modelFiles
     ? { format: 'safetensors', blt: 'blt.safetensors', patcher: 'patcher.safetensors' }
     : folders
-      ? { format: 'pretrained', layout: folders.layout, blt: 'blt/', patcher: explicitFolder !== undefined ? 'patcher/' : explicitFile ? 'patcher.safetensors' : null }
+      ? {
+          format: 'pretrained',
+          layout: folders.layout,
+          blt: 'blt/',
+          patcher: explicitFolder !== undefined ? 'patcher/' : explicitFile ? 'patcher.safetensors' : null,
+        }
       : undefined;
 
   const routes: Record<string, Record<string, (req: IncomingMessage, res: ServerResponse, signal: AbortSignal) => Promise<void>>> = {
@@ -160,7 +165,16 @@ export function createApiServer(options: ServerOptions): { server: Server; limit
     },
     '/v1/generate': {
       POST: async (req, res, signal) => {
-        const f = new Fields(await readJsonBody(req, o.maxBodyBytes)).only(['prompt', 'maxBytes', 'temperature', 'topK', 'topP', 'seed', 'stop', 'stream']);
+        const f = new Fields(await readJsonBody(req, o.maxBodyBytes)).only([
+          'prompt',
+          'maxBytes',
+          'temperature',
+          'topK',
+          'topP',
+          'seed',
+          'stop',
+          'stream',
+        ]);
         const params: GenerateParams = {
           prompt: f.string('prompt', { required: true, maxBytes: o.maxPromptBytes, allowEmpty: true }),
           maxBytes: f.number('maxBytes', { min: 1, max: o.maxGenerateBytes, integer: true }) ?? Math.min(128, o.maxGenerateBytes),
@@ -176,7 +190,12 @@ export function createApiServer(options: ServerOptions): { server: Server; limit
           return;
         }
         await limiter.run(async () => {
-          res.writeHead(200, { 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-cache', Connection: 'keep-alive', 'X-Accel-Buffering': 'no' });
+          res.writeHead(200, {
+            'Content-Type': 'text/event-stream; charset=utf-8',
+            'Cache-Control': 'no-cache',
+            Connection: 'keep-alive',
+            'X-Accel-Buffering': 'no',
+          });
           try {
             const done = await service.generate(params, signal, (chunk) => {
               if (!res.writableEnded) res.write(`data: ${JSON.stringify(chunk)}\n\n`);
@@ -194,7 +213,10 @@ export function createApiServer(options: ServerOptions): { server: Server; limit
 
   const server = createServer((req, res) => {
     const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(new HttpError(504, 'TIMEOUT', `the request took longer than ${o.requestTimeoutMs} ms`)), o.requestTimeoutMs);
+    const timer = setTimeout(
+      () => controller.abort(new HttpError(504, 'TIMEOUT', `the request took longer than ${o.requestTimeoutMs} ms`)),
+      o.requestTimeoutMs,
+    );
     // The client went away before the answer was complete: stop the work (generation checks the signal).
     res.on('close', () => {
       clearTimeout(timer);
@@ -206,7 +228,8 @@ export function createApiServer(options: ServerOptions): { server: Server; limit
       const gone = controller.signal.aborted && !(controller.signal.reason instanceof HttpError);
       if (gone && (e === controller.signal.reason || (e as NodeJS.ErrnoException)?.code === 'ECONNRESET')) return;
       const err = toHttpError(e, controller.signal);
-      if (err.status >= 500 && err.code === 'INTERNAL') process.stderr.write(`internal error on ${req.method} ${req.url}: ${(e as Error)?.stack ?? String(e)}\n`);
+      if (err.status >= 500 && err.code === 'INTERNAL')
+        process.stderr.write(`internal error on ${req.method} ${req.url}: ${(e as Error)?.stack ?? String(e)}\n`);
       if (res.headersSent) {
         res.end();
         return;
@@ -222,13 +245,19 @@ export function createApiServer(options: ServerOptions): { server: Server; limit
     const route = routes[url.pathname];
     if (route) {
       const handler = route[req.method ?? 'GET'];
-      if (!handler) throw new HttpError(405, 'METHOD_NOT_ALLOWED', `${req.method} is not allowed on ${url.pathname} (use ${Object.keys(route).join(', ')})`);
+      if (!handler)
+        throw new HttpError(
+          405,
+          'METHOD_NOT_ALLOWED',
+          `${req.method} is not allowed on ${url.pathname} (use ${Object.keys(route).join(', ')})`,
+        );
       await handler(req, res, signal);
       return;
     }
     const folderRoute = folderRoutes.find(([prefix]) => url.pathname.startsWith(prefix));
     if (folderRoute) {
-      if (req.method !== 'GET' && req.method !== 'HEAD') throw new HttpError(405, 'METHOD_NOT_ALLOWED', `${req.method} is not allowed on ${url.pathname} (use GET, HEAD)`);
+      if (req.method !== 'GET' && req.method !== 'HEAD')
+        throw new HttpError(405, 'METHOD_NOT_ALLOWED', `${req.method} is not allowed on ${url.pathname} (use GET, HEAD)`);
       await serveModelFile(folderRoute[1], url.pathname.slice(folderRoute[0].length), res, req.method === 'HEAD');
       return;
     }
@@ -252,7 +281,10 @@ function sendJson(res: ServerResponse, status: number, body: unknown, headers: R
 const ISOLATION_HEADERS = { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' } as const;
 
 /** GET and HEAD of a file held in memory (the model files the page downloads). */
-function bytesRoute(body: Uint8Array, type = 'application/octet-stream'): Record<string, (req: IncomingMessage, res: ServerResponse) => Promise<void>> {
+function bytesRoute(
+  body: Uint8Array,
+  type = 'application/octet-stream',
+): Record<string, (req: IncomingMessage, res: ServerResponse) => Promise<void>> {
   const send = async (req: IncomingMessage, res: ServerResponse) => {
     res.writeHead(200, { 'Content-Type': type, 'Content-Length': body.byteLength, 'Cache-Control': 'no-cache', ...ISOLATION_HEADERS });
     res.end(req.method === 'HEAD' ? undefined : body);
@@ -277,7 +309,8 @@ async function serveModelFile(root: string, relative: string, res: ServerRespons
   }
   const path = normalize(join(root, rel));
   const inside = path.startsWith(normalize(root).replace(/[\\/]+$/, '') + sep);
-  if (!inside || !MODEL_FOLDER_FILE.test(path) || rel.split(/[\\/]/).some((part) => part.startsWith('.'))) throw new HttpError(404, 'NOT_FOUND', `no model file ${rel}`);
+  if (!inside || !MODEL_FOLDER_FILE.test(path) || rel.split(/[\\/]/).some((part) => part.startsWith('.')))
+    throw new HttpError(404, 'NOT_FOUND', `no model file ${rel}`);
   const info = await stat(path).catch(() => undefined);
   if (!info?.isFile()) throw new HttpError(404, 'NOT_FOUND', `no model file ${rel}`);
   res.writeHead(200, {

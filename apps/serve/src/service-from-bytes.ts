@@ -34,7 +34,8 @@ export async function createModelService(sources: ModelSources): Promise<ModelSe
     throw new Error(`${sources.bltName} is not a safetensors file: ${(e as Error).message}`);
   }
   const raw = file.metadata[BLT_ARGS_METADATA_KEY];
-  if (raw === undefined) throw new Error(`${sources.bltName} has no "${BLT_ARGS_METADATA_KEY}" metadata: cannot tell the model's configuration`);
+  if (raw === undefined)
+    throw new Error(`${sources.bltName} has no "${BLT_ARGS_METADATA_KEY}" metadata: cannot tell the model's configuration`);
   let args: BltArgs;
   try {
     args = JSON.parse(raw) as BltArgs;
@@ -86,7 +87,10 @@ export interface PretrainedSources {
  */
 export async function createModelServiceFromPretrained(sources: PretrainedSources): Promise<{ service: ModelService; layout: string }> {
   const patcherBytes = sources.patcher instanceof Uint8Array ? sources.patcher : undefined;
-  const loaded = await loadPretrained(sources.blt, patcherBytes ? { patcher: false } : typeof sources.patcher === 'string' ? { patcher: sources.patcher } : {});
+  const loaded = await loadPretrained(
+    sources.blt,
+    patcherBytes ? { patcher: false } : typeof sources.patcher === 'string' ? { patcher: sources.patcher } : {},
+  );
   let patcher: EntropyPatcher;
   try {
     // A single-file entropy model gets the BLT's patching settings over its own, as a folder does.
@@ -98,7 +102,9 @@ export async function createModelServiceFromPretrained(sources: PretrainedSource
   const service = new ModelService(patcher, loaded.model, createGenerator(loaded.model, patcher), {
     // The loader may have moved a model too large for the wasm heap to cpu.
     backend: loaded.backend.name,
-    patcherModel: sources.patcherName ?? (typeof sources.patcher === 'string' ? sources.patcher : `${loaded.location} (${patcher.layout ?? 'own'} entropy model)`),
+    patcherModel:
+      sources.patcherName ??
+      (typeof sources.patcher === 'string' ? sources.patcher : `${loaded.location} (${patcher.layout ?? 'own'} entropy model)`),
     bltModel: sources.bltName ?? loaded.location,
     bltLayout: loaded.layout,
   });

@@ -46,7 +46,13 @@ export function launchChromium(): Promise<Browser> {
  * @returns the base URL (ending in `/`) and a function that closes the server
  */
 export async function serveFolder(folder: string): Promise<{ base: string; close: () => Promise<void> }> {
-  const types: Record<string, string> = { '.html': 'text/html', '.js': 'text/javascript', '.json': 'application/json', '.txt': 'text/plain; charset=utf-8', '.wasm': 'application/wasm' };
+  const types: Record<string, string> = {
+    '.html': 'text/html',
+    '.js': 'text/javascript',
+    '.json': 'application/json',
+    '.txt': 'text/plain; charset=utf-8',
+    '.wasm': 'application/wasm',
+  };
   const server: Server = createServer((req, res) => {
     const path = normalize(join(folder, decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname)));
     if (!path.startsWith(folder + sep) || (req.method !== 'GET' && req.method !== 'HEAD')) return void res.writeHead(404).end();
@@ -82,7 +88,14 @@ export async function bundleCheckPage(checksDir: string, html: string, outDir: s
     base: './',
     logLevel: 'error',
     configFile: false,
-    build: { outDir, emptyOutDir: false, minify: false, target: 'es2022', chunkSizeWarningLimit: 8192, rollupOptions: { input: join(checksDir, html) } },
+    build: {
+      outDir,
+      emptyOutDir: false,
+      minify: false,
+      target: 'es2022',
+      chunkSizeWarningLimit: 8192,
+      rollupOptions: { input: join(checksDir, html) },
+    },
   });
   const wasmDist = join(dirname(createRequire(import.meta.url).resolve('@tensorflow/tfjs-backend-wasm/package.json')), 'dist');
   await mkdir(join(outDir, 'wasm'));
@@ -99,7 +112,9 @@ export async function runCheckPage<T extends { readonly error?: string }>(browse
   page.on('pageerror', (e) => errors.push(e.message));
   try {
     await page.goto(url);
-    await page.waitForFunction(() => (window as unknown as { checkResult?: unknown }).checkResult !== undefined, null, { timeout: 150_000 });
+    await page.waitForFunction(() => (window as unknown as { checkResult?: unknown }).checkResult !== undefined, null, {
+      timeout: 150_000,
+    });
     const result = (await page.evaluate(() => (window as unknown as { checkResult: unknown }).checkResult)) as T;
     expect(errors).toEqual([]);
     expect(result.error).toBeUndefined();

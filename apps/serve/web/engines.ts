@@ -80,19 +80,37 @@ export async function createBrowserEngine(backend: BrowserBackendChoice, onProgr
   onProgress(`downloading the models for backend ${info.name}…`);
   const started = performance.now();
   const indexResponse = await fetch('models/index.json');
-  if (!indexResponse.ok) throw new Error(`this server does not hand out its models (GET models/index.json: ${indexResponse.status}); run the model on the server`);
+  if (!indexResponse.ok)
+    throw new Error(
+      `this server does not hand out its models (GET models/index.json: ${indexResponse.status}); run the model on the server`,
+    );
   const index = (await indexResponse.json()) as ModelIndex;
   let service;
   let loaded: string;
   if (index.format === 'pretrained') {
     // The same loader as the server's: loadPretrained on the folder's URL, entropy model and patching settings from its files.
     const base = new URL('models/', document.baseURI);
-    const patcher = index.patcher === null ? undefined : index.patcher.endsWith('/') ? new URL(index.patcher, base).href : await fetchBytes(new URL(index.patcher, base).href);
-    ({ service } = await createModelServiceFromPretrained({ blt: new URL(index.blt, base).href, ...(patcher !== undefined ? { patcher } : {}), backend: info.name }));
+    const patcher =
+      index.patcher === null
+        ? undefined
+        : index.patcher.endsWith('/')
+          ? new URL(index.patcher, base).href
+          : await fetchBytes(new URL(index.patcher, base).href);
+    ({ service } = await createModelServiceFromPretrained({
+      blt: new URL(index.blt, base).href,
+      ...(patcher !== undefined ? { patcher } : {}),
+      backend: info.name,
+    }));
     loaded = `${index.layout}-layout folder loaded`;
   } else {
     const [patcher, blt] = await Promise.all([fetchBytes(`models/${index.patcher}`), fetchBytes(`models/${index.blt}`)]);
-    service = await createModelService({ patcher, blt, patcherName: 'patcher.safetensors', bltName: 'blt.safetensors', backend: info.name });
+    service = await createModelService({
+      patcher,
+      blt,
+      patcherName: 'patcher.safetensors',
+      bltName: 'blt.safetensors',
+      backend: info.name,
+    });
     loaded = `${((patcher.byteLength + blt.byteLength) / 1e6).toFixed(1)} MB of weights loaded`;
   }
   const loadedMs = Math.round(performance.now() - started);

@@ -20,8 +20,12 @@ function drawPlot(entropies: readonly number[], threshold: number | null): void 
   const points = entropies.map((e, i) => `${x(i)},${y(e)}`).join(' ');
   element('plot').innerHTML =
     `<polyline points="${points}" fill="none" stroke="#1f77b4" stroke-width="2"/>` +
-    entropies.map((e, i) => `<circle cx="${x(i)}" cy="${y(e)}" r="2.5" fill="${threshold !== null && e > threshold ? '#d62728' : '#1f77b4'}"/>`).join('') +
-    (threshold !== null ? `<line x1="0" x2="${SVG_WIDTH}" y1="${y(threshold)}" y2="${y(threshold)}" stroke="#d62728" stroke-dasharray="6 4"/>` : '');
+    entropies
+      .map((e, i) => `<circle cx="${x(i)}" cy="${y(e)}" r="2.5" fill="${threshold !== null && e > threshold ? '#d62728' : '#1f77b4'}"/>`)
+      .join('') +
+    (threshold !== null
+      ? `<line x1="0" x2="${SVG_WIDTH}" y1="${y(threshold)}" y2="${y(threshold)}" stroke="#d62728" stroke-dasharray="6 4"/>`
+      : '');
 }
 
 function renderPatches(r: PatchResponse): void {
@@ -34,7 +38,8 @@ function renderPatches(r: PatchResponse): void {
     }),
   );
   drawPlot(r.entropies, r.threshold);
-  element('patchinfo').textContent = `${r.patches.length} patches over ${r.bytes} bytes (mean ${r.meanPatchSize} bytes), threshold ${r.threshold?.toFixed(3) ?? '—'} nats`;
+  element('patchinfo').textContent =
+    `${r.patches.length} patches over ${r.bytes} bytes (mean ${r.meanPatchSize} bytes), threshold ${r.threshold?.toFixed(3) ?? '—'} nats`;
 }
 
 async function main(): Promise<void> {

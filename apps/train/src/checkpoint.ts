@@ -71,7 +71,8 @@ export async function readCheckpoint(path: string): Promise<{ state: CheckpointS
     throw new TrainError('CHECKPOINT_INVALID', `checkpoint ${path} is not a ${CHECKPOINT_FORMAT} v${CHECKPOINT_VERSION} file`);
   }
   const problems: string[] = [];
-  if (!Number.isSafeInteger(value['step']) || (value['step'] as number) < 0) problems.push(`step must be an integer >= 0, got ${JSON.stringify(value['step'])}`);
+  if (!Number.isSafeInteger(value['step']) || (value['step'] as number) < 0)
+    problems.push(`step must be an integer >= 0, got ${JSON.stringify(value['step'])}`);
   if (value['kind'] !== 'entropy' && value['kind'] !== 'blt' && value['kind'] !== 'token') {
     problems.push(`kind must be "entropy", "blt" or "token", got ${JSON.stringify(value['kind'])}`);
   }
@@ -87,7 +88,12 @@ export async function readCheckpoint(path: string): Promise<{ state: CheckpointS
  *   `CHECKPOINT_INVALID` for non-F32, NaN/Inf or negative-second-moment optimizer state (refused
  *   before anything is loaded into the model)
  */
-export function restoreCheckpoint(file: ReturnType<typeof parseSafetensors>, state: CheckpointState, model: TrainableModel, optimizer: AdamW): void {
+export function restoreCheckpoint(
+  file: ReturnType<typeof parseSafetensors>,
+  state: CheckpointState,
+  model: TrainableModel,
+  optimizer: AdamW,
+): void {
   // The optimizer moments are checked first, so that a refused file leaves the model as it was.
   const moments = new Map<string, { shape: readonly number[]; data: Float32Array }>();
   for (const name of file.names()) {
@@ -99,7 +105,10 @@ export function restoreCheckpoint(file: ReturnType<typeof parseSafetensors>, sta
     const second = name.startsWith('optimizer.v.');
     const bad = t.data.findIndex((x) => !Number.isFinite(x) || (second && x < 0));
     if (bad >= 0) {
-      throw new TrainError('CHECKPOINT_INVALID', `${name} holds ${t.data[bad]} at flat index ${bad}: optimizer moments must be finite${second ? ' and >= 0' : ''}`);
+      throw new TrainError(
+        'CHECKPOINT_INVALID',
+        `${name} holds ${t.data[bad]} at flat index ${bad}: optimizer moments must be finite${second ? ' and >= 0' : ''}`,
+      );
     }
     moments.set(name, { shape: t.shape, data: t.data });
   }

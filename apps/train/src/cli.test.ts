@@ -10,7 +10,9 @@ import { makeTextFolder } from './test-helpers.js';
 import type { MetricsRecord } from './trainer.js';
 
 const cli = resolve(dirname(fileURLToPath(import.meta.url)), '../dist/cli.js');
-const VERSION = (JSON.parse(readFileSync(resolve(dirname(fileURLToPath(import.meta.url)), '../package.json'), 'utf8')) as { version: string }).version;
+const VERSION = (
+  JSON.parse(readFileSync(resolve(dirname(fileURLToPath(import.meta.url)), '../package.json'), 'utf8')) as { version: string }
+).version;
 const folder = makeTextFolder();
 const base = ['--preset', 'entropy-tiny', '--data', folder.train, '--heldout', folder.heldout, '--backend', 'wasm', '--seq-len', '32'];
 const run = (args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', timeout: 120_000 });
@@ -163,7 +165,19 @@ describe('bytelatent-train CLI', () => {
 
   it('Ctrl-C saves a checkpoint and exits 130; --resume finishes the run', async () => {
     const out = tmp();
-    const child = spawn(process.execPath, [cli, ...base, '--steps', '400', '--checkpoint-every', '0', '--eval-every', '0', '--out', out, '--progress']);
+    const child = spawn(process.execPath, [
+      cli,
+      ...base,
+      '--steps',
+      '400',
+      '--checkpoint-every',
+      '0',
+      '--eval-every',
+      '0',
+      '--out',
+      out,
+      '--progress',
+    ]);
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => {
       stderr += d.toString();
@@ -174,7 +188,20 @@ describe('bytelatent-train CLI', () => {
     const { state } = await readCheckpoint(join(out, 'checkpoint.safetensors'));
     expect(state.step).toBeGreaterThan(0);
     expect(state.step).toBeLessThan(400);
-    const r = run([...base, '--steps', '400', '--checkpoint-every', '0', '--eval-every', '0', '--out', out, '--resume', '--stop-after', '2']);
+    const r = run([
+      ...base,
+      '--steps',
+      '400',
+      '--checkpoint-every',
+      '0',
+      '--eval-every',
+      '0',
+      '--out',
+      out,
+      '--resume',
+      '--stop-after',
+      '2',
+    ]);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stderr).toContain(`resumed from`);
   });

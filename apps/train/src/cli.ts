@@ -174,13 +174,18 @@ async function main(argv: string[]): Promise<number> {
   }
   const command = positionals[0] ?? 'train';
   if (positionals.length > 1 || !['train', 'corpus', 'export-patcher', 'export-blt', 'study'].includes(command)) {
-    throw new TrainError('INVALID_ARGUMENT', `unknown command "${positionals.join(' ')}": one of train, corpus, export-patcher, export-blt, study`);
+    throw new TrainError(
+      'INVALID_ARGUMENT',
+      `unknown command "${positionals.join(' ')}": one of train, corpus, export-patcher, export-blt, study`,
+    );
   }
   // Their stdout is a line of text (study) or nothing (corpus): --json would promise a document that never comes.
-  if (values.json && (command === 'corpus' || command === 'study')) throw new TrainError('INVALID_ARGUMENT', `--json goes with train, export-patcher and export-blt, not ${command}`);
+  if (values.json && (command === 'corpus' || command === 'study'))
+    throw new TrainError('INVALID_ARGUMENT', `--json goes with train, export-patcher and export-blt, not ${command}`);
   const corpusDir = resolve(userCwd, values.corpus ?? '.cache/corpus');
   const backendName = (values.backend ?? 'auto') as 'auto' | BackendName;
-  if (!['auto', 'wasm', 'cpu', 'webgpu'].includes(backendName)) throw new TrainError('INVALID_ARGUMENT', `--backend must be auto, wasm, cpu or webgpu, got "${backendName}"`);
+  if (!['auto', 'wasm', 'cpu', 'webgpu'].includes(backendName))
+    throw new TrainError('INVALID_ARGUMENT', `--backend must be auto, wasm, cpu or webgpu, got "${backendName}"`);
 
   if (command === 'corpus') {
     await ensureCorpus(corpusDir, true);
@@ -189,39 +194,54 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'study') {
     const arms = values.arm as StudyArmId[] | undefined;
     const unknown = (arms ?? []).filter((a) => !(STUDY_ARMS as readonly string[]).includes(a));
-    if (unknown.length > 0) throw new TrainError('INVALID_ARGUMENT', `--arm must be one of ${STUDY_ARMS.join(', ')}, got ${unknown.join(', ')}`);
+    if (unknown.length > 0)
+      throw new TrainError('INVALID_ARGUMENT', `--arm must be one of ${STUDY_ARMS.join(', ')}, got ${unknown.join(', ')}`);
     await ensureCorpus(corpusDir, false);
     const backend = await initBackend({ backend: backendName });
     process.stderr.write(`backend ${backend.name}\n`);
     const started = Date.now();
     const results = await runStudy({
-      settings: { ...(values.quick ? QUICK_STUDY : DEFAULT_STUDY), ...(values.budget !== undefined ? { budgetFlops: numberFlag('budget', values.budget, false)! } : {}) },
+      settings: {
+        ...(values.quick ? QUICK_STUDY : DEFAULT_STUDY),
+        ...(values.budget !== undefined ? { budgetFlops: numberFlag('budget', values.budget, false)! } : {}),
+      },
       outDir: resolve(userCwd, values.out ?? join('runs', 'study')),
       docsDir: resolve(userCwd, values.docs ?? 'docs'),
       corpusDir,
       ...(arms ? { arms } : {}),
       onLog: (m) => process.stderr.write(`${m}\n`),
     });
-    process.stdout.write(`study: ${results.length} arms in the report, ${formatDuration((Date.now() - started) / 1000)}; ${join(resolve(userCwd, values.docs ?? 'docs'), 'study.md')}\n`);
+    process.stdout.write(
+      `study: ${results.length} arms in the report, ${formatDuration((Date.now() - started) / 1000)}; ${join(resolve(userCwd, values.docs ?? 'docs'), 'study.md')}\n`,
+    );
     return 0;
   }
   const backend = await initBackend({ backend: backendName });
   if (command === 'export-blt') {
-    if (!values.run || !values.out) throw new TrainError('INVALID_ARGUMENT', 'export-blt needs --run DIR and --out FILE (or --out DIR with --layout)');
+    if (!values.run || !values.out)
+      throw new TrainError('INVALID_ARGUMENT', 'export-blt needs --run DIR and --out FILE (or --out DIR with --layout)');
     if (values.layout === undefined) {
-      if (values.dtype !== undefined) throw new TrainError('INVALID_ARGUMENT', '--dtype goes with --layout hub|transformers (the single-file export is F16)');
+      if (values.dtype !== undefined)
+        throw new TrainError('INVALID_ARGUMENT', '--dtype goes with --layout hub|transformers (the single-file export is F16)');
       process.stdout.write(`${JSON.stringify(await exportBlt(resolve(userCwd, values.run), resolve(userCwd, values.out)))}\n`);
       return 0;
     }
-    if (values.layout !== 'hub' && values.layout !== 'transformers') throw new TrainError('INVALID_ARGUMENT', `--layout must be hub or transformers, got "${values.layout}"`);
+    if (values.layout !== 'hub' && values.layout !== 'transformers')
+      throw new TrainError('INVALID_ARGUMENT', `--layout must be hub or transformers, got "${values.layout}"`);
     const dtype = values.dtype ?? 'F32';
-    if (dtype !== 'F32' && dtype !== 'BF16' && dtype !== 'F16') throw new TrainError('INVALID_ARGUMENT', `--dtype must be F32, BF16 or F16, got "${dtype}"`);
-    const exported = await exportBltPretrained(resolve(userCwd, values.run), resolve(userCwd, values.out), { layout: values.layout, dtype });
-    for (const w of exported.warnings) process.stderr.write(`warning: Hugging Face's BLT port would not run this model as the reference does: ${w}\n`);
+    if (dtype !== 'F32' && dtype !== 'BF16' && dtype !== 'F16')
+      throw new TrainError('INVALID_ARGUMENT', `--dtype must be F32, BF16 or F16, got "${dtype}"`);
+    const exported = await exportBltPretrained(resolve(userCwd, values.run), resolve(userCwd, values.out), {
+      layout: values.layout,
+      dtype,
+    });
+    for (const w of exported.warnings)
+      process.stderr.write(`warning: Hugging Face's BLT port would not run this model as the reference does: ${w}\n`);
     process.stdout.write(`${JSON.stringify(exported)}\n`);
     return 0;
   }
-  if (values.layout !== undefined || values.dtype !== undefined) throw new TrainError('INVALID_ARGUMENT', '--layout and --dtype go with export-blt');
+  if (values.layout !== undefined || values.dtype !== undefined)
+    throw new TrainError('INVALID_ARGUMENT', '--layout and --dtype go with export-blt');
   if (command === 'export-patcher') {
     if (!values.run || !values.out) throw new TrainError('INVALID_ARGUMENT', 'export-patcher needs --run DIR and --out FILE');
     await ensureCorpus(corpusDir, false);
@@ -280,9 +300,13 @@ async function main(argv: string[]): Promise<number> {
     start = await loadPretrainedStart(where, values['entropy-model'] ? { entropyModel: userPath(values['entropy-model']) } : {});
     const { patching: _p, ...rest } = config;
     config = { ...rest, kind: start.kind, model: start.args, ...(start.patching ? { patching: start.patching } : {}) };
-    const limit = start.blt !== undefined ? Math.min(start.blt.args.encoder.maxSeqLen, start.blt.args.global.maxSeqLen) : start.entropy!.maxSeqLen;
+    const limit =
+      start.blt !== undefined ? Math.min(start.blt.args.encoder.maxSeqLen, start.blt.args.global.maxSeqLen) : start.entropy!.maxSeqLen;
     if (config.seqLen > limit) {
-      throw new TrainError('INVALID_ARGUMENT', `--seq-len ${config.seqLen} is longer than the ${start.kind} model of ${where} reads (${limit}); give --seq-len ${limit} or less`);
+      throw new TrainError(
+        'INVALID_ARGUMENT',
+        `--seq-len ${config.seqLen} is longer than the ${start.kind} model of ${where} reads (${limit}); give --seq-len ${limit} or less`,
+      );
     }
   }
   if (config.kind === 'blt') {
@@ -341,7 +365,9 @@ async function main(argv: string[]): Promise<number> {
     const p = config.patching;
     bar.log(
       `initialised from ${start.location} (${start.layout} layout)` +
-        (p ? `; patching ${p.mode}${p.threshold !== undefined ? `, threshold ${p.threshold}` : ''}${p.maxPatchLength !== undefined ? `, max patch length ${p.maxPatchLength}` : ''}` : ''),
+        (p
+          ? `; patching ${p.mode}${p.threshold !== undefined ? `, threshold ${p.threshold}` : ''}${p.maxPatchLength !== undefined ? `, max patch length ${p.maxPatchLength}` : ''}`
+          : ''),
     );
   }
   bar.log(
@@ -364,7 +390,14 @@ async function main(argv: string[]): Promise<number> {
     if (values.resume) startStep = (await import('./checkpoint.js').then((m) => m.readCheckpoint(trainer.checkpointPath))).state.step;
     const summary = await trainer.run(Boolean(values.resume));
     bar.done();
-    const line = { ...summary, preset: presetName, backend: backend.name, parameters: trainable.registry.count(), lastLoss: summary.lastLoss ?? lastLoss, ...initFrom };
+    const line = {
+      ...summary,
+      preset: presetName,
+      backend: backend.name,
+      parameters: trainable.registry.count(),
+      lastLoss: summary.lastLoss ?? lastLoss,
+      ...initFrom,
+    };
     if (values.json) process.stdout.write(`${JSON.stringify(line)}\n`);
     else {
       process.stdout.write(
@@ -411,7 +444,10 @@ main(process.argv.slice(2)).then(
     const err = e as Error & { code?: unknown };
     // Usage errors (parseArgs' unknown or malformed options, and INVALID_ARGUMENT: a flag's value, a
     // missing or misplaced flag): one line naming the problem and pointing to --help, exit 2.
-    if ((e instanceof TypeError && typeof err.code === 'string' && err.code.startsWith('ERR_PARSE_ARGS')) || (e instanceof TrainError && e.code === 'INVALID_ARGUMENT')) {
+    if (
+      (e instanceof TypeError && typeof err.code === 'string' && err.code.startsWith('ERR_PARSE_ARGS')) ||
+      (e instanceof TrainError && e.code === 'INVALID_ARGUMENT')
+    ) {
       process.stderr.write(`${BIN}: ${oneLine(err.message)} (see ${BIN} --help)\n`);
       process.exit(2);
     }

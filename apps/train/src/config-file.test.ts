@@ -24,7 +24,9 @@ describe('--config files', () => {
     expect(problem('{"learningRate": 0.001}')).toMatch(/^run\.json: unknown field "learningRate" \(known: kind, model, /);
     expect(problem('{"step": 10}')).toMatch(/unknown field "step" \(did you mean "steps"\?/);
     expect(problem('{"batchsize": 8}')).toMatch(/did you mean "batchSize"\?/);
-    expect(problem('{"patching": {"mode": "entropy", "treshold": 2}}')).toMatch(/unknown field "patching\.treshold" \(did you mean "patching\.threshold"\?/);
+    expect(problem('{"patching": {"mode": "entropy", "treshold": 2}}')).toMatch(
+      /unknown field "patching\.treshold" \(did you mean "patching\.threshold"\?/,
+    );
   });
 
   it('refuses mistyped and out-of-range values, every problem at once', () => {

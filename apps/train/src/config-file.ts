@@ -70,7 +70,8 @@ function distance(a: string, b: string): number {
 
 function unknownField(where: string, name: string, known: readonly string[]): string {
   const closest = [...known].sort((x, y) => distance(name, x) - distance(name, y))[0];
-  const hint = closest !== undefined && distance(name, closest) <= Math.max(2, Math.floor(closest.length / 3)) ? `did you mean "${closest}"? ` : '';
+  const hint =
+    closest !== undefined && distance(name, closest) <= Math.max(2, Math.floor(closest.length / 3)) ? `did you mean "${closest}"? ` : '';
   return `${where}: unknown field "${name}" (${hint}known: ${known.join(', ')})`;
 }
 
@@ -110,11 +111,17 @@ export function parseConfigFile(text: string, where: string): Partial<RunConfig>
   } catch (e) {
     throw new TrainError('CONFIG_INVALID', `${where} is not JSON: ${(e as Error).message}`);
   }
-  if (object(value) !== undefined) throw new TrainError('CONFIG_INVALID', `${where} must hold a JSON object of run settings, got ${Array.isArray(value) ? 'an array' : JSON.stringify(value)}`);
+  if (object(value) !== undefined)
+    throw new TrainError(
+      'CONFIG_INVALID',
+      `${where} must hold a JSON object of run settings, got ${Array.isArray(value) ? 'an array' : JSON.stringify(value)}`,
+    );
   const config = value as Record<string, unknown>;
   const problems = checkFields(config, FIELDS, where, '');
-  if (object(config['patching']) === undefined) problems.push(...checkFields(config['patching'] as Record<string, unknown>, PATCHING_FIELDS, where, 'patching.'));
-  if (config['kind'] !== undefined && config['model'] === undefined) problems.push(`${where}: "kind" without "model": give the model's arguments with the kind they belong to`);
+  if (object(config['patching']) === undefined)
+    problems.push(...checkFields(config['patching'] as Record<string, unknown>, PATCHING_FIELDS, where, 'patching.'));
+  if (config['kind'] !== undefined && config['model'] === undefined)
+    problems.push(`${where}: "kind" without "model": give the model's arguments with the kind they belong to`);
   if (problems.length > 0) throw new TrainError('CONFIG_INVALID', problems.join('; '));
   return config as Partial<RunConfig>;
 }

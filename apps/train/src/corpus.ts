@@ -130,11 +130,23 @@ export async function prepareCorpus(options: PrepareCorpusOptions): Promise<Corp
       for (const f of await listFiles(dir, (p) => p.endsWith('.txt'))) {
         const name = f.slice(dir.length + 1, -'.txt'.length);
         const split = HELD_OUT_BOOKS.includes(name) ? 'heldout' : 'train';
-        planned.push({ from: f, to: join(split, 'books', `${name}.txt`), source: 'gutenberg', split, ...(name === 'bible-kjv' ? { capBytes: KJV_CAP_BYTES } : {}) });
+        planned.push({
+          from: f,
+          to: join(split, 'books', `${name}.txt`),
+          source: 'gutenberg',
+          split,
+          ...(name === 'bible-kjv' ? { capBytes: KJV_CAP_BYTES } : {}),
+        });
       }
     }
   }
-  const addCode = async (root: string, source: 'python-stdlib' | 'python-doc', folder: string, accept: (p: string) => boolean, pkg: string) => {
+  const addCode = async (
+    root: string,
+    source: 'python-stdlib' | 'python-doc',
+    folder: string,
+    accept: (p: string) => boolean,
+    pkg: string,
+  ) => {
     if (!existsSync(root)) {
       missing.push(`Debian ${pkg}`);
       return;
@@ -153,13 +165,22 @@ export async function prepareCorpus(options: PrepareCorpusOptions): Promise<Corp
     }
   };
   if (sources.has('python-stdlib')) {
-    await addCode(PYTHON_STDLIB_DIR, 'python-stdlib', 'python', (p) => p.endsWith('.py') && !/\/(test|tests|idle_test|site-packages|dist-packages|lib2to3\/tests)\//.test(p), 'libpython3.11-stdlib');
+    await addCode(
+      PYTHON_STDLIB_DIR,
+      'python-stdlib',
+      'python',
+      (p) => p.endsWith('.py') && !/\/(test|tests|idle_test|site-packages|dist-packages|lib2to3\/tests)\//.test(p),
+      'libpython3.11-stdlib',
+    );
   }
   if (sources.has('python-doc')) {
     await addCode(PYTHON_DOC_SOURCES_DIR, 'python-doc', 'python-doc', (p) => p.endsWith('.rst.txt'), 'python3.11-doc');
   }
   if (planned.length === 0) {
-    throw new TrainError('DATA_UNAVAILABLE', `no corpus source is installed (missing: ${missing.join(', ')}); run npm ci, and apt-get install libpython3.11-stdlib python3.11-doc`);
+    throw new TrainError(
+      'DATA_UNAVAILABLE',
+      `no corpus source is installed (missing: ${missing.join(', ')}); run npm ci, and apt-get install libpython3.11-stdlib python3.11-doc`,
+    );
   }
 
   const files: CorpusFileEntry[] = [];

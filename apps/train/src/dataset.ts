@@ -133,7 +133,8 @@ export class ByteDataset {
    *   hold fewer tokens than one row
    */
   constructor(options: ByteDatasetOptions) {
-    if (!Number.isInteger(options.seqLen) || options.seqLen < 1) throw new TrainError('INVALID_ARGUMENT', `seqLen must be an integer >= 1, got ${options.seqLen}`);
+    if (!Number.isInteger(options.seqLen) || options.seqLen < 1)
+      throw new TrainError('INVALID_ARGUMENT', `seqLen must be an integer >= 1, got ${options.seqLen}`);
     if (!Number.isInteger(options.seed)) throw new TrainError('INVALID_ARGUMENT', `seed must be an integer, got ${options.seed}`);
     if (options.files.length === 0) throw new TrainError('DATA_UNAVAILABLE', 'no training files');
     this.seqLen = options.seqLen;
@@ -223,7 +224,10 @@ export class ByteDataset {
     }
     const bytes = new Uint8Array(readFileSync(this.files[doc]!));
     if (bytes.length + 2 !== this.docTokens[doc]) {
-      throw new TrainError('DATA_UNAVAILABLE', `${this.files[doc]} changed size during training (${this.docTokens[doc]! - 2} -> ${bytes.length} bytes)`);
+      throw new TrainError(
+        'DATA_UNAVAILABLE',
+        `${this.files[doc]} changed size during training (${this.docTokens[doc]! - 2} -> ${bytes.length} bytes)`,
+      );
     }
     this.cache.set(doc, bytes);
     this.cachedBytes += bytes.length;
@@ -251,7 +255,11 @@ function mix(seed: number, epoch: number, stream: number): number {
  * @param maxBytesPerFile - bound on the bytes scored per file
  * @returns rows, and the number of byte targets they hold (the BPB denominator)
  */
-export function evaluationRows(files: readonly string[], seqLen: number, maxBytesPerFile?: number): { rows: TrainingRow[]; byteTargets: number } {
+export function evaluationRows(
+  files: readonly string[],
+  seqLen: number,
+  maxBytesPerFile?: number,
+): { rows: TrainingRow[]; byteTargets: number } {
   const rows: TrainingRow[] = [];
   let byteTargets = 0;
   for (const f of files) {

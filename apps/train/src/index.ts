@@ -1,11 +1,37 @@
 export { TrainError, type TrainErrorCode } from './errors.js';
-export { HELD_OUT_BOOKS, KJV_CAP_BYTES, normaliseText, prepareCorpus, type CorpusFileEntry, type CorpusManifest, type PrepareCorpusOptions } from './corpus.js';
-export { ByteDataset, evaluationRows, mulberry32, resolveDataFiles, seededPermutation, type ByteDatasetOptions, type TrainingRow } from './dataset.js';
+export {
+  HELD_OUT_BOOKS,
+  KJV_CAP_BYTES,
+  normaliseText,
+  prepareCorpus,
+  type CorpusFileEntry,
+  type CorpusManifest,
+  type PrepareCorpusOptions,
+} from './corpus.js';
+export {
+  ByteDataset,
+  evaluationRows,
+  mulberry32,
+  resolveDataFiles,
+  seededPermutation,
+  type ByteDatasetOptions,
+  type TrainingRow,
+} from './dataset.js';
 export { AdamW, learningRate, type AdamWOptions, type ScheduleOptions, type UpdateStats } from './optimizer.js';
 export { BltTrainable, EntropyTrainable, type PreparedRows, type TrainableModel } from './models.js';
 export { RowPatcher, type RowPatchingOptions } from './row-patcher.js';
 export { CHECKPOINT_FORMAT, readCheckpoint, restoreCheckpoint, saveCheckpoint, type CheckpointState } from './checkpoint.js';
-export { CHECKPOINT_FILE, CURVE_FILE, METRICS_FILE, Trainer, type MetricsRecord, type TrainSummary, type TrainerEvents, type TrainerOptions, type TrainingHyperparameters } from './trainer.js';
+export {
+  CHECKPOINT_FILE,
+  CURVE_FILE,
+  METRICS_FILE,
+  Trainer,
+  type MetricsRecord,
+  type TrainSummary,
+  type TrainerEvents,
+  type TrainerOptions,
+  type TrainingHyperparameters,
+} from './trainer.js';
 export { renderCurveSvg, type CurveOptions } from './plot.js';
 export { PRESETS, type RunConfig } from './presets.js';
 export {
@@ -23,5 +49,16 @@ export {
   type PretrainedStart,
 } from './run.js';
 export { TokenTrainable, tokenRow } from './token-model.js';
-export { DEFAULT_STUDY, QUICK_STUDY, STUDY_ARMS, renderStudyMarkdown, runStudy, type ArmResult, type CompressionRow, type StudyArmId, type StudyOptions, type StudySettings } from './study.js';
+export {
+  DEFAULT_STUDY,
+  QUICK_STUDY,
+  STUDY_ARMS,
+  renderStudyMarkdown,
+  runStudy,
+  type ArmResult,
+  type CompressionRow,
+  type StudyArmId,
+  type StudyOptions,
+  type StudySettings,
+} from './study.js';
 export { renderStudySvg, type StudySeries } from './study-plot.js';

@@ -53,7 +53,16 @@ const BLT_ARGS: BltArgs = {
   encoder_hash_byte_group_vocab: 61,
   encoder_hash_byte_group_nb_functions: 1,
 };
-const ENTROPY_ARGS: EntropyModelArgs = { dim: 16, n_layers: 1, n_heads: 2, max_seqlen: 64, vocab_size: 260, attn_bias_type: 'local_block_causal', sliding_window: 64, multiple_of: 16 };
+const ENTROPY_ARGS: EntropyModelArgs = {
+  dim: 16,
+  n_layers: 1,
+  n_heads: 2,
+  max_seqlen: 64,
+  vocab_size: 260,
+  attn_bias_type: 'local_block_causal',
+  sliding_window: 64,
+  multiple_of: 16,
+};
 const SETTINGS = { mode: 'entropy' as const, threshold: 5.1, maxPatchLength: 4 };
 // Few steps at a small learning rate: the weights move, but stay far closer to the folder's than any
 // fresh initialisation could be.
@@ -120,7 +129,12 @@ describe('bytelatent-train --init-from DIR', () => {
     const out = tmp();
     const r = run([...TRAIN, '--init-from', folder, '--steps', '2', '--out', out, '--json']);
     expect(r.status, r.stderr).toBe(0);
-    const summary = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { endStep: number; lastLoss: number; parameters: number; initFrom: { location: string; layout: string } };
+    const summary = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as {
+      endStep: number;
+      lastLoss: number;
+      parameters: number;
+      initFrom: { location: string; layout: string };
+    };
     expect(summary.endStep).toBe(2);
     expect(Number.isFinite(summary.lastLoss)).toBe(true);
     expect(summary.lastLoss).toBeGreaterThan(0);
@@ -163,7 +177,13 @@ describe('bytelatent-train --init-from DIR', () => {
     expect(Number.isFinite((JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { lastLoss: number }).lastLoss)).toBe(true);
     // params.json data.patcher_args: entropy, threshold 5.08, threshold_add 0.01, max_patch_length 3.
     const { state } = await readCheckpoint(join(out, CHECKPOINT_FILE));
-    expect(state.config['patching']).toEqual({ mode: 'combined', threshold: 5.08, thresholdAdd: 0.01, maxPatchLength: 3, entropyModel: CONSOLIDATED });
+    expect(state.config['patching']).toEqual({
+      mode: 'combined',
+      threshold: 5.08,
+      thresholdAdd: 0.01,
+      maxPatchLength: 3,
+      entropyModel: CONSOLIDATED,
+    });
     const exported = join(tmp(), 'hub');
     const e = run(['export-blt', '--run', out, '--out', exported, '--layout', 'hub', '--dtype', 'BF16']);
     expect(e.status, e.stderr).toBe(0);
@@ -175,7 +195,18 @@ describe('bytelatent-train --init-from DIR', () => {
 
   it('fine-tunes an entropy model folder (kind from the folder), and refuses rows longer than the model reads', () => {
     const out = tmp();
-    const r = run([...TRAIN, '--preset', 'entropy-tiny', '--init-from', join(folder, 'entropy_model'), '--steps', '1', '--out', out, '--json']);
+    const r = run([
+      ...TRAIN,
+      '--preset',
+      'entropy-tiny',
+      '--init-from',
+      join(folder, 'entropy_model'),
+      '--steps',
+      '1',
+      '--out',
+      out,
+      '--json',
+    ]);
     expect(r.status, r.stderr).toBe(0);
     const summary = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { lastLoss: number; initFrom: { layout: string } };
     expect(Number.isFinite(summary.lastLoss)).toBe(true);
@@ -186,7 +217,9 @@ describe('bytelatent-train --init-from DIR', () => {
     const notModel = run([...TRAIN, '--init-from', text.dir, '--steps', '1', '--out', tmp()]);
     expect(notModel.status).toBe(1); // not a usage error: the folder cannot be read as a model
     expect(notModel.stderr).toMatch(/not a BLT checkpoint folder/);
-    expect(run(['export-blt', '--run', out, '--out', tmp(), '--layout', 'onnx']).stderr).toContain('--layout must be hub or transformers, got "onnx"');
+    expect(run(['export-blt', '--run', out, '--out', tmp(), '--layout', 'onnx']).stderr).toContain(
+      '--layout must be hub or transformers, got "onnx"',
+    );
   });
 
   it('export-blt --layout transformers writes a BLT that loads back, or refuses it before writing, naming --layout hub', async () => {

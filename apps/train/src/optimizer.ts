@@ -65,7 +65,8 @@ export class AdamW {
    * @returns the gradient norm and whether it was clipped
    */
   async apply(grads: readonly tf.Tensor[], lr: number): Promise<UpdateStats> {
-    if (grads.length !== this.params.length) throw new TrainError('INVALID_ARGUMENT', `expected ${this.params.length} gradients, got ${grads.length}`);
+    if (grads.length !== this.params.length)
+      throw new TrainError('INVALID_ARGUMENT', `expected ${this.params.length} gradients, got ${grads.length}`);
     const normT = tf.tidy(() => tf.sqrt(tf.addN(grads.map((g) => tf.sum(tf.square(g))))));
     const gradNorm = (await normT.data())[0]!;
     normT.dispose();
@@ -117,7 +118,8 @@ export class AdamW {
         const key = `optimizer.${kind}.${p.name}`;
         const t = tensors.get(key);
         if (!t) problems.push(`missing ${key}`);
-        else if (t.shape.join() !== slot.shape.join()) problems.push(`${key} has shape [${t.shape.join(', ')}], expected [${slot.shape.join(', ')}]`);
+        else if (t.shape.join() !== slot.shape.join())
+          problems.push(`${key} has shape [${t.shape.join(', ')}], expected [${slot.shape.join(', ')}]`);
         else plan.push([slot, t.data, [...slot.shape]]);
       }
     });

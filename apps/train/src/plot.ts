@@ -60,13 +60,18 @@ export function renderCurveSvg(records: readonly MetricsRecord[], options: Curve
   const y1 = ys.length ? Math.max(...ys) + 0.1 : 1;
   const px = (x: number) => margin.left + (x / x1) * (width - margin.left - margin.right);
   const py = (y: number) => height - margin.bottom - ((y - y0) / (y1 - y0 || 1)) * (height - margin.top - margin.bottom);
-  const path = (pts: ReadonlyArray<readonly [number, number]>) => pts.map((p, i) => `${i ? 'L' : 'M'}${px(p[0]).toFixed(1)},${py(p[1]).toFixed(1)}`).join('');
+  const path = (pts: ReadonlyArray<readonly [number, number]>) =>
+    pts.map((p, i) => `${i ? 'L' : 'M'}${px(p[0]).toFixed(1)},${py(p[1]).toFixed(1)}`).join('');
   const parts: string[] = [];
-  parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`);
+  parts.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`,
+  );
   parts.push(`<rect width="100%" height="100%" fill="white"/>`);
   parts.push(`<text x="${width / 2}" y="22" text-anchor="middle" font-size="15">${escapeXml(options.title ?? 'training curve')}</text>`);
   for (const t of niceTicks(y0, y1, 6)) {
-    parts.push(`<line x1="${margin.left}" x2="${width - margin.right}" y1="${py(t).toFixed(1)}" y2="${py(t).toFixed(1)}" stroke="#e5e5e5"/>`);
+    parts.push(
+      `<line x1="${margin.left}" x2="${width - margin.right}" y1="${py(t).toFixed(1)}" y2="${py(t).toFixed(1)}" stroke="#e5e5e5"/>`,
+    );
     parts.push(`<text x="${margin.left - 6}" y="${(py(t) + 4).toFixed(1)}" text-anchor="end">${t}</text>`);
   }
   for (const t of niceTicks(0, x1, 6)) {
@@ -75,14 +80,18 @@ export function renderCurveSvg(records: readonly MetricsRecord[], options: Curve
   parts.push(`<text x="${width / 2}" y="${height - 10}" text-anchor="middle">training bytes</text>`);
   parts.push(`<text transform="translate(16 ${height / 2}) rotate(-90)" text-anchor="middle">bits per byte</text>`);
   parts.push(`<line x1="${margin.left}" x2="${margin.left}" y1="${margin.top}" y2="${height - margin.bottom}" stroke="#444"/>`);
-  parts.push(`<line x1="${margin.left}" x2="${width - margin.right}" y1="${height - margin.bottom}" y2="${height - margin.bottom}" stroke="#444"/>`);
+  parts.push(
+    `<line x1="${margin.left}" x2="${width - margin.right}" y1="${height - margin.bottom}" y2="${height - margin.bottom}" stroke="#444"/>`,
+  );
   if (trainPts.length) parts.push(`<path d="${path(trainPts)}" fill="none" stroke="#1f77b4" stroke-width="1.5"/>`);
   if (evalPts.length) {
     parts.push(`<path d="${path(evalPts)}" fill="none" stroke="#d62728" stroke-width="1.5" stroke-dasharray="4 3"/>`);
     for (const p of evalPts) parts.push(`<circle cx="${px(p[0]).toFixed(1)}" cy="${py(p[1]).toFixed(1)}" r="3" fill="#d62728"/>`);
   }
   const lx = width - margin.right - 190;
-  parts.push(`<line x1="${lx}" x2="${lx + 20}" y1="${margin.top + 6}" y2="${margin.top + 6}" stroke="#1f77b4" stroke-width="2"/><text x="${lx + 26}" y="${margin.top + 10}">train (smoothed)</text>`);
+  parts.push(
+    `<line x1="${lx}" x2="${lx + 20}" y1="${margin.top + 6}" y2="${margin.top + 6}" stroke="#1f77b4" stroke-width="2"/><text x="${lx + 26}" y="${margin.top + 10}">train (smoothed)</text>`,
+  );
   parts.push(
     `<line x1="${lx}" x2="${lx + 20}" y1="${margin.top + 24}" y2="${margin.top + 24}" stroke="#d62728" stroke-width="2" stroke-dasharray="4 3"/><text x="${lx + 26}" y="${margin.top + 28}">held-out</text>`,
   );

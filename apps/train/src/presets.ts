@@ -46,7 +46,16 @@ function entropyArgs(dim: number, layers: number, seqLen: number): EntropyModelA
   };
 }
 
-function bltArgs(o: { global: number; local: number; layersGlobal: number; layersEncoder: number; layersDecoder: number; seqLen: number; window: number; hashVocab: number }): BltArgs {
+function bltArgs(o: {
+  global: number;
+  local: number;
+  layersGlobal: number;
+  layersEncoder: number;
+  layersDecoder: number;
+  seqLen: number;
+  window: number;
+  hashVocab: number;
+}): BltArgs {
   return {
     vocab_size: 260,
     dim_global: o.global,
@@ -129,7 +138,16 @@ export const PRESETS: Readonly<Record<string, RunConfig & { readonly description
   tiny: {
     description: 'BLT, global dim 64, local dim 32, entropy patching by the shipped patcher (a few minutes)',
     kind: 'blt',
-    model: bltArgs({ global: 64, local: 32, layersGlobal: 2, layersEncoder: 1, layersDecoder: 1, seqLen: 128, window: 128, hashVocab: 1024 }),
+    model: bltArgs({
+      global: 64,
+      local: 32,
+      layersGlobal: 2,
+      layersEncoder: 1,
+      layersDecoder: 1,
+      seqLen: 128,
+      window: 128,
+      hashVocab: 1024,
+    }),
     patching: { ...PRETRAINED_ENTROPY, maxPatchLength: 16 },
     ...COMMON,
     seqLen: 128,
@@ -144,7 +162,16 @@ export const PRESETS: Readonly<Record<string, RunConfig & { readonly description
   demo: {
     description: 'the BLT shipped with the serve app: global dim 192 x 4, local dim 96, entropy patching',
     kind: 'blt',
-    model: bltArgs({ global: 192, local: 96, layersGlobal: 4, layersEncoder: 1, layersDecoder: 2, seqLen: 256, window: 256, hashVocab: 512 }),
+    model: bltArgs({
+      global: 192,
+      local: 96,
+      layersGlobal: 4,
+      layersEncoder: 1,
+      layersDecoder: 2,
+      seqLen: 256,
+      window: 256,
+      hashVocab: 512,
+    }),
     patching: { ...PRETRAINED_ENTROPY, maxPatchLength: 16 },
     ...COMMON,
     seqLen: 256,

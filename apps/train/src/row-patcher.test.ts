@@ -55,7 +55,11 @@ describe('RowPatcher', () => {
       { mode: 'combined' as const, threshold: 5.5, thresholdAdd: 0.01, maxPatchLength: 3 },
     ]) {
       const got = await new RowPatcher(options, patcher, { dir, modelKey: 'abc' }).lengths(rows);
-      got.forEach((l, i) => expect(Array.from(l)).toEqual(Array.from(findPatchBoundaries(rows[i]!, entropies[i], { ...options, includeNextToken: false }).patchLengths)));
+      got.forEach((l, i) =>
+        expect(Array.from(l)).toEqual(
+          Array.from(findPatchBoundaries(rows[i]!, entropies[i], { ...options, includeNextToken: false }).patchLengths),
+        ),
+      );
     }
     expect(readdirSync(dir)).toHaveLength(2);
     const bytes = await new RowPatcher({ mode: 'byte' }).lengths(rows);

@@ -48,11 +48,13 @@ export class RowPatcher {
     cache?: { dir: string; modelKey: string },
   ) {
     const entropyMode = ENTROPY_MODES.includes(options.mode);
-    if (entropyMode && !patcher) throw new TrainError('CONFIG_INVALID', `${options.mode} patching needs an entropy model (--entropy-model)`);
+    if (entropyMode && !patcher)
+      throw new TrainError('CONFIG_INVALID', `${options.mode} patching needs an entropy model (--entropy-model)`);
     if (options.mode === 'static' && !(Number.isInteger(options.patchSize) && options.patchSize! >= 1)) {
       throw new TrainError('CONFIG_INVALID', `static patching needs patchSize >= 1, got ${String(options.patchSize)}`);
     }
-    if (options.mode === 'combined' && options.thresholdAdd === undefined) throw new TrainError('CONFIG_INVALID', 'combined patching needs thresholdAdd');
+    if (options.mode === 'combined' && options.thresholdAdd === undefined)
+      throw new TrainError('CONFIG_INVALID', 'combined patching needs thresholdAdd');
     if (entropyMode && cache) {
       const threshold = options.threshold ?? patcher!.defaults.threshold;
       // The plain entropy rule keeps the key of earlier versions (their caches stay valid).
@@ -71,7 +73,9 @@ export class RowPatcher {
   async lengths(rows: readonly Int32Array[]): Promise<Int32Array[]> {
     const { mode, patchSize, maxPatchLength, thresholdAdd } = this.options;
     if (!ENTROPY_MODES.includes(mode)) {
-      return rows.map((tokens) => findPatchBoundaries(tokens, undefined, { mode, patchSize, maxPatchLength, includeNextToken: false }).patchLengths);
+      return rows.map(
+        (tokens) => findPatchBoundaries(tokens, undefined, { mode, patchSize, maxPatchLength, includeNextToken: false }).patchLengths,
+      );
     }
     const out: Array<Int32Array | undefined> = [];
     const todo: number[] = [];

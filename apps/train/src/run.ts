@@ -5,10 +5,33 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { BLT_ARGS_METADATA_KEY, ByteLatentTransformer, bltArgsFromTransformersConfig, exportPretrained, loadPretrained, transformersLayoutProblems, type BltArgs } from '@bytelatent/blt';
-import { EntropyModel, EntropyPatcher, PATCHER_METADATA_KEY, pretrainedModelNamed, type EntropyModelArgs, type PatcherDefaults, type PretrainedModelName } from '@bytelatent/entropy-patcher';
+import {
+  BLT_ARGS_METADATA_KEY,
+  ByteLatentTransformer,
+  bltArgsFromTransformersConfig,
+  exportPretrained,
+  loadPretrained,
+  transformersLayoutProblems,
+  type BltArgs,
+} from '@bytelatent/blt';
+import {
+  EntropyModel,
+  EntropyPatcher,
+  PATCHER_METADATA_KEY,
+  pretrainedModelNamed,
+  type EntropyModelArgs,
+  type PatcherDefaults,
+  type PretrainedModelName,
+} from '@bytelatent/entropy-patcher';
 import { pretrainedFolderKind } from '@bytelatent/evals';
-import { type CheckpointLayout, float32ToFloat16Bits, loadReferenceWeights, referenceStateDict, serializeSafetensors, type SafetensorsTensor } from '@bytelatent/nn';
+import {
+  type CheckpointLayout,
+  float32ToFloat16Bits,
+  loadReferenceWeights,
+  referenceStateDict,
+  serializeSafetensors,
+  type SafetensorsTensor,
+} from '@bytelatent/nn';
 import { writeFileAtomic } from '@bytelatent/nn/node';
 import { readCheckpoint } from './checkpoint.js';
 import { CHECKPOINT_FILE } from './trainer.js';
@@ -112,9 +135,13 @@ export async function loadPretrainedStart(location: string, options: { entropyMo
       return { kind: 'entropy', location, layout: patcher.layout!, args: patcher.model.referenceArgs, entropy: patcher.model };
     }
     const explicit = options.entropyModel;
-    const explicitFolder = explicit !== undefined && !/^pretrained(:\w+)?$/.test(explicit) && (isUrl(explicit) || (await isDirectory(explicit)));
+    const explicitFolder =
+      explicit !== undefined && !/^pretrained(:\w+)?$/.test(explicit) && (isUrl(explicit) || (await isDirectory(explicit)));
     // Fine-tuning trains the hash tables too: they must be tensors.
-    const loaded = await loadPretrained(location, { hashTables: 'tensors', ...(explicit === undefined ? {} : { patcher: explicitFolder ? explicit : false }) });
+    const loaded = await loadPretrained(location, {
+      hashTables: 'tensors',
+      ...(explicit === undefined ? {} : { patcher: explicitFolder ? explicit : false }),
+    });
     let patcher = loaded.patcher!;
     if (explicit !== undefined && !explicitFolder) {
       try {
@@ -151,7 +178,8 @@ export async function loadPretrainedStart(location: string, options: { entropyMo
  */
 export async function buildTrainable(config: RunConfig, options: { cacheDir: string; start?: PretrainedStart }): Promise<TrainableModel> {
   const { start } = options;
-  if (start && start.kind !== config.kind) throw new TrainError('CONFIG_INVALID', `--init-from holds a ${start.kind} model, the configuration a ${config.kind} model`);
+  if (start && start.kind !== config.kind)
+    throw new TrainError('CONFIG_INVALID', `--init-from holds a ${start.kind} model, the configuration a ${config.kind} model`);
   if (config.kind === 'entropy') {
     if (start) return new EntropyTrainable(start.entropy!);
     return EntropyTrainable.create(config.model as EntropyModelArgs, config.seed);
@@ -204,7 +232,8 @@ export async function exportPatcher(options: ExportPatcherOptions): Promise<{
   file: string;
 }> {
   const { state, file } = await readCheckpoint(join(options.runDir, CHECKPOINT_FILE));
-  if (state.kind !== 'entropy') throw new TrainError('CHECKPOINT_INVALID', `${options.runDir} trains a ${state.kind} model, not an entropy model`);
+  if (state.kind !== 'entropy')
+    throw new TrainError('CHECKPOINT_INVALID', `${options.runDir} trains a ${state.kind} model, not an entropy model`);
   const args = state.config['model'] as EntropyModelArgs;
   const model = new EntropyModel(args);
   try {
@@ -232,7 +261,14 @@ export async function exportPatcher(options: ExportPatcherOptions): Promise<{
       calibrated_mean_patch_bytes: calibration.meanPatchSize.toFixed(3),
     });
     await writeFileAtomic(options.outFile, bytes);
-    return { threshold: calibration.threshold, meanPatchSize: calibration.meanPatchSize, bitsPerByte, perFile, bytes: bytes.length, file: options.outFile };
+    return {
+      threshold: calibration.threshold,
+      meanPatchSize: calibration.meanPatchSize,
+      bitsPerByte,
+      perFile,
+      bytes: bytes.length,
+      file: options.outFile,
+    };
   } finally {
     model.dispose();
   }
@@ -258,7 +294,10 @@ const isWordByte = (b: number) => (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <=
  * Mean patch size, and the share of patches (after the first) that start on a word's first byte: a
  * letter, digit or non-ASCII byte preceded by a byte that is none of those.
  */
-export function patchStatistics(segments: ReadonlyArray<{ start: number; end: number }>, bytes: Uint8Array): { meanPatchSize: number; wordStartShare: number } {
+export function patchStatistics(
+  segments: ReadonlyArray<{ start: number; end: number }>,
+  bytes: Uint8Array,
+): { meanPatchSize: number; wordStartShare: number } {
   const starts = segments.filter((s) => s.end > s.start && s.start > 0).map((s) => s.start);
   const onWordStart = starts.filter((p) => isWordByte(bytes[p]!) && !isWordByte(bytes[p - 1]!)).length;
   return { meanPatchSize: bytes.length / Math.max(1, segments.length), wordStartShare: starts.length ? onWordStart / starts.length : 0 };
@@ -272,7 +311,11 @@ export function patchStatistics(segments: ReadonlyArray<{ start: number; end: nu
  * @returns the parameter count and the file size
  * @throws {TrainError} `CHECKPOINT_INVALID` when the run is not a BLT run
  */
-export async function exportBlt(runDir: string, outFile: string, metadata: Readonly<Record<string, string>> = {}): Promise<{ parameters: number; bytes: number; file: string }> {
+export async function exportBlt(
+  runDir: string,
+  outFile: string,
+  metadata: Readonly<Record<string, string>> = {},
+): Promise<{ parameters: number; bytes: number; file: string }> {
   const { state, file } = await readCheckpoint(join(runDir, CHECKPOINT_FILE));
   if (state.kind !== 'blt') throw new TrainError('CHECKPOINT_INVALID', `${runDir} trains a ${state.kind} model, not a BLT`);
   const model = new ByteLatentTransformer(state.config['model'] as BltArgs);
@@ -280,7 +323,8 @@ export async function exportBlt(runDir: string, outFile: string, metadata: Reado
     loadReferenceWeights(model.registry, file, { prefix: 'model.' });
     const dict = await referenceStateDict(model.registry);
     const half = new Map<string, SafetensorsTensor>();
-    for (const [name, t] of dict) half.set(name, { dtype: 'F16', shape: t.shape, data: Uint16Array.from(t.data as Float32Array, float32ToFloat16Bits) });
+    for (const [name, t] of dict)
+      half.set(name, { dtype: 'F16', shape: t.shape, data: Uint16Array.from(t.data as Float32Array, float32ToFloat16Bits) });
     const bytes = serializeSafetensors(half, {
       ...metadata,
       [BLT_ARGS_METADATA_KEY]: JSON.stringify(state.config['model']),
@@ -316,10 +360,20 @@ export async function exportBltPretrained(
   runDir: string,
   outDir: string,
   options: ExportBltPretrainedOptions,
-): Promise<{ parameters: number; layout: string; dtype: string; patching: PatcherDefaults; dir: string; files: string[]; warnings: string[] }> {
+): Promise<{
+  parameters: number;
+  layout: string;
+  dtype: string;
+  patching: PatcherDefaults;
+  dir: string;
+  files: string[];
+  warnings: string[];
+}> {
   const { state, file } = await readCheckpoint(join(runDir, CHECKPOINT_FILE));
   if (state.kind !== 'blt') throw new TrainError('CHECKPOINT_INVALID', `${runDir} trains a ${state.kind} model, not a BLT`);
-  const runPatching = (state.config['patching'] ?? { mode: 'entropy', entropyModel: 'pretrained' }) as RowPatchingOptions & { entropyModel?: string };
+  const runPatching = (state.config['patching'] ?? { mode: 'entropy', entropyModel: 'pretrained' }) as RowPatchingOptions & {
+    entropyModel?: string;
+  };
   const model = new ByteLatentTransformer(state.config['model'] as BltArgs);
   let patcher: EntropyPatcher | undefined;
   try {
@@ -346,7 +400,15 @@ export async function exportBltPretrained(
       await mkdir(dirname(path), { recursive: true });
       await writeFileAtomic(path, files.get(name)!);
     }
-    return { parameters: model.parameterCount(), layout: options.layout, dtype, patching, dir: outDir, files: [...files.keys()].sort(), warnings };
+    return {
+      parameters: model.parameterCount(),
+      layout: options.layout,
+      dtype,
+      patching,
+      dir: outDir,
+      files: [...files.keys()].sort(),
+      warnings,
+    };
   } finally {
     model.dispose();
     patcher?.dispose();
@@ -365,10 +427,24 @@ function checkTransformersConfig(configBytes: Uint8Array, model: ByteLatentTrans
   try {
     back = bltArgsFromTransformersConfig(config, 'config.json');
   } catch (e) {
-    throw new TrainError('CONFIG_INVALID', `this BLT cannot be exported in the transformers layout: ${(e as Error).message}; export it with --layout hub`);
+    throw new TrainError(
+      'CONFIG_INVALID',
+      `this BLT cannot be exported in the transformers layout: ${(e as Error).message}; export it with --layout hub`,
+    );
   }
   const args = model.referenceArgs as Record<string, unknown>;
-  const dims = ['dim_global', 'dim_local_encoder', 'dim_local_decoder', 'n_layers_global', 'n_layers_local_encoder', 'n_layers_local_decoder'];
+  const dims = [
+    'dim_global',
+    'dim_local_encoder',
+    'dim_local_decoder',
+    'n_layers_global',
+    'n_layers_local_encoder',
+    'n_layers_local_decoder',
+  ];
   const differing = dims.filter((k) => back[k] !== args[k]);
-  if (differing.length > 0) throw new TrainError('CONFIG_INVALID', `the transformers config.json would not describe this BLT (${differing.join(', ')}); export it with --layout hub`);
+  if (differing.length > 0)
+    throw new TrainError(
+      'CONFIG_INVALID',
+      `the transformers config.json would not describe this BLT (${differing.join(', ')}); export it with --layout hub`,
+    );
 }

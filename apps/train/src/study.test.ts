@@ -42,7 +42,11 @@ describe('study report', () => {
     expect(md).toContain("the BLTs' latent transformer is only 40 % of their inference FLOPs per byte");
     expect(md).toContain("the BPE model's output layer is 25 % of its FLOPs");
     expect(md).toContain('![held-out bits per byte vs training FLOPs](x.svg)');
-    const flipped = renderStudyMarkdown([arm('blt-entropy', 'BLT', 2.5, 5e5, 0.3), arm('bpe', 'BPE', 2.9, 4e5, 0.25)], DEFAULT_STUDY, { svg: 'x.svg', command: 'c', runDir: 'r' });
+    const flipped = renderStudyMarkdown([arm('blt-entropy', 'BLT', 2.5, 5e5, 0.3), arm('bpe', 'BPE', 2.9, 4e5, 0.25)], DEFAULT_STUDY, {
+      svg: 'x.svg',
+      command: 'c',
+      runDir: 'r',
+    });
     expect(flipped).toContain('the BLT is lower by 0.400 bits per byte');
   });
 

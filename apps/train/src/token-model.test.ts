@@ -37,7 +37,10 @@ describe('tokenRow', () => {
     expect(all).toContain(2);
     expect(t.targets.length).toBeLessThan(row.targets.length);
     // A document start keeps its BOS as the context.
-    const start = tokenRow({ tokens: Int32Array.from([1, ...enc('the')]), targets: Int32Array.from([...enc('the'), 4 + 32]) }, byteTokenizer());
+    const start = tokenRow(
+      { tokens: Int32Array.from([1, ...enc('the')]), targets: Int32Array.from([...enc('the'), 4 + 32]) },
+      byteTokenizer(),
+    );
     expect(Array.from(start.tokens)).toEqual([1, ...enc('the')]);
   });
 });
@@ -48,7 +51,11 @@ describe('TokenTrainable', () => {
     const runConfig = { kind: 'token', model: ARGS, patching: null, tokenizer: tokenizer.toJSON() };
     const run = async (resume: boolean, stopAfter?: number) => {
       const model = new TokenTrainable(ARGS, 1, tokenizer);
-      const trainer = new Trainer(model, trainerOptions(out, files, { steps: 6, lr: 3e-2, ...(stopAfter ? { stopAfter } : {}) }), runConfig);
+      const trainer = new Trainer(
+        model,
+        trainerOptions(out, files, { steps: 6, lr: 3e-2, ...(stopAfter ? { stopAfter } : {}) }),
+        runConfig,
+      );
       try {
         return await trainer.run(resume);
       } finally {
@@ -72,7 +79,9 @@ describe('TokenTrainable', () => {
   it("refuses a vocabulary that is not the tokenizer's and rows longer than the context", async () => {
     expect(() => new TokenTrainable({ ...ARGS, vocab_size: 260 }, 1, tokenizer)).toThrow(TrainError);
     const small = new TokenTrainable({ ...ARGS, vocab_size: 260, max_seqlen: 4 }, 1, byteTokenizer());
-    await expect(small.prepare([{ tokens: Int32Array.from(enc('abcdef')), targets: Int32Array.from(enc('bcdefg')) }])).rejects.toThrow(/max_seqlen/);
+    await expect(small.prepare([{ tokens: Int32Array.from(enc('abcdef')), targets: Int32Array.from(enc('bcdefg')) }])).rejects.toThrow(
+      /max_seqlen/,
+    );
     small.dispose();
   });
 });

@@ -59,7 +59,10 @@ export class TokenTrainable implements TrainableModel {
     readonly tokenizer: BytePairTokenizer,
   ) {
     if (args.vocab_size !== tokenizer.vocabSize) {
-      throw new TrainError('CONFIG_INVALID', `token model vocab_size ${args.vocab_size} differs from the tokenizer's ${tokenizer.vocabSize} ids`);
+      throw new TrainError(
+        'CONFIG_INVALID',
+        `token model vocab_size ${args.vocab_size} differs from the tokenizer's ${tokenizer.vocabSize} ids`,
+      );
     }
     this.model = new TokenTransformer(args, seed);
   }
@@ -76,7 +79,10 @@ export class TokenTrainable implements TrainableModel {
     const converted = rows.map((r) => tokenRow(r, this.tokenizer));
     const longest = Math.max(...converted.map((c) => c.tokens.length));
     if (longest > this.model.maxSeqLen) {
-      throw new TrainError('CONFIG_INVALID', `a row holds ${longest} tokens, more than the token model's max_seqlen ${this.model.maxSeqLen} (use max_seqlen >= seqLen + 1)`);
+      throw new TrainError(
+        'CONFIG_INVALID',
+        `a row holds ${longest} tokens, more than the token model's max_seqlen ${this.model.maxSeqLen} (use max_seqlen >= seqLen + 1)`,
+      );
     }
     return { tokens: converted.map((c) => c.tokens), targets: converted.map((c) => c.targets) };
   }

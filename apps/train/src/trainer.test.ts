@@ -83,7 +83,11 @@ describe('Trainer', () => {
   it('leaks no tensor per step', async () => {
     const out = tmp();
     const model = EntropyTrainable.create(TINY_ENTROPY_ARGS, 5);
-    const trainer = new Trainer(model, trainerOptions(out, files, { steps: 40, stopAfter: 2, evalEvery: 1, checkpointEvery: 1 }), runConfig);
+    const trainer = new Trainer(
+      model,
+      trainerOptions(out, files, { steps: 40, stopAfter: 2, evalEvery: 1, checkpointEvery: 1 }),
+      runConfig,
+    );
     await trainer.run(false);
     const before = tf.memory().numTensors;
     await trainer.run(true);
@@ -148,7 +152,11 @@ describe('Trainer', () => {
         /optimizer\.m\.tok_embeddings\.weight holds NaN at flat index 3: optimizer moments must be finite/,
         (t) => ((t.get('optimizer.m.tok_embeddings.weight')!.data as Float32Array)[3] = Number.NaN),
       ],
-      [state, /optimizer\.v\.norm\.weight holds -1 at flat index 0: optimizer moments must be finite and >= 0/, (t) => ((t.get('optimizer.v.norm.weight')!.data as Float32Array)[0] = -1)],
+      [
+        state,
+        /optimizer\.v\.norm\.weight holds -1 at flat index 0: optimizer moments must be finite and >= 0/,
+        (t) => ((t.get('optimizer.v.norm.weight')!.data as Float32Array)[0] = -1),
+      ],
     ];
     for (const [meta, message, edit] of cases) {
       write(meta, edit);
@@ -162,7 +170,10 @@ describe('Trainer', () => {
     }
     // Non-finite weights are named too (as weights that do not fit).
     write(state, (t) => ((t.get('model.norm.weight')!.data as Float32Array)[1] = Number.POSITIVE_INFINITY));
-    await expect(train(out, true)).rejects.toMatchObject({ code: 'CHECKPOINT_MISMATCH', message: expect.stringContaining('"model.norm.weight" holds a non-finite value (Infinity) at flat index 1') });
+    await expect(train(out, true)).rejects.toMatchObject({
+      code: 'CHECKPOINT_MISMATCH',
+      message: expect.stringContaining('"model.norm.weight" holds a non-finite value (Infinity) at flat index 1'),
+    });
     // The untouched file still resumes.
     write(state);
     await expect(train(out, true, { stopAfter: 1 })).resolves.toMatchObject({ startStep: 2, endStep: 3 });
@@ -172,7 +183,11 @@ describe('Trainer', () => {
     const out = tmp();
     await train(out, false, { stopAfter: 1 });
     const dead = spawnSync(process.execPath, ['-e', 'process.exit(0)']).pid!;
-    const names = [`${CHECKPOINT_FILE}.tmp-${dead}-0a1b2c`, `${METRICS_FILE}.tmp-${process.pid}-ffee01`, `config.json.tmp-${process.ppid}-abcdef`];
+    const names = [
+      `${CHECKPOINT_FILE}.tmp-${dead}-0a1b2c`,
+      `${METRICS_FILE}.tmp-${process.pid}-ffee01`,
+      `config.json.tmp-${process.ppid}-abcdef`,
+    ];
     for (const n of names) writeFileSync(join(out, n), 'partial');
     expect(await removeStaleTemporaryFiles(out)).toEqual([names[0]]);
     // This process and its parent are alive: their files may be writes in progress.

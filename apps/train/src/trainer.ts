@@ -50,7 +50,18 @@ export interface TrainerOptions extends TrainingHyperparameters {
 
 /** One line of `metrics.jsonl`. */
 export type MetricsRecord =
-  | { type: 'train'; step: number; loss: number; bpb: number; lr: number; gradNorm: number; clipped: boolean; bytes: number; bytesPerSec: number; elapsedSec: number }
+  | {
+      type: 'train';
+      step: number;
+      loss: number;
+      bpb: number;
+      lr: number;
+      gradNorm: number;
+      clipped: boolean;
+      bytes: number;
+      bytesPerSec: number;
+      elapsedSec: number;
+    }
   | { type: 'eval'; step: number; bpb: number; bytes: number; elapsedSec: number };
 
 /** Receives progress (the CLI draws a bar with it). */
@@ -77,7 +88,19 @@ export const METRICS_FILE = 'metrics.jsonl';
 export const CURVE_FILE = 'curve.svg';
 
 /** Fields of the configuration that must be equal for a resume to be exact. */
-const RESUME_INVARIANT = ['seqLen', 'batchSize', 'gradAccumulation', 'seed', 'lr', 'warmupSteps', 'minLrRatio', 'weightDecay', 'beta1', 'beta2', 'clipNorm'] as const;
+const RESUME_INVARIANT = [
+  'seqLen',
+  'batchSize',
+  'gradAccumulation',
+  'seed',
+  'lr',
+  'warmupSteps',
+  'minLrRatio',
+  'weightDecay',
+  'beta1',
+  'beta2',
+  'clipNorm',
+] as const;
 
 /** `<file>.tmp-<pid>-<hex>`: the temporary file of an atomic write (`writeFileAtomic`) in progress or abandoned. */
 const TEMPORARY_FILE = /^.+\.tmp-(\d+)-[0-9a-f]+$/;
@@ -134,7 +157,8 @@ export class Trainer {
       model.registry.list().map((p) => ({ name: p.name, variable: p.variable })),
       { beta1: options.beta1, beta2: options.beta2, weightDecay: options.weightDecay, clipNorm: options.clipNorm },
     );
-    this.evalSet = options.heldoutFiles.length > 0 ? evaluationRows(options.heldoutFiles, options.seqLen, options.evalBytesPerFile) : undefined;
+    this.evalSet =
+      options.heldoutFiles.length > 0 ? evaluationRows(options.heldoutFiles, options.seqLen, options.evalBytesPerFile) : undefined;
   }
 
   /** Asks the loop to stop after the current step; it saves a checkpoint first. */
@@ -207,7 +231,10 @@ export class Trainer {
       }
       if (!Number.isFinite(lossSum)) {
         tf.dispose(acc ?? []);
-        throw new TrainError('NON_FINITE_LOSS', `the loss at step ${step} is ${lossSum}; the last good checkpoint is ${this.checkpointPath}`);
+        throw new TrainError(
+          'NON_FINITE_LOSS',
+          `the loss at step ${step} is ${lossSum}; the last good checkpoint is ${this.checkpointPath}`,
+        );
       }
       const stats = await this.optimizer.apply(acc!, lr);
       tf.dispose(acc!);
@@ -232,7 +259,13 @@ export class Trainer {
       const last = step === o.steps;
       if (this.evalSet && ((o.evalEvery > 0 && step % o.evalEvery === 0) || last)) {
         lastEvalBpb = await this.evaluate();
-        const ev = { type: 'eval' as const, step, bpb: lastEvalBpb, bytes: this.evalSet.byteTargets, elapsedSec: (performance.now() - t0) / 1000 };
+        const ev = {
+          type: 'eval' as const,
+          step,
+          bpb: lastEvalBpb,
+          bytes: this.evalSet.byteTargets,
+          elapsedSec: (performance.now() - t0) / 1000,
+        };
         await appendFile(metricsPath, JSON.stringify(ev) + '\n');
         this.events.onEval?.(ev);
       }
@@ -294,7 +327,10 @@ export class Trainer {
       if (a !== b) problems.push(`${k}: checkpoint ${a}, now ${b}`);
     }
     if (problems.length > 0) {
-      throw new TrainError('CHECKPOINT_MISMATCH', `cannot resume ${this.checkpointPath} with a different configuration:\n  ${problems.join('\n  ')}`);
+      throw new TrainError(
+        'CHECKPOINT_MISMATCH',
+        `cannot resume ${this.checkpointPath} with a different configuration:\n  ${problems.join('\n  ')}`,
+      );
     }
   }
 

@@ -39,7 +39,9 @@ describe('backendThatHolds (loadPretrained: a model too large for the wasm heap)
   it('refuses it when wasm was asked for, naming the file and the size', async () => {
     const wasm = await initBackend({ backend: 'wasm' });
     await expect(backendThatHolds(released, 'source', { backend: 'wasm' }, wasm)).rejects.toThrow(BltError);
-    await expect(backendThatHolds(released, 'source', { backend: 'wasm' }, wasm)).rejects.toThrow(/stub\/model\.safetensors: the model's 5\.4 GiB .* backend 'cpu'/);
+    await expect(backendThatHolds(released, 'source', { backend: 'wasm' }, wasm)).rejects.toThrow(
+      /stub\/model\.safetensors: the model's 5\.4 GiB .* backend 'cpu'/,
+    );
     expect(tf.getBackend()).toBe('wasm');
   });
 
@@ -48,7 +50,9 @@ describe('backendThatHolds (loadPretrained: a model too large for the wasm heap)
     expect(await backendThatHolds(small, 'source', { backend: 'wasm' }, wasm)).toBe(wasm);
     expect(await backendThatHolds(small, 'tensors', {}, undefined)).toBeUndefined();
     // The tables as float32 tensors (12.3 GB) alone are past the heap.
-    const tablesOnly = describedSource(Object.fromEntries(Array.from({ length: 6 }, (_, t) => [`encoder_hash_tok_embedding.${t}.weight`, [500_002, 1024]])));
+    const tablesOnly = describedSource(
+      Object.fromEntries(Array.from({ length: 6 }, (_, t) => [`encoder_hash_tok_embedding.${t}.weight`, [500_002, 1024]])),
+    );
     expect(await backendThatHolds(tablesOnly, 'source', {}, undefined)).toBeUndefined();
     expect((await backendThatHolds(tablesOnly, 'tensors', {}, undefined))?.name).toBe('cpu');
     const cpu = await initBackend({ backend: 'cpu' });

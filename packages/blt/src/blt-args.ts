@@ -110,7 +110,8 @@ export function resolveBltArgs(args: BltArgs): ResolvedBltArgs {
   if (flag('encoder_enable_byte_ngrams', false) || args.encoder_ngram_to_size_str != null) {
     throw bad('encoder_enable_byte_ngrams', 'frequency n-gram tables are not supported (dead code in the reference, spec §2.4)');
   }
-  if ((args.downsampling_by_pooling ?? null) !== 'max') throw bad('downsampling_by_pooling', `must be "max", got ${String(args.downsampling_by_pooling)}`);
+  if ((args.downsampling_by_pooling ?? null) !== 'max')
+    throw bad('downsampling_by_pooling', `must be "max", got ${String(args.downsampling_by_pooling)}`);
   if (args.patching_mode === '') throw bad('patching_mode', 'must not be "" (the BOE-prefixed static variant is not supported)');
   const attnProblem = referenceAttentionProblem(args['attn_impl'], 'local_block_causal');
   if (attnProblem) throw bad('attn_impl', attnProblem);
@@ -122,13 +123,20 @@ export function resolveBltArgs(args: BltArgs): ResolvedBltArgs {
   const k = int('cross_attn_k');
   const crossHeads = int('cross_attn_nheads');
   // get_encoder_dim_token_emb: the width of the rows the encoder's patch projection reshapes to.
-  const dimToken = args.dim_token != null ? int('dim_token') : flag('use_local_encoder_transformer', false) ? dimEnc : Math.trunc(dimGlobal / (args.patch_size ?? NaN));
+  const dimToken =
+    args.dim_token != null
+      ? int('dim_token')
+      : flag('use_local_encoder_transformer', false)
+        ? dimEnc
+        : Math.trunc(dimGlobal / (args.patch_size ?? NaN));
   if (dimToken !== dimEnc) throw bad('dim_token', `(the encoder token width, ${dimToken}) must equal dim_local_encoder (${dimEnc})`);
-  if (dimDec !== dimEnc) throw bad('dim_local_decoder', `(${dimDec}) must equal dim_local_encoder (${dimEnc}): the decoder reads the encoder's byte states`);
+  if (dimDec !== dimEnc)
+    throw bad('dim_local_decoder', `(${dimDec}) must equal dim_local_encoder (${dimEnc}): the decoder reads the encoder's byte states`);
   const factor = String(args.init_std_factor ?? 'disabled');
   if (!INIT_FACTORS.includes(factor)) throw bad('init_std_factor', `must be one of ${INIT_FACTORS.join(', ')}, got ${factor}`);
   const biasType = args.attn_bias_type ?? 'causal';
-  if (biasType !== 'causal' && biasType !== 'block_causal') throw bad('attn_bias_type', `must be "causal" or "block_causal" for the global transformer, got ${biasType}`);
+  if (biasType !== 'causal' && biasType !== 'block_causal')
+    throw bad('attn_bias_type', `must be "causal" or "block_causal" for the global transformer, got ${biasType}`);
 
   let hash: HashNgramConfig | null = null;
   const sizes = args.encoder_hash_byte_group_size;
@@ -140,7 +148,11 @@ export function resolveBltArgs(args: BltArgs): ResolvedBltArgs {
             .filter((s) => s.length > 0)
             .map(Number)
         : [...sizes];
-    hash = { groupSizes: list, numFunctions: int('encoder_hash_byte_group_nb_functions', 3), vocabSize: int('encoder_hash_byte_group_vocab', 30000) };
+    hash = {
+      groupSizes: list,
+      numFunctions: int('encoder_hash_byte_group_nb_functions', 3),
+      vocabSize: int('encoder_hash_byte_group_vocab', 30000),
+    };
   }
   const common = {
     nKvHeads: optInt('n_kv_heads'),

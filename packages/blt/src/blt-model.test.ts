@@ -55,7 +55,9 @@ describe.skipIf(!existsSync(GOLDEN_WEIGHTS))('ByteLatentTransformer on the golde
 
   it('reports a checkpoint that does not fit, listing every problem', () => {
     const file = parseSafetensors(readFileSync(GOLDEN_WEIGHTS));
-    const e = errorOf(() => ByteLatentTransformer.fromSafetensors(file, { ...config.blt_args, n_layers_global: 3, encoder_hash_byte_group_vocab: 999 }));
+    const e = errorOf(() =>
+      ByteLatentTransformer.fromSafetensors(file, { ...config.blt_args, n_layers_global: 3, encoder_hash_byte_group_vocab: 999 }),
+    );
     expect(e.code).toBe('INVALID_CHECKPOINT');
     expect(e.message).toContain('missing "global_transformer.layers.2.attention.wq.weight"');
     expect(e.message).toContain('"encoder_hash_tok_embedding.0.weight" has shape [1000, 32], expected [999, 32]');

@@ -139,7 +139,8 @@ export class ByteLatentTransformer {
    */
   static fromSafetensors(file: TensorSource, args: BltArgs, options: FromSafetensorsOptions = {}): ByteLatentTransformer {
     const where = options.hashTables ?? 'tensors';
-    if (where !== 'tensors' && where !== 'source') throw new BltError('INVALID_ARGUMENT', `hashTables must be 'tensors' or 'source', got ${JSON.stringify(where)}`);
+    if (where !== 'tensors' && where !== 'source')
+      throw new BltError('INVALID_ARGUMENT', `hashTables must be 'tensors' or 'source', got ${JSON.stringify(where)}`);
     // Arguments claiming a huge model (an untrusted file's metadata) fail weight by weight instead of
     // allocating it; a model somewhat larger than the file still builds, so that every missing or
     // mis-shaped weight can be listed.
@@ -155,10 +156,16 @@ export class ByteLatentTransformer {
       // placeholder is never read (the model is not returned).
       hashTables = Array.from({ length: hash.numFunctions * hash.groupSizes.length }, (_, t) => {
         const name = `encoder_hash_tok_embedding.${t}.weight`;
-        return init.check(name, shape) ? HostEmbedding.fromSource(file, name, shape) : HostEmbedding.unreadable(name, shape, `${file.description}: "${name}" does not fit the model`);
+        return init.check(name, shape)
+          ? HostEmbedding.fromSource(file, name, shape)
+          : HostEmbedding.unreadable(name, shape, `${file.description}: "${name}" does not fit the model`);
       });
     }
-    const model = new ByteLatentTransformer(args, 0, { maxParameters: 2 * scalars + 2 ** 20, initialValues: init.initialValues, ...(hashTables ? { hashTables } : {}) });
+    const model = new ByteLatentTransformer(args, 0, {
+      maxParameters: 2 * scalars + 2 ** 20,
+      initialValues: init.initialValues,
+      ...(hashTables ? { hashTables } : {}),
+    });
     try {
       init.finish(model.registry);
     } catch (e) {
@@ -186,7 +193,9 @@ export class ByteLatentTransformer {
     const invalid = (m: string) => new BltError('INVALID_ARGUMENT', m);
     if (!Array.isArray(tokens) || tokens.length === 0) throw invalid('tokens must be a non-empty array of rows');
     if (!Array.isArray(patchLengths) || patchLengths.length !== tokens.length) {
-      throw invalid(`patchLengths must have one row per token row (${tokens.length}), got ${Array.isArray(patchLengths) ? patchLengths.length : typeof patchLengths}`);
+      throw invalid(
+        `patchLengths must have one row per token row (${tokens.length}), got ${Array.isArray(patchLengths) ? patchLengths.length : typeof patchLengths}`,
+      );
     }
     const batch = tokens.length;
     const rowLengths = tokens.map((r) => r.length);
@@ -201,7 +210,8 @@ export class ByteLatentTransformer {
       if (n === 0) throw invalid(`tokens[${b}] is empty`);
       for (let t = 0; t < n; t++) {
         const id = row[t]!;
-        if (!Number.isInteger(id) || id < 0 || id >= this.args.vocabSize) throw invalid(`tokens[${b}][${t}] = ${id} is not a token id in [0, ${this.args.vocabSize})`);
+        if (!Number.isInteger(id) || id < 0 || id >= this.args.vocabSize)
+          throw invalid(`tokens[${b}][${t}] = ${id} is not a token id in [0, ${this.args.vocabSize})`);
         ids[b * seqLen + t] = id;
       }
       const lengths = patchLengths[b]!;
@@ -213,7 +223,8 @@ export class ByteLatentTransformer {
       }
       // nb_boe = 0: the reference asserts a first patch of exactly one token (spec §7.1).
       if (lengths[0] !== 1) throw invalid(`patchLengths[${b}][0] must be 1 (the lone first-token patch), got ${String(lengths[0])}`);
-      if (sum !== n + 1 && sum !== n) throw invalid(`patchLengths[${b}] sums to ${sum}, expected the row length + 1 (${n + 1}) or the row length`);
+      if (sum !== n + 1 && sum !== n)
+        throw invalid(`patchLengths[${b}] sums to ${sum}, expected the row length + 1 (${n + 1}) or the row length`);
       const pid = new Int32Array(seqLen).fill(-1);
       pid.set(patchIdsFromLengths(lengths, n));
       const did = new Int32Array(seqLen).fill(-1);
@@ -223,7 +234,8 @@ export class ByteLatentTransformer {
       globalTokens.push(patchTokens(row, pid.subarray(0, n), numPatches, this.args.eosId, BOE_ID));
     });
     if (numPatches > this.args.global.maxSeqLen) throw invalid(`${numPatches} patches exceed max_seqlen ${this.args.global.maxSeqLen}`);
-    if (seqLen > this.args.encoder.maxSeqLen) throw invalid(`${seqLen} tokens exceed max_encoder_seq_length ${this.args.encoder.maxSeqLen}`);
+    if (seqLen > this.args.encoder.maxSeqLen)
+      throw invalid(`${seqLen} tokens exceed max_encoder_seq_length ${this.args.encoder.maxSeqLen}`);
     return { batch, seqLen, numPatches, rowLengths, ids, patchIds, decoderPatchIds, globalTokens };
   }
 
@@ -285,7 +297,11 @@ export class ByteLatentTransformer {
    * @returns `[B, N]`
    * @throws {BltError} `INVALID_ARGUMENT` for a bad batch or targets
    */
-  tokenLosses(tokens: readonly ArrayLike<number>[], patchLengths: readonly ArrayLike<number>[], targets: readonly ArrayLike<number>[]): tf.Tensor2D {
+  tokenLosses(
+    tokens: readonly ArrayLike<number>[],
+    patchLengths: readonly ArrayLike<number>[],
+    targets: readonly ArrayLike<number>[],
+  ): tf.Tensor2D {
     const p = this.prepare(tokens, patchLengths);
     const { flat, valid } = this.layoutTargets(p, targets);
     return tf.tidy(() => {
@@ -305,7 +321,12 @@ export class ByteLatentTransformer {
    * @returns scalar loss in nats
    * @throws {BltError} `INVALID_ARGUMENT` for a bad batch, targets or mask, or when nothing is counted
    */
-  loss(tokens: readonly ArrayLike<number>[], patchLengths: readonly ArrayLike<number>[], targets: readonly ArrayLike<number>[], mask?: readonly ArrayLike<number | boolean>[]): tf.Scalar {
+  loss(
+    tokens: readonly ArrayLike<number>[],
+    patchLengths: readonly ArrayLike<number>[],
+    targets: readonly ArrayLike<number>[],
+    mask?: readonly ArrayLike<number | boolean>[],
+  ): tf.Scalar {
     const p = this.prepare(tokens, patchLengths);
     const weights = new Float32Array(p.batch * p.seqLen);
     p.rowLengths.forEach((n, b) => {
@@ -346,7 +367,10 @@ export class ByteLatentTransformer {
    */
   async referenceWeights(): Promise<Map<string, SafetensorsTensor>> {
     if (this.localEncoder.hostHashTables !== undefined) {
-      throw new BltError('INVALID_ARGUMENT', "this model reads its hash tables from its checkpoint (hashTables: 'source'): load it with hashTables: 'tensors' to save or export it");
+      throw new BltError(
+        'INVALID_ARGUMENT',
+        "this model reads its hash tables from its checkpoint (hashTables: 'source'): load it with hashTables: 'tensors' to save or export it",
+      );
     }
     return referenceStateDict(this.registry);
   }

@@ -35,7 +35,11 @@ afterAll(async () => {
   if (tmp) await rm(tmp, { recursive: true, force: true });
 });
 
-async function logitsOf(m: ByteLatentTransformer, row: ArrayLike<number> = ROW, lengths: ArrayLike<number> = LENGTHS): Promise<Float32Array> {
+async function logitsOf(
+  m: ByteLatentTransformer,
+  row: ArrayLike<number> = ROW,
+  lengths: ArrayLike<number> = LENGTHS,
+): Promise<Float32Array> {
   const t = m.forward([row], [lengths]);
   const data = (await t.data()) as Float32Array;
   t.dispose();
@@ -70,7 +74,9 @@ function memoryHandler(): tf.io.IOHandler & { stored?: tf.io.ModelArtifacts } {
 }
 
 /** Fresh artifacts of the shared model, the weight data as one ArrayBuffer. */
-async function artifacts(): Promise<Omit<tf.io.ModelArtifacts, 'weightSpecs' | 'weightData'> & { weightSpecs: tf.io.WeightsManifestEntry[]; weightData: ArrayBuffer }> {
+async function artifacts(): Promise<
+  Omit<tf.io.ModelArtifacts, 'weightSpecs' | 'weightData'> & { weightSpecs: tf.io.WeightsManifestEntry[]; weightData: ArrayBuffer }
+> {
   const a = await toBltArtifacts(model);
   return { ...a, weightSpecs: a.weightSpecs!, weightData: tf.io.CompositeArrayBuffer.join(a.weightData!) };
 }
@@ -284,7 +290,9 @@ describe('saveBlt / loadBlt (IOHandler)', () => {
     expect(e.message).toContain('"global_transformer.layers.0.ffn_norm.weight" has dtype I32');
 
     // Duplicate and unreadable specs.
-    e = errorOf(() => fromBltArtifacts({ ...a, weightSpecs: [...a.weightSpecs, a.weightSpecs[0]!, { name: 's', shape: [1], dtype: 'string' }] }));
+    e = errorOf(() =>
+      fromBltArtifacts({ ...a, weightSpecs: [...a.weightSpecs, a.weightSpecs[0]!, { name: 's', shape: [1], dtype: 'string' }] }),
+    );
     expect(e.message).toContain(`"${a.weightSpecs[0]!.name}" is listed twice`);
     expect(e.message).toContain('unsupported dtype "string"');
   });

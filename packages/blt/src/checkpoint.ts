@@ -10,7 +10,15 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { BltError } from '@bytelatent/local-encoder';
-import { SafetensorsError, type SafetensorsDtype, type SafetensorsFile, type SafetensorsTensor, ensureBackend, parseSafetensors, serializeSafetensors } from '@bytelatent/nn';
+import {
+  SafetensorsError,
+  type SafetensorsDtype,
+  type SafetensorsFile,
+  type SafetensorsTensor,
+  ensureBackend,
+  parseSafetensors,
+  serializeSafetensors,
+} from '@bytelatent/nn';
 import type { BltArgs } from './blt-args.js';
 import { ByteLatentTransformer } from './blt-model.js';
 
@@ -84,9 +92,12 @@ export function fromBltArtifacts(artifacts: tf.io.ModelArtifacts): ByteLatentTra
   const invalid = (m: string) => new BltError('INVALID_CHECKPOINT', m);
   if (artifacts === null || typeof artifacts !== 'object') throw invalid('the model artifacts are missing');
   const topology = artifacts.modelTopology;
-  if (!isPlainObject(topology)) throw invalid(`not a BLT checkpoint: modelTopology must be a JSON object with format "${BLT_CHECKPOINT_FORMAT}"`);
+  if (!isPlainObject(topology))
+    throw invalid(`not a BLT checkpoint: modelTopology must be a JSON object with format "${BLT_CHECKPOINT_FORMAT}"`);
   if (topology['format'] !== BLT_CHECKPOINT_FORMAT) {
-    throw invalid(`not a BLT checkpoint: modelTopology.format is ${JSON.stringify(topology['format'])}, expected "${BLT_CHECKPOINT_FORMAT}"`);
+    throw invalid(
+      `not a BLT checkpoint: modelTopology.format is ${JSON.stringify(topology['format'])}, expected "${BLT_CHECKPOINT_FORMAT}"`,
+    );
   }
   const version = topology['version'];
   if (version !== BLT_CHECKPOINT_VERSION) {
@@ -159,7 +170,10 @@ export async function loadBlt(source: string | tf.io.IOHandler): Promise<ByteLat
 async function resolveHandler(target: string | tf.io.IOHandler, op: 'save' | 'load'): Promise<tf.io.IOHandler> {
   if (typeof target !== 'string') {
     if (target === null || typeof target !== 'object' || typeof target[op] !== 'function') {
-      throw new BltError('INVALID_ARGUMENT', `expected a path, a URL or a tf.io.IOHandler with ${op}(), got ${target === null ? 'null' : typeof target}`);
+      throw new BltError(
+        'INVALID_ARGUMENT',
+        `expected a path, a URL or a tf.io.IOHandler with ${op}(), got ${target === null ? 'null' : typeof target}`,
+      );
     }
     return target;
   }
@@ -173,9 +187,13 @@ async function resolveHandler(target: string | tf.io.IOHandler, op: 'save' | 'lo
   const handlers = op === 'save' ? tf.io.getSaveHandlers(target) : tf.io.getLoadHandlers(target);
   if (handlers.length === 0) {
     const where = isNode() ? 'directory paths, file:// and' : '';
-    throw new BltError('INVALID_ARGUMENT', `no tf.io ${op} handler for "${target}" (supported here: ${where} URLs of the registered tfjs routers)`);
+    throw new BltError(
+      'INVALID_ARGUMENT',
+      `no tf.io ${op} handler for "${target}" (supported here: ${where} URLs of the registered tfjs routers)`,
+    );
   }
-  if (handlers.length > 1) throw new BltError('INVALID_ARGUMENT', `${handlers.length} tf.io ${op} handlers match "${target}"; pass an IOHandler`);
+  if (handlers.length > 1)
+    throw new BltError('INVALID_ARGUMENT', `${handlers.length} tf.io ${op} handlers match "${target}"; pass an IOHandler`);
   return handlers[0]!;
 }
 
@@ -204,7 +222,11 @@ class NodeDirectoryHandler implements tf.io.IOHandler {
 
   async save(artifacts: tf.io.ModelArtifacts): Promise<tf.io.SaveResult> {
     if (artifacts.modelTopology instanceof ArrayBuffer) throw new BltError('INVALID_ARGUMENT', 'binary model topologies are not supported');
-    const [{ writeFileAtomic }, fs, path] = await Promise.all([import('@bytelatent/nn/node'), import('node:fs/promises'), import('node:path')]);
+    const [{ writeFileAtomic }, fs, path] = await Promise.all([
+      import('@bytelatent/nn/node'),
+      import('node:fs/promises'),
+      import('node:path'),
+    ]);
     await fs.mkdir(this.dir, { recursive: true });
     const weights = artifacts.weightData == null ? new ArrayBuffer(0) : tf.io.CompositeArrayBuffer.join(artifacts.weightData);
     const modelJson: tf.io.ModelJSON = {
@@ -245,7 +267,8 @@ class NodeDirectoryHandler implements tf.io.IOHandler {
     } catch (e) {
       throw invalid(`"${jsonPath}" is not valid JSON: ${(e as Error).message}`);
     }
-    if (!isPlainObject(json) || !Array.isArray(json['weightsManifest'])) throw invalid(`"${jsonPath}" is not a tfjs model.json (no weightsManifest array)`);
+    if (!isPlainObject(json) || !Array.isArray(json['weightsManifest']))
+      throw invalid(`"${jsonPath}" is not a tfjs model.json (no weightsManifest array)`);
     const root = path.resolve(this.dir);
     return tf.io.getModelArtifactsForJSON(json as unknown as tf.io.ModelJSON, async (manifest) => {
       const specs: tf.io.WeightsManifestEntry[] = [];
@@ -314,10 +337,15 @@ function decodeSpecs(specs: readonly tf.io.WeightsManifestEntry[], data: ArrayBu
     offset += count * size;
   });
   if (sized && offset !== data.byteLength) {
-    problems.push(`the weight data has ${data.byteLength} bytes but the weight specs describe ${offset} (truncated or mismatched weights file)`);
+    problems.push(
+      `the weight data has ${data.byteLength} bytes but the weight specs describe ${offset} (truncated or mismatched weights file)`,
+    );
   }
   if (problems.length > 0) {
-    throw new BltError('INVALID_CHECKPOINT', `the checkpoint's weights cannot be read (${problems.length} problem(s)):\n  ${problems.join('\n  ')}`);
+    throw new BltError(
+      'INVALID_CHECKPOINT',
+      `the checkpoint's weights cannot be read (${problems.length} problem(s)):\n  ${problems.join('\n  ')}`,
+    );
   }
   const tensors = new Map<string, SafetensorsTensor>();
   for (const { spec, offset: o, count } of layout) {

@@ -106,7 +106,9 @@ describe('bytelatent CLI', () => {
       expect(r.stderr).toContain(`${layout} layout`);
       expect(r.stderr).toContain('patching entropy, threshold 4.9, max patch length 4');
       expect(r.stderr).toMatch(/backend cpu/);
-      expect(r.stderr).toContain(`${want.stats.generatedBytes} bytes in ${want.stats.patches - want.stats.promptPatches} patches after a 10-byte prompt (${want.stats.promptPatches} patches)`);
+      expect(r.stderr).toContain(
+        `${want.stats.generatedBytes} bytes in ${want.stats.patches - want.stats.promptPatches} patches after a 10-byte prompt (${want.stats.promptPatches} patches)`,
+      );
       expect(r.stderr).toContain(`finish: ${want.finishReason}`);
     });
   }
@@ -124,7 +126,23 @@ describe('bytelatent CLI', () => {
   it('sampling with a seed is reproducible and equals the library; the prompt can come from stdin', async () => {
     const want = await inProcess(folders.hub, { maxBytes: 16, temperature: 1, seed: 7 });
     const a = cli(
-      ['generate', '--model', folders.hub, '--patcher', join(folders.hub, 'entropy_model'), '--max-bytes', '16', '--temperature', '1', '--seed', '7', '--backend', 'cpu', '-q', '-'],
+      [
+        'generate',
+        '--model',
+        folders.hub,
+        '--patcher',
+        join(folders.hub, 'entropy_model'),
+        '--max-bytes',
+        '16',
+        '--temperature',
+        '1',
+        '--seed',
+        '7',
+        '--backend',
+        'cpu',
+        '-q',
+        '-',
+      ],
       PROMPT,
     );
     expect(a.code, a.stderr).toBe(0);
@@ -134,7 +152,17 @@ describe('bytelatent CLI', () => {
 
   it('streams: the first bytes reach stdout before generation ends', async () => {
     const want = await inProcess(folders.transformers, { maxBytes: 16 });
-    const child = spawn(process.execPath, [CLI, 'generate', '--model', folders.transformers, '--max-bytes', '16', '--backend', 'cpu', PROMPT]);
+    const child = spawn(process.execPath, [
+      CLI,
+      'generate',
+      '--model',
+      folders.transformers,
+      '--max-bytes',
+      '16',
+      '--backend',
+      'cpu',
+      PROMPT,
+    ]);
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const seen: number[] = [];

@@ -85,27 +85,42 @@ async function readStdin(): Promise<Uint8Array> {
   return new Uint8Array(Buffer.concat(chunks));
 }
 
-function describePatching(p: { mode?: string; threshold?: number; thresholdAdd?: number; patchSize?: number; maxPatchLength?: number }): string {
+function describePatching(p: {
+  mode?: string;
+  threshold?: number;
+  thresholdAdd?: number;
+  patchSize?: number;
+  maxPatchLength?: number;
+}): string {
   const mode = p.mode ?? 'entropy';
   const parts = [mode];
-  if ((mode === 'entropy' || mode === 'monotonic' || mode === 'combined') && p.threshold !== undefined) parts.push(`threshold ${p.threshold}`);
+  if ((mode === 'entropy' || mode === 'monotonic' || mode === 'combined') && p.threshold !== undefined)
+    parts.push(`threshold ${p.threshold}`);
   if (mode === 'combined' && p.thresholdAdd !== undefined) parts.push(`threshold_add ${p.thresholdAdd}`);
   if (mode === 'static' && p.patchSize !== undefined) parts.push(`patch size ${p.patchSize}`);
   if (p.maxPatchLength !== undefined) parts.push(`max patch length ${p.maxPatchLength}`);
   return parts.join(', ');
 }
 
-async function generateCommand(values: ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'], prompts: string[]): Promise<number> {
+async function generateCommand(
+  values: ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'],
+  prompts: string[],
+): Promise<number> {
   if (values.model === undefined) throw new UsageError('generate needs --model DIR (a BLT folder of any published layout)');
   if (prompts.length !== 1)
-    throw new UsageError(prompts.length === 0 ? 'generate needs a prompt ("" for none, "-" to read it from stdin)' : `generate takes one prompt, got ${prompts.length} (quote it)`);
+    throw new UsageError(
+      prompts.length === 0
+        ? 'generate needs a prompt ("" for none, "-" to read it from stdin)'
+        : `generate takes one prompt, got ${prompts.length} (quote it)`,
+    );
   const maxBytes = number('max-bytes', values['max-bytes'], (n) => Number.isSafeInteger(n) && n >= 0, 'an integer >= 0');
   const temperature = number('temperature', values.temperature, (n) => n >= 0, 'a number >= 0');
   const topK = number('top-k', values['top-k'], (n) => Number.isSafeInteger(n) && n >= 1, 'an integer >= 1');
   const topP = number('top-p', values['top-p'], (n) => n > 0 && n <= 1, 'a number in (0, 1]');
   const seed = number('seed', values.seed, (n) => Number.isSafeInteger(n) && n >= 0 && n < 2 ** 32, 'an integer in [0, 2^32)');
   const backend = (values.backend ?? 'auto') as 'auto' | BackendName;
-  if (!['auto', 'wasm', 'cpu', 'webgpu'].includes(backend)) throw new UsageError(`--backend must be auto, wasm, cpu or webgpu, got "${backend}"`);
+  if (!['auto', 'wasm', 'cpu', 'webgpu'].includes(backend))
+    throw new UsageError(`--backend must be auto, wasm, cpu or webgpu, got "${backend}"`);
   const info = (line: string) => {
     if (!values.quiet) process.stderr.write(`${line}\n`);
   };

@@ -50,7 +50,11 @@ function refusal(fn: () => unknown): Error {
 }
 
 /** The file with its header rewritten by `edit` (data area unchanged). */
-function rewrite(edit: (header: Record<string, { dtype: string; shape: number[]; data_offsets: number[] }> & { __metadata__: Record<string, string> }) => void): Uint8Array {
+function rewrite(
+  edit: (
+    header: Record<string, { dtype: string; shape: number[]; data_offsets: number[] }> & { __metadata__: Record<string, string> },
+  ) => void,
+): Uint8Array {
   const length = Number(new DataView(file.buffer, file.byteOffset, 8).getBigUint64(0, true));
   const header = JSON.parse(new TextDecoder().decode(file.subarray(8, 8 + length)));
   edit(header);

@@ -122,16 +122,27 @@ function castTensors(tensors: Map<string, SafetensorsTensor>, dtype: 'F32' | 'BF
  * @param options - layout, dtype, patching settings
  * @returns the files by relative path
  */
-export async function exportPretrained(model: ByteLatentTransformer, patcher: EntropyPatcher, options: ExportPretrainedOptions): Promise<PretrainedFiles> {
+export async function exportPretrained(
+  model: ByteLatentTransformer,
+  patcher: EntropyPatcher,
+  options: ExportPretrainedOptions,
+): Promise<PretrainedFiles> {
   const { layout, dtype = 'F32' } = options;
-  if (layout !== 'hub' && layout !== 'transformers') throw new BltError('INVALID_ARGUMENT', `layout must be "hub" or "transformers", got ${JSON.stringify(layout)}`);
-  if (dtype !== 'F32' && dtype !== 'BF16' && dtype !== 'F16') throw new BltError('INVALID_ARGUMENT', `dtype must be F32, BF16 or F16, got ${JSON.stringify(dtype)}`);
+  if (layout !== 'hub' && layout !== 'transformers')
+    throw new BltError('INVALID_ARGUMENT', `layout must be "hub" or "transformers", got ${JSON.stringify(layout)}`);
+  if (dtype !== 'F32' && dtype !== 'BF16' && dtype !== 'F16')
+    throw new BltError('INVALID_ARGUMENT', `dtype must be F32, BF16 or F16, got ${JSON.stringify(dtype)}`);
   const patching = options.patching ?? patcher.defaults;
   const bltArgs = referenceBltArgs(model.referenceArgs);
   const e = patcher.model.args;
   // vocab_size and ffn_dim_multiplier always written: load_entropy_model reads both keys (a missing
   // one is a KeyError there), and LMTransformerArgs' vocab_size default (-1) builds no model.
-  const entropyArgs = { ...patcher.model.referenceArgs, attn_impl: patcher.model.referenceArgs.attn_impl ?? 'xformers', vocab_size: e.vocabSize, ffn_dim_multiplier: e.ffnDimMultiplier };
+  const entropyArgs = {
+    ...patcher.model.referenceArgs,
+    attn_impl: patcher.model.referenceArgs.attn_impl ?? 'xformers',
+    vocab_size: e.vocabSize,
+    ffn_dim_multiplier: e.ffnDimMultiplier,
+  };
   const modelDtype = dtype === 'F32' ? 'fp32' : dtype === 'BF16' ? 'bf16' : 'fp16';
   const bltTensors = castTensors(await model.referenceWeights(), dtype);
   const entropyTensors = castTensors(await referenceStateDict(patcher.model.registry), dtype);
@@ -202,7 +213,13 @@ export async function exportPretrained(model: ByteLatentTransformer, patcher: En
   files.set('model.safetensors', serializeSafetensors(tensors, { format: 'pt' }));
   files.set(
     'tokenizer_config.json',
-    json({ tokenizer_class: 'BltTokenizer', vocab_size: model.args.vocabSize, model_max_length: model.args.global.maxSeqLen, add_bos_token: true, add_eos_token: true }),
+    json({
+      tokenizer_class: 'BltTokenizer',
+      vocab_size: model.args.vocabSize,
+      model_max_length: model.args.global.maxSeqLen,
+      add_bos_token: true,
+      add_eos_token: true,
+    }),
   );
   return files;
 }
@@ -313,20 +330,30 @@ export function transformersLayoutProblems(model: ByteLatentTransformer, patcher
   const a = model.args;
   const e = patcher.model.args;
   const problems: string[] = [];
-  if (a.localWindow !== 512) problems.push(`local attention window ${String(a.localWindow ?? 'none')} (the port attends causally without one; the released models use 512)`);
+  if (a.localWindow !== 512)
+    problems.push(
+      `local attention window ${String(a.localWindow ?? 'none')} (the port attends causally without one; the released models use 512)`,
+    );
   if (!a.global.splitDocuments) problems.push('global attention "causal" (the released models split documents: block_causal)');
-  if (a.encoder.crossAttnWindow !== undefined || a.decoder.crossAttnWindow !== undefined) problems.push('a cross-attention window (the port has none)');
+  if (a.encoder.crossAttnWindow !== undefined || a.decoder.crossAttnWindow !== undefined)
+    problems.push('a cross-attention window (the port has none)');
   if (a.encoder.crossAttnNHeads !== a.encoder.nHeads || a.encoder.nHeads !== a.decoder.nHeads) {
-    problems.push(`cross-attention heads ${a.encoder.crossAttnNHeads} with encoder/decoder heads ${a.encoder.nHeads}/${a.decoder.nHeads} (the port uses the local models' heads, which must agree)`);
+    problems.push(
+      `cross-attention heads ${a.encoder.crossAttnNHeads} with encoder/decoder heads ${a.encoder.nHeads}/${a.decoder.nHeads} (the port uses the local models' heads, which must agree)`,
+    );
   }
-  if ((a.encoder.nKvHeads ?? a.encoder.nHeads) !== a.encoder.nHeads) problems.push('grouped-query local attention (the port would use it in cross-attention too)');
+  if ((a.encoder.nKvHeads ?? a.encoder.nHeads) !== a.encoder.nHeads)
+    problems.push('grouped-query local attention (the port would use it in cross-attention too)');
   if (a.encoder.crossAttnAllLayers) problems.push('encoder cross-attention after every layer (the port pools again before each one)');
   if (Number(model.referenceArgs.pm_size ?? 0) !== 0) problems.push('pm_size > 0 (the port has no room for it)');
-  if ([a.encoder, a.decoder, a.global].some((c) => c.normEps !== 1e-5)) problems.push('a norm epsilon other than 1e-5 (the port reads rms_norm_eps, which the converter does not write)');
+  if ([a.encoder, a.decoder, a.global].some((c) => c.normEps !== 1e-5))
+    problems.push('a norm epsilon other than 1e-5 (the port reads rms_norm_eps, which the converter does not write)');
   if ([a.encoder, a.decoder, a.global].some((c) => (c.ffnDimMultiplier ?? 1) !== 1))
     problems.push('an ffn_dim_multiplier other than 1 (the converter writes intermediate_size from multiple_of alone)');
   if (e.window !== 512 || !e.splitDocuments)
-    problems.push(`entropy model attention ${e.window === undefined ? 'without a window' : `window ${e.window}`} (the reference's load_entropy_model forces local_block_causal with 512)`);
+    problems.push(
+      `entropy model attention ${e.window === undefined ? 'without a window' : `window ${e.window}`} (the reference's load_entropy_model forces local_block_causal with 512)`,
+    );
   return problems;
 }
 
@@ -336,9 +363,18 @@ export function transformersLayoutProblems(model: ByteLatentTransformer, patcher
  *
  * @returns the paths written
  */
-export async function savePretrained(model: ByteLatentTransformer, patcher: EntropyPatcher, dir: string, options: ExportPretrainedOptions): Promise<string[]> {
+export async function savePretrained(
+  model: ByteLatentTransformer,
+  patcher: EntropyPatcher,
+  dir: string,
+  options: ExportPretrainedOptions,
+): Promise<string[]> {
   const files = await exportPretrained(model, patcher, options);
-  const [{ mkdir }, { join, dirname }, { writeFileAtomic }] = await Promise.all([import('node:fs/promises'), import('node:path'), import('@bytelatent/nn/node')]);
+  const [{ mkdir }, { join, dirname }, { writeFileAtomic }] = await Promise.all([
+    import('node:fs/promises'),
+    import('node:path'),
+    import('@bytelatent/nn/node'),
+  ]);
   const written: string[] = [];
   // Weights first, configuration last: a reader never finds a config.json whose weights are missing.
   const order = [...files.keys()].sort((x, y) => Number(x.endsWith('.json')) - Number(y.endsWith('.json')));

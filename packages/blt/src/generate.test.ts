@@ -13,7 +13,14 @@ import { SMALL_ARGS } from './test-fixtures.js';
 // A tiny entropy model with a short window and a short context, so that generation crosses both:
 // the cached entropy model must slide its window and restart its context exactly as
 // EntropyModel.entropies does (spec §3.2).
-const ENTROPY_ARGS: EntropyModelArgs = { dim: 16, n_layers: 2, n_heads: 2, max_seqlen: 24, attn_bias_type: 'local_block_causal', sliding_window: 6 };
+const ENTROPY_ARGS: EntropyModelArgs = {
+  dim: 16,
+  n_layers: 2,
+  n_heads: 2,
+  max_seqlen: 24,
+  attn_bias_type: 'local_block_causal',
+  sliding_window: 6,
+};
 // SMALL_ARGS has a local window of 5 bytes (so the byte caches slide) and cross-attention on every
 // layer of both local models. A longer context for the prompt-in-pieces test.
 const LONG_ARGS: BltArgs = { ...SMALL_ARGS, max_encoder_seq_length: 600, max_seqlen: 600 };
@@ -166,7 +173,11 @@ describe('generate', () => {
     { mode: 'space' },
     { mode: 'static', patchSize: 3 },
   ];
-  const samplings: Array<Partial<GenerateOptions>> = [{}, { temperature: 1, seed: 7 }, { temperature: 0.8, topK: 20, topP: 0.9, seed: 123 }];
+  const samplings: Array<Partial<GenerateOptions>> = [
+    {},
+    { temperature: 1, seed: 7 },
+    { temperature: 0.8, topK: 20, topP: 0.9, seed: 123 },
+  ];
 
   it('gives exactly the bytes of the uncached reference loop: greedy and seeded sampling, entropy / combined / space / static patching', async () => {
     for (const patcher of patchers()) {
@@ -207,7 +218,11 @@ describe('generate', () => {
   it('starts from BOS for an empty prompt, and takes an EntropyPatcher as the patcher', async () => {
     const patcher = EntropyPatcher.fromModel(entropyModel, { threshold });
     const a = await generate(model, '', { patcher, maxBytes: 12 });
-    const b = await generate(model, new Uint8Array(0), { patcher: { mode: 'entropy', threshold, entropyModel }, maxBytes: 12, cache: false });
+    const b = await generate(model, new Uint8Array(0), {
+      patcher: { mode: 'entropy', threshold, entropyModel },
+      maxBytes: 12,
+      cache: false,
+    });
     expect(Array.from(a.ids)).toEqual(Array.from(b.ids));
     expect(a.stats.promptTokens).toBe(1);
     expect(a.stats.promptPatches).toBe(1);
@@ -236,7 +251,9 @@ describe('generate', () => {
   it('streams UTF-8-safe text: chunks never split a character, and add up to the result', async () => {
     let heldBack = 0;
     for (const seed of [1, 2, 3, 4, 5, 6]) {
-      const { events, result } = await collect(streamGenerate(model, 'é', { patcher: { mode: 'space' }, maxBytes: 40, temperature: 1, seed, stopAtEos: false }));
+      const { events, result } = await collect(
+        streamGenerate(model, 'é', { patcher: { mode: 'space' }, maxBytes: 40, temperature: 1, seed, stopAtEos: false }),
+      );
       let text = '';
       for (const e of events) {
         text += e.text;
@@ -317,7 +334,10 @@ describe('generate', () => {
     const timer = new AbortController();
     setTimeout(() => timer.abort(), 30);
     const started = performance.now();
-    expect(((await rejection(generate(model, 'a', { patcher, maxBytes: 60, signal: timer.signal, stopAtEos: false, cache: false }))) as Error).name).toBe('AbortError');
+    expect(
+      ((await rejection(generate(model, 'a', { patcher, maxBytes: 60, signal: timer.signal, stopAtEos: false, cache: false }))) as Error)
+        .name,
+    ).toBe('AbortError');
     expect(performance.now() - started).toBeLessThan(2000);
 
     let count = 0;
@@ -367,7 +387,9 @@ describe('generate', () => {
       expect(() => streamGenerate(model, 'a', options as GenerateOptions)).toThrow(BltError);
     }
     for (const prompt of [42, null, ['a']]) {
-      expect(((await rejection(() => generate(model, prompt as unknown as string, { patcher }))) as BltError).code).toBe('INVALID_ARGUMENT');
+      expect(((await rejection(() => generate(model, prompt as unknown as string, { patcher }))) as BltError).code).toBe(
+        'INVALID_ARGUMENT',
+      );
     }
     // Longer than max_encoder_seq_length (64 with BOS): refused, not truncated.
     for (const cache of [true, false]) {

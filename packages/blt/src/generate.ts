@@ -168,7 +168,9 @@ function resolvePatching(model: ByteLatentTransformer, patcher: unknown): Resolv
     if (m !== undefined && !(m instanceof EntropyModel)) throw invalid('options.patcher.entropyModel must be an EntropyModel');
   }
   if (rule.includeNextToken === false) {
-    throw invalid('options.patcher.includeNextToken must be true or unset: generation decides whether the next byte opens a patch (spec §9.1)');
+    throw invalid(
+      'options.patcher.includeNextToken must be true or unset: generation decides whether the next byte opens a patch (spec §9.1)',
+    );
   }
   rule = { ...rule, includeNextToken: true };
   try {
@@ -179,9 +181,13 @@ function resolvePatching(model: ByteLatentTransformer, patcher: unknown): Resolv
   }
   const needsModel = rule.mode === 'entropy' || rule.mode === 'monotonic' || rule.mode === 'combined';
   if (!needsModel) return { rule, entropyModel: null };
-  if (!entropyModel) throw invalid(`options.patcher: mode '${rule.mode}' needs an entropy model (options.patcher.entropyModel, or pass an EntropyPatcher)`);
+  if (!entropyModel)
+    throw invalid(`options.patcher: mode '${rule.mode}' needs an entropy model (options.patcher.entropyModel, or pass an EntropyPatcher)`);
   if (entropyModel.args.vocabSize < model.args.vocabSize) {
-    throw new BltError('CONFIG_MISMATCH', `the entropy model reads ${entropyModel.args.vocabSize} ids, fewer than the BLT's vocabulary ${model.args.vocabSize}`);
+    throw new BltError(
+      'CONFIG_MISMATCH',
+      `the entropy model reads ${entropyModel.args.vocabSize} ids, fewer than the BLT's vocabulary ${model.args.vocabSize}`,
+    );
   }
   return { rule, entropyModel };
 }
@@ -194,7 +200,8 @@ function resolveOptions(model: ByteLatentTransformer, options: GenerateOptions):
     throw invalid(`temperature must be a finite number >= 0 (0 = greedy), got ${show(temperature)}`);
   }
   if (topK !== undefined && (!Number.isSafeInteger(topK) || topK < 1)) throw invalid(`topK must be an integer >= 1, got ${show(topK)}`);
-  if (topP !== undefined && (typeof topP !== 'number' || !(topP > 0 && topP <= 1))) throw invalid(`topP must be in (0, 1], got ${show(topP)}`);
+  if (topP !== undefined && (typeof topP !== 'number' || !(topP > 0 && topP <= 1)))
+    throw invalid(`topP must be in (0, 1], got ${show(topP)}`);
   if (seed !== undefined && (!Number.isSafeInteger(seed) || seed < 0 || seed >= 2 ** 32)) {
     throw invalid(`seed must be an integer in [0, 2^32), got ${show(seed)}`);
   }
@@ -357,9 +364,21 @@ function decodeAll(bytes: readonly number[]): string {
  *   entropy model that cannot read the BLT's ids); while iterating, `INVALID_ARGUMENT` when the
  *   prompt does not fit the model's context, and `signal.reason` on abort
  */
-export function streamGenerate(model: PretrainedBlt, prompt: string | Uint8Array, options?: LoadedGenerateOptions): AsyncGenerator<GenerateEvent, void, undefined>;
-export function streamGenerate(model: ByteLatentTransformer, prompt: string | Uint8Array, options: GenerateOptions): AsyncGenerator<GenerateEvent, void, undefined>;
-export function streamGenerate(model: ByteLatentTransformer | PretrainedBlt, prompt: string | Uint8Array, options?: LoadedGenerateOptions): AsyncGenerator<GenerateEvent, void, undefined> {
+export function streamGenerate(
+  model: PretrainedBlt,
+  prompt: string | Uint8Array,
+  options?: LoadedGenerateOptions,
+): AsyncGenerator<GenerateEvent, void, undefined>;
+export function streamGenerate(
+  model: ByteLatentTransformer,
+  prompt: string | Uint8Array,
+  options: GenerateOptions,
+): AsyncGenerator<GenerateEvent, void, undefined>;
+export function streamGenerate(
+  model: ByteLatentTransformer | PretrainedBlt,
+  prompt: string | Uint8Array,
+  options?: LoadedGenerateOptions,
+): AsyncGenerator<GenerateEvent, void, undefined> {
   const [blt, withPatcher] = modelAndOptions(model, options);
   const resolved = resolveOptions(blt, withPatcher);
   return run(blt, encodePrompt(prompt), resolved);
@@ -376,11 +395,15 @@ function isLoaded(model: ByteLatentTransformer | PretrainedBlt): model is Pretra
 }
 
 /** The BLT and the options with a patcher: a loaded model brings its own, which carries the model's patching settings. */
-function modelAndOptions(model: ByteLatentTransformer | PretrainedBlt, options: LoadedGenerateOptions | undefined): [ByteLatentTransformer, GenerateOptions] {
+function modelAndOptions(
+  model: ByteLatentTransformer | PretrainedBlt,
+  options: LoadedGenerateOptions | undefined,
+): [ByteLatentTransformer, GenerateOptions] {
   // A bare BLT's options are checked by resolveOptions (a patcher is required there).
   if (!isLoaded(model)) return [model, options as GenerateOptions];
   const patcher = options?.patcher ?? model.patcher;
-  if (patcher === undefined) throw new BltError('INVALID_ARGUMENT', 'this model was loaded without an entropy patcher (patcher: false): give options.patcher');
+  if (patcher === undefined)
+    throw new BltError('INVALID_ARGUMENT', 'this model was loaded without an entropy patcher (patcher: false): give options.patcher');
   return [model.model, { ...options, patcher }];
 }
 
@@ -399,8 +422,16 @@ function modelAndOptions(model: ByteLatentTransformer | PretrainedBlt, options: 
  *   rejects with `signal.reason` when aborted
  */
 export async function generate(model: PretrainedBlt, prompt: string | Uint8Array, options?: LoadedGenerateOptions): Promise<GenerateResult>;
-export async function generate(model: ByteLatentTransformer, prompt: string | Uint8Array, options: GenerateOptions): Promise<GenerateResult>;
-export async function generate(model: ByteLatentTransformer | PretrainedBlt, prompt: string | Uint8Array, options?: LoadedGenerateOptions): Promise<GenerateResult> {
+export async function generate(
+  model: ByteLatentTransformer,
+  prompt: string | Uint8Array,
+  options: GenerateOptions,
+): Promise<GenerateResult>;
+export async function generate(
+  model: ByteLatentTransformer | PretrainedBlt,
+  prompt: string | Uint8Array,
+  options?: LoadedGenerateOptions,
+): Promise<GenerateResult> {
   const [blt, withPatcher] = modelAndOptions(model, options);
   for await (const event of streamGenerate(blt, prompt, withPatcher)) {
     if (event.type === 'finish') return event.result;

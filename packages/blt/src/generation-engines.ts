@@ -1,6 +1,12 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { BOE_ID } from '@bytelatent/bytes';
-import { type EntropyModel, type PatchOptions, StreamingPatcher, entropyFromLogits, findPatchBoundaries } from '@bytelatent/entropy-patcher';
+import {
+  type EntropyModel,
+  type PatchOptions,
+  StreamingPatcher,
+  entropyFromLogits,
+  findPatchBoundaries,
+} from '@bytelatent/entropy-patcher';
 import { BltError } from '@bytelatent/local-encoder';
 import type { KvCache, LayerKv } from '@bytelatent/nn';
 import type { ByteLatentTransformer } from './blt-model.js';
@@ -80,7 +86,10 @@ export class UncachedEngine implements GenerationEngine {
   async prefill(ids: Int32Array): Promise<EngineStep> {
     this.tokens.push(...ids);
     const out = await this.run();
-    if (out === 'context') throw tooLong(`${ids.length} tokens, or their patches, exceed max_encoder_seq_length ${this.model.args.encoder.maxSeqLen} / max_seqlen ${this.model.args.global.maxSeqLen}`);
+    if (out === 'context')
+      throw tooLong(
+        `${ids.length} tokens, or their patches, exceed max_encoder_seq_length ${this.model.args.encoder.maxSeqLen} / max_seqlen ${this.model.args.global.maxSeqLen}`,
+      );
     return out;
   }
 
@@ -193,7 +202,8 @@ class PatchKv {
         const cut = (t: tf.Tensor) => (whole ? t : tf.slice(t, [0, 0, (a - c.first) * r, 0], [-1, -1, (b - a) * r, -1]));
         return { patches: b - a, kv: c.kv.map((l) => ({ k: cut(l.k), v: cut(l.v) })) };
       });
-    if (parts.reduce((n, p) => n + p.patches, 0) !== count) throw new BltError('INVALID_ARGUMENT', `internal: patches ${first}..+${count} are not held`);
+    if (parts.reduce((n, p) => n + p.patches, 0) !== count)
+      throw new BltError('INVALID_ARGUMENT', `internal: patches ${first}..+${count} are not held`);
     if (parts.length === 1) return parts[0]!.kv;
     return parts[0]!.kv.map((_, layer) => ({
       k: tf.concat(
@@ -284,7 +294,11 @@ export class CachedEngine implements GenerationEngine {
       let logits: tf.Tensor | null = null;
       for (let a = 0; a < n; a += PREFILL_PIECE) {
         const b = Math.min(n, a + PREFILL_PIECE);
-        const out = this.model.localEncoder.forwardCached(this.model.localEncoder.embedRange(this.tokens, a, b), ids.subarray(a, b), this.encoderCache);
+        const out = this.model.localEncoder.forwardCached(
+          this.model.localEncoder.embedRange(this.tokens, a, b),
+          ids.subarray(a, b),
+          this.encoderCache,
+        );
         this.byteStates.add(a, out.states);
         // Every patch that ends by position b is complete (patch j ends where j + 1 starts); the
         // piece's bytes read only such patches (spec §7.1).
@@ -397,7 +411,8 @@ export class CachedEngine implements GenerationEngine {
     // `h_cross.view(B, P, k·d_E)` (spec §6), and the global token of each patch: EOS if it holds one.
     const globalIn = tf.reshape(patchEmbeds, [1, count, -1]) as tf.Tensor3D;
     const globalTokens = new Int32Array(count).fill(BOE_ID);
-    for (let t = this.starts[first]!; t < to; t++) if (this.tokens[t] === this.model.args.eosId) globalTokens[this.patchOf[t]! - first] = this.model.args.eosId;
+    for (let t = this.starts[first]!; t < to; t++)
+      if (this.tokens[t] === this.model.args.eosId) globalTokens[this.patchOf[t]! - first] = this.model.args.eosId;
     const globalOut = this.model.globalTransformer.forwardCached(globalIn, globalTokens, this.globalCache);
     this.counters.latentCalls++;
     this.counters.latentPatches += count;

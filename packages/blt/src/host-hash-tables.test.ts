@@ -4,7 +4,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { EntropyModel, EntropyPatcher, type EntropyModelArgs } from '@bytelatent/entropy-patcher';
-import { type ModelFolder, type SafetensorsTensor, type TensorSource, initBackend, modelFolderFromFiles, parseSafetensors, serializeSafetensors } from '@bytelatent/nn';
+import {
+  type ModelFolder,
+  type SafetensorsTensor,
+  type TensorSource,
+  initBackend,
+  modelFolderFromFiles,
+  parseSafetensors,
+  serializeSafetensors,
+} from '@bytelatent/nn';
 import { type Mock, afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { BltArgs } from './blt-args.js';
 import { ByteLatentTransformer } from './blt-model.js';
@@ -204,7 +212,9 @@ describe("ByteLatentTransformer.fromSafetensors(…, { hashTables: 'source' })",
     expect(tensors.registry.list().map((p) => p.name)).toEqual(expect.arrayContaining(HASH_NAMES));
     expect(host.registry.count()).toBe(tensors.registry.count() - TABLES * 97 * 16);
     expect(host.localEncoder.hashEmbeddings).toEqual([]);
-    expect(host.localEncoder.hostHashTables?.map((t) => [t.name, t.numEmbeddings, t.dim, t.dtype])).toEqual(HASH_NAMES.map((n) => [n, 97, 16, 'F32']));
+    expect(host.localEncoder.hostHashTables?.map((t) => [t.name, t.numEmbeddings, t.dim, t.dtype])).toEqual(
+      HASH_NAMES.map((n) => [n, 97, 16, 'F32']),
+    );
   });
 
   it('refuses to save: referenceWeights(), toSafetensors() and what builds on them throw BltError INVALID_ARGUMENT', async () => {
@@ -297,7 +307,9 @@ describe("ByteLatentTransformer.fromSafetensors(…, { hashTables: 'source' })",
     const e = errorOf(() => ByteLatentTransformer.fromSafetensors(missing, SMALL_ARGS, { hashTables: 'source' }));
     expect(e.code).toBe('INVALID_CHECKPOINT');
     expect(e.message).toContain('local_decoder.output.weight');
-    const extra = edited(bytes, (t) => t.set('encoder_hash_tok_embedding.6.weight', { dtype: 'F32', shape: [97, 16], data: new Float32Array(97 * 16) }));
+    const extra = edited(bytes, (t) =>
+      t.set('encoder_hash_tok_embedding.6.weight', { dtype: 'F32', shape: [97, 16], data: new Float32Array(97 * 16) }),
+    );
     const e2 = errorOf(() => ByteLatentTransformer.fromSafetensors(extra, SMALL_ARGS, { hashTables: 'source' }));
     expect(e2.code).toBe('INVALID_CHECKPOINT');
     expect(e2.message).toContain('encoder_hash_tok_embedding.6.weight');
@@ -432,7 +444,10 @@ describe("loadPretrained: hashTables 'source' (default) against 'tensors'", () =
 
   it('an invalid hashTables option is a BltError INVALID_ARGUMENT', async () => {
     const files = await exportPretrained(blt, patcher, { layout: 'hub' });
-    await expect(loadPretrained(modelFolderFromFiles(files), { hashTables: 'disk' as unknown as 'source' })).rejects.toMatchObject({ name: 'BltError', code: 'INVALID_ARGUMENT' });
+    await expect(loadPretrained(modelFolderFromFiles(files), { hashTables: 'disk' as unknown as 'source' })).rejects.toMatchObject({
+      name: 'BltError',
+      code: 'INVALID_ARGUMENT',
+    });
   });
 
   /** Open descriptors of this process on `path` (Linux: /proc/self/fd). */
@@ -445,29 +460,32 @@ describe("loadPretrained: hashTables 'source' (default) against 'tensors'", () =
       }
     }).length;
 
-  it.skipIf(!existsSync('/proc/self/fd'))('from disk: the default keeps model.safetensors open until dispose(); tensors close it at once', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'blt-host-tables-'));
-    try {
-      for (const layout of ['hub', 'transformers'] as const) {
-        const sub = join(dir, layout);
-        await savePretrained(blt, patcher, sub, { layout, dtype: 'F32' });
-        const weights = join(sub, 'model.safetensors');
-        expect(openOn(weights)).toBe(0);
-        const byDefault = await loadPretrained(sub);
-        const asTensors = await loadPretrained(sub, { hashTables: 'tensors' });
-        // The host tables read from the file: it must still be open (transformers: the patcher is
-        // read from the same file).
-        expect(maxAbsDiff(logitsOf(byDefault.model), logitsOf(asTensors.model))).toBeLessThanOrEqual(1e-5);
-        expect(openOn(weights), `${layout}: open while the model lives, closed by the tensors load`).toBe(1);
-        byDefault.dispose();
-        expect(openOn(weights), `${layout}: closed by dispose()`).toBe(0);
-        asTensors.dispose();
-        expect(openOn(weights)).toBe(0);
+  it.skipIf(!existsSync('/proc/self/fd'))(
+    'from disk: the default keeps model.safetensors open until dispose(); tensors close it at once',
+    async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'blt-host-tables-'));
+      try {
+        for (const layout of ['hub', 'transformers'] as const) {
+          const sub = join(dir, layout);
+          await savePretrained(blt, patcher, sub, { layout, dtype: 'F32' });
+          const weights = join(sub, 'model.safetensors');
+          expect(openOn(weights)).toBe(0);
+          const byDefault = await loadPretrained(sub);
+          const asTensors = await loadPretrained(sub, { hashTables: 'tensors' });
+          // The host tables read from the file: it must still be open (transformers: the patcher is
+          // read from the same file).
+          expect(maxAbsDiff(logitsOf(byDefault.model), logitsOf(asTensors.model))).toBeLessThanOrEqual(1e-5);
+          expect(openOn(weights), `${layout}: open while the model lives, closed by the tensors load`).toBe(1);
+          byDefault.dispose();
+          expect(openOn(weights), `${layout}: closed by dispose()`).toBe(0);
+          asTensors.dispose();
+          expect(openOn(weights)).toBe(0);
+        }
+      } finally {
+        await rm(dir, { recursive: true, force: true });
       }
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  });
+    },
+  );
 
   it.skipIf(!existsSync('/proc/self/fd'))('from disk: a load that fails after the model is built closes the file', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'blt-host-tables-'));

@@ -1,7 +1,24 @@
 export { BltError, type BltErrorCode } from '@bytelatent/local-encoder';
 export { resolveBltArgs, type BltArgs, type ResolvedBltArgs } from './blt-args.js';
-export { BLT_ARGS_METADATA_KEY, ByteLatentTransformer, type BltActivationTap, type BltBuildOptions, type FromSafetensorsOptions, type PreparedBatch } from './blt-model.js';
-export { BLT_CHECKPOINT_FORMAT, BLT_CHECKPOINT_VERSION, BLT_MODEL_JSON, BLT_WEIGHTS_BIN, fromBltArtifacts, loadBlt, saveBlt, toBltArtifacts, type BltCheckpointTopology } from './checkpoint.js';
+export {
+  BLT_ARGS_METADATA_KEY,
+  ByteLatentTransformer,
+  type BltActivationTap,
+  type BltBuildOptions,
+  type FromSafetensorsOptions,
+  type PreparedBatch,
+} from './blt-model.js';
+export {
+  BLT_CHECKPOINT_FORMAT,
+  BLT_CHECKPOINT_VERSION,
+  BLT_MODEL_JSON,
+  BLT_WEIGHTS_BIN,
+  fromBltArtifacts,
+  loadBlt,
+  saveBlt,
+  toBltArtifacts,
+  type BltCheckpointTopology,
+} from './checkpoint.js';
 export {
   generate,
   streamGenerate,
@@ -27,4 +44,10 @@ export {
   type PretrainedBlt,
   type PretrainedBltName,
 } from './pretrained.js';
-export { exportPretrained, savePretrained, transformersLayoutProblems, type ExportPretrainedOptions, type PretrainedFiles } from './export-pretrained.js';
+export {
+  exportPretrained,
+  savePretrained,
+  transformersLayoutProblems,
+  type ExportPretrainedOptions,
+  type PretrainedFiles,
+} from './export-pretrained.js';

@@ -97,7 +97,9 @@ describe('scoreBytes', () => {
   it('rejects a bad mask or batch with INVALID_ARGUMENT', async () => {
     const model = new ByteLatentTransformer(SMALL_ARGS, 5);
     expect((await rejection(scoreBytes(model, rows, lengths, targets, [[1]]))).code).toBe('INVALID_ARGUMENT');
-    expect((await rejection(scoreBytes(model, rows, lengths, targets, [rows[0]!.map(() => 0), [0, 0, 0, 0, 0]]))).message).toContain('no byte');
+    expect((await rejection(scoreBytes(model, rows, lengths, targets, [rows[0]!.map(() => 0), [0, 0, 0, 0, 0]]))).message).toContain(
+      'no byte',
+    );
     expect((await rejection(scoreBytes(model, rows, lengths, [[1]]))).code).toBe('INVALID_ARGUMENT');
     model.dispose();
   });

@@ -14,7 +14,8 @@ export function bitsPerByte(totalNats: number, bytes: number): number {
   if (typeof totalNats !== 'number' || !Number.isFinite(totalNats)) {
     throw new BltError('INVALID_ARGUMENT', `totalNats must be a finite number, got ${String(totalNats)}`);
   }
-  if (!Number.isSafeInteger(bytes) || bytes <= 0) throw new BltError('INVALID_ARGUMENT', `bytes must be a positive integer, got ${String(bytes)}`);
+  if (!Number.isSafeInteger(bytes) || bytes <= 0)
+    throw new BltError('INVALID_ARGUMENT', `bytes must be a positive integer, got ${String(bytes)}`);
   return totalNats / (Math.LN2 * bytes);
 }
 

@@ -131,8 +131,13 @@ describe('exportPretrained -> loadPretrained', () => {
     const files = await exportPretrained(blt, patcher, { layout: 'hub' });
     const other = EntropyPatcher.fromModel(new EntropyModel(ENTROPY_ARGS, 9));
     const otherFiles = await exportPretrained(blt, other, { layout: 'hub' });
-    const entropyOnly = new Map([...otherFiles].filter(([k]) => k.startsWith('entropy_model/')).map(([k, v]) => [k.slice('entropy_model/'.length), v]));
-    const loaded = await loadPretrained(modelFolderFromFiles(files), { patcher: modelFolderFromFiles(entropyOnly, 'other'), patching: { threshold: 5 } });
+    const entropyOnly = new Map(
+      [...otherFiles].filter(([k]) => k.startsWith('entropy_model/')).map(([k, v]) => [k.slice('entropy_model/'.length), v]),
+    );
+    const loaded = await loadPretrained(modelFolderFromFiles(files), {
+      patcher: modelFolderFromFiles(entropyOnly, 'other'),
+      patching: { threshold: 5 },
+    });
     try {
       expect(await entropiesOf(loaded.patcher!)).toEqual(await entropiesOf(other));
       expect(loaded.patching.threshold).toBe(5);
@@ -185,18 +190,45 @@ describe('exportPretrained -> loadPretrained', () => {
   });
 
   it('hub: an entropy model load_entropy_model can rebuild goes out as the published entropy_model/ (params.json + consolidated.pth)', async () => {
-    const released = EntropyPatcher.fromModel(new EntropyModel(RELEASED_SHAPE_ENTROPY_ARGS, 4), { mode: 'entropy', threshold: 4.9, maxPatchLength: 6 });
+    const released = EntropyPatcher.fromModel(new EntropyModel(RELEASED_SHAPE_ENTROPY_ARGS, 4), {
+      mode: 'entropy',
+      threshold: 4.9,
+      maxPatchLength: 6,
+    });
     try {
       for (const dtype of ['F32', 'BF16'] as const) {
         const files = await exportPretrained(blt, released, { layout: 'hub', dtype });
-        expect([...files.keys()].sort()).toEqual(['config.json', 'entropy_model/consolidated.pth', 'entropy_model/params.json', 'model.safetensors', 'train_args.json']);
-        const params = JSON.parse(new TextDecoder().decode(files.get('entropy_model/params.json'))) as Record<string, Record<string, unknown>>;
+        expect([...files.keys()].sort()).toEqual([
+          'config.json',
+          'entropy_model/consolidated.pth',
+          'entropy_model/params.json',
+          'model.safetensors',
+          'train_args.json',
+        ]);
+        const params = JSON.parse(new TextDecoder().decode(files.get('entropy_model/params.json'))) as Record<
+          string,
+          Record<string, unknown>
+        >;
         expect(params['model']).toBeNull();
         expect(params['train_entropy_model']).toBe(true);
         // Every key load_entropy_model reads is there.
-        expect(params['entropy_model']).toMatchObject({ dim: 16, n_layers: 2, n_heads: 2, max_seqlen: 64, ffn_dim_multiplier: 1, vocab_size: 260, attn_impl: 'xformers', sliding_window: 512 });
+        expect(params['entropy_model']).toMatchObject({
+          dim: 16,
+          n_layers: 2,
+          n_heads: 2,
+          max_seqlen: 64,
+          ffn_dim_multiplier: 1,
+          vocab_size: 260,
+          attn_impl: 'xformers',
+          sliding_window: 512,
+        });
         expect(params['data']).toEqual({
-          patcher_args: expect.objectContaining({ patching_mode: 'entropy', threshold: 4.9, max_patch_length: 6, realtime_patching: false }),
+          patcher_args: expect.objectContaining({
+            patching_mode: 'entropy',
+            threshold: 4.9,
+            max_patch_length: 6,
+            realtime_patching: false,
+          }),
           tokenizer_args: { name: 'blt' },
         });
         expect(params['distributed']).toEqual({ model_dtype: dtype === 'F32' ? 'fp32' : 'bf16' });
@@ -223,11 +255,21 @@ describe('exportPretrained -> loadPretrained', () => {
   });
 
   it('hub: any argument load_entropy_model would not carry keeps the entropy model in the blt-entropy layout', async () => {
-    for (const changed of [{ sliding_window: 7 }, { rope_theta: 500000 }, { norm_eps: 1e-6 }, { n_kv_heads: 1 }, { multiple_of: 64 }, { attn_bias_type: 'block_causal' }]) {
+    for (const changed of [
+      { sliding_window: 7 },
+      { rope_theta: 500000 },
+      { norm_eps: 1e-6 },
+      { n_kv_heads: 1 },
+      { multiple_of: 64 },
+      { attn_bias_type: 'block_causal' },
+    ]) {
       const p = EntropyPatcher.fromModel(new EntropyModel({ ...RELEASED_SHAPE_ENTROPY_ARGS, ...changed }, 4));
       try {
         const files = await exportPretrained(blt, p, { layout: 'hub' });
-        expect([...files.keys()].filter((k) => k.startsWith('entropy_model/')).sort(), JSON.stringify(changed)).toEqual(['entropy_model/config.json', 'entropy_model/model.safetensors']);
+        expect([...files.keys()].filter((k) => k.startsWith('entropy_model/')).sort(), JSON.stringify(changed)).toEqual([
+          'entropy_model/config.json',
+          'entropy_model/model.safetensors',
+        ]);
         const loaded = await loadPretrained(modelFolderFromFiles(files, 'm'));
         expect(loaded.patcher!.model.args).toEqual(p.model.args);
         loaded.dispose();
@@ -239,7 +281,9 @@ describe('exportPretrained -> loadPretrained', () => {
 
   it('hub: train_args.json asks for no realtime patching (hf.py load_transformers builds its PatcherArgs as they are)', async () => {
     const files = await exportPretrained(blt, patcher, { layout: 'hub' });
-    const trainArgs = JSON.parse(new TextDecoder().decode(files.get('train_args.json'))) as { data: { patcher_args: Record<string, unknown> } };
+    const trainArgs = JSON.parse(new TextDecoder().decode(files.get('train_args.json'))) as {
+      data: { patcher_args: Record<string, unknown> };
+    };
     expect(trainArgs.data.patcher_args['realtime_patching']).toBe(false);
     expect('entropy_model_checkpoint_dir' in trainArgs.data.patcher_args).toBe(false);
   });
@@ -277,7 +321,13 @@ describe('loadPretrained errors name the file and the field', () => {
     e = await loadError(new Map([...hub].filter(([k]) => !k.startsWith('entropy_model/'))));
     expect(e.code).toBe('INVALID_CHECKPOINT');
     expect(e.message).toMatch(/no entropy model was found in m\/entropy_model/);
-    const index = { metadata: {}, weight_map: { 'model.local_encoder.tok_embeddings.weight': 'model-00001-of-00002.safetensors', 'lm_head.weight': 'model-00002-of-00002.safetensors' } };
+    const index = {
+      metadata: {},
+      weight_map: {
+        'model.local_encoder.tok_embeddings.weight': 'model-00001-of-00002.safetensors',
+        'lm_head.weight': 'model-00002-of-00002.safetensors',
+      },
+    };
     const sharded = new Map([...transformers].filter(([k]) => k !== 'model.safetensors'));
     sharded.set('model.safetensors.index.json', new TextEncoder().encode(JSON.stringify(index)));
     sharded.set('model-00001-of-00002.safetensors', transformers.get('model.safetensors')!);
@@ -306,17 +356,27 @@ describe('loadPretrained errors name the file and the field', () => {
     expect(e.message).toContain('attn_impl "fmha2" is not an attention implementation the reference knows');
     e = await loadError(mutate(hub, 'config.json', (c) => ((c['args'] as Record<string, unknown>)['attn_impl'] = 'sdpa')));
     expect(e.message).toContain('"sdpa" cannot build the local_block_causal mask');
-    e = await loadError(mutate(hub, 'train_args.json', (c) => (((c['data'] as Record<string, unknown>)['patcher_args'] as Record<string, unknown>)['patching_mode'] = 'bpe')));
+    e = await loadError(
+      mutate(
+        hub,
+        'train_args.json',
+        (c) => (((c['data'] as Record<string, unknown>)['patcher_args'] as Record<string, unknown>)['patching_mode'] = 'bpe'),
+      ),
+    );
     expect(e.code).toBe('CONFIG_MISMATCH');
     expect(e.message).toMatch(/m\/train_args\.json data\.patcher_args: patching_mode "bpe" is not supported/);
-    e = await loadError(mutate(transformers, 'config.json', (c) => ((c['global_config'] as Record<string, unknown>)['rope_scaling'] = { rope_type: 'yarn' })));
+    e = await loadError(
+      mutate(transformers, 'config.json', (c) => ((c['global_config'] as Record<string, unknown>)['rope_scaling'] = { rope_type: 'yarn' })),
+    );
     expect(e.message).toContain('rope type "yarn" is not supported');
     e = await loadError(mutate(transformers, 'config.json', (c) => ((c['decoder_config'] as Record<string, unknown>)['norm_eps'] = 1e-6)));
     expect(e.message).toContain('decoder_config.norm_eps is 0.000001 but encoder_config.norm_eps is 0.00001');
   });
 
   it('an entropy model folder given as the BLT, and a BLT given as the patcher', async () => {
-    const entropyOnly = new Map([...hub].filter(([k]) => k.startsWith('entropy_model/')).map(([k, v]) => [k.slice('entropy_model/'.length), v]));
+    const entropyOnly = new Map(
+      [...hub].filter(([k]) => k.startsWith('entropy_model/')).map(([k, v]) => [k.slice('entropy_model/'.length), v]),
+    );
     const e = await loadError(entropyOnly);
     expect(e.code).toBe('CONFIG_MISMATCH');
     expect(e.message).toContain('describes an entropy model');
@@ -325,7 +385,14 @@ describe('loadPretrained errors name the file and the field', () => {
 
 describe('bltArgsFromTransformersConfig', () => {
   it('reads the keys of the published converter and of transformers 5 alike, and fills in the released defaults', () => {
-    const sub = (extra: Record<string, unknown>) => ({ hidden_size: 1024, num_attention_heads: 16, num_hidden_layers: 1, max_position_embeddings: 24576, intermediate_size: 2816, ...extra });
+    const sub = (extra: Record<string, unknown>) => ({
+      hidden_size: 1024,
+      num_attention_heads: 16,
+      num_hidden_layers: 1,
+      max_position_embeddings: 24576,
+      intermediate_size: 2816,
+      ...extra,
+    });
     const converter = {
       model_type: 'blt',
       vocab_size: 260,
@@ -335,7 +402,15 @@ describe('bltArgsFromTransformersConfig', () => {
       encoder_hash_byte_group_nb_functions: 1,
       encoder_config: sub({ norm_eps: 1e-5, rope_theta: 500000, cross_attn_all_layers: false }),
       decoder_config: sub({ norm_eps: 1e-5, rope_theta: 500000, num_hidden_layers: 9, cross_attn_all_layers: true }),
-      global_config: { hidden_size: 2048, num_attention_heads: 16, num_hidden_layers: 25, max_position_embeddings: 4096, intermediate_size: 5632, norm_eps: 1e-5, rope_theta: 500000 },
+      global_config: {
+        hidden_size: 2048,
+        num_attention_heads: 16,
+        num_hidden_layers: 25,
+        max_position_embeddings: 4096,
+        intermediate_size: 5632,
+        norm_eps: 1e-5,
+        rope_theta: 500000,
+      },
     };
     const v5 = JSON.parse(
       JSON.stringify(converter)
@@ -368,7 +443,14 @@ describe('transformersLayoutProblems', () => {
     expect(problems.join('\n')).toMatch(/encoder cross-attention after every layer/);
     expect(problems.join('\n')).toMatch(/entropy model attention window 7/);
     const released = new ByteLatentTransformer(
-      { ...SMALL_ARGS, local_attention_window_len: 512, cross_attn_all_layers_encoder: false, cross_attn_nheads: 2, n_heads_local_encoder: 2, n_heads_local_decoder: 2 },
+      {
+        ...SMALL_ARGS,
+        local_attention_window_len: 512,
+        cross_attn_all_layers_encoder: false,
+        cross_attn_nheads: 2,
+        n_heads_local_encoder: 2,
+        n_heads_local_decoder: 2,
+      },
       1,
     );
     const releasedPatcher = EntropyPatcher.fromModel(new EntropyModel({ ...ENTROPY_ARGS, sliding_window: 512 }, 2));
@@ -383,7 +465,11 @@ describe('transformersLayoutProblems', () => {
 
 describe('exportPretrained arguments', () => {
   it('refuses a layout or dtype it cannot write', async () => {
-    await expect(exportPretrained(blt, patcher, { layout: 'consolidated' as never })).rejects.toThrow(/layout must be "hub" or "transformers", got "consolidated"/);
-    await expect(exportPretrained(blt, patcher, { layout: 'hub', dtype: 'I8' as never })).rejects.toThrow(/dtype must be F32, BF16 or F16, got "I8"/);
+    await expect(exportPretrained(blt, patcher, { layout: 'consolidated' as never })).rejects.toThrow(
+      /layout must be "hub" or "transformers", got "consolidated"/,
+    );
+    await expect(exportPretrained(blt, patcher, { layout: 'hub', dtype: 'I8' as never })).rejects.toThrow(
+      /dtype must be F32, BF16 or F16, got "I8"/,
+    );
   });
 });

@@ -135,7 +135,8 @@ export function bltArgsFromTransformersConfig(config: Readonly<Record<string, un
   const glob = sub('global_config');
   const int = (obj: Record<string, unknown>, path: string, key: string): number => {
     const v = obj[key];
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw bad(`${path}.${key}`, `must be an integer >= 1, got ${JSON.stringify(v)}`);
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1)
+      throw bad(`${path}.${key}`, `must be an integer >= 1, got ${JSON.stringify(v)}`);
     return v;
   };
   const dimEnc = int(enc, 'encoder_config', 'hidden_size');
@@ -147,7 +148,11 @@ export function bltArgsFromTransformersConfig(config: Readonly<Record<string, un
     const given = values.filter(([, v]) => v !== undefined);
     const first = given[0];
     for (const [path, v] of given) {
-      if (first && v !== first[1]) throw bad(path, `is ${JSON.stringify(v)} but ${first[0]} is ${JSON.stringify(first[1])}: the reference BLT has one ${what} for every component`);
+      if (first && v !== first[1])
+        throw bad(
+          path,
+          `is ${JSON.stringify(v)} but ${first[0]} is ${JSON.stringify(first[1])}: the reference BLT has one ${what} for every component`,
+        );
     }
     return first?.[1];
   };
@@ -159,7 +164,8 @@ export function bltArgsFromTransformersConfig(config: Readonly<Record<string, un
     ] as const
   ).filter(([, obj]) => obj['intermediate_size'] != null);
   for (const [path, obj] of sized) {
-    if (typeof obj['intermediate_size'] !== 'number') throw bad(`${path}.intermediate_size`, `must be a number, got ${JSON.stringify(obj['intermediate_size'])}`);
+    if (typeof obj['intermediate_size'] !== 'number')
+      throw bad(`${path}.intermediate_size`, `must be a number, got ${JSON.stringify(obj['intermediate_size'])}`);
   }
   const ffn =
     sized.length > 0
@@ -183,14 +189,25 @@ export function bltArgsFromTransformersConfig(config: Readonly<Record<string, un
   const optionalInt = (obj: Record<string, unknown>, key: string) => (typeof obj[key] === 'number' ? (obj[key] as number) : undefined);
   const encHeads = int(enc, 'encoder_config', 'num_attention_heads');
   const decHeads = int(dec, 'decoder_config', 'num_attention_heads');
-  if (encHeads !== decHeads) throw bad('decoder_config.num_attention_heads', `(${decHeads}) must equal encoder_config's (${encHeads}): the reference has one cross-attention head count`);
+  if (encHeads !== decHeads)
+    throw bad(
+      'decoder_config.num_attention_heads',
+      `(${decHeads}) must equal encoder_config's (${encHeads}): the reference has one cross-attention head count`,
+    );
   const encKv = optionalInt(enc, 'num_key_value_heads');
   const k = typeof config['cross_attn_k'] === 'number' ? config['cross_attn_k'] : enc['cross_attn_k'];
   const sizes = config['encoder_hash_byte_group_size'];
   // Reference settings the port's config has no key for: a file written by our exporter carries them
   // under the reference's names; any other file gets the released models' values.
   const carried: Record<string, unknown> = {};
-  for (const key of ['local_attention_window_len', 'attn_bias_type', 'cross_attn_window_encoder', 'cross_attn_window_decoder', 'cross_attn_nheads', 'eos_id'] as const) {
+  for (const key of [
+    'local_attention_window_len',
+    'attn_bias_type',
+    'cross_attn_window_encoder',
+    'cross_attn_window_decoder',
+    'cross_attn_nheads',
+    'eos_id',
+  ] as const) {
     if (key in config) carried[key] = config[key];
   }
   return {
@@ -221,8 +238,10 @@ export function bltArgsFromTransformersConfig(config: Readonly<Record<string, un
     cross_attn_all_layers_encoder: enc['cross_attn_all_layers'] === true,
     cross_attn_all_layers_decoder: dec['cross_attn_all_layers'] !== false,
     encoder_hash_byte_group_size: Array.isArray(sizes) ? (sizes as number[]) : [3, 4, 5, 6, 7, 8],
-    encoder_hash_byte_group_vocab: typeof config['encoder_hash_byte_group_vocab'] === 'number' ? config['encoder_hash_byte_group_vocab'] : 500002,
-    encoder_hash_byte_group_nb_functions: typeof config['encoder_hash_byte_group_nb_functions'] === 'number' ? config['encoder_hash_byte_group_nb_functions'] : 1,
+    encoder_hash_byte_group_vocab:
+      typeof config['encoder_hash_byte_group_vocab'] === 'number' ? config['encoder_hash_byte_group_vocab'] : 500002,
+    encoder_hash_byte_group_nb_functions:
+      typeof config['encoder_hash_byte_group_nb_functions'] === 'number' ? config['encoder_hash_byte_group_nb_functions'] : 1,
     patch_size: typeof config['patch_size'] === 'number' ? config['patch_size'] : 4,
     patching_mode: typeof config['patching_mode'] === 'string' ? config['patching_mode'] : 'entropy',
     ...carried,
@@ -258,11 +277,20 @@ async function readBltSource(folder: ModelFolder, detected: DetectedLayout): Pro
   if (layout === 'hub') {
     const args = config['args'] as Record<string, unknown>;
     if (!('dim_global' in args) && !('dim_local_encoder' in args) && 'dim' in args) {
-      throw new BltError('CONFIG_MISMATCH', `${where} describes an entropy model (LMTransformer args), not a BLT: load it with EntropyPatcher.fromPretrained`);
+      throw new BltError(
+        'CONFIG_MISMATCH',
+        `${where} describes an entropy model (LMTransformer args), not a BLT: load it with EntropyPatcher.fromPretrained`,
+      );
     }
     const trainArgs = (await folder.exists('train_args.json')) ? await folder.readJson('train_args.json') : undefined;
     const file = await folder.openTensors(weightsFile);
-    return { args: args as BltArgs, weights: file, file, patching: patchingOfTrainArgs(trainArgs, folder.describe('train_args.json'), args), configPath: where };
+    return {
+      args: args as BltArgs,
+      weights: file,
+      file,
+      patching: patchingOfTrainArgs(trainArgs, folder.describe('train_args.json'), args),
+      configPath: where,
+    };
   }
   const args = bltArgsFromTransformersConfig(config, where);
   const file = await folder.openTensors(weightsFile);
@@ -384,14 +412,23 @@ export async function loadPretrained(where: string | URL | ModelFolder, options:
   let patcher: EntropyPatcher | undefined;
   const hashTables = options.hashTables ?? 'source';
   try {
-    backend = await backendThatHolds(source.weights, hashTables, options, asked ?? (await ensureBackend({ ...options.backendOptions, quiet: options.quiet })));
+    backend = await backendThatHolds(
+      source.weights,
+      hashTables,
+      options,
+      asked ?? (await ensureBackend({ ...options.backendOptions, quiet: options.quiet })),
+    );
   } catch (e) {
     source.file.close?.();
     throw e;
   }
   try {
     // With host hash tables the model keeps the weights (a view of the file) and closes them when disposed.
-    model = withFileNamed(() => ByteLatentTransformer.fromSafetensors(source.weights, source.args, { hashTables }), source.configPath, source.weights.description);
+    model = withFileNamed(
+      () => ByteLatentTransformer.fromSafetensors(source.weights, source.args, { hashTables }),
+      source.configPath,
+      source.weights.description,
+    );
     if (options.patcher instanceof EntropyPatcher) {
       patcher = options.patcher;
     } else if (options.patcher !== false) {
@@ -457,10 +494,16 @@ export async function backendThatHolds<C extends BackendInfo | undefined>(
   if (bytes <= WASM_WEIGHT_BYTES_LIMIT) return chosen;
   const gib = (bytes / 2 ** 30).toFixed(1);
   if (options.backend === 'wasm') {
-    throw new BltError('INVALID_ARGUMENT', `${weights.description}: the model's ${gib} GiB of float32 weights do not fit the wasm backend's 4 GiB heap: load it with backend 'cpu' (or 'auto')`);
+    throw new BltError(
+      'INVALID_ARGUMENT',
+      `${weights.description}: the model's ${gib} GiB of float32 weights do not fit the wasm backend's 4 GiB heap: load it with backend 'cpu' (or 'auto')`,
+    );
   }
   const cpu = await initBackend({ ...options.backendOptions, backend: 'cpu' });
-  return { ...cpu, reason: `the model's ${gib} GiB of float32 weights exceed the wasm heap (4 GiB): ${cpu.reason.replace(/^forced \(backend: 'cpu'\)$/, 'cpu')}` };
+  return {
+    ...cpu,
+    reason: `the model's ${gib} GiB of float32 weights exceed the wasm heap (4 GiB): ${cpu.reason.replace(/^forced \(backend: 'cpu'\)$/, 'cpu')}`,
+  };
 }
 
 /**
@@ -497,7 +540,10 @@ function toBltError(e: unknown): unknown {
   if (e instanceof BltError) return e;
   if (e instanceof NnError) return new BltError(e.code === 'INVALID_ARGUMENT' ? 'INVALID_ARGUMENT' : 'INVALID_CHECKPOINT', e.message);
   if (e instanceof PatcherError) {
-    return new BltError(e.code === 'CONFIG_MISMATCH' ? 'CONFIG_MISMATCH' : e.code === 'INVALID_ARGUMENT' ? 'INVALID_ARGUMENT' : 'INVALID_CHECKPOINT', e.message);
+    return new BltError(
+      e.code === 'CONFIG_MISMATCH' ? 'CONFIG_MISMATCH' : e.code === 'INVALID_ARGUMENT' ? 'INVALID_ARGUMENT' : 'INVALID_CHECKPOINT',
+      e.message,
+    );
   }
   return e;
 }

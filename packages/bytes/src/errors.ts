@@ -18,6 +18,9 @@ export class BytesError extends Error {
 /** @internal Throws unless `value` is an integer >= `min`. */
 export function assertInteger(name: string, value: unknown, min: number): asserts value is number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
-    throw new BytesError('INVALID_ARGUMENT', `${name} must be an integer >= ${min}, got ${typeof value === 'number' ? value : typeof value}`);
+    throw new BytesError(
+      'INVALID_ARGUMENT',
+      `${name} must be an integer >= ${min}, got ${typeof value === 'number' ? value : typeof value}`,
+    );
   }
 }

@@ -77,7 +77,9 @@ describe('fuzz: tokenizer and UTF-8 on 10,000 seeded byte strings', () => {
       const invalidRanges = scan.invalid.length + (scan.incompleteFrom < bytes.length ? 1 : 0);
       // Each invalid maximal subpart is one U+FFFD when replacing and nothing when ignoring.
       if (countReplacement(replaced) !== countReplacement(ignored) + invalidRanges) {
-        expect.fail(`input ${index} (${kind}): ${invalidRanges} invalid ranges but ${countReplacement(replaced) - countReplacement(ignored)} replacements`);
+        expect.fail(
+          `input ${index} (${kind}): ${invalidRanges} invalid ranges but ${countReplacement(replaced) - countReplacement(ignored)} replacements`,
+        );
       }
       // Ranges are ordered, disjoint, inside the input.
       let prev = 0;

@@ -30,7 +30,9 @@ describe('encode', () => {
   });
 
   it('encodes multi-byte characters byte by byte', () => {
-    expect(Array.from(encode('é€😀', { bos: false, eos: false }))).toEqual([0xc3, 0xa9, 0xe2, 0x82, 0xac, 0xf0, 0x9f, 0x98, 0x80].map((b) => b + 4));
+    expect(Array.from(encode('é€😀', { bos: false, eos: false }))).toEqual(
+      [0xc3, 0xa9, 0xe2, 0x82, 0xac, 0xf0, 0x9f, 0x98, 0x80].map((b) => b + 4),
+    );
   });
 
   it('accepts any byte array, including invalid UTF-8', () => {
@@ -41,7 +43,9 @@ describe('encode', () => {
   it('drops lone surrogates like the reference, or replaces or rejects them on request', () => {
     const text = 'a\uD800b';
     expect(Array.from(encode(text, { bos: false, eos: false }))).toEqual([97 + 4, 98 + 4]);
-    expect(Array.from(encode(text, { bos: false, eos: false, loneSurrogates: 'replace' }))).toEqual([97, 0xef, 0xbf, 0xbd, 98].map((b) => b + 4));
+    expect(Array.from(encode(text, { bos: false, eos: false, loneSurrogates: 'replace' }))).toEqual(
+      [97, 0xef, 0xbf, 0xbd, 98].map((b) => b + 4),
+    );
     expect(() => encode(text, { loneSurrogates: 'error' })).toThrow(/lone surrogate U\+D800 at index 1/);
   });
 

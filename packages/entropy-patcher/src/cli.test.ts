@@ -14,7 +14,12 @@ const VERSION = (JSON.parse(readFileSync(resolve(here, '../package.json'), 'utf8
 
 /** Runs the CLI; `input` is piped to its stdin (closed at once, empty, when not given). */
 function cli(args: string[], input?: string): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [CLI, ...args], { input: input ?? '', encoding: 'utf8', timeout: 120_000, env: { ...process.env, NO_COLOR: '1' } });
+  const r = spawnSync(process.execPath, [CLI, ...args], {
+    input: input ?? '',
+    encoding: 'utf8',
+    timeout: 120_000,
+    env: { ...process.env, NO_COLOR: '1' },
+  });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 

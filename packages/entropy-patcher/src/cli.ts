@@ -128,7 +128,8 @@ async function main(argv: string[]): Promise<number> {
   // Every flag is checked before the model loads, so a typo costs no wait.
   const backend = values.backend as 'auto' | BackendName;
   if (!BACKENDS.includes(backend)) throw new UsageError(`--backend must be one of ${BACKENDS.join(', ')}, got "${values.backend}"`);
-  if (values.mode !== undefined && !(MODES as readonly string[]).includes(values.mode)) throw new UsageError(`--mode must be one of ${MODES.join(', ')}, got "${values.mode}"`);
+  if (values.mode !== undefined && !(MODES as readonly string[]).includes(values.mode))
+    throw new UsageError(`--mode must be one of ${MODES.join(', ')}, got "${values.mode}"`);
   const options = Object.fromEntries(
     Object.entries({
       mode: values.mode as PatchingMode | undefined,
@@ -152,7 +153,9 @@ async function main(argv: string[]): Promise<number> {
     const json = JSON.parse(await readFile(values.config, 'utf8')) as Record<string, unknown>;
     args = (json['entropy_model_args'] ?? json) as never;
   }
-  const patcher = values.model ? await EntropyPatcher.fromSafetensors(values.model, args ? { args } : {}) : await EntropyPatcher.pretrained();
+  const patcher = values.model
+    ? await EntropyPatcher.fromSafetensors(values.model, args ? { args } : {})
+    : await EntropyPatcher.pretrained();
   try {
     let result: PatchResult;
     try {

@@ -125,7 +125,11 @@ describe('corrupt entropy model files are refused with a typed error naming the 
     await expectRefused(craft(h), 'INVALID_CHECKPOINT', /\(SIZE_MISMATCH\)/, /needs \d+ bytes/);
     h = clone();
     h[first]!.dtype = 'I32'; // same size, wrong kind
-    await expectRefused(craft(h), 'INVALID_CHECKPOINT', new RegExp(`"${first.replace(/\./g, '\\.')}" has dtype I32, expected F32, F16 or BF16`));
+    await expectRefused(
+      craft(h),
+      'INVALID_CHECKPOINT',
+      new RegExp(`"${first.replace(/\./g, '\\.')}" has dtype I32, expected F32, F16 or BF16`),
+    );
     h = clone();
     h['tok_embeddings.weight']!.shape = [...h['tok_embeddings.weight']!.shape].reverse(); // same element count, transposed
     await expectRefused(craft(h), 'INVALID_CHECKPOINT', '"tok_embeddings.weight" has shape [128, 260], expected [260, 128]');
@@ -157,13 +161,22 @@ describe('corrupt entropy model files are refused with a typed error naming the 
     // Fewer layers than the file has: unexpected weights, listed.
     await expectRefused(withArgs({ n_layers: 1 }), 'INVALID_CHECKPOINT', /unexpected "layers\.1\./);
     // A different width: every mis-shaped weight listed at once.
-    await expectRefused(withArgs({ dim: 64 }), 'INVALID_CHECKPOINT', /"tok_embeddings.weight" has shape \[260, 128\], expected \[260, 64\]/, /problem\(s\)/);
+    await expectRefused(
+      withArgs({ dim: 64 }),
+      'INVALID_CHECKPOINT',
+      /"tok_embeddings.weight" has shape \[260, 128\], expected \[260, 64\]/,
+      /problem\(s\)/,
+    );
     await expectRefused(withArgs({ n_heads: 0 }), 'CONFIG_MISMATCH', /n_heads must be an integer >= 1, got 0/);
     await expectRefused(withArgs({ attn_bias_type: 'sparse' }), 'CONFIG_MISMATCH', /attn_bias_type/);
     await expectRefused(withArgs('{"dim": 12'), 'INVALID_CHECKPOINT', /"entropy_model_args" is not valid JSON/);
     await expectRefused(withArgs('null'), 'CONFIG_MISMATCH', /"entropy_model_args" must be a JSON object, got null/);
     await expectRefused(withArgs({ mode: 'chaos' }, PATCHER_METADATA_KEY), 'CONFIG_MISMATCH', /"patcher_defaults": mode must be one of/);
-    await expectRefused(withArgs({ threshold: 'high' }, PATCHER_METADATA_KEY), 'CONFIG_MISMATCH', /threshold must be a finite number, got "high"/);
+    await expectRefused(
+      withArgs({ threshold: 'high' }, PATCHER_METADATA_KEY),
+      'CONFIG_MISMATCH',
+      /threshold must be a finite number, got "high"/,
+    );
     await expectRefused(withArgs({ maxPatchLength: 0 }, PATCHER_METADATA_KEY), 'CONFIG_MISMATCH', /maxPatchLength must be an integer >= 1/);
   });
 

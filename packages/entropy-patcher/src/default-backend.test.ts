@@ -63,6 +63,10 @@ describe('the backend of a user who never chose one', () => {
       let error;
       try { await EntropyPatcher.pretrained({ backend: 'tpu' }); } catch (e) { error = { name: e.name, code: e.code }; }
       console.log(JSON.stringify({ name: patcher.backend.name, reason: patcher.backend.reason, error }));`);
-    expect(JSON.parse(stdout)).toEqual({ name: 'cpu', reason: "forced (backend: 'cpu')", error: { name: 'PatcherError', code: 'INVALID_ARGUMENT' } });
+    expect(JSON.parse(stdout)).toEqual({
+      name: 'cpu',
+      reason: "forced (backend: 'cpu')",
+      error: { name: 'PatcherError', code: 'INVALID_ARGUMENT' },
+    });
   });
 });

@@ -10,7 +10,10 @@ beforeAll(async () => {
 
 describe('EntropyModel.logitsCached', () => {
   it('gives, piece by piece, the logits of the whole row (sliding window, documents split after EOS)', async () => {
-    const model = new EntropyModel({ dim: 16, n_layers: 2, n_heads: 2, max_seqlen: 20, attn_bias_type: 'local_block_causal', sliding_window: 4 }, 1);
+    const model = new EntropyModel(
+      { dim: 16, n_layers: 2, n_heads: 2, max_seqlen: 20, attn_bias_type: 'local_block_causal', sliding_window: 4 },
+      1,
+    );
     const row = [1, 72, 101, 108, 2, 108, 111, 32, 119, 111, 2, 114, 108, 100, 33];
     const fullLogits = model.logits([row]);
     const full = await fullLogits.data();

@@ -299,7 +299,10 @@ export class EntropyModel {
   logitsCached(tokens: ArrayLike<number>, cache: KvCache): tf.Tensor3D {
     const { ids, seqLen } = this.packRows([tokens]);
     if (cache.position + seqLen > this.args.maxSeqLen) {
-      throw new PatcherError('INPUT_TOO_LONG', `positions ${cache.position}..${cache.position + seqLen - 1} exceed the entropy model's max_seqlen ${this.args.maxSeqLen}`);
+      throw new PatcherError(
+        'INPUT_TOO_LONG',
+        `positions ${cache.position}..${cache.position + seqLen - 1} exceed the entropy model's max_seqlen ${this.args.maxSeqLen}`,
+      );
     }
     return tf.tidy(() => {
       const step = cache.plan(ids, this.rope);
@@ -355,7 +358,9 @@ export class EntropyModel {
     // busy with a group of its own, has not yet read the previous answer. The extra requests stop
     // near the end, so that no thread is left waiting on another's queue.
     const threads = 1 + helping.length;
-    const slots = helping.flatMap((helper) => Array.from({ length: HELPER_REQUESTS_IN_FLIGHT }, (_, slot) => ({ helper, reserve: slot * threads })));
+    const slots = helping.flatMap((helper) =>
+      Array.from({ length: HELPER_REQUESTS_IN_FLIGHT }, (_, slot) => ({ helper, reserve: slot * threads })),
+    );
     const remote = slots.map(async ({ helper, reserve }) => {
       // A helper still starting when this thread has taken every group is not waited for.
       if (!(await Promise.race([helper.ready, finished]))) return;
@@ -424,7 +429,10 @@ export class EntropyModel {
     rows.forEach((r, b) => {
       if (r.length === 0) throw new PatcherError('EMPTY_INPUT', `row ${b} is empty`);
       if (r.length > this.args.maxSeqLen) {
-        throw new PatcherError('INPUT_TOO_LONG', `row ${b} has ${r.length} ids, more than the entropy model's max_seqlen ${this.args.maxSeqLen}`);
+        throw new PatcherError(
+          'INPUT_TOO_LONG',
+          `row ${b} has ${r.length} ids, more than the entropy model's max_seqlen ${this.args.maxSeqLen}`,
+        );
       }
     });
     const ids = new Int32Array(rows.length * seqLen).fill(BOE_ID);

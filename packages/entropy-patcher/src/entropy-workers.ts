@@ -113,7 +113,8 @@ export class EntropyWorkers implements ContextHelpers {
       // Until they are spawned, the call shares with helpers that report ready once they are.
       return Array.from({ length: this.count }, (_, i) => ({
         ready: ready.then(() => helpers[i]?.ready ?? false).catch(() => false),
-        run: (contexts: ArrayLike<number>[]) => (helpers[i] !== undefined ? helpers[i].run(contexts) : Promise.reject(new Error('entropy worker not started'))),
+        run: (contexts: ArrayLike<number>[]) =>
+          helpers[i] !== undefined ? helpers[i].run(contexts) : Promise.reject(new Error('entropy worker not started')),
       }));
     }
     return this.helpers.filter((h) => h.usable);

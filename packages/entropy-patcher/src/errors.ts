@@ -9,7 +9,14 @@
  * - `CONFIG_MISMATCH`: a checkpoint does not fit the configuration it is loaded with.
  * - `BACKEND_UNAVAILABLE`: the TensorFlow.js backend asked for cannot be initialised.
  */
-export type PatcherErrorCode = 'INVALID_ARGUMENT' | 'EMPTY_INPUT' | 'INVALID_ENTROPIES' | 'INPUT_TOO_LONG' | 'INVALID_CHECKPOINT' | 'CONFIG_MISMATCH' | 'BACKEND_UNAVAILABLE';
+export type PatcherErrorCode =
+  | 'INVALID_ARGUMENT'
+  | 'EMPTY_INPUT'
+  | 'INVALID_ENTROPIES'
+  | 'INPUT_TOO_LONG'
+  | 'INVALID_CHECKPOINT'
+  | 'CONFIG_MISMATCH'
+  | 'BACKEND_UNAVAILABLE';
 
 /**
  * Every error thrown by `@bytelatent/entropy-patcher`. `code` says what went wrong; the message

@@ -8,7 +8,15 @@ import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fuzzInputs, mulberry32, randomChunks, type FuzzInput } from '../../../tools/fuzz/seeded-bytes.js';
 import { EntropyPatcher, type PatchCallOptions, type PatchResult } from './patcher.js';
-import { StreamingPatcher, decoderPatchIdsFromLengths, findPatchBoundaries, patchIdsFromLengths, type PatchBoundaries, type PatchOptions, type PatchingMode } from './patching.js';
+import {
+  StreamingPatcher,
+  decoderPatchIdsFromLengths,
+  findPatchBoundaries,
+  patchIdsFromLengths,
+  type PatchBoundaries,
+  type PatchOptions,
+  type PatchingMode,
+} from './patching.js';
 
 const COUNT = 10_000;
 const inputs: FuzzInput[] = [...fuzzInputs({ count: COUNT })];
@@ -58,7 +66,8 @@ function checkBoundaries(b: PatchBoundaries, n: number, o: PatchOptions): string
   }
   // The first patch is BOS alone (when the row has room for a second patch).
   if (total > 1 && b.patchLengths[0] !== 1) return `first patch has length ${b.patchLengths[0]}`;
-  if (o.maxPatchLength !== undefined && b.patchLengths.some((l) => l > o.maxPatchLength!)) return `a patch is longer than ${o.maxPatchLength}`;
+  if (o.maxPatchLength !== undefined && b.patchLengths.some((l) => l > o.maxPatchLength!))
+    return `a patch is longer than ${o.maxPatchLength}`;
   return undefined;
 }
 
@@ -122,7 +131,10 @@ describe('fuzz: patching rules on 10,000 seeded byte strings, every mode', () =>
 describe('fuzz: the shipped entropy patcher on a bounded subset', () => {
   let patcher: EntropyPatcher;
   /** Short inputs (the model runs on each), plus a few longer than its 256-byte context. */
-  const subset = [...inputs.filter((x) => x.bytes.length <= 48).filter((_, i) => i % 40 === 0), ...inputs.filter((x) => x.bytes.length > 256 && x.bytes.length <= 700).slice(0, 3)];
+  const subset = [
+    ...inputs.filter((x) => x.bytes.length <= 48).filter((_, i) => i % 40 === 0),
+    ...inputs.filter((x) => x.bytes.length > 256 && x.bytes.length <= 700).slice(0, 3),
+  ];
 
   beforeAll(async () => {
     await initBackend({ backend: 'wasm' });
@@ -137,7 +149,11 @@ describe('fuzz: the shipped entropy patcher on a bounded subset', () => {
     }
     for (let i = 0; i < bytes.length; i++) if (r.tokens[i + 1] !== bytes[i]! + BYTE_OFFSET) expect.fail(`${where}: token ${i + 1}`);
     if (!r.entropies.every((h) => Number.isFinite(h) && h >= -1e-4)) expect.fail(`${where}: entropies not finite and >= 0`);
-    const problem = checkBoundaries(r, n, { mode: o.mode ?? 'entropy', includeNextToken: true, ...(o.maxPatchLength ? { maxPatchLength: o.maxPatchLength } : {}) });
+    const problem = checkBoundaries(r, n, {
+      mode: o.mode ?? 'entropy',
+      includeNextToken: true,
+      ...(o.maxPatchLength ? { maxPatchLength: o.maxPatchLength } : {}),
+    });
     if (problem) expect.fail(`${where}: ${problem}`);
     // Segments are the input's bytes, in order, without gaps or overlaps.
     const segments = r.segments();

@@ -31,7 +31,11 @@ beforeAll(async () => {
 
 describe.skipIf(!existsSync(WEIGHTS))('EntropyPatcher on the golden entropy model', () => {
   it('reproduces the reference patches of every golden case from raw text', async () => {
-    const patcher = await EntropyPatcher.fromSafetensors(WEIGHTS, { args, threshold: 5.1, maxPatchLength: config.blt_args.max_patch_length });
+    const patcher = await EntropyPatcher.fromSafetensors(WEIGHTS, {
+      args,
+      threshold: 5.1,
+      maxPatchLength: config.blt_args.max_patch_length,
+    });
     for (const name of ['ascii', 'utf8', 'code']) {
       const c = caseJson(name);
       const result = await patcher.patch(c.texts[0]);
@@ -145,7 +149,10 @@ describe.skipIf(!existsSync(WEIGHTS))('EntropyPatcher on the golden entropy mode
   it('reads model arguments and defaults from the file metadata', async () => {
     const file = parseSafetensors(readFileSync(WEIGHTS));
     const tensors = new Map<string, SafetensorsTensor>(file.names().map((n) => [n, file.get(n)]));
-    const bytes = serializeSafetensors(tensors, { [ARGS_METADATA_KEY]: JSON.stringify(args), patcher_defaults: JSON.stringify({ threshold: 5.1, maxPatchLength: 6 }) });
+    const bytes = serializeSafetensors(tensors, {
+      [ARGS_METADATA_KEY]: JSON.stringify(args),
+      patcher_defaults: JSON.stringify({ threshold: 5.1, maxPatchLength: 6 }),
+    });
     const patcher = await EntropyPatcher.fromSafetensors(bytes);
     expect(Array.from((await patcher.patch(caseJson('ascii').texts[0])).patchLengths)).toEqual(caseJson('ascii').patch_lengths);
     patcher.dispose();
@@ -155,14 +162,18 @@ describe.skipIf(!existsSync(WEIGHTS))('EntropyPatcher on the golden entropy mode
 describe.skipIf(!existsSync(WEIGHTS))('EntropyPatcher errors', () => {
   it('rejects a corrupt file, a missing file, missing arguments and weights that do not fit', async () => {
     expect((await errorOf(EntropyPatcher.fromSafetensors(new Uint8Array([1, 2, 3])))).code).toBe('INVALID_CHECKPOINT');
-    expect(await errorOf(EntropyPatcher.fromSafetensors('/no/such/file.safetensors', { args }))).toMatchObject({ code: 'INVALID_CHECKPOINT' });
+    expect(await errorOf(EntropyPatcher.fromSafetensors('/no/such/file.safetensors', { args }))).toMatchObject({
+      code: 'INVALID_CHECKPOINT',
+    });
     expect((await errorOf(EntropyPatcher.fromSafetensors(WEIGHTS))).code).toBe('CONFIG_MISMATCH');
     const wrong = await errorOf(EntropyPatcher.fromSafetensors(WEIGHTS, { args: { ...args, dim: 16 } }));
     expect(wrong.code).toBe('INVALID_CHECKPOINT');
     expect(wrong.message).toContain('"tok_embeddings.weight" has shape [260, 32], expected [260, 16]');
     const layers = await errorOf(EntropyPatcher.fromSafetensors(WEIGHTS, { args: { ...args, n_layers: 3 } }));
     expect(layers.message).toContain('missing "layers.2.attention.wq.weight"');
-    const bad = await errorOf(EntropyPatcher.fromSafetensors(WEIGHTS, { args: { ...args, attn_bias_type: 'local_block_causal', sliding_window: null } }));
+    const bad = await errorOf(
+      EntropyPatcher.fromSafetensors(WEIGHTS, { args: { ...args, attn_bias_type: 'local_block_causal', sliding_window: null } }),
+    );
     expect(bad.code).toBe('CONFIG_MISMATCH');
   });
 
@@ -178,15 +189,35 @@ describe.skipIf(!existsSync(WEIGHTS))('entropy-patcher CLI', () => {
   const cli = resolve(here, '../dist/cli.js');
   it('prints patches as JSON and as a picture', () => {
     const json = JSON.parse(
-      execFileSync(process.execPath, [cli, '--model', WEIGHTS, '--config', join(GOLDEN, 'config.json'), '--threshold', '5.1', '--max-patch-length', '6', '--json', caseJson('ascii').texts[0]], {
-        encoding: 'utf8',
-      }),
+      execFileSync(
+        process.execPath,
+        [
+          cli,
+          '--model',
+          WEIGHTS,
+          '--config',
+          join(GOLDEN, 'config.json'),
+          '--threshold',
+          '5.1',
+          '--max-patch-length',
+          '6',
+          '--json',
+          caseJson('ascii').texts[0],
+        ],
+        {
+          encoding: 'utf8',
+        },
+      ),
     );
     expect(json.patchLengths).toEqual(caseJson('ascii').patch_lengths);
-    const picture = execFileSync(process.execPath, [cli, '--model', WEIGHTS, '--config', join(GOLDEN, 'config.json'), '--threshold', '5.1', 'Hello world'], {
-      encoding: 'utf8',
-      env: { ...process.env, NO_COLOR: '1' },
-    });
+    const picture = execFileSync(
+      process.execPath,
+      [cli, '--model', WEIGHTS, '--config', join(GOLDEN, 'config.json'), '--threshold', '5.1', 'Hello world'],
+      {
+        encoding: 'utf8',
+        env: { ...process.env, NO_COLOR: '1' },
+      },
+    );
     expect(picture).toMatch(/^H.*\|.*\n[▁▂▃▄▅▆▇█ ]+\n\d+ patches over 11 bytes/);
   });
 
@@ -201,7 +232,10 @@ describe.skipIf(!existsSync(WEIGHTS))('entropy-patcher CLI', () => {
     };
     expect(status([])).toBe(2);
     expect(status(['--model', WEIGHTS])).toBe(2);
-    const json = JSON.parse(execFileSync(process.execPath, [cli, '--json', 'Hello there, world.'], { encoding: 'utf8' })) as { segments?: unknown; patches?: unknown };
+    const json = JSON.parse(execFileSync(process.execPath, [cli, '--json', 'Hello there, world.'], { encoding: 'utf8' })) as {
+      segments?: unknown;
+      patches?: unknown;
+    };
     expect(JSON.stringify(json)).toContain('Hello');
     expect(status(['--model', WEIGHTS, '--threshold', 'abc', 'x'])).toBe(2); // a bad flag value is a usage error
   }, 60_000);
@@ -209,7 +243,15 @@ describe.skipIf(!existsSync(WEIGHTS))('entropy-patcher CLI', () => {
 
 describe('EntropyPatcher without a reference checkpoint', () => {
   it('round-trips a model through toSafetensors and patches the same', async () => {
-    const small: EntropyModelArgs = { dim: 16, n_layers: 1, n_heads: 2, max_seqlen: 64, attn_bias_type: 'local_block_causal', sliding_window: 8, multiple_of: 16 };
+    const small: EntropyModelArgs = {
+      dim: 16,
+      n_layers: 1,
+      n_heads: 2,
+      max_seqlen: 64,
+      attn_bias_type: 'local_block_causal',
+      sliding_window: 8,
+      multiple_of: 16,
+    };
     const { EntropyModel } = await import('./entropy-model.js');
     const model = new EntropyModel(small, 42);
     const direct = EntropyPatcher.fromModel(model, { threshold: 5.5 });
@@ -263,7 +305,8 @@ describe('EntropyPatcher.pretrained', () => {
     const patcher = await EntropyPatcher.pretrained();
     expect(patcher.defaults.mode).toBe('entropy');
     expect(patcher.defaults.threshold).toBeGreaterThan(0);
-    const text = 'Alice was beginning to get very tired of sitting by her sister on the bank, and of having nothing to do: once or twice she had peeped into the book her sister was reading.';
+    const text =
+      'Alice was beginning to get very tired of sitting by her sister on the bank, and of having nothing to do: once or twice she had peeped into the book her sister was reading.';
     const before = tf.memory().numTensors;
     const result = await patcher.patch(text);
     const segments = result.segments();

@@ -1,6 +1,14 @@
 import { BYTE_OFFSET, decodeUtf8, encode } from '@bytelatent/bytes';
 import * as tf from '@tensorflow/tfjs-core';
-import { type BackendInfo, type BackendName, BackendError, type SafetensorsFile, ensureBackend, initBackend, parseSafetensors } from '@bytelatent/nn';
+import {
+  type BackendInfo,
+  type BackendName,
+  BackendError,
+  type SafetensorsFile,
+  ensureBackend,
+  initBackend,
+  parseSafetensors,
+} from '@bytelatent/nn';
 import { ARGS_METADATA_KEY, EntropyModel, type EntropyModelArgs } from './entropy-model.js';
 import { EntropyWorkers, defaultPatchThreads } from './entropy-workers.js';
 import { type PretrainedEntropySource, readPretrainedEntropyModel } from './pretrained.js';
@@ -8,7 +16,15 @@ import type { CheckpointLayout, ModelFolder } from '@bytelatent/nn';
 
 export { ARGS_METADATA_KEY };
 import { PatcherError } from './errors.js';
-import { type PatchOptions, type PatchingMode, calibrateThreshold, decoderPatchIdsFromLengths, findPatchBoundaries, patchIdsFromLengths, StreamingPatcher } from './patching.js';
+import {
+  type PatchOptions,
+  type PatchingMode,
+  calibrateThreshold,
+  decoderPatchIdsFromLengths,
+  findPatchBoundaries,
+  patchIdsFromLengths,
+  StreamingPatcher,
+} from './patching.js';
 
 /** Metadata key for the patcher defaults (JSON `{ mode, threshold, maxPatchLength }`). */
 export const PATCHER_METADATA_KEY = 'patcher_defaults';
@@ -109,7 +125,10 @@ export interface PatchResult {
 
 function checkThreads(threads: unknown): void {
   if (typeof threads !== 'number' || !Number.isInteger(threads) || threads < 1 || threads > 64) {
-    throw new PatcherError('INVALID_ARGUMENT', `threads must be an integer from 1 to 64, got ${JSON.stringify(threads) ?? String(threads)}`);
+    throw new PatcherError(
+      'INVALID_ARGUMENT',
+      `threads must be an integer from 1 to 64, got ${JSON.stringify(threads) ?? String(threads)}`,
+    );
   }
 }
 
@@ -153,7 +172,10 @@ export function pretrainedModelNamed(source: string, bare: PretrainedModelName):
 
 function checkPretrainedName(model: unknown): PretrainedModelName {
   if (typeof model !== 'string' || !Object.hasOwn(PRETRAINED_MODELS, model)) {
-    throw new PatcherError('INVALID_ARGUMENT', `model must be one of ${Object.keys(PRETRAINED_MODELS).join(', ')}, got ${JSON.stringify(model) ?? String(model)}`);
+    throw new PatcherError(
+      'INVALID_ARGUMENT',
+      `model must be one of ${Object.keys(PRETRAINED_MODELS).join(', ')}, got ${JSON.stringify(model) ?? String(model)}`,
+    );
   }
   return model as PretrainedModelName;
 }
@@ -212,14 +234,18 @@ function defaultsFromMetadata(file: SafetensorsFile): PatcherDefaults {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw bad(`must be a JSON object, got ${JSON.stringify(value)}`);
   const d = value as Record<string, unknown>;
   const shown = (k: string) => JSON.stringify(d[k]);
-  if (d['mode'] !== undefined && !DEFAULT_MODES.includes(d['mode'] as string)) throw bad(`mode must be one of ${DEFAULT_MODES.join(', ')}, got ${shown('mode')}`);
+  if (d['mode'] !== undefined && !DEFAULT_MODES.includes(d['mode'] as string))
+    throw bad(`mode must be one of ${DEFAULT_MODES.join(', ')}, got ${shown('mode')}`);
   for (const k of ['threshold', 'thresholdAdd']) {
-    if (d[k] !== undefined && (typeof d[k] !== 'number' || !Number.isFinite(d[k]))) throw bad(`${k} must be a finite number, got ${shown(k)}`);
+    if (d[k] !== undefined && (typeof d[k] !== 'number' || !Number.isFinite(d[k])))
+      throw bad(`${k} must be a finite number, got ${shown(k)}`);
   }
   for (const k of ['patchSize', 'maxPatchLength']) {
-    if (d[k] !== undefined && (typeof d[k] !== 'number' || !Number.isInteger(d[k]) || (d[k] as number) < 1)) throw bad(`${k} must be an integer >= 1, got ${shown(k)}`);
+    if (d[k] !== undefined && (typeof d[k] !== 'number' || !Number.isInteger(d[k]) || (d[k] as number) < 1))
+      throw bad(`${k} must be an integer >= 1, got ${shown(k)}`);
   }
-  if (d['includeNextToken'] !== undefined && typeof d['includeNextToken'] !== 'boolean') throw bad(`includeNextToken must be a boolean, got ${shown('includeNextToken')}`);
+  if (d['includeNextToken'] !== undefined && typeof d['includeNextToken'] !== 'boolean')
+    throw bad(`includeNextToken must be a boolean, got ${shown('includeNextToken')}`);
   return d as PatcherDefaults;
 }
 
@@ -266,9 +292,12 @@ export class EntropyPatcher {
    */
   private static async prepareBackend(options: PatcherLoadOptions): Promise<BackendInfo> {
     try {
-      return options.backend === undefined ? await ensureBackend({ quiet: options.quiet }) : await initBackend({ backend: options.backend });
+      return options.backend === undefined
+        ? await ensureBackend({ quiet: options.quiet })
+        : await initBackend({ backend: options.backend });
     } catch (e) {
-      if (e instanceof BackendError) throw new PatcherError(e.code === 'INVALID_ARGUMENT' ? 'INVALID_ARGUMENT' : 'BACKEND_UNAVAILABLE', e.message, { cause: e });
+      if (e instanceof BackendError)
+        throw new PatcherError(e.code === 'INVALID_ARGUMENT' ? 'INVALID_ARGUMENT' : 'BACKEND_UNAVAILABLE', e.message, { cause: e });
       throw e;
     }
   }
@@ -292,11 +321,18 @@ export class EntropyPatcher {
       file = parseSafetensors(bytes);
     } catch (e) {
       const code = (e as { code?: unknown }).code;
-      throw new PatcherError('INVALID_CHECKPOINT', `not a valid safetensors file${typeof code === 'string' ? ` (${code})` : ''}: ${(e as Error).message}`, { cause: e });
+      throw new PatcherError(
+        'INVALID_CHECKPOINT',
+        `not a valid safetensors file${typeof code === 'string' ? ` (${code})` : ''}: ${(e as Error).message}`,
+        { cause: e },
+      );
     }
     const args = options.args ?? argsFromMetadata(file);
     if (!args) {
-      throw new PatcherError('CONFIG_MISMATCH', `no entropy model arguments: pass options.args or store them in the file metadata "${ARGS_METADATA_KEY}"`);
+      throw new PatcherError(
+        'CONFIG_MISMATCH',
+        `no entropy model arguments: pass options.args or store them in the file metadata "${ARGS_METADATA_KEY}"`,
+      );
     }
     // Everything that can be refused is checked before the model's weights are allocated.
     const stored = defaultsFromMetadata(file);
@@ -304,7 +340,14 @@ export class EntropyPatcher {
     const backend = await EntropyPatcher.prepareBackend(options);
     const model = EntropyModel.fromSafetensors(file, args);
     const { args: _args, maxBytes, backend: _backend, quiet: _quiet, threads, ...defaults } = options;
-    return new EntropyPatcher(model, { ...stored, ...defaults }, maxBytes ?? Number.POSITIVE_INFINITY, undefined, backend, threads ?? 'auto');
+    return new EntropyPatcher(
+      model,
+      { ...stored, ...defaults },
+      maxBytes ?? Number.POSITIVE_INFINITY,
+      undefined,
+      backend,
+      threads ?? 'auto',
+    );
   }
 
   /**
@@ -324,7 +367,10 @@ export class EntropyPatcher {
    * @throws {PatcherError} `INVALID_CHECKPOINT` naming the file (missing, corrupt, foreign, a shard
    *   missing, mismatched shapes), `CONFIG_MISMATCH` naming the field
    */
-  static async fromPretrained(location: string | URL | ModelFolder, options: PatcherDefaults & PatcherLoadOptions = {}): Promise<EntropyPatcher> {
+  static async fromPretrained(
+    location: string | URL | ModelFolder,
+    options: PatcherDefaults & PatcherLoadOptions = {},
+  ): Promise<EntropyPatcher> {
     if (options.threads !== undefined) checkThreads(options.threads);
     const source = await readPretrainedEntropyModel(location);
     let backend: BackendInfo;
@@ -342,12 +388,21 @@ export class EntropyPatcher {
    * {@link fromPretrained} on a source already read (the BLT loader reads the folder once for both),
    * on the backend already set up (`backend` describes it). Closes the source's files.
    */
-  static fromPretrainedSource(source: PretrainedEntropySource, options: PatcherDefaults & { readonly maxBytes?: number } = {}, backend?: BackendInfo): EntropyPatcher {
+  static fromPretrainedSource(
+    source: PretrainedEntropySource,
+    options: PatcherDefaults & { readonly maxBytes?: number } = {},
+    backend?: BackendInfo,
+  ): EntropyPatcher {
     return EntropyPatcher.fromSource(source, options, backend, 1);
   }
 
   /** {@link fromPretrainedSource} with a thread count (`'auto'`: {@link PatcherLoadOptions.threads}'s default). */
-  private static fromSource(source: PretrainedEntropySource, options: PatcherDefaults & { readonly maxBytes?: number }, backend: BackendInfo | undefined, threads: number | 'auto'): EntropyPatcher {
+  private static fromSource(
+    source: PretrainedEntropySource,
+    options: PatcherDefaults & { readonly maxBytes?: number },
+    backend: BackendInfo | undefined,
+    threads: number | 'auto',
+  ): EntropyPatcher {
     let model: EntropyModel;
     try {
       model = EntropyModel.fromSafetensors(source.weights, source.args);
@@ -360,7 +415,14 @@ export class EntropyPatcher {
       source.weights.close?.();
     }
     const { maxBytes, ...overrides } = options;
-    return new EntropyPatcher(model, { ...source.defaults, ...overrides }, maxBytes ?? Number.POSITIVE_INFINITY, source.layout, backend, threads);
+    return new EntropyPatcher(
+      model,
+      { ...source.defaults, ...overrides },
+      maxBytes ?? Number.POSITIVE_INFINITY,
+      source.layout,
+      backend,
+      threads,
+    );
   }
 
   /**
@@ -398,7 +460,9 @@ export class EntropyPatcher {
    *   patching defaults, limits, backend and threads (the model's arguments are in the file)
    * @throws {PatcherError} `INVALID_CHECKPOINT` when the shipped file cannot be read, `INVALID_ARGUMENT` for an unknown model
    */
-  static async pretrained(options: Omit<EntropyPatcherOptions, 'args'> & { readonly model?: PretrainedModelName } = {}): Promise<EntropyPatcher> {
+  static async pretrained(
+    options: Omit<EntropyPatcherOptions, 'args'> & { readonly model?: PretrainedModelName } = {},
+  ): Promise<EntropyPatcher> {
     const { model = 'fast', ...rest } = options;
     return EntropyPatcher.fromSafetensors(await EntropyPatcher.pretrainedBytes(model), rest);
   }
@@ -475,7 +539,10 @@ export class EntropyPatcher {
    * @param options - as for {@link patch}
    * @returns batches of patches as soon as they are final; the last one follows the end of the source
    */
-  async *patchStream(source: AsyncIterable<string | Uint8Array> | Iterable<string | Uint8Array>, options: PatchCallOptions = {}): AsyncGenerator<StreamedPatchBatch, void, undefined> {
+  async *patchStream(
+    source: AsyncIterable<string | Uint8Array> | Iterable<string | Uint8Array>,
+    options: PatchCallOptions = {},
+  ): AsyncGenerator<StreamedPatchBatch, void, undefined> {
     const { bos = true, ...rest } = options;
     const merged = { mode: 'entropy' as PatchingMode, includeNextToken: true, ...this.defaults, ...rest };
     const needsModel = merged.mode === 'entropy' || merged.mode === 'monotonic' || merged.mode === 'combined';
@@ -514,7 +581,10 @@ export class EntropyPatcher {
       while (pending.length >= context) yield await flush(context);
     }
     if (carry) for (const id of encode(carry, { bos: false, eos: false })) pending.push(id);
-    const tail = pending.length > 0 ? await flush(pending.length) : { starts: new Int32Array(0), lengths: new Int32Array(0), entropies: new Float32Array(0), entropyOffset: position };
+    const tail =
+      pending.length > 0
+        ? await flush(pending.length)
+        : { starts: new Int32Array(0), lengths: new Int32Array(0), entropies: new Float32Array(0), entropyOffset: position };
     const remaining = streaming.finish();
     yield { ...tail, starts: concat(tail.starts, remaining.starts), lengths: concat(tail.lengths, remaining.lengths) };
   }

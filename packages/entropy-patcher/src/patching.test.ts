@@ -4,7 +4,15 @@ import { fileURLToPath } from 'node:url';
 import { seededUniform } from '@bytelatent/nn';
 import { describe, expect, it } from 'vitest';
 import { PatcherError } from './errors.js';
-import { type PatchOptions, type PatchingMode, calibrateThreshold, decoderPatchIdsFromLengths, findPatchBoundaries, patchIdsFromLengths, splitLongPatches } from './patching.js';
+import {
+  type PatchOptions,
+  type PatchingMode,
+  calibrateThreshold,
+  decoderPatchIdsFromLengths,
+  findPatchBoundaries,
+  patchIdsFromLengths,
+  splitLongPatches,
+} from './patching.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const GOLDEN = process.env['BYTELATENT_GOLDEN_DIR'] ?? resolve(here, '../../../../shared/golden/tiny');
@@ -174,7 +182,9 @@ describe('findPatchBoundaries: combined mode (spec §3.5)', () => {
     ]);
     // A high H with a small rise does not start a patch either.
     expect(lengths(ids('abcd'), [0, 0, 0, 5, 5.1], { mode: 'combined', threshold: 2, thresholdAdd: 0.5 })).toEqual([1, 1, 2, 2]);
-    expect(lengths(ids('abcdefg'), h, { mode: 'combined', threshold: 2, thresholdAdd: 0.5, maxPatchLength: 2 })).toEqual([1, 1, 2, 1, 2, 1, 1]);
+    expect(lengths(ids('abcdefg'), h, { mode: 'combined', threshold: 2, thresholdAdd: 0.5, maxPatchLength: 2 })).toEqual([
+      1, 1, 2, 1, 2, 1, 1,
+    ]);
   });
 
   it('handles N = 1 and N = 2', () => {
@@ -269,7 +279,11 @@ describe('findPatchBoundaries: errors', () => {
     expectCode(() => findPatchBoundaries(t, undefined, { mode: 'entropy', threshold: 1 }), 'INVALID_ENTROPIES');
     expectCode(() => findPatchBoundaries(t, [0, 0], { mode: 'monotonic', threshold: 1 }), 'INVALID_ENTROPIES', /2 entropies for 3/);
     expectCode(() => findPatchBoundaries(t, [0, NaN, 0], { mode: 'entropy', threshold: 1 }), 'INVALID_ENTROPIES', /position 1/);
-    expectCode(() => findPatchBoundaries(t, [0, 0, Infinity], { mode: 'combined', threshold: 1, thresholdAdd: 0 }), 'INVALID_ENTROPIES', /position 2/);
+    expectCode(
+      () => findPatchBoundaries(t, [0, 0, Infinity], { mode: 'combined', threshold: 1, thresholdAdd: 0 }),
+      'INVALID_ENTROPIES',
+      /position 2/,
+    );
     expectCode(() => findPatchBoundaries(t, [0, 1e39, 0], { mode: 'entropy', threshold: 1 }), 'INVALID_ENTROPIES', /position 1/);
   });
   it('rejects bad options', () => {
@@ -364,7 +378,9 @@ const row0 = (v: number[] | number[][]): number[] => (Array.isArray(v[0]) ? (v[0
 
 describe.skipIf(!hasGolden)('golden cases (reference Patcher, include_next_token=True)', () => {
   const index = hasGolden ? (JSON.parse(readFileSync(join(GOLDEN, 'index.json'), 'utf8')) as { cases: { name: string }[] }) : { cases: [] };
-  const config = hasGolden ? (JSON.parse(readFileSync(join(GOLDEN, 'config.json'), 'utf8')) as { blt_args: { max_patch_length: number | null } }) : { blt_args: { max_patch_length: null } };
+  const config = hasGolden
+    ? (JSON.parse(readFileSync(join(GOLDEN, 'config.json'), 'utf8')) as { blt_args: { max_patch_length: number | null } })
+    : { blt_args: { max_patch_length: null } };
 
   it('lists at least one case', () => {
     expect(index.cases.length).toBeGreaterThan(0);

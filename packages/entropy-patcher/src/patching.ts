@@ -177,7 +177,13 @@ function usesEntropies(mode: PatchingMode): boolean {
  * entropies (returned) for the entropy modes, integer token ids for `'space'`. Positions in the
  * messages are row positions.
  */
-function checkInputs(tokens: ArrayLike<number>, entropies: ArrayLike<number> | undefined, o: Resolved, where: string, offset: number): ArrayLike<number> | undefined {
+function checkInputs(
+  tokens: ArrayLike<number>,
+  entropies: ArrayLike<number> | undefined,
+  o: Resolved,
+  where: string,
+  offset: number,
+): ArrayLike<number> | undefined {
   if (usesEntropies(o.mode)) return checkEntropies(entropies, tokens.length, where, offset);
   if (o.mode === 'space') {
     for (let i = 0; i < tokens.length; i++) {
@@ -241,7 +247,15 @@ function newCarry(): Carry {
  * streaming patcher closes a patch there either way). Candidates come out strictly increasing.
  * Shared by {@link findPatchBoundaries} and {@link StreamingPatcher}.
  */
-function scanCandidates(o: Resolved, tokens: ArrayLike<number>, h: ArrayLike<number> | undefined, offset: number, carry: Carry, out: Int32Array, k: number): number {
+function scanCandidates(
+  o: Resolved,
+  tokens: ArrayLike<number>,
+  h: ArrayLike<number> | undefined,
+  offset: number,
+  carry: Carry,
+  out: Int32Array,
+  k: number,
+): number {
   const count = tokens.length;
   switch (o.mode) {
     case 'entropy': {
@@ -384,7 +398,11 @@ function startsFromLengths(lengths: Int32Array, first = 0): Int32Array {
  *   `patchSize`, a `maxPatchLength` below 1 or not an integer, a non-boolean `includeNextToken`,
  *   `thresholdAdd` with mode `'entropy'`, or a non-integer token in `'space'` mode
  */
-export function findPatchBoundaries(tokens: ArrayLike<number>, entropies: ArrayLike<number> | undefined, options: PatchOptions): PatchBoundaries {
+export function findPatchBoundaries(
+  tokens: ArrayLike<number>,
+  entropies: ArrayLike<number> | undefined,
+  options: PatchOptions,
+): PatchBoundaries {
   const o = resolveOptions(options);
   const n = checkTokens(tokens);
   const h = checkInputs(tokens, entropies, o, 'findPatchBoundaries', 0);
@@ -427,7 +445,13 @@ const MAX_STREAM_TOKENS = 0x7ffffffe;
  * at or after `frontier` (spec §3.8: a patch of at least m slots starts with an m-slot chunk,
  * whether it is split or not). Returns them and the new open start.
  */
-function emitPatches(open: number, ends: Int32Array, count: number, frontier: number, m: number): { readonly patches: StreamedPatches; readonly open: number } {
+function emitPatches(
+  open: number,
+  ends: Int32Array,
+  count: number,
+  frontier: number,
+  m: number,
+): { readonly patches: StreamedPatches; readonly open: number } {
   let cur = open;
   let n = 0;
   for (let i = 0; i < count; i++) {
@@ -737,7 +761,11 @@ function sortIndicesByKey(key: Float32Array): Int32Array {
  *   row can open a patch (nothing to calibrate); `INVALID_ENTROPIES` for a row whose entropies do
  *   not match its tokens or are not finite; `INVALID_ARGUMENT` for a bad target or option
  */
-export function calibrateThreshold(rows: ReadonlyArray<CalibrationRow>, targetMeanPatchSize: number, options: CalibrationOptions = {}): Calibration {
+export function calibrateThreshold(
+  rows: ReadonlyArray<CalibrationRow>,
+  targetMeanPatchSize: number,
+  options: CalibrationOptions = {},
+): Calibration {
   if (typeof options !== 'object' || options === null) throw invalid('options must be an object');
   const mode = options.mode ?? 'entropy';
   if (mode !== 'entropy' && mode !== 'monotonic') {

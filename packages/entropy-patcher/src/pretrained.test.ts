@@ -57,7 +57,11 @@ describe('EntropyPatcher.fromPretrained on files the reference wrote', () => {
             expect(patcher.defaults).toEqual({ mode: 'entropy', threshold: 1.335442066192627 });
             continue;
           }
-          const { patchLengths } = findPatchBoundaries(tokens, entropies, { ...patcher.defaults, mode: patcher.defaults.mode ?? 'entropy', includeNextToken: true });
+          const { patchLengths } = findPatchBoundaries(tokens, entropies, {
+            ...patcher.defaults,
+            mode: patcher.defaults.mode ?? 'entropy',
+            includeNextToken: true,
+          });
           expect(Array.from(patchLengths)).toEqual(c.patch_lengths);
         }
       } finally {

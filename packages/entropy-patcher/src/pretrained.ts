@@ -24,7 +24,13 @@ import type { PatchingMode } from './patching.js';
 export const RELEASED_ENTROPY_WINDOW = 512;
 
 /** The reference's `PatcherArgs` defaults (`bytelatent/data/patcher.py`). */
-const REFERENCE_PATCHER_DEFAULTS = { patching_mode: 'entropy', threshold: 1.335442066192627, threshold_add: null, max_patch_length: null, monotonicity: false };
+const REFERENCE_PATCHER_DEFAULTS = {
+  patching_mode: 'entropy',
+  threshold: 1.335442066192627,
+  threshold_add: null,
+  max_patch_length: null,
+  monotonicity: false,
+};
 
 /** An entropy model found in a folder: its arguments, weights and patching settings, as the files say. */
 export interface PretrainedEntropySource {
@@ -45,7 +51,8 @@ function isObject(x: unknown): x is Record<string, unknown> {
 
 /** Wraps a folder-layer error in the patcher's error type, keeping the message (file and field). */
 function asPatcherError(e: unknown): unknown {
-  if (e instanceof NnError) return new PatcherError(e.code === 'INVALID_ARGUMENT' ? 'INVALID_ARGUMENT' : 'INVALID_CHECKPOINT', e.message, { cause: e });
+  if (e instanceof NnError)
+    return new PatcherError(e.code === 'INVALID_ARGUMENT' ? 'INVALID_ARGUMENT' : 'INVALID_CHECKPOINT', e.message, { cause: e });
   return e;
 }
 
@@ -66,13 +73,15 @@ export function patcherDefaultsFromReference(raw: Readonly<Record<string, unknow
   const mode = a.patching_mode;
   const num = (field: string, value: unknown): number | undefined => {
     if (value === null || value === undefined) return undefined;
-    if (typeof value !== 'number' || !Number.isFinite(value)) throw bad(field, `must be a finite number or null, got ${JSON.stringify(value)}`);
+    if (typeof value !== 'number' || !Number.isFinite(value))
+      throw bad(field, `must be a finite number or null, got ${JSON.stringify(value)}`);
     return value;
   };
   const threshold = num('threshold', a.threshold);
   const thresholdAdd = num('threshold_add', a.threshold_add);
   const maxPatchLength = num('max_patch_length', a.max_patch_length);
-  if (maxPatchLength !== undefined && (!Number.isInteger(maxPatchLength) || maxPatchLength < 1)) throw bad('max_patch_length', `must be an integer >= 1, got ${maxPatchLength}`);
+  if (maxPatchLength !== undefined && (!Number.isInteger(maxPatchLength) || maxPatchLength < 1))
+    throw bad('max_patch_length', `must be an integer >= 1, got ${maxPatchLength}`);
   if (typeof a.monotonicity !== 'boolean') throw bad('monotonicity', `must be a boolean, got ${JSON.stringify(a.monotonicity)}`);
   let ourMode: PatchingMode;
   switch (mode) {
@@ -107,13 +116,17 @@ function field(obj: Readonly<Record<string, unknown>>, key: string): unknown {
 function argsFromPatcherConfig(pc: Readonly<Record<string, unknown>>, where: string): EntropyModelArgs {
   const int = (key: string) => {
     const v = field(pc, key);
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new PatcherError('CONFIG_MISMATCH', `${where}.${key} must be an integer >= 1, got ${JSON.stringify(pc[key])}`);
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1)
+      throw new PatcherError('CONFIG_MISMATCH', `${where}.${key} must be an integer >= 1, got ${JSON.stringify(pc[key])}`);
     return v;
   };
   const dim = int('hidden_size');
   const kv = field(pc, 'num_key_value_heads');
   const intermediate = field(pc, 'intermediate_size');
-  const ffn = typeof intermediate === 'number' ? ffnArgsForHiddenSizes([{ dim, intermediate, path: 'patcher_config' }], where) : { multiple_of: 256, ffn_dim_multiplier: 1.0 };
+  const ffn =
+    typeof intermediate === 'number'
+      ? ffnArgsForHiddenSizes([{ dim, intermediate, path: 'patcher_config' }], where)
+      : { multiple_of: 256, ffn_dim_multiplier: 1.0 };
   const theta = transformersRopeTheta(pc, where);
   const eps = transformersNormEps(pc);
   return {
@@ -128,7 +141,10 @@ function argsFromPatcherConfig(pc: Readonly<Record<string, unknown>>, where: str
     ...(eps !== undefined ? { norm_eps: eps } : {}),
     // A window written by our exporter is honoured; otherwise the reference loader's choice.
     ...('sliding_window' in pc
-      ? { attn_bias_type: typeof pc['attn_bias_type'] === 'string' ? pc['attn_bias_type'] : 'local_block_causal', sliding_window: pc['sliding_window'] as number | null }
+      ? {
+          attn_bias_type: typeof pc['attn_bias_type'] === 'string' ? pc['attn_bias_type'] : 'local_block_causal',
+          sliding_window: pc['sliding_window'] as number | null,
+        }
       : { attn_bias_type: 'local_block_causal', sliding_window: RELEASED_ENTROPY_WINDOW }),
   };
 }
@@ -248,12 +264,23 @@ async function fromDetected(folder: ModelFolder, detected: DetectedLayout): Prom
  * @param location - the folder, for the result
  * @throws {PatcherError} `CONFIG_MISMATCH` naming the field
  */
-export function transformersEntropySource(config: Readonly<Record<string, unknown>>, where: string, source: TensorSource, location: string): PretrainedEntropySource {
+export function transformersEntropySource(
+  config: Readonly<Record<string, unknown>>,
+  where: string,
+  source: TensorSource,
+  location: string,
+): PretrainedEntropySource {
   const pc = config['patcher_config'];
   if (!isObject(pc)) throw new PatcherError('CONFIG_MISMATCH', `${where}: no "patcher_config" object (the entropy model's configuration)`);
   const args = argsFromPatcherConfig(pc, `${where} patcher_config`);
   // The file also holds the BLT: the view shows only the patcher's own tensors.
-  return { layout: 'transformers', location, args, weights: transformersComponentSource(source, 'patcher'), defaults: defaultsFromTransformersConfig(config, where) };
+  return {
+    layout: 'transformers',
+    location,
+    args,
+    weights: transformersComponentSource(source, 'patcher'),
+    defaults: defaultsFromTransformersConfig(config, where),
+  };
 }
 
 /**
@@ -267,7 +294,11 @@ export function transformersEntropySource(config: Readonly<Record<string, unknow
  * @param configPath - the BLT's configuration file, for messages
  * @throws {PatcherError} `INVALID_CHECKPOINT` when no entropy model is there
  */
-export async function entropyModelOfBlt(folder: ModelFolder, layout: 'consolidated' | 'hub', configPath: string): Promise<PretrainedEntropySource> {
+export async function entropyModelOfBlt(
+  folder: ModelFolder,
+  layout: 'consolidated' | 'hub',
+  configPath: string,
+): Promise<PretrainedEntropySource> {
   const other = folder.folder(layout === 'consolidated' ? '../entropy_model' : 'entropy_model');
   let detected: DetectedLayout;
   try {

@@ -39,6 +39,8 @@ describe('the shipped entropy models', () => {
     expect(pretrainedModelNamed('pretrained:small', 'fast')).toBe('small');
     expect(pretrainedModelNamed('models/pretrained.safetensors', 'fast')).toBeUndefined();
     expect(pretrainedModelNamed('pretrained-model', 'fast')).toBeUndefined();
-    expect(() => pretrainedModelNamed('pretrained:huge', 'fast')).toThrow(/no shipped entropy model named "huge" \(pretrained:fast, pretrained:small\)/);
+    expect(() => pretrainedModelNamed('pretrained:huge', 'fast')).toThrow(
+      /no shipped entropy model named "huge" \(pretrained:fast, pretrained:small\)/,
+    );
   });
 });

@@ -42,7 +42,11 @@ function samePatches(a: readonly Patch[], b: readonly Patch[]): boolean {
 }
 
 /** Lengths returned by each push and by finish, for the readable cases. */
-function lengthsPerCall(options: PatchOptions, pieces: ReadonlyArray<readonly number[]>, entropies?: ReadonlyArray<readonly number[]>): number[][] {
+function lengthsPerCall(
+  options: PatchOptions,
+  pieces: ReadonlyArray<readonly number[]>,
+  entropies?: ReadonlyArray<readonly number[]>,
+): number[][] {
   const sp = new StreamingPatcher(options);
   const out = pieces.map((p, i) => Array.from(sp.push(p, entropies?.[i]).lengths));
   out.push(Array.from(sp.finish().lengths));

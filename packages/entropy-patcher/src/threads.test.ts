@@ -65,7 +65,11 @@ describe('EntropyPatcher threads', () => {
       const { patchLengths } = await patcher.patch(text);
       console.log(patcher.threads, patchLengths.length > 0);`;
     const started = performance.now();
-    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { cwd: fileURLToPath(new URL('..', import.meta.url)), encoding: 'utf8', timeout: 60_000 });
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+      cwd: fileURLToPath(new URL('..', import.meta.url)),
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout.trim()).toBe('2 true');
     expect(performance.now() - started).toBeLessThan(60_000);

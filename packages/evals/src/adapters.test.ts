@@ -12,7 +12,15 @@ import { evaluateCharacterTasks, generateCharacterTasks } from './character-task
 import { loadModelFile, loadPretrainedEntropyModel } from './load-model.js';
 import { expectCode } from './test-helpers.js';
 
-const ENTROPY_ARGS: EntropyModelArgs = { dim: 16, n_layers: 1, n_heads: 2, max_seqlen: 48, attn_bias_type: 'local_block_causal', sliding_window: 48, multiple_of: 16 };
+const ENTROPY_ARGS: EntropyModelArgs = {
+  dim: 16,
+  n_layers: 1,
+  n_heads: 2,
+  max_seqlen: 48,
+  attn_bias_type: 'local_block_causal',
+  sliding_window: 48,
+  multiple_of: 16,
+};
 const BLT_ARGS: BltArgs = {
   vocab_size: 260,
   dim_global: 32,
@@ -138,7 +146,11 @@ describe('bltScorer', () => {
     const bytes = new TextEncoder().encode(TEXT);
     expect(bltPatchingFromSettings({ mode: 'space', maxPatchLength: 4 }, patcher)).toEqual({ mode: 'space', maxPatchLength: 4 });
     expect(bltPatchingFromSettings({ threshold: 5 }, patcher)).toEqual({ mode: 'entropy', patcher, threshold: 5 });
-    for (const settings of [{ mode: 'monotonic' as const, threshold: 0.01 }, { mode: 'combined' as const, threshold: 5.1, thresholdAdd: 0.02, maxPatchLength: 2 }, { mode: 'byte' as const }]) {
+    for (const settings of [
+      { mode: 'monotonic' as const, threshold: 0.01 },
+      { mode: 'combined' as const, threshold: 5.1, thresholdAdd: 0.02, maxPatchLength: 2 },
+      { mode: 'byte' as const },
+    ]) {
       const patching = bltPatchingFromSettings(settings, patcher);
       const scorer = bltScorer(blt, patching);
       const r = await evaluateBitsPerByte(scorer, TEXT, { contextLength: 40 });

@@ -6,7 +6,13 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { BOS_ID, BYTE_OFFSET } from '@bytelatent/bytes';
 import type { ByteLatentTransformer } from '@bytelatent/blt';
-import { type EntropyModel, type EntropyPatcher, type PatcherDefaults, type PatchingMode, findPatchBoundaries } from '@bytelatent/entropy-patcher';
+import {
+  type EntropyModel,
+  type EntropyPatcher,
+  type PatcherDefaults,
+  type PatchingMode,
+  findPatchBoundaries,
+} from '@bytelatent/entropy-patcher';
 import { EvalError } from './errors.js';
 import type { ByteScoringModel, ScoringRow } from './scoring-model.js';
 
@@ -17,7 +23,8 @@ async function pickRows(logits: tf.Tensor3D, rows: readonly ScoringRow[]): Promi
   rows.forEach((r, b) => {
     for (let t = 0; t < r.targets.length; t++) {
       const y = r.targets[t]!;
-      if (!Number.isInteger(y) || y < 0 || y >= vocab) throw new EvalError('INVALID_ARGUMENT', `targets[${b}][${t}] = ${y} is not an id in [0, ${vocab})`);
+      if (!Number.isInteger(y) || y < 0 || y >= vocab)
+        throw new EvalError('INVALID_ARGUMENT', `targets[${b}][${t}] = ${y} is not an id in [0, ${vocab})`);
       index[b * seqLen + t] = (b * seqLen + t) * vocab + y;
     }
   });
@@ -104,12 +111,17 @@ export function bltPatchingFromSettings(settings: PatcherDefaults, patcher: Entr
 /** Checks a rule; returns the threshold the entropy modes use. */
 function checkPatching(patching: BltPatching): number | undefined {
   const { mode, patcher } = patching;
-  if (!MODES.includes(mode)) throw new EvalError('INVALID_ARGUMENT', `patching.mode must be one of ${MODES.join(', ')}, got ${String(mode)}`);
+  if (!MODES.includes(mode))
+    throw new EvalError('INVALID_ARGUMENT', `patching.mode must be one of ${MODES.join(', ')}, got ${String(mode)}`);
   const threshold = patching.threshold ?? patcher?.defaults.threshold;
   if (ENTROPY_MODES.includes(mode) && (!patcher || threshold === undefined)) {
-    throw new EvalError('INVALID_ARGUMENT', `${mode} patching needs an entropy patcher with a threshold (patching.patcher, patching.threshold)`);
+    throw new EvalError(
+      'INVALID_ARGUMENT',
+      `${mode} patching needs an entropy patcher with a threshold (patching.patcher, patching.threshold)`,
+    );
   }
-  if (mode === 'combined' && patching.thresholdAdd === undefined) throw new EvalError('INVALID_ARGUMENT', 'combined patching needs patching.thresholdAdd');
+  if (mode === 'combined' && patching.thresholdAdd === undefined)
+    throw new EvalError('INVALID_ARGUMENT', 'combined patching needs patching.thresholdAdd');
   if (mode === 'static' && !(Number.isInteger(patching.patchSize) && patching.patchSize! >= 1)) {
     throw new EvalError('INVALID_ARGUMENT', `static patching needs patchSize >= 1, got ${String(patching.patchSize)}`);
   }
@@ -117,7 +129,12 @@ function checkPatching(patching: BltPatching): number | undefined {
 }
 
 /** The row's patch lengths under a checked rule, without the next-token slot (the training convention). */
-function rowPatchLengths(patching: BltPatching, threshold: number | undefined, tokens: Int32Array, entropies: Float32Array | undefined): Int32Array {
+function rowPatchLengths(
+  patching: BltPatching,
+  threshold: number | undefined,
+  tokens: Int32Array,
+  entropies: Float32Array | undefined,
+): Int32Array {
   return findPatchBoundaries(tokens, entropies, {
     mode: patching.mode,
     threshold,
@@ -198,9 +215,14 @@ export function bltScorer(model: ByteLatentTransformer, patching: BltPatching, n
  * @returns positions and patches (mean patch size = positions / patches)
  * @throws {EvalError} `EMPTY_INPUT` for no byte; `INVALID_ARGUMENT` for a bad rule or context
  */
-export async function measurePatching(patching: BltPatching, bytes: Uint8Array, contextLength: number): Promise<{ positions: number; patches: number; meanPatchSize: number }> {
+export async function measurePatching(
+  patching: BltPatching,
+  bytes: Uint8Array,
+  contextLength: number,
+): Promise<{ positions: number; patches: number; meanPatchSize: number }> {
   if (bytes.length === 0) throw new EvalError('EMPTY_INPUT', 'no byte to patch');
-  if (!Number.isInteger(contextLength) || contextLength < 2) throw new EvalError('INVALID_ARGUMENT', `contextLength must be an integer >= 2, got ${contextLength}`);
+  if (!Number.isInteger(contextLength) || contextLength < 2)
+    throw new EvalError('INVALID_ARGUMENT', `contextLength must be an integer >= 2, got ${contextLength}`);
   const threshold = checkPatching(patching);
   const ids = new Int32Array(bytes.length + 1);
   ids[0] = BOS_ID;

@@ -71,7 +71,8 @@ describe('evaluateBitsPerByte', () => {
     // A model that is poor on a row's first 10 positions pays for them once, not once per row.
     const coldStart = {
       ...uniformByteModel(260, context),
-      logProbs: async (rows: readonly { targets: Int32Array }[]) => rows.map((row) => Float64Array.from(row.targets, (_, t) => (t < 10 ? -5 : -1))),
+      logProbs: async (rows: readonly { targets: Int32Array }[]) =>
+        rows.map((row) => Float64Array.from(row.targets, (_, t) => (t < 10 ? -5 : -1))),
     };
     const strided = await evaluateBitsPerByte(coldStart, TEXT, { contextLength: context, stride });
     expect(strided.nats).toBeCloseTo(5 * 10 + (bytes.length - 10), 9);
@@ -119,7 +120,10 @@ describe('evaluateBitsPerByte', () => {
     await expectCode(() => evaluateBitsPerByte(uniformByteModel(), TEXT, { batchSize: 0 }), 'INVALID_ARGUMENT');
     await expectCode(() => evaluateBitsPerByte(uniformByteModel(), 42 as never), 'INVALID_ARGUMENT');
     await expectCode(() => evaluateBitsPerByte(recordingModel(16, 0.5), TEXT), 'INVALID_MODEL_OUTPUT');
-    const short = { ...uniformByteModel(), logProbs: async (rows: readonly { targets: Int32Array }[]) => rows.map((r) => new Float32Array(r.targets.length - 1)) };
+    const short = {
+      ...uniformByteModel(),
+      logProbs: async (rows: readonly { targets: Int32Array }[]) => rows.map((r) => new Float32Array(r.targets.length - 1)),
+    };
     await expectCode(() => evaluateBitsPerByte(short, TEXT), 'INVALID_MODEL_OUTPUT');
   });
 });

@@ -21,7 +21,8 @@ export type ByteSource = string | Uint8Array | Iterable<Uint8Array> | AsyncItera
  * @throws {EvalError} `INVALID_ARGUMENT` for a negative or non-finite loss or a byte count below 1
  */
 export function bitsPerByte(nats: number, bytes: number): number {
-  if (typeof nats !== 'number' || !Number.isFinite(nats) || nats < 0) throw new EvalError('INVALID_ARGUMENT', `nats must be a finite number >= 0, got ${String(nats)}`);
+  if (typeof nats !== 'number' || !Number.isFinite(nats) || nats < 0)
+    throw new EvalError('INVALID_ARGUMENT', `nats must be a finite number >= 0, got ${String(nats)}`);
   checkInteger('bytes', bytes, 1);
   return nats / (Math.LN2 * bytes);
 }
@@ -125,10 +126,15 @@ class IdQueue {
  * @throws {EvalError} `EMPTY_INPUT` when the source has no byte; `INVALID_ARGUMENT` for bad options;
  *   `INVALID_MODEL_OUTPUT` when the model's log-probabilities are malformed
  */
-export async function evaluateBitsPerByte(model: ScoringModel, source: ByteSource, options: BitsPerByteOptions = {}): Promise<BitsPerByteResult> {
+export async function evaluateBitsPerByte(
+  model: ScoringModel,
+  source: ByteSource,
+  options: BitsPerByteOptions = {},
+): Promise<BitsPerByteResult> {
   const context = options.contextLength ?? model.maxContext;
   checkInteger('contextLength', context, 2);
-  if (context > model.maxContext) throw new EvalError('INVALID_ARGUMENT', `contextLength ${context} exceeds ${model.name}'s context of ${model.maxContext}`);
+  if (context > model.maxContext)
+    throw new EvalError('INVALID_ARGUMENT', `contextLength ${context} exceeds ${model.name}'s context of ${model.maxContext}`);
   const batchSize = checkInteger('batchSize', options.batchSize ?? 8, 1);
   const stride = checkInteger('stride', options.stride ?? context, 1);
   if (stride > context) throw new EvalError('INVALID_ARGUMENT', `stride ${stride} exceeds the context of ${context}`);
@@ -198,5 +204,13 @@ export async function evaluateBitsPerByte(model: ScoringModel, source: ByteSourc
   if (bytes === 0) throw new EvalError('EMPTY_INPUT', 'the source has no byte to score');
   await cutRows(true);
   await flush();
-  return { model: model.name, bitsPerByte: bitsPerByte(Math.max(0, nats), bytes), nats, bytes, targets, bytesPerTarget: bytes / targets, rows: rowCount };
+  return {
+    model: model.name,
+    bitsPerByte: bitsPerByte(Math.max(0, nats), bytes),
+    nats,
+    bytes,
+    targets,
+    bytesPerTarget: bytes / targets,
+    rows: rowCount,
+  };
 }

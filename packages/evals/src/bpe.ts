@@ -94,11 +94,14 @@ export class BytePairTokenizer implements Tokenizer {
     const base = 256 + BYTE_OFFSET;
     this.vocabSize = base + merges.length;
     this.name = `bpe-${merges.length}`;
-    this.spellings = Array.from({ length: this.vocabSize }, (_, id) => (id >= BYTE_OFFSET && id < base ? Uint8Array.of(id - BYTE_OFFSET) : new Uint8Array(0)));
+    this.spellings = Array.from({ length: this.vocabSize }, (_, id) =>
+      id >= BYTE_OFFSET && id < base ? Uint8Array.of(id - BYTE_OFFSET) : new Uint8Array(0),
+    );
     merges.forEach(([a, b], i) => {
       const id = base + i;
       for (const x of [a, b]) {
-        if (!Number.isInteger(x) || x < BYTE_OFFSET || x >= id) throw new EvalError('INVALID_ARGUMENT', `merge ${i} uses id ${x}, which is not a byte or an earlier merge`);
+        if (!Number.isInteger(x) || x < BYTE_OFFSET || x >= id)
+          throw new EvalError('INVALID_ARGUMENT', `merge ${i} uses id ${x}, which is not a byte or an earlier merge`);
       }
       const sa = this.spellings[a]!;
       const sb = this.spellings[b]!;

@@ -12,7 +12,15 @@ import { type ScoringModel, type ScoringRow, encodeFor, scoreRows } from './scor
 import { loadWords, splitWords } from './words.js';
 
 /** The tasks, in report order. */
-export const CHARACTER_TASKS = ['spelling', 'reverse-spelling', 'insert-char', 'delete-char', 'substitute-char', 'swap-char', 'contains-char'] as const;
+export const CHARACTER_TASKS = [
+  'spelling',
+  'reverse-spelling',
+  'insert-char',
+  'delete-char',
+  'substitute-char',
+  'swap-char',
+  'contains-char',
+] as const;
 
 /** One of {@link CHARACTER_TASKS}. */
 export type CharacterTask = (typeof CHARACTER_TASKS)[number];
@@ -46,7 +54,13 @@ const swapAt = (w: string, i: number, j: number) => {
 };
 
 /** Distinct distractors drawn from `make`, different from the answer and from each other. */
-function distractors(answer: string, count: number, r: () => number, make: () => string | undefined, avoid: readonly string[] = []): string[] {
+function distractors(
+  answer: string,
+  count: number,
+  r: () => number,
+  make: () => string | undefined,
+  avoid: readonly string[] = [],
+): string[] {
   const out = new Set<string>();
   for (let tries = 0; tries < 50 && out.size < count; tries++) {
     const d = make();
@@ -238,14 +252,21 @@ export interface CharacterTaskResult {
  * @returns accuracy per task and overall
  * @throws {EvalError} `EMPTY_INPUT` for no item; `INVALID_ARGUMENT` for a malformed item
  */
-export async function evaluateCharacterTasks(model: ScoringModel, items: readonly TaskItem[], options: { batchSize?: number } = {}): Promise<CharacterTaskResult> {
+export async function evaluateCharacterTasks(
+  model: ScoringModel,
+  items: readonly TaskItem[],
+  options: { batchSize?: number } = {},
+): Promise<CharacterTaskResult> {
   if (items.length === 0) throw new EvalError('EMPTY_INPUT', 'no task items');
   const enc = new TextEncoder();
   const rows: ScoringRow[] = [];
   const answerLengths: number[] = [];
   items.forEach((item, n) => {
     if (!Number.isInteger(item.answer) || item.answer < 0 || item.answer >= item.candidates.length) {
-      throw new EvalError('INVALID_ARGUMENT', `item ${n}: answer ${item.answer} is not an index of its ${item.candidates.length} candidates`);
+      throw new EvalError(
+        'INVALID_ARGUMENT',
+        `item ${n}: answer ${item.answer} is not an index of its ${item.candidates.length} candidates`,
+      );
     }
     const prompt = encodeFor(model, enc.encode(item.prompt));
     for (const c of item.candidates) {
@@ -275,7 +296,13 @@ export async function evaluateCharacterTasks(model: ScoringModel, items: readonl
     if (best === item.answer) t.correct++;
     byTask.set(item.task, t);
   }
-  const tasks = [...byTask.entries()].map(([task, t]) => ({ task, items: t.items, correct: t.correct, accuracy: t.correct / t.items, chance: t.chance / t.items }));
+  const tasks = [...byTask.entries()].map(([task, t]) => ({
+    task,
+    items: t.items,
+    correct: t.correct,
+    accuracy: t.correct / t.items,
+    chance: t.chance / t.items,
+  }));
   const mean = (f: (t: TaskScore) => number) => tasks.reduce((s, t) => s + f(t), 0) / tasks.length;
   return { model: model.name, tasks, accuracy: mean((t) => t.accuracy), chance: mean((t) => t.chance) };
 }

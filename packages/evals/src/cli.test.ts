@@ -10,9 +10,17 @@ const CLI = resolve(here, '../dist/cli.js');
 const VERSION = (JSON.parse(readFileSync(resolve(here, '../package.json'), 'utf8')) as { version: string }).version;
 
 function run(...args: string[]): { code: number | null; stdout: string; stderr: string; json: Record<string, unknown> | undefined } {
-  const r = spawnSync(process.execPath, [CLI, ...args, '--backend', 'wasm'], { encoding: 'utf8', env: { ...process.env, INIT_CWD: process.cwd() } });
+  const r = spawnSync(process.execPath, [CLI, ...args, '--backend', 'wasm'], {
+    encoding: 'utf8',
+    env: { ...process.env, INIT_CWD: process.cwd() },
+  });
   // With --json, stdout is exactly one JSON document.
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr, json: args.includes('--json') && r.status === 0 ? (JSON.parse(r.stdout) as Record<string, unknown>) : undefined };
+  return {
+    code: r.status,
+    stdout: r.stdout,
+    stderr: r.stderr,
+    json: args.includes('--json') && r.status === 0 ? (JSON.parse(r.stdout) as Record<string, unknown>) : undefined,
+  };
 }
 
 describe('bytelatent-eval', () => {
@@ -35,7 +43,9 @@ describe('bytelatent-eval', () => {
     expect(r.json).toMatchObject({ command: 'bpb', stride: 128, context: 256 });
     // Without --progress and with stderr not a terminal (a pipe here): no progress line.
     expect(run('bpb', '--udhr', 'eng', '--max-bytes', '600', '--json').stderr).not.toMatch(/bytes\/s,/);
-    expect(run('bpb', '--udhr', 'eng', '--max-bytes', '600', '--stride', '2000').stderr).toMatch(/--stride 2000 exceeds the context of 256/);
+    expect(run('bpb', '--udhr', 'eng', '--max-bytes', '600', '--stride', '2000').stderr).toMatch(
+      /--stride 2000 exceeds the context of 256/,
+    );
   });
 
   it('bpe and cute run end to end', () => {

@@ -142,7 +142,10 @@ function num(values: Values, name: keyof Values, integer: boolean, min: number):
   if (v === undefined) return undefined;
   const n = Number(v);
   if (typeof v !== 'string' || v.trim() === '' || !Number.isFinite(n) || (integer && !Number.isInteger(n)) || n < min) {
-    throw new EvalError('INVALID_ARGUMENT', `--${String(name)} must be ${integer ? 'an integer' : 'a number'} >= ${min}, got "${String(v)}"`);
+    throw new EvalError(
+      'INVALID_ARGUMENT',
+      `--${String(name)} must be ${integer ? 'an integer' : 'a number'} >= ${min}, got "${String(v)}"`,
+    );
   }
   return n;
 }
@@ -194,7 +197,10 @@ async function loadModel(values: Values): Promise<LoadedModel> {
   const path = shipped ? shippedBltFolder(shipped[1]!) : userPath(values.model);
   if (!isUrl(path) && !existsSync(path)) throw new EvalError('DATA_UNAVAILABLE', `--model ${values.model}: no such file or folder`);
   await ensureBackend();
-  return loadModelAt(path, values.patcher !== undefined ? { patcher: /^pretrained(:\w+)?$/.test(values.patcher) ? values.patcher : userPath(values.patcher) } : {});
+  return loadModelAt(
+    path,
+    values.patcher !== undefined ? { patcher: /^pretrained(:\w+)?$/.test(values.patcher) ? values.patcher : userPath(values.patcher) } : {},
+  );
 }
 
 const isUrl = (p: string) => /^https?:\/\//i.test(p);
@@ -255,11 +261,17 @@ function modelFigures(m: LoadedModel): Record<string, unknown> {
 }
 
 /** Inference FLOPs per byte of a loaded model given the measured unit size. */
-function flopsPerByte(m: LoadedModel, unit: number, context: number): { total: number; parts: Record<string, number>; entropyModel?: number } {
+function flopsPerByte(
+  m: LoadedModel,
+  unit: number,
+  context: number,
+): { total: number; parts: Record<string, number>; entropyModel?: number } {
   if (m.kind === 'blt') {
     const b = bltFlopsPerByte(m.shape, unit, context);
     const em = m.patching.patcher?.model;
-    const entropyModel = em ? transformerFlops(transformerShape(em.referenceArgs), Math.min(em.args.window ?? em.maxSeqLen, context), em.args.vocabSize) : undefined;
+    const entropyModel = em
+      ? transformerFlops(transformerShape(em.referenceArgs), Math.min(em.args.window ?? em.maxSeqLen, context), em.args.vocabSize)
+      : undefined;
     const { total, ...parts } = b;
     return { total, parts, ...(entropyModel !== undefined ? { entropyModel } : {}) };
   }
@@ -330,7 +342,15 @@ async function commandBpb(values: Values, out: string[], figures: Record<string,
         unit = (after.positions - before!.positions) / (after.patches - before!.patches);
       }
       const flops = flopsPerByte(loaded, unit, context);
-      rows.push([s.name, r.bytes, r.targets, loaded.kind === 'blt' ? unit : r.bytesPerTarget, r.bitsPerByte, flops.total, Math.round(r.bytes / seconds)]);
+      rows.push([
+        s.name,
+        r.bytes,
+        r.targets,
+        loaded.kind === 'blt' ? unit : r.bytesPerTarget,
+        r.bitsPerByte,
+        flops.total,
+        Math.round(r.bytes / seconds),
+      ]);
       results.push({
         source: s.name,
         bytes: r.bytes,
@@ -343,7 +363,12 @@ async function commandBpb(values: Values, out: string[], figures: Record<string,
         bytesPerSecond: r.bytes / seconds,
       });
     }
-    out.push(formatTable(['text', 'bytes', 'targets', loaded.kind === 'blt' ? 'bytes/patch' : 'bytes/target', 'bits/byte', 'FLOPs/byte', 'bytes/s'], rows));
+    out.push(
+      formatTable(
+        ['text', 'bytes', 'targets', loaded.kind === 'blt' ? 'bytes/patch' : 'bytes/target', 'bits/byte', 'FLOPs/byte', 'bytes/s'],
+        rows,
+      ),
+    );
     Object.assign(figures, { command: 'bpb', ...modelFigures(loaded), context, stride, results });
   } finally {
     loaded.dispose();
@@ -454,15 +479,33 @@ async function commandPatches(values: Values, out: string[], figures: Record<str
       const stats = new PatchStatistics();
       stats.add(bytes, lengths);
       const r = stats.summary();
-      rows.push([s.name, r.bytes, r.patches, r.meanPatchSize, r.p50, r.p90, r.p99, r.maxPatchSize, r.startsOnWordStart, r.wordStartsCovered, r.startsInsideCharacter]);
-      for (const sc of r.byScript) scriptRows.push([s.name, sc.script, sc.bytes, sc.patches, sc.meanPatchSize, sc.startsOnWordStart, sc.startsInsideCharacter]);
+      rows.push([
+        s.name,
+        r.bytes,
+        r.patches,
+        r.meanPatchSize,
+        r.p50,
+        r.p90,
+        r.p99,
+        r.maxPatchSize,
+        r.startsOnWordStart,
+        r.wordStartsCovered,
+        r.startsInsideCharacter,
+      ]);
+      for (const sc of r.byScript)
+        scriptRows.push([s.name, sc.script, sc.bytes, sc.patches, sc.meanPatchSize, sc.startsOnWordStart, sc.startsInsideCharacter]);
       results.push({ source: s.name, ...r });
     }
     const maxPatchLength = options.maxPatchLength ?? patcher.defaults.maxPatchLength;
     out.push(
       `patching: ${mode}${mode === 'entropy' || mode === 'monotonic' || mode === 'combined' ? `, threshold ${options.threshold ?? patcher.defaults.threshold}` : ''}${maxPatchLength ? `, max length ${maxPatchLength}` : ''}`,
     );
-    out.push(formatTable(['text', 'bytes', 'patches', 'mean', 'p50', 'p90', 'p99', 'max', 'on word start', 'word starts cut', 'inside char'], rows));
+    out.push(
+      formatTable(
+        ['text', 'bytes', 'patches', 'mean', 'p50', 'p90', 'p99', 'max', 'on word start', 'word starts cut', 'inside char'],
+        rows,
+      ),
+    );
     out.push('');
     out.push(formatTable(['text', 'script', 'bytes', 'patches', 'mean', 'on word start', 'inside char'], scriptRows));
     Object.assign(figures, { command: 'patches', mode, options, results });
@@ -482,9 +525,23 @@ async function commandCute(values: Values, out: string[], figures: Record<string
     const r = await evaluateCharacterTasks(loaded.model, items, { batchSize: num(values, 'batch-size', true, 1) ?? 16 });
     out.push(describe(loaded));
     const example = items[0]!;
-    out.push(`example (${example.task}): ${JSON.stringify(example.prompt)} -> ${example.candidates.map((c, i) => (i === example.answer ? `[${c.trim()}]` : c.trim())).join(' | ')}`);
-    out.push(formatTable(['task', 'items', 'accuracy', 'chance'], [...r.tasks.map((t) => [t.task, t.items, t.accuracy, t.chance]), ['mean', items.length, r.accuracy, r.chance]]));
-    Object.assign(figures, { command: 'cute', ...modelFigures(loaded), tasks: r.tasks, accuracy: r.accuracy, chance: r.chance, taskNames: CHARACTER_TASKS });
+    out.push(
+      `example (${example.task}): ${JSON.stringify(example.prompt)} -> ${example.candidates.map((c, i) => (i === example.answer ? `[${c.trim()}]` : c.trim())).join(' | ')}`,
+    );
+    out.push(
+      formatTable(
+        ['task', 'items', 'accuracy', 'chance'],
+        [...r.tasks.map((t) => [t.task, t.items, t.accuracy, t.chance]), ['mean', items.length, r.accuracy, r.chance]],
+      ),
+    );
+    Object.assign(figures, {
+      command: 'cute',
+      ...modelFigures(loaded),
+      tasks: r.tasks,
+      accuracy: r.accuracy,
+      chance: r.chance,
+      taskNames: CHARACTER_TASKS,
+    });
   } finally {
     loaded.dispose();
   }
@@ -509,7 +566,11 @@ async function commandNoise(values: Values, out: string[], figures: Record<strin
       });
       rows.push([s.name, 'clean', r.clean.bytes, r.clean.bitsPerByte, 1]);
       for (const n of r.noised) rows.push([s.name, n.kind, n.result.bytes, n.result.bitsPerByte, n.ratio]);
-      results.push({ source: s.name, clean: r.clean.bitsPerByte, noised: Object.fromEntries(r.noised.map((n) => [n.kind, n.result.bitsPerByte])) });
+      results.push({
+        source: s.name,
+        clean: r.clean.bitsPerByte,
+        noised: Object.fromEntries(r.noised.map((n) => [n.kind, n.result.bitsPerByte])),
+      });
     }
     out.push(formatTable(['text', 'noise', 'bytes', 'bits/byte', 'x clean'], rows));
     Object.assign(figures, { command: 'noise', ...modelFigures(loaded), seed, kinds: NOISE_KINDS, results });
@@ -558,7 +619,9 @@ async function commandBpe(values: Values, out: string[], figures: Record<string,
     }
     const t0 = performance.now();
     tokenizer = BytePairTokenizer.train(chunks, { merges: num(values, 'merges', true, 0) ?? 1024 });
-    out.push(`trained ${tokenizer.merges.length} merges on ${read.toLocaleString('en-US')} bytes of ${files.length} files in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    out.push(
+      `trained ${tokenizer.merges.length} merges on ${read.toLocaleString('en-US')} bytes of ${files.length} files in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+    );
     if (values.out) await writeFile(resolve(userCwd, values.out), JSON.stringify(tokenizer.toJSON()) + '\n');
   }
   const rows: Array<Array<string | number>> = [];
@@ -568,9 +631,18 @@ async function commandBpe(values: Values, out: string[], figures: Record<string,
     const ours = tokenizer.encode(bytes).length;
     const gpt2 = await gpt2TokenCount(new TextDecoder().decode(bytes));
     rows.push([s.name, bytes.length, bytes.length / ours, bytes.length / gpt2]);
-    results.push({ source: s.name, bytes: bytes.length, tokens: ours, bytesPerToken: bytes.length / ours, gpt2Tokens: gpt2, gpt2BytesPerToken: bytes.length / gpt2 });
+    results.push({
+      source: s.name,
+      bytes: bytes.length,
+      tokens: ours,
+      bytesPerToken: bytes.length / ours,
+      gpt2Tokens: gpt2,
+      gpt2BytesPerToken: bytes.length / gpt2,
+    });
   }
-  out.push(formatTable(['text', 'bytes', `${tokenizer.name} bytes/token (vocab ${tokenizer.vocabSize})`, 'GPT-2 bytes/token (vocab 50257)'], rows));
+  out.push(
+    formatTable(['text', 'bytes', `${tokenizer.name} bytes/token (vocab ${tokenizer.vocabSize})`, 'GPT-2 bytes/token (vocab 50257)'], rows),
+  );
   Object.assign(figures, { command: 'bpe', merges: tokenizer.merges.length, vocabSize: tokenizer.vocabSize, results });
 }
 
@@ -599,7 +671,8 @@ async function main(argv: string[]): Promise<number> {
     throw new EvalError('INVALID_ARGUMENT', `${what}: one of ${Object.keys(COMMANDS).join(', ')}`);
   }
   backendName = (values.backend ?? 'auto') as 'auto' | BackendName;
-  if (!['auto', 'wasm', 'cpu', 'webgpu'].includes(backendName)) throw new EvalError('INVALID_ARGUMENT', `--backend must be auto, wasm, cpu or webgpu, got "${backendName}"`);
+  if (!['auto', 'wasm', 'cpu', 'webgpu'].includes(backendName))
+    throw new EvalError('INVALID_ARGUMENT', `--backend must be auto, wasm, cpu or webgpu, got "${backendName}"`);
   const out: string[] = [];
   const figures: Record<string, unknown> = {};
   await command(values, out, figures);

@@ -104,7 +104,12 @@ export function transformerFlops(shape: TransformerShape, context: number, vocab
   const s = checkShape('shape', shape);
   checkNumber('context', context, 0);
   checkInteger('vocab', vocab, 0);
-  return feedForwardFlops(s.layers, s.dim, s.ffnRatio) + qkvoFlops(s.layers, s.dim, 1) + attentionFlops(s.layers, s.headDim, s.heads, context) + deEmbeddingFlops(s.dim, vocab);
+  return (
+    feedForwardFlops(s.layers, s.dim, s.ffnRatio) +
+    qkvoFlops(s.layers, s.dim, 1) +
+    attentionFlops(s.layers, s.headDim, s.heads, context) +
+    deEmbeddingFlops(s.dim, vocab)
+  );
 }
 
 /** The sizes of a BLT that its FLOPs depend on. */
@@ -160,9 +165,24 @@ export function bltFlopsPerByte(shape: BltFlopsShape, meanPatchSize: number, con
   const global = transformerFlops(shape.global, ctx / np, 0) / np;
   const encoder = transformerFlops(shape.encoder, wE, 0);
   const decoder = transformerFlops(shape.decoder, wD, checkInteger('shape.vocab', shape.vocab, 1));
-  const encoderCrossAttention = (crossAttentionFlops(checkInteger('shape.encoderCrossLayers', shape.encoderCrossLayers, 0), enc.dim / heads, heads, np, np / k) * k) / np;
-  const decoderCrossAttention = crossAttentionFlops(checkInteger('shape.decoderCrossLayers', shape.decoderCrossLayers, 0), dec.dim / heads, heads, k, k / np);
-  return { global, encoder, decoder, encoderCrossAttention, decoderCrossAttention, total: global + encoder + decoder + encoderCrossAttention + decoderCrossAttention };
+  const encoderCrossAttention =
+    (crossAttentionFlops(checkInteger('shape.encoderCrossLayers', shape.encoderCrossLayers, 0), enc.dim / heads, heads, np, np / k) * k) /
+    np;
+  const decoderCrossAttention = crossAttentionFlops(
+    checkInteger('shape.decoderCrossLayers', shape.decoderCrossLayers, 0),
+    dec.dim / heads,
+    heads,
+    k,
+    k / np,
+  );
+  return {
+    global,
+    encoder,
+    decoder,
+    encoderCrossAttention,
+    decoderCrossAttention,
+    total: global + encoder + decoder + encoderCrossAttention + decoderCrossAttention,
+  };
 }
 
 /**
@@ -212,7 +232,13 @@ export interface TransformerArgsLike {
  */
 export function transformerShape(args: TransformerArgsLike): TransformerShape {
   const hidden = ffnHiddenDim(args.dim, args.multiple_of ?? 256, args.ffn_dim_multiplier ?? null);
-  return { layers: args.n_layers, dim: args.dim, heads: args.n_heads, headDim: args.head_dim ?? args.dim / args.n_heads, ffnRatio: (1.5 * hidden) / args.dim };
+  return {
+    layers: args.n_layers,
+    dim: args.dim,
+    heads: args.n_heads,
+    headDim: args.head_dim ?? args.dim / args.n_heads,
+    ffnRatio: (1.5 * hidden) / args.dim,
+  };
 }
 
 /**
@@ -224,7 +250,14 @@ export function transformerShape(args: TransformerArgsLike): TransformerShape {
  */
 export function bltFlopsShape(args: BltArgs): BltFlopsShape {
   const r = resolveBltArgs(args);
-  const part = (c: { dim: number; nLayers: number; nHeads: number; headDim?: number | undefined; multipleOf?: number | undefined; ffnDimMultiplier?: number | null | undefined }) => {
+  const part = (c: {
+    dim: number;
+    nLayers: number;
+    nHeads: number;
+    headDim?: number | undefined;
+    multipleOf?: number | undefined;
+    ffnDimMultiplier?: number | null | undefined;
+  }) => {
     const hidden = ffnHiddenDim(c.dim, c.multipleOf ?? 256, c.ffnDimMultiplier ?? null);
     return { layers: c.nLayers, dim: c.dim, heads: c.nHeads, headDim: c.headDim ?? c.dim / c.nHeads, ffnRatio: (1.5 * hidden) / c.dim };
   };

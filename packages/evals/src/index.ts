@@ -1,7 +1,24 @@
 export { EvalError, type EvalErrorCode } from './errors.js';
-export { encodeFor, scoreRows, uniformByteModel, type ByteScoringModel, type ScoringModel, type ScoringRow, type TokenScoringModel, type Tokenizer } from './scoring-model.js';
+export {
+  encodeFor,
+  scoreRows,
+  uniformByteModel,
+  type ByteScoringModel,
+  type ScoringModel,
+  type ScoringRow,
+  type TokenScoringModel,
+  type Tokenizer,
+} from './scoring-model.js';
 export { bitsPerByte, evaluateBitsPerByte, type BitsPerByteOptions, type BitsPerByteResult, type ByteSource } from './bits-per-byte.js';
-export { bltPatchingFromSettings, bltScorer, entropyModelScorer, measurePatching, usesEntropyModel, type BltPatching, type BltScoringModel } from './adapters.js';
+export {
+  bltPatchingFromSettings,
+  bltScorer,
+  entropyModelScorer,
+  measurePatching,
+  usesEntropyModel,
+  type BltPatching,
+  type BltScoringModel,
+} from './adapters.js';
 export {
   attentionFlops,
   bltFlopsPerByte,
@@ -31,10 +48,31 @@ export {
   type TaskItem,
   type TaskScore,
 } from './character-tasks.js';
-export { NOISE_KINDS, applyNoise, evaluateNoiseRobustness, type NoiseKind, type NoiseOptions, type NoiseRobustnessResult } from './noise.js';
+export {
+  NOISE_KINDS,
+  applyNoise,
+  evaluateNoiseRobustness,
+  type NoiseKind,
+  type NoiseOptions,
+  type NoiseRobustnessResult,
+} from './noise.js';
 export { BytePairTokenizer, byteTokenizer, pieceStarts, type BpeJson, type BpeTrainOptions } from './bpe.js';
-export { TOKEN_MODEL_ARGS_KEY, TOKEN_MODEL_TOKENIZER_KEY, TokenTransformer, tokenTransformerScorer, type TokenTransformerArgs } from './token-transformer.js';
+export {
+  TOKEN_MODEL_ARGS_KEY,
+  TOKEN_MODEL_TOKENIZER_KEY,
+  TokenTransformer,
+  tokenTransformerScorer,
+  type TokenTransformerArgs,
+} from './token-transformer.js';
 export { gpt2BytesPerToken, gpt2TokenCount } from './gpt2.js';
 export { UDHR_DEFAULT_CODES, loadUdhr, udhrHtmlToText } from './udhr.js';
-export { loadModel, loadModelFile, loadPretrainedEntropyModel, loadPretrainedModel, pretrainedFolderKind, type LoadModelOptions, type LoadedModel } from './load-model.js';
+export {
+  loadModel,
+  loadModelFile,
+  loadPretrainedEntropyModel,
+  loadPretrainedModel,
+  pretrainedFolderKind,
+  type LoadModelOptions,
+  type LoadedModel,
+} from './load-model.js';
 export { seededRandom } from './random.js';

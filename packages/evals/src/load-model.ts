@@ -11,13 +11,26 @@ import { stat, readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { BLT_ARGS_METADATA_KEY, ByteLatentTransformer, loadPretrained, type BltArgs, type PretrainedBlt } from '@bytelatent/blt';
 import { ARGS_METADATA_KEY, EntropyModel, EntropyPatcher, pretrainedModelNamed, type EntropyModelArgs } from '@bytelatent/entropy-patcher';
-import { type CheckpointLayout, type SafetensorsFile, detectCheckpointLayout, loadReferenceWeights, openModelFolder, parseSafetensors } from '@bytelatent/nn';
+import {
+  type CheckpointLayout,
+  type SafetensorsFile,
+  detectCheckpointLayout,
+  loadReferenceWeights,
+  openModelFolder,
+  parseSafetensors,
+} from '@bytelatent/nn';
 import { type BltPatching, bltPatchingFromSettings, bltScorer, entropyModelScorer } from './adapters.js';
 import { BytePairTokenizer } from './bpe.js';
 import { EvalError } from './errors.js';
 import { type BltFlopsShape, type TransformerShape, bltFlopsShape, transformerShape } from './flops.js';
 import type { ScoringModel } from './scoring-model.js';
-import { TOKEN_MODEL_ARGS_KEY, TOKEN_MODEL_TOKENIZER_KEY, TokenTransformer, type TokenTransformerArgs, tokenTransformerScorer } from './token-transformer.js';
+import {
+  TOKEN_MODEL_ARGS_KEY,
+  TOKEN_MODEL_TOKENIZER_KEY,
+  TokenTransformer,
+  type TokenTransformerArgs,
+  tokenTransformerScorer,
+} from './token-transformer.js';
 
 /** Metadata key of `apps/train` checkpoints. */
 const TRAIN_STATE_KEY = 'train_state';
@@ -82,7 +95,11 @@ async function isDirectory(path: string): Promise<boolean> {
  * An explicit entropy model: `pretrained`, a folder (path or URL) of any layout, or a safetensors
  * file; `overrides` (patching settings) win over the file's own.
  */
-async function loadPatcher(source: string | undefined, base: string, overrides: Parameters<typeof EntropyPatcher.pretrained>[0] = {}): Promise<EntropyPatcher> {
+async function loadPatcher(
+  source: string | undefined,
+  base: string,
+  overrides: Parameters<typeof EntropyPatcher.pretrained>[0] = {},
+): Promise<EntropyPatcher> {
   // A BLT file without its own entropy model was trained on the patches of a shipped one: bare
   // `pretrained` (and no choice at all) means the one BLT runs were trained with, `small`.
   if (source === undefined) return EntropyPatcher.pretrained({ ...overrides, model: 'small' });
@@ -115,7 +132,10 @@ export async function pretrainedFolderKind(location: string): Promise<'blt' | 'e
   try {
     const { layout, config } = await detectCheckpointLayout(await openModelFolder(location));
     const isObject = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
-    if (layout === 'consolidated') return config['train_entropy_model'] === true || (isObject(config['entropy_model']) && !isObject(config['model'])) ? 'entropy' : 'blt';
+    if (layout === 'consolidated')
+      return config['train_entropy_model'] === true || (isObject(config['entropy_model']) && !isObject(config['model']))
+        ? 'entropy'
+        : 'blt';
     if (layout === 'hub') {
       const args = isObject(config['args']) ? config['args'] : {};
       return !('dim_global' in args) && !('dim_local_encoder' in args) && 'dim' in args ? 'entropy' : 'blt';
@@ -161,7 +181,10 @@ export async function loadPretrainedModel(location: string, options: LoadModelOp
   const explicitFolder = explicit !== undefined && explicit !== 'pretrained' && (isUrl(explicit) || (await isDirectory(explicit)));
   let loaded: PretrainedBlt;
   try {
-    loaded = await loadPretrained(location, explicit === undefined || explicitFolder ? (explicit === undefined ? {} : { patcher: explicit }) : { patcher: false });
+    loaded = await loadPretrained(
+      location,
+      explicit === undefined || explicitFolder ? (explicit === undefined ? {} : { patcher: explicit }) : { patcher: false },
+    );
   } catch (e) {
     throw modelError(e, location);
   }
@@ -260,7 +283,10 @@ export async function loadModelFile(path: string, options: LoadModelOptions = {}
   try {
     file = parseSafetensors(await readFile(path));
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'EISDIR' ? 'DATA_UNAVAILABLE' : 'INVALID_MODEL_FILE';
+    const code =
+      (e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'EISDIR'
+        ? 'DATA_UNAVAILABLE'
+        : 'INVALID_MODEL_FILE';
     throw new EvalError(code, `cannot load ${path}: ${(e as Error).message}`);
   }
   const base = dirname(path);
@@ -273,7 +299,9 @@ export async function loadModelFile(path: string, options: LoadModelOptions = {}
   const meta = file.metadata;
   const train = json<{ kind: string; config: Record<string, unknown> }>(meta[TRAIN_STATE_KEY], TRAIN_STATE_KEY);
   const prefix = train ? 'model.' : '';
-  const kind = train?.kind ?? (meta[BLT_ARGS_METADATA_KEY] ? 'blt' : meta[ARGS_METADATA_KEY] ? 'entropy' : meta[TOKEN_MODEL_ARGS_KEY] ? 'token' : undefined);
+  const kind =
+    train?.kind ??
+    (meta[BLT_ARGS_METADATA_KEY] ? 'blt' : meta[ARGS_METADATA_KEY] ? 'entropy' : meta[TOKEN_MODEL_ARGS_KEY] ? 'token' : undefined);
   const load = (registry: Parameters<typeof loadReferenceWeights>[0], dispose: () => void) => {
     try {
       loadReferenceWeights(registry, file, { prefix });
@@ -285,7 +313,9 @@ export async function loadModelFile(path: string, options: LoadModelOptions = {}
   if (kind === 'blt') {
     const args = (train ? train.config['model'] : json<BltArgs>(meta[BLT_ARGS_METADATA_KEY], BLT_ARGS_METADATA_KEY)) as BltArgs;
     const stored = (train ? train.config['patching'] : json(meta['patching'], 'patching')) as
-      { mode?: BltPatching['mode']; entropyModel?: string; threshold?: number; patchSize?: number; maxPatchLength?: number } | null | undefined;
+      | { mode?: BltPatching['mode']; entropyModel?: string; threshold?: number; patchSize?: number; maxPatchLength?: number }
+      | null
+      | undefined;
     const mode = stored?.mode ?? 'entropy';
     const blt = new ByteLatentTransformer(args);
     load(blt.registry, () => blt.dispose());
@@ -326,9 +356,12 @@ export async function loadModelFile(path: string, options: LoadModelOptions = {}
     };
   }
   if (kind === 'token') {
-    const args = (train ? train.config['model'] : json<TokenTransformerArgs>(meta[TOKEN_MODEL_ARGS_KEY], TOKEN_MODEL_ARGS_KEY)) as TokenTransformerArgs;
+    const args = (
+      train ? train.config['model'] : json<TokenTransformerArgs>(meta[TOKEN_MODEL_ARGS_KEY], TOKEN_MODEL_ARGS_KEY)
+    ) as TokenTransformerArgs;
     const tokJson = train ? train.config['tokenizer'] : json(meta[TOKEN_MODEL_TOKENIZER_KEY], TOKEN_MODEL_TOKENIZER_KEY);
-    if (tokJson === undefined) throw new EvalError('INVALID_MODEL_FILE', `${path}: a token model without its tokenizer ("${TOKEN_MODEL_TOKENIZER_KEY}")`);
+    if (tokJson === undefined)
+      throw new EvalError('INVALID_MODEL_FILE', `${path}: a token model without its tokenizer ("${TOKEN_MODEL_TOKENIZER_KEY}")`);
     const tokenizer = BytePairTokenizer.fromJSON(tokJson);
     const tm = new TokenTransformer(args);
     load(tm.registry, () => tm.dispose());

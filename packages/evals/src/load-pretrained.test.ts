@@ -18,7 +18,16 @@ const CLI = resolve(dirname(fileURLToPath(import.meta.url)), '../dist/cli.js');
 /** A BLT written by Meta's reference in the consolidated layout (params.json + consolidated.pth, ../entropy_model). */
 const CONSOLIDATED = resolve(dirname(fileURLToPath(import.meta.url)), '../../../tools/golden/fixtures/layout-consolidated/pretrained/blt');
 
-const ENTROPY_ARGS: EntropyModelArgs = { dim: 16, n_layers: 1, n_heads: 2, max_seqlen: 48, vocab_size: 260, attn_bias_type: 'local_block_causal', sliding_window: 48, multiple_of: 16 };
+const ENTROPY_ARGS: EntropyModelArgs = {
+  dim: 16,
+  n_layers: 1,
+  n_heads: 2,
+  max_seqlen: 48,
+  vocab_size: 260,
+  attn_bias_type: 'local_block_causal',
+  sliding_window: 48,
+  multiple_of: 16,
+};
 const BLT_ARGS: BltArgs = {
   vocab_size: 260,
   dim_global: 32,
@@ -88,7 +97,11 @@ async function inProcess(patching: BltPatching): Promise<{ bitsPerByte: number; 
 }
 
 function cli(...args: string[]): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [CLI, ...args, '--backend', 'cpu'], { encoding: 'utf8', env: { ...process.env, INIT_CWD: process.cwd() }, timeout: 120_000 });
+  const r = spawnSync(process.execPath, [CLI, ...args, '--backend', 'cpu'], {
+    encoding: 'utf8',
+    env: { ...process.env, INIT_CWD: process.cwd() },
+    timeout: 120_000,
+  });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -140,7 +153,12 @@ describe('bytelatent-eval --model DIR', () => {
       const r = cli('bpb', '--model', folders[layout], '--file', textFile, '--json');
       expect(r.code, r.stderr).toBe(0);
       // Exactly one JSON document on stdout; the table went to stderr.
-      const figures = JSON.parse(r.stdout) as { kind: string; layout: string; patching: Record<string, unknown>; results: Array<{ bytes: number; bitsPerByte: number; meanPatchSize: number }> };
+      const figures = JSON.parse(r.stdout) as {
+        kind: string;
+        layout: string;
+        patching: Record<string, unknown>;
+        results: Array<{ bytes: number; bitsPerByte: number; meanPatchSize: number }>;
+      };
       expect(r.stderr).toMatch(new RegExp(`blt model \\(${layout} layout\\).*patching entropy, threshold 5\\.12, max length 3`));
       expect(figures.kind).toBe('blt');
       expect(figures.layout).toBe(layout);
@@ -158,7 +176,10 @@ describe('bytelatent-eval --model DIR', () => {
     expect(uncapped.meanPatchSize).toBeGreaterThan(3);
     const hub = join(dir, 'hub-cap-2');
     cpSync(folders.hub, hub, { recursive: true });
-    editJson(join(hub, 'train_args.json'), (v) => (((v['data'] as Record<string, unknown>)['patcher_args'] as Record<string, unknown>)['max_patch_length'] = 2));
+    editJson(
+      join(hub, 'train_args.json'),
+      (v) => (((v['data'] as Record<string, unknown>)['patcher_args'] as Record<string, unknown>)['max_patch_length'] = 2),
+    );
     const transformers = join(dir, 'transformers-no-cap');
     cpSync(folders.transformers, transformers, { recursive: true });
     editJson(join(transformers, 'config.json'), (v) => (v['max_patch_length'] = null));
@@ -168,7 +189,10 @@ describe('bytelatent-eval --model DIR', () => {
     ] as const) {
       const r = cli('bpb', '--model', folder, '--file', textFile, '--json');
       expect(r.code, r.stderr).toBe(0);
-      const figures = JSON.parse(r.stdout) as { patching: { maxPatchLength: number | null }; results: Array<{ bitsPerByte: number; meanPatchSize: number }> };
+      const figures = JSON.parse(r.stdout) as {
+        patching: { maxPatchLength: number | null };
+        results: Array<{ bitsPerByte: number; meanPatchSize: number }>;
+      };
       expect(figures.patching.maxPatchLength).toBe(cap);
       expect(figures.results[0]!.meanPatchSize).toBeCloseTo(want.meanPatchSize, 12);
       expect(figures.results[0]!.bitsPerByte).toBeCloseTo(want.bitsPerByte, 6);
@@ -176,7 +200,11 @@ describe('bytelatent-eval --model DIR', () => {
     // flops measures the mean patch with the same rule.
     const flops = cli('flops', '--model', hub, '--file', textFile, '--json');
     expect(flops.code, flops.stderr).toBe(0);
-    const measured = await measurePatching({ ...SETTINGS, maxPatchLength: 2, patcher }, new TextEncoder().encode(TEXT), BLT_ARGS.max_encoder_seq_length as number);
+    const measured = await measurePatching(
+      { ...SETTINGS, maxPatchLength: 2, patcher },
+      new TextEncoder().encode(TEXT),
+      BLT_ARGS.max_encoder_seq_length as number,
+    );
     expect((JSON.parse(flops.stdout) as { meanPatchSize: number }).meanPatchSize).toBeCloseTo(measured.meanPatchSize, 12);
   });
 
@@ -190,7 +218,10 @@ describe('bytelatent-eval --model DIR', () => {
     expect(want.meanPatchSize).not.toBeCloseTo((await inProcess({ ...SETTINGS, patcher })).meanPatchSize, 3);
     const r = cli('bpb', '--model', folders.transformers, '--patcher', join(otherDir, 'entropy_model'), '--file', textFile, '--json');
     expect(r.code, r.stderr).toBe(0);
-    const figures = JSON.parse(r.stdout) as { patching: { threshold: number }; results: Array<{ bitsPerByte: number; meanPatchSize: number }> };
+    const figures = JSON.parse(r.stdout) as {
+      patching: { threshold: number };
+      results: Array<{ bitsPerByte: number; meanPatchSize: number }>;
+    };
     expect(figures.patching.threshold).toBe(SETTINGS.threshold);
     expect(figures.results[0]!.meanPatchSize).toBeCloseTo(want.meanPatchSize, 12);
     expect(figures.results[0]!.bitsPerByte).toBeCloseTo(want.bitsPerByte, 6);
@@ -201,7 +232,13 @@ describe('bytelatent-eval --model DIR', () => {
     const loaded = await loadPretrained(CONSOLIDATED);
     let want: { bitsPerByte: number; meanPatchSize: number };
     try {
-      const scorer = bltScorer(loaded.model, { mode: 'combined', threshold: 5.08, thresholdAdd: 0.01, maxPatchLength: 3, patcher: loaded.patcher! });
+      const scorer = bltScorer(loaded.model, {
+        mode: 'combined',
+        threshold: 5.08,
+        thresholdAdd: 0.01,
+        maxPatchLength: 3,
+        patcher: loaded.patcher!,
+      });
       const r = await evaluateBitsPerByte(scorer, TEXT, { contextLength: scorer.maxContext, batchSize: 8 });
       want = { bitsPerByte: r.bitsPerByte, meanPatchSize: scorer.patchCounts().positions / scorer.patchCounts().patches };
     } finally {
@@ -209,7 +246,11 @@ describe('bytelatent-eval --model DIR', () => {
     }
     const r = cli('bpb', '--model', CONSOLIDATED, '--file', textFile, '--json');
     expect(r.code, r.stderr).toBe(0);
-    const figures = JSON.parse(r.stdout) as { layout: string; patching: Record<string, unknown>; results: Array<{ bitsPerByte: number; meanPatchSize: number }> };
+    const figures = JSON.parse(r.stdout) as {
+      layout: string;
+      patching: Record<string, unknown>;
+      results: Array<{ bitsPerByte: number; meanPatchSize: number }>;
+    };
     expect(figures.layout).toBe('consolidated');
     expect(figures.patching).toEqual({ mode: 'combined', threshold: 5.08, thresholdAdd: 0.01, patchSize: null, maxPatchLength: 3 });
     expect(figures.results[0]!.bitsPerByte).toBeCloseTo(want.bitsPerByte, 6);

@@ -8,7 +8,16 @@ describe('patchStatistics', () => {
   it('counts sizes, percentiles and word alignment (hand-worked)', () => {
     // "the |cat |sat": starts 4 ('c') and 8 ('s') are both word starts, and both word starts are cut.
     const good = patchStatistics(enc('the cat sat'), [4, 4, 3]);
-    expect(good).toMatchObject({ patches: 3, bytes: 11, p50: 4, p90: 4, maxPatchSize: 4, startsOnWordStart: 1, wordStartsCovered: 1, startsInsideCharacter: 0 });
+    expect(good).toMatchObject({
+      patches: 3,
+      bytes: 11,
+      p50: 4,
+      p90: 4,
+      maxPatchSize: 4,
+      startsOnWordStart: 1,
+      wordStartsCovered: 1,
+      startsInsideCharacter: 0,
+    });
     expect(good.meanPatchSize).toBeCloseTo(11 / 3, 12);
     // "th|e c|at sat": starts 2 ('e') and 5 ('a') are inside words; word starts 4 and 8 are not cut.
     const bad = patchStatistics(enc('the cat sat'), [2, 3, 6]);

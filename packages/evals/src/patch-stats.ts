@@ -6,7 +6,24 @@
 import { EvalError } from './errors.js';
 
 /** Scripts told apart (others count as `Other`; punctuation/digits/spaces only: `Common`). */
-const SCRIPTS = ['Latin', 'Cyrillic', 'Greek', 'Arabic', 'Hebrew', 'Han', 'Hiragana', 'Katakana', 'Hangul', 'Devanagari', 'Bengali', 'Tamil', 'Thai', 'Georgian', 'Armenian', 'Ethiopic'] as const;
+const SCRIPTS = [
+  'Latin',
+  'Cyrillic',
+  'Greek',
+  'Arabic',
+  'Hebrew',
+  'Han',
+  'Hiragana',
+  'Katakana',
+  'Hangul',
+  'Devanagari',
+  'Bengali',
+  'Tamil',
+  'Thai',
+  'Georgian',
+  'Armenian',
+  'Ethiopic',
+] as const;
 const SCRIPT_RES = SCRIPTS.map((s) => [s, new RegExp(`^\\p{Script=${s}}$`, 'u')] as const);
 const LETTER = /^[\p{L}\p{M}]$/u;
 const scriptCache = new Map<number, string | null>();
@@ -117,7 +134,8 @@ export class PatchStatistics {
       if (!Number.isInteger(l) || l < 1) throw new EvalError('INVALID_ARGUMENT', `lengths[${i}] = ${l} is not an integer >= 1`);
       sum += l;
     }
-    if (sum !== bytes.length) throw new EvalError('INVALID_ARGUMENT', `the lengths sum to ${sum}, expected the ${bytes.length} bytes of the piece`);
+    if (sum !== bytes.length)
+      throw new EvalError('INVALID_ARGUMENT', `the lengths sum to ${sum}, expected the ${bytes.length} bytes of the piece`);
     const prev = (i: number) => (i > 0 ? bytes[i - 1]! : this.previous);
     const patchStart = new Uint8Array(bytes.length);
     let pos = 0;
@@ -165,7 +183,9 @@ export class PatchStatistics {
    */
   summary(): PatchStatisticsResult {
     if (this.all.patches === 0) throw new EvalError('EMPTY_INPUT', 'no patch was added');
-    const byScript = [...this.scripts.entries()].map(([script, t]) => ({ script, ...t.summary() })).sort((a, b) => b.bytes - a.bytes || (a.script < b.script ? -1 : 1));
+    const byScript = [...this.scripts.entries()]
+      .map(([script, t]) => ({ script, ...t.summary() }))
+      .sort((a, b) => b.bytes - a.bytes || (a.script < b.script ? -1 : 1));
     return { ...this.all.summary(), byScript };
   }
 

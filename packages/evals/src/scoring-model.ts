@@ -88,8 +88,10 @@ export function encodeFor(model: ScoringModel, bytes: Uint8Array): Int32Array {
  * @throws {EvalError} `INVALID_ARGUMENT` for a vocabulary below 2 or a context below 2
  */
 export function uniformByteModel(vocab = VOCAB_SIZE, maxContext = 1024): ByteScoringModel {
-  if (!Number.isSafeInteger(vocab) || vocab < 2) throw new EvalError('INVALID_ARGUMENT', `vocab must be an integer >= 2, got ${String(vocab)}`);
-  if (!Number.isSafeInteger(maxContext) || maxContext < 2) throw new EvalError('INVALID_ARGUMENT', `maxContext must be an integer >= 2, got ${String(maxContext)}`);
+  if (!Number.isSafeInteger(vocab) || vocab < 2)
+    throw new EvalError('INVALID_ARGUMENT', `vocab must be an integer >= 2, got ${String(vocab)}`);
+  if (!Number.isSafeInteger(maxContext) || maxContext < 2)
+    throw new EvalError('INVALID_ARGUMENT', `maxContext must be an integer >= 2, got ${String(maxContext)}`);
   const logp = -Math.log(vocab);
   return {
     kind: 'byte',
@@ -110,14 +112,25 @@ export function uniformByteModel(vocab = VOCAB_SIZE, maxContext = 1024): ByteSco
  * @throws {EvalError} `INVALID_ARGUMENT` for an over-long or ragged row; `INVALID_MODEL_OUTPUT`
  *   when the model returns the wrong number of values, a non-finite value or a positive one
  */
-export async function scoreRows(model: ScoringModel, rows: readonly ScoringRow[], batchSize = 8): Promise<Array<Float32Array | Float64Array>> {
-  if (!Number.isSafeInteger(batchSize) || batchSize < 1) throw new EvalError('INVALID_ARGUMENT', `batchSize must be an integer >= 1, got ${String(batchSize)}`);
+export async function scoreRows(
+  model: ScoringModel,
+  rows: readonly ScoringRow[],
+  batchSize = 8,
+): Promise<Array<Float32Array | Float64Array>> {
+  if (!Number.isSafeInteger(batchSize) || batchSize < 1)
+    throw new EvalError('INVALID_ARGUMENT', `batchSize must be an integer >= 1, got ${String(batchSize)}`);
   rows.forEach((r, i) => {
     if (r.tokens.length !== r.targets.length || r.tokens.length === 0) {
-      throw new EvalError('INVALID_ARGUMENT', `row ${i} has ${r.tokens.length} tokens and ${r.targets.length} targets (expected equal, non-zero)`);
+      throw new EvalError(
+        'INVALID_ARGUMENT',
+        `row ${i} has ${r.tokens.length} tokens and ${r.targets.length} targets (expected equal, non-zero)`,
+      );
     }
     if (r.tokens.length > model.maxContext) {
-      throw new EvalError('INVALID_ARGUMENT', `row ${i} has ${r.tokens.length} positions, more than ${model.name}'s context of ${model.maxContext}`);
+      throw new EvalError(
+        'INVALID_ARGUMENT',
+        `row ${i} has ${r.tokens.length} positions, more than ${model.name}'s context of ${model.maxContext}`,
+      );
     }
   });
   const out: Array<Float32Array | Float64Array> = [];
@@ -125,16 +138,26 @@ export async function scoreRows(model: ScoringModel, rows: readonly ScoringRow[]
     const batch = rows.slice(i, i + batchSize);
     const values = await model.logProbs(batch);
     if (!Array.isArray(values) || values.length !== batch.length) {
-      throw new EvalError('INVALID_MODEL_OUTPUT', `${model.name} returned ${Array.isArray(values) ? values.length : typeof values} rows for ${batch.length}`);
+      throw new EvalError(
+        'INVALID_MODEL_OUTPUT',
+        `${model.name} returned ${Array.isArray(values) ? values.length : typeof values} rows for ${batch.length}`,
+      );
     }
     values.forEach((v, b) => {
       const want = batch[b]!.targets.length;
-      if (v.length !== want) throw new EvalError('INVALID_MODEL_OUTPUT', `${model.name} returned ${v.length} log-probabilities for row ${i + b} of ${want} targets`);
+      if (v.length !== want)
+        throw new EvalError(
+          'INVALID_MODEL_OUTPUT',
+          `${model.name} returned ${v.length} log-probabilities for row ${i + b} of ${want} targets`,
+        );
       for (let t = 0; t < v.length; t++) {
         const x = v[t]!;
         // A log-probability is <= 0; float32 softmax rounding can give a hair above.
         if (!Number.isFinite(x) || x > 1e-3) {
-          throw new EvalError('INVALID_MODEL_OUTPUT', `${model.name} returned log-probability ${x} at row ${i + b}, position ${t} (expected finite and <= 0)`);
+          throw new EvalError(
+            'INVALID_MODEL_OUTPUT',
+            `${model.name} returned log-probability ${x} at row ${i + b}, position ${t} (expected finite and <= 0)`,
+          );
         }
       }
       out.push(v);

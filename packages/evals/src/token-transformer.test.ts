@@ -46,7 +46,10 @@ describe('TokenTransformer', () => {
   it('trains: the summed loss has a finite gradient for every weight', () => {
     const m = new TokenTransformer(ARGS, 3);
     const vars = m.registry.list().map((p) => p.variable);
-    const { value, grads } = tf.variableGrads(() => m.sumLoss([{ tokens: Int32Array.of(1, 40, 41), targets: Int32Array.of(40, 41, 42) }]), vars);
+    const { value, grads } = tf.variableGrads(
+      () => m.sumLoss([{ tokens: Int32Array.of(1, 40, 41), targets: Int32Array.of(40, 41, 42) }]),
+      vars,
+    );
     expect(Object.keys(grads).length).toBe(vars.length);
     for (const g of Object.values(grads)) expect(Number.isFinite(tf.sum(tf.abs(g)).dataSync()[0]!)).toBe(true);
     expect(value.dataSync()[0]!).toBeGreaterThan(0);

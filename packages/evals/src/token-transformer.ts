@@ -53,14 +53,19 @@ export interface TokenTransformerArgs {
   readonly init_std_factor?: InitStdFactor;
 }
 
-function check(args: TokenTransformerArgs): Required<Omit<TokenTransformerArgs, 'ffn_dim_multiplier'>> & { ffn_dim_multiplier: number | null } {
+function check(
+  args: TokenTransformerArgs,
+): Required<Omit<TokenTransformerArgs, 'ffn_dim_multiplier'>> & { ffn_dim_multiplier: number | null } {
   for (const f of ['dim', 'n_layers', 'n_heads', 'vocab_size', 'max_seqlen'] as const) {
     const v = args[f];
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new EvalError('INVALID_ARGUMENT', `token transformer args: ${f} must be an integer >= 1, got ${String(v)}`);
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1)
+      throw new EvalError('INVALID_ARGUMENT', `token transformer args: ${f} must be an integer >= 1, got ${String(v)}`);
   }
-  if (args.dim % args.n_heads !== 0) throw new EvalError('INVALID_ARGUMENT', `token transformer args: dim ${args.dim} is not a multiple of n_heads ${args.n_heads}`);
+  if (args.dim % args.n_heads !== 0)
+    throw new EvalError('INVALID_ARGUMENT', `token transformer args: dim ${args.dim} is not a multiple of n_heads ${args.n_heads}`);
   const type = args.attn_bias_type ?? 'block_causal';
-  if (type !== 'block_causal' && type !== 'causal') throw new EvalError('INVALID_ARGUMENT', `token transformer args: attn_bias_type must be block_causal or causal, got ${String(type)}`);
+  if (type !== 'block_causal' && type !== 'causal')
+    throw new EvalError('INVALID_ARGUMENT', `token transformer args: attn_bias_type must be block_causal or causal, got ${String(type)}`);
   return {
     dim: args.dim,
     n_layers: args.n_layers,
@@ -177,10 +182,12 @@ export class TokenTransformer {
     const ids = new Int32Array(rows.length * seqLen).fill(BOE_ID);
     rows.forEach((r, b) => {
       if (r.length === 0) throw new EvalError('INVALID_ARGUMENT', `row ${b} is empty`);
-      if (r.length > a.max_seqlen) throw new EvalError('INVALID_ARGUMENT', `row ${b} has ${r.length} ids, more than max_seqlen ${a.max_seqlen}`);
+      if (r.length > a.max_seqlen)
+        throw new EvalError('INVALID_ARGUMENT', `row ${b} has ${r.length} ids, more than max_seqlen ${a.max_seqlen}`);
       for (let t = 0; t < r.length; t++) {
         const id = r[t]!;
-        if (!Number.isInteger(id) || id < 0 || id >= a.vocab_size) throw new EvalError('INVALID_ARGUMENT', `rows[${b}][${t}] = ${id} is not an id in [0, ${a.vocab_size})`);
+        if (!Number.isInteger(id) || id < 0 || id >= a.vocab_size)
+          throw new EvalError('INVALID_ARGUMENT', `rows[${b}][${t}] = ${id} is not an id in [0, ${a.vocab_size})`);
         ids[b * seqLen + t] = id;
       }
     });
@@ -227,9 +234,11 @@ export class TokenTransformer {
     const flat = new Int32Array(batch * seqLen);
     const valid = new Float32Array(batch * seqLen);
     rows.forEach((r, b) => {
-      if (r.targets.length !== r.tokens.length) throw new EvalError('INVALID_ARGUMENT', `row ${b} has ${r.tokens.length} ids and ${r.targets.length} targets`);
+      if (r.targets.length !== r.tokens.length)
+        throw new EvalError('INVALID_ARGUMENT', `row ${b} has ${r.tokens.length} ids and ${r.targets.length} targets`);
       r.targets.forEach((y, t) => {
-        if (!Number.isInteger(y) || y < 0 || y >= this.resolved.vocab_size) throw new EvalError('INVALID_ARGUMENT', `targets[${b}][${t}] = ${y} is not an id in [0, ${this.resolved.vocab_size})`);
+        if (!Number.isInteger(y) || y < 0 || y >= this.resolved.vocab_size)
+          throw new EvalError('INVALID_ARGUMENT', `targets[${b}][${t}] = ${y} is not an id in [0, ${this.resolved.vocab_size})`);
       });
       flat.set(r.targets, b * seqLen);
       valid.fill(1, b * seqLen, b * seqLen + r.targets.length);
@@ -267,7 +276,10 @@ export class TokenTransformer {
  */
 export function tokenTransformerScorer(model: TokenTransformer, tokenizer: Tokenizer, name?: string): TokenScoringModel {
   if (tokenizer.vocabSize !== model.args.vocab_size) {
-    throw new EvalError('INVALID_ARGUMENT', `the tokenizer has ${tokenizer.vocabSize} ids, the model's vocabulary ${model.args.vocab_size}`);
+    throw new EvalError(
+      'INVALID_ARGUMENT',
+      `the tokenizer has ${tokenizer.vocabSize} ids, the model's vocabulary ${model.args.vocab_size}`,
+    );
   }
   return {
     kind: 'token',

@@ -8,7 +8,20 @@ import { dirname, join } from 'node:path';
 import { EvalError } from './errors.js';
 
 /** A default selection: one language per major script. */
-export const UDHR_DEFAULT_CODES: readonly string[] = ['eng', 'fra', 'deu_1996', 'rus', 'ell_monotonic', 'arb', 'heb', 'hin', 'cmn_hans', 'jpn', 'kor', 'tha'];
+export const UDHR_DEFAULT_CODES: readonly string[] = [
+  'eng',
+  'fra',
+  'deu_1996',
+  'rus',
+  'ell_monotonic',
+  'arb',
+  'heb',
+  'hin',
+  'cmn_hans',
+  'jpn',
+  'kor',
+  'tha',
+];
 
 const ENTITIES: Record<string, string> = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'", nbsp: '\u00a0' };
 

@@ -54,7 +54,10 @@ export function loadWords(options: LoadWordsOptions = {}): string[] {
  * @returns the two parts, each in the input's order
  * @throws {EvalError} `INVALID_ARGUMENT` for a share outside (0, 1)
  */
-export function splitWords(words: readonly string[], options: { heldOutShare?: number; seed?: number } = {}): { train: string[]; heldOut: string[] } {
+export function splitWords(
+  words: readonly string[],
+  options: { heldOutShare?: number; seed?: number } = {},
+): { train: string[]; heldOut: string[] } {
   const share = options.heldOutShare ?? 0.5;
   if (!(share > 0 && share < 1)) throw new EvalError('INVALID_ARGUMENT', `heldOutShare must be in (0, 1), got ${share}`);
   const train: string[] = [];

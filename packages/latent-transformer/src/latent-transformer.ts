@@ -1,6 +1,15 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { type ActivationTap, BltError, applyBlock, blockCausalMask, checkPositiveInts, disposeMask } from '@bytelatent/local-encoder';
-import { KvCache, Linear, NnError, type ParameterScope, type RotaryEmbedding, type TransformerBlock, type TransformerStackConfig, createTransformerStack } from '@bytelatent/nn';
+import {
+  KvCache,
+  Linear,
+  NnError,
+  type ParameterScope,
+  type RotaryEmbedding,
+  type TransformerBlock,
+  type TransformerStackConfig,
+  createTransformerStack,
+} from '@bytelatent/nn';
 
 /**
  * Sizes and flags of the global transformer, resolved from the reference's arguments
@@ -59,7 +68,12 @@ export class GlobalTransformer {
       this.layers = stack.layers;
       this.rope = stack.rope;
       this.tokenEmbeddingProjection =
-        config.dimTokenEmb !== config.dim ? new Linear(scope.child('token_embedding_projection'), config.dimTokenEmb, config.dim, { std: config.dimTokenEmb ** -0.5, random }) : null;
+        config.dimTokenEmb !== config.dim
+          ? new Linear(scope.child('token_embedding_projection'), config.dimTokenEmb, config.dim, {
+              std: config.dimTokenEmb ** -0.5,
+              random,
+            })
+          : null;
     } catch (e) {
       // TOO_LARGE (the registry's maxParameters) is not a configuration error: the caller set a limit.
       if (e instanceof NnError && e.code !== 'TOO_LARGE') throw configError(e.message);
@@ -80,7 +94,8 @@ export class GlobalTransformer {
     if (width !== this.config.dimTokenEmb) {
       throw new BltError('SHAPE_MISMATCH', `global transformer: input width ${width}, expected ${this.config.dimTokenEmb}`);
     }
-    if (tokens.length !== batch) throw new BltError('SHAPE_MISMATCH', `global transformer: ${tokens.length} token rows for a batch of ${batch}`);
+    if (tokens.length !== batch)
+      throw new BltError('SHAPE_MISMATCH', `global transformer: ${tokens.length} token rows for a batch of ${batch}`);
     if (numPatches > this.config.maxSeqLen) {
       throw new BltError('INVALID_ARGUMENT', `global transformer: ${numPatches} patches exceed max_seqlen ${this.config.maxSeqLen}`);
     }
@@ -128,11 +143,18 @@ export class GlobalTransformer {
   forwardCached(embeds: tf.Tensor3D, tokens: ArrayLike<number>, cache: KvCache): tf.Tensor3D {
     const [batch, numPatches, width] = embeds.shape;
     if (batch !== 1 || width !== this.config.dimTokenEmb || tokens.length !== numPatches) {
-      throw new BltError('SHAPE_MISMATCH', `global transformer: cached input must be [1, ${tokens.length}, ${this.config.dimTokenEmb}], got [${embeds.shape.join(', ')}]`);
+      throw new BltError(
+        'SHAPE_MISMATCH',
+        `global transformer: cached input must be [1, ${tokens.length}, ${this.config.dimTokenEmb}], got [${embeds.shape.join(', ')}]`,
+      );
     }
-    if (cache.nLayers !== this.layers.length) throw new BltError('SHAPE_MISMATCH', `global transformer: cache has ${cache.nLayers} layers, expected ${this.layers.length}`);
+    if (cache.nLayers !== this.layers.length)
+      throw new BltError('SHAPE_MISMATCH', `global transformer: cache has ${cache.nLayers} layers, expected ${this.layers.length}`);
     if (cache.position + numPatches > this.config.maxSeqLen) {
-      throw new BltError('INVALID_ARGUMENT', `global transformer: ${cache.position + numPatches} patches exceed max_seqlen ${this.config.maxSeqLen}`);
+      throw new BltError(
+        'INVALID_ARGUMENT',
+        `global transformer: ${cache.position + numPatches} patches exceed max_seqlen ${this.config.maxSeqLen}`,
+      );
     }
     return tf.tidy(() => {
       const step = cache.plan(tokens, this.rope);

@@ -124,11 +124,18 @@ describe('LocalDecoder.forwardCached', () => {
     const got: number[] = [];
     // Two bytes at once (a cross mask over all patches), then one by one (exactly the visible patches, no mask).
     const crossMask = model.crossMask([decIds.subarray(0, 2)], 0, 4);
-    got.push(...(await model.forwardCached(tf.slice(h, [0, 0, 0], [1, 2, -1]) as tf.Tensor3D, kv, crossMask, row.slice(0, 2), cache).data()));
+    got.push(
+      ...(await model.forwardCached(tf.slice(h, [0, 0, 0], [1, 2, -1]) as tf.Tensor3D, kv, crossMask, row.slice(0, 2), cache).data()),
+    );
     disposeMask(crossMask);
     for (let t = 2; t < row.length; t++) {
       const { first, count } = model.visiblePatches(decIds[t]!);
-      const rowsKv = tf.tidy(() => kv.map((l) => ({ k: tf.slice(l.k, [0, 0, first * 2, 0], [-1, -1, count * 2, -1]), v: tf.slice(l.v, [0, 0, first * 2, 0], [-1, -1, count * 2, -1]) })));
+      const rowsKv = tf.tidy(() =>
+        kv.map((l) => ({
+          k: tf.slice(l.k, [0, 0, first * 2, 0], [-1, -1, count * 2, -1]),
+          v: tf.slice(l.v, [0, 0, first * 2, 0], [-1, -1, count * 2, -1]),
+        })),
+      );
       got.push(...(await model.forwardCached(tf.slice(h, [0, t, 0], [1, 1, -1]) as tf.Tensor3D, rowsKv, null, [row[t]!], cache).data()));
       tf.dispose(rowsKv.flatMap((l) => [l.k, l.v]));
     }

@@ -1,5 +1,13 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { type ActivationTap, BltError, applyBlock, checkPositiveInts, disposeMask, groupCrossMask, patchRowGroups } from '@bytelatent/local-encoder';
+import {
+  type ActivationTap,
+  BltError,
+  applyBlock,
+  checkPositiveInts,
+  disposeMask,
+  groupCrossMask,
+  patchRowGroups,
+} from '@bytelatent/local-encoder';
 import {
   type AttentionMask,
   CrossAttention,
@@ -77,12 +85,20 @@ export class LocalDecoder {
    *   registry's `maxParameters`
    */
   constructor(scope: ParameterScope, config: LocalDecoderConfig, random: () => number) {
-    checkPositiveInts('local decoder', config, ['dim', 'nLayers', 'nHeads', 'maxSeqLen', 'vocabSize', 'dimPatchEmb', 'crossAttnK', 'crossAttnNHeads'], ['crossAttnWindow']);
+    checkPositiveInts(
+      'local decoder',
+      config,
+      ['dim', 'nLayers', 'nHeads', 'maxSeqLen', 'vocabSize', 'dimPatchEmb', 'crossAttnK', 'crossAttnNHeads'],
+      ['crossAttnWindow'],
+    );
     if (config.dimPatchEmb === config.dim && config.crossAttnK !== 1) {
       // Without the projection the reference never reshapes to k rows, and its mask no longer fits.
-      throw configError(`dim_global == dim_local_decoder (${config.dim}) leaves no patch projection, which needs cross_attn_k = 1, got ${config.crossAttnK}`);
+      throw configError(
+        `dim_global == dim_local_decoder (${config.dim}) leaves no patch projection, which needs cross_attn_k = 1, got ${config.crossAttnK}`,
+      );
     }
-    if (config.dim % config.crossAttnNHeads !== 0) throw configError(`dim ${config.dim} is not a multiple of crossAttnNHeads ${config.crossAttnNHeads}`);
+    if (config.dim % config.crossAttnNHeads !== 0)
+      throw configError(`dim ${config.dim} is not a multiple of crossAttnNHeads ${config.crossAttnNHeads}`);
     this.config = { ...config };
     this.path = scope.prefix;
     const d = config.dim;
@@ -94,7 +110,12 @@ export class LocalDecoder {
       this.layers = stack.layers;
       this.rope = stack.rope;
       this.patchEmbeddingProjection =
-        config.dimPatchEmb !== d ? new Linear(scope.child('patch_embedding_projection'), config.dimPatchEmb, d * config.crossAttnK, { std: config.dimPatchEmb ** -0.5, random }) : null;
+        config.dimPatchEmb !== d
+          ? new Linear(scope.child('patch_embedding_projection'), config.dimPatchEmb, d * config.crossAttnK, {
+              std: config.dimPatchEmb ** -0.5,
+              random,
+            })
+          : null;
       const nCross = config.crossAttnAllLayers ? config.nLayers : 1;
       this.crossAttnLayers = Array.from(
         { length: nCross },
@@ -126,12 +147,22 @@ export class LocalDecoder {
    * @returns `[B, S, vocabSize]` float32 logits
    * @throws {BltError} `SHAPE_MISMATCH` / `INVALID_ARGUMENT` for inconsistent inputs
    */
-  forward(h: tf.Tensor3D, patchStates: tf.Tensor3D, selfMask: AttentionMask, decoderPatchIds: readonly Int32Array[], tap?: ActivationTap): tf.Tensor3D {
+  forward(
+    h: tf.Tensor3D,
+    patchStates: tf.Tensor3D,
+    selfMask: AttentionMask,
+    decoderPatchIds: readonly Int32Array[],
+    tap?: ActivationTap,
+  ): tf.Tensor3D {
     const [batch, seqLen, dim] = h.shape;
     const [pb, numPatches, width] = patchStates.shape;
-    if (dim !== this.config.dim) throw new BltError('SHAPE_MISMATCH', `local decoder: byte states have width ${dim}, expected ${this.config.dim}`);
+    if (dim !== this.config.dim)
+      throw new BltError('SHAPE_MISMATCH', `local decoder: byte states have width ${dim}, expected ${this.config.dim}`);
     if (pb !== batch || width !== this.config.dimPatchEmb) {
-      throw new BltError('SHAPE_MISMATCH', `local decoder: patch states must be [${batch}, P, ${this.config.dimPatchEmb}], got [${patchStates.shape.join(', ')}]`);
+      throw new BltError(
+        'SHAPE_MISMATCH',
+        `local decoder: patch states must be [${batch}, P, ${this.config.dimPatchEmb}], got [${patchStates.shape.join(', ')}]`,
+      );
     }
     if (seqLen > this.config.maxSeqLen) {
       throw new BltError('INVALID_ARGUMENT', `local decoder: ${seqLen} positions exceed max_encoder_seq_length ${this.config.maxSeqLen}`);
@@ -181,7 +212,10 @@ export class LocalDecoder {
   patchKv(patchStates: tf.Tensor3D, tap?: ActivationTap): LayerKv[] {
     const [batch, numPatches, width] = patchStates.shape;
     if (width !== this.config.dimPatchEmb) {
-      throw new BltError('SHAPE_MISMATCH', `local decoder: patch states must have width ${this.config.dimPatchEmb}, got [${patchStates.shape.join(', ')}]`);
+      throw new BltError(
+        'SHAPE_MISMATCH',
+        `local decoder: patch states must have width ${this.config.dimPatchEmb}, got [${patchStates.shape.join(', ')}]`,
+      );
     }
     const flat = tf.tidy(() => {
       let kv: tf.Tensor = patchStates;
@@ -259,17 +293,33 @@ export class LocalDecoder {
    * @returns `[1, S, vocabSize]` logits
    * @throws {BltError} `SHAPE_MISMATCH` / `INVALID_ARGUMENT` for inconsistent inputs or positions past `maxSeqLen`
    */
-  forwardCached(h: tf.Tensor3D, patchKv: readonly LayerKv[], crossMask: MaskTensors | null, tokens: ArrayLike<number>, cache: KvCache): tf.Tensor3D {
+  forwardCached(
+    h: tf.Tensor3D,
+    patchKv: readonly LayerKv[],
+    crossMask: MaskTensors | null,
+    tokens: ArrayLike<number>,
+    cache: KvCache,
+  ): tf.Tensor3D {
     const [batch, seqLen, dim] = h.shape;
     if (batch !== 1 || dim !== this.config.dim || tokens.length !== seqLen) {
-      throw new BltError('SHAPE_MISMATCH', `local decoder: cached byte states must be [1, ${tokens.length}, ${this.config.dim}], got [${h.shape.join(', ')}]`);
+      throw new BltError(
+        'SHAPE_MISMATCH',
+        `local decoder: cached byte states must be [1, ${tokens.length}, ${this.config.dim}], got [${h.shape.join(', ')}]`,
+      );
     }
     if (patchKv.length !== this.crossAttnLayers.length) {
-      throw new BltError('SHAPE_MISMATCH', `local decoder: ${patchKv.length} patch keys/values for ${this.crossAttnLayers.length} cross-attention layers`);
+      throw new BltError(
+        'SHAPE_MISMATCH',
+        `local decoder: ${patchKv.length} patch keys/values for ${this.crossAttnLayers.length} cross-attention layers`,
+      );
     }
-    if (cache.nLayers !== this.layers.length) throw new BltError('SHAPE_MISMATCH', `local decoder: cache has ${cache.nLayers} layers, expected ${this.layers.length}`);
+    if (cache.nLayers !== this.layers.length)
+      throw new BltError('SHAPE_MISMATCH', `local decoder: cache has ${cache.nLayers} layers, expected ${this.layers.length}`);
     if (cache.position + seqLen > this.config.maxSeqLen) {
-      throw new BltError('INVALID_ARGUMENT', `local decoder: positions up to ${cache.position + seqLen} exceed max_encoder_seq_length ${this.config.maxSeqLen}`);
+      throw new BltError(
+        'INVALID_ARGUMENT',
+        `local decoder: positions up to ${cache.position + seqLen} exceed max_encoder_seq_length ${this.config.maxSeqLen}`,
+      );
     }
     return tf.tidy(() => {
       const step = cache.plan(tokens, this.rope);

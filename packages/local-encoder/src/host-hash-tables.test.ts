@@ -49,7 +49,10 @@ function tensorEncoder(config: LocalEncoderConfig = CONFIG): { encoder: LocalEnc
 }
 
 /** An encoder with host hash tables (seed 1: every other weight equals the tensor encoder's). */
-function hostEncoder(hashTables: readonly HostEmbedding[], config: LocalEncoderConfig = CONFIG): { encoder: LocalEncoder; registry: ParameterRegistry } {
+function hostEncoder(
+  hashTables: readonly HostEmbedding[],
+  config: LocalEncoderConfig = CONFIG,
+): { encoder: LocalEncoder; registry: ParameterRegistry } {
   const registry = new ParameterRegistry();
   return { encoder: new LocalEncoder(SCOPES(registry), config, seededUniform(1), { hashTables }), registry };
 }
@@ -60,7 +63,10 @@ async function tablesSource(registry: ParameterRegistry, dtype: 'F32' | 'BF16' =
   const tables: Record<string, SafetensorsTensor> = {};
   for (const [name, t] of dict) {
     if (!name.startsWith('encoder_hash_tok_embedding.')) continue;
-    tables[name] = dtype === 'F32' ? t : { dtype: 'BF16', shape: t.shape, data: Uint16Array.from(t.data as Float32Array, (v) => float32ToBfloat16Bits(v)) };
+    tables[name] =
+      dtype === 'F32'
+        ? t
+        : { dtype: 'BF16', shape: t.shape, data: Uint16Array.from(t.data as Float32Array, (v) => float32ToBfloat16Bits(v)) };
   }
   return parseSafetensors(serializeSafetensors(tables), { description: 'tables.safetensors' });
 }
@@ -154,7 +160,10 @@ describe('LocalEncoder with host hash tables', () => {
     };
     const a = collect(host.encoder);
     const b = collect(reference.encoder);
-    expect([...a.taps.keys()]).toEqual(['local_encoder.tok_embeddings', ...Array.from({ length: TABLES }, (_, t) => `encoder_hash_tok_embedding.${t}`)]);
+    expect([...a.taps.keys()]).toEqual([
+      'local_encoder.tok_embeddings',
+      ...Array.from({ length: TABLES }, (_, t) => `encoder_hash_tok_embedding.${t}`),
+    ]);
     expect([...a.taps.keys()]).toEqual([...b.taps.keys()]);
     for (const [p, v] of a.taps) expect(maxAbsDiff(v, b.taps.get(p)!), p).toBeLessThanOrEqual(1e-6);
     // Tables are added in the same order as the tensor path: the sums agree exactly.
@@ -260,7 +269,10 @@ describe('LocalEncoder with host hash tables', () => {
     const nan = parseSafetensors(
       serializeSafetensors(
         Object.fromEntries(
-          Array.from({ length: TABLES }, (_, t) => [`encoder_hash_tok_embedding.${t}.weight`, { dtype: 'F32', shape: [50, 16], data: new Float32Array(800).fill(Number.NaN) } as SafetensorsTensor]),
+          Array.from({ length: TABLES }, (_, t) => [
+            `encoder_hash_tok_embedding.${t}.weight`,
+            { dtype: 'F32', shape: [50, 16], data: new Float32Array(800).fill(Number.NaN) } as SafetensorsTensor,
+          ]),
         ),
       ),
     );
@@ -300,7 +312,9 @@ describe('LocalEncoder host hash tables that do not fit', () => {
 
   it('a wrong number of tables is CONFIG_MISMATCH', () => {
     for (const count of [0, TABLES - 1, TABLES + 1]) {
-      const tables = Array.from({ length: count }, (_, i) => HostEmbedding.fromSource(source, `encoder_hash_tok_embedding.${i % TABLES}.weight`));
+      const tables = Array.from({ length: count }, (_, i) =>
+        HostEmbedding.fromSource(source, `encoder_hash_tok_embedding.${i % TABLES}.weight`),
+      );
       const e = errorOf(() => hostEncoder(tables));
       expect(e).toBeInstanceOf(BltError);
       expect(e.code).toBe('CONFIG_MISMATCH');

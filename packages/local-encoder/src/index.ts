@@ -1,5 +1,13 @@
 export { BltError, type BltErrorCode } from './errors.js';
-export { LocalEncoder, maxPoolPatches, type EncoderPatches, type LocalEncoderConfig, type LocalEncoderOptions, type LocalEncoderOutput, type LocalEncoderScopes } from './local-encoder.js';
+export {
+  LocalEncoder,
+  maxPoolPatches,
+  type EncoderPatches,
+  type LocalEncoderConfig,
+  type LocalEncoderOptions,
+  type LocalEncoderOutput,
+  type LocalEncoderScopes,
+} from './local-encoder.js';
 export {
   applyBlock,
   applyCrossAttention,

@@ -26,7 +26,11 @@ const CONFIG: LocalEncoderConfig = {
 function build(config: LocalEncoderConfig = CONFIG): { encoder: LocalEncoder; registry: ParameterRegistry } {
   const registry = new ParameterRegistry();
   const root = new ParameterScope(registry);
-  const encoder = new LocalEncoder({ encoder: root.child('local_encoder'), hashEmbeddings: root.child('encoder_hash_tok_embedding') }, config, seededUniform(1));
+  const encoder = new LocalEncoder(
+    { encoder: root.child('local_encoder'), hashEmbeddings: root.child('encoder_hash_tok_embedding') },
+    config,
+    seededUniform(1),
+  );
   return { encoder, registry };
 }
 
@@ -49,7 +53,9 @@ describe('LocalEncoder weights', () => {
     expect(names).toContain('local_encoder.cross_attn_layers.0.cross_attn_norm_kv.weight');
     expect(names).not.toContain('local_encoder.cross_attn_layers.1.wq.weight');
     // 2 functions × 2 sizes: tables 0..3, outside local_encoder.
-    expect(names.filter((n) => n.startsWith('encoder_hash_tok_embedding.'))).toEqual([0, 1, 2, 3].map((t) => `encoder_hash_tok_embedding.${t}.weight`));
+    expect(names.filter((n) => n.startsWith('encoder_hash_tok_embedding.'))).toEqual(
+      [0, 1, 2, 3].map((t) => `encoder_hash_tok_embedding.${t}.weight`),
+    );
     expect(registry.get('local_encoder.patch_embedding_projection.weight').referenceShape).toEqual([32, 16]);
     expect(registry.get('encoder_hash_tok_embedding.3.weight').referenceShape).toEqual([50, 16]);
     registry.dispose();
@@ -139,13 +145,18 @@ describe('LocalEncoder forward', () => {
     const selfMask = localSelfAttentionMask([tokens], tokens.length, { window: 4 });
     const taps = new Map<string, tf.Tensor>();
     const embeds = encoder.embed(tokens, 1, tokens.length, (p, v) => taps.set(p, tf.keep(tf.clone(v))));
-    const { h, patchEmbeds } = encoder.forward(embeds, selfMask, { patchIds: [patchIds], numPatches: lengths.length }, (p, v) => taps.set(p, tf.keep(tf.clone(v))));
+    const { h, patchEmbeds } = encoder.forward(embeds, selfMask, { patchIds: [patchIds], numPatches: lengths.length }, (p, v) =>
+      taps.set(p, tf.keep(tf.clone(v))),
+    );
     const projected = taps.get('local_encoder.patch_embedding_projection')!;
     const expected = await tf.mul(projected, 2).data();
     const actual = await patchEmbeds.data();
     expect(Array.from(actual)).toEqual(Array.from(expected));
     // the byte embedding is tok_embeddings plus every hash table
-    const sum = tf.addN([taps.get('local_encoder.tok_embeddings')!, ...[0, 1, 2, 3].map((t) => taps.get(`encoder_hash_tok_embedding.${t}`)!)]);
+    const sum = tf.addN([
+      taps.get('local_encoder.tok_embeddings')!,
+      ...[0, 1, 2, 3].map((t) => taps.get(`encoder_hash_tok_embedding.${t}`)!),
+    ]);
     const diff = await tf.max(tf.abs(tf.sub(sum, embeds))).data();
     expect(diff[0]).toBeLessThan(1e-6);
     expect(taps.has('local_encoder.layers.1.attention.wq')).toBe(true);
@@ -174,7 +185,9 @@ describe('LocalEncoder forward', () => {
     const selfMask = localSelfAttentionMask([tokens], tokens.length);
     const embeds = encoder.embed(tokens, 1, tokens.length);
     expect(errorOf(() => encoder.forward(embeds, selfMask, { patchIds: [patchIds], numPatches: 3 })).code).toBe('INVALID_ARGUMENT');
-    expect(errorOf(() => encoder.forward(embeds, selfMask, { patchIds: [patchIds.subarray(1)], numPatches: 5 })).code).toBe('SHAPE_MISMATCH');
+    expect(errorOf(() => encoder.forward(embeds, selfMask, { patchIds: [patchIds.subarray(1)], numPatches: 5 })).code).toBe(
+      'SHAPE_MISMATCH',
+    );
     tf.dispose(embeds);
     disposeMask(selfMask);
     registry.dispose();

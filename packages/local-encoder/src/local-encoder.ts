@@ -16,7 +16,15 @@ import {
   initStdDivisor,
 } from '@bytelatent/nn';
 import { BltError } from './errors.js';
-import { type ActivationTap, applyBlock, applyCrossAttention, checkPositiveInts, disposeMask, groupCrossMask, patchRowGroups } from './model-parts.js';
+import {
+  type ActivationTap,
+  applyBlock,
+  applyCrossAttention,
+  checkPositiveInts,
+  disposeMask,
+  groupCrossMask,
+  patchRowGroups,
+} from './model-parts.js';
 
 /**
  * Sizes and flags of the local encoder, resolved from the reference's `ByteLatentTransformerArgs`
@@ -121,8 +129,14 @@ export class LocalEncoder {
    *   `TOO_LARGE` past the registry's `maxParameters`
    */
   constructor(scopes: LocalEncoderScopes, config: LocalEncoderConfig, random: () => number, options: LocalEncoderOptions = {}) {
-    checkPositiveInts('local encoder', config, ['dim', 'nLayers', 'nHeads', 'maxSeqLen', 'vocabSize', 'crossAttnK', 'crossAttnNHeads'], ['crossAttnWindow']);
-    if (config.dim % config.crossAttnNHeads !== 0) throw configError(`dim ${config.dim} is not a multiple of crossAttnNHeads ${config.crossAttnNHeads}`);
+    checkPositiveInts(
+      'local encoder',
+      config,
+      ['dim', 'nLayers', 'nHeads', 'maxSeqLen', 'vocabSize', 'crossAttnK', 'crossAttnNHeads'],
+      ['crossAttnWindow'],
+    );
+    if (config.dim % config.crossAttnNHeads !== 0)
+      throw configError(`dim ${config.dim} is not a multiple of crossAttnNHeads ${config.crossAttnNHeads}`);
     if (config.hash) {
       try {
         validateHashNgramConfig(config.hash);
@@ -143,7 +157,10 @@ export class LocalEncoder {
       this.layers = stack.layers;
       this.rope = stack.rope;
       // Input width dim_patch_emb = d_E (pooling init, `get_encoder_dim_patch_emb`); std = d_E^-0.5.
-      this.patchEmbeddingProjection = new Linear(scopes.encoder.child('patch_embedding_projection'), d, d * config.crossAttnK, { std, random });
+      this.patchEmbeddingProjection = new Linear(scopes.encoder.child('patch_embedding_projection'), d, d * config.crossAttnK, {
+        std,
+        random,
+      });
       const nCross = config.crossAttnAllLayers ? config.nLayers : 1;
       this.crossAttnLayers = Array.from(
         { length: nCross },
@@ -160,11 +177,19 @@ export class LocalEncoder {
         if (host.length !== tables) throw configError(`${host.length} host hash tables given, the configuration has ${tables}`);
         const bad = host.findIndex((t) => t.numEmbeddings !== config.hash!.vocabSize || t.dim !== d);
         if (bad >= 0) {
-          throw configError(`host hash table ${bad} is [${host[bad]!.numEmbeddings}, ${host[bad]!.dim}], expected [${config.hash!.vocabSize}, ${d}]`);
+          throw configError(
+            `host hash table ${bad} is [${host[bad]!.numEmbeddings}, ${host[bad]!.dim}], expected [${config.hash!.vocabSize}, ${d}]`,
+          );
         }
       }
       this.hostHashTables = host === undefined ? undefined : [...host];
-      this.hashEmbeddings = host !== undefined ? [] : Array.from({ length: tables }, (_, t) => new Embedding(scopes.hashEmbeddings.child(String(t)), config.hash!.vocabSize, d, { std, random }));
+      this.hashEmbeddings =
+        host !== undefined
+          ? []
+          : Array.from(
+              { length: tables },
+              (_, t) => new Embedding(scopes.hashEmbeddings.child(String(t)), config.hash!.vocabSize, d, { std, random }),
+            );
     } catch (e) {
       // TOO_LARGE (the registry's maxParameters) is not a configuration error: the caller set a limit.
       if (e instanceof NnError && e.code !== 'TOO_LARGE') throw configError(e.message);
@@ -194,7 +219,8 @@ export class LocalEncoder {
       throw new BltError('INVALID_ARGUMENT', `expected ${batch}×${seqLen} token ids, got ${tokens.length}`);
     }
     const bad = tokens.findIndex((t) => t < 0 || t >= this.config.vocabSize);
-    if (bad >= 0) throw new BltError('INVALID_ARGUMENT', `token ${tokens[bad]} at flat index ${bad} is not in [0, ${this.config.vocabSize})`);
+    if (bad >= 0)
+      throw new BltError('INVALID_ARGUMENT', `token ${tokens[bad]} at flat index ${bad} is not in [0, ${this.config.vocabSize})`);
     const tables = this.config.hash ? hashNgramTables(tokens, this.config.hash, seqLen) : [];
     const host = this.hostHashTables;
     const dim = this.config.dim;
@@ -236,7 +262,8 @@ export class LocalEncoder {
    */
   forward(embeds: tf.Tensor3D, selfMask: AttentionMask, patches: EncoderPatches, tap?: ActivationTap): LocalEncoderOutput {
     const [batch, seqLen, dim] = embeds.shape;
-    if (dim !== this.config.dim) throw new BltError('SHAPE_MISMATCH', `local encoder: embeds have width ${dim}, expected ${this.config.dim}`);
+    if (dim !== this.config.dim)
+      throw new BltError('SHAPE_MISMATCH', `local encoder: embeds have width ${dim}, expected ${this.config.dim}`);
     if (seqLen > this.config.maxSeqLen) {
       throw new BltError('INVALID_ARGUMENT', `local encoder: ${seqLen} positions exceed max_encoder_seq_length ${this.config.maxSeqLen}`);
     }
@@ -295,9 +322,18 @@ export class LocalEncoder {
    * @returns `[B, count·k, dim]`
    * @throws {BltError} `SHAPE_MISMATCH` / `INVALID_ARGUMENT` for inconsistent inputs
    */
-  encodePatches(states: readonly tf.Tensor[], patchIds: readonly Int32Array[], first: number, count: number, tap?: ActivationTap): tf.Tensor3D {
+  encodePatches(
+    states: readonly tf.Tensor[],
+    patchIds: readonly Int32Array[],
+    first: number,
+    count: number,
+    tap?: ActivationTap,
+  ): tf.Tensor3D {
     if (states.length !== this.crossAttnLayers.length) {
-      throw new BltError('SHAPE_MISMATCH', `local encoder: ${states.length} byte states for ${this.crossAttnLayers.length} cross-attention layers`);
+      throw new BltError(
+        'SHAPE_MISMATCH',
+        `local encoder: ${states.length} byte states for ${this.crossAttnLayers.length} cross-attention layers`,
+      );
     }
     const [batch, bytes] = states[0]!.shape as [number, number];
     if (states.some((t) => t.shape.join() !== [batch, bytes, this.config.dim].join())) {
@@ -381,11 +417,18 @@ export class LocalEncoder {
   forwardCached(embeds: tf.Tensor3D, tokens: ArrayLike<number>, cache: KvCache): { h: tf.Tensor3D; states: tf.Tensor3D[] } {
     const [batch, seqLen, dim] = embeds.shape;
     if (batch !== 1 || dim !== this.config.dim || tokens.length !== seqLen) {
-      throw new BltError('SHAPE_MISMATCH', `local encoder: cached embeds must be [1, ${tokens.length}, ${this.config.dim}], got [${embeds.shape.join(', ')}]`);
+      throw new BltError(
+        'SHAPE_MISMATCH',
+        `local encoder: cached embeds must be [1, ${tokens.length}, ${this.config.dim}], got [${embeds.shape.join(', ')}]`,
+      );
     }
-    if (cache.nLayers !== this.layers.length) throw new BltError('SHAPE_MISMATCH', `local encoder: cache has ${cache.nLayers} layers, expected ${this.layers.length}`);
+    if (cache.nLayers !== this.layers.length)
+      throw new BltError('SHAPE_MISMATCH', `local encoder: cache has ${cache.nLayers} layers, expected ${this.layers.length}`);
     if (cache.position + seqLen > this.config.maxSeqLen) {
-      throw new BltError('INVALID_ARGUMENT', `local encoder: positions up to ${cache.position + seqLen} exceed max_encoder_seq_length ${this.config.maxSeqLen}`);
+      throw new BltError(
+        'INVALID_ARGUMENT',
+        `local encoder: positions up to ${cache.position + seqLen} exceed max_encoder_seq_length ${this.config.maxSeqLen}`,
+      );
     }
     const [h, ...states] = tf.tidy(() => {
       const step = cache.plan(tokens, this.rope);

@@ -1,5 +1,16 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { type AttentionMask, type CrossAttention, type MaskTensors, type TransformerBlock, causalMask, documentIds, groupMask, localAttentionBlockSize, maskTensors, prefixTap } from '@bytelatent/nn';
+import {
+  type AttentionMask,
+  type CrossAttention,
+  type MaskTensors,
+  type TransformerBlock,
+  causalMask,
+  documentIds,
+  groupMask,
+  localAttentionBlockSize,
+  maskTensors,
+  prefixTap,
+} from '@bytelatent/nn';
 import { BltError } from './errors.js';
 
 /**
@@ -29,7 +40,14 @@ export interface RopeTables {
  * @param tap - optional receiver of intermediate activations
  * @returns `[B, S, dim]`
  */
-export function applyBlock(block: TransformerBlock, x: tf.Tensor, mask: AttentionMask, rope: RopeTables | null, path: string, tap?: ActivationTap): tf.Tensor {
+export function applyBlock(
+  block: TransformerBlock,
+  x: tf.Tensor,
+  mask: AttentionMask,
+  rope: RopeTables | null,
+  path: string,
+  tap?: ActivationTap,
+): tf.Tensor {
   const out = block.apply(x, mask, rope, prefixTap(tap, path));
   tap?.(path, out);
   return out;
@@ -48,7 +66,14 @@ export function applyBlock(block: TransformerBlock, x: tf.Tensor, mask: Attentio
  * @param tap - optional receiver of intermediate activations
  * @returns `[B, Q, dim]`, the module's output (residual included once)
  */
-export function applyCrossAttention(layer: CrossAttention, x: tf.Tensor, kv: tf.Tensor, mask: MaskTensors, path: string, tap?: ActivationTap): tf.Tensor {
+export function applyCrossAttention(
+  layer: CrossAttention,
+  x: tf.Tensor,
+  kv: tf.Tensor,
+  mask: MaskTensors,
+  path: string,
+  tap?: ActivationTap,
+): tf.Tensor {
   const out = layer.apply(x, kv, mask, prefixTap(tap, path));
   tap?.(path, out);
   return out;
@@ -61,7 +86,12 @@ export function applyCrossAttention(layer: CrossAttention, x: tf.Tensor, kv: tf.
  * @param component - prefix of the message, e.g. `local decoder`
  * @throws {BltError} `CONFIG_MISMATCH` naming the component, the field and the value
  */
-export function checkPositiveInts<T extends object>(component: string, config: T, required: ReadonlyArray<keyof T & string>, optional: ReadonlyArray<keyof T & string> = []): void {
+export function checkPositiveInts<T extends object>(
+  component: string,
+  config: T,
+  required: ReadonlyArray<keyof T & string>,
+  optional: ReadonlyArray<keyof T & string> = [],
+): void {
   const fields = [...required, ...optional.filter((f) => config[f] !== undefined)];
   for (const f of fields) {
     const v = config[f];
@@ -98,7 +128,15 @@ export function localSelfAttentionMask(rows: readonly ArrayLike<number>[], seqLe
   if (options.window !== undefined) {
     const blockSize = options.blockSize ?? localAttentionBlockSize(options.window);
     // Without an explicit block size, attention chooses per call between blocks and one dense product.
-    if (seqLen > blockSize) return { kind: 'local', batch, seqLen, window: options.window, documents: docs, ...(options.blockSize !== undefined ? { blockSize } : {}) };
+    if (seqLen > blockSize)
+      return {
+        kind: 'local',
+        batch,
+        seqLen,
+        window: options.window,
+        documents: docs,
+        ...(options.blockSize !== undefined ? { blockSize } : {}),
+      };
   }
   return maskTensors(causalMask(batch, seqLen, { window: options.window, documents: docs }), batch, seqLen, seqLen);
 }
@@ -142,7 +180,10 @@ function paddedDocuments(rows: readonly ArrayLike<number>[], seqLen: number, eos
 export function groupCrossMask(queryGroups: readonly Int32Array[], keyGroups: readonly Int32Array[], window?: number): MaskTensors {
   const batch = queryGroups.length;
   if (batch === 0 || keyGroups.length !== batch) {
-    throw new BltError('INVALID_ARGUMENT', `queryGroups and keyGroups need the same non-zero number of rows, got ${batch} and ${keyGroups.length}`);
+    throw new BltError(
+      'INVALID_ARGUMENT',
+      `queryGroups and keyGroups need the same non-zero number of rows, got ${batch} and ${keyGroups.length}`,
+    );
   }
   return maskTensors(groupMask(queryGroups, keyGroups, window), batch, queryGroups[0]!.length, keyGroups[0]!.length);
 }

@@ -63,7 +63,9 @@ function includeCandidates() {
 
 const include = includeCandidates().find((dir) => existsSync(join(dir, 'node_api.h')));
 if (include === undefined) {
-  skip(`node_api.h not found (looked in ${includeCandidates().join(', ')}); set BYTELATENT_NODE_INCLUDE, or install Node's headers (Debian: nodejs ships them in /usr/include/node)`);
+  skip(
+    `node_api.h not found (looked in ${includeCandidates().join(', ')}); set BYTELATENT_NODE_INCLUDE, or install Node's headers (Debian: nodejs ships them in /usr/include/node)`,
+  );
 }
 
 const cc = process.env.CC ?? 'cc';
@@ -73,7 +75,23 @@ if (probe.error !== undefined || probe.status !== 0) skip(`no C compiler (\`${cc
 const blasLibs = (process.env.BYTELATENT_BLAS_LIBS ?? '-lopenblas').split(/\s+/).filter(Boolean);
 // The products are OpenBLAS's; the two element-wise passes (swiglu, softmaxRows) want expf without
 // errno bookkeeping (-fno-math-errno), nothing that changes results.
-const args = ['-std=c11', '-O2', '-fno-math-errno', '-Wall', '-Wextra', '-fPIC', '-shared', '-fvisibility=hidden', '-DNAPI_VERSION=8', `-I${include}`, source, '-o', staging, ...blasLibs, '-lm'];
+const args = [
+  '-std=c11',
+  '-O2',
+  '-fno-math-errno',
+  '-Wall',
+  '-Wextra',
+  '-fPIC',
+  '-shared',
+  '-fvisibility=hidden',
+  '-DNAPI_VERSION=8',
+  `-I${include}`,
+  source,
+  '-o',
+  staging,
+  ...blasLibs,
+  '-lm',
+];
 mkdirSync(outDir, { recursive: true });
 const compile = spawnSync(cc, args, { encoding: 'utf8' });
 if (compile.status !== 0) {

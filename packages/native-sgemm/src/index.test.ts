@@ -28,7 +28,18 @@ interface Mat {
 }
 
 /** Reference product in float64: alpha·op(A)·op(B) + beta·C, row-major. */
-function reference(ta: boolean, tb: boolean, m: number, n: number, k: number, alpha: number, a: Mat, b: Mat, beta: number, c: Mat): Float64Array {
+function reference(
+  ta: boolean,
+  tb: boolean,
+  m: number,
+  n: number,
+  k: number,
+  alpha: number,
+  a: Mat,
+  b: Mat,
+  beta: number,
+  c: Mat,
+): Float64Array {
   const out = new Float64Array(m * n);
   for (let i = 0; i < m; i++) {
     for (let j = 0; j < n; j++) {
@@ -126,13 +137,28 @@ describe.skipIf(native === undefined)('native sgemm', () => {
     const bOffsets = Int32Array.of(k * n, 0, k * n);
     s.sgemmBatched(false, true, m, n, k, 1, a, 0, m * k, k, b, 0, bOffsets, k, 0, c, 0, m * n, n, batch);
     for (let i = 0; i < batch; i++) {
-      const expected = reference(false, true, m, n, k, 1, { data: a, offset: i * m * k, ld: k }, { data: b, offset: bOffsets[i]!, ld: k }, 0, { data: c, offset: 0, ld: n });
+      const expected = reference(
+        false,
+        true,
+        m,
+        n,
+        k,
+        1,
+        { data: a, offset: i * m * k, ld: k },
+        { data: b, offset: bOffsets[i]!, ld: k },
+        0,
+        { data: c, offset: 0, ld: n },
+      );
       expect(relError({ data: c, offset: i * m * n, ld: n }, m, n, expected)).toBeLessThan(1e-5);
     }
     const c2 = new Float32Array(batch * m * n);
     s.sgemmBatched(true, false, m, n, k, 1, a, 0, 0, m, b, 0, k * n, n, 0, c2, 0, m * n, n, 2);
     for (let i = 0; i < 2; i++) {
-      const expected = reference(true, false, m, n, k, 1, { data: a, offset: 0, ld: m }, { data: b, offset: i * k * n, ld: n }, 0, { data: c2, offset: 0, ld: n });
+      const expected = reference(true, false, m, n, k, 1, { data: a, offset: 0, ld: m }, { data: b, offset: i * k * n, ld: n }, 0, {
+        data: c2,
+        offset: 0,
+        ld: n,
+      });
       expect(relError({ data: c2, offset: i * m * n, ld: n }, m, n, expected)).toBeLessThan(1e-5);
     }
     // The third result was not part of the batch of 2.
@@ -333,7 +359,18 @@ describe.skipIf(native === undefined)('threads per product (setMinWorkPerThread)
     const one = run();
     expect(chosen).toEqual(one);
     for (let i = 0; i < batch; i++) {
-      const expected = reference(false, false, m, n, k, 1, { data: a, offset: i * m * k, ld: k }, { data: b, offset: i * k * n, ld: n }, 0, { data: chosen, offset: 0, ld: n });
+      const expected = reference(
+        false,
+        false,
+        m,
+        n,
+        k,
+        1,
+        { data: a, offset: i * m * k, ld: k },
+        { data: b, offset: i * k * n, ld: n },
+        0,
+        { data: chosen, offset: 0, ld: n },
+      );
       expect(relError({ data: chosen, offset: i * m * n, ld: n }, m, n, expected)).toBeLessThan(1e-5);
     }
   });
@@ -341,7 +378,9 @@ describe.skipIf(native === undefined)('threads per product (setMinWorkPerThread)
   it('leaves the thread count alone on calls that fail or need no product', () => {
     s.setNumThreads(2);
     s.setMinWorkPerThread(1_000_000);
-    expect(() => s.sgemm(false, false, 2, 2, 3, 1, new Float32Array(6), 1, 3, new Float32Array(6), 0, 2, 0, new Float32Array(4), 0, 2)).toThrow(RangeError);
+    expect(() =>
+      s.sgemm(false, false, 2, 2, 3, 1, new Float32Array(6), 1, 3, new Float32Array(6), 0, 2, 0, new Float32Array(4), 0, 2),
+    ).toThrow(RangeError);
     expect(s.getNumThreads()).toBe(2);
     const c = new Float32Array(6).fill(3);
     s.sgemm(false, false, 2, 3, 0, 1, new Float32Array(0), 0, 1, new Float32Array(0), 0, 3, 0.5, c, 0, 3);

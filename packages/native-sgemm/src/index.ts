@@ -129,7 +129,17 @@ export interface NativeSgemm {
    * @throws {TypeError} an argument of the wrong type
    * @throws {RangeError} a matrix, a bias row or a per-row array reaching past its array, `ld < width`
    */
-  softmaxRows(y: Float32Array, offset: number, rows: number, width: number, ld: number, scale: number, bias: Float32Array, biasOffsets: Int32Array, valid: Float32Array): void;
+  softmaxRows(
+    y: Float32Array,
+    offset: number,
+    rows: number,
+    width: number,
+    ld: number,
+    scale: number,
+    bias: Float32Array,
+    biasOffsets: Int32Array,
+    valid: Float32Array,
+  ): void;
   /** OpenBLAS's build configuration and the CPU core type it dispatched to, e.g. `'OpenBLAS 0.3.21 ... (core Zen)'`. */
   readonly config: string;
   /** Absolute path of the loaded addon. */
@@ -174,7 +184,17 @@ function isAddon(value: unknown): value is Addon {
   return (
     typeof v === 'object' &&
     v !== null &&
-    ['sgemm', 'sgemmBatched', 'setNumThreads', 'getNumThreads', 'setMinWorkPerThread', 'getMinWorkPerThread', 'config', 'swiglu', 'softmaxRows'].every((name) => typeof v[name] === 'function')
+    [
+      'sgemm',
+      'sgemmBatched',
+      'setNumThreads',
+      'getNumThreads',
+      'setMinWorkPerThread',
+      'getMinWorkPerThread',
+      'config',
+      'swiglu',
+      'softmaxRows',
+    ].every((name) => typeof v[name] === 'function')
   );
 }
 
@@ -196,7 +216,11 @@ function load(): LoadResult {
   } catch (e) {
     return { ok: false, reason: `the addon at ${path} failed to load: ${errorMessage(e)}` };
   }
-  if (!isAddon(addon)) return { ok: false, reason: `the addon at ${path} lacks the expected functions (a stale build? run \`npm rebuild @bytelatent/native-sgemm\`)` };
+  if (!isAddon(addon))
+    return {
+      ok: false,
+      reason: `the addon at ${path} lacks the expected functions (a stale build? run \`npm rebuild @bytelatent/native-sgemm\`)`,
+    };
   const sgemm: NativeSgemm = Object.freeze({
     // The addon's functions themselves, not wrappers: tfjs kernels call them for every product.
     sgemm: addon.sgemm,

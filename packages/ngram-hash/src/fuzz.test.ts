@@ -33,7 +33,8 @@ describe('fuzz: hash n-grams on 10,000 seeded byte strings', () => {
           if (ids.length !== tokens.length) expect.fail(`input ${index} (${kind}): ${ids.length} ids for ${tokens.length} tokens`);
           for (let i = 0; i < ids.length; i++) {
             const v = ids[i]!;
-            if (!(Number.isInteger(v) && v >= 0 && v < vocabSize)) expect.fail(`input ${index} (${kind}): id ${v} at ${i} outside [0, ${vocabSize})`);
+            if (!(Number.isInteger(v) && v >= 0 && v < vocabSize))
+              expect.fail(`input ${index} (${kind}): id ${v} at ${i} outside [0, ${vocabSize})`);
           }
         }
       }
@@ -48,7 +49,8 @@ describe('fuzz: hash n-grams on 10,000 seeded byte strings', () => {
       const vocabSize = VOCABS[index % VOCABS.length]!;
       const fast = byteGroupHashIdsMulti(tokens, SIZES, { vocabSize });
       SIZES.forEach((n, s) => {
-        if (!same(fast[s]!, byteGroupHashIdsReference(tokens, n, { vocabSize }))) expect.fail(`input ${index} (${kind}): n=${n}, vocab ${vocabSize} differs from the reference`);
+        if (!same(fast[s]!, byteGroupHashIdsReference(tokens, n, { vocabSize })))
+          expect.fail(`input ${index} (${kind}): n=${n}, vocab ${vocabSize} differs from the reference`);
       });
       checked++;
     }

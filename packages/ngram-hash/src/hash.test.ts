@@ -24,7 +24,16 @@ describe('rollingPolynomialHash', () => {
   it('reproduces the signed int64 powers of 1000000007 (spec §2.2)', () => {
     // With a single 1 at position 0, position j of an 8-gram hash holds prime^(7-j).
     const h = rollingPolynomialHash([1, 0, 0, 0, 0, 0, 0, 0], 8);
-    expect(Array.from(h).reverse()).toEqual([1n, 1000000007n, 1000000014000000049n, -4377642754154037417n, 2173964608407773537n, 7232439895113528231n, 1423083718267137937n, 9015250055358150391n]);
+    expect(Array.from(h).reverse()).toEqual([
+      1n,
+      1000000007n,
+      1000000014000000049n,
+      -4377642754154037417n,
+      2173964608407773537n,
+      7232439895113528231n,
+      1423083718267137937n,
+      9015250055358150391n,
+    ]);
   });
 
   it('matches the raw reference value of a golden 3-gram', () => {
@@ -109,7 +118,9 @@ describe('byteGroupHashIds', () => {
       const tokens = randomTokens(11, 20_000);
       for (const vocabSize of [1, 2, 1000, 30000, 500002, 2 ** 26, 2 ** 26 + 1, 2 ** 31 - 1]) {
         for (const f of [0, 1, 2]) {
-          expect(byteGroupHashIds(tokens, 6, { vocabSize, hashFunction: f })).toEqual(byteGroupHashIdsReference(tokens, 6, { vocabSize, hashFunction: f }));
+          expect(byteGroupHashIds(tokens, 6, { vocabSize, hashFunction: f })).toEqual(
+            byteGroupHashIdsReference(tokens, 6, { vocabSize, hashFunction: f }),
+          );
         }
       }
     },

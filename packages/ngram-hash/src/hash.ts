@@ -52,7 +52,13 @@ export function withJavaScriptHashCore<T>(fn: () => T): T {
  * @param sizes - distinct group sizes, ascending
  * @returns per size, an array view of length `ids.length`
  */
-function hashCore(ids: Int32Array, sizes: readonly number[], hashFunction: number, rowLength: number, vocabSize: number | undefined): { ids: Int32Array[]; hi: Int32Array[]; lo: Uint32Array[] } {
+function hashCore(
+  ids: Int32Array,
+  sizes: readonly number[],
+  hashFunction: number,
+  rowLength: number,
+  vocabSize: number | undefined,
+): { ids: Int32Array[]; hi: Int32Array[]; lo: Uint32Array[] } {
   const maxN = sizes[sizes.length - 1]!;
   const powers = primePowers(hashFunction, maxN);
   const powLo = Float64Array.from(powers, (p) => Number(p & 0xffffffffn));

@@ -42,7 +42,10 @@ export function validateHashNgramConfig(config: HashNgramConfig): void {
   config.groupSizes.forEach((n, i) => checkInteger(`groupSizes[${i}]`, n, 1));
   checkInteger('numFunctions', config.numFunctions, 1);
   if (config.numFunctions > HASH_PRIMES.length) {
-    throw new NgramHashError('INVALID_ARGUMENT', `numFunctions must be <= ${HASH_PRIMES.length} (one prime each), got ${config.numFunctions}`);
+    throw new NgramHashError(
+      'INVALID_ARGUMENT',
+      `numFunctions must be <= ${HASH_PRIMES.length} (one prime each), got ${config.numFunctions}`,
+    );
   }
   checkInteger('vocabSize', config.vocabSize, 1);
 }

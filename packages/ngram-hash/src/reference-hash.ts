@@ -16,7 +16,12 @@ import { toTokenArray } from './tokens.js';
  * @returns the signed 64-bit hash at every position
  * @throws {NgramHashError} on a non-integer token or a bad argument
  */
-export function rollingPolynomialHashReference(tokens: ArrayLike<number>, groupSize: number, hashFunction = 0, rowLength?: number): BigInt64Array {
+export function rollingPolynomialHashReference(
+  tokens: ArrayLike<number>,
+  groupSize: number,
+  hashFunction = 0,
+  rowLength?: number,
+): BigInt64Array {
   checkInteger('groupSize', groupSize, 1);
   checkHashFunction(hashFunction);
   const ids = toTokenArray(tokens).values;

@@ -42,7 +42,10 @@ describe('transformers names (the published converter)', () => {
     }
   });
   it('leaves names the converter cannot have written unmapped', () => {
-    expect(referenceNameFromTransformers('model.layers.0.self_attn.q_proj.weight')).toEqual({ component: 'blt', name: 'layers.0.attention.wq.weight' });
+    expect(referenceNameFromTransformers('model.layers.0.self_attn.q_proj.weight')).toEqual({
+      component: 'blt',
+      name: 'layers.0.attention.wq.weight',
+    });
     expect(referenceNameFromTransformers('transformer.h.0.attn.c_attn.weight')).toBeUndefined();
     // A name that only round-trips differently (already in reference form) is not the converter's.
     expect(referenceNameFromTransformers('model.local_encoder.layers.0.attention.wq.weight')).toBeUndefined();
@@ -65,7 +68,13 @@ describe('transformersComponentSource', () => {
   it('splits the fused hash table into the reference tables, reading through', () => {
     const blt = transformersComponentSource(file, 'blt', { count: 2, vocab });
     expect(blt.names().sort()).toEqual(
-      ['encoder_hash_tok_embedding.0.weight', 'encoder_hash_tok_embedding.1.weight', 'local_decoder.output.weight', 'local_encoder.tok_embeddings.weight', 'transformer.wte.weight'].sort(),
+      [
+        'encoder_hash_tok_embedding.0.weight',
+        'encoder_hash_tok_embedding.1.weight',
+        'local_decoder.output.weight',
+        'local_encoder.tok_embeddings.weight',
+        'transformer.wte.weight',
+      ].sort(),
     );
     expect(blt.info('encoder_hash_tok_embedding.1.weight').shape).toEqual([vocab, width]);
     expect(Array.from(readFloat32(blt, 'encoder_hash_tok_embedding.1.weight'))).toEqual(Array.from(fused.subarray(vocab * width)));

@@ -42,11 +42,14 @@ export async function detectCheckpointLayout(folder: ModelFolder): Promise<Detec
   if (await folder.exists('params.json')) {
     const config = await folder.readJson('params.json');
     if (!isObject(config)) throw bad(`${folder.describe('params.json')} must hold a JSON object (the reference's training arguments)`);
-    if (!(await folder.exists('consolidated.pth'))) throw bad(`${folder.describe('consolidated.pth')} is missing beside params.json (the consolidated layout needs both)`);
+    if (!(await folder.exists('consolidated.pth')))
+      throw bad(`${folder.describe('consolidated.pth')} is missing beside params.json (the consolidated layout needs both)`);
     return { layout: 'consolidated', config, configFile: 'params.json', weightsFile: 'consolidated.pth' };
   }
   if (!(await folder.exists('config.json'))) {
-    throw bad(`${folder.location}: no params.json (consolidated layout) and no config.json (hub or transformers layout): not a BLT checkpoint folder`);
+    throw bad(
+      `${folder.location}: no params.json (consolidated layout) and no config.json (hub or transformers layout): not a BLT checkpoint folder`,
+    );
   }
   const config = await folder.readJson('config.json');
   const where = folder.describe('config.json');
@@ -55,12 +58,17 @@ export async function detectCheckpointLayout(folder: ModelFolder): Promise<Detec
     if (config['model_type'] !== 'blt') {
       throw bad(`${where} has model_type "${config['model_type']}", not "blt": this is not a BLT checkpoint`);
     }
-    const weightsFile = (await folder.exists('model.safetensors.index.json')) ? 'model.safetensors.index.json' : (await folder.exists('model.safetensors')) ? 'model.safetensors' : undefined;
+    const weightsFile = (await folder.exists('model.safetensors.index.json'))
+      ? 'model.safetensors.index.json'
+      : (await folder.exists('model.safetensors'))
+        ? 'model.safetensors'
+        : undefined;
     if (!weightsFile) throw bad(`${where} (transformers layout) is here but neither model.safetensors nor model.safetensors.index.json is`);
     return { layout: 'transformers', config, configFile: 'config.json', weightsFile };
   }
   if (isObject(config['args'])) {
-    if (!(await folder.exists('model.safetensors'))) throw bad(`${folder.describe('model.safetensors')} is missing beside ${where} (hub layout)`);
+    if (!(await folder.exists('model.safetensors')))
+      throw bad(`${folder.describe('model.safetensors')} is missing beside ${where} (hub layout)`);
     return { layout: 'hub', config, configFile: 'config.json', weightsFile: 'model.safetensors' };
   }
   const keys = Object.keys(config).slice(0, 8).join(', ');
@@ -132,7 +140,11 @@ export function referenceNameFromTransformers(name: string): { readonly componen
  * @param component - which model to view
  * @param hashTables - for the BLT: the number of tables (functions × n-gram sizes) and rows per table
  */
-export function transformersComponentSource(source: TensorSource, component: 'blt' | 'patcher', hashTables?: { readonly count: number; readonly vocab: number }): TensorSource {
+export function transformersComponentSource(
+  source: TensorSource,
+  component: 'blt' | 'patcher',
+  hashTables?: { readonly count: number; readonly vocab: number },
+): TensorSource {
   const mapping = new Map<string, RenamedTensor>();
   for (const name of source.names()) {
     if (name === TRANSFORMERS_HASH_TABLE) continue;
@@ -141,7 +153,10 @@ export function transformersComponentSource(source: TensorSource, component: 'bl
   }
   if (component === 'blt' && hashTables && source.has(TRANSFORMERS_HASH_TABLE)) {
     for (let i = 0; i < hashTables.count; i++) {
-      mapping.set(`encoder_hash_tok_embedding.${i}.weight`, { from: TRANSFORMERS_HASH_TABLE, rows: { begin: i * hashTables.vocab, count: hashTables.vocab } });
+      mapping.set(`encoder_hash_tok_embedding.${i}.weight`, {
+        from: TRANSFORMERS_HASH_TABLE,
+        rows: { begin: i * hashTables.vocab, count: hashTables.vocab },
+      });
     }
   }
   const other = (name: string) => {
@@ -171,7 +186,11 @@ export interface RenamedTensor {
  * @throws {NnError} `INVALID_CHECKPOINT` when a mapped tensor is missing from the source or a row block
  *   does not fit its tensor
  */
-export function renamedTensorSource(source: TensorSource, mapping: ReadonlyMap<string, RenamedTensor>, hidden: (name: string) => boolean = () => false): TensorSource {
+export function renamedTensorSource(
+  source: TensorSource,
+  mapping: ReadonlyMap<string, RenamedTensor>,
+  hidden: (name: string) => boolean = () => false,
+): TensorSource {
   const consumed = new Set<string>();
   const infos = new Map<string, TensorSourceInfo>();
   const entries = new Map<string, RenamedTensor & { readonly rowBytesElements?: number }>();
@@ -258,7 +277,10 @@ export function ffnArgsForHiddenSizes(
     if (components.every((c) => c.intermediate % m === 0) && fits(m)) return { multiple_of: m, ffn_dim_multiplier: 1.0 };
   }
   const shown = components.map((c) => `${c.path}: hidden_size ${c.dim}, intermediate_size ${c.intermediate}`).join('; ');
-  throw new NnError('INVALID_CHECKPOINT', `${where}: no single multiple_of gives every intermediate_size under the reference's rounding (${shown})`);
+  throw new NnError(
+    'INVALID_CHECKPOINT',
+    `${where}: no single multiple_of gives every intermediate_size under the reference's rounding (${shown})`,
+  );
 }
 
 /** A number field of a config object, or undefined when absent or null. */
@@ -271,7 +293,11 @@ export function transformersRopeTheta(config: Readonly<Record<string, unknown>>,
   const params = config['rope_parameters'];
   const scaling = isObject(params) ? params : isObject(config['rope_scaling']) ? config['rope_scaling'] : undefined;
   const type = scaling ? (scaling['rope_type'] ?? scaling['type'] ?? 'default') : 'default';
-  if (type !== 'default') throw new NnError('INVALID_CHECKPOINT', `${where}: rope type ${JSON.stringify(type)} is not supported (only "default" RoPE, as the reference)`);
+  if (type !== 'default')
+    throw new NnError(
+      'INVALID_CHECKPOINT',
+      `${where}: rope type ${JSON.stringify(type)} is not supported (only "default" RoPE, as the reference)`,
+    );
   const theta = field(config, 'rope_theta') ?? (isObject(params) ? params['rope_theta'] : undefined);
   return typeof theta === 'number' ? theta : undefined;
 }
@@ -296,7 +322,9 @@ export function transformersNormEps(config: Readonly<Record<string, unknown>>): 
 export function referenceAttentionProblem(attnImpl: unknown, maskKind: string): string | undefined {
   if (attnImpl === undefined || attnImpl === null || attnImpl === 'xformers' || attnImpl === 'flex_attention') return undefined;
   if (attnImpl === 'sdpa') {
-    return maskKind === 'causal' ? undefined : `"sdpa" cannot build the ${maskKind} mask this model needs (the reference raises for it): use "xformers" or "flex_attention"`;
+    return maskKind === 'causal'
+      ? undefined
+      : `"sdpa" cannot build the ${maskKind} mask this model needs (the reference raises for it): use "xformers" or "flex_attention"`;
   }
   return `${JSON.stringify(attnImpl)} is not an attention implementation the reference knows (xformers, flex_attention, sdpa)`;
 }

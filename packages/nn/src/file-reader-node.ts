@@ -60,14 +60,20 @@ export function openFileReader(path: string): FileReader {
     read(offset: number, length: number): Uint8Array {
       if (closed) throw new SafetensorsError('INVALID_ARGUMENT', `${path}: read after close()`);
       if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > byteLength) {
-        throw new SafetensorsError('INVALID_ARGUMENT', `${path}: read of ${length} bytes at offset ${offset} is outside the file's ${byteLength} bytes`);
+        throw new SafetensorsError(
+          'INVALID_ARGUMENT',
+          `${path}: read of ${length} bytes at offset ${offset} is outside the file's ${byteLength} bytes`,
+        );
       }
       const out = new Uint8Array(length);
       let filled = 0;
       while (filled < length) {
         const n = readSync(fd, out, filled, Math.min(READ_CHUNK_BYTES, length - filled), offset + filled);
         if (n === 0) {
-          throw new SafetensorsError('TRUNCATED', `${path}: the file ended at byte ${offset + filled} while reading ${length} bytes at offset ${offset} (it had ${byteLength} bytes when opened)`);
+          throw new SafetensorsError(
+            'TRUNCATED',
+            `${path}: the file ended at byte ${offset + filled} while reading ${length} bytes at offset ${offset} (it had ${byteLength} bytes when opened)`,
+          );
         }
         filled += n;
       }

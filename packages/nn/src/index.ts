@@ -18,8 +18,28 @@ export {
   type SafetensorsTensorInfo,
   type TensorData,
 } from './safetensors.js';
-export { bytesReader, bytesToFloat32, mergeTensorSources, readFloat32, type ByteReader, type TensorSource, type TensorSourceInfo } from './tensor-source.js';
-export { PthError, PthFile, PthStateDict, PthTensor, openPth, parsePth, type PickleDict, type PickleValue, type PthErrorCode, type PthOptions, type PthStorage } from './pth.js';
+export {
+  bytesReader,
+  bytesToFloat32,
+  mergeTensorSources,
+  readFloat32,
+  type ByteReader,
+  type TensorSource,
+  type TensorSourceInfo,
+} from './tensor-source.js';
+export {
+  PthError,
+  PthFile,
+  PthStateDict,
+  PthTensor,
+  openPth,
+  parsePth,
+  type PickleDict,
+  type PickleValue,
+  type PthErrorCode,
+  type PthOptions,
+  type PthStorage,
+} from './pth.js';
 export {
   crc32,
   planPthArchive,

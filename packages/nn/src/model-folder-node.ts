@@ -38,7 +38,10 @@ export class NodeModelFolder extends BytesModelFolder {
     try {
       return await readFile(join(this.location, name));
     } catch (e) {
-      throw new NnError('INVALID_CHECKPOINT', `cannot read ${this.describe(name)}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      throw new NnError(
+        'INVALID_CHECKPOINT',
+        `cannot read ${this.describe(name)}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+      );
     }
   }
 

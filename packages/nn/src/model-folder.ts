@@ -45,10 +45,12 @@ const isNode = typeof process !== 'undefined' && typeof process.versions?.node =
  */
 export async function openModelFolder(location: string | URL): Promise<ModelFolder> {
   const text = typeof location === 'string' ? location : location.href;
-  if (typeof text !== 'string' || text.length === 0) throw new NnError('INVALID_ARGUMENT', 'a model folder must be a non-empty path or URL');
+  if (typeof text !== 'string' || text.length === 0)
+    throw new NnError('INVALID_ARGUMENT', 'a model folder must be a non-empty path or URL');
   if (/^https?:\/\//i.test(text)) return new HttpModelFolder(text.replace(/\/+$/, ''));
   if (!isNode) {
-    if (typeof location !== 'string' || /^[a-z]+:/i.test(text)) throw new NnError('INVALID_ARGUMENT', `cannot open ${text} here: use an http(s) URL`);
+    if (typeof location !== 'string' || /^[a-z]+:/i.test(text))
+      throw new NnError('INVALID_ARGUMENT', `cannot open ${text} here: use an http(s) URL`);
     // A relative URL in a page: resolve against the page.
     const base = typeof globalThis.location === 'object' ? (globalThis.location as { href: string }).href : undefined;
     if (!base) throw new NnError('INVALID_ARGUMENT', `cannot open ${text} outside Node: give an http(s) URL`);

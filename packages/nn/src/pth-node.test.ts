@@ -36,7 +36,8 @@ describe('openPthFile', () => {
           expect(hex(sd.readBytes(tensor)), tensor).toBe(hex(inMemory.readBytes(tensor)));
           const { byteLength, shape } = sd.info(tensor);
           const numel = shape.reduce((a, b) => a * b, 1);
-          if (numel > 1) expect(hex(sd.readBytes(tensor, 1, numel)), tensor).toBe(hex(inMemory.readBytes(tensor).subarray(byteLength / numel)));
+          if (numel > 1)
+            expect(hex(sd.readBytes(tensor, 1, numel)), tensor).toBe(hex(inMemory.readBytes(tensor).subarray(byteLength / numel)));
         }
       } finally {
         file.close();
@@ -55,7 +56,9 @@ describe('openPthFile', () => {
   it('reports fs errors and refused files', async () => {
     expect(() => openPthFile(join(dir, 'missing.pth'))).toThrow(expect.objectContaining({ code: 'ENOENT' }));
     expect(() => openPthFile(dir)).toThrow(/is not a regular file/);
-    expect(() => openPthFile(join(fixtureDir, 'evil-system.pth'))).toThrow(expect.objectContaining({ name: 'PthError', code: 'FORBIDDEN_GLOBAL' }));
+    expect(() => openPthFile(join(fixtureDir, 'evil-system.pth'))).toThrow(
+      expect.objectContaining({ name: 'PthError', code: 'FORBIDDEN_GLOBAL' }),
+    );
     const legacy = join(fixtureDir, 'legacy.pth');
     expect(() => openPthFile(legacy)).toThrow(new RegExp(`${legacy.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is in torch's legacy`));
     await writeFile(join(dir, 'empty.pth'), '');
@@ -135,7 +138,22 @@ describe('openPthFile', () => {
         const name = enc.encode(e.name);
         const extra = [...le(1, 2), ...le(16, 2), ...le(e.size, 8), ...le(e.size, 8)];
         write(
-          [...le(0x04034b50, 4), ...le(45, 2), 0, 0, 0, 0, ...le(0, 4), ...le(0, 4), ...le(0xffffffff, 4), ...le(0xffffffff, 4), ...le(name.length, 2), ...le(extra.length, 2), ...name, ...extra],
+          [
+            ...le(0x04034b50, 4),
+            ...le(45, 2),
+            0,
+            0,
+            0,
+            0,
+            ...le(0, 4),
+            ...le(0, 4),
+            ...le(0xffffffff, 4),
+            ...le(0xffffffff, 4),
+            ...le(name.length, 2),
+            ...le(extra.length, 2),
+            ...name,
+            ...extra,
+          ],
           at,
         );
         at += 30 + name.length + extra.length;
@@ -180,7 +198,21 @@ describe('openPthFile', () => {
         at += record.length;
       });
       const end64 = at;
-      write([...le(0x06064b50, 4), ...le(44, 8), ...le(45, 2), ...le(45, 2), ...le(0, 4), ...le(0, 4), ...le(3, 8), ...le(3, 8), ...le(end64 - directory, 8), ...le(directory, 8)], at);
+      write(
+        [
+          ...le(0x06064b50, 4),
+          ...le(44, 8),
+          ...le(45, 2),
+          ...le(45, 2),
+          ...le(0, 4),
+          ...le(0, 4),
+          ...le(3, 8),
+          ...le(3, 8),
+          ...le(end64 - directory, 8),
+          ...le(directory, 8),
+        ],
+        at,
+      );
       at += 56;
       write([...le(0x07064b50, 4), ...le(0, 4), ...le(end64, 8), ...le(1, 4)], at);
       at += 20;

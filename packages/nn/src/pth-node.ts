@@ -55,7 +55,11 @@ function torchArchiveName(path: string): string {
  * @throws {PthError} for invalid tensors or options
  * @throws the `fs` error if writing fails
  */
-export async function writePthFile(path: string, tensors: ReadonlyMap<string, SafetensorsTensor> | Readonly<Record<string, SafetensorsTensor>>, options: PthWriteOptions = {}): Promise<void> {
+export async function writePthFile(
+  path: string,
+  tensors: ReadonlyMap<string, SafetensorsTensor> | Readonly<Record<string, SafetensorsTensor>>,
+  options: PthWriteOptions = {},
+): Promise<void> {
   const bytes = serializePth(tensors, { ...options, archiveName: options.archiveName ?? torchArchiveName(String(path)) });
   await writeFileAtomic(path, bytes);
 }

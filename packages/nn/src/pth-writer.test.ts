@@ -6,7 +6,16 @@ import { crc32 as zlibCrc32 } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openPthFile, writePthFile } from './node.js';
 import { PthError, PthTensor, parsePth } from './pth.js';
-import { crc32, planPthArchive, pthArchiveEnd, pthDataDescriptor, pthStatePickle, pthStorageRecordOrder, serializePth, type PthTensorSpec } from './pth-writer.js';
+import {
+  crc32,
+  planPthArchive,
+  pthArchiveEnd,
+  pthDataDescriptor,
+  pthStatePickle,
+  pthStorageRecordOrder,
+  serializePth,
+  type PthTensorSpec,
+} from './pth-writer.js';
 import type { SafetensorsDtype, SafetensorsTensor } from './safetensors.js';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
@@ -73,7 +82,8 @@ describe('crc32', () => {
 });
 
 describe('pthStatePickle', () => {
-  const specs = (list: Array<[string, SafetensorsDtype, number[]]>): PthTensorSpec[] => list.map(([name, dtype, shape]) => ({ name, dtype, shape }));
+  const specs = (list: Array<[string, SafetensorsDtype, number[]]>): PthTensorSpec[] =>
+    list.map(([name, dtype, shape]) => ({ name, dtype, shape }));
 
   it("is byte for byte torch 1.13's data.pkl of torch.save({'model': OrderedDict(...)})", () => {
     // torch.save({"model": sd}) with bf16 zeros of shapes (2,3), (5,), (2,1,3,3), (), (70000,1).
@@ -167,7 +177,8 @@ describe('serializePth -> parsePth', () => {
         if (r.size > 0) expect(new DataView(bytes.buffer).getUint32(r.dataAt + r.size, true)).toBe(0x08074b50);
         expect(r.crc).toBe(zlibCrc32(bytes.subarray(r.dataAt, r.dataAt + r.size)));
       }
-      const text = (name: string) => new TextDecoder().decode(((r) => bytes.subarray(r.dataAt, r.dataAt + r.size))(records.find((r) => r.name === name)!));
+      const text = (name: string) =>
+        new TextDecoder().decode(((r) => bytes.subarray(r.dataAt, r.dataAt + r.size))(records.find((r) => r.name === name)!));
       expect(text('consolidated/version')).toBe('3\n');
       if (flavor === 'torch2') {
         expect(text('consolidated/byteorder')).toBe('little');
@@ -262,7 +273,12 @@ describe('planPthArchive', () => {
       offset += h.byteLength + r.size + desc.byteLength;
     }
     expect(plan.centralOffset).toBe(offset);
-    expect(plan.records.filter((r) => r.zip64).map((r) => r.name.split('/').slice(1).join('/'))).toEqual(['data/3', 'data/4', 'version', '.data/serialization_id']);
+    expect(plan.records.filter((r) => r.zip64).map((r) => r.name.split('/').slice(1).join('/'))).toEqual([
+      'data/3',
+      'data/4',
+      'version',
+      '.data/serialization_id',
+    ]);
     const end = pthArchiveEnd(
       plan,
       plan.records.map(() => 0),
@@ -307,7 +323,9 @@ describe('writePthFile', () => {
     const second = openPthFile(join(dir, 'weights.v2.pt'));
     expect(second.folder).toBe('weights.v2');
     second.close();
-    await expect(writePthFile(join(dir, 'bad.pth'), { w: { dtype: 'F32', shape: [2], data: new Float32Array(1) } })).rejects.toThrow(PthError);
+    await expect(writePthFile(join(dir, 'bad.pth'), { w: { dtype: 'F32', shape: [2], data: new Float32Array(1) } })).rejects.toThrow(
+      PthError,
+    );
     expect((await readdir(dir)).sort()).toEqual(['consolidated.pth', 'weights.v2.pt']);
   });
 });

@@ -110,7 +110,10 @@ const STORAGES: Readonly<Record<SafetensorsDtype, StorageSpec>> = {
 
 function storageSpec(dtype: SafetensorsDtype, what: string): StorageSpec {
   if (typeof dtype !== 'string' || !Object.prototype.hasOwnProperty.call(STORAGES, dtype)) {
-    throw new PthError('UNSUPPORTED_DTYPE', `${what}: dtype ${JSON.stringify(dtype)} has no torch storage here (supported: ${Object.keys(STORAGES).join(', ')})`);
+    throw new PthError(
+      'UNSUPPORTED_DTYPE',
+      `${what}: dtype ${JSON.stringify(dtype)} has no torch storage here (supported: ${Object.keys(STORAGES).join(', ')})`,
+    );
   }
   return STORAGES[dtype];
 }
@@ -128,10 +131,12 @@ function numelOf(shape: readonly number[], what: string): number {
   if (!Array.isArray(shape)) throw new PthError('INVALID_ARGUMENT', `${what}: shape must be an array of integers`);
   let n = 1;
   for (const [i, d] of shape.entries()) {
-    if (typeof d !== 'number' || !Number.isSafeInteger(d) || d < 0) throw new PthError('INVALID_ARGUMENT', `${what}: shape[${i}] must be a non-negative safe integer, got ${String(d)}`);
+    if (typeof d !== 'number' || !Number.isSafeInteger(d) || d < 0)
+      throw new PthError('INVALID_ARGUMENT', `${what}: shape[${i}] must be a non-negative safe integer, got ${String(d)}`);
     n *= d;
   }
-  if (!Number.isSafeInteger(n)) throw new PthError('INVALID_ARGUMENT', `${what}: shape [${shape.join(', ')}] has more than Number.MAX_SAFE_INTEGER elements`);
+  if (!Number.isSafeInteger(n))
+    throw new PthError('INVALID_ARGUMENT', `${what}: shape [${shape.join(', ')}] has more than Number.MAX_SAFE_INTEGER elements`);
   return n;
 }
 
@@ -274,7 +279,8 @@ function contiguousStrides(shape: readonly number[]): number[] {
  */
 export function pthStatePickle(tensors: readonly PthTensorSpec[], options: Pick<PthWriteOptions, 'topKey'> = {}): Uint8Array {
   const topKey = options.topKey === undefined ? 'model' : options.topKey;
-  if (topKey !== null && typeof topKey !== 'string') throw new PthError('INVALID_ARGUMENT', `topKey must be a string or null, got ${typeof topKey}`);
+  if (topKey !== null && typeof topKey !== 'string')
+    throw new PthError('INVALID_ARGUMENT', `topKey must be a string or null, got ${typeof topKey}`);
   const p = new Pickler();
   p.proto();
   if (topKey !== null) {
@@ -511,7 +517,8 @@ function archiveNameOf(options: PthWriteOptions): string {
 export function planPthArchive(tensors: readonly PthTensorSpec[], options: PthWriteOptions = {}): PthArchivePlan {
   const archiveName = archiveNameOf(options);
   const flavor = options.flavor ?? 'torch2';
-  if (flavor !== 'torch2' && flavor !== 'torch1') throw new PthError('INVALID_ARGUMENT', `flavor must be "torch2" or "torch1", got ${JSON.stringify(flavor)}`);
+  if (flavor !== 'torch2' && flavor !== 'torch1')
+    throw new PthError('INVALID_ARGUMENT', `flavor must be "torch2" or "torch1", got ${JSON.stringify(flavor)}`);
   const enc = new TextEncoder();
   const datas: Array<{ name: string; size: number; bytes?: Uint8Array; storage?: number }> = [];
   const pkl = pthStatePickle(tensors, options);
@@ -529,7 +536,14 @@ export function planPthArchive(tensors: readonly PthTensorSpec[], options: PthWr
   for (const d of datas) {
     const name = `${archiveName}/${d.name}`;
     const { header, zip64 } = localHeader(enc.encode(name), d.size, offset);
-    records.push({ name, size: d.size, offset, localHeader: header, zip64, ...(d.bytes ? { bytes: d.bytes } : { storage: d.storage as number }) });
+    records.push({
+      name,
+      size: d.size,
+      offset,
+      localHeader: header,
+      zip64,
+      ...(d.bytes ? { bytes: d.bytes } : { storage: d.storage as number }),
+    });
     offset += header.byteLength + d.size + descriptorBytes(d.size, zip64);
   }
   const centralOffset = offset;
@@ -642,10 +656,16 @@ function typedArrayTag(value: unknown): string | undefined {
  *   BOOL value other than 0/1, bad options), `UNSUPPORTED_DTYPE`, `LIMIT_EXCEEDED` (a file this
  *   runtime cannot allocate)
  */
-export function serializePth(tensors: ReadonlyMap<string, SafetensorsTensor> | Readonly<Record<string, SafetensorsTensor>>, options: PthWriteOptions = {}): Uint8Array {
-  if (!HOST_IS_LITTLE_ENDIAN) throw new PthError('UNSUPPORTED_BYTE_ORDER', 'torch checkpoints are written little-endian and this host is big-endian');
-  if (typeof tensors !== 'object' || tensors === null || Array.isArray(tensors)) throw new PthError('INVALID_ARGUMENT', 'tensors must be a Map or a record of tensors');
-  const entries: Array<[string, SafetensorsTensor]> = tensors instanceof Map ? [...(tensors as ReadonlyMap<string, SafetensorsTensor>)] : Object.entries(tensors);
+export function serializePth(
+  tensors: ReadonlyMap<string, SafetensorsTensor> | Readonly<Record<string, SafetensorsTensor>>,
+  options: PthWriteOptions = {},
+): Uint8Array {
+  if (!HOST_IS_LITTLE_ENDIAN)
+    throw new PthError('UNSUPPORTED_BYTE_ORDER', 'torch checkpoints are written little-endian and this host is big-endian');
+  if (typeof tensors !== 'object' || tensors === null || Array.isArray(tensors))
+    throw new PthError('INVALID_ARGUMENT', 'tensors must be a Map or a record of tensors');
+  const entries: Array<[string, SafetensorsTensor]> =
+    tensors instanceof Map ? [...(tensors as ReadonlyMap<string, SafetensorsTensor>)] : Object.entries(tensors);
   const specs: PthTensorSpec[] = [];
   const datas: Uint8Array[] = [];
   for (const [name, t] of entries) {
@@ -655,8 +675,10 @@ export function serializePth(tensors: ReadonlyMap<string, SafetensorsTensor> | R
     const spec = storageSpec(t.dtype, what);
     const numel = numelOf(t.shape, what);
     const tag = typedArrayTag(t.data);
-    if (tag !== spec.tag) throw new PthError('INVALID_ARGUMENT', `${what}: dtype ${t.dtype} needs a ${spec.tag} as data, got ${tag ?? typeof t.data}`);
-    if (t.data.length !== numel) throw new PthError('INVALID_ARGUMENT', `${what}: shape [${t.shape.join(', ')}] has ${numel} elements but data has ${t.data.length}`);
+    if (tag !== spec.tag)
+      throw new PthError('INVALID_ARGUMENT', `${what}: dtype ${t.dtype} needs a ${spec.tag} as data, got ${tag ?? typeof t.data}`);
+    if (t.data.length !== numel)
+      throw new PthError('INVALID_ARGUMENT', `${what}: shape [${t.shape.join(', ')}] has ${numel} elements but data has ${t.data.length}`);
     const bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
     if (t.dtype === 'BOOL') {
       const bad = bytes.findIndex((b) => b > 1);
@@ -670,7 +692,10 @@ export function serializePth(tensors: ReadonlyMap<string, SafetensorsTensor> | R
   try {
     out = new Uint8Array(plan.totalBytes);
   } catch (e) {
-    throw new PthError('LIMIT_EXCEEDED', `a ${plan.totalBytes}-byte checkpoint cannot be allocated here (${(e as Error).message}); write it with a streaming writer`);
+    throw new PthError(
+      'LIMIT_EXCEEDED',
+      `a ${plan.totalBytes}-byte checkpoint cannot be allocated here (${(e as Error).message}); write it with a streaming writer`,
+    );
   }
   const crcs: number[] = [];
   let at = 0;

@@ -112,7 +112,21 @@ describe('torch.save fixtures (torch 1.13)', () => {
     const sd = file.stateDict();
     expect(sd.path).toEqual([]);
     expect(sd.skipped).toEqual([]);
-    expect(sd.names()).toEqual(['f16', 'bf16', 'ids', 'i32', 'i16', 'i8', 'u8', 'mask', 'f64', 'scalar', 'empty', 'proj.weight', 'proj.bias']);
+    expect(sd.names()).toEqual([
+      'f16',
+      'bf16',
+      'ids',
+      'i32',
+      'i16',
+      'i8',
+      'u8',
+      'mask',
+      'f64',
+      'scalar',
+      'empty',
+      'proj.weight',
+      'proj.bias',
+    ]);
     // The file is a TensorSource over the same state dict.
     expect(file.names()).toEqual(sd.names());
     expect(file.has('ids')).toBe(true);
@@ -184,7 +198,8 @@ describe('torch.save fixtures (torch 1.13)', () => {
       const { numel } = t(name);
       const size = whole.length / numel;
       for (let b = 0; b <= numel; b++) {
-        for (let e = b; e <= numel; e++) expect(hex(sd.readBytes(name, b, e)), `${name} [${b}, ${e})`).toBe(hex(whole.subarray(b * size, e * size)));
+        for (let e = b; e <= numel; e++)
+          expect(hex(sd.readBytes(name, b, e)), `${name} [${b}, ${e})`).toBe(hex(whole.subarray(b * size, e * size)));
       }
     }
   });
@@ -205,7 +220,11 @@ describe('torch.save fixtures (torch 1.13)', () => {
 
   it('PthTensor.readBytes and readBytes check the element range', () => {
     const sd = parsePth(fixture('views.pth'), { description: 'views.pth' }).stateDict();
-    expectPthError(() => sd.readBytes('base', 0, 13), 'INVALID_ARGUMENT', /views\.pth: tensor "base" has 12 elements; element range \[0, 13\)/);
+    expectPthError(
+      () => sd.readBytes('base', 0, 13),
+      'INVALID_ARGUMENT',
+      /views\.pth: tensor "base" has 12 elements; element range \[0, 13\)/,
+    );
     expectPthError(() => sd.readBytes('transposed', 3, 2), 'INVALID_ARGUMENT');
     expectPthError(() => sd.readBytes('base', -1), 'INVALID_ARGUMENT');
     expectPthError(() => sd.readBytes('base', 0.5), 'INVALID_ARGUMENT');
@@ -320,7 +339,23 @@ function buildZip(entries: readonly Entry[], options: { zip64?: boolean; comment
     const name = enc.encode(e.name);
     const extra = zip64 ? [...le(1, 2), ...le(16, 2), ...le(e.data.length, 8), ...le(e.data.length, 8)] : [];
     const size = zip64 ? 0xffffffff : e.data.length;
-    push(concat([le(0x04034b50, 4), le(45, 2), le(e.flags ?? 0, 2), le(e.method ?? 0, 2), le(0, 4), le(0, 4), le(size, 4), le(size, 4), le(name.length, 2), le(extra.length, 2), name, extra, e.data]));
+    push(
+      concat([
+        le(0x04034b50, 4),
+        le(45, 2),
+        le(e.flags ?? 0, 2),
+        le(e.method ?? 0, 2),
+        le(0, 4),
+        le(0, 4),
+        le(size, 4),
+        le(size, 4),
+        le(name.length, 2),
+        le(extra.length, 2),
+        name,
+        extra,
+        e.data,
+      ]),
+    );
   }
   const directoryOffset = at;
   const central: number[] = [];
@@ -356,7 +391,20 @@ function buildZip(entries: readonly Entry[], options: { zip64?: boolean; comment
   const directorySize = at - directoryOffset;
   if (zip64) {
     const end64 = at;
-    push(concat([le(0x06064b50, 4), le(44, 8), le(45, 2), le(45, 2), le(0, 4), le(0, 4), le(entries.length, 8), le(entries.length, 8), le(directorySize, 8), le(directoryOffset, 8)]));
+    push(
+      concat([
+        le(0x06064b50, 4),
+        le(44, 8),
+        le(45, 2),
+        le(45, 2),
+        le(0, 4),
+        le(0, 4),
+        le(entries.length, 8),
+        le(entries.length, 8),
+        le(directorySize, 8),
+        le(directoryOffset, 8),
+      ]),
+    );
     push(concat([le(0x07064b50, 4), le(0, 4), le(end64, 8), le(1, 4)]));
   }
   const endOffset = at;
@@ -387,7 +435,10 @@ const op = {
     return [0x58, ...le(b.length, 4), ...b];
   },
   /** BININT, or LONG1 of 8 bytes beyond the int32 range. */
-  int: (n: number) => (n >= -(2 ** 31) && n < 2 ** 31 ? [0x4a, ...le(n < 0 ? n + 2 ** 32 : n, 4)] : [0x8a, 8, ...le(n < 0 ? Number(2n ** 64n + BigInt(n)) : n, 8)]),
+  int: (n: number) =>
+    n >= -(2 ** 31) && n < 2 ** 31
+      ? [0x4a, ...le(n < 0 ? n + 2 ** 32 : n, 4)]
+      : [0x8a, 8, ...le(n < 0 ? Number(2n ** 64n + BigInt(n)) : n, 8)],
   global: (module: string, name: string) => [0x63, ...enc.encode(`${module}\n${name}\n`)],
   emptyDict: [0x7d],
   emptyList: [0x5d],
@@ -455,7 +506,14 @@ function tensorOps(t: TensorSpec): number[] {
 
 /** A pickled dict of tensors, `{name: tensor}`. */
 function statePickle(tensors: Record<string, TensorSpec>): Uint8Array {
-  return Uint8Array.from([...op.proto(), ...op.emptyDict, ...op.mark, ...Object.entries(tensors).flatMap(([name, t]) => [...op.str(name), ...tensorOps(t)]), ...op.setitems, ...op.stop]);
+  return Uint8Array.from([
+    ...op.proto(),
+    ...op.emptyDict,
+    ...op.mark,
+    ...Object.entries(tensors).flatMap(([name, t]) => [...op.str(name), ...tensorOps(t)]),
+    ...op.setitems,
+    ...op.stop,
+  ]);
 }
 
 /** A torch-like archive: `<folder>/data.pkl`, `<folder>/data/<key>`, `<folder>/version`. */
@@ -481,14 +539,18 @@ const simple = () => torchZip(statePickle({ w: { key: '0', numel: 4, size: [2, 2
 describe('zip archives', () => {
   it('reads a hand-built archive under any folder name', () => {
     for (const folder of ['archive', 'my-checkpoint', 'consolidated']) {
-      const file = parsePth(torchZip(statePickle({ w: { key: '0', numel: 4, size: [2, 2] } }), { '0': f32bytes(1, 2, 3, 4) }, { folder }).bytes);
+      const file = parsePth(
+        torchZip(statePickle({ w: { key: '0', numel: 4, size: [2, 2] } }), { '0': f32bytes(1, 2, 3, 4) }, { folder }).bytes,
+      );
       expect(file.folder).toBe(folder);
       expect(Array.from(readFloat32(file, 'w'))).toEqual([1, 2, 3, 4]);
     }
   });
 
   it('reads ZIP64 records (saturated fields, extra fields, ZIP64 end record and locator)', () => {
-    const file = parsePth(torchZip(statePickle({ w: { key: '0', numel: 4, size: [2, 2] } }), { '0': f32bytes(1, 2, 3, 4) }, { zip64: true }).bytes);
+    const file = parsePth(
+      torchZip(statePickle({ w: { key: '0', numel: 4, size: [2, 2] } }), { '0': f32bytes(1, 2, 3, 4) }, { zip64: true }).bytes,
+    );
     expect(Array.from(readFloat32(file, 'w'))).toEqual([1, 2, 3, 4]);
     // A real torch file rewrapped as ZIP64 reads the same: walk its central directory.
     const flat = fixture('flat.pth');
@@ -501,7 +563,10 @@ describe('zip archives', () => {
       const nameLength = dv.getUint16(at + 28, true);
       const local = dv.getUint32(at + 42, true);
       const start = local + 30 + dv.getUint16(local + 26, true) + dv.getUint16(local + 28, true);
-      entries.push({ name: new TextDecoder().decode(flat.subarray(at + 46, at + 46 + nameLength)), data: flat.subarray(start, start + dv.getUint32(at + 24, true)) });
+      entries.push({
+        name: new TextDecoder().decode(flat.subarray(at + 46, at + 46 + nameLength)),
+        data: flat.subarray(start, start + dv.getUint32(at + 24, true)),
+      });
       at += 46 + nameLength + dv.getUint16(at + 30, true) + dv.getUint16(at + 32, true);
     }
     expect(entries.length).toBe(2 + original.storages.size);
@@ -522,10 +587,18 @@ describe('zip archives', () => {
   });
 
   it('not a zip, or truncated anywhere: always a PthError, never another error', () => {
-    expectPthError(() => parsePth(enc.encode('{"not": "a zip"}'), { description: 'x.pth' }), 'NOT_A_ZIP', /x\.pth \(16 bytes, first byte 0x7b\) is not a zip/);
+    expectPthError(
+      () => parsePth(enc.encode('{"not": "a zip"}'), { description: 'x.pth' }),
+      'NOT_A_ZIP',
+      /x\.pth \(16 bytes, first byte 0x7b\) is not a zip/,
+    );
     expectPthError(() => parsePth(new Uint8Array(0)), 'NOT_A_ZIP');
     const { bytes } = simple();
-    expectPthError(() => parsePth(bytes.subarray(0, bytes.length - 1)), 'TRUNCATED', /starts like a zip but has no end-of-central-directory record/);
+    expectPthError(
+      () => parsePth(bytes.subarray(0, bytes.length - 1)),
+      'TRUNCATED',
+      /starts like a zip but has no end-of-central-directory record/,
+    );
     for (let n = 0; n < bytes.length; n++) {
       expect(() => parsePth(bytes.subarray(0, n)), `length ${n}`).toThrow(PthError);
     }
@@ -577,20 +650,36 @@ describe('zip archives', () => {
     const over = z.bytes.slice();
     new DataView(over.buffer).setUint32(z.central[1]! + 20, 17, true);
     new DataView(over.buffer).setUint32(z.central[1]! + 24, 17, true);
-    expectPthError(() => parsePth(over), 'INVALID_TENSOR', /claims 4 elements of F32 \(16 bytes\) but its record "archive\/data\/0" has 17 bytes/);
+    expectPthError(
+      () => parsePth(over),
+      'INVALID_TENSOR',
+      /claims 4 elements of F32 \(16 bytes\) but its record "archive\/data\/0" has 17 bytes/,
+    );
     // The last record's data running into the central directory.
     const last = z.bytes.slice();
     const lastIndex = z.central.length - 1;
     new DataView(last.buffer).setUint32(z.central[lastIndex]! + 20, 100, true);
     new DataView(last.buffer).setUint32(z.central[lastIndex]! + 24, 100, true);
-    expectPthError(() => parsePth(last), 'TRUNCATED', /"archive\/version": 100 bytes of data at offset \d+ run past the central directory at \d+ \(by \d+ bytes\)/);
+    expectPthError(
+      () => parsePth(last),
+      'TRUNCATED',
+      /"archive\/version": 100 bytes of data at offset \d+ run past the central directory at \d+ \(by \d+ bytes\)/,
+    );
     new DataView(last.buffer).setUint32(z.central[lastIndex]! + 20, 1000, true);
     new DataView(last.buffer).setUint32(z.central[lastIndex]! + 24, 1000, true);
-    expectPthError(() => parsePth(last), 'TRUNCATED', /"archive\/version"\): local header at \d+ with 1000 bytes of data lies past the central directory/);
+    expectPthError(
+      () => parsePth(last),
+      'TRUNCATED',
+      /"archive\/version"\): local header at \d+ with 1000 bytes of data lies past the central directory/,
+    );
     // A local header offset past the directory.
     const off = z.bytes.slice();
     new DataView(off.buffer).setUint32(z.central[0]! + 42, z.directoryOffset - 10, true);
-    expectPthError(() => parsePth(off), 'TRUNCATED', /local header at \d+ with \d+ bytes of data lies past|runs past the central directory/);
+    expectPthError(
+      () => parsePth(off),
+      'TRUNCATED',
+      /local header at \d+ with \d+ bytes of data lies past|runs past the central directory/,
+    );
   });
 
   it('ZIP64 records pointing outside the file', () => {
@@ -616,13 +705,21 @@ describe('zip archives', () => {
 
   it('compressed and encrypted records are refused', () => {
     const deflated = torchZip(statePickle({ w: { key: '0', numel: 1, size: [] } }), { '0': f32bytes(1) }, { method: 8 });
-    expectPthError(() => parsePth(deflated.bytes, { description: 'c.pth' }), 'UNSUPPORTED_ENTRY', /c\.pth: zip entry "archive\/data\.pkl" is compressed \(method 8, deflate\)/);
+    expectPthError(
+      () => parsePth(deflated.bytes, { description: 'c.pth' }),
+      'UNSUPPORTED_ENTRY',
+      /c\.pth: zip entry "archive\/data\.pkl" is compressed \(method 8, deflate\)/,
+    );
     const encrypted = buildZip([{ name: 'a/data.pkl', data: statePickle({}), flags: 1 }]);
     expectPthError(() => parsePth(encrypted.bytes), 'UNSUPPORTED_ENTRY', /is encrypted/);
   });
 
   it('records: data.pkl, storages, byteorder, version', () => {
-    expectPthError(() => parsePth(buildZip([{ name: 'a/other', data: new Uint8Array(1) }]).bytes), 'MISSING_RECORD', /no <folder>\/data\.pkl record/);
+    expectPthError(
+      () => parsePth(buildZip([{ name: 'a/other', data: new Uint8Array(1) }]).bytes),
+      'MISSING_RECORD',
+      /no <folder>\/data\.pkl record/,
+    );
     expectPthError(
       () =>
         parsePth(
@@ -634,14 +731,26 @@ describe('zip archives', () => {
       'INVALID_ZIP',
       /several data\.pkl records/,
     );
-    expectPthError(() => parsePth(torchZip(statePickle({ w: { key: '7', numel: 1, size: [] } }), {}).bytes), 'MISSING_RECORD', /storage "7" has no record "archive\/data\/7"/);
+    expectPthError(
+      () => parsePth(torchZip(statePickle({ w: { key: '7', numel: 1, size: [] } }), {}).bytes),
+      'MISSING_RECORD',
+      /storage "7" has no record "archive\/data\/7"/,
+    );
     const pickle = statePickle({ w: { key: '0', numel: 1, size: [] } });
     const storages = { '0': f32bytes(1) };
     expect(parsePth(torchZip(pickle, storages, { records: { version: '3\n', byteorder: 'little' } }).bytes).names()).toEqual(['w']);
-    expectPthError(() => parsePth(torchZip(pickle, storages, { records: { byteorder: 'big' } }).bytes), 'UNSUPPORTED_BYTE_ORDER', /byteorder record says "big"/);
+    expectPthError(
+      () => parsePth(torchZip(pickle, storages, { records: { byteorder: 'big' } }).bytes),
+      'UNSUPPORTED_BYTE_ORDER',
+      /byteorder record says "big"/,
+    );
     expect(parsePth(torchZip(pickle, storages, { records: { '.data/version': '6\n', version: '3\n' } }).bytes).version).toBe(6);
     expect(parsePth(torchZip(pickle, storages, { records: {} }).bytes).version).toBeUndefined();
-    expectPthError(() => parsePth(torchZip(pickle, storages, { records: { version: 'three' } }).bytes), 'INVALID_ZIP', /version record archive\/version is not a number/);
+    expectPthError(
+      () => parsePth(torchZip(pickle, storages, { records: { version: 'three' } }).bytes),
+      'INVALID_ZIP',
+      /version record archive\/version is not a number/,
+    );
   });
 });
 
@@ -655,7 +764,12 @@ describe('tensors and storages', () => {
     );
     // More elements than a safe integer.
     expectPthError(
-      () => parsePth(torchZip(statePickle({ w: { key: '0', numel: 4, size: [2 ** 30, 2 ** 30, 2 ** 30], stride: [0, 0, 0] } }), { '0': f32bytes(1, 2, 3, 4) }).bytes),
+      () =>
+        parsePth(
+          torchZip(statePickle({ w: { key: '0', numel: 4, size: [2 ** 30, 2 ** 30, 2 ** 30], stride: [0, 0, 0] } }), {
+            '0': f32bytes(1, 2, 3, 4),
+          }).bytes,
+        ),
       'INVALID_TENSOR',
       /has too many elements/,
     );
@@ -684,9 +798,16 @@ describe('tensors and storages', () => {
 
   it('one storage key with two dtypes is refused; unsupported storage types name the type', () => {
     const pickle = statePickle({ a: { key: '0', numel: 2, size: [2] }, b: { key: '0', numel: 2, size: [2], storage: 'IntStorage' } });
-    expectPthError(() => parsePth(torchZip(pickle, { '0': f32bytes(1, 2) }).bytes), 'INVALID_TENSOR', /storage "0" is 2 × F32 in one place and 2 × I32 in another/);
     expectPthError(
-      () => parsePth(torchZip(statePickle({ c: { key: '0', numel: 1, size: [1], storage: 'ComplexFloatStorage' } }), { '0': new Uint8Array(8) }).bytes),
+      () => parsePth(torchZip(pickle, { '0': f32bytes(1, 2) }).bytes),
+      'INVALID_TENSOR',
+      /storage "0" is 2 × F32 in one place and 2 × I32 in another/,
+    );
+    expectPthError(
+      () =>
+        parsePth(
+          torchZip(statePickle({ c: { key: '0', numel: 1, size: [1], storage: 'ComplexFloatStorage' } }), { '0': new Uint8Array(8) }).bytes,
+        ),
       'UNSUPPORTED_DTYPE',
       /storage type torch\.ComplexFloatStorage has no supported dtype/,
     );
@@ -768,7 +889,18 @@ describe('the restricted unpickler', () => {
   const run = (...ops: number[][]) => parsePth(zipOf([...op.proto(), ...ops.flat(), ...op.stop]));
 
   it('builds plain values', () => {
-    const file = run(op.mark, op.str('a'), op.int(-7), op.str('b'), [0x88], op.str('c'), op.none, op.str('d'), [0x47, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0], [0x64]);
+    const file = run(
+      op.mark,
+      op.str('a'),
+      op.int(-7),
+      op.str('b'),
+      [0x88],
+      op.str('c'),
+      op.none,
+      op.str('d'),
+      [0x47, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0],
+      [0x64],
+    );
     expect(file.root).toEqual(
       new Map<PickleValue, PickleValue>([
         ['a', -7],
@@ -801,7 +933,9 @@ describe('the restricted unpickler', () => {
 
   it('OrderedDict by REDUCE with a list of pairs, or NEWOBJ; BUILD of its attributes', () => {
     const od = op.global('collections', 'OrderedDict');
-    expect(run(od, op.emptyList, op.mark, op.str('a'), op.int(1), [0x86], op.str('b'), op.int(2), [0x86], [0x65], [0x85], op.reduce).root).toEqual(
+    expect(
+      run(od, op.emptyList, op.mark, op.str('a'), op.int(1), [0x86], op.str('b'), op.int(2), [0x86], [0x65], [0x85], op.reduce).root,
+    ).toEqual(
       new Map([
         ['a', 1],
         ['b', 2],
@@ -825,10 +959,26 @@ describe('the restricted unpickler', () => {
     expectPthError(() => run(op.global('torch._utils', '_rebuild_qtensor')), 'FORBIDDEN_GLOBAL', /_rebuild_qtensor/);
     expectPthError(() => run(op.global('torch.nn.parameter', 'Parameter')), 'FORBIDDEN_GLOBAL');
     expectPthError(() => run(op.global('__builtin__', 'set')), 'FORBIDDEN_GLOBAL');
-    expectPthError(() => run(op.str('f'), op.emptyTuple, op.reduce), 'FORBIDDEN_GLOBAL', /REDUCE of the string "f", which is not an allowed callable/);
-    expectPthError(() => run(op.global('torch._utils', '_rebuild_tensor_v2'), op.emptyTuple, [0x81]), 'FORBIDDEN_GLOBAL', /NEWOBJ of the global torch\._utils\._rebuild_tensor_v2/);
-    expectPthError(() => run(op.global('_codecs', 'encode'), op.str('x'), op.str('utf-8'), [0x86], op.reduce), 'FORBIDDEN_GLOBAL', /encode\(str, 'latin1'\)/);
-    expectPthError(() => run(op.global('builtins', 'bytes'), op.int(5), [0x85], op.reduce), 'FORBIDDEN_GLOBAL', /only accepted with no arguments/);
+    expectPthError(
+      () => run(op.str('f'), op.emptyTuple, op.reduce),
+      'FORBIDDEN_GLOBAL',
+      /REDUCE of the string "f", which is not an allowed callable/,
+    );
+    expectPthError(
+      () => run(op.global('torch._utils', '_rebuild_tensor_v2'), op.emptyTuple, [0x81]),
+      'FORBIDDEN_GLOBAL',
+      /NEWOBJ of the global torch\._utils\._rebuild_tensor_v2/,
+    );
+    expectPthError(
+      () => run(op.global('_codecs', 'encode'), op.str('x'), op.str('utf-8'), [0x86], op.reduce),
+      'FORBIDDEN_GLOBAL',
+      /encode\(str, 'latin1'\)/,
+    );
+    expectPthError(
+      () => run(op.global('builtins', 'bytes'), op.int(5), [0x85], op.reduce),
+      'FORBIDDEN_GLOBAL',
+      /only accepted with no arguments/,
+    );
     // Opcodes that build objects by other means, text protocols, extensions, out-of-band buffers.
     for (const [code, name] of [
       [0x69, 'INST'],
@@ -863,32 +1013,71 @@ describe('the restricted unpickler', () => {
     expectPthError(() => run(op.emptyDict, op.mark, op.int(1), op.setitems), 'INVALID_PICKLE', /odd number/);
     expectPthError(() => run(op.emptyList, op.emptyDict, op.build), 'INVALID_PICKLE', /BUILD of a list of 0/);
     expectPthError(() => run(op.emptyDict, op.str('state'), op.build), 'INVALID_PICKLE', /BUILD of a dict of 0 with the string "state"/);
-    expectPthError(() => run(op.mark, op.str('storage'), op.int(1), op.tuple, op.persid), 'INVALID_PICKLE', /persistent id must be \('storage', type, key, location, numel\)/);
     expectPthError(
-      () => run(op.mark, op.str('storage'), op.global('collections', 'OrderedDict'), op.str('0'), op.str('cpu'), op.int(1), op.tuple, op.persid),
+      () => run(op.mark, op.str('storage'), op.int(1), op.tuple, op.persid),
+      'INVALID_PICKLE',
+      /persistent id must be \('storage', type, key, location, numel\)/,
+    );
+    expectPthError(
+      () =>
+        run(
+          op.mark,
+          op.str('storage'),
+          op.global('collections', 'OrderedDict'),
+          op.str('0'),
+          op.str('cpu'),
+          op.int(1),
+          op.tuple,
+          op.persid,
+        ),
       'INVALID_PICKLE',
       /storage type must be a torch storage class/,
     );
     expectPthError(
-      () => run(op.mark, op.str('storage'), op.global('torch', 'FloatStorage'), op.str('../0'), op.str('cpu'), op.int(1), op.tuple, op.persid),
+      () =>
+        run(op.mark, op.str('storage'), op.global('torch', 'FloatStorage'), op.str('../0'), op.str('cpu'), op.int(1), op.tuple, op.persid),
       'INVALID_PICKLE',
       /storage key must be a non-empty string without "\/"/,
     );
     // A bare global or storage in the result.
-    expectPthError(() => run(op.global('collections', 'OrderedDict')), 'INVALID_PICKLE', /the result holds the global collections\.OrderedDict/);
+    expectPthError(
+      () => run(op.global('collections', 'OrderedDict')),
+      'INVALID_PICKLE',
+      /the result holds the global collections\.OrderedDict/,
+    );
     // _rebuild_tensor_v2 with the wrong arguments.
-    expectPthError(() => run(op.global('torch._utils', '_rebuild_tensor_v2'), op.emptyTuple, op.reduce), 'INVALID_PICKLE', /takes 6 or 7 arguments, got 0/);
-    expectPthError(() => run(op.global('torch._utils', '_rebuild_parameter'), op.emptyTuple, op.reduce), 'INVALID_PICKLE', /_rebuild_parameter takes/);
+    expectPthError(
+      () => run(op.global('torch._utils', '_rebuild_tensor_v2'), op.emptyTuple, op.reduce),
+      'INVALID_PICKLE',
+      /takes 6 or 7 arguments, got 0/,
+    );
+    expectPthError(
+      () => run(op.global('torch._utils', '_rebuild_parameter'), op.emptyTuple, op.reduce),
+      'INVALID_PICKLE',
+      /_rebuild_parameter takes/,
+    );
   });
 
   it('limits: pickle size, mark nesting, container nesting, LONG4 length', () => {
     const { bytes } = simple();
-    expectPthError(() => parsePth(bytes, { maxPickleBytes: 10, description: 'm.pth' }), 'LIMIT_EXCEEDED', /m\.pth: archive\/data\.pkl has \d+ bytes, over the limit of 10 \(maxPickleBytes\)/);
+    expectPthError(
+      () => parsePth(bytes, { maxPickleBytes: 10, description: 'm.pth' }),
+      'LIMIT_EXCEEDED',
+      /m\.pth: archive\/data\.pkl has \d+ bytes, over the limit of 10 \(maxPickleBytes\)/,
+    );
     const marks = Array.from({ length: 20 }, () => op.mark);
-    expectPthError(() => parsePth(zipOf([...op.proto(), ...marks.flat(), ...op.stop]), { maxDepth: 10 }), 'LIMIT_EXCEEDED', /more than 10 nested MARKs/);
+    expectPthError(
+      () => parsePth(zipOf([...op.proto(), ...marks.flat(), ...op.stop]), { maxDepth: 10 }),
+      'LIMIT_EXCEEDED',
+      /more than 10 nested MARKs/,
+    );
     // Lists nested 30 deep without marks: [[[...]]].
     const nested = [...Array.from({ length: 30 }, () => op.emptyList).flat(), ...Array.from({ length: 29 }, () => op.append).flat()];
-    expectPthError(() => parsePth(zipOf([...op.proto(), ...nested, ...op.stop]), { maxDepth: 10 }), 'LIMIT_EXCEEDED', /containers nested more than 10 deep/);
+    expectPthError(
+      () => parsePth(zipOf([...op.proto(), ...nested, ...op.stop]), { maxDepth: 10 }),
+      'LIMIT_EXCEEDED',
+      /containers nested more than 10 deep/,
+    );
     expect(parsePth(zipOf([...op.proto(), ...nested, ...op.stop]), { maxDepth: 30 }).root).toHaveLength(1);
     expectPthError(() => run([0x8b, 0, 0, 1, 0]), 'LIMIT_EXCEEDED', /integer of 65536 bytes exceeds the limit/);
     expectPthError(() => parsePth(bytes, { maxDepth: 0 }), 'INVALID_ARGUMENT', /maxDepth must be a positive safe integer/);
@@ -898,11 +1087,22 @@ describe('the restricted unpickler', () => {
 describe('state dicts', () => {
   const t = (key: string): TensorSpec => ({ key, numel: 1, size: [] });
   const file = (pickle: number[], keys: string[]): PthFile =>
-    parsePth(torchZip([...op.proto(), ...pickle, ...op.stop], Object.fromEntries(keys.map((k) => [k, f32bytes(Number(k))]))).bytes, { description: 'sd.pth' });
+    parsePth(torchZip([...op.proto(), ...pickle, ...op.stop], Object.fromEntries(keys.map((k) => [k, f32bytes(Number(k))]))).bytes, {
+      description: 'sd.pth',
+    });
 
   it('auto: "model", then "state_dict", then the top level', () => {
     const entry = (name: string, ...ops: number[][]) => [...op.str(name), ...ops.flat()];
-    const withState = file([...op.emptyDict, ...op.mark, ...entry('epoch', op.int(1)), ...entry('state_dict', op.emptyDict, op.str('w'), tensorOps(t('1')), op.setitem), ...op.setitems], ['1']);
+    const withState = file(
+      [
+        ...op.emptyDict,
+        ...op.mark,
+        ...entry('epoch', op.int(1)),
+        ...entry('state_dict', op.emptyDict, op.str('w'), tensorOps(t('1')), op.setitem),
+        ...op.setitems,
+      ],
+      ['1'],
+    );
     expect(withState.stateDict().path).toEqual(['state_dict']);
     expect(withState.names()).toEqual(['w']);
     const both = file(
@@ -917,11 +1117,18 @@ describe('state dicts', () => {
     );
     expect(both.stateDict().path).toEqual(['model']);
     // "model" that is a tensor: a plain state dict with a tensor called "model".
-    const tensorModel = file([...op.emptyDict, ...op.mark, ...entry('model', tensorOps(t('1'))), ...entry('x', tensorOps(t('2'))), ...op.setitems], ['1', '2']);
+    const tensorModel = file(
+      [...op.emptyDict, ...op.mark, ...entry('model', tensorOps(t('1'))), ...entry('x', tensorOps(t('2'))), ...op.setitems],
+      ['1', '2'],
+    );
     expect(tensorModel.stateDict().path).toEqual([]);
     expect(tensorModel.names()).toEqual(['model', 'x']);
     const none = file([...op.emptyDict, ...op.str('epoch'), ...op.int(1), ...op.setitem], []);
-    expectPthError(() => none.names(), 'NOT_A_STATE_DICT', /sd\.pth: no tensors at the top level or under "model" or "state_dict" \(top-level keys: "epoch"\)/);
+    expectPthError(
+      () => none.names(),
+      'NOT_A_STATE_DICT',
+      /sd\.pth: no tensors at the top level or under "model" or "state_dict" \(top-level keys: "epoch"\)/,
+    );
     // The error is kept: asking again throws it again.
     expectPthError(() => none.info('x'), 'NOT_A_STATE_DICT');
     expect(none.root).toEqual(new Map([['epoch', 1]]));
@@ -929,7 +1136,18 @@ describe('state dicts', () => {
 
   it('two entries flattening to one name are refused', () => {
     const dup = file(
-      [...op.emptyDict, ...op.mark, ...op.str('a.b'), ...tensorOps(t('1')), ...op.str('a'), ...op.emptyDict, ...op.str('b'), ...tensorOps(t('2')), ...op.setitem, ...op.setitems],
+      [
+        ...op.emptyDict,
+        ...op.mark,
+        ...op.str('a.b'),
+        ...tensorOps(t('1')),
+        ...op.str('a'),
+        ...op.emptyDict,
+        ...op.str('b'),
+        ...tensorOps(t('2')),
+        ...op.setitem,
+        ...op.setitems,
+      ],
       ['1', '2'],
     );
     expectPthError(() => dup.stateDict(), 'DUPLICATE_TENSOR', /sd\.pth: two entries flatten to the tensor name "a\.b"/);
@@ -937,7 +1155,10 @@ describe('state dicts', () => {
   });
 
   it('integer keys name tensors; other keys are skipped', () => {
-    const ints = file([...op.emptyDict, ...op.mark, ...op.int(0), ...tensorOps(t('1')), ...op.none, ...tensorOps(t('2')), ...op.setitems], ['1', '2']);
+    const ints = file(
+      [...op.emptyDict, ...op.mark, ...op.int(0), ...tensorOps(t('1')), ...op.none, ...tensorOps(t('2')), ...op.setitems],
+      ['1', '2'],
+    );
     expect(ints.names()).toEqual(['0']);
     expect(ints.stateDict().skipped).toEqual(['None']);
   });

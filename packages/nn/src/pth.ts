@@ -134,7 +134,14 @@ export class PthTensor {
   readonly #archive: Archive;
 
   /** @internal Built by the unpickler after checking the view against the storage. */
-  constructor(archive: Archive, storage: PthStorage, storageOffset: number, shape: readonly number[], stride: readonly number[], numel: number) {
+  constructor(
+    archive: Archive,
+    storage: PthStorage,
+    storageOffset: number,
+    shape: readonly number[],
+    stride: readonly number[],
+    numel: number,
+  ) {
     this.#archive = archive;
     this.dtype = storage.dtype;
     this.storage = storage;
@@ -187,7 +194,14 @@ export class PthTensor {
 }
 
 /** Copies `count` elements from flat index `begin` of a strided view of `span` into a new buffer. */
-function gather(span: Uint8Array, size: number, shape: readonly number[], stride: readonly number[], begin: number, count: number): Uint8Array {
+function gather(
+  span: Uint8Array,
+  size: number,
+  shape: readonly number[],
+  stride: readonly number[],
+  begin: number,
+  count: number,
+): Uint8Array {
   const out = new Uint8Array(count * size);
   const nd = shape.length;
   const index = new Array<number>(nd).fill(0);
@@ -201,7 +215,12 @@ function gather(span: Uint8Array, size: number, shape: readonly number[], stride
   // Elements of 1, 2 or 4 bytes move as one typed-array element; 8-byte ones as two 32-bit words.
   const words = size === 8 ? 2 : 1;
   const unit = size === 8 ? 4 : size;
-  const make = (b: Uint8Array) => (unit === 1 ? b : unit === 2 ? new Uint16Array(b.buffer, b.byteOffset, b.byteLength / 2) : new Uint32Array(b.buffer, b.byteOffset, b.byteLength / 4));
+  const make = (b: Uint8Array) =>
+    unit === 1
+      ? b
+      : unit === 2
+        ? new Uint16Array(b.buffer, b.byteOffset, b.byteLength / 2)
+        : new Uint32Array(b.buffer, b.byteOffset, b.byteLength / 4);
   const src = make(span);
   const dst = make(out);
   const innerSize = nd === 0 ? 1 : shape[nd - 1]!;
@@ -302,7 +321,10 @@ class Archive {
       );
     }
     if (entry.compressedSize !== entry.size) {
-      throw new PthError('INVALID_ZIP', `${where} is stored but its compressed size ${entry.compressedSize} differs from its size ${entry.size}`);
+      throw new PthError(
+        'INVALID_ZIP',
+        `${where} is stored but its compressed size ${entry.compressedSize} differs from its size ${entry.size}`,
+      );
     }
     let offset = this.#dataOffsets.get(entry.name);
     if (offset === undefined) {
@@ -319,7 +341,10 @@ class Archive {
       const extraLength = dv.getUint16(28, true);
       offset = h + LOCAL_SIZE + nameLength + extraLength;
       if (offset > this.dataEnd) {
-        throw new PthError('TRUNCATED', `${where}: local header at ${h} (${LOCAL_SIZE + nameLength + extraLength} bytes) runs past the central directory at ${this.dataEnd}`);
+        throw new PthError(
+          'TRUNCATED',
+          `${where}: local header at ${h} (${LOCAL_SIZE + nameLength + extraLength} bytes) runs past the central directory at ${this.dataEnd}`,
+        );
       }
       const localName = decodeUtf8(this.reader.read(h + LOCAL_SIZE, nameLength));
       if (localName !== entry.name || method !== entry.method) {
@@ -331,7 +356,10 @@ class Archive {
       this.#dataOffsets.set(entry.name, offset);
     }
     if (offset + entry.size > this.dataEnd) {
-      throw new PthError('TRUNCATED', `${where}: ${entry.size} bytes of data at offset ${offset} run past the central directory at ${this.dataEnd} (by ${offset + entry.size - this.dataEnd} bytes)`);
+      throw new PthError(
+        'TRUNCATED',
+        `${where}: ${entry.size} bytes of data at offset ${offset} run past the central directory at ${this.dataEnd} (by ${offset + entry.size - this.dataEnd} bytes)`,
+      );
     }
     return { offset, size: entry.size };
   }
@@ -352,11 +380,22 @@ function decodeUtf8(bytes: Uint8Array): string | undefined {
 }
 
 function isLegacy(head: Uint8Array): boolean {
-  return head.length >= 14 && head[0] === 0x80 && head[1] === 0x02 && head[2] === 0x8a && head[3] === 0x0a && LEGACY_MAGIC.every((b, i) => head[4 + i] === b);
+  return (
+    head.length >= 14 &&
+    head[0] === 0x80 &&
+    head[1] === 0x02 &&
+    head[2] === 0x8a &&
+    head[3] === 0x0a &&
+    LEGACY_MAGIC.every((b, i) => head[4 + i] === b)
+  );
 }
 
 /** Finds the end records and reads every central directory entry, checking each against the file. */
-function readDirectory(reader: ByteReader, description: string, maxDirectoryBytes: number): { entries: Map<string, ZipEntry>; dataEnd: number } {
+function readDirectory(
+  reader: ByteReader,
+  description: string,
+  maxDirectoryBytes: number,
+): { entries: Map<string, ZipEntry>; dataEnd: number } {
   const length = reader.byteLength;
   const head = reader.read(0, Math.min(length, 14));
   if (isLegacy(head)) {
@@ -379,10 +418,16 @@ function readDirectory(reader: ByteReader, description: string, maxDirectoryByte
   }
   if (end < 0) {
     if (looksLikeZip) {
-      throw new PthError('TRUNCATED', `${description} starts like a zip but has no end-of-central-directory record in its last ${tail.length} bytes: the file is truncated`);
+      throw new PthError(
+        'TRUNCATED',
+        `${description} starts like a zip but has no end-of-central-directory record in its last ${tail.length} bytes: the file is truncated`,
+      );
     }
     const first = head.length > 0 ? `0x${head[0]!.toString(16).padStart(2, '0')}` : 'nothing';
-    throw new PthError('NOT_A_ZIP', `${description} (${length} bytes, first byte ${first}) is not a zip archive: no end-of-central-directory record; a torch.save file is a zip`);
+    throw new PthError(
+      'NOT_A_ZIP',
+      `${description} (${length} bytes, first byte ${first}) is not a zip archive: no end-of-central-directory record; a torch.save file is a zip`,
+    );
   }
   const endOffset = tailStart + end;
   const disk = tv.getUint16(end + 4, true);
@@ -403,7 +448,10 @@ function readDirectory(reader: ByteReader, description: string, maxDirectoryByte
     const disks = locator.getUint32(16, true);
     if (locator.getUint32(4, true) !== 0 || disks > 1) multiDisk = true;
     if (end64Offset + END64_SIZE > locatorOffset) {
-      throw new PthError('TRUNCATED', `${description}: the ZIP64 locator points to an end record at offset ${end64Offset}, past the locator at ${locatorOffset}`);
+      throw new PthError(
+        'TRUNCATED',
+        `${description}: the ZIP64 locator points to an end record at offset ${end64Offset}, past the locator at ${locatorOffset}`,
+      );
     }
     const e64 = view(reader.read(end64Offset, END64_SIZE));
     if (e64.getUint32(0, true) !== SIG_END64) {
@@ -416,16 +464,25 @@ function readDirectory(reader: ByteReader, description: string, maxDirectoryByte
     directoryOffset = u64(e64, 48);
     directoryEnd = end64Offset;
   } else if (count === U16_MAX || directorySize === U32_MAX || directoryOffset === U32_MAX) {
-    throw new PthError('INVALID_ZIP', `${description}: the end record has saturated fields (ZIP64) but there is no ZIP64 locator before it`);
+    throw new PthError(
+      'INVALID_ZIP',
+      `${description}: the end record has saturated fields (ZIP64) but there is no ZIP64 locator before it`,
+    );
   }
   if (multiDisk || entriesOnDisk !== count) {
     throw new PthError('UNSUPPORTED_ENTRY', `${description} is a multi-disk (split) zip archive, which is not supported`);
   }
   if (directorySize > maxDirectoryBytes) {
-    throw new PthError('LIMIT_EXCEEDED', `${description}: central directory of ${directorySize} bytes exceeds the limit of ${maxDirectoryBytes}`);
+    throw new PthError(
+      'LIMIT_EXCEEDED',
+      `${description}: central directory of ${directorySize} bytes exceeds the limit of ${maxDirectoryBytes}`,
+    );
   }
   if (directoryOffset + directorySize > directoryEnd) {
-    throw new PthError('TRUNCATED', `${description}: central directory [${directoryOffset}, ${directoryOffset + directorySize}) runs past its end record at ${directoryEnd}`);
+    throw new PthError(
+      'TRUNCATED',
+      `${description}: central directory [${directoryOffset}, ${directoryOffset + directorySize}) runs past its end record at ${directoryEnd}`,
+    );
   }
   if (count * CENTRAL_SIZE > directorySize) {
     throw new PthError('INVALID_ZIP', `${description}: ${count} entries cannot fit in a central directory of ${directorySize} bytes`);
@@ -437,7 +494,8 @@ function readDirectory(reader: ByteReader, description: string, maxDirectoryByte
   for (let i = 0; i < count; i++) {
     const where = `${description}: central directory entry ${i} (offset ${directoryOffset + p})`;
     if (p + CENTRAL_SIZE > directorySize) throw new PthError('INVALID_ZIP', `${where} runs past the directory's ${directorySize} bytes`);
-    if (dv.getUint32(p, true) !== SIG_CENTRAL) throw new PthError('INVALID_ZIP', `${where}: bad signature 0x${dv.getUint32(p, true).toString(16)}`);
+    if (dv.getUint32(p, true) !== SIG_CENTRAL)
+      throw new PthError('INVALID_ZIP', `${where}: bad signature 0x${dv.getUint32(p, true).toString(16)}`);
     const flags = dv.getUint16(p + 8, true);
     const method = dv.getUint16(p + 10, true);
     let compressedSize = dv.getUint32(p + 20, true);
@@ -448,7 +506,8 @@ function readDirectory(reader: ByteReader, description: string, maxDirectoryByte
     let diskStart = dv.getUint16(p + 34, true);
     let localHeaderOffset = dv.getUint32(p + 42, true);
     const next = p + CENTRAL_SIZE + nameLength + extraLength + commentLength;
-    if (next > directorySize) throw new PthError('INVALID_ZIP', `${where}: name, extra field and comment run past the directory's ${directorySize} bytes`);
+    if (next > directorySize)
+      throw new PthError('INVALID_ZIP', `${where}: name, extra field and comment run past the directory's ${directorySize} bytes`);
     const name = decodeUtf8(directory.subarray(p + CENTRAL_SIZE, p + CENTRAL_SIZE + nameLength));
     if (name === undefined || name.length === 0) throw new PthError('INVALID_ZIP', `${where}: the name is empty or not UTF-8`);
     // Extra fields: (id, size, data)*. The ZIP64 one (id 1) holds, in order, the 64-bit values of
@@ -460,7 +519,11 @@ function readDirectory(reader: ByteReader, description: string, maxDirectoryByte
       const id = dv.getUint16(x, true);
       const fieldSize = dv.getUint16(x + 2, true);
       const fieldEnd = x + 4 + fieldSize;
-      if (fieldEnd > extraEnd) throw new PthError('INVALID_ZIP', `${where} ("${name}"): extra field 0x${id.toString(16)} of ${fieldSize} bytes runs past the entry`);
+      if (fieldEnd > extraEnd)
+        throw new PthError(
+          'INVALID_ZIP',
+          `${where} ("${name}"): extra field 0x${id.toString(16)} of ${fieldSize} bytes runs past the entry`,
+        );
       if (id === 0x0001) {
         let f = x + 4;
         const take = (bytes: number, field: string): number => {
@@ -478,14 +541,20 @@ function readDirectory(reader: ByteReader, description: string, maxDirectoryByte
     }
     if (diskStart !== 0) throw new PthError('UNSUPPORTED_ENTRY', `${where} ("${name}") is on disk ${diskStart} of a multi-disk archive`);
     if (localHeaderOffset + LOCAL_SIZE > directoryOffset || compressedSize > directoryOffset) {
-      throw new PthError('TRUNCATED', `${where} ("${name}"): local header at ${localHeaderOffset} with ${compressedSize} bytes of data lies past the central directory at ${directoryOffset}`);
+      throw new PthError(
+        'TRUNCATED',
+        `${where} ("${name}"): local header at ${localHeaderOffset} with ${compressedSize} bytes of data lies past the central directory at ${directoryOffset}`,
+      );
     }
     if (entries.has(name)) throw new PthError('INVALID_ZIP', `${where}: duplicate entry ${JSON.stringify(name)}`);
     entries.set(name, { name, method, flags, compressedSize, size, localHeaderOffset });
     p = next;
   }
   if (p !== directorySize) {
-    throw new PthError('INVALID_ZIP', `${description}: the central directory declares ${directorySize} bytes but its ${count} entries take ${p}`);
+    throw new PthError(
+      'INVALID_ZIP',
+      `${description}: the central directory declares ${directorySize} bytes but its ${count} entries take ${p}`,
+    );
   }
   return { entries, dataEnd: directoryOffset };
 }
@@ -522,7 +591,14 @@ const STORAGE_DTYPES: Readonly<Record<string, SafetensorsDtype>> = {
  * The callables a state dict needs. `_codecs.encode(text, 'latin1')` and `bytes()` are how pickle
  * protocol 2 writes `bytes` values.
  */
-const CALLABLES = new Set(['collections.OrderedDict', 'torch._utils._rebuild_tensor_v2', 'torch._utils._rebuild_parameter', '_codecs.encode', 'builtins.bytes', '__builtin__.bytes']);
+const CALLABLES = new Set([
+  'collections.OrderedDict',
+  'torch._utils._rebuild_tensor_v2',
+  'torch._utils._rebuild_parameter',
+  '_codecs.encode',
+  'builtins.bytes',
+  '__builtin__.bytes',
+]);
 
 /** A storage reference (a persistent id), valid only as `_rebuild_tensor_v2`'s first argument. */
 class StorageRef {
@@ -748,21 +824,29 @@ class Unpickler {
     if (typeof key !== 'string' || key.length === 0 || key.includes('/')) {
       throw this.#fail('INVALID_PICKLE', `a storage key must be a non-empty string without "/", got ${describeItem(key)}`);
     }
-    if (typeof location !== 'string') throw this.#fail('INVALID_PICKLE', `storage ${JSON.stringify(key)}: the location must be a string, got ${describeItem(location)}`);
+    if (typeof location !== 'string')
+      throw this.#fail('INVALID_PICKLE', `storage ${JSON.stringify(key)}: the location must be a string, got ${describeItem(location)}`);
     if (typeof numel !== 'number' || !Number.isSafeInteger(numel) || numel < 0) {
-      throw this.#fail('INVALID_TENSOR', `storage ${JSON.stringify(key)}: the element count must be a non-negative safe integer, got ${describeItem(numel)}`);
+      throw this.#fail(
+        'INVALID_TENSOR',
+        `storage ${JSON.stringify(key)}: the element count must be a non-negative safe integer, got ${describeItem(numel)}`,
+      );
     }
     const dtype = STORAGE_DTYPES[type.name]!;
     const known = this.#storages.get(key);
     if (known !== undefined) {
       if (known.dtype !== dtype || known.numel !== numel) {
-        throw this.#fail('INVALID_TENSOR', `storage ${JSON.stringify(key)} is ${known.numel} × ${known.dtype} in one place and ${numel} × ${dtype} in another`);
+        throw this.#fail(
+          'INVALID_TENSOR',
+          `storage ${JSON.stringify(key)} is ${known.numel} × ${known.dtype} in one place and ${numel} × ${dtype} in another`,
+        );
       }
       return new StorageRef(known);
     }
     const record = `${this.#folder}data/${key}`;
     const entry = this.#archive.entries.get(record);
-    if (entry === undefined) throw this.#fail('MISSING_RECORD', `storage ${JSON.stringify(key)} has no record ${JSON.stringify(record)} in the archive`);
+    if (entry === undefined)
+      throw this.#fail('MISSING_RECORD', `storage ${JSON.stringify(key)} has no record ${JSON.stringify(record)} in the archive`);
     // Where the record lies (checked against the file) first, then whether its size fits the claim.
     const { offset } = this.#archive.locate(entry);
     const size = dtypeByteSize(dtype);
@@ -790,7 +874,8 @@ class Unpickler {
       throw this.#fail('INVALID_PICKLE', `torch._utils._rebuild_tensor_v2 takes 6 or 7 arguments, got ${args.length}`);
     }
     const [ref, offset, sizeArg, strideArg, requiresGrad, hooks] = args;
-    if (!(ref instanceof StorageRef)) throw this.#fail('INVALID_PICKLE', `_rebuild_tensor_v2's storage must be a persistent id, got ${describeItem(ref)}`);
+    if (!(ref instanceof StorageRef))
+      throw this.#fail('INVALID_PICKLE', `_rebuild_tensor_v2's storage must be a persistent id, got ${describeItem(ref)}`);
     const { storage } = ref;
     const what = `tensor on storage ${JSON.stringify(storage.key)} (${storage.numel} × ${storage.dtype})`;
     if (typeof offset !== 'number' || !Number.isSafeInteger(offset) || offset < 0) {
@@ -798,10 +883,13 @@ class Unpickler {
     }
     const shape = this.#intTuple(sizeArg!, 'size');
     const stride = this.#intTuple(strideArg!, 'stride');
-    if (shape.length !== stride.length) throw this.#fail('INVALID_TENSOR', `${what}: size [${shape.join(', ')}] and stride [${stride.join(', ')}] differ in length`);
-    if (typeof requiresGrad !== 'boolean') throw this.#fail('INVALID_PICKLE', `${what}: requires_grad must be a bool, got ${describeItem(requiresGrad)}`);
+    if (shape.length !== stride.length)
+      throw this.#fail('INVALID_TENSOR', `${what}: size [${shape.join(', ')}] and stride [${stride.join(', ')}] differ in length`);
+    if (typeof requiresGrad !== 'boolean')
+      throw this.#fail('INVALID_PICKLE', `${what}: requires_grad must be a bool, got ${describeItem(requiresGrad)}`);
     if (!isDict(hooks)) throw this.#fail('INVALID_PICKLE', `${what}: backward_hooks must be a dict, got ${describeItem(hooks)}`);
-    if (args.length === 7 && args[6] !== null && !isDict(args[6])) throw this.#fail('INVALID_PICKLE', `${what}: metadata must be a dict, got ${describeItem(args[6])}`);
+    if (args.length === 7 && args[6] !== null && !isDict(args[6]))
+      throw this.#fail('INVALID_PICKLE', `${what}: metadata must be a dict, got ${describeItem(args[6])}`);
     // Element count and the last element the view touches, before anything is allocated.
     let numel = 1;
     for (const d of shape) numel = d === 0 || numel === 0 ? 0 : numel * d;
@@ -822,8 +910,10 @@ class Unpickler {
   }
 
   #call(callable: StackItem, args: StackItem, how: string): StackItem {
-    if (!(callable instanceof GlobalRef)) throw this.#fail('FORBIDDEN_GLOBAL', `${how} of ${describeItem(callable)}, which is not an allowed callable`);
-    if (!isTuple(args)) throw this.#fail('INVALID_PICKLE', `${how} of ${callable.qualified} needs a tuple of arguments, got ${describeItem(args)}`);
+    if (!(callable instanceof GlobalRef))
+      throw this.#fail('FORBIDDEN_GLOBAL', `${how} of ${describeItem(callable)}, which is not an allowed callable`);
+    if (!isTuple(args))
+      throw this.#fail('INVALID_PICKLE', `${how} of ${callable.qualified} needs a tuple of arguments, got ${describeItem(args)}`);
     switch (callable.qualified) {
       case 'collections.OrderedDict': {
         const dict: PickleDict = new Map();
@@ -831,7 +921,8 @@ class Unpickler {
         const items = args[0];
         if (args.length === 1 && isList(items)) {
           for (const pair of items) {
-            if (!Array.isArray(pair) || pair.length !== 2) throw this.#fail('INVALID_PICKLE', `OrderedDict items must be pairs, got ${describeItem(pair)}`);
+            if (!Array.isArray(pair) || pair.length !== 2)
+              throw this.#fail('INVALID_PICKLE', `OrderedDict items must be pairs, got ${describeItem(pair)}`);
             dict.set(this.#key(pair[0]), pair[1] as PickleValue);
           }
           return dict;
@@ -844,7 +935,10 @@ class Unpickler {
       case '_codecs.encode': {
         const [text, encoding] = args;
         if (how !== 'REDUCE' || args.length !== 2 || typeof text !== 'string' || (encoding !== 'latin1' && encoding !== 'latin-1')) {
-          throw this.#fail('FORBIDDEN_GLOBAL', `${how} of _codecs.encode is only accepted as encode(str, 'latin1') (how pickle writes bytes), got ${describeItem(args)}`);
+          throw this.#fail(
+            'FORBIDDEN_GLOBAL',
+            `${how} of _codecs.encode is only accepted as encode(str, 'latin1') (how pickle writes bytes), got ${describeItem(args)}`,
+          );
         }
         const out = new Uint8Array(text.length);
         for (let i = 0; i < text.length; i++) {
@@ -857,11 +951,17 @@ class Unpickler {
       case 'builtins.bytes':
       case '__builtin__.bytes':
         if (how === 'REDUCE' && args.length === 0) return new Uint8Array(0);
-        throw this.#fail('FORBIDDEN_GLOBAL', `${how} of ${callable.qualified} is only accepted with no arguments (how pickle writes b''), got ${describeItem(args)}`);
+        throw this.#fail(
+          'FORBIDDEN_GLOBAL',
+          `${how} of ${callable.qualified} is only accepted with no arguments (how pickle writes b''), got ${describeItem(args)}`,
+        );
       case 'torch._utils._rebuild_parameter':
         if (how === 'REDUCE') {
           if (args.length !== 3 || !(args[0] instanceof PthTensor)) {
-            throw this.#fail('INVALID_PICKLE', `torch._utils._rebuild_parameter takes (tensor, requires_grad, backward_hooks), got ${describeItem(args)}`);
+            throw this.#fail(
+              'INVALID_PICKLE',
+              `torch._utils._rebuild_parameter takes (tensor, requires_grad, backward_hooks), got ${describeItem(args)}`,
+            );
           }
           return args[0];
         }
@@ -1105,8 +1205,13 @@ class Unpickler {
           const target = top();
           // An OrderedDict's instance attributes (a state dict's `_metadata`): checked, then dropped.
           const isState = (s: StackItem) => s === null || isDict(s);
-          const ok = isDict(target) && (isState(state) || (isTuple(state) && state.length === 2 && isState(state[0]!) && isState(state[1]!)));
-          if (!ok) throw this.#fail('INVALID_PICKLE', `BUILD of ${describeItem(target)} with ${describeItem(state)}; only a dict's attributes are accepted`);
+          const ok =
+            isDict(target) && (isState(state) || (isTuple(state) && state.length === 2 && isState(state[0]!) && isState(state[1]!)));
+          if (!ok)
+            throw this.#fail(
+              'INVALID_PICKLE',
+              `BUILD of ${describeItem(target)} with ${describeItem(state)}; only a dict's attributes are accepted`,
+            );
           break;
         }
         case 0x51:
@@ -1114,7 +1219,12 @@ class Unpickler {
           break;
         default: {
           const name = OPCODE_NAMES[op];
-          throw this.#fail('INVALID_PICKLE', name === undefined ? `unknown opcode 0x${op.toString(16)}` : `opcode ${name} is not accepted: torch.save does not write it for a state dict`);
+          throw this.#fail(
+            'INVALID_PICKLE',
+            name === undefined
+              ? `unknown opcode 0x${op.toString(16)}`
+              : `opcode ${name} is not accepted: torch.save does not write it for a state dict`,
+          );
         }
       }
     }
@@ -1127,9 +1237,13 @@ class Unpickler {
     while (pending.length > 0) {
       const [value, depth] = pending.pop()!;
       if (value instanceof GlobalRef || value instanceof StorageRef) {
-        throw this.#fail('INVALID_PICKLE', `the result holds ${describeItem(value)}, which is only valid as an argument of a tensor rebuild`);
+        throw this.#fail(
+          'INVALID_PICKLE',
+          `the result holds ${describeItem(value)}, which is only valid as an argument of a tensor rebuild`,
+        );
       }
-      if (typeof value !== 'object' || value === null || value instanceof PthTensor || value instanceof Uint8Array || seen.has(value)) continue;
+      if (typeof value !== 'object' || value === null || value instanceof PthTensor || value instanceof Uint8Array || seen.has(value))
+        continue;
       seen.add(value);
       if (depth > this.#maxDepth) throw this.#fail('LIMIT_EXCEEDED', `containers nested more than ${this.#maxDepth} deep`);
       if (value instanceof Map) {
@@ -1146,7 +1260,8 @@ class Unpickler {
 
 function positiveOption(options: PthOptions, name: 'maxPickleBytes' | 'maxDirectoryBytes' | 'maxDepth', fallback: number): number {
   const value = options[name] ?? fallback;
-  if (!Number.isSafeInteger(value) || value < 1) throw new PthError('INVALID_ARGUMENT', `${name} must be a positive safe integer, got ${String(value)}`);
+  if (!Number.isSafeInteger(value) || value < 1)
+    throw new PthError('INVALID_ARGUMENT', `${name} must be a positive safe integer, got ${String(value)}`);
   return value;
 }
 
@@ -1198,7 +1313,10 @@ export class PthStateDict implements TensorSource {
     const tensor = this.#tensors.get(name);
     if (tensor === undefined) {
       const where = this.path.length > 0 ? ` under ${this.path.map((k) => JSON.stringify(k)).join(' → ')}` : '';
-      throw new PthError('UNKNOWN_TENSOR', `${this.description}: unknown tensor ${JSON.stringify(name)}: the state dict${where} has ${this.#tensors.size} tensor(s)`);
+      throw new PthError(
+        'UNKNOWN_TENSOR',
+        `${this.description}: unknown tensor ${JSON.stringify(name)}: the state dict${where} has ${this.#tensors.size} tensor(s)`,
+      );
     }
     return tensor;
   }
@@ -1256,7 +1374,15 @@ export class PthFile implements TensorSource {
   #default: PthStateDict | PthError | undefined;
   #closed = false;
 
-  private constructor(reader: ByteReader, description: string, folder: string, version: number | undefined, root: PickleValue, storages: ReadonlyMap<string, PthStorage>, maxDepth: number) {
+  private constructor(
+    reader: ByteReader,
+    description: string,
+    folder: string,
+    version: number | undefined,
+    root: PickleValue,
+    storages: ReadonlyMap<string, PthStorage>,
+    maxDepth: number,
+  ) {
     this.#reader = reader;
     this.description = description;
     this.folder = folder;
@@ -1283,7 +1409,8 @@ export class PthFile implements TensorSource {
         `${description}: no <folder>/data.pkl record, so not a torch.save archive (${names.length} entries${names.length > 0 ? `: ${names.slice(0, 5).join(', ')}${names.length > 5 ? ', ...' : ''}` : ''})`,
       );
     }
-    if (pickles.length > 1) throw new PthError('INVALID_ZIP', `${description}: several data.pkl records (${pickles.join(', ')}); a torch.save archive has one`);
+    if (pickles.length > 1)
+      throw new PthError('INVALID_ZIP', `${description}: several data.pkl records (${pickles.join(', ')}); a torch.save archive has one`);
     const folder = pickles[0]!.slice(0, -'data.pkl'.length);
 
     const byteorder = archive.entries.get(`${folder}byteorder`);
@@ -1291,7 +1418,10 @@ export class PthFile implements TensorSource {
       archive.locate(byteorder);
       const text = byteorder.size <= 16 ? decodeUtf8(archive.readEntry(byteorder))?.trim() : undefined;
       if (text !== 'little') {
-        throw new PthError('UNSUPPORTED_BYTE_ORDER', `${description}: the byteorder record says ${JSON.stringify(text ?? `${byteorder.size} bytes`)}; only little-endian checkpoints are supported`);
+        throw new PthError(
+          'UNSUPPORTED_BYTE_ORDER',
+          `${description}: the byteorder record says ${JSON.stringify(text ?? `${byteorder.size} bytes`)}; only little-endian checkpoints are supported`,
+        );
       }
     }
     let version: number | undefined;
@@ -1300,14 +1430,20 @@ export class PthFile implements TensorSource {
       archive.locate(versionEntry);
       const text = versionEntry.size <= 32 ? decodeUtf8(archive.readEntry(versionEntry))?.trim() : undefined;
       if (text === undefined || !/^\d{1,9}$/.test(text)) {
-        throw new PthError('INVALID_ZIP', `${description}: the version record ${versionEntry.name} is not a number (${versionEntry.size} bytes)`);
+        throw new PthError(
+          'INVALID_ZIP',
+          `${description}: the version record ${versionEntry.name} is not a number (${versionEntry.size} bytes)`,
+        );
       }
       version = Number(text);
     }
 
     const pickleEntry = archive.entries.get(pickles[0]!)!;
     if (pickleEntry.size > maxPickleBytes) {
-      throw new PthError('LIMIT_EXCEEDED', `${description}: ${pickleEntry.name} has ${pickleEntry.size} bytes, over the limit of ${maxPickleBytes} (maxPickleBytes)`);
+      throw new PthError(
+        'LIMIT_EXCEEDED',
+        `${description}: ${pickleEntry.name} has ${pickleEntry.size} bytes, over the limit of ${maxPickleBytes} (maxPickleBytes)`,
+      );
     }
     const unpickler = new Unpickler(archive.readEntry(pickleEntry), archive, folder, maxDepth);
     const root = unpickler.run();
@@ -1356,7 +1492,10 @@ export class PthFile implements TensorSource {
     const found = this.#flatten(node, path);
     if (found.tensors.size === 0) {
       const where = path.length > 0 ? `${path.map((k) => JSON.stringify(k)).join(' → ')}` : 'the top level';
-      throw new PthError('NOT_A_STATE_DICT', `${this.description}: ${where} ${isDict(node) ? `holds no tensors (keys: ${keyList(node)})` : `is ${describeItem(node)}, not a dict`}`);
+      throw new PthError(
+        'NOT_A_STATE_DICT',
+        `${this.description}: ${where} ${isDict(node) ? `holds no tensors (keys: ${keyList(node)})` : `is ${describeItem(node)}, not a dict`}`,
+      );
     }
     return new PthStateDict(this, path, found.tensors, found.skipped);
   }
@@ -1383,12 +1522,17 @@ export class PthFile implements TensorSource {
     if (!isDict(node)) return { tensors, skipped };
     const seen = new Set<PickleDict>();
     const visit = (dict: PickleDict, prefix: string, depth: number) => {
-      if (depth > this.#maxDepth) throw new PthError('LIMIT_EXCEEDED', `${this.description}: dicts nested more than ${this.#maxDepth} deep under ${JSON.stringify(path.join('.'))}`);
+      if (depth > this.#maxDepth)
+        throw new PthError(
+          'LIMIT_EXCEEDED',
+          `${this.description}: dicts nested more than ${this.#maxDepth} deep under ${JSON.stringify(path.join('.'))}`,
+        );
       seen.add(dict);
       for (const [k, v] of dict) {
         const name = `${prefix}${typeof k === 'string' || typeof k === 'number' || typeof k === 'bigint' ? String(k) : describeItem(k)}`;
         if (v instanceof PthTensor && (typeof k === 'string' || typeof k === 'number')) {
-          if (tensors.has(name)) throw new PthError('DUPLICATE_TENSOR', `${this.description}: two entries flatten to the tensor name ${JSON.stringify(name)}`);
+          if (tensors.has(name))
+            throw new PthError('DUPLICATE_TENSOR', `${this.description}: two entries flatten to the tensor name ${JSON.stringify(name)}`);
           tensors.set(name, v);
         } else if (isDict(v) && typeof k === 'string' && !seen.has(v)) {
           visit(v, `${name}.`, depth + 1);

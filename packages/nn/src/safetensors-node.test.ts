@@ -53,7 +53,10 @@ describe('writeSafetensorsFile / readSafetensorsFile', () => {
 
   it('validates tensors before touching the file system', async () => {
     const path = join(dir, 'bad.safetensors');
-    await expect(writeSafetensorsFile(path, { x: { dtype: 'F16', shape: [1], data: new Float32Array(1) } })).rejects.toMatchObject({ name: 'SafetensorsError', code: 'INVALID_ARGUMENT' });
+    await expect(writeSafetensorsFile(path, { x: { dtype: 'F16', shape: [1], data: new Float32Array(1) } })).rejects.toMatchObject({
+      name: 'SafetensorsError',
+      code: 'INVALID_ARGUMENT',
+    });
     expect(await readdir(dir)).toEqual([]);
   });
 

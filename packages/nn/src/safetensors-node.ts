@@ -7,7 +7,14 @@ import { randomBytes } from 'node:crypto';
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { openFileReader } from './file-reader-node.js';
-import { SafetensorsError, SafetensorsFile, SafetensorsReader, serializeSafetensors, type ParseOptions, type SafetensorsTensor } from './safetensors.js';
+import {
+  SafetensorsError,
+  SafetensorsFile,
+  SafetensorsReader,
+  serializeSafetensors,
+  type ParseOptions,
+  type SafetensorsTensor,
+} from './safetensors.js';
 import { missingShardsError, parseShardIndex, shardedTensorSource } from './shards.js';
 import type { TensorSource } from './tensor-source.js';
 
@@ -182,7 +189,10 @@ export function openShardedSafetensors(indexPath: string, options: ShardedOption
   let text: string;
   try {
     if (indexReader.byteLength > maxIndexBytes) {
-      throw new SafetensorsError('INVALID_INDEX', `${description}: the index has ${indexReader.byteLength} bytes, over the limit of ${maxIndexBytes} (maxIndexBytes)`);
+      throw new SafetensorsError(
+        'INVALID_INDEX',
+        `${description}: the index has ${indexReader.byteLength} bytes, over the limit of ${maxIndexBytes} (maxIndexBytes)`,
+      );
     }
     text = new TextDecoder().decode(indexReader.read(0, indexReader.byteLength));
   } finally {

@@ -3,7 +3,13 @@ import { mkdir, mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { SafetensorsError, parseSafetensors, serializeSafetensors, type SafetensorsErrorCode, type SafetensorsTensor } from './safetensors.js';
+import {
+  SafetensorsError,
+  parseSafetensors,
+  serializeSafetensors,
+  type SafetensorsErrorCode,
+  type SafetensorsTensor,
+} from './safetensors.js';
 import { openSafetensorsFile, openShardedSafetensors } from './safetensors-node.js';
 import { readFloat32 } from './tensor-source.js';
 
@@ -60,7 +66,11 @@ describe('openSafetensorsFile', () => {
     const path = join(dir, 'cut.safetensors');
     const bytes = serializeSafetensors({ a: f32(1, 2) });
     await writeFile(path, bytes.subarray(0, bytes.length - 1));
-    await expectError(() => openSafetensorsFile(path), 'TRUNCATED', new RegExp(`^${path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: file has 7 data bytes but the header declares 8`));
+    await expectError(
+      () => openSafetensorsFile(path),
+      'TRUNCATED',
+      new RegExp(`^${path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: file has 7 data bytes but the header declares 8`),
+    );
     await expectError(() => openSafetensorsFile(path, { description: 'cut' }), 'TRUNCATED', /^cut: /);
     expect(() => openSafetensorsFile(join(dir, 'nope.safetensors'))).toThrow(expect.objectContaining({ code: 'ENOENT' }));
   });
@@ -116,7 +126,10 @@ describe('openShardedSafetensors', () => {
 
   async function writeShards(
     index: unknown,
-    shards: Record<string, Record<string, SafetensorsTensor>> = { 'model-00001-of-00002.safetensors': shard1, 'model-00002-of-00002.safetensors': shard2 },
+    shards: Record<string, Record<string, SafetensorsTensor>> = {
+      'model-00001-of-00002.safetensors': shard1,
+      'model-00002-of-00002.safetensors': shard2,
+    },
   ): Promise<string> {
     for (const [name, tensors] of Object.entries(shards)) await writeFile(join(dir, name), serializeSafetensors(tensors));
     const path = join(dir, 'model.safetensors.index.json');
@@ -157,33 +170,75 @@ describe('openShardedSafetensors', () => {
   });
 
   it('a shard missing from disk: MISSING_SHARD listing it', async () => {
-    const path = await writeShards({ weight_map: { ...weightMap, extra: 'model-00003-of-00003.safetensors', extra2: 'model-00003-of-00003.safetensors' } });
-    await expectError(() => openShardedSafetensors(path), 'MISSING_SHARD', /1 of 3 shard file\(s\) missing/, /model-00003-of-00003\.safetensors \(index lists 2 tensors in it\)/);
+    const path = await writeShards({
+      weight_map: { ...weightMap, extra: 'model-00003-of-00003.safetensors', extra2: 'model-00003-of-00003.safetensors' },
+    });
+    await expectError(
+      () => openShardedSafetensors(path),
+      'MISSING_SHARD',
+      /1 of 3 shard file\(s\) missing/,
+      /model-00003-of-00003\.safetensors \(index lists 2 tensors in it\)/,
+    );
   });
 
   it('a tensor the index names that the shard lacks, or a shard tensor the index does not list: INDEX_MISMATCH', async () => {
     const path = await writeShards({ weight_map: { ...weightMap, ghost: 'model-00001-of-00002.safetensors' } });
-    await expectError(() => openShardedSafetensors(path), 'INDEX_MISMATCH', 'the index puts "ghost" in model-00001-of-00002.safetensors, which does not hold it');
+    await expectError(
+      () => openShardedSafetensors(path),
+      'INDEX_MISMATCH',
+      'the index puts "ghost" in model-00001-of-00002.safetensors, which does not hold it',
+    );
     const { norm: _norm, ...partial } = weightMap;
     const path2 = await writeShards({ weight_map: partial });
-    await expectError(() => openShardedSafetensors(path2), 'INDEX_MISMATCH', 'model-00002-of-00002.safetensors holds "norm", which the index does not list');
+    await expectError(
+      () => openShardedSafetensors(path2),
+      'INDEX_MISMATCH',
+      'model-00002-of-00002.safetensors holds "norm", which the index does not list',
+    );
   });
 
   it('the same tensor in two shards: DUPLICATE_TENSOR naming both files', async () => {
-    const path = await writeShards({ weight_map: weightMap }, { 'model-00001-of-00002.safetensors': { ...shard1, norm: f32(0) }, 'model-00002-of-00002.safetensors': shard2 });
-    await expectError(() => openShardedSafetensors(path), 'DUPLICATE_TENSOR', /"norm" is in both .*model-00001-of-00002\.safetensors and .*model-00002-of-00002\.safetensors/);
+    const path = await writeShards(
+      { weight_map: weightMap },
+      { 'model-00001-of-00002.safetensors': { ...shard1, norm: f32(0) }, 'model-00002-of-00002.safetensors': shard2 },
+    );
+    await expectError(
+      () => openShardedSafetensors(path),
+      'DUPLICATE_TENSOR',
+      /"norm" is in both .*model-00001-of-00002\.safetensors and .*model-00002-of-00002\.safetensors/,
+    );
   });
 
   it('invalid indexes: INVALID_INDEX', async () => {
     await expectError(async () => openShardedSafetensors(await writeShards('{not json')), 'INVALID_INDEX', /not valid JSON/);
-    await expectError(async () => openShardedSafetensors(await writeShards('[]')), 'INVALID_INDEX', /must be a JSON object with a "weight_map"/);
+    await expectError(
+      async () => openShardedSafetensors(await writeShards('[]')),
+      'INVALID_INDEX',
+      /must be a JSON object with a "weight_map"/,
+    );
     await expectError(async () => openShardedSafetensors(await writeShards({ weight_map: {} })), 'INVALID_INDEX', /"weight_map" is empty/);
-    await expectError(async () => openShardedSafetensors(await writeShards({ weight_map: { a: 5 } })), 'INVALID_INDEX', /"weight_map"\["a"\] must be a relative file path/);
+    await expectError(
+      async () => openShardedSafetensors(await writeShards({ weight_map: { a: 5 } })),
+      'INVALID_INDEX',
+      /"weight_map"\["a"\] must be a relative file path/,
+    );
     for (const bad of ['../x.safetensors', '/etc/passwd', 'a//b', '']) {
-      await expectError(async () => openShardedSafetensors(await writeShards({ weight_map: { a: bad } })), 'INVALID_INDEX', /inside the index's folder/);
+      await expectError(
+        async () => openShardedSafetensors(await writeShards({ weight_map: { a: bad } })),
+        'INVALID_INDEX',
+        /inside the index's folder/,
+      );
     }
-    await expectError(async () => openShardedSafetensors(await writeShards({ weight_map: weightMap, metadata: 3 })), 'INVALID_INDEX', /"metadata" must be an object/);
-    await expectError(async () => openShardedSafetensors(await writeShards({ weight_map: weightMap }), { maxIndexBytes: 10 }), 'INVALID_INDEX', /over the limit of 10/);
+    await expectError(
+      async () => openShardedSafetensors(await writeShards({ weight_map: weightMap, metadata: 3 })),
+      'INVALID_INDEX',
+      /"metadata" must be an object/,
+    );
+    await expectError(
+      async () => openShardedSafetensors(await writeShards({ weight_map: weightMap }), { maxIndexBytes: 10 }),
+      'INVALID_INDEX',
+      /over the limit of 10/,
+    );
   });
 
   it('a corrupt shard: its own error, naming the shard', async () => {

@@ -60,7 +60,8 @@ const bitsOf = (x: number) => ((sf[0] = x), su[0]!);
 
 describe('parse: a hand-built file', () => {
   // F32 [1, -2] then I16 [[-2]]: 1.0f = 00 00 80 3f, -2.0f = 00 00 00 c0, int16 -2 = fe ff.
-  const header = '{"b":{"dtype":"I16","shape":[1,1],"data_offsets":[8,10]},"__metadata__":{"k":"v"},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}';
+  const header =
+    '{"b":{"dtype":"I16","shape":[1,1],"data_offsets":[8,10]},"__metadata__":{"k":"v"},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}';
   const data = new Uint8Array([0x00, 0x00, 0x80, 0x3f, 0x00, 0x00, 0x00, 0xc0, 0xfe, 0xff]);
   const bytes = craft(header, data);
   const dataStart = 8 + enc.encode(header).length;
@@ -262,14 +263,25 @@ describe('serializeSafetensors', () => {
   });
 
   it('rejects a length that does not match the shape', () => {
-    expectError(() => serializeSafetensors({ w: t('F32', [2, 3], f32(1, 2, 3, 4, 5)) }), 'INVALID_ARGUMENT', 'tensor "w"', '6 elements', 'data has 5');
+    expectError(
+      () => serializeSafetensors({ w: t('F32', [2, 3], f32(1, 2, 3, 4, 5)) }),
+      'INVALID_ARGUMENT',
+      'tensor "w"',
+      '6 elements',
+      'data has 5',
+    );
     expectError(() => serializeSafetensors({ s: t('F32', [], f32()) }), 'INVALID_ARGUMENT', 'has 1 elements but data has 0');
   });
 
   it('rejects bad names, dtypes, shapes and metadata', () => {
     expectError(() => serializeSafetensors({ '': t('U8', [0], new Uint8Array(0)) }), 'INVALID_ARGUMENT', 'non-empty');
     expectError(() => serializeSafetensors({ __metadata__: t('U8', [0], new Uint8Array(0)) }), 'INVALID_ARGUMENT', '__metadata__');
-    expectError(() => serializeSafetensors({ q: t('F8' as SafetensorsDtype, [0], new Uint8Array(0)) }), 'INVALID_DTYPE', 'tensor "q"', '"F8"');
+    expectError(
+      () => serializeSafetensors({ q: t('F8' as SafetensorsDtype, [0], new Uint8Array(0)) }),
+      'INVALID_DTYPE',
+      'tensor "q"',
+      '"F8"',
+    );
     expectError(() => serializeSafetensors({ q: t('U8', [-1], new Uint8Array(0)) }), 'INVALID_SHAPE', 'tensor "q"', 'shape[0]');
     expectError(() => serializeSafetensors({}, { k: 1 as unknown as string }), 'INVALID_METADATA', '"k"');
     expectError(() => serializeSafetensors(null as never), 'INVALID_ARGUMENT', 'tensors');
@@ -299,7 +311,11 @@ describe('parse: validation', () => {
 
   it('TRUNCATED (no allocation): a huge tensor claimed by a tiny file', () => {
     const n = 2 ** 48;
-    expectError(() => parseSafetensors(craft({ big: { dtype: 'F64', shape: [n], data_offsets: [0, n * 8] } }, 16)), 'TRUNCATED', `file has 16 data bytes but the header declares ${n * 8}`);
+    expectError(
+      () => parseSafetensors(craft({ big: { dtype: 'F64', shape: [n], data_offsets: [0, n * 8] } }, 16)),
+      'TRUNCATED',
+      `file has 16 data bytes but the header declares ${n * 8}`,
+    );
   });
 
   it('HEADER_TOO_LARGE: non-zero high 32 bits, or above the limit', () => {
@@ -344,12 +360,23 @@ describe('parse: validation', () => {
     expectError(() => parseSafetensors(craft({ w: 5 })), 'INVALID_HEADER', 'tensor "w"', 'must be an object', 'number 5');
     expectError(() => parseSafetensors(craft({ w: null })), 'INVALID_HEADER', 'tensor "w"', 'null');
     expectError(() => parseSafetensors(craft({ w: [1] })), 'INVALID_HEADER', 'an array');
-    expectError(() => parseSafetensors(craft({ w: { dtype: 'F32', shape: [2] } }, 8)), 'INVALID_HEADER', 'tensor "w"', 'missing "data_offsets"');
+    expectError(
+      () => parseSafetensors(craft({ w: { dtype: 'F32', shape: [2] } }, 8)),
+      'INVALID_HEADER',
+      'tensor "w"',
+      'missing "data_offsets"',
+    );
     expectError(() => parseSafetensors(craft({ w: { shape: [2], data_offsets: [0, 8] } }, 8)), 'INVALID_HEADER', 'missing "dtype"');
   });
 
   it('INVALID_DTYPE: unknown or non-string dtype', () => {
-    expectError(() => parseSafetensors(craft({ w: { dtype: 'F8_E4M3', shape: [1], data_offsets: [0, 1] } }, 1)), 'INVALID_DTYPE', 'tensor "w"', '"F8_E4M3"', 'supported: F64');
+    expectError(
+      () => parseSafetensors(craft({ w: { dtype: 'F8_E4M3', shape: [1], data_offsets: [0, 1] } }, 1)),
+      'INVALID_DTYPE',
+      'tensor "w"',
+      '"F8_E4M3"',
+      'supported: F64',
+    );
     expectError(() => parseSafetensors(craft({ w: { dtype: 4, shape: [1], data_offsets: [0, 1] } }, 1)), 'INVALID_DTYPE', 'number 4');
     expectError(() => parseSafetensors(craft({ w: { dtype: 'f32', shape: [1], data_offsets: [0, 4] } }, 4)), 'INVALID_DTYPE', '"f32"');
     expectError(() => dtypeByteSize('toString' as SafetensorsDtype), 'INVALID_DTYPE', '"toString"');
@@ -405,7 +432,12 @@ describe('parse: validation', () => {
   });
 
   it('INVALID_OFFSETS: trailing bytes after the last tensor', () => {
-    expectError(() => parseSafetensors(craft(ok(), 12)), 'INVALID_OFFSETS', 'declares 8 data bytes but the file has 12', '4 trailing bytes');
+    expectError(
+      () => parseSafetensors(craft(ok(), 12)),
+      'INVALID_OFFSETS',
+      'declares 8 data bytes but the file has 12',
+      '4 trailing bytes',
+    );
   });
 
   it('OVERLAPPING_OFFSETS', () => {
@@ -427,7 +459,13 @@ describe('parse: validation', () => {
   });
 
   it('SIZE_MISMATCH', () => {
-    expectError(() => parseSafetensors(craft({ w: { dtype: 'F32', shape: [2, 2], data_offsets: [0, 12] } }, 12)), 'SIZE_MISMATCH', 'tensor "w"', 'span 12 bytes', 'shape [2, 2] of F32 needs 16 bytes');
+    expectError(
+      () => parseSafetensors(craft({ w: { dtype: 'F32', shape: [2, 2], data_offsets: [0, 12] } }, 12)),
+      'SIZE_MISMATCH',
+      'tensor "w"',
+      'span 12 bytes',
+      'shape [2, 2] of F32 needs 16 bytes',
+    );
     expectError(() => parseSafetensors(craft({ s: { dtype: 'I64', shape: [], data_offsets: [0, 0] } })), 'SIZE_MISMATCH', 'needs 8 bytes');
   });
 
@@ -449,7 +487,14 @@ describe('parse: validation', () => {
   });
 
   it('throws only SafetensorsError for every truncation and many corruptions of a valid file', () => {
-    const valid = serializeSafetensors({ a: t('F32', [2, 3], f32(1, 2, 3, 4, 5, 6)), b: t('I64', [2], new BigInt64Array([1n, 2n])), c: t('BOOL', [3], new Uint8Array([1, 0, 1])) }, { m: 'n' });
+    const valid = serializeSafetensors(
+      {
+        a: t('F32', [2, 3], f32(1, 2, 3, 4, 5, 6)),
+        b: t('I64', [2], new BigInt64Array([1n, 2n])),
+        c: t('BOOL', [3], new Uint8Array([1, 0, 1])),
+      },
+      { m: 'n' },
+    );
     for (let len = 0; len < valid.length; len++) {
       expect(() => parseSafetensors(valid.subarray(0, len)), `length ${len}`).toThrow(SafetensorsError);
     }
@@ -485,7 +530,14 @@ describe('SafetensorsFile accessors', () => {
   );
 
   it('UNKNOWN_TENSOR names the tensor and how many exist', () => {
-    for (const call of [() => file.info('nope'), () => file.raw('nope'), () => file.get('nope'), () => file.toFloat32('nope'), () => file.toInt32('nope'), () => file.toBigInt64('nope')]) {
+    for (const call of [
+      () => file.info('nope'),
+      () => file.raw('nope'),
+      () => file.get('nope'),
+      () => file.toFloat32('nope'),
+      () => file.toInt32('nope'),
+      () => file.toBigInt64('nope'),
+    ]) {
       expectError(call, 'UNKNOWN_TENSOR', '"nope"', '9 tensors');
     }
   });
@@ -605,7 +657,12 @@ describe('float16', () => {
       const mid = (lo + hi) / 2;
       const even = h & 1 ? h + 1 : h;
       const m = bitsOf(mid);
-      const got = [float32ToFloat16Bits(mid), float32ToFloat16Bits(fromBits(m - 1)), float32ToFloat16Bits(fromBits(m + 1)), float32ToFloat16Bits(-mid)];
+      const got = [
+        float32ToFloat16Bits(mid),
+        float32ToFloat16Bits(fromBits(m - 1)),
+        float32ToFloat16Bits(fromBits(m + 1)),
+        float32ToFloat16Bits(-mid),
+      ];
       const want = [even, h, h + 1, 0x8000 | even];
       if (got.some((g, k) => g !== want[k])) expect(got, `h = ${h}`).toEqual(want);
     }
@@ -669,7 +726,11 @@ describe('bfloat16', () => {
     for (let h = 0; h < 0x7f80; h++) {
       const mid = h * 0x10000 + 0x8000;
       const even = h & 1 ? h + 1 : h;
-      const got = [float32ToBfloat16Bits(fromBits(mid)), float32ToBfloat16Bits(fromBits(mid - 1)), float32ToBfloat16Bits(fromBits(mid + 1))];
+      const got = [
+        float32ToBfloat16Bits(fromBits(mid)),
+        float32ToBfloat16Bits(fromBits(mid - 1)),
+        float32ToBfloat16Bits(fromBits(mid + 1)),
+      ];
       if (got[0] !== even || got[1] !== h || got[2] !== h + 1) expect(got, `h = ${h}`).toEqual([even, h, h + 1]);
       // And the midpoint really is halfway between the two values.
       const lo = bfloat16BitsToFloat32(h);

@@ -119,7 +119,10 @@ const HOST_IS_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] ===
 
 function assertLittleEndianHost(): void {
   if (!HOST_IS_LITTLE_ENDIAN) {
-    throw new SafetensorsError('UNSUPPORTED_CONVERSION', 'safetensors data is little-endian and this host is big-endian; @bytelatent/nn supports little-endian hosts only');
+    throw new SafetensorsError(
+      'UNSUPPORTED_CONVERSION',
+      'safetensors data is little-endian and this host is big-endian; @bytelatent/nn supports little-endian hosts only',
+    );
   }
 }
 
@@ -312,7 +315,10 @@ function parseEntry(name: string, value: unknown): ParsedEntry {
   }
   const dtype = value['dtype'];
   if (!isDtype(dtype)) {
-    throw new SafetensorsError('INVALID_DTYPE', `tensor "${name}": unknown dtype ${describeValue(dtype)}; supported: ${DTYPE_NAMES.join(', ')}`);
+    throw new SafetensorsError(
+      'INVALID_DTYPE',
+      `tensor "${name}": unknown dtype ${describeValue(dtype)}; supported: ${DTYPE_NAMES.join(', ')}`,
+    );
   }
   const count = shapeElementCount(value['shape']);
   if (typeof count === 'string') throw new SafetensorsError('INVALID_SHAPE', `tensor "${name}": ${count}`);
@@ -320,8 +326,15 @@ function parseEntry(name: string, value: unknown): ParsedEntry {
   const shape = Object.freeze((value['shape'] as number[]).map((d) => (d === 0 ? 0 : d)));
 
   const offsets = value['data_offsets'];
-  if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o: unknown) => typeof o === 'number' && Number.isSafeInteger(o) && o >= 0)) {
-    throw new SafetensorsError('INVALID_OFFSETS', `tensor "${name}": data_offsets must be [begin, end] of two non-negative safe integers, got ${JSON.stringify(offsets)}`);
+  if (
+    !Array.isArray(offsets) ||
+    offsets.length !== 2 ||
+    !offsets.every((o: unknown) => typeof o === 'number' && Number.isSafeInteger(o) && o >= 0)
+  ) {
+    throw new SafetensorsError(
+      'INVALID_OFFSETS',
+      `tensor "${name}": data_offsets must be [begin, end] of two non-negative safe integers, got ${JSON.stringify(offsets)}`,
+    );
   }
   const begin = offsets[0] === 0 ? 0 : (offsets[0] as number);
   const end = offsets[1] === 0 ? 0 : (offsets[1] as number);
@@ -331,7 +344,10 @@ function parseEntry(name: string, value: unknown): ParsedEntry {
   // Exact: dtype sizes are powers of two, so the product is a correctly scaled double.
   const needed = count * DTYPES[dtype].size;
   if (end - begin !== needed) {
-    throw new SafetensorsError('SIZE_MISMATCH', `tensor "${name}": data_offsets [${begin}, ${end}] span ${end - begin} bytes but shape [${shape.join(', ')}] of ${dtype} needs ${needed} bytes`);
+    throw new SafetensorsError(
+      'SIZE_MISMATCH',
+      `tensor "${name}": data_offsets [${begin}, ${end}] span ${end - begin} bytes but shape [${shape.join(', ')}] of ${dtype} needs ${needed} bytes`,
+    );
   }
   // byteOffset is filled in once the header length is known.
   return { info: { name, dtype, shape, byteOffset: begin, byteLength: end - begin }, begin, end };
@@ -378,7 +394,10 @@ function parseLayout(fileLength: number, read: (offset: number, length: number) 
   assertLittleEndianHost();
   const maxHeaderBytes = options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES;
   if (!Number.isSafeInteger(maxHeaderBytes) || maxHeaderBytes < 0) {
-    throw new SafetensorsError('INVALID_ARGUMENT', `maxHeaderBytes must be a non-negative safe integer, got ${describeValue(maxHeaderBytes)}`);
+    throw new SafetensorsError(
+      'INVALID_ARGUMENT',
+      `maxHeaderBytes must be a non-negative safe integer, got ${describeValue(maxHeaderBytes)}`,
+    );
   }
   parseDescription(options);
   if (fileLength < 8) {
@@ -432,16 +451,25 @@ function parseLayout(fileLength: number, read: (offset: number, length: number) 
       );
     }
     if (begin < expected) {
-      throw new SafetensorsError('OVERLAPPING_OFFSETS', `tensor "${info.name}" begins at data offset ${begin}, inside "${previous ?? ''}" which ends at ${expected}`);
+      throw new SafetensorsError(
+        'OVERLAPPING_OFFSETS',
+        `tensor "${info.name}" begins at data offset ${begin}, inside "${previous ?? ''}" which ends at ${expected}`,
+      );
     }
     expected = end;
     previous = info.name;
   }
   if (expected > dataLength) {
-    throw new SafetensorsError('TRUNCATED', `file has ${dataLength} data bytes but the header declares ${expected} (last tensor "${previous ?? ''}")`);
+    throw new SafetensorsError(
+      'TRUNCATED',
+      `file has ${dataLength} data bytes but the header declares ${expected} (last tensor "${previous ?? ''}")`,
+    );
   }
   if (expected < dataLength) {
-    throw new SafetensorsError('INVALID_OFFSETS', `header declares ${expected} data bytes but the file has ${dataLength}: ${dataLength - expected} trailing bytes`);
+    throw new SafetensorsError(
+      'INVALID_OFFSETS',
+      `header declares ${expected} data bytes but the file has ${dataLength}: ${dataLength - expected} trailing bytes`,
+    );
   }
   return { metadata, ordered: entries.map(({ info }) => Object.freeze({ ...info, byteOffset: dataStart + info.byteOffset })) };
 }
@@ -650,7 +678,10 @@ export class SafetensorsFile implements TensorSource {
         return out;
       }
       default:
-        throw new SafetensorsError('UNSUPPORTED_CONVERSION', `tensor ${JSON.stringify(name)} is ${dtype}; toFloat32 accepts F64, F32, F16 and BF16`);
+        throw new SafetensorsError(
+          'UNSUPPORTED_CONVERSION',
+          `tensor ${JSON.stringify(name)} is ${dtype}; toFloat32 accepts F64, F32, F16 and BF16`,
+        );
     }
   }
 
@@ -684,14 +715,20 @@ export class SafetensorsFile implements TensorSource {
           const low = halves[2 * i]!;
           // The value fits in int32 exactly when the high word is the sign extension of the low word.
           if (halves[2 * i + 1] !== low >> 31) {
-            throw new SafetensorsError('UNSUPPORTED_CONVERSION', `tensor ${JSON.stringify(name)} (I64) has value ${values[i]} at index ${i}, outside the int32 range [-2147483648, 2147483647]`);
+            throw new SafetensorsError(
+              'UNSUPPORTED_CONVERSION',
+              `tensor ${JSON.stringify(name)} (I64) has value ${values[i]} at index ${i}, outside the int32 range [-2147483648, 2147483647]`,
+            );
           }
           out[i] = low;
         }
         return out;
       }
       default:
-        throw new SafetensorsError('UNSUPPORTED_CONVERSION', `tensor ${JSON.stringify(name)} is ${dtype}; toInt32 accepts I64, I32, I16, I8, U8 and BOOL`);
+        throw new SafetensorsError(
+          'UNSUPPORTED_CONVERSION',
+          `tensor ${JSON.stringify(name)} is ${dtype}; toInt32 accepts I64, I32, I16, I8, U8 and BOOL`,
+        );
     }
   }
 
@@ -796,7 +833,10 @@ export class SafetensorsReader implements TensorSource {
   info(name: string): SafetensorsTensorInfo {
     const info = this.#tensors.get(name);
     if (info === undefined) {
-      throw new SafetensorsError('UNKNOWN_TENSOR', `${this.description}: unknown tensor ${JSON.stringify(name)}: the file has ${this.#tensors.size} tensor${this.#tensors.size === 1 ? '' : 's'}`);
+      throw new SafetensorsError(
+        'UNKNOWN_TENSOR',
+        `${this.description}: unknown tensor ${JSON.stringify(name)}: the file has ${this.#tensors.size} tensor${this.#tensors.size === 1 ? '' : 's'}`,
+      );
     }
     return info;
   }
@@ -839,21 +879,33 @@ function prepareTensor(name: string, tensor: SafetensorsTensor): PreparedTensor 
     throw new SafetensorsError('INVALID_ARGUMENT', `tensor name must be non-empty and not "${METADATA_KEY}", got ${JSON.stringify(name)}`);
   }
   if (!isPlainObject(tensor)) {
-    throw new SafetensorsError('INVALID_ARGUMENT', `tensor "${name}" must be an object { dtype, shape, data }, got ${describeValue(tensor)}`);
+    throw new SafetensorsError(
+      'INVALID_ARGUMENT',
+      `tensor "${name}" must be an object { dtype, shape, data }, got ${describeValue(tensor)}`,
+    );
   }
   const { dtype, shape, data } = tensor;
   if (!isDtype(dtype)) {
-    throw new SafetensorsError('INVALID_DTYPE', `tensor "${name}": unknown dtype ${describeValue(dtype)}; supported: ${DTYPE_NAMES.join(', ')}`);
+    throw new SafetensorsError(
+      'INVALID_DTYPE',
+      `tensor "${name}": unknown dtype ${describeValue(dtype)}; supported: ${DTYPE_NAMES.join(', ')}`,
+    );
   }
   const count = shapeElementCount(shape);
   if (typeof count === 'string') throw new SafetensorsError('INVALID_SHAPE', `tensor "${name}": ${count}`);
   const spec = DTYPES[dtype];
   const tag = typedArrayTag(data);
   if (tag !== spec.tag) {
-    throw new SafetensorsError('INVALID_ARGUMENT', `tensor "${name}": dtype ${dtype} needs a ${spec.tag} as data, got ${tag ?? describeValue(data)}`);
+    throw new SafetensorsError(
+      'INVALID_ARGUMENT',
+      `tensor "${name}": dtype ${dtype} needs a ${spec.tag} as data, got ${tag ?? describeValue(data)}`,
+    );
   }
   if (data.length !== count) {
-    throw new SafetensorsError('INVALID_ARGUMENT', `tensor "${name}": shape [${shape.join(', ')}] has ${count} elements but data has ${data.length}`);
+    throw new SafetensorsError(
+      'INVALID_ARGUMENT',
+      `tensor "${name}": shape [${shape.join(', ')}] has ${count} elements but data has ${data.length}`,
+    );
   }
   return {
     name,
@@ -875,12 +927,16 @@ function prepareTensor(name: string, tensor: SafetensorsTensor): PreparedTensor 
  *   length; `INVALID_DTYPE`, `INVALID_SHAPE`, `INVALID_METADATA` for a bad dtype, shape or metadata;
  *   `UNSUPPORTED_CONVERSION` on a big-endian host
  */
-export function serializeSafetensors(tensors: Readonly<Record<string, SafetensorsTensor>> | ReadonlyMap<string, SafetensorsTensor>, metadata?: Readonly<Record<string, string>>): Uint8Array {
+export function serializeSafetensors(
+  tensors: Readonly<Record<string, SafetensorsTensor>> | ReadonlyMap<string, SafetensorsTensor>,
+  metadata?: Readonly<Record<string, string>>,
+): Uint8Array {
   assertLittleEndianHost();
   if (typeof tensors !== 'object' || tensors === null || Array.isArray(tensors)) {
     throw new SafetensorsError('INVALID_ARGUMENT', `tensors must be a record or a Map of tensors, got ${describeValue(tensors)}`);
   }
-  const input: [string, SafetensorsTensor][] = tensors instanceof Map ? [...(tensors as ReadonlyMap<string, SafetensorsTensor>)] : Object.entries(tensors);
+  const input: [string, SafetensorsTensor][] =
+    tensors instanceof Map ? [...(tensors as ReadonlyMap<string, SafetensorsTensor>)] : Object.entries(tensors);
   const prepared: PreparedTensor[] = [];
   for (const [name, tensor] of input) {
     if (typeof name !== 'string') {

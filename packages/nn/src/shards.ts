@@ -28,18 +28,31 @@ export function parseShardIndex(index: unknown, description: string): ShardIndex
   const bad = (why: string) => new SafetensorsError('INVALID_INDEX', `${description}: ${why}`);
   if (typeof index !== 'object' || index === null || Array.isArray(index)) throw bad('must be a JSON object with a "weight_map"');
   const map = (index as Record<string, unknown>)['weight_map'];
-  if (typeof map !== 'object' || map === null || Array.isArray(map)) throw bad('"weight_map" must be an object mapping tensor names to shard files');
+  if (typeof map !== 'object' || map === null || Array.isArray(map))
+    throw bad('"weight_map" must be an object mapping tensor names to shard files');
   const meta = (index as Record<string, unknown>)['metadata'] ?? {};
   if (typeof meta !== 'object' || meta === null || Array.isArray(meta)) throw bad('"metadata" must be an object');
   const weightMap = new Map<string, string>();
   for (const [tensor, file] of Object.entries(map)) {
-    if (typeof file !== 'string' || file === '' || /^([a-zA-Z]:)?[\\/]/.test(file) || file.split(/[\\/]/).some((part) => part === '..' || part === '') || file.includes('\0')) {
-      throw bad(`"weight_map"[${JSON.stringify(tensor)}] must be a relative file path inside the index's folder, got ${JSON.stringify(file)}`);
+    if (
+      typeof file !== 'string' ||
+      file === '' ||
+      /^([a-zA-Z]:)?[\\/]/.test(file) ||
+      file.split(/[\\/]/).some((part) => part === '..' || part === '') ||
+      file.includes('\0')
+    ) {
+      throw bad(
+        `"weight_map"[${JSON.stringify(tensor)}] must be a relative file path inside the index's folder, got ${JSON.stringify(file)}`,
+      );
     }
     weightMap.set(tensor, file);
   }
   if (weightMap.size === 0) throw bad('"weight_map" is empty');
-  return { metadata: Object.freeze({ ...(meta as Record<string, unknown>) }), weightMap, files: Object.freeze([...new Set(weightMap.values())]) };
+  return {
+    metadata: Object.freeze({ ...(meta as Record<string, unknown>) }),
+    weightMap,
+    files: Object.freeze([...new Set(weightMap.values())]),
+  };
 }
 
 /**
@@ -48,12 +61,20 @@ export function parseShardIndex(index: unknown, description: string): ShardIndex
  * @param missing - the files, as the index names them
  * @param show - how to name a file in the message (its path or URL)
  */
-export function missingShardsError(index: ShardIndex, missing: readonly string[], description: string, show: (file: string) => string = (f) => f): SafetensorsError {
+export function missingShardsError(
+  index: ShardIndex,
+  missing: readonly string[],
+  description: string,
+  show: (file: string) => string = (f) => f,
+): SafetensorsError {
   const lines = missing.map((file) => {
     const listed = [...index.weightMap.values()].filter((f) => f === file).length;
     return `${show(file)} (index lists ${listed} tensor${listed === 1 ? '' : 's'} in it)`;
   });
-  return new SafetensorsError('MISSING_SHARD', `${description}: ${missing.length} of ${index.files.length} shard file(s) missing:\n  ${listSome(lines)}`);
+  return new SafetensorsError(
+    'MISSING_SHARD',
+    `${description}: ${missing.length} of ${index.files.length} shard file(s) missing:\n  ${listSome(lines)}`,
+  );
 }
 
 /**
@@ -79,11 +100,15 @@ export function shardedTensorSource(index: ShardIndex, shards: ReadonlyMap<strin
     for (const [file, shard] of shards) {
       for (const tensor of shard.names()) {
         const listed = index.weightMap.get(tensor);
-        if (listed !== file) mismatches.push(`${file} holds "${tensor}", which the index ${listed === undefined ? 'does not list' : `puts in ${listed}`}`);
+        if (listed !== file)
+          mismatches.push(`${file} holds "${tensor}", which the index ${listed === undefined ? 'does not list' : `puts in ${listed}`}`);
       }
     }
     if (mismatches.length > 0) {
-      throw new SafetensorsError('INDEX_MISMATCH', `${description} does not match its shards (${mismatches.length} problem(s)):\n  ${listSome(mismatches)}`);
+      throw new SafetensorsError(
+        'INDEX_MISMATCH',
+        `${description} does not match its shards (${mismatches.length} problem(s)):\n  ${listSome(mismatches)}`,
+      );
     }
     return { ...merged, close: closeAll };
   } catch (e) {

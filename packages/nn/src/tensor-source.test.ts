@@ -11,7 +11,15 @@ import {
   type SafetensorsErrorCode,
   type SafetensorsTensor,
 } from './safetensors.js';
-import { bytesReader, bytesToFloat32, bytesToFloat32Transposed, mergeTensorSources, readFloat32, transposeFloat32, type ByteReader } from './tensor-source.js';
+import {
+  bytesReader,
+  bytesToFloat32,
+  bytesToFloat32Transposed,
+  mergeTensorSources,
+  readFloat32,
+  transposeFloat32,
+  type ByteReader,
+} from './tensor-source.js';
 
 function expectError(fn: () => unknown, code: SafetensorsErrorCode, ...fragments: (string | RegExp)[]): void {
   let caught: unknown;
@@ -51,7 +59,11 @@ describe('SafetensorsFile as a TensorSource', () => {
 
   it('checks ranges, naming the file and the tensor', () => {
     const file = parseSafetensors(bytes, { description: 'm.safetensors' });
-    expectError(() => file.readBytes('w', 0, 7), 'INVALID_ARGUMENT', 'm.safetensors: tensor "w" has 6 elements; element range [0, 7) is not within [0, 6]');
+    expectError(
+      () => file.readBytes('w', 0, 7),
+      'INVALID_ARGUMENT',
+      'm.safetensors: tensor "w" has 6 elements; element range [0, 7) is not within [0, 6]',
+    );
     expectError(() => file.readBytes('w', 4, 3), 'INVALID_ARGUMENT');
     expectError(() => file.readBytes('w', -1), 'INVALID_ARGUMENT');
     expectError(() => file.readBytes('w', 1.5), 'INVALID_ARGUMENT');
@@ -60,7 +72,11 @@ describe('SafetensorsFile as a TensorSource', () => {
   });
 
   it('parse errors name the file when a description is given', () => {
-    expectError(() => parseSafetensors(bytes.subarray(0, 20), { description: 'cut.safetensors' }), 'TRUNCATED', /^cut\.safetensors: header length/);
+    expectError(
+      () => parseSafetensors(bytes.subarray(0, 20), { description: 'cut.safetensors' }),
+      'TRUNCATED',
+      /^cut\.safetensors: header length/,
+    );
     expectError(() => parseSafetensors(bytes.subarray(0, 20)), 'TRUNCATED', /^header length/);
     expectError(() => parseSafetensors(bytes, { description: 5 as unknown as string }), 'INVALID_ARGUMENT', /description must be a string/);
   });
@@ -111,7 +127,11 @@ describe('SafetensorsReader', () => {
   });
 
   it('validates like SafetensorsFile.parse, messages prefixed with the description', () => {
-    expectError(() => SafetensorsReader.open(bytesReader(bytes.subarray(0, bytes.length - 1)), { description: 'x' }), 'TRUNCATED', /^x: file has \d+ data bytes but the header declares/);
+    expectError(
+      () => SafetensorsReader.open(bytesReader(bytes.subarray(0, bytes.length - 1)), { description: 'x' }),
+      'TRUNCATED',
+      /^x: file has \d+ data bytes but the header declares/,
+    );
     expectError(() => SafetensorsReader.open(bytesReader(new Uint8Array(3))), 'TRUNCATED', /^safetensors: file has 3 bytes/);
     expectError(() => SafetensorsReader.open(bytesReader(bytes)).info('nope'), 'UNKNOWN_TENSOR', /^safetensors: unknown tensor "nope"/);
     expectError(() => SafetensorsReader.open(bytesReader(bytes)).readBytes('w', 0, 9), 'INVALID_ARGUMENT', /element range \[0, 9\)/);
@@ -160,7 +180,11 @@ describe('readFloat32 / bytesToFloat32', () => {
 
   it('refuses integer tensors and partial elements', () => {
     expectError(() => readFloat32(file, 'ids'), 'UNSUPPORTED_CONVERSION', 'f: tensor "ids" has dtype I64, not a floating-point type');
-    expectError(() => bytesToFloat32(new Uint8Array(6), 'F32', 'y'), 'INVALID_ARGUMENT', 'y: 6 bytes are not a whole number of F32 elements');
+    expectError(
+      () => bytesToFloat32(new Uint8Array(6), 'F32', 'y'),
+      'INVALID_ARGUMENT',
+      'y: 6 bytes are not a whole number of F32 elements',
+    );
   });
 });
 
@@ -189,7 +213,13 @@ describe('mergeTensorSources', () => {
 
   it('refuses a name held by two sources, listing every one', () => {
     const c = parseSafetensors(serializeSafetensors({ x: tensors.w!, z: tensors.b! }), { description: 'c' });
-    expectError(() => mergeTensorSources([a, b, c], 'shards'), 'DUPLICATE_TENSOR', /shards: 2 tensor name\(s\) appear more than once/, '"x" is in both a and c', '"z" is in both b and c');
+    expectError(
+      () => mergeTensorSources([a, b, c], 'shards'),
+      'DUPLICATE_TENSOR',
+      /shards: 2 tensor name\(s\) appear more than once/,
+      '"x" is in both a and c',
+      '"z" is in both b and c',
+    );
     expectError(() => mergeTensorSources('a' as unknown as []), 'INVALID_ARGUMENT');
   });
 });

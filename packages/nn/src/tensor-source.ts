@@ -68,7 +68,10 @@ export function bytesReader(bytes: Uint8Array): ByteReader {
     byteLength: view.byteLength,
     read(offset: number, length: number): Uint8Array {
       if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > view.byteLength) {
-        throw new SafetensorsError('INVALID_ARGUMENT', `read of ${length} bytes at offset ${offset} is outside the ${view.byteLength} bytes in memory`);
+        throw new SafetensorsError(
+          'INVALID_ARGUMENT',
+          `read of ${length} bytes at offset ${offset} is outside the ${view.byteLength} bytes in memory`,
+        );
       }
       return view.subarray(offset, offset + length);
     },
@@ -148,13 +151,20 @@ const TRANSPOSE_BLOCK = 64;
  * @param what - names the tensor in errors
  * @throws {SafetensorsError} `UNSUPPORTED_CONVERSION` for another dtype, `INVALID_ARGUMENT` for a size mismatch
  */
-export function bytesToFloat32Transposed(bytes: Uint8Array, dtype: SafetensorsDtype, rows: number, cols: number, what: string): Float32Array {
+export function bytesToFloat32Transposed(
+  bytes: Uint8Array,
+  dtype: SafetensorsDtype,
+  rows: number,
+  cols: number,
+  what: string,
+): Float32Array {
   const size = dtypeByteSize(dtype);
   if (dtype !== 'F32' && dtype !== 'F16' && dtype !== 'BF16' && dtype !== 'F64') {
     throw new SafetensorsError('UNSUPPORTED_CONVERSION', `${what} has dtype ${dtype}, not a floating-point type`);
   }
   const n = rows * cols;
-  if (bytes.byteLength !== n * size) throw new SafetensorsError('INVALID_ARGUMENT', `${what}: ${bytes.byteLength} bytes for a [${rows}, ${cols}] ${dtype} matrix`);
+  if (bytes.byteLength !== n * size)
+    throw new SafetensorsError('INVALID_ARGUMENT', `${what}: ${bytes.byteLength} bytes for a [${rows}, ${cols}] ${dtype} matrix`);
   const b = bytes.byteOffset % size === 0 ? bytes : bytes.slice();
   const out = new Float32Array(n);
   // One loop per element type keeps each loop monomorphic (fast) in V8.
@@ -221,7 +231,10 @@ function transposeInto(src: Float32Array | Float64Array, out: Float32Array, rows
  */
 export function mergeTensorSources(sources: readonly TensorSource[], description?: string): TensorSource {
   if (!Array.isArray(sources)) {
-    throw new SafetensorsError('INVALID_ARGUMENT', `sources must be an array of TensorSource, got ${sources === null ? 'null' : typeof sources}`);
+    throw new SafetensorsError(
+      'INVALID_ARGUMENT',
+      `sources must be an array of TensorSource, got ${sources === null ? 'null' : typeof sources}`,
+    );
   }
   const owners = new Map<string, TensorSource>();
   const duplicates: string[] = [];
@@ -234,13 +247,19 @@ export function mergeTensorSources(sources: readonly TensorSource[], description
   }
   const what = description ?? sources.map((s) => s.description).join(' + ');
   if (duplicates.length > 0) {
-    throw new SafetensorsError('DUPLICATE_TENSOR', `${what}: ${duplicates.length} tensor name(s) appear more than once:\n  ${listSome(duplicates)}`);
+    throw new SafetensorsError(
+      'DUPLICATE_TENSOR',
+      `${what}: ${duplicates.length} tensor name(s) appear more than once:\n  ${listSome(duplicates)}`,
+    );
   }
   const names = Object.freeze([...owners.keys()]);
   const ownerOf = (name: string): TensorSource => {
     const owner = owners.get(name);
     if (owner === undefined) {
-      throw new SafetensorsError('UNKNOWN_TENSOR', `${what}: unknown tensor ${JSON.stringify(name)}: the sources have ${names.length} tensor(s)`);
+      throw new SafetensorsError(
+        'UNKNOWN_TENSOR',
+        `${what}: unknown tensor ${JSON.stringify(name)}: the sources have ${names.length} tensor(s)`,
+      );
     }
     return owner;
   };

@@ -57,17 +57,52 @@ const rounds = Number(opts.rounds);
 const work = mkdtempSync(join(tmpdir(), 'blt-compare-'));
 const inputFile = join(work, 'input.json');
 const input = bltInput();
-writeFileSync(inputFile, JSON.stringify({ configs: BLT_CONFIGS, bytes: input.bytes, tokens: input.tokens, targets: input.targets, patch_lengths: input.patchLengths }));
+writeFileSync(
+  inputFile,
+  JSON.stringify({
+    configs: BLT_CONFIGS,
+    bytes: input.bytes,
+    tokens: input.tokens,
+    targets: input.targets,
+    patch_lengths: input.patchLengths,
+  }),
+);
 
 function lastJson(out: string): Record<string, unknown> {
   return JSON.parse(out.trim().split('\n').pop() ?? '{}') as Record<string, unknown>;
 }
 function runReference(threads: number): Record<string, unknown> {
-  const args = [script, '--reference', reference, '--threads', String(threads), '--input', inputFile, '--configs', configs.join(','), '--modes', modes.join(','), '--runs', opts.runs];
+  const args = [
+    script,
+    '--reference',
+    reference,
+    '--threads',
+    String(threads),
+    '--input',
+    inputFile,
+    '--configs',
+    configs.join(','),
+    '--modes',
+    modes.join(','),
+    '--runs',
+    opts.runs,
+  ];
   return lastJson(execFileSync(opts.python, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }));
 }
 function runOurs(threads: number): Record<string, unknown> {
-  const args = [ourBench, '--backends', opts.backends, '--configs', configs.join(','), '--modes', modes.join(','), '--runs', opts.runs, '--budget', opts.budget];
+  const args = [
+    ourBench,
+    '--backends',
+    opts.backends,
+    '--configs',
+    configs.join(','),
+    '--modes',
+    modes.join(','),
+    '--runs',
+    opts.runs,
+    '--budget',
+    opts.budget,
+  ];
   const env = { ...process.env, OPENBLAS_NUM_THREADS: String(threads) };
   return lastJson(execFileSync(process.execPath, args, { encoding: 'utf8', env, stdio: ['ignore', 'pipe', 'inherit'] }));
 }
@@ -78,11 +113,19 @@ const median = (xs: number[]): number => {
 const num = (r: Record<string, unknown>, k: string): number => (typeof r[k] === 'number' ? (r[k] as number) : Number.NaN);
 const round4 = (x: number): number => Number(x.toPrecision(4));
 
-const figures: Record<string, string | number | boolean> = { bench: 'compare-reference', bytes_per_step: input.bytes, rounds, runs_per_round: Number(opts.runs) };
+const figures: Record<string, string | number | boolean> = {
+  bench: 'compare-reference',
+  bytes_per_step: input.bytes,
+  rounds,
+  runs_per_round: Number(opts.runs),
+};
 try {
   if (opts.golden !== undefined) {
     const g = lastJson(
-      execFileSync(opts.python, [script, '--reference', reference, '--threads', '1', '--check-golden', resolve(opts.golden)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }),
+      execFileSync(opts.python, [script, '--reference', reference, '--threads', '1', '--check-golden', resolve(opts.golden)], {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'inherit'],
+      }),
     );
     figures['reference_golden_max_abs_diff'] = num(g, 'max_abs_diff');
     if (g['ok'] !== true) throw new Error(`the shimmed reference does not reproduce the golden vectors: ${JSON.stringify(g)}`);
@@ -125,7 +168,8 @@ try {
             .map((v, i) => v / refPerRound[i]!)
             .filter(Number.isFinite)
             .sort((a, b) => a - b);
-          figures[`t${threads}_${backend}_${config}_${mode}_ratio_range`] = `${round4(perRound[0]!)}-${round4(perRound[perRound.length - 1]!)}`;
+          figures[`t${threads}_${backend}_${config}_${mode}_ratio_range`] =
+            `${round4(perRound[0]!)}-${round4(perRound[perRound.length - 1]!)}`;
           rows.push(
             `${String(threads).padStart(7)}  ${config.padEnd(6)} ${mode.padEnd(8)} ${backend.padEnd(14)} ${o.toFixed(0).padStart(8)} ${ref.toFixed(0).padStart(9)}  ${(o / ref).toFixed(2).padStart(6)}x  (${figures[`t${threads}_${backend}_${config}_${mode}_ratio_range`]})`,
           );

@@ -32,7 +32,23 @@ export function medianSeconds(fn: () => unknown, runs: number): number {
 
 /** Deterministic pseudo-text: mostly ASCII words with some multi-byte UTF-8, like real corpora. */
 export function syntheticText(bytes: number, seed = 1): Uint8Array {
-  const words = ['the', 'byte', 'latent', 'transformer', 'patch', 'entropy', 'of', 'and', 'naïve', 'größe', '日本語', 'model', 'a', 'to', 'in'];
+  const words = [
+    'the',
+    'byte',
+    'latent',
+    'transformer',
+    'patch',
+    'entropy',
+    'of',
+    'and',
+    'naïve',
+    'größe',
+    '日本語',
+    'model',
+    'a',
+    'to',
+    'in',
+  ];
   const enc = new TextEncoder();
   const out = new Uint8Array(bytes);
   let s = seed >>> 0;
@@ -48,7 +64,9 @@ export function syntheticText(bytes: number, seed = 1): Uint8Array {
 
 /** Prints the bench's single JSON line; numbers rounded to 4 significant digits. */
 export function report(figures: Record<string, string | number | boolean>): void {
-  const rounded = Object.fromEntries(Object.entries(figures).map(([k, v]) => [k, typeof v === 'number' && !Number.isInteger(v) ? Number(v.toPrecision(4)) : v]));
+  const rounded = Object.fromEntries(
+    Object.entries(figures).map(([k, v]) => [k, typeof v === 'number' && !Number.isInteger(v) ? Number(v.toPrecision(4)) : v]),
+  );
   console.log(JSON.stringify(rounded));
 }
 

@@ -63,10 +63,14 @@ for (const k of profile.kernels) {
   kernelMs += ms;
 }
 const rows = [...byName.entries()].sort((a, b) => b[1].ms - a[1].ms);
-console.log(`${opts.backend} ${config} ${opts.mode}: ${profile.kernels.length} kernel calls, wall ${wallMs.toFixed(1)} ms (unprofiled median of 5), kernel time ${kernelMs.toFixed(1)} ms`);
+console.log(
+  `${opts.backend} ${config} ${opts.mode}: ${profile.kernels.length} kernel calls, wall ${wallMs.toFixed(1)} ms (unprofiled median of 5), kernel time ${kernelMs.toFixed(1)} ms`,
+);
 console.log('kernel'.padEnd(24) + 'calls'.padStart(7) + 'ms'.padStart(10) + 'share'.padStart(8));
 for (const [name, e] of rows.slice(0, Number(opts.top))) {
-  console.log(name.padEnd(24) + String(e.calls).padStart(7) + e.ms.toFixed(2).padStart(10) + `${((100 * e.ms) / kernelMs).toFixed(1)}%`.padStart(8));
+  console.log(
+    name.padEnd(24) + String(e.calls).padStart(7) + e.ms.toFixed(2).padStart(10) + `${((100 * e.ms) / kernelMs).toFixed(1)}%`.padStart(8),
+  );
 }
 const byCalls = [...byName.entries()].sort((a, b) => b[1].calls - a[1].calls).slice(0, 8);
 report({

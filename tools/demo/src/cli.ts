@@ -34,7 +34,9 @@ function main(argv: readonly string[]): number {
   const stream = new StreamingDecoder();
   const chunks = Array.from(ids, (id) => stream.push(id)).filter((c) => c.length > 0);
   const multiByte = chunks.filter((c) => new TextEncoder().encode(c).length > 1);
-  console.log(`streaming decode: ${chunks.length} chunks, one per complete character; multi-byte ones held back until whole: ${multiByte.map((c) => JSON.stringify(c)).join(' ') || '(none)'}`);
+  console.log(
+    `streaming decode: ${chunks.length} chunks, one per complete character; multi-byte ones held back until whole: ${multiByte.map((c) => JSON.stringify(c)).join(' ') || '(none)'}`,
+  );
 
   const { groupSizes, vocabSize } = RELEASED_HASH_CONFIG;
   const tables = hashNgramTables(ids, RELEASED_HASH_CONFIG);

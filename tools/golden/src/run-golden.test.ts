@@ -84,7 +84,12 @@ async function writeSyntheticFolder(corrupt: boolean): Promise<string> {
   await mkdir(join(dir, 'cases'));
   const vocab = 777;
   const sizes = [2, 5, 9];
-  await writeFile(join(dir, 'config.json'), JSON.stringify({ blt_args: { encoder_hash_byte_group_vocab: vocab, encoder_hash_byte_group_size: sizes, encoder_hash_byte_group_nb_functions: 3 } }));
+  await writeFile(
+    join(dir, 'config.json'),
+    JSON.stringify({
+      blt_args: { encoder_hash_byte_group_vocab: vocab, encoder_hash_byte_group_size: sizes, encoder_hash_byte_group_nb_functions: 3 },
+    }),
+  );
   const texts = ['Über 9000 — naïve', 'second row!!!!!!!!'];
   const rows = texts.map((t) => [1, ...Array.from(new TextEncoder().encode(t), (b) => b + 4), 2]);
   const len = Math.max(...rows.map((r) => r.length));

@@ -53,7 +53,9 @@ export async function runGoldenCheck(dir: string, options: GoldenRunOptions = {}
   const folder = await openGoldenFolder(dir);
   // Which matmuls ran matters for wasm (OpenBLAS or the wasm kernels): both must pass.
   const matmuls = info.nativeMatMul === undefined ? '' : info.nativeMatMul.active ? ', matmuls on OpenBLAS' : ', wasm matmuls';
-  log(`golden: ${dir} (${folder.cases.length} cases; backend ${info.name}${info.adapter ? ` on ${info.adapter}` : ''}${matmuls}; checks: ${checks.map((c) => c.name).join(', ')})`);
+  log(
+    `golden: ${dir} (${folder.cases.length} cases; backend ${info.name}${info.adapter ? ` on ${info.adapter}` : ''}${matmuls}; checks: ${checks.map((c) => c.name).join(', ')})`,
+  );
   const comparisons: Array<{ caseName: string; comparison: Comparison }> = [];
   let maxAbsDiff = 0;
   let checked = 0;
@@ -88,7 +90,17 @@ export async function runGoldenCheck(dir: string, options: GoldenRunOptions = {}
         // A piece that cannot run on this folder (e.g. a configuration the port rejects) fails its
         // tensors; the other checks still run.
         const message = (e as Error).message.replace(/\s+/g, ' ');
-        result = [{ group: check.name, items: claimed, values: 0, maxAbsDiff: Number.POSITIVE_INFINITY, tolerance: 0, ok: false, firstMismatch: `cannot run on this folder: ${message}` }];
+        result = [
+          {
+            group: check.name,
+            items: claimed,
+            values: 0,
+            maxAbsDiff: Number.POSITIVE_INFINITY,
+            tolerance: 0,
+            ok: false,
+            firstMismatch: `cannot run on this folder: ${message}`,
+          },
+        ];
       }
       if (typeof result === 'string') {
         // The whole case cannot be checked by this piece: its tensors stay skipped with this reason
@@ -130,7 +142,9 @@ export async function runGoldenCheck(dir: string, options: GoldenRunOptions = {}
         }
       }
       // A claimed tensor the check neither compared nor skipped by name is still reported.
-      for (const n of claimed) if (!covered.has(n) && !skipReasons.has(n)) skipReasons.set(n, `${check.name}: claimed but neither compared nor skipped by the check`);
+      for (const n of claimed)
+        if (!covered.has(n) && !skipReasons.has(n))
+          skipReasons.set(n, `${check.name}: claimed but neither compared nor skipped by the check`);
     }
     if (unclaimed.size > 0) {
       // Every tensor not compared is counted and named, grouped by its reason.

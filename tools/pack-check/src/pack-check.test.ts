@@ -163,7 +163,28 @@ function checkTrainBin(app: string): void {
   // As a user runs it from a shell: no INIT_CWD (which npm sets for the scripts it runs, vitest's here).
   const env = { ...process.env };
   delete env['INIT_CWD'];
-  const out = run(bin, ['--preset', 'tiny', '--steps', '2', '--eval-every', '2', '--data', 'text.txt', '--heldout', 'text.txt', '--out', 'run', '--backend', 'wasm', '--json'], app, env);
+  const out = run(
+    bin,
+    [
+      '--preset',
+      'tiny',
+      '--steps',
+      '2',
+      '--eval-every',
+      '2',
+      '--data',
+      'text.txt',
+      '--heldout',
+      'text.txt',
+      '--out',
+      'run',
+      '--backend',
+      'wasm',
+      '--json',
+    ],
+    app,
+    env,
+  );
   expect(JSON.parse(out)).toMatchObject({ preset: 'tiny', backend: 'wasm' });
   expect(existsSync(join(app, 'run', 'checkpoint.safetensors'))).toBe(true);
 }

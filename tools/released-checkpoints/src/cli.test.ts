@@ -16,7 +16,11 @@ describe('cli', () => {
   it('writes a tiny checkpoint and prints one JSON line of figures', async () => {
     const out = await mkdtemp(join(tmpdir(), 'released-cli-'));
     dirs.push(out);
-    const r = spawnSync(process.execPath, [cli, '--model', 'blt-entropy', '--layout', 'hub', '--preset', 'tiny', '--out', out, '--seed', '3', '--no-fsync'], { encoding: 'utf8' });
+    const r = spawnSync(
+      process.execPath,
+      [cli, '--model', 'blt-entropy', '--layout', 'hub', '--preset', 'tiny', '--out', out, '--seed', '3', '--no-fsync'],
+      { encoding: 'utf8' },
+    );
     expect(r.status).toBe(0);
     const lines = r.stdout.trim().split('\n');
     expect(lines.length).toBe(1);
@@ -29,7 +33,12 @@ describe('cli', () => {
   });
 
   it('rejects bad arguments with status 2', () => {
-    for (const args of [['--model', 'gpt2', '--layout', 'hub', '--out', 'x'], ['--model', 'blt-1b', '--out', 'x'], ['--model', 'blt-1b', '--layout', 'hub'], ['--bogus']]) {
+    for (const args of [
+      ['--model', 'gpt2', '--layout', 'hub', '--out', 'x'],
+      ['--model', 'blt-1b', '--out', 'x'],
+      ['--model', 'blt-1b', '--layout', 'hub'],
+      ['--bogus'],
+    ]) {
       const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' });
       expect(r.status).toBe(2);
       expect(r.stderr).toMatch(/usage/);

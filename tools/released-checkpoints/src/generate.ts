@@ -60,7 +60,11 @@ export interface WriteSummary {
   readonly tensors: number;
 }
 
-async function writeFile(file: PlannedFile, out: string, o: { seed: number; dtype: Dtype; fsync: boolean; progress: Progress; bufferBytes: number }): Promise<number> {
+async function writeFile(
+  file: PlannedFile,
+  out: string,
+  o: { seed: number; dtype: Dtype; fsync: boolean; progress: Progress; bufferBytes: number },
+): Promise<number> {
   o.progress.startFile(file.path);
   const path = join(out, ...file.path.split('/'));
   const written = await withSink(path, { fsync: o.fsync, progress: o.progress, bufferBytes: o.bufferBytes }, async (sink) => {
@@ -95,7 +99,9 @@ export async function ensureFreeSpace(dir: string, bytes: number): Promise<void>
   const free = await freeBytes(dir);
   const margin = 256 * 1024 * 1024;
   if (free !== undefined && free < bytes + margin) {
-    throw new Error(`${resolve(dir)}: ${(free / 1e9).toFixed(2)} GB free, the checkpoint needs ${(bytes / 1e9).toFixed(2)} GB (+0.27 GB margin); pick another folder`);
+    throw new Error(
+      `${resolve(dir)}: ${(free / 1e9).toFixed(2)} GB free, the checkpoint needs ${(bytes / 1e9).toFixed(2)} GB (+0.27 GB margin); pick another folder`,
+    );
   }
 }
 
@@ -119,12 +125,23 @@ export async function writeReleasedCheckpoint(options: WriteOptions): Promise<Wr
     ...(options.pthFlavor !== undefined ? { pthFlavor: options.pthFlavor } : {}),
   });
   if (options.checkFreeSpace ?? true) await ensureFreeSpace(out, plan.totalBytes);
-  const report = options.progress === true ? stderrReporter(`[${options.model} ${options.layout}]`) : typeof options.progress === 'function' ? options.progress : undefined;
+  const report =
+    options.progress === true
+      ? stderrReporter(`[${options.model} ${options.layout}]`)
+      : typeof options.progress === 'function'
+        ? options.progress
+        : undefined;
   const progress = new Progress(plan.totalBytes, report);
   const started = performance.now();
   const files: WrittenFile[] = [];
   for (const file of plan.files) {
-    const bytes = await writeFile(file, out, { seed, dtype, fsync: options.fsync ?? true, progress, bufferBytes: options.bufferBytes ?? DEFAULT_BUFFER_BYTES });
+    const bytes = await writeFile(file, out, {
+      seed,
+      dtype,
+      fsync: options.fsync ?? true,
+      progress,
+      bufferBytes: options.bufferBytes ?? DEFAULT_BUFFER_BYTES,
+    });
     files.push({ path: file.path, bytes });
   }
   const seconds = (performance.now() - started) / 1000;

@@ -1,7 +1,17 @@
 // Random-weight checkpoints with the exact files, tensor names, shapes and dtypes of Meta's released
 // BLT models, for load-time and memory benchmarks of the loaders. See README.md.
 export { ensureFreeSpace, writeReleasedCheckpoint, type WriteOptions, type WriteSummary, type WrittenFile } from './generate.js';
-export { LAYOUTS, planCheckpoint, splitIntoShards, transformersConfig, transformersTensors, type CheckpointPlan, type Layout, type PlanOptions, type PlannedFile } from './layouts.js';
+export {
+  LAYOUTS,
+  planCheckpoint,
+  splitIntoShards,
+  transformersConfig,
+  transformersTensors,
+  type CheckpointPlan,
+  type Layout,
+  type PlanOptions,
+  type PlannedFile,
+} from './layouts.js';
 export {
   PRESETS,
   RELEASED_MODELS,

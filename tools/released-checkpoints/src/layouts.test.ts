@@ -81,8 +81,18 @@ async function checkPth(path: string, expected: readonly ReferenceTensor[], seed
 describe('consolidated layout (facebook/blt hf-weights)', () => {
   it('writes blt_1b/ and entropy_model/ with params.json and a torch.save zip', async () => {
     const { out, summary } = await write({ model: 'blt-1b', layout: 'consolidated', seed: 5 });
-    expect(await listFiles(out)).toEqual(['blt_1b/consolidated.pth', 'blt_1b/params.json', 'entropy_model/consolidated.pth', 'entropy_model/params.json']);
-    expect(summary.files.map((f) => f.path)).toEqual(['blt_1b/params.json', 'blt_1b/consolidated.pth', 'entropy_model/params.json', 'entropy_model/consolidated.pth']);
+    expect(await listFiles(out)).toEqual([
+      'blt_1b/consolidated.pth',
+      'blt_1b/params.json',
+      'entropy_model/consolidated.pth',
+      'entropy_model/params.json',
+    ]);
+    expect(summary.files.map((f) => f.path)).toEqual([
+      'blt_1b/params.json',
+      'blt_1b/consolidated.pth',
+      'entropy_model/params.json',
+      'entropy_model/consolidated.pth',
+    ]);
     const text = await readFile(join(out, 'blt_1b/params.json'), 'utf8');
     expect(text).toContain('"norm_eps":0.00001');
     expect(text).not.toContain(' ');
@@ -107,7 +117,13 @@ describe('consolidated layout (facebook/blt hf-weights)', () => {
       patching_mode: 'entropy',
       vocab_size: 260,
     });
-    expect(params.data.patcher_args).toMatchObject({ patching_mode: 'entropy', threshold: 1.335442066192627, monotonicity: false, max_patch_length: null, patch_size: 4 });
+    expect(params.data.patcher_args).toMatchObject({
+      patching_mode: 'entropy',
+      threshold: 1.335442066192627,
+      monotonicity: false,
+      max_patch_length: null,
+      patch_size: 4,
+    });
     expect(params.data.tokenizer_args).toEqual({ name: 'blt', init_kwargs: null });
     expect(params.distributed.model_dtype).toBe('bf16');
     const entropyParams = JSON.parse(await readFile(join(out, 'entropy_model/params.json'), 'utf8'));
@@ -143,7 +159,13 @@ describe('consolidated layout (facebook/blt hf-weights)', () => {
 describe('hub layout (facebook/blt-1b, facebook/blt-entropy)', () => {
   it('writes config.json {"args"}, model.safetensors with reference names, train_args.json and entropy_model/', async () => {
     const { out } = await write({ model: 'blt-1b', layout: 'hub', seed: 5 });
-    expect(await listFiles(out)).toEqual(['config.json', 'entropy_model/consolidated.pth', 'entropy_model/params.json', 'model.safetensors', 'train_args.json']);
+    expect(await listFiles(out)).toEqual([
+      'config.json',
+      'entropy_model/consolidated.pth',
+      'entropy_model/params.json',
+      'model.safetensors',
+      'train_args.json',
+    ]);
     const configText = await readFile(join(out, 'config.json'), 'utf8');
     const config = JSON.parse(configText);
     expect(Object.keys(config)).toEqual(['args']);
@@ -173,7 +195,15 @@ describe('hub layout (facebook/blt-1b, facebook/blt-entropy)', () => {
     const { out } = await write({ model: 'blt-entropy', layout: 'hub', seed: 5 });
     expect(await listFiles(out)).toEqual(['config.json', 'model.safetensors']);
     const config = JSON.parse(await readFile(join(out, 'config.json'), 'utf8'));
-    expect(config.args).toMatchObject({ dim: 32, n_layers: 2, n_heads: 2, vocab_size: 260, sliding_window: 512, rope_theta: 10000, attn_impl: 'xformers' });
+    expect(config.args).toMatchObject({
+      dim: 32,
+      n_layers: 2,
+      n_heads: 2,
+      vocab_size: 260,
+      sliding_window: 512,
+      rope_theta: 10000,
+      attn_impl: 'xformers',
+    });
     const st = parseSafetensors(new Uint8Array(await readFile(join(out, 'model.safetensors'))));
     expect(st.names()).toEqual(
       entropyTiny()
@@ -248,10 +278,27 @@ describe('transformers layout (model_type "blt")', () => {
       encoder_hash_byte_group_nb_functions: 1,
       tie_word_embeddings: false,
     });
-    expect(config.patcher_config).toMatchObject({ hidden_size: 32, num_hidden_layers: 2, intermediate_size: 256, rope_theta: 10000, max_position_embeddings: 8192 });
-    expect(config.encoder_config).toMatchObject({ hidden_size: 32, intermediate_size: 96, max_position_embeddings: 24576, rope_theta: 500000, cross_attn_all_layers: false });
+    expect(config.patcher_config).toMatchObject({
+      hidden_size: 32,
+      num_hidden_layers: 2,
+      intermediate_size: 256,
+      rope_theta: 10000,
+      max_position_embeddings: 8192,
+    });
+    expect(config.encoder_config).toMatchObject({
+      hidden_size: 32,
+      intermediate_size: 96,
+      max_position_embeddings: 24576,
+      rope_theta: 500000,
+      cross_attn_all_layers: false,
+    });
     expect(config.decoder_config).toMatchObject({ hidden_size: 32, num_hidden_layers: 2, cross_attn_all_layers: true });
-    expect(config.global_config).toMatchObject({ hidden_size: 64, num_hidden_layers: 2, intermediate_size: 192, max_position_embeddings: 4096 });
+    expect(config.global_config).toMatchObject({
+      hidden_size: 64,
+      num_hidden_layers: 2,
+      intermediate_size: 192,
+      max_position_embeddings: 4096,
+    });
     expect(JSON.parse(await readFile(join(out, 'tokenizer_config.json'), 'utf8')).tokenizer_class).toBe('BltTokenizer');
 
     const st = parseSafetensors(new Uint8Array(await readFile(join(out, 'model.safetensors'))));
@@ -277,7 +324,9 @@ describe('transformers layout (model_type "blt")', () => {
     const files = await listFiles(out);
     const shards = files.filter((f) => f.endsWith('.safetensors'));
     expect(shards.length).toBeGreaterThan(2);
-    shards.forEach((f, i) => expect(f).toBe(`model-${String(i + 1).padStart(5, '0')}-of-${String(shards.length).padStart(5, '0')}.safetensors`));
+    shards.forEach((f, i) =>
+      expect(f).toBe(`model-${String(i + 1).padStart(5, '0')}-of-${String(shards.length).padStart(5, '0')}.safetensors`),
+    );
     const indexText = await readFile(join(out, 'model.safetensors.index.json'), 'utf8');
     expect(indexText.endsWith('}\n')).toBe(true);
     const index = JSON.parse(indexText);

@@ -1,5 +1,15 @@
 // Which files each published layout has, with which names, configurations and tensors.
-import { bltModelArgs, bltTensors, bltTrainArgs, entropyModelArgs, entropyTensors, entropyTrainArgs, type Preset, type ReferenceTensor, type ReleasedModelName } from './models.js';
+import {
+  bltModelArgs,
+  bltTensors,
+  bltTrainArgs,
+  entropyModelArgs,
+  entropyTensors,
+  entropyTrainArgs,
+  type Preset,
+  type ReferenceTensor,
+  type ReleasedModelName,
+} from './models.js';
 import { TRANSFORMERS_HASH_TABLE, transformersTensorName } from '@bytelatent/nn';
 import { planPth, type PthFlavor, type PthPlan } from './pth-writer.js';
 import { PyFloat, pydanticJson, pythonJson, toPlainJson, type PyValue } from './pyjson.js';
@@ -57,7 +67,12 @@ function textFile(path: string, text: string): PlannedFile {
   return { kind: 'text', path, text, bytes: new TextEncoder().encode(text).byteLength };
 }
 
-function safetensorsFile(path: string, tensors: readonly OutputTensor[], dtype: Dtype, metadata: Readonly<Record<string, string>> | undefined): PlannedFile {
+function safetensorsFile(
+  path: string,
+  tensors: readonly OutputTensor[],
+  dtype: Dtype,
+  metadata: Readonly<Record<string, string>> | undefined,
+): PlannedFile {
   return { kind: 'safetensors', path, tensors, metadata, bytes: safetensorsFileBytes(tensors, dtype, metadata) };
 }
 

@@ -136,7 +136,9 @@ describe('released models', () => {
       expect(pattern(tiny.map((t) => t.name))).toEqual(pattern(bltTensors(blt(model, 'full')).map((t) => t.name)));
       expect(tiny.reduce((a, t) => a + numel(t.shape), 0)).toBeLessThan(1_000_000);
     }
-    expect(pattern(entropyTensors(entropy('tiny')).map((t) => t.name))).toEqual(pattern(entropyTensors(entropy('full')).map((t) => t.name)));
+    expect(pattern(entropyTensors(entropy('tiny')).map((t) => t.name))).toEqual(
+      pattern(entropyTensors(entropy('full')).map((t) => t.name)),
+    );
   });
 
   it('initialises Linear weights with 1/sqrt(fan_in), embeddings with 1/sqrt(dim), norms with ones', () => {

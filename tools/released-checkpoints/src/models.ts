@@ -326,7 +326,12 @@ function patcherArgs(mode: 'entropy' | 'byte', patchSize: number): Record<string
 }
 
 /** `DataloaderArgs` dump. */
-function dataloaderArgs(v: { seqLen: number; maxEncoderSeqLength: number; addPatches: boolean; patcher: Record<string, PyValue> }): Record<string, PyValue> {
+function dataloaderArgs(v: {
+  seqLen: number;
+  maxEncoderSeqLength: number;
+  addPatches: boolean;
+  patcher: Record<string, PyValue>;
+}): Record<string, PyValue> {
   return {
     s3_profile: null,
     root_dir: null,
@@ -355,7 +360,12 @@ function dataloaderArgs(v: { seqLen: number; maxEncoderSeqLength: number; addPat
 }
 
 /** A `TrainArgs` dump around a model's args (the reference's `params.json`). */
-function trainArgs(v: { model: Record<string, PyValue> | null; entropyModel: Record<string, PyValue> | null; trainEntropyModel: boolean; data: Record<string, PyValue> }): Record<string, PyValue> {
+function trainArgs(v: {
+  model: Record<string, PyValue> | null;
+  entropyModel: Record<string, PyValue> | null;
+  trainEntropyModel: boolean;
+  data: Record<string, PyValue>;
+}): Record<string, PyValue> {
   return {
     name: 'lingua',
     dump_dir: '',
@@ -479,10 +489,20 @@ class TensorList {
   readonly tensors: ReferenceTensor[] = [];
   constructor(private readonly component: 'blt' | 'entropy') {}
   linear(name: string, out: number, inp: number): void {
-    this.tensors.push({ name: `${name}.weight`, shape: [out, inp], init: { kind: 'uniform', std: 1 / Math.sqrt(inp) }, component: this.component });
+    this.tensors.push({
+      name: `${name}.weight`,
+      shape: [out, inp],
+      init: { kind: 'uniform', std: 1 / Math.sqrt(inp) },
+      component: this.component,
+    });
   }
   embedding(name: string, rows: number, dim: number): void {
-    this.tensors.push({ name: `${name}.weight`, shape: [rows, dim], init: { kind: 'uniform', std: 1 / Math.sqrt(dim) }, component: this.component });
+    this.tensors.push({
+      name: `${name}.weight`,
+      shape: [rows, dim],
+      init: { kind: 'uniform', std: 1 / Math.sqrt(dim) },
+      component: this.component,
+    });
   }
   norm(name: string, dim: number): void {
     this.tensors.push({ name: `${name}.weight`, shape: [dim], init: { kind: 'ones' }, component: this.component });
@@ -526,7 +546,8 @@ export function bltTensors(args: Args): ReferenceTensor[] {
 
   // get_encoder_dim_token_emb / get_decoder_dim_token_emb (share_encoder_decoder_emb)
   const dimToken = optNum(args, 'dim_token');
-  const encTokenEmb = dimToken ?? (bool(args, 'use_local_encoder_transformer') ? num(args, 'dim_local_encoder') : dimGlobal / num(args, 'patch_size'));
+  const encTokenEmb =
+    dimToken ?? (bool(args, 'use_local_encoder_transformer') ? num(args, 'dim_local_encoder') : dimGlobal / num(args, 'patch_size'));
   const decTokenEmb = bool(args, 'share_encoder_decoder_emb') ? encTokenEmb : (dimToken ?? num(args, 'dim_local_decoder'));
 
   // Local encoder: LocalModelBase (layers, token/patch projections), tok_embeddings, cross_attn_layers.

@@ -80,6 +80,8 @@ export function stderrReporter(label: string): (info: ProgressInfo) => void {
     const pct = p.totalBytes > 0 ? ((100 * p.bytes) / p.totalBytes).toFixed(1) : '100.0';
     const eta = p.etaSeconds === undefined ? '?' : `${Math.ceil(p.etaSeconds)}s`;
     const tail = p.note ? ` (${p.note})` : '';
-    process.stderr.write(`${label} ${p.file}: ${gb(p.bytes)} / ${gb(p.totalBytes)} (${pct}%) ${p.mbPerSecond.toFixed(0)} MB/s ETA ${eta}${tail}\n`);
+    process.stderr.write(
+      `${label} ${p.file}: ${gb(p.bytes)} / ${gb(p.totalBytes)} (${pct}%) ${p.mbPerSecond.toFixed(0)} MB/s ETA ${eta}${tail}\n`,
+    );
   };
 }

@@ -5,7 +5,9 @@ import { planPth, statePickle, storageRecordOrder } from './pth-writer.js';
 import { asOutput, type OutputTensor } from './tensors.js';
 
 function tensors(specs: Array<[string, number[]]>): OutputTensor[] {
-  return specs.map(([name, shape]) => asOutput({ name, shape, init: { kind: 'uniform', std: 1 }, component: 'blt' } satisfies ReferenceTensor));
+  return specs.map(([name, shape]) =>
+    asOutput({ name, shape, init: { kind: 'uniform', std: 1 }, component: 'blt' } satisfies ReferenceTensor),
+  );
 }
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
@@ -82,7 +84,12 @@ describe('.pth pickle', () => {
       const fb = 30 + nameLen + (needs64 ? 4 + 8 * ((r.size >= 0xffffffff ? 2 : 0) + (r.offset >= 0xffffffff ? 1 : 0)) : 0);
       expect(String.fromCharCode(h[fb] as number, h[fb + 1] as number)).toBe('FB');
     }
-    expect(plan.records.filter((r) => r.zip64).map((r) => r.name.split('/').slice(1).join('/'))).toEqual(['data/3', 'data/4', 'version', '.data/serialization_id']);
+    expect(plan.records.filter((r) => r.zip64).map((r) => r.name.split('/').slice(1).join('/'))).toEqual([
+      'data/3',
+      'data/4',
+      'version',
+      '.data/serialization_id',
+    ]);
     expect(plan.totalBytes).toBeGreaterThan(9 * 2 ** 30);
   });
 });

@@ -12,7 +12,16 @@ import { crc32 } from 'node:zlib';
 import type { SafetensorsDtype } from '@bytelatent/nn';
 // The writer's own entry: the same code as the main entry's, without loading TensorFlow.js (~55 MB
 // of RSS and ~1 s of start-up this tool does not need).
-import { planPthArchive, pthArchiveEnd, pthDataDescriptor, pthStatePickle, pthStorageRecordOrder, type PthArchivePlan, type PthFlavor, type PthTensorSpec } from '@bytelatent/nn/pth-writer';
+import {
+  planPthArchive,
+  pthArchiveEnd,
+  pthDataDescriptor,
+  pthStatePickle,
+  pthStorageRecordOrder,
+  type PthArchivePlan,
+  type PthFlavor,
+  type PthTensorSpec,
+} from '@bytelatent/nn/pth-writer';
 import type { FileSink } from './sink.js';
 import { outputByteLength, writeTensorValues, type OutputTensor } from './tensors.js';
 import type { Dtype } from './values.js';
@@ -46,7 +55,8 @@ export interface PthPlan extends PthArchivePlan {
 export function planPth(archiveName: string, tensors: readonly OutputTensor[], dtype: Dtype, flavor: PthFlavor = 'torch2'): PthPlan {
   const plan = planPthArchive(specs(tensors, dtype), { archiveName, flavor });
   for (const r of plan.records) {
-    if (r.storage !== undefined && r.size !== outputByteLength(tensors[r.storage] as OutputTensor, dtype)) throw new Error(`${r.name}: planned ${r.size} bytes`);
+    if (r.storage !== undefined && r.size !== outputByteLength(tensors[r.storage] as OutputTensor, dtype))
+      throw new Error(`${r.name}: planned ${r.size} bytes`);
   }
   return { ...plan, tensors, dtype };
 }
@@ -70,7 +80,8 @@ export async function writePth(sink: FileSink, plan: PthPlan, seed: number): Pro
     crcs.push(crc);
     await sink.write(pthDataDescriptor(r, crc));
   }
-  if (sink.position !== plan.centralOffset) throw new Error(`central directory planned at ${plan.centralOffset}, writer at ${sink.position}`);
+  if (sink.position !== plan.centralOffset)
+    throw new Error(`central directory planned at ${plan.centralOffset}, writer at ${sink.position}`);
   await sink.write(pthArchiveEnd(plan, crcs));
   if (sink.position !== plan.totalBytes) throw new Error(`.pth planned at ${plan.totalBytes} bytes, wrote ${sink.position}`);
 }

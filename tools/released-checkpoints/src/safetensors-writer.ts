@@ -19,7 +19,8 @@ function byName(a: OutputTensor, b: OutputTensor): number {
 export function safetensorsOrder(tensors: readonly OutputTensor[]): OutputTensor[] {
   const sorted = [...tensors].sort(byName);
   for (let i = 1; i < sorted.length; i++) {
-    if ((sorted[i] as OutputTensor).name === (sorted[i - 1] as OutputTensor).name) throw new Error(`tensor ${(sorted[i] as OutputTensor).name} appears twice`);
+    if ((sorted[i] as OutputTensor).name === (sorted[i - 1] as OutputTensor).name)
+      throw new Error(`tensor ${(sorted[i] as OutputTensor).name} appears twice`);
   }
   return sorted;
 }
@@ -31,7 +32,9 @@ export function safetensorsHeader(tensors: readonly OutputTensor[], dtype: Dtype
   let offset = 0;
   for (const t of safetensorsOrder(tensors)) {
     const end = offset + outputByteLength(t, dtype);
-    entries.push(`${JSON.stringify(t.name)}:{"dtype":"${safetensorsDtype(dtype)}","shape":[${t.shape.join(',')}],"data_offsets":[${offset},${end}]}`);
+    entries.push(
+      `${JSON.stringify(t.name)}:{"dtype":"${safetensorsDtype(dtype)}","shape":[${t.shape.join(',')}],"data_offsets":[${offset},${end}]}`,
+    );
     offset = end;
   }
   const json = new TextEncoder().encode(`{${entries.join(',')}}`);
@@ -47,7 +50,13 @@ export function safetensorsFileBytes(tensors: readonly OutputTensor[], dtype: Dt
   return safetensorsHeader(tensors, dtype, metadata).byteLength + tensors.reduce((a, t) => a + outputByteLength(t, dtype), 0);
 }
 
-export async function writeSafetensors(sink: FileSink, tensors: readonly OutputTensor[], seed: number, dtype: Dtype, metadata?: Readonly<Record<string, string>>): Promise<void> {
+export async function writeSafetensors(
+  sink: FileSink,
+  tensors: readonly OutputTensor[],
+  seed: number,
+  dtype: Dtype,
+  metadata?: Readonly<Record<string, string>>,
+): Promise<void> {
   await sink.write(safetensorsHeader(tensors, dtype, metadata));
   for (const t of safetensorsOrder(tensors)) await writeTensorValues(sink, t, seed, dtype);
 }

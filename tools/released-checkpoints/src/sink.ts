@@ -25,7 +25,8 @@ export interface SinkOptions {
 function bufferSettings(options: SinkOptions): { size: number; count: number } {
   const size = options.bufferBytes ?? DEFAULT_BUFFER_BYTES;
   const count = options.bufferCount ?? DEFAULT_BUFFER_COUNT;
-  if (!Number.isInteger(size) || size % 64 !== 0 || size <= 0) throw new Error(`buffer size must be a positive multiple of 64, got ${size}`);
+  if (!Number.isInteger(size) || size % 64 !== 0 || size <= 0)
+    throw new Error(`buffer size must be a positive multiple of 64, got ${size}`);
   if (!Number.isInteger(count) || count < 2) throw new Error(`buffer count must be an integer >= 2, got ${count}`);
   return { size, count };
 }

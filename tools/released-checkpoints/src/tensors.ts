@@ -34,7 +34,13 @@ export function outputByteLength(t: OutputTensor, dtype: Dtype): number {
 }
 
 /** Streams the tensor's values into the sink (element-aligned if the sink position is). */
-export async function writeTensorValues(sink: FileSink, t: OutputTensor, seed: number, dtype: Dtype, onBytes?: (bytes: Uint8Array) => void): Promise<void> {
+export async function writeTensorValues(
+  sink: FileSink,
+  t: OutputTensor,
+  seed: number,
+  dtype: Dtype,
+  onBytes?: (bytes: Uint8Array) => void,
+): Promise<void> {
   const size = dtypeBytes(dtype);
   for (const part of t.parts) {
     const stream = valueStream(part, seed, dtype);

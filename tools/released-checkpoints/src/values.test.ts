@@ -2,7 +2,12 @@ import { describe, expect, it } from 'vitest';
 import type { ReferenceTensor } from './models.js';
 import { BLOCK_ELEMENTS, fillValues, tensorBytes, toBfloat16Bits, toFloat16Bits, valueStream } from './values.js';
 
-const weight: ReferenceTensor = { name: 'layers.0.attention.wq.weight', shape: [300, 1000], init: { kind: 'uniform', std: 1 / Math.sqrt(1000) }, component: 'blt' };
+const weight: ReferenceTensor = {
+  name: 'layers.0.attention.wq.weight',
+  shape: [300, 1000],
+  init: { kind: 'uniform', std: 1 / Math.sqrt(1000) },
+  component: 'blt',
+};
 
 function bf16ToFloat(bits: number): number {
   return new Float32Array(new Uint32Array([bits << 16]).buffer)[0] as number;

@@ -120,7 +120,11 @@ export interface ValueStream {
   readonly key: number;
 }
 
-export function valueStream(tensor: Pick<ReferenceTensor, 'name' | 'component' | 'init' | 'shape'>, seed: number, dtype: Dtype): ValueStream {
+export function valueStream(
+  tensor: Pick<ReferenceTensor, 'name' | 'component' | 'init' | 'shape'>,
+  seed: number,
+  dtype: Dtype,
+): ValueStream {
   checkSeed(seed);
   const [h1, h2] = nameHashes(`${tensor.component}/${tensor.name}`);
   const lo = seed >>> 0;
@@ -281,7 +285,13 @@ function fillBlock32(table: Uint32Array, key: number, block: number, first: numb
  * The bytes of elements [begin, end) of a reference tensor as the generator writes them for `seed`
  * and `dtype`: what a loader must read back.
  */
-export function tensorBytes(tensor: Pick<ReferenceTensor, 'name' | 'component' | 'init' | 'shape'>, seed: number, dtype: Dtype, begin = 0, end?: number): Uint8Array {
+export function tensorBytes(
+  tensor: Pick<ReferenceTensor, 'name' | 'component' | 'init' | 'shape'>,
+  seed: number,
+  dtype: Dtype,
+  begin = 0,
+  end?: number,
+): Uint8Array {
   const stream = valueStream(tensor, seed, dtype);
   const stop = end ?? stream.numel;
   const bytes = new Uint8Array((stop - begin) * dtypeBytes(dtype));

@@ -50,8 +50,12 @@ describe('UnsortedSegmentSum on cpu (linear-time replacement)', () => {
     it(`equals tfjs's own cpu kernel bit for bit: ${name}`, async () => {
       const random = seededUniform(positions);
       const ids = Int32Array.from({ length: positions }, () => Math.floor(random() * (segments + 2)) - 1); // some out of range
-      const values = dtype === 'int32' ? Int32Array.from(randomFloats(positions * inner, 3), (v) => Math.round(v * 1000)) : randomFloats(positions * inner, 3);
-      const run = () => tf.tidy(() => tf.unsortedSegmentSum(tf.tensor2d(values, [positions, inner], dtype), tf.tensor1d(ids, 'int32'), segments));
+      const values =
+        dtype === 'int32'
+          ? Int32Array.from(randomFloats(positions * inner, 3), (v) => Math.round(v * 1000))
+          : randomFloats(positions * inner, 3);
+      const run = () =>
+        tf.tidy(() => tf.unsortedSegmentSum(tf.tensor2d(values, [positions, inner], dtype), tf.tensor1d(ids, 'int32'), segments));
       const ours = run();
       const theirs = withTfjsKernel(run);
       expect(ours.dtype).toBe(theirs.dtype);
@@ -74,7 +78,9 @@ describe('UnsortedSegmentSum on cpu (linear-time replacement)', () => {
 
   it('rejects bad inputs with NnError', () => {
     const x = tf.zeros([3, 2]);
-    expect(() => tf.unsortedSegmentSum(x, tf.tensor1d([0, 1], 'int32'), 2)).toThrow(expect.objectContaining({ name: 'NnError', code: 'INVALID_ARGUMENT' }));
+    expect(() => tf.unsortedSegmentSum(x, tf.tensor1d([0, 1], 'int32'), 2)).toThrow(
+      expect.objectContaining({ name: 'NnError', code: 'INVALID_ARGUMENT' }),
+    );
     x.dispose();
   });
 

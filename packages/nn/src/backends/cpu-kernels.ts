@@ -44,7 +44,13 @@ const CPU = 'cpu';
 function unsortedSegmentSum(args: { inputs: NamedTensorInfoMap; backend: MathBackendCPU; attrs?: NamedAttrMap }): TensorInfo {
   const { inputs, backend, attrs } = args;
   const { x, segmentIds } = inputs;
-  const { numSegments, outShape } = checkSegmentSum(x, segmentIds, attrs?.['numSegments'], 'cpu', (m) => new NnError('INVALID_ARGUMENT', m));
+  const { numSegments, outShape } = checkSegmentSum(
+    x,
+    segmentIds,
+    attrs?.['numSegments'],
+    'cpu',
+    (m) => new NnError('INVALID_ARGUMENT', m),
+  );
   const out = new Float32Array(outShape.reduce((p, d) => p * d, 1));
   const values = (id: TensorInfo) => backend.data.get(id.dataId).values as Float32Array | Int32Array | Uint8Array;
   segmentSum(out, values(x!), values(segmentIds!), numSegments, x!.dtype !== 'float32');
@@ -81,7 +87,8 @@ function withFastPath(name: string, fast: (args: CpuArgs) => TensorInfo | undefi
     originals.set(name, current);
   }
   const original = originals.get(name)!;
-  const kernelFunc = ((args: CpuArgs) => fast(args) ?? original.kernelFunc(args as unknown as Parameters<KernelFunc>[0])) as unknown as KernelFunc;
+  const kernelFunc = ((args: CpuArgs) =>
+    fast(args) ?? original.kernelFunc(args as unknown as Parameters<KernelFunc>[0])) as unknown as KernelFunc;
   return { ...original, kernelFunc };
 }
 
@@ -89,7 +96,15 @@ function withFastPath(name: string, fast: (args: CpuArgs) => TensorInfo | undefi
 function sameShapeConfig(name: string, op: (a: Float32Array, b: Float32Array, out: Float32Array) => void): KernelConfig | undefined {
   return withFastPath(name, (args) => {
     const { a, b } = args.inputs;
-    if (a === undefined || b === undefined || a.dtype !== 'float32' || b.dtype !== 'float32' || a.shape.length !== b.shape.length || !a.shape.every((d, i) => d === b.shape[i])) return undefined;
+    if (
+      a === undefined ||
+      b === undefined ||
+      a.dtype !== 'float32' ||
+      b.dtype !== 'float32' ||
+      a.shape.length !== b.shape.length ||
+      !a.shape.every((d, i) => d === b.shape[i])
+    )
+      return undefined;
     const av = args.backend.data.get(a.dataId).values;
     const bv = args.backend.data.get(b.dataId).values;
     if (!(av instanceof Float32Array) || !(bv instanceof Float32Array) || av.length !== bv.length) return undefined;
@@ -110,7 +125,11 @@ function sliceConfig(): KernelConfig | undefined {
     if (x === undefined || (x.dtype !== 'float32' && x.dtype !== 'int32') || x.shape.length < 2) return undefined;
     const values = args.backend.data.get(x.dataId).values;
     if (!(values instanceof Float32Array) && !(values instanceof Int32Array)) return undefined;
-    const [begin, size] = slice_util.parseSliceParams(x as unknown as Tensor, args.attrs?.['begin'] as number[], args.attrs?.['size'] as number[]) as [number[], number[]];
+    const [begin, size] = slice_util.parseSliceParams(
+      x as unknown as Tensor,
+      args.attrs?.['begin'] as number[],
+      args.attrs?.['size'] as number[],
+    ) as [number[], number[]];
     slice_util.assertParamsValid(x as unknown as Tensor, begin, size);
     if (slice_util.isSliceContinous(x.shape, begin, size)) return undefined;
     const rank = x.shape.length;
@@ -145,7 +164,9 @@ let elementwiseConfigs: KernelConfig[] | undefined;
 
 /** Registers the cpu kernels; importing this module already did, calling again changes nothing. */
 export function registerCpuKernels(): void {
-  elementwiseConfigs ??= [sameShapeConfig(Add, addArrays), sameShapeConfig(Multiply, multiplyArrays), sliceConfig()].filter((c): c is KernelConfig => c !== undefined);
+  elementwiseConfigs ??= [sameShapeConfig(Add, addArrays), sameShapeConfig(Multiply, multiplyArrays), sliceConfig()].filter(
+    (c): c is KernelConfig => c !== undefined,
+  );
   for (const config of [unsortedSegmentSumConfig, ...fusedConfigs, ...elementwiseConfigs]) {
     if (getKernel(config.kernelName, CPU) === config) continue;
     if (getKernel(config.kernelName, CPU) !== undefined) unregisterKernel(config.kernelName, CPU);

@@ -111,7 +111,9 @@ async function recordCalls(fn: () => void): Promise<string[]> {
     },
     sgemmBatched: (...args: Parameters<NativeSgemmLike['sgemmBatched']>) => {
       const stride = (x: number | Int32Array) => (typeof x === 'number' ? String(x) : `[${Array.from(x).join(',')}]`);
-      calls.push(`batched ${args[0] ? 'T' : 'N'}${args[1] ? 'T' : 'N'} ${args[2]}x${args[3]}x${args[4]} x${args[19]} strides ${stride(args[8])} ${stride(args[12])}`);
+      calls.push(
+        `batched ${args[0] ? 'T' : 'N'}${args[1] ? 'T' : 'N'} ${args[2]}x${args[3]}x${args[4]} x${args[19]} strides ${stride(args[8])} ${stride(args[12])}`,
+      );
       sgemm.sgemmBatched(...args);
     },
   });
@@ -231,7 +233,13 @@ describe.skipIf(native.sgemm === undefined)('OpenBLAS BatchMatMul on the cpu bac
         const b = [...batch.b, ...(tb ? [N, K] : [K, N])];
         const product = () => tf.matMul(operand(a, 3), operand(b, 4), ta, tb);
         // The same product on operands with every batch written out: a case the cpu kernel gets right.
-        const explicit = () => tf.matMul(tf.broadcastTo(operand(a, 3), [...batch.out, ...a.slice(-2)]), tf.broadcastTo(operand(b, 4), [...batch.out, ...b.slice(-2)]), ta, tb);
+        const explicit = () =>
+          tf.matMul(
+            tf.broadcastTo(operand(a, 3), [...batch.out, ...a.slice(-2)]),
+            tf.broadcastTo(operand(b, 4), [...batch.out, ...b.slice(-2)]),
+            ta,
+            tb,
+          );
         const out = await expectSame(product, 1e-5, explicit);
         expect(out.shape).toEqual([...batch.out, M, N]);
         if (batch.cpuRight) await expectSame(product);
@@ -332,7 +340,9 @@ describe.skipIf(native.sgemm === undefined)('OpenBLAS BatchMatMul on the cpu bac
         const b = operand(c.b, 22);
         const before = liveCounts();
         const viaOp = messageOf(() => tf.matMul(a, b, c.ta, c.tb));
-        const viaKernel = messageOf(() => tf.engine().runKernel('BatchMatMul', { a, b }, { transposeA: c.ta ?? false, transposeB: c.tb ?? false }));
+        const viaKernel = messageOf(() =>
+          tf.engine().runKernel('BatchMatMul', { a, b }, { transposeA: c.ta ?? false, transposeB: c.tb ?? false }),
+        );
         expect(liveCounts()).toEqual(before);
         tf.dispose([a, b]);
         messages.push([viaOp, viaKernel]);
@@ -381,7 +391,13 @@ describe.skipIf(native.sgemm === undefined)('OpenBLAS BatchMatMul on the cpu bac
     const grads = async (nativeKernels: boolean) => {
       await useCpu(nativeKernels);
       return tf.tidy(() => {
-        const params = [operand([dim, dim], 52), operand([dim, dim], 53), operand([dim, hidden], 54), operand([hidden], 55), operand([hidden, dim], 56)];
+        const params = [
+          operand([dim, dim], 52),
+          operand([dim, dim], 53),
+          operand([dim, hidden], 54),
+          operand([hidden], 55),
+          operand([hidden, dim], 56),
+        ];
         const loss = (wq: tf.Tensor, wk: tf.Tensor, w1: tf.Tensor, b1: tf.Tensor, w2: tf.Tensor) => {
           const input = tf.tensor2d(x, [batch * seq, dim]);
           const split = (t: tf.Tensor) => tf.transpose(tf.reshape(t, [batch, seq, heads, headDim]), [0, 2, 1, 3]);
@@ -434,7 +450,8 @@ describe.skipIf(native.sgemm === undefined)('OpenBLAS BatchMatMul on the cpu bac
     const grads = async (nativeKernels: boolean) => {
       await useCpu(nativeKernels);
       return tf.tidy(() => {
-        const f = (a: tf.Tensor, b: tf.Tensor, bias: tf.Tensor) => tf.sum(tf.square(tf.fused.matMul({ a, b, bias, activation: 'relu', transposeB: true })));
+        const f = (a: tf.Tensor, b: tf.Tensor, bias: tf.Tensor) =>
+          tf.sum(tf.square(tf.fused.matMul({ a, b, bias, activation: 'relu', transposeB: true })));
         return tf
           .grads(f)([operand([M, K], 71), operand([N, K], 72), operand([N], 73)])
           .map((g) => g.dataSync() as Float32Array);

@@ -71,7 +71,8 @@ const MEMORY_BOUND_WORK = 1 << 16;
 /** The product by OpenBLAS as a new cpu tensor, or `undefined` to leave the call to the backend's kernel. */
 function tryNative(sgemm: NativeSgemmLike, args: CpuKernelArgs): TensorInfo | undefined {
   const { a, b } = args.inputs;
-  if (a === undefined || b === undefined || a.dtype !== 'float32' || b.dtype !== 'float32' || a.shape.length < 2 || b.shape.length < 2) return undefined;
+  if (a === undefined || b === undefined || a.dtype !== 'float32' || b.dtype !== 'float32' || a.shape.length < 2 || b.shape.length < 2)
+    return undefined;
   const transposeA = args.attrs?.['transposeA'] === true;
   const transposeB = args.attrs?.['transposeB'] === true;
   const dims = productDims(a.shape, b.shape, transposeA, transposeB);
@@ -81,7 +82,16 @@ function tryNative(sgemm: NativeSgemmLike, args: CpuKernelArgs): TensorInfo | un
   if (aData === undefined || bData === undefined) return undefined;
   // beta = 0 writes every element, except when there is nothing to sum (inner 0): then zeros.
   const out = poolFloat32(dims.batch * dims.rows * dims.columns, dims.inner === 0);
-  const product = () => sgemmProduct(sgemm, dims, { data: aData, offset: 0, shape: a.shape }, { data: bData, offset: 0, shape: b.shape }, transposeA, transposeB, { data: out, offset: 0 });
+  const product = () =>
+    sgemmProduct(
+      sgemm,
+      dims,
+      { data: aData, offset: 0, shape: a.shape },
+      { data: bData, offset: 0, shape: b.shape },
+      transposeA,
+      transposeB,
+      { data: out, offset: 0 },
+    );
   const work = sgemm.getMinWorkPerThread?.();
   if (work !== undefined && dims.batch * dims.rows <= MEMORY_BOUND_ROWS && work > MEMORY_BOUND_WORK) {
     // A product of a few rows (a decoding step's) streams its weight matrix once: it is bound by
@@ -185,7 +195,24 @@ function attentionKernel(sgemm: NativeSgemmLike, args: CpuKernelArgs): TensorInf
           softmaxRow(scores, r * width, width, scale, bv!, biasRows[first + r]! * keys + lo, rv![validRows[first + r]!]!);
         }
       }
-      sgemm.sgemm(false, false, rows, valueDepth, width, 1, scores, 0, width, vv!, (i * keys + lo) * valueDepth, valueDepth, 0, out, first * valueDepth, valueDepth);
+      sgemm.sgemm(
+        false,
+        false,
+        rows,
+        valueDepth,
+        width,
+        1,
+        scores,
+        0,
+        width,
+        vv!,
+        (i * keys + lo) * valueDepth,
+        valueDepth,
+        0,
+        out,
+        first * valueDepth,
+        valueDepth,
+      );
     }
   }
   return backend.makeTensorInfo([...q!.shape.slice(0, -1), valueDepth], 'float32', out);
@@ -207,7 +234,11 @@ export function enableNativeCpuMatMul(sgemm: NativeSgemmLike): void {
     registerKernel(nativeConfig(sgemm, s.originals.get(name)!));
   }
   if (getKernel(FUSED_KERNELS.attention, CPU) !== undefined) unregisterKernel(FUSED_KERNELS.attention, CPU);
-  registerKernel({ kernelName: FUSED_KERNELS.attention, backendName: CPU, kernelFunc: ((args: CpuKernelArgs) => attentionKernel(sgemm, args)) as unknown as KernelFunc });
+  registerKernel({
+    kernelName: FUSED_KERNELS.attention,
+    backendName: CPU,
+    kernelFunc: ((args: CpuKernelArgs) => attentionKernel(sgemm, args)) as unknown as KernelFunc,
+  });
   const swiglu = sgemm.swiglu;
   const jsSwiglu = s.originals.get(FUSED_KERNELS.swiglu) ?? getKernel(FUSED_KERNELS.swiglu, CPU);
   if (swiglu !== undefined && jsSwiglu !== undefined) {
@@ -220,7 +251,8 @@ export function enableNativeCpuMatMul(sgemm: NativeSgemmLike): void {
         const gate = args.inputs['gate']!;
         const g = values(args.backend, gate);
         const u = values(args.backend, args.inputs['up']!);
-        if (g === undefined || u === undefined || g.length !== u.length) return jsSwiglu.kernelFunc(args as unknown as Parameters<KernelFunc>[0]);
+        if (g === undefined || u === undefined || g.length !== u.length)
+          return jsSwiglu.kernelFunc(args as unknown as Parameters<KernelFunc>[0]);
         const out = poolFloat32(g.length);
         swiglu.call(sgemm, g, u, out);
         return args.backend.makeTensorInfo(gate.shape, 'float32', out);

@@ -35,7 +35,13 @@ export const FUSED_KERNELS = {
  * every element through index arithmetic in JavaScript (tens to hundreds of ns each), while the wasm
  * backend runs them natively.
  */
-export const CPU_ONLY_FUSED_KERNELS: readonly string[] = [FUSED_KERNELS.maskedSoftmax, FUSED_KERNELS.swapMiddleAxes, FUSED_KERNELS.attention, FUSED_KERNELS.swiglu, FUSED_KERNELS.softmaxEntropy];
+export const CPU_ONLY_FUSED_KERNELS: readonly string[] = [
+  FUSED_KERNELS.maskedSoftmax,
+  FUSED_KERNELS.swapMiddleAxes,
+  FUSED_KERNELS.attention,
+  FUSED_KERNELS.swiglu,
+  FUSED_KERNELS.softmaxEntropy,
+];
 
 /** What a kernel needs from a backend that keeps float32 tensors in host-visible memory. */
 export interface HostMemory<B> {
@@ -69,7 +75,15 @@ function rmsNormRows(x: Float32Array, w: Float32Array, y: Float32Array, d: numbe
  * Gradients of {@link rmsNormRows}: with s = rsqrt(mean(x²) + eps),
  * dx_j = s·w_j·dy_j − x_j·s³/d · Σ_k dy_k·w_k·x_k, and dw_j = Σ_rows dy_j·x_j·s.
  */
-function rmsNormGradRows(dy: Float32Array, x: Float32Array, w: Float32Array, dx: Float32Array, dw: Float32Array, d: number, eps: number): void {
+function rmsNormGradRows(
+  dy: Float32Array,
+  x: Float32Array,
+  w: Float32Array,
+  dx: Float32Array,
+  dw: Float32Array,
+  d: number,
+  eps: number,
+): void {
   const rows = x.length / d;
   const dwAcc = new Float64Array(d);
   for (let r = 0; r < rows; r++) {
@@ -97,7 +111,16 @@ function rmsNormGradRows(dy: Float32Array, x: Float32Array, w: Float32Array, dx:
  * `(x0, x1)`, `(x0·cos − x1·sin, x1·cos + x0·sin)`; `sign = −1` applies the inverse rotation, the
  * gradient.
  */
-function rotaryRows(x: Float32Array, cos: Float32Array, sin: Float32Array, y: Float32Array, s: number, h: number, d: number, sign: number): void {
+function rotaryRows(
+  x: Float32Array,
+  cos: Float32Array,
+  sin: Float32Array,
+  y: Float32Array,
+  s: number,
+  h: number,
+  d: number,
+  sign: number,
+): void {
   const rows = x.length / (s * h * d);
   for (let r = 0; r < rows; r++) {
     for (let p = 0; p < s; p++) {
@@ -145,7 +168,15 @@ function maskedSoftmaxRows(
   const rows = x.length / k;
   if (x !== y) y.set(x);
   for (let r = 0; r < rows; r++) {
-    softmaxRow(y, r * k, k, scale, bias, bias === undefined ? 0 : biasRows![r]! * k, rowValid === undefined ? 1 : rowValid[validRows![r]!]!);
+    softmaxRow(
+      y,
+      r * k,
+      k,
+      scale,
+      bias,
+      bias === undefined ? 0 : biasRows![r]! * k,
+      rowValid === undefined ? 1 : rowValid[validRows![r]!]!,
+    );
   }
 }
 
@@ -153,7 +184,15 @@ function maskedSoftmaxRows(
  * `y[base ..] = softmax(y·scale + bias) · valid` over one row of `width` scores, in place (the sum in
  * double precision); `bias` (or none) is read from `biasBase`.
  */
-export function softmaxRow(y: Float32Array, base: number, width: number, scale: number, bias: Float32Array | undefined, biasBase: number, valid: number): void {
+export function softmaxRow(
+  y: Float32Array,
+  base: number,
+  width: number,
+  scale: number,
+  bias: Float32Array | undefined,
+  biasBase: number,
+  valid: number,
+): void {
   if (valid === 0) {
     y.fill(0, base, base + width);
     return;
@@ -237,7 +276,13 @@ export function fusedKernelConfigs<B>(backendName: string, memory: HostMemory<B>
       const w = input(args, 'weight');
       const y = memory.allocate(args.backend, x.shape);
       const d = w.shape[0]!;
-      rmsNormRows(memory.values(args.backend, x), memory.values(args.backend, w), memory.values(args.backend, y), d, args.attrs?.['eps'] as number);
+      rmsNormRows(
+        memory.values(args.backend, x),
+        memory.values(args.backend, w),
+        memory.values(args.backend, y),
+        d,
+        args.attrs?.['eps'] as number,
+      );
       return y;
     }),
     kernel(FUSED_KERNELS.rmsNormGrad, (args) => {

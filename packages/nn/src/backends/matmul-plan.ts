@@ -62,7 +62,17 @@ export interface NativeSgemmLike {
   /** SwiGLU's gate in C (the addon's; optional here: an older build lacks it). */
   swiglu?(gate: Float32Array, up: Float32Array, out: Float32Array): void;
   /** Attention's masked softmax over rows in C (the addon's; optional here). */
-  softmaxRows?(y: Float32Array, offset: number, rows: number, width: number, ld: number, scale: number, bias: Float32Array, biasOffsets: Int32Array, valid: Float32Array): void;
+  softmaxRows?(
+    y: Float32Array,
+    offset: number,
+    rows: number,
+    width: number,
+    ld: number,
+    scale: number,
+    bias: Float32Array,
+    biasOffsets: Int32Array,
+    valid: Float32Array,
+  ): void;
 }
 
 /**
@@ -131,7 +141,12 @@ export interface ProductDims {
  * The sizes of `op(a) · op(b)`, or `undefined` if the shapes do not match (the caller's fallback
  * then reports the error in tfjs's words).
  */
-export function productDims(aShape: readonly number[], bShape: readonly number[], transposeA: boolean, transposeB: boolean): ProductDims | undefined {
+export function productDims(
+  aShape: readonly number[],
+  bShape: readonly number[],
+  transposeA: boolean,
+  transposeB: boolean,
+): ProductDims | undefined {
   const ra = aShape.length;
   const rb = bShape.length;
   const rows = aShape[ra - (transposeA ? 1 : 2)]!;
@@ -140,7 +155,15 @@ export function productDims(aShape: readonly number[], bShape: readonly number[]
   const columns = bShape[rb - (transposeB ? 2 : 1)]!;
   const outBatch = broadcastBatch(aShape.slice(0, -2), bShape.slice(0, -2));
   if (inner !== innerB || outBatch === undefined) return undefined;
-  return { outBatch, batch: sizeOf(outBatch), rows, inner, columns, batchA: sizeOf(aShape.slice(0, -2)), batchB: sizeOf(bShape.slice(0, -2)) };
+  return {
+    outBatch,
+    batch: sizeOf(outBatch),
+    rows,
+    inner,
+    columns,
+    batchA: sizeOf(aShape.slice(0, -2)),
+    batchB: sizeOf(bShape.slice(0, -2)),
+  };
 }
 
 /** A matrix operand: the array holding it, where it starts (in elements) and its tensor shape. */
@@ -188,10 +211,48 @@ export function sgemmProduct(
     sgemm.sgemm(transposeA, transposeB, rows, columns, inner, 1, a.data, a.offset, lda, b.data, b.offset, ldb, 0, c.data, c.offset, ldc);
   } else if (batchB === 1 && !transposeA) {
     // `[...batch, rows, inner]` rows are contiguous: one product of `batch · rows` rows.
-    sgemm.sgemm(false, transposeB, batchA * rows, columns, inner, 1, a.data, a.offset, lda, b.data, b.offset, ldb, 0, c.data, c.offset, ldc);
+    sgemm.sgemm(
+      false,
+      transposeB,
+      batchA * rows,
+      columns,
+      inner,
+      1,
+      a.data,
+      a.offset,
+      lda,
+      b.data,
+      b.offset,
+      ldb,
+      0,
+      c.data,
+      c.offset,
+      ldc,
+    );
   } else {
     const strideA = batchStride(dims, a.shape, batchA, rows * inner);
     const strideB = batchStride(dims, b.shape, batchB, inner * columns);
-    sgemm.sgemmBatched(transposeA, transposeB, rows, columns, inner, 1, a.data, a.offset, strideA, lda, b.data, b.offset, strideB, ldb, 0, c.data, c.offset, rows * columns, ldc, batch);
+    sgemm.sgemmBatched(
+      transposeA,
+      transposeB,
+      rows,
+      columns,
+      inner,
+      1,
+      a.data,
+      a.offset,
+      strideA,
+      lda,
+      b.data,
+      b.offset,
+      strideB,
+      ldb,
+      0,
+      c.data,
+      c.offset,
+      rows * columns,
+      ldc,
+      batch,
+    );
   }
 }

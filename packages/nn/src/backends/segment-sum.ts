@@ -30,7 +30,9 @@ export function checkSegmentSum(
   }
   const idRank = segmentIds.shape.length;
   if (idRank < 1 || idRank > x.shape.length || segmentIds.shape.some((d, i) => d !== x.shape[i])) {
-    throw error(`UnsortedSegmentSum: segmentIds shape [${segmentIds.shape.join(', ')}] must be a non-empty prefix of x shape [${x.shape.join(', ')}]`);
+    throw error(
+      `UnsortedSegmentSum: segmentIds shape [${segmentIds.shape.join(', ')}] must be a non-empty prefix of x shape [${x.shape.join(', ')}]`,
+    );
   }
   return { numSegments, outShape: [numSegments, ...x.shape.slice(idRank)] };
 }
@@ -62,7 +64,13 @@ export function checkSegmentSum(
  * @param ids - `positions` segment ids
  * @param roundToFloat32 - round each value to float32 first (int32 and bool `x`)
  */
-export function segmentSum(out: Float32Array, x: ArrayLike<number>, ids: ArrayLike<number>, numSegments: number, roundToFloat32: boolean): void {
+export function segmentSum(
+  out: Float32Array,
+  x: ArrayLike<number>,
+  ids: ArrayLike<number>,
+  numSegments: number,
+  roundToFloat32: boolean,
+): void {
   const positions = ids.length;
   const inner = positions === 0 ? 0 : x.length / positions;
   out.fill(0);

@@ -19,7 +19,11 @@ function probeSoftwareAdapter(): boolean {
     const adapter = await create([]).requestAdapter();
     console.log(adapter ? 'adapter' : 'none');`;
   try {
-    const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 60_000 });
+    const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+      timeout: 60_000,
+    });
     return out.trim().endsWith('adapter');
   } catch {
     return false;
@@ -46,7 +50,17 @@ describe('initBackend', () => {
   });
 
   it('rejects unknown backends and malformed options with INVALID_ARGUMENT', async () => {
-    const bad: unknown[] = [{ backend: 'gpu' }, { backend: 'WASM' }, { backend: 3 }, { allowSoftwareGpu: 'yes' }, { wasmPaths: 1 }, { nativeMatMul: 'on' }, { nativeMatMul: false }, 'wasm', [1]];
+    const bad: unknown[] = [
+      { backend: 'gpu' },
+      { backend: 'WASM' },
+      { backend: 3 },
+      { allowSoftwareGpu: 'yes' },
+      { wasmPaths: 1 },
+      { nativeMatMul: 'on' },
+      { nativeMatMul: false },
+      'wasm',
+      [1],
+    ];
     for (const options of bad) {
       const result = initBackend(options as InitBackendOptions);
       await expect(result).rejects.toBeInstanceOf(BackendError);
@@ -194,7 +208,9 @@ describe('ensureBackend', () => {
       await initBackend({ backend: 'cpu', nativeMatMul: 'off' });
       await ensureBackend();
       expect(warn).toHaveBeenCalledTimes(1);
-      expect(String(warn.mock.calls[0]![0])).toMatch(/^bytelatent: running on TensorFlow\.js's pure-JavaScript cpu backend \(forced \(backend: 'cpu'\)\)/);
+      expect(String(warn.mock.calls[0]![0])).toMatch(
+        /^bytelatent: running on TensorFlow\.js's pure-JavaScript cpu backend \(forced \(backend: 'cpu'\)\)/,
+      );
       await ensureBackend({ quiet: true });
       await initBackend({ backend: 'wasm' });
       await ensureBackend();
@@ -219,9 +235,14 @@ describe('a model built before any backend was chosen', () => {
       new RMSNorm(new ParameterScope(registry), 8);
       new ParameterRegistry();
       console.log(registry.count());`;
-    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { cwd: fileURLToPath(new URL('../..', import.meta.url)), encoding: 'utf8' });
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+      cwd: fileURLToPath(new URL('../..', import.meta.url)),
+      encoding: 'utf8',
+    });
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout.trim()).toBe('8');
-    expect(r.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^bytelatent: no backend was chosen, so TensorFlow\.js runs this model on its pure-JavaScript cpu backend/)]);
+    expect(r.stderr.trim().split('\n')).toEqual([
+      expect.stringMatching(/^bytelatent: no backend was chosen, so TensorFlow\.js runs this model on its pure-JavaScript cpu backend/),
+    ]);
   });
 });

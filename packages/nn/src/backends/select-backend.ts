@@ -90,7 +90,10 @@ export interface BackendInfo {
 }
 
 /** The functions of the wasm kernel fixes module, see {@link loadWasmKernelFixes}. */
-export type WasmKernelFixes = Pick<typeof WasmKernelFixesModule, 'registerWasmKernelFixes' | 'withOriginalWasmKernels' | 'withWasmMatMul' | 'activeWasmMatMul'>;
+export type WasmKernelFixes = Pick<
+  typeof WasmKernelFixesModule,
+  'registerWasmKernelFixes' | 'withOriginalWasmKernels' | 'withWasmMatMul' | 'activeWasmMatMul'
+>;
 
 /** The exports of `@bytelatent/native-sgemm` used here (declared structurally: it is optional). */
 interface NativeSgemmPackage {
@@ -182,13 +185,20 @@ async function importNodeOnly<T>(specifier: string): Promise<T> {
 }
 
 function resolveOptions(options: unknown): Resolved {
-  if (options === undefined || options === null) return { backend: 'auto', wasmPaths: undefined, allowSoftwareGpu: false, nativeMatMul: 'auto' };
+  if (options === undefined || options === null)
+    return { backend: 'auto', wasmPaths: undefined, allowSoftwareGpu: false, nativeMatMul: 'auto' };
   if (typeof options !== 'object' || Array.isArray(options)) {
-    throw new BackendError('INVALID_ARGUMENT', `initBackend: options must be an object, got ${Array.isArray(options) ? 'an array' : typeof options}`);
+    throw new BackendError(
+      'INVALID_ARGUMENT',
+      `initBackend: options must be an object, got ${Array.isArray(options) ? 'an array' : typeof options}`,
+    );
   }
   const { backend = 'auto', wasmPaths, allowSoftwareGpu = false, nativeMatMul = 'auto' } = options as Record<string, unknown>;
   if (typeof backend !== 'string' || !BACKEND_CHOICES.includes(backend)) {
-    throw new BackendError('INVALID_ARGUMENT', `initBackend: backend must be one of ${BACKEND_CHOICES.join(', ')}, got ${JSON.stringify(backend) ?? String(backend)}`);
+    throw new BackendError(
+      'INVALID_ARGUMENT',
+      `initBackend: backend must be one of ${BACKEND_CHOICES.join(', ')}, got ${JSON.stringify(backend) ?? String(backend)}`,
+    );
   }
   if (wasmPaths !== undefined && typeof wasmPaths !== 'string') {
     throw new BackendError('INVALID_ARGUMENT', `initBackend: wasmPaths must be a string, got ${typeof wasmPaths}`);
@@ -197,7 +207,10 @@ function resolveOptions(options: unknown): Resolved {
     throw new BackendError('INVALID_ARGUMENT', `initBackend: allowSoftwareGpu must be a boolean, got ${typeof allowSoftwareGpu}`);
   }
   if (typeof nativeMatMul !== 'string' || !NATIVE_MATMUL_CHOICES.includes(nativeMatMul)) {
-    throw new BackendError('INVALID_ARGUMENT', `initBackend: nativeMatMul must be one of ${NATIVE_MATMUL_CHOICES.join(', ')}, got ${JSON.stringify(nativeMatMul) ?? String(nativeMatMul)}`);
+    throw new BackendError(
+      'INVALID_ARGUMENT',
+      `initBackend: nativeMatMul must be one of ${NATIVE_MATMUL_CHOICES.join(', ')}, got ${JSON.stringify(nativeMatMul) ?? String(nativeMatMul)}`,
+    );
   }
   return { backend: backend as Resolved['backend'], wasmPaths, allowSoftwareGpu, nativeMatMul: nativeMatMul as Resolved['nativeMatMul'] };
 }
@@ -265,7 +278,10 @@ export interface EnsureBackendOptions extends Omit<InitBackendOptions, 'backend'
  */
 export async function ensureBackend(options: EnsureBackendOptions = {}): Promise<BackendInfo> {
   if (typeof options !== 'object' || options === null) {
-    throw new BackendError('INVALID_ARGUMENT', `ensureBackend: options must be an object, got ${options === null ? 'null' : typeof options}`);
+    throw new BackendError(
+      'INVALID_ARGUMENT',
+      `ensureBackend: options must be an object, got ${options === null ? 'null' : typeof options}`,
+    );
   }
   const { quiet = false, ...rest } = options;
   if (typeof quiet !== 'boolean') throw new BackendError('INVALID_ARGUMENT', `ensureBackend: quiet must be a boolean, got ${typeof quiet}`);
@@ -274,7 +290,10 @@ export async function ensureBackend(options: EnsureBackendOptions = {}): Promise
   const running = engine().backendName as string | undefined | null;
   let info: BackendInfo;
   if (typeof running === 'string' && running !== '') {
-    info = current !== undefined && current.info.name === running ? current.info : { name: running as BackendName, reason: 'chosen by the caller' };
+    info =
+      current !== undefined && current.info.name === running
+        ? current.info
+        : { name: running as BackendName, reason: 'chosen by the caller' };
     if (running === 'cpu') silenceCpuBanner(findBackend('cpu') as MathBackendCPU);
   } else {
     const chosen = await initBackend({ ...rest, backend: 'auto' });
@@ -307,7 +326,9 @@ export function noteImplicitBackend(): void {
   if (getBackend() !== 'cpu') return;
   implicitNoted = true;
   silenceCpuBanner(backend as MathBackendCPU);
-  console.warn("bytelatent: no backend was chosen, so TensorFlow.js runs this model on its pure-JavaScript cpu backend (about 30x slower than wasm); call nn's initBackend() before building models");
+  console.warn(
+    "bytelatent: no backend was chosen, so TensorFlow.js runs this model on its pure-JavaScript cpu backend (about 30x slower than wasm); call nn's initBackend() before building models",
+  );
 }
 
 /**
@@ -354,14 +375,25 @@ async function select(options: Resolved): Promise<BackendInfo> {
       const notes: string[] = [];
       const gpu = await tryWebgpu(options.allowSoftwareGpu);
       if (gpu.ok) {
-        return { name: 'webgpu', adapter: gpu.adapter, software: gpu.software, reason: `auto: webgpu on ${gpu.software === true ? 'software' : 'hardware'} adapter ${JSON.stringify(gpu.adapter)}` };
+        return {
+          name: 'webgpu',
+          adapter: gpu.adapter,
+          software: gpu.software,
+          reason: `auto: webgpu on ${gpu.software === true ? 'software' : 'hardware'} adapter ${JSON.stringify(gpu.adapter)}`,
+        };
       }
       notes.push(`webgpu ${gpu.skipped === true ? 'skipped' : 'unavailable'}: ${gpu.why}`);
       const wasm = await tryWasm(options.wasmPaths);
-      if (wasm.ok) return { name: 'wasm', reason: `${notes.join('; ')}; wasm`, nativeMatMul: await configureNativeMatMul(options.nativeMatMul, 'wasm') };
+      if (wasm.ok)
+        return {
+          name: 'wasm',
+          reason: `${notes.join('; ')}; wasm`,
+          nativeMatMul: await configureNativeMatMul(options.nativeMatMul, 'wasm'),
+        };
       notes.push(`wasm unavailable: ${wasm.why}`);
       const cpu = await tryCpu();
-      if (cpu.ok) return { name: 'cpu', reason: `${notes.join('; ')}; cpu`, nativeMatMul: await configureNativeMatMul(options.nativeMatMul, 'cpu') };
+      if (cpu.ok)
+        return { name: 'cpu', reason: `${notes.join('; ')}; cpu`, nativeMatMul: await configureNativeMatMul(options.nativeMatMul, 'cpu') };
       throw new BackendError('BACKEND_UNAVAILABLE', `no backend could be initialised: ${notes.join('; ')}; cpu unavailable: ${cpu.why}`);
     }
   }
@@ -465,7 +497,9 @@ async function configureNativeMatMul(mode: 'auto' | 'off', backend: 'wasm' | 'cp
     native.disable();
     return {
       active: false,
-      reason: isModuleNotFound(e) ? 'the optional @bytelatent/native-sgemm package is not installed' : `@bytelatent/native-sgemm failed to load: ${errorMessage(e)}`,
+      reason: isModuleNotFound(e)
+        ? 'the optional @bytelatent/native-sgemm package is not installed'
+        : `@bytelatent/native-sgemm failed to load: ${errorMessage(e)}`,
     };
   }
   const sgemm = pkg.loadNativeSgemm();
@@ -510,7 +544,9 @@ function installNavigatorGpu(gpu: GpuLike): void {
     Object.defineProperty(holder.navigator, 'gpu', { value: gpu, configurable: true, writable: true, enumerable: true });
   } catch {
     // A non-extensible navigator: replace it with one that inherits everything else from it.
-    const replacement = Object.create(holder.navigator, { gpu: { value: gpu, configurable: true, writable: true, enumerable: true } }) as object;
+    const replacement = Object.create(holder.navigator, {
+      gpu: { value: gpu, configurable: true, writable: true, enumerable: true },
+    }) as object;
     Object.defineProperty(globalThis, 'navigator', { value: replacement, configurable: true, writable: true, enumerable: false });
   }
 }
@@ -548,12 +584,17 @@ async function nodeWebgpu(allowSoftwareGpu: boolean): Promise<{ gpu: GpuLike; hi
   }
   // Dawn on Linux finds GPUs through Vulkan. Without any Vulkan driver it would only print
   // warnings to stderr (from native code) and find no adapter: skip it, quietly.
-  if (process.platform === 'linux' && !hasVulkanDriver(fs)) return { why: `no Vulkan driver is installed (no ICD file in ${vulkanIcdDirectories().join(', ')})${hint}` };
+  if (process.platform === 'linux' && !hasVulkanDriver(fs))
+    return { why: `no Vulkan driver is installed (no ICD file in ${vulkanIcdDirectories().join(', ')})${hint}` };
   let webgpu: WebgpuPackage;
   try {
     webgpu = await importNodeOnly<WebgpuPackage>('webgpu');
   } catch (e) {
-    return { why: isModuleNotFound(e) ? 'the optional `webgpu` package is not installed' : `the \`webgpu\` package failed to load: ${errorMessage(e)}` };
+    return {
+      why: isModuleNotFound(e)
+        ? 'the optional `webgpu` package is not installed'
+        : `the \`webgpu\` package failed to load: ${errorMessage(e)}`,
+    };
   }
   webgpuGlobals = webgpu.globals;
   const icd = process.env['VK_ICD_FILENAMES'];
@@ -602,10 +643,18 @@ async function tryWebgpu(allowSoftwareGpu: boolean): Promise<Attempt> {
   try {
     await import('@tensorflow/tfjs-backend-webgpu');
   } catch (e) {
-    return { ok: false, why: isModuleNotFound(e) ? 'the optional @tensorflow/tfjs-backend-webgpu package is not installed' : `@tensorflow/tfjs-backend-webgpu failed to load: ${errorMessage(e)}` };
+    return {
+      ok: false,
+      why: isModuleNotFound(e)
+        ? 'the optional @tensorflow/tfjs-backend-webgpu package is not installed'
+        : `@tensorflow/tfjs-backend-webgpu failed to load: ${errorMessage(e)}`,
+    };
   }
   if (findBackendFactory('webgpu') == null) {
-    return { ok: false, why: '@tensorflow/tfjs-backend-webgpu was first imported before navigator.gpu existed, so it did not register itself' };
+    return {
+      ok: false,
+      why: '@tensorflow/tfjs-backend-webgpu was first imported before navigator.gpu existed, so it did not register itself',
+    };
   }
   const active = await activate('webgpu');
   if (!active.ok) return active;

@@ -83,26 +83,39 @@ describe('UnsortedSegmentSum on wasm', () => {
     { name: '1-D data', shape: [12], ids: [0, 3, 3, 1, 0, 5, 2, 2, 2, 4, 1, 0], numSegments: 6 },
     { name: '2-D data, numSegments above the largest id', shape: [9, 5], ids: [1, 1, 1, 0, 2, 1, 0, 2, 2], numSegments: 7 },
     { name: '3-D data, repeated ids', shape: [10, 3, 4], ids: [4, 0, 4, 4, 2, 0, 2, 4, 1, 1], numSegments: 5 },
-    { name: 'ids out of range (negative, == numSegments, far above) are ignored', shape: [8, 3], ids: [0, -1, 2, 3, 99, 1, -7, 2], numSegments: 3 },
+    {
+      name: 'ids out of range (negative, == numSegments, far above) are ignored',
+      shape: [8, 3],
+      ids: [0, -1, 2, 3, 99, 1, -7, 2],
+      numSegments: 3,
+    },
     { name: 'empty segments and a single row', shape: [1, 6], ids: [2], numSegments: 4 },
   ];
 
   for (const [index, c] of cases.entries()) {
     it(`float32 equals cpu exactly: ${c.name}`, async () => {
       const data = randomFloats(size(c.shape), 100 + index);
-      const [out] = await expectWasmMatchesCpu(() => tf.unsortedSegmentSum(tf.tensor(data, c.shape, 'float32'), tf.tensor1d(c.ids, 'int32'), c.numSegments), 0);
+      const [out] = await expectWasmMatchesCpu(
+        () => tf.unsortedSegmentSum(tf.tensor(data, c.shape, 'float32'), tf.tensor1d(c.ids, 'int32'), c.numSegments),
+        0,
+      );
       expect(out!.shape).toEqual([c.numSegments, ...c.shape.slice(1)]);
     });
 
     it(`int32 equals cpu exactly (float32 output, as cpu): ${c.name}`, async () => {
       const data = randomInts(size(c.shape), -1000, 1000, 200 + index);
-      const [out] = await expectWasmMatchesCpu(() => tf.unsortedSegmentSum(tf.tensor(data, c.shape, 'int32'), tf.tensor1d(c.ids, 'int32'), c.numSegments), 0);
+      const [out] = await expectWasmMatchesCpu(
+        () => tf.unsortedSegmentSum(tf.tensor(data, c.shape, 'int32'), tf.tensor1d(c.ids, 'int32'), c.numSegments),
+        0,
+      );
       expect(out!.dtype).toBe('float32');
     });
   }
 
   it('computes the right sums (not only the same as cpu)', async () => {
-    const [out] = await on('wasm', () => tf.unsortedSegmentSum(tf.tensor2d([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [5, 2]), tf.tensor1d([2, 0, 2, -1, 5], 'int32'), 4));
+    const [out] = await on('wasm', () =>
+      tf.unsortedSegmentSum(tf.tensor2d([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [5, 2]), tf.tensor1d([2, 0, 2, -1, 5], 'int32'), 4),
+    );
     expect(Array.from(out!.values)).toEqual([3, 4, 0, 0, 1 + 5, 2 + 6, 0, 0]);
   });
 
@@ -110,14 +123,20 @@ describe('UnsortedSegmentSum on wasm', () => {
     // Rounded first: 16777216 + 1 and 16777220 + 3 (round to 16777216 and 16777224); summed exactly
     // first they would give 16777218 and 16777222.
     const big = [16777217, 1, 16777219, 3];
-    const [out] = await expectWasmMatchesCpu(() => tf.unsortedSegmentSum(tf.tensor1d(big, 'int32'), tf.tensor1d([0, 0, 1, 1], 'int32'), 2), 0);
+    const [out] = await expectWasmMatchesCpu(
+      () => tf.unsortedSegmentSum(tf.tensor1d(big, 'int32'), tf.tensor1d([0, 0, 1, 1], 'int32'), 2),
+      0,
+    );
     expect(Array.from(out!.values)).toEqual([16777216, 16777224]);
   });
 
   it('sums in ascending position order, as cpu (order matters under cancellation)', async () => {
     // Ascending: (1e20 - 1e20) + 1 = 1; descending: (1 - 1e20) + 1e20 = 0.
     const huge = Math.fround(1e20);
-    const [out] = await expectWasmMatchesCpu(() => tf.unsortedSegmentSum(tf.tensor1d([huge, -huge, 1, 5]), tf.tensor1d([0, 0, 0, 1], 'int32'), 2), 0);
+    const [out] = await expectWasmMatchesCpu(
+      () => tf.unsortedSegmentSum(tf.tensor1d([huge, -huge, 1, 5]), tf.tensor1d([0, 0, 0, 1], 'int32'), 2),
+      0,
+    );
     expect(Array.from(out!.values)).toEqual([1, 5]);
   });
 
@@ -169,7 +188,9 @@ describe('UnsortedSegmentSum on wasm', () => {
       return tf.grad(loss)(tf.tensor2d(table, [vocab, dim]));
     }, 1e-6);
     // Row 3 appears four times: its gradient is the sum of the four matching rows of w.
-    const expected = [0, 1, 5, 11].map((r) => w.subarray(r * dim, (r + 1) * dim)).reduce((acc, row) => acc.map((v, k) => v + row[k]!), new Array<number>(dim).fill(0));
+    const expected = [0, 1, 5, 11]
+      .map((r) => w.subarray(r * dim, (r + 1) * dim))
+      .reduce((acc, row) => acc.map((v, k) => v + row[k]!), new Array<number>(dim).fill(0));
     expect(maxAbsDiff(grad!.values.subarray(3 * dim, 4 * dim), expected)).toBeLessThan(1e-6);
   });
 
@@ -206,7 +227,10 @@ describe('BatchMatMul and _FusedMatMul on wasm (explicit transposes)', () => {
   for (const batch of batches) {
     for (const [ta, tb] of flags) {
       it(`matMul ${batch.name}, transposeA=${ta}, transposeB=${tb}: equals cpu`, async () => {
-        const [out] = await expectWasmMatchesCpu(() => tf.matMul(operand(aShape(batch.a, ta), 1), operand(bShape(batch.b, tb), 2), ta, tb), 1e-4);
+        const [out] = await expectWasmMatchesCpu(
+          () => tf.matMul(operand(aShape(batch.a, ta), 1), operand(bShape(batch.b, tb), 2), ta, tb),
+          1e-4,
+        );
         expect(out!.shape).toEqual(batch.out);
       });
     }
@@ -270,7 +294,14 @@ describe('BatchMatMul and _FusedMatMul on wasm (explicit transposes)', () => {
   for (const c of biasShapes) {
     it(`fused matMul with a ${c.name}, transposeA, relu: equals cpu`, async () => {
       await expectWasmMatchesCpu(
-        () => tf.fused.matMul({ a: operand(aShape(c.a, true), 21), b: operand(bShape(c.b, false), 22), transposeA: true, bias: operand(c.bias, 23), activation: 'relu' }),
+        () =>
+          tf.fused.matMul({
+            a: operand(aShape(c.a, true), 21),
+            b: operand(bShape(c.b, false), 22),
+            transposeA: true,
+            bias: operand(c.bias, 23),
+            activation: 'relu',
+          }),
         1e-4,
       );
     });
@@ -398,7 +429,9 @@ describe('batched BatchMatMul and _FusedMatMul on wasm (one batch-1 product per 
 
   for (let batch = 2; batch <= 8; batch++) {
     it(`batch ${batch}, [${batch}, 24, 40] x [${batch}, 40, 19]: equals cpu`, async () => {
-      const [out] = await expectWasmMatchesCpuRelative(() => tf.matMul(operand([batch, 24, 40], batch), operand([batch, 40, 19], 10 + batch)));
+      const [out] = await expectWasmMatchesCpuRelative(() =>
+        tf.matMul(operand([batch, 24, 40], batch), operand([batch, 40, 19], 10 + batch)),
+      );
       expect(out!.shape).toEqual([batch, 24, 19]);
     });
   }
@@ -407,14 +440,18 @@ describe('batched BatchMatMul and _FusedMatMul on wasm (one batch-1 product per 
   const [B, H, Q, D, K] = [2, 3, 16, 32, 37];
   for (const [ta, tb] of flags) {
     it(`4-D [B, H, Q, D] x [B, H, D, K], transposeA=${ta}, transposeB=${tb}: equals cpu`, async () => {
-      const [out] = await expectWasmMatchesCpuRelative(() => tf.matMul(operand(shapeA([B, H], Q, D, ta), 51), operand(shapeB([B, H], D, K, tb), 52), ta, tb));
+      const [out] = await expectWasmMatchesCpuRelative(() =>
+        tf.matMul(operand(shapeA([B, H], Q, D, ta), 51), operand(shapeB([B, H], D, K, tb), 52), ta, tb),
+      );
       expect(out!.shape).toEqual([B, H, Q, K]);
     });
   }
 
   for (const [ta, tb] of flags) {
     it(`odd sizes [4, 256, 32] x [4, 32, 767] (767 keys), transposeA=${ta}, transposeB=${tb}: equals cpu`, async () => {
-      const [out] = await expectWasmMatchesCpuRelative(() => tf.matMul(operand(shapeA([4], 256, 32, ta), 53), operand(shapeB([4], 32, 767, tb), 54), ta, tb));
+      const [out] = await expectWasmMatchesCpuRelative(() =>
+        tf.matMul(operand(shapeA([4], 256, 32, ta), 53), operand(shapeB([4], 32, 767, tb), 54), ta, tb),
+      );
       expect(out!.shape).toEqual([4, 256, 767]);
     });
   }
@@ -435,7 +472,9 @@ describe('batched BatchMatMul and _FusedMatMul on wasm (one batch-1 product per 
   for (const c of broadcasts) {
     for (const [ta, tb] of [flags[0]!, flags[2]!, flags[3]!]) {
       it(`broadcast ${c.name}, transposeA=${ta}, transposeB=${tb}: equals cpu`, async () => {
-        const [out] = await expectWasmMatchesCpuRelative(() => tf.matMul(operand(shapeA(c.a, Q, D, ta), 61), operand(shapeB(c.b, D, K, tb), 62), ta, tb));
+        const [out] = await expectWasmMatchesCpuRelative(() =>
+          tf.matMul(operand(shapeA(c.a, Q, D, ta), 61), operand(shapeB(c.b, D, K, tb), 62), ta, tb),
+        );
         expect(out!.shape).toEqual([...c.out, Q, K]);
       });
     }
@@ -444,10 +483,14 @@ describe('batched BatchMatMul and _FusedMatMul on wasm (one batch-1 product per 
   it('broadcast [2, 1] against [1, 3] (which the cpu kernel gets wrong) equals cpu on broadcast operands', async () => {
     const a = randomFloats(2 * Q * D, 63);
     const b = randomFloats(3 * D * K, 64);
-    const [expected] = await on('cpu', () => tf.matMul(tf.broadcastTo(tf.tensor(a, [2, 1, Q, D]), [2, 3, Q, D]), tf.broadcastTo(tf.tensor(b, [1, 3, D, K]), [2, 3, D, K])));
+    const [expected] = await on('cpu', () =>
+      tf.matMul(tf.broadcastTo(tf.tensor(a, [2, 1, Q, D]), [2, 3, Q, D]), tf.broadcastTo(tf.tensor(b, [1, 3, D, K]), [2, 3, D, K])),
+    );
     for (const size of [Q, 2]) {
       // Both sizes: the loop (large) and the small products that the original would get wrong.
-      const [out] = await on('wasm', () => tf.matMul(tf.tensor(a, [2, 1, Q, D]).slice([0, 0, 0, 0], [2, 1, size, D]), tf.tensor(b, [1, 3, D, K])));
+      const [out] = await on('wasm', () =>
+        tf.matMul(tf.tensor(a, [2, 1, Q, D]).slice([0, 0, 0, 0], [2, 1, size, D]), tf.tensor(b, [1, 3, D, K])),
+      );
       expect(out!.shape).toEqual([2, 3, size, K]);
       const want = tf.tidy(() => tf.tensor(expected!.values, expected!.shape).slice([0, 0, 0, 0], [2, 3, size, K]).dataSync());
       expect(maxAbsDiff(out!.values, want)).toBeLessThanOrEqual(1e-5 * Math.max(1, maxAbs(want)));
@@ -456,8 +499,12 @@ describe('batched BatchMatMul and _FusedMatMul on wasm (one batch-1 product per 
 
   it('small products keep the original batched kernel and still equal cpu', async () => {
     for (const [ta, tb] of flags) {
-      await expectWasmMatchesCpuRelative(() => tf.matMul(operand(shapeA([2, 3], 4, 5, ta), 65), operand(shapeB([2, 3], 5, 6, tb), 66), ta, tb));
-      await expectWasmMatchesCpuRelative(() => tf.matMul(operand(shapeA([5], 2, 64, ta), 67), operand(shapeB([5], 64, 256, tb), 68), ta, tb));
+      await expectWasmMatchesCpuRelative(() =>
+        tf.matMul(operand(shapeA([2, 3], 4, 5, ta), 65), operand(shapeB([2, 3], 5, 6, tb), 66), ta, tb),
+      );
+      await expectWasmMatchesCpuRelative(() =>
+        tf.matMul(operand(shapeA([5], 2, 64, ta), 67), operand(shapeB([5], 64, 256, tb), 68), ta, tb),
+      );
     }
   });
 
@@ -537,7 +584,14 @@ describe('batched BatchMatMul and _FusedMatMul on wasm (one batch-1 product per 
   }
 
   it('fused matMul without bias, a batched and b not (folded), prelu: equals cpu', async () => {
-    await expectWasmMatchesCpuRelative(() => tf.fused.matMul({ a: operand([B, H, Q, D], 95), b: operand([D, K], 96), activation: 'prelu', preluActivationWeights: operand([K], 97) }));
+    await expectWasmMatchesCpuRelative(() =>
+      tf.fused.matMul({
+        a: operand([B, H, Q, D], 95),
+        b: operand([D, K], 96),
+        activation: 'prelu',
+        preluActivationWeights: operand([K], 97),
+      }),
+    );
   });
 
   it('the gradient of batched attention softmax(q kᵀ / √d) v equals cpu', async () => {
@@ -580,7 +634,15 @@ describe('batched BatchMatMul and _FusedMatMul on wasm (one batch-1 product per 
       tf.dispose(tf.tidy(() => tf.matMul(tf.slice(q, [0, 0, 0, 0], [1, H, Q, D]), k, false, true)));
       tf.dispose(tf.tidy(() => tf.matMul(q, tf.reshape(tf.slice(k, [0, 0, 0, 0], [1, 1, K, D]), [K, D]), false, true)));
       tf.dispose(tf.fused.matMul({ a: q, b: k, transposeB: true, bias, activation: 'relu' }));
-      tf.dispose(tf.tidy(() => tf.grads((qt: tf.Tensor, kt: tf.Tensor, vt: tf.Tensor) => tf.sum(tf.matMul(tf.softmax(tf.matMul(qt, kt, false, true)), vt)))([q, k, v])));
+      tf.dispose(
+        tf.tidy(() =>
+          tf.grads((qt: tf.Tensor, kt: tf.Tensor, vt: tf.Tensor) => tf.sum(tf.matMul(tf.softmax(tf.matMul(qt, kt, false, true)), vt)))([
+            q,
+            k,
+            v,
+          ]),
+        ),
+      );
     }
     expect({ ...liveCounts(), bytes: bytes() }).toEqual(before);
     tf.dispose([q, k, v, bias]);
@@ -600,7 +662,10 @@ describe('GatherV2 on wasm (row copies)', () => {
       const values = randomFloats(size(c.shape), 11);
       const ids = () => tf.tensor(c.ids, c.idShape ?? [c.ids.length], 'int32');
       await expectWasmMatchesCpu(() => tf.gather(tf.tensor(values, c.shape), ids(), c.axis), 0);
-      await expectWasmMatchesCpu(() => tf.gather(tf.tensor(randomInts(size(c.shape), -1000, 1000, 12), c.shape, 'int32'), ids(), c.axis), 0);
+      await expectWasmMatchesCpu(
+        () => tf.gather(tf.tensor(randomInts(size(c.shape), -1000, 1000, 12), c.shape, 'int32'), ids(), c.axis),
+        0,
+      );
     });
   }
 
@@ -638,7 +703,13 @@ describe('GatherV2 on wasm (row copies)', () => {
     const before = liveCounts();
     for (const bad of [4, -1]) {
       const ids = tf.tensor1d([0, bad], 'int32');
-      expect(() => tf.gather(x, ids)).toThrow(expect.objectContaining({ name: 'WasmKernelError', code: 'INVALID_ARGUMENT', message: expect.stringContaining(`${bad} is not in [0, 3]`) }));
+      expect(() => tf.gather(x, ids)).toThrow(
+        expect.objectContaining({
+          name: 'WasmKernelError',
+          code: 'INVALID_ARGUMENT',
+          message: expect.stringContaining(`${bad} is not in [0, 3]`),
+        }),
+      );
       ids.dispose();
     }
     expect(liveCounts()).toEqual(before);
@@ -668,8 +739,14 @@ describe('Equal on wasm (JavaScript loop)', () => {
     it(`float32 and int32 equal cpu exactly: ${name}`, async () => {
       // Few distinct values, so that many pairs are equal.
       const ints = (shape: number[], seed: number) => randomInts(size(shape), 0, 3, seed);
-      await expectWasmMatchesCpu(() => tf.equal(tf.tensor(ints(aShape, 21), aShape, 'int32'), tf.tensor(ints(bShape, 22), bShape, 'int32')), 0);
-      await expectWasmMatchesCpu(() => tf.equal(tf.tensor(Float32Array.from(ints(aShape, 23)), aShape), tf.tensor(Float32Array.from(ints(bShape, 24)), bShape)), 0);
+      await expectWasmMatchesCpu(
+        () => tf.equal(tf.tensor(ints(aShape, 21), aShape, 'int32'), tf.tensor(ints(bShape, 22), bShape, 'int32')),
+        0,
+      );
+      await expectWasmMatchesCpu(
+        () => tf.equal(tf.tensor(Float32Array.from(ints(aShape, 23)), aShape), tf.tensor(Float32Array.from(ints(bShape, 24)), bShape)),
+        0,
+      );
     });
   }
 

@@ -172,7 +172,14 @@ export function floatOperands(inputs: NamedTensorInfoMap): { a: TensorInfo; b: T
  * Runs `body` with `a` and `b` transposed in their last two axes where the flags say so, then frees
  * the transposed copies (also when `body` throws).
  */
-function withExplicitTransposes<T>(a: TensorInfo, b: TensorInfo, transposeA: boolean, transposeB: boolean, backend: BackendWasm, body: (a: TensorInfo, b: TensorInfo) => T): T {
+function withExplicitTransposes<T>(
+  a: TensorInfo,
+  b: TensorInfo,
+  transposeA: boolean,
+  transposeB: boolean,
+  backend: BackendWasm,
+  body: (a: TensorInfo, b: TensorInfo) => T,
+): T {
   const temporaries: TensorInfo[] = [];
   try {
     const a2 = transposeA ? transposeLastTwo(a, backend) : a;
@@ -224,7 +231,12 @@ export interface ProductPlan extends ProductDims {
  * - batch shapes the original gets wrong (it indexes batches modulo each operand's batch count,
  *   which is wrong for e.g. `[2, 1]` against `[1, 3]`) always `loop`.
  */
-export function planProduct(aShape: readonly number[], bShape: readonly number[], transposeA: boolean, transposeB: boolean): ProductPlan | undefined {
+export function planProduct(
+  aShape: readonly number[],
+  bShape: readonly number[],
+  transposeA: boolean,
+  transposeB: boolean,
+): ProductPlan | undefined {
   const plan = productDims(aShape, bShape, transposeA, transposeB);
   if (plan === undefined) return undefined;
   const { batch, rows, inner, columns, batchA, batchB } = plan;
@@ -268,7 +280,13 @@ function dropView(backend: BackendWasm, view: TensorInfo): void {
  * `original`, on the whole operands; otherwise on batch-1 operands of rank 3). Returns a new wasm
  * tensor `[...outBatch, rows, columns]` owned by the caller.
  */
-function runProduct(plan: ProductPlan, a: TensorInfo, b: TensorInfo, backend: BackendWasm, run: (a: TensorInfo, b: TensorInfo) => TensorInfo): TensorInfo {
+function runProduct(
+  plan: ProductPlan,
+  a: TensorInfo,
+  b: TensorInfo,
+  backend: BackendWasm,
+  run: (a: TensorInfo, b: TensorInfo) => TensorInfo,
+): TensorInfo {
   const { outBatch, rows, inner, columns } = plan;
   const outShape = [...outBatch, rows, columns];
   if (plan.strategy === 'original') return run(a, b);
@@ -329,13 +347,25 @@ function fixedBatchMatMul(original: KernelConfig): KernelFunc {
     }
     const plainAttrs: NamedAttrMap = { ...attrs, transposeA: false, transposeB: false };
     return withExplicitTransposes(a, b, transposeA, transposeB, backend, (a2, b2) =>
-      runProduct(plan, a2, b2, backend, (x, y) => original.kernelFunc({ inputs: { ...inputs, a: x, b: y }, backend, attrs: plainAttrs }) as TensorInfo),
+      runProduct(
+        plan,
+        a2,
+        b2,
+        backend,
+        (x, y) => original.kernelFunc({ inputs: { ...inputs, a: x, b: y }, backend, attrs: plainAttrs }) as TensorInfo,
+      ),
     );
   }) as KernelFunc;
 }
 
 /** The wasm kernel computing each `_FusedMatMul` activation, with its extra input or attribute. */
-function runActivation(activation: string, x: TensorInfo, backend: BackendWasm, prelu: TensorInfo | undefined, leakyreluAlpha: number): TensorInfo {
+function runActivation(
+  activation: string,
+  x: TensorInfo,
+  backend: BackendWasm,
+  prelu: TensorInfo | undefined,
+  leakyreluAlpha: number,
+): TensorInfo {
   switch (activation) {
     case 'relu':
       return runWasm('Relu', backend, { x });
@@ -348,7 +378,8 @@ function runActivation(activation: string, x: TensorInfo, backend: BackendWasm, 
     case 'leakyrelu':
       return runWasm('LeakyRelu', backend, { x }, { alpha: leakyreluAlpha });
     case 'prelu':
-      if (prelu === undefined) throw new WasmKernelError('INVALID_ARGUMENT', '_FusedMatMul: prelu activation without preluActivationWeights');
+      if (prelu === undefined)
+        throw new WasmKernelError('INVALID_ARGUMENT', '_FusedMatMul: prelu activation without preluActivationWeights');
       return runWasm('Prelu', backend, { x, alpha: prelu });
     default:
       throw new WasmKernelError('INVALID_ARGUMENT', `_FusedMatMul: activation '${activation}' is not supported on wasm`);
@@ -406,21 +437,34 @@ function fixedFusedMatMul(original: KernelConfig): KernelFunc {
     if (mode === 'fused' && (takesFlags || (!transposeA && !transposeB))) return original.kernelFunc(args as Parameters<KernelFunc>[0]);
     const plainAttrs: NamedAttrMap = takesFlags ? { ...attrs } : { ...attrs, transposeA: false, transposeB: false };
 
-    return withExplicitTransposes(a, b, transposeA && !takesFlags, transposeB && !takesFlags, backend, (a2, b2): TensorInfo | TensorInfo[] => {
-      if (mode === 'fused') return original.kernelFunc({ inputs: { ...inputs, a: a2, b: b2 }, backend, attrs: plainAttrs });
-      if (mode === 'fold') {
-        const { rows, inner, batchA, outBatch } = plan;
-        const out = original.kernelFunc({
-          inputs: { ...inputs, a: withShape(a2, [1, batchA * rows, inner]), b: withShape(b2, [1, inner, columns]) },
+    return withExplicitTransposes(
+      a,
+      b,
+      transposeA && !takesFlags,
+      transposeB && !takesFlags,
+      backend,
+      (a2, b2): TensorInfo | TensorInfo[] => {
+        if (mode === 'fused') return original.kernelFunc({ inputs: { ...inputs, a: a2, b: b2 }, backend, attrs: plainAttrs });
+        if (mode === 'fold') {
+          const { rows, inner, batchA, outBatch } = plan;
+          const out = original.kernelFunc({
+            inputs: { ...inputs, a: withShape(a2, [1, batchA * rows, inner]), b: withShape(b2, [1, inner, columns]) },
+            backend,
+            attrs: plainAttrs,
+          }) as TensorInfo;
+          return withShape(out, [...outBatch, rows, columns]);
+        }
+        const linearAttrs: NamedAttrMap = { ...plainAttrs, activation: 'linear' };
+        const product = runProduct(
+          plan,
+          a2,
+          b2,
           backend,
-          attrs: plainAttrs,
-        }) as TensorInfo;
-        return withShape(out, [...outBatch, rows, columns]);
-      }
-      const linearAttrs: NamedAttrMap = { ...plainAttrs, activation: 'linear' };
-      const product = runProduct(plan, a2, b2, backend, (x, y) => original.kernelFunc({ inputs: { a: x, b: y }, backend, attrs: linearAttrs }) as TensorInfo);
-      return addBiasAndActivate(product, bias, preluActivationWeights, attrs, backend);
-    });
+          (x, y) => original.kernelFunc({ inputs: { a: x, b: y }, backend, attrs: linearAttrs }) as TensorInfo,
+        );
+        return addBiasAndActivate(product, bias, preluActivationWeights, attrs, backend);
+      },
+    );
   }) as KernelFunc;
 }
 
@@ -478,11 +522,23 @@ function fixedMatMulConfig(original: KernelConfig): KernelConfig {
 function unsortedSegmentSum(args: KernelArgs): TensorInfo {
   const { inputs, backend, attrs } = args;
   const { x, segmentIds } = inputs;
-  const { numSegments, outShape } = checkSegmentSum(x, segmentIds, attrs?.['numSegments'], 'wasm', (m) => new WasmKernelError('INVALID_ARGUMENT', m));
+  const { numSegments, outShape } = checkSegmentSum(
+    x,
+    segmentIds,
+    attrs?.['numSegments'],
+    'wasm',
+    (m) => new WasmKernelError('INVALID_ARGUMENT', m),
+  );
   const out = backend.makeOutput(outShape, 'float32');
   // makeOutput may grow the wasm memory, which detaches earlier views of the heap: take every view
   // after the last allocation. Nothing below allocates on the wasm heap.
-  segmentSum(backend.typedArrayFromHeap(out) as Float32Array, backend.typedArrayFromHeap(x!), backend.typedArrayFromHeap(segmentIds!), numSegments, x!.dtype !== 'float32');
+  segmentSum(
+    backend.typedArrayFromHeap(out) as Float32Array,
+    backend.typedArrayFromHeap(x!),
+    backend.typedArrayFromHeap(segmentIds!),
+    numSegments,
+    x!.dtype !== 'float32',
+  );
   return out;
 }
 
@@ -625,13 +681,19 @@ function replaceKernel(config: KernelConfig): void {
 export function registerWasmKernelFixes(): void {
   const state = fixState();
   if (getKernel(Transpose, WASM) === undefined) {
-    throw new WasmKernelError('KERNEL_MISSING', "the wasm backend has no 'Transpose' kernel; is @tensorflow/tfjs-backend-wasm 4.22 installed?");
+    throw new WasmKernelError(
+      'KERNEL_MISSING',
+      "the wasm backend has no 'Transpose' kernel; is @tensorflow/tfjs-backend-wasm 4.22 installed?",
+    );
   }
   const added: KernelConfig[] = [];
   for (const name of MATMUL_KERNELS) {
     const current = getKernel(name, WASM);
     if (current === undefined) {
-      throw new WasmKernelError('KERNEL_MISSING', `the wasm backend has no '${name}' kernel; is @tensorflow/tfjs-backend-wasm 4.22 installed?`);
+      throw new WasmKernelError(
+        'KERNEL_MISSING',
+        `the wasm backend has no '${name}' kernel; is @tensorflow/tfjs-backend-wasm 4.22 installed?`,
+      );
     }
     if (state.ours.has(current)) continue;
     // Captured before unregistering: the registry is the only other reference to the original.
@@ -732,11 +794,17 @@ export function withWasmMatMul<T>(kind: WasmMatMulKind, fn: () => T): T {
   registerWasmKernelFixes();
   const state = fixState();
   if (kind !== 'original' && kind !== 'fixed' && kind !== 'native') {
-    throw new WasmKernelError('INVALID_ARGUMENT', `withWasmMatMul: kind must be 'original', 'fixed' or 'native', got ${JSON.stringify(kind)}`);
+    throw new WasmKernelError(
+      'INVALID_ARGUMENT',
+      `withWasmMatMul: kind must be 'original', 'fixed' or 'native', got ${JSON.stringify(kind)}`,
+    );
   }
   const wanted = configsOf(state, kind);
   if (wanted === undefined) {
-    throw new WasmKernelError('INVALID_ARGUMENT', "withWasmMatMul: the native matmul kernels are not enabled (initBackend({ backend: 'wasm' }) enables them when @bytelatent/native-sgemm loads)");
+    throw new WasmKernelError(
+      'INVALID_ARGUMENT',
+      "withWasmMatMul: the native matmul kernels are not enabled (initBackend({ backend: 'wasm' }) enables them when @bytelatent/native-sgemm loads)",
+    );
   }
   // Restored as found, so that nested calls unwind correctly.
   const before = MATMUL_KERNELS.map((name) => getKernel(name, WASM));

@@ -62,7 +62,11 @@ function relativeError(x: ArrayLike<number>, y: ArrayLike<number>): number {
 }
 
 /** native equals `reference` kernels: same shape, values within `tol` relative. */
-function expectNativeMatches(fn: () => tf.Tensor, reference: Exclude<WasmMatMulKind, 'native'>, tol = 1e-5): { shape: number[]; values: Float32Array } {
+function expectNativeMatches(
+  fn: () => tf.Tensor,
+  reference: Exclude<WasmMatMulKind, 'native'>,
+  tol = 1e-5,
+): { shape: number[]; values: Float32Array } {
   const got = run('native', fn);
   const want = run(reference, fn);
   expect(got.shape).toEqual(want.shape);
@@ -262,9 +266,16 @@ describe.skipIf(native.sgemm === undefined)('native (OpenBLAS) BatchMatMul and _
   it('fused 2-D with transposeA and a [N] bias, relu: equals the fixed kernel (and the original without bias)', () => {
     // The original gets this one wrong (errors of order 1 with the bias; the fixed kernel
     // transposes explicitly and is right): compared with it only without bias.
-    const out = expectNativeMatches(() => tf.fused.matMul({ a: operand([K, M], 15), b: operand([K, N], 16), transposeA: true, bias: operand([N], 17), activation: 'relu' }), 'fixed');
+    const out = expectNativeMatches(
+      () =>
+        tf.fused.matMul({ a: operand([K, M], 15), b: operand([K, N], 16), transposeA: true, bias: operand([N], 17), activation: 'relu' }),
+      'fixed',
+    );
     expect(Math.min(...out.values)).toBe(0);
-    expectNativeMatches(() => tf.fused.matMul({ a: operand([K, M], 15), b: operand([K, N], 16), transposeA: true, activation: 'relu' }), 'original');
+    expectNativeMatches(
+      () => tf.fused.matMul({ a: operand([K, M], 15), b: operand([K, N], 16), transposeA: true, activation: 'relu' }),
+      'original',
+    );
   });
 
   it('int32 operands go to the wasm kernels, with their error', () => {
@@ -372,7 +383,9 @@ describe.skipIf(native.sgemm === undefined)('native (OpenBLAS) BatchMatMul and _
       tf.dispose(tf.matMul(q, q, true, false));
       tf.dispose(tf.matMul(q, w));
       tf.dispose(tf.fused.matMul({ a: q, b: w, transposeB: true, bias, activation: 'relu' }));
-      tf.dispose(tf.tidy(() => tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.matMul(tf.softmax(tf.matMul(a, b, false, true)), b)))([q, k])));
+      tf.dispose(
+        tf.tidy(() => tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.matMul(tf.softmax(tf.matMul(a, b, false, true)), b)))([q, k])),
+      );
     }
     expect(liveCounts()).toEqual(before);
     tf.dispose([q, k, w, bias]);

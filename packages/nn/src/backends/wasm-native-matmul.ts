@@ -22,7 +22,17 @@
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { _FusedMatMul, type KernelConfig, type KernelFunc, type TensorInfo } from '@tensorflow/tfjs-core';
 import { type NativeSgemmLike, sgemmProduct } from './matmul-plan.js';
-import { MATMUL_KERNELS, activeWasmMatMul, addBiasAndActivate, fixedMatMulConfigs, floatOperands, planProduct, setNativeMatMulConfigs, type KernelArgs, type ProductPlan } from './wasm-kernels.js';
+import {
+  MATMUL_KERNELS,
+  activeWasmMatMul,
+  addBiasAndActivate,
+  fixedMatMulConfigs,
+  floatOperands,
+  planProduct,
+  setNativeMatMulConfigs,
+  type KernelArgs,
+  type ProductPlan,
+} from './wasm-kernels.js';
 
 export type { NativeSgemmLike } from './matmul-plan.js';
 
@@ -48,7 +58,15 @@ function elementOffset(backend: BackendWasm, x: TensorInfo): number | undefined 
  * caller, or `undefined` when an operand is not 4-byte aligned in the heap (never seen: tfjs
  * allocates with malloc), for the caller to fall back.
  */
-function nativeProduct(sgemm: NativeSgemmLike, plan: ProductPlan, a: TensorInfo, b: TensorInfo, transposeA: boolean, transposeB: boolean, backend: BackendWasm): TensorInfo | undefined {
+function nativeProduct(
+  sgemm: NativeSgemmLike,
+  plan: ProductPlan,
+  a: TensorInfo,
+  b: TensorInfo,
+  transposeA: boolean,
+  transposeB: boolean,
+  backend: BackendWasm,
+): TensorInfo | undefined {
   const aOffset = elementOffset(backend, a);
   const bOffset = elementOffset(backend, b);
   if (aOffset === undefined || bOffset === undefined) return undefined;
@@ -62,7 +80,15 @@ function nativeProduct(sgemm: NativeSgemmLike, plan: ProductPlan, a: TensorInfo,
     }
     // Taken after makeOutput, which may grow (and so replace) the heap's buffer.
     const heap = heapF32(backend);
-    sgemmProduct(sgemm, plan, { data: heap, offset: aOffset, shape: a.shape }, { data: heap, offset: bOffset, shape: b.shape }, transposeA, transposeB, { data: heap, offset: cOffset });
+    sgemmProduct(
+      sgemm,
+      plan,
+      { data: heap, offset: aOffset, shape: a.shape },
+      { data: heap, offset: bOffset, shape: b.shape },
+      transposeA,
+      transposeB,
+      { data: heap, offset: cOffset },
+    );
   } catch (error) {
     backend.disposeData(out.dataId);
     throw error;

@@ -72,14 +72,20 @@ function softmaxByHand(x: tf.Tensor, scale: number, bias?: tf.Tensor, rowValid?:
 
 /** Attention by hand with tf ops: softmax(q·kᵀ/√D + bias)·rowValid · v. */
 function attentionByHand(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, mask: MaskTensors | null): tf.Tensor {
-  return tf.tidy(() => tf.matMul(softmaxByHand(tf.matMul(q, k, false, true), 1 / Math.sqrt(q.shape[q.rank - 1]!), mask?.bias, mask?.rowValid ?? undefined), v));
+  return tf.tidy(() =>
+    tf.matMul(softmaxByHand(tf.matMul(q, k, false, true), 1 / Math.sqrt(q.shape[q.rank - 1]!), mask?.bias, mask?.rowValid ?? undefined), v),
+  );
 }
 
 /** The kernel takes both mask inputs (a zero bias `[1, ..., K]` and a rowValid of ones stand for none). */
 function runMaskedSoftmax(x: tf.Tensor, scale: number, bias?: tf.Tensor, rowValid?: tf.Tensor): tf.Tensor {
   return tf.tidy(() => {
     const ones = new Array<number>(x.rank).fill(1);
-    const inputs: tf.NamedTensorMap = { x, bias: bias ?? tf.zeros([...ones.slice(1), x.shape[x.rank - 1]!]), rowValid: rowValid ?? tf.ones(ones) };
+    const inputs: tf.NamedTensorMap = {
+      x,
+      bias: bias ?? tf.zeros([...ones.slice(1), x.shape[x.rank - 1]!]),
+      rowValid: rowValid ?? tf.ones(ones),
+    };
     return tf.engine().runKernel(FUSED_KERNELS.maskedSoftmax, inputs, { scale }) as tf.Tensor;
   });
 }
@@ -135,7 +141,12 @@ describe('BytelatentMaskedSoftmax kernel', () => {
     { name: 'bias [1, H, 1, K]', x: [B, H, Q, K], bias: [1, H, 1, K] },
     { name: 'bias [B, 1, Q, K], rowValid [B, 1, Q, 1]', x: [B, H, Q, K], bias: [B, 1, Q, K], rowValid: [B, 1, Q, 1] },
     { name: 'rowValid [B, H, Q, 1]', x: [B, H, Q, K], bias: [1, 1, Q, K], rowValid: [B, H, Q, 1] },
-    { name: '5-D blocked, bias [B, 1, 3, Q, K], rowValid [B, 1, 3, Q, 1]', x: [B, H, 3, Q, K], bias: [B, 1, 3, Q, K], rowValid: [B, 1, 3, Q, 1] },
+    {
+      name: '5-D blocked, bias [B, 1, 3, Q, K], rowValid [B, 1, 3, Q, 1]',
+      x: [B, H, 3, Q, K],
+      bias: [B, 1, 3, Q, K],
+      rowValid: [B, 1, 3, Q, 1],
+    },
     { name: '5-D blocked, bias [1, 1, 3, Q, K]', x: [B, H, 3, Q, K], bias: [1, 1, 3, Q, K] },
     { name: '2-D', x: [Q, K], bias: [Q, K], rowValid: [Q, 1] },
     { name: 'K = 1', x: [B, H, Q, 1], bias: [B, 1, Q, 1], rowValid: [B, 1, Q, 1] },
@@ -205,7 +216,9 @@ describe('BytelatentMaskedSoftmax kernel', () => {
     // Through scaledDotProductAttention as well.
     const q = randomTensor([2, 2, 3, 4], 24);
     const scoresBias = randomTensor([2, 1, 3, 3], 25);
-    expect(() => tf.dispose(tf.grad((b: tf.Tensor) => tf.sum(scaledDotProductAttention(q, q, q, { bias: b, rowValid: null })))(scoresBias))).not.toThrow();
+    expect(() =>
+      tf.dispose(tf.grad((b: tf.Tensor) => tf.sum(scaledDotProductAttention(q, q, q, { bias: b, rowValid: null })))(scoresBias)),
+    ).not.toThrow();
     tf.dispose([x, bias, rowValid, q, scoresBias, ...(gBias ? [gBias] : []), ...(gValid ? [gValid] : [])]);
   });
 
@@ -245,16 +258,29 @@ describe('scaledDotProductAttention: fused (cpu) against the composite', () => {
   const [B, H, Q, K, D] = [2, 3, 6, 9, 8];
 
   /** Values and the gradients of a weighted-square loss w.r.t. q, k and v. */
-  function valuesAndGrads(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, mask: MaskTensors | LocalAttentionSpec | null): { out: Float32Array; grads: Float32Array[] } {
+  function valuesAndGrads(
+    q: tf.Tensor,
+    k: tf.Tensor,
+    v: tf.Tensor,
+    mask: MaskTensors | LocalAttentionSpec | null,
+  ): { out: Float32Array; grads: Float32Array[] } {
     return tf.tidy(() => {
       const out = scaledDotProductAttention(q, k, v, mask);
       const w = randomTensor(out.shape, 41);
-      const grads = tf.grads((a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => tf.sum(tf.mul(tf.square(scaledDotProductAttention(a, b, c, mask)), w)))([q, k, v]);
+      const grads = tf.grads((a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) =>
+        tf.sum(tf.mul(tf.square(scaledDotProductAttention(a, b, c, mask)), w)),
+      )([q, k, v]);
       return { out: out.dataSync() as Float32Array, grads: grads.map((g) => g.dataSync() as Float32Array) };
     });
   }
 
-  function compare(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, mask: MaskTensors | LocalAttentionSpec | null, tol = { values: 1e-6, grads: 1e-5 }): void {
+  function compare(
+    q: tf.Tensor,
+    k: tf.Tensor,
+    v: tf.Tensor,
+    mask: MaskTensors | LocalAttentionSpec | null,
+    tol = { values: 1e-6, grads: 1e-5 },
+  ): void {
     const fused = valuesAndGrads(q, k, v, mask);
     const comp = composite(() => valuesAndGrads(q, k, v, mask));
     expectClose(fused.out, comp.out, tol.values, 'values');
@@ -312,7 +338,12 @@ describe('scaledDotProductAttention: fused (cpu) against the composite', () => {
   ]) {
     it(`an additive bias of shape [${biasShape}] with a rowValid [B, 1, Q, 1]`, () => {
       const [q, k, v] = [randomTensor([B, H, Q, D], 12), randomTensor([B, H, K, D], 13), randomTensor([B, H, K, D], 14)];
-      const bias = tf.tidy(() => tf.add(randomTensor(biasShape, 15, 2), tf.where(tf.greater(randomTensor(biasShape, 16), 0.3), tf.fill(biasShape, -1e9), tf.zeros(biasShape))));
+      const bias = tf.tidy(() =>
+        tf.add(
+          randomTensor(biasShape, 15, 2),
+          tf.where(tf.greater(randomTensor(biasShape, 16), 0.3), tf.fill(biasShape, -1e9), tf.zeros(biasShape)),
+        ),
+      );
       const rowValid = tf.tensor4d(
         Float32Array.from({ length: B * Q }, (_, i) => (i % 4 === 1 ? 0 : 1)),
         [B, 1, Q, 1],
@@ -325,7 +356,12 @@ describe('scaledDotProductAttention: fused (cpu) against the composite', () => {
         // Some rows may be entirely masked without rowValid: keep them finite by an unmasked first key.
         const fixed = mask.rowValid
           ? mask
-          : { bias: tf.tidy(() => tf.concat([tf.slice(bias, [0, 0, 0, 0], [-1, -1, -1, 1]).mul(0), tf.slice(bias, [0, 0, 0, 1], [-1, -1, -1, -1])], 3)), rowValid: null };
+          : {
+              bias: tf.tidy(() =>
+                tf.concat([tf.slice(bias, [0, 0, 0, 0], [-1, -1, -1, 1]).mul(0), tf.slice(bias, [0, 0, 0, 1], [-1, -1, -1, -1])], 3),
+              ),
+              rowValid: null,
+            };
         compare(q, k, v, fixed);
         if (fixed !== mask) fixed.bias.dispose();
       }
@@ -366,7 +402,10 @@ describe('scaledDotProductAttention: fused (cpu) against the composite', () => {
     const q = randomTensor([b, h, s, d], 23);
     const k = randomTensor([b, h, s, d], 24);
     const v = randomTensor([b, h, s, d], 25);
-    const documents = [documentIds([1, 5, 6, 2, 1, 7, 8, 9, 2, 1, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 2, 1, 5]), documentIds(new Array(s).fill(5))];
+    const documents = [
+      documentIds([1, 5, 6, 2, 1, 7, 8, 9, 2, 1, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 2, 1, 5]),
+      documentIds(new Array(s).fill(5)),
+    ];
     for (const window of [1, 3, 8, 100]) {
       for (const blockSize of [1, 4, 7, 23, 64]) {
         const spec: LocalAttentionSpec = { kind: 'local', batch: b, seqLen: s, window, documents, blockSize };
@@ -413,7 +452,11 @@ describe('Attention and CrossAttention layers: fused (cpu) against the composite
 
   function attentionLayer(nKvHeads?: number): { attn: Attention; reg: ParameterRegistry } {
     const reg = new ParameterRegistry();
-    const attn = new Attention(new ParameterScope(reg, 'attention'), { dim, nHeads: 4, ...(nKvHeads ? { nKvHeads } : {}) }, { std: 0.2, random: seededUniform(51) });
+    const attn = new Attention(
+      new ParameterScope(reg, 'attention'),
+      { dim, nHeads: 4, ...(nKvHeads ? { nKvHeads } : {}) },
+      { std: 0.2, random: seededUniform(51) },
+    );
     return { attn, reg };
   }
 
@@ -435,13 +478,21 @@ describe('Attention and CrossAttention layers: fused (cpu) against the composite
         reg.list().map((p) => p.variable),
       );
       const dx = tf.grad((t: tf.Tensor) => tf.sum(tf.mul(tf.square(fn(t, () => undefined)), w)))(x);
-      return { out: out.dataSync() as Float32Array, taps, grads: [dx.dataSync() as Float32Array, ...reg.list().map((p) => grads[p.variable.name]!.dataSync() as Float32Array)] };
+      return {
+        out: out.dataSync() as Float32Array,
+        taps,
+        grads: [dx.dataSync() as Float32Array, ...reg.list().map((p) => grads[p.variable.name]!.dataSync() as Float32Array)],
+      };
     } finally {
       tf.engine().endScope();
     }
   }
 
-  function compareLayer(fn: (x: tf.Tensor, tap: (p: string, v: tf.Tensor) => void) => tf.Tensor, x: tf.Tensor, reg: ParameterRegistry): void {
+  function compareLayer(
+    fn: (x: tf.Tensor, tap: (p: string, v: tf.Tensor) => void) => tf.Tensor,
+    x: tf.Tensor,
+    reg: ParameterRegistry,
+  ): void {
     const fused = run(fn, x, reg);
     const comp = composite(() => run(fn, x, reg));
     expectClose(fused.out, comp.out, 1e-6, 'output');
@@ -483,7 +534,15 @@ describe('Attention and CrossAttention layers: fused (cpu) against the composite
     const kv = randomTensor([b, kn, dim], 56);
     const x = randomTensor([b, qn, dim], 57);
     // Query groups 0, 1, 2, −1 (padding); key groups: no key in group 2 in row 1.
-    const mask = maskTensors(groupMask([Int32Array.of(0, 1, 2, -1), Int32Array.of(0, 1, 2, -1)], [Int32Array.of(0, 0, 1, 1, 2, 2, -1), Int32Array.of(0, 1, 1, 1, 0, -1, -1)]), b, qn, kn);
+    const mask = maskTensors(
+      groupMask(
+        [Int32Array.of(0, 1, 2, -1), Int32Array.of(0, 1, 2, -1)],
+        [Int32Array.of(0, 0, 1, 1, 2, 2, -1), Int32Array.of(0, 1, 1, 1, 0, -1, -1)],
+      ),
+      b,
+      qn,
+      kn,
+    );
     expect(mask.rowValid).not.toBeNull();
     compareLayer((t, tap) => ca.apply(t, kv, mask, tap), x, reg);
     const out = ca.apply(x, kv, mask).dataSync();
@@ -558,7 +617,11 @@ describe('on the wasm backend (no cpu-only kernels registered): the same values 
         const [tq, tk, tv] = [tf.tensor(inputs.q, [b, h, q, d]), tf.tensor(inputs.k, [b, h, k, d]), tf.tensor(inputs.v, [b, h, k, d])];
         const mask = maskTensors(maskBits, b, q, k);
         const out = scaledDotProductAttention(tq, tk, tv, mask);
-        const grads = tf.grads((x: tf.Tensor, y: tf.Tensor, z: tf.Tensor) => tf.sum(tf.square(scaledDotProductAttention(x, y, z, mask))))([tq, tk, tv]);
+        const grads = tf.grads((x: tf.Tensor, y: tf.Tensor, z: tf.Tensor) => tf.sum(tf.square(scaledDotProductAttention(x, y, z, mask))))([
+          tq,
+          tk,
+          tv,
+        ]);
         const reg = new ParameterRegistry();
         const attn = new Attention(new ParameterScope(reg), { dim: 12, nHeads: 3 }, { std: 0.3, random: seededUniform(65) });
         const x = tf.tensor(data([b, q, 12], 66), [b, q, 12]);

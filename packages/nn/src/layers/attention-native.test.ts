@@ -38,34 +38,49 @@ function run(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, mask: MaskTensors | Local
   return tf.tidy(() => {
     const out = scaledDotProductAttention(q, k, v, mask);
     const w = randomTensor(out.shape, 99);
-    const grads = tf.grads((a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => tf.sum(tf.mul(scaledDotProductAttention(a, b, c, mask), w)))([q, k, v]);
+    const grads = tf.grads((a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => tf.sum(tf.mul(scaledDotProductAttention(a, b, c, mask), w)))([
+      q,
+      k,
+      v,
+    ]);
     return [out, ...grads];
   });
 }
 
 describe('fused attention on the cpu backend (OpenBLAS)', () => {
-  const cases: Array<{ name: string; q: number[]; k: number[]; mask: (q: number, k: number) => MaskTensors | LocalAttentionSpec | null }> = [
-    // A cached decoding step: one query, every held key visible, no mask.
-    { name: 'no mask (a cached step)', q: [1, 4, 1, 8], k: [1, 4, 9, 8], mask: () => null },
-    { name: 'causal, one row of 2 heads', q: [1, 2, 7, 8], k: [1, 2, 7, 8], mask: (n) => maskTensors(causalMask(1, n), 1, n, n) },
-    {
-      name: 'cross mask with empty rows, batch 2',
-      q: [2, 3, 5, 4],
-      k: [2, 3, 6, 4],
-      mask: (nq, nk) =>
-        maskTensors(
-          Uint8Array.from({ length: 2 * nq * nk }, (_, i) => (Math.floor(i / nk) % 3 === 1 ? 0 : (i * 7) % 3 === 0 ? 1 : 0)),
-          2,
-          nq,
-          nk,
-        ),
-    },
-    // More query rows than one scratch block holds for 1100 keys (the kernel steps through them).
-    { name: 'long rows (several query blocks)', q: [1, 1, 1100, 4], k: [1, 1, 1100, 4], mask: (n) => maskTensors(causalMask(1, n, { window: 300 }), 1, n, n) },
-    // A windowed spec: blocked 5-D attention (seqLen far past a block) and one dense product (barely past).
-    { name: 'local spec, blocked', q: [1, 2, 300, 4], k: [1, 2, 300, 4], mask: (n) => ({ kind: 'local', batch: 1, seqLen: n, window: 16 }) },
-    { name: 'local spec, dense', q: [1, 2, 70, 4], k: [1, 2, 70, 4], mask: (n) => ({ kind: 'local', batch: 1, seqLen: n, window: 32 }) },
-  ];
+  const cases: Array<{ name: string; q: number[]; k: number[]; mask: (q: number, k: number) => MaskTensors | LocalAttentionSpec | null }> =
+    [
+      // A cached decoding step: one query, every held key visible, no mask.
+      { name: 'no mask (a cached step)', q: [1, 4, 1, 8], k: [1, 4, 9, 8], mask: () => null },
+      { name: 'causal, one row of 2 heads', q: [1, 2, 7, 8], k: [1, 2, 7, 8], mask: (n) => maskTensors(causalMask(1, n), 1, n, n) },
+      {
+        name: 'cross mask with empty rows, batch 2',
+        q: [2, 3, 5, 4],
+        k: [2, 3, 6, 4],
+        mask: (nq, nk) =>
+          maskTensors(
+            Uint8Array.from({ length: 2 * nq * nk }, (_, i) => (Math.floor(i / nk) % 3 === 1 ? 0 : (i * 7) % 3 === 0 ? 1 : 0)),
+            2,
+            nq,
+            nk,
+          ),
+      },
+      // More query rows than one scratch block holds for 1100 keys (the kernel steps through them).
+      {
+        name: 'long rows (several query blocks)',
+        q: [1, 1, 1100, 4],
+        k: [1, 1, 1100, 4],
+        mask: (n) => maskTensors(causalMask(1, n, { window: 300 }), 1, n, n),
+      },
+      // A windowed spec: blocked 5-D attention (seqLen far past a block) and one dense product (barely past).
+      {
+        name: 'local spec, blocked',
+        q: [1, 2, 300, 4],
+        k: [1, 2, 300, 4],
+        mask: (n) => ({ kind: 'local', batch: 1, seqLen: n, window: 16 }),
+      },
+      { name: 'local spec, dense', q: [1, 2, 70, 4], k: [1, 2, 70, 4], mask: (n) => ({ kind: 'local', batch: 1, seqLen: n, window: 32 }) },
+    ];
   for (const c of cases) {
     it(`equals the composite, values and gradients: ${c.name}`, () => {
       if (!native) return;

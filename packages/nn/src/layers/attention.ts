@@ -71,7 +71,8 @@ function fusedAttentionFits(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, mask: Mask
  */
 function maskFits(mask: MaskTensors, scores: readonly number[]): boolean {
   const rank = scores.length;
-  const fits = (t: tf.Tensor, last: number) => t.dtype === 'float32' && t.rank === rank && t.shape.every((d, i) => (i === rank - 1 ? d === last : d === 1 || d === scores[i]));
+  const fits = (t: tf.Tensor, last: number) =>
+    t.dtype === 'float32' && t.rank === rank && t.shape.every((d, i) => (i === rank - 1 ? d === last : d === 1 || d === scores[i]));
   return fits(mask.bias, scores[rank - 1]!) && (mask.rowValid == null || fits(mask.rowValid, 1));
 }
 
@@ -220,7 +221,10 @@ function blockLayout(spec: LocalAttentionSpec, blockSize: number): BlockLayout {
 function blockedLocalAttention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, spec: LocalAttentionSpec): tf.Tensor {
   const [b, h, seqLen, d] = q.shape as [number, number, number, number];
   if (seqLen !== spec.seqLen || k.shape[2] !== seqLen) {
-    throw new NnError('SHAPE_MISMATCH', `local attention spec is for ${spec.seqLen} positions, got queries ${seqLen} and keys ${k.shape[2]}`);
+    throw new NnError(
+      'SHAPE_MISMATCH',
+      `local attention spec is for ${spec.seqLen} positions, got queries ${seqLen} and keys ${k.shape[2]}`,
+    );
   }
   const blockSize = spec.blockSize ?? localAttentionBlockSize(spec.window);
   checkInt('blockSize', blockSize, 1);
@@ -263,7 +267,12 @@ function denseLocalAttention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, spec: Loc
   const { batch, seqLen } = spec;
   let arrays = denseMasks.get(spec);
   if (arrays === undefined) {
-    const mask = causalMaskBlock(batch, { start: 0, length: seqLen }, { start: 0, length: seqLen }, { window: spec.window, ...(spec.documents ? { documents: spec.documents } : {}) });
+    const mask = causalMaskBlock(
+      batch,
+      { start: 0, length: seqLen },
+      { start: 0, length: seqLen },
+      { window: spec.window, ...(spec.documents ? { documents: spec.documents } : {}) },
+    );
     arrays = maskArrays(mask, batch, seqLen, seqLen);
     denseMasks.set(spec, arrays);
   }
@@ -387,7 +396,11 @@ export class Attention {
   }
 
   /** Queries `[B, H, S, D]`, keys and values `[B, Hkv, S, D]`, RoPE applied to queries and keys. */
-  private project(x: tf.Tensor, rope: { cos: tf.Tensor; sin: tf.Tensor } | null, tap?: ModuleTap): { q: tf.Tensor; k: tf.Tensor; v: tf.Tensor } {
+  private project(
+    x: tf.Tensor,
+    rope: { cos: tf.Tensor; sin: tf.Tensor } | null,
+    tap?: ModuleTap,
+  ): { q: tf.Tensor; k: tf.Tensor; v: tf.Tensor } {
     const [b, s] = x.shape as [number, number];
     const wq = this.wq.apply(x);
     const wk = this.wk.apply(x);

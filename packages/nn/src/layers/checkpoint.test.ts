@@ -36,7 +36,11 @@ afterEach(async () => {
 function tiny(): { reg: ParameterRegistry; lin: Linear; norm: RMSNorm } {
   const reg = new ParameterRegistry();
   const scope = new ParameterScope(reg);
-  return { reg, lin: new Linear(scope.child('proj'), 3, 2, { std: 0.1, random: seededUniform(1) }), norm: new RMSNorm(scope.child('norm'), 3) };
+  return {
+    reg,
+    lin: new Linear(scope.child('proj'), 3, 2, { std: 0.1, random: seededUniform(1) }),
+    norm: new RMSNorm(scope.child('norm'), 3),
+  };
 }
 
 const weightsPth = fileURLToPath(new URL('../../test-data/pth/weights.pth', import.meta.url));
@@ -50,7 +54,9 @@ async function expectLoaded(reg: ParameterRegistry, lin: Linear): Promise<void> 
   expect(Array.from(await byName.get('norm.weight')!.variable.data())).toEqual(N);
 }
 
-const tensors = (w: SafetensorsTensor = { dtype: 'F32', shape: [2, 3], data: Float32Array.from(W) }): Record<string, SafetensorsTensor> => ({
+const tensors = (
+  w: SafetensorsTensor = { dtype: 'F32', shape: [2, 3], data: Float32Array.from(W) },
+): Record<string, SafetensorsTensor> => ({
   'proj.weight': w,
   'norm.weight': { dtype: 'F32', shape: [3], data: Float32Array.from(N) },
 });
@@ -83,7 +89,10 @@ describe('loadReferenceWeights from any TensorSource', () => {
 
   it('a safetensors file opened for positioned reads', async () => {
     const path = join(dir, 'w.safetensors');
-    await writeFile(path, serializeSafetensors(tensors({ dtype: 'BF16', shape: [2, 3], data: Uint16Array.from(W.map(float32ToBfloat16Bits)) })));
+    await writeFile(
+      path,
+      serializeSafetensors(tensors({ dtype: 'BF16', shape: [2, 3], data: Uint16Array.from(W.map(float32ToBfloat16Bits)) })),
+    );
     const { reg, lin } = tiny();
     const file = openSafetensorsFile(path);
     loadReferenceWeights(reg, file);
@@ -96,7 +105,10 @@ describe('loadReferenceWeights from any TensorSource', () => {
     const all = tensors();
     await writeFile(join(dir, 'a.safetensors'), serializeSafetensors({ 'proj.weight': all['proj.weight']! }));
     await writeFile(join(dir, 'b.safetensors'), serializeSafetensors({ 'norm.weight': all['norm.weight']! }));
-    await writeFile(join(dir, 'index.json'), JSON.stringify({ weight_map: { 'proj.weight': 'a.safetensors', 'norm.weight': 'b.safetensors' } }));
+    await writeFile(
+      join(dir, 'index.json'),
+      JSON.stringify({ weight_map: { 'proj.weight': 'a.safetensors', 'norm.weight': 'b.safetensors' } }),
+    );
     const source = openShardedSafetensors(join(dir, 'index.json'));
     const { reg, lin } = tiny();
     loadReferenceWeights(reg, source);
@@ -107,7 +119,9 @@ describe('loadReferenceWeights from any TensorSource', () => {
 
   it('checks names, shapes and dtypes before reading anything', () => {
     const log: string[] = [];
-    const file = parseSafetensors(serializeSafetensors({ ...tensors(), 'norm.weight': { dtype: 'F32', shape: [4], data: new Float32Array(4) } }));
+    const file = parseSafetensors(
+      serializeSafetensors({ ...tensors(), 'norm.weight': { dtype: 'F32', shape: [4], data: new Float32Array(4) } }),
+    );
     const { reg } = tiny();
     expect(() => loadReferenceWeights(reg, logged(file, log))).toThrow(/"norm\.weight" has shape \[4\], expected \[3\]/);
     // The atomic pass read proj.weight to check its values; nothing was assigned.
@@ -147,7 +161,10 @@ describe('loadReferenceWeights from any TensorSource', () => {
   });
 
   it('a non-finite value: atomic changes nothing; atomic: false reports every bad tensor and how many were assigned', async () => {
-    const bad = { ...tensors(), 'norm.weight': { dtype: 'F32', shape: [3], data: Float32Array.of(1, Number.POSITIVE_INFINITY, 1) } as SafetensorsTensor };
+    const bad = {
+      ...tensors(),
+      'norm.weight': { dtype: 'F32', shape: [3], data: Float32Array.of(1, Number.POSITIVE_INFINITY, 1) } as SafetensorsTensor,
+    };
     const file = parseSafetensors(serializeSafetensors(bad));
     const { reg, lin } = tiny();
     const before = Array.from(await lin.weight.data());
@@ -171,16 +188,23 @@ describe('loadReferenceWeights from any TensorSource', () => {
       ['F16', 0x7e00],
       ['BF16', 0xff80],
     ] as const) {
-      const file = parseSafetensors(serializeSafetensors({ ...tensors(), 'norm.weight': { dtype, shape: [3], data: Uint16Array.of(0x3c00, 0x3c00, bits) } }));
+      const file = parseSafetensors(
+        serializeSafetensors({ ...tensors(), 'norm.weight': { dtype, shape: [3], data: Uint16Array.of(0x3c00, 0x3c00, bits) } }),
+      );
       const { reg } = tiny();
-      expect(() => loadReferenceWeights(reg, file), dtype).toThrow(new RegExp(`"norm\\.weight" holds a non-finite value \\((NaN|-Infinity)\\) at flat index 2`));
+      expect(() => loadReferenceWeights(reg, file), dtype).toThrow(
+        new RegExp(`"norm\\.weight" holds a non-finite value \\((NaN|-Infinity)\\) at flat index 2`),
+      );
       reg.dispose();
     }
   });
 });
 
 describe('CheckpointInitializer: a model built straight from a checkpoint', () => {
-  function build(source: TensorSource, options: { strict?: boolean } = {}): { init: CheckpointInitializer; reg: ParameterRegistry; lin: Linear } {
+  function build(
+    source: TensorSource,
+    options: { strict?: boolean } = {},
+  ): { init: CheckpointInitializer; reg: ParameterRegistry; lin: Linear } {
     const init = new CheckpointInitializer(source, options);
     const reg = new ParameterRegistry({ initialValues: init.initialValues });
     const scope = new ParameterScope(reg);
@@ -225,7 +249,9 @@ describe('CheckpointInitializer: a model built straight from a checkpoint', () =
     reg.dispose();
     const short = parseSafetensors(serializeSafetensors({ 'proj.weight': { dtype: 'F32', shape: [3, 2], data: new Float32Array(6) } }));
     const second = build(short, { strict: false });
-    expect(() => second.init.finish(second.reg)).toThrow(/"proj.weight" has shape \[3, 2\], expected \[2, 3\][\s\S]*missing "norm.weight" \(expected shape \[3\]\)/);
+    expect(() => second.init.finish(second.reg)).toThrow(
+      /"proj.weight" has shape \[3, 2\], expected \[2, 3\][\s\S]*missing "norm.weight" \(expected shape \[3\]\)/,
+    );
     second.reg.dispose();
   });
 });

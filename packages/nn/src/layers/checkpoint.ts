@@ -51,7 +51,10 @@ export function loadReferenceWeights(registry: ParameterRegistry, source: Tensor
   );
   const params = registry.list();
   const fail = (note = '') => {
-    throw new NnError('INVALID_CHECKPOINT', `checkpoint does not fit the model (${problems.length} problem(s)):\n  ${problems.join('\n  ')}${note}`);
+    throw new NnError(
+      'INVALID_CHECKPOINT',
+      `checkpoint does not fit the model (${problems.length} problem(s)):\n  ${problems.join('\n  ')}${note}`,
+    );
   };
   const nonFinite = (name: string, bytes: Uint8Array, dtype: SafetensorsDtype): boolean => {
     const bad = firstNonFinite(bytes, dtype);
@@ -100,7 +103,10 @@ export function loadReferenceWeights(registry: ParameterRegistry, source: Tensor
     });
     assigned++;
   }
-  if (problems.length > 0) fail(`\n(${assigned} of ${params.length} parameters were assigned before the first bad value: load with atomic: true to check every value first)`);
+  if (problems.length > 0)
+    fail(
+      `\n(${assigned} of ${params.length} parameters were assigned before the first bad value: load with atomic: true to check every value first)`,
+    );
 }
 
 /**
@@ -154,7 +160,8 @@ export class CheckpointInitializer {
     // Once the load has failed, the remaining weights are only checked, not converted.
     if (this.problems.length > 0) return new Float32Array(size);
     const what = `${this.source.description}: tensor "${key}"`;
-    if (transposed && referenceShape.length === 2) return bytesToFloat32Transposed(bytes, info.dtype, referenceShape[0]!, referenceShape[1]!, what);
+    if (transposed && referenceShape.length === 2)
+      return bytesToFloat32Transposed(bytes, info.dtype, referenceShape[0]!, referenceShape[1]!, what);
     return bytesToFloat32(bytes, info.dtype, what);
   };
 
@@ -201,10 +208,14 @@ export class CheckpointInitializer {
       }
     }
     if (this.strict) {
-      for (const name of this.source.names()) if (name.startsWith(this.prefix) && !this.used.has(name)) problems.push(`unexpected "${name}"`);
+      for (const name of this.source.names())
+        if (name.startsWith(this.prefix) && !this.used.has(name)) problems.push(`unexpected "${name}"`);
     }
     if (problems.length > 0) {
-      throw new NnError('INVALID_CHECKPOINT', `checkpoint does not fit the model (${problems.length} problem(s)):\n  ${problems.join('\n  ')}`);
+      throw new NnError(
+        'INVALID_CHECKPOINT',
+        `checkpoint does not fit the model (${problems.length} problem(s)):\n  ${problems.join('\n  ')}`,
+      );
     }
   }
 }

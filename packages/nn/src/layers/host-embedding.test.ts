@@ -37,7 +37,11 @@ function values(n: number, seed: number): Float32Array {
  * The table stored in `dtype` (rounded to it) and the float32 values it holds exactly: what the
  * widened rows must equal bit for bit.
  */
-function table(dtype: 'F32' | 'F16' | 'BF16', data: Float32Array, shape: number[] = [ROWS, DIM]): { tensor: SafetensorsTensor; exact: Float32Array } {
+function table(
+  dtype: 'F32' | 'F16' | 'BF16',
+  data: Float32Array,
+  shape: number[] = [ROWS, DIM],
+): { tensor: SafetensorsTensor; exact: Float32Array } {
   if (dtype === 'F32') return { tensor: { dtype, shape, data: Float32Array.from(data) }, exact: Float32Array.from(data) };
   const toBits = dtype === 'F16' ? float32ToFloat16Bits : float32ToBfloat16Bits;
   const fromBits = dtype === 'F16' ? float16BitsToFloat32 : bfloat16BitsToFloat32;
@@ -69,7 +73,10 @@ function gather(exact: Float32Array, ids: readonly number[], dim = DIM): Float32
  * `8 + headerLength` bytes (padded with spaces). Lets a tensor start at any byte offset (the official
  * writer aligns them), e.g. an odd one after a 1-byte U8 tensor.
  */
-function handLaidOut(tensors: readonly { name: string; dtype: SafetensorsDtype; shape: number[]; bytes: Uint8Array }[], headerLength: number): Uint8Array {
+function handLaidOut(
+  tensors: readonly { name: string; dtype: SafetensorsDtype; shape: number[]; bytes: Uint8Array }[],
+  headerLength: number,
+): Uint8Array {
   let offset = 0;
   const entries = tensors.map((t) => {
     const begin = offset;
@@ -115,7 +122,10 @@ describe('HostEmbedding.fromSource', () => {
   for (const dtype of ['F32', 'F16', 'BF16'] as const) {
     it(`reads ${dtype} rows widened exactly to float32 (rows and addRows)`, () => {
       const { tensor, exact } = table(dtype, values(ROWS * DIM, 11));
-      const file = parseSafetensors(serializeSafetensors({ other: { dtype: 'F32', shape: [3], data: Float32Array.of(1, 2, 3) }, 'emb.weight': tensor }), { description: 'mem.safetensors' });
+      const file = parseSafetensors(
+        serializeSafetensors({ other: { dtype: 'F32', shape: [3], data: Float32Array.of(1, 2, 3) }, 'emb.weight': tensor }),
+        { description: 'mem.safetensors' },
+      );
       const emb = HostEmbedding.fromSource(file, 'emb.weight', [ROWS, DIM]);
       expect(emb.numEmbeddings).toBe(ROWS);
       expect(emb.dim).toBe(DIM);
@@ -181,7 +191,9 @@ describe('HostEmbedding.fromSource', () => {
   it('widens BF16 and F16 special values: subnormals, the largest finite values, signed zero', () => {
     const bf16Bits = Uint16Array.of(0x0001, 0x8001, 0x7f7f, 0xff7f, 0x3f80, 0x0000);
     const f16Bits = Uint16Array.of(0x0001, 0x8001, 0x7bff, 0xfbff, 0x3c00, 0x0000);
-    const file = parseSafetensors(serializeSafetensors({ b: { dtype: 'BF16', shape: [2, 3], data: bf16Bits }, h: { dtype: 'F16', shape: [2, 3], data: f16Bits } }));
+    const file = parseSafetensors(
+      serializeSafetensors({ b: { dtype: 'BF16', shape: [2, 3], data: bf16Bits }, h: { dtype: 'F16', shape: [2, 3], data: f16Bits } }),
+    );
     const b = HostEmbedding.fromSource(file, 'b', [2, 3]).rows([0, 1]);
     expect(Array.from(b)).toEqual(Array.from(bf16Bits, (x) => bfloat16BitsToFloat32(x)));
     expect(b[0]).toBeGreaterThan(0);
@@ -199,7 +211,9 @@ describe('HostEmbedding.fromSource', () => {
     expect(Array.from(emb.rows([1, 0, 1]))).toEqual(Array.from(gather(exact, [1, 0, 1], wide)));
     // A narrower table afterwards still reads right (the scratch is shared).
     const narrow = table('BF16', values(6, 10), [3, 2]);
-    expect(Array.from(HostEmbedding.fromSource(parseSafetensors(serializeSafetensors({ n: narrow.tensor })), 'n').rows([2]))).toEqual(Array.from(narrow.exact.subarray(4, 6)));
+    expect(Array.from(HostEmbedding.fromSource(parseSafetensors(serializeSafetensors({ n: narrow.tensor })), 'n').rows([2]))).toEqual(
+      Array.from(narrow.exact.subarray(4, 6)),
+    );
   });
 });
 
@@ -223,7 +237,11 @@ describe('HostEmbedding errors', () => {
   });
 
   it('a shape other than the expected one, or not 2-D, is INVALID_CHECKPOINT', () => {
-    expectNnError(() => HostEmbedding.fromSource(file, 't', [ROWS + 1, DIM]), 'INVALID_CHECKPOINT', '"t" has shape [7, 5], expected [8, 5]');
+    expectNnError(
+      () => HostEmbedding.fromSource(file, 't', [ROWS + 1, DIM]),
+      'INVALID_CHECKPOINT',
+      '"t" has shape [7, 5], expected [8, 5]',
+    );
     expectNnError(() => HostEmbedding.fromSource(file, 't', [ROWS, DIM - 1]), 'INVALID_CHECKPOINT', 'expected [7, 4]');
     expectNnError(() => HostEmbedding.fromSource(file, 't', [DIM, ROWS]), 'INVALID_CHECKPOINT');
     expectNnError(() => HostEmbedding.fromSource(file, 'flat'), 'INVALID_CHECKPOINT', 'a 2-D table');
@@ -379,7 +397,9 @@ describe('HostEmbedding over a file on disk (positioned reads)', () => {
     await writeFile(path, serializeSafetensors({ t: tensor }));
     const reader = node.openSafetensorsFile(path);
     try {
-      expect(Array.from(HostEmbedding.fromSource(reader, 't', [ROWS, DIM]).rows([3]))).toEqual(Array.from(exact.subarray(3 * DIM, 4 * DIM)));
+      expect(Array.from(HostEmbedding.fromSource(reader, 't', [ROWS, DIM]).rows([3]))).toEqual(
+        Array.from(exact.subarray(3 * DIM, 4 * DIM)),
+      );
     } finally {
       reader.close();
     }
@@ -388,7 +408,11 @@ describe('HostEmbedding over a file on disk (positioned reads)', () => {
 
 describe('HostEmbedding.unreadable', () => {
   it('has the shape it stands for and fails every read with its reason (INVALID_CHECKPOINT)', () => {
-    const table = HostEmbedding.unreadable('encoder_hash_tok_embedding.0.weight', [7, 4], 'file.safetensors: "encoder_hash_tok_embedding.0.weight" does not fit the model');
+    const table = HostEmbedding.unreadable(
+      'encoder_hash_tok_embedding.0.weight',
+      [7, 4],
+      'file.safetensors: "encoder_hash_tok_embedding.0.weight" does not fit the model',
+    );
     expect([table.numEmbeddings, table.dim]).toEqual([7, 4]);
     const read = () => table.rows([0]);
     expect(read).toThrow(NnError);

@@ -47,10 +47,17 @@ export class HostEmbedding {
    *   F32, F16 or BF16
    */
   static fromSource(source: TensorSource, name: string, expectedShape?: readonly [number, number]): HostEmbedding {
-    if (!source.has(name)) throw new NnError('INVALID_CHECKPOINT', `${source.description}: missing "${name}"${expectedShape ? ` (expected shape [${expectedShape.join(', ')}])` : ''}`);
+    if (!source.has(name))
+      throw new NnError(
+        'INVALID_CHECKPOINT',
+        `${source.description}: missing "${name}"${expectedShape ? ` (expected shape [${expectedShape.join(', ')}])` : ''}`,
+      );
     const info = source.info(name);
     if (info.shape.length !== 2 || (expectedShape !== undefined && info.shape.join() !== expectedShape.join())) {
-      throw new NnError('INVALID_CHECKPOINT', `${source.description}: "${name}" has shape [${info.shape.join(', ')}], expected ${expectedShape ? `[${expectedShape.join(', ')}]` : 'a 2-D table'}`);
+      throw new NnError(
+        'INVALID_CHECKPOINT',
+        `${source.description}: "${name}" has shape [${info.shape.join(', ')}], expected ${expectedShape ? `[${expectedShape.join(', ')}]` : 'a 2-D table'}`,
+      );
     }
     if (info.dtype !== 'F32' && info.dtype !== 'F16' && info.dtype !== 'BF16') {
       throw new NnError('INVALID_CHECKPOINT', `${source.description}: "${name}" has dtype ${info.dtype}, expected F32, F16 or BF16`);
@@ -84,10 +91,12 @@ export class HostEmbedding {
     const dim = this.dim;
     const source = this.source;
     if ('unreadable' in source) throw new NnError('INVALID_CHECKPOINT', source.unreadable);
-    if (out.length !== ids.length * dim) throw new NnError('INVALID_ARGUMENT', `${this.name}: ${out.length} outputs for ${ids.length} rows of ${dim}`);
+    if (out.length !== ids.length * dim)
+      throw new NnError('INVALID_ARGUMENT', `${this.name}: ${out.length} outputs for ${ids.length} rows of ${dim}`);
     for (let i = 0; i < ids.length; i++) {
       const id = ids[i]!;
-      if (!Number.isInteger(id) || id < 0 || id >= this.numEmbeddings) throw new NnError('INVALID_ARGUMENT', `${this.name}: row ${id} is not in [0, ${this.numEmbeddings})`);
+      if (!Number.isInteger(id) || id < 0 || id >= this.numEmbeddings)
+        throw new NnError('INVALID_ARGUMENT', `${this.name}: row ${id} is not in [0, ${this.numEmbeddings})`);
       const bytes = source.readBytes(this.name, id * dim, (id + 1) * dim);
       if (firstNonFinite(bytes, this.dtype) >= 0) {
         throw new NnError('INVALID_CHECKPOINT', `${source.description}: "${this.name}" row ${id} holds a non-finite value`);

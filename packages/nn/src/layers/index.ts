@@ -1,4 +1,12 @@
-export { Attention, CrossAttention, prefixTap, scaledDotProductAttention, type AttentionConfig, type AttentionMask, type ModuleTap } from './attention.js';
+export {
+  Attention,
+  CrossAttention,
+  prefixTap,
+  scaledDotProductAttention,
+  type AttentionConfig,
+  type AttentionMask,
+  type ModuleTap,
+} from './attention.js';
 export { CheckpointInitializer, loadReferenceWeights, referenceStateDict, type LoadWeightsOptions } from './checkpoint.js';
 export { NnError, type NnErrorCode } from './errors.js';
 export { KvCache, type CachedStep, type KvCacheOptions, type LayerKv } from './kv-cache.js';
@@ -8,7 +16,17 @@ export { Embedding, Linear, type WeightInit } from './linear.js';
 export { HostEmbedding } from './host-embedding.js';
 export { sparseCrossEntropy } from './loss.js';
 export { softmaxEntropy } from './entropy.js';
-export { causalMask, causalMaskBlock, documentIds, groupMask, localAttentionBlockSize, maskTensors, type CausalMaskOptions, type LocalAttentionSpec, type MaskTensors } from './masks.js';
+export {
+  causalMask,
+  causalMaskBlock,
+  documentIds,
+  groupMask,
+  localAttentionBlockSize,
+  maskTensors,
+  type CausalMaskOptions,
+  type LocalAttentionSpec,
+  type MaskTensors,
+} from './masks.js';
 export { ParameterRegistry, ParameterScope, type InitialValues, type Parameter, type ParameterRegistryOptions } from './parameters.js';
 export { RMSNorm, rmsNorm } from './rms-norm.js';
 export { RotaryEmbedding, applyRotary } from './rotary.js';

@@ -34,12 +34,23 @@ function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 function stack(reg: ParameterRegistry): TransformerBlock[] {
   const random = seededUniform(1);
   return [0, 1].map(
-    (i) => new TransformerBlock(new ParameterScope(reg, `layers.${i}`), { dim: 16, nHeads: 4, nKvHeads: 2, multipleOf: 16 }, { random, layerIndex: i, nLayers: 2, factor: 'current_depth' }),
+    (i) =>
+      new TransformerBlock(
+        new ParameterScope(reg, `layers.${i}`),
+        { dim: 16, nHeads: 4, nKvHeads: 2, multipleOf: 16 },
+        { random, layerIndex: i, nLayers: 2, factor: 'current_depth' },
+      ),
   );
 }
 
 /** The stack over the whole row at once, with the windowed, document-split causal mask. */
-function fullForward(blocks: TransformerBlock[], x: tf.Tensor, tokens: number[], window: number | undefined, rope: RotaryEmbedding): tf.Tensor {
+function fullForward(
+  blocks: TransformerBlock[],
+  x: tf.Tensor,
+  tokens: number[],
+  window: number | undefined,
+  rope: RotaryEmbedding,
+): tf.Tensor {
   const n = tokens.length;
   const mask = maskTensors(causalMask(1, n, { window, documents: [documentIds(tokens)] }), 1, n, n);
   const tables = rope.tables(0, n);
@@ -49,7 +60,14 @@ function fullForward(blocks: TransformerBlock[], x: tf.Tensor, tokens: number[],
 }
 
 /** The same row in steps of the given sizes through a cache. */
-function cachedForward(blocks: TransformerBlock[], x: tf.Tensor, tokens: number[], window: number | undefined, rope: RotaryEmbedding, pieces: number[]): { out: tf.Tensor; maxHeld: number } {
+function cachedForward(
+  blocks: TransformerBlock[],
+  x: tf.Tensor,
+  tokens: number[],
+  window: number | undefined,
+  rope: RotaryEmbedding,
+  pieces: number[],
+): { out: tf.Tensor; maxHeld: number } {
   const cache = new KvCache({ nLayers: blocks.length, window, eosId: 2 });
   const outs: tf.Tensor[] = [];
   let maxHeld = 0;

@@ -91,7 +91,8 @@ export class KvCache {
 
   /** Layer `i`'s keys/values, or null when nothing is held. */
   layer(i: number): LayerKv | null {
-    if (!Number.isInteger(i) || i < 0 || i >= this.nLayers) throw new NnError('INVALID_ARGUMENT', `layer index must be in [0, ${this.nLayers}), got ${i}`);
+    if (!Number.isInteger(i) || i < 0 || i >= this.nLayers)
+      throw new NnError('INVALID_ARGUMENT', `layer index must be in [0, ${this.nLayers}), got ${i}`);
     return this.layers[i]!;
   }
 
@@ -152,10 +153,12 @@ export class KvCache {
     for (let i = 0; i < s; i++) if (tokens[i] === this.eosId) doc = this.next + i + 1;
     const end = this.next + s;
     const keepFrom = Math.max(end - this.window + 1, doc, this.firstHeld);
-    if (layers.length !== this.nLayers) throw new NnError('SHAPE_MISMATCH', `commit: expected ${this.nLayers} layers, got ${layers.length}`);
+    if (layers.length !== this.nLayers)
+      throw new NnError('SHAPE_MISMATCH', `commit: expected ${this.nLayers} layers, got ${layers.length}`);
     for (const kv of layers) {
       const held = kv ? kv.k.shape[2] : 0;
-      if (held !== end - keepFrom) throw new NnError('SHAPE_MISMATCH', `commit: a layer holds ${String(held)} positions, expected ${end - keepFrom}`);
+      if (held !== end - keepFrom)
+        throw new NnError('SHAPE_MISMATCH', `commit: a layer holds ${String(held)} positions, expected ${end - keepFrom}`);
     }
     this.layers.forEach((old, i) => {
       const kv = layers[i]!;

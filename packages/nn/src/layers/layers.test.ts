@@ -69,7 +69,16 @@ describe('RotaryEmbedding', () => {
     const out = await applyRotary(x, cos, sin).data();
     const a0 = 3;
     const a1 = 3 * 10000 ** -0.5;
-    close(out, [Math.cos(a0) - 2 * Math.sin(a0), Math.sin(a0) + 2 * Math.cos(a0), 3 * Math.cos(a1) - 4 * Math.sin(a1), 3 * Math.sin(a1) + 4 * Math.cos(a1)], 1e-5);
+    close(
+      out,
+      [
+        Math.cos(a0) - 2 * Math.sin(a0),
+        Math.sin(a0) + 2 * Math.cos(a0),
+        3 * Math.cos(a1) - 4 * Math.sin(a1),
+        3 * Math.sin(a1) + 4 * Math.cos(a1),
+      ],
+      1e-5,
+    );
   });
 
   it.skipIf(!hasGolden)('equals the reference tables rope.entropy and rope.local', () => {
@@ -274,7 +283,11 @@ describe('CrossAttention', () => {
 describe('TransformerBlock', () => {
   it('uses reference weight names and shapes', () => {
     const reg = new ParameterRegistry();
-    new TransformerBlock(new ParameterScope(reg, 'layers.0'), { dim: 32, nHeads: 2 }, { random: seededUniform(0), layerIndex: 0, nLayers: 1, factor: 'disabled' });
+    new TransformerBlock(
+      new ParameterScope(reg, 'layers.0'),
+      { dim: 32, nHeads: 2 },
+      { random: seededUniform(0), layerIndex: 0, nLayers: 1, factor: 'disabled' },
+    );
     expect(reg.list().map((p) => `${p.name} [${p.referenceShape.join(',')}]`)).toEqual([
       'layers.0.attention_norm.weight [32]',
       'layers.0.attention.wq.weight [32,32]',
@@ -291,7 +304,11 @@ describe('TransformerBlock', () => {
 
   it('leaks no tensor over repeated calls and has gradients that match finite differences', () => {
     const reg = new ParameterRegistry();
-    const block = new TransformerBlock(new ParameterScope(reg), { dim: 8, nHeads: 2, multipleOf: 8 }, { random: seededUniform(3), layerIndex: 0, nLayers: 1, factor: 'current_depth' });
+    const block = new TransformerBlock(
+      new ParameterScope(reg),
+      { dim: 8, nHeads: 2, multipleOf: 8 },
+      { random: seededUniform(3), layerIndex: 0, nLayers: 1, factor: 'current_depth' },
+    );
     const rope = new RotaryEmbedding(4, 10000, 16);
     const x = randomTensor([2, 5, 8], 9);
     const mask = maskTensors(causalMask(2, 5, { window: 3 }), 2, 5, 5);
@@ -328,13 +345,22 @@ describe('reference checkpoints', () => {
   function tiny(): { reg: ParameterRegistry; lin: Linear; norm: RMSNorm } {
     const reg = new ParameterRegistry();
     const scope = new ParameterScope(reg);
-    return { reg, lin: new Linear(scope.child('proj'), 3, 2, { std: 0.1, random: seededUniform(1) }), norm: new RMSNorm(scope.child('norm'), 3) };
+    return {
+      reg,
+      lin: new Linear(scope.child('proj'), 3, 2, { std: 0.1, random: seededUniform(1) }),
+      norm: new RMSNorm(scope.child('norm'), 3),
+    };
   }
 
   it('loads [out, in] Linear weights by name and computes x Wᵀ; saves them back in reference layout', async () => {
     const { reg, lin } = tiny();
     const w = Float32Array.from([1, 2, 3, 4, 5, 6]); // [out=2, in=3]
-    const file = parseSafetensors(serializeSafetensors({ 'proj.weight': { dtype: 'F32', shape: [2, 3], data: w }, 'norm.weight': { dtype: 'F32', shape: [3], data: Float32Array.of(1, 1, 1) } }));
+    const file = parseSafetensors(
+      serializeSafetensors({
+        'proj.weight': { dtype: 'F32', shape: [2, 3], data: w },
+        'norm.weight': { dtype: 'F32', shape: [3], data: Float32Array.of(1, 1, 1) },
+      }),
+    );
     loadReferenceWeights(reg, file);
     close(await lin.apply(tf.tensor2d([[1, 0, -1]])).data(), [1 - 3, 4 - 6], 0);
     const saved = await referenceStateDict(reg);
@@ -394,7 +420,10 @@ describe('blocked local attention', () => {
     const q = randomTensor([b, h, s, d], 11);
     const k = randomTensor([b, h, s, d], 12);
     const v = randomTensor([b, h, s, d], 13);
-    const documents = [documentIds([1, 5, 6, 2, 1, 7, 8, 9, 2, 1, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 2, 1, 5]), documentIds(new Array(s).fill(5))];
+    const documents = [
+      documentIds([1, 5, 6, 2, 1, 7, 8, 9, 2, 1, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 2, 1, 5]),
+      documentIds(new Array(s).fill(5)),
+    ];
     for (const window of [1, 3, 8, 100]) {
       const dense = maskTensors(causalMask(b, s, { window, documents }), b, s, s);
       const expected = await scaledDotProductAttention(q, k, v, dense).data();
@@ -402,7 +431,8 @@ describe('blocked local attention', () => {
         const spec = { kind: 'local' as const, batch: b, seqLen: s, window, documents, blockSize };
         close(await scaledDotProductAttention(q, k, v, spec).data(), expected, 1e-6);
       }
-      const loss = (mask: Parameters<typeof scaledDotProductAttention>[3]) => (x: tf.Tensor) => tf.sum(tf.square(scaledDotProductAttention(x, k, v, mask)));
+      const loss = (mask: Parameters<typeof scaledDotProductAttention>[3]) => (x: tf.Tensor) =>
+        tf.sum(tf.square(scaledDotProductAttention(x, k, v, mask)));
       const gDense = await tf.grad(loss(dense))(q).data();
       const gBlocked = await tf
         .grad(loss({ kind: 'local', batch: b, seqLen: s, window, documents, blockSize: 5 }))(q)

@@ -25,7 +25,12 @@ export class Linear {
   ) {
     checkInt('inFeatures', inFeatures, 1);
     checkInt('outFeatures', outFeatures, 1);
-    this.weight = scope.variable('weight', [outFeatures, inFeatures], () => truncatedNormal(inFeatures * outFeatures, init.std, init.random), true);
+    this.weight = scope.variable(
+      'weight',
+      [outFeatures, inFeatures],
+      () => truncatedNormal(inFeatures * outFeatures, init.std, init.random),
+      true,
+    );
   }
 
   /**

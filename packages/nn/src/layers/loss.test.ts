@@ -41,7 +41,9 @@ describe('sparseCrossEntropy', () => {
         const weights = randomTensor([2, 37], 5, 1); // a non-uniform upstream gradient
         const ours = tf.valueAndGrad((x: tf.Tensor) => tf.sum(tf.mul(sparseCrossEntropy(x, targets), weights)))(logits);
         const reference = tf.valueAndGrad((x: tf.Tensor) => tf.sum(tf.mul(viaLogSoftmax(x, targets), weights)))(logits);
-        expect(maxAbsDiff(await sparseCrossEntropy(logits, targets).data(), await viaLogSoftmax(logits, targets).data())).toBeLessThan(scale * 1e-6);
+        expect(maxAbsDiff(await sparseCrossEntropy(logits, targets).data(), await viaLogSoftmax(logits, targets).data())).toBeLessThan(
+          scale * 1e-6,
+        );
         expect(Math.abs((await ours.value.data())[0]! - (await reference.value.data())[0]!)).toBeLessThan(scale * 1e-4);
         expect(maxAbsDiff(await ours.grad.data(), await reference.grad.data())).toBeLessThan(1e-6);
         tf.dispose([logits, weights, ours.value, ours.grad, reference.value, reference.grad]);
@@ -59,7 +61,9 @@ describe('sparseCrossEntropy', () => {
     const logits = tf.zeros([2, 3, 5]);
     expect(() => sparseCrossEntropy(logits, [0, 1])).toThrow(expect.objectContaining({ name: 'NnError', code: 'SHAPE_MISMATCH' }));
     for (const bad of [5, -1, 1.5, Number.NaN]) {
-      expect(() => sparseCrossEntropy(logits, [0, 1, 2, 3, 4, bad])).toThrow(expect.objectContaining({ name: 'NnError', code: 'INVALID_ARGUMENT' }));
+      expect(() => sparseCrossEntropy(logits, [0, 1, 2, 3, 4, bad])).toThrow(
+        expect.objectContaining({ name: 'NnError', code: 'INVALID_ARGUMENT' }),
+      );
     }
     logits.dispose();
   });

@@ -26,7 +26,10 @@ export function sparseCrossEntropy(logits: tf.Tensor, targets: ArrayLike<number>
   }
   const positions = logits.size / vocab;
   if (targets.length !== positions) {
-    throw new NnError('SHAPE_MISMATCH', `expected ${positions} targets for logits of shape [${logits.shape.join(', ')}], got ${targets.length}`);
+    throw new NnError(
+      'SHAPE_MISMATCH',
+      `expected ${positions} targets for logits of shape [${logits.shape.join(', ')}], got ${targets.length}`,
+    );
   }
   for (let i = 0; i < positions; i++) {
     const t = targets[i]!;

@@ -46,7 +46,12 @@ export function causalMask(batch: number, seqLen: number, options: CausalMaskOpt
  *
  * @returns `[batch, queries.length, keys.length]`
  */
-export function causalMaskBlock(batch: number, queries: { start: number; length: number }, keys: { start: number; length: number }, options: CausalMaskOptions = {}): Uint8Array {
+export function causalMaskBlock(
+  batch: number,
+  queries: { start: number; length: number },
+  keys: { start: number; length: number },
+  options: CausalMaskOptions = {},
+): Uint8Array {
   checkInt('batch', batch, 1);
   const window = options.window ?? Number.POSITIVE_INFINITY;
   if (!(window >= 1)) throw new NnError('INVALID_ARGUMENT', `window must be >= 1, got ${window}`);
@@ -170,7 +175,12 @@ export function maskTensors(mask: Uint8Array, batch: number, queries: number, ke
  * The host arrays of {@link maskTensors}: the additive bias `[batch, queries, keys]` and the row-valid
  * factors `[batch, queries]` (null when every row sees a key).
  */
-export function maskArrays(mask: Uint8Array, batch: number, queries: number, keys: number): { bias: Float32Array; rowValid: Float32Array | null } {
+export function maskArrays(
+  mask: Uint8Array,
+  batch: number,
+  queries: number,
+  keys: number,
+): { bias: Float32Array; rowValid: Float32Array | null } {
   if (mask.length !== batch * queries * keys) {
     throw new NnError('SHAPE_MISMATCH', `mask has ${mask.length} entries, expected ${batch}×${queries}×${keys}`);
   }

@@ -134,7 +134,10 @@ export function applyRotary(x: tf.Tensor, cos: tf.Tensor, sin: tf.Tensor): tf.Te
     ['sin', sin],
   ] as const) {
     if (t.rank !== 2 || t.shape[0] !== s || t.shape[1] !== d) {
-      throw new NnError('SHAPE_MISMATCH', `RoPE ${name} table must be [${s}, ${d}] (positions, headDim) for x of shape [${x.shape.join(', ')}], got [${t.shape.join(', ')}]`);
+      throw new NnError(
+        'SHAPE_MISMATCH',
+        `RoPE ${name} table must be [${s}, ${d}] (positions, headDim) for x of shape [${x.shape.join(', ')}], got [${t.shape.join(', ')}]`,
+      );
     }
   }
   const fusable = x.dtype === 'float32' && cos.dtype === 'float32' && sin.dtype === 'float32' && x.size > 0;

@@ -30,7 +30,11 @@ export class TransformerBlock {
    * @param config - sizes
    * @param init - generator, and the depth scaling of the reference init (spec §11)
    */
-  constructor(scope: ParameterScope, config: TransformerBlockConfig, init: { random: () => number; layerIndex: number; nLayers: number; factor: InitStdFactor }) {
+  constructor(
+    scope: ParameterScope,
+    config: TransformerBlockConfig,
+    init: { random: () => number; layerIndex: number; nLayers: number; factor: InitStdFactor },
+  ) {
     const divisor = initStdDivisor(init.factor, init.layerIndex, init.nLayers, config.dim);
     const hidden = ffnHiddenDim(config.dim, config.multipleOf ?? 256, config.ffnDimMultiplier ?? null);
     const inStd = config.dim ** -0.5 / divisor;

@@ -37,7 +37,12 @@ describe('createTransformerStack', () => {
     const handReg = new ParameterRegistry();
     const handRandom = seededUniform(11);
     for (let i = 0; i < CONFIG.nLayers; i++) {
-      new TransformerBlock(new ParameterScope(handReg, `m.layers.${i}`), CONFIG, { random: handRandom, layerIndex: i, nLayers: CONFIG.nLayers, factor: 'current_depth' });
+      new TransformerBlock(new ParameterScope(handReg, `m.layers.${i}`), CONFIG, {
+        random: handRandom,
+        layerIndex: i,
+        nLayers: CONFIG.nLayers,
+        factor: 'current_depth',
+      });
     }
     expect(layers).toHaveLength(3);
     expect(stackReg.list().map((p) => p.name)).toEqual(handReg.list().map((p) => p.name));
@@ -69,7 +74,9 @@ describe('createTransformerStack', () => {
     for (const nLayers of [0, 1.5, Number.NaN]) {
       expect(() => createTransformerStack(new ParameterScope(reg), { ...CONFIG, nLayers }, seededUniform(1))).toThrow(NnError);
     }
-    expect(() => createTransformerStack(new ParameterScope(reg, 'odd'), { ...CONFIG, headDim: 3 }, seededUniform(1))).toThrow(/headDim must be even/);
+    expect(() => createTransformerStack(new ParameterScope(reg, 'odd'), { ...CONFIG, headDim: 3 }, seededUniform(1))).toThrow(
+      /headDim must be even/,
+    );
     reg.dispose();
   });
 });

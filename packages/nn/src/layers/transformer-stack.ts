@@ -45,7 +45,10 @@ export interface TransformerStack {
 export function createTransformerStack(scope: ParameterScope, config: TransformerStackConfig, random: () => number): TransformerStack {
   checkInt('nLayers', config.nLayers, 1);
   const factor = config.initStdFactor ?? 'disabled';
-  const layers = Array.from({ length: config.nLayers }, (_, i) => new TransformerBlock(scope.child(`layers.${i}`), config, { random, layerIndex: i, nLayers: config.nLayers, factor }));
+  const layers = Array.from(
+    { length: config.nLayers },
+    (_, i) => new TransformerBlock(scope.child(`layers.${i}`), config, { random, layerIndex: i, nLayers: config.nLayers, factor }),
+  );
   const rope = new RotaryEmbedding(config.headDim ?? config.dim / config.nHeads, config.ropeTheta, config.maxSeqLen);
   return { layers, rope };
 }

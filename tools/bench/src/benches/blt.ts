@@ -58,7 +58,12 @@ async function time(fn: () => Promise<void>, runs: number, budgetS: number): Pro
   return { seconds: times[Math.floor(times.length / 2)]!, runs: times.length, warmup };
 }
 
-const figures: Record<string, number | string> = { bench: 'blt', bytes_per_step: input.bytes, patches: `static 4 bytes (${input.patchLengths.length})`, runs: RUNS };
+const figures: Record<string, number | string> = {
+  bench: 'blt',
+  bytes_per_step: input.bytes,
+  patches: `static 4 bytes (${input.patchLengths.length})`,
+  runs: RUNS,
+};
 for (const backend of BACKENDS) {
   const key = backend.replace('-', '_');
   try {

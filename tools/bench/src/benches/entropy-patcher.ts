@@ -67,7 +67,8 @@ async function medianAsync(fn: () => Promise<unknown>, runs: number): Promise<nu
 /** Warm-up, then KB/s per size under `prefix`; returns the 16 KiB result's entropies. */
 async function measure(patcher: EntropyPatcher, prefix: string, sizes = SIZES): Promise<{ entropies: Float32Array; tokens: Int32Array }> {
   await patcher.patch(text(WARMUP));
-  for (const [name, bytes, runs] of sizes) figures[`${prefix}_${name}_kb_s`] = kbS(bytes, await medianAsync(() => patcher.patch(text(bytes)), runs));
+  for (const [name, bytes, runs] of sizes)
+    figures[`${prefix}_${name}_kb_s`] = kbS(bytes, await medianAsync(() => patcher.patch(text(bytes)), runs));
   const r = await patcher.patch(text(16 * KIB));
   return { entropies: r.entropies, tokens: r.tokens };
 }
@@ -109,7 +110,12 @@ try {
   writeFileSync(corpusPath, corpus);
   const env = { ...process.env };
   delete env['VK_ICD_FILENAMES'];
-  const child = spawnSync(process.execPath, ['--input-type=module', '-e', CHILD, corpusPath], { cwd: packageDir, env, encoding: 'utf8', maxBuffer: 1 << 24 });
+  const child = spawnSync(process.execPath, ['--input-type=module', '-e', CHILD, corpusPath], {
+    cwd: packageDir,
+    env,
+    encoding: 'utf8',
+    maxBuffer: 1 << 24,
+  });
   if (child.status !== 0) throw new Error(`default-path process failed (${child.status ?? child.signal}): ${child.stderr}`);
   const fresh = JSON.parse(child.stdout.trim().split('\n').pop()!) as Record<string, number | string>;
   figures['default_backend'] = fresh['backend']!;
@@ -153,11 +159,15 @@ try {
     const inputPath = join(scratch, 'input.json');
     writeFileSync(inputPath, JSON.stringify({ tokens: Array.from(wasm1.tokens), entropies: Array.from(wasm1.entropies) }));
     const script = join(root, 'tools/reference-bench/reference_bench.py');
-    const out = execFileSync('/usr/bin/python3', [script, '--reference', reference, '--threads', '2', '--entropy-model', modelPath, '--input', inputPath, '--runs', '3'], {
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'inherit'],
-      maxBuffer: 1 << 24,
-    });
+    const out = execFileSync(
+      '/usr/bin/python3',
+      [script, '--reference', reference, '--threads', '2', '--entropy-model', modelPath, '--input', inputPath, '--runs', '3'],
+      {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'inherit'],
+        maxBuffer: 1 << 24,
+      },
+    );
     const ref = JSON.parse(out.trim().split('\n').pop()!) as Record<string, number | string>;
     const refKbS = (ref['bytes_s'] as number) / 1000;
     figures['reference'] = 'facebookresearch/blt calculate_entropies (PyTorch, CPU)';
@@ -183,6 +193,7 @@ figures['loadavg_1m'] = loadavg()[0]!;
 // The rules alone, given entropies (what a precomputed-entropy pipeline pays).
 const big = encode(syntheticText(4 << 20), { eos: false });
 const entropies = Float32Array.from(big, (_, i) => (((i * 2654435761) >>> 0) / 2 ** 32) * 3);
-figures['entropy_rule_mb_s'] = big.length / 1e6 / medianSeconds(() => findPatchBoundaries(big, entropies, { mode: 'entropy', threshold: 1.5, maxPatchLength: 16 }), 3);
+figures['entropy_rule_mb_s'] =
+  big.length / 1e6 / medianSeconds(() => findPatchBoundaries(big, entropies, { mode: 'entropy', threshold: 1.5, maxPatchLength: 16 }), 3);
 figures['space_rule_mb_s'] = big.length / 1e6 / medianSeconds(() => findPatchBoundaries(big, undefined, { mode: 'space' }), 3);
 report(figures);

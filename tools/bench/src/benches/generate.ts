@@ -66,7 +66,11 @@ for (const backend of ['cpu', 'wasm', 'webgpu'] as const) {
   const model = new ByteLatentTransformer(BLT, 1);
   const patcher = EntropyPatcher.fromModel(new EntropyModel(ENTROPY, 2));
   const { threshold } = await patcher.calibrate([prompt], 4.5);
-  const options = { patcher: { mode: 'entropy' as const, threshold, entropyModel: patcher.model }, maxBytes: GENERATE[backend], stopAtEos: false };
+  const options = {
+    patcher: { mode: 'entropy' as const, threshold, entropyModel: patcher.model },
+    maxBytes: GENERATE[backend],
+    stopAtEos: false,
+  };
   await generate(model, prompt, { ...options, maxBytes: 4 }); // warm-up (kernels, weight packing)
   const cached: GenerateResult = await generate(model, prompt, options);
   const uncached: GenerateResult = await generate(model, prompt, { ...options, cache: false });

@@ -45,7 +45,9 @@ const dir = given ?? (await mkdtemp(join(process.env['BENCH_TMP'] ?? tmpdir(), `
 try {
   if (!given) {
     const written = await writeReleasedCheckpoint({ model, layout, out: dir, progress: false });
-    console.error(`load-pretrained: wrote ${(written.bytes / 1e9).toFixed(2)} GB of ${model} (${layout}) in ${written.seconds.toFixed(1)} s`);
+    console.error(
+      `load-pretrained: wrote ${(written.bytes / 1e9).toFixed(2)} GB of ${model} (${layout}) in ${written.seconds.toFixed(1)} s`,
+    );
   }
   const paths = await files(dir);
   const sizes = await Promise.all(paths.map(async (p) => (await stat(p)).size));

@@ -75,7 +75,11 @@ const targets = tf.tensor2d(
   'int32',
 );
 const step = () => {
-  const loss = optimizer.minimize(() => tf.tidy(() => tf.losses.softmaxCrossEntropy(tf.oneHot(targets, 260), model.logits(rows))), true, variables)!;
+  const loss = optimizer.minimize(
+    () => tf.tidy(() => tf.losses.softmaxCrossEntropy(tf.oneHot(targets, 260), model.logits(rows))),
+    true,
+    variables,
+  )!;
   loss.dataSync();
   loss.dispose();
 };
@@ -87,7 +91,8 @@ for (const kind of trainKinds) {
   figures[`train_${kind}_bytes_s`] = (ROWS * SEQ) / stepSeconds[kind];
 }
 if (stepSeconds.native !== undefined) figures['train_native_speedup'] = stepSeconds.fixed! / stepSeconds.native;
-figures['train_config'] = `entropy model dim ${DIM}, ${MODEL.n_layers} layers, ${ROWS}x${SEQ} bytes a step, Adam; ${model.registry.count()} parameters`;
+figures['train_config'] =
+  `entropy model dim ${DIM}, ${MODEL.n_layers} layers, ${ROWS}x${SEQ} bytes a step, Adam; ${model.registry.count()} parameters`;
 tf.dispose(targets);
 model.dispose();
 

@@ -106,12 +106,20 @@ interface Sgemm {
 const specifier = '@bytelatent/native-sgemm';
 const blas = ((await import(specifier)) as { loadNativeSgemm(): Sgemm | undefined }).loadNativeSgemm();
 if (blas === undefined || typeof blas.setMinWorkPerThread !== 'function') {
-  report({ bench: 'native-threads', native: false, reason: blas === undefined ? 'addon not built' : 'addon without setMinWorkPerThread (rebuild it)' });
+  report({
+    bench: 'native-threads',
+    native: false,
+    reason: blas === undefined ? 'addon not built' : 'addon without setMinWorkPerThread (rebuild it)',
+  });
   process.exit(0);
 }
 const initialThreads = blas.getNumThreads();
 const defaultWork = blas.getMinWorkPerThread();
-const figures: Record<string, string | number | boolean> = { bench: 'native-threads', openblas: blas.config, default_min_work_per_thread: defaultWork };
+const figures: Record<string, string | number | boolean> = {
+  bench: 'native-threads',
+  openblas: blas.config,
+  default_min_work_per_thread: defaultWork,
+};
 
 let seed = 1;
 function random(): number {
@@ -126,7 +134,12 @@ const mean = (xs: number[]) => xs.reduce((x, y) => x + y, 0) / xs.length;
 function machineBusySeconds(): number {
   try {
     // user nice system idle iowait irq softirq steal, in USER_HZ (100 per second).
-    const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = readFileSync('/proc/stat', 'utf8')
+      .split('\n')[0]!
+      .trim()
+      .split(/\s+/)
+      .slice(1)
+      .map(Number);
     return (user + nice + system + irq + softirq + steal) / 100;
   } catch {
     return Number.NaN;
@@ -187,8 +200,12 @@ if (PARTS.includes('products')) {
   for (const head of [16, 32, 64]) {
     for (const batch of [1, 4]) {
       const [t, sz] = [513, 513 * 513];
-      add(`scores q·kᵀ ×${batch}`, t, t, head, batch, () => blas.sgemmBatched(false, true, t, t, head, 1, a, 0, t * head, head, b, 0, t * head, head, 0, c, 0, sz, t, batch));
-      add(`context p·v ×${batch}`, t, head, t, batch, () => blas.sgemmBatched(false, false, t, head, t, 1, a, 0, sz, t, b, 0, t * head, head, 0, c, 0, t * head, head, batch));
+      add(`scores q·kᵀ ×${batch}`, t, t, head, batch, () =>
+        blas.sgemmBatched(false, true, t, t, head, 1, a, 0, t * head, head, b, 0, t * head, head, 0, c, 0, sz, t, batch),
+      );
+      add(`context p·v ×${batch}`, t, head, t, batch, () =>
+        blas.sgemmBatched(false, false, t, head, t, 1, a, 0, sz, t, b, 0, t * head, head, 0, c, 0, t * head, head, batch),
+      );
     }
   }
   // Calls per measurement: enough to last MIN_MS at one thread.
@@ -226,7 +243,9 @@ if (PARTS.includes('products')) {
   const speedup = (p: Product) => median(p.speedups);
   // Relative time lost by running a product on `threads` instead of the better count.
   const lost = (p: Product, threads: 1 | 2) => (threads === 1 ? Math.max(speedup(p), 1) : Math.max(1 / speedup(p), 1)) - 1;
-  console.error(`\nproducts: median of ${ROUNDS} rounds; others kept ${fmt(mean(others) * 100, 0)} % of the CPUs busy (max round ${fmt(Math.max(...others) * 100, 0)} %)\n`);
+  console.error(
+    `\nproducts: median of ${ROUNDS} rounds; others kept ${fmt(mean(others) * 100, 0)} % of the CPUs busy (max round ${fmt(Math.max(...others) * 100, 0)} %)\n`,
+  );
   console.error('| product | m | n | k | batch | m·n·k | 1 thread (ms) | 2 threads (ms) | 2 threads: speed-up | auto / best |');
   console.error('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const p of [...products].sort((x, y) => work(x) - work(y) || x.m - y.m || x.name.localeCompare(y.name))) {
@@ -268,15 +287,21 @@ if (PARTS.includes('products')) {
     mean_loss_default: loss(2 * defaultWork),
     mean_auto_over_best: mean(singles.map((p) => median(p.autoOverBest))),
   });
-  for (const p of products.filter((x) => !singles.includes(x))) figures[`${p.name.split(' ')[0]}_x${p.batch}_${p.m}x${p.n}x${p.k}_speedup_t2`] = speedup(p);
+  for (const p of products.filter((x) => !singles.includes(x)))
+    figures[`${p.name.split(' ')[0]}_x${p.batch}_${p.m}x${p.n}x${p.k}_speedup_t2`] = speedup(p);
 }
 
 if (PARTS.includes('steps')) {
   const info = await initBackend({ backend: 'wasm' });
-  if (info.nativeMatMul?.active !== true) throw new Error(`the wasm backend does not run its matmuls natively: ${info.nativeMatMul?.reason ?? 'n/a'}`);
+  if (info.nativeMatMul?.active !== true)
+    throw new Error(`the wasm backend does not run its matmuls natively: ${info.nativeMatMul?.reason ?? 'n/a'}`);
   const input = bltInput();
   // Settings: [label, threads, work per thread]; 0 leaves every product to OpenBLAS.
-  const settings: Array<[string, number, number]> = [['1 thread', 1, 0], ['2 threads', 2, 0], ...WORK.map((w): [string, number, number] => [`2, work ${w.toExponential(1)}`, 2, w])];
+  const settings: Array<[string, number, number]> = [
+    ['1 thread', 1, 0],
+    ['2 threads', 2, 0],
+    ...WORK.map((w): [string, number, number] => [`2, work ${w.toExponential(1)}`, 2, w]),
+  ];
   for (const name of CONFIGS) {
     const model = new ByteLatentTransformer(BLT_CONFIGS[name], 1);
     const step = () => {

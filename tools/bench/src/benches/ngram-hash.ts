@@ -38,7 +38,10 @@ for (const [name, bytes] of Object.entries(SIZES)) {
   figures[`wasm_3_functions_${name}_mb_s`] = throughput(bytes, () => hashNgramTables(ids, three));
 }
 const small = all.subarray(0, BIGINT_BYTES);
-const bigint = medianSeconds(() => RELEASED_HASH_CONFIG.groupSizes.map((n) => byteGroupHashIdsReference(small, n, { vocabSize: RELEASED_HASH_CONFIG.vocabSize })), 1);
+const bigint = medianSeconds(
+  () => RELEASED_HASH_CONFIG.groupSizes.map((n) => byteGroupHashIdsReference(small, n, { vocabSize: RELEASED_HASH_CONFIG.vocabSize })),
+  1,
+);
 figures['bigint_reference_mb_s'] = mb(small.length, bigint);
 figures['wasm_1mib_over_bigint'] = (figures['wasm_1mib_mb_s'] as number) / (figures['bigint_reference_mb_s'] as number);
 report(figures);

@@ -58,7 +58,14 @@ for (let step = 1; step <= STEPS; step++) {
   if (step === 1 || step % EVERY === 0) {
     const m = tf.memory();
     const u = process.memoryUsage();
-    samples.push({ step, tensors: m.numTensors, tensor_mb: mb(m.numBytes), rss_mb: mb(u.rss), heap_mb: mb(u.heapUsed), wasm_mb: mb(wasmHeapBytes()) });
+    samples.push({
+      step,
+      tensors: m.numTensors,
+      tensor_mb: mb(m.numBytes),
+      rss_mb: mb(u.rss),
+      heap_mb: mb(u.heapUsed),
+      wasm_mb: mb(wasmHeapBytes()),
+    });
   }
 }
 const seconds = (performance.now() - start) / 1000;

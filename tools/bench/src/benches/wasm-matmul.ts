@@ -22,7 +22,8 @@ const a = tf.randomUniform([SIZE, SIZE], -1, 1, 'float32', 1);
 const b = tf.randomUniform([SIZE, SIZE], -1, 1, 'float32', 2);
 
 // The wasm kernels run synchronously, so the product is complete when matMul returns.
-const seconds = (transposeA: boolean, transposeB: boolean, runs: number) => medianSeconds(() => tf.dispose(tf.matMul(a, b, transposeA, transposeB)), runs);
+const seconds = (transposeA: boolean, transposeB: boolean, runs: number) =>
+  medianSeconds(() => tf.dispose(tf.matMul(a, b, transposeA, transposeB)), runs);
 
 const plain = seconds(false, false, FAST_RUNS);
 const fixedTN = seconds(true, false, FAST_RUNS);

@@ -52,7 +52,15 @@ export const entropyCheck: GoldenCheck = {
       const ours = captured.get(name);
       if (!ours) {
         // Claimed but not produced: a failure, never a silent gap in the report.
-        acts.push({ group: 'act.entropy', items: [name], values: 0, maxAbsDiff: Number.POSITIVE_INFINITY, tolerance: FLOAT_TOLERANCE, ok: false, firstMismatch: `${name}: not produced by the model` });
+        acts.push({
+          group: 'act.entropy',
+          items: [name],
+          values: 0,
+          maxAbsDiff: Number.POSITIVE_INFINITY,
+          tolerance: FLOAT_TOLERANCE,
+          ok: false,
+          firstMismatch: `${name}: not produced by the model`,
+        });
         continue;
       }
       const cmp = compareArrays(name.startsWith('act.') ? 'act.entropy' : name, name, c.tensors.toFloat32(name), ours, FLOAT_TOLERANCE);

@@ -56,7 +56,8 @@ export const patchCheck: GoldenCheck = {
       const thresholdAdd = patcherField(c, 'threshold_add', 'patching_threshold_add');
       if (thresholdAdd != null && typeof thresholdAdd !== 'number') return `threshold_add must be a number, got ${String(thresholdAdd)}`;
       // The reference's order (find_entropy_patch_start_ids): monotonicity first, then threshold_add.
-      const rule = patcherField(c, 'monotonicity', 'monotonicity') === true ? 'monotonic' : typeof thresholdAdd === 'number' ? 'combined' : 'entropy';
+      const rule =
+        patcherField(c, 'monotonicity', 'monotonicity') === true ? 'monotonic' : typeof thresholdAdd === 'number' ? 'combined' : 'entropy';
       const maxPatchLength = patcherField(c, 'max_patch_length', 'max_patch_length');
       options = {
         mode: rule,

@@ -16,7 +16,9 @@ export const tokenizerCheck: GoldenCheck = {
     const out: Comparison[] = [];
     const utf8 = c.json['utf8_bytes'];
     if (Array.isArray(utf8) && utf8.length === texts.length && texts.length > 0) {
-      const parts = texts.map((t: string, i) => compareArrays('utf8_bytes', `json:utf8_bytes[${i}]`, utf8[i] as number[], encodeUtf8(t), 0));
+      const parts = texts.map((t: string, i) =>
+        compareArrays('utf8_bytes', `json:utf8_bytes[${i}]`, utf8[i] as number[], encodeUtf8(t), 0),
+      );
       out.push(mergeComparisons('utf8_bytes', parts));
     } else if (utf8 !== undefined && !(Array.isArray(utf8) && utf8.length === 0 && texts.length === 0)) {
       // Present but not one list per text: a failure, never a silently dropped item.
