@@ -117,7 +117,7 @@ describe.skipIf(!available)('the web page on a folder model', () => {
     const server = await runPage('');
     expect(server.status).toMatch(/on the server/);
     const page = await runPage('?run=browser&backend=wasm');
-    expect(page.status).toMatch(/in this browser: backend wasm.*transformers-layout folder loaded/);
+    expect(page.status).toMatch(/in this browser on wasm; transformers-layout folder loaded/);
     expect(page.patches).toEqual(server.patches);
     // The folder's max_patch_length (3) in the page too.
     expect(Math.max(...page.patches.map((p) => new TextEncoder().encode(p).length))).toBeLessThanOrEqual(3);

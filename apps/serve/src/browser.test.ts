@@ -107,9 +107,76 @@ describe.skipIf(!available)('the web page in Chromium', () => {
     expect(server.updates).toBeGreaterThan(2);
   }, 180_000);
 
+  it('re-patches live from the threshold slider and the rule; shows the BLT bits per byte as a heat strip', async () => {
+    const page: Page = await browser.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    try {
+      await page.goto(base);
+      await page.waitForFunction(() => document.querySelectorAll('#patches span').length > 1, null, { timeout: 120_000 });
+      const health = (await (await fetch(`${base}health`)).json()) as { models: { patcher: { defaults: { threshold: number } } } };
+      // The controls start at the model's own settings.
+      expect(Number(await page.inputValue('#threshold'))).toBeCloseTo(health.models.patcher.defaults.threshold, 6);
+      expect(await page.inputValue('#mode')).toBe('entropy');
+      const sample = await page.inputValue('#text');
+      const patchesNow = () => page.locator('#patches span').allTextContents();
+      const initial = await patchesNow();
+      expect(await page.locator('#plot line.boundary').count()).toBe(initial.length - 1);
+      expect(await page.locator('#plot text.byte').count()).toBeGreaterThan(50); // the characters under the curve
+      // The heat strip: one tinted span per character, and the figure's bits per byte.
+      await page.waitForFunction(() => document.getElementById('bitsinfo')!.textContent!.includes('bits per byte'), null, {
+        timeout: 60_000,
+      });
+      expect(await page.locator('#bits span').count()).toBe([...sample].length);
+      expect(await page.textContent('#bitsinfo')).toMatch(/^\d+\.\d{3} bits per byte over \d+ bytes$/);
+      await page.screenshot({ path: `${SCREENSHOTS}/page-patching-default.png`, fullPage: true });
+      // A lower threshold: more patches, re-drawn at once.
+      const moved = async (selector: string, value: string) => {
+        const before = await page.getAttribute('#patches', 'data-ticket');
+        await page.$eval(
+          selector,
+          (el, v) => {
+            (el as HTMLInputElement).value = v;
+            el.dispatchEvent(new Event(el.tagName === 'SELECT' ? 'change' : 'input', { bubbles: true }));
+          },
+          value,
+        );
+        await page.waitForFunction((t) => document.getElementById('patches')!.dataset['ticket'] !== t, before, { timeout: 30_000 });
+      };
+      await moved('#threshold', '1');
+      const lower = await patchesNow();
+      expect(lower.length).toBeGreaterThan(initial.length);
+      expect(lower.join('')).toBe(sample);
+      expect(await page.textContent('#patchinfo')).toMatch(/entropy, threshold 1\.00 nats/);
+      await page.screenshot({ path: `${SCREENSHOTS}/page-patching-threshold-1.png`, fullPage: true });
+      // The space rule (the reference's: a patch starts at each space-like byte after a word); no threshold control.
+      await moved('#mode', 'space');
+      const api = async (body: object) =>
+        (
+          (await (
+            await fetch(`${base}v1/patch`, {
+              method: 'POST',
+              headers: { 'Content-Type': 'application/json' },
+              body: JSON.stringify({ text: sample, ...body }),
+            })
+          ).json()) as { patches: Array<{ text: string }> }
+        ).patches.map((p) => p.text);
+      expect(await patchesNow()).toEqual(await api({ mode: 'space' }));
+      expect(await patchesNow()).not.toEqual(lower);
+      expect(await page.isHidden('#thresholdLabel')).toBe(true);
+      await moved('#mode', 'static');
+      expect(await patchesNow()).toEqual(await api({ mode: 'static', patchSize: 4 }));
+      expect(await page.isVisible('#patchSizeLabel')).toBe(true);
+      await page.screenshot({ path: `${SCREENSHOTS}/page-patching-static.png`, fullPage: true });
+      expect(errors).toEqual([]);
+    } finally {
+      await page.close();
+    }
+  }, 180_000);
+
   it('runs the same models in the page on wasm, with the same patches and greedy bytes', async () => {
     const page = await runPage('?run=browser&backend=wasm', 24, 'page-browser-wasm');
-    expect(page.status).toMatch(/in this browser: backend wasm/);
+    expect(page.status).toMatch(/^Running in this browser on wasm; hub-layout folder loaded in \d+ ms\.$/);
     expect(page.patches).toEqual(server.patches);
     expect(page.generated).toBe(server.generated);
     expect(page.updates).toBeGreaterThan(2);
@@ -118,7 +185,7 @@ describe.skipIf(!available)('the web page in Chromium', () => {
   it('runs the page on WebGPU (software adapter here)', async () => {
     // SwiftShader runs WebGPU on the CPU at ~0.4 GFLOP/s: two bytes are enough to prove the path.
     const page = await runPage('?run=browser&backend=webgpu', 2, 'page-browser-webgpu');
-    expect(page.status).toMatch(/in this browser: backend webgpu on (software )?adapter/);
+    expect(page.status).toMatch(/in this browser on WebGPU \((software )?adapter "/);
     expect(page.patches).toEqual(server.patches);
     expect(server.generated.startsWith(page.generated)).toBe(true);
   }, 240_000);

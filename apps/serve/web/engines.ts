@@ -6,15 +6,26 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, type BackendInfo } from '@bytelatent/nn';
-import type { GenerateChunk, GenerateParams, GenerateResult, PatchResponse } from '../src/model-service.js';
+import type { GenerateChunk, GenerateParams, GenerateResult, PatchResponse, ScoreResponse } from '../src/model-service.js';
 import { createModelService, createModelServiceFromPretrained, type ModelIndex } from '../src/service-from-bytes.js';
 
 export type BrowserBackendChoice = 'auto' | 'webgpu' | 'wasm' | 'cpu';
 
+/** The patching rule the page asks for (the model's own settings where a field is absent). */
+export interface PatchChoice {
+  readonly mode?: 'entropy' | 'monotonic' | 'space' | 'static' | 'byte';
+  readonly threshold?: number;
+  readonly patchSize?: number;
+}
+
 export interface Engine {
-  /** One line for the page: where the model runs, on which backend, and why. */
+  /** One plain sentence for the page: where the model runs and on which backend. */
   readonly description: string;
-  patch(text: string): Promise<PatchResponse>;
+  /** Why that backend (initBackend's reason), for a tooltip. */
+  readonly detail: string;
+  patch(text: string, choice?: PatchChoice): Promise<PatchResponse>;
+  /** Bits the BLT spends on each byte of the text (its own patching). */
+  score(text: string): Promise<ScoreResponse>;
   generate(params: GenerateParams, onChunk: (chunk: GenerateChunk) => void): Promise<GenerateResult>;
 }
 
@@ -31,8 +42,10 @@ async function post(path: string, body: unknown): Promise<Response> {
 export async function createServerEngine(): Promise<Engine> {
   const health = (await (await fetch('health')).json()) as { backend: string };
   return {
-    description: `Model runs on the server (backend ${health.backend}).`,
-    patch: async (text) => (await (await post('v1/patch', { text })).json()) as PatchResponse,
+    description: `Running on the server (backend ${health.backend}).`,
+    detail: 'the page calls /v1/patch, /v1/score and /v1/generate',
+    patch: async (text, choice = {}) => (await (await post('v1/patch', { text, ...choice })).json()) as PatchResponse,
+    score: async (text) => (await (await post('v1/score', { text })).json()) as ScoreResponse,
     generate: async (params, onChunk) => {
       const res = await post('v1/generate', { ...params, stream: true });
       const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
@@ -64,8 +77,8 @@ async function fetchBytes(path: string): Promise<Uint8Array> {
 }
 
 function describeBackend(info: BackendInfo): string {
-  const adapter = info.adapter ? ` on ${info.software ? 'software ' : ''}adapter "${info.adapter}"` : '';
-  return `backend ${info.name}${adapter}; ${info.reason}`;
+  const name = info.name === 'webgpu' ? 'WebGPU' : info.name;
+  return info.adapter ? `${name} (${info.software ? 'software ' : ''}adapter "${info.adapter}")` : name;
 }
 
 /**
@@ -116,8 +129,10 @@ export async function createBrowserEngine(backend: BrowserBackendChoice, onProgr
   const loadedMs = Math.round(performance.now() - started);
   const never = new AbortController().signal;
   return {
-    description: `Model runs in this browser: ${describeBackend(info)} (${loaded} in ${loadedMs} ms).`,
-    patch: (text) => service.patch(text, {}),
+    description: `Running in this browser on ${describeBackend(info)}; ${loaded} in ${loadedMs} ms.`,
+    detail: info.reason,
+    patch: (text, choice = {}) => service.patch(text, choice),
+    score: (text) => service.score(text, never),
     generate: (params, onChunk) => service.generate(params, never, onChunk),
   };
 }
