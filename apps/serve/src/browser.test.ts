@@ -174,6 +174,33 @@ describe.skipIf(!available)('the web page in Chromium', () => {
     }
   }, 180_000);
 
+  it('downloads the weights once: a second visit revalidates them (304) instead of downloading again', async () => {
+    const context = await browser.newContext();
+    try {
+      const visit = async () => {
+        const page = await context.newPage();
+        await page.goto(`${base}?run=browser&backend=wasm`);
+        await page.waitForFunction(() => document.getElementById('status')!.dataset['state'] !== undefined, null, { timeout: 120_000 });
+        const weights = await page.evaluate(() =>
+          (performance.getEntriesByType('resource') as PerformanceResourceTiming[])
+            .filter((e) => e.name.endsWith('.safetensors'))
+            .map((e) => ({ name: e.name, transferred: e.transferSize, size: e.encodedBodySize })),
+        );
+        await page.close();
+        return weights;
+      };
+      const first = await visit();
+      expect(first.length).toBeGreaterThanOrEqual(2); // the BLT and its entropy model
+      expect(first.reduce((s, e) => s + e.transferred, 0)).toBeGreaterThan(5e6);
+      const second = await visit();
+      expect(second.map((e) => e.name).sort()).toEqual(first.map((e) => e.name).sort());
+      // Only headers cross the wire (a 304), the bodies come from the browser's cache.
+      for (const e of second) expect(e.transferred, e.name).toBeLessThan(2000);
+    } finally {
+      await context.close();
+    }
+  }, 180_000);
+
   it('runs the same models in the page on wasm, with the same patches and greedy bytes', async () => {
     const page = await runPage('?run=browser&backend=wasm', 24, 'page-browser-wasm');
     expect(page.status).toMatch(/^Running in this browser on wasm; hub-layout folder loaded in \d+ ms\.$/);

@@ -173,6 +173,11 @@ describe('serve --model DIR', () => {
       const head = await fetch(`${base}/models/blt/entropy_model/model.safetensors`, { method: 'HEAD' });
       expect(head.status).toBe(200);
       expect(Number(head.headers.get('content-length'))).toBeGreaterThan(1000);
+      // Revalidated by size and modification time: 304 without a body while the file is unchanged.
+      const etag = head.headers.get('etag')!;
+      expect(etag).toMatch(/^"[0-9a-f]+-[0-9a-f]+"$/);
+      const cached = await fetch(`${base}/models/blt/entropy_model/model.safetensors`, { headers: { 'If-None-Match': etag } });
+      expect([cached.status, (await cached.arrayBuffer()).byteLength]).toEqual([304, 0]);
       expect((await fetch(`${base}/models/blt/nothing.json`)).status).toBe(404);
       expect((await fetch(`${base}/models/blt/%2e%2e/transformers/config.json`)).status).toBe(404);
       expect((await fetch(`${base}/models/blt/`)).status).toBe(404);

@@ -221,6 +221,9 @@ describe('serve API', () => {
     expect(bundle.headers.get('content-type')).toMatch(/javascript/);
     expect(bundle.text).toContain('v1/generate');
     expect((await call('GET', '/wasm/tfjs-backend-wasm-simd.wasm')).headers.get('content-type')).toBe('application/wasm');
+    // The page revalidates (304 while unchanged); its hashed assets never change.
+    expect((await call('GET', '/', undefined, { 'If-None-Match': r.headers.get('etag')! })).status).toBe(304);
+    expect(bundle.headers.get('cache-control')).toBe(script!.startsWith('assets/') ? 'public, max-age=31536000, immutable' : 'no-cache');
     expect((await call('GET', '/../package.json')).status).toBe(404);
   });
 
@@ -237,6 +240,14 @@ describe('serve API', () => {
       expect(r.status).toBe(200);
       expect([...new Uint8Array(await r.arrayBuffer())]).toEqual([4, 5]);
       expect(r.headers.get('cross-origin-embedder-policy')).toBe('require-corp');
+      // Cached by the browser: revalidated with its ETag, answered 304 without a body while unchanged.
+      const etag = r.headers.get('etag')!;
+      expect(etag).toMatch(/^"[0-9a-f]{32}"$/);
+      expect(r.headers.get('cache-control')).toBe('no-cache');
+      const again = await fetch(url + 'blt.safetensors', { headers: { 'If-None-Match': etag } });
+      expect([again.status, (await again.arrayBuffer()).byteLength, again.headers.get('etag')]).toEqual([304, 0, etag]);
+      expect((await fetch(url + 'blt.safetensors', { headers: { 'If-None-Match': '"other"' } })).status).toBe(200);
+      expect((await fetch(url + 'patcher.safetensors', { headers: { 'If-None-Match': etag } })).status).toBe(200);
       expect((await fetch(url + 'patcher.safetensors', { method: 'HEAD' })).headers.get('content-length')).toBe('3');
       expect((await fetch(url + 'blt.safetensors', { method: 'POST' })).status).toBe(405);
     } finally {

@@ -4,6 +4,7 @@
  * `GET /v1/models` and `POST /v1/completions` (openai.ts), and the page at `/`.
  * Plain `node:http`: no framework, every limit explicit.
  */
+import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { readFile, stat } from 'node:fs/promises';
@@ -258,11 +259,11 @@ export function createApiServer(options: ServerOptions): { server: Server; limit
     if (folderRoute) {
       if (req.method !== 'GET' && req.method !== 'HEAD')
         throw new HttpError(405, 'METHOD_NOT_ALLOWED', `${req.method} is not allowed on ${url.pathname} (use GET, HEAD)`);
-      await serveModelFile(folderRoute[1], url.pathname.slice(folderRoute[0].length), res, req.method === 'HEAD');
+      await serveModelFile(folderRoute[1], url.pathname.slice(folderRoute[0].length), req, res, req.method === 'HEAD');
       return;
     }
     if ((req.method === 'GET' || req.method === 'HEAD') && o.publicDir) {
-      await serveStatic(o.publicDir, url.pathname, res, req.method === 'HEAD');
+      await serveStatic(o.publicDir, url.pathname, req, res, req.method === 'HEAD');
       return;
     }
     throw new HttpError(404, 'NOT_FOUND', `no route ${req.method} ${url.pathname}`);
@@ -280,17 +281,43 @@ function sendJson(res: ServerResponse, status: number, body: unknown, headers: R
 /** Headers of every static response: cross-origin isolation lets the page use wasm threads and SharedArrayBuffer. */
 const ISOLATION_HEADERS = { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' } as const;
 
+/**
+ * Caching of files: each response carries an `ETag`, and `Cache-Control: no-cache` makes the browser
+ * ask again with `If-None-Match`, which a file that did not change answers with 304 and no body — so
+ * the page's megabytes of weights download once, and a changed model is never served stale.
+ *
+ * @returns true when the 304 was sent
+ */
+function answeredNotModified(req: IncomingMessage, res: ServerResponse, etag: string): boolean {
+  const asked = req.headers['if-none-match'];
+  if (asked === undefined || !asked.split(',').some((tag) => tag.trim() === etag || tag.trim() === '*')) return false;
+  res.writeHead(304, { ETag: etag, 'Cache-Control': 'no-cache', ...ISOLATION_HEADERS });
+  res.end();
+  return true;
+}
+
 /** GET and HEAD of a file held in memory (the model files the page downloads). */
 function bytesRoute(
   body: Uint8Array,
   type = 'application/octet-stream',
 ): Record<string, (req: IncomingMessage, res: ServerResponse) => Promise<void>> {
+  const etag = `"${createHash('sha256').update(body).digest('hex').slice(0, 32)}"`;
   const send = async (req: IncomingMessage, res: ServerResponse) => {
-    res.writeHead(200, { 'Content-Type': type, 'Content-Length': body.byteLength, 'Cache-Control': 'no-cache', ...ISOLATION_HEADERS });
+    if (answeredNotModified(req, res, etag)) return;
+    res.writeHead(200, {
+      'Content-Type': type,
+      'Content-Length': body.byteLength,
+      'Cache-Control': 'no-cache',
+      ETag: etag,
+      ...ISOLATION_HEADERS,
+    });
     res.end(req.method === 'HEAD' ? undefined : body);
   };
   return { GET: send, HEAD: send };
 }
+
+/** A file's validator: its size and modification time (a rewritten checkpoint gets a new one). */
+const fileEtag = (size: number, mtimeMs: number) => `"${size.toString(16)}-${Math.floor(mtimeMs).toString(16)}"`;
 
 /** The files of a model folder the loaders read: configurations and weights, nothing else. */
 const MODEL_FOLDER_FILE = /\.(json|safetensors|pth|pt|bin|ckpt)$/i;
@@ -300,7 +327,7 @@ const MODEL_FOLDER_FILE = /\.(json|safetensors|pth|pt|bin|ckpt)$/i;
  * GBs). Only configuration and weights files, never outside the folder (symbolic links inside it, as
  * a Hugging Face cache's snapshot holds, are followed).
  */
-async function serveModelFile(root: string, relative: string, res: ServerResponse, head: boolean): Promise<void> {
+async function serveModelFile(root: string, relative: string, req: IncomingMessage, res: ServerResponse, head: boolean): Promise<void> {
   let rel: string;
   try {
     rel = decodeURIComponent(relative);
@@ -313,10 +340,13 @@ async function serveModelFile(root: string, relative: string, res: ServerRespons
     throw new HttpError(404, 'NOT_FOUND', `no model file ${rel}`);
   const info = await stat(path).catch(() => undefined);
   if (!info?.isFile()) throw new HttpError(404, 'NOT_FOUND', `no model file ${rel}`);
+  const etag = fileEtag(info.size, info.mtimeMs);
+  if (answeredNotModified(req, res, etag)) return;
   res.writeHead(200, {
     'Content-Type': extname(path) === '.json' ? 'application/json' : 'application/octet-stream',
     'Content-Length': info.size,
     'Cache-Control': 'no-cache',
+    ETag: etag,
     ...ISOLATION_HEADERS,
   });
   if (head) {
@@ -334,7 +364,7 @@ async function serveModelFile(root: string, relative: string, res: ServerRespons
   });
 }
 
-async function serveStatic(root: string, pathname: string, res: ServerResponse, head: boolean): Promise<void> {
+async function serveStatic(root: string, pathname: string, req: IncomingMessage, res: ServerResponse, head: boolean): Promise<void> {
   let rel: string;
   try {
     rel = decodeURIComponent(pathname === '/' ? '/index.html' : pathname);
@@ -345,14 +375,20 @@ async function serveStatic(root: string, pathname: string, res: ServerResponse, 
   // Never serve outside the public folder (../ tricks).
   if (!path.startsWith(normalize(root) + sep)) throw new HttpError(404, 'NOT_FOUND', `no file ${pathname}`);
   let body: Buffer;
+  let info: Awaited<ReturnType<typeof stat>>;
   try {
-    body = await readFile(path);
+    [body, info] = await Promise.all([readFile(path), stat(path)]);
   } catch {
     throw new HttpError(404, 'NOT_FOUND', `no file ${pathname}`);
   }
+  const etag = fileEtag(info.size, info.mtimeMs);
+  if (answeredNotModified(req, res, etag)) return;
   res.writeHead(200, {
     'Content-Type': MIME[extname(path)] ?? 'application/octet-stream',
     'Content-Length': body.length,
+    // The bundler names assets by their content's hash: such a file never changes.
+    'Cache-Control': rel.startsWith('/assets/') ? 'public, max-age=31536000, immutable' : 'no-cache',
+    ETag: etag,
     ...ISOLATION_HEADERS,
   });
   res.end(head ? undefined : body);
