@@ -48,13 +48,14 @@ const ARGS = {
 } as BltArgs;
 
 let base = '';
+let folder = '';
 let closeServer: () => Promise<void>;
 let browser: Browser;
 
 beforeAll(async () => {
   if (!available) return;
   const backend = await initBackend({ backend: 'wasm' });
-  const folder = join(mkdtempSync(join(tmpdir(), 'serve-page-folder-')), 'blt');
+  folder = join(mkdtempSync(join(tmpdir(), 'serve-page-folder-')), 'blt');
   const blt = new ByteLatentTransformer(ARGS, 5);
   const patcher = EntropyPatcher.fromModel(
     new EntropyModel(
@@ -122,5 +123,34 @@ describe.skipIf(!available)('the web page on a folder model', () => {
     // The folder's max_patch_length (3) in the page too.
     expect(Math.max(...page.patches.map((p) => new TextEncoder().encode(p).length))).toBeLessThanOrEqual(3);
     expect(page.generated).toBe(server.generated);
+  }, 240_000);
+
+  it('runs a folder the user picks on this computer, in the browser, with the same patches', async () => {
+    const server = await runPage('');
+    const page = await browser.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    try {
+      await page.goto(base);
+      await page.waitForFunction(() => document.getElementById('status')!.dataset['run'] === 'server', null, { timeout: 60_000 });
+      await page.setInputFiles('#folder', folder);
+      await page.waitForFunction(
+        () =>
+          document.getElementById('status')!.dataset['run'] === 'folder' || document.getElementById('status')!.dataset['state'] === 'error',
+        null,
+        {
+          timeout: 120_000,
+        },
+      );
+      const status = (await page.textContent('#status')) ?? '';
+      expect(status).toMatch(
+        /^Running in this browser on \w+; blt \(transformers layout, [\d.]+ MB from this computer\) loaded in \d+ ms\.$/,
+      );
+      await page.waitForFunction(() => document.getElementById('patches')!.dataset['ticket'] !== '1', null, { timeout: 60_000 });
+      expect(await page.locator('#patches span').allTextContents()).toEqual(server.patches);
+      expect(errors).toEqual([]);
+    } finally {
+      await page.close();
+    }
   }, 240_000);
 });

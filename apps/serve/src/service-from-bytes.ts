@@ -6,7 +6,7 @@
  */
 import { ByteLatentTransformer, BLT_ARGS_METADATA_KEY, loadPretrained, type BltArgs } from '@bytelatent/blt';
 import { EntropyPatcher } from '@bytelatent/entropy-patcher';
-import { parseSafetensors } from '@bytelatent/nn';
+import { parseSafetensors, type ModelFolder } from '@bytelatent/nn';
 import { createGenerator } from './generator.js';
 import { ModelService } from './model-service.js';
 
@@ -61,8 +61,11 @@ export type ModelIndex =
 
 /** A BLT folder of a published layout, and its entropy model. */
 export interface PretrainedSources {
-  /** The BLT's folder: a path (Node) or an `http(s):` URL (the page: the server's `/models/blt/`). */
-  readonly blt: string;
+  /**
+   * The BLT's folder: a path (Node), an `http(s):` URL (the page: the server's `/models/blt/`), or an
+   * opened folder (the page: files the user picked, `modelFolderFromFiles`).
+   */
+  readonly blt: string | ModelFolder;
   /**
    * The entropy model: a folder (path or URL) of any layout, or the bytes of a safetensors entropy
    * model; default: where the reference keeps it (inside the BLT's folder, beside it, or in the same

@@ -5,7 +5,7 @@
  * layout read with loadPretrained on its URL (`/models/index.json` says which).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { initBackend, type BackendInfo } from '@bytelatent/nn';
+import { initBackend, modelFolderFromFiles, type BackendInfo } from '@bytelatent/nn';
 import type { GenerateChunk, GenerateParams, GenerateResult, PatchResponse, ScoreResponse } from '../src/model-service.js';
 import { createModelService, createModelServiceFromPretrained, type ModelIndex } from '../src/service-from-bytes.js';
 
@@ -130,6 +130,50 @@ export async function createBrowserEngine(backend: BrowserBackendChoice, onProgr
   const never = new AbortController().signal;
   return {
     description: `Running in this browser on ${describeBackend(info)}; ${loaded} in ${loadedMs} ms.`,
+    detail: info.reason,
+    patch: (text, choice = {}) => service.patch(text, choice),
+    score: (text) => service.score(text, never),
+    generate: (params, onChunk) => service.generate(params, never, onChunk),
+  };
+}
+
+/** Files of a model folder the loaders read: configurations and weights (as the server hands out). */
+const MODEL_FILE = /\.(json|safetensors|pth|pt|bin|ckpt)$/i;
+
+/**
+ * Runs a model folder the user picked on this computer (a directory picker's files), in this
+ * browser: any layout `loadPretrained` reads, its entropy model and patching settings from its files.
+ * Paths are taken relative to the picked folder.
+ *
+ * @param files - the picker's files (`webkitRelativePath` gives each one's place in the folder)
+ */
+export async function createPickedFolderEngine(
+  backend: BrowserBackendChoice,
+  files: readonly File[],
+  onProgress: (message: string) => void,
+): Promise<Engine> {
+  tf.env().set('PROD', true);
+  const info = await initBackend({ backend, wasmPaths: new URL('wasm/', document.baseURI).href, allowSoftwareGpu: backend === 'webgpu' });
+  const started = performance.now();
+  const wanted = files.filter((f) => MODEL_FILE.test(f.name));
+  if (wanted.length === 0) throw new Error('the folder holds no configuration or weights file (.json, .safetensors, .pth)');
+  const root = (wanted[0]!.webkitRelativePath || wanted[0]!.name).split('/')[0]!;
+  onProgress(`reading ${wanted.length} files of ${root}…`);
+  const entries = await Promise.all(
+    wanted.map(
+      async (f) =>
+        [(f.webkitRelativePath || f.name).split('/').slice(1).join('/') || f.name, new Uint8Array(await f.arrayBuffer())] as const,
+    ),
+  );
+  const bytes = entries.reduce((sum, [, b]) => sum + b.byteLength, 0);
+  const { service, layout } = await createModelServiceFromPretrained({
+    blt: modelFolderFromFiles(new Map(entries), root),
+    bltName: root,
+    backend: info.name,
+  });
+  const never = new AbortController().signal;
+  return {
+    description: `Running in this browser on ${describeBackend(info)}; ${root} (${layout} layout, ${(bytes / 1e6).toFixed(1)} MB from this computer) loaded in ${Math.round(performance.now() - started)} ms.`,
     detail: info.reason,
     patch: (text, choice = {}) => service.patch(text, choice),
     score: (text) => service.score(text, never),

@@ -5,7 +5,14 @@
  * calls the API; `?run=browser&backend=auto|webgpu|wasm|cpu` runs the same models in the page.
  */
 import type { PatchResponse, ScoreResponse } from '../src/model-service.js';
-import { createBrowserEngine, createServerEngine, type BrowserBackendChoice, type Engine, type PatchChoice } from './engines.js';
+import {
+  createBrowserEngine,
+  createPickedFolderEngine,
+  createServerEngine,
+  type BrowserBackendChoice,
+  type Engine,
+  type PatchChoice,
+} from './engines.js';
 import { DEFAULT_SAMPLING } from '../src/sampling-defaults.js';
 
 const element = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -256,6 +263,30 @@ async function main(): Promise<void> {
       generateButton.disabled = false;
     }
   };
+
+  // A model folder from this computer replaces the running model, in this browser.
+  element<HTMLInputElement>('folder').addEventListener('change', async (event) => {
+    const files = [...((event.target as HTMLInputElement).files ?? [])];
+    if (files.length === 0) return;
+    delete status.dataset['state'];
+    status.textContent = 'loading the folder…';
+    generateButton.disabled = true;
+    try {
+      engine = await createPickedFolderEngine(backendSelect.value as BrowserBackendChoice, files, (m) => (status.textContent = m));
+      status.textContent = engine.description;
+      status.title = engine.detail;
+      status.dataset['state'] = 'ready';
+      status.dataset['run'] = 'folder';
+      choice = undefined;
+      await updatePatches();
+      await updateBits();
+    } catch (e) {
+      status.textContent = `could not load the folder: ${(e as Error).message}`;
+      status.dataset['state'] = 'error';
+    } finally {
+      generateButton.disabled = false;
+    }
+  });
 
   // Typing re-patches at once; scoring with the BLT waits for a pause.
   let scoreTimer: ReturnType<typeof setTimeout> | undefined;
