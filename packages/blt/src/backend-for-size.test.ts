@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '@bytelatent/nn';
 import { describe, expect, it } from 'vitest';
-import { BltError } from '@bytelatent/local-encoder';
+import { BltError } from '@bytelatent/nn';
 import type { TensorSource } from '@bytelatent/nn';
 import { backendThatHolds } from './pretrained.js';
 

@@ -1,4 +1,4 @@
-import { BltError } from '@bytelatent/local-encoder';
+import { BltError } from '@bytelatent/nn';
 import type { LocalEncoderConfig } from '@bytelatent/local-encoder';
 import type { GlobalTransformerConfig } from '@bytelatent/latent-transformer';
 import type { LocalDecoderConfig } from '@bytelatent/local-decoder';

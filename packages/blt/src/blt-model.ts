@@ -3,21 +3,25 @@ import { BOE_ID } from '@bytelatent/bytes';
 import { decoderPatchIdsFromLengths, patchIdsFromLengths } from '@bytelatent/entropy-patcher';
 import { GlobalTransformer, patchTokens } from '@bytelatent/latent-transformer';
 import { LocalDecoder } from '@bytelatent/local-decoder';
-import { type ActivationTap, BltError, LocalEncoder, disposeMask, localSelfAttentionMask } from '@bytelatent/local-encoder';
+import { LocalEncoder } from '@bytelatent/local-encoder';
 import {
+  type ActivationTap,
+  BltError,
+  CheckpointInitializer,
+  disposeMask,
+  dtypeByteSize,
   HostEmbedding,
+  localSelfAttentionMask,
   NnError,
   ParameterRegistry,
   type ParameterRegistryOptions,
   ParameterScope,
-  type SafetensorsTensor,
-  type TensorSource,
-  dtypeByteSize,
-  CheckpointInitializer,
   referenceStateDict,
+  type SafetensorsTensor,
   seededUniform,
   serializeSafetensors,
   sparseCrossEntropy,
+  type TensorSource,
 } from '@bytelatent/nn';
 import { type BltArgs, type ResolvedBltArgs, resolveBltArgs } from './blt-args.js';
 

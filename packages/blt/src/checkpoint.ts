@@ -9,7 +9,7 @@
  * imported lazily, so the browser path never loads `node:fs`.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { BltError } from '@bytelatent/local-encoder';
+import { BltError } from '@bytelatent/nn';
 import {
   SafetensorsError,
   type SafetensorsDtype,

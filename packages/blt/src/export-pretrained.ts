@@ -1,6 +1,6 @@
 import { EOS_ID } from '@bytelatent/bytes';
 import { RELEASED_ENTROPY_WINDOW, type EntropyPatcher, type PatcherDefaults } from '@bytelatent/entropy-patcher';
-import { BltError } from '@bytelatent/local-encoder';
+import { BltError } from '@bytelatent/nn';
 import {
   type CheckpointLayout,
   type SafetensorsTensor,

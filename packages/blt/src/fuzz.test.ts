@@ -8,7 +8,7 @@ import { initBackend } from '@bytelatent/nn';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fuzzInputs, mulberry32, type FuzzInput } from '../../../tools/fuzz/seeded-bytes.js';
-import { BltError } from '@bytelatent/local-encoder';
+import { BltError } from '@bytelatent/nn';
 import { ByteLatentTransformer } from './blt-model.js';
 import { generate } from './generate.js';
 import { SMALL_ARGS } from './test-fixtures.js';

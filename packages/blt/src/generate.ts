@@ -1,6 +1,6 @@
 import { BYTE_OFFSET, EOS_ID, StreamingDecoder, encode } from '@bytelatent/bytes';
 import { EntropyModel, EntropyPatcher, type PatchOptions, PatcherError, StreamingPatcher } from '@bytelatent/entropy-patcher';
-import { BltError } from '@bytelatent/local-encoder';
+import { BltError } from '@bytelatent/nn';
 import { seededUniform } from '@bytelatent/nn';
 import type { ByteLatentTransformer } from './blt-model.js';
 import type { PretrainedBlt } from './pretrained.js';

@@ -7,7 +7,7 @@ import {
   entropyFromLogits,
   findPatchBoundaries,
 } from '@bytelatent/entropy-patcher';
-import { BltError } from '@bytelatent/local-encoder';
+import { BltError } from '@bytelatent/nn';
 import type { KvCache, LayerKv } from '@bytelatent/nn';
 import type { ByteLatentTransformer } from './blt-model.js';
 

@@ -1,4 +1,4 @@
-export { BltError, type BltErrorCode } from '@bytelatent/local-encoder';
+export { BltError, type BltErrorCode } from '@bytelatent/nn';
 export { resolveBltArgs, type BltArgs, type ResolvedBltArgs } from './blt-args.js';
 export {
   BLT_ARGS_METADATA_KEY,

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { BltError } from '@bytelatent/local-encoder';
+import { BltError } from '@bytelatent/nn';
 import type { ByteLatentTransformer } from './blt-model.js';
 
 /**

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { EntropyModel, EntropyPatcher, type EntropyModelArgs } from '@bytelatent/entropy-patcher';
-import { BltError } from '@bytelatent/local-encoder';
+import { BltError } from '@bytelatent/nn';
 import { bfloat16BitsToFloat32, ffnHiddenDim, float32ToBfloat16Bits, modelFolderFromFiles, parsePth } from '@bytelatent/nn';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveBltArgs } from './blt-args.js';

@@ -9,7 +9,7 @@ import {
   readPretrainedEntropyModel,
   transformersEntropySource,
 } from '@bytelatent/entropy-patcher';
-import { BltError } from '@bytelatent/local-encoder';
+import { BltError } from '@bytelatent/nn';
 import {
   type BackendInfo,
   type CheckpointLayout,

@@ -1,7 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import { BltError } from '@bytelatent/local-encoder';
+import { BltError } from '@bytelatent/nn';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generate, streamGenerate } from './generate.js';
 import { PRETRAINED_BLTS, loadPretrained, pretrainedBltUrl, type PretrainedBlt } from './pretrained.js';

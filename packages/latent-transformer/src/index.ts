@@ -1,2 +1,2 @@
-export { BltError, type ActivationTap, type BltErrorCode } from '@bytelatent/local-encoder';
+export { BltError, type ActivationTap, type BltErrorCode } from '@bytelatent/nn';
 export { GlobalTransformer, patchTokens, type GlobalTransformerConfig } from './latent-transformer.js';

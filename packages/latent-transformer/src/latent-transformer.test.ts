@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { BltError } from '@bytelatent/local-encoder';
+import { BltError } from '@bytelatent/nn';
 import { ParameterRegistry, ParameterScope, initBackend, seededUniform } from '@bytelatent/nn';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { GlobalTransformer, type GlobalTransformerConfig, patchTokens } from './latent-transformer.js';

@@ -1,6 +1,12 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { type ActivationTap, BltError, applyBlock, blockCausalMask, checkPositiveInts, disposeMask } from '@bytelatent/local-encoder';
 import {
+  type ActivationTap,
+  applyBlock,
+  blockCausalMask,
+  BltError,
+  checkPositiveInts,
+  createTransformerStack,
+  disposeMask,
   KvCache,
   Linear,
   NnError,
@@ -8,7 +14,6 @@ import {
   type RotaryEmbedding,
   type TransformerBlock,
   type TransformerStackConfig,
-  createTransformerStack,
 } from '@bytelatent/nn';
 
 /**

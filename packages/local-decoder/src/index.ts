@@ -1,2 +1,2 @@
-export { BltError, type ActivationTap, type BltErrorCode } from '@bytelatent/local-encoder';
+export { BltError, type ActivationTap, type BltErrorCode } from '@bytelatent/nn';
 export { LocalDecoder, type LocalDecoderConfig } from './local-decoder.js';

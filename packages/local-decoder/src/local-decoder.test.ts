@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { BltError, disposeMask, localSelfAttentionMask } from '@bytelatent/local-encoder';
+import { BltError, disposeMask, localSelfAttentionMask } from '@bytelatent/nn';
 import { ParameterRegistry, ParameterScope, initBackend, seededUniform } from '@bytelatent/nn';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { LocalDecoder, type LocalDecoderConfig } from './local-decoder.js';

@@ -1,29 +1,27 @@
 import * as tf from '@tensorflow/tfjs-core';
 import {
   type ActivationTap,
-  BltError,
   applyBlock,
+  type AttentionMask,
+  BltError,
   checkPositiveInts,
+  createTransformerStack,
+  CrossAttention,
   disposeMask,
   groupCrossMask,
-  patchRowGroups,
-} from '@bytelatent/local-encoder';
-import {
-  type AttentionMask,
-  CrossAttention,
+  initStdDivisor,
   KvCache,
   type LayerKv,
   Linear,
   type MaskTensors,
   NnError,
   type ParameterScope,
+  patchRowGroups,
+  prefixTap,
   RMSNorm,
   type RotaryEmbedding,
   type TransformerBlock,
   type TransformerStackConfig,
-  createTransformerStack,
-  initStdDivisor,
-  prefixTap,
 } from '@bytelatent/nn';
 
 /**

@@ -14,9 +14,8 @@ import {
   serializeSafetensors,
 } from '@bytelatent/nn';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BltError } from './errors.js';
 import { LocalEncoder, type LocalEncoderConfig } from './local-encoder.js';
-import { localSelfAttentionMask } from './model-parts.js';
+import { BltError, localSelfAttentionMask } from '@bytelatent/nn';
 
 beforeAll(async () => {
   await initBackend({ backend: 'cpu' });

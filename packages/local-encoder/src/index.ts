@@ -1,4 +1,5 @@
-export { BltError, type BltErrorCode } from './errors.js';
+// The BLT model packages' error and activation tap (defined in nn, beside the pieces they share).
+export { BltError, type ActivationTap, type BltErrorCode } from '@bytelatent/nn';
 export {
   LocalEncoder,
   maxPoolPatches,
@@ -8,16 +9,3 @@ export {
   type LocalEncoderOutput,
   type LocalEncoderScopes,
 } from './local-encoder.js';
-export {
-  applyBlock,
-  applyCrossAttention,
-  blockCausalMask,
-  checkPositiveInts,
-  disposeMask,
-  groupCrossMask,
-  localSelfAttentionMask,
-  patchRowGroups,
-  type ActivationTap,
-  type LocalMaskOptions,
-  type RopeTables,
-} from './model-parts.js';

@@ -1,9 +1,20 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { ParameterRegistry, ParameterScope, causalMask, initBackend, maskTensors, seededUniform } from '@bytelatent/nn';
+import {
+  BltError,
+  ParameterRegistry,
+  ParameterScope,
+  causalMask,
+  checkPositiveInts,
+  disposeMask,
+  groupCrossMask,
+  initBackend,
+  localSelfAttentionMask,
+  maskTensors,
+  patchRowGroups,
+  seededUniform,
+} from '@bytelatent/nn';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { BltError } from './errors.js';
 import { LocalEncoder, type LocalEncoderConfig, maxPoolPatches } from './local-encoder.js';
-import { disposeMask, groupCrossMask, localSelfAttentionMask, patchRowGroups } from './model-parts.js';
 
 beforeAll(async () => {
   await initBackend({ backend: 'cpu' });
@@ -196,7 +207,6 @@ describe('LocalEncoder forward', () => {
 
 describe('checkPositiveInts', () => {
   it('names the component, field and value; checks optional fields only when set', async () => {
-    const { checkPositiveInts } = await import('./model-parts.js');
     expect(() => checkPositiveInts('local decoder', { dim: 0 }, ['dim'])).toThrow('local decoder: dim must be an integer >= 1, got 0');
     expect(() => checkPositiveInts('x', { dim: 2.5 }, ['dim'])).toThrow(/dim must be an integer >= 1, got 2.5/);
     expect(() => checkPositiveInts('x', { dim: 4, window: undefined as number | undefined }, ['dim'], ['window'])).not.toThrow();

@@ -1,7 +1,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { type HashNgramConfig, hashNgramTables, validateHashNgramConfig } from '@bytelatent/ngram-hash';
 import {
+  type ActivationTap,
   type AttentionMask,
+  BltError,
   CrossAttention,
   Embedding,
   type HostEmbedding,
@@ -12,19 +14,15 @@ import {
   type RotaryEmbedding,
   type TransformerBlock,
   type TransformerStackConfig,
-  createTransformerStack,
-  initStdDivisor,
-} from '@bytelatent/nn';
-import { BltError } from './errors.js';
-import {
-  type ActivationTap,
   applyBlock,
   applyCrossAttention,
   checkPositiveInts,
+  createTransformerStack,
   disposeMask,
   groupCrossMask,
+  initStdDivisor,
   patchRowGroups,
-} from './model-parts.js';
+} from '@bytelatent/nn';
 
 /**
  * Sizes and flags of the local encoder, resolved from the reference's `ByteLatentTransformerArgs`

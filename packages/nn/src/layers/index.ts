@@ -9,6 +9,20 @@ export {
 } from './attention.js';
 export { CheckpointInitializer, loadReferenceWeights, referenceStateDict, type LoadWeightsOptions } from './checkpoint.js';
 export { NnError, type NnErrorCode } from './errors.js';
+export { BltError, type BltErrorCode } from './blt-error.js';
+export {
+  applyBlock,
+  applyCrossAttention,
+  blockCausalMask,
+  checkPositiveInts,
+  disposeMask,
+  groupCrossMask,
+  localSelfAttentionMask,
+  patchRowGroups,
+  type ActivationTap,
+  type LocalMaskOptions,
+  type RopeTables,
+} from './model-parts.js';
 export { KvCache, type CachedStep, type KvCacheOptions, type LayerKv } from './kv-cache.js';
 export { FeedForward, ffnHiddenDim } from './feed-forward.js';
 export { initStdDivisor, seededUniform, truncatedNormal, type InitStdFactor } from './init.js';

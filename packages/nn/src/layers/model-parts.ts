@@ -1,17 +1,13 @@
+/**
+ * Pieces the BLT's three model packages share (local encoder, latent transformer, local decoder):
+ * a reference block with its activation taps, cross-attention, the masks each stage builds, and one
+ * set of argument checks. They live here so that no model package reaches into another.
+ */
 import * as tf from '@tensorflow/tfjs-core';
-import {
-  type AttentionMask,
-  type CrossAttention,
-  type MaskTensors,
-  type TransformerBlock,
-  causalMask,
-  documentIds,
-  groupMask,
-  localAttentionBlockSize,
-  maskTensors,
-  prefixTap,
-} from '@bytelatent/nn';
-import { BltError } from './errors.js';
+import { type AttentionMask, type CrossAttention, prefixTap } from './attention.js';
+import { BltError } from './blt-error.js';
+import { type MaskTensors, causalMask, documentIds, groupMask, localAttentionBlockSize, maskTensors } from './masks.js';
+import type { TransformerBlock } from './transformer-block.js';
 
 /**
  * Receives intermediate outputs, named by the reference module path whose forward hook would see
