@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { readCheckpoint } from './checkpoint.js';
 import { mulberry32 } from './dataset.js';
 import { makeTextFolder } from './test-helpers.js';
-import type { MetricsRecord } from './trainer.js';
+import type { MetricsRecord } from './metrics.js';
 
 const cli = resolve(dirname(fileURLToPath(import.meta.url)), '../dist/cli.js');
 const VERSION = (

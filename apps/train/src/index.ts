@@ -26,12 +26,12 @@ export {
   CURVE_FILE,
   METRICS_FILE,
   Trainer,
-  type MetricsRecord,
   type TrainSummary,
   type TrainerEvents,
   type TrainerOptions,
   type TrainingHyperparameters,
 } from './trainer.js';
+export type { MetricsRecord } from './metrics.js';
 export { renderCurveSvg, type CurveOptions } from './plot.js';
 export { PRESETS, type RunConfig } from './presets.js';
 export {

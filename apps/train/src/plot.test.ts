@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { renderCurveSvg } from './plot.js';
-import type { MetricsRecord } from './trainer.js';
+import type { MetricsRecord } from './metrics.js';
 
 describe('renderCurveSvg', () => {
   it('draws the training and held-out curves against bytes, escaping the title', () => {

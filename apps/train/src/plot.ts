@@ -2,7 +2,7 @@
  * A dependency-free SVG training curve: training loss (in bits per byte, smoothed) and held-out
  * bits-per-byte against training bytes.
  */
-import type { MetricsRecord } from './trainer.js';
+import type { MetricsRecord } from './metrics.js';
 
 export interface CurveOptions {
   readonly title?: string;

@@ -40,7 +40,8 @@ import { formatDuration, formatRate } from './progress.js';
 import { buildTrainable } from './run.js';
 import { renderStudySvg, type StudySeries } from './study-plot.js';
 import { TokenTrainable } from './token-model.js';
-import { CHECKPOINT_FILE, METRICS_FILE, Trainer, type MetricsRecord, type TrainingHyperparameters } from './trainer.js';
+import type { MetricsRecord } from './metrics.js';
+import { CHECKPOINT_FILE, METRICS_FILE, Trainer, type TrainingHyperparameters } from './trainer.js';
 import type { TrainableModel } from './models.js';
 
 /** The settings of a study; {@link DEFAULT_STUDY} is the committed report's. */

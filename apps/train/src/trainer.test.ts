@@ -7,7 +7,8 @@ import { parseSafetensors, serializeSafetensors } from '@bytelatent/nn';
 import { spawnSync } from 'node:child_process';
 import { resolveDataFiles } from './dataset.js';
 import { EntropyTrainable } from './models.js';
-import { Trainer, CHECKPOINT_FILE, METRICS_FILE, CURVE_FILE, removeStaleTemporaryFiles, type MetricsRecord } from './trainer.js';
+import type { MetricsRecord } from './metrics.js';
+import { Trainer, CHECKPOINT_FILE, METRICS_FILE, CURVE_FILE, removeStaleTemporaryFiles } from './trainer.js';
 import { makeTextFolder, TINY_ENTROPY_ARGS, trainerOptions } from './test-helpers.js';
 import { TrainError } from './errors.js';
 

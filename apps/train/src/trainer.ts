@@ -15,6 +15,7 @@ import { AdamW, learningRate } from './optimizer.js';
 import { readCheckpoint, restoreCheckpoint, saveCheckpoint, CHECKPOINT_FORMAT, CHECKPOINT_VERSION } from './checkpoint.js';
 import type { TrainableModel } from './models.js';
 import { TrainError } from './errors.js';
+import type { MetricsRecord } from './metrics.js';
 import { renderCurveSvg } from './plot.js';
 
 /** The hyper-parameters of a run, shared by presets, config files and {@link TrainerOptions}. */
@@ -47,22 +48,6 @@ export interface TrainerOptions extends TrainingHyperparameters {
   /** Stop after this many steps of this invocation (for tests and smoke runs); the schedule still spans `steps`. */
   readonly stopAfter?: number;
 }
-
-/** One line of `metrics.jsonl`. */
-export type MetricsRecord =
-  | {
-      type: 'train';
-      step: number;
-      loss: number;
-      bpb: number;
-      lr: number;
-      gradNorm: number;
-      clipped: boolean;
-      bytes: number;
-      bytesPerSec: number;
-      elapsedSec: number;
-    }
-  | { type: 'eval'; step: number; bpb: number; bytes: number; elapsedSec: number };
 
 /** Receives progress (the CLI draws a bar with it). */
 export interface TrainerEvents {
