@@ -3,6 +3,7 @@
  * bits-per-byte against training bytes.
  */
 import type { MetricsRecord } from './metrics.js';
+import { openChart, pathThrough } from './svg-chart.js';
 
 export interface CurveOptions {
   readonly title?: string;
@@ -10,18 +11,6 @@ export interface CurveOptions {
   readonly height?: number;
   /** Exponential smoothing of the training curve (0: none; default 0.9). */
   readonly smoothing?: number;
-}
-
-const escapeXml = (s: string) => s.replace(/[<>&"]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;' })[c]!);
-
-function niceTicks(lo: number, hi: number, count: number): number[] {
-  const span = hi - lo || 1;
-  const raw = span / count;
-  const mag = 10 ** Math.floor(Math.log10(raw));
-  const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw) ?? raw;
-  const out: number[] = [];
-  for (let v = Math.ceil(lo / step) * step; v <= hi + 1e-9; v += step) out.push(Number(v.toPrecision(6)));
-  return out;
 }
 
 function formatBytes(n: number): string {
@@ -58,31 +47,21 @@ export function renderCurveSvg(records: readonly MetricsRecord[], options: Curve
   const ys = all.map((p) => p[1]).filter(Number.isFinite);
   const y0 = ys.length ? Math.max(0, Math.min(...ys) - 0.1) : 0;
   const y1 = ys.length ? Math.max(...ys) + 0.1 : 1;
-  const px = (x: number) => margin.left + (x / x1) * (width - margin.left - margin.right);
-  const py = (y: number) => height - margin.bottom - ((y - y0) / (y1 - y0 || 1)) * (height - margin.top - margin.bottom);
-  const path = (pts: ReadonlyArray<readonly [number, number]>) =>
-    pts.map((p, i) => `${i ? 'L' : 'M'}${px(p[0]).toFixed(1)},${py(p[1]).toFixed(1)}`).join('');
-  const parts: string[] = [];
-  parts.push(
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`,
-  );
-  parts.push(`<rect width="100%" height="100%" fill="white"/>`);
-  parts.push(`<text x="${width / 2}" y="22" text-anchor="middle" font-size="15">${escapeXml(options.title ?? 'training curve')}</text>`);
-  for (const t of niceTicks(y0, y1, 6)) {
-    parts.push(
-      `<line x1="${margin.left}" x2="${width - margin.right}" y1="${py(t).toFixed(1)}" y2="${py(t).toFixed(1)}" stroke="#e5e5e5"/>`,
-    );
-    parts.push(`<text x="${margin.left - 6}" y="${(py(t) + 4).toFixed(1)}" text-anchor="end">${t}</text>`);
-  }
-  for (const t of niceTicks(0, x1, 6)) {
-    parts.push(`<text x="${px(t).toFixed(1)}" y="${height - margin.bottom + 18}" text-anchor="middle">${formatBytes(t)}</text>`);
-  }
-  parts.push(`<text x="${width / 2}" y="${height - 10}" text-anchor="middle">training bytes</text>`);
-  parts.push(`<text transform="translate(16 ${height / 2}) rotate(-90)" text-anchor="middle">bits per byte</text>`);
-  parts.push(`<line x1="${margin.left}" x2="${margin.left}" y1="${margin.top}" y2="${height - margin.bottom}" stroke="#444"/>`);
-  parts.push(
-    `<line x1="${margin.left}" x2="${width - margin.right}" y1="${height - margin.bottom}" y2="${height - margin.bottom}" stroke="#444"/>`,
-  );
+  const { parts, px, py } = openChart({
+    width,
+    height,
+    margin,
+    title: options.title ?? 'training curve',
+    xLabel: 'training bytes',
+    yLabel: 'bits per byte',
+    x1,
+    y0,
+    y1,
+    xTicks: 6,
+    yTicks: 6,
+    formatX: formatBytes,
+  });
+  const path = (pts: ReadonlyArray<readonly [number, number]>) => pathThrough(pts, px, py);
   if (trainPts.length) parts.push(`<path d="${path(trainPts)}" fill="none" stroke="#1f77b4" stroke-width="1.5"/>`);
   if (evalPts.length) {
     parts.push(`<path d="${path(evalPts)}" fill="none" stroke="#d62728" stroke-width="1.5" stroke-dasharray="4 3"/>`);
