@@ -18,7 +18,8 @@ import { resolveDataFiles } from './dataset.js';
 import { buildTrainable, exportBlt, exportBltPretrained, exportPatcher, loadPretrainedStart, type PretrainedStart } from './run.js';
 import { Trainer, type TrainerOptions } from './trainer.js';
 import { ProgressBar, formatDuration, formatRate } from './progress.js';
-import { DEFAULT_STUDY, QUICK_STUDY, STUDY_ARMS, runStudy, type StudyArmId } from './study.js';
+import { runStudy } from './study.js';
+import { DEFAULT_STUDY, QUICK_STUDY, STUDY_ARMS, type StudyArmId } from './study-plan.js';
 
 // tfjs's console advice ("install tfjs-node") cannot be followed here and clutters the progress bar.
 tf.env().set('PROD', true);

@@ -49,16 +49,15 @@ export {
   type PretrainedStart,
 } from './run.js';
 export { TokenTrainable, tokenRow } from './token-model.js';
+export { runStudy } from './study.js';
 export {
   DEFAULT_STUDY,
   QUICK_STUDY,
   STUDY_ARMS,
-  renderStudyMarkdown,
-  runStudy,
   type ArmResult,
-  type CompressionRow,
   type StudyArmId,
   type StudyOptions,
   type StudySettings,
-} from './study.js';
+} from './study-plan.js';
+export { renderStudyMarkdown, type CompressionRow } from './study-report.js';
 export { renderStudySvg, type StudySeries } from './study-plot.js';

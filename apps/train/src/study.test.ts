@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_STUDY, renderStudyMarkdown, type ArmResult } from './study.js';
+import { DEFAULT_STUDY, type ArmResult } from './study-plan.js';
+import { renderStudyMarkdown } from './study-report.js';
 import { renderStudySvg } from './study-plot.js';
 
 function arm(id: ArmResult['id'], label: string, books: number, flops: number, cute: number): ArmResult {

