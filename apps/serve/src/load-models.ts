@@ -69,7 +69,8 @@ async function isDirectory(path: string): Promise<boolean> {
  */
 export async function loadServeModels(options: ServeModelOptions): Promise<LoadedModels> {
   if (options.model !== undefined) return loadFolderModels(options.model, options);
-  if (options.blt === undefined) return loadFolderModels(DEFAULT_BLT_FOLDER, options, DEFAULT_BLT_NAME);
+  if (options.blt === undefined)
+    return loadFolderModels(DEFAULT_BLT_FOLDER, options, DEFAULT_BLT_NAME, 'blt-demo/entropy_model (@bytelatent/blt)');
   if (options.patcher !== undefined && (isUrl(options.patcher) || (await isDirectory(options.patcher)))) {
     throw new Error(
       `--patcher ${options.patcher} is a folder: a folder entropy model goes with a folder BLT (--model DIR); with --blt FILE give a safetensors file`,
@@ -89,7 +90,7 @@ export async function loadServeModels(options: ServeModelOptions): Promise<Loade
   return { service, files: { patcher, blt } };
 }
 
-async function loadFolderModels(model: string, options: ServeModelOptions, name = model): Promise<LoadedModels> {
+async function loadFolderModels(model: string, options: ServeModelOptions, name = model, ownPatcherName?: string): Promise<LoadedModels> {
   if (options.blt !== undefined)
     throw new Error('give --model DIR (a folder of a published layout) or --blt FILE (one safetensors file), not both');
   const bltIsUrl = isUrl(model);
@@ -109,7 +110,11 @@ async function loadFolderModels(model: string, options: ServeModelOptions, name 
     blt: bltDir,
     ...(patcher !== undefined ? { patcher } : {}),
     bltName: name,
-    ...(options.patcher !== undefined ? { patcherName: options.patcher } : {}),
+    ...(options.patcher !== undefined
+      ? { patcherName: options.patcher }
+      : ownPatcherName !== undefined
+        ? { patcherName: ownPatcherName }
+        : {}),
     backend: options.backend,
   });
   // The page reads local folders through /models/; a model behind a URL stays on the server.
