@@ -255,7 +255,7 @@ export interface CharacterTaskResult {
 export async function evaluateCharacterTasks(
   model: ScoringModel,
   items: readonly TaskItem[],
-  options: { batchSize?: number } = {},
+  options: { batchSize?: number; onProgress?: (candidatesScored: number) => void } = {},
 ): Promise<CharacterTaskResult> {
   if (items.length === 0) throw new EvalError('EMPTY_INPUT', 'no task items');
   const enc = new TextEncoder();
@@ -278,7 +278,7 @@ export async function evaluateCharacterTasks(
       answerLengths.push(answer.length);
     }
   });
-  const logps = await scoreRows(model, rows, options.batchSize ?? 16);
+  const logps = await scoreRows(model, rows, options.batchSize ?? 16, options.onProgress);
   const scores = logps.map((v, i) => {
     let s = 0;
     for (let t = v.length - answerLengths[i]!; t < v.length; t++) s += v[t]!;

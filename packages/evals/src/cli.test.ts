@@ -46,6 +46,13 @@ describe('bytelatent-eval', () => {
     expect(run('bpb', '--udhr', 'eng', '--max-bytes', '600', '--stride', '2000').stderr).toMatch(
       /--stride 2000 exceeds the context of 256/,
     );
+    // The other long commands too: candidates for cute, passes over the bytes for noise.
+    expect(run('cute', '--per-task', '2', '--shots', '1', '--progress', '--json').stderr).toMatch(
+      /^cute: (\d+) of \1 candidates, [\d.]+ candidates\/s, [\d.]+ s$/m,
+    );
+    expect(run('noise', '--udhr', 'eng', '--max-bytes', '500', '--progress', '--json').stderr).toMatch(
+      /^udhr:eng: 3\.0 KB of 3\.0 KB, \d+ bytes\/s, [\d.]+ s$/m,
+    );
   });
 
   it('bpe and cute run end to end', () => {

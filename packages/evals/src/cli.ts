@@ -65,7 +65,8 @@ options:
   --stride N              bpb: positions between row starts (default: the context, rows that do
                           not overlap); smaller slides the window, so every byte after the first
                           row is predicted with at least context - N bytes before it
-  --progress              progress on stderr (bytes/s, ETA) even when stderr is not a terminal
+  --progress              progress on stderr (rate, ETA; bpb, noise, cute, patches) even when stderr
+                          is not a terminal
   --max-bytes N           score only the first N bytes of each text (noise: default 16384)
   --batch-size N          rows per model call (default 8)
   --mean-patch X          flops: BLT mean patch size, instead of measuring it on texts
@@ -279,30 +280,40 @@ function flopsPerByte(
   return { total, parts: {} };
 }
 
+/** What a progress line counts: bytes (shown in KB) or named units (candidates, texts). */
+type ProgressUnit = 'bytes' | { readonly plural: string };
+
 /**
- * A progress line on stderr for a long evaluation — bytes done, bytes/s, ETA — rewritten in place,
+ * A progress line on stderr for a long evaluation — done of total, rate, ETA — rewritten in place,
  * at most a few times a second. Only when stderr is a terminal, unless `--progress` asks for it
  * (then each update is its own line, for logs); stdout is never touched.
  */
-function progressLine(values: Values, name: string, total: number): { update: (bytes: number) => void; done: () => void } | undefined {
+function progressLine(
+  values: Values,
+  name: string,
+  total: number,
+  unit: ProgressUnit = 'bytes',
+): { update: (done: number) => void; done: () => void } | undefined {
   const tty = process.stderr.isTTY === true;
   if (!tty && !values.progress) return undefined;
   const started = performance.now();
   let last = 0;
-  const kb = (n: number) => `${(n / 1000).toFixed(1)} KB`;
-  const write = (bytes: number, final: boolean) => {
+  const amount = (n: number) => (unit === 'bytes' ? `${(n / 1000).toFixed(1)} KB` : `${n}`);
+  const per = unit === 'bytes' ? 'bytes/s' : `${unit.plural}/s`;
+  const write = (done: number, final: boolean) => {
     const seconds = (performance.now() - started) / 1000;
-    const rate = seconds > 0 ? bytes / seconds : 0;
-    const eta = rate > 0 && !final ? `, ETA ${Math.ceil((total - bytes) / rate)} s` : final ? `, ${seconds.toFixed(1)} s` : '';
-    const line = `${name}: ${kb(bytes)} of ${kb(total)}, ${Math.round(rate)} bytes/s${eta}`;
+    const rate = seconds > 0 ? done / seconds : 0;
+    const eta = rate > 0 && !final ? `, ETA ${Math.ceil((total - done) / rate)} s` : final ? `, ${seconds.toFixed(1)} s` : '';
+    const of = unit === 'bytes' ? `${amount(done)} of ${amount(total)}` : `${done} of ${total} ${unit.plural}`;
+    const line = `${name}: ${of}, ${rate >= 10 ? Math.round(rate) : rate.toFixed(1)} ${per}${eta}`;
     process.stderr.write(tty ? `\r\x1b[K${line}${final ? '\n' : ''}` : `${line}\n`);
   };
   return {
-    update: (bytes) => {
+    update: (done) => {
       const now = performance.now();
       if (now - last < (tty ? 250 : 5000)) return;
       last = now;
-      write(bytes, false);
+      write(done, false);
     },
     done: () => write(total, true),
   };
@@ -468,7 +479,9 @@ async function commandPatches(values: Values, out: string[], figures: Record<str
     const rows: Array<Array<string | number>> = [];
     const scriptRows: Array<Array<string | number>> = [];
     const results: Record<string, unknown>[] = [];
-    for (const s of texts) {
+    const progress = texts.length > 1 ? progressLine(values, 'patches', texts.length, { plural: 'texts' }) : undefined;
+    for (const [done, s] of texts.entries()) {
+      progress?.update(done);
       let bytes = s.bytes();
       if (maxBytes !== undefined) bytes = bytes.subarray(0, maxBytes);
       const result = await patcher.patch(bytes, options);
@@ -496,6 +509,7 @@ async function commandPatches(values: Values, out: string[], figures: Record<str
         scriptRows.push([s.name, sc.script, sc.bytes, sc.patches, sc.meanPatchSize, sc.startsOnWordStart, sc.startsInsideCharacter]);
       results.push({ source: s.name, ...r });
     }
+    progress?.done();
     const maxPatchLength = options.maxPatchLength ?? patcher.defaults.maxPatchLength;
     out.push(
       `patching: ${mode}${mode === 'entropy' || mode === 'monotonic' || mode === 'combined' ? `, threshold ${options.threshold ?? patcher.defaults.threshold}` : ''}${maxPatchLength ? `, max length ${maxPatchLength}` : ''}`,
@@ -522,7 +536,13 @@ async function commandCute(values: Values, out: string[], figures: Record<string
       shots: num(values, 'shots', true, 0) ?? 2,
       seed: num(values, 'seed', true, 0) ?? 0,
     });
-    const r = await evaluateCharacterTasks(loaded.model, items, { batchSize: num(values, 'batch-size', true, 1) ?? 16 });
+    const candidates = items.reduce((n, item) => n + item.candidates.length, 0);
+    const progress = progressLine(values, 'cute', candidates, { plural: 'candidates' });
+    const r = await evaluateCharacterTasks(loaded.model, items, {
+      batchSize: num(values, 'batch-size', true, 1) ?? 16,
+      ...(progress ? { onProgress: progress.update } : {}),
+    });
+    progress?.done();
     out.push(describe(loaded));
     const example = items[0]!;
     out.push(
@@ -559,11 +579,27 @@ async function commandNoise(values: Values, out: string[], figures: Record<strin
     for (const s of texts) {
       // Cut on a character boundary so the noise sees whole characters.
       const text = new TextDecoder().decode(s.bytes().subarray(0, maxBytes)).replace(/\uFFFD$/, '');
+      // One pass per noise kind and one clean: counted as passes over the text's bytes.
+      const passes = NOISE_KINDS.length + 1;
+      const textBytes = new TextEncoder().encode(text).length;
+      const progress = progressLine(values, s.name, passes * textBytes);
+      let finished = 0;
+      let lastRead = 0;
       const r = await evaluateNoiseRobustness(loaded.model, text, {
         seed,
         batchSize: num(values, 'batch-size', true, 1) ?? 8,
         ...(values.context ? { contextLength: num(values, 'context', true, 2)! } : {}),
+        ...(progress
+          ? {
+              onProgress: (read: number) => {
+                if (read < lastRead) finished++; // a new pass started
+                lastRead = read;
+                progress.update(Math.min(passes, finished + read / textBytes) * textBytes);
+              },
+            }
+          : {}),
       });
+      progress?.done();
       rows.push([s.name, 'clean', r.clean.bytes, r.clean.bitsPerByte, 1]);
       for (const n of r.noised) rows.push([s.name, n.kind, n.result.bytes, n.result.bitsPerByte, n.ratio]);
       results.push({

@@ -108,6 +108,7 @@ export function uniformByteModel(vocab = VOCAB_SIZE, maxContext = 1024): ByteSco
  * @param model - the model
  * @param rows - rows, each at most `model.maxContext` long
  * @param batchSize - rows per model call
+ * @param onProgress - called after each call with the rows scored so far
  * @returns per row, the log-probability of each target
  * @throws {EvalError} `INVALID_ARGUMENT` for an over-long or ragged row; `INVALID_MODEL_OUTPUT`
  *   when the model returns the wrong number of values, a non-finite value or a positive one
@@ -116,6 +117,7 @@ export async function scoreRows(
   model: ScoringModel,
   rows: readonly ScoringRow[],
   batchSize = 8,
+  onProgress?: (rowsScored: number) => void,
 ): Promise<Array<Float32Array | Float64Array>> {
   if (!Number.isSafeInteger(batchSize) || batchSize < 1)
     throw new EvalError('INVALID_ARGUMENT', `batchSize must be an integer >= 1, got ${String(batchSize)}`);
@@ -162,6 +164,7 @@ export async function scoreRows(
       }
       out.push(v);
     });
+    onProgress?.(out.length);
   }
   return out;
 }
