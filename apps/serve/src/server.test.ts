@@ -2,42 +2,13 @@ import type { AddressInfo } from 'node:net';
 import { request } from 'node:http';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ByteLatentTransformer, type BltArgs } from '@bytelatent/blt';
+import { ByteLatentTransformer } from '@bytelatent/blt';
 import { EntropyPatcher } from '@bytelatent/entropy-patcher';
 import { createApiServer } from './server.js';
 import { ModelService } from './model-service.js';
 import { createGenerator } from './generator.js';
 import { WEB_DIR } from './paths.js';
-
-const ARGS = {
-  vocab_size: 260,
-  dim_global: 32,
-  dim_local_encoder: 16,
-  dim_local_decoder: 16,
-  n_layers_global: 1,
-  n_layers_local_encoder: 1,
-  n_layers_local_decoder: 1,
-  n_heads_global: 2,
-  n_heads_local_encoder: 2,
-  n_heads_local_decoder: 2,
-  multiple_of: 16,
-  max_seqlen: 64,
-  max_encoder_seq_length: 64,
-  local_attention_window_len: 64,
-  attn_bias_type: 'block_causal',
-  patching_mode: 'entropy',
-  use_local_encoder_transformer: true,
-  cross_attn_encoder: true,
-  cross_attn_decoder: true,
-  cross_attn_init_by_pooling: true,
-  cross_attn_k: 2,
-  cross_attn_nheads: 2,
-  cross_attn_all_layers_decoder: true,
-  downsampling_by_pooling: 'max',
-  encoder_hash_byte_group_size: [3, 4],
-  encoder_hash_byte_group_vocab: 64,
-  encoder_hash_byte_group_nb_functions: 1,
-} as BltArgs;
+import { TINY_BLT_ARGS } from './test-fixtures.js';
 
 let base = '';
 let close: () => Promise<void>;
@@ -62,7 +33,7 @@ async function call(method: string, path: string, body?: string | object, header
 
 beforeAll(async () => {
   patcher = await EntropyPatcher.pretrained();
-  blt = new ByteLatentTransformer(ARGS, 1);
+  blt = new ByteLatentTransformer(TINY_BLT_ARGS, 1);
   const service = new ModelService(patcher, blt, createGenerator(blt, patcher), {
     backend: tf.getBackend(),
     patcherModel: 'pretrained',
