@@ -14,6 +14,7 @@ import { HttpError, badRequest, toHttpError } from './http-error.js';
 import type { ConcurrencyLimiter } from './limiter.js';
 import type { GenerateParams, GenerateResult, ModelService } from './model-service.js';
 import { Fields, readJsonBody } from './request.js';
+import { openEventStream, sendJson } from './response.js';
 import { DEFAULT_SAMPLING } from './sampling-defaults.js';
 
 /** What the OpenAI routes need from the server. */
@@ -101,15 +102,8 @@ export function openAiRoutes(ctx: OpenAiContext): Record<string, Record<string, 
           return;
         }
         await ctx.limiter.run(async () => {
-          res.writeHead(200, {
-            'Content-Type': 'text/event-stream; charset=utf-8',
-            'Cache-Control': 'no-cache',
-            Connection: 'keep-alive',
-            'X-Accel-Buffering': 'no',
-          });
-          const send = (data: unknown) => {
-            if (!res.writableEnded && !res.destroyed) res.write(`data: ${JSON.stringify(data)}\n\n`);
-          };
+          const event = openEventStream(res);
+          const send = (data: unknown) => event(JSON.stringify(data));
           const choice = (text: string, finishReason: string | null) => ({
             ...head,
             choices: [{ text, index: 0, logprobs: null, finish_reason: finishReason }],
@@ -119,7 +113,7 @@ export function openAiRoutes(ctx: OpenAiContext): Record<string, Record<string, 
             const r = await ctx.service.generate(request.params, signal, (chunk) => send(choice(chunk.text, null)));
             send(choice('', FINISH_REASON[r.finishReason]));
             if (request.includeUsage) send({ ...head, choices: [], usage: usage(r.bytes) });
-            if (!res.writableEnded && !res.destroyed) res.write('data: [DONE]\n\n');
+            event('[DONE]');
           } catch (e) {
             // The client went away: nobody to tell. Otherwise an error event, as OpenAI sends one mid-stream.
             if (!signal.aborted || signal.reason instanceof HttpError) send(toHttpError(e, signal).toJSON());
@@ -184,10 +178,4 @@ function readCompletionRequest(body: Record<string, unknown>, ctx: OpenAiContext
     includeUsage,
     echo: f.boolean('echo') ?? false,
   };
-}
-
-function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text) });
-  res.end(text);
 }

@@ -11,6 +11,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { extname, join, normalize, sep } from 'node:path';
 import { HttpError, toHttpError } from './http-error.js';
 import { modelIdFor, openAiRoutes } from './openai.js';
+import { openEventStream, sendJson } from './response.js';
 import { DEFAULT_SAMPLING } from './sampling-defaults.js';
 import { ConcurrencyLimiter } from './limiter.js';
 import { Fields, readJsonBody } from './request.js';
@@ -191,20 +192,12 @@ export function createApiServer(options: ServerOptions): { server: Server; limit
           return;
         }
         await limiter.run(async () => {
-          res.writeHead(200, {
-            'Content-Type': 'text/event-stream; charset=utf-8',
-            'Cache-Control': 'no-cache',
-            Connection: 'keep-alive',
-            'X-Accel-Buffering': 'no',
-          });
+          const send = openEventStream(res);
           try {
-            const done = await service.generate(params, signal, (chunk) => {
-              if (!res.writableEnded) res.write(`data: ${JSON.stringify(chunk)}\n\n`);
-            });
-            res.write(`event: done\ndata: ${JSON.stringify(done)}\n\n`);
+            const done = await service.generate(params, signal, (chunk) => send(JSON.stringify(chunk)));
+            send(JSON.stringify(done), 'done');
           } catch (e) {
-            const err = toHttpError(e, signal);
-            if (!res.writableEnded && !res.destroyed) res.write(`event: error\ndata: ${JSON.stringify(err.toJSON())}\n\n`);
+            send(JSON.stringify(toHttpError(e, signal).toJSON()), 'error');
           }
           res.end();
         }, signal);
@@ -270,12 +263,6 @@ export function createApiServer(options: ServerOptions): { server: Server; limit
   }
 
   return { server, limiter };
-}
-
-function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text), ...headers });
-  res.end(text);
 }
 
 /** Headers of every static response: cross-origin isolation lets the page use wasm threads and SharedArrayBuffer. */
@@ -374,15 +361,17 @@ async function serveStatic(root: string, pathname: string, req: IncomingMessage,
   const path = normalize(join(root, rel));
   // Never serve outside the public folder (../ tricks).
   if (!path.startsWith(normalize(root) + sep)) throw new HttpError(404, 'NOT_FOUND', `no file ${pathname}`);
+  // The validator first: a revalidated file is answered without reading it.
+  const info = await stat(path).catch(() => undefined);
+  if (!info?.isFile()) throw new HttpError(404, 'NOT_FOUND', `no file ${pathname}`);
+  const etag = fileEtag(info.size, info.mtimeMs);
+  if (answeredNotModified(req, res, etag)) return;
   let body: Buffer;
-  let info: Awaited<ReturnType<typeof stat>>;
   try {
-    [body, info] = await Promise.all([readFile(path), stat(path)]);
+    body = await readFile(path);
   } catch {
     throw new HttpError(404, 'NOT_FOUND', `no file ${pathname}`);
   }
-  const etag = fileEtag(info.size, info.mtimeMs);
-  if (answeredNotModified(req, res, etag)) return;
   res.writeHead(200, {
     'Content-Type': MIME[extname(path)] ?? 'application/octet-stream',
     'Content-Length': body.length,

@@ -6,7 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, modelFolderFromFiles, type BackendInfo } from '@bytelatent/nn';
-import type { GenerateChunk, GenerateParams, GenerateResult, PatchResponse, ScoreResponse } from '../src/model-service.js';
+import type { GenerateChunk, GenerateParams, GenerateResult, ModelService, PatchResponse, ScoreResponse } from '../src/model-service.js';
 import { createModelService, createModelServiceFromPretrained, type ModelIndex } from '../src/service-from-bytes.js';
 
 export type BrowserBackendChoice = 'auto' | 'webgpu' | 'wasm' | 'cpu';
@@ -82,14 +82,33 @@ function describeBackend(info: BackendInfo): string {
 }
 
 /**
- * Loads the models into this page on the chosen tfjs backend. `'auto'` takes WebGPU on a hardware
- * adapter, else wasm, else cpu (see initBackend); naming `'webgpu'` accepts a software adapter too,
- * so that it can be tried anywhere.
+ * Starts tfjs in the page on the chosen backend: `'auto'` takes WebGPU on a hardware adapter, else
+ * wasm, else cpu (see initBackend); naming `'webgpu'` accepts a software adapter too, so that it can
+ * be tried anywhere.
+ */
+function startBackend(backend: BrowserBackendChoice): Promise<BackendInfo> {
+  tf.env().set('PROD', true);
+  return initBackend({ backend, wasmPaths: new URL('wasm/', document.baseURI).href, allowSoftwareGpu: backend === 'webgpu' });
+}
+
+/** An engine over a model service running in this page. */
+function inPageEngine(service: ModelService, info: BackendInfo, loaded: string, started: number): Engine {
+  const never = new AbortController().signal;
+  return {
+    description: `Running in this browser on ${describeBackend(info)}; ${loaded} in ${Math.round(performance.now() - started)} ms.`,
+    detail: info.reason,
+    patch: (text, choice = {}) => service.patch(text, choice),
+    score: (text) => service.score(text, never),
+    generate: (params, onChunk) => service.generate(params, never, onChunk),
+  };
+}
+
+/**
+ * Loads the models the server hands out into this page on the chosen tfjs backend.
  */
 export async function createBrowserEngine(backend: BrowserBackendChoice, onProgress: (message: string) => void): Promise<Engine> {
-  tf.env().set('PROD', true);
   onProgress(`starting tfjs (${backend})…`);
-  const info = await initBackend({ backend, wasmPaths: new URL('wasm/', document.baseURI).href, allowSoftwareGpu: backend === 'webgpu' });
+  const info = await startBackend(backend);
   onProgress(`downloading the models for backend ${info.name}…`);
   const started = performance.now();
   const indexResponse = await fetch('models/index.json');
@@ -126,15 +145,7 @@ export async function createBrowserEngine(backend: BrowserBackendChoice, onProgr
     });
     loaded = `${((patcher.byteLength + blt.byteLength) / 1e6).toFixed(1)} MB of weights loaded`;
   }
-  const loadedMs = Math.round(performance.now() - started);
-  const never = new AbortController().signal;
-  return {
-    description: `Running in this browser on ${describeBackend(info)}; ${loaded} in ${loadedMs} ms.`,
-    detail: info.reason,
-    patch: (text, choice = {}) => service.patch(text, choice),
-    score: (text) => service.score(text, never),
-    generate: (params, onChunk) => service.generate(params, never, onChunk),
-  };
+  return inPageEngine(service, info, loaded, started);
 }
 
 /** Files of a model folder the loaders read: configurations and weights (as the server hands out). */
@@ -152,8 +163,7 @@ export async function createPickedFolderEngine(
   files: readonly File[],
   onProgress: (message: string) => void,
 ): Promise<Engine> {
-  tf.env().set('PROD', true);
-  const info = await initBackend({ backend, wasmPaths: new URL('wasm/', document.baseURI).href, allowSoftwareGpu: backend === 'webgpu' });
+  const info = await startBackend(backend);
   const started = performance.now();
   const wanted = files.filter((f) => MODEL_FILE.test(f.name));
   if (wanted.length === 0) throw new Error('the folder holds no configuration or weights file (.json, .safetensors, .pth)');
@@ -171,12 +181,5 @@ export async function createPickedFolderEngine(
     bltName: root,
     backend: info.name,
   });
-  const never = new AbortController().signal;
-  return {
-    description: `Running in this browser on ${describeBackend(info)}; ${root} (${layout} layout, ${(bytes / 1e6).toFixed(1)} MB from this computer) loaded in ${Math.round(performance.now() - started)} ms.`,
-    detail: info.reason,
-    patch: (text, choice = {}) => service.patch(text, choice),
-    score: (text) => service.score(text, never),
-    generate: (params, onChunk) => service.generate(params, never, onChunk),
-  };
+  return inPageEngine(service, info, `${root} (${layout} layout, ${(bytes / 1e6).toFixed(1)} MB from this computer) loaded`, started);
 }

@@ -10,7 +10,7 @@ import { writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { PRETRAINED_BLTS, pretrainedBltUrl, type PretrainedBltName } from '@bytelatent/blt';
+import { pretrainedBltUrl, type PretrainedBltName } from '@bytelatent/blt';
 import * as tf from '@tensorflow/tfjs-core';
 import { EntropyPatcher, pretrainedModelNamed, type PatchingMode } from '@bytelatent/entropy-patcher';
 import { initBackend, type BackendName } from '@bytelatent/nn';
@@ -207,15 +207,14 @@ async function loadModel(values: Values): Promise<LoadedModel> {
 const isUrl = (p: string) => /^https?:\/\//i.test(p);
 
 function shippedBltFolder(name: string): string {
-  if (!Object.hasOwn(PRETRAINED_BLTS, name)) {
-    throw new EvalError(
-      'INVALID_ARGUMENT',
-      `--model pretrained:${name}: no shipped BLT of that name (${Object.keys(PRETRAINED_BLTS)
-        .map((n) => `pretrained:${n}`)
-        .join(', ')})`,
-    );
+  let url: URL;
+  try {
+    url = pretrainedBltUrl(name as PretrainedBltName);
+  } catch (e) {
+    // An unknown name (the message lists the shipped ones) is a mistake on the command line.
+    throw new EvalError('INVALID_ARGUMENT', `--model pretrained:${name}: ${(e as Error).message}`);
   }
-  return fileURLToPath(pretrainedBltUrl(name as PretrainedBltName)).replace(/[\\/]+$/, '');
+  return fileURLToPath(url).replace(/[\\/]+$/, '');
 }
 
 /** A path the user gave, resolved against where they ran the command; URLs as they are. */
