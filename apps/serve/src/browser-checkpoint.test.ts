@@ -14,36 +14,9 @@ import { ByteLatentTransformer, saveBlt, type BltArgs } from '@bytelatent/blt';
 import { encode } from '@bytelatent/bytes';
 import { initBackend } from '@bytelatent/nn';
 import { browserAvailable, launchChromium } from './test-helpers.js';
+import { TINY_BLT_ARGS } from './test-fixtures.js';
 
-const ARGS = {
-  vocab_size: 260,
-  dim_global: 32,
-  dim_local_encoder: 16,
-  dim_local_decoder: 16,
-  n_layers_global: 1,
-  n_layers_local_encoder: 1,
-  n_layers_local_decoder: 1,
-  n_heads_global: 2,
-  n_heads_local_encoder: 2,
-  n_heads_local_decoder: 2,
-  multiple_of: 16,
-  max_seqlen: 64,
-  max_encoder_seq_length: 64,
-  local_attention_window_len: 64,
-  attn_bias_type: 'block_causal',
-  patching_mode: 'static',
-  use_local_encoder_transformer: true,
-  cross_attn_encoder: true,
-  cross_attn_decoder: true,
-  cross_attn_init_by_pooling: true,
-  cross_attn_k: 2,
-  cross_attn_nheads: 2,
-  cross_attn_all_layers_decoder: true,
-  downsampling_by_pooling: 'max',
-  encoder_hash_byte_group_size: [3, 4],
-  encoder_hash_byte_group_vocab: 64,
-  encoder_hash_byte_group_nb_functions: 1,
-} as BltArgs;
+const ARGS: BltArgs = { ...TINY_BLT_ARGS, patching_mode: 'static' };
 const SEED = 7;
 const CHECKS = fileURLToPath(new URL('../browser-checks', import.meta.url));
 const available = browserAvailable();

@@ -1,51 +1,24 @@
 // The web page on a folder model (`--model DIR`): in the browser it reads /models/index.json and runs
 // loadPretrained on the folder's URL — the same loader as the server — so patches and greedy bytes
 // equal the server's. Debian's Chromium through playwright-core, headless (see browser.test.ts).
-import { mkdtempSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser } from 'playwright-core';
-import { ByteLatentTransformer, savePretrained, type BltArgs } from '@bytelatent/blt';
+import { ByteLatentTransformer, savePretrained } from '@bytelatent/blt';
 import { EntropyModel, EntropyPatcher } from '@bytelatent/entropy-patcher';
 import { initBackend } from '@bytelatent/nn';
 import { loadServeModels } from './load-models.js';
 import { createApiServer } from './server.js';
 import { WEB_DIR } from './paths.js';
 import { browserAvailable, launchChromium } from './test-helpers.js';
+import { TINY_FOLDER_BLT_ARGS } from './test-fixtures.js';
 
 const available = browserAvailable(`${WEB_DIR}/index.html`);
 
-const ARGS = {
-  vocab_size: 260,
-  dim_global: 32,
-  dim_local_encoder: 16,
-  dim_local_decoder: 16,
-  n_layers_global: 1,
-  n_layers_local_encoder: 1,
-  n_layers_local_decoder: 1,
-  n_heads_global: 2,
-  n_heads_local_encoder: 2,
-  n_heads_local_decoder: 2,
-  ffn_dim_multiplier: 1.0,
-  max_seqlen: 256,
-  max_encoder_seq_length: 256,
-  local_attention_window_len: 256,
-  attn_bias_type: 'block_causal',
-  patching_mode: 'entropy',
-  use_local_encoder_transformer: true,
-  cross_attn_encoder: true,
-  cross_attn_decoder: true,
-  cross_attn_init_by_pooling: true,
-  cross_attn_k: 2,
-  cross_attn_nheads: 2,
-  cross_attn_all_layers_decoder: true,
-  downsampling_by_pooling: 'max',
-  encoder_hash_byte_group_size: [3, 4],
-  encoder_hash_byte_group_vocab: 64,
-  encoder_hash_byte_group_nb_functions: 1,
-} as BltArgs;
+const ARGS = { ...TINY_FOLDER_BLT_ARGS, max_seqlen: 256, max_encoder_seq_length: 256, local_attention_window_len: 256 };
 
 let base = '';
 let folder = '';
@@ -148,6 +121,15 @@ describe.skipIf(!available)('the web page on a folder model', () => {
       );
       await page.waitForFunction(() => document.getElementById('patches')!.dataset['ticket'] !== '1', null, { timeout: 60_000 });
       expect(await page.locator('#patches span').allTextContents()).toEqual(server.patches);
+      // A folder without model files is refused in the status line, saying why.
+      const notes = join(mkdtempSync(join(tmpdir(), 'serve-page-notes-')), 'notes');
+      mkdirSync(notes);
+      writeFileSync(join(notes, 'readme.txt'), 'not a model');
+      await page.setInputFiles('#folder', notes);
+      await page.waitForFunction(() => document.getElementById('status')!.dataset['state'] === 'error', null, { timeout: 60_000 });
+      expect(await page.textContent('#status')).toBe(
+        'could not load the folder: the folder holds no configuration or weights file (.json, .safetensors, .pth)',
+      );
       expect(errors).toEqual([]);
     } finally {
       await page.close();

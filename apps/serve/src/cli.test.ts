@@ -42,6 +42,7 @@ describe('bytelatent-serve CLI contract', () => {
       [['--max-queue', '-1'], /Option '--max-queue' argument is ambiguous\. Did you forget/, {}],
       [['--timeout-ms', ''], /--timeout-ms must be an integer >= 1, got ""/, {}],
       [['--backend', 'tpu'], /--backend must be one of auto, wasm, cpu, webgpu, got "tpu"/, {}],
+      [['--model-id', 'my model'], /--model-id must be 1 to 128 letters, digits, "_", "-", "\." or ":", got "my model"/, {}],
     ] as const) {
       const r = cli([...args], env);
       expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(2);

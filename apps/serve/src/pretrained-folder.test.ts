@@ -10,46 +10,19 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { ByteLatentTransformer, generate, loadPretrained, savePretrained, type BltArgs } from '@bytelatent/blt';
+import { ByteLatentTransformer, generate, loadPretrained, savePretrained } from '@bytelatent/blt';
 import { EntropyModel, EntropyPatcher, PATCHER_METADATA_KEY, type EntropyModelArgs } from '@bytelatent/entropy-patcher';
 import { initBackend } from '@bytelatent/nn';
 import { loadServeModels, type LoadedModels } from './load-models.js';
 import { createApiServer } from './server.js';
 import { createModelServiceFromPretrained } from './service-from-bytes.js';
+import { TINY_FOLDER_BLT_ARGS } from './test-fixtures.js';
 
 const CLI = resolve(dirname(fileURLToPath(import.meta.url)), '../dist/cli.js');
 /** Written by Meta's reference in the consolidated layout: blt/ (params.json + consolidated.pth) and entropy_model/ beside it. */
 const CONSOLIDATED = resolve(dirname(fileURLToPath(import.meta.url)), '../../../tools/golden/fixtures/layout-consolidated/pretrained');
 
-const ARGS = {
-  vocab_size: 260,
-  dim_global: 32,
-  dim_local_encoder: 16,
-  dim_local_decoder: 16,
-  n_layers_global: 1,
-  n_layers_local_encoder: 1,
-  n_layers_local_decoder: 1,
-  n_heads_global: 2,
-  n_heads_local_encoder: 2,
-  n_heads_local_decoder: 2,
-  ffn_dim_multiplier: 1.0,
-  max_seqlen: 64,
-  max_encoder_seq_length: 64,
-  local_attention_window_len: 64,
-  attn_bias_type: 'block_causal',
-  patching_mode: 'entropy',
-  use_local_encoder_transformer: true,
-  cross_attn_encoder: true,
-  cross_attn_decoder: true,
-  cross_attn_init_by_pooling: true,
-  cross_attn_k: 2,
-  cross_attn_nheads: 2,
-  cross_attn_all_layers_decoder: true,
-  downsampling_by_pooling: 'max',
-  encoder_hash_byte_group_size: [3, 4],
-  encoder_hash_byte_group_vocab: 64,
-  encoder_hash_byte_group_nb_functions: 1,
-} as BltArgs;
+const ARGS = TINY_FOLDER_BLT_ARGS;
 const ENTROPY_ARGS: EntropyModelArgs = {
   dim: 16,
   n_layers: 1,

@@ -31,3 +31,8 @@ export const TINY_BLT_ARGS = {
   encoder_hash_byte_group_vocab: 64,
   encoder_hash_byte_group_nb_functions: 1,
 } as BltArgs;
+
+const { multiple_of: _multipleOf, ...TINY_WITHOUT_MULTIPLE_OF } = TINY_BLT_ARGS;
+
+/** The same model with its feed-forward width from `ffn_dim_multiplier: 1.0` instead of `multiple_of` (the folder tests' model). */
+export const TINY_FOLDER_BLT_ARGS = { ...TINY_WITHOUT_MULTIPLE_OF, ffn_dim_multiplier: 1.0 } as BltArgs;

@@ -102,6 +102,7 @@ describe('bytelatent-eval', () => {
       [[], /INVALID_ARGUMENT: give a command: one of bpb, /],
       [['bpb'], /--file PATH or --udhr/],
       [['bpb', '--udhr', 'eng', '--max-bytes', 'lots'], /--max-bytes must be an integer >= 1, got "lots"/],
+      [['bpb', '--udhr', 'eng', '--model', 'pretrained:x'], /--model pretrained:x: no shipped BLT named "x" \(pretrained:demo\)/],
       [['patches', '--udhr', 'eng', '--mode', 'nope'], /--mode must be one of entropy, .*got "nope"/],
     ] as const) {
       const r = run(...args);
