@@ -114,6 +114,42 @@ describe('evaluateBitsPerByte', () => {
     expect(r.bitsPerByte).toBeCloseTo((oneShot.length * Math.log(vocab)) / (Math.LN2 * bytes.length), 12);
   });
 
+  it('windowBytes: each window is one row from BOS, byte and token models see the same bytes, every byte counted once', async () => {
+    const bytes = new TextEncoder().encode(TEXT);
+    const window = 48;
+    const byteModel = recordingModel(64);
+    const r = await evaluateBitsPerByte(byteModel, chunked(bytes, [13, 1, 99]), { windowBytes: window, batchSize: 3 });
+    expect([r.bytes, r.targets, r.rows]).toEqual([bytes.length, bytes.length, Math.ceil(bytes.length / window)]);
+    expect(r.bitsPerByte).toBeCloseTo(1 / Math.LN2, 12);
+    for (const [k, row] of byteModel.rows.entries()) {
+      const w = bytes.subarray(k * window, (k + 1) * window);
+      expect(Array.from(row.tokens)).toEqual([1, ...Array.from(w.subarray(0, -1), (b) => b + 4)]);
+      expect(Array.from(row.targets)).toEqual(Array.from(w, (b) => b + 4));
+    }
+    // A token model encodes each window on its own: its rows spell the same windows.
+    const tokenizer = BytePairTokenizer.train([TEXT], { merges: 40 });
+    const rows: Int32Array[] = [];
+    const tokenModel: TokenScoringModel = {
+      kind: 'token',
+      name: 'uniform-token',
+      maxContext: 64,
+      bosId: 1,
+      tokenizer,
+      logProbs: async (batch) => batch.map((row) => (rows.push(row.targets.slice()), new Float64Array(row.targets.length).fill(-1))),
+    };
+    const t = await evaluateBitsPerByte(tokenModel, bytes, { windowBytes: window });
+    expect(t.rows).toBe(r.rows);
+    for (const [k, targets] of rows.entries()) {
+      expect(Array.from(targets)).toEqual(Array.from(tokenizer.encode(bytes.subarray(k * window, (k + 1) * window))));
+    }
+    expect(t.targets).toBe(rows.reduce((n, x) => n + x.length, 0));
+    // A window that does not fit the context, or windows with a context or stride, are refused.
+    await expectCode(() => evaluateBitsPerByte(recordingModel(16), TEXT, { windowBytes: 17 }), 'INVALID_ARGUMENT');
+    await expectCode(() => evaluateBitsPerByte(recordingModel(64), TEXT, { windowBytes: 16, stride: 8 }), 'INVALID_ARGUMENT');
+    await expectCode(() => evaluateBitsPerByte(recordingModel(64), TEXT, { windowBytes: 0 }), 'INVALID_ARGUMENT');
+    await expectCode(() => evaluateBitsPerByte(recordingModel(64), '', { windowBytes: 16 }), 'EMPTY_INPUT');
+  });
+
   it('throws typed errors for empty input, bad options and malformed model output', async () => {
     await expectCode(() => evaluateBitsPerByte(uniformByteModel(), ''), 'EMPTY_INPUT');
     await expectCode(() => evaluateBitsPerByte(uniformByteModel(260, 16), TEXT, { contextLength: 17 }), 'INVALID_ARGUMENT');

@@ -41,6 +41,14 @@ export interface BitsPerByteOptions {
    * `contextLength / stride` times the cost).
    */
   readonly stride?: number;
+  /**
+   * Cut the source into windows of this many bytes (the last one may be shorter) and score each
+   * window on its own, as one row `BOS, encode(window)`: every model then predicts every byte from
+   * the same bytes before it, whatever its tokenizer, which is how models with different units are
+   * compared fairly. A window whose ids do not fit the model's context is refused. Excludes
+   * `contextLength` and `stride`.
+   */
+  readonly windowBytes?: number;
   /** Score only the first this many bytes of the source. */
   readonly maxBytes?: number;
   /** Called after each batch with the bytes read so far. */
@@ -117,7 +125,9 @@ class IdQueue {
  * Bits per byte of a model on a text, streamed. The text is read as `BOS, ids...` (no EOS: bits per
  * *byte*) and cut into rows of `contextLength` positions; row k + 1 starts with row k's last target,
  * so every id after BOS is predicted exactly once (the convention of `apps/train`'s held-out
- * evaluation). With a `stride` below the context, rows overlap and each id is still counted once. For a token model, all tokens' nats are summed and divided by the source's bytes.
+ * evaluation). With a `stride` below the context, rows overlap and each id is still counted once.
+ * With `windowBytes`, each window of that many bytes is a row of its own instead. For a token model,
+ * all tokens' nats are summed and divided by the source's bytes.
  *
  * @param model - any byte or token model
  * @param source - the text: a string, bytes, or chunks (e.g. `fs.createReadStream(path)`)
@@ -131,6 +141,7 @@ export async function evaluateBitsPerByte(
   source: ByteSource,
   options: BitsPerByteOptions = {},
 ): Promise<BitsPerByteResult> {
+  if (options.windowBytes !== undefined) return evaluateWindows(model, source, options);
   const context = options.contextLength ?? model.maxContext;
   checkInteger('contextLength', context, 2);
   if (context > model.maxContext)
@@ -144,8 +155,7 @@ export async function evaluateBitsPerByte(
   ids.push([model.bosId]);
   let pendingBytes: Uint8Array = new Uint8Array(0); // token models: bytes not yet encoded
   let bytes = 0;
-  let nats = 0;
-  let compensation = 0; // Kahan: thousands of rows of float32 terms add up without drift
+  const nats = new NatsSum();
   let targets = 0;
   let rowCount = 0;
   let queue: ScoringRow[] = [];
@@ -158,12 +168,7 @@ export async function evaluateBitsPerByte(
     if (queue.length === 0) return;
     const values = await scoreRows(model, queue, batchSize);
     for (const [r, v] of values.entries()) {
-      for (let t = skips[r]!; t < v.length; t++) {
-        const y = -v[t]! - compensation;
-        const s = nats + y;
-        compensation = s - nats - y;
-        nats = s;
-      }
+      nats.add(v.subarray(skips[r]!));
       targets += v.length - skips[r]!;
     }
     rowCount += queue.length;
@@ -206,11 +211,86 @@ export async function evaluateBitsPerByte(
   await flush();
   return {
     model: model.name,
-    bitsPerByte: bitsPerByte(Math.max(0, nats), bytes),
-    nats,
+    bitsPerByte: bitsPerByte(Math.max(0, nats.value), bytes),
+    nats: nats.value,
     bytes,
     targets,
     bytesPerTarget: bytes / targets,
     rows: rowCount,
+  };
+}
+
+/** Adds float32 terms to a float64 sum without drift (Kahan). */
+class NatsSum {
+  value = 0;
+  private compensation = 0;
+
+  add(terms: ArrayLike<number>): void {
+    for (let t = 0; t < terms.length; t++) {
+      const y = -terms[t]! - this.compensation;
+      const s = this.value + y;
+      this.compensation = s - this.value - y;
+      this.value = s;
+    }
+  }
+}
+
+/** {@link evaluateBitsPerByte} with `windowBytes`: one row `BOS, encode(window)` per window. */
+async function evaluateWindows(model: ScoringModel, source: ByteSource, options: BitsPerByteOptions): Promise<BitsPerByteResult> {
+  const window = checkInteger('windowBytes', options.windowBytes, 1);
+  if (options.contextLength !== undefined || options.stride !== undefined)
+    throw new EvalError('INVALID_ARGUMENT', 'windowBytes excludes contextLength and stride: each window is one row');
+  const batchSize = checkInteger('batchSize', options.batchSize ?? 8, 1);
+  const maxBytes = options.maxBytes === undefined ? Number.POSITIVE_INFINITY : checkInteger('maxBytes', options.maxBytes, 1);
+  const nats = new NatsSum();
+  let bytes = 0;
+  let targets = 0;
+  let rows = 0;
+  let queue: ScoringRow[] = [];
+  let pending: Uint8Array = new Uint8Array(0);
+  const flush = async () => {
+    if (queue.length === 0) return;
+    for (const v of await scoreRows(model, queue, batchSize)) {
+      nats.add(v);
+      targets += v.length;
+    }
+    rows += queue.length;
+    queue = [];
+    options.onProgress?.(bytes);
+  };
+  const addWindow = async (w: Uint8Array) => {
+    const encoded = model.kind === 'byte' ? encodeFor(model, w) : model.tokenizer.encode(w);
+    const ids = new Int32Array(encoded.length + 1);
+    ids[0] = model.bosId;
+    ids.set(encoded, 1);
+    const n = ids.length - 1;
+    if (n > model.maxContext)
+      throw new EvalError(
+        'INVALID_ARGUMENT',
+        `a window of ${w.length} bytes is ${n} positions for ${model.name}, over its context of ${model.maxContext}: use smaller windows`,
+      );
+    queue.push({ tokens: ids.subarray(0, n), targets: ids.subarray(1) });
+    if (queue.length >= batchSize) await flush();
+  };
+  for await (let chunk of chunksOf(source)) {
+    if (bytes >= maxBytes) break;
+    if (bytes + chunk.length > maxBytes) chunk = chunk.subarray(0, maxBytes - bytes);
+    bytes += chunk.length;
+    pending = concat(pending, chunk);
+    let at = 0;
+    for (; pending.length - at >= window; at += window) await addWindow(pending.subarray(at, at + window));
+    pending = pending.slice(at);
+  }
+  if (bytes === 0) throw new EvalError('EMPTY_INPUT', 'the source has no byte to score');
+  if (pending.length > 0) await addWindow(pending);
+  await flush();
+  return {
+    model: model.name,
+    bitsPerByte: bitsPerByte(Math.max(0, nats.value), bytes),
+    nats: nats.value,
+    bytes,
+    targets,
+    bytesPerTarget: bytes / targets,
+    rows,
   };
 }

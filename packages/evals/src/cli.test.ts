@@ -46,6 +46,12 @@ describe('bytelatent-eval', () => {
     expect(run('bpb', '--udhr', 'eng', '--max-bytes', '600', '--stride', '2000').stderr).toMatch(
       /--stride 2000 exceeds the context of 256/,
     );
+    const windows = run('bpb', '--udhr', 'eng', '--max-bytes', '600', '--window-bytes', '200', '--json');
+    expect(windows.code, windows.stderr).toBe(0);
+    expect(windows.json).toMatchObject({ command: 'bpb', windowBytes: 200, results: [{ bytes: 600, targets: 600 }] });
+    expect(run('bpb', '--udhr', 'eng', '--window-bytes', '200', '--stride', '100').stderr).toMatch(
+      /--window-bytes excludes --context and --stride/,
+    );
     // The other long commands too: candidates for cute, passes over the bytes for noise.
     expect(run('cute', '--per-task', '2', '--shots', '1', '--progress', '--json').stderr).toMatch(
       /^cute: (\d+) of \1 candidates, [\d.]+ candidates\/s, [\d.]+ s$/m,

@@ -65,6 +65,9 @@ options:
   --stride N              bpb: positions between row starts (default: the context, rows that do
                           not overlap); smaller slides the window, so every byte after the first
                           row is predicted with at least context - N bytes before it
+  --window-bytes N        bpb: score windows of N bytes, each a row of its own from BOS (every
+                          model then sees the same bytes before each byte, whatever its unit;
+                          excludes --context and --stride)
   --progress              progress on stderr (rate, ETA; bpb, noise, cute, patches) even when stderr
                           is not a terminal
   --max-bytes N           score only the first N bytes of each text (noise: default 16384)
@@ -104,6 +107,7 @@ const OPTIONS = {
   patcher: { type: 'string' },
   context: { type: 'string' },
   stride: { type: 'string' },
+  'window-bytes': { type: 'string' },
   progress: { type: 'boolean' },
   'max-bytes': { type: 'string' },
   'batch-size': { type: 'string' },
@@ -324,9 +328,12 @@ async function commandBpb(values: Values, out: string[], figures: Record<string,
   const maxBytes = num(values, 'max-bytes', true, 1);
   const givenContext = num(values, 'context', true, 2);
   const givenStride = num(values, 'stride', true, 1);
+  const windowBytes = num(values, 'window-bytes', true, 1);
+  if (windowBytes !== undefined && (givenContext !== undefined || givenStride !== undefined))
+    throw new EvalError('INVALID_ARGUMENT', '--window-bytes excludes --context and --stride: each window is one row');
   const loaded = await loadModel(values);
   try {
-    const context = givenContext ?? loaded.model.maxContext;
+    const context = givenContext ?? (windowBytes !== undefined ? Math.min(windowBytes, loaded.model.maxContext) : loaded.model.maxContext);
     const stride = givenStride ?? context;
     if (stride > context) throw new EvalError('INVALID_ARGUMENT', `--stride ${stride} exceeds the context of ${context}`);
     out.push(describe(loaded));
@@ -338,8 +345,7 @@ async function commandBpb(values: Values, out: string[], figures: Record<string,
       const total = Math.min(s.path ? statSync(s.path).size : s.bytes().length, maxBytes ?? Number.POSITIVE_INFINITY);
       const progress = progressLine(values, s.name, total);
       const r = await evaluateBitsPerByte(loaded.model, s.path ? createReadStream(s.path, { highWaterMark: 65536 }) : s.bytes(), {
-        contextLength: context,
-        stride,
+        ...(windowBytes !== undefined ? { windowBytes } : { contextLength: context, stride }),
         batchSize,
         ...(maxBytes !== undefined ? { maxBytes } : {}),
         ...(progress ? { onProgress: progress.update } : {}),
@@ -379,7 +385,12 @@ async function commandBpb(values: Values, out: string[], figures: Record<string,
         rows,
       ),
     );
-    Object.assign(figures, { command: 'bpb', ...modelFigures(loaded), context, stride, results });
+    Object.assign(figures, {
+      command: 'bpb',
+      ...modelFigures(loaded),
+      ...(windowBytes !== undefined ? { windowBytes } : { context, stride }),
+      results,
+    });
   } finally {
     loaded.dispose();
   }
