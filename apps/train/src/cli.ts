@@ -91,12 +91,14 @@ bytelatent-eval --model); with --layout hub|transformers, --out DIR is a folder 
 layout (the entropy model and the run's patching settings included) that loadPretrained, Meta's
 reference and transformers read; --dtype F32 (default) | BF16 | F16.
 
-study (issue 7: BLT entropy/static/space patching, BPE and byte transformers at equal training
-FLOPs, measured with @bytelatent/evals; finished runs are skipped, interrupted ones resume):
+study (BLT entropy/static/space patching, BPE and byte transformers at equal training FLOPs,
+measured with @bytelatent/evals; finished runs are skipped, interrupted ones resume):
   --out DIR               run folders (default runs/study)
   --docs DIR              report: study.md, study-bpb-vs-flops.svg, study.json (default docs)
   --arm ID                train only this arm (repeatable): ${STUDY_ARMS.join(', ')}
   --budget FLOPS          training FLOPs per arm (default ${DEFAULT_STUDY.budgetFlops.toExponential(0)}); a new budget is a new study folder
+  --seeds N,N,...         train every arm once per seed (default ${DEFAULT_STUDY.seeds.join(',')}); the report gives
+                          mean ± standard deviation; runs of other seeds are kept
   --quick                 a tiny study (smoke test, seconds)`;
 
 const OPTIONS = {
@@ -136,6 +138,7 @@ const OPTIONS = {
   arm: { type: 'string', multiple: true },
   quick: { type: 'boolean' },
   budget: { type: 'string' },
+  seeds: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean' },
 } as const;
@@ -144,6 +147,14 @@ function version(): string {
   // Relative to this module, so it is right wherever the app is installed (dist/ sits beside package.json).
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
   return pkg.version;
+}
+
+/** `--seeds 0,1,2`: distinct integers >= 0. */
+function seedList(text: string): number[] {
+  const seeds = text.split(',').map((x) => Number(x.trim()));
+  if (seeds.length === 0 || seeds.some((x) => !Number.isInteger(x) || x < 0) || new Set(seeds).size !== seeds.length)
+    throw new TrainError('INVALID_ARGUMENT', `--seeds must be distinct integers >= 0 separated by commas, got ${text}`);
+  return seeds;
 }
 
 function numberFlag(name: string, value: string | undefined, integer: boolean): number | undefined {
@@ -205,6 +216,7 @@ async function main(argv: string[]): Promise<number> {
       settings: {
         ...(values.quick ? QUICK_STUDY : DEFAULT_STUDY),
         ...(values.budget !== undefined ? { budgetFlops: numberFlag('budget', values.budget, false)! } : {}),
+        ...(values.seeds !== undefined ? { seeds: seedList(values.seeds) } : {}),
       },
       outDir: resolve(userCwd, values.out ?? join('runs', 'study')),
       docsDir: resolve(userCwd, values.docs ?? 'docs'),

@@ -29,7 +29,8 @@ const COMMON = {
   evalBytesPerFile: 16_384,
 } as const;
 
-function entropyArgs(dim: number, layers: number, seqLen: number): EntropyModelArgs {
+/** An entropy model of width `dim` and `layers` layers over rows of `seqLen` bytes (the presets' family). */
+export function entropyArgs(dim: number, layers: number, seqLen: number): EntropyModelArgs {
   return {
     dim,
     n_layers: layers,

@@ -203,6 +203,24 @@ export async function buildTrainable(config: RunConfig, options: { cacheDir: str
   return new BltTrainable(start?.blt ?? (config.model as BltArgs), config.seed, rowPatcher);
 }
 
+/**
+ * The entropy model of an entropy-model run's checkpoint (the caller owns it).
+ *
+ * @throws {TrainError} `CHECKPOINT_INVALID` when the run is not an entropy-model run
+ */
+export async function loadEntropyRun(runDir: string): Promise<EntropyModel> {
+  const { state, file } = await readCheckpoint(join(runDir, CHECKPOINT_FILE));
+  if (state.kind !== 'entropy') throw new TrainError('CHECKPOINT_INVALID', `${runDir} trains a ${state.kind} model, not an entropy model`);
+  const model = new EntropyModel(state.config['model'] as EntropyModelArgs);
+  try {
+    loadReferenceWeights(model.registry, file, { prefix: 'model.' });
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
+  return model;
+}
+
 export interface ExportPatcherOptions {
   /** A run folder of an entropy-model run. */
   readonly runDir: string;
@@ -231,13 +249,8 @@ export async function exportPatcher(options: ExportPatcherOptions): Promise<{
   bytes: number;
   file: string;
 }> {
-  const { state, file } = await readCheckpoint(join(options.runDir, CHECKPOINT_FILE));
-  if (state.kind !== 'entropy')
-    throw new TrainError('CHECKPOINT_INVALID', `${options.runDir} trains a ${state.kind} model, not an entropy model`);
-  const args = state.config['model'] as EntropyModelArgs;
-  const model = new EntropyModel(args);
+  const model = await loadEntropyRun(options.runDir);
   try {
-    loadReferenceWeights(model.registry, file, { prefix: 'model.' });
     const patcher = EntropyPatcher.fromModel(model, { mode: 'entropy' });
     const texts = await Promise.all(options.calibrationFiles.map((f) => readFile(f)));
     options.onLog?.(`calibrating the threshold on ${texts.length} files (${texts.reduce((s, t) => s + t.length, 0)} bytes)`);
