@@ -331,14 +331,7 @@ export class EntropyModel {
    */
   async entropies(rows: readonly ArrayLike<number>[], helpers?: ContextHelpers): Promise<Float32Array[]> {
     const out = rows.map((r) => new Float32Array(r.length));
-    const contexts: Array<{ row: number; start: number; ids: ArrayLike<number> }> = [];
-    rows.forEach((r, row) => {
-      if (r.length === 0) throw new PatcherError('EMPTY_INPUT', `row ${row} is empty`);
-      for (let start = 0; start < r.length; start += this.args.maxSeqLen) {
-        const end = Math.min(start + this.args.maxSeqLen, r.length);
-        contexts.push({ row, start, ids: Array.prototype.slice.call(r, start, end) as number[] });
-      }
-    });
+    const contexts = this.contextsOf(rows);
     // Contexts go through the model a few at a time, so a huge input never holds more than
     // CONTEXT_BATCH contexts of activations (per thread). Smaller groups, to share a short input
     // between threads, measured slower than one thread: the model's cost per call dominates.
@@ -387,6 +380,40 @@ export class EntropyModel {
     const settled = await Promise.allSettled(remote);
     if (failed) throw failure;
     for (const result of settled) if (result.status === 'rejected') throw result.reason;
+    return out;
+  }
+
+  /** Every row cut into contexts of at most `maxSeqLen` ids, each run on its own (see {@link entropies}). */
+  private contextsOf(rows: readonly ArrayLike<number>[]): Array<{ row: number; start: number; ids: ArrayLike<number> }> {
+    const contexts: Array<{ row: number; start: number; ids: ArrayLike<number> }> = [];
+    rows.forEach((r, row) => {
+      if (r.length === 0) throw new PatcherError('EMPTY_INPUT', `row ${row} is empty`);
+      for (let start = 0; start < r.length; start += this.args.maxSeqLen) {
+        const end = Math.min(start + this.args.maxSeqLen, r.length);
+        contexts.push({ row, start, ids: Array.prototype.slice.call(r, start, end) as number[] });
+      }
+    });
+    return contexts;
+  }
+
+  /**
+   * The id the model predicts next (the argmax of its logits; the first on ties, as torch's max)
+   * at every position, per row, rows cut into contexts as {@link entropies} does. A model trained to
+   * predict the BPE delimiter drives the `'bpe-patcher'` rule (the reference's `apply_bpe_patcher`).
+   *
+   * @param rows - token ids per row (any length)
+   * @returns one Int32Array per row, of the row's length
+   */
+  async predictions(rows: readonly ArrayLike<number>[]): Promise<Int32Array[]> {
+    const out = rows.map((r) => new Int32Array(r.length));
+    for (const c of this.contextsOf(rows)) {
+      const ids = tf.tidy(() => tf.argMax(this.logits([c.ids]), -1));
+      try {
+        out[c.row]!.set((await ids.data()) as Int32Array, c.start);
+      } finally {
+        ids.dispose();
+      }
+    }
     return out;
   }
 

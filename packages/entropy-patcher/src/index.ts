@@ -17,10 +17,12 @@ export {
   type StreamedPatchBatch,
 } from './patcher.js';
 export {
+  BPE_DELIMITER_ID,
   calibrateThreshold,
   decoderPatchIdsFromLengths,
   findPatchBoundaries,
   patchIdsFromLengths,
+  patchingSignal,
   splitLongPatches,
   StreamingPatcher,
   type StreamedPatches,

@@ -22,6 +22,7 @@ import {
   calibrateThreshold,
   decoderPatchIdsFromLengths,
   findPatchBoundaries,
+  patchingSignal,
   patchIdsFromLengths,
   StreamingPatcher,
 } from './patching.js';
@@ -104,8 +105,13 @@ export interface PatchSegment {
 export interface PatchResult {
   /** The token ids the entropy model read: `[BOS] bytes+4` (no EOS, as for generation). */
   readonly tokens: Int32Array;
-  /** Next-byte entropy in nats at every token position. */
+  /** Next-byte entropy in nats at every token position (zeros for the rules that read none). */
   readonly entropies: Float32Array;
+  /**
+   * `'bpe-patcher'` only: at each position t >= 1, the id the model predicts after reading tokens
+   * 1..t (the reference feeds it the row without BOS); -1 at position 0.
+   */
+  readonly predictions?: Int32Array;
   /** Patch lengths after the max-length split; sum = tokens + 1 with `includeNextToken`. */
   readonly patchLengths: Int32Array;
   /** Start position of each patch. */
@@ -215,7 +221,17 @@ function argsFromMetadata(file: SafetensorsFile): EntropyModelArgs | undefined {
   return value as EntropyModelArgs;
 }
 
-const DEFAULT_MODES: readonly string[] = ['entropy', 'monotonic', 'combined', 'space', 'static', 'byte'];
+const DEFAULT_MODES: readonly string[] = [
+  'entropy',
+  'monotonic',
+  'combined',
+  'entropy-top-k',
+  'space',
+  'static',
+  'byte',
+  'bpe',
+  'bpe-patcher',
+];
 
 /**
  * The patcher defaults stored in a file, checked field by field when the file is loaded (a bad value
@@ -240,7 +256,13 @@ function defaultsFromMetadata(file: SafetensorsFile): PatcherDefaults {
     if (d[k] !== undefined && (typeof d[k] !== 'number' || !Number.isFinite(d[k])))
       throw bad(`${k} must be a finite number, got ${shown(k)}`);
   }
-  for (const k of ['patchSize', 'maxPatchLength']) {
+  // patchSize: bytes per static patch (an integer), or the mean aimed at by 'entropy-top-k' (any number > 0).
+  if (
+    d['patchSize'] !== undefined &&
+    (typeof d['patchSize'] !== 'number' || !((d['patchSize'] as number) > 0) || !Number.isFinite(d['patchSize']))
+  )
+    throw bad(`patchSize must be a number > 0, got ${shown('patchSize')}`);
+  for (const k of ['maxPatchLength']) {
     if (d[k] !== undefined && (typeof d[k] !== 'number' || !Number.isInteger(d[k]) || (d[k] as number) < 1))
       throw bad(`${k} must be an integer >= 1, got ${shown(k)}`);
   }
@@ -507,25 +529,45 @@ export class EntropyPatcher {
       }
       return tokens;
     });
-    const needsModel = merged.mode === 'entropy' || merged.mode === 'monotonic' || merged.mode === 'combined';
+    const signal = patchingSignal(merged.mode);
     const nonEmpty = rows.filter((r) => r.length > 0);
-    const computed = needsModel && nonEmpty.length > 0 ? await this.model.entropies(nonEmpty, this.workers) : [];
+    const computed = signal === 'entropies' && nonEmpty.length > 0 ? await this.model.entropies(nonEmpty, this.workers) : [];
+    const predicted = signal === 'predictions' && nonEmpty.length > 0 ? await this.bpePredictions(nonEmpty) : [];
     let next = 0;
     return rows.map((tokens) => {
-      const entropies = needsModel && tokens.length > 0 ? computed[next++]! : new Float32Array(tokens.length);
-      const b = findPatchBoundaries(tokens, needsModel ? entropies : undefined, merged);
+      const entropies = signal === 'entropies' && tokens.length > 0 ? computed[next]! : new Float32Array(tokens.length);
+      const predictions = signal === 'predictions' && tokens.length > 0 ? predicted[next] : undefined;
+      if (tokens.length > 0) next++;
+      const b = findPatchBoundaries(tokens, signal === 'entropies' ? entropies : predictions, merged);
       const n = tokens.length;
       const patchIds = patchIdsFromLengths(b.patchLengths, n);
       const decoderPatchIds = decoderPatchIdsFromLengths(b.patchLengths, n);
       return {
         tokens,
         entropies,
+        ...(predictions ? { predictions } : {}),
         ...b,
         patchIds,
         decoderPatchIds,
         options: merged,
         segments: () => segmentsOf(tokens, b.patchStarts, b.patchLengths, bos),
       };
+    });
+  }
+
+  /**
+   * What a BPE patcher model predicts along each row, aligned as {@link PatchResult.predictions}:
+   * the reference's `find_bpe_patcher_patch_start_ids` runs the model on `tokens[:, 1:]`.
+   */
+  private async bpePredictions(rows: readonly Int32Array[]): Promise<Int32Array[]> {
+    const shifted = rows.map((r) => r.subarray(1));
+    const withTokens = shifted.filter((r) => r.length > 0);
+    const predicted = withTokens.length > 0 ? await this.model.predictions(withTokens) : [];
+    let next = 0;
+    return shifted.map((r) => {
+      const out = new Int32Array(r.length + 1).fill(-1);
+      if (r.length > 0) out.set(predicted[next++]!, 1);
+      return out;
     });
   }
 
@@ -545,7 +587,10 @@ export class EntropyPatcher {
   ): AsyncGenerator<StreamedPatchBatch, void, undefined> {
     const { bos = true, ...rest } = options;
     const merged = { mode: 'entropy' as PatchingMode, includeNextToken: true, ...this.defaults, ...rest };
-    const needsModel = merged.mode === 'entropy' || merged.mode === 'monotonic' || merged.mode === 'combined';
+    const signal = patchingSignal(merged.mode);
+    if (signal === 'predictions')
+      throw new PatcherError('INVALID_ARGUMENT', "mode 'bpe-patcher' is not streamed (its model reads the row without BOS): use patch()");
+    const needsModel = signal === 'entropies';
     const streaming = new StreamingPatcher(merged);
     const context = needsModel ? this.model.maxSeqLen : 4096;
     let pending: number[] = bos ? [encode('', { bos: true, eos: false })[0]!] : [];

@@ -1,15 +1,21 @@
 import { PatcherError } from './errors.js';
 
 /**
- * How a row is cut into patches (spec §3):
+ * How a row is cut into patches (spec §3; the reference's `Patcher.patch` in bytelatent/data/patcher.py):
  * - `'entropy'`: a patch starts after every position whose entropy is above a global threshold (§3.3);
  * - `'monotonic'`: ... whose entropy rose by more than a relative threshold (§3.4);
  * - `'combined'`: both the global and the relative test must pass (§3.5);
+ * - `'entropy-top-k'`: no threshold: the ⌊N / patchSize⌋ − 2 positions of highest entropy start
+ *   patches (the reference's entropy mode with `threshold=None`, `find_entropy_patch_start_ids`);
  * - `'space'`: a patch ends at the first space-like byte of a run (§3.7);
  * - `'static'`: fixed-size patches, the first one forced to a single token (§3.7, §14.10);
- * - `'byte'`: one patch per token (§3.7).
+ * - `'byte'`: one patch per token (§3.7);
+ * - `'bpe'`: a patch ends at each BPE delimiter token (id 3) that the BPE-delimiter tokenizer put
+ *   before every BPE token (`find_bpe_delim_patch_start_ids`; `@bytelatent/bytes` `encodeWithBpeDelimiters`);
+ * - `'bpe-patcher'`: a patch starts after every position where a model trained to predict those
+ *   delimiters predicts one (`find_bpe_patcher_patch_start_ids`; the signal is its argmax id).
  */
-export type PatchingMode = 'entropy' | 'monotonic' | 'combined' | 'space' | 'static' | 'byte';
+export type PatchingMode = 'entropy' | 'monotonic' | 'combined' | 'entropy-top-k' | 'space' | 'static' | 'byte' | 'bpe' | 'bpe-patcher';
 
 /** Options of {@link findPatchBoundaries}. Options a mode does not use are ignored (except as noted). */
 export interface PatchOptions {
@@ -22,7 +28,11 @@ export interface PatchOptions {
   readonly threshold?: number;
   /** `'combined'` mode: the relative threshold (the reference's `threshold_add`). Required there. */
   readonly thresholdAdd?: number;
-  /** `'static'` mode: k tokens per patch (the reference's `patch_size`), an integer >= 1. */
+  /**
+   * `'static'` mode: k tokens per patch (the reference's `patch_size`), an integer >= 1.
+   * `'entropy-top-k'`: the mean patch size aimed at, a number > 0: a row of N tokens gets
+   * ⌊N / patchSize⌋ − 2 entropy-chosen starts besides 0 and 1 (none when that is below 1).
+   */
   readonly patchSize?: number;
   /** Split every patch longer than this (spec §3.8) after any mode; an integer >= 1. Default: no cap. */
   readonly maxPatchLength?: number;
@@ -76,10 +86,23 @@ export interface Calibration {
   readonly bytes: number;
 }
 
-const MODES: ReadonlySet<string> = new Set<PatchingMode>(['entropy', 'monotonic', 'combined', 'space', 'static', 'byte']);
+const MODES: ReadonlySet<string> = new Set<PatchingMode>([
+  'entropy',
+  'monotonic',
+  'combined',
+  'entropy-top-k',
+  'space',
+  'static',
+  'byte',
+  'bpe',
+  'bpe-patcher',
+]);
 
 /** Token ids below this are special (BOE 0, BOS 1, EOS 2, BPE 3); byte b has id b + 4. */
 const OFFSET = 4;
+
+/** The BPE delimiter token (the reference's `BPE_ID`, bytelatent/tokenizers/constants.py). */
+export const BPE_DELIMITER_ID = 3;
 
 /** Options after validation, with defaults filled in. */
 interface Resolved {
@@ -147,6 +170,12 @@ function resolveOptions(options: PatchOptions): Resolved {
     }
     patchSize = k;
   }
+  if (mode === 'entropy-top-k') {
+    const k = options.patchSize;
+    if (typeof k !== 'number' || !Number.isFinite(k) || k <= 0)
+      throw invalid(`mode 'entropy-top-k' needs patchSize (the mean patch size aimed at) to be a number > 0, got ${show(k)}`);
+    patchSize = k;
+  }
   return {
     mode: mode as PatchingMode,
     threshold,
@@ -167,9 +196,18 @@ function checkTokens(tokens: ArrayLike<number>): number {
   return tokens.length;
 }
 
-/** Whether `mode` reads entropies (and so needs them). */
+/**
+ * What `mode` reads besides the tokens, one value per token: `'entropies'` (nats) for the entropy
+ * rules, `'predictions'` (the BPE patcher model's argmax id) for `'bpe-patcher'`, else nothing.
+ */
+export function patchingSignal(mode: PatchingMode): 'entropies' | 'predictions' | undefined {
+  if (mode === 'entropy' || mode === 'monotonic' || mode === 'combined' || mode === 'entropy-top-k') return 'entropies';
+  return mode === 'bpe-patcher' ? 'predictions' : undefined;
+}
+
+/** Whether `mode` reads entropies or predictions (and so needs them). */
 function usesEntropies(mode: PatchingMode): boolean {
-  return mode === 'entropy' || mode === 'monotonic' || mode === 'combined';
+  return patchingSignal(mode) !== undefined;
 }
 
 /**
@@ -185,7 +223,7 @@ function checkInputs(
   offset: number,
 ): ArrayLike<number> | undefined {
   if (usesEntropies(o.mode)) return checkEntropies(entropies, tokens.length, where, offset);
-  if (o.mode === 'space') {
+  if (o.mode === 'space' || o.mode === 'bpe') {
     for (let i = 0; i < tokens.length; i++) {
       if (!Number.isInteger(tokens[i])) {
         const at = offset === 0 ? '' : ` (position ${offset + i})`;
@@ -328,8 +366,51 @@ function scanCandidates(
       for (let i = 0; i < count; i++) out[k++] = offset + i + 1;
       break;
     }
+    case 'bpe': {
+      // The delimiter is the last token of its patch: t+1 starts one when token t is a delimiter.
+      // The reference tests tokens[:, :-1] only, so the row's last token never starts the next slot;
+      // findStarts drops that candidate (the rule cannot be streamed for that reason).
+      for (let i = 0; i < count; i++) {
+        const t = offset + i;
+        if (t === 0 || tokens[i] === BPE_DELIMITER_ID) out[k++] = t + 1;
+      }
+      break;
+    }
+    case 'bpe-patcher': {
+      // h[t] is the id the patcher model predicts after reading tokens 1..t (the reference feeds it
+      // the row without its first token): a predicted delimiter starts a patch at t+1.
+      for (let i = 0; i < count; i++) {
+        const t = offset + i;
+        if (t === 0 || h![i] === BPE_DELIMITER_ID) out[k++] = t + 1;
+      }
+      break;
+    }
+    case 'entropy-top-k':
+      // A global choice over the whole row: findStarts computes it (never streamed).
+      throw invalid("mode 'entropy-top-k' chooses its starts over the whole row: use findPatchBoundaries");
   }
   return k;
+}
+
+/**
+ * `'entropy-top-k'` (the reference's `find_entropy_patch_start_ids` with `threshold=None`): starts
+ * 0 and 1, then t+1 for the k = ⌊N / patchSize⌋ − 2 positions t >= 1 of highest float32 entropy,
+ * in increasing order. Equal entropies are taken from the lower position first (torch's topk leaves
+ * that order unspecified). Writes into `starts` and returns the count.
+ */
+function topKStarts(h: ArrayLike<number>, patchSize: number, starts: Int32Array): number {
+  const n = h.length;
+  starts[0] = 0;
+  starts[1] = 1;
+  let count = 2;
+  const k = Math.min(n - 1, Math.floor(n / patchSize) - 2);
+  if (k <= 0) return count;
+  const positions = Int32Array.from({ length: n - 1 }, (_, i) => i + 1);
+  const value = (t: number) => Math.fround(h[t]!);
+  positions.sort((a, b) => value(b) - value(a) || a - b);
+  const chosen = positions.subarray(0, k).sort();
+  for (const t of chosen) starts[count++] = t + 1;
+  return count;
 }
 
 /**
@@ -357,10 +438,11 @@ function forcedStart(o: Resolved, p: number): boolean {
  */
 function findStarts(tokens: ArrayLike<number>, h: ArrayLike<number> | undefined, o: Resolved, starts: Int32Array): number {
   starts[0] = 0;
-  const k = scanCandidates(o, tokens, h, 0, newCarry(), starts, 1);
+  const k = o.mode === 'entropy-top-k' ? topKStarts(h!, o.patchSize, starts) : scanCandidates(o, tokens, h, 0, newCarry(), starts, 1);
   // Without the next slot a candidate at N would open an empty patch: the reference drops the last
-  // mask column (entropy modes) or trims the zero length (space, static, byte).
-  return !o.includeNextToken && starts[k - 1] === tokens.length ? k - 1 : k;
+  // mask column (entropy modes) or trims the zero length (space, static, byte, top-k). The BPE
+  // rule never starts one at N: it reads tokens[:, :-1].
+  return (!o.includeNextToken || o.mode === 'bpe') && starts[k - 1] === tokens.length ? k - 1 : k;
 }
 
 /** Cumulative starts of `lengths`: first, first+L0, first+L0+L1, … (one per length). */
@@ -518,6 +600,10 @@ export class StreamingPatcher {
   constructor(options: PatchOptions) {
     this.options = resolveOptions(options);
     this.cap = this.options.maxPatchLength ?? Infinity;
+    // 'entropy-top-k' ranks the whole row; 'bpe' needs to know the row's last token (a final
+    // delimiter starts nothing): neither decides a patch from the tokens seen so far.
+    if (this.options.mode === 'entropy-top-k' || this.options.mode === 'bpe')
+      throw invalid(`mode '${this.options.mode}' decides patches over the whole row and cannot be streamed: use findPatchBoundaries`);
   }
 
   /** Tokens received so far in the current row (0 after {@link finish}). */

@@ -132,10 +132,10 @@ describe('EntropyPatcher.fromPretrained errors name the file and the field', () 
     expect(e.message).toMatch(/sdpa\/blt-entropy: entropy model args: attn_impl "sdpa" cannot build the local_block_causal mask/);
     const ent = copy('layout-consolidated/pretrained/entropy_model', 'bpe/entropy_model');
     const params = JSON.parse(readFileSync(join(ent, 'params.json'), 'utf8')) as { data: { patcher_args: Record<string, unknown> } };
-    params.data.patcher_args['patching_mode'] = 'bpe';
+    params.data.patcher_args['patching_mode'] = 'wordpiece';
     writeFileSync(join(ent, 'params.json'), JSON.stringify(params));
     e = await error(ent);
     expect(e.code).toBe('CONFIG_MISMATCH');
-    expect(e.message).toMatch(/params\.json data\.patcher_args: patching_mode "bpe" is not supported/);
+    expect(e.message).toMatch(/params\.json data\.patcher_args: patching_mode "wordpiece" is not supported/);
   });
 });

@@ -27,6 +27,7 @@ export const RELEASED_ENTROPY_WINDOW = 512;
 const REFERENCE_PATCHER_DEFAULTS = {
   patching_mode: 'entropy',
   threshold: 1.335442066192627,
+  patch_size: 4.5,
   threshold_add: null,
   max_patch_length: null,
   monotonicity: false,
@@ -65,7 +66,7 @@ function asPatcherError(e: unknown): unknown {
  * @param raw - the reference's fields: `patching_mode`, `threshold`, `threshold_add`, `monotonicity`,
  *   `max_patch_length`, `patch_size`
  * @param where - file and field, for messages
- * @throws {PatcherError} `CONFIG_MISMATCH` naming the field for a mode we do not have (`bpe`) or a bad value
+ * @throws {PatcherError} `CONFIG_MISMATCH` naming the field for a mode we do not have or a bad value
  */
 export function patcherDefaultsFromReference(raw: Readonly<Record<string, unknown>>, where: string): PatcherDefaults {
   const bad = (field: string, why: string) => new PatcherError('CONFIG_MISMATCH', `${where}: ${field} ${why}`);
@@ -86,24 +87,37 @@ export function patcherDefaultsFromReference(raw: Readonly<Record<string, unknow
   let ourMode: PatchingMode;
   switch (mode) {
     case 'entropy':
-      ourMode = a.monotonicity ? 'monotonic' : thresholdAdd !== undefined ? 'combined' : 'entropy';
+      // find_entropy_patch_start_ids: without a threshold the patch count comes from patch_size (top-k);
+      // else monotonicity first, then threshold_add.
+      ourMode =
+        threshold === undefined ? 'entropy-top-k' : a.monotonicity ? 'monotonic' : thresholdAdd !== undefined ? 'combined' : 'entropy';
       break;
     case 'space':
     case 'static':
     case 'byte':
+    case 'bpe':
       ourMode = mode;
       break;
+    case 'bpe_patcher':
+      ourMode = 'bpe-patcher';
+      break;
     default:
-      throw bad('patching_mode', `${JSON.stringify(mode)} is not supported (entropy, space, static or byte)`);
+      throw bad('patching_mode', `${JSON.stringify(mode)} is not supported (entropy, space, static, byte, bpe or bpe_patcher)`);
   }
   const patchSize = num('patch_size', a['patch_size']);
+  if ((ourMode === 'static' || ourMode === 'entropy-top-k') && !(patchSize !== undefined && patchSize > 0))
+    throw bad(
+      'patch_size',
+      `must be a number > 0 for ${ourMode === 'static' ? 'static patching' : 'entropy patching without a threshold'}, got ${JSON.stringify(a['patch_size'])}`,
+    );
   return {
     mode: ourMode,
     ...(threshold !== undefined ? { threshold } : {}),
     ...(ourMode === 'combined' ? { thresholdAdd } : {}),
     ...(maxPatchLength !== undefined ? { maxPatchLength } : {}),
-    // patch_size is a float in the reference (4.5): only the static rule reads it, as an integer.
-    ...(ourMode === 'static' && patchSize !== undefined ? { patchSize: Math.round(patchSize) } : {}),
+    // patch_size is a float in the reference (4.5): the static rule reads it as an integer, top-k as
+    // the mean patch size aimed at (the reference's floor division).
+    ...(ourMode === 'static' ? { patchSize: Math.round(patchSize!) } : ourMode === 'entropy-top-k' ? { patchSize: patchSize! } : {}),
   };
 }
 

@@ -1,7 +1,7 @@
 import { seededUniform } from '@bytelatent/nn';
 import { describe, expect, it } from 'vitest';
 import { PatcherError } from './errors.js';
-import { type PatchOptions, type PatchingMode, StreamingPatcher, findPatchBoundaries } from './patching.js';
+import { type PatchOptions, type PatchingMode, StreamingPatcher, findPatchBoundaries, patchingSignal } from './patching.js';
 
 const BOS = 1;
 const EOS = 2;
@@ -20,7 +20,7 @@ function expectCode(fn: () => unknown, code: PatcherError['code'], message?: Reg
   if (message) expect((caught as PatcherError).message).toMatch(message);
 }
 
-const usesEntropies = (mode: PatchingMode): boolean => mode === 'entropy' || mode === 'monotonic' || mode === 'combined';
+const usesEntropies = (mode: PatchingMode): boolean => patchingSignal(mode) !== undefined;
 
 /** One patch as a pair, for readable comparisons. */
 type Patch = [start: number, length: number];
@@ -193,7 +193,7 @@ describe('StreamingPatcher: errors', () => {
       { mode: 'entropy', threshold: 1, thresholdAdd: 1 },
       { mode: 'static' },
       { mode: 'static', patchSize: 2.5 },
-      { mode: 'bpe' as PatchingMode },
+      { mode: 'wordpiece' as PatchingMode },
       { mode: 'byte', maxPatchLength: 0 },
       { mode: 'byte', includeNextToken: 'yes' as unknown as boolean },
       undefined as unknown as PatchOptions,
@@ -201,6 +201,11 @@ describe('StreamingPatcher: errors', () => {
     for (const options of bad) {
       expectCode(() => findPatchBoundaries([BOS], [0], options), 'INVALID_ARGUMENT');
       expectCode(() => new StreamingPatcher(options), 'INVALID_ARGUMENT');
+    }
+    // Rules that decide over the whole row are refused here, with the reason.
+    for (const options of [{ mode: 'bpe' }, { mode: 'entropy-top-k', patchSize: 4 }] as const) {
+      expect(findPatchBoundaries([BOS, 10, 11], [0, 1, 2], options).patchLengths.length).toBeGreaterThan(0);
+      expectCode(() => new StreamingPatcher(options), 'INVALID_ARGUMENT', /cannot be streamed/);
     }
   });
 
@@ -246,7 +251,7 @@ describe('StreamingPatcher: errors', () => {
 });
 
 describe('StreamingPatcher: properties over seeded random rows', () => {
-  const modes: PatchingMode[] = ['entropy', 'monotonic', 'combined', 'space', 'static', 'byte'];
+  const modes: PatchingMode[] = ['entropy', 'monotonic', 'combined', 'space', 'static', 'byte', 'bpe-patcher'];
   const levels = [0, 0.5, 1, 1.5, 2, 2.5, 3];
 
   /** Float32 neighbours of x, so values right at and around a threshold occur. */
@@ -285,6 +290,8 @@ describe('StreamingPatcher: properties over seeded random rows', () => {
 
   /** Entropies on a few levels, at and around the thresholds, and rises equal to the thresholds. */
   function randomEntropies(r: () => number, n: number, o: PatchOptions): number[] {
+    // 'bpe-patcher' reads predicted ids: the delimiter (3) at about a third of the positions.
+    if (o.mode === 'bpe-patcher') return Array.from({ length: n }, () => (r() < 0.35 ? 3 : 4 + Math.floor(r() * 256)));
     const h: number[] = [];
     for (let i = 0; i < n; i++) {
       const u = r();
