@@ -47,6 +47,14 @@ describe('entropy-patcher CLI contract', () => {
     expect(help.stdout).toContain('--version');
   });
 
+  it('--mode entropy-top-k: the floor(N / patch size) - 2 most uncertain positions start patches', () => {
+    const text = 'The quick brown fox jumps over the lazy dog.';
+    const r = cli(['--mode', 'entropy-top-k', '--patch-size', '4', '--json', text]);
+    expect(r.code, r.stderr).toBe(0);
+    // N = 45 tokens (BOS + 44 bytes): 11 - 2 = 9 chosen starts + 0 and 1 = 11 patches.
+    expect(onlyJson(r.stdout).patchLengths).toHaveLength(11);
+  });
+
   it('usage errors exit 2 with one line on stderr naming the problem and pointing to --help', () => {
     for (const [args, message] of [
       [['--bogus', 'x'], /Unknown option '--bogus'/],

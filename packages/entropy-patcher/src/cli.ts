@@ -29,10 +29,11 @@ options:
   --config FILE       JSON with the model arguments: either the arguments themselves or an object
                       holding them under "entropy_model_args" (as a golden config.json); not needed
                       when the weights file carries them in its metadata
-  --mode MODE         entropy (default) | monotonic | combined | space | static | byte
+  --mode MODE         entropy (default) | monotonic | combined | entropy-top-k | space | static |
+                      byte | bpe-patcher (a --model trained to predict BPE delimiters)
   --threshold X       global (or, for monotonic, relative) threshold in nats
   --threshold-add X   relative threshold of the combined mode
-  --patch-size K      static mode: bytes per patch
+  --patch-size K      static mode: bytes per patch; entropy-top-k: the mean patch size aimed at
   --max-patch-length M  split longer patches
   --backend NAME      auto (default) | wasm | cpu | webgpu
   --json              print one JSON object instead of the picture (nothing else on stdout)
@@ -41,7 +42,8 @@ options:
 
 Exit status: 0 done, 1 error (model file, backend), 2 usage error.`;
 
-const MODES: readonly PatchingMode[] = ['entropy', 'monotonic', 'combined', 'space', 'static', 'byte'];
+// 'bpe' is not here: it reads BPE-delimiter tokens (encodeWithBpeDelimiters), not text.
+const MODES: readonly PatchingMode[] = ['entropy', 'monotonic', 'combined', 'entropy-top-k', 'space', 'static', 'byte', 'bpe-patcher'];
 const BACKENDS: ReadonlyArray<'auto' | BackendName> = ['auto', 'wasm', 'cpu', 'webgpu'];
 
 /** A mistake in the command line: exit status 2 (other failures are 1), so scripts can tell them apart. */

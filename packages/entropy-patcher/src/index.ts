@@ -17,7 +17,6 @@ export {
   type StreamedPatchBatch,
 } from './patcher.js';
 export {
-  BPE_DELIMITER_ID,
   calibrateThreshold,
   decoderPatchIdsFromLengths,
   findPatchBoundaries,

@@ -521,6 +521,11 @@ export class EntropyPatcher {
   async patchBatch(inputs: ReadonlyArray<string | Uint8Array>, options: PatchCallOptions = {}): Promise<PatchResult[]> {
     const { bos = true, ...rest } = options;
     const merged = { mode: 'entropy' as PatchingMode, includeNextToken: true, ...this.defaults, ...rest };
+    if (merged.mode === 'bpe')
+      throw new PatcherError(
+        'INVALID_ARGUMENT',
+        "mode 'bpe' cuts BPE-delimiter tokens, not text: encode with @bytelatent/bytes' encodeWithBpeDelimiters and call findPatchBoundaries",
+      );
     const rows = inputs.map((input, i) => {
       const tokens = encode(input, { bos, eos: false });
       const byteCount = tokens.length - (bos ? 1 : 0);

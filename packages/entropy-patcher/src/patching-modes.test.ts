@@ -1,7 +1,10 @@
 // The rules added for the reference's remaining patching modes, on hand-made rows. The reference's
 // own outputs for them are checked in reference-patching.test.ts.
 import { describe, expect, it } from 'vitest';
-import { BPE_DELIMITER_ID, findPatchBoundaries, patchingSignal } from './patching.js';
+import { BPE_ID } from '@bytelatent/bytes';
+import { EntropyModel } from './entropy-model.js';
+import { EntropyPatcher } from './patcher.js';
+import { findPatchBoundaries, patchingSignal } from './patching.js';
 import { patcherDefaultsFromReference } from './pretrained.js';
 
 const ids = (n: number) => Int32Array.from({ length: n }, (_, i) => (i === 0 ? 1 : 100 + i));
@@ -44,7 +47,7 @@ describe("'entropy-top-k'", () => {
 describe("'bpe'", () => {
   it('ends a patch at every delimiter, never starting one after the last token', () => {
     // BOS, delim, h, i, delim, space, delim
-    const D = BPE_DELIMITER_ID;
+    const D = BPE_ID;
     const row = Int32Array.from([1, D, 108, 109, D, 36, D]);
     const b = findPatchBoundaries(row, undefined, { mode: 'bpe' });
     expect(Array.from(b.patchStartsUnsplit)).toEqual([0, 1, 2, 5]);
@@ -55,9 +58,20 @@ describe("'bpe'", () => {
   });
 });
 
+describe("EntropyPatcher and 'bpe'", () => {
+  it('refuses text in bpe mode, pointing to the BPE-delimiter tokenizer', async () => {
+    const patcher = EntropyPatcher.fromModel(new EntropyModel({ dim: 16, n_layers: 1, n_heads: 1, vocab_size: 260, max_seqlen: 32 }));
+    try {
+      await expect(patcher.patch('some text', { mode: 'bpe' })).rejects.toThrow(/encodeWithBpeDelimiters/);
+    } finally {
+      patcher.dispose();
+    }
+  });
+});
+
 describe("'bpe-patcher'", () => {
   it('starts a patch after every position whose predicted id is the delimiter', () => {
-    const D = BPE_DELIMITER_ID;
+    const D = BPE_ID;
     const predictions = Int32Array.from([-1, 50, D, 60, D, D]);
     const b = findPatchBoundaries(ids(6), predictions, { mode: 'bpe-patcher' });
     expect(Array.from(b.patchStartsUnsplit)).toEqual([0, 1, 3, 5, 6]);

@@ -1,3 +1,4 @@
+import { BPE_ID } from '@bytelatent/bytes';
 import { PatcherError } from './errors.js';
 
 /**
@@ -100,9 +101,6 @@ const MODES: ReadonlySet<string> = new Set<PatchingMode>([
 
 /** Token ids below this are special (BOE 0, BOS 1, EOS 2, BPE 3); byte b has id b + 4. */
 const OFFSET = 4;
-
-/** The BPE delimiter token (the reference's `BPE_ID`, bytelatent/tokenizers/constants.py). */
-export const BPE_DELIMITER_ID = 3;
 
 /** Options after validation, with defaults filled in. */
 interface Resolved {
@@ -372,7 +370,7 @@ function scanCandidates(
       // findStarts drops that candidate (the rule cannot be streamed for that reason).
       for (let i = 0; i < count; i++) {
         const t = offset + i;
-        if (t === 0 || tokens[i] === BPE_DELIMITER_ID) out[k++] = t + 1;
+        if (t === 0 || tokens[i] === BPE_ID) out[k++] = t + 1;
       }
       break;
     }
@@ -381,7 +379,7 @@ function scanCandidates(
       // the row without its first token): a predicted delimiter starts a patch at t+1.
       for (let i = 0; i < count; i++) {
         const t = offset + i;
-        if (t === 0 || h![i] === BPE_DELIMITER_ID) out[k++] = t + 1;
+        if (t === 0 || h![i] === BPE_ID) out[k++] = t + 1;
       }
       break;
     }
