@@ -378,6 +378,10 @@ describe('generate', () => {
       { patcher: { mode: 'static' } }, // no patch size
       { patcher: { mode: 'sentencepiece' } },
       { patcher: { mode: 'space', includeNextToken: false } },
+      // Rules generation cannot run: they decide over the whole row, or read the row without BOS.
+      { patcher: { mode: 'entropy-top-k', patchSize: 4 } },
+      { patcher: { mode: 'bpe' } },
+      { patcher: { mode: 'bpe-patcher' } },
       null,
     ];
     for (const options of bad) {
