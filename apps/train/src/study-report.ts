@@ -48,9 +48,9 @@ function spread(values: readonly number[]): Spread {
   return { mean, sd, n };
 }
 
-/** `mean ± sd` (or the value alone for one seed). */
+/** `mean ± sd` (the value alone for one seed, or when every seed gave the same). */
 function pm(x: Spread, digits = 3): string {
-  return x.n > 1 ? `${x.mean.toFixed(digits)} ± ${x.sd.toFixed(digits)}` : x.mean.toFixed(digits);
+  return x.n > 1 && x.sd > 0 ? `${x.mean.toFixed(digits)} ± ${x.sd.toFixed(digits)}` : x.mean.toFixed(digits);
 }
 
 /** One arm's runs (one per seed), in the order of the seeds. */
@@ -88,7 +88,14 @@ const meanRatio = (r: ArmResult) => r.noise.noised.reduce((a, n) => a + n.ratio,
 export function renderStudyMarkdown(
   results: readonly ArmResult[],
   s: StudySettings,
-  extra: { svg: string; command: string; runDir: string; compression?: readonly CompressionRow[] },
+  extra: {
+    svg: string;
+    command: string;
+    runDir: string;
+    compression?: readonly CompressionRow[];
+    /** Finished studies whose settings differ only in the budget (the "more compute" table). */
+    budgets?: ReadonlyArray<{ readonly budgetFlops: number; readonly results: readonly ArmResult[] }>;
+  },
 ): string {
   const L: string[] = [];
   const groups = groupBySeed(results);
@@ -253,11 +260,47 @@ export function renderStudyMarkdown(
       `. Sorted by the mean noised bits per byte: the ratio alone rewards a model that is poor on clean text.`,
   );
   L.push('');
+  if (extra.budgets?.length) L.push(...budgetTrend(groups, s, extra.budgets));
   L.push('## What the numbers say');
   L.push('');
   if (groups.length >= 2) L.push(...findings(groups, by));
   L.push('');
   return L.join('\n');
+}
+
+/** Held-out bits per byte of every arm at this budget and at the other budgets studied with the same settings. */
+function budgetTrend(
+  groups: readonly ArmGroup[],
+  s: StudySettings,
+  others: ReadonlyArray<{ readonly budgetFlops: number; readonly results: readonly ArmResult[] }>,
+): string[] {
+  const columns = [
+    ...others.map((o) => ({ budgetFlops: o.budgetFlops, groups: groupBySeed(o.results) })),
+    { budgetFlops: s.budgetFlops, groups },
+  ].sort((a, b) => a.budgetFlops - b.budgetFlops);
+  const L = ['## With more compute', ''];
+  L.push(`| model | ${columns.map((c) => `${sci(c.budgetFlops)} FLOPs`).join(' | ')} |`);
+  L.push(`|---|${columns.map(() => '---:|').join('')}`);
+  for (const g of groups) {
+    const cells = columns.map((c) => {
+      const h = c.groups.find((x) => x.id === g.id);
+      if (!h) return '–';
+      const books = h.of((r) => r.booksBitsPerByte);
+      return `${pm(books)}${books.n > 1 ? '' : ' (1 seed)'}`;
+    });
+    L.push(`| ${g.label} | ${cells.join(' | ')} |`);
+  }
+  L.push('');
+  const order = (c: (typeof columns)[number]) =>
+    [...c.groups].sort((a, b) => a.of((r) => r.booksBitsPerByte).mean - b.of((r) => r.booksBitsPerByte).mean).map((g) => g.label);
+  const [first, last] = [order(columns[0]!), order(columns.at(-1)!)];
+  L.push(
+    `Held-out books' bits per byte (same windows) of the same arms trained with each budget, every other setting equal; the runs are in the sibling folders of this study. ` +
+      `Best at ${sci(columns[0]!.budgetFlops)}: ${first[0]}; at ${sci(columns.at(-1)!.budgetFlops)}: ${last[0]}` +
+      `${first.join() === last.join() ? ' (the same order of every arm)' : ` (order ${last.join(' < ')})`}.`,
+  );
+  L.push('');
+  return L;
 }
 
 /** The entropy arms: thresholds calibrated on training text, and what their entropy models cost beside the budget. */
@@ -384,6 +427,7 @@ export async function writeReport(
   outDir: string,
   studyKey: string,
   compression: readonly CompressionRow[],
+  budgets: ReadonlyArray<{ readonly budgetFlops: number; readonly results: readonly ArmResult[] }> = [],
 ): Promise<void> {
   if (results.length === 0) return;
   await mkdir(options.docsDir, { recursive: true });
@@ -405,6 +449,7 @@ export async function writeReport(
     command: 'npm run study',
     runDir: relative(process.cwd(), outDir) || outDir,
     compression,
+    budgets,
   });
   await writeFileAtomic(join(options.docsDir, 'study.md'), new TextEncoder().encode(md));
   await writeFileAtomic(

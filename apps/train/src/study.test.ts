@@ -95,6 +95,21 @@ describe('study report', () => {
     expect(below).toContain('as it does here for weak (ant-speak)');
   });
 
+  it('adds a table of the same arms at other budgets, and says whether the order changed', () => {
+    const at1 = [arm('blt-entropy', 'BLT', 3.0, 5e5, 0.3), arm('bpe', 'BPE', 2.7, 4e5, 0.25)];
+    const at10 = [arm('blt-entropy', 'BLT', 2.4, 5e5, 0.3), arm('bpe', 'BPE', 2.5, 4e5, 0.25)];
+    const md = renderStudyMarkdown(at1, DEFAULT_STUDY, {
+      svg: 'x.svg',
+      command: 'c',
+      runDir: 'r',
+      budgets: [{ budgetFlops: 8e12, results: at10 }],
+    });
+    expect(md).toContain('## With more compute');
+    expect(md).toContain('| model | 8.00e11 FLOPs | 8.00e12 FLOPs |');
+    expect(md).toContain('| BLT | 3.000 (1 seed) | 2.400 (1 seed) |');
+    expect(md).toContain('Best at 8.00e11: BPE; at 8.00e12: BLT (order BLT < BPE).');
+  });
+
   it('plots one line per run', () => {
     const svg = renderStudySvg([
       {
@@ -172,5 +187,13 @@ describe('runStudy (quick settings, one seed, on a small corpus)', () => {
     const third: string[] = [];
     await runStudy({ ...options, arms: ['byte'], onLog: (m) => third.push(m) });
     expect(third.filter((m) => m.includes('evaluating'))).toEqual(['[seed 0 byte] evaluating']);
+
+    // A study at twice the budget beside it: its report compares the arms both trained.
+    await runStudy({ ...options, settings: { ...settings, budgetFlops: 2 * settings.budgetFlops }, arms: ['byte'] });
+    const md = readFileSync(join(options.docsDir, 'study.md'), 'utf8');
+    expect(md).toContain(
+      `| model | ${(2e9).toExponential(2).replace('e+', 'e')} FLOPs | ${(4e9).toExponential(2).replace('e+', 'e')} FLOPs |`,
+    );
+    expect(md).toMatch(/\| byte-level transformer \| [\d.]+ \(1 seed\) \| [\d.]+ \(1 seed\) \|/);
   }, 240_000);
 });

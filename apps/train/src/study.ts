@@ -9,7 +9,7 @@
  * is rewritten from whatever is there. The plan (settings, arms, models) is in study-plan.ts, the
  * report in study-report.ts.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { BltArgs } from '@bytelatent/blt';
@@ -281,6 +281,8 @@ export async function runStudy(options: StudyOptions): Promise<ArmResult[]> {
   const studyKey = hash({ s: keyed, trainFiles: trainFiles.map((f) => basename(f)) });
   const outDir = join(options.outDir, studyKey);
   await mkdir(outDir, { recursive: true });
+  // What other studies in the same folder compare against (studiesAtOtherBudgets).
+  await writeFileAtomic(join(outDir, SETTINGS_FILE), new TextEncoder().encode(JSON.stringify(keyed) + '\n'));
   log(
     `study ${studyKey}: budget ${s.budgetFlops.toExponential(2)} training FLOPs per arm, rows of ${s.seqLen} bytes x ${s.batchSize}, seeds ${seeds.join(', ')}; runs in ${outDir}`,
   );
@@ -354,8 +356,48 @@ export async function runStudy(options: StudyOptions): Promise<ArmResult[]> {
     }
   }
   const compression = await tokenizerCompression(tokenizer, s, heldoutFiles);
-  await writeReport(results, s, options, outDir, studyKey, compression);
+  const budgets = studiesAtOtherBudgets(options.outDir, keyed);
+  await writeReport(results, s, options, outDir, studyKey, compression, budgets);
   return results;
+}
+
+const SETTINGS_FILE = 'settings.json';
+
+/**
+ * The finished runs of the studies beside this one (same folder) whose settings differ only in the
+ * budget: what the report's "more compute" table compares. Evaluations made under other evaluation
+ * settings are left out.
+ */
+export function studiesAtOtherBudgets(
+  runsDir: string,
+  settings: Omit<StudySettings, 'seeds'>,
+): Array<{ budgetFlops: number; results: ArmResult[] }> {
+  const sameButBudget = (x: object) => JSON.stringify({ ...x, budgetFlops: 0 });
+  const want = sameButBudget(settings);
+  const out: Array<{ budgetFlops: number; results: ArmResult[] }> = [];
+  for (const key of existsSync(runsDir) ? readdirSync(runsDir) : []) {
+    const path = join(runsDir, key, SETTINGS_FILE);
+    if (!existsSync(path)) continue;
+    let other: StudySettings;
+    try {
+      other = JSON.parse(readFileSync(path, 'utf8')) as StudySettings;
+    } catch {
+      continue;
+    }
+    if (other.budgetFlops === settings.budgetFlops || sameButBudget(other) !== want) continue;
+    const results: ArmResult[] = [];
+    for (const seedDir of readdirSync(join(runsDir, key)).filter((d) => /^seed-\d+$/.test(d))) {
+      const seed = Number(seedDir.slice(5));
+      for (const id of STUDY_ARMS) {
+        const evalPath = join(runsDir, key, seedDir, id, EVAL_FILE);
+        if (!existsSync(evalPath)) continue;
+        const r = JSON.parse(readFileSync(evalPath, 'utf8')) as ArmResult & { settingsKey: string };
+        if (r.settingsKey === evaluationKey({ ...other, seeds: [seed] }, seed)) results.push(r);
+      }
+    }
+    if (results.length > 0) out.push({ budgetFlops: other.budgetFlops, results });
+  }
+  return out.sort((a, b) => a.budgetFlops - b.budgetFlops);
 }
 
 async function tokenizerCompression(
