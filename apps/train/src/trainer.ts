@@ -9,6 +9,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { appendFile, mkdir, readdir, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
+// Gradient functions (tf.variableGrads): the tfjs umbrella, loaded only where models train.
+import '@bytelatent/nn/gradients';
 import { writeFileAtomic } from '@bytelatent/nn/node';
 import { ByteDataset, evaluationRows, type TrainingRow } from './dataset.js';
 import { AdamW, learningRate } from './optimizer.js';

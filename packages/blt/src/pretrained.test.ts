@@ -360,11 +360,11 @@ describe('loadPretrained errors name the file and the field', () => {
       mutate(
         hub,
         'train_args.json',
-        (c) => (((c['data'] as Record<string, unknown>)['patcher_args'] as Record<string, unknown>)['patching_mode'] = 'bpe'),
+        (c) => (((c['data'] as Record<string, unknown>)['patcher_args'] as Record<string, unknown>)['patching_mode'] = 'wordpiece'),
       ),
     );
     expect(e.code).toBe('CONFIG_MISMATCH');
-    expect(e.message).toMatch(/m\/train_args\.json data\.patcher_args: patching_mode "bpe" is not supported/);
+    expect(e.message).toMatch(/m\/train_args\.json data\.patcher_args: patching_mode "wordpiece" is not supported/);
     e = await loadError(
       mutate(transformers, 'config.json', (c) => ((c['global_config'] as Record<string, unknown>)['rope_scaling'] = { rope_type: 'yarn' })),
     );

@@ -1,3 +1,4 @@
+import '@bytelatent/nn/gradients';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, parseSafetensors } from '@bytelatent/nn';
 import { beforeAll, describe, expect, it } from 'vitest';

@@ -1,5 +1,3 @@
-import './register-gradients.js';
-
 export {
   SafetensorsError,
   SafetensorsFile,

@@ -1,5 +1,7 @@
 import { closeSync, openSync, readSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
+// Several benches train (gradients): the tfjs umbrella's gradient functions, as apps/train loads them.
+import '@bytelatent/nn/gradients';
 import { type BackendInfo, initBackend } from '@bytelatent/nn';
 
 // Benches print one JSON line: keep tfjs's console advice out of the output.

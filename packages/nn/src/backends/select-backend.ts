@@ -2,13 +2,16 @@
  * Choosing and initialising the TensorFlow.js backend: WebGPU, wasm or cpu, in the browser and in
  * Node.
  *
- * Every backend is loaded with a dynamic `import()`, so importing this module registers nothing:
- * code that never calls {@link initBackend} keeps tfjs's own default, users without a GPU never
+ * Every backend but cpu is loaded with a dynamic `import()`, so importing this module registers
+ * only tfjs's cpu default: code that never calls {@link initBackend} runs on it, users without a GPU never
  * load the WebGPU code, and bundlers can split each backend into its own chunk. (A statically
  * imported wasm backend would register itself at priority 2 and make every synchronous tfjs call
  * made before `await tf.ready()` throw "backend 'wasm' has not yet been initialized".)
  */
 import { engine, findBackend, findBackendFactory, getBackend, setBackend } from '@tensorflow/tfjs-core';
+// The one backend registered statically: tfjs's pure-JavaScript cpu backend needs no initialisation,
+// so it is the default that a model built before initBackend runs on (tfjs-core registers none).
+import '@tensorflow/tfjs-backend-cpu';
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import type * as WasmKernelFixesModule from './wasm-kernels.js';
 import type { NativeSgemmLike } from './wasm-native-matmul.js';
