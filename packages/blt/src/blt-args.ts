@@ -108,7 +108,7 @@ export function resolveBltArgs(args: BltArgs): ResolvedBltArgs {
   require('cross_attn_init_by_pooling', false, true);
   require('use_rope', true, true);
   if (flag('encoder_enable_byte_ngrams', false) || args.encoder_ngram_to_size_str != null) {
-    throw bad('encoder_enable_byte_ngrams', 'frequency n-gram tables are not supported (dead code in the reference, spec §2.4)');
+    throw bad('encoder_enable_byte_ngrams', 'frequency n-gram tables are not supported (dead code in the reference, architecture §2.4)');
   }
   if ((args.downsampling_by_pooling ?? null) !== 'max')
     throw bad('downsampling_by_pooling', `must be "max", got ${String(args.downsampling_by_pooling)}`);

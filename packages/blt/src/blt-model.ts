@@ -73,12 +73,12 @@ export interface PreparedBatch {
   readonly patchIds: readonly Int32Array[];
   /** Per row, the patch each position's decoder reads (−1 on padding). */
   readonly decoderPatchIds: readonly Int32Array[];
-  /** Per row, BOE or EOS per patch (spec §6). */
+  /** Per row, BOE or EOS per patch (architecture §6). */
   readonly globalTokens: readonly Int32Array[];
 }
 
 /**
- * The Byte Latent Transformer (spec §8.1): hash n-gram embeddings and the local encoder, the global
+ * The Byte Latent Transformer (architecture §8.1): hash n-gram embeddings and the local encoder, the global
  * transformer over patches, the local decoder; next-byte logits, per-token cross-entropy and loss.
  * Built from `@bytelatent/local-encoder`, `latent-transformer` and `local-decoder`; every weight is
  * named as in the reference `ByteLatentTransformer.state_dict()` (`local_encoder.*`,
@@ -96,7 +96,7 @@ export class ByteLatentTransformer {
   private readonly owned: { close?(): void }[] = [];
 
   /**
-   * A randomly initialised model (reference init, spec §11).
+   * A randomly initialised model (reference init, architecture §11).
    *
    * @param args - reference arguments (`ByteLatentTransformerArgs` names)
    * @param seed - initialisation seed
@@ -185,7 +185,7 @@ export class ByteLatentTransformer {
   /**
    * Checks a batch and lays it out: rows right-padded with BOE to the longest, patch lengths padded
    * with zero-length patches to the most patches, patch ids (−1 on padding), decoder patch ids
-   * (computed from `lengths[1:]`, spec §7.1) and the global tokens.
+   * (computed from `lengths[1:]`, architecture §7.1) and the global tokens.
    *
    * @param tokens - token ids per row (non-empty, each in `[0, vocab)`)
    * @param patchLengths - per row, patch lengths (non-negative integers, the first one 1 — the lone
@@ -225,7 +225,7 @@ export class ByteLatentTransformer {
         if (!Number.isInteger(l) || l < 0) throw invalid(`patchLengths[${b}][${p}] = ${l} is not a non-negative integer`);
         sum += l;
       }
-      // nb_boe = 0: the reference asserts a first patch of exactly one token (spec §7.1).
+      // nb_boe = 0: the reference asserts a first patch of exactly one token (architecture §7.1).
       if (lengths[0] !== 1) throw invalid(`patchLengths[${b}][0] must be 1 (the lone first-token patch), got ${String(lengths[0])}`);
       if (sum !== n + 1 && sum !== n)
         throw invalid(`patchLengths[${b}] sums to ${sum}, expected the row length + 1 (${n + 1}) or the row length`);
@@ -244,7 +244,7 @@ export class ByteLatentTransformer {
   }
 
   /**
-   * Next-byte logits (the reference's `ByteLatentTransformer.forward(tokens, patch_lengths)`, spec §8.1).
+   * Next-byte logits (the reference's `ByteLatentTransformer.forward(tokens, patch_lengths)`, architecture §8.1).
    * Rows of different lengths are right-padded; a padded batch gives, on every real position, what
    * each row gives alone (padding bytes belong to no patch, padding patches are empty and come after
    * the real ones, and every attention is causal). Logits at padding positions are meaningless.
@@ -276,7 +276,7 @@ export class ByteLatentTransformer {
         const { h, patchEmbeds } = this.localEncoder.forward(embeds, selfMask, { patchIds: p.patchIds, numPatches: p.numPatches }, tap);
         tap?.('encoder.h', h);
         tap?.('encoder.patch_embeds', patchEmbeds);
-        // `h_cross.view(B, P, k·d_E)`: the k rows of each patch concatenated (spec §6).
+        // `h_cross.view(B, P, k·d_E)`: the k rows of each patch concatenated (architecture §6).
         const globalIn = tf.reshape(patchEmbeds, [p.batch, p.numPatches, -1]) as tf.Tensor3D;
         if (tap) tap('global.tokens', tf.tensor2d(concatRows(p.globalTokens), [p.batch, p.numPatches], 'int32'));
         tap?.('global.input', globalIn);
@@ -292,7 +292,7 @@ export class ByteLatentTransformer {
   }
 
   /**
-   * Per-token next-byte cross-entropy in nats, `−log softmax(logits)[target]` (spec §8.2,
+   * Per-token next-byte cross-entropy in nats, `−log softmax(logits)[target]` (architecture §8.2,
    * `F.cross_entropy(..., reduction="none")`). Padding positions give 0.
    *
    * @param tokens - token ids per row

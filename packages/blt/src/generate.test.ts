@@ -12,7 +12,7 @@ import { SMALL_ARGS } from './test-fixtures.js';
 
 // A tiny entropy model with a short window and a short context, so that generation crosses both:
 // the cached entropy model must slide its window and restart its context exactly as
-// EntropyModel.entropies does (spec §3.2).
+// EntropyModel.entropies does (architecture §3.2).
 const ENTROPY_ARGS: EntropyModelArgs = {
   dim: 16,
   n_layers: 2,
@@ -227,7 +227,7 @@ describe('generate', () => {
     expect(a.stats.promptTokens).toBe(1);
     expect(a.stats.promptPatches).toBe(1);
     expect(a.stats.entropyCalls).toBeGreaterThan(0);
-    expect(a.patchStarts[0]).toBe(0); // position 1 always starts a patch (spec §3.3)
+    expect(a.patchStarts[0]).toBe(0); // position 1 always starts a patch (architecture §3.3)
   });
 
   it('is deterministic for a seed; top-k 1 is greedy', async () => {

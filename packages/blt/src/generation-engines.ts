@@ -70,7 +70,7 @@ function tooLong(what: string): BltError {
 }
 
 /**
- * The reference loop (spec §9.1): for every new byte, the entropy model over the whole prefix, the
+ * The reference loop (architecture §9.1): for every new byte, the entropy model over the whole prefix, the
  * patching of the whole prefix with the next-byte slot, and the whole BLT forward; only the last
  * position's logits are used. Quadratic; the correctness oracle of {@link CachedEngine}.
  */
@@ -231,7 +231,7 @@ class PatchKv {
 }
 
 /**
- * Incremental generation with KV caches (spec §9.2, §14 item 11). Per new byte at position t:
+ * Incremental generation with KV caches (architecture §9.2, §14.11). Per new byte at position t:
  *
  * - entropy model: one cached position (its context restarts every `max_seqlen` ids, as
  *   `EntropyModel.entropies` cuts long rows), giving H[t] and so whether t+1 starts a patch;
@@ -241,7 +241,7 @@ class PatchKv {
  *   computed once (encoder), the latent transformer runs once on it with its patch-level cache, and
  *   the decoder's cross-attention keys/values of its output are computed once;
  * - local decoder: one cached position, cross-attending to the rows of patch `patchId(t+1) − 1`
- *   (always a completed patch, spec §7.1).
+ *   (always a completed patch, architecture §7.1).
  *
  * Nothing else is recomputed: the open patch's states change with every byte but no output reads
  * them before the patch completes, and every attention is causal, so earlier outputs never change.
@@ -301,7 +301,7 @@ export class CachedEngine implements GenerationEngine {
         );
         this.byteStates.add(a, out.states);
         // Every patch that ends by position b is complete (patch j ends where j + 1 starts); the
-        // piece's bytes read only such patches (spec §7.1).
+        // piece's bytes read only such patches (architecture §7.1).
         const complete = this.patchOf[b - 1]! + (this.startSet.has(b) ? 1 : 0);
         if (complete > this.completed) this.completePatches(this.completed, complete - this.completed);
         logits = this.decode(out.h, a, b);
@@ -355,7 +355,7 @@ export class CachedEngine implements GenerationEngine {
 
   /**
    * Entropies of positions `from .. to − 1` through the cached entropy model (null without one), in
-   * contexts of `max_seqlen` ids like `EntropyModel.entropies` (spec §3.2: the context restarts at
+   * contexts of `max_seqlen` ids like `EntropyModel.entropies` (architecture §3.2: the context restarts at
    * each multiple of max_seqlen), and pieces of at most PREFILL_PIECE positions.
    */
   private async entropies(from: number, to: number): Promise<Float32Array | null> {
@@ -396,9 +396,9 @@ export class CachedEngine implements GenerationEngine {
 
   /**
    * Completes patches `first .. first + count − 1` (all their bytes are in; call inside a tidy): their
-   * encoder patch states from the kept byte states (spec §5.2 step 4), one call of the latent
-   * transformer with its patch cache (spec §6), and the decoder's cross-attention keys/values of
-   * its outputs (spec §7.2 steps 2–3).
+   * encoder patch states from the kept byte states (architecture §5.2 step 4), one call of the latent
+   * transformer with its patch cache (architecture §6), and the decoder's cross-attention keys/values of
+   * its outputs (architecture §7.2 steps 2–3).
    */
   private completePatches(first: number, count: number): void {
     const enc = this.model.localEncoder;
@@ -408,7 +408,7 @@ export class CachedEngine implements GenerationEngine {
     const states = this.byteStates.gather(from, to);
     const ids = Int32Array.from(this.patchOf.slice(from, to));
     const patchEmbeds = enc.encodePatches(states, [ids], first, count);
-    // `h_cross.view(B, P, k·d_E)` (spec §6), and the global token of each patch: EOS if it holds one.
+    // `h_cross.view(B, P, k·d_E)` (architecture §6), and the global token of each patch: EOS if it holds one.
     const globalIn = tf.reshape(patchEmbeds, [1, count, -1]) as tf.Tensor3D;
     const globalTokens = new Int32Array(count).fill(BOE_ID);
     for (let t = this.starts[first]!; t < to; t++)
@@ -434,7 +434,7 @@ export class CachedEngine implements GenerationEngine {
   /** Decoder logits of positions `a .. b − 1` from their encoder states `h` (call inside a tidy). */
   private decode(h: tf.Tensor3D, a: number, b: number): tf.Tensor {
     const dec = this.model.localDecoder;
-    // Byte t reads patch patchId(t + 1) − 1 (spec §7.1), a completed one.
+    // Byte t reads patch patchId(t + 1) − 1 (architecture §7.1), a completed one.
     const decIds = Int32Array.from({ length: b - a }, (_, i) => {
       const t = a + i + 1;
       return (t < this.patchOf.length ? this.patchOf[t]! : this.patchOf[t - 1]! + (this.startSet.has(t) ? 1 : 0)) - 1;

@@ -3,7 +3,7 @@ import { BltError } from '@bytelatent/nn';
 import type { ByteLatentTransformer } from './blt-model.js';
 
 /**
- * Bits per byte (spec §8.4): `BPB = L / (ln 2 · n_bytes)`, L the summed next-byte cross-entropy in nats.
+ * Bits per byte (architecture §8.4): `BPB = L / (ln 2 · n_bytes)`, L the summed next-byte cross-entropy in nats.
  *
  * @param totalNats - summed cross-entropy in nats (finite; ≥ 0 up to rounding)
  * @param bytes - number of scored bytes (a positive integer)
@@ -30,7 +30,7 @@ export interface ByteScore {
 }
 
 /**
- * Scores a batch as the reference's eval does (`eval_ppl_on_path`, spec §8.4): the per-token
+ * Scores a batch as the reference's eval does (`eval_ppl_on_path`, architecture §8.4): the per-token
  * cross-entropy ({@link ByteLatentTransformer.tokenLosses}) summed over the counted positions, and
  * `bytes` = the number of counted positions — every real target, BOS/EOS ids included, unless `mask`
  * excludes it. With no mask and one row of N tokens, `bitsPerByte = loss / ln 2`.

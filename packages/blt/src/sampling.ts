@@ -9,7 +9,7 @@ export interface SamplingOptions {
 }
 
 /**
- * Picks the next token id (spec §9.1). Greedy: the first index of the largest logit. Sampling:
+ * Picks the next token id (architecture §9.1). Greedy: the first index of the largest logit. Sampling:
  * `softmax(logits / temperature)`, then top-k (probabilities below the k-th largest zeroed), then
  * top-p (the reference's rule: sorted by decreasing probability, an id is dropped when the mass
  * before it already exceeds p), renormalised, and one uniform draw walked over the ids in decreasing

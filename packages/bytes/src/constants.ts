@@ -1,5 +1,5 @@
 /**
- * Special token ids of the reference BLT tokenizer (spec §1.1). Byte `b` has id `b + BYTE_OFFSET`.
+ * Special token ids of the reference BLT tokenizer (architecture §1.1). Byte `b` has id `b + BYTE_OFFSET`.
  */
 
 /** Beginning of entity/patch; also the padding id of packed rows and the left padding of hash windows. */

@@ -25,7 +25,7 @@ export interface PackOptions {
   /**
    * `'concat'` (default): documents are concatenated into one stream (`[BOS] doc [EOS] [BOS] doc
    * [EOS] ...`) and cut into rows, so a row can hold several documents and a document can span rows,
-   * as in the reference's training pipeline (spec §8.3; the masks split attention at EOS).
+   * as in the reference's training pipeline (architecture §8.3; the masks split attention at EOS).
    * `'per-document'`: every document starts on a fresh row and its last row is padded: no row mixes
    * documents, for evaluation without cross-document context.
    */

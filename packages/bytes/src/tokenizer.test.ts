@@ -14,7 +14,7 @@ function seededBytes(seed: number, length: number): Uint8Array {
 }
 
 describe('encode', () => {
-  it('matches the reference tokenizer fixture (spec §1.2)', () => {
+  it('matches the reference tokenizer fixture (architecture §1.2)', () => {
     const ids = Array.from(encode("Let's check if these tokenizers match!"));
     expect(ids.slice(0, 7)).toEqual([1, 80, 105, 120, 43, 119, 36]);
     expect(ids.slice(-2)).toEqual([37, 2]);

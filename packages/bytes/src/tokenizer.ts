@@ -15,7 +15,7 @@ export interface EncodeOptions {
 }
 
 /**
- * Encodes text or raw bytes to BLT token ids: `[BOS] (byte + 4)... [EOS]` (spec §1.2).
+ * Encodes text or raw bytes to BLT token ids: `[BOS] (byte + 4)... [EOS]` (architecture §1.2).
  *
  * Any byte array is legal input, valid UTF-8 or not: BLT models bytes, not characters.
  *
@@ -92,7 +92,7 @@ export function decodeToBytes(ids: ArrayLike<number>, options: DecodeBytesOption
 }
 
 /**
- * Decodes ids to text (spec §1.3): special ids are dropped, the bytes are read as UTF-8.
+ * Decodes ids to text (architecture §1.3): special ids are dropped, the bytes are read as UTF-8.
  *
  * @param ids - token ids
  * @param options - `cutAtEos`, and what to do with invalid UTF-8 (default: U+FFFD)

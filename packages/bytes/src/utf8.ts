@@ -22,7 +22,7 @@ function isWellFormed(text: string): boolean {
  * Encodes a string as UTF-8.
  *
  * A JavaScript string may hold lone surrogates, which UTF-8 cannot represent. The reference
- * tokenizer encodes with Python's `errors="ignore"` and drops them (spec §1.2), so `'drop'` is the
+ * tokenizer encodes with Python's `errors="ignore"` and drops them (architecture §1.2), so `'drop'` is the
  * default; `'replace'` writes U+FFFD like `TextEncoder`; `'error'` throws.
  *
  * @param text - the string to encode

@@ -144,7 +144,7 @@ function resolve(args: EntropyModelArgs): ResolvedArgs {
 export type ActivationTap = (modulePath: string, value: tf.Tensor) => void;
 
 /**
- * The entropy model: the reference's byte-level `LMTransformer` (spec §4) — token embedding, pre-norm
+ * The entropy model: the reference's byte-level `LMTransformer` (architecture §4) — token embedding, pre-norm
  * blocks with sliding-window, document-split causal attention, final norm, output head — built from
  * the shared `@bytelatent/nn` blocks. Weight names are the reference `state_dict` keys.
  */
@@ -160,7 +160,7 @@ export class EntropyModel {
   private readonly rope: RotaryEmbedding;
 
   /**
-   * A randomly initialised model (reference init, spec §11).
+   * A randomly initialised model (reference init, architecture §11).
    *
    * @param args - reference arguments
    * @param seed - initialisation seed
@@ -229,7 +229,7 @@ export class EntropyModel {
   /**
    * Next-byte logits for a batch of rows. Rows are right-padded to the longest one; each row has its
    * own causal mask, so rows never see each other (unlike the reference's `calculate_entropies`,
-   * which concatenates the batch, spec §3.2) and padding never reaches real positions.
+   * which concatenates the batch, architecture §3.2) and padding never reaches real positions.
    *
    * @param rows - token ids per row (each non-empty, within `[0, vocab)`, at most `maxSeqLen`)
    * @param tap - optional receiver of intermediate activations
@@ -286,7 +286,7 @@ export class EntropyModel {
   }
 
   /**
-   * Next-byte logits of new positions of one row whose earlier positions are in `cache` (spec §9.2:
+   * Next-byte logits of new positions of one row whose earlier positions are in `cache` (architecture §9.2:
    * the entropy model is causal, so earlier positions never change). Equal to the last S positions
    * of {@link logits} over the whole row, at the cost of S positions. The cache advances by S.
    *
@@ -319,11 +319,11 @@ export class EntropyModel {
 
   /**
    * Next-byte entropy in nats at every position, `H_t = −Σ p log p` over the logits at t
-   * (the uncertainty about byte t+1, spec §3.2), computed per row.
+   * (the uncertainty about byte t+1, architecture §3.2), computed per row.
    *
    * A row longer than `maxSeqLen` is cut into contexts of `maxSeqLen` ids, each run on its own —
    * exactly what the reference's `calculate_entropies` does for one sequence (its 8192-id chunks,
-   * spec §3.2 and §14 item 9) — so memory stays bounded by the context, whatever the input length.
+   * architecture §3.2 and §14.9) — so memory stays bounded by the context, whatever the input length.
    *
    * @param rows - token ids per row (any length)
    * @param helpers - other threads to share the contexts with (see {@link ContextHelpers})

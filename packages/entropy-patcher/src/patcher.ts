@@ -121,7 +121,7 @@ export interface PatchResult {
   readonly patchStartsUnsplit: Int32Array;
   /** Patch index of every token position. */
   readonly patchIds: Int32Array;
-  /** The patch whose latent state each position's decoder reads (the previous patch, spec §7.1). */
+  /** The patch whose latent state each position's decoder reads (the previous patch, architecture §7.1). */
   readonly decoderPatchIds: Int32Array;
   /** The options that produced this result. */
   readonly options: Required<Pick<PatchOptions, 'mode' | 'includeNextToken'>> & PatcherDefaults;

@@ -46,7 +46,7 @@ function expectCode(fn: () => unknown, code: PatcherError['code'], message?: Reg
   if (message) expect((caught as PatcherError).message).toMatch(message);
 }
 
-describe('findPatchBoundaries: entropy mode (spec §3.3)', () => {
+describe('findPatchBoundaries: entropy mode (architecture §3.3)', () => {
   it('starts at 0 and 1, then after every H[t] > θ; H[0] is never read', () => {
     // θ = 2, H = [9, 3, 1, 2.5, 0, 3] (N = 6). H[0] = 9 is ignored. Starts: 0, 1, then t+1 for
     // H[1] = 3 → 2, H[3] = 2.5 → 4, and, only with the next-token slot, H[5] = 3 → 6 (= N).
@@ -104,7 +104,7 @@ describe('findPatchBoundaries: entropy mode (spec §3.3)', () => {
     expect(lengths(tokens, h, { mode: 'entropy', threshold: 1, includeNextToken: false })).toEqual([1, 9]);
   });
 
-  it('splits long patches after patching (spec §3.8)', () => {
+  it('splits long patches after patching (architecture §3.8)', () => {
     // [1, 10] with m = 4 → 1, 4, 4, 2 (starts 0 1 5 9); without the next slot [1, 9] → 1, 4, 4, 1.
     const tokens = ids('abcdefghi');
     const h = new Array<number>(10).fill(0);
@@ -133,7 +133,7 @@ describe('findPatchBoundaries: entropy mode (spec §3.3)', () => {
   });
 });
 
-describe('findPatchBoundaries: monotonic mode (spec §3.4)', () => {
+describe('findPatchBoundaries: monotonic mode (architecture §3.4)', () => {
   it('always starts at 2, then after every rise H[t] − H[t−1] > θ for t >= 2', () => {
     // θ = 0.5, H = [9, 5, 0, 1, 1.2, 3, 4] (N = 7). Forced starts 0, 1, 2 (H[1] = 5 is irrelevant).
     // t=2: 0−5 no; t=3: 1−0 = 1 → 4; t=4: 0.2 no; t=5: 1.8 → 6; t=6 (next slot only): 1 → 7.
@@ -168,7 +168,7 @@ describe('findPatchBoundaries: monotonic mode (spec §3.4)', () => {
   });
 });
 
-describe('findPatchBoundaries: combined mode (spec §3.5)', () => {
+describe('findPatchBoundaries: combined mode (architecture §3.5)', () => {
   it('forces 2, never starts at 3, then needs both a rise > thresholdAdd and H[t] > θ', () => {
     // θ = 2, add = 0.5, H = [9, 0, 5, 6, 7, 0.5, 1.8, 3.5] (N = 8). Forced 0 1 2.
     // t=2 (would start 3): rise 5, H 5 → both pass, but position 3 is never a start.
@@ -196,7 +196,7 @@ describe('findPatchBoundaries: combined mode (spec §3.5)', () => {
   });
 });
 
-describe('findPatchBoundaries: space mode (spec §3.7)', () => {
+describe('findPatchBoundaries: space mode (architecture §3.7)', () => {
   it('ends a patch at the first space-like byte of a run; runs of spaces join the next patch', () => {
     // "ab  cd.e": flags (space-like) BOS:1 a:0 b:0 ' ':1 ' ':1 c:0 d:0 '.':1 e:0. Ends at i >= 1
     // where the byte is space-like and the previous one is not: i = 3 (first space), i = 7 ('.').
@@ -238,9 +238,9 @@ describe('findPatchBoundaries: space mode (spec §3.7)', () => {
   });
 });
 
-describe('findPatchBoundaries: static and byte modes (spec §3.7, §14.10)', () => {
+describe('findPatchBoundaries: static and byte modes (architecture §3.7, §14.10)', () => {
   it('static: k tokens per patch, remainder last, and the first patch forced to one token', () => {
-    // k = 3, N = 7. Reference over 8 slots: 3 3 2 (starts 0 3 6). We also start at 1 (spec §14.10,
+    // k = 3, N = 7. Reference over 8 slots: 3 3 2 (starts 0 3 6). We also start at 1 (architecture §14.10,
     // the model needs a one-token first patch): starts 0 1 3 6 → 1 2 3 2; over 7 slots: 1 2 3 1.
     expect(both(ids('abcdef'), undefined, { mode: 'static', patchSize: 3 })).toEqual([
       [1, 2, 3, 2],
@@ -317,7 +317,7 @@ describe('splitLongPatches', () => {
   });
 });
 
-describe('patchIdsFromLengths / decoderPatchIdsFromLengths (spec §3.9, §7.1)', () => {
+describe('patchIdsFromLengths / decoderPatchIdsFromLengths (architecture §3.9, §7.1)', () => {
   it('labels each real position with its patch', () => {
     // cum = [0, 1, 3, 6]: t=0 → 0; t=1,2 → 1; t=3..5 → 2. The next-token slot is not labelled.
     expect(Array.from(patchIdsFromLengths([1, 2, 3], 6))).toEqual([0, 1, 1, 2, 2, 2]);
@@ -340,7 +340,7 @@ describe('patchIdsFromLengths / decoderPatchIdsFromLengths (spec §3.9, §7.1)',
   });
 });
 
-describe('spec §15.1 anchor', () => {
+describe('architecture §15.1 anchor', () => {
   it('reproduces the 23 patches of the entropy-figure example (include_next_token = False)', () => {
     // prettier-ignore
     const tokens = [1, 72, 101, 105, 114, 105, 118, 125, 119, 36, 88, 101, 118, 107, 101, 118, 125, 105, 114,
@@ -563,7 +563,7 @@ function refPatch(tokens: number[], h: number[], o: PatchOptions): { unsplit: nu
     const k = o.patchSize!;
     lens = new Array<number>(Math.ceil(seqLenNext / k)).fill(k);
     if (seqLenNext % k !== 0) lens[lens.length - 1] = seqLenNext % k;
-    // Our documented deviation (spec §14.10): the first patch rewritten to [1, L0 − 1] as the packer does.
+    // Our documented deviation (architecture §14.10): the first patch rewritten to [1, L0 − 1] as the packer does.
     if (lens[0]! > 1) lens.splice(0, 1, 1, lens[0]! - 1);
   } else {
     lens = new Array<number>(seqLenNext).fill(1);
@@ -655,7 +655,7 @@ describe('properties over seeded random rows', () => {
         if (t > 0 && p < pid[t - 1]!) fail('patch ids decrease');
       }
       if (options.includeNextToken) {
-        // Decoder ids: byte t reads patch patchId(t+1) − 1 (spec §7.1), over the N+1 slots.
+        // Decoder ids: byte t reads patch patchId(t+1) − 1 (architecture §7.1), over the N+1 slots.
         const full = patchIdsFromLengths(b.patchLengths, n + 1);
         const dec = decoderPatchIdsFromLengths(b.patchLengths, n);
         for (let t = 0; t < n; t++) if (dec[t] !== full[t + 1]! - 1) fail(`decoder id at ${t}`);

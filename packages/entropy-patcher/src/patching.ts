@@ -2,7 +2,7 @@ import { BPE_ID } from '@bytelatent/bytes';
 import { PatcherError } from './errors.js';
 
 /**
- * How a row is cut into patches (spec §3; the reference's `Patcher.patch` in bytelatent/data/patcher.py):
+ * How a row is cut into patches (architecture §3; the reference's `Patcher.patch` in bytelatent/data/patcher.py):
  * - `'entropy'`: a patch starts after every position whose entropy is above a global threshold (§3.3);
  * - `'monotonic'`: ... whose entropy rose by more than a relative threshold (§3.4);
  * - `'combined'`: both the global and the relative test must pass (§3.5);
@@ -35,7 +35,7 @@ export interface PatchOptions {
    * ⌊N / patchSize⌋ − 2 entropy-chosen starts besides 0 and 1 (none when that is below 1).
    */
   readonly patchSize?: number;
-  /** Split every patch longer than this (spec §3.8) after any mode; an integer >= 1. Default: no cap. */
+  /** Split every patch longer than this (architecture §3.8) after any mode; an integer >= 1. Default: no cap. */
   readonly maxPatchLength?: number;
   /**
    * The reference's `include_next_token`: the lengths cover N+1 slots, the last one being the
@@ -156,7 +156,7 @@ function resolveOptions(options: PatchOptions): Resolved {
   if (mode === 'combined') thresholdAdd = requireNumber('thresholdAdd', options.thresholdAdd, mode);
   if (mode === 'entropy' && options.thresholdAdd != null) {
     // In the reference, threshold_add with monotonicity off is what selects the combined rule
-    // (spec §3.5); silently ignoring it here would patch differently from such a config.
+    // (architecture §3.5); silently ignoring it here would patch differently from such a config.
     throw invalid("thresholdAdd is the combined rule's relative threshold: use mode 'combined'");
   }
   if (mode === 'static') {
@@ -250,7 +250,7 @@ function checkEntropies(entropies: ArrayLike<number> | undefined, n: number, whe
 }
 
 /**
- * Whether byte id `id` is "space-like" for the space patcher (spec §3.7): anything but an ASCII
+ * Whether byte id `id` is "space-like" for the space patcher (architecture §3.7): anything but an ASCII
  * letter or digit or a UTF-8 continuation byte (128..191); lead bytes >= 192 and special ids count.
  */
 function isSpaceLike(id: number): boolean {
@@ -274,7 +274,7 @@ function newCarry(): Carry {
 }
 
 /**
- * The start rules of spec §3.3–§3.7, one token at a time: for each token t = `offset` + i of the
+ * The start rules of architecture §3.3–§3.7, one token at a time: for each token t = `offset` + i of the
  * piece (`tokens[i]`, `h[i]`; `h` is read by the entropy modes only), decides whether position t+1 is
  * a candidate start and if so writes t+1 to `out[k++]`; returns the new k. The decision reads tokens
  * t and t−1 only, the latter through `carry`, which is updated; position 0 (always a start) is not
@@ -296,7 +296,7 @@ function scanCandidates(
   switch (o.mode) {
     case 'entropy': {
       // Positions 0 and 1 always start a patch, so H[0] is never read; then t+1 starts iff
-      // H[t] > θ, for t = 1 up to N−1 with the next slot, N−2 without (spec §3.3). The reference
+      // H[t] > θ, for t = 1 up to N−1 with the next slot, N−2 without (architecture §3.3). The reference
       // casts entropies to float32 and torch compares a float32 tensor with a Python float in
       // float32, so θ is rounded to float32 too; fround on both sides reproduces that.
       const th = Math.fround(o.threshold);
@@ -321,11 +321,11 @@ function scanCandidates(
         // through float64 first, is harmless because 53 >= 2·24 + 2 bits.
         if (t <= 1) out[k++] = t + 1;
         else if (!combined) {
-          // t+1 starts iff H[t] − H[t−1] > θ for t >= 2 (spec §3.4).
+          // t+1 starts iff H[t] − H[t−1] > θ for t >= 2 (architecture §3.4).
           if (Math.fround(ht - prev) > th) out[k++] = t + 1;
         } else if (t >= 3 && Math.fround(ht - prev) > add && ht > th) {
           // Position 3 never starts a patch: the reference's "previous was not a start" test only
-          // sees the forced start at 2; from t = 3 on it is always true (spec §3.5).
+          // sees the forced start at 2; from t = 3 on it is always true (architecture §3.5).
           out[k++] = t + 1;
         }
         prev = ht;
@@ -350,9 +350,9 @@ function scanCandidates(
       break;
     }
     case 'static': {
-      // DEVIATION from the reference (spec §3.7), on purpose: it starts patches at 0, k, 2k, … so
+      // DEVIATION from the reference (architecture §3.7), on purpose: it starts patches at 0, k, 2k, … so
       // its first patch holds k tokens, which the model rejects (first patch = one token). We follow
-      // spec §14.10 and also start a patch at 1, as the training packer rewrites the first patch (§8.3).
+      // architecture §14.10 and also start a patch at 1, as the training packer rewrites the first patch (§8.3).
       const size = o.patchSize;
       for (let i = 0; i < count; i++) {
         const p = offset + i + 1;
@@ -456,14 +456,14 @@ function startsFromLengths(lengths: Int32Array, first = 0): Int32Array {
 
 /**
  * Cuts one row into patches, as the reference's `Patcher.patch` does for a batch of one row
- * (spec §3): patch starts by mode, lengths from consecutive starts, then the optional
+ * (architecture §3): patch starts by mode, lengths from consecutive starts, then the optional
  * `maxPatchLength` split (§3.8). The first patch always holds exactly one token (BOS).
  *
  * Reproduced reference behaviour: strict `>` tests in float32; positions 0 and 1 always start a
  * patch; the monotonic and combined rules always start one at 2 and the combined rule never at 3;
  * a row whose entropies never pass the threshold gives `[1, N]` (`[1, N − 1]` without the next
  * slot; the reference's padding entries are not returned). One deliberate deviation: `'static'` starts a patch at position 1 so
- * the first patch is a single token (spec §14.10); the reference's first static patch holds k tokens.
+ * the first patch is a single token (architecture §14.10); the reference's first static patch holds k tokens.
  *
  * Runs in O(N) with a few typed-array allocations; rows are independent (call once per row).
  *
@@ -522,7 +522,7 @@ const MAX_STREAM_TOKENS = 0x7ffffffe;
  * The patches from `open` up to each boundary of `ends[0..count)` (increasing; those not past the
  * running start are skipped) in turn, each split under the cap `m` (Infinity for none), then the
  * m-slot chunks of the still-open patch that are already final because the patch is known to end
- * at or after `frontier` (spec §3.8: a patch of at least m slots starts with an m-slot chunk,
+ * at or after `frontier` (architecture §3.8: a patch of at least m slots starts with an m-slot chunk,
  * whether it is split or not). Returns them and the new open start.
  */
 function emitPatches(
@@ -681,7 +681,7 @@ function checkLengths(lengths: ArrayLike<number>, name: string): void {
 
 /**
  * Replaces every length L > m by ⌊L/m⌋ copies of m followed by the remainder when non-zero, e.g.
- * 10 with m = 4 gives 4, 4, 2 (spec §3.8, the reference's `split_large_numbers`). Other lengths,
+ * 10 with m = 4 gives 4, 4, 2 (architecture §3.8, the reference's `split_large_numbers`). Other lengths,
  * zeros included, are kept as they are. The sum is unchanged.
  *
  * @param lengths - patch lengths (non-negative integers)
@@ -702,7 +702,7 @@ export function splitLongPatches(lengths: ArrayLike<number>, maxPatchLength: num
   return out;
 }
 
-/** How many patches one of length `l` becomes under the cap `m` (spec §3.8); `m` may be Infinity. */
+/** How many patches one of length `l` becomes under the cap `m` (architecture §3.8); `m` may be Infinity. */
 function splitCount(l: number, m: number): number {
   return l > m ? Math.ceil(l / m) : 1;
 }
@@ -721,7 +721,7 @@ function writeSplit(l: number, m: number, out: Int32Array, j: number): number {
 function patchIds(lengths: ArrayLike<number>, from: number, seqLen: number): Int32Array {
   const out = new Int32Array(seqLen);
   const end = lengths.length;
-  // id(t) = #{j : cum[j] <= t} − 1 with cum = [0, L0, L0+L1, …] (spec §3.9). cum is non-decreasing,
+  // id(t) = #{j : cum[j] <= t} − 1 with cum = [0, L0, L0+L1, …] (architecture §3.9). cum is non-decreasing,
   // so one pointer walks it; zero lengths repeat a cum value and are counted as in the reference,
   // and positions past the sum get the number of patches, as the reference's formula gives.
   let next = from; // index (into lengths) of the next cum entry to consume, offset by `from`
@@ -746,7 +746,7 @@ function checkSeqLen(seqLen: unknown): asserts seqLen is number {
 
 /**
  * The patch index of each of the first `seqLen` positions (the reference's `patch_ids_from_lengths`,
- * spec §3.9): the number of cumulative boundaries `[0, L0, L0+L1, …]` that are <= t, minus one.
+ * architecture §3.9): the number of cumulative boundaries `[0, L0, L0+L1, …]` that are <= t, minus one.
  * Computed over the N real positions even when the lengths sum to N+1. Positions past the sum of the
  * lengths get `lengths.length`, as the reference's formula does.
  *
@@ -763,7 +763,7 @@ export function patchIdsFromLengths(lengths: ArrayLike<number>, seqLen: number):
 
 /**
  * The patch whose global output each byte's decoder cross-attention reads: patch ids computed from
- * `lengths[1:]` (the reference's `decoder_patch_ids_from_lengths(lengths, 0, N)`; spec §7.1, golden
+ * `lengths[1:]` (the reference's `decoder_patch_ids_from_lengths(lengths, 0, N)`; architecture §7.1, golden
  * README semantics 7). With next-token lengths this is `patchId(t+1) − 1`: byte t reads the patch
  * before the one holding the byte it predicts.
  *
@@ -908,7 +908,7 @@ export function calibrateThreshold(
     };
     push(0);
     if (total > 1) push(1);
-    if (mode === 'monotonic' && last >= 1) push(2); // forced start at 2 (spec §3.4)
+    if (mode === 'monotonic' && last >= 1) push(2); // forced start at 2 (architecture §3.4)
     for (let t = firstCandidate; t <= last; t++) {
       // The same float32 values findPatchBoundaries compares (see scanCandidates).
       key[c] = mode === 'entropy' ? Math.fround(h[t]!) : Math.fround(Math.fround(h[t]!) - Math.fround(h[t - 1]!));

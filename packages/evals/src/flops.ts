@@ -1,6 +1,6 @@
 /**
  * FLOP accounting with the formulas of the BLT paper (Pagnoni et al. 2024, appendix B, table 11
- * and eqs. 13–17; spec §12.3): forward FLOPs per token of each operation, a transformer as their
+ * and eqs. 13–17; architecture §12.3): forward FLOPs per token of each operation, a transformer as their
  * sum, a BLT per byte as global / patch size + local encoder + local decoder + both
  * cross-attentions, a token model per byte as its per-token FLOPs / bytes per token. Training
  * costs three forwards (the backward pass is counted as twice the forward). Embedding lookups

@@ -29,7 +29,7 @@ import {
 export interface GlobalTransformerConfig extends TransformerStackConfig {
   /**
    * Width of the incoming patch vectors (`get_global_dim_patch_emb`: d_E·k). When it differs from
-   * `dim`, a `token_embedding_projection` (dimTokenEmb → dim) is created and applied (spec §6).
+   * `dim`, a `token_embedding_projection` (dimTokenEmb → dim) is created and applied (architecture §6).
    */
   readonly dimTokenEmb: number;
   /** `attn_bias_type` `block_causal` (true: documents split after EOS patches) or `causal` (false). */
@@ -43,7 +43,7 @@ function configError(message: string): BltError {
 }
 
 /**
- * The latent (global) transformer of BLT (spec §6): optional `token_embedding_projection`, then
+ * The latent (global) transformer of BLT (architecture §6): optional `token_embedding_projection`, then
  * pre-norm blocks over the patch vectors with RoPE over patch index 0..P−1 and a block-causal mask
  * split after every patch holding an EOS. **No final norm**: the raw residual stream goes to the
  * decoder. Weight names: `layers.{i}...`, `token_embedding_projection.weight` (when present).
@@ -56,7 +56,7 @@ export class GlobalTransformer {
   private readonly path: string;
 
   /**
-   * Creates the weights (reference initialisation, spec §11) in the scope.
+   * Creates the weights (reference initialisation, architecture §11) in the scope.
    *
    * @param scope - normally `root.child('global_transformer')`
    * @param config - sizes and flags
@@ -87,7 +87,7 @@ export class GlobalTransformer {
   }
 
   /**
-   * @param embeds - `[B, P, dimTokenEmb]` patch vectors (the encoder's patch rows reshaped, spec §8.1 step 5)
+   * @param embeds - `[B, P, dimTokenEmb]` patch vectors (the encoder's patch rows reshaped, architecture §8.1 step 5)
    * @param tokens - per row, one token per patch (BOE, or EOS for a patch holding one: see
    *   {@link patchTokens}); rows shorter than P are padded and never reach real patches (causal)
    * @param tap - receives `<scope>.token_embedding_projection`, `<scope>.layers.{i}[...]`
@@ -134,7 +134,7 @@ export class GlobalTransformer {
 
   /**
    * The transformer over new patches of one row whose earlier patches are in `cache` — the latent
-   * transformer runs once per completed patch during generation, not once per byte (spec §9.2; the
+   * transformer runs once per completed patch during generation, not once per byte (architecture §9.2; the
    * paper's "global model invoked only at patch boundaries"). Equal to the same positions of
    * {@link forward}: the mask is causal over patches, so earlier outputs never change. The cache
    * advances by S.
@@ -176,7 +176,7 @@ export class GlobalTransformer {
 }
 
 /**
- * The global transformer's token per patch (spec §6, the reference's forward): BOE everywhere, EOS
+ * The global transformer's token per patch (architecture §6, the reference's forward): BOE everywhere, EOS
  * for every patch that holds an EOS byte. Only the `patchIds.length` real positions are looked at.
  *
  * @param tokens - the row's token ids

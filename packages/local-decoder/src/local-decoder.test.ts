@@ -61,7 +61,7 @@ describe('LocalDecoder', () => {
     one.registry.dispose();
   });
 
-  it('adds the cross-attention residual twice (spec §7.2): with wo = 0 the first block reads 2·h', async () => {
+  it('adds the cross-attention residual twice (architecture §7.2): with wo = 0 the first block reads 2·h', async () => {
     const { model, registry } = build();
     for (const layer of model.crossAttnLayers) layer.wo.weight.assign(tf.zerosLike(layer.wo.weight));
     const h = tf.randomNormal([1, 6, 16], 0, 1, 'float32', 1) as tf.Tensor3D;

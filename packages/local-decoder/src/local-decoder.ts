@@ -55,7 +55,7 @@ function configError(message: string): BltError {
 }
 
 /**
- * The BLT local decoder (spec §7, golden Semantics 7): `patch_embedding_projection` of the global
+ * The BLT local decoder (architecture §7, golden Semantics 7): `patch_embedding_projection` of the global
  * output (d_G → d_D·k, reshaped to k rows per patch), then per layer cross-attention from every
  * byte to the rows of patch `decoder_patch_ids[t]` (the patch *before* the one holding the byte it
  * predicts) with the doubled residual, then the block; final `norm` and `output` head.
@@ -74,7 +74,7 @@ export class LocalDecoder {
   private readonly path: string;
 
   /**
-   * Creates the weights (reference initialisation, spec §11) in the scope.
+   * Creates the weights (reference initialisation, architecture §11) in the scope.
    *
    * @param scope - normally `root.child('local_decoder')`
    * @param config - sizes and flags
@@ -134,7 +134,7 @@ export class LocalDecoder {
   }
 
   /**
-   * Next-byte logits (spec §7.2).
+   * Next-byte logits (architecture §7.2).
    *
    * @param h - `[B, S, dim]` the encoder's byte states
    * @param patchStates - `[B, P, dimPatchEmb]` the global transformer's output
@@ -182,7 +182,7 @@ export class LocalDecoder {
             const path = `${this.path}.cross_attn_layers.${i}`;
             const cross = this.crossAttnLayers[i]!.attend(x, kv[i]!, crossMask, prefixTap(tap, path));
             tap?.(path, cross);
-            // Doubled residual: CrossAttention already returns x + wo(attn) (spec §7.2 step 3, golden Semantics 7).
+            // Doubled residual: CrossAttention already returns x + wo(attn) (architecture §7.2 step 3, golden Semantics 7).
             x = tf.add(x, cross);
           }
           x = applyBlock(layer, x, selfMask, rope, `${this.path}.layers.${i}`, tap);
@@ -199,7 +199,7 @@ export class LocalDecoder {
    * The keys and values every cross-attention reads for these global outputs: the
    * `patch_embedding_projection` (d_G → d_D·k, k rows per patch) then each cross-attention's
    * `cross_attn_norm_kv`, `wk`, `wv`. They depend on the patch alone, so a generator computes them
-   * once per completed patch (spec §9.2).
+   * once per completed patch (architecture §9.2).
    *
    * @param patchStates - `[B, Q, dimPatchEmb]` global outputs of Q patches
    * @param tap - receives `<scope>.patch_embedding_projection[:input]` and the cross-attentions'
@@ -239,7 +239,7 @@ export class LocalDecoder {
   /**
    * The cross-attention mask of bytes against the key rows of patches `first .. first + count − 1`:
    * byte t sees the rows of patch `decoderPatchIds[t]` (or of its last `crossAttnWindow` patches,
-   * spec §7.2 step 4); a negative id (padding) sees nothing.
+   * architecture §7.2 step 4); a negative id (padding) sees nothing.
    *
    * @param decoderPatchIds - per row, the patch each byte reads (absolute)
    * @param first - the first patch whose rows are the keys
@@ -277,7 +277,7 @@ export class LocalDecoder {
   }
 
   /**
-   * Next-byte logits of new positions of one row whose earlier positions are in `cache` (spec §9.2):
+   * Next-byte logits of new positions of one row whose earlier positions are in `cache` (architecture §9.2):
    * the decoder's self-attention is windowed causal and each byte's cross-attention reads a completed
    * patch, so earlier decoder states never change. Equal to the same positions of {@link forward}.
    * The cache advances by S.
@@ -333,7 +333,7 @@ export class LocalDecoder {
     });
   }
 
-  /** Final `norm` and `output` head (spec §7.2 step 5). */
+  /** Final `norm` and `output` head (architecture §7.2 step 5). */
   private head(x: tf.Tensor, tap?: ActivationTap): tf.Tensor3D {
     tap?.(`${this.path}.norm:input`, x);
     const n = this.norm.apply(x);

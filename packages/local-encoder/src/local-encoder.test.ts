@@ -149,7 +149,7 @@ describe('LocalEncoder forward', () => {
     registry.dispose();
   });
 
-  it('adds the cross-attention residual twice (spec §5.2): with wo = 0, patch rows are 2·projection', async () => {
+  it('adds the cross-attention residual twice (architecture §5.2): with wo = 0, patch rows are 2·projection', async () => {
     const { encoder, registry } = build();
     const wo = encoder.crossAttnLayers[0]!.wo.weight;
     wo.assign(tf.zerosLike(wo));

@@ -93,7 +93,7 @@ function configError(message: string): BltError {
 }
 
 /**
- * The BLT local encoder (spec §5.2): byte embedding plus hash n-gram embeddings (spec §2.3), local
+ * The BLT local encoder (architecture §5.2): byte embedding plus hash n-gram embeddings (architecture §2.3), local
  * transformer layers (windowed, document-split causal self-attention, RoPE over positions 0..S−1),
  * per-patch max pooling of the byte states, `patch_embedding_projection` (d_E → d_E·k) reshaped to
  * k rows per patch, and cross-attention from those rows to exactly the bytes of their patch.
@@ -117,7 +117,7 @@ export class LocalEncoder {
   private readonly hashPath: string;
 
   /**
-   * Creates the weights (reference initialisation, spec §11) in the given scopes.
+   * Creates the weights (reference initialisation, architecture §11) in the given scopes.
    *
    * @param scopes - the encoder's scope and the hash tables' scope
    * @param config - sizes and flags
@@ -201,7 +201,7 @@ export class LocalEncoder {
   }
 
   /**
-   * The encoder input (the reference's `compute_hash_embeddings`, spec §2.3, golden Semantics 4):
+   * The encoder input (the reference's `compute_hash_embeddings`, architecture §2.3, golden Semantics 4):
    * `tok_embeddings[x] + Σ_t encoder_hash_tok_embedding[t][hash_t(x)]`, no normalisation.
    * Hash windows read zeros before the start of each row and run across documents.
    *
@@ -243,12 +243,12 @@ export class LocalEncoder {
   }
 
   /**
-   * The encoder layers, pooling and cross-attention (spec §5.2, golden Semantics 5).
+   * The encoder layers, pooling and cross-attention (architecture §5.2, golden Semantics 5).
    *
    * After layer i (the last one, or each with `crossAttnAllLayers`): the first time, the byte states
    * are max-pooled per patch (an empty patch gives 0), projected and reshaped to `[B, P·k, dim]`;
    * then `P ← P + CrossAttention(P, h)`. `CrossAttention` already returns `P + wo(attn)`, so the
-   * update is `2·P + wo(attn)`: the reference's doubled residual, kept on purpose (spec §5.2, §16).
+   * update is `2·P + wo(attn)`: the reference's doubled residual, kept on purpose (architecture §5.2, §16).
    *
    * @param embeds - `[B, S, dim]` from {@link embed}
    * @param selfMask - the local self-attention mask (`localSelfAttentionMask` with `local_attention_window_len`)
@@ -277,7 +277,7 @@ export class LocalEncoder {
       return tf.tidy(() => {
         let h: tf.Tensor = embeds;
         // The byte states never read the patch states (cross-attention updates only the patches,
-        // spec §5.2 step 4), so all layers run first and the patches are computed from the states
+        // architecture §5.2 step 4), so all layers run first and the patches are computed from the states
         // each cross-attention reads — the same values as interleaving, and the same code as a
         // generator uses when a patch completes (encodePatches).
         const states: tf.Tensor[] = [];
@@ -302,13 +302,13 @@ export class LocalEncoder {
   }
 
   /**
-   * Patch states of patches `first .. first + count − 1` (spec §5.2 step 4, golden Semantics 5):
+   * Patch states of patches `first .. first + count − 1` (architecture §5.2 step 4, golden Semantics 5):
    * the byte states the first cross-attention reads are max-pooled per patch (an empty patch gives
    * 0), projected and reshaped to k rows per patch; then each cross-attention updates them,
    * `P ← P + CrossAttention(P, h)` = `2·P + wo(attn)` (the reference's doubled residual, kept on
-   * purpose, spec §16). A patch row sees the bytes of its own patch (or of its last
+   * purpose, architecture §16). A patch row sees the bytes of its own patch (or of its last
    * `crossAttnWindow` patches), so a patch's states are final as soon as its bytes are: a generator
-   * computes each patch once, when it completes (spec §9.2).
+   * computes each patch once, when it completes (architecture §9.2).
    *
    * @param states - per cross-attention, in order, the byte states it reads `[B, M, dim]` (the output of
    *   the layer it follows; {@link crossAttendsAfter})
@@ -354,11 +354,11 @@ export class LocalEncoder {
         tap?.(`${this.path}.patch_embedding_projection:input`, pooled);
         const projected = this.patchEmbeddingProjection.apply(pooled);
         tap?.(`${this.path}.patch_embedding_projection`, projected);
-        // Row p·k + j is slice j of patch p's vector (spec §5.2).
+        // Row p·k + j is slice j of patch p's vector (architecture §5.2).
         let pe: tf.Tensor = tf.reshape(projected, [batch, count * k, this.config.dim]);
         states.forEach((h, index) => {
           const cross = applyCrossAttention(this.crossAttnLayers[index]!, pe, h, crossMask, `${this.path}.cross_attn_layers.${index}`, tap);
-          // Doubled residual, as the reference's `apply_cross_attention` (spec §5.2, golden Semantics 5).
+          // Doubled residual, as the reference's `apply_cross_attention` (architecture §5.2, golden Semantics 5).
           pe = tf.add(pe, cross);
         });
         return pe as tf.Tensor3D;
@@ -371,7 +371,7 @@ export class LocalEncoder {
   /**
    * The input embeddings of positions `from .. to − 1` of one row ({@link embed} on the row, but
    * reading only the ids the hash windows of those positions reach: the last `max(n) − 1` before
-   * `from`). For incremental encoding (spec §14 item 1: only the newest position's windows change).
+   * `from`). For incremental encoding (architecture §14.1: only the newest position's windows change).
    *
    * @param row - the row's token ids so far (at least `to`)
    * @param from - first position
@@ -400,7 +400,7 @@ export class LocalEncoder {
   }
 
   /**
-   * The encoder layers over new positions of one row whose earlier positions are in `cache` (spec
+   * The encoder layers over new positions of one row whose earlier positions are in `cache` (architecture
    * §9.2: the byte self-attention is windowed causal, so earlier byte states never change). Equal to
    * the same positions of {@link forward}'s layers. The cache advances by S.
    *

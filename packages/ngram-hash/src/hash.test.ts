@@ -21,7 +21,7 @@ const HELLO = [1, 76, 105, 112, 112, 115];
 const A_BLT_HAS = [1, 69, 36, 70, 80, 88, 36, 108, 101, 119];
 
 describe('rollingPolynomialHash', () => {
-  it('reproduces the signed int64 powers of 1000000007 (spec §2.2)', () => {
+  it('reproduces the signed int64 powers of 1000000007 (architecture §2.2)', () => {
     // With a single 1 at position 0, position j of an 8-gram hash holds prime^(7-j).
     const h = rollingPolynomialHash([1, 0, 0, 0, 0, 0, 0, 0], 8);
     expect(Array.from(h).reverse()).toEqual([
@@ -90,7 +90,7 @@ describe('rollingPolynomialHash', () => {
 });
 
 describe('byteGroupHashIds', () => {
-  it('matches the spec §15.2 vectors (vocab 500002)', () => {
+  it('matches the architecture §15.2 vectors (vocab 500002)', () => {
     const ids = (t: number[], n: number) => Array.from(byteGroupHashIds(t, n, { vocabSize: 500002 }));
     expect(ids(HELLO, 3)).toEqual([443987, 124875, 393970, 386145, 358223, 190185]);
     expect(ids(HELLO, 4)).toEqual([437197, 433869, 117936, 254402, 246577, 30240]);

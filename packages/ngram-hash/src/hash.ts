@@ -75,7 +75,7 @@ function hashCore(
   const outHi = new Int32Array(raw ? k * n : 0);
   const outLo = new Uint32Array(raw ? k * n : 0);
   const pad = maxN - 1;
-  // Each row is copied behind max(n)-1 BOE ids (spec §2.2: windows read 0 before the row start).
+  // Each row is copied behind max(n)-1 BOE ids (architecture §2.2: windows read 0 before the row start).
   const padded = new Int32Array(pad + Math.min(rowLength, n)).fill(BOE_ID, 0, pad);
   for (let rowStart = 0; rowStart < n; rowStart += rowLength) {
     const rowEnd = Math.min(rowStart + rowLength, n);
@@ -164,7 +164,7 @@ function floorMod(raw: BigInt64Array, vocabSize: number): Int32Array {
 }
 
 /**
- * The reference rolling polynomial hash (spec §2.2, golden Semantics 4), bit-exact. Position `j`
+ * The reference rolling polynomial hash (architecture §2.2, golden Semantics 4), bit-exact. Position `j`
  * hashes the window `tokens[j-n+1 .. j]` (zeros before the row start), the oldest id times
  * `prime^0` and the newest times `prime^(n-1)`, wrapping like int64.
  *

@@ -22,7 +22,7 @@ export interface HashNgramTable {
   readonly ids: Int32Array;
 }
 
-/** The configuration of the released BLT-1B and BLT-7B models (spec §2.1). */
+/** The configuration of the released BLT-1B and BLT-7B models (architecture §2.1). */
 export const RELEASED_HASH_CONFIG: HashNgramConfig = Object.freeze({
   groupSizes: Object.freeze([3, 4, 5, 6, 7, 8]),
   numFunctions: 1,

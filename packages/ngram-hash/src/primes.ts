@@ -1,7 +1,7 @@
 import { NgramHashError } from './errors.js';
 
 /**
- * The reference's hash primes (spec §2.2): hash function `f` multiplies by `HASH_PRIMES[f]`.
+ * The reference's hash primes (architecture §2.2): hash function `f` multiplies by `HASH_PRIMES[f]`.
  * Released BLT models use only function 0.
  */
 export const HASH_PRIMES: readonly bigint[] = Object.freeze([

@@ -4,7 +4,7 @@ import { toTokenArray } from './tokens.js';
 
 /**
  * The reference rolling polynomial hash with BigInt, written for clarity, not speed: the oracle
- * that the fast {@link rollingPolynomialHash} is tested against (spec §2.2, golden Semantics 4).
+ * that the fast {@link rollingPolynomialHash} is tested against (architecture §2.2, golden Semantics 4).
  *
  * Window at position j: `tokens[j-n+1 .. j]`, reading 0 before the start of the row; the oldest id
  * is multiplied by `prime^0`, the current one by `prime^(n-1)`; all arithmetic wraps like int64.

@@ -48,12 +48,12 @@ function expectedBlt(a: Args): Map<string, number[]> {
 const asMap = (ts: ReturnType<typeof bltTensors>) => new Map(ts.map((t) => [t.name, [...t.shape]]));
 
 describe('released models', () => {
-  it('has the FFN sizes of spec §5.1', () => {
+  it('has the FFN sizes of architecture §5.1', () => {
     expect([768, 1024, 1280, 2048, 4096].map((d) => ffnHidden(d, 256, 1))).toEqual([2048, 2816, 3584, 5632, 11008]);
     expect(ffnHidden(768, 256, null)).toBe(2048);
   });
 
-  it('builds BLT-1B with the keys and shapes of spec §10.4', () => {
+  it('builds BLT-1B with the keys and shapes of architecture §10.4', () => {
     const ts = bltTensors(blt('blt-1b', 'full'));
     // 6 hash tables + encoder (1 layer × 9 + projection + embedding + 6 cross) + global (25 × 9)
     // + decoder (9 layers × (9 + 6 cross) + projection + norm + output).
@@ -85,7 +85,7 @@ describe('released models', () => {
     expect(Math.abs(params / 1e9 - 10.55)).toBeLessThan(0.01);
   });
 
-  it('builds the entropy model of spec §4.1 (≈ 99.5 M parameters)', () => {
+  it('builds the entropy model of architecture §4.1 (≈ 99.5 M parameters)', () => {
     const ts = entropyTensors(entropy('full'));
     const m = new Map<string, number[]>();
     for (let i = 0; i < 14; i++) {

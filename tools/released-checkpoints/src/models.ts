@@ -1,5 +1,5 @@
 // The released models' arguments (as the reference's pydantic classes dump them) and the state-dict
-// tensors the reference builds from those arguments. Sources: docs spec §4.1, §10 (hyper-parameters of
+// tensors the reference builds from those arguments. Sources: docs architecture §4.1, §10 (hyper-parameters of
 // facebook/blt-1b, blt-7b, blt-entropy), the reference's `ByteLatentTransformerArgs`,
 // `LMTransformerArgs`, `BaseTransformerArgs` (field order and defaults), `create_local_encoder`,
 // `create_local_decoder`, `create_global_transformer`, `LocalEncoder/LocalDecoder/GlobalTransformer/
@@ -135,7 +135,7 @@ const ENTROPY_SHAPES: Readonly<Record<Preset, EntropyShape>> = {
   tiny: { dim: 32, nLayers: 2, nHeads: 2 },
 };
 
-/** The released patcher threshold (spec §3.3, §10.1). */
+/** The released patcher threshold (architecture §3.3, §10.1). */
 export const RELEASED_ENTROPY_THRESHOLD = 1.335442066192627;
 const EOS_ID = 2;
 
@@ -173,7 +173,7 @@ function baseTransformerArgs(v: {
 
 /**
  * `ByteLatentTransformerArgs` of a released BLT, every field in the order pydantic dumps it. Values
- * that shape tensors or the forward pass come from spec §10.1; the generic `dim`/`n_layers`/`n_heads`
+ * that shape tensors or the forward pass come from architecture §10.1; the generic `dim`/`n_layers`/`n_heads`
  * (read by no module that makes a tensor) are set to the global transformer's, the rest are the
  * reference defaults.
  */

@@ -320,7 +320,7 @@ function resolveHeads(config: AttentionConfig): { nHeads: number; nKvHeads: numb
   return { nHeads: config.nHeads, nKvHeads, headDim };
 }
 
-/** Repeats each key/value head `r` times: kv head j serves query heads j·r .. j·r+r−1 (spec §5.1). */
+/** Repeats each key/value head `r` times: kv head j serves query heads j·r .. j·r+r−1 (architecture §5.1). */
 function repeatKv(x: tf.Tensor, r: number): tf.Tensor {
   if (r === 1) return x;
   const [b, h, s, d] = x.shape as [number, number, number, number];
@@ -367,7 +367,7 @@ export class Attention {
   /**
    * One step of incremental (KV-cached) self-attention: the S new positions of `x` attend to the
    * cached keys of earlier positions and to each other, exactly as {@link apply} over the whole row
-   * would compute those S outputs (spec §9.2: windowed causal attention only ever reads earlier
+   * would compute those S outputs (architecture §9.2: windowed causal attention only ever reads earlier
    * keys, which do not change). Batch rows share the step's mask.
    *
    * @param x - `[B, S, dim]`, the new positions
@@ -419,9 +419,9 @@ export class Attention {
 }
 
 /**
- * Cross-attention block of BLT (spec §5.3): `cross_attn_norm_q`, `cross_attn_norm_kv`, `wq..wo`, no
+ * Cross-attention block of BLT (architecture §5.3): `cross_attn_norm_q`, `cross_attn_norm_kv`, `wq..wo`, no
  * RoPE. Returns `x + wo(attn)` — the residual is inside, as in the reference; callers that add `x`
- * again reproduce the reference's doubled residual on purpose (spec §5.2, §16 item 1).
+ * again reproduce the reference's doubled residual on purpose (architecture §5.2, §16).
  */
 export class CrossAttention {
   readonly normQ: RMSNorm;
@@ -459,7 +459,7 @@ export class CrossAttention {
   /**
    * The keys and values of `kv`, heads split: what {@link attend} reads. They depend on `kv` alone,
    * so a generator computes them once per patch and reuses them for every byte that reads the patch
-   * (spec §9.2: "decoder cross-attn keys/values for patch j are fixed once O[j] exists").
+   * (architecture §9.2: "decoder cross-attn keys/values for patch j are fixed once O[j] exists").
    *
    * @param kv - `[B, K, dim]`
    * @param tap - receives `cross_attn_norm_kv`, `wk`, `wv` outputs

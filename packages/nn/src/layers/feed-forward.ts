@@ -6,7 +6,7 @@ import { Linear, type WeightInit } from './linear.js';
 import type { ParameterScope } from './parameters.js';
 
 /**
- * The reference SwiGLU hidden size (spec §5.1): `int(2·4·dim/3)`, times `ffnDimMultiplier` when
+ * The reference SwiGLU hidden size (architecture §5.1): `int(2·4·dim/3)`, times `ffnDimMultiplier` when
  * given, rounded up to a multiple of `multipleOf`. F(32) = 256 with multipleOf 256, F(768) = 2048.
  */
 export function ffnHiddenDim(dim: number, multipleOf = 256, ffnDimMultiplier: number | null = null): number {

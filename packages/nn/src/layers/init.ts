@@ -21,7 +21,7 @@ export function seededUniform(seed: number): () => number {
 
 /**
  * Truncated normal values, mean 0, cut at ±3 std as the reference's `trunc_normal_(std, a=-3std,
- * b=3std)` (spec §11), by rejection of standard normals (Box–Muller).
+ * b=3std)` (architecture §11), by rejection of standard normals (Box–Muller).
  *
  * @param count - number of values
  * @param std - standard deviation before truncation
@@ -42,7 +42,7 @@ export function truncatedNormal(count: number, std: number, random: () => number
   return out;
 }
 
-/** How the reference scales init std with depth (`init_std_factor`, spec §11). */
+/** How the reference scales init std with depth (`init_std_factor`, architecture §11). */
 export type InitStdFactor = 'disabled' | 'current_depth' | 'global_depth' | 'dim_ratio';
 
 /**

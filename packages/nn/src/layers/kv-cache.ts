@@ -28,14 +28,14 @@ export interface KvCacheOptions {
   /** Number of attention layers of the stack. */
   readonly nLayers: number;
   /**
-   * Sliding window: query i sees key j only if `i − window < j ≤ i` (xformers local attention, spec
-   * §4.1 and §5.2). The cache then never holds more than `window − 1` earlier positions. Default:
+   * Sliding window: query i sees key j only if `i − window < j ≤ i` (xformers local attention,
+   * architecture §4.1 and §5.2). The cache then never holds more than `window − 1` earlier positions. Default:
    * unlimited.
    */
   readonly window?: number;
   /**
    * Documents end after this token id (EOS): a position never sees one of an earlier document (the
-   * block-causal masks of spec §4.1, §5.2 and §6). Omit for plain causal attention.
+   * block-causal masks of architecture §4.1, §5.2 and §6). Omit for plain causal attention.
    */
   readonly eosId?: number;
 }
@@ -43,7 +43,7 @@ export interface KvCacheOptions {
 /**
  * The keys and values a stack of causal self-attention layers has computed for one row, so that new
  * positions cost one pass over themselves and their visible keys instead of a forward over the whole
- * row (spec §9.2, §14 item 11). Shared by every transformer of BLT — the entropy model, the local
+ * row (architecture §9.2, §14.11). Shared by every transformer of BLT — the entropy model, the local
  * encoder and decoder (over bytes) and the latent transformer (over patches).
  *
  * A step over S new positions: {@link plan} (inside the caller's `tf.tidy`: it makes the step's mask

@@ -43,7 +43,7 @@ function randomTensor(shape: number[], seed: number): tf.Tensor {
 }
 
 describe('ffnHiddenDim', () => {
-  it('follows the reference rule (spec §5.1)', () => {
+  it('follows the reference rule (architecture §5.1)', () => {
     expect([32, 768, 1024, 1280, 2048, 4096].map((d) => ffnHiddenDim(d, 256, 1.0))).toEqual([256, 2048, 2816, 3584, 5632, 11008]);
     expect(ffnHiddenDim(64, 32)).toBe(192); // int(512/3) = 170 → 6·32
   });

@@ -111,7 +111,7 @@ export interface LocalAttentionSpec {
 
 /**
  * Cross-attention mask by group: query q sees key k iff `queryGroups[q] == keyGroups[k]` (and, with
- * a window, iff `keyGroup <= queryGroup < keyGroup + window`, spec §5.4). A negative group marks
+ * a window, iff `keyGroup <= queryGroup < keyGroup + window`, architecture §5.4). A negative group marks
  * padding (a padded byte or an empty patch row of a batch): it matches nothing.
  *
  * @param queryGroups - per row, the group of each query (e.g. patch index of each patch row)
@@ -151,7 +151,7 @@ export interface MaskTensors {
 }
 
 // A large finite negative instead of -inf: a fully masked row would otherwise give NaN, and NaN
-// times a zero weight still poisons a matMul (spec §14 item 5). exp(-1e9 - max) is exactly 0 in
+// times a zero weight still poisons a matMul (architecture §14.5). exp(-1e9 - max) is exactly 0 in
 // float32, so partially masked rows equal the -inf result.
 const MASKED = -1e9;
 

@@ -50,8 +50,8 @@ export function applyBlock(
 }
 
 /**
- * One cross-attention module, `x + wo(attn(norm_q(x), norm_kv(kv)))` (spec §5.3). The caller adds
- * `x` once more, reproducing the reference's doubled residual (spec §5.2, §7.2). With a tap, the
+ * One cross-attention module, `x + wo(attn(norm_q(x), norm_kv(kv)))` (architecture §5.3). The caller adds
+ * `x` once more, reproducing the reference's doubled residual (architecture §5.2, §7.2). With a tap, the
  * module reports `<path>.cross_attn_norm_q|cross_attn_norm_kv|wq|wk|wv|wo`, and this `<path>`.
  *
  * @param layer - the module
@@ -109,7 +109,7 @@ export interface LocalMaskOptions {
 }
 
 /**
- * The self-attention mask of the local encoder and decoder (spec §5.2 step 2, golden Semantics 5):
+ * The self-attention mask of the local encoder and decoder (architecture §5.2 step 2, golden Semantics 5):
  * causal, split into documents after each EOS, windowed. Rows shorter than `seqLen` are padded at
  * the end; the padding forms a document of its own, and being causal it never reaches a real position.
  *
@@ -139,7 +139,7 @@ export function localSelfAttentionMask(rows: readonly ArrayLike<number>[], seqLe
 
 /**
  * Block-causal self-attention over `seqLen` positions, documents split after each EOS (the global
- * transformer's `block_causal`, spec §6), or plainly causal.
+ * transformer's `block_causal`, architecture §6), or plainly causal.
  *
  * @param rows - per row, the token of each position (global: BOE or EOS per patch)
  * @param seqLen - padded row length
@@ -165,7 +165,7 @@ function paddedDocuments(rows: readonly ArrayLike<number>[], seqLen: number, eos
 
 /**
  * Cross-attention mask between patch rows and bytes by group (the reference's
- * `create_patch_mask_from_ids`, spec §5.4 and §7.2 step 4): query q sees key k iff
+ * `create_patch_mask_from_ids`, architecture §5.4 and §7.2 step 4): query q sees key k iff
  * `kg == qg` (no window) or `kg ≤ qg < kg + window`. A negative group (padding) sees and is seen by nothing.
  *
  * @param queryGroups - per row, the group of each query
@@ -185,7 +185,7 @@ export function groupCrossMask(queryGroups: readonly Int32Array[], keyGroups: re
 }
 
 /**
- * The group of each of the `numPatches · k` patch rows: row `p·k + r` belongs to patch p (spec §5.2:
+ * The group of each of the `numPatches · k` patch rows: row `p·k + r` belongs to patch p (architecture §5.2:
  * the k sub-vectors of a patch share its mask).
  */
 export function patchRowGroups(numPatches: number, k: number): Int32Array {

@@ -4,7 +4,7 @@ import { NnError, checkInt } from './errors.js';
 
 /**
  * Rotary position embedding tables in the reference's layout: adjacent pairs (2i, 2i+1) of each
- * head rotate by `pos · theta^(-2i/headDim)` (golden Semantics 9, spec §5.1). Frequencies and
+ * head rotate by `pos · theta^(-2i/headDim)` (golden Semantics 9, architecture §5.1). Frequencies and
  * angles are rounded to float32 at each step, as torch computes them in fp32.
  *
  * Rows are computed on first use, growing by doubling up to `maxSeqLen`: a model whose arguments

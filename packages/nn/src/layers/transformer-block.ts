@@ -28,7 +28,7 @@ export class TransformerBlock {
   /**
    * @param scope - e.g. `layers.0`
    * @param config - sizes
-   * @param init - generator, and the depth scaling of the reference init (spec §11)
+   * @param init - generator, and the depth scaling of the reference init (architecture §11)
    */
   constructor(
     scope: ParameterScope,
@@ -71,7 +71,7 @@ export class TransformerBlock {
   }
 
   /**
-   * The block over new positions of a row whose earlier positions are in a KV cache (spec §9.2):
+   * The block over new positions of a row whose earlier positions are in a KV cache (architecture §9.2):
    * the same computation as {@link apply}, the attention reading the cached keys (see
    * {@link Attention.applyCached}; norms and feed-forward are per position).
    *

@@ -32,7 +32,7 @@ export interface TransformerStack {
 
 /**
  * The blocks and RoPE of a {@link TransformerStackConfig}, as the reference builds them: block i is
- * `layers.{i}` of `scope`, initialised with `init_std_factor` at depth i of `nLayers` (spec §11),
+ * `layers.{i}` of `scope`, initialised with `init_std_factor` at depth i of `nLayers` (architecture §11),
  * the blocks in order (each draws its weights from `random` in turn, so the caller's weights created
  * before and after keep the reference's order).
  *
