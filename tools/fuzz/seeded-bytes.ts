@@ -1,5 +1,5 @@
 /**
- * Seeded fuzz inputs shared by the packages' `fuzz.test.ts` files (issue 9). Test-only: imported by
+ * Seeded fuzz inputs shared by the packages' `fuzz.test.ts` files. Test-only: imported by
  * relative path from tests, never from a package's source, so it adds no dependency between
  * packages and ships in no tarball. The same seed gives the same inputs on every machine.
  * Its generator is `@bytelatent/nn`'s `seededUniform`, read from nn's source file (which imports

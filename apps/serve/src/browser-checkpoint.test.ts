@@ -1,4 +1,4 @@
-// @bytelatent/blt's checkpoint format in a real browser (issue 4: tf.io in Node and the browser):
+// @bytelatent/blt's checkpoint format in a real browser:
 // browser-checks/checkpoint.ts, bundled here by vite, runs in Debian's Chromium; it saves to
 // IndexedDB and loads back, loads over HTTP a directory that Node saved, and asks for a checkpoint
 // that does not exist. The logits must be identical in all three.

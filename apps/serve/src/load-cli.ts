@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * The full-size load test (issue 9): starts the API on 127.0.0.1 with the shipped models (or yours),
+ * The full-size load test: starts the API on 127.0.0.1 with the shipped models (or yours),
  * in this process, sends the seeded mix of `load-driver.ts` — patch, score, generate (streamed or not),
  * malformed, oversize, early disconnects — from N concurrent clients, and prints one JSON line:
  * requests, status counts, latency percentiles, RSS (baseline, peak, end), tensors before and after,

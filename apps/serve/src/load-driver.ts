@@ -1,5 +1,5 @@
 /**
- * A seeded HTTP load generator for the API (issue 9), shared by the load test (`load.test.ts`, small
+ * A seeded HTTP load generator for the API, shared by the load test (`load.test.ts`, small
  * models) and the full-size load script (`load-cli.ts`, the shipped models): a mix of patch, score and
  * generate requests — streamed and not —, malformed ones, oversize ones and clients that disconnect
  * early, sent by N concurrent clients over keep-alive connections. Every request says which answers

@@ -1,4 +1,4 @@
-// The API under load on 127.0.0.1 (issue 9): 1,000 seeded requests from 50 concurrent clients — patch,
+// The API under load on 127.0.0.1: 1,000 seeded requests from 50 concurrent clients — patch,
 // score and generate (streamed or not), malformed, oversize, and clients that disconnect early — against
 // the shipped entropy patcher and a tiny random BLT. Every answer must be one the request allows, no 5xx
 // but the deliberate 503 back-pressure, RSS bounded, no tensor left behind, oversize bodies refused

@@ -1,4 +1,4 @@
-// Hostile and corrupt BLT checkpoints (issue 9), beyond what checkpoint.test.ts covers (missing,
+// Hostile and corrupt BLT checkpoints, beyond what checkpoint.test.ts covers (missing,
 // truncated, mis-shaped, NaN weights in the tfjs format): arguments or weight specs that claim a huge
 // model are refused before anything of that size is allocated, and the safetensors form (the one the
 // server loads) refuses every corruption with a typed error naming it.

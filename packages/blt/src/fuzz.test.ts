@@ -1,4 +1,4 @@
-// Seeded fuzzing (issue 9), the model part: a bounded subset of the tools/fuzz byte strings (short
+// Seeded fuzzing, the model part: a bounded subset of the tools/fuzz byte strings (short
 // ones: the model is slow on CPU) through the composed BLT — patched by the shipped entropy patcher in
 // every mode — forward, per-byte losses and generation from the raw bytes as prompts. No crash,
 // logits of the right shape and finite, inputs past the context refused with a typed error, no leak.

@@ -1,4 +1,4 @@
-// Seeded fuzzing (issue 9): 10,000 byte strings — invalid UTF-8, lone continuation bytes, NUL, empty,
+// Seeded fuzzing: 10,000 byte strings — invalid UTF-8, lone continuation bytes, NUL, empty,
 // up to 1 MiB — through the tokenizer, the UTF-8 scanner, the streaming decoder and the row packer.
 // Checks are written as plain comparisons with one `expect` on failure, so the loop stays fast.
 import { describe, expect, it } from 'vitest';

@@ -1,4 +1,4 @@
-// Corrupt and hostile checkpoints (issue 9): every corruption of the shipped model file is refused with
+// Corrupt and hostile checkpoints: every corruption of the shipped model file is refused with
 // a PatcherError whose code and message name the problem, and arguments claiming a huge model are
 // refused before anything of that size is allocated.
 import { initBackend } from '@bytelatent/nn';

@@ -1,4 +1,4 @@
-// Seeded fuzzing (issue 9): the 10,000 byte strings of tools/fuzz (invalid UTF-8, NUL, empty, up to
+// Seeded fuzzing: the 10,000 byte strings of tools/fuzz (invalid UTF-8, NUL, empty, up to
 // 1 MiB) through every patching mode — the rules on all of them (with seeded entropies), the shipped
 // entropy model on a bounded subset of short ones (the model is slow on CPU). No crash, lengths >= 1
 // summing to the input length (+1 with the next-byte slot), segments covering the bytes, no tensor leak.

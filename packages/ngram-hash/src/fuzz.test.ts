@@ -1,4 +1,4 @@
-// Seeded fuzzing (issue 9): the 10,000 byte strings of tools/fuzz (invalid UTF-8, NUL, empty, up to
+// Seeded fuzzing: the 10,000 byte strings of tools/fuzz (invalid UTF-8, NUL, empty, up to
 // 1 MiB) through the hash n-grams: right shapes, indices in range, equal to the BigInt reference,
 // rows independent. Plain comparisons with one `expect` on failure keep the loop fast.
 import { BYTE_OFFSET, encode } from '@bytelatent/bytes';
