@@ -1,7 +1,6 @@
 /** What the API computes, independent of HTTP: patching, scoring and generation with the loaded models. */
-import * as tf from '@tensorflow/tfjs-core';
-import { BOS_ID, EOS_ID, encode } from '@bytelatent/bytes';
-import type { ByteLatentTransformer } from '@bytelatent/blt';
+import { BOS_ID, encode } from '@bytelatent/bytes';
+import { type BltPatching, type ByteLatentTransformer, bltPatchingFromSettings, rowLogProbs } from '@bytelatent/blt';
 import type { EntropyPatcher, PatchingMode } from '@bytelatent/entropy-patcher';
 import { HttpError } from './http-error.js';
 import { yieldToEventLoop } from './yield.js';
@@ -69,11 +68,20 @@ export interface ModelServiceInfo {
 }
 
 export class ModelService {
+  /**
+   * @param patcher - the entropy patcher (`/v1/patch`)
+   * @param blt - the BLT (`/v1/score`, generation), if any
+   * @param generator - generation over the BLT
+   * @param info - what `/health` reports
+   * @param patching - how the BLT patches what it scores (default: the patcher's defaults; a loaded
+   *   model's own, `bltPatchingFromSettings`, is what the loaders pass)
+   */
   constructor(
     readonly patcher: EntropyPatcher,
     readonly blt: ByteLatentTransformer | undefined,
     private readonly generator: Generator | undefined,
     readonly info: ModelServiceInfo,
+    readonly patching: BltPatching = bltPatchingFromSettings(patcher.defaults, patcher),
   ) {}
 
   describe(): Record<string, unknown> {
@@ -130,34 +138,37 @@ export class ModelService {
   }
 
   /**
-   * Bits per byte of `text` under the BLT, patched by the entropy patcher. Text longer than the
-   * model's context is scored in consecutive windows, each read from BOS.
+   * Bits per byte of `text` under the BLT, each byte scored as `@bytelatent/evals` scores it with
+   * `windowBytes` equal to {@link scoreWindow}: the text is cut into windows of that many bytes,
+   * each read from BOS and patched by the BLT's own patching (rule and settings from its files,
+   * `rowLogProbs` of `@bytelatent/blt`, the one BLT scorer).
    */
   async score(text: string, signal: AbortSignal): Promise<ScoreResponse> {
     if (!this.blt) throw new HttpError(503, 'INTERNAL', 'no BLT is loaded');
     const bytes = encode(text, { bos: false, eos: false });
     if (bytes.length === 0) throw new HttpError(400, 'INVALID_REQUEST', '"text" must not be empty');
-    const window = this.bltContext() - 1;
+    const window = this.scoreWindow();
     const bits: number[] = [];
+    let total = 0;
     let patches = 0;
     for (let start = 0; start < bytes.length; start += window) {
       if (signal.aborted) throw signal.reason;
       const chunk = bytes.subarray(start, start + window);
-      const tokens = Int32Array.from([BOS_ID, ...chunk]);
-      const targets = Int32Array.from([...chunk, EOS_ID]);
-      const patched = await this.patcher.patch(
-        Uint8Array.from(chunk, (t) => t - 4),
-        { bos: true, includeNextToken: true },
-      );
-      patches += patched.patchLengths.length;
-      const losses = this.blt.tokenLosses([tokens], [patched.patchLengths], [targets]);
-      const values = (await losses.data()) as Float32Array;
-      tf.dispose(losses);
-      for (let i = 0; i < chunk.length; i++) bits.push(round(values[i]! / Math.LN2));
+      const ids = Int32Array.from([BOS_ID, ...chunk]);
+      const scored = await rowLogProbs(this.blt, this.patching, [{ tokens: ids.subarray(0, chunk.length), targets: ids.subarray(1) }]);
+      patches += scored.patchLengths[0]!.length;
+      for (const lp of scored.logProbs[0]!) {
+        total -= lp;
+        bits.push(round(-lp / Math.LN2));
+      }
       await yieldToEventLoop(); // let other requests and disconnects through
     }
-    const total = bits.reduce((s, b) => s + b, 0);
-    return { bytes: bytes.length, bitsPerByte: round(total / bytes.length), bits, patches };
+    return { bytes: bytes.length, bitsPerByte: round(total / Math.LN2 / bytes.length), bits, patches };
+  }
+
+  /** Bytes per scored window: the BLT's byte context (its local encoder's), BOS taking the first position. */
+  scoreWindow(): number {
+    return this.bltContext();
   }
 
   async generate(params: GenerateParams, signal: AbortSignal, onChunk?: (chunk: GenerateChunk) => void): Promise<GenerateResult> {

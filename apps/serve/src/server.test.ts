@@ -2,7 +2,8 @@ import type { AddressInfo } from 'node:net';
 import { request } from 'node:http';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ByteLatentTransformer } from '@bytelatent/blt';
+import { ByteLatentTransformer, bltPatchingFromSettings } from '@bytelatent/blt';
+import { bltScorer, evaluateBitsPerByte } from '@bytelatent/evals';
 import { EntropyPatcher } from '@bytelatent/entropy-patcher';
 import { createApiServer } from './server.js';
 import { ModelService } from './model-service.js';
@@ -89,6 +90,12 @@ describe('serve API', () => {
     expect(r.json.bits).toHaveLength(text.length);
     expect(r.json.bitsPerByte).toBeGreaterThan(5); // an untrained model is around log2(260) = 8.02
     expect(r.json.bitsPerByte).toBeLessThan(12);
+    // The same figures as bytelatent-eval on the same windows: one scorer, one patching.
+    const scorer = bltScorer(blt, bltPatchingFromSettings(patcher.defaults, patcher));
+    const expected = await evaluateBitsPerByte(scorer, text, { windowBytes: blt.args.encoder.maxSeqLen });
+    expect(text.length).toBeGreaterThan(blt.args.encoder.maxSeqLen); // several windows
+    expect(r.json.bitsPerByte).toBeCloseTo(expected.bitsPerByte, 3);
+    expect(r.json.patches).toBe(scorer.patchCounts().patches);
   });
 
   it('POST /v1/generate returns text; the same seed gives the same text', async () => {

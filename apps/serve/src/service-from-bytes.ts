@@ -4,7 +4,15 @@
  * what it fetched from the server's `/models/` route (or the folder's URL there) — the same code on
  * both sides.
  */
-import { ByteLatentTransformer, BLT_ARGS_METADATA_KEY, loadPretrained, type BltArgs } from '@bytelatent/blt';
+import {
+  ByteLatentTransformer,
+  BLT_ARGS_METADATA_KEY,
+  bltPatchingFromSettings,
+  loadPretrained,
+  patchingOfMetadata,
+  type BltArgs,
+  type StoredPatching,
+} from '@bytelatent/blt';
 import { EntropyPatcher } from '@bytelatent/entropy-patcher';
 import { parseSafetensors, type ModelFolder } from '@bytelatent/nn';
 import { createGenerator } from './generator.js';
@@ -42,12 +50,22 @@ export async function createModelService(sources: ModelSources): Promise<ModelSe
   } catch (e) {
     throw new Error(`${sources.bltName}: the "${BLT_ARGS_METADATA_KEY}" metadata is not JSON: ${(e as Error).message}`);
   }
+  // The BLT's own patching settings (what its training run recorded) over the patcher's defaults.
+  let stored: StoredPatching | undefined;
+  try {
+    stored = patchingOfMetadata(file.metadata);
+  } catch (e) {
+    throw new Error(`${sources.bltName}: ${(e as Error).message}`);
+  }
+  const { entropyModel: _source, ...settings } = stored ?? {};
   const blt = ByteLatentTransformer.fromSafetensors(file, args);
-  return new ModelService(patcher, blt, createGenerator(blt, patcher), {
-    backend: sources.backend,
-    patcherModel: sources.patcherName,
-    bltModel: sources.bltName,
-  });
+  return new ModelService(
+    patcher,
+    blt,
+    createGenerator(blt, patcher),
+    { backend: sources.backend, patcherModel: sources.patcherName, bltModel: sources.bltName },
+    bltPatchingFromSettings({ ...patcher.defaults, ...settings }, patcher),
+  );
 }
 
 /**
@@ -102,14 +120,21 @@ export async function createModelServiceFromPretrained(sources: PretrainedSource
     loaded.dispose();
     throw e;
   }
-  const service = new ModelService(patcher, loaded.model, createGenerator(loaded.model, patcher), {
-    // The loader may have moved a model too large for the wasm heap to cpu.
-    backend: loaded.backend.name,
-    patcherModel:
-      sources.patcherName ??
-      (typeof sources.patcher === 'string' ? sources.patcher : `${loaded.location} (${patcher.layout ?? 'own'} entropy model)`),
-    bltModel: sources.bltName ?? loaded.location,
-    bltLayout: loaded.layout,
-  });
+  const service = new ModelService(
+    patcher,
+    loaded.model,
+    createGenerator(loaded.model, patcher),
+    {
+      // The loader may have moved a model too large for the wasm heap to cpu.
+      backend: loaded.backend.name,
+      patcherModel:
+        sources.patcherName ??
+        (typeof sources.patcher === 'string' ? sources.patcher : `${loaded.location} (${patcher.layout ?? 'own'} entropy model)`),
+      bltModel: sources.bltName ?? loaded.location,
+      bltLayout: loaded.layout,
+    },
+    // Read once from the files: every scorer patches the same way (bytelatent-eval does the same).
+    bltPatchingFromSettings({ ...patcher.defaults, ...loaded.patching }, patcher),
+  );
   return { service, layout: loaded.layout };
 }

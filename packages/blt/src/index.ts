@@ -32,7 +32,16 @@ export {
   type LoadedGenerateOptions,
   type GenerationPatching,
 } from './generate.js';
-export { bitsPerByte, scoreBytes, type ByteScore } from './metrics.js';
+export { bitsPerByte, rowLogProbs, scoreBytes, type ByteScore } from './metrics.js';
+export {
+  bltPatchingFromSettings,
+  patchingOfMetadata,
+  patchOptionsOf,
+  patchRows,
+  usesEntropyModel,
+  type BltPatching,
+  type StoredPatching,
+} from './patching.js';
 export { StopMatcher, sampleToken, type SamplingOptions } from './sampling.js';
 export {
   PRETRAINED_BLTS,

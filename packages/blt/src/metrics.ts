@@ -1,18 +1,22 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { BltError } from '@bytelatent/nn';
 import type { ByteLatentTransformer } from './blt-model.js';
+import { type BltPatching, patchRows } from './patching.js';
 
 /**
  * Bits per byte (architecture §8.4): `BPB = L / (ln 2 · n_bytes)`, L the summed next-byte cross-entropy in nats.
  *
- * @param totalNats - summed cross-entropy in nats (finite; ≥ 0 up to rounding)
+ * For a token model, `totalNats` sums over its tokens and `bytes` counts the bytes they spell, which
+ * makes the figure comparable across tokenizers.
+ *
+ * @param totalNats - summed cross-entropy in nats (finite, >= 0)
  * @param bytes - number of scored bytes (a positive integer)
  * @returns bits per byte
- * @throws {BltError} `INVALID_ARGUMENT` for a non-finite loss or a non-positive byte count
+ * @throws {BltError} `INVALID_ARGUMENT` for a negative or non-finite loss or a non-positive byte count
  */
 export function bitsPerByte(totalNats: number, bytes: number): number {
-  if (typeof totalNats !== 'number' || !Number.isFinite(totalNats)) {
-    throw new BltError('INVALID_ARGUMENT', `totalNats must be a finite number, got ${String(totalNats)}`);
+  if (typeof totalNats !== 'number' || !Number.isFinite(totalNats) || totalNats < 0) {
+    throw new BltError('INVALID_ARGUMENT', `totalNats must be a finite number >= 0, got ${String(totalNats)}`);
   }
   if (!Number.isSafeInteger(bytes) || bytes <= 0)
     throw new BltError('INVALID_ARGUMENT', `bytes must be a positive integer, got ${String(bytes)}`);
@@ -78,5 +82,41 @@ export async function scoreBytes(
     }
   });
   if (bytes === 0) throw new BltError('INVALID_ARGUMENT', 'the mask leaves no byte to score');
-  return { nats, bytes, bitsPerByte: bitsPerByte(nats, bytes) };
+  // A float32 cross-entropy can round a hair below 0; the sum of true ones cannot be negative.
+  return { nats, bytes, bitsPerByte: bitsPerByte(Math.max(0, nats), bytes) };
+}
+
+/**
+ * Natural-log probability of each row's targets under the BLT, each row patched by `patching` as
+ * training patches it ({@link patchRows}): the one BLT scorer that `@bytelatent/evals` (`bltScorer`,
+ * `bytelatent-eval bpb`) and the server (`/v1/score`) share.
+ *
+ * @param model - the BLT
+ * @param patching - its patching (`bltPatchingFromSettings` of the loaded model)
+ * @param rows - per row, its token ids (BOS first) and the next id of each position
+ * @returns per row, ln p(target) for every target, and the patch lengths used
+ * @throws {BltError} `INVALID_ARGUMENT` for a patching that cannot patch rows or a bad batch
+ */
+export async function rowLogProbs(
+  model: ByteLatentTransformer,
+  patching: BltPatching,
+  rows: ReadonlyArray<{ readonly tokens: Int32Array; readonly targets: Int32Array }>,
+): Promise<{ logProbs: Float32Array[]; patchLengths: Int32Array[] }> {
+  const patchLengths = await patchRows(
+    patching,
+    rows.map((r) => r.tokens),
+  );
+  const losses = model.tokenLosses(
+    rows.map((r) => r.tokens),
+    patchLengths,
+    rows.map((r) => r.targets),
+  );
+  let data: Float32Array;
+  try {
+    data = (await losses.data()) as Float32Array;
+  } finally {
+    losses.dispose();
+  }
+  const seqLen = losses.shape[1];
+  return { logProbs: rows.map((r, b) => data.slice(b * seqLen, b * seqLen + r.targets.length).map((x) => -x)), patchLengths };
 }

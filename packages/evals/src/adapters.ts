@@ -5,14 +5,8 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { BOS_ID, BYTE_OFFSET } from '@bytelatent/bytes';
-import type { ByteLatentTransformer } from '@bytelatent/blt';
-import {
-  type EntropyModel,
-  type EntropyPatcher,
-  type PatcherDefaults,
-  type PatchingMode,
-  findPatchBoundaries,
-} from '@bytelatent/entropy-patcher';
+import { type BltPatching, type ByteLatentTransformer, patchOptionsOf, patchRows, rowLogProbs } from '@bytelatent/blt';
+import type { EntropyModel } from '@bytelatent/entropy-patcher';
 import { EvalError } from './errors.js';
 import type { ByteScoringModel, ScoringRow } from './scoring-model.js';
 
@@ -61,88 +55,13 @@ export function entropyModelScorer(model: EntropyModel, name = 'entropy-model'):
   };
 }
 
-/** How a {@link bltScorer} patches each row (the rule the BLT was trained with). */
-export interface BltPatching {
-  /**
-   * Any rule of `findPatchBoundaries`: `entropy`, `monotonic` and `combined` read the entropy model;
-   * `space`, `static` and `byte` do not.
-   */
-  readonly mode: PatchingMode;
-  /** Entropy modes: the entropy model (its `defaults.threshold` unless `threshold` is given). */
-  readonly patcher?: EntropyPatcher;
-  readonly threshold?: number;
-  /** `combined` mode: the relative threshold (the reference's `threshold_add`). */
-  readonly thresholdAdd?: number;
-  /** Static mode: bytes per patch. */
-  readonly patchSize?: number;
-  readonly maxPatchLength?: number;
-}
-
-/** The modes that read the entropy model. */
-const ENTROPY_MODES: readonly PatchingMode[] = ['entropy', 'monotonic', 'combined'];
-const MODES: readonly PatchingMode[] = [...ENTROPY_MODES, 'space', 'static', 'byte'];
-
-/** Whether a patching rule reads an entropy model. */
-export function usesEntropyModel(patching: Pick<BltPatching, 'mode'>): boolean {
-  return ENTROPY_MODES.includes(patching.mode);
-}
-
-/**
- * The scoring rule of a BLT loaded with its patching settings (`loadPretrained`'s `patching`, an
- * entropy patcher's `defaults`): mode (entropy when unset), thresholds, patch size and maximum
- * patch length as the files give them. The patcher is kept only when the mode reads it.
- *
- * @param settings - the patching settings
- * @param patcher - the entropy patcher
- * @returns the rule for {@link bltScorer} and {@link measurePatching}
- */
-export function bltPatchingFromSettings(settings: PatcherDefaults, patcher: EntropyPatcher | undefined): BltPatching {
-  const mode = settings.mode ?? 'entropy';
-  return {
-    mode,
-    ...(ENTROPY_MODES.includes(mode) && patcher ? { patcher } : {}),
-    ...(settings.threshold !== undefined ? { threshold: settings.threshold } : {}),
-    ...(settings.thresholdAdd !== undefined ? { thresholdAdd: settings.thresholdAdd } : {}),
-    ...(settings.patchSize !== undefined ? { patchSize: settings.patchSize } : {}),
-    ...(settings.maxPatchLength !== undefined ? { maxPatchLength: settings.maxPatchLength } : {}),
-  };
-}
-
-/** Checks a rule; returns the threshold the entropy modes use. */
-function checkPatching(patching: BltPatching): number | undefined {
-  const { mode, patcher } = patching;
-  if (!MODES.includes(mode))
-    throw new EvalError('INVALID_ARGUMENT', `patching.mode must be one of ${MODES.join(', ')}, got ${String(mode)}`);
-  const threshold = patching.threshold ?? patcher?.defaults.threshold;
-  if (ENTROPY_MODES.includes(mode) && (!patcher || threshold === undefined)) {
-    throw new EvalError(
-      'INVALID_ARGUMENT',
-      `${mode} patching needs an entropy patcher with a threshold (patching.patcher, patching.threshold)`,
-    );
+/** Checks a patching before any row is scored (the BLT's own check, as an {@link EvalError}). */
+function checked(patching: BltPatching): void {
+  try {
+    patchOptionsOf(patching);
+  } catch (e) {
+    throw new EvalError('INVALID_ARGUMENT', (e as Error).message);
   }
-  if (mode === 'combined' && patching.thresholdAdd === undefined)
-    throw new EvalError('INVALID_ARGUMENT', 'combined patching needs patching.thresholdAdd');
-  if (mode === 'static' && !(Number.isInteger(patching.patchSize) && patching.patchSize! >= 1)) {
-    throw new EvalError('INVALID_ARGUMENT', `static patching needs patchSize >= 1, got ${String(patching.patchSize)}`);
-  }
-  return threshold;
-}
-
-/** The row's patch lengths under a checked rule, without the next-token slot (the training convention). */
-function rowPatchLengths(
-  patching: BltPatching,
-  threshold: number | undefined,
-  tokens: Int32Array,
-  entropies: Float32Array | undefined,
-): Int32Array {
-  return findPatchBoundaries(tokens, entropies, {
-    mode: patching.mode,
-    threshold,
-    ...(patching.mode === 'combined' ? { thresholdAdd: patching.thresholdAdd } : {}),
-    patchSize: patching.patchSize,
-    maxPatchLength: patching.maxPatchLength,
-    includeNextToken: false,
-  }).patchLengths;
 }
 
 /** A BLT scoring model that also counts the patches it made. */
@@ -165,8 +84,8 @@ export interface BltScoringModel extends ByteScoringModel {
  *   combined patching no `thresholdAdd`, or static patching no size
  */
 export function bltScorer(model: ByteLatentTransformer, patching: BltPatching, name = 'blt'): BltScoringModel {
-  const threshold = checkPatching(patching);
-  const { mode, patcher } = patching;
+  checked(patching);
+  const { mode } = patching;
   let positions = 0;
   let patches = 0;
   // Rows must fit both the local models (bytes) and the global model (patches); a patch holds >= 1 byte.
@@ -180,26 +99,16 @@ export function bltScorer(model: ByteLatentTransformer, patching: BltPatching, n
     bosId: BOS_ID,
     patchCounts: () => ({ positions, patches }),
     async logProbs(rows) {
-      const tokens = rows.map((r) => r.tokens);
-      const entropies = usesEntropyModel(patching) ? await patcher!.model.entropies(tokens) : undefined;
-      const lengths = tokens.map((t, i) => rowPatchLengths(patching, threshold, t, entropies?.[i]));
-      const losses = model.tokenLosses(
-        tokens,
-        lengths,
-        rows.map((r) => r.targets),
+      const scored = await rowLogProbs(
+        model,
+        patching,
+        rows.map((r) => ({ tokens: Int32Array.from(r.tokens), targets: Int32Array.from(r.targets) })),
       );
-      let data: Float32Array;
-      try {
-        data = (await losses.data()) as Float32Array;
-      } finally {
-        losses.dispose();
-      }
-      const seqLen = losses.shape[1];
       rows.forEach((r, b) => {
         positions += r.tokens.length;
-        patches += lengths[b]!.length;
+        patches += scored.patchLengths[b]!.length;
       });
-      return rows.map((r, b) => data.slice(b * seqLen, b * seqLen + r.targets.length).map((x) => -x));
+      return scored.logProbs;
     },
   };
 }
@@ -223,7 +132,7 @@ export async function measurePatching(
   if (bytes.length === 0) throw new EvalError('EMPTY_INPUT', 'no byte to patch');
   if (!Number.isInteger(contextLength) || contextLength < 2)
     throw new EvalError('INVALID_ARGUMENT', `contextLength must be an integer >= 2, got ${contextLength}`);
-  const threshold = checkPatching(patching);
+  checked(patching);
   const ids = new Int32Array(bytes.length + 1);
   ids[0] = BOS_ID;
   for (let i = 0; i < bytes.length; i++) ids[i + 1] = bytes[i]! + BYTE_OFFSET;
@@ -234,10 +143,10 @@ export async function measurePatching(
   for (let s = 0; s + 1 < ids.length; s += contextLength) rows.push(ids.subarray(s, Math.min(s + contextLength, ids.length - 1)));
   for (let i = 0; i < rows.length; i += 16) {
     const group = rows.slice(i, i + 16);
-    const entropies = usesEntropyModel(patching) ? await patching.patcher!.model.entropies(group) : undefined;
+    const lengths = await patchRows(patching, group);
     group.forEach((t, k) => {
       positions += t.length;
-      patches += rowPatchLengths(patching, threshold, t, entropies?.[k]).length;
+      patches += lengths[k]!.length;
     });
   }
   return { positions, patches, meanPatchSize: positions / patches };

@@ -1,3 +1,4 @@
+import { bitsPerByte as bltBitsPerByte } from '@bytelatent/blt';
 import { describe, expect, it } from 'vitest';
 import { bitsPerByte, evaluateBitsPerByte } from './bits-per-byte.js';
 import { BytePairTokenizer } from './bpe.js';
@@ -23,11 +24,16 @@ describe('bitsPerByte', () => {
     expect(bitsPerByte(3 * Math.log(260), 3)).toBeCloseTo(Math.log2(260), 14);
   });
 
-  it('rejects a negative or non-finite loss and a byte count below 1', async () => {
-    await expectCode(() => bitsPerByte(-1, 2), 'INVALID_ARGUMENT');
-    await expectCode(() => bitsPerByte(Number.NaN, 2), 'INVALID_ARGUMENT');
-    await expectCode(() => bitsPerByte(1, 0), 'INVALID_ARGUMENT');
-    await expectCode(() => bitsPerByte(1, 1.5), 'INVALID_ARGUMENT');
+  it("is the model package's definition, rejecting a negative or non-finite loss and a byte count below 1", async () => {
+    expect(bitsPerByte).toBe(bltBitsPerByte);
+    for (const [nats, bytes] of [
+      [-1, 2],
+      [Number.NaN, 2],
+      [1, 0],
+      [1, 1.5],
+    ] as const) {
+      expect(() => bitsPerByte(nats, bytes)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    }
   });
 });
 

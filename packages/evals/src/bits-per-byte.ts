@@ -4,28 +4,15 @@
  * cut into rows of the model's context and scored a batch at a time, so memory stays bounded by
  * one batch whatever the file size.
  */
+import { bitsPerByte } from '@bytelatent/blt';
 import { EvalError, checkInteger } from './errors.js';
 import { type ScoringModel, type ScoringRow, encodeFor, scoreRows } from './scoring-model.js';
 
 /** Where the bytes come from: text, bytes, or chunks of bytes (a Node read stream works as is). */
 export type ByteSource = string | Uint8Array | Iterable<Uint8Array> | AsyncIterable<Uint8Array>;
 
-/**
- * Bits per byte from a summed cross-entropy: `nats / (ln 2 · bytes)`. For a token model, `nats` is
- * the sum over its tokens and `bytes` the bytes those tokens spell, which makes the figure
- * comparable across tokenizers.
- *
- * @param nats - summed negative log-likelihood in nats (finite, >= 0)
- * @param bytes - bytes it covers (an integer >= 1)
- * @returns bits per byte
- * @throws {EvalError} `INVALID_ARGUMENT` for a negative or non-finite loss or a byte count below 1
- */
-export function bitsPerByte(nats: number, bytes: number): number {
-  if (typeof nats !== 'number' || !Number.isFinite(nats) || nats < 0)
-    throw new EvalError('INVALID_ARGUMENT', `nats must be a finite number >= 0, got ${String(nats)}`);
-  checkInteger('bytes', bytes, 1);
-  return nats / (Math.LN2 * bytes);
-}
+// One definition of bits per byte, the model's (architecture §8.4); re-exported from this package.
+export { bitsPerByte };
 
 /** Options of {@link evaluateBitsPerByte}. */
 export interface BitsPerByteOptions {

@@ -10,15 +10,9 @@ export {
   type Tokenizer,
 } from './scoring-model.js';
 export { bitsPerByte, evaluateBitsPerByte, type BitsPerByteOptions, type BitsPerByteResult, type ByteSource } from './bits-per-byte.js';
-export {
-  bltPatchingFromSettings,
-  bltScorer,
-  entropyModelScorer,
-  measurePatching,
-  usesEntropyModel,
-  type BltPatching,
-  type BltScoringModel,
-} from './adapters.js';
+export { bltScorer, entropyModelScorer, measurePatching, type BltScoringModel } from './adapters.js';
+// The BLT's patching object lives with the model (one implementation for every scorer); re-exported here.
+export { bltPatchingFromSettings, usesEntropyModel, type BltPatching } from '@bytelatent/blt';
 export {
   attentionFlops,
   bltFlopsPerByte,

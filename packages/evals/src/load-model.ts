@@ -19,7 +19,8 @@ import {
   openModelFolder,
   parseSafetensors,
 } from '@bytelatent/nn';
-import { type BltPatching, bltPatchingFromSettings, bltScorer, entropyModelScorer } from './adapters.js';
+import { type BltPatching, type StoredPatching, bltPatchingFromSettings, patchingOfMetadata, usesEntropyModel } from '@bytelatent/blt';
+import { bltScorer, entropyModelScorer } from './adapters.js';
 import { BytePairTokenizer } from './bpe.js';
 import { EvalError } from './errors.js';
 import { type BltFlopsShape, type TransformerShape, bltFlopsShape, transformerShape } from './flops.js';
@@ -312,21 +313,19 @@ export async function loadModelFile(path: string, options: LoadModelOptions = {}
   };
   if (kind === 'blt') {
     const args = (train ? train.config['model'] : json<BltArgs>(meta[BLT_ARGS_METADATA_KEY], BLT_ARGS_METADATA_KEY)) as BltArgs;
-    const stored = (train ? train.config['patching'] : json(meta['patching'], 'patching')) as
-      | { mode?: BltPatching['mode']; entropyModel?: string; threshold?: number; patchSize?: number; maxPatchLength?: number }
-      | null
-      | undefined;
+    let stored: StoredPatching | null | undefined;
+    try {
+      stored = train ? (train.config['patching'] as StoredPatching | null | undefined) : patchingOfMetadata(meta);
+    } catch (e) {
+      throw new EvalError('INVALID_MODEL_FILE', `${path}: ${(e as Error).message}`);
+    }
     const mode = stored?.mode ?? 'entropy';
     const blt = new ByteLatentTransformer(args);
     load(blt.registry, () => blt.dispose());
-    const patcher = mode === 'entropy' ? await loadPatcher(options.patcher ?? stored?.entropyModel, base) : undefined;
-    const patching: BltPatching = {
-      mode,
-      ...(patcher ? { patcher } : {}),
-      ...(stored?.threshold !== undefined ? { threshold: stored.threshold } : {}),
-      ...(stored?.patchSize !== undefined ? { patchSize: stored.patchSize } : {}),
-      ...(stored?.maxPatchLength !== undefined ? { maxPatchLength: stored.maxPatchLength } : {}),
-    };
+    const patcher = usesEntropyModel({ mode }) ? await loadPatcher(options.patcher ?? stored?.entropyModel, base) : undefined;
+    // The file's settings over the patcher's own, as loadPretrained does for a folder.
+    const { entropyModel: _source, ...settings } = stored ?? {};
+    const patching: BltPatching = bltPatchingFromSettings({ ...patcher?.defaults, ...settings, mode }, patcher);
     const model = bltScorer(blt, patching, name);
     return {
       kind: 'blt',
