@@ -1,3 +1,4 @@
+import { CodedError } from '@bytelatent/bytes';
 /**
  * Machine-readable code of an API error, sent as `{"error":{"code","message","type","param"}}`:
  * OpenAI's error shape, so that its clients read our errors too.
@@ -16,14 +17,15 @@ export type ApiErrorCode =
   | 'INTERNAL';
 
 /** An error with its HTTP status; everything the API rejects is one of these. */
-export class HttpError extends Error {
+export class HttpError extends CodedError<ApiErrorCode> {
+  override readonly name = 'HttpError';
+
   constructor(
     readonly status: number,
-    readonly code: ApiErrorCode,
+    code: ApiErrorCode,
     message: string,
   ) {
-    super(message);
-    this.name = 'HttpError';
+    super(code, message);
   }
 
   toJSON(): { error: { code: ApiErrorCode; message: string; type: 'invalid_request_error' | 'server_error'; param: null } } {
@@ -43,11 +45,11 @@ export const badRequest = (message: string) => new HttpError(400, 'INVALID_REQUE
 export function toHttpError(e: unknown, signal: AbortSignal): HttpError {
   if (e instanceof HttpError) return e;
   if (signal.aborted && signal.reason instanceof HttpError) return signal.reason;
-  const code = (e as { code?: unknown })?.code;
-  if (typeof code === 'string' && ['INPUT_TOO_LONG', 'EMPTY_INPUT', 'INVALID_ARGUMENT'].includes(code)) {
-    return code === 'INPUT_TOO_LONG'
-      ? new HttpError(413, 'INPUT_TOO_LARGE', (e as Error).message)
-      : new HttpError(400, 'INVALID_REQUEST', (e as Error).message);
+  // Only bytelatent's own errors (bad input the models refused) become 4xx answers, by their code;
+  // anything else — a Node error that happens to carry a similar code included — is internal.
+  if (e instanceof CodedError) {
+    if (e.code === 'INPUT_TOO_LONG') return new HttpError(413, 'INPUT_TOO_LARGE', e.message);
+    if (e.code === 'EMPTY_INPUT' || e.code === 'INVALID_ARGUMENT') return new HttpError(400, 'INVALID_REQUEST', e.message);
   }
   return new HttpError(500, 'INTERNAL', 'internal error');
 }

@@ -1,5 +1,5 @@
 export { BOE_ID, BOS_ID, BPE_ID, BYTE_OFFSET, BYTE_UNITS, EOS_ID, PAD_ID, VOCAB_SIZE } from './constants.js';
-export { BytesError, type BytesErrorCode } from './errors.js';
+export { BytesError, CodedError, type BytesErrorCode } from './errors.js';
 export { packDocuments, type PackOptions, type PackedRow } from './packing.js';
 export { StreamingDecoder, type StreamingDecoderOptions } from './streaming-decoder.js';
 export { decode, decodeToBytes, encode, type DecodeBytesOptions, type DecodeOptions, type EncodeOptions } from './tokenizer.js';

@@ -1,3 +1,5 @@
+import { CodedError } from '@bytelatent/bytes';
+
 /**
  * Machine-readable reason of a {@link PatcherError}.
  *
@@ -22,17 +24,6 @@ export type PatcherErrorCode =
  * Every error thrown by `@bytelatent/entropy-patcher`. `code` says what went wrong; the message
  * says where (argument name, position, value) and what was expected.
  */
-export class PatcherError extends Error {
-  readonly code: PatcherErrorCode;
-
-  /**
-   * @param code - the machine-readable reason
-   * @param message - what went wrong, where, and what was expected
-   * @param options - the underlying error, if any (`cause`)
-   */
-  constructor(code: PatcherErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'PatcherError';
-    this.code = code;
-  }
+export class PatcherError extends CodedError<PatcherErrorCode> {
+  override readonly name = 'PatcherError';
 }

@@ -1,3 +1,5 @@
+import { CodedError } from '@bytelatent/bytes';
+
 /**
  * Machine-readable reason of an {@link EvalError}.
  *
@@ -13,18 +15,8 @@ export type EvalErrorCode = 'INVALID_ARGUMENT' | 'EMPTY_INPUT' | 'INVALID_MODEL_
  * Every error thrown by `@bytelatent/evals`. `code` says what went wrong; the message says where
  * (argument name, position, value) and what was expected.
  */
-export class EvalError extends Error {
-  readonly code: EvalErrorCode;
-
-  /**
-   * @param code - the machine-readable reason
-   * @param message - what went wrong, where, and what was expected
-   */
-  constructor(code: EvalErrorCode, message: string) {
-    super(message);
-    this.name = 'EvalError';
-    this.code = code;
-  }
+export class EvalError extends CodedError<EvalErrorCode> {
+  override readonly name = 'EvalError';
 }
 
 /** @internal Throws `INVALID_ARGUMENT` unless `value` is an integer >= `min`. */

@@ -8,8 +8,8 @@ import { ByteLatentTransformer, savePretrained, type BltArgs } from '@bytelatent
 import { EntropyModel, EntropyPatcher, type EntropyModelArgs } from '@bytelatent/entropy-patcher';
 import { initBackend } from '@bytelatent/nn';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bltScorer, measurePatching, type BltPatching } from './adapters.js';
-import { loadPretrained } from '@bytelatent/blt';
+import { bltScorer, measurePatching } from './adapters.js';
+import { loadPretrained, type BltPatching } from '@bytelatent/blt';
 import { evaluateBitsPerByte } from './bits-per-byte.js';
 import { loadModel, pretrainedFolderKind } from './load-model.js';
 import { expectCode } from './test-helpers.js';

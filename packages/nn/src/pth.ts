@@ -14,6 +14,7 @@
  * `torch.load(weights_only=True)`: any other global or callable is refused with a
  * {@link PthError} naming it.
  */
+import { CodedError } from '@bytelatent/bytes';
 import { checkElementRange, dtypeByteSize, type SafetensorsDtype } from './safetensors.js';
 import { type ByteReader, type TensorSource, type TensorSourceInfo, bytesReader } from './tensor-source.js';
 
@@ -59,14 +60,8 @@ export type PthErrorCode =
  * Every error thrown by the torch checkpoint reader of `@bytelatent/nn`. `code` says what went
  * wrong; the message names the file (its `description`), the record or tensor, and the numbers.
  */
-export class PthError extends Error {
-  readonly code: PthErrorCode;
-
-  constructor(code: PthErrorCode, message: string) {
-    super(message);
-    this.name = 'PthError';
-    this.code = code;
-  }
+export class PthError extends CodedError<PthErrorCode> {
+  override readonly name = 'PthError';
 }
 
 /** Options of {@link parsePth} and {@link openPth}. */

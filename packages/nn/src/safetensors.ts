@@ -7,6 +7,7 @@
  * `{ "dtype", "shape", "data_offsets": [begin, end] }`, offsets relative to the data area.
  */
 
+import { CodedError } from '@bytelatent/bytes';
 import type { ByteReader, TensorSource } from './tensor-source.js';
 
 /** Element types this module reads and writes (a subset of the official list). */
@@ -35,14 +36,8 @@ export type SafetensorsErrorCode =
  * Every error thrown by the safetensors code of `@bytelatent/nn`. `code` says what went wrong; the
  * message names the tensor and the numbers involved.
  */
-export class SafetensorsError extends Error {
-  readonly code: SafetensorsErrorCode;
-
-  constructor(code: SafetensorsErrorCode, message: string) {
-    super(message);
-    this.name = 'SafetensorsError';
-    this.code = code;
-  }
+export class SafetensorsError extends CodedError<SafetensorsErrorCode> {
+  override readonly name = 'SafetensorsError';
 }
 
 /** Where one tensor lies in a parsed file. */

@@ -8,6 +8,7 @@
  * imported wasm backend would register itself at priority 2 and make every synchronous tfjs call
  * made before `await tf.ready()` throw "backend 'wasm' has not yet been initialized".)
  */
+import { CodedError } from '@bytelatent/bytes';
 import { engine, findBackend, findBackendFactory, getBackend, setBackend } from '@tensorflow/tfjs-core';
 // The one backend registered statically: tfjs's pure-JavaScript cpu backend needs no initialisation,
 // so it is the default that a model built before initBackend runs on (tfjs-core registers none).
@@ -28,14 +29,8 @@ export type BackendErrorCode = 'BACKEND_UNAVAILABLE' | 'INVALID_ARGUMENT';
  * Errors of backend selection: `BACKEND_UNAVAILABLE` when a requested backend cannot be
  * initialised (the message says why), `INVALID_ARGUMENT` for malformed options.
  */
-export class BackendError extends Error {
-  readonly code: BackendErrorCode;
-
-  constructor(code: BackendErrorCode, message: string) {
-    super(message);
-    this.name = 'BackendError';
-    this.code = code;
-  }
+export class BackendError extends CodedError<BackendErrorCode> {
+  override readonly name = 'BackendError';
 }
 
 /** Options of {@link initBackend}. */

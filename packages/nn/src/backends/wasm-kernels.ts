@@ -37,6 +37,7 @@
  */
 // Registers the wasm backend and its kernels; the originals must be registered before they can be
 // wrapped, and ES module evaluation order guarantees that this import runs first.
+import { CodedError } from '@bytelatent/bytes';
 import '@tensorflow/tfjs-backend-wasm';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { CPU_ONLY_FUSED_KERNELS, FUSED_KERNELS, fusedKernelConfigs } from './fused-kernels.js';
@@ -82,14 +83,8 @@ export type WasmKernelErrorCode = 'KERNEL_MISSING' | 'INVALID_ARGUMENT';
  * `@tensorflow/tfjs-backend-wasm` lacks a kernel these fixes wrap (a version other than 4.22),
  * `INVALID_ARGUMENT` for inputs a kernel cannot handle.
  */
-export class WasmKernelError extends Error {
-  readonly code: WasmKernelErrorCode;
-
-  constructor(code: WasmKernelErrorCode, message: string) {
-    super(message);
-    this.name = 'WasmKernelError';
-    this.code = code;
-  }
+export class WasmKernelError extends CodedError<WasmKernelErrorCode> {
+  override readonly name = 'WasmKernelError';
 }
 
 interface FixState {

@@ -1,3 +1,5 @@
+import { CodedError } from '@bytelatent/bytes';
+
 /**
  * Machine-readable reason of a {@link BltError}.
  *
@@ -12,16 +14,6 @@ export type BltErrorCode = 'INVALID_ARGUMENT' | 'CONFIG_MISMATCH' | 'INVALID_CHE
  * Every error thrown by the BLT model packages (`@bytelatent/local-encoder`, `latent-transformer`,
  * `local-decoder`, `blt`). `code` says what went wrong; the message says where and what was expected.
  */
-export class BltError extends Error {
-  readonly code: BltErrorCode;
-
-  /**
-   * @param code - the machine-readable reason
-   * @param message - what went wrong, where, and what was expected
-   */
-  constructor(code: BltErrorCode, message: string) {
-    super(message);
-    this.name = 'BltError';
-    this.code = code;
-  }
+export class BltError extends CodedError<BltErrorCode> {
+  override readonly name = 'BltError';
 }

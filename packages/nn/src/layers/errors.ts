@@ -1,3 +1,5 @@
+import { CodedError } from '@bytelatent/bytes';
+
 /**
  * Machine-readable reason of an {@link NnError}. `TOO_LARGE`: a model would get more parameters than
  * its registry's `maxParameters` allows (e.g. arguments read from a checkpoint that describe a model
@@ -6,14 +8,8 @@
 export type NnErrorCode = 'INVALID_ARGUMENT' | 'SHAPE_MISMATCH' | 'INVALID_CHECKPOINT' | 'TOO_LARGE';
 
 /** Every error thrown by the model building blocks of `@bytelatent/nn`. */
-export class NnError extends Error {
-  readonly code: NnErrorCode;
-
-  constructor(code: NnErrorCode, message: string) {
-    super(message);
-    this.name = 'NnError';
-    this.code = code;
-  }
+export class NnError extends CodedError<NnErrorCode> {
+  override readonly name = 'NnError';
 }
 
 /** @internal Throws `INVALID_ARGUMENT` unless `value` is an integer >= `min`. */
