@@ -8,7 +8,7 @@ import {
   transformersComponentSource,
   transformersTensorName,
 } from './checkpoint-layouts.js';
-import { NnError } from './layers/errors.js';
+import { NnError } from './errors.js';
 import { ffnHiddenDim } from './layers/feed-forward.js';
 import { modelFolderFromFiles } from './model-folder.js';
 import { parseSafetensors, serializeSafetensors } from './safetensors.js';

@@ -1,4 +1,4 @@
-import { NnError } from './layers/errors.js';
+import { NnError } from './errors.js';
 import { ffnHiddenDim } from './layers/feed-forward.js';
 import type { ModelFolder } from './model-folder.js';
 import type { TensorSource, TensorSourceInfo } from './tensor-source.js';

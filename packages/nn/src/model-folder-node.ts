@@ -3,7 +3,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { NnError } from './layers/errors.js';
+import { NnError } from './errors.js';
 import { BytesModelFolder, type ModelFolder, checkpointError, tensorFileKind } from './model-folder.js';
 import { openPthFile } from './pth-node.js';
 import { openSafetensorsFile, openShardedSafetensors } from './safetensors-node.js';

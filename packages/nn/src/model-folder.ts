@@ -1,4 +1,4 @@
-import { NnError } from './layers/errors.js';
+import { NnError } from './errors.js';
 import { parsePth } from './pth.js';
 import { parseSafetensors } from './safetensors.js';
 import { missingShardsError, parseShardIndex, shardedTensorSource } from './shards.js';

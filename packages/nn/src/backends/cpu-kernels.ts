@@ -34,7 +34,7 @@ import {
   type NamedTensorInfoMap,
   type TensorInfo,
 } from '@tensorflow/tfjs-core';
-import { NnError } from '../layers/errors.js';
+import { NnError } from '../errors.js';
 import { poolFloat32 } from './cpu-buffer-pool.js';
 import { fusedKernelConfigs } from './fused-kernels.js';
 import { checkSegmentSum, segmentSum } from './segment-sum.js';

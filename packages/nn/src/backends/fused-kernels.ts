@@ -16,32 +16,9 @@
  */
 import type { KernelConfig, KernelFunc, NamedAttrMap, NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs-core';
 import { broadcastIndices } from './matmul-plan.js';
+import { CPU_ONLY_FUSED_KERNELS, FUSED_KERNELS } from '../kernel-names.js';
 
-/** Kernel names (namespaced: they share tfjs's global registry with every other library). */
-export const FUSED_KERNELS = {
-  rmsNorm: 'BytelatentRmsNorm',
-  rmsNormGrad: 'BytelatentRmsNormGrad',
-  rotary: 'BytelatentRotary',
-  rotaryGrad: 'BytelatentRotaryGrad',
-  maskedSoftmax: 'BytelatentMaskedSoftmax',
-  attention: 'BytelatentAttention',
-  swiglu: 'BytelatentSwiGLU',
-  swapMiddleAxes: 'BytelatentSwapMiddleAxes',
-  softmaxEntropy: 'BytelatentSoftmaxEntropy',
-} as const;
-
-/**
- * Fused kernels only the cpu backend registers: its own softmax, broadcasting add and transpose walk
- * every element through index arithmetic in JavaScript (tens to hundreds of ns each), while the wasm
- * backend runs them natively.
- */
-export const CPU_ONLY_FUSED_KERNELS: readonly string[] = [
-  FUSED_KERNELS.maskedSoftmax,
-  FUSED_KERNELS.swapMiddleAxes,
-  FUSED_KERNELS.attention,
-  FUSED_KERNELS.swiglu,
-  FUSED_KERNELS.softmaxEntropy,
-];
+export { CPU_ONLY_FUSED_KERNELS, FUSED_KERNELS };
 
 /** What a kernel needs from a backend that keeps float32 tensors in host-visible memory. */
 export interface HostMemory<B> {

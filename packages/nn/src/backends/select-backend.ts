@@ -14,6 +14,7 @@ import { engine, findBackend, findBackendFactory, getBackend, setBackend } from 
 // so it is the default that a model built before initBackend runs on (tfjs-core registers none).
 import '@tensorflow/tfjs-backend-cpu';
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
+import { silenceCpuBanner } from '../implicit-backend.js';
 import type * as WasmKernelFixesModule from './wasm-kernels.js';
 import type { NativeSgemmLike } from './wasm-native-matmul.js';
 
@@ -306,29 +307,6 @@ export async function ensureBackend(options: EnsureBackendOptions = {}): Promise
   return info;
 }
 
-/** Whether {@link noteImplicitBackend} has spoken in this process. */
-let implicitNoted = false;
-
-/**
- * Called where a model's first weight is created without a loader having set the backend up (a
- * constructor, which cannot wait for `initBackend`): when nobody chose a backend and tfjs falls
- * back to its pure-JavaScript cpu backend, says so once, in one console line that names the fix,
- * instead of tfjs's banner about tfjs-node.
- */
-export function noteImplicitBackend(): void {
-  if (implicitNoted) return;
-  const running = engine().backendName as string | undefined | null;
-  if (typeof running === 'string' && running !== '') return;
-  // Initialises tfjs's default backend, as the first tensor would.
-  const backend = engine().backend as unknown;
-  if (getBackend() !== 'cpu') return;
-  implicitNoted = true;
-  silenceCpuBanner(backend as MathBackendCPU);
-  console.warn(
-    "bytelatent: no backend was chosen, so TensorFlow.js runs this model on its pure-JavaScript cpu backend (about 30x slower than wasm); call nn's initBackend() before building models",
-  );
-}
-
 /**
  * Loads the wasm backend with its kernel fixes (registering both) and returns the fixes' functions:
  * `registerWasmKernelFixes()` (idempotent, already done by loading),
@@ -412,14 +390,6 @@ async function activate(name: BackendName): Promise<Attempt> {
     await setBackend(previous).catch(() => false);
   }
   return attempt;
-}
-
-/**
- * tfjs prints a banner on the cpu backend's first tensor in Node (advice to install tfjs-node): the
- * backend was chosen on purpose, the banner would only reach our users' consoles.
- */
-function silenceCpuBanner(backend: MathBackendCPU | undefined): void {
-  if (backend !== undefined) (backend as unknown as { firstUse: boolean }).firstUse = false;
 }
 
 async function tryCpu(): Promise<Attempt> {

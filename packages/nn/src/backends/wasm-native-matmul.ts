@@ -22,17 +22,9 @@
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { _FusedMatMul, type KernelConfig, type KernelFunc, type TensorInfo } from '@tensorflow/tfjs-core';
 import { type NativeSgemmLike, sgemmProduct } from './matmul-plan.js';
-import {
-  MATMUL_KERNELS,
-  activeWasmMatMul,
-  addBiasAndActivate,
-  fixedMatMulConfigs,
-  floatOperands,
-  planProduct,
-  setNativeMatMulConfigs,
-  type KernelArgs,
-  type ProductPlan,
-} from './wasm-kernels.js';
+import type { KernelArgs } from './wasm-kernel-calls.js';
+import { activeWasmMatMul, fixedMatMulConfigs, setNativeMatMulConfigs } from './wasm-kernels.js';
+import { MATMUL_KERNELS, addBiasAndActivate, floatOperands, planProduct, type ProductPlan } from './wasm-matmul.js';
 
 export type { NativeSgemmLike } from './matmul-plan.js';
 

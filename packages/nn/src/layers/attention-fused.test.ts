@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import '../register-gradients.js';
-import { CPU_ONLY_FUSED_KERNELS, FUSED_KERNELS } from '../backends/fused-kernels.js';
+import { CPU_ONLY_FUSED_KERNELS, FUSED_KERNELS } from '../kernel-names.js';
 import { initBackend } from '../backends/select-backend.js';
 import { Attention, CrossAttention, scaledDotProductAttention } from './attention.js';
 import { type LocalAttentionSpec, type MaskTensors, causalMask, documentIds, groupMask, maskTensors } from './masks.js';

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { FUSED_KERNELS } from '../backends/fused-kernels.js';
-import { NnError, checkInt } from './errors.js';
+import { FUSED_KERNELS } from '../kernel-names.js';
+import { NnError, checkInt } from '../errors.js';
 import { Linear, type WeightInit } from './linear.js';
 import { type LocalAttentionSpec, type MaskTensors, causalMaskBlock, localAttentionBlockSize, maskArrays } from './masks.js';
 import type { ParameterScope } from './parameters.js';

@@ -12,7 +12,7 @@ import { float32ToBfloat16Bits, parseSafetensors, serializeSafetensors, type Saf
 import { openSafetensorsFile, openShardedSafetensors } from '../safetensors-node.js';
 import type { TensorSource } from '../tensor-source.js';
 import { CheckpointInitializer, loadReferenceWeights } from './checkpoint.js';
-import { NnError } from './errors.js';
+import { NnError } from '../errors.js';
 import { seededUniform } from './init.js';
 import { Linear } from './linear.js';
 import { ParameterRegistry, ParameterScope } from './parameters.js';

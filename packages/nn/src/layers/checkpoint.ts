@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { SafetensorsDtype, SafetensorsTensor } from '../safetensors.js';
 import { type TensorSource, bytesToFloat32, bytesToFloat32Transposed, firstNonFinite } from '../tensor-source.js';
-import { NnError } from './errors.js';
+import { NnError } from '../errors.js';
 import type { ParameterRegistry } from './parameters.js';
 
 /** Options of {@link loadReferenceWeights}. */

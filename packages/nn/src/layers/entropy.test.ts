@@ -1,9 +1,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
-import { FUSED_KERNELS } from '../backends/fused-kernels.js';
+import { FUSED_KERNELS } from '../kernel-names.js';
 import { initBackend } from '../backends/select-backend.js';
 import { softmaxEntropy } from './entropy.js';
-import { NnError } from './errors.js';
+import { NnError } from '../errors.js';
 import { randomTensor } from '../test-fixtures.js';
 
 // softmaxEntropy on each CPU-side backend (cpu: the fused kernel; wasm: the softmax composite)

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { FUSED_KERNELS } from '../backends/fused-kernels.js';
-import { NnError } from './errors.js';
+import { FUSED_KERNELS } from '../kernel-names.js';
+import { NnError } from '../errors.js';
 
 /**
  * Shannon entropy in nats of the softmax over the last axis, `H = −Σ p·log p` with `p = softmax(x)`:

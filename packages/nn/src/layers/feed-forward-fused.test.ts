@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import '../register-gradients.js';
-import { FUSED_KERNELS } from '../backends/fused-kernels.js';
+import { FUSED_KERNELS } from '../kernel-names.js';
 import { initBackend } from '../backends/select-backend.js';
 import { swigluGate } from './feed-forward.js';
 import { randomTensor } from '../test-fixtures.js';

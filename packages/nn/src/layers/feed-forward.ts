@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { FUSED_KERNELS } from '../backends/fused-kernels.js';
-import { checkInt } from './errors.js';
+import { FUSED_KERNELS } from '../kernel-names.js';
+import { checkInt } from '../errors.js';
 import type { ModuleTap } from './attention.js';
 import { Linear, type WeightInit } from './linear.js';
 import type { ParameterScope } from './parameters.js';

@@ -14,7 +14,7 @@ import {
 } from '../safetensors.js';
 import { openSafetensorsFile } from '../safetensors-node.js';
 import type { TensorSource } from '../tensor-source.js';
-import { NnError, type NnErrorCode } from './errors.js';
+import { NnError, type NnErrorCode } from '../errors.js';
 import { HostEmbedding } from './host-embedding.js';
 import { seededUniform } from './init.js';
 

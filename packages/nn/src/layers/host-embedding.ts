@@ -1,6 +1,6 @@
 import type { SafetensorsDtype } from '../safetensors.js';
 import { type TensorSource, bytesToFloat32, firstNonFinite } from '../tensor-source.js';
-import { NnError } from './errors.js';
+import { NnError } from '../errors.js';
 
 /**
  * An embedding table that is never a tensor: its rows stay where the checkpoint keeps them, in the

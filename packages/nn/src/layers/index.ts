@@ -8,7 +8,7 @@ export {
   type ModuleTap,
 } from './attention.js';
 export { CheckpointInitializer, loadReferenceWeights, referenceStateDict, type LoadWeightsOptions } from './checkpoint.js';
-export { NnError, type NnErrorCode } from './errors.js';
+export { NnError, type NnErrorCode } from '../errors.js';
 export { BltError, type BltErrorCode } from './blt-error.js';
 export {
   applyBlock,

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { CrossAttention } from './attention.js';
-import { NnError } from './errors.js';
+import { NnError } from '../errors.js';
 import { seededUniform } from './init.js';
 import { KvCache, type LayerKv } from './kv-cache.js';
 import { causalMask, documentIds, groupMask, maskTensors } from './masks.js';

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { NnError, checkInt } from './errors.js';
+import { NnError, checkInt } from '../errors.js';
 import { type MaskTensors, maskTensors } from './masks.js';
 import type { RotaryEmbedding } from './rotary.js';
 

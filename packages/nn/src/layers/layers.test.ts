@@ -8,7 +8,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { parseSafetensors, serializeSafetensors } from '../safetensors.js';
 import { CrossAttention, scaledDotProductAttention } from './attention.js';
 import { loadReferenceWeights, referenceStateDict } from './checkpoint.js';
-import { NnError } from './errors.js';
+import { NnError } from '../errors.js';
 import { ffnHiddenDim } from './feed-forward.js';
 import { seededUniform, truncatedNormal } from './init.js';
 import { Linear } from './linear.js';

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { checkInt } from './errors.js';
+import { checkInt } from '../errors.js';
 import { truncatedNormal } from './init.js';
 import type { ParameterScope } from './parameters.js';
 

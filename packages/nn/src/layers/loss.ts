@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { NnError } from './errors.js';
+import { NnError } from '../errors.js';
 
 /**
  * Next-token cross-entropy per position in nats, `−log softmax(logits)[target]` (the reference's

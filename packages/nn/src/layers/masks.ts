@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { NnError, checkInt } from './errors.js';
+import { NnError, checkInt } from '../errors.js';
 
 /**
  * Attention masks. Every mask of the model is built here, once: the entropy model, local encoder

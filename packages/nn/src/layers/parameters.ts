@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { noteImplicitBackend } from '../backends/select-backend.js';
-import { NnError } from './errors.js';
+import { noteImplicitBackend } from '../implicit-backend.js';
+import { NnError } from '../errors.js';
 import { transposeFloat32 } from '../tensor-source.js';
 
 /** One trainable weight, known by its reference `state_dict` name. */

@@ -3,7 +3,7 @@ import '../backends/cpu-kernels.js';
 import '../backends/wasm-kernels.js';
 import '../register-gradients.js';
 import { afterAll, describe, expect, it } from 'vitest';
-import { FUSED_KERNELS } from '../backends/fused-kernels.js';
+import { FUSED_KERNELS } from '../kernel-names.js';
 import { maxAbsDiff, randomTensor } from '../test-fixtures.js';
 import { rmsNorm } from './rms-norm.js';
 

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { FUSED_KERNELS } from '../backends/fused-kernels.js';
-import { NnError, checkInt } from './errors.js';
+import { FUSED_KERNELS } from '../kernel-names.js';
+import { NnError, checkInt } from '../errors.js';
 
 /**
  * Rotary position embedding tables in the reference's layout: adjacent pairs (2i, 2i+1) of each

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { NnError } from './errors.js';
+import { NnError } from '../errors.js';
 import { seededUniform } from './init.js';
 import { ParameterRegistry, ParameterScope } from './parameters.js';
 import { TransformerBlock } from './transformer-block.js';

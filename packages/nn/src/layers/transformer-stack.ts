@@ -1,4 +1,4 @@
-import { checkInt } from './errors.js';
+import { checkInt } from '../errors.js';
 import type { InitStdFactor } from './init.js';
 import type { ParameterScope } from './parameters.js';
 import { RotaryEmbedding } from './rotary.js';
