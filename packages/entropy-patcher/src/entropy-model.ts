@@ -1,32 +1,21 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { BOE_ID, EOS_ID, VOCAB_SIZE } from '@bytelatent/bytes';
 import {
-  type AttentionMask,
-  Embedding,
   type InitStdFactor,
   KvCache,
-  Linear,
   NnError,
   ParameterRegistry,
   type ParameterRegistryOptions,
   ParameterScope,
-  RMSNorm,
-  type RotaryEmbedding,
   type TensorSource,
-  type TransformerBlock,
-  createTransformerStack,
-  localAttentionBlockSize,
-  causalMask,
-  documentIds,
   dtypeByteSize,
   CheckpointInitializer,
-  maskTensors,
-  prefixTap,
   referenceStateDict,
   serializeSafetensors,
   referenceAttentionProblem,
   seededUniform,
   softmaxEntropy,
+  LMTransformer,
 } from '@bytelatent/nn';
 import { PatcherError } from './errors.js';
 
@@ -153,11 +142,8 @@ export class EntropyModel {
   /** The arguments as given, with the reference's names (stored with the weights by {@link toSafetensors}). */
   readonly referenceArgs: Readonly<EntropyModelArgs>;
   readonly registry: ParameterRegistry;
-  private readonly tokEmbeddings: Embedding;
-  private readonly layers: TransformerBlock[];
-  private readonly norm: RMSNorm;
-  private readonly output: Linear;
-  private readonly rope: RotaryEmbedding;
+  /** The reference's `LMTransformer` these arguments describe (nn's, shared with the token baselines). */
+  private readonly lm: LMTransformer;
 
   /**
    * A randomly initialised model (reference init, architecture §11).
@@ -176,13 +162,8 @@ export class EntropyModel {
     this.registry = new ParameterRegistry(options);
     const a = this.args;
     const random = seededUniform(seed);
-    const root = new ParameterScope(this.registry);
-    const std = a.dim ** -0.5;
     try {
-      this.tokEmbeddings = new Embedding(root.child('tok_embeddings'), a.vocabSize, a.dim, { std, random });
-      ({ layers: this.layers, rope: this.rope } = createTransformerStack(root, a, random));
-      this.norm = new RMSNorm(root.child('norm'), a.dim, a.normEps);
-      this.output = new Linear(root.child('output'), a.dim, a.vocabSize, { std, random });
+      this.lm = new LMTransformer(new ParameterScope(this.registry), a, random);
     } catch (e) {
       this.registry.dispose();
       if (e instanceof NnError && e.code === 'TOO_LARGE') {
@@ -237,42 +218,8 @@ export class EntropyModel {
    * @throws {PatcherError} `EMPTY_INPUT`, `INPUT_TOO_LONG`, `INVALID_ARGUMENT` (bad id)
    */
   logits(rows: readonly ArrayLike<number>[], tap?: ActivationTap): tf.Tensor3D {
-    const { ids, batch, seqLen } = this.packRows(rows);
-    const a = this.args;
-    const docs = a.splitDocuments
-      ? rows.map((r) => {
-          const d = documentIds(r, a.eosId);
-          const full = new Int32Array(seqLen);
-          full.set(d);
-          // Padding forms its own document, so it never reaches a real position either way.
-          full.fill((d[d.length - 1] ?? 0) + 1, d.length);
-          return full;
-        })
-      : undefined;
-    // Long windowed rows are computed block by block (memory N·window, not N²).
-    const mask: AttentionMask =
-      a.window !== undefined && seqLen > localAttentionBlockSize(a.window)
-        ? { kind: 'local', batch, seqLen, window: a.window, documents: docs ?? [] }
-        : maskTensors(causalMask(batch, seqLen, { window: a.window, documents: docs }), batch, seqLen, seqLen);
-    const rope = this.rope.tables(0, seqLen);
-    try {
-      return tf.tidy(() => {
-        let h = this.tokEmbeddings.apply(tf.tensor2d(ids, [batch, seqLen], 'int32'));
-        tap?.('tok_embeddings', h);
-        this.layers.forEach((layer, i) => {
-          h = layer.apply(h, mask, rope, prefixTap(tap, `layers.${i}`));
-          tap?.(`layers.${i}`, h);
-        });
-        const n = this.norm.apply(h);
-        tap?.('norm', n);
-        const out = this.output.apply(n) as tf.Tensor3D;
-        tap?.('output', out);
-        return out;
-      });
-    } finally {
-      if (!('kind' in mask)) tf.dispose([mask.bias, mask.rowValid ?? []]);
-      tf.dispose([rope.cos, rope.sin]);
-    }
+    const { ids, seqLen } = this.packRows(rows);
+    return this.lm.logits(ids, rows, seqLen, tap);
   }
 
   /**
@@ -304,17 +251,7 @@ export class EntropyModel {
         `positions ${cache.position}..${cache.position + seqLen - 1} exceed the entropy model's max_seqlen ${this.args.maxSeqLen}`,
       );
     }
-    return tf.tidy(() => {
-      const step = cache.plan(ids, this.rope);
-      let h = this.tokEmbeddings.apply(tf.tensor2d(ids, [1, seqLen], 'int32'));
-      const kvs = this.layers.map((layer, i) => {
-        const r = layer.applyCached(h, step, cache.layer(i));
-        h = r.out;
-        return r.kv;
-      });
-      cache.commit(ids, kvs);
-      return this.output.apply(this.norm.apply(h)) as tf.Tensor3D;
-    });
+    return this.lm.logitsCached(ids, cache);
   }
 
   /**

@@ -7,21 +7,13 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { BOE_ID, BOS_ID, EOS_ID } from '@bytelatent/bytes';
 import {
-  Embedding,
   type InitStdFactor,
-  Linear,
+  LMTransformer,
   NnError,
   ParameterRegistry,
   ParameterScope,
-  RMSNorm,
-  type RotaryEmbedding,
   type SafetensorsFile,
-  type TransformerBlock,
-  createTransformerStack,
-  causalMask,
-  documentIds,
   loadReferenceWeights,
-  maskTensors,
   referenceStateDict,
   seededUniform,
   serializeSafetensors,
@@ -87,11 +79,8 @@ export class TokenTransformer {
   readonly args: Readonly<TokenTransformerArgs>;
   readonly registry = new ParameterRegistry();
   private readonly resolved: ReturnType<typeof check>;
-  private readonly embed: Embedding;
-  private readonly layers: TransformerBlock[];
-  private readonly norm: RMSNorm;
-  private readonly output: Linear;
-  private readonly rope: RotaryEmbedding;
+  /** The reference's `LMTransformer` (nn's, shared with the entropy model). */
+  private readonly lm: LMTransformer;
 
   /**
    * A randomly initialised model (the reference init).
@@ -105,12 +94,9 @@ export class TokenTransformer {
     this.resolved = a;
     this.args = { ...args };
     const random = seededUniform(seed);
-    const root = new ParameterScope(this.registry);
-    const std = a.dim ** -0.5;
     try {
-      this.embed = new Embedding(root.child('tok_embeddings'), a.vocab_size, a.dim, { std, random });
-      ({ layers: this.layers, rope: this.rope } = createTransformerStack(
-        root,
+      this.lm = new LMTransformer(
+        new ParameterScope(this.registry),
         {
           dim: a.dim,
           nLayers: a.n_layers,
@@ -121,11 +107,12 @@ export class TokenTransformer {
           ropeTheta: a.rope_theta,
           maxSeqLen: a.max_seqlen,
           initStdFactor: a.init_std_factor,
+          vocabSize: a.vocab_size,
+          splitDocuments: a.attn_bias_type === 'block_causal',
+          eosId: a.eos_id,
         },
         random,
-      ));
-      this.norm = new RMSNorm(root.child('norm'), a.dim, a.norm_eps);
-      this.output = new Linear(root.child('output'), a.dim, a.vocab_size, { std, random });
+      );
     } catch (e) {
       this.registry.dispose();
       if (e instanceof NnError) throw new EvalError('INVALID_ARGUMENT', `token transformer args: ${e.message}`);
@@ -191,27 +178,7 @@ export class TokenTransformer {
         ids[b * seqLen + t] = id;
       }
     });
-    const documents =
-      a.attn_bias_type === 'block_causal'
-        ? rows.map((r) => {
-            const d = documentIds(r, a.eos_id);
-            const full = new Int32Array(seqLen);
-            full.set(d);
-            full.fill((d[d.length - 1] ?? 0) + 1, d.length);
-            return full;
-          })
-        : undefined;
-    const mask = maskTensors(causalMask(rows.length, seqLen, { documents }), rows.length, seqLen, seqLen);
-    const rope = this.rope.tables(0, seqLen);
-    try {
-      return tf.tidy(() => {
-        let h = this.embed.apply(tf.tensor2d(ids, [rows.length, seqLen], 'int32'));
-        for (const layer of this.layers) h = layer.apply(h, mask, rope);
-        return this.output.apply(this.norm.apply(h)) as tf.Tensor3D;
-      });
-    } finally {
-      tf.dispose([mask.bias, mask.rowValid ?? [], rope.cos, rope.sin]);
-    }
+    return this.lm.logits(ids, rows, seqLen);
   }
 
   /**

@@ -18,6 +18,7 @@ export {
   disposeMask,
   groupCrossMask,
   localSelfAttentionMask,
+  paddedDocumentIds,
   patchRowGroups,
   type ActivationTap,
   type LocalMaskOptions,
@@ -46,3 +47,4 @@ export { RMSNorm, rmsNorm } from './rms-norm.js';
 export { RotaryEmbedding, applyRotary } from './rotary.js';
 export { TransformerBlock, type TransformerBlockConfig } from './transformer-block.js';
 export { createTransformerStack, type TransformerStack, type TransformerStackConfig } from './transformer-stack.js';
+export { LMTransformer, type LMTransformerConfig } from './lm-transformer.js';

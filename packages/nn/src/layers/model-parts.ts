@@ -103,6 +103,8 @@ export interface LocalMaskOptions {
   readonly window?: number;
   /** Documents are split after each token with this id (default 2, EOS). */
   readonly eosId?: number;
+  /** Split documents at EOS (default true); false: one document per row, as plain `causal`. */
+  readonly splitDocuments?: boolean;
   /** Compute windowed attention block by block above this many positions (memory N·window instead
    * of N²; default `localAttentionBlockSize(window)` of @bytelatent/nn). */
   readonly blockSize?: number;
@@ -119,7 +121,7 @@ export interface LocalMaskOptions {
  * @returns tensors (or a block-wise spec for long windowed rows); free with {@link disposeMask}
  */
 export function localSelfAttentionMask(rows: readonly ArrayLike<number>[], seqLen: number, options: LocalMaskOptions = {}): AttentionMask {
-  const docs = paddedDocuments(rows, seqLen, options.eosId ?? 2);
+  const docs = paddedDocumentIds(rows, seqLen, options.splitDocuments === false ? -1 : (options.eosId ?? 2));
   const batch = rows.length;
   if (options.window !== undefined) {
     const blockSize = options.blockSize ?? localAttentionBlockSize(options.window);
@@ -148,11 +150,21 @@ export function localSelfAttentionMask(rows: readonly ArrayLike<number>[], seqLe
  * @returns mask tensors; free with {@link disposeMask}
  */
 export function blockCausalMask(rows: readonly ArrayLike<number>[], seqLen: number, splitDocuments: boolean, eosId = 2): MaskTensors {
-  const docs = splitDocuments ? paddedDocuments(rows, seqLen, eosId) : undefined;
+  const docs = splitDocuments ? paddedDocumentIds(rows, seqLen, eosId) : undefined;
   return maskTensors(causalMask(rows.length, seqLen, { documents: docs }), rows.length, seqLen, seqLen);
 }
 
-function paddedDocuments(rows: readonly ArrayLike<number>[], seqLen: number, eosId: number): Int32Array[] {
+/**
+ * The document of every position of right-padded rows: documents split after each EOS
+ * ({@link documentIds}), the padding a document of its own (causal, so it never reaches a real
+ * position). The one implementation behind every model's padded masks.
+ *
+ * @param rows - token ids per row (each at most `seqLen` long)
+ * @param seqLen - padded length
+ * @param eosId - the EOS id (an id no token has, such as −1, keeps each row one document)
+ * @throws {BltError} `INVALID_ARGUMENT` for a row longer than `seqLen`
+ */
+export function paddedDocumentIds(rows: readonly ArrayLike<number>[], seqLen: number, eosId: number): Int32Array[] {
   return rows.map((r, b) => {
     if (r.length > seqLen) throw new BltError('INVALID_ARGUMENT', `row ${b} has ${r.length} positions, more than ${seqLen}`);
     const d = documentIds(r, eosId);
