@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { BltStepper } from './blt-stepper.js';
 import { BOE_ID } from '@bytelatent/bytes';
 import { decoderPatchIdsFromLengths, patchIdsFromLengths } from '@bytelatent/entropy-patcher';
 import { GlobalTransformer, patchTokens } from '@bytelatent/latent-transformer';
@@ -241,6 +242,14 @@ export class ByteLatentTransformer {
     if (seqLen > this.args.encoder.maxSeqLen)
       throw invalid(`${seqLen} tokens exceed max_encoder_seq_length ${this.args.encoder.maxSeqLen}`);
     return { batch, seqLen, numPatches, rowLengths, ids, patchIds, decoderPatchIds, globalTokens };
+  }
+
+  /**
+   * The forward pass one step at a time, for incremental generation: the encoder, latent
+   * transformer and decoder wired here once, with their caches (architecture §9.2). Free it with `dispose()`.
+   */
+  createStepper(): BltStepper {
+    return new BltStepper(this);
   }
 
   /**

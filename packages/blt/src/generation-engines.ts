@@ -1,5 +1,4 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { BOE_ID } from '@bytelatent/bytes';
 import {
   type EntropyModel,
   type PatchOptions,
@@ -8,8 +7,9 @@ import {
   findPatchBoundaries,
 } from '@bytelatent/entropy-patcher';
 import { BltError } from '@bytelatent/nn';
-import type { KvCache, LayerKv } from '@bytelatent/nn';
+import type { KvCache } from '@bytelatent/nn';
 import type { ByteLatentTransformer } from './blt-model.js';
+import type { BltStepper } from './blt-stepper.js';
 
 /** What an engine knows after the row's last position went through the model. */
 export interface EngineStep {
@@ -133,103 +133,6 @@ export class UncachedEngine implements GenerationEngine {
   }
 }
 
-/** Encoder byte states (one tensor per cross-attention) of runs of positions, kept until no patch to complete reads them. */
-class ByteStates {
-  private chunks: Array<{ from: number; to: number; states: readonly tf.Tensor[] }> = [];
-
-  /** Takes (keeps) the states of positions `from ..` (call inside the step's tidy). */
-  add(from: number, states: readonly tf.Tensor[]): void {
-    for (const s of states) tf.keep(s);
-    this.chunks.push({ from, to: from + states[0]!.shape[1]!, states });
-  }
-
-  /** Per cross-attention, the states of positions `from .. to − 1` `[1, to − from, dim]` (inside a tidy). */
-  gather(from: number, to: number): tf.Tensor[] {
-    const parts = this.chunks
-      .filter((c) => c.to > from && c.from < to)
-      .map((c) => {
-        const a = Math.max(from, c.from);
-        const b = Math.min(to, c.to);
-        return c.states.map((s) => (a === c.from && b === c.to ? s : tf.slice(s, [0, a - c.from, 0], [-1, b - a, -1])));
-      });
-    const covered = parts.reduce((n, p) => n + p[0]!.shape[1]!, 0);
-    if (covered !== to - from) throw new BltError('INVALID_ARGUMENT', `internal: byte states ${from}..${to} are not held`);
-    return parts[0]!.map((_, layer) =>
-      parts.length === 1
-        ? parts[0]![layer]!
-        : tf.concat(
-            parts.map((p) => p[layer]!),
-            1,
-          ),
-    );
-  }
-
-  /** Frees the chunks that end at or before `position`. */
-  dropBefore(position: number): void {
-    while (this.chunks.length > 0 && this.chunks[0]!.to <= position) {
-      const c = this.chunks.shift()!;
-      // The last encoder layer's states may be shared by two entries of one chunk: dispose once.
-      tf.dispose([...new Set(c.states)]);
-    }
-  }
-
-  dispose(): void {
-    this.dropBefore(Number.POSITIVE_INFINITY);
-  }
-}
-
-/** The decoder cross-attention keys/values of completed patches, kept while a later byte may read them. */
-class PatchKv {
-  private chunks: Array<{ first: number; count: number; kv: readonly LayerKv[] }> = [];
-
-  constructor(private readonly rowsPerPatch: number) {}
-
-  /** Takes (keeps) the keys/values of patches `first ..` (call inside the step's tidy). */
-  add(first: number, count: number, kv: readonly LayerKv[]): void {
-    for (const l of kv) (tf.keep(l.k), tf.keep(l.v));
-    this.chunks.push({ first, count, kv });
-  }
-
-  /** Per cross-attention, the key rows of patches `first .. first + count − 1` (inside a tidy). */
-  gather(first: number, count: number): LayerKv[] {
-    const r = this.rowsPerPatch;
-    const parts = this.chunks
-      .filter((c) => c.first + c.count > first && c.first < first + count)
-      .map((c) => {
-        const a = Math.max(first, c.first);
-        const b = Math.min(first + count, c.first + c.count);
-        const whole = a === c.first && b === c.first + c.count;
-        const cut = (t: tf.Tensor) => (whole ? t : tf.slice(t, [0, 0, (a - c.first) * r, 0], [-1, -1, (b - a) * r, -1]));
-        return { patches: b - a, kv: c.kv.map((l) => ({ k: cut(l.k), v: cut(l.v) })) };
-      });
-    if (parts.reduce((n, p) => n + p.patches, 0) !== count)
-      throw new BltError('INVALID_ARGUMENT', `internal: patches ${first}..+${count} are not held`);
-    if (parts.length === 1) return parts[0]!.kv;
-    return parts[0]!.kv.map((_, layer) => ({
-      k: tf.concat(
-        parts.map((p) => p.kv[layer]!.k),
-        2,
-      ),
-      v: tf.concat(
-        parts.map((p) => p.kv[layer]!.v),
-        2,
-      ),
-    }));
-  }
-
-  /** Frees the chunks whose patches all come before `patch`. */
-  dropBefore(patch: number): void {
-    while (this.chunks.length > 0 && this.chunks[0]!.first + this.chunks[0]!.count <= patch) {
-      const c = this.chunks.shift()!;
-      tf.dispose(c.kv.flatMap((l) => [l.k, l.v]));
-    }
-  }
-
-  dispose(): void {
-    this.dropBefore(Number.POSITIVE_INFINITY);
-  }
-}
-
 /**
  * Incremental generation with KV caches (architecture §9.2, §14.11). Per new byte at position t:
  *
@@ -259,11 +162,8 @@ export class CachedEngine implements GenerationEngine {
   private completed = 0;
   private readonly patcher: StreamingPatcher;
   private readonly entropyCache: KvCache | null;
-  private readonly encoderCache: KvCache;
-  private readonly decoderCache: KvCache;
-  private readonly globalCache: KvCache;
-  private readonly byteStates = new ByteStates();
-  private readonly patchKv: PatchKv;
+  /** The BLT's forward pass, one step at a time. */
+  private readonly stepper: BltStepper;
   private disposed = false;
 
   constructor(
@@ -271,12 +171,8 @@ export class CachedEngine implements GenerationEngine {
     private readonly patching: ResolvedPatching,
   ) {
     this.patcher = new StreamingPatcher(patching.rule);
-    const local = { window: model.args.localWindow, eosId: model.args.eosId };
     this.entropyCache = patching.entropyModel ? patching.entropyModel.createCache() : null;
-    this.encoderCache = model.localEncoder.createCache(local);
-    this.decoderCache = model.localDecoder.createCache(local);
-    this.globalCache = model.globalTransformer.createCache();
-    this.patchKv = new PatchKv(model.localDecoder.rowsPerPatch);
+    this.stepper = model.createStepper();
   }
 
   async prefill(ids: Int32Array): Promise<EngineStep> {
@@ -294,18 +190,13 @@ export class CachedEngine implements GenerationEngine {
       let logits: tf.Tensor | null = null;
       for (let a = 0; a < n; a += PREFILL_PIECE) {
         const b = Math.min(n, a + PREFILL_PIECE);
-        const out = this.model.localEncoder.forwardCached(
-          this.model.localEncoder.embedRange(this.tokens, a, b),
-          ids.subarray(a, b),
-          this.encoderCache,
-        );
-        this.byteStates.add(a, out.states);
+        const h = this.stepper.encode(this.tokens, a, b);
         // Every patch that ends by position b is complete (patch j ends where j + 1 starts); the
         // piece's bytes read only such patches (architecture §7.1).
         const complete = this.patchOf[b - 1]! + (this.startSet.has(b) ? 1 : 0);
         if (complete > this.completed) this.completePatches(this.completed, complete - this.completed);
-        logits = this.decode(out.h, a, b);
-        this.release();
+        logits = this.decode(h, a, b);
+        this.stepper.release(this.completed, this.starts);
       }
       return tf.slice(logits!, [0, logits!.shape[1]! - 1, 0], [1, 1, -1]);
     });
@@ -323,11 +214,10 @@ export class CachedEngine implements GenerationEngine {
     if (this.patchOf[t]! + 1 + (nextStart ? 1 : 0) > global.maxSeqLen) return null;
     const t0 = performance.now();
     const last = tf.tidy(() => {
-      const out = this.model.localEncoder.forwardCached(this.model.localEncoder.embedRange(this.tokens, t, t + 1), [id], this.encoderCache);
-      this.byteStates.add(t, out.states);
+      const h = this.stepper.encode(this.tokens, t, t + 1);
       if (nextStart) this.completePatches(this.patchOf[t]!, 1);
-      const logits = this.decode(out.h, t, t + 1);
-      this.release();
+      const logits = this.decode(h, t, t + 1);
+      this.stepper.release(this.completed, this.starts);
       return logits;
     });
     return this.finishStep(last, t0, entropies ? entropies[0]! : null);
@@ -337,11 +227,7 @@ export class CachedEngine implements GenerationEngine {
     if (this.disposed) return;
     this.disposed = true;
     this.entropyCache?.dispose();
-    this.encoderCache.dispose();
-    this.decoderCache.dispose();
-    this.globalCache.dispose();
-    this.byteStates.dispose();
-    this.patchKv.dispose();
+    this.stepper.dispose();
   }
 
   private async finishStep(last: tf.Tensor, t0: number, entropy: number | null): Promise<EngineStep> {
@@ -394,60 +280,21 @@ export class CachedEngine implements GenerationEngine {
     }
   }
 
-  /**
-   * Completes patches `first .. first + count − 1` (all their bytes are in; call inside a tidy): their
-   * encoder patch states from the kept byte states (architecture §5.2 step 4), one call of the latent
-   * transformer with its patch cache (architecture §6), and the decoder's cross-attention keys/values of
-   * its outputs (architecture §7.2 steps 2–3).
-   */
+  /** Completes patches `first .. first + count − 1` (all their bytes are in; call inside a tidy). */
   private completePatches(first: number, count: number): void {
-    const enc = this.model.localEncoder;
-    const encWindow = enc.config.crossAttnWindow ?? 1;
-    const from = this.starts[Math.max(0, first - encWindow + 1)]!;
-    const to = this.starts[first + count]!;
-    const states = this.byteStates.gather(from, to);
-    const ids = Int32Array.from(this.patchOf.slice(from, to));
-    const patchEmbeds = enc.encodePatches(states, [ids], first, count);
-    // `h_cross.view(B, P, k·d_E)` (architecture §6), and the global token of each patch: EOS if it holds one.
-    const globalIn = tf.reshape(patchEmbeds, [1, count, -1]) as tf.Tensor3D;
-    const globalTokens = new Int32Array(count).fill(BOE_ID);
-    for (let t = this.starts[first]!; t < to; t++)
-      if (this.tokens[t] === this.model.args.eosId) globalTokens[this.patchOf[t]! - first] = this.model.args.eosId;
-    const globalOut = this.model.globalTransformer.forwardCached(globalIn, globalTokens, this.globalCache);
+    this.stepper.completePatches(first, count, this.starts, this.patchOf, this.tokens);
     this.counters.latentCalls++;
     this.counters.latentPatches += count;
-    this.patchKv.add(first, count, this.model.localDecoder.patchKv(globalOut));
     this.completed = first + count;
-  }
-
-  /**
-   * Frees what no later step reads: later patches read the bytes of their last `crossAttnWindow`
-   * (encoder) patches, later bytes the rows of patch `completed − 1` and the `crossAttnWindow − 1`
-   * (decoder) patches before it.
-   */
-  private release(): void {
-    const encWindow = this.model.localEncoder.config.crossAttnWindow ?? 1;
-    this.byteStates.dropBefore(this.starts[Math.max(0, this.completed - encWindow + 1)]!);
-    this.patchKv.dropBefore(this.completed - (this.model.localDecoder.config.crossAttnWindow ?? 1));
   }
 
   /** Decoder logits of positions `a .. b − 1` from their encoder states `h` (call inside a tidy). */
   private decode(h: tf.Tensor3D, a: number, b: number): tf.Tensor {
-    const dec = this.model.localDecoder;
     // Byte t reads patch patchId(t + 1) − 1 (architecture §7.1), a completed one.
-    const decIds = Int32Array.from({ length: b - a }, (_, i) => {
+    const decoderPatches = Int32Array.from({ length: b - a }, (_, i) => {
       const t = a + i + 1;
       return (t < this.patchOf.length ? this.patchOf[t]! : this.patchOf[t - 1]! + (this.startSet.has(t) ? 1 : 0)) - 1;
     });
-    const first = dec.visiblePatches(decIds[0]!).first;
-    const last = decIds[decIds.length - 1]!;
-    const kv = this.patchKv.gather(first, last - first + 1);
-    // One byte given exactly the rows it may read needs no mask.
-    const mask = b - a === 1 ? null : dec.crossMask([decIds], first, last - first + 1);
-    try {
-      return dec.forwardCached(h, kv, mask, this.tokens.slice(a, b), this.decoderCache);
-    } finally {
-      if (mask) tf.dispose([mask.bias, mask.rowValid ?? []]);
-    }
+    return this.stepper.decode(h, decoderPatches, this.tokens, a, b);
   }
 }
