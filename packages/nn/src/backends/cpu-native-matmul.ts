@@ -4,7 +4,7 @@
  *
  * The cpu backend keeps each tensor in a JavaScript `Float32Array`, so it holds models far past the
  * wasm backend's 4 GiB heap (a released BLT-1B's weights are 6 GB as float32), but its own matmul is
- * a JavaScript loop (under 1 GFLOP/s). These kernels hand the arrays the backend already holds to
+ * a JavaScript loop (docs/performance.md §2). These kernels hand the arrays the backend already holds to
  * OpenBLAS: no copy of a weight per product, transposes as BLAS flags, one call for a batch.
  * Anything else (non-float32 operands, shapes that do not match, a fused bias or activation) goes to
  * the backend's own kernel, so validation and error messages stay tfjs's.

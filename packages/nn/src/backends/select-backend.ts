@@ -50,15 +50,15 @@ export interface InitBackendOptions {
   readonly wasmPaths?: string;
   /**
    * Accept a software WebGPU adapter (SwiftShader, lavapipe/llvmpipe, a fallback adapter). Default
-   * `false`: these run about 70x slower than wasm, so they are only useful for correctness tests.
+   * `false`: these run far slower than wasm, so they are only useful for correctness tests.
    * In Node this also lets {@link initBackend} point Vulkan at Chromium's SwiftShader.
    */
   readonly allowSoftwareGpu?: boolean;
   /**
    * wasm and cpu in Node only: `'auto'` (default) runs the backend's float32 matmuls (`BatchMatMul`,
    * `_FusedMatMul`) through OpenBLAS when the optional `@bytelatent/native-sgemm` package is
-   * installed and its addon built, on the tensors where the backend keeps them, without copies: on
-   * a two-core machine ~200 GFLOP/s against ~25 for wasm's kernels and under 1 for cpu's. `'off'`
+   * installed and its addon built, on the tensors where the backend keeps them, without copies, several times faster than wasm's kernels and far faster than cpu's
+   * (docs/performance.md §2). `'off'`
    * keeps (or restores) the backend's kernels. The results differ from theirs by float32 rounding
    * only. {@link BackendInfo.nativeMatMul} says what happened.
    */
@@ -218,9 +218,9 @@ function resolveOptions(options: unknown): Resolved {
  * Selects and initialises the tfjs backend (`tf.setBackend`) and says which one it is and why.
  *
  * `'auto'` takes WebGPU only on a hardware adapter: a software adapter (SwiftShader,
- * lavapipe/llvmpipe, any `isFallbackAdapter`) rasterises on the CPU and measured ~70x slower than
- * the wasm backend on the same machine (0.4 vs 23-31 GFLOP/s for a 1024² matmul), so it is skipped
- * unless `allowSoftwareGpu` is set. Next comes wasm (SIMD; 30-40x the pure-JS cpu backend), then
+ * lavapipe/llvmpipe, any `isFallbackAdapter`) rasterises on the CPU and measured far slower than
+ * the wasm backend on the same machine (docs/performance.md §2), so it is skipped unless
+ * `allowSoftwareGpu` is set. Next comes wasm (SIMD, much faster than the pure-JS cpu backend), then
  * cpu.
  *
  * WebGPU comes from `navigator.gpu` in the browser and from the optional `webgpu` package (Dawn) in

@@ -3,26 +3,25 @@
  *
  * - `UnsortedSegmentSum`, which the wasm backend lacks. `tf.gather`'s gradient is an unsorted
  *   segment sum, so without it every embedding lookup fails to train on wasm.
- * - `GatherV2` as contiguous row copies (see {@link fastGatherV2}): the original took ~1 ms per
- *   embedding lookup, now microseconds.
- * - `Equal` as a JavaScript loop (see {@link fastEqual}): 14 ms → well under 1 ms when one side
+ * - `GatherV2` as contiguous row copies (see {@link fastGatherV2}): the original computed every
+ *   element's coordinates.
+ * - `Equal` as a JavaScript loop (see {@link fastEqual}): the original is slow when one side
  *   broadcasts, as in `tf.max`'s gradient.
  * - `Identity` sharing memory instead of copying it (see {@link sharingIdentity}).
  * - The fused RMSNorm kernels of `./fused-kernels.ts`.
  * - `BatchMatMul` and `_FusedMatMul` replacements that, when `transposeA` or `transposeB` is set,
  *   transpose the operand explicitly (with the wasm `Transpose` kernel) and run the original kernel
  *   without the flag (except for small batched products, see below). The original's transposed
- *   path is about 10x slower than a transpose followed by a plain matmul, and backprop through a
- *   matmul uses exactly those flags (the gradient of `a @ b` is `dy @ bᵀ` and `aᵀ @ dy`): on
- *   [512, 512] the fixes measured 30x faster for `aᵀ @ b` and 11x for `a @ bᵀ` (tools/bench
- *   `wasm-matmul`), and a small MLP train step went from ~700 ms to ~120 ms. The `_FusedMatMul` replacement also corrects the original's bias on
+ *   path is far slower than a transpose followed by a plain matmul, and backprop through a
+ *   matmul uses exactly those flags (the gradient of `a @ b` is `dy @ bᵀ` and `aᵀ @ dy`;
+ *   `npm run bench -- wasm-matmul`, docs/performance.md §2). The `_FusedMatMul` replacement also corrects the original's bias on
  *   batched inputs and for broadcast (`[1]`) biases (see `fixedFusedMatMul`).
  * - Batched products (batch > 1 after broadcasting) run as batch-1 products: the original kernel
  *   is fast (XNNPACK) only for one batch and transpose flags off, and falls back to a naive loop
- *   otherwise (~1.5 GFLOP/s). When `b` has no batch, the batches are folded into the rows (one
+ *   otherwise. When `b` has no batch, the batches are folded into the rows (one
  *   product); otherwise, when each product is large enough, one product per batch element runs on
  *   zero-copy views of the operands (see {@link planProduct} for the rule and its measurements).
- *   Attention's `[4, 256, 32] x [4, 767, 32]ᵀ` went from ~30 ms to ~3 ms. Smaller batched
+ *   Smaller batched
  *   products stay on the original's loop, with their transpose flags (faster there than explicit
  *   transposes).
  *
@@ -132,9 +131,8 @@ const unsortedSegmentSumConfig: KernelConfig = {
 
 /**
  * `GatherV2` (batchDims 0) as row copies on the wasm heap. tfjs-backend-wasm's kernel computes
- * every output element's source coordinates one by one: gathering 513 rows of a [1000, 32]
- * embedding took 0.7-1 ms (7 % of a tiny BLT training step, 8.5 % of a 10M one); copying
- * contiguous rows takes microseconds. Values are copied, never computed, so results are identical.
+ * every output element's source coordinates one by one, a noticeable share of a small BLT's
+ * training step (docs/performance.md §3b); copying contiguous rows is nearly free. Values are copied, never computed, so results are identical.
  * Anything else (batchDims > 0, an empty result) runs the original kernel.
  *
  * Unlike the original, which reads whatever lies outside the table, an index outside
@@ -181,9 +179,9 @@ function fastGatherV2(original: KernelConfig): KernelFunc {
 }
 
 /**
- * `Equal` as a JavaScript loop over the wasm heap. The original takes ~8 ns per element on equal
- * shapes and ~170 when one side broadcasts, which `tf.max`'s gradient does (`x == max(x)`): 10 ms
- * of a 10M BLT training step, for the encoder's max-pooling into patches. Same results: IEEE
+ * `Equal` as a JavaScript loop over the wasm heap. The original is about twenty times slower per element
+ * when one side broadcasts, which `tf.max`'s gradient does (`x == max(x)`) for the encoder's
+ * max-pooling into patches (docs/performance.md §3b). Same results: IEEE
  * equality of the stored values (NaN equals nothing). String and complex inputs run the original.
  */
 function fastEqual(original: KernelConfig): KernelFunc {
@@ -235,8 +233,8 @@ function fastEqual(original: KernelConfig): KernelFunc {
  * `Identity` (`tf.clone`, and the engine's copy of every tensor a gradient will need) sharing the
  * input's memory with a reference count, as tfjs-backend-cpu's does and wasm's own `Reshape` does,
  * instead of copying it. Tensors are immutable (a variable's `assign` swaps its data, it does not
- * write into it), so sharing is safe; the copies were 829 kernels and ~20 ms of a 10M BLT training
- * step. Strings run the original.
+ * write into it), so sharing is safe; the copies were hundreds of kernels per training step
+ * (docs/performance.md §3b). Strings run the original.
  */
 function sharingIdentity(original: KernelConfig): KernelFunc {
   return (args) => {

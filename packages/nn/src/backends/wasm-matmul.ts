@@ -77,15 +77,10 @@ function withExplicitTransposes<T>(
  * Smallest product per batch element that {@link planProduct} runs one product at a time: at
  * least `LOOP_MIN_ROWS` rows and `LOOP_MIN_MACS` multiply-adds (`rows · inner · columns`).
  *
- * Measured on tfjs-backend-wasm 4.22 (Node 20, SIMD, one thread): each batch-1 product costs a
- * fixed ~5 µs plus XNNPACK's packing of its `[inner, columns]` operand (~4 ns an element), against
- * ~1.25 ns a multiply-add for the original's batched loop, so the loop pays off from some size and
- * with enough rows to amortise the packing. Original time / loop time, batch 8 (best of two
- * medians), rows x inner x columns: with 4 rows 0.3 (4x4x8) to 1.1 (4x64x256), never better;
- * 8x8x32 0.85, 8x16x16 0.74, 8x32x32 1.2, 8x64x64 1.7, 8x64x256 2.1; 16x16x16 1.2, 16x8x32 1.4,
- * 16x32x32 2.1; 32x4x8 0.7, 32x8x32 2.3, 32x32x32 3.6; 256x4x8 3.1, 64x64x64 7.4, 256x32x767 11.
- * A first pass over batches 2 to 32 agreed (8x64x8 0.8-1.1, 64x64x1 0.7-1.0, 16x16x16 1.0-1.7,
- * 2x512x512 0.6-1.0, 1x64x256 0.3), hence the margin: below 8192 the gain is small or negative.
+ * Each batch-1 product pays a fixed cost plus XNNPACK's packing of its `[inner, columns]` operand,
+ * against a per-multiply-add cost for the original's batched loop, so the loop pays off from some
+ * size and with enough rows to amortise the packing; the thresholds come from measurements on
+ * tfjs-backend-wasm 4.22 (docs/performance.md §2b).
  */
 const LOOP_MIN_ROWS = 8;
 const LOOP_MIN_MACS = 8192;
@@ -103,10 +98,10 @@ export interface ProductPlan extends ProductDims {
 /**
  * The plan for `a · b` with the transposes applied first, or `undefined` if the shapes do not match
  * (the original kernel then reports the error). The original kernel is fast only for one batch
- * without transpose flags (XNNPACK); for more batches it runs a naive loop (~1.5 GFLOP/s), so:
+ * without transpose flags (XNNPACK); for more batches it runs a naive loop, so:
  *
- * - `b` without batch (a `[batch, rows, inner]` input times a weight matrix): always `fold`, it was
- *   1.8x to 29x faster than the original in every measured shape;
+ * - `b` without batch (a `[batch, rows, inner]` input times a weight matrix): always `fold`, faster than
+ *   the original in every measured shape (`npm run bench -- wasm-matmul`);
  * - otherwise `loop` when each product has at least {@link LOOP_MIN_ROWS} rows and
  *   {@link LOOP_MIN_MACS} multiply-adds, else the original;
  * - batch shapes the original gets wrong (it indexes batches modulo each operand's batch count,
@@ -130,9 +125,8 @@ export function planProduct(
 
 /**
  * `true` if the plan leaves a batched product to the original's naive loop. That loop reads the
- * transpose flags itself, as fast as or faster than after explicit transposes (measured with
- * batches of 8 and 32 on products of 4x4x8 to 4x64x256: equal for `aᵀ·b`, up to 1.3x faster for
- * `a·bᵀ` and 1.8x for `aᵀ·bᵀ`), so the operands go to it unchanged.
+ * transpose flags itself, as fast as or faster than after explicit transposes (measured on
+ * small batched products), so the operands go to it unchanged.
  */
 function originalTakesFlags(plan: ProductPlan): boolean {
   return plan.strategy === 'original' && plan.batch > 1;

@@ -2,9 +2,9 @@
  * `BatchMatMul` and `_FusedMatMul` for the tfjs `wasm` backend computed by OpenBLAS `sgemm` through
  * the optional `@bytelatent/native-sgemm` addon, in Node.
  *
- * The wasm backend runs single-threaded XNNPACK (~25 GFLOP/s here) and threads are impossible in
- * Node; OpenBLAS on two threads reaches ~200 GFLOP/s on the same machine, and a training step
- * spends most of its time in matmuls. The addon works on `Float32Array` views of the wasm heap, so
+ * The wasm backend runs single-threaded XNNPACK and threads are impossible in Node; OpenBLAS on
+ * every core is several times faster (docs/performance.md §2), and a training step spends most of
+ * its time in matmuls. The addon works on `Float32Array` views of the wasm heap, so
  * these kernels read the operands and write the result where tfjs keeps them: no copy, and the
  * transposes of backprop (`dy·bᵀ`, `aᵀ·dy`) are BLAS flags instead of materialised transposes.
  * Batched products run in one addon call (strided, or with per-batch offsets for broadcast batch

@@ -200,7 +200,7 @@ function blockLayout(spec: LocalAttentionSpec, blockSize: number): BlockLayout {
       }
       // Padding query slots (past the row, sliced away after) see their last key slot: a row
       // seeing nothing would need the row-valid product, a broadcast multiply that is slow on
-      // wasm (~2 ms per layer for a tiny BLT).
+      // wasm (docs/performance.md §3b).
       for (let i = queries; i < blockSize; i++) mask[((b * blocks + blk) * blockSize + i + 1) * keysPerBlock - 1] = 1;
     }
   }

@@ -9,7 +9,7 @@ import { NnError } from '../errors.js';
  *
  * On the cpu backend one fused kernel per row (`../backends/fused-kernels.ts`). Elsewhere it is built
  * on tfjs's `Softmax`, never on `logSoftmax`: the wasm backend's `Exp` kernel is scalar (and
- * `logSoftmax` then `exp` run it twice) while its `Softmax` is vectorised: about 4x faster
+ * `logSoftmax` then `exp` run it twice) while its `Softmax` is vectorised, several times faster
  * (docs/performance.md §5d). With `m` the row maximum and `d = x − m`,
  * `log Σ exp(d) = −log(max p)` (the largest probability is `1 / Σ exp(d)`, at least `1 / vocab`,
  * so the log never meets an underflow), and `H = −log(max p) − Σ p·d`. Values match the

@@ -5,9 +5,9 @@ import { NnError } from '../errors.js';
  * Next-token cross-entropy per position in nats, `−log softmax(logits)[target]` (the reference's
  * `F.cross_entropy(..., reduction="none")`), with the gradient `softmax(logits) − onehot(target)`.
  *
- * Computed without tfjs's `logSoftmax`: its `Exp` kernel on the wasm backend is scalar (~1.5 ms for
- * 513 × 260 logits, twice per training step: forward and gradient), while the `Softmax` kernel is
- * vectorised (~0.2 ms). The log-sum-exp comes from the softmax itself: at the row maximum m,
+ * Computed without tfjs's `logSoftmax`: its `Exp` kernel on the wasm backend is scalar (and runs
+ * twice per training step: forward and gradient), while the `Softmax` kernel is vectorised
+ * (docs/performance.md §3b). The log-sum-exp comes from the softmax itself: at the row maximum m,
  * `softmax(x)[argmax] = 1 / Σ exp(x − m)`, so `logsumexp(x) = m − log(max softmax(x))`. That
  * probability is at least 1 / vocab, so the log never meets an underflow, and the result matches
  * `logSoftmax` to float32 rounding (a few 1e-7).
@@ -39,8 +39,8 @@ export function sparseCrossEntropy(logits: tf.Tensor, targets: ArrayLike<number>
   }
   const outer = logits.shape.slice(0, -1);
   return tf.tidy(() => {
-    // Built on the host: the wasm OneHot kernel took ~4 ms for 513 × 260 (6 % of a tiny BLT
-    // training step), and ignores a float32 dtype.
+    // Built on the host: the wasm OneHot kernel is slow (docs/performance.md §3b) and ignores a
+    // float32 dtype.
     const hot = new Float32Array(positions * vocab);
     for (let i = 0; i < positions; i++) hot[i * vocab + targets[i]!] = 1;
     const onehot = tf.tensor(hot, logits.shape, 'float32');
