@@ -22,6 +22,7 @@ export {
   findPatchBoundaries,
   patchIdsFromLengths,
   patchingSignal,
+  PATCHING_MODES,
   splitLongPatches,
   StreamingPatcher,
   type StreamedPatches,

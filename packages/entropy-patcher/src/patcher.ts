@@ -23,6 +23,7 @@ import {
   decoderPatchIdsFromLengths,
   findPatchBoundaries,
   patchingSignal,
+  PATCHING_MODES,
   patchIdsFromLengths,
   StreamingPatcher,
 } from './patching.js';
@@ -221,17 +222,7 @@ function argsFromMetadata(file: SafetensorsFile): EntropyModelArgs | undefined {
   return value as EntropyModelArgs;
 }
 
-const DEFAULT_MODES: readonly string[] = [
-  'entropy',
-  'monotonic',
-  'combined',
-  'entropy-top-k',
-  'space',
-  'static',
-  'byte',
-  'bpe',
-  'bpe-patcher',
-];
+const DEFAULT_MODES: readonly string[] = PATCHING_MODES;
 
 /**
  * The patcher defaults stored in a file, checked field by field when the file is loaded (a bad value

@@ -87,7 +87,8 @@ export interface Calibration {
   readonly bytes: number;
 }
 
-const MODES: ReadonlySet<string> = new Set<PatchingMode>([
+/** Every patching rule, in the order the documentation lists them. */
+export const PATCHING_MODES: readonly PatchingMode[] = [
   'entropy',
   'monotonic',
   'combined',
@@ -97,7 +98,8 @@ const MODES: ReadonlySet<string> = new Set<PatchingMode>([
   'byte',
   'bpe',
   'bpe-patcher',
-]);
+];
+const MODES: ReadonlySet<string> = new Set<string>(PATCHING_MODES);
 
 /** Token ids below this are special (BOE 0, BOS 1, EOS 2, BPE 3); byte b has id b + 4. */
 const OFFSET = 4;

@@ -196,6 +196,11 @@ export async function evaluateBitsPerByte(
   if (bytes === 0) throw new EvalError('EMPTY_INPUT', 'the source has no byte to score');
   await cutRows(true);
   await flush();
+  return resultOf(model, nats, bytes, targets, rowCount);
+}
+
+/** The figures of a finished evaluation. */
+function resultOf(model: ScoringModel, nats: NatsSum, bytes: number, targets: number, rows: number): BitsPerByteResult {
   return {
     model: model.name,
     bitsPerByte: bitsPerByte(Math.max(0, nats.value), bytes),
@@ -203,7 +208,7 @@ export async function evaluateBitsPerByte(
     bytes,
     targets,
     bytesPerTarget: bytes / targets,
-    rows: rowCount,
+    rows,
   };
 }
 
@@ -271,13 +276,5 @@ async function evaluateWindows(model: ScoringModel, source: ByteSource, options:
   if (bytes === 0) throw new EvalError('EMPTY_INPUT', 'the source has no byte to score');
   if (pending.length > 0) await addWindow(pending);
   await flush();
-  return {
-    model: model.name,
-    bitsPerByte: bitsPerByte(Math.max(0, nats.value), bytes),
-    nats: nats.value,
-    bytes,
-    targets,
-    bytesPerTarget: bytes / targets,
-    rows,
-  };
+  return resultOf(model, nats, bytes, targets, rows);
 }
