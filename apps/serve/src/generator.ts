@@ -1,14 +1,15 @@
 /** Generation for the API: the composed model's cached generator, streamed as decoded text chunks. */
-import { streamGenerate, type ByteLatentTransformer, type GenerateResult as BltGenerateResult } from '@bytelatent/blt';
+import { streamGenerate, type BltPatching, type ByteLatentTransformer, type GenerateResult as BltGenerateResult } from '@bytelatent/blt';
 import type { EntropyPatcher } from '@bytelatent/entropy-patcher';
 import type { Generator } from './model-service.js';
 import { yieldToEventLoop } from './yield.js';
 
 /**
- * A {@link Generator} over `blt`, patching with `patcher` as the model was trained. Chunks are whole
- * characters (never half a UTF-8 sequence, never a piece of a stop string).
+ * A {@link Generator} over `blt`, patching as the model was trained: its own patching (the object
+ * `/v1/score` uses, read once from its files) or an entropy patcher with its defaults. Chunks are
+ * whole characters (never half a UTF-8 sequence, never a piece of a stop string).
  */
-export function createGenerator(blt: ByteLatentTransformer, patcher: EntropyPatcher): Generator {
+export function createGenerator(blt: ByteLatentTransformer, patcher: EntropyPatcher | BltPatching): Generator {
   return async (params, signal, onChunk) => {
     let result: BltGenerateResult | undefined;
     const events = streamGenerate(blt, params.prompt, {

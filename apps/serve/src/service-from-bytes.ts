@@ -59,12 +59,14 @@ export async function createModelService(sources: ModelSources): Promise<ModelSe
   }
   const { entropyModel: _source, ...settings } = stored ?? {};
   const blt = ByteLatentTransformer.fromSafetensors(file, args);
+  // One patching for scoring and generation, read once from the files.
+  const patching = bltPatchingFromSettings({ ...patcher.defaults, ...settings }, patcher);
   return new ModelService(
     patcher,
     blt,
-    createGenerator(blt, patcher),
+    createGenerator(blt, patching),
     { backend: sources.backend, patcherModel: sources.patcherName, bltModel: sources.bltName },
-    bltPatchingFromSettings({ ...patcher.defaults, ...settings }, patcher),
+    patching,
   );
 }
 
@@ -120,10 +122,12 @@ export async function createModelServiceFromPretrained(sources: PretrainedSource
     loaded.dispose();
     throw e;
   }
+  // Read once from the files: scoring and generation patch the same way (bytelatent-eval does the same).
+  const patching = bltPatchingFromSettings({ ...patcher.defaults, ...loaded.patching }, patcher);
   const service = new ModelService(
     patcher,
     loaded.model,
-    createGenerator(loaded.model, patcher),
+    createGenerator(loaded.model, patching),
     {
       // The loader may have moved a model too large for the wasm heap to cpu.
       backend: loaded.backend.name,
@@ -133,8 +137,7 @@ export async function createModelServiceFromPretrained(sources: PretrainedSource
       bltModel: sources.bltName ?? loaded.location,
       bltLayout: loaded.layout,
     },
-    // Read once from the files: every scorer patches the same way (bytelatent-eval does the same).
-    bltPatchingFromSettings({ ...patcher.defaults, ...loaded.patching }, patcher),
+    patching,
   );
   return { service, layout: loaded.layout };
 }

@@ -7,6 +7,7 @@ import type { BltArgs } from './blt-args.js';
 import { ByteLatentTransformer } from './blt-model.js';
 import { type GenerateEvent, type GenerateOptions, type GenerateResult, generate, streamGenerate } from './generate.js';
 import { CachedEngine, type EngineStep, type ResolvedPatching, UncachedEngine } from './generation-engines.js';
+import { bltPatchingFromSettings } from './patching.js';
 import { BltError } from './index.js';
 import { SMALL_ARGS } from './test-fixtures.js';
 
@@ -228,6 +229,9 @@ describe('generate', () => {
     expect(a.stats.promptPatches).toBe(1);
     expect(a.stats.entropyCalls).toBeGreaterThan(0);
     expect(a.patchStarts[0]).toBe(0); // position 1 always starts a patch (architecture §3.3)
+    // The model's own patching object (what the scorers use) generates the same bytes.
+    const c = await generate(model, '', { patcher: bltPatchingFromSettings(patcher.defaults, patcher), maxBytes: 12 });
+    expect(Array.from(c.ids)).toEqual(Array.from(a.ids));
   });
 
   it('is deterministic for a seed; top-k 1 is greedy', async () => {

@@ -7,10 +7,16 @@ import type { PretrainedBlt } from './pretrained.js';
 import { CachedEngine, type EngineStep, type GenerationEngine, type ResolvedPatching, UncachedEngine } from './generation-engines.js';
 import { type SamplingOptions, StopMatcher, sampleToken } from './sampling.js';
 
-/** A patching rule for generation, with the entropy model it reads (entropy, monotonic and combined modes). */
+/**
+ * A patching rule for generation, with the entropy model it reads (entropy, monotonic and combined
+ * modes). A model's own patching (`BltPatching`, `bltPatchingFromSettings`) is one: the same object
+ * the scorers use.
+ */
 export interface GenerationPatching extends PatchOptions {
-  /** Required by the entropy modes; ignored by `'space'`, `'static'` and `'byte'`. */
+  /** The entropy model the entropy modes read (or give `patcher`). */
   readonly entropyModel?: EntropyModel;
+  /** An entropy patcher: its model, and its threshold where the rule gives none. */
+  readonly patcher?: EntropyPatcher;
 }
 
 /** Options of {@link generate} and {@link streamGenerate}. */
@@ -164,10 +170,11 @@ function resolvePatching(model: ByteLatentTransformer, patcher: unknown): Resolv
     rule = { mode: 'entropy', ...patcher.defaults, includeNextToken: true };
     entropyModel = patcher.model;
   } else {
-    const { entropyModel: m, ...rest } = patcher as GenerationPatching;
-    rule = rest;
-    entropyModel = m ?? null;
+    const { entropyModel: m, patcher: p, ...rest } = patcher as GenerationPatching;
     if (m !== undefined && !(m instanceof EntropyModel)) throw invalid('options.patcher.entropyModel must be an EntropyModel');
+    if (p !== undefined && !(p instanceof EntropyPatcher)) throw invalid('options.patcher.patcher must be an EntropyPatcher');
+    rule = { ...rest, ...(rest.threshold === undefined && p?.defaults.threshold !== undefined ? { threshold: p.defaults.threshold } : {}) };
+    entropyModel = m ?? p?.model ?? null;
   }
   if (rule.includeNextToken === false) {
     throw invalid(
