@@ -8,20 +8,15 @@
 import { createHash } from 'node:crypto';
 import { appendFileSync, mkdirSync, readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { findPatchBoundaries, type EntropyPatcher, type PatchingMode } from '@bytelatent/entropy-patcher';
+import { findPatchBoundaries, type EntropyPatcher, type PatcherDefaults, type PatchingMode } from '@bytelatent/entropy-patcher';
 import { TrainError } from './errors.js';
 
-export interface RowPatchingOptions {
-  /** Any rule of `findPatchBoundaries` (what a released checkpoint's `patcher_args` can name). */
-  readonly mode: PatchingMode;
-  /** Entropy modes: the threshold in nats (default: the patcher's own default). */
-  readonly threshold?: number;
-  /** `combined` mode: the relative threshold (the reference's `threshold_add`). */
-  readonly thresholdAdd?: number;
-  /** Static mode: bytes per patch. */
-  readonly patchSize?: number;
-  readonly maxPatchLength?: number;
-}
+/**
+ * How a training row is patched: any rule of `findPatchBoundaries` with its settings — the same
+ * fields a patcher's defaults and a model file's patching record (`PatcherDefaults`), the mode
+ * required. The entropy modes' threshold defaults to the patcher's own.
+ */
+export type RowPatchingOptions = PatcherDefaults & { readonly mode: PatchingMode };
 
 const HASH_BYTES = 20;
 
