@@ -299,6 +299,16 @@ function budgetTrend(
       `Best at ${sci(columns[0]!.budgetFlops)}: ${first[0]}; at ${sci(columns.at(-1)!.budgetFlops)}: ${last[0]}` +
       `${first.join() === last.join() ? ' (the same order of every arm)' : ` (order ${last.join(' < ')})`}.`,
   );
+  // The paper's question: does the best BLT close on the token model with compute?
+  const gaps = columns.flatMap((c) => {
+    const bpe = c.groups.find((g) => g.id === 'bpe');
+    const blts = c.groups.filter((g) => g.id.startsWith('blt'));
+    if (!bpe || blts.length === 0) return [];
+    const best = blts.reduce((a, b) => (a.of((r) => r.booksBitsPerByte).mean <= b.of((r) => r.booksBitsPerByte).mean ? a : b));
+    const d = best.of((r) => r.booksBitsPerByte).mean - bpe.of((r) => r.booksBitsPerByte).mean;
+    return [`${sci(c.budgetFlops)}: ${d > 0 ? `the BPE model lower by ${f3(d)}` : `the BLT lower by ${f3(-d)}`} (${best.label})`];
+  });
+  if (gaps.length >= 2) L.push('', `Best BLT vs the BPE model, books' bits per byte: ${gaps.join('; ')}.`);
   L.push('');
   return L;
 }

@@ -108,6 +108,9 @@ describe('study report', () => {
     expect(md).toContain('| model | 8.00e11 FLOPs | 8.00e12 FLOPs |');
     expect(md).toContain('| BLT | 3.000 (1 seed) | 2.400 (1 seed) |');
     expect(md).toContain('Best at 8.00e11: BPE; at 8.00e12: BLT (order BLT < BPE).');
+    expect(md).toContain(
+      "Best BLT vs the BPE model, books' bits per byte: 8.00e11: the BPE model lower by 0.300 (BLT); 8.00e12: the BLT lower by 0.100 (BLT).",
+    );
   });
 
   it('plots one line per run', () => {
