@@ -7,7 +7,7 @@
 import { readFile } from 'node:fs/promises';
 import { loadReferenceWeights, parseSafetensors, referenceStateDict, serializeSafetensors, type SafetensorsTensor } from '@bytelatent/nn';
 import { writeFileAtomic } from '@bytelatent/nn/node';
-import type { AdamW } from './optimizer.js';
+import { NnError, type AdamW } from '@bytelatent/nn';
 import type { TrainableModel } from './models.js';
 import { TrainError } from './errors.js';
 
@@ -117,5 +117,10 @@ export function restoreCheckpoint(
   } catch (e) {
     throw new TrainError('CHECKPOINT_MISMATCH', `checkpoint weights do not fit the model: ${(e as Error).message}`);
   }
-  optimizer.loadState(state.step, moments);
+  try {
+    optimizer.loadState(state.step, moments);
+  } catch (e) {
+    if (e instanceof NnError) throw new TrainError('CHECKPOINT_MISMATCH', e.message);
+    throw e;
+  }
 }

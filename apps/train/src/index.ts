@@ -17,7 +17,8 @@ export {
   type ByteDatasetOptions,
   type TrainingRow,
 } from './dataset.js';
-export { AdamW, learningRate, type AdamWOptions, type ScheduleOptions, type UpdateStats } from './optimizer.js';
+// The optimizer lives in @bytelatent/nn (the browser trains with it too); re-exported here.
+export { AdamW, learningRate, type AdamWOptions, type ScheduleOptions, type UpdateStats } from '@bytelatent/nn';
 export { BltTrainable, EntropyTrainable, type PreparedRows, type TrainableModel } from './models.js';
 export { RowPatcher, type RowPatchingOptions } from './row-patcher.js';
 export { CHECKPOINT_FORMAT, readCheckpoint, restoreCheckpoint, saveCheckpoint, type CheckpointState } from './checkpoint.js';

@@ -11,7 +11,7 @@ import { initBackend } from '@bytelatent/nn';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { readCheckpoint, saveCheckpoint, CHECKPOINT_FORMAT, CHECKPOINT_VERSION } from './checkpoint.js';
 import { BltTrainable } from './models.js';
-import { AdamW } from './optimizer.js';
+import { AdamW } from '@bytelatent/nn';
 import { PRESETS } from './presets.js';
 import { RowPatcher } from './row-patcher.js';
 import { exportBltPretrained } from './run.js';

@@ -13,7 +13,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@bytelatent/nn/gradients';
 import { writeFileAtomic } from '@bytelatent/nn/node';
 import { ByteDataset, evaluationRows, type TrainingRow } from './dataset.js';
-import { AdamW, learningRate } from './optimizer.js';
+import { AdamW, NnError, learningRate } from '@bytelatent/nn';
 import { readCheckpoint, restoreCheckpoint, saveCheckpoint, CHECKPOINT_FORMAT, CHECKPOINT_VERSION } from './checkpoint.js';
 import type { TrainableModel } from './models.js';
 import { TrainError } from './errors.js';
@@ -223,7 +223,15 @@ export class Trainer {
           `the loss at step ${step} is ${lossSum}; the last good checkpoint is ${this.checkpointPath}`,
         );
       }
-      const stats = await this.optimizer.apply(acc!, lr);
+      let stats;
+      try {
+        stats = await this.optimizer.apply(acc!, lr);
+      } catch (e) {
+        tf.dispose(acc!);
+        if (e instanceof NnError && e.code === 'NON_FINITE')
+          throw new TrainError('NON_FINITE_LOSS', `${e.message} at step ${step}; the last good checkpoint is ${this.checkpointPath}`);
+        throw e;
+      }
       tf.dispose(acc!);
       step += 1;
       bytesThisRun += targetsPerStep;

@@ -4,8 +4,9 @@ import { CodedError } from '@bytelatent/bytes';
  * Machine-readable reason of an {@link NnError}. `TOO_LARGE`: a model would get more parameters than
  * its registry's `maxParameters` allows (e.g. arguments read from a checkpoint that describe a model
  * bigger than the checkpoint's weights); nothing of the offending weight was allocated.
+ * `NON_FINITE`: a NaN or infinite value where training cannot go on (a gradient norm).
  */
-export type NnErrorCode = 'INVALID_ARGUMENT' | 'SHAPE_MISMATCH' | 'INVALID_CHECKPOINT' | 'TOO_LARGE';
+export type NnErrorCode = 'INVALID_ARGUMENT' | 'SHAPE_MISMATCH' | 'INVALID_CHECKPOINT' | 'TOO_LARGE' | 'NON_FINITE';
 
 /** Every error thrown by the model building blocks of `@bytelatent/nn`. */
 export class NnError extends CodedError<NnErrorCode> {

@@ -153,3 +153,4 @@ export {
   type RenamedTensor,
 } from './checkpoint-layouts.js';
 export { modelFolderFromFiles, openModelFolder, type ModelFolder } from './model-folder.js';
+export { AdamW, learningRate, type AdamWOptions, type ScheduleOptions, type UpdateStats } from './optim/adamw.js';

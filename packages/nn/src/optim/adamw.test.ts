@@ -1,7 +1,8 @@
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
+import '../register-gradients.js';
 import { describe, expect, it } from 'vitest';
-import { AdamW, learningRate } from './optimizer.js';
-import { TrainError } from './errors.js';
+import { AdamW, learningRate } from './adamw.js';
+import { NnError } from '../errors.js';
 
 describe('AdamW', () => {
   it('matches the update worked by hand (bias correction, decoupled decay)', async () => {
@@ -59,7 +60,7 @@ describe('AdamW', () => {
     state.set('optimizer.v.w', { shape: [3, 2], data: new Float32Array(6) });
     state.delete('optimizer.m.w');
     expect(() => opt.loadState(1, state)).toThrow(/missing optimizer.m.w.*optimizer.v.w has shape \[3, 2\]/s);
-    expect(() => new AdamW([{ name: 'w', variable: w }], { beta1: 1 })).toThrow(TrainError);
+    expect(() => new AdamW([{ name: 'w', variable: w }], { beta1: 1 })).toThrow(NnError);
     tf.dispose(w);
     opt.dispose();
   });

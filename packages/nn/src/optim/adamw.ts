@@ -2,10 +2,11 @@
  * AdamW (decoupled weight decay, Loshchilov & Hutter) with global-norm gradient clipping, written
  * with plain tfjs ops so that its whole state (the moments and the step) can be saved in a checkpoint
  * and restored bit for bit — tfjs's own optimizers keep their slots behind an API that does not
- * round-trip exactly, and they have no decoupled decay.
+ * round-trip exactly, and they have no decoupled decay. Used by `apps/train` and usable anywhere tfjs
+ * trains (the browser included); gradients need `@bytelatent/nn/gradients`.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { TrainError } from './errors.js';
+import { NnError } from '../errors.js';
 
 export interface AdamWOptions {
   readonly beta1?: number;
@@ -49,11 +50,11 @@ export class AdamW {
     this.weightDecay = options.weightDecay ?? 0.1;
     this.clipNorm = options.clipNorm ?? 1.0;
     for (const [k, v] of Object.entries({ beta1: this.beta1, beta2: this.beta2 })) {
-      if (!(v >= 0 && v < 1)) throw new TrainError('INVALID_ARGUMENT', `${k} must be in [0, 1), got ${v}`);
+      if (!(v >= 0 && v < 1)) throw new NnError('INVALID_ARGUMENT', `${k} must be in [0, 1), got ${v}`);
     }
-    if (!(this.eps > 0)) throw new TrainError('INVALID_ARGUMENT', `eps must be > 0, got ${this.eps}`);
-    if (!(this.weightDecay >= 0)) throw new TrainError('INVALID_ARGUMENT', `weightDecay must be >= 0, got ${this.weightDecay}`);
-    if (!(this.clipNorm >= 0)) throw new TrainError('INVALID_ARGUMENT', `clipNorm must be >= 0, got ${this.clipNorm}`);
+    if (!(this.eps > 0)) throw new NnError('INVALID_ARGUMENT', `eps must be > 0, got ${this.eps}`);
+    if (!(this.weightDecay >= 0)) throw new NnError('INVALID_ARGUMENT', `weightDecay must be >= 0, got ${this.weightDecay}`);
+    if (!(this.clipNorm >= 0)) throw new NnError('INVALID_ARGUMENT', `clipNorm must be >= 0, got ${this.clipNorm}`);
     this.m = params.map((p) => tf.variable(tf.zerosLike(p.variable), false));
     this.v = params.map((p) => tf.variable(tf.zerosLike(p.variable), false));
   }
@@ -63,14 +64,16 @@ export class AdamW {
    * gradients are not disposed.
    *
    * @returns the gradient norm and whether it was clipped
+   * @throws {NnError} `NON_FINITE` when the gradient norm is NaN or infinite (nothing is updated);
+   *   `INVALID_ARGUMENT` for a gradient count other than the parameters'
    */
   async apply(grads: readonly tf.Tensor[], lr: number): Promise<UpdateStats> {
     if (grads.length !== this.params.length)
-      throw new TrainError('INVALID_ARGUMENT', `expected ${this.params.length} gradients, got ${grads.length}`);
+      throw new NnError('INVALID_ARGUMENT', `expected ${this.params.length} gradients, got ${grads.length}`);
     const normT = tf.tidy(() => tf.sqrt(tf.addN(grads.map((g) => tf.sum(tf.square(g))))));
     const gradNorm = (await normT.data())[0]!;
     normT.dispose();
-    if (!Number.isFinite(gradNorm)) throw new TrainError('NON_FINITE_LOSS', `the gradient norm is ${gradNorm}; the update was skipped`);
+    if (!Number.isFinite(gradNorm)) throw new NnError('NON_FINITE', `the gradient norm is ${gradNorm}; the update was skipped`);
     const clipped = this.clipNorm > 0 && gradNorm > this.clipNorm;
     const scale = clipped ? this.clipNorm / (gradNorm + 1e-6) : 1;
     this.step += 1;
@@ -105,7 +108,7 @@ export class AdamW {
   /**
    * Restores moments saved by {@link state}.
    *
-   * @throws {TrainError} `CHECKPOINT_MISMATCH` naming every missing or mis-shaped moment
+   * @throws {NnError} `SHAPE_MISMATCH` naming every missing or mis-shaped moment
    */
   loadState(step: number, tensors: ReadonlyMap<string, { shape: readonly number[]; data: Float32Array }>): void {
     const problems: string[] = [];
@@ -123,7 +126,7 @@ export class AdamW {
         else plan.push([slot, t.data, [...slot.shape]]);
       }
     });
-    if (problems.length > 0) throw new TrainError('CHECKPOINT_MISMATCH', `optimizer state does not fit: ${problems.join('; ')}`);
+    if (problems.length > 0) throw new NnError('SHAPE_MISMATCH', `optimizer state does not fit: ${problems.join('; ')}`);
     for (const [slot, data, shape] of plan) tf.tidy(() => slot.assign(tf.tensor(data, shape, 'float32')));
     this.step = step;
   }
