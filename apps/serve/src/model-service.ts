@@ -116,6 +116,7 @@ export class ModelService {
     text: string,
     options: {
       threshold?: number | undefined;
+      thresholdAdd?: number | undefined;
       mode?: PatchingMode | undefined;
       maxPatchLength?: number | undefined;
       patchSize?: number | undefined;

@@ -81,6 +81,17 @@ describe('serve API', () => {
     expect(r.json.bytes).toBe(Buffer.byteLength(text));
     const space = await call('POST', '/v1/patch', { text: 'a bc def', mode: 'space' });
     expect(space.json.patches.map((p: { text: string }) => p.text)).toEqual(['a ', 'bc ', 'def']);
+    // Top-k: floor(N / patchSize) − 2 starts besides 0 and 1, N = bytes + BOS; the BOS patch is not a segment.
+    const n = Buffer.byteLength(text) + 1;
+    const topK = await call('POST', '/v1/patch', { text, mode: 'entropy-top-k', patchSize: 6 });
+    expect(topK.status).toBe(200);
+    expect(topK.json.mode).toBe('entropy-top-k');
+    expect(topK.json.patches.length).toBeLessThanOrEqual(Math.floor(n / 6) - 2 + 1);
+    const combined = await call('POST', '/v1/patch', { text, mode: 'combined', threshold: 1, thresholdAdd: 0.5 });
+    expect(combined.status).toBe(200);
+    // Without its relative threshold the combined rule is a bad request, named.
+    const missing = await call('POST', '/v1/patch', { text, mode: 'combined', threshold: 1 });
+    expect([missing.status, missing.json.error.message]).toEqual([400, expect.stringMatching(/thresholdAdd/)]);
   });
 
   it('POST /v1/score gives bits per byte and one loss per byte, windowing long text', async () => {

@@ -147,14 +147,24 @@ export function createApiServer(options: ServerOptions): { server: Server; limit
       : {}),
     '/v1/patch': {
       POST: async (req, res, signal) => {
-        const f = new Fields(await readJsonBody(req, o.maxBodyBytes)).only(['text', 'threshold', 'mode', 'maxPatchLength', 'patchSize']);
+        const f = new Fields(await readJsonBody(req, o.maxBodyBytes)).only([
+          'text',
+          'threshold',
+          'thresholdAdd',
+          'mode',
+          'maxPatchLength',
+          'patchSize',
+        ]);
         const text = f.string('text', { required: true, maxBytes: o.maxTextBytes });
         const threshold = f.number('threshold');
-        const mode = f.oneOf('mode', ['entropy', 'monotonic', 'space', 'static', 'byte'] as const);
+        // Every rule that patches text with the entropy model or without a model ('bpe' reads
+        // BPE-delimiter tokens and 'bpe-patcher' another model: not text rules).
+        const mode = f.oneOf('mode', ['entropy', 'monotonic', 'combined', 'entropy-top-k', 'space', 'static', 'byte'] as const);
+        const thresholdAdd = f.number('thresholdAdd');
         const maxPatchLength = f.number('maxPatchLength', { min: 1, integer: true, max: 4096 });
-        // 'static' mode's patch size (without it that mode could only answer 400).
-        const patchSize = f.number('patchSize', { min: 1, integer: true, max: 4096 });
-        const result = await limiter.run(() => service.patch(text, { threshold, mode, maxPatchLength, patchSize }), signal);
+        // 'static' mode's patch size, or the mean patch size 'entropy-top-k' aims at.
+        const patchSize = f.number('patchSize', { min: 1, max: 4096, ...(mode === 'static' ? { integer: true } : {}) });
+        const result = await limiter.run(() => service.patch(text, { threshold, thresholdAdd, mode, maxPatchLength, patchSize }), signal);
         sendJson(res, 200, result);
       },
     },
