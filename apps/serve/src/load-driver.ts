@@ -151,7 +151,7 @@ export function buildRequests(count: number, seed: number, limits: LoadLimits): 
         () => post('malformed:empty-text', '/v1/score', json({ text: '' }), [400]),
         () => post('malformed:range', '/v1/generate', json({ prompt: 'x', maxBytes: limits.maxGenerateBytes + 1 }), [400]),
         () => post('malformed:nan', '/v1/generate', Buffer.from('{"prompt":"x","temperature":NaN}'), [400]),
-        () => post('malformed:mode', '/v1/patch', json({ text: 'abc', mode: 'combined' }), [400]),
+        () => post('malformed:mode', '/v1/patch', json({ text: 'abc', mode: 'wordpiece' }), [400]),
         // Checked by the patcher, in the queue: a full queue answers first.
         () => post('malformed:static-without-size', '/v1/patch', json({ text: 'abc', mode: 'static' }), [400, 503]),
         () => ({ kind: 'malformed:method', method: 'DELETE', path: '/v1/patch', headers: {}, ending: 'complete' as const, accept: [405] }),
