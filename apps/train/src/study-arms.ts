@@ -3,7 +3,7 @@
  * training text, the entropy model `blt-entropy-own` trains inside its budget, and the training runs
  * themselves (resumable, their time accounted over every invocation).
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { BltArgs } from '@bytelatent/blt';
@@ -90,14 +90,27 @@ interface Calibrated {
 
 /**
  * The entropy threshold that gives `entropyPatchBytes` bytes per patch on the calibration rows
- * (patches capped as in training), cached as JSON at `path`.
+ * (patches capped as in training), cached as JSON at `path`. The entropy patcher is opened (and
+ * freed) only when the cache is missing; `withPatcher` then runs with it before the cache is written.
  */
-async function calibrated(path: string, patcher: EntropyPatcher, rows: readonly Uint8Array[], s: StudySettings): Promise<Calibrated> {
+async function calibrated(
+  path: string,
+  open: () => Promise<EntropyPatcher>,
+  rows: readonly Uint8Array[],
+  s: StudySettings,
+  withPatcher?: (patcher: EntropyPatcher, calibration: Calibrated) => Promise<void>,
+): Promise<Calibrated> {
   if (existsSync(path)) return JSON.parse(readFileSync(path, 'utf8')) as Calibrated;
-  const c = await patcher.calibrate(rows, s.entropyPatchBytes, { maxPatchLength: MAX_PATCH });
-  const result: Calibrated = { threshold: c.threshold, meanPatchSize: c.meanPatchSize, bytes: c.bytes };
-  await writeFileAtomic(path, new TextEncoder().encode(JSON.stringify(result) + '\n'));
-  return result;
+  const patcher = await open();
+  try {
+    const c = await patcher.calibrate(rows, s.entropyPatchBytes, { maxPatchLength: MAX_PATCH });
+    const result: Calibrated = { threshold: c.threshold, meanPatchSize: c.meanPatchSize, bytes: c.bytes };
+    await withPatcher?.(patcher, result);
+    await writeFileAtomic(path, new TextEncoder().encode(JSON.stringify(result) + '\n'));
+    return result;
+  } finally {
+    patcher.dispose();
+  }
 }
 
 /** What an arm needs before its steps are planned. */
@@ -140,13 +153,12 @@ export async function buildArm(id: StudyArmId, dir: string, ctx: StudyContext): 
   if (id === 'blt-space') return blt({ mode: 'space', maxPatchLength: MAX_PATCH });
   if (id === 'blt-entropy') {
     // The shipped entropy model, its threshold calibrated on training rows (the same for every seed).
-    const { patcher } = await loadRowEntropyModel('pretrained');
-    let calibration: Calibrated;
-    try {
-      calibration = await calibrated(join(ctx.outDir, 'calibration-pretrained.json'), patcher, ctx.calibration, s);
-    } finally {
-      patcher.dispose();
-    }
+    const calibration = await calibrated(
+      join(ctx.outDir, 'calibration-pretrained.json'),
+      async () => (await loadRowEntropyModel('pretrained')).patcher,
+      ctx.calibration,
+      s,
+    );
     return blt(
       { mode: 'entropy', entropyModel: 'pretrained', threshold: calibration.threshold, maxPatchLength: MAX_PATCH },
       { calibration },
@@ -179,21 +191,23 @@ export async function buildArm(id: StudyArmId, dir: string, ctx: StudyContext): 
   } finally {
     emTrainable.dispose();
   }
-  const patcher = EntropyPatcher.fromModel(await loadEntropyRun(emDir), { mode: 'entropy' });
-  let calibration: Calibrated;
-  try {
-    calibration = await calibrated(join(dir, 'calibration.json'), patcher, ctx.calibration, s);
-    if (!existsSync(emFile))
-      await writeFileAtomic(
+  // The model file carries the calibrated threshold: without it, calibrate (and write it) again.
+  const calibrationPath = join(dir, 'calibration.json');
+  if (!existsSync(emFile)) rmSync(calibrationPath, { force: true });
+  const calibration = await calibrated(
+    calibrationPath,
+    async () => EntropyPatcher.fromModel(await loadEntropyRun(emDir), { mode: 'entropy' }),
+    ctx.calibration,
+    s,
+    async (patcher, c) =>
+      writeFileAtomic(
         emFile,
         await patcher.model.toSafetensors({
-          [PATCHER_METADATA_KEY]: JSON.stringify({ mode: 'entropy', threshold: calibration.threshold }),
+          [PATCHER_METADATA_KEY]: JSON.stringify({ mode: 'entropy', threshold: c.threshold }),
           trained_by: 'bytelatent apps/train study',
         }),
-      );
-  } finally {
-    patcher.dispose();
-  }
+      ),
+  );
   return blt(
     { mode: 'entropy', entropyModel: emFile, threshold: calibration.threshold, maxPatchLength: MAX_PATCH },
     {
