@@ -7,7 +7,7 @@
 import {
   ByteLatentTransformer,
   BLT_ARGS_METADATA_KEY,
-  bltPatchingFromSettings,
+  bltPatchingOfModel,
   loadPretrained,
   patchingOfMetadata,
   type BltArgs,
@@ -57,10 +57,9 @@ export async function createModelService(sources: ModelSources): Promise<ModelSe
   } catch (e) {
     throw new Error(`${sources.bltName}: ${(e as Error).message}`);
   }
-  const { entropyModel: _source, ...settings } = stored ?? {};
   const blt = ByteLatentTransformer.fromSafetensors(file, args);
   // One patching for scoring and generation, read once from the files.
-  const patching = bltPatchingFromSettings({ ...patcher.defaults, ...settings }, patcher);
+  const patching = bltPatchingOfModel(stored, patcher);
   return new ModelService(
     patcher,
     blt,
@@ -123,7 +122,7 @@ export async function createModelServiceFromPretrained(sources: PretrainedSource
     throw e;
   }
   // Read once from the files: scoring and generation patch the same way (bytelatent-eval does the same).
-  const patching = bltPatchingFromSettings({ ...patcher.defaults, ...loaded.patching }, patcher);
+  const patching = bltPatchingOfModel(loaded.patching, patcher);
   const service = new ModelService(
     patcher,
     loaded.model,

@@ -35,6 +35,7 @@ export {
 export { bitsPerByte, rowLogProbs, scoreBytes, type ByteScore } from './metrics.js';
 export {
   bltPatchingFromSettings,
+  bltPatchingOfModel,
   patchingOfMetadata,
   patchOptionsOf,
   patchRows,

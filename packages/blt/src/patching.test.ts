@@ -4,7 +4,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ByteLatentTransformer } from './blt-model.js';
 import { rowLogProbs } from './metrics.js';
-import { bltPatchingFromSettings, patchOptionsOf, patchRows, patchingOfMetadata } from './patching.js';
+import { bltPatchingFromSettings, bltPatchingOfModel, patchOptionsOf, patchRows, patchingOfMetadata } from './patching.js';
 import { SMALL_ARGS } from './test-fixtures.js';
 
 const patcher = EntropyPatcher.fromModel(new EntropyModel({ dim: 16, n_layers: 1, n_heads: 1, vocab_size: 260, max_seqlen: 64 }, 3), {
@@ -23,6 +23,17 @@ describe('BltPatching: one object for every BLT scorer', () => {
       maxPatchLength: 16,
     });
     expect(bltPatchingFromSettings({ mode: 'space' }, patcher)).toEqual({ mode: 'space' });
+  });
+
+  it("a loaded model's patching: what its files record over the patcher's defaults, the recorded source not read", () => {
+    expect(bltPatchingOfModel({ maxPatchLength: 16, entropyModel: 'elsewhere.safetensors' }, patcher)).toEqual({
+      mode: 'entropy',
+      patcher,
+      threshold: 5.5,
+      maxPatchLength: 16,
+    });
+    expect(bltPatchingOfModel(null, patcher)).toEqual(bltPatchingFromSettings(patcher.defaults, patcher));
+    expect(bltPatchingOfModel({ mode: 'static', patchSize: 4 }, undefined)).toEqual({ mode: 'static', patchSize: 4 });
   });
 
   it('patches rows as training does: no next-token slot, the maximum length applied', async () => {

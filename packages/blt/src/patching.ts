@@ -54,6 +54,20 @@ export function bltPatchingFromSettings(settings: PatcherDefaults, patcher: Entr
 }
 
 /**
+ * The patching of a loaded model: the settings its files record (a folder's, or a weights file's
+ * `patching` entry) over the entropy patcher's own defaults, as the reference lets the model's
+ * `patcher_args` win. A recorded entropy-model source is not read here: `patcher` is the one used.
+ * The one rule for every loader (`bytelatent-eval`, the server).
+ *
+ * @param recorded - what the files record (undefined or null: nothing)
+ * @param patcher - the entropy patcher loaded for the model
+ */
+export function bltPatchingOfModel(recorded: StoredPatching | null | undefined, patcher: EntropyPatcher | undefined): BltPatching {
+  const { entropyModel: _source, ...settings } = recorded ?? {};
+  return bltPatchingFromSettings({ ...patcher?.defaults, ...settings }, patcher);
+}
+
+/**
  * The `findPatchBoundaries` options of a patching, checked: an entropy mode needs a patcher and a
  * threshold; rules that read a tokenizer's delimiters or another model (`bpe`, `bpe-patcher`) cannot
  * patch byte rows.

@@ -99,11 +99,7 @@ export function bltScorer(model: ByteLatentTransformer, patching: BltPatching, n
     bosId: BOS_ID,
     patchCounts: () => ({ positions, patches }),
     async logProbs(rows) {
-      const scored = await rowLogProbs(
-        model,
-        patching,
-        rows.map((r) => ({ tokens: Int32Array.from(r.tokens), targets: Int32Array.from(r.targets) })),
-      );
+      const scored = await rowLogProbs(model, patching, rows);
       rows.forEach((r, b) => {
         positions += r.tokens.length;
         patches += scored.patchLengths[b]!.length;

@@ -19,7 +19,7 @@ import {
   openModelFolder,
   parseSafetensors,
 } from '@bytelatent/nn';
-import { type BltPatching, type StoredPatching, bltPatchingFromSettings, patchingOfMetadata, usesEntropyModel } from '@bytelatent/blt';
+import { type BltPatching, type StoredPatching, bltPatchingOfModel, patchingOfMetadata, usesEntropyModel } from '@bytelatent/blt';
 import { bltScorer, entropyModelScorer } from './adapters.js';
 import { BytePairTokenizer } from './bpe.js';
 import { EvalError } from './errors.js';
@@ -199,8 +199,7 @@ export async function loadPretrainedModel(location: string, options: LoadModelOp
       throw modelError(e, explicit);
     }
   }
-  const settings = { ...patcher?.defaults, ...loaded.patching };
-  const patching = bltPatchingFromSettings(settings, patcher);
+  const patching = bltPatchingOfModel(loaded.patching, patcher);
   let model;
   try {
     model = bltScorer(loaded.model, patching, name);
@@ -323,9 +322,9 @@ export async function loadModelFile(path: string, options: LoadModelOptions = {}
     const blt = new ByteLatentTransformer(args);
     load(blt.registry, () => blt.dispose());
     const patcher = usesEntropyModel({ mode }) ? await loadPatcher(options.patcher ?? stored?.entropyModel, base) : undefined;
-    // The file's settings over the patcher's own, as loadPretrained does for a folder.
-    const { entropyModel: _source, ...settings } = stored ?? {};
-    const patching: BltPatching = bltPatchingFromSettings({ ...patcher?.defaults, ...settings, mode }, patcher);
+    // The file's settings over the patcher's own, as for a folder; a run that recorded no rule
+    // trained with entropy patching (the trainer's default).
+    const patching: BltPatching = bltPatchingOfModel({ ...stored, mode }, patcher);
     const model = bltScorer(blt, patching, name);
     return {
       kind: 'blt',
