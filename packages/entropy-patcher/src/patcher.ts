@@ -222,8 +222,6 @@ function argsFromMetadata(file: SafetensorsFile): EntropyModelArgs | undefined {
   return value as EntropyModelArgs;
 }
 
-const DEFAULT_MODES: readonly string[] = PATCHING_MODES;
-
 /**
  * The patcher defaults stored in a file, checked field by field when the file is loaded (a bad value
  * would otherwise only fail at the first `patch()` call, or not at all).
@@ -241,8 +239,8 @@ function defaultsFromMetadata(file: SafetensorsFile): PatcherDefaults {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw bad(`must be a JSON object, got ${JSON.stringify(value)}`);
   const d = value as Record<string, unknown>;
   const shown = (k: string) => JSON.stringify(d[k]);
-  if (d['mode'] !== undefined && !DEFAULT_MODES.includes(d['mode'] as string))
-    throw bad(`mode must be one of ${DEFAULT_MODES.join(', ')}, got ${shown('mode')}`);
+  if (d['mode'] !== undefined && !(PATCHING_MODES as readonly string[]).includes(d['mode'] as string))
+    throw bad(`mode must be one of ${PATCHING_MODES.join(', ')}, got ${shown('mode')}`);
   for (const k of ['threshold', 'thresholdAdd']) {
     if (d[k] !== undefined && (typeof d[k] !== 'number' || !Number.isFinite(d[k])))
       throw bad(`${k} must be a finite number, got ${shown(k)}`);

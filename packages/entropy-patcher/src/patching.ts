@@ -205,8 +205,8 @@ export function patchingSignal(mode: PatchingMode): 'entropies' | 'predictions' 
   return mode === 'bpe-patcher' ? 'predictions' : undefined;
 }
 
-/** Whether `mode` reads entropies or predictions (and so needs them). */
-function usesEntropies(mode: PatchingMode): boolean {
+/** Whether `mode` reads a signal per token, entropies or predictions (and so needs them). */
+function readsSignal(mode: PatchingMode): boolean {
   return patchingSignal(mode) !== undefined;
 }
 
@@ -222,7 +222,7 @@ function checkInputs(
   where: string,
   offset: number,
 ): ArrayLike<number> | undefined {
-  if (usesEntropies(o.mode)) return checkEntropies(entropies, tokens.length, where, offset);
+  if (readsSignal(o.mode)) return checkEntropies(entropies, tokens.length, where, offset);
   if (o.mode === 'space' || o.mode === 'bpe') {
     for (let i = 0; i < tokens.length; i++) {
       if (!Number.isInteger(tokens[i])) {
