@@ -5,7 +5,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { ByteLatentTransformer, type BltArgs } from '@bytelatent/blt';
 import { EntropyModel, type EntropyModelArgs } from '@bytelatent/entropy-patcher';
-import { type ParameterRegistry, sparseCrossEntropy } from '@bytelatent/nn';
+import { type ParameterRegistry, summedCrossEntropy } from '@bytelatent/nn';
 import type { RowPatcher } from './row-patcher.js';
 import type { TrainingRow } from './dataset.js';
 
@@ -30,20 +30,6 @@ export interface TrainableModel {
   /** Weights with reference names, arguments in the metadata. */
   toSafetensors(metadata?: Readonly<Record<string, string>>): Promise<Uint8Array>;
   dispose(): void;
-}
-
-/** Σ −log p(target) over the real positions of right-padded `[B, T, V]` logits. */
-function summedCrossEntropy(logits: tf.Tensor3D, targets: readonly Int32Array[]): tf.Scalar {
-  const [batch, seqLen] = logits.shape;
-  const flat = new Int32Array(batch * seqLen);
-  const valid = new Float32Array(batch * seqLen);
-  targets.forEach((t, b) => {
-    flat.set(t, b * seqLen);
-    valid.fill(1, b * seqLen, b * seqLen + t.length);
-  });
-  return tf.tidy(() => {
-    return tf.sum(tf.mul(sparseCrossEntropy(logits, flat), tf.tensor2d(valid, [batch, seqLen]))) as tf.Scalar;
-  });
 }
 
 /** The entropy model (the reference's byte-level `LMTransformer`). */

@@ -13,7 +13,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@bytelatent/nn/gradients';
 import { writeFileAtomic } from '@bytelatent/nn/node';
 import { ByteDataset, evaluationRows, type TrainingRow } from './dataset.js';
-import { AdamW, NnError, learningRate } from '@bytelatent/nn';
+import { AdamW, GradientAccumulator, NnError, learningRate } from '@bytelatent/nn';
 import { readCheckpoint, restoreCheckpoint, saveCheckpoint, CHECKPOINT_FORMAT, CHECKPOINT_VERSION } from './checkpoint.js';
 import type { TrainableModel } from './models.js';
 import { TrainError } from './errors.js';
@@ -125,6 +125,7 @@ export class Trainer {
   private stopRequested = false;
   readonly dataset: ByteDataset;
   readonly optimizer: AdamW;
+  private readonly accumulator: GradientAccumulator;
   private readonly evalSet: { rows: TrainingRow[]; byteTargets: number } | undefined;
 
   constructor(
@@ -144,6 +145,7 @@ export class Trainer {
       model.registry.list().map((p) => ({ name: p.name, variable: p.variable })),
       { beta1: options.beta1, beta2: options.beta2, weightDecay: options.weightDecay, clipNorm: options.clipNorm },
     );
+    this.accumulator = new GradientAccumulator(this.optimizer.params.map((p) => p.variable));
     this.evalSet =
       options.heldoutFiles.length > 0 ? evaluationRows(options.heldoutFiles, options.seqLen, options.evalBytesPerFile) : undefined;
   }
@@ -189,7 +191,6 @@ export class Trainer {
     }
     await writeFileAtomic(join(o.outDir, 'config.json'), new TextEncoder().encode(JSON.stringify(this.config(), null, 2) + '\n'));
 
-    const vars = this.model.registry.list().map((p) => p.variable);
     const targetsPerStep = o.batchSize * o.gradAccumulation * o.seqLen;
     const endStep = Math.min(o.steps, o.stopAfter !== undefined ? startStep + o.stopAfter : o.steps);
     const t0 = performance.now();
@@ -200,39 +201,20 @@ export class Trainer {
     let lastSaved = startStep;
     while (step < endStep && !this.stopRequested) {
       const lr = learningRate(step, { lr: o.lr, warmupSteps: o.warmupSteps, totalSteps: o.steps, minLrRatio: o.minLrRatio });
-      let acc: tf.Tensor[] | undefined;
-      let lossSum = 0;
       for (let m = 0; m < o.gradAccumulation; m++) {
         const first = (step * o.gradAccumulation + m) * o.batchSize;
         const batch = await this.model.prepare(this.dataset.rows(first, o.batchSize));
-        const { value, grads } = tf.variableGrads(() => tf.div(this.model.sumLoss(batch), targetsPerStep) as tf.Scalar, vars);
-        lossSum += (await value.data())[0]!;
-        value.dispose();
-        const list = vars.map((v) => grads[v.name]!);
-        if (acc === undefined) acc = list;
-        else {
-          const prev = acc;
-          acc = tf.tidy(() => prev.map((a, i) => tf.add(a, list[i]!)));
-          tf.dispose([...prev, ...list]);
-        }
-      }
-      if (!Number.isFinite(lossSum)) {
-        tf.dispose(acc ?? []);
-        throw new TrainError(
-          'NON_FINITE_LOSS',
-          `the loss at step ${step} is ${lossSum}; the last good checkpoint is ${this.checkpointPath}`,
-        );
+        await this.accumulator.add(() => tf.div(this.model.sumLoss(batch), targetsPerStep) as tf.Scalar);
       }
       let stats;
       try {
-        stats = await this.optimizer.apply(acc!, lr);
+        stats = await this.accumulator.apply(this.optimizer, lr);
       } catch (e) {
-        tf.dispose(acc!);
         if (e instanceof NnError && e.code === 'NON_FINITE')
           throw new TrainError('NON_FINITE_LOSS', `${e.message} at step ${step}; the last good checkpoint is ${this.checkpointPath}`);
         throw e;
       }
-      tf.dispose(acc!);
+      const lossSum = stats.loss;
       step += 1;
       bytesThisRun += targetsPerStep;
       lastLoss = lossSum;
@@ -355,6 +337,7 @@ export class Trainer {
 
   /** Frees the optimizer's state (the model belongs to the caller). */
   dispose(): void {
+    this.accumulator.dispose();
     this.optimizer.dispose();
   }
 }

@@ -86,6 +86,7 @@ export {
   rmsNorm,
   scaledDotProductAttention,
   sparseCrossEntropy,
+  summedCrossEntropy,
   softmaxEntropy,
   seededUniform,
   truncatedNormal,
@@ -154,3 +155,4 @@ export {
 } from './checkpoint-layouts.js';
 export { modelFolderFromFiles, openModelFolder, type ModelFolder } from './model-folder.js';
 export { AdamW, learningRate, type AdamWOptions, type ScheduleOptions, type UpdateStats } from './optim/adamw.js';
+export { GradientAccumulator, type StepStats } from './optim/gradient-accumulator.js';

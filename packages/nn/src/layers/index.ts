@@ -29,7 +29,7 @@ export { FeedForward, ffnHiddenDim } from './feed-forward.js';
 export { initStdDivisor, seededUniform, truncatedNormal, type InitStdFactor } from './init.js';
 export { Embedding, Linear, type WeightInit } from './linear.js';
 export { HostEmbedding } from './host-embedding.js';
-export { sparseCrossEntropy } from './loss.js';
+export { sparseCrossEntropy, summedCrossEntropy } from './loss.js';
 export { softmaxEntropy } from './entropy.js';
 export {
   causalMask,

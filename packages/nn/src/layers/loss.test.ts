@@ -5,7 +5,7 @@ import '../register-gradients.js';
 import { afterAll, describe, expect, it } from 'vitest';
 import { maxAbsDiff, randomTensor } from '../test-fixtures.js';
 import { seededUniform } from './init.js';
-import { sparseCrossEntropy } from './loss.js';
+import { sparseCrossEntropy, summedCrossEntropy } from './loss.js';
 
 /** The textbook formula through tfjs's logSoftmax, and its gradient by autodiff. */
 function viaLogSoftmax(logits: tf.Tensor, targets: Int32Array): tf.Tensor {
@@ -79,5 +79,30 @@ describe('sparseCrossEntropy', () => {
     }
     expect(tf.memory().numTensors).toBe(before);
     logits.dispose();
+  });
+});
+
+describe('summedCrossEntropy', () => {
+  it('sums the loss over the real positions of each row and ignores the padding', async () => {
+    await tf.setBackend('cpu');
+    // Row 0: two real positions; row 1: one (its second position is padding, with any logits).
+    const logits = tf.tensor3d([
+      [
+        [0, Math.log(3)],
+        [Math.log(3), 0],
+      ],
+      [
+        [0, 0],
+        [50, -50],
+      ],
+    ]);
+    const total = summedCrossEntropy(logits, [Int32Array.of(1, 0), Int32Array.of(0)]);
+    expect((await total.data())[0]).toBeCloseTo(-2 * Math.log(0.75) + Math.log(2), 5);
+    const before = tf.memory().numTensors;
+    summedCrossEntropy(logits, [[1, 0], [0]]).dispose();
+    expect(tf.memory().numTensors).toBe(before);
+    expect(() => summedCrossEntropy(logits, [[1, 0]])).toThrow(/expected 2 target rows/);
+    expect(() => summedCrossEntropy(logits, [[1, 0, 1], [0]])).toThrow(/more than 2 positions/);
+    tf.dispose([logits, total]);
   });
 });

@@ -60,3 +60,26 @@ export function sparseCrossEntropy(logits: tf.Tensor, targets: ArrayLike<number>
     return loss(logits);
   });
 }
+
+/**
+ * Σ −log p(target) over the real positions of right-padded `[B, T, vocab]` logits: row `b` counts
+ * its first `targets[b].length` positions (the rest is padding). The training loss of a byte- or
+ * token-level language model before it is divided by the number of targets.
+ *
+ * @param logits - `[B, T, vocab]`
+ * @param targets - per row, the next id of each real position (at most `T` of them)
+ * @returns a scalar, in nats
+ * @throws {NnError} `SHAPE_MISMATCH` for a row count other than `B` or a row longer than `T`
+ */
+export function summedCrossEntropy(logits: tf.Tensor3D, targets: readonly ArrayLike<number>[]): tf.Scalar {
+  const [batch, seqLen] = logits.shape;
+  if (targets.length !== batch) throw new NnError('SHAPE_MISMATCH', `expected ${batch} target rows, got ${targets.length}`);
+  const flat = new Int32Array(batch * seqLen);
+  const valid = new Float32Array(batch * seqLen);
+  targets.forEach((row, b) => {
+    if (row.length > seqLen) throw new NnError('SHAPE_MISMATCH', `target row ${b} has ${row.length} ids, more than ${seqLen} positions`);
+    flat.set(row, b * seqLen);
+    valid.fill(1, b * seqLen, b * seqLen + row.length);
+  });
+  return tf.tidy(() => tf.sum(tf.mul(sparseCrossEntropy(logits, flat), tf.tensor2d(valid, [batch, seqLen]))) as tf.Scalar);
+}
