@@ -2,8 +2,8 @@
  * Named configurations. A preset fixes the model and sensible hyper-parameters; a config file and
  * flags override any field.
  */
-import type { BltArgs } from '@bytelatent/blt';
-import type { EntropyModelArgs } from '@bytelatent/entropy-patcher';
+import { bltArgsOfSize, type BltArgs } from '@bytelatent/blt';
+import { entropyModelArgsOfSize, type EntropyModelArgs } from '@bytelatent/entropy-patcher';
 import type { RowPatchingOptions } from './row-patcher.js';
 import type { TrainingHyperparameters } from './trainer.js';
 
@@ -30,23 +30,9 @@ const COMMON = {
 } as const;
 
 /** An entropy model of width `dim` and `layers` layers over rows of `seqLen` bytes (the presets' family). */
-export function entropyArgs(dim: number, layers: number, seqLen: number): EntropyModelArgs {
-  return {
-    dim,
-    n_layers: layers,
-    n_heads: Math.max(1, dim / 32),
-    max_seqlen: seqLen,
-    vocab_size: 260,
-    attn_bias_type: 'local_block_causal',
-    sliding_window: seqLen,
-    multiple_of: 64,
-    norm_eps: 1e-5,
-    rope_theta: 10000,
-    init_std_factor: 'current_depth',
-    eos_id: 2,
-  };
-}
+export const entropyArgs = entropyModelArgsOfSize;
 
+/** A BLT of the presets' family: hash tables of `hashVocab` rows, entropy patching recorded in the arguments. */
 function bltArgs(o: {
   global: number;
   local: number;
@@ -57,40 +43,17 @@ function bltArgs(o: {
   window: number;
   hashVocab: number;
 }): BltArgs {
-  return {
-    vocab_size: 260,
-    dim_global: o.global,
-    dim_local_encoder: o.local,
-    dim_local_decoder: o.local,
-    n_layers_global: o.layersGlobal,
-    n_layers_local_encoder: o.layersEncoder,
-    n_layers_local_decoder: o.layersDecoder,
-    n_heads_global: Math.max(1, o.global / 32),
-    n_heads_local_encoder: Math.max(1, o.local / 32),
-    n_heads_local_decoder: Math.max(1, o.local / 32),
-    ffn_dim_multiplier: 1.0,
-    multiple_of: 64,
-    rope_theta: 10000,
-    max_seqlen: o.seqLen,
-    max_encoder_seq_length: o.seqLen,
-    local_attention_window_len: o.window,
-    attn_bias_type: 'block_causal',
-    init_std_factor: 'current_depth',
-    patching_mode: 'entropy',
-    use_local_encoder_transformer: true,
-    cross_attn_encoder: true,
-    cross_attn_decoder: true,
-    cross_attn_init_by_pooling: true,
-    cross_attn_k: 2,
-    cross_attn_nheads: Math.max(1, o.local / 32),
-    cross_attn_all_layers_encoder: false,
-    cross_attn_all_layers_decoder: true,
-    downsampling_by_pooling: 'max',
-    encoder_hash_byte_group_size: [3, 4, 5, 6, 7, 8],
-    encoder_hash_byte_group_vocab: o.hashVocab,
-    encoder_hash_byte_group_nb_functions: 1,
-    eos_id: 2,
-  } as BltArgs;
+  return bltArgsOfSize({
+    dimGlobal: o.global,
+    dimLocal: o.local,
+    layersGlobal: o.layersGlobal,
+    layersEncoder: o.layersEncoder,
+    layersDecoder: o.layersDecoder,
+    seqLen: o.seqLen,
+    window: o.window,
+    hashVocab: o.hashVocab,
+    patchingMode: 'entropy',
+  });
 }
 
 const PRETRAINED_ENTROPY = { mode: 'entropy', entropyModel: 'pretrained' } as const;

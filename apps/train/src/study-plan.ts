@@ -1,6 +1,6 @@
 /** The study's plan: its settings, arms, the models and hyperparameters each arm trains with. */
 import { createHash } from 'node:crypto';
-import type { BltArgs } from '@bytelatent/blt';
+import { bltArgsOfSize, type BltArgs } from '@bytelatent/blt';
 import { transformerFlops, transformerShape, type BpeJson, type TokenTransformerArgs } from '@bytelatent/evals';
 import { PRESETS, entropyArgs, type RunConfig } from './presets.js';
 import type { EntropyModelArgs } from '@bytelatent/entropy-patcher';
@@ -224,39 +224,7 @@ export function hash(x: unknown): string {
 }
 
 export function bltArgs(s: StudySettings): BltArgs {
-  return {
-    vocab_size: 260,
-    dim_global: s.dim,
-    dim_local_encoder: s.localDim,
-    dim_local_decoder: s.localDim,
-    n_layers_global: s.layers,
-    n_layers_local_encoder: 1,
-    n_layers_local_decoder: 1,
-    n_heads_global: Math.max(1, s.dim / 32),
-    n_heads_local_encoder: Math.max(1, s.localDim / 32),
-    n_heads_local_decoder: Math.max(1, s.localDim / 32),
-    ffn_dim_multiplier: 1.0,
-    multiple_of: 64,
-    rope_theta: 10000,
-    max_seqlen: s.seqLen,
-    max_encoder_seq_length: s.seqLen,
-    local_attention_window_len: s.seqLen,
-    attn_bias_type: 'block_causal',
-    init_std_factor: 'current_depth',
-    use_local_encoder_transformer: true,
-    cross_attn_encoder: true,
-    cross_attn_decoder: true,
-    cross_attn_init_by_pooling: true,
-    cross_attn_k: 2,
-    cross_attn_nheads: Math.max(1, s.localDim / 32),
-    cross_attn_all_layers_encoder: false,
-    cross_attn_all_layers_decoder: true,
-    downsampling_by_pooling: 'max',
-    encoder_hash_byte_group_size: [3, 4, 5, 6, 7, 8],
-    encoder_hash_byte_group_vocab: 1024,
-    encoder_hash_byte_group_nb_functions: 1,
-    eos_id: 2,
-  };
+  return bltArgsOfSize({ dimGlobal: s.dim, dimLocal: s.localDim, layersGlobal: s.layers, seqLen: s.seqLen });
 }
 
 export function tokenArgs(s: StudySettings, vocab: number): TokenTransformerArgs {

@@ -65,6 +65,70 @@ export interface BltArgs {
   readonly [key: string]: unknown;
 }
 
+/** The sizes of a small BLT: everything {@link bltArgsOfSize} does not fix. */
+export interface BltSizes {
+  readonly dimGlobal: number;
+  /** Width of the local encoder and decoder. */
+  readonly dimLocal: number;
+  readonly layersGlobal: number;
+  readonly layersEncoder?: number;
+  readonly layersDecoder?: number;
+  /** Bytes per training row (the encoder's and the model's context). */
+  readonly seqLen: number;
+  /** The local models' attention window (default `seqLen`). */
+  readonly window?: number;
+  /** Rows of each hash n-gram table (default 1024). */
+  readonly hashVocab?: number;
+  /** Recorded as `patching_mode` when given (the model does not read it). */
+  readonly patchingMode?: string;
+}
+
+/**
+ * Reference arguments of a BLT of the released models' variant at the given sizes: 32-wide heads,
+ * SwiGLU hidden size a multiple of 64, block-causal latent attention, cross-attention encoder and
+ * decoder with pooling init and k = 2, max pooling, hash n-grams of 3 to 8 bytes (one function),
+ * `current_depth` initialisation. What the trainer's presets, the study and the web page's training
+ * tab build their models from.
+ */
+export function bltArgsOfSize(s: BltSizes): BltArgs {
+  const localHeads = Math.max(1, s.dimLocal / 32);
+  return {
+    vocab_size: 260,
+    dim_global: s.dimGlobal,
+    dim_local_encoder: s.dimLocal,
+    dim_local_decoder: s.dimLocal,
+    n_layers_global: s.layersGlobal,
+    n_layers_local_encoder: s.layersEncoder ?? 1,
+    n_layers_local_decoder: s.layersDecoder ?? 1,
+    n_heads_global: Math.max(1, s.dimGlobal / 32),
+    n_heads_local_encoder: localHeads,
+    n_heads_local_decoder: localHeads,
+    ffn_dim_multiplier: 1.0,
+    multiple_of: 64,
+    rope_theta: 10000,
+    max_seqlen: s.seqLen,
+    max_encoder_seq_length: s.seqLen,
+    local_attention_window_len: s.window ?? s.seqLen,
+    attn_bias_type: 'block_causal',
+    init_std_factor: 'current_depth',
+    // Where the trainer's presets have always recorded it: the key order is part of a run's resume check.
+    ...(s.patchingMode !== undefined ? { patching_mode: s.patchingMode } : {}),
+    use_local_encoder_transformer: true,
+    cross_attn_encoder: true,
+    cross_attn_decoder: true,
+    cross_attn_init_by_pooling: true,
+    cross_attn_k: 2,
+    cross_attn_nheads: localHeads,
+    cross_attn_all_layers_encoder: false,
+    cross_attn_all_layers_decoder: true,
+    downsampling_by_pooling: 'max',
+    encoder_hash_byte_group_size: [3, 4, 5, 6, 7, 8],
+    encoder_hash_byte_group_vocab: s.hashVocab ?? 1024,
+    encoder_hash_byte_group_nb_functions: 1,
+    eos_id: 2,
+  };
+}
+
 /** The component configurations derived from {@link BltArgs} (the reference's `create_*` functions). */
 export interface ResolvedBltArgs {
   readonly vocabSize: number;

@@ -1,5 +1,5 @@
 export { BltError, type BltErrorCode } from '@bytelatent/nn';
-export { resolveBltArgs, type BltArgs, type ResolvedBltArgs } from './blt-args.js';
+export { bltArgsOfSize, resolveBltArgs, type BltArgs, type BltSizes, type ResolvedBltArgs } from './blt-args.js';
 export {
   BLT_ARGS_METADATA_KEY,
   ByteLatentTransformer,

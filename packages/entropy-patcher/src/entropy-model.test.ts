@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '@bytelatent/nn';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { EntropyModel, entropyFromLogits } from './entropy-model.js';
+import { EntropyModel, entropyFromLogits, entropyModelArgsOfSize } from './entropy-model.js';
 import { PatcherError } from './errors.js';
 
 beforeAll(async () => {
@@ -42,5 +42,27 @@ describe('EntropyModel.logitsCached', () => {
     expect(h.shape).toEqual([1, row.length]);
     h.dispose();
     model.dispose();
+  });
+});
+
+describe('entropyModelArgsOfSize', () => {
+  it('gives the arguments of a buildable entropy model of that width, depth and context', async () => {
+    const args = entropyModelArgsOfSize(64, 2, 32);
+    expect(args).toMatchObject({
+      dim: 64,
+      n_layers: 2,
+      n_heads: 2,
+      max_seqlen: 32,
+      sliding_window: 32,
+      attn_bias_type: 'local_block_causal',
+    });
+    const model = new EntropyModel(args, 0);
+    try {
+      const [entropies] = await model.entropies([Int32Array.of(1, 70, 71)]);
+      expect(entropies).toHaveLength(3);
+      expect(model.maxSeqLen).toBe(32);
+    } finally {
+      model.dispose();
+    }
   });
 });

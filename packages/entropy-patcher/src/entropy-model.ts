@@ -72,6 +72,33 @@ export interface EntropyModelArgs {
   readonly init_std_factor?: string;
 }
 
+/**
+ * Reference arguments of a small byte-level entropy model of the released model's variant: 32-wide
+ * heads, SwiGLU hidden size a multiple of 64, sliding-window (`local_block_causal`) attention over
+ * the whole context, `current_depth` initialisation. What the trainer's presets, the study and the
+ * web page's training tab build their entropy models from.
+ *
+ * @param dim - model width
+ * @param layers - transformer layers
+ * @param seqLen - the longest row (RoPE table and attention window)
+ */
+export function entropyModelArgsOfSize(dim: number, layers: number, seqLen: number): EntropyModelArgs {
+  return {
+    dim,
+    n_layers: layers,
+    n_heads: Math.max(1, dim / 32),
+    max_seqlen: seqLen,
+    vocab_size: 260,
+    attn_bias_type: 'local_block_causal',
+    sliding_window: seqLen,
+    multiple_of: 64,
+    norm_eps: 1e-5,
+    rope_theta: 10000,
+    init_std_factor: 'current_depth',
+    eos_id: 2,
+  };
+}
+
 interface ResolvedArgs {
   dim: number;
   nLayers: number;

@@ -1,4 +1,4 @@
-export { EntropyModel, entropyFromLogits, type ActivationTap, type EntropyModelArgs } from './entropy-model.js';
+export { EntropyModel, entropyFromLogits, entropyModelArgsOfSize, type ActivationTap, type EntropyModelArgs } from './entropy-model.js';
 export { PatcherError, type PatcherErrorCode } from './errors.js';
 export {
   ARGS_METADATA_KEY,
