@@ -7,7 +7,9 @@
 import {
   ByteLatentTransformer,
   BLT_ARGS_METADATA_KEY,
+  bltPatchingFromSettings,
   bltPatchingOfModel,
+  usesEntropyModel,
   loadPretrained,
   patchingOfMetadata,
   type BltArgs,
@@ -35,29 +37,7 @@ export interface ModelSources {
  */
 export async function createModelService(sources: ModelSources): Promise<ModelService> {
   const patcher = await EntropyPatcher.fromSafetensors(sources.patcher);
-  let file;
-  try {
-    file = parseSafetensors(sources.blt);
-  } catch (e) {
-    throw new Error(`${sources.bltName} is not a safetensors file: ${(e as Error).message}`);
-  }
-  const raw = file.metadata[BLT_ARGS_METADATA_KEY];
-  if (raw === undefined)
-    throw new Error(`${sources.bltName} has no "${BLT_ARGS_METADATA_KEY}" metadata: cannot tell the model's configuration`);
-  let args: BltArgs;
-  try {
-    args = JSON.parse(raw) as BltArgs;
-  } catch (e) {
-    throw new Error(`${sources.bltName}: the "${BLT_ARGS_METADATA_KEY}" metadata is not JSON: ${(e as Error).message}`);
-  }
-  // The BLT's own patching settings (what its training run recorded) over the patcher's defaults.
-  let stored: StoredPatching | undefined;
-  try {
-    stored = patchingOfMetadata(file.metadata);
-  } catch (e) {
-    throw new Error(`${sources.bltName}: ${(e as Error).message}`);
-  }
-  const blt = ByteLatentTransformer.fromSafetensors(file, args);
+  const { blt, stored } = bltOfFile(sources.blt, sources.bltName);
   // One patching for scoring and generation, read once from the files.
   const patching = bltPatchingOfModel(stored, patcher);
   return new ModelService(
@@ -67,6 +47,79 @@ export async function createModelService(sources: ModelSources): Promise<ModelSe
     { backend: sources.backend, patcherModel: sources.patcherName, bltModel: sources.bltName },
     patching,
   );
+}
+
+/**
+ * A BLT safetensors file: the model built from its `blt_args` metadata, and the patching settings
+ * its training run recorded.
+ *
+ * @throws {Error} naming the file that is not a usable BLT
+ */
+function bltOfFile(bytes: Uint8Array, name: string): { blt: ByteLatentTransformer; stored: StoredPatching | undefined } {
+  let file;
+  try {
+    file = parseSafetensors(bytes);
+  } catch (e) {
+    throw new Error(`${name} is not a safetensors file: ${(e as Error).message}`);
+  }
+  const raw = file.metadata[BLT_ARGS_METADATA_KEY];
+  if (raw === undefined) throw new Error(`${name} has no "${BLT_ARGS_METADATA_KEY}" metadata: cannot tell the model's configuration`);
+  let args: BltArgs;
+  try {
+    args = JSON.parse(raw) as BltArgs;
+  } catch (e) {
+    throw new Error(`${name}: the "${BLT_ARGS_METADATA_KEY}" metadata is not JSON: ${(e as Error).message}`);
+  }
+  // The BLT's own patching settings (what its training run recorded) over the patcher's defaults.
+  let stored: StoredPatching | undefined;
+  try {
+    stored = patchingOfMetadata(file.metadata);
+  } catch (e) {
+    throw new Error(`${name}: ${(e as Error).message}`);
+  }
+  return { blt: ByteLatentTransformer.fromSafetensors(file, args), stored };
+}
+
+/** Which model a safetensors file holds, from its metadata: a BLT (`blt_args`) or an entropy model. */
+export function modelKindOfFile(bytes: Uint8Array): 'blt' | 'entropy' {
+  let metadata: Readonly<Record<string, string>>;
+  try {
+    metadata = parseSafetensors(bytes).metadata;
+  } catch (e) {
+    throw new Error(`not a safetensors model file: ${(e as Error).message}`);
+  }
+  return BLT_ARGS_METADATA_KEY in metadata ? 'blt' : 'entropy';
+}
+
+/**
+ * The service with one model replaced by a model file (a model the page trained, or one
+ * `bytelatent-train` exported): a BLT file replaces the BLT, which then patches as its file records,
+ * with the service's entropy model; an entropy model file replaces the entropy model, and a BLT that
+ * patches by entropy then uses it at the new model's own threshold. The replaced model is freed.
+ *
+ * @param name - the file's name for messages and `/health`
+ * @throws {Error} naming the file that is not a usable model
+ */
+export async function serviceWithModelFile(base: ModelService, bytes: Uint8Array, name: string): Promise<ModelService> {
+  if (modelKindOfFile(bytes) === 'blt') {
+    const { blt, stored } = bltOfFile(bytes, name);
+    const patching = bltPatchingOfModel(stored, base.patcher);
+    base.blt?.dispose();
+    return new ModelService(
+      base.patcher,
+      blt,
+      createGenerator(blt, patching),
+      { ...base.info, bltModel: name, bltLayout: 'safetensors' },
+      patching,
+    );
+  }
+  const patcher = await EntropyPatcher.fromSafetensors(bytes);
+  const patching = usesEntropyModel(base.patching)
+    ? bltPatchingFromSettings({ ...patcher.defaults, maxPatchLength: base.patching.maxPatchLength }, patcher)
+    : base.patching;
+  base.patcher.dispose();
+  const generator = base.blt ? createGenerator(base.blt, patching) : undefined;
+  return new ModelService(patcher, base.blt, generator, { ...base.info, patcherModel: name }, patching);
 }
 
 /**

@@ -14,6 +14,7 @@ import { BLT_ARGS_METADATA_KEY, ByteLatentTransformer, patchingOfMetadata, type 
 import { EntropyPatcher } from '@bytelatent/entropy-patcher';
 import { initBackend, parseSafetensors } from '@bytelatent/nn';
 import { loadServeModels } from './load-models.js';
+import { modelKindOfFile, serviceWithModelFile } from './service-from-bytes.js';
 import { MIN_TRAINING_BYTES, TextTrainer, TextTrainerError } from './text-trainer.js';
 
 const run = promisify(execFile);
@@ -55,11 +56,11 @@ describe('TextTrainer', () => {
       await writeFile(file, saved.file);
       // The loader: arguments and a calibrated threshold from the file alone.
       const patcher = await EntropyPatcher.fromSafetensors(saved.file);
+      expect(modelKindOfFile(saved.file)).toBe('entropy');
       expect(patcher.defaults.mode).toBe('entropy');
       expect(patcher.defaults.threshold).toBeGreaterThan(0);
       const patches = await patcher.patch('The cat sat on the mat.');
       expect(patches.patchLengths.length).toBeGreaterThan(2);
-      patcher.dispose();
       // The entropy-patcher CLI.
       const { stdout } = await run(process.execPath, [
         binOf('@bytelatent/entropy-patcher'),
@@ -74,6 +75,12 @@ describe('TextTrainer', () => {
       // The server, with its demo BLT.
       const { service } = await loadServeModels({ patcher: file, backend: 'cpu' });
       expect((await service.patch('The bird sat in the tree.', {})).patches.length).toBeGreaterThan(1);
+      // The page's swap: the demo BLT now patches with this entropy model, at its own threshold.
+      const swapped = await serviceWithModelFile(service, saved.file, 'mine.safetensors');
+      expect(swapped.info.patcherModel).toBe('mine.safetensors');
+      expect(swapped.patching).toMatchObject({ mode: 'entropy', threshold: patcher.defaults.threshold });
+      expect((await swapped.score('The cat sat.', new AbortController().signal)).bytes).toBe(12);
+      patcher.dispose();
     } finally {
       trainer.dispose();
     }
@@ -110,6 +117,14 @@ describe('TextTrainer', () => {
       const { service } = await loadServeModels({ blt: file, backend: 'cpu' });
       const scored = await service.score('The cat sat on the mat.', new AbortController().signal);
       expect(scored.bitsPerByte).toBeLessThan(before);
+      // The page's swap: the demo's entropy model stays, the BLT is this one, patching as it trained.
+      const demo = (await loadServeModels({ backend: 'cpu' })).service;
+      const swapped = await serviceWithModelFile(demo, saved.file, 'mine.safetensors');
+      expect(swapped.info).toMatchObject({ bltModel: 'mine.safetensors', bltLayout: 'safetensors' });
+      expect(swapped.patching.mode).toBe('space');
+      expect((await swapped.score('The cat sat on the mat.', new AbortController().signal)).bitsPerByte).toBeCloseTo(scored.bitsPerByte, 4);
+      expect(modelKindOfFile(saved.file)).toBe('blt');
+      expect(() => modelKindOfFile(new Uint8Array(3))).toThrow(/not a safetensors model file/);
     } finally {
       trainer.dispose();
     }
