@@ -10,7 +10,7 @@ import {
 } from './checkpoint-layouts.js';
 import { NnError } from './errors.js';
 import { ffnHiddenDim } from './layers/feed-forward.js';
-import { modelFolderFromFiles } from './model-folder.js';
+import { modelFolderFromFiles, openModelFolder } from './model-folder.js';
 import { parseSafetensors, serializeSafetensors } from './safetensors.js';
 import { readFloat32 } from './tensor-source.js';
 
@@ -160,6 +160,31 @@ describe('modelFolderFromFiles', () => {
       'w',
     );
     await expect(wrong.openTensors('i.index.json')).rejects.toThrow(/the index puts "a" in a\.safetensors, which does not hold it/);
+  });
+});
+
+describe('openModelFolder over HTTP', () => {
+  it('reads every file, in sub-folders and siblings too, through the fetch it is given', async () => {
+    const files = new Map([
+      ['https://models.test/blt/config.json', text({ args: { dim: 8 } })],
+      ['https://models.test/entropy_model/params.json', text({ entropy_model: {} })],
+    ]);
+    const asked: string[] = [];
+    const fakeFetch: typeof fetch = async (input, init) => {
+      const url = String(input);
+      asked.push(`${init?.method ?? 'GET'} ${url}`);
+      const body = files.get(url);
+      return body ? new Response(init?.method === 'HEAD' ? null : body) : new Response(null, { status: 404 });
+    };
+    const blt = await openModelFolder('https://models.test/blt/', { fetch: fakeFetch });
+    expect(await blt.readJson('config.json')).toEqual({ args: { dim: 8 } });
+    expect(await blt.folder('../entropy_model').exists('params.json')).toBe(true);
+    await expect(blt.readText('missing.json')).rejects.toThrow(/https:\/\/models\.test\/blt\/missing\.json: HTTP 404/);
+    expect(asked).toEqual([
+      'GET https://models.test/blt/config.json',
+      'HEAD https://models.test/entropy_model/params.json',
+      'GET https://models.test/blt/missing.json',
+    ]);
   });
 });
 

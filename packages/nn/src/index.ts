@@ -153,6 +153,6 @@ export {
   type DetectedLayout,
   type RenamedTensor,
 } from './checkpoint-layouts.js';
-export { modelFolderFromFiles, openModelFolder, type ModelFolder } from './model-folder.js';
+export { modelFolderFromFiles, openModelFolder, type ModelFolder, type OpenModelFolderOptions } from './model-folder.js';
 export { AdamW, learningRate, type AdamWOptions, type ScheduleOptions, type UpdateStats } from './optim/adamw.js';
 export { GradientAccumulator, type StepStats } from './optim/gradient-accumulator.js';

@@ -35,6 +35,15 @@ export interface ModelFolder {
 
 const isNode = typeof process !== 'undefined' && typeof process.versions?.node === 'string';
 
+/** Options of {@link openModelFolder}. */
+export interface OpenModelFolderOptions {
+  /**
+   * Reads the files of an `http(s):` folder (default: the global `fetch`): e.g. a page's fetch that
+   * keeps weights in IndexedDB and only revalidates them with the server.
+   */
+  readonly fetch?: typeof fetch;
+}
+
 /**
  * Opens a model folder: an `http(s):` URL (the base of the files, e.g. a hub mirror or a static
  * server), a `file:` URL, or — in Node — a path.
@@ -43,18 +52,19 @@ const isNode = typeof process !== 'undefined' && typeof process.versions?.node =
  * @returns the folder (nothing is read yet)
  * @throws {NnError} `INVALID_ARGUMENT` for a path outside Node
  */
-export async function openModelFolder(location: string | URL): Promise<ModelFolder> {
+export async function openModelFolder(location: string | URL, options: OpenModelFolderOptions = {}): Promise<ModelFolder> {
   const text = typeof location === 'string' ? location : location.href;
   if (typeof text !== 'string' || text.length === 0)
     throw new NnError('INVALID_ARGUMENT', 'a model folder must be a non-empty path or URL');
-  if (/^https?:\/\//i.test(text)) return new HttpModelFolder(text.replace(/\/+$/, ''));
+  const get = options.fetch ?? ((input, init) => fetch(input, init));
+  if (/^https?:\/\//i.test(text)) return new HttpModelFolder(text.replace(/\/+$/, ''), get);
   if (!isNode) {
     if (typeof location !== 'string' || /^[a-z]+:/i.test(text))
       throw new NnError('INVALID_ARGUMENT', `cannot open ${text} here: use an http(s) URL`);
     // A relative URL in a page: resolve against the page.
     const base = typeof globalThis.location === 'object' ? (globalThis.location as { href: string }).href : undefined;
     if (!base) throw new NnError('INVALID_ARGUMENT', `cannot open ${text} outside Node: give an http(s) URL`);
-    return new HttpModelFolder(new URL(text, base).href.replace(/\/+$/, ''));
+    return new HttpModelFolder(new URL(text, base).href.replace(/\/+$/, ''), get);
   }
   const { NodeModelFolder } = await import('./model-folder-node.js');
   return NodeModelFolder.open(text);
@@ -130,7 +140,10 @@ export abstract class BytesModelFolder implements ModelFolder {
 }
 
 class HttpModelFolder extends BytesModelFolder {
-  constructor(readonly location: string) {
+  constructor(
+    readonly location: string,
+    private readonly get: typeof fetch,
+  ) {
     super();
   }
 
@@ -140,7 +153,7 @@ class HttpModelFolder extends BytesModelFolder {
 
   async exists(name: string): Promise<boolean> {
     try {
-      const response = await fetch(this.describe(name), { method: 'HEAD' });
+      const response = await this.get(this.describe(name), { method: 'HEAD' });
       return response.ok;
     } catch {
       return false;
@@ -150,7 +163,7 @@ class HttpModelFolder extends BytesModelFolder {
   protected async fileBytes(name: string): Promise<Uint8Array> {
     let response: Response;
     try {
-      response = await fetch(this.describe(name));
+      response = await this.get(this.describe(name));
     } catch (e) {
       throw new NnError('INVALID_CHECKPOINT', `cannot read ${this.describe(name)}: ${(e as Error).message}`);
     }
@@ -160,7 +173,7 @@ class HttpModelFolder extends BytesModelFolder {
 
   folder(name: string): ModelFolder {
     const url = new URL(`${name.replace(/\/+$/, '')}/`, `${this.location}/`);
-    return new HttpModelFolder(url.href.replace(/\/+$/, ''));
+    return new HttpModelFolder(url.href.replace(/\/+$/, ''), this.get);
   }
 }
 
