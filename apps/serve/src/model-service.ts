@@ -38,6 +38,8 @@ export type Generator = (params: GenerateParams, signal: AbortSignal, onChunk?: 
 export interface PatchResponse {
   readonly bytes: number;
   readonly threshold: number | null;
+  /** The combined rule's rise threshold (null for the other rules). */
+  readonly thresholdAdd: number | null;
   readonly mode: string;
   readonly patches: ReadonlyArray<{ start: number; end: number; text: string }>;
   /** Per input byte: the entropy (nats) of the model's prediction of that byte. */
@@ -131,6 +133,7 @@ export class ModelService {
     return {
       bytes: n,
       threshold: r.options.threshold ?? null,
+      thresholdAdd: r.options.mode === 'combined' ? (r.options.thresholdAdd ?? null) : null,
       mode: r.options.mode,
       patches: segments,
       entropies,

@@ -160,6 +160,11 @@ export class TextTrainer {
     return this.entropyModel ? this.entropyModel.registry.count() : this.blt!.parameterCount();
   }
 
+  /** Bytes of the text trained on (the part before the held-out tenth). */
+  get trainBytes(): number {
+    return this.trainEnd - 1;
+  }
+
   /** Bytes of the text held out (never trained on). */
   get heldoutBytes(): number {
     return this.heldout.reduce((sum, row) => sum + row.length - 1, 0);

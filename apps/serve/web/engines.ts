@@ -5,16 +5,25 @@
  * layout read with loadPretrained on its URL (`/models/index.json` says which).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { initBackend, modelFolderFromFiles, type BackendInfo } from '@bytelatent/nn';
+import { initBackend, modelFolderFromFiles, openModelFolder, type BackendInfo } from '@bytelatent/nn';
 import type { GenerateChunk, GenerateParams, GenerateResult, ModelService, PatchResponse, ScoreResponse } from '../src/model-service.js';
-import { createModelService, createModelServiceFromPretrained, type ModelIndex } from '../src/service-from-bytes.js';
+import {
+  createModelService,
+  createModelServiceFromPretrained,
+  modelKindOfFile,
+  serviceWithModelFile,
+  type ModelIndex,
+} from '../src/service-from-bytes.js';
+import { cachingFetch, weightTraffic } from './browser-store.js';
 
 export type BrowserBackendChoice = 'auto' | 'webgpu' | 'wasm' | 'cpu';
 
 /** The patching rule the page asks for (the model's own settings where a field is absent). */
 export interface PatchChoice {
-  readonly mode?: 'entropy' | 'monotonic' | 'space' | 'static' | 'byte';
+  readonly mode?: 'entropy' | 'monotonic' | 'combined' | 'space' | 'static' | 'byte';
   readonly threshold?: number;
+  /** The combined rule's rise (entropy minus the previous byte's). */
+  readonly thresholdAdd?: number;
   readonly patchSize?: number;
 }
 
@@ -70,10 +79,20 @@ export async function createServerEngine(): Promise<Engine> {
   };
 }
 
+/** A file of the server's, through the IndexedDB weights cache. */
 async function fetchBytes(path: string): Promise<Uint8Array> {
-  const res = await fetch(path);
+  const res = await cachingFetch(path);
   if (!res.ok) throw new Error(`GET ${path}: ${res.status} ${res.statusText}`);
   return new Uint8Array(await res.arrayBuffer());
+}
+
+/** How the weights came: "7.2 MB of weights from this browser's cache" (after a revalidation), or downloaded. */
+function weightsSentence(): string {
+  const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
+  const parts = [];
+  if (weightTraffic.fromCache > 0) parts.push(`${mb(weightTraffic.fromCache)} of weights from this browser's cache`);
+  if (weightTraffic.downloaded > 0) parts.push(`${mb(weightTraffic.downloaded)} of weights downloaded`);
+  return parts.join(', ') || 'weights loaded';
 }
 
 function describeBackend(info: BackendInfo): string {
@@ -104,23 +123,20 @@ function inPageEngine(service: ModelService, info: BackendInfo, loaded: string, 
 }
 
 /**
- * Loads the models the server hands out into this page on the chosen tfjs backend.
+ * Builds, in this page, the models the server hands out at `/models/` (described by
+ * `/models/index.json`), their weights through the IndexedDB cache.
  */
-export async function createBrowserEngine(backend: BrowserBackendChoice, onProgress: (message: string) => void): Promise<Engine> {
-  onProgress(`starting tfjs (${backend})…`);
-  const info = await startBackend(backend);
-  onProgress(`downloading the models for backend ${info.name}…`);
-  const started = performance.now();
+async function serverModelsInPage(info: BackendInfo): Promise<{ service: ModelService; loaded: string }> {
+  weightTraffic.fromCache = 0;
+  weightTraffic.downloaded = 0;
   const indexResponse = await fetch('models/index.json');
   if (!indexResponse.ok)
     throw new Error(
       `this server does not hand out its models (GET models/index.json: ${indexResponse.status}); run the model on the server`,
     );
   const index = (await indexResponse.json()) as ModelIndex;
-  let service;
-  let loaded: string;
   if (index.format === 'pretrained') {
-    // The same loader as the server's: loadPretrained on the folder's URL, entropy model and patching settings from its files.
+    // The same loader as the server's: loadPretrained on the folder, entropy model and patching settings from its files.
     const base = new URL('models/', document.baseURI);
     const patcher =
       index.patcher === null
@@ -128,24 +144,56 @@ export async function createBrowserEngine(backend: BrowserBackendChoice, onProgr
         : index.patcher.endsWith('/')
           ? new URL(index.patcher, base).href
           : await fetchBytes(new URL(index.patcher, base).href);
-    ({ service } = await createModelServiceFromPretrained({
-      blt: new URL(index.blt, base).href,
+    const { service } = await createModelServiceFromPretrained({
+      blt: await openModelFolder(new URL(index.blt, base).href, { fetch: cachingFetch }),
       ...(patcher !== undefined ? { patcher } : {}),
       backend: info.name,
-    }));
-    loaded = `${index.layout}-layout folder loaded`;
-  } else {
-    const [patcher, blt] = await Promise.all([fetchBytes(`models/${index.patcher}`), fetchBytes(`models/${index.blt}`)]);
-    service = await createModelService({
-      patcher,
-      blt,
-      patcherName: 'patcher.safetensors',
-      bltName: 'blt.safetensors',
-      backend: info.name,
     });
-    loaded = `${((patcher.byteLength + blt.byteLength) / 1e6).toFixed(1)} MB of weights loaded`;
+    return { service, loaded: `${index.layout}-layout folder loaded (${weightsSentence()})` };
   }
+  const [patcher, blt] = await Promise.all([fetchBytes(`models/${index.patcher}`), fetchBytes(`models/${index.blt}`)]);
+  const service = await createModelService({
+    patcher,
+    blt,
+    patcherName: 'patcher.safetensors',
+    bltName: 'blt.safetensors',
+    backend: info.name,
+  });
+  return { service, loaded: weightsSentence() };
+}
+
+/**
+ * Loads the models the server hands out into this page on the chosen tfjs backend.
+ */
+export async function createBrowserEngine(backend: BrowserBackendChoice, onProgress: (message: string) => void): Promise<Engine> {
+  onProgress(`starting tfjs (${backend})…`);
+  const info = await startBackend(backend);
+  onProgress(`loading the models for backend ${info.name}…`);
+  const started = performance.now();
+  const { service, loaded } = await serverModelsInPage(info);
   return inPageEngine(service, info, loaded, started);
+}
+
+/**
+ * Runs a model file in this page — one trained in the training tab, or a `bytelatent-train` export:
+ * a BLT file with the server's entropy model, or an entropy model file with the server's BLT.
+ *
+ * @param name - what the status line calls the model
+ */
+export async function createModelFileEngine(
+  backend: BrowserBackendChoice,
+  file: Uint8Array,
+  name: string,
+  onProgress: (message: string) => void,
+): Promise<Engine> {
+  const info = await startBackend(backend);
+  const started = performance.now();
+  onProgress(`loading the server's models for backend ${info.name}…`);
+  const { service } = await serverModelsInPage(info);
+  const swapped = await serviceWithModelFile(service, file, name);
+  const kind =
+    modelKindOfFile(file) === 'blt' ? `BLT "${name}" with the server's entropy model` : `entropy model "${name}" with the server's BLT`;
+  return inPageEngine(swapped, info, `your ${kind} loaded`, started);
 }
 
 /** Files of a model folder the loaders read: configurations and weights (as the server hands out). */

@@ -7,6 +7,7 @@
 import type { PatchResponse, ScoreResponse } from '../src/model-service.js';
 import {
   createBrowserEngine,
+  createModelFileEngine,
   createPickedFolderEngine,
   createServerEngine,
   type BrowserBackendChoice,
@@ -14,6 +15,7 @@ import {
   type PatchChoice,
 } from './engines.js';
 import { DEFAULT_SAMPLING } from '../src/sampling-defaults.js';
+import { setUpTrainTab } from './train-tab.js';
 
 const element = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const BACKENDS: readonly BrowserBackendChoice[] = ['auto', 'webgpu', 'wasm', 'cpu'];
@@ -103,7 +105,10 @@ function renderPatches(text: string, r: PatchResponse): void {
     }),
   );
   drawFigure(text, r);
-  const rule = r.mode === 'entropy' || r.mode === 'monotonic' ? `${r.mode}, threshold ${r.threshold?.toFixed(2) ?? '—'} nats` : r.mode;
+  const rule =
+    r.mode === 'entropy' || r.mode === 'monotonic' || r.mode === 'combined'
+      ? `${r.mode}, threshold ${r.threshold?.toFixed(2) ?? '—'} nats${r.mode === 'combined' ? `, rise ${r.thresholdAdd?.toFixed(2) ?? '—'} nats` : ''}`
+      : r.mode;
   element('patchinfo').textContent = `${r.patches.length} patches over ${r.bytes} bytes (mean ${r.meanPatchSize} bytes; ${rule})`;
 }
 
@@ -163,17 +168,21 @@ async function main(): Promise<void> {
   const modeSelect = element<HTMLSelectElement>('mode');
   const thresholdInput = element<HTMLInputElement>('threshold');
   const patchSizeInput = element<HTMLInputElement>('patchSize');
+  const thresholdAddInput = element<HTMLInputElement>('thresholdAdd');
   // Until the user touches a control, the model's own patching settings (what it was trained with).
   let choice: PatchChoice | undefined;
   const readChoice = (): PatchChoice => {
     const mode = modeSelect.value as NonNullable<PatchChoice['mode']>;
-    const entropyRule = mode === 'entropy' || mode === 'monotonic';
+    const entropyRule = mode === 'entropy' || mode === 'monotonic' || mode === 'combined';
     element('thresholdLabel').hidden = !entropyRule;
+    element('thresholdAddLabel').hidden = mode !== 'combined';
     element('patchSizeLabel').hidden = mode !== 'static';
     element('thresholdValue').textContent = Number(thresholdInput.value).toFixed(2);
+    element('thresholdAddValue').textContent = Number(thresholdAddInput.value).toFixed(2);
     return {
       mode,
       ...(entropyRule ? { threshold: Number(thresholdInput.value) } : {}),
+      ...(mode === 'combined' ? { thresholdAdd: Number(thresholdAddInput.value) } : {}),
       ...(mode === 'static' ? { patchSize: Number(patchSizeInput.value) || 4 } : {}),
     };
   };
@@ -190,6 +199,7 @@ async function main(): Promise<void> {
         // Show the model's own settings on the controls.
         if ([...modeSelect.options].some((o) => o.value === r.mode)) modeSelect.value = r.mode;
         if (r.threshold !== null) thresholdInput.value = String(r.threshold);
+        if (r.thresholdAdd !== null) thresholdAddInput.value = String(r.thresholdAdd);
         readChoice();
       }
       renderPatches(text, r);
@@ -205,6 +215,7 @@ async function main(): Promise<void> {
   modeSelect.addEventListener('change', onControl);
   thresholdInput.addEventListener('input', onControl);
   patchSizeInput.addEventListener('input', onControl);
+  thresholdAddInput.addEventListener('input', onControl);
 
   let latestScore = 0;
   const updateBits = async () => {
@@ -264,28 +275,62 @@ async function main(): Promise<void> {
     }
   };
 
-  // A model folder from this computer replaces the running model, in this browser.
-  element<HTMLInputElement>('folder').addEventListener('change', async (event) => {
-    const files = [...((event.target as HTMLInputElement).files ?? [])];
-    if (files.length === 0) return;
+  /** Replaces the running model by one loaded in this browser (a picked folder, a trained model). */
+  const replaceEngine = async (load: () => Promise<Engine>, run: string, what: string) => {
     delete status.dataset['state'];
-    status.textContent = 'loading the folder…';
+    status.textContent = `loading ${what}…`;
     generateButton.disabled = true;
     try {
-      engine = await createPickedFolderEngine(backendSelect.value as BrowserBackendChoice, files, (m) => (status.textContent = m));
+      engine = await load();
       status.textContent = engine.description;
       status.title = engine.detail;
       status.dataset['state'] = 'ready';
-      status.dataset['run'] = 'folder';
+      status.dataset['run'] = run;
       choice = undefined;
       await updatePatches();
       await updateBits();
     } catch (e) {
-      status.textContent = `could not load the folder: ${(e as Error).message}`;
+      status.textContent = `could not load ${what}: ${(e as Error).message}`;
       status.dataset['state'] = 'error';
     } finally {
       generateButton.disabled = false;
     }
+  };
+
+  // A model folder from this computer replaces the running model, in this browser.
+  element<HTMLInputElement>('folder').addEventListener('change', (event) => {
+    const files = [...((event.target as HTMLInputElement).files ?? [])];
+    if (files.length === 0) return;
+    const progress = (m: string) => (status.textContent = m);
+    void replaceEngine(
+      () => createPickedFolderEngine(backendSelect.value as BrowserBackendChoice, files, progress),
+      'folder',
+      'the folder',
+    );
+  });
+
+  // The tabs: patching and generation, and training.
+  const tabs = [
+    [element('tabExplore'), element('explore')],
+    [element('tabTrain'), element('train')],
+  ] as const;
+  const showTab = (index: number) =>
+    tabs.forEach(([tab, panel], i) => {
+      tab.setAttribute('aria-selected', String(i === index));
+      panel.hidden = i !== index;
+    });
+  tabs.forEach(([tab], i) => tab.addEventListener('click', () => showTab(i)));
+  if (location.hash === '#train') showTab(1);
+  setUpTrainTab({
+    run: async (model) => {
+      showTab(0);
+      const progress = (m: string) => (status.textContent = m);
+      await replaceEngine(
+        () => createModelFileEngine(backendSelect.value as BrowserBackendChoice, model.file, model.name, progress),
+        'trained',
+        `your ${model.kind === 'blt' ? 'BLT' : 'entropy model'}`,
+      );
+    },
   });
 
   // Typing re-patches at once; scoring with the BLT waits for a pause.

@@ -1,0 +1,33 @@
+/** Messages between the page's training tab and its Web Worker (train-worker.ts). */
+import type { SavedModel, TextTrainerOptions, TrainingRecord } from '../src/text-trainer.js';
+import type { BrowserBackendChoice } from './engines.js';
+
+/** Page → worker. */
+export type TrainRequest =
+  | {
+      readonly type: 'start';
+      readonly options: TextTrainerOptions;
+      readonly backend: BrowserBackendChoice;
+      /** Absolute URL of tfjs's wasm binaries (the page's `wasm/`). */
+      readonly wasmPaths: string;
+    }
+  | { readonly type: 'pause' }
+  | { readonly type: 'resume' }
+  | { readonly type: 'save' };
+
+/** Worker → page. */
+export type TrainEvent =
+  | {
+      readonly type: 'started';
+      /** Where training runs, in words ("WebGPU (adapter …)", "wasm"). */
+      readonly backend: string;
+      readonly parameters: number;
+      readonly trainBytes: number;
+      readonly heldoutBytes: number;
+      readonly steps: number;
+    }
+  | { readonly type: 'step'; readonly record: TrainingRecord; readonly heldoutBefore: number }
+  | { readonly type: 'paused'; readonly step: number }
+  | { readonly type: 'finished'; readonly step: number }
+  | { readonly type: 'saved'; readonly model: SavedModel }
+  | { readonly type: 'error'; readonly message: string };
