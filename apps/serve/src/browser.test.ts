@@ -3,15 +3,11 @@
 // running the model are exercised: through the API, and in the page on tfjs wasm and WebGPU
 // (SwiftShader here: slow, so the WebGPU generation is short). Screenshots go to test-output/.
 import { mkdir } from 'node:fs/promises';
-import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
-import { initBackend } from '@bytelatent/nn';
-import { loadServeModels } from './load-models.js';
-import { createApiServer } from './server.js';
 import { WEB_DIR } from './paths.js';
-import { browserAvailable, launchChromium } from './test-helpers.js';
+import { browserAvailable, launchChromium, serveDemoPage } from './test-helpers.js';
 
 const SCREENSHOTS = fileURLToPath(new URL('../test-output', import.meta.url));
 const available = browserAvailable(`${WEB_DIR}/index.html`);
@@ -24,13 +20,7 @@ let browser: Browser;
 
 beforeAll(async () => {
   if (!available) return;
-  const backend = await initBackend({ backend: 'wasm' });
-  // The shipped demo: a hub folder, served to the page under /models/blt/.
-  const { service, folders } = await loadServeModels({ backend: backend.name });
-  const { server } = createApiServer({ service, modelFolders: folders!, publicDir: WEB_DIR });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
-  closeServer = () => new Promise((resolve) => server.close(() => resolve()));
+  ({ base, close: closeServer } = await serveDemoPage());
   browser = await launchChromium();
   await mkdir(SCREENSHOTS, { recursive: true });
 }, 120_000);
@@ -151,6 +141,7 @@ describe.skipIf(!available)('the web page in Chromium', () => {
       await page.screenshot({ path: `${SCREENSHOTS}/page-patching-threshold-1.png`, fullPage: true });
       // The space rule (the reference's: a patch starts at each space-like byte after a word); no threshold control.
       await moved('#mode', 'space');
+      expect(await page.isHidden('#thresholdAddLabel')).toBe(true);
       const api = async (body: object) =>
         (
           (await (
@@ -164,6 +155,13 @@ describe.skipIf(!available)('the web page in Chromium', () => {
       expect(await patchesNow()).toEqual(await api({ mode: 'space' }));
       expect(await patchesNow()).not.toEqual(lower);
       expect(await page.isHidden('#thresholdLabel')).toBe(true);
+      // The combined rule: the threshold, and a rise over the previous byte's entropy.
+      await moved('#mode', 'combined');
+      expect(await page.isVisible('#thresholdAddLabel')).toBe(true);
+      await moved('#thresholdAdd', '0.3');
+      const combined = await patchesNow();
+      expect(combined).toEqual(await api({ mode: 'combined', threshold: 1, thresholdAdd: 0.3 }));
+      expect(await page.textContent('#patchinfo')).toMatch(/combined, threshold 1\.00 nats, rise 0\.30 nats/);
       await moved('#mode', 'static');
       expect(await patchesNow()).toEqual(await api({ mode: 'static', patchSize: 4 }));
       expect(await page.isVisible('#patchSizeLabel')).toBe(true);
@@ -174,13 +172,15 @@ describe.skipIf(!available)('the web page in Chromium', () => {
     }
   }, 180_000);
 
-  it('downloads the weights once: a second visit revalidates them (304) instead of downloading again', async () => {
+  it('downloads the weights once: a second visit revalidates them (304) and reads them from IndexedDB', async () => {
     const context = await browser.newContext();
+    const statuses: string[] = [];
     try {
       const visit = async () => {
         const page = await context.newPage();
         await page.goto(`${base}?run=browser&backend=wasm`);
         await page.waitForFunction(() => document.getElementById('status')!.dataset['state'] !== undefined, null, { timeout: 120_000 });
+        statuses.push((await page.textContent('#status')) ?? '');
         const weights = await page.evaluate(() =>
           (performance.getEntriesByType('resource') as PerformanceResourceTiming[])
             .filter((e) => e.name.endsWith('.safetensors'))
@@ -194,8 +194,11 @@ describe.skipIf(!available)('the web page in Chromium', () => {
       expect(first.reduce((s, e) => s + e.transferred, 0)).toBeGreaterThan(5e6);
       const second = await visit();
       expect(second.map((e) => e.name).sort()).toEqual(first.map((e) => e.name).sort());
-      // Only headers cross the wire (a 304), the bodies come from the browser's cache.
+      // Only headers cross the wire (a 304), the bodies come from IndexedDB.
       for (const e of second) expect(e.transferred, e.name).toBeLessThan(2000);
+      // The page says where the weights came from: the network, then IndexedDB.
+      expect(statuses[0]).toMatch(/\(6\.\d MB of weights downloaded\)/);
+      expect(statuses[1]).toMatch(/\(6\.\d MB of weights from this browser's cache\)/);
     } finally {
       await context.close();
     }
@@ -203,7 +206,9 @@ describe.skipIf(!available)('the web page in Chromium', () => {
 
   it('runs the same models in the page on wasm, with the same patches and greedy bytes', async () => {
     const page = await runPage('?run=browser&backend=wasm', 24, 'page-browser-wasm');
-    expect(page.status).toMatch(/^Running in this browser on wasm; hub-layout folder loaded in \d+ ms\.$/);
+    expect(page.status).toMatch(
+      /^Running in this browser on wasm; hub-layout folder loaded \(6\.\d MB of weights (downloaded|from this browser's cache)\) in \d+ ms\.$/,
+    );
     expect(page.patches).toEqual(server.patches);
     expect(page.generated).toBe(server.generated);
     expect(page.updates).toBeGreaterThan(2);

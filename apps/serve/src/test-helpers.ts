@@ -8,6 +8,10 @@ import { dirname, extname, join, normalize, sep } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import { build } from 'vite';
 import { expect } from 'vitest';
+import { initBackend } from '@bytelatent/nn';
+import { loadServeModels } from './load-models.js';
+import { WEB_DIR } from './paths.js';
+import { createApiServer } from './server.js';
 
 /** Debian's Chromium, or `CHROMIUM_PATH`; playwright never downloads a browser here. */
 export const CHROMIUM = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium';
@@ -33,6 +37,24 @@ export function browserAvailable(...requiredFiles: string[]): boolean {
   const missing = [CHROMIUM, ...requiredFiles].filter((f) => !existsSync(f));
   if (missing.length > 0 && process.env['CI']) throw new Error(`the browser tests need ${missing.join(', ')}`);
   return missing.length === 0;
+}
+
+/**
+ * This server with the shipped demo models on wasm, its page and `/models/` on a loopback
+ * port: what the page tests drive.
+ *
+ * @returns the base URL (ending in `/`) and a function that closes the server
+ */
+export async function serveDemoPage(): Promise<{ base: string; close: () => Promise<void> }> {
+  const backend = await initBackend({ backend: 'wasm' });
+  // The shipped demo: a hub folder, served to the page under /models/blt/.
+  const { service, folders } = await loadServeModels({ backend: backend.name });
+  const { server } = createApiServer({ service, modelFolders: folders!, publicDir: WEB_DIR });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    base: `http://127.0.0.1:${(server.address() as AddressInfo).port}/`,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
 }
 
 export function launchChromium(): Promise<Browser> {

@@ -169,7 +169,7 @@ export function setUpTrainTab(hooks: TrainTabHooks): void {
         paused = false;
         pauseButton.disabled = true;
         startButton.textContent = 'Start again';
-        setState('done', `Done: ${progress()}`);
+        setState('done', `Done: ${progress()}. Trained in this browser: ${describeRun}.`);
         break;
       case 'saved':
         await onSaved(event.model);
