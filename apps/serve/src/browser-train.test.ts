@@ -96,6 +96,7 @@ describe.skipIf(!available)('training in the page (Chromium, Web Worker on wasm)
       await page.click('#trainPause');
       await waitForState(page, ['paused']);
       expect(await page.textContent('#trainPause')).toBe('Resume');
+      expect(await page.textContent('#trainStatus')).toMatch(/^Paused: step \d+ of 30: \d\.\d{3} bits per byte on the batch/);
       const pausedAt = await dataNumber(page, 'step');
       // A step in flight when the pause arrived may still land; after that, nothing moves.
       await page.waitForTimeout(500);
@@ -165,6 +166,9 @@ describe.skipIf(!available)('training in the page (Chromium, Web Worker on wasm)
       await page.waitForFunction(() => document.getElementById('bitsinfo')!.textContent!.includes('bits per byte'), null, {
         timeout: 60_000,
       });
+      // The figure starts at this BLT's own rule (space), not the entropy model's.
+      expect(await page.inputValue('#mode')).toBe('space');
+      expect(await page.textContent('#patchinfo')).toMatch(/; space\)$/);
       await page.fill('#maxBytes', '8');
       await page.click('#generate');
       await page.waitForFunction(() => document.getElementById('geninfo')!.dataset['state'] !== undefined, null, { timeout: 120_000 });

@@ -162,6 +162,7 @@ describe.skipIf(!available)('the web page in Chromium', () => {
       const combined = await patchesNow();
       expect(combined).toEqual(await api({ mode: 'combined', threshold: 1, thresholdAdd: 0.3 }));
       expect(await page.textContent('#patchinfo')).toMatch(/combined, threshold 1\.00 nats, rise 0\.30 nats/);
+      await page.screenshot({ path: `${SCREENSHOTS}/page-patching-combined.png`, fullPage: true });
       await moved('#mode', 'static');
       expect(await patchesNow()).toEqual(await api({ mode: 'static', patchSize: 4 }));
       expect(await page.isVisible('#patchSizeLabel')).toBe(true);

@@ -1,7 +1,7 @@
 /** What the API computes, independent of HTTP: patching, scoring and generation with the loaded models. */
 import { BOS_ID, encode } from '@bytelatent/bytes';
 import { type BltPatching, type ByteLatentTransformer, bltPatchingFromSettings, rowLogProbs } from '@bytelatent/blt';
-import type { EntropyPatcher, PatchingMode } from '@bytelatent/entropy-patcher';
+import type { EntropyPatcher, PatcherDefaults, PatchingMode } from '@bytelatent/entropy-patcher';
 import { HttpError } from './http-error.js';
 import { yieldToEventLoop } from './yield.js';
 
@@ -95,6 +95,8 @@ export class ModelService {
           layout: this.patcher.layout ?? 'safetensors',
           parameters: this.patcher.model.registry.count(),
           defaults: this.patcher.defaults,
+          // What /v1/patch, /v1/score and /v1/generate apply: the BLT's own settings over those defaults.
+          patching: this.patchingSettings(),
           context: this.patcher.model.maxSeqLen,
         },
         blt: this.blt
@@ -107,6 +109,12 @@ export class ModelService {
           : null,
       },
     };
+  }
+
+  /** The settings of {@link patching} (without its patcher): what `/v1/patch` applies by default. */
+  patchingSettings(): PatcherDefaults {
+    const { patcher: _patcher, ...settings } = this.patching;
+    return settings;
   }
 
   /** Bytes the BLT reads at once (its local encoder's context), BOS included. */
@@ -124,7 +132,10 @@ export class ModelService {
       patchSize?: number | undefined;
     },
   ): Promise<PatchResponse> {
-    const call = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
+    const given = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
+    // A request that names no rule patches as the BLT does (its files' settings), its other fields
+    // (a threshold) over those; one that names a rule gets that rule with the patcher's defaults.
+    const call = given['mode'] === undefined ? { ...this.patchingSettings(), ...given } : given;
     const r = await this.patcher.patch(text, call);
     const segments = r.segments();
     const n = r.tokens.length - 1;

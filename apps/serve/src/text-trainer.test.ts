@@ -122,6 +122,10 @@ describe('TextTrainer', () => {
       const swapped = await serviceWithModelFile(demo, saved.file, 'mine.safetensors');
       expect(swapped.info).toMatchObject({ bltModel: 'mine.safetensors', bltLayout: 'safetensors' });
       expect(swapped.patching.mode).toBe('space');
+      // /v1/patch with no rule named patches as this BLT does; a named rule still gets the patcher's defaults.
+      expect((await swapped.patch('The cat sat.', {})).mode).toBe('space');
+      expect((await swapped.patch('The cat sat.', { mode: 'entropy' })).threshold).toBe(swapped.patcher.defaults.threshold);
+      expect(swapped.describe()).toMatchObject({ models: { patcher: { patching: { mode: 'space' } } } });
       expect((await swapped.score('The cat sat on the mat.', new AbortController().signal)).bitsPerByte).toBeCloseTo(scored.bitsPerByte, 4);
       expect(modelKindOfFile(saved.file)).toBe('blt');
       expect(() => modelKindOfFile(new Uint8Array(3))).toThrow(/not a safetensors model file/);

@@ -29,8 +29,10 @@ function drawCurve(records: readonly TrainingRecord[], heldoutBefore: number, st
     parts.push(`<line class="grid" x1="${CURVE.left}" x2="${CURVE.width - CURVE.right}" y1="${y(v)}" y2="${y(v)}"/>`);
     parts.push(`<text x="${CURVE.left - 6}" y="${y(v) + 4}" text-anchor="end">${v}</text>`);
   }
-  for (let k = 0; k <= 4; k++) {
-    const step = Math.round((steps * k) / 4);
+  // Round ticks: a step of 1, 2 or 5 times a power of ten, at most 6 intervals.
+  const magnitude = 10 ** Math.floor(Math.log10(Math.max(1, steps / 6)));
+  const tick = [1, 2, 5, 10].map((m) => m * magnitude).find((t) => steps / t <= 6)!;
+  for (let step = 0; step <= steps; step += tick) {
     parts.push(`<text x="${x(step)}" y="${CURVE.height - 12}" text-anchor="middle">${step}</text>`);
   }
   parts.push(`<text transform="translate(12 ${CURVE.top + plotHeight / 2}) rotate(-90)" text-anchor="middle">bits per byte</text>`);
@@ -163,7 +165,7 @@ export function setUpTrainTab(hooks: TrainTabHooks): void {
         drawCurve(records, heldoutBefore, steps);
         break;
       case 'paused':
-        setState('paused', `Paused at step ${event.step}. ${progress()}`);
+        setState('paused', `Paused: ${progress()}`);
         break;
       case 'finished':
         paused = false;
