@@ -1,5 +1,5 @@
 /** Messages between the page's training tab and its Web Worker (train-worker.ts). */
-import type { SavedModel, TextTrainerOptions, TrainingRecord } from '../src/text-trainer.js';
+import type { TextTrainerOptions, TrainedModelFile, TrainingRecord } from '@bytelatent/blt';
 import type { BrowserBackendChoice } from './engines.js';
 
 /** Page → worker. */
@@ -29,5 +29,5 @@ export type TrainEvent =
   | { readonly type: 'step'; readonly record: TrainingRecord; readonly heldoutBefore: number }
   | { readonly type: 'paused'; readonly step: number }
   | { readonly type: 'finished'; readonly step: number }
-  | { readonly type: 'saved'; readonly model: SavedModel }
+  | { readonly type: 'saved'; readonly model: TrainedModelFile }
   | { readonly type: 'error'; readonly message: string };

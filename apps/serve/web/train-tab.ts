@@ -3,7 +3,7 @@
  * on it in a Web Worker (train-worker.ts) with a live curve of bits per byte, pause and resume, and
  * the result saved to IndexedDB or downloaded; saved models can be run in the page or downloaded.
  */
-import type { SavedModel, TextTrainerOptions, TrainingRecord } from '../src/text-trainer.js';
+import type { TextTrainerOptions, TrainedModelFile, TrainingRecord } from '@bytelatent/blt';
 import type { BrowserBackendChoice } from './engines.js';
 import { deleteModel, listModels, loadModel, saveModel, type StoredModel } from './browser-store.js';
 import type { TrainEvent, TrainRequest } from './train-protocol.js';
@@ -183,7 +183,7 @@ export function setUpTrainTab(hooks: TrainTabHooks): void {
     }
   };
 
-  const onSaved = async (model: SavedModel) => {
+  const onSaved = async (model: TrainedModelFile) => {
     if (saveFor === 'download') {
       download(model.file, model.fileName);
       status.dataset['saved'] = 'download';

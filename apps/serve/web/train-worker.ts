@@ -8,7 +8,7 @@
 import '@tensorflow/tfjs-core/dist/register_all_gradients';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '@bytelatent/nn';
-import { TextTrainer } from '../src/text-trainer.js';
+import { TextTrainer } from '@bytelatent/blt';
 import type { TrainEvent, TrainRequest } from './train-protocol.js';
 
 const post = (event: TrainEvent, transfer: Transferable[] = []) => (self as unknown as Worker).postMessage(event, transfer);

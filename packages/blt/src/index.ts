@@ -45,6 +45,14 @@ export {
 } from './patching.js';
 export { StopMatcher, sampleToken, type SamplingOptions } from './sampling.js';
 export {
+  MIN_TRAINING_BYTES,
+  TextTrainer,
+  type TextTrainerOptions,
+  type TrainedKind,
+  type TrainedModelFile,
+  type TrainingRecord,
+} from './text-trainer.js';
+export {
   PRETRAINED_BLTS,
   RELEASED_BLT_DEFAULTS,
   bltArgsFromTransformersConfig,

@@ -1,7 +1,6 @@
 /**
- * Trains a small entropy model or BLT on one text held in memory — what the web page's training tab
- * runs in a Web Worker, on whichever tfjs backend the worker started. The pieces are the trainer
- * CLI's: nn's `GradientAccumulator`, `AdamW` and warm-up + cosine schedule, the models' own losses,
+ * Trains a small entropy model or BLT on one text held in memory, anywhere tfjs trains: a page's
+ * Web Worker (the serve app's training tab), Node, a notebook. The pieces are the trainer CLI's: nn's `GradientAccumulator`, `AdamW` and warm-up + cosine schedule, the models' own losses,
  * and the same file formats, so that a model trained here loads wherever one from `bytelatent-train`
  * does (`bytelatent-serve --patcher FILE` / `--blt FILE`, `EntropyPatcher.fromSafetensors`,
  * `ByteLatentTransformer.fromSafetensors`). Gradients need `@bytelatent/nn/gradients` loaded first.
@@ -11,20 +10,23 @@
  * bits per byte are measured before the first step and every `evalEvery` steps.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { CodedError, encode } from '@bytelatent/bytes';
-import { ByteLatentTransformer, bltArgsOfSize, bltPatchingFromSettings, patchRows, type BltPatching } from '@bytelatent/blt';
+import { encode } from '@bytelatent/bytes';
 import { EntropyModel, EntropyPatcher, PATCHER_METADATA_KEY, entropyModelArgsOfSize } from '@bytelatent/entropy-patcher';
-import { AdamW, GradientAccumulator, learningRate, seededUniform, summedCrossEntropy, type ParameterRegistry } from '@bytelatent/nn';
+import {
+  AdamW,
+  BltError,
+  GradientAccumulator,
+  learningRate,
+  seededUniform,
+  summedCrossEntropy,
+  type ParameterRegistry,
+} from '@bytelatent/nn';
+import { bltArgsOfSize } from './blt-args.js';
+import { ByteLatentTransformer } from './blt-model.js';
+import { bltPatchingFromSettings, patchRows, type BltPatching } from './patching.js';
 
 /** What the page trains: the entropy model that patches, or a BLT. */
 export type TrainedKind = 'entropy' | 'blt';
-
-export type TextTrainerErrorCode = 'TEXT_TOO_SHORT' | 'INVALID_ARGUMENT';
-
-/** A training request that cannot be run (too little text, a bad setting). */
-export class TextTrainerError extends CodedError<TextTrainerErrorCode> {
-  override readonly name = 'TextTrainerError';
-}
 
 export interface TextTrainerOptions {
   readonly kind: TrainedKind;
@@ -59,7 +61,7 @@ export interface TrainingRecord {
 }
 
 /** A trained model as one safetensors file, and what the page shows about it. */
-export interface SavedModel {
+export interface TrainedModelFile {
   readonly kind: TrainedKind;
   /** A file name for a download (`entropy-model.safetensors`, `blt.safetensors`). */
   readonly fileName: string;
@@ -103,7 +105,7 @@ export class TextTrainer {
   private readonly accumulator: GradientAccumulator;
   private readonly bytes: Uint8Array;
 
-  /** @throws {TextTrainerError} `TEXT_TOO_SHORT` under {@link MIN_TRAINING_BYTES}; `INVALID_ARGUMENT` for a bad setting */
+  /** @throws {BltError} `INVALID_ARGUMENT` for a text under {@link MIN_TRAINING_BYTES} or a bad setting */
   constructor(options: TextTrainerOptions) {
     this.kind = options.kind;
     this.steps = options.steps;
@@ -117,18 +119,13 @@ export class TextTrainer {
       batchSize: this.batchSize,
       evalEvery: this.evalEvery,
     }))
-      if (!Number.isInteger(value) || value < 1)
-        throw new TextTrainerError('INVALID_ARGUMENT', `${name} must be an integer >= 1, got ${value}`);
-    if (!(this.lr > 0 && this.lr < 1))
-      throw new TextTrainerError('INVALID_ARGUMENT', `the learning rate must be in (0, 1), got ${this.lr}`);
+      if (!Number.isInteger(value) || value < 1) throw new BltError('INVALID_ARGUMENT', `${name} must be an integer >= 1, got ${value}`);
+    if (!(this.lr > 0 && this.lr < 1)) throw new BltError('INVALID_ARGUMENT', `the learning rate must be in (0, 1), got ${this.lr}`);
     if (options.kind !== 'entropy' && options.kind !== 'blt')
-      throw new TextTrainerError('INVALID_ARGUMENT', `kind must be "entropy" or "blt", got ${JSON.stringify(options.kind)}`);
+      throw new BltError('INVALID_ARGUMENT', `kind must be "entropy" or "blt", got ${JSON.stringify(options.kind)}`);
     this.bytes = typeof options.text === 'string' ? new TextEncoder().encode(options.text) : options.text;
     if (this.bytes.length < MIN_TRAINING_BYTES)
-      throw new TextTrainerError(
-        'TEXT_TOO_SHORT',
-        `the text has ${this.bytes.length} bytes; training needs at least ${MIN_TRAINING_BYTES}`,
-      );
+      throw new BltError('INVALID_ARGUMENT', `the text has ${this.bytes.length} bytes; training needs at least ${MIN_TRAINING_BYTES}`);
     this.ids = encode(this.bytes, { bos: true, eos: true });
     // The held-out part: the last tenth, at least one short window, cut into windows of seqLen + 1 ids.
     const heldoutIds = Math.max(Math.floor(this.ids.length * HELD_OUT_SHARE), 33);
@@ -145,7 +142,7 @@ export class TextTrainer {
     } else {
       const rule = options.bltPatching ?? { mode: 'space' };
       if (rule.mode === 'static' && !(Number.isInteger(rule.patchSize) && rule.patchSize >= 1))
-        throw new TextTrainerError('INVALID_ARGUMENT', `static patching needs a patch size >= 1, got ${rule.patchSize}`);
+        throw new BltError('INVALID_ARGUMENT', `static patching needs a patch size >= 1, got ${rule.patchSize}`);
       this.patching = bltPatchingFromSettings(rule, undefined);
       this.blt = new ByteLatentTransformer(bltArgsOfSize({ ...BLT_SIZE, seqLen: this.seqLen, patchingMode: rule.mode }), seed);
       registry = this.blt.registry;
@@ -235,10 +232,10 @@ export class TextTrainer {
    * threshold calibrated on the training text for a mean patch of 4.5 bytes (`--patcher FILE`); the
    * BLT with its arguments and patching rule (`--blt FILE`).
    */
-  async save(): Promise<SavedModel> {
+  async save(): Promise<TrainedModelFile> {
     if (Number.isNaN(this.heldoutBitsPerByte)) await this.evaluate();
     const common = {
-      trained_by: 'bytelatent web page',
+      trained_by: 'bytelatent TextTrainer',
       trained_steps: String(this.step),
       heldout_bits_per_byte: this.heldoutBitsPerByte.toFixed(4),
     };
