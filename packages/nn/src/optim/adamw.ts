@@ -24,6 +24,29 @@ export interface UpdateStats {
   readonly clipped: boolean;
 }
 
+/** Inputs per `addN`: tfjs's WebGPU kernel binds one storage buffer per input and one for its output. */
+const ADD_N_GROUP = 4;
+
+/**
+ * Σ of same-shaped tensors, added a few at a time. tfjs's WebGPU `AddN` binds every input as a
+ * storage buffer, and a WebGPU device allows 8 per shader stage unless more are requested: with more
+ * inputs the pipeline fails validation on a real adapter and the sum reads as garbage (a model's
+ * worth of gradient norms is dozens of inputs).
+ */
+function sumInGroups(values: tf.Tensor[]): tf.Tensor {
+  if (values.length === 0) return tf.scalar(0);
+  let level = values;
+  while (level.length > 1) {
+    const next: tf.Tensor[] = [];
+    for (let i = 0; i < level.length; i += ADD_N_GROUP) {
+      const group = level.slice(i, i + ADD_N_GROUP);
+      next.push(group.length === 1 ? group[0]! : tf.addN(group));
+    }
+    level = next;
+  }
+  return level[0]!;
+}
+
 /** AdamW over a fixed list of named variables. */
 export class AdamW {
   readonly beta1: number;
@@ -70,7 +93,7 @@ export class AdamW {
   async apply(grads: readonly tf.Tensor[], lr: number): Promise<UpdateStats> {
     if (grads.length !== this.params.length)
       throw new NnError('INVALID_ARGUMENT', `expected ${this.params.length} gradients, got ${grads.length}`);
-    const normT = tf.tidy(() => tf.sqrt(tf.addN(grads.map((g) => tf.sum(tf.square(g))))));
+    const normT = tf.tidy(() => tf.sqrt(sumInGroups(grads.map((g) => tf.sum(tf.square(g))))));
     const gradNorm = (await normT.data())[0]!;
     normT.dispose();
     if (!Number.isFinite(gradNorm)) throw new NnError('NON_FINITE', `the gradient norm is ${gradNorm}; the update was skipped`);
