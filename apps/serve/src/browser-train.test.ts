@@ -197,6 +197,30 @@ describe.skipIf(!available)('training in the page (Chromium, Web Worker on wasm)
     }
   }, 300_000);
 
+  it('takes its text from a picked file or a file dropped on the box', async () => {
+    const page = await browser.newPage();
+    try {
+      await page.goto(`${base}#train`);
+      await page.setInputFiles('#trainFile', { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('héllo '.repeat(100)) });
+      await page.waitForFunction(() => document.getElementById('trainTextInfo')!.textContent!.startsWith('training on'));
+      expect(await page.textContent('#trainTextInfo')).toBe('training on notes.txt (700 bytes)');
+      expect(await page.inputValue('#trainText')).toBe('héllo '.repeat(100));
+      // A drop: the browser's DataTransfer with a file, as a drag from the desktop delivers it.
+      await page.evaluate(() => {
+        const data = new DataTransfer();
+        data.items.add(new File([new Uint8Array(300).fill(0x41)], 'dropped.bin'));
+        document.getElementById('trainText')!.dispatchEvent(new DragEvent('drop', { dataTransfer: data, bubbles: true, cancelable: true }));
+      });
+      await page.waitForFunction(() => document.getElementById('trainTextInfo')!.textContent!.includes('dropped.bin'));
+      expect(await page.textContent('#trainTextInfo')).toBe('training on dropped.bin (300 bytes)');
+      // Typing goes back to the box's text.
+      await page.fill('#trainText', 'typed');
+      expect(await page.textContent('#trainTextInfo')).toBe('5 bytes of text');
+    } finally {
+      await page.close();
+    }
+  }, 60_000);
+
   it('says what is wrong with too little text, and trains nothing', async () => {
     const page = await browser.newPage();
     try {

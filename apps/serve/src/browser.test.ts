@@ -173,6 +173,58 @@ describe.skipIf(!available)('the web page in Chromium', () => {
     }
   }, 180_000);
 
+  it('sampling controls: a seed repeats a generation, top-k 1 is greedy, a stop string ends it; the run choice reloads in the browser', async () => {
+    const page: Page = await browser.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    try {
+      await page.goto(base);
+      await page.waitForFunction(() => document.getElementById('status')!.dataset['state'] === 'ready', null, { timeout: 120_000 });
+      const generate = async () => {
+        await page.click('#generate');
+        await page.waitForFunction(() => document.getElementById('geninfo')!.dataset['state'] !== undefined, null, { timeout: 120_000 });
+        const info = (await page.textContent('#geninfo')) ?? '';
+        expect(await page.getAttribute('#geninfo', 'data-state'), info).toBe('done');
+        return { text: (await page.textContent('#generated')) ?? '', info };
+      };
+      await page.fill('#prompt', PROMPT);
+      await page.fill('#maxBytes', '40');
+      await page.fill('#temperature', '1');
+      await page.fill('#topP', '0.9');
+      await page.fill('#seed', '7');
+      const first = await generate();
+      expect(first.info).toMatch(/^40 bytes, \d+ patches, .* \(length; seed 7\)$/);
+      expect((await generate()).text).toBe(first.text);
+      // top-k 1 keeps only the likeliest byte: the greedy bytes of the API at temperature 0.
+      const greedy = (
+        (await (
+          await fetch(`${base}v1/generate`, {
+            method: 'POST',
+            headers: { 'Content-Type': 'application/json' },
+            body: JSON.stringify({ prompt: PROMPT, maxBytes: 40, temperature: 0 }),
+          })
+        ).json()) as { text: string }
+      ).text;
+      await page.fill('#topK', '1');
+      expect((await generate()).text).toBe(greedy);
+      // A stop string: the generation ends before its first occurrence.
+      const stop = greedy.slice(12, 15);
+      await page.fill('#stop', stop);
+      const stopped = await generate();
+      expect(stopped.text).toBe(greedy.slice(0, greedy.indexOf(stop)));
+      expect(stopped.info).toMatch(/\(stop; seed 7\)$/);
+      // Running in the browser: the choice reloads the page with the models in it.
+      expect(await page.isDisabled('#backend')).toBe(true);
+      await Promise.all([page.waitForURL(/\?run=browser&backend=auto$/), page.selectOption('#run', 'browser')]);
+      await page.waitForFunction(() => document.getElementById('status')!.dataset['state'] !== undefined, null, { timeout: 120_000 });
+      expect(await page.textContent('#status')).toMatch(/^Running in this browser on /);
+      expect(await page.isEnabled('#backend')).toBe(true);
+      expect(errors).toEqual([]);
+    } finally {
+      await page.close();
+    }
+  }, 240_000);
+
   it('downloads the weights once: a second visit revalidates them (304) and reads them from IndexedDB', async () => {
     const context = await browser.newContext();
     const statuses: string[] = [];
