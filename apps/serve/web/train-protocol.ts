@@ -13,7 +13,11 @@ export type TrainRequest =
     }
   | { readonly type: 'pause' }
   | { readonly type: 'resume' }
-  | { readonly type: 'save' };
+  /** Saves the model as it is after the step in flight; `purpose` comes back with it. */
+  | { readonly type: 'save'; readonly purpose: SavePurpose };
+
+/** What a save is for: stored in this browser's IndexedDB, or downloaded. */
+export type SavePurpose = 'browser' | 'download';
 
 /** Worker → page. */
 export type TrainEvent =
@@ -29,5 +33,5 @@ export type TrainEvent =
   | { readonly type: 'step'; readonly record: TrainingRecord; readonly heldoutBefore: number }
   | { readonly type: 'paused'; readonly step: number }
   | { readonly type: 'finished'; readonly step: number }
-  | { readonly type: 'saved'; readonly model: TrainedModelFile }
+  | { readonly type: 'saved'; readonly model: TrainedModelFile; readonly purpose: SavePurpose }
   | { readonly type: 'error'; readonly message: string };

@@ -6,7 +6,7 @@
 import type { TextTrainerOptions, TrainedModelFile, TrainingRecord } from '@bytelatent/blt';
 import type { BrowserBackendChoice } from './engines.js';
 import { deleteModel, listModels, loadModel, saveModel, type StoredModel } from './browser-store.js';
-import type { TrainEvent, TrainRequest } from './train-protocol.js';
+import type { SavePurpose, TrainEvent, TrainRequest } from './train-protocol.js';
 
 const element = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const CURVE = { width: 900, height: 220, left: 48, right: 12, top: 10, bottom: 30 } as const;
@@ -95,8 +95,6 @@ export function setUpTrainTab(hooks: TrainTabHooks): void {
   let steps = 0;
   let paused = false;
   let describeRun = '';
-  /** What a save is for: stored in the browser, or downloaded. */
-  let saveFor: 'browser' | 'download' = 'browser';
 
   const setState = (state: string, text: string) => {
     status.dataset['state'] = state;
@@ -161,7 +159,9 @@ export function setUpTrainTab(hooks: TrainTabHooks): void {
         status.dataset['step'] = String(event.record.step);
         if (event.record.heldoutBitsPerByte !== undefined) status.dataset['heldout'] = String(event.record.heldoutBitsPerByte);
         status.dataset['heldoutBefore'] = String(heldoutBefore);
-        if (!paused) setState('running', `Training in this browser: ${describeRun}. ${progress()}`);
+        // A step that was in flight when the pause was asked for still lands.
+        if (paused) setState('paused', `Paused: ${progress()}`);
+        else setState('running', `Training in this browser: ${describeRun}. ${progress()}`);
         drawCurve(records, heldoutBefore, steps);
         break;
       case 'paused':
@@ -174,7 +174,7 @@ export function setUpTrainTab(hooks: TrainTabHooks): void {
         setState('done', `Done: ${progress()}. Trained in this browser: ${describeRun}.`);
         break;
       case 'saved':
-        await onSaved(event.model);
+        await onSaved(event.model, event.purpose);
         break;
       case 'error':
         setState('error', `error: ${event.message}`);
@@ -183,8 +183,8 @@ export function setUpTrainTab(hooks: TrainTabHooks): void {
     }
   };
 
-  const onSaved = async (model: TrainedModelFile) => {
-    if (saveFor === 'download') {
+  const onSaved = async (model: TrainedModelFile, purpose: SavePurpose) => {
+    if (purpose === 'download') {
       download(model.file, model.fileName);
       status.dataset['saved'] = 'download';
       return;
@@ -199,11 +199,16 @@ export function setUpTrainTab(hooks: TrainTabHooks): void {
     const text = fileBytes?.bytes ?? textBox.value;
     worker?.terminate();
     worker = new Worker(new URL('./train-worker.ts', import.meta.url), { type: 'module' });
-    worker.onmessage = (e: MessageEvent<TrainEvent>) => void onEvent(e.data);
+    worker.onmessage = (e: MessageEvent<TrainEvent>) =>
+      void onEvent(e.data).catch((error: unknown) => setState('error', `error: ${(error as Error).message}`));
     worker.onerror = (e) => setState('error', `error: the training worker failed (${e.message})`);
     records = [];
     heldoutBefore = Number.NaN;
     paused = false;
+    // Enabled again once the worker has a model ('started').
+    pauseButton.disabled = true;
+    saveButton.disabled = true;
+    downloadButton.disabled = true;
     pauseButton.textContent = 'Pause';
     delete status.dataset['step'];
     delete status.dataset['heldout'];
@@ -235,14 +240,8 @@ export function setUpTrainTab(hooks: TrainTabHooks): void {
     send({ type: paused ? 'pause' : 'resume' });
     if (!paused) setState('running', `Training in this browser: ${describeRun}. ${progress()}`);
   });
-  saveButton.addEventListener('click', () => {
-    saveFor = 'browser';
-    send({ type: 'save' });
-  });
-  downloadButton.addEventListener('click', () => {
-    saveFor = 'download';
-    send({ type: 'save' });
-  });
+  saveButton.addEventListener('click', () => send({ type: 'save', purpose: 'browser' }));
+  downloadButton.addEventListener('click', () => send({ type: 'save', purpose: 'download' }));
 
   const list = element('savedModels');
   const renderSaved = async () => {

@@ -31,6 +31,8 @@ async function train(): Promise<void> {
   running = true;
   while (running && mine === loops && trainer && !trainer.done) {
     if (saving) await saving;
+    // A resume right after a pause: the old loop's last step may still be running.
+    await inFlight;
     const current = trainer;
     if (!running || mine !== loops || current.done) break;
     const step = current.trainStep();
@@ -87,7 +89,7 @@ async function handle(request: TrainRequest): Promise<void> {
       saving = saved.catch(() => undefined);
       try {
         const model = await saved;
-        post({ type: 'saved', model }, [model.file.buffer]);
+        post({ type: 'saved', model, purpose: request.purpose }, [model.file.buffer]);
       } finally {
         saving = undefined;
       }
