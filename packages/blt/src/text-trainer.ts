@@ -1,13 +1,15 @@
 /**
  * Trains a small entropy model or BLT on one text held in memory, anywhere tfjs trains: a page's
- * Web Worker (the serve app's training tab), Node, a notebook. The pieces are the trainer CLI's: nn's `GradientAccumulator`, `AdamW` and warm-up + cosine schedule, the models' own losses,
- * and the same file formats, so that a model trained here loads wherever one from `bytelatent-train`
- * does (`bytelatent-serve --patcher FILE` / `--blt FILE`, `EntropyPatcher.fromSafetensors`,
+ * Web Worker (the serve app's training tab), Node, a notebook. The pieces are the trainer CLI's:
+ * nn's `GradientAccumulator`, `AdamW` and warm-up + cosine schedule, the models' own losses, and the
+ * same file formats, so that a model trained here loads wherever one from `bytelatent-train` does
+ * (`bytelatent-serve --patcher FILE` / `--blt FILE`, `EntropyPatcher.fromSafetensors`,
  * `ByteLatentTransformer.fromSafetensors`). Gradients need `@bytelatent/nn/gradients` loaded first.
  *
- * The text is one document (`BOS bytes EOS`): its last tenth is held out, and each step trains on
- * `batchSize` windows of `seqLen` bytes drawn from the rest at seeded random offsets. The held-out
- * bits per byte are measured before the first step and every `evalEvery` steps.
+ * The text is one document (`BOS bytes EOS`): its last tenth is held out (never trained on), and
+ * each step trains on `batchSize` windows of `seqLen` bytes drawn from the rest at seeded random
+ * offsets. The first four windows of the held-out part are scored before the first step, every
+ * `evalEvery` steps and after the last.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { encode } from '@bytelatent/bytes';
@@ -60,7 +62,7 @@ export interface TrainingRecord {
   readonly bytesPerSecond: number;
 }
 
-/** A trained model as one safetensors file, and what the page shows about it. */
+/** A trained model as one safetensors file, with what a user interface shows about it. */
 export interface TrainedModelFile {
   readonly kind: TrainedKind;
   /** A file name for a download (`entropy-model.safetensors`, `blt.safetensors`). */
@@ -71,7 +73,7 @@ export interface TrainedModelFile {
   readonly heldoutBitsPerByte: number;
 }
 
-/** Smallest text the page trains on: enough for a few windows and a held-out part. */
+/** Smallest text {@link TextTrainer} trains on: enough for a few windows and a held-out part. */
 export const MIN_TRAINING_BYTES = 256;
 
 const ENTROPY_SIZE = { dim: 64, layers: 2 } as const;
