@@ -10,7 +10,7 @@ import type { Browser } from 'playwright-core';
 import { ByteLatentTransformer, savePretrained } from '@bytelatent/blt';
 import { EntropyModel, EntropyPatcher } from '@bytelatent/entropy-patcher';
 import { initBackend } from '@bytelatent/nn';
-import { loadServeModels } from './load-models.js';
+import { DEFAULT_BLT_FOLDER, loadServeModels } from './load-models.js';
 import { createApiServer } from './server.js';
 import { WEB_DIR } from './paths.js';
 import { browserAvailable, launchChromium } from './test-helpers.js';
@@ -96,6 +96,30 @@ describe.skipIf(!available)('the web page on a folder model', () => {
     // The folder's max_patch_length (3) in the page too.
     expect(Math.max(...page.patches.map((p) => new TextEncoder().encode(p).length))).toBeLessThanOrEqual(3);
     expect(page.generated).toBe(server.generated);
+  }, 240_000);
+
+  it('runs the folder with an explicit --patcher folder in the browser (read through the weights cache) with the same patches', async () => {
+    const backend = await initBackend({ backend: 'wasm' });
+    const { service, folders } = await loadServeModels({
+      model: folder,
+      patcher: join(DEFAULT_BLT_FOLDER, 'entropy_model'),
+      backend: backend.name,
+    });
+    const { server } = createApiServer({ service, modelFolders: folders!, publicDir: WEB_DIR });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const folderBase = base;
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+    try {
+      expect(((await (await fetch(`${base}models/index.json`)).json()) as { patcher: string }).patcher).toBe('patcher/');
+      const onServer = await runPage('');
+      const inPage = await runPage('?run=browser&backend=wasm');
+      expect(inPage.status).toMatch(/in this browser on wasm; transformers-layout folder loaded \([\d.]+ MB of weights downloaded\)/);
+      expect(inPage.patches).toEqual(onServer.patches);
+      expect(inPage.generated).toBe(onServer.generated);
+    } finally {
+      base = folderBase;
+      await new Promise((resolve) => server.close(resolve));
+    }
   }, 240_000);
 
   it('runs a folder the user picks on this computer, in the browser, with the same patches', async () => {

@@ -139,11 +139,12 @@ export interface PretrainedSources {
    */
   readonly blt: string | ModelFolder;
   /**
-   * The entropy model: a folder (path or URL) of any layout, or the bytes of a safetensors entropy
+   * The entropy model: a folder (path or URL, or one opened: the page's, read through its IndexedDB
+   * cache) of any layout, or the bytes of a safetensors entropy
    * model; default: where the reference keeps it (inside the BLT's folder, beside it, or in the same
    * file). Either way the BLT's own patching settings apply, as in the reference.
    */
-  readonly patcher?: string | Uint8Array;
+  readonly patcher?: string | ModelFolder | Uint8Array;
   /** Names for messages and `/health` (default: the locations). */
   readonly bltName?: string;
   readonly patcherName?: string;
@@ -161,10 +162,11 @@ export interface PretrainedSources {
  *   entropy model file)
  */
 export async function createModelServiceFromPretrained(sources: PretrainedSources): Promise<{ service: ModelService; layout: string }> {
-  const patcherBytes = sources.patcher instanceof Uint8Array ? sources.patcher : undefined;
+  const source = sources.patcher;
+  const patcherBytes = source instanceof Uint8Array ? source : undefined;
   const loaded = await loadPretrained(
     sources.blt,
-    patcherBytes ? { patcher: false } : typeof sources.patcher === 'string' ? { patcher: sources.patcher } : {},
+    source === undefined ? {} : source instanceof Uint8Array ? { patcher: false } : { patcher: source },
   );
   let patcher: EntropyPatcher;
   try {
@@ -185,7 +187,11 @@ export async function createModelServiceFromPretrained(sources: PretrainedSource
       backend: loaded.backend.name,
       patcherModel:
         sources.patcherName ??
-        (typeof sources.patcher === 'string' ? sources.patcher : `${loaded.location} (${patcher.layout ?? 'own'} entropy model)`),
+        (typeof source === 'string'
+          ? source
+          : source !== undefined && !(source instanceof Uint8Array)
+            ? source.location
+            : `${loaded.location} (${patcher.layout ?? 'own'} entropy model)`),
       bltModel: sources.bltName ?? loaded.location,
       bltLayout: loaded.layout,
     },

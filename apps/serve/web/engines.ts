@@ -142,7 +142,7 @@ async function serverModelsInPage(info: BackendInfo): Promise<{ service: ModelSe
       index.patcher === null
         ? undefined
         : index.patcher.endsWith('/')
-          ? new URL(index.patcher, base).href
+          ? await openModelFolder(new URL(index.patcher, base).href, { fetch: cachingFetch })
           : await fetchBytes(new URL(index.patcher, base).href);
     const { service } = await createModelServiceFromPretrained({
       blt: await openModelFolder(new URL(index.blt, base).href, { fetch: cachingFetch }),
