@@ -175,6 +175,11 @@ describe.skipIf(!available)('training in the page (Chromium, Web Worker on wasm)
       expect(await page.getAttribute('#geninfo', 'data-state'), (await page.textContent('#geninfo')) ?? '').toBe('done');
       expect(await page.textContent('#geninfo')).toMatch(/^8 bytes, \d+ patches/);
       await page.screenshot({ path: `${SCREENSHOTS}/page-trained-blt.png`, fullPage: true });
+      // Back to the training tab: the saved model can be deleted.
+      await page.click('#tabTrain');
+      expect(await page.isVisible('#train')).toBe(true);
+      await page.click('#savedModels li[data-id] button[data-action=delete]');
+      await page.waitForFunction(() => document.getElementById('savedModels')!.textContent === 'none yet', null, { timeout: 30_000 });
       expect(errors).toEqual([]);
     } finally {
       await page.close();

@@ -167,6 +167,10 @@ describe.skipIf(!available)('the web page in Chromium', () => {
       expect(await patchesNow()).toEqual(await api({ mode: 'static', patchSize: 4 }));
       expect(await page.isVisible('#patchSizeLabel')).toBe(true);
       await page.screenshot({ path: `${SCREENSHOTS}/page-patching-static.png`, fullPage: true });
+      // The static rule's size.
+      await moved('#patchSize', '6');
+      expect(await patchesNow()).toEqual(await api({ mode: 'static', patchSize: 6 }));
+      expect(await page.textContent('#patchinfo')).toMatch(/mean [\d.]+ bytes; static\)$/);
       expect(errors).toEqual([]);
     } finally {
       await page.close();
