@@ -16,6 +16,7 @@ import {
 } from './engines.js';
 import { DEFAULT_SAMPLING } from '../src/sampling-defaults.js';
 import { setUpTrainTab } from './train-tab.js';
+import type { StoredModel } from './browser-store.js';
 
 const element = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const BACKENDS: readonly BrowserBackendChoice[] = ['auto', 'webgpu', 'wasm', 'cpu'];
@@ -132,6 +133,24 @@ function renderBits(text: string, r: ScoreResponse): void {
 }
 
 async function main(): Promise<void> {
+  // The tabs: patching and generation, and training.
+  const tabs = [
+    [element('tabExplore'), element('explore')],
+    [element('tabTrain'), element('train')],
+  ] as const;
+  const showTab = (index: number) =>
+    tabs.forEach(([tab, panel], i) => {
+      tab.setAttribute('aria-selected', String(i === index));
+      panel.hidden = i !== index;
+    });
+  tabs.forEach(([tab], i) => tab.addEventListener('click', () => showTab(i)));
+  if (location.hash === '#train') showTab(1);
+  // Training needs no running model: the tab works while the models load, and if they cannot.
+  let runSavedModel: (model: StoredModel) => Promise<void> = async () => {
+    throw new Error('no model runs in the page yet (see the status line at the top)');
+  };
+  setUpTrainTab({ run: (model) => runSavedModel(model) });
+
   const params = new URLSearchParams(location.search);
   const run = params.get('run') === 'browser' ? 'browser' : 'server';
   const requested = params.get('backend') as BrowserBackendChoice | null;
@@ -309,29 +328,16 @@ async function main(): Promise<void> {
     );
   });
 
-  // The tabs: patching and generation, and training.
-  const tabs = [
-    [element('tabExplore'), element('explore')],
-    [element('tabTrain'), element('train')],
-  ] as const;
-  const showTab = (index: number) =>
-    tabs.forEach(([tab, panel], i) => {
-      tab.setAttribute('aria-selected', String(i === index));
-      panel.hidden = i !== index;
-    });
-  tabs.forEach(([tab], i) => tab.addEventListener('click', () => showTab(i)));
-  if (location.hash === '#train') showTab(1);
-  setUpTrainTab({
-    run: async (model) => {
-      showTab(0);
-      const progress = (m: string) => (status.textContent = m);
-      await replaceEngine(
-        () => createModelFileEngine(backendSelect.value as BrowserBackendChoice, model.file, model.name, progress),
-        'trained',
-        `your ${model.kind === 'blt' ? 'BLT' : 'entropy model'}`,
-      );
-    },
-  });
+  // A model saved in the training tab replaces the running model, in this browser.
+  runSavedModel = async (model) => {
+    showTab(0);
+    const progress = (m: string) => (status.textContent = m);
+    await replaceEngine(
+      () => createModelFileEngine(backendSelect.value as BrowserBackendChoice, model.file, model.name, progress),
+      'trained',
+      `your ${model.kind === 'blt' ? 'BLT' : 'entropy model'}`,
+    );
+  };
 
   // Typing re-patches at once; scoring with the BLT waits for a pause.
   let scoreTimer: ReturnType<typeof setTimeout> | undefined;
