@@ -2,43 +2,24 @@
 // the shipped models: a model trains in the page's Web Worker on wasm, the held-out bits per byte
 // fall, pause holds it and resume finishes it; the saved model runs in the page, and the downloaded
 // file loads in the loaders and in this server. Screenshots go to test-output/.
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser, Page } from 'playwright-core';
+import { describe, expect, it } from 'vitest';
+import type { Page } from 'playwright-core';
 import { EntropyPatcher } from '@bytelatent/entropy-patcher';
 import { initBackend } from '@bytelatent/nn';
 import { loadServeModels } from './load-models.js';
-import { WEB_DIR } from './paths.js';
-import { browserAvailable, launchChromium, serveDemoPage } from './test-helpers.js';
+import { SCREENSHOTS, useDemoPage } from './test-helpers.js';
 
-const SCREENSHOTS = fileURLToPath(new URL('../test-output', import.meta.url));
-const available = browserAvailable(`${WEB_DIR}/index.html`);
-
-let base = '';
-let closeServer: () => Promise<void>;
-let browser: Browser;
-
-beforeAll(async () => {
-  if (!available) return;
-  ({ base, close: closeServer } = await serveDemoPage());
-  browser = await launchChromium();
-  await mkdir(SCREENSHOTS, { recursive: true });
-}, 120_000);
-
-afterAll(async () => {
-  await browser?.close();
-  await closeServer?.();
-});
+const demo = useDemoPage();
 
 const trainState = (page: Page) => page.getAttribute('#trainStatus', 'data-state');
 const dataNumber = async (page: Page, name: string) => Number(await page.getAttribute('#trainStatus', `data-${name}`));
 
 /** Opens the training tab, sets the run up on wasm and starts it. */
 async function startTraining(page: Page, kind: 'entropy' | 'blt', steps: number, batch: number, backend = 'wasm'): Promise<void> {
-  await page.goto(`${base}#train`);
+  await page.goto(`${demo.base}#train`);
   expect(await page.isVisible('#train')).toBe(true);
   expect(await page.isHidden('#explore')).toBe(true);
   expect(await page.textContent('#trainTextInfo')).toMatch(/^1\d{3} bytes of text$/);
@@ -83,9 +64,9 @@ async function saveAndRun(page: Page, kind: 'entropy' | 'blt'): Promise<string> 
   return (await page.textContent('#status')) ?? '';
 }
 
-describe.skipIf(!available)('training in the page (Chromium, Web Worker on wasm)', () => {
+describe.skipIf(!demo.available)('training in the page (Chromium, Web Worker on wasm)', () => {
   it('trains an entropy model: the held-out bits fall, pause holds the step, resume finishes; saved, downloaded and run', async () => {
-    const page = await browser.newPage();
+    const page = await demo.browser.newPage();
     const errors: string[] = [];
     page.on('pageerror', (e) => errors.push(e.message));
     try {
@@ -143,7 +124,7 @@ describe.skipIf(!available)('training in the page (Chromium, Web Worker on wasm)
   }, 300_000);
 
   it('trains a BLT; the saved one scores and generates in the page, and the downloaded file loads in this server', async () => {
-    const page = await browser.newPage();
+    const page = await demo.browser.newPage();
     const errors: string[] = [];
     page.on('pageerror', (e) => errors.push(e.message));
     try {
@@ -188,7 +169,7 @@ describe.skipIf(!available)('training in the page (Chromium, Web Worker on wasm)
 
   it('trains on WebGPU in the worker (software adapter here)', async () => {
     // SwiftShader runs WebGPU on the CPU at ~0.4 GFLOP/s: two small steps prove the path.
-    const page = await browser.newPage();
+    const page = await demo.browser.newPage();
     const errors: string[] = [];
     page.on('pageerror', (e) => errors.push(e.message));
     try {
@@ -203,9 +184,9 @@ describe.skipIf(!available)('training in the page (Chromium, Web Worker on wasm)
   }, 300_000);
 
   it('takes its text from a picked file or a file dropped on the box', async () => {
-    const page = await browser.newPage();
+    const page = await demo.browser.newPage();
     try {
-      await page.goto(`${base}#train`);
+      await page.goto(`${demo.base}#train`);
       await page.setInputFiles('#trainFile', { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('héllo '.repeat(100)) });
       await page.waitForFunction(() => document.getElementById('trainTextInfo')!.textContent!.startsWith('training on'));
       expect(await page.textContent('#trainTextInfo')).toBe('training on notes.txt (700 bytes)');
@@ -227,9 +208,9 @@ describe.skipIf(!available)('training in the page (Chromium, Web Worker on wasm)
   }, 60_000);
 
   it('says what is wrong with too little text, and trains nothing', async () => {
-    const page = await browser.newPage();
+    const page = await demo.browser.newPage();
     try {
-      await page.goto(`${base}#train`);
+      await page.goto(`${demo.base}#train`);
       await page.fill('#trainText', 'too short');
       expect(await page.textContent('#trainTextInfo')).toBe('9 bytes of text');
       await page.selectOption('#trainBackend', 'wasm');

@@ -2,33 +2,12 @@
 // browser), headless, against this server on 127.0.0.1 with the shipped models. Both ways of
 // running the model are exercised: through the API, and in the page on tfjs wasm and WebGPU
 // (SwiftShader here: slow, so the WebGPU generation is short). Screenshots go to test-output/.
-import { mkdir } from 'node:fs/promises';
-import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser, Page } from 'playwright-core';
-import { WEB_DIR } from './paths.js';
-import { browserAvailable, launchChromium, serveDemoPage } from './test-helpers.js';
+import { describe, expect, it } from 'vitest';
+import type { Page } from 'playwright-core';
+import { SCREENSHOTS, useDemoPage } from './test-helpers.js';
 
-const SCREENSHOTS = fileURLToPath(new URL('../test-output', import.meta.url));
-const available = browserAvailable(`${WEB_DIR}/index.html`);
-
+const demo = useDemoPage();
 const PROMPT = 'Alice was beginning to';
-
-let base = '';
-let closeServer: () => Promise<void>;
-let browser: Browser;
-
-beforeAll(async () => {
-  if (!available) return;
-  ({ base, close: closeServer } = await serveDemoPage());
-  browser = await launchChromium();
-  await mkdir(SCREENSHOTS, { recursive: true });
-}, 120_000);
-
-afterAll(async () => {
-  await browser?.close();
-  await closeServer?.();
-});
 
 interface PageRun {
   status: string;
@@ -41,11 +20,11 @@ interface PageRun {
 }
 
 async function runPage(query: string, maxBytes: number, screenshot: string): Promise<PageRun> {
-  const page: Page = await browser.newPage();
+  const page: Page = await demo.browser.newPage();
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
   try {
-    await page.goto(base + query);
+    await page.goto(demo.base + query);
     await page.waitForFunction(() => document.getElementById('status')!.dataset['state'] !== undefined, null, { timeout: 120_000 });
     const status = (await page.textContent('#status')) ?? '';
     expect(await page.getAttribute('#status', 'data-state'), status).toBe('ready');
@@ -80,13 +59,13 @@ async function runPage(query: string, maxBytes: number, screenshot: string): Pro
   }
 }
 
-describe.skipIf(!available)('the web page in Chromium', () => {
+describe.skipIf(!demo.available)('the web page in Chromium', () => {
   let server: PageRun;
 
   it('renders patches and streams a generation through the API', async () => {
     server = await runPage('', 24, 'page-server');
     expect(server.status).toMatch(/on the server \(backend wasm\)/);
-    const text = await (await fetch(base)).text();
+    const text = await (await fetch(demo.base)).text();
     const sample = /<textarea id="text"[^>]*>([^<]*)</.exec(text)![1]!;
     expect(server.patches.join('')).toBe(sample);
     // One point per byte in the entropy plot.
@@ -98,13 +77,13 @@ describe.skipIf(!available)('the web page in Chromium', () => {
   }, 180_000);
 
   it('re-patches live from the threshold slider and the rule; shows the BLT bits per byte as a heat strip', async () => {
-    const page: Page = await browser.newPage();
+    const page: Page = await demo.browser.newPage();
     const errors: string[] = [];
     page.on('pageerror', (e) => errors.push(e.message));
     try {
-      await page.goto(base);
+      await page.goto(demo.base);
       await page.waitForFunction(() => document.querySelectorAll('#patches span').length > 1, null, { timeout: 120_000 });
-      const health = (await (await fetch(`${base}health`)).json()) as { models: { patcher: { defaults: { threshold: number } } } };
+      const health = (await (await fetch(`${demo.base}health`)).json()) as { models: { patcher: { defaults: { threshold: number } } } };
       // The controls start at the model's own settings.
       expect(Number(await page.inputValue('#threshold'))).toBeCloseTo(health.models.patcher.defaults.threshold, 6);
       expect(await page.inputValue('#mode')).toBe('entropy');
@@ -145,7 +124,7 @@ describe.skipIf(!available)('the web page in Chromium', () => {
       const api = async (body: object) =>
         (
           (await (
-            await fetch(`${base}v1/patch`, {
+            await fetch(`${demo.base}v1/patch`, {
               method: 'POST',
               headers: { 'Content-Type': 'application/json' },
               body: JSON.stringify({ text: sample, ...body }),
@@ -178,11 +157,11 @@ describe.skipIf(!available)('the web page in Chromium', () => {
   }, 180_000);
 
   it('sampling controls: a seed repeats a generation, top-k 1 is greedy, a stop string ends it; the run choice reloads in the browser', async () => {
-    const page: Page = await browser.newPage();
+    const page: Page = await demo.browser.newPage();
     const errors: string[] = [];
     page.on('pageerror', (e) => errors.push(e.message));
     try {
-      await page.goto(base);
+      await page.goto(demo.base);
       await page.waitForFunction(() => document.getElementById('status')!.dataset['state'] === 'ready', null, { timeout: 120_000 });
       const generate = async () => {
         await page.click('#generate');
@@ -202,7 +181,7 @@ describe.skipIf(!available)('the web page in Chromium', () => {
       // top-k 1 keeps only the likeliest byte: the greedy bytes of the API at temperature 0.
       const greedy = (
         (await (
-          await fetch(`${base}v1/generate`, {
+          await fetch(`${demo.base}v1/generate`, {
             method: 'POST',
             headers: { 'Content-Type': 'application/json' },
             body: JSON.stringify({ prompt: PROMPT, maxBytes: 40, temperature: 0 }),
@@ -230,12 +209,12 @@ describe.skipIf(!available)('the web page in Chromium', () => {
   }, 240_000);
 
   it('downloads the weights once: a second visit revalidates them (304) and reads them from IndexedDB', async () => {
-    const context = await browser.newContext();
+    const context = await demo.browser.newContext();
     const statuses: string[] = [];
     try {
       const visit = async () => {
         const page = await context.newPage();
-        await page.goto(`${base}?run=browser&backend=wasm`);
+        await page.goto(`${demo.base}?run=browser&backend=wasm`);
         await page.waitForFunction(() => document.getElementById('status')!.dataset['state'] !== undefined, null, { timeout: 120_000 });
         statuses.push((await page.textContent('#status')) ?? '');
         const weights = await page.evaluate(() =>

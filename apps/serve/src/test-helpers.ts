@@ -5,9 +5,10 @@ import { createServer, type Server } from 'node:http';
 import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import { dirname, extname, join, normalize, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { chromium, type Browser } from 'playwright-core';
 import { build } from 'vite';
-import { expect } from 'vitest';
+import { afterAll, beforeAll, expect } from 'vitest';
 import { initBackend } from '@bytelatent/nn';
 import { loadServeModels } from './load-models.js';
 import { WEB_DIR } from './paths.js';
@@ -39,22 +40,42 @@ export function browserAvailable(...requiredFiles: string[]): boolean {
   return missing.length === 0;
 }
 
+/** Where the page tests write their screenshots. */
+export const SCREENSHOTS = fileURLToPath(new URL('../test-output', import.meta.url));
+
+/** What {@link useDemoPage} gives a test file: `base` and `browser` are set once its `beforeAll` ran. */
+export interface DemoPage {
+  /** Whether Chromium and the built page are here (in CI a missing one fails instead). */
+  readonly available: boolean;
+  /** The server's base URL, ending in `/`. */
+  base: string;
+  browser: Browser;
+}
+
 /**
- * This server with the shipped demo models on wasm, its page and `/models/` on a loopback
- * port: what the page tests drive.
- *
- * @returns the base URL (ending in `/`) and a function that closes the server
+ * This server with the shipped demo models on wasm, its page and `/models/` on a loopback port, and
+ * a headless Chromium: started before the test file's tests and closed after them.
  */
-export async function serveDemoPage(): Promise<{ base: string; close: () => Promise<void> }> {
-  const backend = await initBackend({ backend: 'wasm' });
-  // The shipped demo: a hub folder, served to the page under /models/blt/.
-  const { service, folders } = await loadServeModels({ backend: backend.name });
-  const { server } = createApiServer({ service, modelFolders: folders!, publicDir: WEB_DIR });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    base: `http://127.0.0.1:${(server.address() as AddressInfo).port}/`,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
+export function useDemoPage(): DemoPage {
+  const session = { available: browserAvailable(`${WEB_DIR}/index.html`), base: '', browser: undefined as unknown as Browser };
+  let close: (() => Promise<void>) | undefined;
+  beforeAll(async () => {
+    if (!session.available) return;
+    const backend = await initBackend({ backend: 'wasm' });
+    // The shipped demo: a hub folder, served to the page under /models/blt/.
+    const { service, folders } = await loadServeModels({ backend: backend.name });
+    const { server } = createApiServer({ service, modelFolders: folders!, publicDir: WEB_DIR });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    session.base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+    close = () => new Promise<void>((resolve) => server.close(() => resolve()));
+    session.browser = await launchChromium();
+    await mkdir(SCREENSHOTS, { recursive: true });
+  }, 120_000);
+  afterAll(async () => {
+    await session.browser?.close();
+    await close?.();
+  });
+  return session;
 }
 
 export function launchChromium(): Promise<Browser> {
