@@ -31,7 +31,7 @@
  *
  * In Node, `./wasm-native-matmul.ts` can put OpenBLAS matmul kernels in place of these fixes
  * ({@link setNativeMatMulConfigs}); they keep the fixes as their fallback and share
- * {@link addBiasAndActivate} and {@link planProduct} with them (and `./matmul-plan.ts`).
+ * {@link addBiasAndActivate} and {@link plannedProduct} with them (and `./matmul-plan.ts`).
  * {@link withWasmMatMul} runs code with any of the three sets (`original`, `fixed`, `native`).
  *
  * Files: the matmul replacements are in `./wasm-matmul.ts`, the calls into the wasm backend's own

@@ -3,7 +3,7 @@
  * explicit transposes instead of the original's slow transposed path, batched products as batch-1
  * products on zero-copy views, the fused bias and activation corrected. Registered by
  * `./wasm-kernels.ts`; `./wasm-native-matmul.ts` keeps them as its fallback and shares
- * {@link planProduct} and {@link addBiasAndActivate}.
+ * {@link plannedProduct} (its {@link planProduct}) and {@link addBiasAndActivate}.
  */
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import {
@@ -43,7 +43,7 @@ function withShape(x: TensorInfo, shape: number[]): TensorInfo {
  * The operands `a` and `b` if the replacements handle them: float32 and of rank >= 2. Anything
  * else goes to the original unchanged, so its validation and error messages stay exactly tfjs's.
  */
-export function floatOperands(inputs: NamedTensorInfoMap): { a: TensorInfo; b: TensorInfo } | undefined {
+function floatOperands(inputs: NamedTensorInfoMap): { a: TensorInfo; b: TensorInfo } | undefined {
   const { a, b } = inputs;
   if (a === undefined || b === undefined || a.dtype !== 'float32' || b.dtype !== 'float32') return undefined;
   return a.shape.length >= 2 && b.shape.length >= 2 ? { a, b } : undefined;
@@ -121,6 +121,22 @@ export function planProduct(
   const originalHandles = batchA === 1 || (batchA === batch && batchB === batch);
   const large = rows >= LOOP_MIN_ROWS && rows * inner * columns >= LOOP_MIN_MACS;
   return { ...plan, strategy: !originalHandles || large ? 'loop' : 'original' };
+}
+
+/**
+ * The float operands of a matmul kernel call, its transpose flags and the plan of its product, or
+ * `undefined` when the call is not one to plan (other dtypes, operands of rank < 2, shapes that do
+ * not multiply): then the original kernel runs it, and reports any error.
+ */
+export function plannedProduct(
+  args: KernelArgs,
+): { a: TensorInfo; b: TensorInfo; transposeA: boolean; transposeB: boolean; plan: ProductPlan } | undefined {
+  const operands = floatOperands(args.inputs);
+  if (operands === undefined) return undefined;
+  const transposeA = args.attrs?.['transposeA'] === true;
+  const transposeB = args.attrs?.['transposeB'] === true;
+  const plan = planProduct(operands.a.shape, operands.b.shape, transposeA, transposeB);
+  return plan === undefined ? undefined : { ...operands, transposeA, transposeB, plan };
 }
 
 /**
@@ -211,13 +227,10 @@ function runProduct(
 function fixedBatchMatMul(original: KernelConfig): KernelFunc {
   return ((args: KernelArgs) => {
     const { inputs, backend, attrs } = args;
-    const operands = floatOperands(inputs);
-    const transposeA = attrs?.['transposeA'] === true;
-    const transposeB = attrs?.['transposeB'] === true;
-    if (operands === undefined) return original.kernelFunc(args as Parameters<KernelFunc>[0]);
-    const { a, b } = operands;
-    const plan = planProduct(a.shape, b.shape, transposeA, transposeB);
-    if (plan === undefined || originalTakesFlags(plan) || (!transposeA && !transposeB && plan.strategy === 'original')) {
+    const product = plannedProduct(args);
+    if (product === undefined) return original.kernelFunc(args as Parameters<KernelFunc>[0]);
+    const { a, b, transposeA, transposeB, plan } = product;
+    if (originalTakesFlags(plan) || (!transposeA && !transposeB && plan.strategy === 'original')) {
       return original.kernelFunc(args as Parameters<KernelFunc>[0]);
     }
     const plainAttrs: NamedAttrMap = { ...attrs, transposeA: false, transposeB: false };
@@ -287,13 +300,9 @@ function fixedFusedMatMul(original: KernelConfig): KernelFunc {
   return ((args: KernelArgs) => {
     const { inputs, backend, attrs } = args;
     const { bias, preluActivationWeights } = inputs;
-    const operands = floatOperands(inputs);
-    const transposeA = attrs?.['transposeA'] === true;
-    const transposeB = attrs?.['transposeB'] === true;
-    if (operands === undefined) return original.kernelFunc(args as Parameters<KernelFunc>[0]);
-    const { a, b } = operands;
-    const plan = planProduct(a.shape, b.shape, transposeA, transposeB);
-    if (plan === undefined) return original.kernelFunc(args as Parameters<KernelFunc>[0]);
+    const product = plannedProduct(args);
+    if (product === undefined) return original.kernelFunc(args as Parameters<KernelFunc>[0]);
+    const { a, b, transposeA, transposeB, plan } = product;
     const { columns } = plan;
     const columnBias = bias !== undefined && bias.shape.length === 1 && bias.shape[0] === columns;
     const fusable = bias === undefined || columnBias;

@@ -24,7 +24,7 @@ import { _FusedMatMul, type KernelConfig, type KernelFunc, type TensorInfo } fro
 import { type NativeSgemmLike, sgemmProduct } from './matmul-plan.js';
 import type { KernelArgs } from './wasm-kernel-calls.js';
 import { activeWasmMatMul, fixedMatMulConfigs, setNativeMatMulConfigs } from './wasm-kernels.js';
-import { MATMUL_KERNELS, addBiasAndActivate, floatOperands, planProduct, type ProductPlan } from './wasm-matmul.js';
+import { MATMUL_KERNELS, addBiasAndActivate, plannedProduct, type ProductPlan } from './wasm-matmul.js';
 
 export type { NativeSgemmLike } from './matmul-plan.js';
 
@@ -90,13 +90,10 @@ function nativeProduct(
 
 /** The product of a matmul kernel call by OpenBLAS, or `undefined` to leave the call to `fallback`. */
 function tryNative(sgemm: NativeSgemmLike, args: KernelArgs): TensorInfo | undefined {
-  const operands = floatOperands(args.inputs);
-  if (operands === undefined) return undefined;
-  const transposeA = args.attrs?.['transposeA'] === true;
-  const transposeB = args.attrs?.['transposeB'] === true;
-  const plan = planProduct(operands.a.shape, operands.b.shape, transposeA, transposeB);
-  if (plan === undefined) return undefined;
-  return nativeProduct(sgemm, plan, operands.a, operands.b, transposeA, transposeB, args.backend);
+  const product = plannedProduct(args);
+  if (product === undefined) return undefined;
+  const { a, b, transposeA, transposeB, plan } = product;
+  return nativeProduct(sgemm, plan, a, b, transposeA, transposeB, args.backend);
 }
 
 /** The native config of one matmul kernel; `fallback` is the fixed kernel it replaces. */
